@@ -1,0 +1,3 @@
+from gitbus.cli import main
+
+main()

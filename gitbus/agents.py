@@ -1,0 +1,49 @@
+"""Agents: who is speaking in this worktree, and who else is on the bus.
+
+An agent is a worktree. Its name comes from `GITBUS_AGENT`, else from the worktree's own setting
+(`gitbus join --name`, kept in the worktree's private git dir so `git status` never shows it), else
+from the worktree folder's name. An agent is known to the others once its chain exists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from gitbus.git import Oid, Repository
+from gitbus.ids import AGENTS_PREFIX, AgentName, agent_name, derive_agent_name
+
+ENV_VAR = "GITBUS_AGENT"
+
+
+def _setting(repo: Repository) -> Path:
+    return repo.git_dir / "gitbus" / "agent"
+
+
+def resolve(repo: Repository, explicit: str | None = None,
+            env: Mapping[str, str] | None = None) -> AgentName:
+    """This worktree's agent name, by the precedence above; always validated."""
+    env = os.environ if env is None else env
+    if explicit:
+        return agent_name(explicit)
+    if env.get(ENV_VAR):
+        return agent_name(env[ENV_VAR])
+    f = _setting(repo)
+    if f.is_file():
+        return agent_name(f.read_text().strip())
+    return derive_agent_name(repo.root.name)
+
+
+def remember(repo: Repository, name: AgentName) -> None:
+    """Make `name` this worktree's agent for later commands (no env var needed)."""
+    f = _setting(repo)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(name + "\n")
+    os.replace(tmp, f)
+
+
+def known(repo: Repository) -> dict[AgentName, Oid]:
+    """Every agent with a chain on the bus, with its chain tip."""
+    return {AgentName(ref[len(AGENTS_PREFIX):]): oid for ref, oid in repo.refs(AGENTS_PREFIX).items()}

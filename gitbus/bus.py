@@ -1,0 +1,331 @@
+"""The bus: the typed library API that every face (CLI, hooks, TUI, MCP) calls.
+
+A `Bus` is one agent's handle on one repository. Free messages go on the agent's own chain;
+anything two agents could race for goes through the ledger. The clock and the identity are injected
+so orchestrators and tests can drive several agents in one process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from gitbus import agents, chains, cursors, ledger
+from gitbus import paths as P
+from gitbus.claims import (
+    DEFAULT_TTL_MS,
+    Claim,
+    all_claims,
+    decide_claim,
+    decide_release,
+    decide_renew,
+)
+from gitbus.clock import Clock, SystemClock
+from gitbus.delegation import RequestState, decide_done, decide_take, state_of
+from gitbus.errors import GitbusError, NotFound
+from gitbus.git import Oid, Repository
+from gitbus.ids import (
+    AGENTS_PREFIX,
+    EVERYONE,
+    LEDGER_REF,
+    AgentName,
+    MessageId,
+    agent_name,
+    agent_ref,
+    message_id_prefix,
+    new_message_id,
+)
+from gitbus.message import Kind, Message, clean_text
+
+OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
+# A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
+_Decide = Callable[[ledger.Ledger, int, MessageId], ledger.Change | None]
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: AgentName
+    last_active: int
+    last_summary: str
+    live_claims: int
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    message: Message
+    state: RequestState | None
+
+
+@dataclass(frozen=True)
+class Status:
+    me: AgentName
+    now: int
+    my_claims: list[Claim]
+    other_claims: list[Claim]
+    open_questions: list[Message]
+    requests: list[OpenRequest]
+    unread: int
+
+
+class Bus:
+    """One agent's handle on the bus of one repository."""
+
+    def __init__(self, repo: Repository, agent: AgentName, clock: Clock | None = None,
+                 cwd: Path | None = None) -> None:
+        self.repo = repo
+        self.agent = agent
+        self.clock = clock or SystemClock()
+        self.cwd = cwd or repo.root
+
+    @classmethod
+    def open(cls, path: str | Path = ".", agent: str | None = None,
+             clock: Clock | None = None) -> Bus:
+        """Open the bus of the repository at `path`, as `agent` (else resolved from the worktree)."""
+        repo = Repository.open(path)
+        return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve())
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    def init(self, remote: str | None = None) -> Message | None:
+        """Prepare the repository and register this worktree's agent; safe to repeat."""
+        if remote is not None:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", remote):
+                raise GitbusError(f"'{remote}' is not a valid remote name.")
+            self.repo.set_config("gitbus.remote", remote)
+        return self._ensure_joined()
+
+    def join(self, name: str) -> Message | None:
+        """Name this worktree's agent `name` for good, and announce it if new."""
+        self.agent = agent_name(name)
+        agents.remember(self.repo, self.agent)
+        return self._ensure_joined()
+
+    def _ensure_joined(self) -> Message | None:
+        if self.repo.ref(agent_ref(self.agent)) is not None:
+            return None
+        return self._post(Kind.JOIN, f"{self.agent} joined from {self.repo.root.name}",
+                          meta=(("worktree", str(self.repo.root)),))
+
+    def agents(self) -> list[AgentInfo]:
+        live: dict[str, int] = {}
+        for c in self.claims():
+            live[c.owner] = live.get(c.owner, 0) + 1
+        out = []
+        for name, tip in sorted(agents.known(self.repo).items()):
+            entry = next(chains.history(self.repo, {agent_ref(name): tip}), None)
+            last = entry.message if entry else None
+            out.append(AgentInfo(name, last.time if last else 0,
+                                 f"{last.kind.value}: {last.summary()}" if last else "",
+                                 live.get(name, 0)))
+        return out
+
+    # -- posting ----------------------------------------------------------------------------------
+
+    def _post(self, kind: Kind, text: str, *, to: AgentName = EVERYONE, paths: Iterable[str] = (),
+              reply_to: MessageId | None = None, after: int = 0,
+              meta: tuple[tuple[str, str], ...] = ()) -> Message:
+        text = clean_text(text, kind)
+        if to != EVERYONE:
+            self._require_agent(to)
+        if kind is not Kind.JOIN:
+            self._ensure_joined()
+        mid, norm = new_message_id(), tuple(paths)
+
+        def make(min_time: int) -> Message:
+            t = max(self.clock.now_ms(), min_time, after)
+            return Message(mid, kind, self.agent, to, text, t, norm, reply_to, meta)
+
+        return chains.append(self.repo, agent_ref(self.agent), make)
+
+    def _require_agent(self, name: str) -> AgentName:
+        who = agent_name(name)
+        if self.repo.ref(agent_ref(who)) is None:
+            known = ", ".join(sorted(agents.known(self.repo))) or "none yet"
+            raise NotFound(f"No agent named '{who}' is on the bus (known: {known}); nothing was sent.")
+        return who
+
+    def paths(self, raw: Iterable[str]) -> tuple[str, ...]:
+        """Normalise user-typed paths against this bus's worktree and working directory."""
+        out: list[str] = []
+        for r in raw:
+            p = P.normalize(r, root=self.repo.root, cwd=self.cwd)
+            if p not in out:
+                out.append(p)
+        return tuple(out)
+
+    def _recipient(self, to: str | None) -> AgentName:
+        return EVERYONE if to in (None, "", "*", "all", "everyone") else self._require_agent(str(to))
+
+    def discover(self, text: str, paths: Iterable[str] = ()) -> Message:
+        return self._post(Kind.DISCOVERY, text, paths=self.paths(paths))
+
+    def ask(self, text: str, to: str | None = None, paths: Iterable[str] = ()) -> Message:
+        return self._post(Kind.QUESTION, text, to=self._recipient(to), paths=self.paths(paths))
+
+    def request(self, text: str, to: str | None = None, paths: Iterable[str] = ()) -> Message:
+        return self._post(Kind.REQUEST, text, to=self._recipient(to), paths=self.paths(paths))
+
+    def answer(self, question_id: str, text: str) -> Message:
+        q = self.find(question_id)
+        if q.kind is not Kind.QUESTION:
+            raise GitbusError(f"{q.id} is a {q.kind.value}, not a question.")
+        to = EVERYONE if q.to == EVERYONE or q.sender == self.agent else q.sender
+        return self._post(Kind.ANSWER, text, to=to, paths=q.paths, reply_to=q.id, after=q.time + 1)
+
+    def take(self, request_id: str) -> Message:
+        req = self.find(request_id)
+        return self._ledger(lambda state, now, mid: decide_take(
+            state, me=self.agent, request=req, now=max(now, req.time + 1), msg_id=mid))
+
+    def done(self, request_id: str, text: str = "") -> Message:
+        req = self.find(request_id)
+        text = clean_text(text, Kind.DONE)
+        return self._ledger(lambda state, now, mid: decide_done(
+            state, me=self.agent, request=req, text=text, now=now, msg_id=mid))
+
+    # -- claims -----------------------------------------------------------------------------------
+
+    def claim(self, raw_paths: Iterable[str], ttl_ms: int | None = None, reason: str = "") -> Message:
+        """Claim every path or none; raises `ClaimConflict` naming the holder."""
+        wanted = list(self.paths(raw_paths))
+        if not wanted:
+            raise GitbusError("Name at least one path to claim.")
+        reason = clean_text(reason, Kind.CLAIM)
+        return self._ledger(lambda state, now, mid: decide_claim(
+            state, me=self.agent, paths=wanted, ttl_ms=ttl_ms or DEFAULT_TTL_MS, reason=reason,
+            now=now, ignorecase=self.repo.ignorecase, msg_id=mid))
+
+    def release(self, raw_paths: Iterable[str] = (), *, everything: bool = False,
+                force: bool = False, reason: str = "") -> Message | None:
+        """Release claims; None when `everything` found nothing to release."""
+        wanted = list(self.paths(raw_paths))
+        if not wanted and not everything:
+            raise GitbusError("Name the paths to release, or use --all.")
+        if wanted and everything:
+            raise GitbusError("Name paths or use --all, not both.")
+        reason = clean_text(reason, Kind.RELEASE)
+        return self._ledger_maybe(lambda state, now, mid: decide_release(
+            state, me=self.agent, paths=wanted, everything=everything, force=force, reason=reason,
+            now=now, ignorecase=self.repo.ignorecase, msg_id=mid))
+
+    def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
+        """Extend this agent's leases; None when it holds nothing."""
+        wanted = list(self.paths(raw_paths))
+        return self._ledger_maybe(lambda state, now, mid: decide_renew(
+            state, me=self.agent, paths=wanted, ttl_ms=ttl_ms, now=now,
+            ignorecase=self.repo.ignorecase, msg_id=mid))
+
+    def claims(self, include_expired: bool = False) -> list[Claim]:
+        now = self.clock.now_ms()
+        return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
+
+    def _ledger_maybe(self, decide: _Decide) -> Message | None:
+        self._ensure_joined()
+        mid = new_message_id()
+        return ledger.transact(
+            self.repo, lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time), mid))
+
+    def _ledger(self, decide: _Decide) -> Message:
+        msg = self._ledger_maybe(decide)
+        assert msg is not None
+        return msg
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def tips(self, sender: str | None = None) -> dict[str, Oid]:
+        """The chain tips to read: every agent and the ledger, or one agent and the ledger."""
+        if sender is None:
+            tips = self.repo.refs(AGENTS_PREFIX)
+        else:
+            ref = agent_ref(agent_name(sender))
+            tip = self.repo.ref(ref)
+            tips = {ref: tip} if tip else {}
+        led = self.repo.ref(LEDGER_REF)
+        if led:
+            tips[LEDGER_REF] = led
+        return tips
+
+    def history(self, sender: str | None = None) -> Iterator[Message]:
+        """Every message, newest first, in the bus order shared by all clones."""
+        for entry in chains.history(self.repo, self.tips(sender)):
+            if sender is None or entry.message.sender == sender:
+                yield entry.message
+
+    def log(self, n: int | None = 20, *, kinds: Iterable[str] = (), sender: str | None = None,
+            path: str | None = None, since: int | None = None, grep: str | None = None
+            ) -> list[Message]:
+        """The newest `n` messages matching every filter given, newest first."""
+        want = {Kind(k) for k in kinds} if kinds else None
+        norm = self.paths([path])[0] if path else None
+        needle = grep.casefold() if grep else None
+
+        def matches(m: Message) -> bool:
+            return ((want is None or m.kind in want)
+                    and (norm is None or any(P.overlaps(norm, p, self.repo.ignorecase) for p in m.paths))
+                    and (needle is None or needle in m.text.casefold() or needle in m.summary().casefold()))
+
+        def until_since(ms: Iterator[Message]) -> Iterator[Message]:
+            for m in ms:
+                if since is not None and m.time < since:
+                    return
+                yield m
+
+        picked = (m for m in until_since(self.history(sender)) if matches(m))
+        return list(islice(picked, n) if n is not None else picked)
+
+    def find(self, prefix: str) -> Message:
+        """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix."""
+        want = message_id_prefix(prefix)
+        found: list[Message] = []
+        for m in self.history():
+            if m.id.startswith(want):
+                found.append(m)
+                if len(want) == 16 or len(found) > 1:
+                    break
+        if not found:
+            raise NotFound(f"No message has id {want}; see `gitbus log`.")
+        if len(found) > 1:
+            raise GitbusError(f"The id {want} is ambiguous ({found[0].id}, {found[1].id}, …); "
+                              "give more digits.")
+        return found[0]
+
+    def replies(self, message_id: MessageId, window: int = OPEN_WINDOW) -> list[Message]:
+        """Messages replying to `message_id` among the recent `window`, oldest first."""
+        return [m for m in islice(self.history(), window) if m.reply_to == message_id][::-1]
+
+    def _for_me(self, m: Message) -> bool:
+        return m.sender != self.agent and m.to in (EVERYONE, self.agent) and m.kind is not Kind.RENEW
+
+    def unread(self, cursor: str | None = None) -> tuple[list[Message], dict[str, Oid]]:
+        """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read."""
+        tips = self.tips()
+        seen = cursors.load(self.repo, cursor or self.agent)
+        new = [e.message for e in chains.history(self.repo, tips, seen) if self._for_me(e.message)]
+        return new[::-1], tips
+
+    def inbox(self, mark_read: bool = False) -> list[Message]:
+        msgs, tips = self.unread()
+        if mark_read:
+            cursors.save(self.repo, self.agent, tips)
+        return msgs
+
+    def status(self) -> Status:
+        now = self.clock.now_ms()
+        claims = self.claims(include_expired=True)
+        recent = list(islice(self.history(), OPEN_WINDOW))
+        answered = {m.reply_to for m in recent if m.kind is Kind.ANSWER}
+        questions = [m for m in recent if m.kind is Kind.QUESTION and m.id not in answered
+                     and m.to in (EVERYONE, self.agent)]
+        state = ledger.current(self.repo)
+        requests = [OpenRequest(m, state_of(state, m.id)) for m in recent if m.kind is Kind.REQUEST]
+        requests = [r for r in requests if r.state is None or r.state.done_at is None]
+        return Status(
+            me=self.agent, now=now,
+            my_claims=[c for c in claims if c.owner == self.agent],
+            other_claims=[c for c in claims if c.owner != self.agent and c.live(now)],
+            open_questions=questions, requests=requests, unread=len(self.unread()[0]),
+        )
+

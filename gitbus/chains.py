@@ -1,0 +1,101 @@
+"""Message chains: appending a message to a ref, and reading many refs as one ordered history.
+
+Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledger (`refs/bus/ledger`) holds
+claims, releases, takes. Bus order is by (time, id) on every clone: time is a hybrid logical clock in
+epoch ms, strictly increasing along a chain and past any message replied to, so `walk(tip); hide(old)`
+stays O(new) (field notes §2) and an answer never sorts before its question.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
+
+from gitbus.errors import Contended, CorruptMessage
+from gitbus.git import Oid, RefMoved, Repository
+from gitbus.message import Message, decode, encode
+
+_MAX_RACES = 10_000
+
+
+class Entry(NamedTuple):
+    """A message with where it lives: the commit and the chain ref it was reached from."""
+
+    message: Message
+    commit: Oid
+    ref: str
+
+
+def chain_time(repo: Repository, tip: Oid | None) -> int:
+    """The time of the message at `tip` (0 for an empty chain or a foreign commit)."""
+    if tip is None:
+        return 0
+    try:
+        return decode(repo.read_commit(tip).message).time
+    except CorruptMessage:
+        return 0
+
+
+def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message:
+    """Append the message `make(min_time)` to chain `ref` with a compare-and-swap, retrying races.
+
+    `make` gets the least time the message may carry (one past the chain tip) and is called again if
+    another writer moved the tip first; it must return a message with the same id each time.
+    """
+    for _ in range(_MAX_RACES):
+        tip = repo.ref(ref)
+        msg = make(chain_time(repo, tip) + 1)
+        oid = repo.commit(tree=repo.empty_tree, parents=[tip] if tip else [], message=encode(msg),
+                          author=msg.sender, time_ms=msg.time)
+        try:
+            repo.update_ref(ref, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
+            return msg
+        except RefMoved:
+            continue
+    raise Contended(f"Gave up appending to {ref} after {_MAX_RACES} lost races.")
+
+
+def _key(msg: Message) -> tuple[int, int]:
+    """Heap key for newest-first order: larger (time, id) pops first."""
+    try:
+        return (-msg.time, -int(msg.id, 16))
+    except ValueError:
+        return (-msg.time, 0)
+
+
+def history(repo: Repository, tips: Mapping[str, Oid], stops: Mapping[str, Oid] | None = None
+            ) -> Iterator[Entry]:
+    """Every message reachable from `tips`, newest first by (time, id), each exactly once.
+
+    Walking a chain stops at its entry in `stops` (already seen), so an incremental read costs what
+    is new, not the whole history. Commits that are not gitbus messages (merges written by sync,
+    foreign commits) are passed through without being yielded.
+    """
+    stop_set = set((stops or {}).values())
+    seen: set[Oid] = set()
+    heap: list[tuple[tuple[int, int], Oid, str, Message]] = []
+
+    def push(oid: Oid, ref: str) -> None:
+        if oid in seen or oid in stop_set:
+            return
+        seen.add(oid)
+        commit = repo.read_commit(oid)
+        try:
+            msg = decode(commit.message)
+        except CorruptMessage:
+            for parent in commit.parents:
+                push(parent, ref)
+            return
+        heapq.heappush(heap, (_key(msg), oid, ref, msg))
+        pending[oid] = commit.parents
+
+    pending: dict[Oid, tuple[Oid, ...]] = {}
+    for ref, tip in sorted(tips.items()):
+        push(tip, ref)
+    while heap:
+        _, oid, ref, msg = heapq.heappop(heap)
+        for parent in pending.pop(oid, ()):
+            push(parent, ref)
+        yield Entry(msg, oid, ref)
+

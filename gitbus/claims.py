@@ -1,0 +1,174 @@
+"""Claims: leases on files and directories, decided on the ledger.
+
+A claim lives at `claims/_<c1>/_<c2>/…/@` in the ledger tree, one level per path component (the `_`
+prefix keeps names like `.gitmodules` from meaning anything to `git fsck`). So the claims that
+overlap a path are exactly the `@` blobs on its ancestors plus those below it: a check costs the
+path's depth plus its subtree, not the number of claims. Invariant kept by every grant: no two
+entries of different owners overlap (an expired one is removed when another agent takes its place).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gitbus import paths as P
+from gitbus.clock import hhmm, span
+from gitbus.errors import ClaimConflict, GitbusError, NotFound
+from gitbus.ids import EVERYONE, AgentName, MessageId
+from gitbus.ledger import Change, Ledger
+from gitbus.message import Kind, Message
+
+DEFAULT_TTL_MS = 30 * 60_000
+MAX_TTL_MS = 7 * 24 * 3_600_000
+ROOT = "claims"
+
+
+@dataclass(frozen=True)
+class Claim:
+    path: str
+    owner: AgentName
+    reason: str
+    claimed_at: int
+    expires_at: int
+    ttl_ms: int
+    id: MessageId
+
+    def live(self, now: int) -> bool:
+        return self.expires_at > now
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "owner": self.owner, "reason": self.reason,
+            "claimed_at": self.claimed_at, "expires_at": self.expires_at,
+            "ttl_ms": self.ttl_ms, "id": self.id,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Claim:
+        return cls(
+            path=str(obj["path"]), owner=AgentName(str(obj["owner"])), reason=str(obj["reason"]),
+            claimed_at=int(obj["claimed_at"]), expires_at=int(obj["expires_at"]),
+            ttl_ms=int(obj.get("ttl_ms", DEFAULT_TTL_MS)), id=MessageId(str(obj["id"])),
+        )
+
+    def describe(self, now: int) -> str:
+        """`api-1 holds internal/api/ until 14:20 (12m left): splitting handlers`."""
+        when = (f"until {hhmm(self.expires_at)} ({span(self.expires_at - now)} left)"
+                if self.live(now) else f"expired at {hhmm(self.expires_at)}")
+        return f"{self.owner} holds {self.path} {when}" + (f": {self.reason}" if self.reason else "")
+
+
+def _slot_dir(path: str, ignorecase: bool) -> str:
+    return ROOT + "/" + "/".join("_" + c for c in P.key(path, ignorecase))
+
+
+def slot(path: str, ignorecase: bool) -> str:
+    return _slot_dir(path, ignorecase) + "/@"
+
+
+def all_claims(ledger: Ledger) -> list[Claim]:
+    return sorted((Claim.from_json(obj) for _, obj in ledger.below(ROOT)), key=lambda c: c.path)
+
+
+def overlapping(ledger: Ledger, path: str, ignorecase: bool) -> list[Claim]:
+    """Claims on `path`, on any directory above it, and on anything below it."""
+    found: list[Claim] = []
+    comps = P.key(path, ignorecase)
+    for depth in range(1, len(comps) + 1):
+        obj = ledger.read(ROOT + "/" + "/".join("_" + c for c in comps[:depth]) + "/@")
+        if obj is not None:
+            found.append(Claim.from_json(obj))
+    here = _slot_dir(path, ignorecase)
+    found += [Claim.from_json(obj) for sub, obj in ledger.below(here) if sub != here + "/@"]
+    return found
+
+
+def conflict_error(claim: Claim, wanted: str, now: int) -> ClaimConflict:
+    return ClaimConflict(
+        f"{wanted} is refused: {claim.describe(now)}. "
+        f"Ask them with: gitbus ask --to {claim.owner} \"…\"",
+        holder=claim.owner, held_path=claim.path, reason=claim.reason, expires_at=claim.expires_at,
+    )
+
+
+def decide_claim(ledger: Ledger, *, me: AgentName, paths: list[str], ttl_ms: int, reason: str,
+                 now: int, ignorecase: bool, msg_id: MessageId) -> Change:
+    """Grant all of `paths` to `me` or refuse with the first live claim of another agent."""
+    if not 0 < ttl_ms <= MAX_TTL_MS:
+        raise GitbusError(f"A lease must be between 1s and {MAX_TTL_MS // 86_400_000}d.")
+    writes: dict[str, dict[str, Any] | None] = {}
+    meta: list[tuple[str, str]] = []
+    for path in paths:
+        previous: Claim | None = None
+        for c in overlapping(ledger, path, ignorecase):
+            if c.owner == me:
+                if P.key(c.path, ignorecase) == P.key(path, ignorecase):
+                    previous = c
+                continue
+            if c.live(now):
+                raise conflict_error(c, f"Claim on {path}", now)
+            writes[slot(c.path, ignorecase)] = None
+            meta.append(("took-over", f"{c.owner} {c.path}"))
+        claim = Claim(
+            path=path, owner=me, reason=reason or (previous.reason if previous else ""),
+            claimed_at=previous.claimed_at if previous and previous.live(now) else now,
+            expires_at=now + ttl_ms, ttl_ms=ttl_ms, id=msg_id,
+        )
+        writes[slot(path, ignorecase)] = claim.to_json()
+    meta.append(("expires", str(now + ttl_ms)))
+    msg = Message(id=msg_id, kind=Kind.CLAIM, sender=me, to=EVERYONE, text=reason, time=now,
+                  paths=tuple(paths), meta=tuple(meta))
+    return Change(msg, writes)
+
+
+def decide_release(ledger: Ledger, *, me: AgentName, paths: list[str], everything: bool,
+                   force: bool, reason: str, now: int, ignorecase: bool,
+                   msg_id: MessageId) -> Change | None:
+    """Release `me`'s claims on `paths` (or all of them); another's only with force and a reason."""
+    if everything:
+        targets = [c for c in all_claims(ledger) if c.owner == me]
+        if not targets:
+            return None
+    else:
+        targets = []
+        for path in paths:
+            obj = ledger.read(slot(path, ignorecase))
+            if obj is None:
+                raise NotFound(f"There is no claim on {path}; see `gitbus claims`.")
+            c = Claim.from_json(obj)
+            if c.owner != me and not force:
+                raise GitbusError(
+                    f"{c.describe(now)}; only {c.owner} can release it "
+                    "(or use --force --reason \"…\", which is recorded and tells them)."
+                )
+            if c.owner != me and not reason.strip():
+                raise GitbusError("A forced release needs --reason \"…\"; it is recorded for the owner.")
+            targets.append(c)
+    meta = tuple(("forced", f"{c.owner} {c.path}") for c in targets if c.owner != me)
+    msg = Message(id=msg_id, kind=Kind.RELEASE, sender=me, to=EVERYONE, text=reason, time=now,
+                  paths=tuple(c.path for c in targets), meta=meta)
+    return Change(msg, {slot(c.path, ignorecase): None for c in targets})
+
+
+def decide_renew(ledger: Ledger, *, me: AgentName, paths: list[str], ttl_ms: int | None, now: int,
+                 ignorecase: bool, msg_id: MessageId) -> Change | None:
+    """Extend `me`'s claims (all, or those on `paths`) by their lease, or by `ttl_ms`."""
+    mine = [c for c in all_claims(ledger) if c.owner == me]
+    if paths:
+        keys = {P.key(p, ignorecase) for p in paths}
+        missing = keys - {P.key(c.path, ignorecase) for c in mine}
+        if missing:
+            lost = "/".join(sorted(missing)[0])
+            raise NotFound(f"You hold no claim on {lost}; claim it again with `gitbus claim`.")
+        mine = [c for c in mine if P.key(c.path, ignorecase) in keys]
+    if not mine:
+        return None
+    writes: dict[str, dict[str, Any] | None] = {}
+    for c in mine:
+        ttl = ttl_ms or c.ttl_ms
+        renewed = Claim(c.path, me, c.reason, c.claimed_at if c.live(now) else now, now + ttl, ttl, c.id)
+        writes[slot(c.path, ignorecase)] = renewed.to_json()
+    msg = Message(id=msg_id, kind=Kind.RENEW, sender=me, to=EVERYONE, text="", time=now,
+                  paths=tuple(c.path for c in mine))
+    return Change(msg, writes)

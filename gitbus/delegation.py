@@ -1,0 +1,81 @@
+"""Delegated requests: one agent asks for work, exactly one agent takes it, the taker finishes it.
+
+The request itself is an ordinary message on its sender's chain; who took it and whether it is done
+is ledger state at `requests/<id[:2]>/<id>`, so `take` is decided by the ledger's single
+compare-and-swap and two agents can never both take one request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gitbus.clock import hhmm
+from gitbus.errors import Conflict, GitbusError
+from gitbus.ids import EVERYONE, AgentName, MessageId
+from gitbus.ledger import Change, Ledger
+from gitbus.message import Kind, Message
+
+
+@dataclass(frozen=True)
+class RequestState:
+    request: MessageId
+    taker: AgentName
+    taken_at: int
+    done_at: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"request": self.request, "taker": self.taker, "taken_at": self.taken_at,
+                "done_at": self.done_at}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> RequestState:
+        done = obj.get("done_at")
+        return cls(MessageId(str(obj["request"])), AgentName(str(obj["taker"])),
+                   int(obj["taken_at"]), int(done) if done is not None else None)
+
+    @property
+    def state(self) -> str:
+        return "done" if self.done_at is not None else "taken"
+
+
+def slot(request: MessageId) -> str:
+    return f"requests/{request[:2]}/{request}"
+
+
+def state_of(ledger: Ledger, request: MessageId) -> RequestState | None:
+    obj = ledger.read(slot(request))
+    return RequestState.from_json(obj) if obj else None
+
+
+def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int,
+                msg_id: MessageId) -> Change:
+    if request.kind is not Kind.REQUEST:
+        raise GitbusError(f"{request.id} is a {request.kind.value}, not a request.")
+    if request.to not in (EVERYONE, me):
+        raise Conflict(f"Request {request.id} is addressed to {request.to}, not to {me}.")
+    held = state_of(ledger, request.id)
+    if held is not None:
+        if held.taker == me and held.done_at is None:
+            raise GitbusError(f"You already took request {request.id}.")
+        raise Conflict(f"Request {request.id} was already taken by {held.taker} at "
+                       f"{hhmm(held.taken_at)}" + (" and is done." if held.done_at else "."))
+    state = RequestState(request.id, me, now)
+    msg = Message(id=msg_id, kind=Kind.TAKE, sender=me, to=request.sender,
+                  text=request.summary(), time=now, paths=request.paths, reply_to=request.id)
+    return Change(msg, {slot(request.id): state.to_json()})
+
+
+def decide_done(ledger: Ledger, *, me: AgentName, request: Message, text: str, now: int,
+                msg_id: MessageId) -> Change:
+    held = state_of(ledger, request.id)
+    if held is None:
+        raise GitbusError(f"Request {request.id} has not been taken; `gitbus take {request.id}` first.")
+    if held.taker != me:
+        raise Conflict(f"Request {request.id} was taken by {held.taker}; only they can finish it.")
+    if held.done_at is not None:
+        raise GitbusError(f"Request {request.id} is already done.")
+    state = RequestState(request.id, me, held.taken_at, now)
+    msg = Message(id=msg_id, kind=Kind.DONE, sender=me, to=request.sender, text=text, time=now,
+                  paths=request.paths, reply_to=request.id)
+    return Change(msg, {slot(request.id): state.to_json()})

@@ -1,0 +1,301 @@
+"""The one door to git: every pygit2 call and every git subprocess in gitbus goes through here.
+
+It offers domain verbs over plain values (hex object ids, bytes, strings) so the rest of gitbus never
+sees a pygit2 type. Ref writes are compare-and-swap only: `update_ref` names the value it replaces and
+raises `RefMoved` with the winner when someone else got there first. Lock contention is retried with
+jittered backoff, and a `.lock` file left by a killed process is recovered once it is clearly stale
+(libgit2 never waits on a lock, and a stale one blocks every writer, git included; field notes §1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import NamedTuple, NewType
+
+import pygit2
+
+from gitbus.errors import Contended, GitbusError
+
+Oid = NewType("Oid", str)
+
+STALE_LOCK_SECONDS = 3.0
+_LOCK_DEADLINE_SECONDS = 30.0
+_FILE_MODE = pygit2.enums.FileMode.BLOB
+_TREE_MODE = pygit2.enums.FileMode.TREE
+
+
+class RefMoved(Exception):
+    """A compare-and-swap lost: the ref no longer holds the expected value (internal, retried)."""
+
+    def __init__(self, name: str, actual: Oid | None) -> None:
+        super().__init__(f"{name} moved to {actual}")
+        self.actual = actual
+
+
+class Commit(NamedTuple):
+    oid: Oid
+    message: str
+    parents: tuple[Oid, ...]
+    tree: Oid
+
+
+class Repository:
+    """An opened repository (from any of its worktrees), with the verbs gitbus needs."""
+
+    def __init__(self, repo: pygit2.Repository, root: Path, git_dir: Path, common_dir: Path) -> None:
+        self._repo = repo
+        self.root = root
+        self.git_dir = git_dir
+        self.common_dir = common_dir
+        self.ignorecase = _config_bool(repo, "core.ignorecase")
+        self._empty_tree: Oid | None = None
+
+    @classmethod
+    def open(cls, path: str | Path = ".") -> Repository:
+        """Open the repository containing `path`; refuse bare and reftable repositories clearly."""
+        found = pygit2.discover_repository(str(path))
+        if found is None:
+            raise GitbusError(f"'{path}' is not inside a git repository; run gitbus in a worktree.")
+        git_dir = Path(found).resolve()
+        common_dir = _common_dir(git_dir)
+        if (common_dir / "reftable").is_dir():
+            raise GitbusError(
+                "This repository stores refs in reftable format, which libgit2 cannot read; "
+                "gitbus needs the files ref backend (git init --ref-format=files)."
+            )
+        try:
+            repo = pygit2.Repository(str(git_dir))
+        except pygit2.GitError as e:
+            raise GitbusError(f"git could not open the repository at {git_dir}: {e}.") from None
+        if repo.workdir is None:
+            raise GitbusError(f"{git_dir} is a bare repository; run gitbus inside a worktree.")
+        return cls(repo, Path(repo.workdir).resolve(), git_dir, common_dir)
+
+    # -- refs -------------------------------------------------------------------------------------
+
+    def ref(self, name: str) -> Oid | None:
+        """The object a ref points at, or None if it does not exist."""
+        ref = self._repo.references.get(name)
+        return None if ref is None else Oid(str(ref.target))
+
+    def refs(self, prefix: str) -> dict[str, Oid]:
+        """All refs whose names start with `prefix`, with their targets."""
+        out: dict[str, Oid] = {}
+        for ref in self._repo.references.iterator():
+            if ref.name.startswith(prefix):
+                out[ref.name] = Oid(str(ref.target))
+        return out
+
+    def update_ref(self, name: str, new: Oid, expected: Oid | None, log: str) -> None:
+        """Point `name` at `new` if it still holds `expected` (None: must not exist).
+
+        The comparison happens while holding the ref lock, which is the only safe create-if-absent in
+        libgit2 (`references.create(force=False)` races; field notes §1). Raises `RefMoved`.
+        """
+        self._with_lock([name], lambda txn: self._cas(txn, name, new, expected, log))
+
+    def update_refs(self, updates: Mapping[str, tuple[Oid, Oid | None]], log: str) -> None:
+        """All-or-nothing `update_ref` over several refs, locked in name order."""
+        names = sorted(updates)
+
+        def apply(txn: pygit2.transaction.ReferenceTransaction) -> None:
+            for n in names:
+                new, expected = updates[n]
+                self._cas(txn, n, new, expected, log)
+
+        self._with_lock(names, apply)
+
+    def _cas(self, txn: pygit2.transaction.ReferenceTransaction, name: str, new: Oid,
+             expected: Oid | None, log: str) -> None:
+        actual = self.ref(name)
+        if actual != expected:
+            raise RefMoved(name, actual)
+        txn.set_target(name, pygit2.Oid(hex=new), message=log)
+
+    def _with_lock(self, names: list[str], body: object) -> None:
+        deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
+        delay = 0.0005
+        while True:
+            try:
+                with self._repo.transaction() as txn:
+                    for n in names:
+                        txn.lock_ref(n)
+                    body(txn)  # type: ignore[operator]
+                return
+            except (pygit2.GitError, OSError) as e:
+                if time.monotonic() > deadline:
+                    raise Contended(
+                        f"Could not lock {', '.join(names)} for {_LOCK_DEADLINE_SECONDS:.0f}s; "
+                        f"another writer holds it ({e})."
+                    ) from None
+                for n in names:
+                    self._recover_stale_lock(n)
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.05)
+
+    def _recover_stale_lock(self, name: str) -> None:
+        """Remove `<ref>.lock` when it is older than any live writer holds one (a killed process)."""
+        lock = self.common_dir / f"{name}.lock"
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_SECONDS:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+    # -- objects ----------------------------------------------------------------------------------
+
+    def commit(self, *, tree: Oid, parents: list[Oid], message: str, author: str,
+               time_ms: int) -> Oid:
+        """Write a commit object (no ref moves). Author and committer are the agent."""
+        sig = pygit2.Signature(author, f"{author}@gitbus.invalid", time_ms // 1000, 0)
+        oid = self._repo.create_commit(
+            None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
+        )
+        return Oid(str(oid))
+
+    def read_commit(self, oid: Oid) -> Commit:
+        c = self._repo[oid]
+        if not isinstance(c, pygit2.Commit):
+            raise GitbusError(f"{oid} is not a commit.")
+        return Commit(oid, c.message, tuple(Oid(str(p)) for p in c.parent_ids), Oid(str(c.tree_id)))
+
+    def has_object(self, oid: Oid) -> bool:
+        return pygit2.Oid(hex=oid) in self._repo
+
+    def is_ancestor(self, ancestor: Oid, descendant: Oid) -> bool:
+        if ancestor == descendant:
+            return True
+        return bool(self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)))
+
+    def blob(self, data: bytes) -> Oid:
+        return Oid(str(self._repo.create_blob(data)))
+
+    def read_blob(self, oid: Oid) -> bytes:
+        b = self._repo[oid]
+        if not isinstance(b, pygit2.Blob):
+            raise GitbusError(f"{oid} is not a blob.")
+        return b.data
+
+    @property
+    def empty_tree(self) -> Oid:
+        if self._empty_tree is None:
+            self._empty_tree = Oid(str(self._repo.TreeBuilder().write()))
+        return self._empty_tree
+
+    def tree_entry(self, tree: Oid, path: str) -> tuple[str, Oid] | None:
+        """('blob'|'tree', oid) at `path` inside `tree`, or None."""
+        t = self._repo[tree]
+        assert isinstance(t, pygit2.Tree)
+        try:
+            obj = t[path]
+        except KeyError:
+            return None
+        return ("tree" if obj.type == pygit2.enums.ObjectType.TREE else "blob", Oid(str(obj.id)))
+
+    def tree_blobs(self, tree: Oid, prefix: str = "") -> Iterator[tuple[str, Oid]]:
+        """Every blob below `tree`, depth first, as (path, oid)."""
+        t = self._repo[tree]
+        assert isinstance(t, pygit2.Tree)
+        for entry in t:
+            path = f"{prefix}{entry.name}"
+            if entry.type == pygit2.enums.ObjectType.TREE:
+                yield from self.tree_blobs(Oid(str(entry.id)), path + "/")
+            else:
+                yield path, Oid(str(entry.id))
+
+    def tree_update(self, tree: Oid | None, changes: Mapping[str, Oid | None]) -> Oid:
+        """A new tree: `tree` with each path set to a blob (or removed for None); empty dirs pruned."""
+        groups: dict[str, dict[str, Oid | None]] = {}
+        leaves: dict[str, Oid | None] = {}
+        for path, value in changes.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                groups.setdefault(head, {})[rest] = value
+            else:
+                leaves[head] = value
+        base = self._repo[tree] if tree else None
+        tb = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
+        for name, value in leaves.items():
+            if value is None:
+                if tb.get(name) is not None:
+                    tb.remove(name)
+            else:
+                tb.insert(name, pygit2.Oid(hex=value), _FILE_MODE)
+        for name, sub in groups.items():
+            existing = tb.get(name)
+            sub_tree = Oid(str(existing.id)) if existing is not None and existing.type_str == "tree" \
+                else None
+            new_sub = self.tree_update(sub_tree, sub)
+            if new_sub == self.empty_tree:
+                if existing is not None:
+                    tb.remove(name)
+            else:
+                tb.insert(name, pygit2.Oid(hex=new_sub), _TREE_MODE)
+        return Oid(str(tb.write()))
+
+    # -- files and the git CLI --------------------------------------------------------------------
+
+    def config(self, name: str) -> str | None:
+        try:
+            return str(self._repo.config[name])
+        except KeyError:
+            return None
+
+    def set_config(self, name: str, value: str) -> None:
+        self._repo.config[name] = value
+
+    def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
+        """Run the git CLI in this worktree (for what libgit2 lacks: leases, gc, worktree lists)."""
+        proc = subprocess.run(
+            ["git", *args], cwd=self.root, input=input, capture_output=True, check=False
+        )
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
+        return proc.stdout.decode(errors="replace")
+
+    def worktrees(self) -> list[Path]:
+        """Every worktree of this repository that still exists on disk, the main one first."""
+        out: list[Path] = []
+        for line in self.git("worktree", "list", "--porcelain").splitlines():
+            if line.startswith("worktree "):
+                p = Path(line[len("worktree "):])
+                if p.is_dir():
+                    out.append(p)
+        return out
+
+
+def _common_dir(git_dir: Path) -> Path:
+    """pygit2 has no common-dir attribute; a worktree's git dir names it in `commondir`."""
+    f = git_dir / "commondir"
+    if f.is_file():
+        return (git_dir / f.read_text().strip()).resolve()
+    return git_dir
+
+
+def _config_bool(repo: pygit2.Repository, name: str) -> bool:
+    try:
+        return bool(repo.config.get_bool(name))
+    except (KeyError, pygit2.GitError):
+        return False
+
+
+def init_repository(path: Path, *, initial_commit: bool = True) -> Repository:
+    """Create a repository with one commit on `main` (for the demo and tests)."""
+    repo = pygit2.init_repository(str(path), initial_head="main")
+    if initial_commit:
+        sig = pygit2.Signature("gitbus demo", "demo@gitbus.invalid")
+        readme = repo.create_blob(b"# demo\n")
+        tb = repo.TreeBuilder()
+        tb.insert("README.md", readme, _FILE_MODE)
+        repo.create_commit("refs/heads/main", sig, sig, "Initial commit", tb.write(), [])
+        repo.checkout_head()
+    return Repository.open(path)
+

@@ -1,0 +1,65 @@
+"""Identifiers: agent names, message ids and bus ref names, each its own type.
+
+An agent name becomes one ref component (`refs/bus/agents/<name>`), so it is validated strictly: a
+hostile name (`../x`, `refs/heads/main`, `x.lock`) must never reach a ref outside the bus.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import NewType
+
+from gitbus.errors import GitbusError
+
+AgentName = NewType("AgentName", str)
+MessageId = NewType("MessageId", str)
+RefName = NewType("RefName", str)
+
+EVERYONE = AgentName("*")
+BUS_PREFIX = "refs/bus/"
+AGENTS_PREFIX = "refs/bus/agents/"
+LEDGER_REF = RefName("refs/bus/ledger")
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}$")
+_ID = re.compile(r"^[0-9a-f]{4,16}$")
+RESERVED = {"all", "everyone", "ledger", "head", "operator-all"}
+
+
+def agent_name(text: str) -> AgentName:
+    """Validate an agent name: 1-63 of a-z 0-9 . _ -, starting alphanumeric, no `..`, not `.lock`."""
+    if not _NAME.match(text) or text.endswith((".lock", ".")) or text in RESERVED:
+        shown = text if text.isprintable() else repr(text)
+        raise GitbusError(
+            f"'{shown}' is not a valid agent name; use 1-63 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return AgentName(text)
+
+
+def derive_agent_name(text: str) -> AgentName:
+    """Turn a worktree folder name into a valid agent name (lowercase, unsafe characters to '-')."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", text.lower())
+    name = re.sub(r"\.{2,}", ".", name).strip("-._")[:63].rstrip("-._")
+    if name.endswith(".lock"):
+        name = name[: -len(".lock")] + "-lock"
+    if not name or name in RESERVED:
+        name = f"agent-{name}" if name else "agent"
+    return agent_name(name)
+
+
+def agent_ref(name: AgentName) -> RefName:
+    return RefName(AGENTS_PREFIX + name)
+
+
+def new_message_id() -> MessageId:
+    """64 random bits as 16 hex digits: unique without coordination, the same on every clone."""
+    return MessageId(secrets.token_hex(8))
+
+
+def message_id_prefix(text: str) -> str:
+    """Validate a message id or unique prefix of one (4-16 hex digits)."""
+    t = text.strip().lower()
+    if not _ID.match(t):
+        raise GitbusError(f"'{text}' is not a message id; ids are 4 to 16 hex digits (see `gitbus log`).")
+    return t

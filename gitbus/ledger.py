@@ -1,0 +1,101 @@
+"""The ledger: the one serialization point for everything two agents may race for.
+
+`refs/bus/ledger` is a chain of message commits (claim, release, renew, take, done) whose tree is the
+full state after that message: `claims/…/@` blobs laid out along the claimed path, `requests/…`
+blobs for delegated work. A change is decided against the state read at the tip and published by one
+compare-and-swap of the ref, so the grant and its announcement are one atomic step: two agents can
+never both win, and no process death can leave a grant unannounced (field notes §1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+from gitbus.chains import chain_time
+from gitbus.errors import Contended, GitbusError
+from gitbus.git import Oid, RefMoved, Repository
+from gitbus.ids import LEDGER_REF
+from gitbus.message import Message, encode
+
+_MAX_RACES = 10_000
+
+
+class Ledger(NamedTuple):
+    """One state of the ledger (an immutable tree), read lazily."""
+
+    repo: Repository
+    tree: Oid | None
+
+    def read(self, path: str) -> dict[str, Any] | None:
+        """The JSON object stored at `path`, or None."""
+        if self.tree is None:
+            return None
+        found = self.repo.tree_entry(self.tree, path)
+        if found is None or found[0] != "blob":
+            return None
+        return _load(self.repo, found[1], path)
+
+    def below(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (path, object) stored under the directory `path`."""
+        if self.tree is None:
+            return
+        found = self.repo.tree_entry(self.tree, path)
+        if found is None or found[0] != "tree":
+            return
+        for sub, oid in self.repo.tree_blobs(found[1], path.rstrip("/") + "/"):
+            yield sub, _load(self.repo, oid, sub)
+
+
+class Change(NamedTuple):
+    """What a ledger step publishes: its message, and the state blobs it sets (None deletes)."""
+
+    message: Message
+    writes: dict[str, dict[str, Any] | None]
+
+
+def _load(repo: Repository, oid: Oid, path: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(repo.read_blob(oid))
+    except ValueError:
+        raise GitbusError(f"The ledger entry {path} is not valid JSON; the bus is damaged.") from None
+    if not isinstance(obj, dict):
+        raise GitbusError(f"The ledger entry {path} is not an object; the bus is damaged.")
+    return obj
+
+
+def current(repo: Repository) -> Ledger:
+    tip = repo.ref(LEDGER_REF)
+    return Ledger(repo, repo.read_commit(tip).tree if tip else None)
+
+
+def transact(repo: Repository, decide: Callable[[Ledger, int], Change | None]) -> Message | None:
+    """Apply `decide(state, min_time)` to the ledger tip atomically, re-deciding on lost races.
+
+    `decide` may raise to refuse (nothing is written) or return None when there is nothing to do.
+    """
+    for _ in range(_MAX_RACES):
+        tip = repo.ref(LEDGER_REF)
+        tree = repo.read_commit(tip).tree if tip else None
+        change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)
+        if change is None:
+            return None
+        blobs = {
+            path: None if obj is None else repo.blob(_dump(obj))
+            for path, obj in change.writes.items()
+        }
+        new_tree = repo.tree_update(tree, blobs)
+        msg = change.message
+        oid = repo.commit(tree=new_tree, parents=[tip] if tip else [], message=encode(msg),
+                          author=msg.sender, time_ms=msg.time)
+        try:
+            repo.update_ref(LEDGER_REF, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
+            return msg
+        except RefMoved:
+            continue
+    raise Contended(f"Gave up updating the ledger after {_MAX_RACES} lost races.")
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,168 @@
+"""A bus message and its encoding as a git commit message (format version 1, docs/format.md).
+
+The subject is for people reading `git log` (`discovery: the db config is in config/db.yaml`), the
+body is the text exactly as posted, and the last paragraph holds `Gitbus-*` trailers that machines
+read. Decoding never guesses: the trailer block is always the final paragraph we wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gitbus.clock import iso
+from gitbus.errors import CorruptMessage, GitbusError
+from gitbus.ids import EVERYONE, AgentName, MessageId
+
+FORMAT_VERSION = 1
+MAX_TEXT_BYTES = 64 * 1024
+_SUBJECT_CHARS = 100
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class Kind(StrEnum):
+    JOIN = "join"
+    DISCOVERY = "discovery"
+    QUESTION = "question"
+    ANSWER = "answer"
+    REQUEST = "request"
+    TAKE = "take"
+    DONE = "done"
+    CLAIM = "claim"
+    RELEASE = "release"
+    RENEW = "renew"
+
+
+# Kinds written on the ledger, where one compare-and-swap both grants and announces.
+LEDGER_KINDS = frozenset({Kind.TAKE, Kind.DONE, Kind.CLAIM, Kind.RELEASE, Kind.RENEW})
+# Kinds whose text is the point of the message and so may not be empty.
+TEXT_KINDS = frozenset({Kind.DISCOVERY, Kind.QUESTION, Kind.ANSWER, Kind.REQUEST})
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message on the bus. `to` is an agent name or `*` for everyone; times are epoch ms."""
+
+    id: MessageId
+    kind: Kind
+    sender: AgentName
+    to: AgentName
+    text: str
+    time: int
+    paths: tuple[str, ...] = ()
+    reply_to: MessageId | None = None
+    meta: tuple[tuple[str, str], ...] = field(default=())
+
+    def get(self, key: str) -> str | None:
+        """A type-specific fact from `meta` (e.g. `expires` on a claim)."""
+        for k, v in self.meta:
+            if k == key:
+                return v
+        return None
+
+    def summary(self) -> str:
+        """The one line people see: in `git log` subjects and short listings."""
+        first = self.text.split("\n", 1)[0].strip()
+        if self.kind in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW) and self.paths:
+            first = ", ".join(self.paths) + (f": {first}" if first else "")
+        if len(first) > _SUBJECT_CHARS:
+            first = first[: _SUBJECT_CHARS - 1] + "…"
+        return first or self.kind.value
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.kind.value,
+            "from": self.sender,
+            "to": "*" if self.to == EVERYONE else self.to,
+            "text": self.text,
+            "paths": list(self.paths),
+            "reply_to": self.reply_to,
+            "time": iso(self.time),
+            "time_ms": self.time,
+            **({"meta": dict(self.meta)} if self.meta else {}),
+        }
+
+
+def clean_text(text: str, kind: Kind) -> str:
+    """Validate message text: at most 64 KiB of UTF-8, no NUL or control characters but tab/newline."""
+    text = text.replace("\r\n", "\n").strip()
+    if not text and kind in TEXT_KINDS:
+        raise GitbusError(f"The {kind.value} text is empty; say something.")
+    if len(text.encode("utf-8", errors="surrogatepass")) > MAX_TEXT_BYTES:
+        raise GitbusError(f"The text is over the {MAX_TEXT_BYTES // 1024} KiB limit; shorten it.")
+    if _BAD_CHARS.search(text):
+        raise GitbusError("The text contains NUL or control characters; send plain text.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise GitbusError("The text is not valid UTF-8.") from None
+    return text
+
+
+def encode(msg: Message) -> str:
+    """The commit message for `msg`."""
+    trailers = [
+        f"Gitbus-Version: {FORMAT_VERSION}",
+        f"Gitbus-Id: {msg.id}",
+        f"Gitbus-Type: {msg.kind.value}",
+        f"Gitbus-From: {msg.sender}",
+        f"Gitbus-To: {msg.to}",
+        f"Gitbus-Time: {msg.time}",
+    ]
+    trailers += [f"Gitbus-Path: {p}" for p in msg.paths]
+    if msg.reply_to:
+        trailers.append(f"Gitbus-Reply-To: {msg.reply_to}")
+    trailers += [f"Gitbus-Meta: {k}={_one_line(v)}" for k, v in msg.meta]
+    subject = _one_line(f"{msg.kind.value}: {msg.summary()}")
+    body = f"{msg.text}\n\n" if msg.text else ""
+    return f"{subject}\n\n{body}" + "\n".join(trailers) + "\n"
+
+
+def decode(raw: str) -> Message:
+    """Parse a commit message written by `encode`; raise `CorruptMessage` for anything else."""
+    head, sep, rest = raw.partition("\n\n")
+    if not sep:
+        raise CorruptMessage("A bus commit has no gitbus trailers.")
+    cut = rest.rstrip("\n").rfind("\n\n")
+    text, block = ("", rest) if cut < 0 else (rest[:cut], rest[cut + 2:])
+    fields: dict[str, list[str]] = {}
+    for line in block.strip("\n").split("\n"):
+        k, colon, v = line.partition(": ")
+        if not colon or not k.startswith("Gitbus-"):
+            raise CorruptMessage(f"A bus commit has a malformed trailer line: {line[:60]!r}.")
+        fields.setdefault(k[len("Gitbus-"):], []).append(v)
+
+    def one(name: str) -> str:
+        vals = fields.get(name)
+        if not vals or len(vals) != 1:
+            raise CorruptMessage(f"A bus commit lacks exactly one Gitbus-{name} trailer.")
+        return vals[0]
+
+    if one("Version") != str(FORMAT_VERSION):
+        raise CorruptMessage(f"A bus message has format version {one('Version')}; this gitbus reads "
+                             f"{FORMAT_VERSION}. Upgrade gitbus.")
+    try:
+        kind = Kind(one("Type"))
+        time_ms = int(one("Time"))
+    except ValueError:
+        raise CorruptMessage(f"A bus message has a bad type or time: {head[:60]!r}.") from None
+    meta = tuple(tuple(m.split("=", 1)) for m in fields.get("Meta", []) if "=" in m)
+    reply = fields.get("Reply-To")
+    return Message(
+        id=MessageId(one("Id")),
+        kind=kind,
+        sender=AgentName(one("From")),
+        to=AgentName(one("To")),
+        text=text,
+        time=time_ms,
+        paths=tuple(fields.get("Path", [])),
+        reply_to=MessageId(reply[0]) if reply else None,
+        meta=meta,  # type: ignore[arg-type]
+    )
+
+
+def _one_line(s: str) -> str:
+    return s.replace("\n", " ").replace("\r", " ")

@@ -1,0 +1,88 @@
+"""Repository paths as claims see them: normalised, repo-relative, and compared hierarchically.
+
+A normalised path is POSIX, relative to the repository root, with no `.`/`..`/empty components; a
+directory ends with `/`. Overlap is symmetric and by whole components: `internal/api/` overlaps
+`internal/api/x.go`, `internal/` and itself, never `internal/apis/`. With `core.ignorecase` the
+comparison key is case-folded, the stored spelling is kept.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gitbus.errors import GitbusError
+
+
+def _check_chars(raw: str) -> None:
+    if not raw or not raw.strip():
+        raise GitbusError("A path is empty; name a file or directory inside the repository.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise GitbusError(f"The path {raw!r} contains control characters; name a plain path.")
+
+
+def normalize(raw: str, *, root: Path, cwd: Path) -> str:
+    """Make a user-typed path repo-relative and canonical, or refuse it in one sentence.
+
+    `raw` may be relative to `cwd`, or absolute inside the worktree at `root`. A trailing `/`, or an
+    existing directory, makes it a directory claim.
+    """
+    _check_chars(raw)
+    root_s = os.path.realpath(root)
+    wants_dir = raw.endswith(("/", os.sep))
+    if os.path.isabs(raw):
+        full = os.path.normpath(raw)
+        if not _inside(full, root_s):
+            full = os.path.normpath(os.path.realpath(raw))
+    else:
+        full = os.path.normpath(os.path.join(os.path.realpath(cwd), raw))
+    if not _inside(full, root_s):
+        raise GitbusError(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
+    rel = os.path.relpath(full, root_s).replace(os.sep, "/")
+    if rel == ".":
+        raise GitbusError("A claim on the whole repository is refused; name a directory or file in it.")
+    parts = rel.split("/")
+    if any(p.casefold() == ".git" for p in parts):
+        raise GitbusError(f"The path '{raw}' is inside git's own directory; name a path in the worktree.")
+    if wants_dir or os.path.isdir(full):
+        return rel + "/"
+    return rel
+
+
+def canonical(path: str) -> str:
+    """Validate an already repo-relative path (from a message or a remote) without touching disk."""
+    _check_chars(path)
+    body = path[:-1] if path.endswith("/") else path
+    parts = body.split("/")
+    if not body or any(p in ("", ".", "..") or p.casefold() == ".git" for p in parts):
+        raise GitbusError(f"'{path}' is not a normalised repository path.")
+    return path
+
+
+def _inside(full: str, root: str) -> bool:
+    return full == root or full.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def is_dir(path: str) -> bool:
+    return path.endswith("/")
+
+
+def key(path: str, ignorecase: bool) -> tuple[str, ...]:
+    """The comparison key: components, case-folded when the repository ignores case."""
+    body = path.rstrip("/")
+    if ignorecase:
+        body = body.casefold()
+    return tuple(body.split("/"))
+
+
+def overlaps(a: str, b: str, ignorecase: bool = False) -> bool:
+    """True when one path contains the other (or they are the same), by whole components."""
+    ka, kb = key(a, ignorecase), key(b, ignorecase)
+    n = min(len(ka), len(kb))
+    return ka[:n] == kb[:n]
+
+
+def covers(claim: str, path: str, ignorecase: bool = False) -> bool:
+    """True when `path` lies at or below `claim`."""
+    kc, kp = key(claim, ignorecase), key(path, ignorecase)
+    return kp[: len(kc)] == kc
