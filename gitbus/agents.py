@@ -21,8 +21,7 @@ def _setting(repo: Repository) -> Path:
     return repo.git_dir / "gitbus" / "agent"
 
 
-def resolve(repo: Repository, explicit: str | None = None,
-            env: Mapping[str, str] | None = None) -> AgentName:
+def resolve(repo: Repository, explicit: str | None = None, env: Mapping[str, str] | None = None) -> AgentName:
     """This worktree's agent name, by the precedence above; always validated."""
     env = os.environ if env is None else env
     if explicit:
@@ -46,4 +45,4 @@ def remember(repo: Repository, name: AgentName) -> None:
 
 def known(repo: Repository) -> dict[AgentName, Oid]:
     """Every agent with a chain on the bus, with its chain tip."""
-    return {AgentName(ref[len(AGENTS_PREFIX):]): oid for ref, oid in repo.refs(AGENTS_PREFIX).items()}
+    return {AgentName(ref[len(AGENTS_PREFIX) :]): oid for ref, oid in repo.refs(AGENTS_PREFIX).items()}

@@ -73,16 +73,16 @@ class Status:
 class Bus:
     """One agent's handle on the bus of one repository."""
 
-    def __init__(self, repo: Repository, agent: AgentName, clock: Clock | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, repo: Repository, agent: AgentName, clock: Clock | None = None, cwd: Path | None = None
+    ) -> None:
         self.repo = repo
         self.agent = agent
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
 
     @classmethod
-    def open(cls, path: str | Path = ".", agent: str | None = None,
-             clock: Clock | None = None) -> Bus:
+    def open(cls, path: str | Path = ".", agent: str | None = None, clock: Clock | None = None) -> Bus:
         """Open the bus of the repository at `path`, as `agent` (else resolved from the worktree)."""
         repo = Repository.open(path)
         return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve())
@@ -106,8 +106,11 @@ class Bus:
     def _ensure_joined(self) -> Message | None:
         if self.repo.ref(agent_ref(self.agent)) is not None:
             return None
-        return self._post(Kind.JOIN, f"{self.agent} joined from {self.repo.root.name}",
-                          meta=(("worktree", str(self.repo.root)),))
+        return self._post(
+            Kind.JOIN,
+            f"{self.agent} joined from {self.repo.root.name}",
+            meta=(("worktree", str(self.repo.root)),),
+        )
 
     def agents(self) -> list[AgentInfo]:
         live: dict[str, int] = {}
@@ -117,25 +120,39 @@ class Bus:
         for name, tip in sorted(agents.known(self.repo).items()):
             entry = next(chains.history(self.repo, {agent_ref(name): tip}), None)
             last = entry.message if entry else None
-            out.append(AgentInfo(name, last.time if last else 0,
-                                 f"{last.kind.value}: {last.summary()}" if last else "",
-                                 live.get(name, 0)))
+            out.append(
+                AgentInfo(
+                    name,
+                    last.time if last else 0,
+                    f"{last.kind.value}: {last.summary()}" if last else "",
+                    live.get(name, 0),
+                )
+            )
         return out
 
     # -- posting ----------------------------------------------------------------------------------
 
-    def _post(self, kind: Kind, text: str, *, to: AgentName = EVERYONE, paths: Iterable[str] = (),
-              reply_to: MessageId | None = None, after: int = 0,
-              meta: tuple[tuple[str, str], ...] = ()) -> Message:
+    def _post(
+        self,
+        kind: Kind,
+        text: str,
+        *,
+        to: AgentName = EVERYONE,
+        paths: Iterable[str] = (),
+        reply_to: MessageId | None = None,
+        after: int = 0,
+        meta: tuple[tuple[str, str], ...] = (),
+    ) -> Message:
         text = clean_text(text, kind)
         if to != EVERYONE:
             self._require_agent(to)
         if kind is not Kind.JOIN:
             self._ensure_joined()
         mid, norm = new_message_id(), tuple(paths)
+        seen = chains.horizon(self.repo, self.tips()) + 1
 
         def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, after)
+            t = max(self.clock.now_ms(), min_time, after, seen)
             return Message(mid, kind, self.agent, to, text, t, norm, reply_to, meta)
 
         return chains.append(self.repo, agent_ref(self.agent), make)
@@ -177,14 +194,20 @@ class Bus:
 
     def take(self, request_id: str) -> Message:
         req = self.find(request_id)
-        return self._ledger(lambda state, now, mid: decide_take(
-            state, me=self.agent, request=req, now=max(now, req.time + 1), msg_id=mid))
+        return self._ledger(
+            lambda state, now, mid: decide_take(
+                state, me=self.agent, request=req, now=max(now, req.time + 1), msg_id=mid
+            )
+        )
 
     def done(self, request_id: str, text: str = "") -> Message:
         req = self.find(request_id)
         text = clean_text(text, Kind.DONE)
-        return self._ledger(lambda state, now, mid: decide_done(
-            state, me=self.agent, request=req, text=text, now=now, msg_id=mid))
+        return self._ledger(
+            lambda state, now, mid: decide_done(
+                state, me=self.agent, request=req, text=text, now=now, msg_id=mid
+            )
+        )
 
     # -- claims -----------------------------------------------------------------------------------
 
@@ -194,12 +217,27 @@ class Bus:
         if not wanted:
             raise GitbusError("Name at least one path to claim.")
         reason = clean_text(reason, Kind.CLAIM)
-        return self._ledger(lambda state, now, mid: decide_claim(
-            state, me=self.agent, paths=wanted, ttl_ms=ttl_ms or DEFAULT_TTL_MS, reason=reason,
-            now=now, ignorecase=self.repo.ignorecase, msg_id=mid))
+        return self._ledger(
+            lambda state, now, mid: decide_claim(
+                state,
+                me=self.agent,
+                paths=wanted,
+                ttl_ms=ttl_ms or DEFAULT_TTL_MS,
+                reason=reason,
+                now=now,
+                ignorecase=self.repo.ignorecase,
+                msg_id=mid,
+            )
+        )
 
-    def release(self, raw_paths: Iterable[str] = (), *, everything: bool = False,
-                force: bool = False, reason: str = "") -> Message | None:
+    def release(
+        self,
+        raw_paths: Iterable[str] = (),
+        *,
+        everything: bool = False,
+        force: bool = False,
+        reason: str = "",
+    ) -> Message | None:
         """Release claims; None when `everything` found nothing to release."""
         wanted = list(self.paths(raw_paths))
         if not wanted and not everything:
@@ -207,16 +245,34 @@ class Bus:
         if wanted and everything:
             raise GitbusError("Name paths or use --all, not both.")
         reason = clean_text(reason, Kind.RELEASE)
-        return self._ledger_maybe(lambda state, now, mid: decide_release(
-            state, me=self.agent, paths=wanted, everything=everything, force=force, reason=reason,
-            now=now, ignorecase=self.repo.ignorecase, msg_id=mid))
+        return self._ledger_maybe(
+            lambda state, now, mid: decide_release(
+                state,
+                me=self.agent,
+                paths=wanted,
+                everything=everything,
+                force=force,
+                reason=reason,
+                now=now,
+                ignorecase=self.repo.ignorecase,
+                msg_id=mid,
+            )
+        )
 
     def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
         """Extend this agent's leases; None when it holds nothing."""
         wanted = list(self.paths(raw_paths))
-        return self._ledger_maybe(lambda state, now, mid: decide_renew(
-            state, me=self.agent, paths=wanted, ttl_ms=ttl_ms, now=now,
-            ignorecase=self.repo.ignorecase, msg_id=mid))
+        return self._ledger_maybe(
+            lambda state, now, mid: decide_renew(
+                state,
+                me=self.agent,
+                paths=wanted,
+                ttl_ms=ttl_ms,
+                now=now,
+                ignorecase=self.repo.ignorecase,
+                msg_id=mid,
+            )
+        )
 
     def claims(self, include_expired: bool = False) -> list[Claim]:
         now = self.clock.now_ms()
@@ -225,8 +281,10 @@ class Bus:
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
         self._ensure_joined()
         mid = new_message_id()
+        seen = chains.horizon(self.repo, self.tips()) + 1
         return ledger.transact(
-            self.repo, lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time), mid))
+            self.repo, lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, seen), mid)
+        )
 
     def _ledger(self, decide: _Decide) -> Message:
         msg = self._ledger_maybe(decide)
@@ -254,18 +312,27 @@ class Bus:
             if sender is None or entry.message.sender == sender:
                 yield entry.message
 
-    def log(self, n: int | None = 20, *, kinds: Iterable[str] = (), sender: str | None = None,
-            path: str | None = None, since: int | None = None, grep: str | None = None
-            ) -> list[Message]:
+    def log(
+        self,
+        n: int | None = 20,
+        *,
+        kinds: Iterable[str] = (),
+        sender: str | None = None,
+        path: str | None = None,
+        since: int | None = None,
+        grep: str | None = None,
+    ) -> list[Message]:
         """The newest `n` messages matching every filter given, newest first."""
         want = {Kind(k) for k in kinds} if kinds else None
         norm = self.paths([path])[0] if path else None
         needle = grep.casefold() if grep else None
 
         def matches(m: Message) -> bool:
-            return ((want is None or m.kind in want)
-                    and (norm is None or any(P.overlaps(norm, p, self.repo.ignorecase) for p in m.paths))
-                    and (needle is None or needle in m.text.casefold() or needle in m.summary().casefold()))
+            return (
+                (want is None or m.kind in want)
+                and (norm is None or any(P.overlaps(norm, p, self.repo.ignorecase) for p in m.paths))
+                and (needle is None or needle in m.text.casefold() or needle in m.summary().casefold())
+            )
 
         def until_since(ms: Iterator[Message]) -> Iterator[Message]:
             for m in ms:
@@ -288,8 +355,9 @@ class Bus:
         if not found:
             raise NotFound(f"No message has id {want}; see `gitbus log`.")
         if len(found) > 1:
-            raise GitbusError(f"The id {want} is ambiguous ({found[0].id}, {found[1].id}, …); "
-                              "give more digits.")
+            raise GitbusError(
+                f"The id {want} is ambiguous ({found[0].id}, {found[1].id}, …); give more digits."
+            )
         return found[0]
 
     def replies(self, message_id: MessageId, window: int = OPEN_WINDOW) -> list[Message]:
@@ -317,15 +385,20 @@ class Bus:
         claims = self.claims(include_expired=True)
         recent = list(islice(self.history(), OPEN_WINDOW))
         answered = {m.reply_to for m in recent if m.kind is Kind.ANSWER}
-        questions = [m for m in recent if m.kind is Kind.QUESTION and m.id not in answered
-                     and m.to in (EVERYONE, self.agent)]
+        questions = [
+            m
+            for m in recent
+            if m.kind is Kind.QUESTION and m.id not in answered and m.to in (EVERYONE, self.agent)
+        ]
         state = ledger.current(self.repo)
         requests = [OpenRequest(m, state_of(state, m.id)) for m in recent if m.kind is Kind.REQUEST]
         requests = [r for r in requests if r.state is None or r.state.done_at is None]
         return Status(
-            me=self.agent, now=now,
+            me=self.agent,
+            now=now,
             my_claims=[c for c in claims if c.owner == self.agent],
             other_claims=[c for c in claims if c.owner != self.agent and c.live(now)],
-            open_questions=questions, requests=requests, unread=len(self.unread()[0]),
+            open_questions=questions,
+            requests=requests,
+            unread=len(self.unread()[0]),
         )
-

@@ -37,6 +37,12 @@ def chain_time(repo: Repository, tip: Oid | None) -> int:
         return 0
 
 
+def horizon(repo: Repository, tips: Mapping[str, Oid]) -> int:
+    """The latest time on any of `tips`: a new message is stamped past it (hybrid logical clock),
+    so anything an agent could have seen before posting sorts before its post on every clone."""
+    return max((chain_time(repo, tip) for tip in tips.values()), default=0)
+
+
 def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message:
     """Append the message `make(min_time)` to chain `ref` with a compare-and-swap, retrying races.
 
@@ -46,8 +52,13 @@ def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Messag
     for _ in range(_MAX_RACES):
         tip = repo.ref(ref)
         msg = make(chain_time(repo, tip) + 1)
-        oid = repo.commit(tree=repo.empty_tree, parents=[tip] if tip else [], message=encode(msg),
-                          author=msg.sender, time_ms=msg.time)
+        oid = repo.commit(
+            tree=repo.empty_tree,
+            parents=[tip] if tip else [],
+            message=encode(msg),
+            author=msg.sender,
+            time_ms=msg.time,
+        )
         try:
             repo.update_ref(ref, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
             return msg
@@ -64,8 +75,9 @@ def _key(msg: Message) -> tuple[int, int]:
         return (-msg.time, 0)
 
 
-def history(repo: Repository, tips: Mapping[str, Oid], stops: Mapping[str, Oid] | None = None
-            ) -> Iterator[Entry]:
+def history(
+    repo: Repository, tips: Mapping[str, Oid], stops: Mapping[str, Oid] | None = None
+) -> Iterator[Entry]:
     """Every message reachable from `tips`, newest first by (time, id), each exactly once.
 
     Walking a chain stops at its entry in `stops` (already seen), so an incremental read costs what
@@ -98,4 +110,3 @@ def history(repo: Repository, tips: Mapping[str, Oid], stops: Mapping[str, Oid] 
         for parent in pending.pop(oid, ()):
             push(parent, ref)
         yield Entry(msg, oid, ref)
-

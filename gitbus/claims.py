@@ -39,23 +39,34 @@ class Claim:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": self.path, "owner": self.owner, "reason": self.reason,
-            "claimed_at": self.claimed_at, "expires_at": self.expires_at,
-            "ttl_ms": self.ttl_ms, "id": self.id,
+            "path": self.path,
+            "owner": self.owner,
+            "reason": self.reason,
+            "claimed_at": self.claimed_at,
+            "expires_at": self.expires_at,
+            "ttl_ms": self.ttl_ms,
+            "id": self.id,
         }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Claim:
         return cls(
-            path=str(obj["path"]), owner=AgentName(str(obj["owner"])), reason=str(obj["reason"]),
-            claimed_at=int(obj["claimed_at"]), expires_at=int(obj["expires_at"]),
-            ttl_ms=int(obj.get("ttl_ms", DEFAULT_TTL_MS)), id=MessageId(str(obj["id"])),
+            path=str(obj["path"]),
+            owner=AgentName(str(obj["owner"])),
+            reason=str(obj["reason"]),
+            claimed_at=int(obj["claimed_at"]),
+            expires_at=int(obj["expires_at"]),
+            ttl_ms=int(obj.get("ttl_ms", DEFAULT_TTL_MS)),
+            id=MessageId(str(obj["id"])),
         )
 
     def describe(self, now: int) -> str:
         """`api-1 holds internal/api/ until 14:20 (12m left): splitting handlers`."""
-        when = (f"until {hhmm(self.expires_at)} ({span(self.expires_at - now)} left)"
-                if self.live(now) else f"expired at {hhmm(self.expires_at)}")
+        when = (
+            f"until {hhmm(self.expires_at)} ({span(self.expires_at - now)} left)"
+            if self.live(now)
+            else f"expired at {hhmm(self.expires_at)}"
+        )
         return f"{self.owner} holds {self.path} {when}" + (f": {self.reason}" if self.reason else "")
 
 
@@ -86,14 +97,25 @@ def overlapping(ledger: Ledger, path: str, ignorecase: bool) -> list[Claim]:
 
 def conflict_error(claim: Claim, wanted: str, now: int) -> ClaimConflict:
     return ClaimConflict(
-        f"{wanted} is refused: {claim.describe(now)}. "
-        f"Ask them with: gitbus ask --to {claim.owner} \"…\"",
-        holder=claim.owner, held_path=claim.path, reason=claim.reason, expires_at=claim.expires_at,
+        f'{wanted} is refused: {claim.describe(now)}. Ask them with: gitbus ask --to {claim.owner} "…"',
+        holder=claim.owner,
+        held_path=claim.path,
+        reason=claim.reason,
+        expires_at=claim.expires_at,
     )
 
 
-def decide_claim(ledger: Ledger, *, me: AgentName, paths: list[str], ttl_ms: int, reason: str,
-                 now: int, ignorecase: bool, msg_id: MessageId) -> Change:
+def decide_claim(
+    ledger: Ledger,
+    *,
+    me: AgentName,
+    paths: list[str],
+    ttl_ms: int,
+    reason: str,
+    now: int,
+    ignorecase: bool,
+    msg_id: MessageId,
+) -> Change:
     """Grant all of `paths` to `me` or refuse with the first live claim of another agent."""
     if not 0 < ttl_ms <= MAX_TTL_MS:
         raise GitbusError(f"A lease must be between 1s and {MAX_TTL_MS // 86_400_000}d.")
@@ -111,20 +133,41 @@ def decide_claim(ledger: Ledger, *, me: AgentName, paths: list[str], ttl_ms: int
             writes[slot(c.path, ignorecase)] = None
             meta.append(("took-over", f"{c.owner} {c.path}"))
         claim = Claim(
-            path=path, owner=me, reason=reason or (previous.reason if previous else ""),
+            path=path,
+            owner=me,
+            reason=reason or (previous.reason if previous else ""),
             claimed_at=previous.claimed_at if previous and previous.live(now) else now,
-            expires_at=now + ttl_ms, ttl_ms=ttl_ms, id=msg_id,
+            expires_at=now + ttl_ms,
+            ttl_ms=ttl_ms,
+            id=msg_id,
         )
         writes[slot(path, ignorecase)] = claim.to_json()
     meta.append(("expires", str(now + ttl_ms)))
-    msg = Message(id=msg_id, kind=Kind.CLAIM, sender=me, to=EVERYONE, text=reason, time=now,
-                  paths=tuple(paths), meta=tuple(meta))
+    msg = Message(
+        id=msg_id,
+        kind=Kind.CLAIM,
+        sender=me,
+        to=EVERYONE,
+        text=reason,
+        time=now,
+        paths=tuple(paths),
+        meta=tuple(meta),
+    )
     return Change(msg, writes)
 
 
-def decide_release(ledger: Ledger, *, me: AgentName, paths: list[str], everything: bool,
-                   force: bool, reason: str, now: int, ignorecase: bool,
-                   msg_id: MessageId) -> Change | None:
+def decide_release(
+    ledger: Ledger,
+    *,
+    me: AgentName,
+    paths: list[str],
+    everything: bool,
+    force: bool,
+    reason: str,
+    now: int,
+    ignorecase: bool,
+    msg_id: MessageId,
+) -> Change | None:
     """Release `me`'s claims on `paths` (or all of them); another's only with force and a reason."""
     if everything:
         targets = [c for c in all_claims(ledger) if c.owner == me]
@@ -140,19 +183,35 @@ def decide_release(ledger: Ledger, *, me: AgentName, paths: list[str], everythin
             if c.owner != me and not force:
                 raise GitbusError(
                     f"{c.describe(now)}; only {c.owner} can release it "
-                    "(or use --force --reason \"…\", which is recorded and tells them)."
+                    '(or use --force --reason "…", which is recorded and tells them).'
                 )
             if c.owner != me and not reason.strip():
-                raise GitbusError("A forced release needs --reason \"…\"; it is recorded for the owner.")
+                raise GitbusError('A forced release needs --reason "…"; it is recorded for the owner.')
             targets.append(c)
     meta = tuple(("forced", f"{c.owner} {c.path}") for c in targets if c.owner != me)
-    msg = Message(id=msg_id, kind=Kind.RELEASE, sender=me, to=EVERYONE, text=reason, time=now,
-                  paths=tuple(c.path for c in targets), meta=meta)
+    msg = Message(
+        id=msg_id,
+        kind=Kind.RELEASE,
+        sender=me,
+        to=EVERYONE,
+        text=reason,
+        time=now,
+        paths=tuple(c.path for c in targets),
+        meta=meta,
+    )
     return Change(msg, {slot(c.path, ignorecase): None for c in targets})
 
 
-def decide_renew(ledger: Ledger, *, me: AgentName, paths: list[str], ttl_ms: int | None, now: int,
-                 ignorecase: bool, msg_id: MessageId) -> Change | None:
+def decide_renew(
+    ledger: Ledger,
+    *,
+    me: AgentName,
+    paths: list[str],
+    ttl_ms: int | None,
+    now: int,
+    ignorecase: bool,
+    msg_id: MessageId,
+) -> Change | None:
     """Extend `me`'s claims (all, or those on `paths`) by their lease, or by `ttl_ms`."""
     mine = [c for c in all_claims(ledger) if c.owner == me]
     if paths:
@@ -169,6 +228,13 @@ def decide_renew(ledger: Ledger, *, me: AgentName, paths: list[str], ttl_ms: int
         ttl = ttl_ms or c.ttl_ms
         renewed = Claim(c.path, me, c.reason, c.claimed_at if c.live(now) else now, now + ttl, ttl, c.id)
         writes[slot(c.path, ignorecase)] = renewed.to_json()
-    msg = Message(id=msg_id, kind=Kind.RENEW, sender=me, to=EVERYONE, text="", time=now,
-                  paths=tuple(c.path for c in mine))
+    msg = Message(
+        id=msg_id,
+        kind=Kind.RENEW,
+        sender=me,
+        to=EVERYONE,
+        text="",
+        time=now,
+        paths=tuple(c.path for c in mine),
+    )
     return Change(msg, writes)

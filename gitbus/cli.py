@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from gitbus import render
 from gitbus.bus import Bus
-from gitbus.clock import parse_duration, parse_since
+from gitbus.clock import hhmm, iso, parse_duration, parse_since
 from gitbus.errors import ClaimConflict, GitbusError
 from gitbus.message import Kind
 
@@ -31,27 +31,42 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except GitbusError as e:
             if isinstance(e, ClaimConflict) and ctx.obj and ctx.obj.get("json"):
-                render.dump(out, {"error": e.message, "holder": e.holder, "held_path": e.held_path,
-                                  "reason": e.reason, "expires_at": e.expires_at})
+                render.dump(
+                    out,
+                    {
+                        "error": e.message,
+                        "holder": e.holder,
+                        "held_path": e.held_path,
+                        "reason": e.reason,
+                        "expires_at": e.expires_at,
+                    },
+                )
             err.print(f"gitbus: {e.message}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
 
 app = typer.Typer(
-    cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
     help="A git-native coordination bus for agents working in parallel worktrees.",
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
-PathsOpt = Annotated[list[str] | None, typer.Option("--path", "-p", help="A path this is about (repeatable).")]
+PathsOpt = Annotated[
+    list[str] | None, typer.Option("--path", "-p", help="A path this is about (repeatable).")
+]
 ToOpt = Annotated[str | None, typer.Option("--to", help="An agent's name; everyone when omitted.")]
 
 
 @app.callback()
 def _root(
     ctx: typer.Context,
-    agent: Annotated[str | None, typer.Option("--agent", "-a", envvar=None,
-                                              help="Act as this agent (overrides GITBUS_AGENT).")] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option("--agent", "-a", envvar=None, help="Act as this agent (overrides GITBUS_AGENT)."),
+    ] = None,
     directory: Annotated[Path, typer.Option("-C", help="Run as if started in this directory.")] = Path("."),
 ) -> None:
     ctx.obj = {"agent": agent, "dir": directory}
@@ -86,22 +101,31 @@ def _posted(bus: Bus, msg: Any, json_out: bool) -> None:
 
 
 @app.command()
-def init(ctx: typer.Context, remote: Annotated[str | None, typer.Option(
-        "--remote", help="The git remote that carries the bus (see docs/sync.md).")] = None,
-         json_out: JsonOpt = False) -> None:
+def init(
+    ctx: typer.Context,
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="The git remote that carries the bus (see docs/sync.md).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Prepare this repository for gitbus and register this worktree's agent (idempotent)."""
     bus = _bus(ctx, json_out)
     joined = bus.init(remote)
     if json_out:
         render.dump(out, {"agent": bus.agent, "joined": joined is not None, "remote": remote})
     else:
-        out.print(f"gitbus ready in {bus.repo.root} as agent {bus.agent}"
-                  + (" (joined)" if joined else ""), markup=False)
+        out.print(
+            f"gitbus ready in {bus.repo.root} as agent {bus.agent}" + (" (joined)" if joined else ""),
+            markup=False,
+        )
 
 
 @app.command()
-def join(ctx: typer.Context, name: Annotated[str, typer.Option("--name", help="This worktree's agent name.")],
-         json_out: JsonOpt = False) -> None:
+def join(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="This worktree's agent name.")],
+    json_out: JsonOpt = False,
+) -> None:
     """Name this worktree's agent and announce it on the bus."""
     bus = _bus(ctx, json_out)
     joined = bus.join(name)
@@ -117,8 +141,18 @@ def agents_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     bus = _bus(ctx, json_out)
     infos = bus.agents()
     if json_out:
-        render.dump(out, [{"name": a.name, "last_active": a.last_active and render.iso(a.last_active),
-                           "live_claims": a.live_claims, "last_message": a.last_summary} for a in infos])
+        render.dump(
+            out,
+            [
+                {
+                    "name": a.name,
+                    "last_active": a.last_active and iso(a.last_active),
+                    "live_claims": a.live_claims,
+                    "last_message": a.last_summary,
+                }
+                for a in infos
+            ],
+        )
     else:
         render.agents(out, infos, bus.clock.now_ms(), bus.agent)
 
@@ -127,50 +161,73 @@ def agents_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
-def discover(ctx: typer.Context, text: Annotated[str, typer.Argument(help="What you found; - reads stdin.")],
-             path: PathsOpt = None, json_out: JsonOpt = False) -> None:
+def discover(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="What you found; - reads stdin.")],
+    path: PathsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Tell everyone what you found."""
     bus = _bus(ctx, json_out)
     _posted(bus, bus.discover(_text(text), path or []), json_out)
 
 
 @app.command()
-def ask(ctx: typer.Context, text: Annotated[str, typer.Argument(help="The question; - reads stdin.")],
-        to: ToOpt = None, path: PathsOpt = None, json_out: JsonOpt = False) -> None:
+def ask(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The question; - reads stdin.")],
+    to: ToOpt = None,
+    path: PathsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Ask one agent or everyone a question."""
     bus = _bus(ctx, json_out)
     _posted(bus, bus.ask(_text(text), to, path or []), json_out)
 
 
 @app.command()
-def answer(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The question's id (or a prefix).")],
-           text: Annotated[str, typer.Argument(help="The answer; - reads stdin.")],
-           json_out: JsonOpt = False) -> None:
+def answer(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The question's id (or a prefix).")],
+    text: Annotated[str, typer.Argument(help="The answer; - reads stdin.")],
+    json_out: JsonOpt = False,
+) -> None:
     """Answer a question."""
     bus = _bus(ctx, json_out)
     _posted(bus, bus.answer(id, _text(text)), json_out)
 
 
 @app.command()
-def request(ctx: typer.Context, text: Annotated[str, typer.Argument(help="The work asked for; - reads stdin.")],
-            to: ToOpt = None, path: PathsOpt = None, json_out: JsonOpt = False) -> None:
+def request(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The work asked for; - reads stdin.")],
+    to: ToOpt = None,
+    path: PathsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Hand off a subtask; one agent will take it."""
     bus = _bus(ctx, json_out)
     _posted(bus, bus.request(_text(text), to, path or []), json_out)
 
 
 @app.command()
-def take(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The request's id.")],
-         json_out: JsonOpt = False) -> None:
+def take(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The request's id.")],
+    json_out: JsonOpt = False,
+) -> None:
     """Take a request; exactly one agent can."""
     bus = _bus(ctx, json_out)
     _posted(bus, bus.take(id), json_out)
 
 
 @app.command()
-def done(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The request's id.")],
-         text: Annotated[str, typer.Argument(help="What was done; - reads stdin.")] = "",
-         json_out: JsonOpt = False) -> None:
+def done(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The request's id.")],
+    text: Annotated[str, typer.Argument(help="What was done; - reads stdin.")] = "",
+    json_out: JsonOpt = False,
+) -> None:
     """Mark a request you took as done."""
     bus = _bus(ctx, json_out)
     _posted(bus, bus.done(id, _text(text)), json_out)
@@ -180,29 +237,42 @@ def done(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The request
 
 
 @app.command()
-def claim(ctx: typer.Context, paths: Annotated[list[str], typer.Argument(help="Files or directories (dir/).")],
-          ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 30s, 10m, 2h (default 30m).")] = None,
-          reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the others.")] = "",
-          json_out: JsonOpt = False) -> None:
+def claim(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(help="Files or directories (dir/).")],
+    ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 30s, 10m, 2h (default 30m).")] = None,
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the others.")] = "",
+    json_out: JsonOpt = False,
+) -> None:
     """Claim paths so other agents keep out; all or none. Exit 3 names the holder on conflict."""
     bus = _bus(ctx, json_out)
     msg = bus.claim(paths, parse_duration(ttl) if ttl else None, reason)
     if json_out:
         now = bus.clock.now_ms()
-        render.dump(out, {**msg.to_json(), "claims": [render.claim_json(c, now) for c in bus.claims()
-                                                       if c.owner == bus.agent and c.path in msg.paths]})
+        render.dump(
+            out,
+            {
+                **msg.to_json(),
+                "claims": [
+                    render.claim_json(c, now)
+                    for c in bus.claims()
+                    if c.owner == bus.agent and c.path in msg.paths
+                ],
+            },
+        )
     else:
-        out.print(f"claimed {', '.join(msg.paths)} until {render.hhmm(int(msg.get('expires') or 0))}",
-                  markup=False)
+        out.print(f"claimed {', '.join(msg.paths)} until {hhmm(int(msg.get('expires') or 0))}", markup=False)
 
 
 @app.command()
-def release(ctx: typer.Context,
-            paths: Annotated[list[str] | None, typer.Argument(help="Claimed paths to release.")] = None,
-            all_: Annotated[bool, typer.Option("--all", help="Release every claim you hold.")] = False,
-            force: Annotated[bool, typer.Option("--force", help="Release another agent's claim.")] = False,
-            reason: Annotated[str, typer.Option("--reason", "-r", help="Why (required with --force).")] = "",
-            json_out: JsonOpt = False) -> None:
+def release(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(help="Claimed paths to release.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Release every claim you hold.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Release another agent's claim.")] = False,
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (required with --force).")] = "",
+    json_out: JsonOpt = False,
+) -> None:
     """Release claims you hold (or, with --force --reason, another's; recorded)."""
     bus = _bus(ctx, json_out)
     msg = bus.release(paths or [], everything=all_, force=force, reason=reason)
@@ -215,10 +285,12 @@ def release(ctx: typer.Context,
 
 
 @app.command()
-def renew(ctx: typer.Context,
-          paths: Annotated[list[str] | None, typer.Argument(help="Only these claims.")] = None,
-          ttl: Annotated[str | None, typer.Option("--ttl", help="New lease; default each claim's own.")] = None,
-          json_out: JsonOpt = False) -> None:
+def renew(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(help="Only these claims.")] = None,
+    ttl: Annotated[str | None, typer.Option("--ttl", help="New lease; default each claim's own.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Extend the leases of your claims."""
     bus = _bus(ctx, json_out)
     msg = bus.renew(paths or [], parse_duration(ttl) if ttl else None)
@@ -231,9 +303,11 @@ def renew(ctx: typer.Context,
 
 
 @app.command("claims")
-def claims_cmd(ctx: typer.Context,
-               all_: Annotated[bool, typer.Option("--all", help="Include expired claims.")] = False,
-               json_out: JsonOpt = False) -> None:
+def claims_cmd(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include expired claims.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
     """List live claims (all agents)."""
     bus = _bus(ctx, json_out)
     now, cs = bus.clock.now_ms(), bus.claims(include_expired=all_)
@@ -247,20 +321,25 @@ def claims_cmd(ctx: typer.Context,
 
 
 @app.command()
-def log(ctx: typer.Context,
-        n: Annotated[int, typer.Option("-n", min=1, help="How many messages (newest first).")] = 20,
-        type_: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only this type (repeatable).")] = None,
-        from_: Annotated[str | None, typer.Option("--from", help="Only from this agent.")] = None,
-        path: Annotated[str | None, typer.Option("--path", help="Only messages touching this path.")] = None,
-        since: Annotated[str | None, typer.Option("--since", help="2h, 30m or an ISO time.")] = None,
-        grep: Annotated[str | None, typer.Option("--grep", help="Only messages containing this text.")] = None,
-        json_out: JsonOpt = False) -> None:
+def log(
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option("-n", min=1, help="How many messages (newest first).")] = 20,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", "-t", help="Only this type (repeatable).")
+    ] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Only from this agent.")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Only messages touching this path.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="2h, 30m or an ISO time.")] = None,
+    grep: Annotated[str | None, typer.Option("--grep", help="Only messages containing this text.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Show the bus history, newest first."""
     bus = _bus(ctx, json_out)
     kinds = [_kind(t) for t in type_ or []]
     now = bus.clock.now_ms()
-    msgs = bus.log(n, kinds=kinds, sender=from_, path=path,
-                   since=parse_since(since, now) if since else None, grep=grep)
+    msgs = bus.log(
+        n, kinds=kinds, sender=from_, path=path, since=parse_since(since, now) if since else None, grep=grep
+    )
     if json_out:
         render.dump(out, [m.to_json() for m in msgs])
     else:
@@ -274,8 +353,11 @@ def _kind(t: str) -> str:
 
 
 @app.command()
-def show(ctx: typer.Context, id: Annotated[str, typer.Argument(help="A message id (or a prefix).")],
-         json_out: JsonOpt = False) -> None:
+def show(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="A message id (or a prefix).")],
+    json_out: JsonOpt = False,
+) -> None:
     """Show one message in full, with its replies."""
     bus = _bus(ctx, json_out)
     msg = bus.find(id)
@@ -287,9 +369,11 @@ def show(ctx: typer.Context, id: Annotated[str, typer.Argument(help="A message i
 
 
 @app.command()
-def inbox(ctx: typer.Context,
-          mark_read: Annotated[bool, typer.Option("--mark-read", help="Mark these as seen.")] = False,
-          json_out: JsonOpt = False) -> None:
+def inbox(
+    ctx: typer.Context,
+    mark_read: Annotated[bool, typer.Option("--mark-read", help="Mark these as seen.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
     """What this agent has not seen: messages to it, answers to its questions, broadcasts."""
     bus = _bus(ctx, json_out)
     msgs = bus.inbox(mark_read)
@@ -313,18 +397,27 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
-def demo(keep: Annotated[Path | None, typer.Option("--keep", help="Keep the demo repository here.")] = None,
-         json_out: JsonOpt = False) -> None:
+def demo(
+    keep: Annotated[Path | None, typer.Option("--keep", help="Keep the demo repository here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Run scripted agents in a throwaway repository with three worktrees, and show the result."""
     from gitbus.demo import run_demo
 
     result = run_demo(keep)
     if json_out:
-        render.dump(out, {"steps": [{"agent": s.agent, "action": s.action, "outcome": s.outcome,
-                                     "ok": s.ok} for s in result.steps],
-                          "log": [m.to_json() for m in result.log],
-                          "claims": [render.claim_json(c, result.now) for c in result.claims],
-                          "kept": str(result.kept) if result.kept else None})
+        render.dump(
+            out,
+            {
+                "steps": [
+                    {"agent": s.agent, "action": s.action, "outcome": s.outcome, "ok": s.ok}
+                    for s in result.steps
+                ],
+                "log": [m.to_json() for m in result.log],
+                "claims": [render.claim_json(c, result.now) for c in result.claims],
+                "kept": str(result.kept) if result.kept else None,
+            },
+        )
         return
     out.print(f"[bold]gitbus demo[/bold] — three agents in three worktrees of {result.repo_name}\n")
     for s in result.steps:

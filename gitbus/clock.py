@@ -56,7 +56,9 @@ def parse_since(text: str, now_ms: int) -> int:
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise GitbusError(f"'{text}' is neither a duration (2h) nor an ISO time (2026-11-25T14:00).") from None
+        raise GitbusError(
+            f"'{text}' is neither a duration (2h) nor an ISO time (2026-11-25T14:00)."
+        ) from None
     if when.tzinfo is None:
         when = when.astimezone()
     return int(when.timestamp() * 1000)

@@ -25,14 +25,22 @@ class RequestState:
     done_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"request": self.request, "taker": self.taker, "taken_at": self.taken_at,
-                "done_at": self.done_at}
+        return {
+            "request": self.request,
+            "taker": self.taker,
+            "taken_at": self.taken_at,
+            "done_at": self.done_at,
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> RequestState:
         done = obj.get("done_at")
-        return cls(MessageId(str(obj["request"])), AgentName(str(obj["taker"])),
-                   int(obj["taken_at"]), int(done) if done is not None else None)
+        return cls(
+            MessageId(str(obj["request"])),
+            AgentName(str(obj["taker"])),
+            int(obj["taken_at"]),
+            int(done) if done is not None else None,
+        )
 
     @property
     def state(self) -> str:
@@ -48,8 +56,7 @@ def state_of(ledger: Ledger, request: MessageId) -> RequestState | None:
     return RequestState.from_json(obj) if obj else None
 
 
-def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int,
-                msg_id: MessageId) -> Change:
+def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int, msg_id: MessageId) -> Change:
     if request.kind is not Kind.REQUEST:
         raise GitbusError(f"{request.id} is a {request.kind.value}, not a request.")
     if request.to not in (EVERYONE, me):
@@ -58,16 +65,27 @@ def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int,
     if held is not None:
         if held.taker == me and held.done_at is None:
             raise GitbusError(f"You already took request {request.id}.")
-        raise Conflict(f"Request {request.id} was already taken by {held.taker} at "
-                       f"{hhmm(held.taken_at)}" + (" and is done." if held.done_at else "."))
+        raise Conflict(
+            f"Request {request.id} was already taken by {held.taker} at "
+            f"{hhmm(held.taken_at)}" + (" and is done." if held.done_at else ".")
+        )
     state = RequestState(request.id, me, now)
-    msg = Message(id=msg_id, kind=Kind.TAKE, sender=me, to=request.sender,
-                  text=request.summary(), time=now, paths=request.paths, reply_to=request.id)
+    msg = Message(
+        id=msg_id,
+        kind=Kind.TAKE,
+        sender=me,
+        to=request.sender,
+        text=request.summary(),
+        time=now,
+        paths=request.paths,
+        reply_to=request.id,
+    )
     return Change(msg, {slot(request.id): state.to_json()})
 
 
-def decide_done(ledger: Ledger, *, me: AgentName, request: Message, text: str, now: int,
-                msg_id: MessageId) -> Change:
+def decide_done(
+    ledger: Ledger, *, me: AgentName, request: Message, text: str, now: int, msg_id: MessageId
+) -> Change:
     held = state_of(ledger, request.id)
     if held is None:
         raise GitbusError(f"Request {request.id} has not been taken; `gitbus take {request.id}` first.")
@@ -76,6 +94,14 @@ def decide_done(ledger: Ledger, *, me: AgentName, request: Message, text: str, n
     if held.done_at is not None:
         raise GitbusError(f"Request {request.id} is already done.")
     state = RequestState(request.id, me, held.taken_at, now)
-    msg = Message(id=msg_id, kind=Kind.DONE, sender=me, to=request.sender, text=text, time=now,
-                  paths=request.paths, reply_to=request.id)
+    msg = Message(
+        id=msg_id,
+        kind=Kind.DONE,
+        sender=me,
+        to=request.sender,
+        text=text,
+        time=now,
+        paths=request.paths,
+        reply_to=request.id,
+    )
     return Change(msg, {slot(request.id): state.to_json()})

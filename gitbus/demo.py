@@ -81,22 +81,39 @@ def _scenario(base: Path, kept: bool) -> DemoResult:
         except GitbusError as e:
             steps.append(Step(agent, action, str(e), False))
 
-    act("api-1", "claims internal/api/", lambda: _said(api.claim(["internal/api/"], reason="splitting handlers")))
-    act("db-1", "posts a discovery", lambda: _said(db.discover(
-        "The database config is config/db.yaml; the pool size is set there.", ["config/db.yaml"])))
-    act("web-1", "tries to claim internal/api/handler.go",
-        lambda: _said(web.claim(["internal/api/handler.go"], reason="add CORS headers")))
+    act(
+        "api-1",
+        "claims internal/api/",
+        lambda: _said(api.claim(["internal/api/"], reason="splitting handlers")),
+    )
+    act(
+        "db-1",
+        "posts a discovery",
+        lambda: _said(
+            db.discover(
+                "The database config is config/db.yaml; the pool size is set there.", ["config/db.yaml"]
+            )
+        ),
+    )
+    act(
+        "web-1",
+        "tries to claim internal/api/handler.go",
+        lambda: _said(web.claim(["internal/api/handler.go"], reason="add CORS headers")),
+    )
     q = web.ask("When will internal/api/handler.go be free? I need to add CORS headers.", "api-1")
     steps.append(Step("web-1", "asks api-1 a question", _said(q), True))
-    act("api-1", "answers", lambda: _said(api.answer(q.id, "In about 20 minutes; put CORS in web/ meanwhile.")))
+    act(
+        "api-1",
+        "answers",
+        lambda: _said(api.answer(q.id, "In about 20 minutes; put CORS in web/ meanwhile.")),
+    )
     r = api.request("Add an index on users.email", paths=["config/db.yaml"])
     steps.append(Step("api-1", "hands off a request", _said(r), True))
     act("db-1", "takes the request", lambda: _said(db.take(r.id)))
     act("web-1", "tries to take the same request", lambda: _said(web.take(r.id)))
     act("db-1", "finishes it", lambda: _said(db.done(r.id, "Index added in migrations/0042.sql.")))
     act("web-1", "claims web/ instead", lambda: _said(web.claim(["web/"], reason="CORS middleware")))
-    return DemoResult(main.name, steps, api.log(40), api.claims(), api.clock.now_ms(),
-                      base if kept else None)
+    return DemoResult(main.name, steps, api.log(40), api.claims(), api.clock.now_ms(), base if kept else None)
 
 
 def _said(m: Message | None) -> str:

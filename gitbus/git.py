@@ -110,8 +110,14 @@ class Repository:
 
         self._with_lock(names, apply)
 
-    def _cas(self, txn: pygit2.transaction.ReferenceTransaction, name: str, new: Oid,
-             expected: Oid | None, log: str) -> None:
+    def _cas(
+        self,
+        txn: pygit2.transaction.ReferenceTransaction,
+        name: str,
+        new: Oid,
+        expected: Oid | None,
+        log: str,
+    ) -> None:
         actual = self.ref(name)
         if actual != expected:
             raise RefMoved(name, actual)
@@ -151,8 +157,7 @@ class Repository:
 
     # -- objects ----------------------------------------------------------------------------------
 
-    def commit(self, *, tree: Oid, parents: list[Oid], message: str, author: str,
-               time_ms: int) -> Oid:
+    def commit(self, *, tree: Oid, parents: list[Oid], message: str, author: str, time_ms: int) -> Oid:
         """Write a commit object (no ref moves). Author and committer are the agent."""
         sig = pygit2.Signature(author, f"{author}@gitbus.invalid", time_ms // 1000, 0)
         oid = self._repo.create_commit(
@@ -220,8 +225,7 @@ class Repository:
                 groups.setdefault(head, {})[rest] = value
             else:
                 leaves[head] = value
-        base = self._repo[tree] if tree else None
-        tb = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
+        tb = self._repo.TreeBuilder(pygit2.Oid(hex=tree)) if tree else self._repo.TreeBuilder()
         for name, value in leaves.items():
             if value is None:
                 if tb.get(name) is not None:
@@ -230,8 +234,7 @@ class Repository:
                 tb.insert(name, pygit2.Oid(hex=value), _FILE_MODE)
         for name, sub in groups.items():
             existing = tb.get(name)
-            sub_tree = Oid(str(existing.id)) if existing is not None and existing.type_str == "tree" \
-                else None
+            sub_tree = Oid(str(existing.id)) if existing is not None and existing.type_str == "tree" else None
             new_sub = self.tree_update(sub_tree, sub)
             if new_sub == self.empty_tree:
                 if existing is not None:
@@ -253,9 +256,7 @@ class Repository:
 
     def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
         """Run the git CLI in this worktree (for what libgit2 lacks: leases, gc, worktree lists)."""
-        proc = subprocess.run(
-            ["git", *args], cwd=self.root, input=input, capture_output=True, check=False
-        )
+        proc = subprocess.run(["git", *args], cwd=self.root, input=input, capture_output=True, check=False)
         if check and proc.returncode != 0:
             err = proc.stderr.decode(errors="replace").strip().splitlines()
             raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
@@ -266,7 +267,7 @@ class Repository:
         out: list[Path] = []
         for line in self.git("worktree", "list", "--porcelain").splitlines():
             if line.startswith("worktree "):
-                p = Path(line[len("worktree "):])
+                p = Path(line[len("worktree ") :])
                 if p.is_dir():
                     out.append(p)
         return out
@@ -296,6 +297,5 @@ def init_repository(path: Path, *, initial_commit: bool = True) -> Repository:
         tb = repo.TreeBuilder()
         tb.insert("README.md", readme, _FILE_MODE)
         repo.create_commit("refs/heads/main", sig, sig, "Initial commit", tb.write(), [])
-        repo.checkout_head()
+        repo.checkout_head()  # type: ignore[no-untyped-call]
     return Repository.open(path)
-

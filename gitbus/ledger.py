@@ -81,14 +81,16 @@ def transact(repo: Repository, decide: Callable[[Ledger, int], Change | None]) -
         change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)
         if change is None:
             return None
-        blobs = {
-            path: None if obj is None else repo.blob(_dump(obj))
-            for path, obj in change.writes.items()
-        }
+        blobs = {path: None if obj is None else repo.blob(_dump(obj)) for path, obj in change.writes.items()}
         new_tree = repo.tree_update(tree, blobs)
         msg = change.message
-        oid = repo.commit(tree=new_tree, parents=[tip] if tip else [], message=encode(msg),
-                          author=msg.sender, time_ms=msg.time)
+        oid = repo.commit(
+            tree=new_tree,
+            parents=[tip] if tip else [],
+            message=encode(msg),
+            author=msg.sender,
+            time_ms=msg.time,
+        )
         try:
             repo.update_ref(LEDGER_REF, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
             return msg

@@ -127,13 +127,13 @@ def decode(raw: str) -> Message:
     if not sep:
         raise CorruptMessage("A bus commit has no gitbus trailers.")
     cut = rest.rstrip("\n").rfind("\n\n")
-    text, block = ("", rest) if cut < 0 else (rest[:cut], rest[cut + 2:])
+    text, block = ("", rest) if cut < 0 else (rest[:cut], rest[cut + 2 :])
     fields: dict[str, list[str]] = {}
     for line in block.strip("\n").split("\n"):
         k, colon, v = line.partition(": ")
         if not colon or not k.startswith("Gitbus-"):
             raise CorruptMessage(f"A bus commit has a malformed trailer line: {line[:60]!r}.")
-        fields.setdefault(k[len("Gitbus-"):], []).append(v)
+        fields.setdefault(k[len("Gitbus-") :], []).append(v)
 
     def one(name: str) -> str:
         vals = fields.get(name)
@@ -142,8 +142,10 @@ def decode(raw: str) -> Message:
         return vals[0]
 
     if one("Version") != str(FORMAT_VERSION):
-        raise CorruptMessage(f"A bus message has format version {one('Version')}; this gitbus reads "
-                             f"{FORMAT_VERSION}. Upgrade gitbus.")
+        raise CorruptMessage(
+            f"A bus message has format version {one('Version')}; this gitbus reads "
+            f"{FORMAT_VERSION}. Upgrade gitbus."
+        )
     try:
         kind = Kind(one("Type"))
         time_ms = int(one("Time"))

@@ -20,9 +20,16 @@ from gitbus.ids import EVERYONE
 from gitbus.message import Kind, Message
 
 KIND_STYLE = {
-    Kind.JOIN: "dim", Kind.DISCOVERY: "green", Kind.QUESTION: "yellow", Kind.ANSWER: "cyan",
-    Kind.REQUEST: "magenta", Kind.TAKE: "magenta", Kind.DONE: "magenta", Kind.CLAIM: "blue",
-    Kind.RELEASE: "blue", Kind.RENEW: "dim blue",
+    Kind.JOIN: "dim",
+    Kind.DISCOVERY: "green",
+    Kind.QUESTION: "yellow",
+    Kind.ANSWER: "cyan",
+    Kind.REQUEST: "magenta",
+    Kind.TAKE: "magenta",
+    Kind.DONE: "magenta",
+    Kind.CLAIM: "blue",
+    Kind.RELEASE: "blue",
+    Kind.RENEW: "dim blue",
 }
 
 
@@ -33,9 +40,13 @@ def dump(console: Console, obj: Any) -> None:
 
 def claim_json(c: Claim, now: int) -> dict[str, Any]:
     return {
-        "path": c.path, "owner": c.owner, "reason": c.reason,
-        "claimed_at": iso(c.claimed_at), "expires_at": iso(c.expires_at),
-        "live": c.live(now), "id": c.id,
+        "path": c.path,
+        "owner": c.owner,
+        "reason": c.reason,
+        "claimed_at": iso(c.claimed_at),
+        "expires_at": iso(c.expires_at),
+        "live": c.live(now),
+        "id": c.id,
     }
 
 
@@ -56,14 +67,22 @@ def messages(console: Console, msgs: Sequence[Message], now: int, title: str | N
             text.append("  " + " ".join(m.paths), style="dim")
         if m.reply_to:
             text.append(f"  ↩ {m.reply_to[:8]}", style="dim")
-        table.add_row(m.id[:8], ago(m.time, now), Text(m.kind.value, style=KIND_STYLE[m.kind]),
-                      m.sender, "all" if m.to == EVERYONE else m.to, text)
+        table.add_row(
+            m.id[:8],
+            ago(m.time, now),
+            Text(m.kind.value, style=KIND_STYLE[m.kind]),
+            m.sender,
+            "all" if m.to == EVERYONE else m.to,
+            text,
+        )
     console.print(table)
 
 
 def message_full(console: Console, m: Message, replies: Iterable[Message], now: int) -> None:
-    console.print(f"[bold]{m.kind.value}[/bold] {m.id} from [bold]{m.sender}[/bold] to "
-                  f"{'all' if m.to == EVERYONE else m.to}, {ago(m.time, now)} ({hhmm(m.time)})")
+    console.print(
+        f"[bold]{m.kind.value}[/bold] {m.id} from [bold]{m.sender}[/bold] to "
+        f"{'all' if m.to == EVERYONE else m.to}, {ago(m.time, now)} ({hhmm(m.time)})"
+    )
     if m.paths:
         console.print("paths: " + ", ".join(m.paths))
     if m.reply_to:
@@ -88,8 +107,11 @@ def claims(console: Console, cs: Sequence[Claim], now: int, me: str | None = Non
     for col in ("path", "holder", "expires", "reason"):
         table.add_column(col, overflow="fold")
     for c in cs:
-        left = f"{hhmm(c.expires_at)} ({span(c.expires_at - now)})" if c.live(now) else \
-            f"[red]expired {hhmm(c.expires_at)}[/red]"
+        left = (
+            f"{hhmm(c.expires_at)} ({span(c.expires_at - now)})"
+            if c.live(now)
+            else f"[red]expired {hhmm(c.expires_at)}[/red]"
+        )
         who = f"[bold]{c.owner}[/bold]" if c.owner == me else c.owner
         table.add_row(Text(c.path), who, left, Text(c.reason))
     console.print(table)
@@ -104,8 +126,9 @@ def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> N
         table.add_column(col, overflow="fold")
     for a in infos:
         name = f"[bold]{a.name}[/bold] (you)" if a.name == me else a.name
-        table.add_row(name, ago(a.last_active, now) if a.last_active else "-", str(a.live_claims),
-                      Text(a.last_summary))
+        table.add_row(
+            name, ago(a.last_active, now) if a.last_active else "-", str(a.live_claims), Text(a.last_summary)
+        )
     console.print(table)
 
 
@@ -133,8 +156,11 @@ def status_json(s: Status) -> dict[str, Any]:
         "other_claims": [claim_json(c, s.now) for c in s.other_claims],
         "open_questions": [m.to_json() for m in s.open_questions],
         "open_requests": [
-            {**r.message.to_json(), "state": r.state.state if r.state else "open",
-             "taker": r.state.taker if r.state else None}
+            {
+                **r.message.to_json(),
+                "state": r.state.state if r.state else "open",
+                "taker": r.state.taker if r.state else None,
+            }
             for r in s.requests
         ],
     }

@@ -7,9 +7,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
+
+# Property tests are reproducible: a fixed derivation of examples, no wall-clock deadline.
+settings.register_profile("gitbus", derandomize=True, deadline=None)
+settings.load_profile("gitbus")
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gitbus import agents
+from gitbus.bus import Bus
+from gitbus.clock import FakeClock
+from gitbus.errors import Conflict, GitbusError, NotFound
+from gitbus.git import Repository
+from gitbus.ids import EVERYONE
+from gitbus.message import Kind
+
+from .conftest import git
+
+BusFor = Callable[[Path, str], Bus]
+
+
+@pytest.fixture
+def trio(worktrees: list[Path], bus_for: BusFor) -> tuple[Bus, Bus, Bus]:
+    return bus_for(worktrees[0], "api-1"), bus_for(worktrees[1], "web-1"), bus_for(worktrees[2], "db-1")
+
+
+def bus_refs(root: Path) -> str:
+    return git(root, "for-each-ref", "--format=%(refname) %(objectname)")
+
+
+def test_a_message_to_an_unknown_agent_fails_and_writes_nothing(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, _, _ = trio
+    before = bus_refs(api.repo.root)
+    with pytest.raises(NotFound, match="No agent named 'wbe-1'.*known: api-1, db-1, web-1"):
+        api.ask("where is the db config?", to="wbe-1")
+    assert bus_refs(api.repo.root) == before
+
+
+def test_an_answer_reaches_the_asker_and_points_at_the_question(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, db = trio
+    q = web.ask("where is the db config?", to="db-1")
+    a = db.answer(q.id[:6], "config/db.yaml")
+    assert (a.to, a.reply_to) == ("web-1", q.id)
+    assert a.time > q.time
+    assert [m.id for m in web.inbox()][-1] == a.id
+    assert a.id not in [m.id for m in api.inbox()]
+
+
+def test_an_answer_to_a_question_for_everyone_is_for_everyone(trio: tuple[Bus, Bus, Bus]) -> None:
+    _, web, db = trio
+    q = web.ask("who owns the migrations?")
+    assert db.answer(q.id, "db-1 does").to == EVERYONE
+
+
+def test_only_questions_can_be_answered(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, _ = trio
+    d = api.discover("found it")
+    with pytest.raises(GitbusError, match="not a question"):
+        web.answer(d.id, "thanks")
+
+
+def test_exactly_one_agent_takes_a_request_and_only_it_finishes(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, db = trio
+    r = api.request("add an index on users.email")
+    db.take(r.id)
+    with pytest.raises(Conflict, match="already taken by db-1"):
+        web.take(r.id)
+    with pytest.raises(Conflict, match="only they can finish"):
+        web.done(r.id)
+    d = db.done(r.id, "migrations/0042.sql")
+    assert (d.kind, d.reply_to, d.to) == (Kind.DONE, r.id, "api-1")
+    with pytest.raises(GitbusError, match="already done"):
+        db.done(r.id)
+
+
+def test_a_request_to_one_agent_can_be_taken_only_by_it(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, db = trio
+    r = api.request("rotate the keys", to="db-1")
+    with pytest.raises(Conflict, match="addressed to db-1"):
+        web.take(r.id)
+    db.take(r.id)
+
+
+def test_the_inbox_holds_what_is_for_me_and_never_my_own(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, db = trio
+    for b in trio:
+        b.inbox(mark_read=True)
+    mine = web.discover("web is on vite")
+    to_db = api.ask("db question", to="db-1")
+    to_web = api.ask("web question", to="web-1")
+    broadcast = db.discover("db is postgres")
+    assert [m.id for m in web.inbox()] == [to_web.id, broadcast.id]
+    assert mine.id not in [m.id for m in web.inbox()]
+    assert to_db.id not in [m.id for m in web.inbox()]
+
+
+def test_mark_read_advances_the_cursor_so_nothing_repeats(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, _ = trio
+    web.inbox(mark_read=True)
+    first = api.discover("one")
+    assert [m.id for m in web.inbox(mark_read=True)] == [first.id]
+    assert web.inbox() == []
+    second = api.discover("two")
+    assert [m.id for m in web.inbox()] == [second.id]
+
+
+def test_a_late_message_with_an_older_time_is_still_delivered(
+    repo: Path, tmp_path: Path, clock: FakeClock
+) -> None:
+    other = tmp_path / "other-machine"
+    git(tmp_path, "clone", "-q", str(repo), str(other))
+    early = Bus.open(other, "early", FakeClock(clock.now_ms() - 3_600_000))
+    late = early.discover("from a machine whose clock is an hour behind")
+    reader = Bus.open(repo, "reader", clock)
+    reader.init()
+    Bus.open(repo, "writer", clock).discover("on time")
+    reader.inbox(mark_read=True)
+    git(repo, "fetch", "-q", str(other), "refs/bus/agents/early:refs/bus/agents/early")
+    assert late.time < reader.log(n=1)[0].time
+    assert [m.text for m in reader.inbox()] == ["early joined from other-machine", late.text]
+
+
+def test_log_filters_by_type_sender_path_time_and_text(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
+    api, web, db = trio
+    d1 = api.discover("handlers are in internal/api", ["internal/api/"])
+    clock.advance(60_000)
+    q = web.ask("where is the DB config?", paths=["config/db.yaml"])
+    d2 = db.discover("pool size lives in config/db.yaml", ["config/db.yaml"])
+    assert [m.id for m in api.log(kinds=["discovery"])] == [d2.id, d1.id]
+    assert [m.id for m in api.log(sender="web-1", kinds=["question"])] == [q.id]
+    assert [m.id for m in api.log(path="config/")] == [d2.id, q.id]
+    assert [m.id for m in api.log(path="internal/api/handler.go")] == [d1.id]
+    assert [m.id for m in api.log(grep="db config")] == [q.id]
+    assert [m.id for m in api.log(since=clock.now_ms() - 1000)] == [d2.id, q.id]
+    assert len(api.log(n=2)) == 2
+
+
+def test_history_is_in_time_order_with_ids_breaking_ties(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, _web, _db = trio
+    for i in range(5):
+        for b in trio:
+            b.discover(f"{b.agent} {i}")
+    msgs = api.log(n=None)
+    keys = [(m.time, m.id) for m in msgs]
+    assert keys == sorted(keys, reverse=True)
+    assert len({m.id for m in msgs}) == len(msgs)
+
+
+def test_show_finds_a_message_by_a_unique_prefix_and_refuses_bad_ids(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, _ = trio
+    d = api.discover("x")
+    assert web.find(d.id[:4]).id == d.id
+    with pytest.raises(NotFound):
+        web.find("ffffffffffffffff" if not d.id.startswith("f") else "0000000000000000")
+    for bad in ("xyz", "12", "../../etc"):
+        with pytest.raises(GitbusError, match="not a message id"):
+            web.find(bad)
+
+
+def test_status_lists_claims_open_questions_and_requests(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, db = trio
+    api.claim(["internal/api/"])
+    web.claim(["web/"])
+    q1 = db.ask("who owns web/?")
+    q2 = db.ask("answered already")
+    web.answer(q2.id, "yes")
+    r = db.request("bump deps")
+    s = api.status()
+    assert [c.path for c in s.my_claims] == ["internal/api/"]
+    assert [c.path for c in s.other_claims] == ["web/"]
+    assert [m.id for m in s.open_questions] == [q1.id]
+    assert [x.message.id for x in s.requests] == [r.id]
+    assert s.unread > 0
+
+
+def test_agents_are_listed_with_their_last_activity(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
+    api, web, _ = trio
+    clock.advance(5000)
+    web.discover("latest")
+    api.claim(["a/"])
+    infos = {a.name: a for a in api.agents()}
+    assert set(infos) == {"api-1", "web-1", "db-1"}
+    assert infos["web-1"].last_active == clock.now_ms()
+    assert infos["web-1"].last_summary == "discovery: latest"
+    assert infos["api-1"].live_claims == 1
+
+
+def test_the_agent_name_comes_from_env_then_worktree_setting_then_folder(
+    worktrees: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Repository.open(worktrees[1])
+    assert agents.resolve(repo) == "wt-b"
+    Bus.open(worktrees[1]).join("web-1")
+    assert agents.resolve(Repository.open(worktrees[1])) == "web-1"
+    assert agents.resolve(Repository.open(worktrees[2])) == "wt-c"
+    monkeypatch.setenv("GITBUS_AGENT", "from-env")
+    assert agents.resolve(Repository.open(worktrees[1])) == "from-env"
+    assert git(worktrees[1], "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("name", ["../x", "refs/heads/main", "a b", "x.lock", "", "A", "-x", "a..b", "all"])
+def test_hostile_agent_names_are_refused_and_touch_no_ref(repo: Path, name: str) -> None:
+    before = bus_refs(repo)
+    with pytest.raises(GitbusError, match="not a valid agent name"):
+        Bus.open(repo, name or "\x00").discover("hi")
+    assert bus_refs(repo) == before
+
+
+def test_bus_commits_read_plainly_in_git_log(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, _, _ = trio
+    api.discover("the db config is config/db.yaml", ["config/db.yaml"])
+    out = git(api.repo.root, "log", "-1", "--format=%an%n%B", "refs/bus/agents/api-1")
+    assert out.startswith("api-1\ndiscovery: the db config is config/db.yaml\n\nthe db config")
+    assert "Gitbus-Path: config/db.yaml" in out
+
+
+def test_init_is_idempotent_and_stores_the_remote(repo: Path, clock: FakeClock) -> None:
+    bus = Bus.open(repo, "api-1", clock)
+    assert bus.init(remote="origin") is not None
+    assert bus.init(remote="origin") is None
+    assert git(repo, "config", "gitbus.remote").strip() == "origin"
+    with pytest.raises(GitbusError, match="not a valid remote"):
+        bus.init(remote="-bad")

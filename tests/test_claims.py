@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+from gitbus import ledger
+from gitbus import paths as P
+from gitbus.bus import Bus
+from gitbus.claims import DEFAULT_TTL_MS, all_claims
+from gitbus.clock import FakeClock
+from gitbus.errors import ClaimConflict, GitbusError, NotFound
+from gitbus.message import Kind
+
+from .conftest import git
+
+BusFor = Callable[[Path, str], Bus]
+
+
+@pytest.fixture
+def pair(worktrees: list[Path], bus_for: BusFor) -> tuple[Bus, Bus]:
+    return bus_for(worktrees[0], "api-1"), bus_for(worktrees[1], "web-1")
+
+
+def assert_no_overlap_between_owners(bus: Bus) -> None:
+    entries = all_claims(ledger.current(bus.repo))
+    for a, b in combinations(entries, 2):
+        assert a.owner == b.owner or not P.overlaps(a.path, b.path), (a, b)
+
+
+def test_claim_on_parent_dir_names_the_holder(pair: tuple[Bus, Bus]) -> None:
+    api, web = pair
+    api.claim(["internal/api/handler.go"], reason="fixing a bug")
+    with pytest.raises(ClaimConflict) as e:
+        web.claim(["internal/"])
+    assert e.value.holder == "api-1"
+    assert e.value.held_path == "internal/api/handler.go"
+    assert e.value.reason == "fixing a bug"
+    assert "api-1 holds internal/api/handler.go until" in str(e.value)
+    assert e.value.exit_code == 3
+
+
+def test_claim_inside_a_held_directory_is_refused(pair: tuple[Bus, Bus]) -> None:
+    api, web = pair
+    api.claim(["internal/api/"])
+    with pytest.raises(ClaimConflict, match="api-1 holds internal/api/"):
+        web.claim(["internal/api/handler.go"])
+
+
+def test_sibling_with_a_common_prefix_does_not_overlap(pair: tuple[Bus, Bus]) -> None:
+    api, web = pair
+    api.claim(["internal/api/"])
+    web.claim(["internal/apis/"])
+    assert {c.path for c in api.claims()} == {"internal/api/", "internal/apis/"}
+
+
+def test_a_refused_claim_grants_none_of_its_paths(pair: tuple[Bus, Bus]) -> None:
+    api, web = pair
+    api.claim(["config/"])
+    before = git(api.repo.root, "rev-parse", "refs/bus/ledger")
+    with pytest.raises(ClaimConflict):
+        web.claim(["web/", "config/db.yaml"])
+    assert git(api.repo.root, "rev-parse", "refs/bus/ledger") == before
+    assert [c.owner for c in web.claims()] == ["api-1"]
+
+
+def test_reclaiming_ones_own_path_is_idempotent_and_extends_the_lease(
+    pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    api, _ = pair
+    api.claim(["internal/api/"], reason="split")
+    first = api.claims()[0]
+    clock.advance(60_000)
+    api.claim(["internal/api"])
+    [again] = api.claims()
+    assert again.claimed_at == first.claimed_at
+    assert again.expires_at == clock.now_ms() + DEFAULT_TTL_MS > first.expires_at
+    assert again.reason == "split"
+
+
+def test_an_expired_claim_is_ignored_and_can_be_taken_over(pair: tuple[Bus, Bus], clock: FakeClock) -> None:
+    api, web = pair
+    api.claim(["internal/api/"], ttl_ms=10_000)
+    clock.advance(11_000)
+    assert api.claims() == []
+    msg = web.claim(["internal/api/handler.go"])
+    assert ("took-over", "api-1 internal/api/") in msg.meta
+    assert [(c.owner, c.path) for c in web.claims(include_expired=True)] == [
+        ("web-1", "internal/api/handler.go")
+    ]
+    assert_no_overlap_between_owners(web)
+
+
+def test_an_expired_claim_cannot_be_revived_once_another_agent_holds_it(
+    pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    api, web = pair
+    api.claim(["internal/api/"], ttl_ms=10_000)
+    clock.advance(20_000)
+    web.claim(["internal/api/"])
+    with pytest.raises(NotFound):
+        api.renew(["internal/api/"])
+    with pytest.raises(ClaimConflict):
+        api.claim(["internal/api/"])
+
+
+def test_an_expired_claim_nobody_took_can_be_renewed_by_its_owner(
+    pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    api, _ = pair
+    api.claim(["internal/api/"], ttl_ms=10_000)
+    clock.advance(20_000)
+    api.renew()
+    [c] = api.claims()
+    assert c.expires_at == clock.now_ms() + 10_000
+
+
+def test_the_default_lease_is_thirty_minutes(pair: tuple[Bus, Bus], clock: FakeClock) -> None:
+    api, _ = pair
+    api.claim(["a/"])
+    [c] = api.claims()
+    assert c.expires_at - c.claimed_at == DEFAULT_TTL_MS == 30 * 60_000
+
+
+def test_only_the_owner_releases(pair: tuple[Bus, Bus]) -> None:
+    api, web = pair
+    api.claim(["internal/api/"])
+    with pytest.raises(GitbusError, match="only api-1 can release it"):
+        web.release(["internal/api/"])
+    with pytest.raises(GitbusError, match="needs --reason"):
+        web.release(["internal/api/"], force=True)
+    assert [c.owner for c in web.claims()] == ["api-1"]
+
+
+def test_a_forced_release_is_recorded_and_reaches_the_previous_owner(pair: tuple[Bus, Bus]) -> None:
+    api, web = pair
+    api.claim(["internal/api/"])
+    api.inbox(mark_read=True)
+    msg = web.release(["internal/api/"], force=True, reason="api-1 crashed an hour ago")
+    assert msg is not None and ("forced", "api-1 internal/api/") in msg.meta
+    assert web.claims() == []
+    assert [m.id for m in api.inbox()] == [msg.id]
+
+
+def test_release_all_releases_only_my_claims(pair: tuple[Bus, Bus]) -> None:
+    api, web = pair
+    api.claim(["a/", "b/x.go"])
+    web.claim(["c/"])
+    released = api.release(everything=True)
+    assert released is not None and set(released.paths) == {"a/", "b/x.go"}
+    assert [c.path for c in api.claims()] == ["c/"]
+    assert api.release(everything=True) is None
+
+
+def test_releasing_an_unclaimed_path_says_so(pair: tuple[Bus, Bus]) -> None:
+    api, _ = pair
+    with pytest.raises(NotFound, match="no claim on config/"):
+        api.release(["config"])
+
+
+def test_claims_follow_core_ignorecase(pair: tuple[Bus, Bus]) -> None:
+    api, _ = pair
+    git(api.repo.root, "config", "core.ignorecase", "true")
+    api2 = Bus.open(api.repo.root, "api-1", api.clock)
+    web2 = Bus.open(pair[1].repo.root, "web-1", api.clock)
+    api2.claim(["Internal/API/"])
+    with pytest.raises(ClaimConflict, match="Internal/API/"):
+        web2.claim(["internal/api/handler.go"])
+
+
+def test_every_grant_release_and_takeover_is_a_message_on_the_ledger(
+    pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    api, web = pair
+    api.claim(["a/"], ttl_ms=1000)
+    clock.advance(2000)
+    web.claim(["a/b/"])
+    web.release(["a/b/"])
+    kinds = [m.kind for m in api.log(n=None) if m.kind in (Kind.CLAIM, Kind.RELEASE)]
+    assert kinds == [Kind.RELEASE, Kind.CLAIM, Kind.CLAIM]
+    subjects = git(api.repo.root, "log", "--format=%s", "refs/bus/ledger").splitlines()
+    assert subjects == ["release: a/b/", "claim: a/b/", "claim: a/"]
+
+
+def test_claims_never_show_in_git_status(pair: tuple[Bus, Bus], worktrees: list[Path]) -> None:
+    api, web = pair
+    api.claim(["internal/api/"])
+    web.discover("x")
+    for wt in worktrees:
+        assert git(wt, "status", "--porcelain") == ""

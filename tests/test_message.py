@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gitbus.errors import CorruptMessage, GitbusError
+from gitbus.ids import AgentName, MessageId
+from gitbus.message import MAX_TEXT_BYTES, Kind, Message, clean_text, decode, encode
+
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
+names = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,12}", fullmatch=True).map(AgentName)
+ids = st.from_regex(r"[0-9a-f]{16}", fullmatch=True).map(MessageId)
+path_list = st.lists(st.from_regex(r"[a-z]{1,5}(/[a-z .]{1,5}){0,3}/?", fullmatch=True), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(list(Kind)),
+    text=texts,
+    sender=names,
+    to=st.one_of(st.just(AgentName("*")), names),
+    time=st.integers(min_value=0, max_value=2**53),
+    paths=path_list,
+    reply=st.one_of(st.none(), ids),
+    mid=ids,
+)
+def test_every_clean_message_survives_encode_then_decode(
+    kind: Kind,
+    text: str,
+    sender: AgentName,
+    to: AgentName,
+    time: int,
+    paths: list[str],
+    reply: MessageId | None,
+    mid: MessageId,
+) -> None:
+    try:
+        text = clean_text(text, kind)
+    except GitbusError:
+        return
+    msg = Message(mid, kind, sender, to, text, time, tuple(p.strip() for p in paths if p.strip()), reply)
+    assert decode(encode(msg)) == msg
+
+
+def test_the_subject_is_the_type_and_the_first_line_for_git_log() -> None:
+    msg = Message(MessageId("0" * 16), Kind.DISCOVERY, AgentName("a"), AgentName("*"), "db is here\nmore", 1)
+    assert encode(msg).splitlines()[0] == "discovery: db is here"
+
+
+def test_text_that_looks_like_trailers_stays_text() -> None:
+    text = "first\n\nGitbus-Type: claim\nGitbus-From: evil"
+    msg = Message(MessageId("1" * 16), Kind.DISCOVERY, AgentName("a"), AgentName("*"), text, 5)
+    assert decode(encode(msg)).text == text
+    assert decode(encode(msg)).kind is Kind.DISCOVERY
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "empty"),
+        ("   \n ", "empty"),
+        ("x" * (MAX_TEXT_BYTES + 1), "64 KiB"),
+        ("a\x00b", "control"),
+        ("bell\x07", "control"),
+        ("\udcff", "UTF-8"),
+    ],
+)
+def test_bad_text_is_refused_with_one_sentence(text: str, error: str) -> None:
+    with pytest.raises(GitbusError, match=error):
+        clean_text(text, Kind.DISCOVERY)
+
+
+def test_text_at_the_limit_is_accepted() -> None:
+    assert len(clean_text("é" * (MAX_TEXT_BYTES // 2), Kind.DISCOVERY)) == MAX_TEXT_BYTES // 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "just a commit",
+        "subject\n\nbody without trailers",
+        "s\n\nGitbus-Version: 2\nGitbus-Id: 0000000000000000\nGitbus-Type: join\nGitbus-From: a\n"
+        "Gitbus-To: *\nGitbus-Time: 1\n",
+        "s\n\nGitbus-Version: 1\nGitbus-Id: 0000000000000000\nGitbus-Type: nope\nGitbus-From: a\n"
+        "Gitbus-To: *\nGitbus-Time: 1\n",
+    ],
+)
+def test_foreign_or_future_commits_are_not_mistaken_for_messages(raw: str) -> None:
+    with pytest.raises(CorruptMessage):
+        decode(raw)

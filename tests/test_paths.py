@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitbus import paths as P
+from gitbus.errors import GitbusError
+
+
+def norm(repo: Path, raw: str, cwd: Path | None = None) -> str:
+    return P.normalize(raw, root=repo, cwd=cwd or repo)
+
+
+def test_dot_slash_and_double_slashes_are_normalised(repo: Path) -> None:
+    assert norm(repo, "./internal//api/") == "internal/api/"
+    assert norm(repo, "internal/./api/../api/handler.go") == "internal/api/handler.go"
+
+
+def test_an_existing_directory_is_a_directory_claim_without_a_slash(repo: Path) -> None:
+    assert norm(repo, "internal/api") == "internal/api/"
+    assert norm(repo, "not/yet/there") == "not/yet/there"
+    assert norm(repo, "not/yet/there/") == "not/yet/there/"
+
+
+def test_absolute_paths_inside_the_worktree_become_relative(repo: Path) -> None:
+    assert norm(repo, str(repo / "config" / "db.yaml")) == "config/db.yaml"
+
+
+def test_relative_paths_are_taken_from_the_working_directory(repo: Path) -> None:
+    assert norm(repo, "handler.go", repo / "internal" / "api") == "internal/api/handler.go"
+    assert norm(repo, "../apis/", repo / "internal" / "api") == "internal/apis/"
+
+
+@pytest.mark.parametrize("raw", ["..", "../x", "a/../../x", "/etc/passwd", "/"])
+def test_paths_outside_the_repository_are_refused(repo: Path, raw: str) -> None:
+    with pytest.raises(GitbusError, match="outside the repository"):
+        norm(repo, raw)
+
+
+@pytest.mark.parametrize("raw", ["", "  ", ".", "./", "a/.."])
+def test_empty_paths_and_the_root_are_refused(repo: Path, raw: str) -> None:
+    with pytest.raises(GitbusError):
+        norm(repo, raw)
+
+
+@pytest.mark.parametrize("raw", [".git/config", "a/.git/x", ".GIT/HEAD"])
+def test_paths_into_git_metadata_are_refused(repo: Path, raw: str) -> None:
+    with pytest.raises(GitbusError, match="git's own directory"):
+        norm(repo, raw)
+
+
+@pytest.mark.parametrize("raw", ["a\x00b", "a\nb", "tab\there", "x\x7f"])
+def test_control_characters_are_refused(repo: Path, raw: str) -> None:
+    with pytest.raises(GitbusError, match="control characters"):
+        norm(repo, raw)
+
+
+def test_spaces_unicode_and_lock_suffixes_are_ordinary_names(repo: Path) -> None:
+    assert norm(repo, "docs/my file.md") == "docs/my file.md"
+    assert norm(repo, "données/été/") == "données/été/"
+    assert norm(repo, "pkg/x.lock") == "pkg/x.lock"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("internal/api/", "internal/api/handler.go", True),
+        ("internal/api/", "internal/", True),
+        ("internal/api/", "internal/api/", True),
+        ("internal/api/", "internal/apis/", False),
+        ("internal/api", "internal/api/", True),
+        ("a/b.go", "a/b.go.orig", False),
+        ("a/", "b/", False),
+    ],
+)
+def test_overlap_is_hierarchical_by_whole_components(a: str, b: str, expected: bool) -> None:
+    assert P.overlaps(a, b) is expected
+    assert P.overlaps(b, a) is expected
+
+
+def test_overlap_honours_ignorecase() -> None:
+    assert not P.overlaps("Internal/API/", "internal/api/x.go")
+    assert P.overlaps("Internal/API/", "internal/api/x.go", ignorecase=True)
+
+
+segment = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"),
+    min_size=1,
+    max_size=8,
+).filter(lambda s: s.strip() and s not in (".", "..") and s.casefold() != ".git")
+rel_paths = st.lists(segment, min_size=1, max_size=5).map("/".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=rel_paths, b=rel_paths, a_dir=st.booleans(), b_dir=st.booleans())
+def test_overlap_is_symmetric_and_containment_implies_it(a: str, b: str, a_dir: bool, b_dir: bool) -> None:
+    pa, pb = a + ("/" if a_dir else ""), b + ("/" if b_dir else "")
+    assert P.overlaps(pa, pb) == P.overlaps(pb, pa)
+    if P.covers(pa, pb):
+        assert P.overlaps(pa, pb)
+    assert P.overlaps(pa, pa)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=rel_paths, noise=st.sampled_from(["", "./", ".//", "x/../"]), slash=st.booleans())
+def test_normalising_is_idempotent_and_stays_inside(
+    tmp_path: Path, raw: str, noise: str, slash: bool
+) -> None:
+    root = tmp_path
+    once = P.normalize(noise + raw + ("/" if slash else ""), root=root, cwd=root)
+    assert P.normalize(once, root=root, cwd=root) == once
+    assert not once.startswith(("/", "../")) and "//" not in once
+    assert P.canonical(once) == once
