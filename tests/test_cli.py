@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gitbus.cli import app
+
+from .conftest import git
+
+runner = CliRunner()
+
+
+def gb(wt: Path, agent: str, *args: str, stdin: bytes | str | None = None) -> tuple[int, str, str]:
+    r = runner.invoke(app, ["-C", str(wt), "-a", agent, *args], input=stdin, env={"COLUMNS": "120"})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def refs(wt: Path) -> str:
+    return git(wt, "for-each-ref", "--format=%(refname) %(objectname)")
+
+
+@pytest.fixture
+def joined(worktrees: list[Path]) -> list[Path]:
+    for wt, name in zip(worktrees, ("api-1", "web-1", "db-1"), strict=True):
+        assert gb(wt, name, "init")[0] == 0
+    return worktrees
+
+
+def test_every_command_has_help() -> None:
+    names = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert {
+        "claim",
+        "release",
+        "renew",
+        "claims",
+        "discover",
+        "ask",
+        "answer",
+        "request",
+        "take",
+        "done",
+        "log",
+        "show",
+        "inbox",
+        "status",
+        "agents",
+        "init",
+        "join",
+        "demo",
+    } <= set(names)
+    for name in names:
+        r = runner.invoke(app, [str(name), "--help"])
+        assert r.exit_code == 0 and "--help" in r.stdout, name
+
+
+def test_a_refused_claim_exits_3_naming_holder_path_reason_and_expiry(joined: list[Path]) -> None:
+    assert gb(joined[0], "api-1", "claim", "internal/api/", "--reason", "splitting handlers")[0] == 0
+    code, out, err = gb(joined[1], "web-1", "claim", "internal/api/handler.go")
+    assert code == 3
+    assert err.count("\n") == 1
+    assert "api-1 holds internal/api/ until" in err and "splitting handlers" in err
+    code, out, _ = gb(joined[1], "web-1", "claim", "internal/", "--json")
+    assert code == 3 and json.loads(out)["holder"] == "api-1"
+
+
+def test_claim_release_and_claims_round_trip_in_json(joined: list[Path]) -> None:
+    code, out, _ = gb(joined[0], "api-1", "claim", "internal/api", "config/db.yaml", "--ttl", "10m", "--json")
+    assert code == 0
+    claimed = json.loads(out)
+    assert claimed["type"] == "claim" and claimed["paths"] == ["internal/api/", "config/db.yaml"]
+    listed = json.loads(gb(joined[1], "web-1", "claims", "--json")[1])
+    assert {c["path"] for c in listed} == {"internal/api/", "config/db.yaml"}
+    assert set(listed[0]) >= {"path", "owner", "reason", "claimed_at", "expires_at"}
+    assert gb(joined[0], "api-1", "release", "--all")[0] == 0
+    assert json.loads(gb(joined[1], "web-1", "claims", "--json")[1]) == []
+
+
+def test_messages_in_json_have_the_documented_fields(joined: list[Path]) -> None:
+    gb(joined[0], "api-1", "discover", "db config is config/db.yaml", "--path", "config/db.yaml")
+    [m] = json.loads(gb(joined[1], "web-1", "log", "-n", "1", "--json")[1])
+    assert set(m) >= {"id", "type", "from", "to", "text", "paths", "reply_to", "time"}
+    assert (m["type"], m["from"], m["to"], m["paths"]) == ("discovery", "api-1", "*", ["config/db.yaml"])
+
+
+def test_question_answer_and_inbox_through_the_cli(joined: list[Path]) -> None:
+    q = json.loads(gb(joined[1], "web-1", "ask", "where is the db config?", "--to", "db-1", "--json")[1])
+    gb(joined[2], "db-1", "answer", q["id"][:8], "config/db.yaml")
+    inbox = json.loads(gb(joined[1], "web-1", "inbox", "--json", "--mark-read")[1])
+    assert [m["type"] for m in inbox][-1] == "answer" and inbox[-1]["reply_to"] == q["id"]
+    assert json.loads(gb(joined[1], "web-1", "inbox", "--json")[1]) == []
+    shown = json.loads(gb(joined[0], "api-1", "show", q["id"], "--json")[1])
+    assert [r["text"] for r in shown["replies"]] == ["config/db.yaml"]
+
+
+def test_request_take_done_through_the_cli(joined: list[Path]) -> None:
+    r = json.loads(gb(joined[0], "api-1", "request", "add an index", "--json")[1])
+    assert gb(joined[2], "db-1", "take", r["id"])[0] == 0
+    code, _, err = gb(joined[1], "web-1", "take", r["id"])
+    assert code == 3 and "already taken by db-1" in err
+    assert gb(joined[2], "db-1", "done", r["id"], "added")[0] == 0
+
+
+def test_text_can_come_from_stdin(joined: list[Path]) -> None:
+    assert gb(joined[0], "api-1", "discover", "-", stdin="line one\nline two\n")[0] == 0
+    [m] = json.loads(gb(joined[0], "api-1", "log", "-n", "1", "--json")[1])
+    assert m["text"] == "line one\nline two"
+
+
+def test_status_and_agents_render_for_people_and_programs(joined: list[Path]) -> None:
+    gb(joined[0], "api-1", "claim", "internal/api/")
+    code, out, _ = gb(joined[1], "web-1", "status")
+    assert code == 0 and "You are web-1" in out and "internal/api/" in out
+    s = json.loads(gb(joined[1], "web-1", "status", "--json")[1])
+    assert s["me"] == "web-1" and s["other_claims"][0]["owner"] == "api-1"
+    a = json.loads(gb(joined[1], "web-1", "agents", "--json")[1])
+    assert {x["name"] for x in a} == {"api-1", "web-1", "db-1"}
+    assert gb(joined[1], "web-1", "agents")[0] == 0
+    assert gb(joined[1], "web-1", "log")[0] == 0
+
+
+BAD_INPUTS = [
+    (["discover", ""], None, "empty"),
+    (["discover", "-"], "   \n", "empty"),
+    (["discover", "-"], "x" * (64 * 1024 + 1), "64 KiB"),
+    (["discover", "-"], "nul\x00inside", "control"),
+    (["discover", "-"], b"\xff\xfe bad utf-8", "not valid UTF-8"),
+    (["ask", "hi", "--to", "nobody"], None, "No agent named 'nobody'"),
+    (["ask", "hi", "--to", "../x"], None, "not a valid agent name"),
+    (["claim", "../outside"], None, "outside the repository"),
+    (["claim", ".git/config"], None, "git's own directory"),
+    (["claim", "."], None, "whole repository"),
+    (["claim", "a/", "--ttl", "soon"], None, "not a duration"),
+    (["claim", "a/", "--ttl", "30d"], None, "lease must be"),
+    (["release", "nothing/here/"], None, "no claim on"),
+    (["release"], None, "--all"),
+    (["answer", "zz", "text"], None, "not a message id"),
+    (["answer", "abcdef12", "text"], None, "No message has id"),
+    (["take", "1234"], None, "No message has id"),
+    (["log", "--type", "gossip"], None, "not a message type"),
+    (["log", "--since", "yesterday-ish"], None, "neither a duration"),
+    (["init", "--remote", "-x y"], None, "not a valid remote"),
+]
+
+
+@pytest.mark.parametrize(("args", "stdin", "error"), BAD_INPUTS, ids=[" ".join(a) for a, _, _ in BAD_INPUTS])
+def test_bad_input_gets_one_line_a_nonzero_exit_and_writes_nothing(
+    joined: list[Path], args: list[str], stdin: str | bytes | None, error: str
+) -> None:
+    before = refs(joined[0])
+    code, out, err = gb(joined[0], "api-1", *args, stdin=stdin)
+    assert code == 1, (out, err)
+    assert error in err
+    assert err.startswith("gitbus: ") and "Traceback" not in err + out
+    assert refs(joined[0]) == before
+
+
+@pytest.mark.parametrize("name", ["../x", "refs/heads/main", "a b", "x.lock", "UPPER"])
+def test_a_hostile_agent_name_is_refused_before_anything_is_written(joined: list[Path], name: str) -> None:
+    before = refs(joined[0])
+    code, _, err = gb(joined[0], name, "discover", "hello")
+    assert code == 1 and "not a valid agent name" in err
+    assert refs(joined[0]) == before
+
+
+def test_paths_with_spaces_and_unicode_are_claimed_as_typed(joined: list[Path]) -> None:
+    code, out, _ = gb(joined[0], "api-1", "claim", "docs/my notes.md", "données/été/", "--json")
+    assert code == 0 and json.loads(out)["paths"] == ["docs/my notes.md", "données/été/"]
+
+
+def test_a_malformed_command_line_exits_2(joined: list[Path]) -> None:
+    assert gb(joined[0], "api-1", "claim")[0] == 2
+    assert gb(joined[0], "api-1", "log", "-n", "zero")[0] == 2
+
+
+def test_outside_a_repository_the_error_says_so(tmp_path: Path) -> None:
+    code, _, err = gb(tmp_path, "api-1", "log")
+    assert code == 1 and "not inside a git repository" in err
+
+
+def test_the_real_entry_points_run(repo: Path) -> None:
+    env = {**os.environ, "GITBUS_AGENT": "cli-1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "gitbus", "discover", "via python -m"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "discovery" in out.stdout
+    log = subprocess.run(
+        [sys.executable, "-m", "gitbus", "log", "--json"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(log.stdout)[0]["text"] == "via python -m"
+
+
+def test_demo_runs_the_scenario_and_leaves_nothing_unless_kept(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["demo", "--json"])
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["kept"] is None
+    outcomes = [(s["action"], s["ok"]) for s in result["steps"]]
+    assert ("tries to claim internal/api/handler.go", False) in outcomes
+    assert ("tries to take the same request", False) in outcomes
+    assert {c["owner"] for c in result["claims"]} == {"api-1", "web-1"}
+    kept = tmp_path / "kept"
+    r = runner.invoke(app, ["demo", "--keep", str(kept)])
+    assert r.exit_code == 0 and (kept / "api" / ".git").is_dir() and (kept / "web").is_dir()
+    assert "refs/bus/ledger" in git(kept / "web", "for-each-ref", "refs/bus/")
+    r = runner.invoke(app, ["demo", "--keep", str(kept)])
+    assert r.exit_code == 1 and "not empty" in r.stderr
