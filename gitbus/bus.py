@@ -38,7 +38,7 @@ from gitbus.ids import (
     message_id_prefix,
     new_message_id,
 )
-from gitbus.message import Kind, Message, clean_text
+from gitbus.message import Kind, Message, clean_text, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
@@ -99,18 +99,39 @@ class Bus:
 
     def join(self, name: str) -> Message | None:
         """Name this worktree's agent `name` for good, and announce it if new."""
-        self.agent = agent_name(name)
+        wanted = agent_name(name)
+        elsewhere = self._joined_from(wanted)
+        if elsewhere is not None and elsewhere != self.repo.root and elsewhere.exists():
+            raise GitbusError(
+                f"Agent {wanted} already joined from {elsewhere}; pick another name for this worktree."
+            )
+        self.agent = wanted
         agents.remember(self.repo, self.agent)
         return self._ensure_joined()
 
-    def _ensure_joined(self) -> Message | None:
-        if self.repo.ref(agent_ref(self.agent)) is not None:
+    def _joined_from(self, name: AgentName) -> Path | None:
+        """The worktree `name` last joined from, if it is on the bus (a walk of its chain)."""
+        tip = self.repo.ref(agent_ref(name))
+        if tip is None:
             return None
-        return self._post(
-            Kind.JOIN,
-            f"{self.agent} joined from {self.repo.root.name}",
-            meta=(("worktree", str(self.repo.root)),),
-        )
+        for entry in chains.history(self.repo, {agent_ref(name): tip}):
+            where = entry.message.get("worktree")
+            if entry.message.kind is Kind.JOIN and where:
+                return Path(where)
+        return None
+
+    def _ensure_joined(self) -> Message | None:
+        ref = agent_ref(self.agent)
+        if self.repo.ref(ref) is not None:
+            return None
+        mid, seen = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
+        text, meta = f"{self.agent} joined from {self.repo.root.name}", (("worktree", str(self.repo.root)),)
+
+        def make(min_time: int) -> Message:
+            t = max(self.clock.now_ms(), min_time, seen)
+            return Message(mid, Kind.JOIN, self.agent, EVERYONE, text, t, meta=meta)
+
+        return chains.start(self.repo, ref, make)
 
     def agents(self) -> list[AgentInfo]:
         live: dict[str, int] = {}
@@ -141,19 +162,17 @@ class Bus:
         paths: Iterable[str] = (),
         reply_to: MessageId | None = None,
         after: int = 0,
-        meta: tuple[tuple[str, str], ...] = (),
     ) -> Message:
         text = clean_text(text, kind)
         if to != EVERYONE:
             self._require_agent(to)
-        if kind is not Kind.JOIN:
-            self._ensure_joined()
+        self._ensure_joined()
         mid, norm = new_message_id(), tuple(paths)
         seen = chains.horizon(self.repo, self.tips()) + 1
 
         def make(min_time: int) -> Message:
             t = max(self.clock.now_ms(), min_time, after, seen)
-            return Message(mid, kind, self.agent, to, text, t, norm, reply_to, meta)
+            return Message(mid, kind, self.agent, to, text, t, norm, reply_to)
 
         return chains.append(self.repo, agent_ref(self.agent), make)
 
@@ -323,7 +342,7 @@ class Bus:
         grep: str | None = None,
     ) -> list[Message]:
         """The newest `n` messages matching every filter given, newest first."""
-        want = {Kind(k) for k in kinds} if kinds else None
+        want = {kind_named(k) for k in kinds} if kinds else None
         norm = self.paths([path])[0] if path else None
         needle = grep.casefold() if grep else None
 
@@ -380,18 +399,24 @@ class Bus:
             cursors.save(self.repo, self.agent, tips)
         return msgs
 
+    def _concerns_me(self, m: Message) -> bool:
+        """Sent by me, to me, or to everyone: what `status` lists as open."""
+        return m.sender == self.agent or m.to in (EVERYONE, self.agent)
+
     def status(self) -> Status:
         now = self.clock.now_ms()
         claims = self.claims(include_expired=True)
         recent = list(islice(self.history(), OPEN_WINDOW))
         answered = {m.reply_to for m in recent if m.kind is Kind.ANSWER}
         questions = [
-            m
-            for m in recent
-            if m.kind is Kind.QUESTION and m.id not in answered and m.to in (EVERYONE, self.agent)
+            m for m in recent if m.kind is Kind.QUESTION and m.id not in answered and self._concerns_me(m)
         ]
         state = ledger.current(self.repo)
-        requests = [OpenRequest(m, state_of(state, m.id)) for m in recent if m.kind is Kind.REQUEST]
+        requests = [
+            OpenRequest(m, state_of(state, m.id))
+            for m in recent
+            if m.kind is Kind.REQUEST and self._concerns_me(m)
+        ]
         requests = [r for r in requests if r.state is None or r.state.done_at is None]
         return Status(
             me=self.agent,

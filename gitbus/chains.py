@@ -2,8 +2,9 @@
 
 Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledger (`refs/bus/ledger`) holds
 claims, releases, takes. Bus order is by (time, id) on every clone: time is a hybrid logical clock in
-epoch ms, strictly increasing along a chain and past any message replied to, so `walk(tip); hide(old)`
-stays O(new) (field notes §2) and an answer never sorts before its question.
+epoch ms, strictly increasing along a chain and past every tip the poster could see, so an answer
+never sorts before its question. Reading from new tips down to remembered ones costs O(new): we walk
+parents ourselves rather than libgit2's revwalk, whose `hide` degrades on equal times (§2).
 """
 
 from __future__ import annotations
@@ -27,14 +28,30 @@ class Entry(NamedTuple):
     ref: str
 
 
+_TIMES: dict[Oid, int] = {}  # commit -> message time; commits never change, so this never goes stale
+
+
 def chain_time(repo: Repository, tip: Oid | None) -> int:
-    """The time of the message at `tip` (0 for an empty chain or a foreign commit)."""
+    """The time of the message at `tip` (0 for an empty chain).
+
+    A commit that is not a message we can read (a newer format version, a foreign commit) counts
+    from its committer time, so a later message still sorts after it."""
     if tip is None:
         return 0
-    try:
-        return decode(repo.read_commit(tip).message).time
-    except CorruptMessage:
-        return 0
+    if tip not in _TIMES:
+        if len(_TIMES) > 100_000:
+            _TIMES.clear()
+        commit = repo.read_commit(tip)
+        try:
+            _TIMES[tip] = decode(commit.message).time
+        except CorruptMessage:
+            _TIMES[tip] = (commit.time + 1) * 1000
+    return _TIMES[tip]
+
+
+def remember_time(commit: Oid, time_ms: int) -> None:
+    """Record the time of a message commit we just wrote, sparing a read later."""
+    _TIMES[commit] = time_ms
 
 
 def horizon(repo: Repository, tips: Mapping[str, Oid]) -> int:
@@ -49,8 +66,21 @@ def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Messag
     `make` gets the least time the message may carry (one past the chain tip) and is called again if
     another writer moved the tip first; it must return a message with the same id each time.
     """
+    msg = _append(repo, ref, make, start=False)
+    assert msg is not None  # only a start can find nothing to do
+    return msg
+
+
+def start(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message | None:
+    """Write the first message of chain `ref`, or nothing if another writer started it first."""
+    return _append(repo, ref, make, start=True)
+
+
+def _append(repo: Repository, ref: str, make: Callable[[int], Message], start: bool) -> Message | None:
     for _ in range(_MAX_RACES):
         tip = repo.ref(ref)
+        if start and tip is not None:
+            return None
         msg = make(chain_time(repo, tip) + 1)
         oid = repo.commit(
             tree=repo.empty_tree,
@@ -61,6 +91,7 @@ def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Messag
         )
         try:
             repo.update_ref(ref, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
+            remember_time(oid, msg.time)
             return msg
         except RefMoved:
             continue

@@ -20,6 +20,7 @@ from gitbus.ledger import Change, Ledger
 from gitbus.message import Kind, Message
 
 DEFAULT_TTL_MS = 30 * 60_000
+MIN_TTL_MS = 1000
 MAX_TTL_MS = 7 * 24 * 3_600_000
 ROOT = "claims"
 
@@ -70,6 +71,11 @@ class Claim:
         return f"{self.owner} holds {self.path} {when}" + (f": {self.reason}" if self.reason else "")
 
 
+def check_ttl(ttl_ms: int) -> None:
+    if not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
+        raise GitbusError(f"A lease must be between 1s and {MAX_TTL_MS // 86_400_000}d.")
+
+
 def _slot_dir(path: str, ignorecase: bool) -> str:
     return ROOT + "/" + "/".join("_" + c for c in P.key(path, ignorecase))
 
@@ -117,8 +123,7 @@ def decide_claim(
     msg_id: MessageId,
 ) -> Change:
     """Grant all of `paths` to `me` or refuse with the first live claim of another agent."""
-    if not 0 < ttl_ms <= MAX_TTL_MS:
-        raise GitbusError(f"A lease must be between 1s and {MAX_TTL_MS // 86_400_000}d.")
+    check_ttl(ttl_ms)
     writes: dict[str, dict[str, Any] | None] = {}
     meta: list[tuple[str, str]] = []
     for path in paths:
@@ -130,8 +135,10 @@ def decide_claim(
                 continue
             if c.live(now):
                 raise conflict_error(c, f"Claim on {path}", now)
-            writes[slot(c.path, ignorecase)] = None
-            meta.append(("took-over", f"{c.owner} {c.path}"))
+            gone = slot(c.path, ignorecase)
+            if gone not in writes:  # not when an earlier path of this same claim already took the slot
+                writes[gone] = None
+                meta.append(("took-over", f"{c.owner} {c.path}"))
         claim = Claim(
             path=path,
             owner=me,
@@ -213,6 +220,8 @@ def decide_renew(
     msg_id: MessageId,
 ) -> Change | None:
     """Extend `me`'s claims (all, or those on `paths`) by their lease, or by `ttl_ms`."""
+    if ttl_ms is not None:
+        check_ttl(ttl_ms)
     mine = [c for c in all_claims(ledger) if c.owner == me]
     if paths:
         keys = {P.key(p, ignorecase) for p in paths}
@@ -236,5 +245,6 @@ def decide_renew(
         text="",
         time=now,
         paths=tuple(c.path for c in mine),
+        meta=(("expires", str(max(now + (ttl_ms or c.ttl_ms) for c in mine))),),
     )
     return Change(msg, writes)

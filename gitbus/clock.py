@@ -45,7 +45,9 @@ def parse_duration(text: str) -> int:
     """`30s`, `10m`, `2h`, `1d` or bare seconds, to milliseconds."""
     m = _DURATION.match(text)
     if not m or int(m.group(1)) == 0:
-        raise GitbusError(f"'{text}' is not a duration; use a positive number with s, m, h or d (e.g. 10m).")
+        raise GitbusError(
+            f"'{text}' is not a duration; use a positive number with ms, s, m, h or d (e.g. 10m)."
+        )
     return int(m.group(1)) * _UNIT_MS[m.group(2) or "s"]
 
 
@@ -70,13 +72,14 @@ def iso(ms: int) -> str:
 
 
 def hhmm(ms: int) -> str:
-    """Epoch milliseconds as local HH:MM, for short human text."""
-    return datetime.fromtimestamp(ms / 1000).strftime("%H:%M")
+    """Epoch milliseconds as local HH:MM (with the date when it is not today), for short human text."""
+    when = datetime.fromtimestamp(ms / 1000)
+    return when.strftime("%H:%M") if when.date() == datetime.now().date() else when.strftime("%b %d %H:%M")
 
 
 def span(ms: int) -> str:
     """A duration in milliseconds as a short human string: 45s, 12m, 3h, 2d."""
-    s = max(0, ms) // 1000
+    s = -(-max(0, ms) // 1000)  # round up: "1m left" until the lease is really over
     if s < 60:
         return f"{s}s"
     if s < 3600:

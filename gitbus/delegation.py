@@ -60,11 +60,12 @@ def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int, ms
     if request.kind is not Kind.REQUEST:
         raise GitbusError(f"{request.id} is a {request.kind.value}, not a request.")
     if request.to not in (EVERYONE, me):
-        raise Conflict(f"Request {request.id} is addressed to {request.to}, not to {me}.")
+        raise GitbusError(f"Request {request.id} is addressed to {request.to}, not to {me}.")
     held = state_of(ledger, request.id)
     if held is not None:
-        if held.taker == me and held.done_at is None:
-            raise GitbusError(f"You already took request {request.id}.")
+        if held.taker == me:
+            done = " and it is done" if held.done_at else ""
+            raise GitbusError(f"You already took request {request.id}{done}.")
         raise Conflict(
             f"Request {request.id} was already taken by {held.taker} at "
             f"{hhmm(held.taken_at)}" + (" and is done." if held.done_at else ".")
@@ -86,6 +87,8 @@ def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int, ms
 def decide_done(
     ledger: Ledger, *, me: AgentName, request: Message, text: str, now: int, msg_id: MessageId
 ) -> Change:
+    if request.kind is not Kind.REQUEST:
+        raise GitbusError(f"{request.id} is a {request.kind.value}, not a request.")
     held = state_of(ledger, request.id)
     if held is None:
         raise GitbusError(f"Request {request.id} has not been taken; `gitbus take {request.id}` first.")

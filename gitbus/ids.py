@@ -28,11 +28,17 @@ RESERVED = {"all", "everyone", "ledger", "head", "operator-all"}
 
 def agent_name(text: str) -> AgentName:
     """Validate an agent name: 1-63 of a-z 0-9 . _ -, starting alphanumeric, no `..`, not `.lock`."""
-    if not _NAME.match(text) or text.endswith((".lock", ".")) or text in RESERVED:
-        shown = text if text.isprintable() else repr(text)
+    shown = text if text.isprintable() else repr(text)
+    if text in RESERVED:
+        raise GitbusError(
+            f"'{shown}' is not a valid agent name; it is reserved ({', '.join(sorted(RESERVED))})."
+        )
+    if text.endswith((".lock", ".")):
+        raise GitbusError(f"'{shown}' is not a valid agent name; it may not end in '.lock' or '.'.")
+    if not _NAME.match(text):
         raise GitbusError(
             f"'{shown}' is not a valid agent name; use 1-63 lowercase letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit."
+            "starting with a letter or digit, with no '..'."
         )
     return AgentName(text)
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from gitbus.chains import chain_time
+from gitbus.chains import chain_time, remember_time
 from gitbus.errors import Contended, GitbusError
 from gitbus.git import Oid, RefMoved, Repository
 from gitbus.ids import LEDGER_REF
@@ -78,7 +78,7 @@ def transact(repo: Repository, decide: Callable[[Ledger, int], Change | None]) -
     for _ in range(_MAX_RACES):
         tip = repo.ref(LEDGER_REF)
         tree = repo.read_commit(tip).tree if tip else None
-        change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)
+        change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)  # the time read is cached
         if change is None:
             return None
         blobs = {path: None if obj is None else repo.blob(_dump(obj)) for path, obj in change.writes.items()}
@@ -93,6 +93,7 @@ def transact(repo: Repository, decide: Callable[[Ledger, int], Change | None]) -
         )
         try:
             repo.update_ref(LEDGER_REF, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
+            remember_time(oid, msg.time)
             return msg
         except RefMoved:
             continue

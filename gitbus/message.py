@@ -14,11 +14,13 @@ from typing import Any
 
 from gitbus.clock import iso
 from gitbus.errors import CorruptMessage, GitbusError
-from gitbus.ids import EVERYONE, AgentName, MessageId
+from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
+from gitbus.paths import canonical
 
 FORMAT_VERSION = 1
 MAX_TEXT_BYTES = 64 * 1024
 _SUBJECT_CHARS = 100
+_FULL_ID = re.compile(r"^[0-9a-f]{16}$")
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -33,6 +35,15 @@ class Kind(StrEnum):
     CLAIM = "claim"
     RELEASE = "release"
     RENEW = "renew"
+
+
+def kind_named(text: str) -> Kind:
+    """The message type called `text`, or a one-line error listing the types."""
+    try:
+        return Kind(text)
+    except ValueError:
+        names = ", ".join(k.value for k in Kind)
+        raise GitbusError(f"'{text}' is not a message type; use one of {names}.") from None
 
 
 # Kinds written on the ledger, where one compare-and-swap both grants and announces.
@@ -153,17 +164,29 @@ def decode(raw: str) -> Message:
         raise CorruptMessage(f"A bus message has a bad type or time: {head[:60]!r}.") from None
     meta = tuple(tuple(m.split("=", 1)) for m in fields.get("Meta", []) if "=" in m)
     reply = fields.get("Reply-To")
-    return Message(
-        id=MessageId(one("Id")),
-        kind=kind,
-        sender=AgentName(one("From")),
-        to=AgentName(one("To")),
-        text=text,
-        time=time_ms,
-        paths=tuple(fields.get("Path", [])),
-        reply_to=MessageId(reply[0]) if reply else None,
-        meta=meta,  # type: ignore[arg-type]
-    )
+    # Messages may come from other clones or tools: hold them to the rules our own writers follow.
+    try:
+        to = one("To")
+        msg = Message(
+            id=MessageId(_full_id(one("Id"))),
+            kind=kind,
+            sender=agent_name(one("From")),
+            to=EVERYONE if to == EVERYONE else agent_name(to),
+            text=text,
+            time=time_ms,
+            paths=tuple(canonical(p) for p in fields.get("Path", [])),
+            reply_to=MessageId(_full_id(reply[0])) if reply else None,
+            meta=meta,  # type: ignore[arg-type]
+        )
+    except GitbusError as e:
+        raise CorruptMessage(f"A bus message breaks the format: {e}") from None
+    return msg
+
+
+def _full_id(text: str) -> str:
+    if not _FULL_ID.match(text):
+        raise GitbusError(f"'{text[:40]}' is not a 16-hex-digit message id.")
+    return text
 
 
 def _one_line(s: str) -> str:

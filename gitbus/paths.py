@@ -40,7 +40,7 @@ def normalize(raw: str, *, root: Path, cwd: Path) -> str:
         raise GitbusError(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
     rel = os.path.relpath(full, root_s).replace(os.sep, "/")
     if rel == ".":
-        raise GitbusError("A claim on the whole repository is refused; name a directory or file in it.")
+        raise GitbusError("The repository root is not a path gitbus takes; name a directory or file in it.")
     parts = rel.split("/")
     if any(p.casefold() == ".git" for p in parts):
         raise GitbusError(f"The path '{raw}' is inside git's own directory; name a path in the worktree.")

@@ -45,6 +45,7 @@ def claim_json(c: Claim, now: int) -> dict[str, Any]:
         "reason": c.reason,
         "claimed_at": iso(c.claimed_at),
         "expires_at": iso(c.expires_at),
+        "ttl_ms": c.ttl_ms,
         "live": c.live(now),
         "id": c.id,
     }

@@ -75,7 +75,7 @@ def test_exactly_one_agent_takes_a_request_and_only_it_finishes(trio: tuple[Bus,
 def test_a_request_to_one_agent_can_be_taken_only_by_it(trio: tuple[Bus, Bus, Bus]) -> None:
     api, web, db = trio
     r = api.request("rotate the keys", to="db-1")
-    with pytest.raises(Conflict, match="addressed to db-1"):
+    with pytest.raises(GitbusError, match="addressed to db-1"):
         web.take(r.id)
     db.take(r.id)
 
@@ -154,6 +154,32 @@ def test_show_finds_a_message_by_a_unique_prefix_and_refuses_bad_ids(trio: tuple
     for bad in ("xyz", "12", "../../etc"):
         with pytest.raises(GitbusError, match="not a message id"):
             web.find(bad)
+
+
+def test_taking_a_request_twice_or_finishing_a_non_request_says_why(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, _, db = trio
+    r = api.request("bump deps")
+    db.take(r.id)
+    db.done(r.id)
+    with pytest.raises(GitbusError, match="You already took request .* and it is done"):
+        db.take(r.id)
+    d = api.discover("not a request")
+    with pytest.raises(GitbusError, match="not a request"):
+        db.done(d.id)
+
+
+def test_an_unknown_message_type_is_a_one_line_error_in_the_library(trio: tuple[Bus, Bus, Bus]) -> None:
+    with pytest.raises(GitbusError, match="'gossip' is not a message type"):
+        trio[0].log(kinds=["gossip"])
+
+
+def test_joining_with_a_name_another_live_worktree_uses_is_refused(
+    worktrees: list[Path], clock: FakeClock
+) -> None:
+    Bus.open(worktrees[0], None, clock).join("api-1")
+    with pytest.raises(GitbusError, match=r"Agent api-1 already joined from .*main"):
+        Bus.open(worktrees[1], None, clock).join("api-1")
+    assert Bus.open(worktrees[0], None, clock).join("api-1") is None
 
 
 def test_status_lists_claims_open_questions_and_requests(trio: tuple[Bus, Bus, Bus]) -> None:

@@ -11,7 +11,7 @@ from gitbus.message import MAX_TEXT_BYTES, Kind, Message, clean_text, decode, en
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
 names = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,12}", fullmatch=True).map(AgentName)
 ids = st.from_regex(r"[0-9a-f]{16}", fullmatch=True).map(MessageId)
-path_list = st.lists(st.from_regex(r"[a-z]{1,5}(/[a-z .]{1,5}){0,3}/?", fullmatch=True), max_size=3)
+path_list = st.lists(st.from_regex(r"[a-z]{1,5}(/[a-z][a-z .]{0,4}){0,3}/?", fullmatch=True), max_size=3)
 
 
 @settings(max_examples=300, deadline=None)
