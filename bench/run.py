@@ -1,0 +1,327 @@
+"""gitbus benchmarks: library throughput against a raw pygit2 floor, and CLI wall times.
+
+Run from the repository root in an environment where gitbus is installed (`pip install -e .`):
+
+    python bench/run.py           # full: a 100,000-message bus, a few minutes
+    python bench/run.py --quick   # a 10,000-message bus, under a minute
+
+Everything is measured side by side in one run (see measure.py), then written to
+docs/benchmarks.md. Repositories live in temporary directories removed afterwards. Benchmarks never
+run in the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import floor
+import pygit2
+import report
+import synth
+from measure import Command, Op, Series, cli_times, interleaved, interleaved_on, profile, timed_calls
+
+from gitbus.bus import Bus
+from gitbus.clock import SystemClock
+from gitbus.git import Repository, init_repository
+from gitbus.ids import agent_name
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+AGENT = "bench"
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    reps: int  # in-process repetitions per side
+    post_ops: int  # posts per repetition
+    claim_ops: int  # claims per repetition (fresh paths: the ledger grows from 0 to this many claims)
+    scale_reps: int
+    scale_ops: int
+    cli_reps: int
+    big: int  # messages in the big bus
+    small: int = 100
+    agents: int = 8
+    profile_ops: int = 300
+    peers: int = 63  # other agents on the bus in the scaling scenarios
+    tags: int = 1000  # unrelated refs in the scaling scenarios
+
+
+QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
+               big=10_000)
+FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
+              big=100_000)
+
+
+_T0 = time.perf_counter()
+
+
+def log(text: str) -> None:
+    print(f"[{time.perf_counter() - _T0:5.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+# -- the sides --------------------------------------------------------------------------------------
+
+
+def _discover(bus: Bus) -> Op:
+    return lambda i: bus.discover(f"message {i}")
+
+
+def gitbus_post(d: Path) -> Op:
+    return _discover(Bus(init_repository(d), agent_name(AGENT), SystemClock()))
+
+
+def floor_post(d: Path) -> Op:
+    init_repository(d)
+    return floor.PostFloor(d, AGENT).post
+
+
+def gitbus_claim(d: Path) -> Op:
+    bus = Bus(init_repository(d), agent_name(AGENT), SystemClock())
+    return lambda i: bus.claim([f"pkg{i}/"])
+
+
+def floor_claim(d: Path) -> Op:
+    init_repository(d)
+    return floor.ClaimFloor(d, AGENT).claim
+
+
+POSTS = {"gitbus": gitbus_post, "floor": floor_post}
+CLAIMS = {"gitbus": gitbus_claim, "floor": floor_claim}
+
+
+def _git(cwd: Path, env: Mapping[str, str], *args: str, stdin: str | None = None) -> None:
+    subprocess.run(["git", *args], cwd=cwd, env=dict(env), input=stdin, text=True, capture_output=True,
+                   check=True)
+
+
+def crowded_repo(d: Path, peers: int, tags: int, packed: bool, env: Mapping[str, str]) -> None:
+    """A repository whose bus has `peers` other agents, plus `tags` unrelated refs (loose or packed)."""
+    repo = init_repository(d)
+    for k in range(peers):
+        Bus(repo, agent_name(f"peer-{k}"), SystemClock()).discover(f"peer {k} is here")
+    if tags:
+        head = repo.git("rev-parse", "HEAD").strip()
+        _git(d, env, "update-ref", "--stdin", stdin="".join(f"create refs/tags/t{i} {head}\n"
+                                                           for i in range(tags)))
+    if packed:
+        _git(d, env, "pack-refs", "--all")
+
+
+def scaling(cfg: Config, work: Path, env: Mapping[str, str]) -> dict[str, dict[str, Series]]:
+    """Post throughput as the bus gains agents and the repository gains unrelated refs."""
+    scenarios = [
+        ("1 agent", 0, 0, False),
+        (f"{cfg.peers + 1} agents", cfg.peers, 0, False),
+        (f"{cfg.peers + 1} agents + {cfg.tags:,} loose tags", cfg.peers, cfg.tags, False),
+        (f"{cfg.peers + 1} agents + {cfg.tags:,} tags, all refs packed", cfg.peers, cfg.tags, True),
+    ]
+    out: dict[str, dict[str, Series]] = {}
+    for label, peers, tags, packed in scenarios:
+        log(f"  {label}")
+        g, f = work / "scale-gitbus", work / "scale-floor"
+        crowded_repo(g, peers, tags, packed, env)
+        crowded_repo(f, peers, tags, packed, env)
+        bus = Bus(Repository.open(g), agent_name(AGENT), SystemClock())
+        sides: dict[str, Op] = {"gitbus": _discover(bus), "floor": floor.PostFloor(f, AGENT).post}
+        out[label] = interleaved_on(sides, cfg.scale_reps, cfg.scale_ops)
+        shutil.rmtree(g)
+        shutil.rmtree(f)
+    return out
+
+
+# -- buses for `gitbus log` -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    root: Path
+    messages: int
+    layout: str
+    seconds: float
+    newest: tuple[str, ...]
+
+
+def build_bus(root: Path, n: int, agents: int, env: Mapping[str, str], layout: str) -> Built:
+    t0 = time.perf_counter()
+    msgs = synth.messages(n, agents, end_ms=time.time_ns() // 1_000_000 - 60_000)
+    marks = synth.build(root, synth.fast_import_stream(msgs), env, layout=layout)
+    if layout == "loose":
+        scratch = root.parent / f"{root.name}-identity"
+        synth.check_identical(scratch, msgs, marks, agents)
+        shutil.rmtree(scratch)
+    return Built(root, n, layout, time.perf_counter() - t0, tuple(m.id for m in reversed(msgs[-5:])))
+
+
+def _log20(root: Path) -> Callable[[], object]:
+    return lambda: Bus.open(root, "reader").log(20)
+
+
+def verify(gitbus: str, built: Built, env: Mapping[str, str]) -> None:
+    """`gitbus log -n 5 --json` must read back the five newest synthetic messages, newest first."""
+    out = subprocess.run([gitbus, "log", "-n", "5", "--json"], cwd=built.root, env=dict(env),
+                         capture_output=True, check=True, text=True).stdout
+    ids = tuple(m["id"] for m in json.loads(out))
+    if ids != built.newest:
+        raise AssertionError(f"gitbus log read {ids} from {built.root}, expected {built.newest}")
+
+
+# -- machine ----------------------------------------------------------------------------------------
+
+
+def _out(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def fstype(path: Path) -> str:
+    return _out("df", "--output=fstype", str(path)).splitlines()[-1:][0] if path.exists() else "?"
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    head = _out("git", "rev-parse", "--short", "HEAD")
+    dirty = _out("git", "status", "--porcelain", "--", "gitbus")
+    dirty = " + uncommitted changes in gitbus/" if dirty else ""
+    return {
+        "nproc": f"{usable} ({cpu})",
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "pygit2 / libgit2": f"{version('pygit2')} / {pygit2.LIBGIT2_VERSION}",
+        "git": _out("git", "--version"),
+        "gitbus": f"{version('gitbus')} at {head}{dirty}",
+    }
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def hermetic_env(home: Path) -> dict[str, str]:
+    """Seal subprocesses from the user's git config and identity; pygit2 in-process the same way."""
+    home.mkdir(parents=True, exist_ok=True)
+    for level in (pygit2.enums.ConfigLevel.GLOBAL, pygit2.enums.ConfigLevel.XDG,
+                  pygit2.enums.ConfigLevel.SYSTEM):
+        pygit2.settings.search_path[level] = str(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GITBUS_"))}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
+               GITBUS_AGENT="reader", LC_ALL="C.UTF-8")
+    return env
+
+
+def gitbus_exe() -> str:
+    beside = Path(sys.executable).with_name("gitbus")
+    found = str(beside) if beside.exists() else shutil.which("gitbus")
+    if not found:
+        raise SystemExit("bench: the `gitbus` command is not installed next to this Python.")
+    return found
+
+
+@contextlib.contextmanager
+def workdir(parent: str | None = None) -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="gitbus-bench-", dir=parent))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def tmpfs() -> str | None:
+    """A RAM file system to measure on without disk noise, if this machine has one."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) and fstype(shm) == "tmpfs" else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Benchmark gitbus and write docs/benchmarks.md.")
+    ap.add_argument("--quick", action="store_true", help="a 10,000-message bus and fewer repetitions")
+    ap.add_argument("--out", type=Path, default=DOC, help="where to write the report")
+    args = ap.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    gitbus = gitbus_exe()
+    ram = tmpfs()
+    with workdir() as work, workdir(ram) as ramwork:
+        env = hermetic_env(work / "home")
+        disk = f"{tempfile.gettempdir()} ({fstype(work)})"
+        fs = {disk: work} | ({f"{ram} (tmpfs)": ramwork} if ram else {})
+        post: dict[str, dict[str, Series]] = {}
+        claim: dict[str, dict[str, Series]] = {}
+        for name, where in fs.items():
+            log(f"posts on {name}: {cfg.reps} x {cfg.post_ops} per side")
+            post[name] = interleaved(POSTS, cfg.reps, cfg.post_ops, where)
+            log(f"claims on {name}: {cfg.reps} x {cfg.claim_ops} per side")
+            claim[name] = interleaved(CLAIMS, cfg.reps, cfg.claim_ops, where)
+        prof_dir = ramwork if ram else work  # CPU-bound views: least noise on a RAM file system
+        prof_fs = next(k for k, v in fs.items() if v == prof_dir)
+        log("profiles")
+        profiles = {
+            "post": (profile(gitbus_post, prof_dir / "pg", cfg.profile_ops),
+                     profile(floor_post, prof_dir / "pf", cfg.profile_ops)),
+            "claim": (profile(gitbus_claim, prof_dir / "cg", cfg.profile_ops),
+                      profile(floor_claim, prof_dir / "cf", cfg.profile_ops)),
+        }
+        log("post scaling")
+        scale = scaling(cfg, prof_dir, env)
+
+        log(f"buses of {cfg.small} and {cfg.big:,} messages")
+        builds = {
+            "small": build_bus(work / "small", cfg.small, cfg.agents, env, "loose"),
+            "big loose": build_bus(work / "big-loose", cfg.big, cfg.agents, env, "loose"),
+            "big gc": build_bus(work / "big-gc", cfg.big, cfg.agents, env, "gc"),
+        }
+        for b in builds.values():
+            verify(gitbus, b, env)
+            log(f"  {b.root.name}: {b.messages:,} messages built in {b.seconds:.1f} s; gitbus log reads them")
+
+        log(f"cli: {cfg.cli_reps} repetitions")
+        py = sys.executable
+        log20 = (gitbus, "log", "-n", "20")
+        cmds = [
+            Command("python -c pass", (py, "-c", "pass"), work),
+            Command("import pygit2", (py, "-c", "import pygit2"), work),
+            Command("import gitbus.bus", (py, "-c", "import gitbus.bus"), work),
+            Command("gitbus --help", (gitbus, "--help"), work),
+            *[Command(key, log20, b.root) for key, b in builds.items()],
+        ]
+        cli = cli_times(cmds, cfg.cli_reps, env)
+        library = timed_calls({key: _log20(b.root) for key, b in builds.items()}, cfg.cli_reps * 3)
+
+    command = f"cd {ROOT} && {sys.executable} bench/run.py{' --quick' if cfg.quick else ''}"
+    text = report.render(report.Results(
+        quick=cfg.quick, machine=machine(), command=command, seconds=time.perf_counter() - started,
+        reps=cfg.reps, post_ops=cfg.post_ops, claim_ops=cfg.claim_ops, profile_ops=cfg.profile_ops,
+        profile_fs=prof_fs,
+        scale_reps=cfg.scale_reps, scale_ops=cfg.scale_ops, cli_reps=cfg.cli_reps, agents=cfg.agents,
+        post=post, claim=claim, profiles=profiles, scale=scale,
+        builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
+        cli=cli, library=library,
+    ))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    log(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

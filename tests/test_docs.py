@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from gitbus.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_cli_reference_is_generated_from_the_current_help() -> None:
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen_cli.py"), "--check"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_command_is_documented() -> None:
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
+        assert f"gitbus {name}" in text, name
+
+
+def test_the_readme_opens_with_the_demo_and_the_ci_test_command() -> None:
+    readme = (ROOT / "README.md").read_text().splitlines()
+    ci = (ROOT / ".ci" / "run").read_text()
+    first = "\n".join(readme[:6])
+    assert "gitbus demo" in first
+    test_cmd = next(line for line in readme[:6] if "pytest" in line).split("&& ")[-1]
+    assert test_cmd in ci
