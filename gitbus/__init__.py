@@ -1,7 +1,28 @@
-"""gitbus: a git-native coordination bus for AI coding agents in parallel worktrees."""
+"""gitbus: a git-native coordination bus for AI coding agents in parallel worktrees.
 
-from gitbus.bus import Bus
-from gitbus.errors import ClaimConflict, Conflict, GitbusError, NotFound
+The names below load on first use: `gitbus.hooks` runs on every Claude Code tool call and must not pay
+for importing pygit2 unless it has to (field notes §5).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gitbus.bus import Bus
+    from gitbus.errors import ClaimConflict, Conflict, GitbusError, NotFound
 
 __all__ = ["Bus", "ClaimConflict", "Conflict", "GitbusError", "NotFound"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Bus":
+        from gitbus.bus import Bus
+
+        return Bus
+    if name in __all__:
+        from gitbus import errors
+
+        return getattr(errors, name)
+    raise AttributeError(name)

@@ -1,3 +1,3 @@
-from gitbus.cli import main
+from gitbus.entry import main
 
 main()

@@ -10,18 +10,30 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
-from gitbus.git import Oid, Repository
+from gitbus.gitfiles import read_refs
 from gitbus.ids import AGENTS_PREFIX, AgentName, agent_name, derive_agent_name
 
 ENV_VAR = "GITBUS_AGENT"
 
 
-def _setting(repo: Repository) -> Path:
+class Place(Protocol):
+    """Where a worktree is; a `Repository` or a `gitfiles.Location` (the hooks' light path)."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def git_dir(self) -> Path: ...
+    @property
+    def common_dir(self) -> Path: ...
+
+
+def _setting(repo: Place) -> Path:
     return repo.git_dir / "gitbus" / "agent"
 
 
-def resolve(repo: Repository, explicit: str | None = None, env: Mapping[str, str] | None = None) -> AgentName:
+def resolve(repo: Place, explicit: str | None = None, env: Mapping[str, str] | None = None) -> AgentName:
     """This worktree's agent name, by the precedence above; always validated."""
     env = os.environ if env is None else env
     if explicit:
@@ -34,7 +46,7 @@ def resolve(repo: Repository, explicit: str | None = None, env: Mapping[str, str
     return derive_agent_name(repo.root.name)
 
 
-def remember(repo: Repository, name: AgentName) -> None:
+def remember(repo: Place, name: AgentName) -> None:
     """Make `name` this worktree's agent for later commands (no env var needed)."""
     f = _setting(repo)
     f.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +55,9 @@ def remember(repo: Repository, name: AgentName) -> None:
     os.replace(tmp, f)
 
 
-def known(repo: Repository) -> dict[AgentName, Oid]:
+def known(repo: Place) -> dict[AgentName, str]:
     """Every agent with a chain on the bus, with its chain tip."""
-    return {AgentName(ref[len(AGENTS_PREFIX) :]): oid for ref, oid in repo.refs(AGENTS_PREFIX).items()}
+    return {
+        AgentName(ref[len(AGENTS_PREFIX) :]): oid
+        for ref, oid in read_refs(repo.common_dir, AGENTS_PREFIX).items()
+    }

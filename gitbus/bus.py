@@ -7,13 +7,12 @@ so orchestrators and tests can drive several agents in one process.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from gitbus import agents, chains, cursors, ledger
+from gitbus import agents, chains, cursors, ledger, settings
 from gitbus import paths as P
 from gitbus.claims import (
     DEFAULT_TTL_MS,
@@ -92,9 +91,7 @@ class Bus:
     def init(self, remote: str | None = None) -> Message | None:
         """Prepare the repository and register this worktree's agent; safe to repeat."""
         if remote is not None:
-            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", remote):
-                raise GitbusError(f"'{remote}' is not a valid remote name.")
-            self.repo.set_config("gitbus.remote", remote)
+            settings.save(self.repo.common_dir, "remote", settings.parse("remote", remote))
         return self._ensure_joined()
 
     def join(self, name: str) -> Message | None:
@@ -114,7 +111,7 @@ class Bus:
         tip = self.repo.ref(agent_ref(name))
         if tip is None:
             return None
-        for entry in chains.history(self.repo, {agent_ref(name): tip}):
+        for entry in chains.history(self.repo, {agent_ref(name): Oid(tip)}):
             where = entry.message.get("worktree")
             if entry.message.kind is Kind.JOIN and where:
                 return Path(where)
@@ -139,7 +136,7 @@ class Bus:
             live[c.owner] = live.get(c.owner, 0) + 1
         out = []
         for name, tip in sorted(agents.known(self.repo).items()):
-            entry = next(chains.history(self.repo, {agent_ref(name): tip}), None)
+            entry = next(chains.history(self.repo, {agent_ref(name): Oid(tip)}), None)
             last = entry.message if entry else None
             out.append(
                 AgentInfo(

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from gitbus.errors import Contended, CorruptMessage
-from gitbus.git import Oid, RefMoved, Repository
+from gitbus.gitfiles import Oid, RefMoved
+
+if TYPE_CHECKING:
+    from gitbus.git import Repository
 from gitbus.message import Message, decode, encode
 
 _MAX_RACES = 10_000

@@ -62,13 +62,16 @@ class Claim:
         )
 
     def describe(self, now: int) -> str:
-        """`api-1 holds internal/api/ until 14:20 (12m left): splitting handlers`."""
+        """`api-1 holds internal/api/ until 14:20 (12m left) (reason: "splitting handlers")`."""
         when = (
             f"until {hhmm(self.expires_at)} ({span(self.expires_at - now)} left)"
             if self.live(now)
             else f"expired at {hhmm(self.expires_at)}"
         )
-        return f"{self.owner} holds {self.path} {when}" + (f": {self.reason}" if self.reason else "")
+        # The reason is a peer's words: quoted, so it reads as data wherever it is shown.
+        return f"{self.owner} holds {self.path} {when}" + (
+            f' (reason: "{self.reason}")' if self.reason else ""
+        )
 
 
 def check_ttl(ttl_ms: int) -> None:

@@ -7,6 +7,7 @@ that turns errors into exit codes.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -428,6 +429,140 @@ def demo(
         out.print(f"\nkept in {result.kept}; try: cd {result.kept}/api && gitbus log", markup=False)
     else:
         out.print("\n[dim]the demo repository was removed; keep it with --keep DIR[/dim]")
+
+
+# -- live delivery ------------------------------------------------------------------------------
+
+
+@app.command()
+def hook(
+    mode: Annotated[
+        str | None, typer.Argument(metavar="[wake]", help="wake: wait for a message (asyncRewake).")
+    ] = None,
+) -> None:
+    """The Claude Code hook handler: hook JSON on stdin, hook JSON on stdout (see docs/claude-code.md)."""
+    from gitbus.hooks import main as hook_main
+
+    raise typer.Exit(hook_main([mode] if mode else []))
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    daemon: Annotated[bool, typer.Option("--daemon", help="Run in the background.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the background watcher.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Update the context files once and exit.")] = False,
+) -> None:
+    """Keep a context file current in every worktree as the bus changes (one watcher per repository)."""
+    from gitbus import watch as W
+
+    bus = _bus(ctx)
+    if stop:
+        pid = W.stop_daemon(bus.repo)
+        out.print("no watcher was running" if pid is None else f"stopped the watcher (pid {pid})")
+    elif once:
+        written = W.Watcher(bus.repo).update()
+        out.print(f"updated {len(written)} context file(s)")
+    elif daemon:
+        out.print(f"watcher running in the background (pid {W.start_daemon(bus.repo)})")
+    elif not W.serve(bus.repo):
+        out.print(
+            f"a watcher is already running for this repository (pid {W.running_pid(bus.repo.common_dir)})"
+        )
+
+
+Target = Annotated[str, typer.Argument(metavar="claude|git-hooks", help="What to wire gitbus into.")]
+SharedOpt = Annotated[
+    bool, typer.Option("--shared", help="Claude: the committed settings.json and CLAUDE.md.")
+]
+
+
+@app.command()
+def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
+    """Install gitbus's Claude Code hooks, or the git pre-commit guard (idempotent)."""
+    from gitbus import install as I
+
+    bus = _bus(ctx)
+    if target == "claude":
+        for f in I.install_claude(bus.repo, shared):
+            out.print(f"wrote {f}", markup=False)
+    elif target == "git-hooks":
+        out.print(f"installed the commit guard in {I.install_git_hooks(bus.repo)}", markup=False)
+    else:
+        raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
+
+
+@app.command()
+def uninstall(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
+    """Remove exactly what `gitbus install` added."""
+    from gitbus import install as I
+
+    bus = _bus(ctx)
+    if target == "claude":
+        changed = I.uninstall_claude(bus.repo, shared)
+        out.print("\n".join(f"cleaned {f}" for f in changed) or "nothing to remove", markup=False)
+    elif target == "git-hooks":
+        hook_file = I.uninstall_git_hooks(bus.repo)
+        out.print(
+            f"removed the commit guard from {hook_file}" if hook_file else "nothing to remove", markup=False
+        )
+    else:
+        raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
+
+
+@app.command("guard")
+def guard_cmd(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(metavar="[PATH]...", help="Paths to check.")] = None,
+    staged: Annotated[bool, typer.Option("--staged", help="Check what the next commit changes.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Exit 3 if any path is inside another agent's live claim (the pre-commit guard runs this)."""
+    from gitbus import guard, settings
+
+    bus = _bus(ctx, json_out)
+    mode = settings.load(bus.repo.common_dir)["guard"]
+    rel = bus.repo.staged_paths() if staged else list(bus.paths(paths or []))
+    hits = (
+        []
+        if mode == "off"
+        else guard.conflicts(bus.repo.root, bus.repo.common_dir, bus.agent, rel, bus.clock.now_ms())
+    )
+    if json_out:
+        render.dump(out, [{"path": p, "claim": render.claim_json(c, bus.clock.now_ms())} for p, c in hits])
+    for p, c in hits:
+        err.print(f"gitbus: {guard.denial([c], p, bus.clock.now_ms())}", markup=False, soft_wrap=True)
+    if hits and mode == "deny":
+        err.print(
+            "gitbus: commit refused (bypass: GITBUS_NO_GUARD=1 git commit …, or --no-verify).",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(3)
+
+
+@app.command()
+def config(
+    ctx: typer.Context,
+    key: Annotated[str | None, typer.Argument(help="remote, guard, autoclaim or operator.")] = None,
+    value: Annotated[str | None, typer.Argument(help="The new value.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show or set per-repository gitbus settings (shared by every worktree)."""
+    from gitbus import settings
+
+    bus = _bus(ctx, json_out)
+    if key is not None and value is not None:
+        settings.save(bus.repo.common_dir, key, settings.parse(key, value))
+    current = settings.load(bus.repo.common_dir)
+    if key is not None and key not in current:
+        settings.parse(key, "")
+    shown = {key: current[key]} if key else current
+    if json_out:
+        render.dump(out, shown)
+    else:
+        for k, v in shown.items():
+            out.print(f"{k} = {json.dumps(v)}", markup=False)
 
 
 def main() -> None:

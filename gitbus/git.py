@@ -15,35 +15,19 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple, NewType
 
 import pygit2
 
 from gitbus.errors import Contended, GitbusError
-from gitbus.gitfiles import common_dir_of, read_refs
+from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
 
-Oid = NewType("Oid", str)
+__all__ = ["Commit", "Oid", "RefMoved", "Repository", "init_repository"]
+
 
 STALE_LOCK_SECONDS = 3.0
 _LOCK_DEADLINE_SECONDS = 30.0
 _FILE_MODE = pygit2.enums.FileMode.BLOB
 _TREE_MODE = pygit2.enums.FileMode.TREE
-
-
-class RefMoved(Exception):
-    """A compare-and-swap lost: the ref no longer holds the expected value (internal, retried)."""
-
-    def __init__(self, name: str, actual: Oid | None) -> None:
-        super().__init__(f"{name} moved to {actual}")
-        self.actual = actual
-
-
-class Commit(NamedTuple):
-    oid: Oid
-    message: str
-    parents: tuple[Oid, ...]
-    tree: Oid
-    time: int  # committer time, seconds
 
 
 class Repository:
@@ -263,6 +247,11 @@ class Repository:
             err = proc.stderr.decode(errors="replace").strip().splitlines()
             raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
         return proc.stdout.decode(errors="replace")
+
+    def staged_paths(self) -> list[str]:
+        """Paths the next commit of this worktree changes (old and new names of renames)."""
+        out = self.git("diff", "--cached", "--name-only", "--no-renames", "-z")
+        return [p for p in out.split("\0") if p]
 
     def worktrees(self) -> list[Path]:
         """Every worktree of this repository that still exists on disk, the main one first."""

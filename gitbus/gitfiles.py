@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NewType
+
+Oid = NewType("Oid", str)
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -56,6 +58,13 @@ def read_refs(common_dir: Path, prefix: str) -> dict[str, str]:
     """Every ref under `prefix` (e.g. `refs/bus/`) with its object id; loose values win."""
     out: dict[str, str] = {}
     base = common_dir / prefix.rstrip("/")
+    if base.is_file():  # the prefix names one ref
+        try:
+            oid = _oid(base.read_text())
+        except (FileNotFoundError, UnicodeDecodeError):
+            oid = None
+        if oid:
+            out[prefix] = oid
     for dirpath, _dirs, files in os.walk(base):
         for name in files:
             if name.endswith(".lock"):
@@ -78,3 +87,19 @@ def read_refs(common_dir: Path, prefix: str) -> dict[str, str]:
         if name.startswith(prefix) and name not in out and _oid(value):
             out[name] = value
     return out
+
+
+class RefMoved(Exception):
+    """A compare-and-swap lost: the ref no longer holds the expected value (internal, retried)."""
+
+    def __init__(self, name: str, actual: Oid | None) -> None:
+        super().__init__(f"{name} moved to {actual}")
+        self.actual = actual
+
+
+class Commit(NamedTuple):
+    oid: Oid
+    message: str
+    parents: tuple[Oid, ...]
+    tree: Oid
+    time: int  # committer time, seconds

@@ -7,7 +7,6 @@ hostile name (`../x`, `refs/heads/main`, `x.lock`) must never reach a ref outsid
 from __future__ import annotations
 
 import re
-import secrets
 from typing import NewType
 
 from gitbus.errors import GitbusError
@@ -60,6 +59,8 @@ def agent_ref(name: AgentName) -> RefName:
 
 def new_message_id() -> MessageId:
     """64 random bits as 16 hex digits: unique without coordination, the same on every clone."""
+    import secrets  # here, not at the top: the hooks' fast path never makes ids
+
     return MessageId(secrets.token_hex(8))
 
 

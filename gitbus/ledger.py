@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitbus.chains import chain_time, remember_time
 from gitbus.errors import Contended, GitbusError
-from gitbus.git import Oid, RefMoved, Repository
+from gitbus.gitfiles import Oid, RefMoved
+
+if TYPE_CHECKING:
+    from gitbus.git import Repository
 from gitbus.ids import LEDGER_REF
 from gitbus.message import Message, encode
 

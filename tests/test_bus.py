@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import agents
+from gitbus import agents, settings
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.errors import Conflict, GitbusError, NotFound
@@ -243,6 +243,6 @@ def test_init_is_idempotent_and_stores_the_remote(repo: Path, clock: FakeClock) 
     bus = Bus.open(repo, "api-1", clock)
     assert bus.init(remote="origin") is not None
     assert bus.init(remote="origin") is None
-    assert git(repo, "config", "gitbus.remote").strip() == "origin"
+    assert settings.load(bus.repo.common_dir)["remote"] == "origin"
     with pytest.raises(GitbusError, match="not a valid remote"):
         bus.init(remote="-bad")

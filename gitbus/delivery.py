@@ -1,0 +1,115 @@
+"""Delivery to a running session: what is new for it, said once, short, as facts from named peers.
+
+Each Claude Code session has its own cursor (`cursors.SessionCursor`), so two sessions of one agent
+each see every message once. The cursor advances only over what was actually put in front of the
+model, or was never for it: when the text budget runs out, the rest waits for the next call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from gitbus.clock import hhmm
+from gitbus.ids import EVERYONE, AgentName
+from gitbus.message import Kind, Message
+
+BUDGET_CHARS = 1500
+_QUOTE_CHARS = 280
+
+
+def for_agent(m: Message, me: AgentName) -> bool:
+    """What a session is told: others' messages to it or to everyone, except lease renewals."""
+    return m.sender != me and m.to in (EVERYONE, me) and m.kind is not Kind.RENEW
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The messages to show now, how many more wait, and the cursor tips once these are shown."""
+
+    shown: list[Message]
+    waiting: int
+    tips: dict[str, str]
+
+
+def select(
+    entries: Iterable[tuple[Message, str, str]],
+    old_tips: Mapping[str, str],
+    me: AgentName,
+    budget: int = BUDGET_CHARS,
+    only_direct: bool = False,
+) -> Batch:
+    """Pick, oldest first, what fits in `budget`; `entries` are (message, commit, chain ref).
+
+    The cursor moves over a prefix of the new messages only (everything before the first one that
+    did not fit), so per chain it is always a prefix too: chains are strictly time-ordered.
+    """
+    tips = dict(old_tips)
+    shown: list[Message] = []
+    used, waiting, stopped = 0, 0, False
+    for msg, commit, ref in entries:
+        relevant = for_agent(msg, me) and (not only_direct or msg.to == me)
+        if stopped:
+            waiting += relevant
+            continue
+        if relevant:
+            cost = len(fact(msg, me)) + 1
+            if used + cost > budget and shown:
+                stopped, waiting = True, 1
+                continue
+            shown.append(msg)
+            used += cost
+        tips[ref] = commit
+    return Batch(shown, waiting, tips)
+
+
+def _q(text: str) -> str:
+    one = " ".join(text.split())
+    if len(one) > _QUOTE_CHARS:
+        one = one[: _QUOTE_CHARS - 1] + "…"
+    return '"' + one.replace('"', "'") + '"'
+
+
+def fact(m: Message, me: AgentName) -> str:
+    """One line stating what a peer did; its words are quoted, never phrased as instructions."""
+    who, short = m.sender, m.id[:8]
+    on = f" on {', '.join(m.paths)}" if m.paths else ""
+    if m.kind is Kind.CLAIM:
+        until = m.get("expires")
+        when = f" until {hhmm(int(until))}" if until and until.isdigit() else ""
+        why = f", reason {_q(m.text)}" if m.text else ""
+        return f"- {who} claimed {', '.join(m.paths)}{when}{why}."
+    if m.kind is Kind.RELEASE:
+        forced = [v for k, v in m.meta if k == "forced"]
+        if forced:
+            return f"- {who} force-released {'; '.join(forced)}, reason {_q(m.text)}."
+        return f"- {who} released {', '.join(m.paths)}."
+    if m.kind is Kind.DISCOVERY:
+        return f"- {who} reported{on}: {_q(m.text)} [{short}]"
+    if m.kind is Kind.QUESTION:
+        whom = "you" if m.to == me else "everyone"
+        return f'- {who} asked {whom}{on}: {_q(m.text)} [{short}; reply: gitbus answer {short} "…"]'
+    if m.kind is Kind.ANSWER:
+        return f"- {who} answered question {(m.reply_to or '')[:8]}: {_q(m.text)} [{short}]"
+    if m.kind is Kind.REQUEST:
+        whom = "you" if m.to == me else "anyone"
+        return f"- {who} requested work from {whom}{on}: {_q(m.text)} [{short}; gitbus take {short}]"
+    if m.kind is Kind.TAKE:
+        return f"- {who} took request {(m.reply_to or '')[:8]}."
+    if m.kind is Kind.DONE:
+        said = f": {_q(m.text)}" if m.text else "."
+        return f"- {who} finished request {(m.reply_to or '')[:8]}{said}"
+    if m.kind is Kind.JOIN:
+        return f"- {who} joined the bus."
+    return f"- {who}: {m.kind.value} {_q(m.text)}"
+
+
+def render(batch: Batch, me: AgentName) -> str:
+    """The text put in front of the model for `batch` (empty when nothing is shown)."""
+    if not batch.shown:
+        return ""
+    lines = [f"gitbus, new for agent {me} (peers' words in quotes):"]
+    lines += [fact(m, me) for m in batch.shown]
+    if batch.waiting:
+        lines.append(f"{batch.waiting} more will follow (or run: gitbus inbox).")
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""`gitbus hook`: the Claude Code hook handler (a face: JSON in on stdin, JSON out on stdout).
+
+Hooks run on every prompt and tool call, so the common case — nothing new, no claim in the way —
+is answered from git's files and small JSON files without loading libgit2 (field notes §5); the
+library is imported only when there is something to say or to write. The contract (field notes §6):
+text reaches the model only as `hookSpecificOutput.additionalContext` (plain stdout is dropped on
+PostToolUse); PreToolUse denies with `permissionDecision: deny`; a session is identified by
+`session_id` and its agent by the worktree of `cwd`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitbus import agents, cursors
+from gitbus.errors import GitbusError
+from gitbus.gitfiles import Location, locate, read_refs
+from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, AgentName
+
+if TYPE_CHECKING:
+    from gitbus import delivery
+
+EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
+WAKE_POLL_SECONDS = 0.5
+WAKE_MAX_SECONDS = 8 * 3600
+
+
+def bus_tips(common_dir: Path) -> dict[str, str]:
+    """The chain tips a session reads: every agent chain and the ledger (from files, no libgit2)."""
+    tips = read_refs(common_dir, AGENTS_PREFIX)
+    tips.update(read_refs(common_dir, LEDGER_REF))
+    return tips
+
+
+def emit(event: str, text: str = "", **extra: Any) -> str:
+    out: dict[str, Any] = {"hookEventName": event, **extra}
+    if text:
+        out["additionalContext"] = text
+    return json.dumps({"hookSpecificOutput": out})
+
+
+class Session:
+    """One hook call's view: the worktree, the agent, the session and its cursor."""
+
+    def __init__(self, loc: Location, agent: AgentName, session_id: str) -> None:
+        self.loc, self.agent, self.id = loc, agent, session_id
+        self.cursor = cursors.load_session(loc.common_dir, agent, session_id)
+
+    def save(self, tips: Mapping[str, str], reminded: tuple[str, ...] | None = None) -> None:
+        base = self.cursor or cursors.SessionCursor({})
+        self.cursor = cursors.save_session(
+            self.loc.common_dir,
+            self.agent,
+            self.id,
+            cursors.SessionCursor(dict(tips), base.seq, base.reminded if reminded is None else reminded),
+        )
+
+    def new_batch(self, tips: Mapping[str, str], only_direct: bool = False) -> delivery.Batch:
+        """What is new since the cursor (loads the library: only called when tips moved)."""
+        from gitbus import delivery
+        from gitbus.bus import Bus
+        from gitbus.chains import history
+        from gitbus.gitfiles import Oid
+
+        bus = Bus.open(self.loc.root, self.agent)
+        old = self.cursor.tips if self.cursor else {}
+        entries = list(
+            history(bus.repo, {r: Oid(t) for r, t in tips.items()}, {r: Oid(t) for r, t in old.items()})
+        )
+        return delivery.select(
+            ((e.message, e.commit, e.ref) for e in reversed(entries)),
+            old,
+            self.agent,
+            only_direct=only_direct,
+        )
+
+    def deliver(self, event: str) -> str:
+        """New messages for this session as hook output, advancing the cursor over what is shown."""
+        tips = bus_tips(self.loc.common_dir)
+        if self.cursor is None:  # a session we never saw start: begin from now, say nothing
+            self.save(tips)
+            return ""
+        if self.cursor.tips == tips:
+            return ""
+        from gitbus import delivery
+
+        batch = self.new_batch(tips)
+        self.save(batch.tips)
+        text = delivery.render(batch, self.agent)
+        return emit(event, text) if text else ""
+
+
+def session_start(s: Session, source: str) -> str:
+    from gitbus.bus import Bus
+
+    bus = Bus.open(s.loc.root, s.agent)
+    tips = bus_tips(s.loc.common_dir)
+    if s.cursor is None or source in ("startup", "clear"):
+        s.save(tips)
+    st = bus.status()
+    lines = [
+        f"gitbus: you are agent {s.agent} in worktree {s.loc.root}. Other agents work in other "
+        "worktrees of this repository and coordinate through gitbus (gitbus --help)."
+    ]
+    if st.my_claims:
+        lines.append("Your claims: " + "; ".join(c.describe(st.now) for c in st.my_claims) + ".")
+    if st.other_claims:
+        lines.append(
+            "Claims of others (edits there are refused): "
+            + "; ".join(c.describe(st.now) for c in st.other_claims[:10])
+            + "."
+        )
+    if st.open_questions:
+        lines.append(
+            f"{len(st.open_questions)} open question(s); {st.unread} unread message(s): gitbus inbox."
+        )
+    elif st.unread:
+        lines.append(f"{st.unread} unread message(s): gitbus inbox.")
+    lines.append("New messages from other agents will appear here as they arrive.")
+    return emit("SessionStart", "\n".join(lines))
+
+
+def pre_tool_use(s: Session, data: Mapping[str, Any]) -> str:
+    if data.get("tool_name") not in EDIT_TOOLS:
+        return ""
+    from gitbus import guard, settings
+
+    conf = settings.load(s.loc.common_dir)
+    if conf["guard"] == "off":
+        return ""
+    tool_input = data.get("tool_input") or {}
+    raw = tool_input.get("file_path") or tool_input.get("notebook_path")
+    if not isinstance(raw, str) or not raw:
+        return ""
+    rel = _repo_path(s.loc, raw)
+    if rel is None:
+        return ""
+    now = int(time.time() * 1000)
+    snap = guard.snapshot(s.loc.root, s.loc.common_dir)
+    blocking = snap.blocking(s.agent, rel, now)
+    if blocking:
+        reason = guard.denial(blocking, rel, now)
+        if conf["guard"] == "warn":
+            return emit("PreToolUse", "gitbus warning: " + reason)
+        return emit("PreToolUse", permissionDecision="deny", permissionDecisionReason=reason)
+    mine = snap.mine_covering(s.agent, rel)
+    if mine:
+        if any(c.expires_at - now < c.ttl_ms // 2 for c in mine):
+            from gitbus.bus import Bus
+
+            Bus.open(s.loc.root, s.agent).renew([c.path for c in mine])
+    elif conf["autoclaim"]:
+        from gitbus.bus import Bus
+
+        Bus.open(s.loc.root, s.agent).claim([rel], reason="auto-claimed on first edit")
+    return ""
+
+
+def _repo_path(loc: Location, raw: str) -> str | None:
+    """`raw` (absolute, or relative to the worktree) as a repo path, if it is in this repository."""
+    from gitbus import paths as P
+
+    full = Path(raw) if os.path.isabs(raw) else loc.root / raw
+    owner = locate(full.parent if not full.is_dir() else full) or loc
+    if owner.common_dir != loc.common_dir:
+        return None
+    try:
+        return P.normalize(str(full), root=owner.root, cwd=owner.root)
+    except GitbusError:
+        return None
+
+
+def stop(s: Session, data: Mapping[str, Any]) -> str:
+    if data.get("stop_hook_active"):
+        return ""
+    from gitbus import delivery
+
+    tips = bus_tips(s.loc.common_dir)
+    if s.cursor is None:
+        s.save(tips)
+        return ""
+    text = ""
+    if s.cursor.tips != tips:
+        batch = s.new_batch(tips)
+        s.save(batch.tips)
+        text = delivery.render(batch, s.agent)
+    from gitbus.bus import Bus
+
+    open_qs = [
+        q
+        for q in Bus.open(s.loc.root, s.agent).status().open_questions
+        if q.to == s.agent and q.id not in s.cursor.reminded
+    ]
+    if open_qs:
+        s.save(s.cursor.tips, s.cursor.reminded + tuple(q.id for q in open_qs))
+        text += (
+            ("\n" if text else "")
+            + "Still unanswered questions to you:\n"
+            + "\n".join(delivery.fact(q, s.agent) for q in open_qs[:5])
+        )
+    return emit("Stop", text) if text else ""
+
+
+def wake(s: Session) -> int:
+    """asyncRewake: wait in the background until a message for this agent arrives; exit 2 with it.
+
+    One per session: a newer waiter replaces the pid file and the older one exits quietly."""
+    from gitbus import delivery
+
+    pid_file = s.loc.common_dir / "gitbus" / "sessions" / s.agent / f"{s.id}.wake.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(os.getpid()))
+    started, parent = time.monotonic(), os.getppid()
+    last = bus_tips(s.loc.common_dir)
+    if s.cursor is None:
+        s.save(last)
+    while time.monotonic() - started < WAKE_MAX_SECONDS:
+        time.sleep(WAKE_POLL_SECONDS)
+        try:
+            if pid_file.read_text().strip() != str(os.getpid()) or os.getppid() != parent:
+                return 0
+        except OSError:
+            return 0
+        tips = bus_tips(s.loc.common_dir)
+        if tips == last:
+            continue
+        last = tips
+        s.cursor = cursors.load_session(s.loc.common_dir, s.agent, s.id)
+        batch = s.new_batch(tips, only_direct=True)
+        text = delivery.render(batch, s.agent)
+        if text:
+            s.save(batch.tips)
+            sys.stderr.write(text + "\n")
+            return 2
+    return 0
+
+
+def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = False) -> tuple[int, str]:
+    """Answer one hook call: (exit code, stdout)."""
+    cwd = data.get("cwd") or os.getcwd()
+    loc = locate(Path(str(cwd)))
+    session_id = str(data.get("session_id") or "default")
+    if loc is None:
+        return 0, ""
+    s = Session(loc, agents.resolve(loc, None, env), session_id)
+    if wake_mode:
+        return wake(s), ""
+    event = data.get("hook_event_name")
+    if event == "SessionStart":
+        return 0, session_start(s, str(data.get("source") or "startup"))
+    if event in ("UserPromptSubmit", "PostToolUse", "PostToolBatch"):
+        return 0, s.deliver(str(event))
+    if event == "PreToolUse":
+        return 0, pre_tool_use(s, data)
+    if event == "Stop":
+        return 0, stop(s, data)
+    return 0, ""
+
+
+def main(argv: list[str]) -> int:
+    wake_mode = argv[:1] == ["wake"]
+    if argv and not wake_mode:
+        sys.stderr.write("usage: gitbus hook [wake]  (reads the Claude Code hook JSON on stdin)\n")
+        return 1
+    try:
+        data = json.loads(sys.stdin.buffer.read() or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        sys.stderr.write(f"gitbus hook: the input is not hook JSON ({e}).\n")
+        return 1
+    try:
+        code, out = handle(data, os.environ, wake_mode)
+    except GitbusError as e:
+        sys.stderr.write(f"gitbus hook: {e}\n")
+        return 1
+    if out:
+        sys.stdout.write(out + "\n")
+    return code

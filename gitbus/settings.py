@@ -1,0 +1,71 @@
+"""Per-repository gitbus settings, shared by every worktree: `<common git dir>/gitbus/config.json`.
+
+A small JSON file rather than git config, because hooks read it on every tool call and must not
+pay for a git config parser. Every key is validated here, so a bad value is one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gitbus.errors import GitbusError
+
+DEFAULTS: dict[str, Any] = {
+    "remote": None,  # the git remote that carries the bus (docs/sync.md)
+    "guard": "deny",  # what the edit and commit guards do about another agent's claim: deny | warn | off
+    "autoclaim": False,  # claim a file on an agent's first edit of it
+    "operator": "operator",  # the human's agent name in the TUI
+}
+
+
+def _file(common_dir: Path) -> Path:
+    return common_dir / "gitbus" / "config.json"
+
+
+def load(common_dir: Path) -> dict[str, Any]:
+    """Settings with defaults filled in; an unreadable file counts as empty."""
+    try:
+        stored = json.loads(_file(common_dir).read_text())
+    except (OSError, ValueError):
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    return {**DEFAULTS, **{k: v for k, v in stored.items() if k in DEFAULTS}}
+
+
+def parse(key: str, value: str) -> Any:
+    """Validate `value` for `key` as typed by a person."""
+    if key not in DEFAULTS:
+        raise GitbusError(f"'{key}' is not a gitbus setting; use one of {', '.join(DEFAULTS)}.")
+    if key == "remote":
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", value):
+            raise GitbusError(f"'{value}' is not a valid remote name.")
+        return value
+    if key == "guard":
+        if value not in ("deny", "warn", "off"):
+            raise GitbusError(f"guard must be deny, warn or off, not '{value}'.")
+        return value
+    if key == "autoclaim":
+        if value.lower() not in ("true", "false", "on", "off", "1", "0"):
+            raise GitbusError(f"autoclaim must be true or false, not '{value}'.")
+        return value.lower() in ("true", "on", "1")
+    from gitbus.ids import agent_name
+
+    return agent_name(value)
+
+
+def save(common_dir: Path, key: str, value: Any) -> None:
+    """Set one key (already validated by `parse`), atomically."""
+    f = _file(common_dir)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    current = load(common_dir)
+    current[key] = value
+    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".config-")
+    with os.fdopen(fd, "w") as out:
+        json.dump({k: v for k, v in current.items() if v != DEFAULTS[k]}, out, indent=2, sort_keys=True)
+    os.replace(tmp, f)
