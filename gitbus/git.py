@@ -82,50 +82,24 @@ class Repository:
         The comparison happens while holding the ref lock, which is the only safe create-if-absent in
         libgit2 (`references.create(force=False)` races; field notes §1). Raises `RefMoved`.
         """
-        self._with_lock([name], lambda txn: self._cas(txn, name, new, expected, log))
-
-    def update_refs(self, updates: Mapping[str, tuple[Oid, Oid | None]], log: str) -> None:
-        """All-or-nothing `update_ref` over several refs, locked in name order."""
-        names = sorted(updates)
-
-        def apply(txn: pygit2.transaction.ReferenceTransaction) -> None:
-            for n in names:
-                new, expected = updates[n]
-                self._cas(txn, n, new, expected, log)
-
-        self._with_lock(names, apply)
-
-    def _cas(
-        self,
-        txn: pygit2.transaction.ReferenceTransaction,
-        name: str,
-        new: Oid,
-        expected: Oid | None,
-        log: str,
-    ) -> None:
-        actual = self.ref(name)
-        if actual != expected:
-            raise RefMoved(name, actual)
-        txn.set_target(name, pygit2.Oid(hex=new), message=log)
-
-    def _with_lock(self, names: list[str], body: object) -> None:
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
         delay = 0.0005
         while True:
             try:
                 with self._repo.transaction() as txn:
-                    for n in names:
-                        txn.lock_ref(n)
-                    body(txn)  # type: ignore[operator]
+                    txn.lock_ref(name)
+                    actual = self.ref(name)  # read while holding the lock
+                    if actual != expected:
+                        raise RefMoved(name, actual)
+                    txn.set_target(name, pygit2.Oid(hex=new), message=log)
                 return
-            except (pygit2.GitError, OSError) as e:
+            except (pygit2.GitError, OSError) as e:  # the lock is held: back off with jitter
                 if time.monotonic() > deadline:
                     raise Contended(
-                        f"Could not lock {', '.join(names)} for {_LOCK_DEADLINE_SECONDS:.0f}s; "
-                        f"another writer holds it ({e})."
+                        f"Could not lock {name} for {_LOCK_DEADLINE_SECONDS:.0f}s; another writer holds it "
+                        f"({e})."
                     ) from None
-                for n in names:
-                    self._recover_stale_lock(n)
+                self._recover_stale_lock(name)
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.05)
 
@@ -156,14 +130,6 @@ class Repository:
             raise GitbusError(f"{oid} is not a commit.")
         parents = tuple(Oid(str(p)) for p in c.parent_ids)
         return Commit(oid, c.message, parents, Oid(str(c.tree_id)), c.commit_time)
-
-    def has_object(self, oid: Oid) -> bool:
-        return pygit2.Oid(hex=oid) in self._repo
-
-    def is_ancestor(self, ancestor: Oid, descendant: Oid) -> bool:
-        if ancestor == descendant:
-            return True
-        return bool(self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)))
 
     def blob(self, data: bytes) -> Oid:
         return Oid(str(self._repo.create_blob(data)))
@@ -230,15 +196,6 @@ class Repository:
         return Oid(str(tb.write()))
 
     # -- files and the git CLI --------------------------------------------------------------------
-
-    def config(self, name: str) -> str | None:
-        try:
-            return str(self._repo.config[name])
-        except KeyError:
-            return None
-
-    def set_config(self, name: str, value: str) -> None:
-        self._repo.config[name] = value
 
     def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
         """Run the git CLI in this worktree (for what libgit2 lacks: leases, gc, worktree lists)."""
