@@ -73,18 +73,33 @@ class Bus:
     """One agent's handle on the bus of one repository."""
 
     def __init__(
-        self, repo: Repository, agent: AgentName, clock: Clock | None = None, cwd: Path | None = None
+        self,
+        repo: Repository,
+        agent: AgentName,
+        clock: Clock | None = None,
+        cwd: Path | None = None,
+        offline: bool = False,
     ) -> None:
         self.repo = repo
+        self.offline = offline
         self.agent = agent
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
 
     @classmethod
-    def open(cls, path: str | Path = ".", agent: str | None = None, clock: Clock | None = None) -> Bus:
-        """Open the bus of the repository at `path`, as `agent` (else resolved from the worktree)."""
+    def open(
+        cls,
+        path: str | Path = ".",
+        agent: str | None = None,
+        clock: Clock | None = None,
+        offline: bool = False,
+    ) -> Bus:
+        """Open the bus of the repository at `path`, as `agent` (else resolved from the worktree).
+
+        With a bus remote set, ledger steps (claim, release, renew, take, done) are decided by the
+        remote; `offline` decides them locally, to be reconciled at the next sync."""
         repo = Repository.open(path)
-        return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve())
+        return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve(), offline)
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -299,7 +314,20 @@ class Bus:
         mid = new_message_id()
         seen = chains.horizon(self.repo, self.tips()) + 1
         return ledger.transact(
-            self.repo, lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, seen), mid)
+            self.repo,
+            lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, seen), mid),
+            self._arbiter(),
+        )
+
+    def _arbiter(self) -> ledger.Arbiter:
+        """The remote decides ledger steps when a bus remote is set, unless this bus is offline."""
+        from gitbus import sync
+
+        remote = None if self.offline else sync.bus_remote(self.repo)
+        return (
+            sync.RemoteArbiter(self.repo, sync.require_remote(self.repo, remote))
+            if remote
+            else ledger.LocalArbiter(self.repo)
         )
 
     def _ledger(self, decide: _Decide) -> Message:
@@ -381,7 +409,9 @@ class Bus:
         return [m for m in islice(self.history(), window) if m.reply_to == message_id][::-1]
 
     def _for_me(self, m: Message) -> bool:
-        return m.sender != self.agent and m.to in (EVERYONE, self.agent) and m.kind is not Kind.RENEW
+        from gitbus.delivery import for_agent
+
+        return for_agent(m, self.agent)
 
     def unread(self, cursor: str | None = None) -> tuple[list[Message], dict[str, Oid]]:
         """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read."""

@@ -54,6 +54,10 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option("--offline", help="Decide locally even with a bus remote; reconciled at the next sync."),
+]
 PathsOpt = Annotated[
     list[str] | None, typer.Option("--path", "-p", metavar="PATH", help="A path this is about (repeatable).")
 ]
@@ -72,9 +76,9 @@ def _root(
     ctx.obj = {"agent": agent, "dir": directory}
 
 
-def _bus(ctx: typer.Context, json_out: bool = False) -> Bus:
+def _bus(ctx: typer.Context, json_out: bool = False, offline: bool = False) -> Bus:
     ctx.obj["json"] = json_out
-    return Bus.open(ctx.obj["dir"], ctx.obj["agent"])
+    return Bus.open(ctx.obj["dir"], ctx.obj["agent"], offline=offline)
 
 
 def _text(text: str) -> str:
@@ -215,10 +219,11 @@ def request(
 def take(
     ctx: typer.Context,
     id: Annotated[str, typer.Argument(help="The request's id.")],
+    offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Take a request; exactly one agent can."""
-    bus = _bus(ctx, json_out)
+    bus = _bus(ctx, json_out, offline)
     _posted(bus, bus.take(id), json_out)
 
 
@@ -227,10 +232,11 @@ def done(
     ctx: typer.Context,
     id: Annotated[str, typer.Argument(help="The request's id.")],
     text: Annotated[str, typer.Argument(help="What was done; - reads stdin.")] = "",
+    offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Mark a request you took as done."""
-    bus = _bus(ctx, json_out)
+    bus = _bus(ctx, json_out, offline)
     _posted(bus, bus.done(id, _text(text)), json_out)
 
 
@@ -243,10 +249,11 @@ def claim(
     paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories (dir/).")],
     ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 30s, 10m, 2h (default 30m).")] = None,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the others.")] = "",
+    offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Claim paths so other agents keep out; all or none. Exit 3 names the holder on conflict."""
-    bus = _bus(ctx, json_out)
+    bus = _bus(ctx, json_out, offline)
     msg = bus.claim(paths, parse_duration(ttl) if ttl else None, reason)
     if json_out:
         now = bus.clock.now_ms()
@@ -274,10 +281,11 @@ def release(
     all_: Annotated[bool, typer.Option("--all", help="Release every claim you hold.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Release another agent's claim.")] = False,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (required with --force).")] = "",
+    offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Release claims you hold (or, with --force --reason, another's; recorded)."""
-    bus = _bus(ctx, json_out)
+    bus = _bus(ctx, json_out, offline)
     msg = bus.release(paths or [], everything=all_, force=force, reason=reason)
     if json_out:
         render.dump(out, msg.to_json() if msg else None)
@@ -292,10 +300,11 @@ def renew(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(metavar="[PATH]...", help="Only these claims.")] = None,
     ttl: Annotated[str | None, typer.Option("--ttl", help="New lease; default each claim's own.")] = None,
+    offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Extend the leases of your claims."""
-    bus = _bus(ctx, json_out)
+    bus = _bus(ctx, json_out, offline)
     msg = bus.renew(paths or [], parse_duration(ttl) if ttl else None)
     if json_out:
         render.dump(out, msg.to_json() if msg else None)
@@ -563,6 +572,80 @@ def config(
     else:
         for k, v in shown.items():
             out.print(f"{k} = {json.dumps(v)}", markup=False)
+
+
+# -- across machines ----------------------------------------------------------------------------
+
+RemoteArg = Annotated[
+    str | None, typer.Argument(metavar="[REMOTE]", help="A git remote; default: the bus remote.")
+]
+
+
+def _report(report: Any, json_out: bool) -> None:
+    if json_out:
+        render.dump(
+            out,
+            {
+                "remote": report.remote,
+                "updated": report.updated,
+                "merged": report.merged,
+                "pushed": report.pushed,
+                "dropped": [m.to_json() for m in report.dropped],
+            },
+        )
+        return
+    out.print(
+        f"{report.remote}: {len(report.updated)} ref(s) updated, {len(report.merged)} merged, "
+        f"{len(report.pushed)} pushed",
+        markup=False,
+    )
+    for m in report.dropped:
+        err.print(f"gitbus: {m.text}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def remote(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The git remote to share the bus through.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Set the bus remote: from now on claims, releases and takes are decided by it."""
+    from gitbus import settings, sync
+
+    bus = _bus(ctx, json_out)
+    sync.require_remote(bus.repo, settings.parse("remote", name))
+    settings.save(bus.repo.common_dir, "remote", name)
+    if json_out:
+        render.dump(out, {"remote": name})
+    else:
+        out.print(f"the bus is shared through '{name}' (gitbus sync to exchange messages)", markup=False)
+
+
+@app.command()
+def push(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
+    """Send local bus messages and ledger steps to the remote (all or nothing)."""
+    from gitbus import sync
+
+    bus = _bus(ctx, json_out)
+    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), pull=False), json_out)
+
+
+@app.command()
+def pull(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
+    """Fetch the remote's bus and merge it in (no message is lost or rewritten)."""
+    from gitbus import sync
+
+    bus = _bus(ctx, json_out)
+    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), send=False), json_out)
+
+
+@app.command("sync")
+def sync_cmd(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
+    """Pull, then push: afterwards this clone and the remote hold the same bus."""
+    from gitbus import sync
+
+    bus = _bus(ctx, json_out)
+    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name)), json_out)
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ _QUOTE_CHARS = 280
 
 def for_agent(m: Message, me: AgentName) -> bool:
     """What a session is told: others' messages to it or to everyone, except lease renewals."""
+    if m.to == me and m.get("dropped"):  # our own offline step lost at sync: the one self-note we show
+        return True
     return m.sender != me and m.to in (EVERYONE, me) and m.kind is not Kind.RENEW
 
 

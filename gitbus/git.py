@@ -131,6 +131,16 @@ class Repository:
         parents = tuple(Oid(str(p)) for p in c.parent_ids)
         return Commit(oid, c.message, parents, Oid(str(c.tree_id)), c.commit_time)
 
+    def is_ancestor(self, ancestor: Oid, descendant: Oid) -> bool:
+        """True when `ancestor` is `descendant` or reachable from it."""
+        if ancestor == descendant:
+            return True
+        return bool(self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)))
+
+    def merge_base(self, a: Oid, b: Oid) -> Oid | None:
+        base = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        return Oid(str(base)) if base else None
+
     def blob(self, data: bytes) -> Oid:
         return Oid(str(self._repo.create_blob(data)))
 
@@ -204,6 +214,11 @@ class Repository:
             err = proc.stderr.decode(errors="replace").strip().splitlines()
             raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
         return proc.stdout.decode(errors="replace")
+
+    def git_result(self, *args: str) -> tuple[int, str, str]:
+        """Run the git CLI and return (exit code, stdout, stderr) for callers that read failures."""
+        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
+        return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
     def staged_paths(self) -> list[str]:
         """Paths the next commit of this worktree changes (old and new names of renames)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gitbus.chains import chain_time, remember_time
 from gitbus.errors import Contended, GitbusError
@@ -73,29 +73,61 @@ def current(repo: Repository) -> Ledger:
     return Ledger(repo, repo.read_commit(tip).tree if tip else None)
 
 
-def transact(repo: Repository, decide: Callable[[Ledger, int], Change | None]) -> Message | None:
+class Arbiter(Protocol):
+    """Who decides the ledger: this clone (`LocalArbiter`) or a remote (`gitbus.sync.RemoteArbiter`)."""
+
+    def base(self) -> Oid | None:
+        """The tip to decide on."""
+        ...
+
+    def publish(self, base: Oid | None, new: Oid, log: str) -> None:
+        """Make `new` the ledger if it still is `base`; raise `RefMoved` when someone won the race."""
+        ...
+
+
+class LocalArbiter:
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    def base(self) -> Oid | None:
+        return self.repo.ref(LEDGER_REF)
+
+    def publish(self, base: Oid | None, new: Oid, log: str) -> None:
+        self.repo.update_ref(LEDGER_REF, new, base, log)
+
+
+def write_change(repo: Repository, tip: Oid | None, change: Change) -> Oid:
+    """The commit for `change` on top of `tip` (no ref moves)."""
+    tree = repo.read_commit(tip).tree if tip else None
+    blobs = {path: None if obj is None else repo.blob(_dump(obj)) for path, obj in change.writes.items()}
+    msg = change.message
+    return repo.commit(
+        tree=repo.tree_update(tree, blobs),
+        parents=[tip] if tip else [],
+        message=encode(msg),
+        author=msg.sender,
+        time_ms=msg.time,
+    )
+
+
+def transact(
+    repo: Repository, decide: Callable[[Ledger, int], Change | None], arbiter: Arbiter | None = None
+) -> Message | None:
     """Apply `decide(state, min_time)` to the ledger tip atomically, re-deciding on lost races.
 
     `decide` may raise to refuse (nothing is written) or return None when there is nothing to do.
     """
+    arbiter = arbiter or LocalArbiter(repo)
     for _ in range(_MAX_RACES):
-        tip = repo.ref(LEDGER_REF)
+        tip = arbiter.base()
         tree = repo.read_commit(tip).tree if tip else None
         change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)  # the time read is cached
         if change is None:
             return None
-        blobs = {path: None if obj is None else repo.blob(_dump(obj)) for path, obj in change.writes.items()}
-        new_tree = repo.tree_update(tree, blobs)
+        oid = write_change(repo, tip, change)
         msg = change.message
-        oid = repo.commit(
-            tree=new_tree,
-            parents=[tip] if tip else [],
-            message=encode(msg),
-            author=msg.sender,
-            time_ms=msg.time,
-        )
         try:
-            repo.update_ref(LEDGER_REF, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
+            arbiter.publish(tip, oid, f"gitbus: {msg.kind.value} {msg.id}")
             remember_time(oid, msg.time)
             return msg
         except RefMoved:

@@ -1,0 +1,327 @@
+"""Sharing the bus through any git remote; the remote arbitrates the ledger.
+
+Fetches go into `refs/remotes/<remote>/bus/*` with an explicit refspec (the user's fetch config is
+never touched, and no local-only bus ref is ever pruned; field notes §3), then are integrated:
+agent chains fast-forward (or, if one name was used on two machines, are joined by a merge commit,
+so no message is rewritten); the ledger follows the remote. Pushes use the git CLI with
+`--atomic` and a `--force-with-lease` per ref and no `+`, so the remote accepts a ledger commit
+only on top of the tip it was decided on: two machines claiming overlapping paths at once cannot
+both win. Ledger commits made `--offline` are re-decided on the remote's state at the next sync;
+one that lost is dropped and its agent told, never silently kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gitbus import claims as C
+from gitbus import delegation as D
+from gitbus import settings
+from gitbus.chains import chain_time
+from gitbus.errors import CorruptMessage, GitbusError
+from gitbus.gitfiles import Oid, RefMoved
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, EVERYONE, LEDGER_REF, new_message_id
+from gitbus.ledger import Change, Ledger, write_change
+from gitbus.message import Kind, Message, decode
+
+if TYPE_CHECKING:
+    from gitbus.git import Repository
+
+_ROUNDS = 8
+
+
+class RemoteError(GitbusError):
+    """The bus remote could not be reached or refused the bus refs."""
+
+
+@dataclass
+class Report:
+    """What one sync did."""
+
+    remote: str
+    updated: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    dropped: list[Message] = field(default_factory=list)
+
+
+def bus_remote(repo: Repository, explicit: str | None = None) -> str | None:
+    """The remote named on the command line, else the configured one, else None (local bus)."""
+    name = explicit or settings.load(repo.common_dir)["remote"]
+    return str(name) if name else None
+
+
+def require_remote(repo: Repository, explicit: str | None) -> str:
+    name = bus_remote(repo, explicit)
+    if not name:
+        raise GitbusError("No bus remote is set; run `gitbus remote NAME` (a git remote) first.")
+    settings.parse("remote", name)
+    code, _, _ = repo.git_result("remote", "get-url", name)
+    if code != 0:
+        raise GitbusError(f"git has no remote named '{name}'; add it with `git remote add {name} URL`.")
+    return name
+
+
+def tracking(remote: str) -> str:
+    return f"refs/remotes/{remote}/bus/"
+
+
+def fetch(repo: Repository, remote: str, what: str = "*") -> None:
+    """Copy the remote's bus refs (all, or one like `ledger`) into the tracking namespace."""
+    spec = f"+{BUS_PREFIX}{what}:{tracking(remote)}{what}"
+    code, _, err = repo.git_result("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, spec)
+    if code != 0:
+        if what != "*" and "couldn't find remote ref" in err:
+            return  # the remote has no ledger yet
+        raise RemoteError(f"The bus remote '{remote}' could not be reached: {_last(err)}.")
+
+
+def _last(err: str) -> str:
+    lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
+    return lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines else "no answer"
+
+
+def integrate(repo: Repository, remote: str, report: Report) -> None:
+    """Bring local bus refs up to what was fetched, without rewriting any message."""
+    for tref, theirs in sorted(repo.refs(tracking(remote) + "agents/").items()):
+        lref = AGENTS_PREFIX + tref[len(tracking(remote) + "agents/") :]
+        _integrate_chain(repo, lref, theirs, report)
+    theirs_ledger = repo.ref(tracking(remote) + "ledger")
+    if theirs_ledger:
+        _integrate_ledger(repo, theirs_ledger, report)
+
+
+def _integrate_chain(repo: Repository, lref: str, theirs: Oid, report: Report) -> None:
+    for _ in range(_ROUNDS):
+        ours = repo.ref(lref)
+        try:
+            if ours is None or repo.is_ancestor(ours, theirs):
+                if ours != theirs:
+                    repo.update_ref(lref, theirs, ours, "gitbus sync: fast-forward")
+                    report.updated.append(lref)
+            elif not repo.is_ancestor(theirs, ours):
+                # One agent name posting on two machines: join both histories, rewrite nothing.
+                t = max(chain_time(repo, ours), chain_time(repo, theirs)) + 1
+                merge = repo.commit(
+                    tree=repo.empty_tree,
+                    parents=[ours, theirs],
+                    time_ms=t,
+                    message=f"gitbus: join diverged histories of {lref}\n",
+                    author="gitbus",
+                )
+                repo.update_ref(lref, merge, ours, "gitbus sync: merge")
+                report.merged.append(lref)
+            return
+        except RefMoved:
+            continue
+
+
+def _integrate_ledger(repo: Repository, theirs: Oid, report: Report) -> None:
+    for _ in range(_ROUNDS):
+        ours = repo.ref(LEDGER_REF)
+        try:
+            if ours is None or repo.is_ancestor(ours, theirs):
+                if ours != theirs:
+                    repo.update_ref(LEDGER_REF, theirs, ours, "gitbus sync: ledger from remote")
+                    report.updated.append(LEDGER_REF)
+            elif not repo.is_ancestor(theirs, ours):
+                new, dropped = replay(repo, ours, theirs)
+                repo.update_ref(LEDGER_REF, new, ours, "gitbus sync: offline ledger steps re-decided")
+                report.updated.append(LEDGER_REF)
+                report.dropped += dropped
+            return
+        except RefMoved:
+            continue
+
+
+def replay(repo: Repository, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]]:
+    """Re-decide our ledger steps since the common base on top of `theirs`; the losers are told."""
+    base = repo.merge_base(ours, theirs)
+    mine: list[Message] = []
+    at: Oid | None = ours
+    while at is not None and at != base:
+        commit = repo.read_commit(at)
+        with contextlib.suppress(CorruptMessage):
+            mine.append(decode(commit.message))
+        at = commit.parents[0] if commit.parents else None
+    tip, dropped = theirs, []
+    for msg in reversed(mine):
+        state = Ledger(repo, repo.read_commit(tip).tree)
+        now = max(msg.time, chain_time(repo, tip) + 1)
+        try:
+            change = redecide(state, msg, now, repo.ignorecase)
+        except GitbusError as e:
+            change = _dropped(msg, str(e), now)
+            dropped.append(change.message)
+        if change is not None:
+            tip = write_change(repo, tip, change)
+    return tip, dropped
+
+
+def redecide(state: Ledger, msg: Message, now: int, ignorecase: bool) -> Change | None:
+    """Decide `msg` again on another ledger state, keeping its id; raise if it cannot stand."""
+    me = msg.sender
+    if msg.kind is Kind.CLAIM:
+        ttl = int(msg.get("expires") or msg.time + C.DEFAULT_TTL_MS) - msg.time
+        return C.decide_claim(
+            state,
+            me=me,
+            paths=list(msg.paths),
+            ttl_ms=max(ttl, C.MIN_TTL_MS),
+            reason=msg.text,
+            now=now,
+            ignorecase=ignorecase,
+            msg_id=msg.id,
+        )
+    if msg.kind in (Kind.RELEASE, Kind.RENEW):
+        present = [p for p in msg.paths if state.read(C.slot(p, ignorecase))]
+        if not present or msg.get("dropped"):
+            return None  # already gone: nothing left to release or renew
+        if msg.kind is Kind.RELEASE:
+            return C.decide_release(
+                state,
+                me=me,
+                paths=present,
+                everything=False,
+                force=bool(msg.get("forced")),
+                reason=msg.text or "re-decided at sync",
+                now=now,
+                ignorecase=ignorecase,
+                msg_id=msg.id,
+            )
+        return C.decide_renew(
+            state, me=me, paths=present, ttl_ms=None, now=now, ignorecase=ignorecase, msg_id=msg.id
+        )
+    if msg.kind in (Kind.TAKE, Kind.DONE) and msg.reply_to:
+        request = Message(msg.reply_to, Kind.REQUEST, msg.to, EVERYONE, msg.text, msg.time, msg.paths)
+        if msg.kind is Kind.TAKE:
+            return D.decide_take(state, me=me, request=request, now=now, msg_id=msg.id)
+        return D.decide_done(state, me=me, request=request, text=msg.text, now=now, msg_id=msg.id)
+    return None
+
+
+def _dropped(msg: Message, why: str, now: int) -> Change:
+    """A ledger note telling `msg`'s agent that its offline step lost at sync (no state change)."""
+    note = Message(
+        new_message_id(),
+        Kind.RELEASE,
+        msg.sender,
+        msg.sender,
+        f"Your offline {msg.kind.value} {msg.id} was dropped at sync: {why}",
+        now,
+        msg.paths,
+        msg.id,
+        (("dropped", msg.id),),
+    )
+    return Change(note, {})
+
+
+def push(repo: Repository, remote: str, report: Report, only: list[str] | None = None) -> None:
+    """Push every bus ref that is ahead of the remote, all or nothing, each with a lease."""
+    track = repo.refs(tracking(remote))
+    local = repo.refs(AGENTS_PREFIX)
+    led = repo.ref(LEDGER_REF)
+    if led:
+        local[LEDGER_REF] = led
+    specs: list[tuple[str, Oid, Oid | None]] = []
+    for lref, ours in sorted(local.items()):
+        if only is not None and lref not in only:
+            continue
+        theirs = track.get(tracking(remote) + lref[len(BUS_PREFIX) :])
+        if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
+            continue  # up to date, or the remote has more: pull first
+        specs.append((lref, ours, theirs))
+    if not specs:
+        return
+    args = ["push", "--porcelain", "--atomic", "--quiet", remote]
+    args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
+    args += [f"{ours}:{lref}" for lref, ours, _ in specs]
+    code, out, err = repo.git_result(*args)
+    if code != 0:
+        text = out + err
+        if "stale info" in text or "fetch first" in text or "non-fast-forward" in text:
+            raise RefMoved(specs[0][0], None)
+        if "funny refname" in text or "deny" in text.lower() or "hook declined" in text:
+            raise RemoteError(
+                f"The bus remote '{remote}' refused refs under refs/bus/ ({_last(err or out)}); "
+                "some hosts accept only branches and tags. See docs/sync.md for the fallback."
+            )
+        raise RemoteError(f"Pushing the bus to '{remote}' failed: {_last(err or out)}.")
+    for lref, ours, theirs in specs:
+        tref = tracking(remote) + lref[len(BUS_PREFIX) :]
+        # A concurrent fetch may already have recorded something at least as new: fine either way.
+        with contextlib.suppress(RefMoved):
+            repo.update_ref(tref, ours, theirs, "gitbus push")
+        report.pushed.append(lref)
+
+
+def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True) -> Report:
+    """Fetch, integrate and push until the remote takes our refs (or the rounds run out)."""
+    report = Report(remote)
+    for _ in range(_ROUNDS):
+        if pull:
+            fetch(repo, remote)
+            integrate(repo, remote, report)
+        if not send:
+            return report
+        try:
+            push(repo, remote, report)
+            return report
+        except RefMoved:
+            pull = True  # the remote moved under us: take its news and try again
+    raise RemoteError(f"The bus remote '{remote}' kept moving; {_ROUNDS} sync rounds did not settle.")
+
+
+class RemoteArbiter:
+    """Decide ledger steps on the remote's tip and publish them only if the remote accepts."""
+
+    def __init__(self, repo: Repository, remote: str) -> None:
+        self.repo, self.remote = repo, remote
+        self.report = Report(remote)
+
+    def base(self) -> Oid | None:
+        try:
+            fetch(self.repo, self.remote, "ledger")
+        except RemoteError as e:
+            raise RemoteError(
+                f"{e} Nothing was changed; retry, or pass --offline to act locally and "
+                "reconcile at the next sync."
+            ) from None
+        theirs = self.repo.ref(tracking(self.remote) + "ledger")
+        if theirs:
+            _integrate_ledger(self.repo, theirs, self.report)
+        ours = self.repo.ref(LEDGER_REF)
+        if ours and ours != theirs:  # offline steps not yet on the remote: publish them first
+            push(self.repo, self.remote, self.report, only=[LEDGER_REF])
+        return self.repo.ref(LEDGER_REF)
+
+    def publish(self, base: Oid | None, new: Oid, log: str) -> None:
+        code, out, err = self.repo.git_result(
+            "push",
+            "--porcelain",
+            "--atomic",
+            "--quiet",
+            self.remote,
+            f"--force-with-lease={LEDGER_REF}:{base or ''}",
+            f"{new}:{LEDGER_REF}",
+        )
+        if code != 0:
+            text = out + err
+            if "stale info" in text or "fetch first" in text or "non-fast-forward" in text:
+                raise RefMoved(LEDGER_REF, None)
+            raise RemoteError(
+                f"The bus remote '{self.remote}' could not be reached: {_last(err or out)}; nothing was "
+                "changed. Retry, or pass --offline to act locally and reconcile at the next sync."
+            )
+        for ref in (tracking(self.remote) + "ledger", LEDGER_REF):
+            for _ in range(_ROUNDS):
+                current = self.repo.ref(ref)
+                if current == new or (current and not self.repo.is_ancestor(current, new)):
+                    break
+                try:
+                    self.repo.update_ref(ref, new, current, log)
+                    break
+                except RefMoved:
+                    continue
