@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
-from gitbus import agents, chains, cursors, ledger, settings
+from gitbus import agents, chains, cursors, ledger, settings, sync
 from gitbus import paths as P
 from gitbus.claims import (
     DEFAULT_TTL_MS,
@@ -67,6 +68,7 @@ class Status:
     open_questions: list[Message]
     requests: list[OpenRequest]
     unread: int
+    sync: dict[str, Any] | None = None  # the last background sync: remote, at (ms), error
 
 
 class Bus:
@@ -321,8 +323,6 @@ class Bus:
 
     def _arbiter(self) -> ledger.Arbiter:
         """The remote decides ledger steps when a bus remote is set, unless this bus is offline."""
-        from gitbus import sync
-
         remote = None if self.offline else sync.bus_remote(self.repo)
         return (
             sync.RemoteArbiter(self.repo, sync.require_remote(self.repo, remote))
@@ -451,6 +451,7 @@ class Bus:
             my_claims=[c for c in claims if c.owner == self.agent],
             other_claims=[c for c in claims if c.owner != self.agent and c.live(now)],
             open_questions=questions,
+            sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
             requests=requests,
             unread=len(self.unread()[0]),
         )

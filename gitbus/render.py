@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -135,6 +136,10 @@ def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> N
 
 def status(console: Console, s: Status) -> None:
     console.print(f"You are [bold]{s.me}[/bold]; {s.unread} unread (gitbus inbox).")
+    if s.sync:
+        when = ago(int(s.sync.get("at") or 0), s.now)
+        state = f"[red]failed: {escape(str(s.sync['error']))}[/red]" if s.sync.get("error") else "ok"
+        console.print(f"Last background sync with {s.sync.get('remote')}: {when}, {state}")
     console.print("\n[bold]Your claims[/bold]")
     claims(console, s.my_claims, s.now, s.me)
     console.print("\n[bold]Others' claims[/bold]")
@@ -153,6 +158,7 @@ def status_json(s: Status) -> dict[str, Any]:
     return {
         "me": s.me,
         "unread": s.unread,
+        "sync": s.sync,
         "my_claims": [claim_json(c, s.now) for c in s.my_claims],
         "other_claims": [claim_json(c, s.now) for c in s.other_claims],
         "open_questions": [m.to_json() for m in s.open_questions],

@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "guard": "deny",  # what the edit and commit guards do about another agent's claim: deny | warn | off
     "autoclaim": False,  # claim a file on an agent's first edit of it
     "operator": "operator",  # the human's agent name in the TUI
+    "sync_interval": 30,  # seconds between background pulls by `gitbus watch` (0: never)
 }
 
 
@@ -50,6 +51,10 @@ def parse(key: str, value: str) -> Any:
         if value not in ("deny", "warn", "off"):
             raise GitbusError(f"guard must be deny, warn or off, not '{value}'.")
         return value
+    if key == "sync_interval":
+        if not value.isdigit():
+            raise GitbusError(f"sync_interval is a whole number of seconds, not '{value}'.")
+        return int(value)
     if key == "autoclaim":
         if value.lower() not in ("true", "false", "on", "off", "1", "0"):
             raise GitbusError(f"autoclaim must be true or false, not '{value}'.")

@@ -13,8 +13,11 @@ one that lost is dropped and its agent told, never silently kept.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gitbus import claims as C
 from gitbus import delegation as D
@@ -272,6 +275,27 @@ def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True)
         except RefMoved:
             pull = True  # the remote moved under us: take its news and try again
     raise RemoteError(f"The bus remote '{remote}' kept moving; {_ROUNDS} sync rounds did not settle.")
+
+
+def _status_file(repo: Repository) -> Path:
+    return repo.common_dir / "gitbus" / "sync-status.json"
+
+
+def record(repo: Repository, remote: str, now_ms: int, error: str | None) -> None:
+    """Remember how the last background sync went, for `gitbus status`."""
+    f = _status_file(repo)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"remote": remote, "at": now_ms, "error": error}))
+    os.replace(tmp, f)
+
+
+def last_status(repo: Repository) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(_status_file(repo).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 class RemoteArbiter:

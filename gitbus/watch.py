@@ -77,6 +77,7 @@ class Watcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock: IO[str] | None = None
+        self._last_sync = self._last_pull = 0.0
 
     def acquire(self) -> bool:
         """Take the one-watcher lock; False if another live watcher holds it."""
@@ -107,6 +108,30 @@ class Watcher:
         if self.on_update:
             self.on_update(written)
         return written
+
+    def _sync_due(self, changed: bool) -> bool:
+        """Pull every `sync_interval` seconds and push soon after local writes, when a remote is set.
+
+        A remote that is down never blocks local work: the error is recorded for `gitbus status`."""
+        from gitbus import settings, sync
+
+        conf = settings.load(self.repo.common_dir)
+        remote, interval = conf["remote"], int(conf["sync_interval"])
+        if not remote or not interval:
+            return False
+        now = time.monotonic()
+        if not changed and now - self._last_sync < interval:
+            return False
+        self._last_sync = now
+        try:
+            sync.sync(self.repo, str(remote), pull=not changed or now - self._last_pull >= interval)
+            error = None
+        except GitbusError as e:
+            error = str(e)
+        if not changed:
+            self._last_pull = now
+        sync.record(self.repo, str(remote), self.clock.now_ms(), error)
+        return True
 
     def run(self) -> None:
         """Watch until stopped (the caller holds the lock, see `acquire`)."""
@@ -140,6 +165,8 @@ class Watcher:
                     time.sleep(DEBOUNCE_SECONDS)  # let a burst of writes settle
                     self._wake.clear()
                 sig = _signature(common)
+                if self._sync_due(sig != last_sig):
+                    sig = _signature(common)
                 if sig != last_sig or time.monotonic() - last_update > REFRESH_SECONDS:
                     try:
                         self.update()
