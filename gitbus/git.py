@@ -10,16 +10,20 @@ jittered backoff, and a `.lock` file left by a killed process is recovered once 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import pygit2
 
 from gitbus.errors import Contended, GitbusError
 from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
+
+T = TypeVar("T")
 
 __all__ = ["Commit", "Oid", "RefMoved", "Repository", "init_repository"]
 
@@ -104,23 +108,36 @@ class Repository:
                 delay = min(delay * 2, 0.05)
 
     def _recover_stale_lock(self, name: str) -> None:
-        """Remove `<ref>.lock` when it is older than any live writer holds one (a killed process)."""
+        """Remove `<ref>.lock` when it is older than any live writer holds one (a killed process).
+
+        The lock is first moved aside under a unique name and checked to be the same old file: two
+        recoverers racing never delete a lock that a live writer has just taken."""
         lock = self.common_dir / f"{name}.lock"
         try:
-            age = time.time() - lock.stat().st_mtime
+            seen = lock.stat()
         except FileNotFoundError:
             return
-        if age > STALE_LOCK_SECONDS:
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
+        if time.time() - seen.st_mtime <= STALE_LOCK_SECONDS:
+            return
+        aside = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{random.getrandbits(32):08x}")
+        try:
+            os.rename(lock, aside)
+        except FileNotFoundError:
+            return
+        if aside.stat().st_ino != seen.st_ino:  # we moved a fresh lock: give it back if still free
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, lock)
+        aside.unlink()
 
     # -- objects ----------------------------------------------------------------------------------
 
     def commit(self, *, tree: Oid, parents: list[Oid], message: str, author: str, time_ms: int) -> Oid:
         """Write a commit object (no ref moves). Author and committer are the agent."""
         sig = pygit2.Signature(author, f"{author}@gitbus.invalid", time_ms // 1000, 0)
-        oid = self._repo.create_commit(
-            None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
+        oid = _write_object(
+            lambda: self._repo.create_commit(
+                None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
+            )
         )
         return Oid(str(oid))
 
@@ -142,7 +159,7 @@ class Repository:
         return Oid(str(base)) if base else None
 
     def blob(self, data: bytes) -> Oid:
-        return Oid(str(self._repo.create_blob(data)))
+        return Oid(str(_write_object(lambda: self._repo.create_blob(data))))
 
     def read_blob(self, oid: Oid) -> bytes:
         b = self._repo[oid]
@@ -153,7 +170,7 @@ class Repository:
     @property
     def empty_tree(self) -> Oid:
         if self._empty_tree is None:
-            self._empty_tree = Oid(str(self._repo.TreeBuilder().write()))
+            self._empty_tree = Oid(str(_write_object(self._repo.TreeBuilder().write)))
         return self._empty_tree
 
     def tree_entry(self, tree: Oid, path: str) -> tuple[str, Oid] | None:
@@ -203,7 +220,7 @@ class Repository:
                     tb.remove(name)
             else:
                 tb.insert(name, pygit2.Oid(hex=new_sub), _TREE_MODE)
-        return Oid(str(tb.write()))
+        return Oid(str(_write_object(tb.write)))
 
     # -- files and the git CLI --------------------------------------------------------------------
 
@@ -234,6 +251,23 @@ class Repository:
                 if p.is_dir():
                     out.append(p)
         return out
+
+
+def _write_object(write: Callable[[], T]) -> T:
+    """Write an object, retrying a failed rename into `objects/xx/`.
+
+    libgit2 writes a temp file, creates `objects/xx/` and renames into it; `git repack -d`, gc and
+    prune-packed delete empty `objects/xx/` folders, so the rename can fail in between. Objects are
+    content-addressed, so writing again is always safe.
+    """
+    delay = 0.001
+    for _ in range(10):
+        try:
+            return write()
+        except OSError:
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.05)
+    return write()
 
 
 def _config_bool(repo: pygit2.Repository, name: str) -> bool:

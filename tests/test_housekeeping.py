@@ -1,0 +1,185 @@
+"""Housekeeping: `git gc` and `git pack-refs` move bus refs into packed-refs and objects into packs.
+
+Nothing may be lost (same messages, same claims, same read cursors) and every bus handle, old or new,
+must keep working afterwards, including once the emptied loose ref directories are gone. The same
+housekeeping run beside a live writer must lose none of its writes. `gc --prune=now` is only run once
+writers are idle: git documents it as unsafe beside a concurrent writer, whatever that writer is.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from gitbus.bus import Bus
+from gitbus.claims import Claim
+from gitbus.clock import FakeClock
+from gitbus.errors import ClaimConflict
+from gitbus.git import Oid
+from gitbus.message import Message
+
+from .helpers_proc import (
+    FORK,
+    acked_ids,
+    assert_fsck_clean,
+    decoded_bus_messages,
+    git_run,
+    held_after,
+    overlapping_owners,
+    read_acks,
+    running,
+    write_until_stopped,
+    writer_errors,
+)
+
+BusFor = Callable[[Path, str], Bus]
+
+
+class Snapshot(NamedTuple):
+    log: list[Message]
+    claims: list[Claim]
+    tips: dict[str, Oid]
+
+
+def _snapshot(bus: Bus) -> Snapshot:
+    return Snapshot(bus.log(n=None), bus.claims(include_expired=True), bus.repo.refs("refs/bus/"))
+
+
+def _loose_bus_refs(common: Path) -> list[Path]:
+    return [p for p in (common / "refs" / "bus").rglob("*") if p.is_file()]
+
+
+def _populate(worktrees: list[Path], bus_for: BusFor) -> tuple[Bus, Bus, Bus]:
+    """Three agents in three worktrees with every kind of message, live claims and a done request."""
+    api, web, ops = (
+        bus_for(wt, name) for wt, name in zip(worktrees, ("api-1", "web-1", "ops-1"), strict=True)
+    )
+    for k in range(15):
+        api.discover(f"handler {k} moved", ["internal/api/handler.go"])
+        web.discover(f"page {k} reads the handler")
+    question = web.ask("where is the db config?", to="api-1")
+    api.answer(question.id, "config/db.yaml")
+    request = api.request("split the handlers", paths=["internal/api/"])
+    ops.take(request.id)
+    ops.done(request.id, "split into three files")
+    api.claim(["internal/api/"], reason="refactor")
+    web.claim(["config/db.yaml"])
+    web.release(["config/db.yaml"])
+    web.claim(["config/"])
+    ops.claim(["internal/apis/"])
+    ops.renew()
+    return api, web, ops
+
+
+HOUSEKEEPING = {
+    "gc-prune-now": ("gc", "--prune=now", "--quiet"),
+    "pack-refs-all": ("pack-refs", "--all"),
+}
+
+
+@pytest.mark.parametrize("dirs_deleted", [False, True], ids=["dirs-kept", "loose-dirs-deleted"])
+@pytest.mark.parametrize("command", list(HOUSEKEEPING))
+def test_housekeeping_after_messages_exist_loses_nothing_and_the_bus_keeps_working(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock, command: str, dirs_deleted: bool
+) -> None:
+    api, web, ops = _populate(worktrees, bus_for)
+    web.inbox(mark_read=True)
+    before = _snapshot(api)
+    common = api.repo.common_dir
+
+    git_run(worktrees[2], *HOUSEKEEPING[command]).check_returncode()
+    assert _loose_bus_refs(common) == [], "housekeeping left loose bus refs: this test packs nothing"
+    assert "refs/bus/ledger" in (common / "packed-refs").read_text()
+    if command.startswith("gc"):
+        loose = git_run(worktrees[0], "count-objects").stdout
+        assert loose.startswith("0 objects"), f"gc left objects loose, none is read from a pack: {loose}"
+    if dirs_deleted and (common / "refs" / "bus").exists():
+        shutil.rmtree(common / "refs" / "bus")  # empty, as checked above
+
+    for bus in (api, Bus.open(worktrees[1], "web-1", clock)):
+        assert _snapshot(bus) == before, f"{command} changed what {bus.agent} reads"
+    assert web.inbox() == [], "the read cursor lost its place"
+    assert_fsck_clean(worktrees[0])
+
+    note = api.discover("still here after housekeeping")
+    assert [m.id for m in web.inbox()] == [note.id]
+    with pytest.raises(ClaimConflict) as refused:
+        web.claim(["internal/api/handler.go"])
+    assert refused.value.holder == "api-1"
+    api.release(["internal/api/"])
+    granted = web.claim(["internal/api/handler.go"])
+    newcomer = bus_for(worktrees[0], "new-1")
+    newcomer.claim(["README.md"])
+    ops.release(everything=True)
+
+    after = _snapshot(Bus.open(worktrees[2], "ops-1", clock))
+    assert after.log[-len(before.log) :] == before.log, "history before housekeeping changed"
+    assert {(c.owner, c.path) for c in after.claims} == {
+        ("web-1", "internal/api/handler.go"),
+        ("web-1", "config/"),
+        ("new-1", "README.md"),
+    }
+    assert granted.id in {c.id for c in after.claims}
+    assert_fsck_clean(worktrees[0])
+
+
+def test_gc_and_pack_refs_beside_a_live_writer_lose_no_write_and_keep_fsck_clean(
+    worktrees: list[Path], tmp_path: Path, long_mode: bool
+) -> None:
+    writers = ("keeper-1", "keeper-2")
+    for agent in writers:
+        Bus.open(worktrees[1], agent).init()
+    observer = Bus.open(worktrees[0], "observer")
+    acks, ready, stop = tmp_path / "acks", FORK.Event(), FORK.Event()
+    writer = FORK.Process(
+        target=write_until_stopped, args=(str(worktrees[1]), writers, str(acks), ready, stop, 7)
+    )
+    commands = [
+        ("pack-refs", "--all"),
+        ("gc", "--quiet"),
+        ("pack-refs", "--all", "--prune"),
+        ("repack", "-d"),
+    ]
+    succeeded: set[str] = set()
+    seen: set[str] = set()
+    runs = 0
+    with running([writer]):
+        assert ready.wait(60), f"the writer never got going: {writer_errors(read_acks(acks))}"
+        deadline = time.monotonic() + (60.0 if long_mode else 4.0)
+        while time.monotonic() < deadline or runs < len(commands):
+            args = commands[runs % len(commands)]
+            proc = subprocess.Popen(
+                ["git", *args], cwd=worktrees[0], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            while proc.poll() is None:  # a reader meanwhile never sees a message vanish
+                now = {str(m.id) for m in observer.log(n=None)}
+                assert seen <= now, f"messages vanished from a reader during git {args[0]}"
+                seen = now
+            if proc.returncode == 0:
+                succeeded.add(args[0])
+            runs += 1
+            errors = writer_errors(read_acks(acks))
+            assert errors == [], f"the writer failed during git {args[0]}: {errors}"
+        stop.set()
+    assert succeeded == {"pack-refs", "gc", "repack"}, "a housekeeping command never succeeded"
+
+    acked = read_acks(acks)
+    assert len(acked) > 50, "the writer hardly wrote"
+    logged = observer.log(n=None)
+    ids = [m.id for m in logged]
+    assert len(set(ids)) == len(ids), "a message appears twice"
+    assert acked_ids(acked) <= set(ids), "an acknowledged write was lost"
+    assert sorted(ids) == sorted(m.id for m in decoded_bus_messages(worktrees[0]))
+    claims = observer.claims()
+    assert {(c.owner, c.path) for c in claims} == held_after(acked)
+    assert overlapping_owners(claims) == []
+    assert_fsck_clean(worktrees[0])
+    git_run(worktrees[0], "gc", "--prune=now", "--quiet").check_returncode()  # writers idle now
+    assert [m.id for m in observer.log(n=None)] == ids
+    assert_fsck_clean(worktrees[0])
