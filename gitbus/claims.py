@@ -17,7 +17,7 @@ from gitbus.clock import hhmm, span
 from gitbus.errors import ClaimConflict, GitbusError, NotFound
 from gitbus.ids import EVERYONE, AgentName, MessageId
 from gitbus.ledger import Change, Ledger
-from gitbus.message import Kind, Message
+from gitbus.message import Kind, Message, quote
 
 DEFAULT_TTL_MS = 30 * 60_000
 MIN_TTL_MS = 1000
@@ -70,7 +70,7 @@ class Claim:
         )
         # The reason is a peer's words: quoted, so it reads as data wherever it is shown.
         return f"{self.owner} holds {self.path} {when}" + (
-            f' (reason: "{self.reason}")' if self.reason else ""
+            f" (reason: {quote(self.reason)})" if self.reason else ""
         )
 
 

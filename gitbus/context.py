@@ -23,7 +23,7 @@ from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import locate
 from gitbus.ids import AGENTS_PREFIX, EVERYONE, LEDGER_REF, AgentName
-from gitbus.message import Kind, Message
+from gitbus.message import Kind, Message, quote
 
 FILE = Path(".gitbus") / "context.md"
 EXCLUDE_LINE = "/.gitbus/"
@@ -76,17 +76,19 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
     ]
     lines += ["", "## Open questions to me or to all"]
     lines += [
-        f'- [{m.id[:8]}] {m.sender} asks{" me" if m.to == me else ""}: "{_one(m.text)}"' for m in open_qs
+        f"- [{m.id[:8]}] {m.sender} asks{' me' if m.to == me else ''}: {quote(m.text, 200)}" for m in open_qs
     ]
     if not open_qs:
         lines.append("- none")
     mine_qs = {m.id for m in view.recent if m.kind is Kind.QUESTION and m.sender == me}
     answers = [m for m in view.recent if m.kind is Kind.ANSWER and m.reply_to in mine_qs]
     lines += ["", "## Answers to my questions"]
-    lines += [f'- {m.sender} on [{(m.reply_to or "")[:8]}]: "{_one(m.text)}"' for m in answers] or ["- none"]
+    lines += [f"- {m.sender} on [{(m.reply_to or '')[:8]}]: {quote(m.text, 200)}" for m in answers] or [
+        "- none"
+    ]
     lines += ["", "## Open requests"]
     lines += [
-        f'- [{m.id[:8]}] from {m.sender}{" to me" if m.to == me else ""}: "{_one(m.text)}"'
+        f"- [{m.id[:8]}] from {m.sender}{' to me' if m.to == me else ''}: {quote(m.text, 200)}"
         for m in view.open_requests
         if m.to in (EVERYONE, me)
     ] or ["- none"]
@@ -95,17 +97,13 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
     found.sort(key=lambda m: not any(P.overlaps(p, q, ignorecase) for p in m.paths for q in near))
     lines += ["", "## Recent discoveries (touching my paths first)"]
     lines += [
-        f'- {m.sender}{" on " + ", ".join(m.paths) if m.paths else ""}: "{_one(m.text)}"' for m in found[:20]
+        f"- {m.sender}{' on ' + ', '.join(m.paths) if m.paths else ''}: {quote(m.text, 200)}"
+        for m in found[:20]
     ] or ["- none"]
     text = "\n".join(lines)
     if len(text) > MAX_CHARS:
         text = text[: MAX_CHARS - 40].rsplit("\n", 1)[0] + "\n- …"
     return text + "\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n"
-
-
-def _one(text: str, limit: int = 200) -> str:
-    one = " ".join(text.split()).replace('"', "'")
-    return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
 def ensure_excluded(common_dir: Path) -> None:

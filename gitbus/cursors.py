@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -79,6 +80,19 @@ def _dir(common_dir: Path, agent: str, session: str) -> Path:
         session = hashlib.sha256(session.encode()).hexdigest()[:32]
     key = session
     return common_dir / "gitbus" / "sessions" / agent / key
+
+
+@contextmanager
+def session_lock(common_dir: Path, agent: str, session: str) -> Iterator[None]:
+    """Serialise one session's hook calls (Claude Code runs parallel tool calls' hooks at once):
+    read cursor, select, save must not interleave, or two calls would show the same message."""
+    import fcntl
+
+    d = _dir(common_dir, agent, session)
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / "lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def load_session(common_dir: Path, agent: str, session: str) -> SessionCursor | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gitbus.clock import hhmm
 from gitbus.ids import EVERYONE, AgentName
-from gitbus.message import Kind, Message
+from gitbus.message import Kind, Message, quote
 
 BUDGET_CHARS = 1500
 _QUOTE_CHARS = 280
@@ -55,7 +55,7 @@ def select(
             waiting += relevant
             continue
         if relevant:
-            cost = len(fact(msg, me)) + 1
+            cost = len(fact(msg, me)) + 1  # one fact is at most ~1 KB (quotes and path lists capped)
             if used + cost > budget and shown:
                 stopped, waiting = True, 1
                 continue
@@ -65,45 +65,43 @@ def select(
     return Batch(shown, waiting, tips)
 
 
-def _q(text: str) -> str:
-    one = " ".join(text.split())
-    if len(one) > _QUOTE_CHARS:
-        one = one[: _QUOTE_CHARS - 1] + "…"
-    return '"' + one.replace('"', "'") + '"'
+def _paths(paths: tuple[str, ...], most: int = 5) -> str:
+    shown = ", ".join(paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
 def fact(m: Message, me: AgentName) -> str:
     """One line stating what a peer did; its words are quoted, never phrased as instructions."""
     who, short = m.sender, m.id[:8]
-    on = f" on {', '.join(m.paths)}" if m.paths else ""
+    on = f" on {_paths(m.paths)}" if m.paths else ""
     if m.kind is Kind.CLAIM:
         until = m.get("expires")
         when = f" until {hhmm(int(until))}" if until and until.isdigit() else ""
-        why = f", reason {_q(m.text)}" if m.text else ""
-        return f"- {who} claimed {', '.join(m.paths)}{when}{why}."
+        why = f", reason {quote(m.text)}" if m.text else ""
+        return f"- {who} claimed {_paths(m.paths)}{when}{why}."
     if m.kind is Kind.RELEASE:
         forced = [v for k, v in m.meta if k == "forced"]
         if forced:
-            return f"- {who} force-released {'; '.join(forced)}, reason {_q(m.text)}."
-        return f"- {who} released {', '.join(m.paths)}."
+            return f"- {who} force-released {'; '.join(forced)}, reason {quote(m.text)}."
+        return f"- {who} released {_paths(m.paths)}."
     if m.kind is Kind.DISCOVERY:
-        return f"- {who} reported{on}: {_q(m.text)} [{short}]"
+        return f"- {who} reported{on}: {quote(m.text)} [{short}]"
     if m.kind is Kind.QUESTION:
         whom = "you" if m.to == me else "everyone"
-        return f'- {who} asked {whom}{on}: {_q(m.text)} [{short}; reply: gitbus answer {short} "…"]'
+        return f'- {who} asked {whom}{on}: {quote(m.text)} [{short}; reply: gitbus answer {short} "…"]'
     if m.kind is Kind.ANSWER:
-        return f"- {who} answered question {(m.reply_to or '')[:8]}: {_q(m.text)} [{short}]"
+        return f"- {who} answered question {(m.reply_to or '')[:8]}: {quote(m.text)} [{short}]"
     if m.kind is Kind.REQUEST:
         whom = "you" if m.to == me else "anyone"
-        return f"- {who} requested work from {whom}{on}: {_q(m.text)} [{short}; gitbus take {short}]"
+        return f"- {who} requested work from {whom}{on}: {quote(m.text)} [{short}; gitbus take {short}]"
     if m.kind is Kind.TAKE:
         return f"- {who} took request {(m.reply_to or '')[:8]}."
     if m.kind is Kind.DONE:
-        said = f": {_q(m.text)}" if m.text else "."
+        said = f": {quote(m.text)}" if m.text else "."
         return f"- {who} finished request {(m.reply_to or '')[:8]}{said}"
     if m.kind is Kind.JOIN:
         return f"- {who} joined the bus."
-    return f"- {who}: {m.kind.value} {_q(m.text)}"
+    return f"- {who}: {m.kind.value} {quote(m.text)}"
 
 
 def render(batch: Batch, me: AgentName) -> str:

@@ -14,7 +14,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,18 +83,28 @@ class Session:
 
     def deliver(self, event: str) -> str:
         """New messages for this session as hook output, advancing the cursor over what is shown."""
-        tips = bus_tips(self.loc.common_dir)
-        if self.cursor is None:  # a session we never saw start: begin from now, say nothing
-            self.save(tips)
-            return ""
-        if self.cursor.tips == tips:
-            return ""
-        from gitbus import delivery
+        if self.cursor is not None and self.cursor.tips == bus_tips(self.loc.common_dir):
+            return ""  # the fast path: nothing new, no lock, no libgit2
+        with self.locked():
+            tips = bus_tips(self.loc.common_dir)
+            if self.cursor is None:  # a session we never saw start: begin from now, say nothing
+                self.save(tips)
+                return ""
+            if self.cursor.tips == tips:
+                return ""
+            from gitbus import delivery
 
-        batch = self.new_batch(tips)
-        self.save(batch.tips)
-        text = delivery.render(batch, self.agent)
+            batch = self.new_batch(tips)
+            self.save(batch.tips)
+            text = delivery.render(batch, self.agent)
         return emit(event, text) if text else ""
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this session's lock and re-read its cursor under it."""
+        with cursors.session_lock(self.loc.common_dir, self.agent, self.id):
+            self.cursor = cursors.load_session(self.loc.common_dir, self.agent, self.id)
+            yield
 
 
 def session_start(s: Session, source: str) -> str:
@@ -180,25 +191,28 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
     if data.get("stop_hook_active"):
         return ""
     from gitbus import delivery
-
-    tips = bus_tips(s.loc.common_dir)
-    if s.cursor is None:
-        s.save(tips)
-        return ""
-    text = ""
-    if s.cursor.tips != tips:
-        batch = s.new_batch(tips)
-        s.save(batch.tips)
-        text = delivery.render(batch, s.agent)
     from gitbus.bus import Bus
 
-    open_qs = [
-        q
-        for q in Bus.open(s.loc.root, s.agent).status().open_questions
-        if q.to == s.agent and q.id not in s.cursor.reminded
-    ]
+    with s.locked():
+        tips = bus_tips(s.loc.common_dir)
+        if s.cursor is None:
+            s.save(tips)
+            return ""
+        text, shown = "", tuple[str, ...]()
+        if s.cursor.tips != tips:
+            batch = s.new_batch(tips)
+            s.save(batch.tips)
+            text, shown = delivery.render(batch, s.agent), tuple(m.id for m in batch.shown)
+        assert s.cursor is not None
+        reminded = s.cursor.reminded + shown  # a question shown just now is not repeated below
+        open_qs = [
+            q
+            for q in Bus.open(s.loc.root, s.agent).status().open_questions
+            if q.to == s.agent and q.id not in reminded
+        ]
+        if open_qs or shown:
+            s.save(s.cursor.tips, reminded + tuple(q.id for q in open_qs))
     if open_qs:
-        s.save(s.cursor.tips, s.cursor.reminded + tuple(q.id for q in open_qs))
         text += (
             ("\n" if text else "")
             + "Still unanswered questions to you:\n"
@@ -231,13 +245,16 @@ def wake(s: Session) -> int:
         if tips == last:
             continue
         last = tips
-        s.cursor = cursors.load_session(s.loc.common_dir, s.agent, s.id)
-        batch = s.new_batch(tips, only_direct=True)
-        text = delivery.render(batch, s.agent)
-        if text:
+        with s.locked():
+            # Wake only for a message addressed to this agent, but then tell everything new, so
+            # broadcasts before it are not skipped.
+            if not s.new_batch(tips, only_direct=True).shown:
+                continue
+            batch = s.new_batch(tips)
+            text = delivery.render(batch, s.agent)
             s.save(batch.tips)
-            sys.stderr.write(text + "\n")
-            return 2
+        sys.stderr.write(text + "\n")
+        return 2
     return 0
 
 

@@ -82,8 +82,11 @@ def _is_ours(hook: Any) -> bool:
     )
 
 
-def _strip_ours(settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` without any hook entry gitbus added; emptied groups and events are dropped."""
+def _strip_ours(settings: dict[str, Any], created: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`settings` without any hook entry gitbus added.
+
+    A group left empty goes; an event list or the `hooks` object left empty goes only if install
+    created it (`created` holds keys like `hooks` and `hooks.Stop`), so the user's shape comes back."""
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
         return settings
@@ -94,18 +97,20 @@ def _strip_ours(settings: dict[str, Any]) -> dict[str, Any]:
             continue
         kept = []
         for g in groups:
-            if isinstance(g, dict) and isinstance(g.get("hooks"), list):
+            if (
+                isinstance(g, dict)
+                and isinstance(g.get("hooks"), list)
+                and any(_is_ours(h) for h in g["hooks"])
+            ):
                 rest = [h for h in g["hooks"] if not _is_ours(h)]
                 if rest:
                     kept.append({**g, "hooks": rest})
-                elif not g["hooks"]:
-                    kept.append(g)
             else:
                 kept.append(g)
-        if kept:
+        if kept or f"hooks.{event}" not in created:
             cleaned[event] = kept
     out = {k: v for k, v in settings.items() if k != "hooks"}
-    if cleaned:
+    if cleaned or "hooks" not in created:
         out["hooks"] = cleaned
     return out
 
@@ -141,24 +146,39 @@ def _memory_files(repo: Repository, shared: bool) -> list[Path]:
 
 
 def _with_section(text: str, section: str | None) -> str:
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END) + r"\n?", re.S)
+    """`text` with our marked section replaced (or removed, for None).
+
+    The blank line install puts before the section belongs to it, so removing gives the user's
+    text back as it was."""
+    pattern = re.compile(
+        r"(?:(?<=\n)\n)?" + re.escape(MARK_START) + r".*?" + re.escape(MARK_END) + r"\n?", re.S
+    )
     text = pattern.sub("", text)
     if section is None:
         return text
-    sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+    sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
     return f"{text}{sep}{MARK_START}\n{section}\n{MARK_END}\n"
 
 
 def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
     """Add gitbus's hooks and instructions; idempotent. Returns the files written."""
     f = _settings_file(repo, shared)
-    settings = _strip_ours(_read_json(f))
+    record = _Record(repo)
+    if not f.exists():
+        record.add(str(f))
+    settings = _strip_ours(_read_json(f), record.keys(f))
+    if "hooks" not in settings:
+        record.add(f"{f}#hooks")
     hooks = settings.setdefault("hooks", {})
     for event, groups in _hook_entries(gitbus_command()).items():
+        if event not in hooks:
+            record.add(f"{f}#hooks.{event}")
         hooks.setdefault(event, []).extend(groups)
     _write_json(f, settings)
     written = [f]
     for mem in _memory_files(repo, shared):
+        if not mem.exists():
+            record.add(str(mem))
         current = mem.read_text() if mem.exists() else ""
         mem.write_text(_with_section(current, CLAUDE_TEXT))
         written.append(mem)
@@ -170,27 +190,51 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
 def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     """Remove exactly what `install_claude` added (files left empty by it are removed)."""
     changed: list[Path] = []
+    record = _Record(repo)
+    ours = record.items
     f = _settings_file(repo, shared)
     if f.exists():
         before = _read_json(f)
-        after = _strip_ours(before)
+        after = _strip_ours(before, record.keys(f))
         if after != before:
-            if after:
-                _write_json(f, after)
-            else:
+            if not after and str(f) in ours:
                 f.unlink()
+            else:
+                _write_json(f, after)
             changed.append(f)
     for mem in _memory_files(repo, shared):
         if mem.exists():
             text = mem.read_text()
             stripped = _with_section(text, None)
             if stripped != text:
-                if stripped.strip():
-                    mem.write_text(stripped)
-                else:
+                if not stripped.strip() and str(mem) in ours:
                     mem.unlink()
+                else:
+                    mem.write_text(stripped)
                 changed.append(mem)
     return changed
+
+
+class _Record:
+    """What install created (files, and settings keys as `<file>#hooks.Stop`), so uninstall removes
+    exactly that; kept in the common git dir, outside every worktree."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.file = repo.common_dir / "gitbus" / "created.json"
+        try:
+            self.items = {str(x) for x in json.loads(self.file.read_text())}
+        except (OSError, ValueError, TypeError):
+            self.items = set()
+
+    def keys(self, settings_file: Path) -> set[str]:
+        prefix = f"{settings_file}#"
+        return {x[len(prefix) :] for x in self.items if x.startswith(prefix)}
+
+    def add(self, item: str) -> None:
+        if item not in self.items:
+            self.items.add(item)
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            self.file.write_text(json.dumps(sorted(self.items)))
 
 
 def _exclude(repo: Repository, lines: list[str]) -> None:

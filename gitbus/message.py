@@ -97,6 +97,15 @@ class Message:
         }
 
 
+def quote(text: str, limit: int = 280) -> str:
+    """A peer's words as one quoted line: whitespace folded, inner quotes softened, length capped,
+    so they read as data wherever gitbus shows them to a model."""
+    one = " ".join(text.split()).replace('"', "'")
+    if len(one) > limit:
+        one = one[: limit - 1] + "…"
+    return f'"{one}"'
+
+
 def clean_text(text: str, kind: Kind) -> str:
     """Validate message text: at most 64 KiB of UTF-8, no NUL or control characters but tab/newline."""
     text = text.replace("\r\n", "\n").strip()

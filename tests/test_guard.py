@@ -1,0 +1,201 @@
+"""The commit guard: `gitbus install git-hooks`, then real `git commit`s in real worktrees.
+
+Edits made through Bash never reach Claude Code's PreToolUse hook (field notes §6), so the pre-commit
+hook is the guard of last resort. Commits here run with a PATH that has no gitbus on it: the hook must
+name its interpreter itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gitbus.bus import Bus
+from gitbus.cli import app
+
+from .conftest import git
+
+NAMES = ("api-1", "web-1", "db-1")
+BARE_PATH = "/usr/bin:/bin"
+
+
+def gb(wt: Path, *args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, ["-C", str(wt), *args], env={"COLUMNS": "200"})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def commit(wt: Path, rel: str, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Change `rel` in worktree `wt` and try to commit it with real git."""
+    f = wt / rel
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(f.read_text() + "more\n" if f.exists() else "new\n")
+    git(wt, "add", rel)
+    return subprocess.run(
+        ["git", "commit", "-q", "-m", f"change {rel}", *flags],
+        cwd=wt,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": BARE_PATH, **env},
+        timeout=60,
+    )
+
+
+def head_subject(wt: Path) -> str:
+    return git(wt, "log", "-1", "--format=%s").strip()
+
+
+@pytest.fixture
+def agents(worktrees: list[Path]) -> list[Bus]:
+    buses = []
+    for wt, name in zip(worktrees, NAMES, strict=True):
+        bus = Bus.open(wt)
+        bus.join(name)
+        buses.append(bus)
+    return buses
+
+
+@pytest.fixture
+def guarded(agents: list[Bus]) -> list[Bus]:
+    """The three agents, with the commit guard installed (from the main checkout)."""
+    code, out, _ = gb(agents[0].repo.root, "install", "git-hooks")
+    assert code == 0 and "installed the commit guard" in out
+    return agents
+
+
+def test_a_commit_inside_another_agents_claim_is_refused_naming_the_holder(guarded: list[Bus]) -> None:
+    api, web, _ = guarded
+    api.claim(["internal/api/"], reason="splitting handlers")
+    before = git(web.repo.root, "rev-parse", "HEAD")
+    p = commit(web.repo.root, "internal/api/handler.go")
+    assert p.returncode != 0
+    assert "api-1 holds internal/api/" in p.stderr and "splitting handlers" in p.stderr
+    assert "gitbus ask --to api-1" in p.stderr and "commit refused" in p.stderr
+    assert git(web.repo.root, "rev-parse", "HEAD") == before
+
+
+def test_a_commit_elsewhere_goes_through(guarded: list[Bus]) -> None:
+    api, web, _ = guarded
+    api.claim(["internal/api/"])
+    p = commit(web.repo.root, "internal/apis/x.go")
+    assert p.returncode == 0, p.stderr
+    assert head_subject(web.repo.root) == "change internal/apis/x.go"
+
+
+def test_the_holder_itself_commits_inside_its_claim(guarded: list[Bus]) -> None:
+    api, _, _ = guarded
+    api.claim(["internal/api/"])
+    assert commit(api.repo.root, "internal/api/handler.go").returncode == 0
+
+
+def test_moving_a_file_out_of_a_claimed_directory_is_refused(guarded: list[Bus]) -> None:
+    api, web, _ = guarded
+    api.claim(["internal/api/"])
+    git(web.repo.root, "mv", "internal/api/handler.go", "handler.go")
+    p = subprocess.run(
+        ["git", "commit", "-q", "-m", "move"],
+        cwd=web.repo.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": BARE_PATH},
+        timeout=60,
+    )
+    assert p.returncode != 0 and "api-1 holds internal/api/" in p.stderr
+
+
+def test_gitbus_no_guard_and_no_verify_bypass_the_guard(guarded: list[Bus]) -> None:
+    api, web, _ = guarded
+    api.claim(["internal/api/"])
+    assert commit(web.repo.root, "internal/api/handler.go", GITBUS_NO_GUARD="1").returncode == 0
+    assert commit(web.repo.root, "internal/api/handler.go", "--no-verify").returncode == 0
+    assert git(web.repo.root, "rev-list", "--count", "HEAD").strip() == "3"
+
+
+def test_the_committing_agent_comes_from_gitbus_agent_or_the_worktrees_joined_name(
+    guarded: list[Bus],
+) -> None:
+    api, web, _ = guarded
+    web.claim(["config/"])
+    assert commit(web.repo.root, "config/db.yaml").returncode == 0
+    p = commit(web.repo.root, "config/db.yaml", GITBUS_AGENT="api-1")
+    assert p.returncode != 0 and "web-1 holds config/" in p.stderr
+    git(web.repo.root, "reset", "-q")  # the refused change stays staged; leave it out of the next commit
+    api.claim(["internal/api/"])
+    assert commit(web.repo.root, "internal/api/handler.go", GITBUS_AGENT="api-1").returncode == 0
+
+
+def test_guard_warn_lets_the_commit_through_and_says_why(guarded: list[Bus]) -> None:
+    api, web, _ = guarded
+    api.claim(["internal/api/"])
+    gb(web.repo.root, "config", "guard", "warn")
+    p = commit(web.repo.root, "internal/api/handler.go")
+    assert p.returncode == 0 and "api-1 holds internal/api/" in p.stderr
+    assert "commit refused" not in p.stderr
+
+
+def test_guard_off_lets_the_commit_through_silently(guarded: list[Bus]) -> None:
+    api, web, _ = guarded
+    api.claim(["internal/api/"])
+    gb(web.repo.root, "config", "guard", "off")
+    p = commit(web.repo.root, "internal/api/handler.go")
+    assert (p.returncode, p.stderr) == (0, "")
+
+
+def test_the_guard_works_in_every_worktree(guarded: list[Bus]) -> None:
+    api, web, db = guarded
+    db.claim(["config/"])
+    for bus in (api, web):
+        p = commit(bus.repo.root, "config/db.yaml")
+        assert p.returncode != 0 and "db-1 holds config/" in p.stderr, bus.agent
+    assert commit(db.repo.root, "config/db.yaml").returncode == 0
+    hooks = Path(git(web.repo.root, "rev-parse", "--git-common-dir").strip())
+    assert (api.repo.root / hooks / "hooks" / "pre-commit").is_file()
+
+
+def test_a_users_pre_commit_hook_still_runs_and_comes_back_on_uninstall(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    hooks = api.repo.common_dir / "hooks"
+    log = api.repo.root.parent / "user-hook.log"
+    original = f'#!/bin/sh\necho "user hook ran in $(pwd)" >> {log}\n'
+    (hooks / "pre-commit").write_text(original)
+    (hooks / "pre-commit").chmod(0o755)
+    assert gb(web.repo.root, "install", "git-hooks")[0] == 0
+    assert gb(web.repo.root, "install", "git-hooks")[0] == 0  # idempotent: the user's hook is kept once
+    api.claim(["internal/api/"])
+    assert commit(web.repo.root, "README.md").returncode == 0
+    assert log.read_text() == f"user hook ran in {web.repo.root}\n"
+    assert commit(web.repo.root, "internal/api/handler.go").returncode != 0
+    code, out, _ = gb(web.repo.root, "uninstall", "git-hooks")
+    assert code == 0 and "removed the commit guard" in out
+    assert (hooks / "pre-commit").read_text() == original
+    left = sorted(p.name for p in hooks.iterdir() if p.name.startswith("pre-commit"))
+    assert left in (["pre-commit"], ["pre-commit", "pre-commit.sample"])
+    assert commit(web.repo.root, "internal/api/handler.go").returncode == 0
+    assert log.read_text().count("user hook ran") == 2
+
+
+def test_uninstall_without_a_users_hook_removes_the_guard(guarded: list[Bus]) -> None:
+    api, web, _ = guarded
+    api.claim(["internal/api/"])
+    assert gb(api.repo.root, "uninstall", "git-hooks")[0] == 0
+    assert not (api.repo.common_dir / "hooks" / "pre-commit").exists()
+    assert commit(web.repo.root, "internal/api/handler.go").returncode == 0
+    assert gb(api.repo.root, "uninstall", "git-hooks")[1].strip() == "nothing to remove"
+
+
+def test_core_hooks_path_is_respected(agents: list[Bus], tmp_path: Path) -> None:
+    api, web, _ = agents
+    custom = tmp_path / "team-hooks"
+    custom.mkdir()
+    git(api.repo.root, "config", "core.hooksPath", str(custom))
+    code, out, _ = gb(web.repo.root, "install", "git-hooks")
+    assert code == 0 and str(custom / "pre-commit") in out
+    assert not (api.repo.common_dir / "hooks" / "pre-commit").exists()
+    api.claim(["internal/api/"])
+    p = commit(web.repo.root, "internal/api/handler.go")
+    assert p.returncode != 0 and "api-1 holds internal/api/" in p.stderr
+    gb(web.repo.root, "uninstall", "git-hooks")
+    assert not (custom / "pre-commit").exists()

@@ -1,0 +1,231 @@
+"""`gitbus install claude` / `uninstall claude`: hooks merged into Claude Code's settings, reversibly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gitbus.cli import app
+from gitbus.install import MARK_END, MARK_START
+
+from .conftest import git
+
+EVENTS = {"SessionStart", "UserPromptSubmit", "PostToolUse", "PreToolUse", "Stop"}
+USER_SETTINGS: dict[str, Any] = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(make test)"], "deny": ["Read(./.env)"]},
+    "env": {"FOO": "bar"},
+    "hooks": {
+        "PostToolUse": [
+            {"matcher": "Write|Edit", "hooks": [{"type": "command", "command": "./scripts/format.sh"}]}
+        ],
+        "Stop": [{"hooks": [{"type": "command", "command": "notify-send done", "timeout": 5}]}],
+        "Notification": [{"hooks": [{"type": "command", "command": "say hello"}]}],
+    },
+}
+
+
+def gb(wt: Path, *args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, ["-C", str(wt), *args], env={"COLUMNS": "200"})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def local_settings(worktrees: list[Path]) -> Path:
+    return worktrees[0] / ".claude" / "settings.local.json"
+
+
+def read(f: Path) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(f.read_text())
+    return obj
+
+
+def commands(settings: dict[str, Any]) -> dict[str, list[str]]:
+    """Every hook command per event."""
+    return {
+        event: [h["command"] for group in groups for h in group["hooks"]]
+        for event, groups in settings.get("hooks", {}).items()
+    }
+
+
+def ours(settings: dict[str, Any]) -> dict[str, list[str]]:
+    """The hook commands that run gitbus, per event."""
+    found = {
+        e: [c for c in cs if c.endswith((" hook", " hook wake"))] for e, cs in commands(settings).items()
+    }
+    return {e: cs for e, cs in found.items() if cs}
+
+
+def test_install_claude_writes_every_hook_into_the_main_checkouts_local_settings(
+    worktrees: list[Path],
+) -> None:
+    code, out, _ = gb(worktrees[0], "install", "claude")
+    assert code == 0 and str(local_settings(worktrees)) in out
+    settings = read(local_settings(worktrees))
+    assert set(ours(settings)) == EVENTS
+    assert all(len(cs) == 1 for e, cs in ours(settings).items() if e != "Stop")
+    [pre] = settings["hooks"]["PreToolUse"]
+    assert set(pre["matcher"].split("|")) == {"Write", "Edit", "MultiEdit", "NotebookEdit"}
+    [stop] = settings["hooks"]["Stop"]
+    wake = [h for h in stop["hooks"] if h["command"].endswith(" hook wake")]
+    assert wake and wake[0]["asyncRewake"] is True
+    assert not (worktrees[0] / ".claude" / "settings.json").exists()
+
+
+def test_the_installed_hook_command_runs_without_gitbus_on_the_path(worktrees: list[Path]) -> None:
+    gb(worktrees[1], "join", "--name", "web-1")
+    gb(worktrees[0], "install", "claude")
+    [command] = ours(read(local_settings(worktrees)))["SessionStart"]
+    hook_input = {
+        "session_id": "s1",
+        "transcript_path": "/tmp/t.jsonl",
+        "cwd": str(worktrees[1]),
+        "hook_event_name": "SessionStart",
+        "source": "startup",
+    }
+    p = subprocess.run(
+        ["/bin/sh", "-c", command],
+        input=json.dumps(hook_input),
+        capture_output=True,
+        text=True,
+        cwd=worktrees[0],
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+        timeout=30,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "you are agent web-1" in json.loads(p.stdout)["hookSpecificOutput"]["additionalContext"]
+
+
+def test_install_claude_twice_leaves_the_same_files(worktrees: list[Path]) -> None:
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps(USER_SETTINGS))
+    gb(worktrees[0], "install", "claude")
+    first = [f.read_bytes() for f in (local_settings(worktrees), *(w / "CLAUDE.local.md" for w in worktrees))]
+    assert gb(worktrees[1], "install", "claude")[0] == 0
+    again = [f.read_bytes() for f in (local_settings(worktrees), *(w / "CLAUDE.local.md" for w in worktrees))]
+    assert again == first
+
+
+def test_install_merges_with_the_users_settings_and_never_touches_them(worktrees: list[Path]) -> None:
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps(USER_SETTINGS, indent=4))
+    gb(worktrees[0], "install", "claude")
+    settings = read(local_settings(worktrees))
+    for key in ("model", "permissions", "env"):
+        assert settings[key] == USER_SETTINGS[key]
+    for event, groups in USER_SETTINGS["hooks"].items():
+        assert [g for g in settings["hooks"][event] if g in groups] == groups
+    assert set(ours(settings)) == EVENTS
+
+
+def test_uninstall_gives_back_the_users_settings_exactly(worktrees: list[Path]) -> None:
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps(USER_SETTINGS))
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "install", "claude")
+    code, out, _ = gb(worktrees[2], "uninstall", "claude")
+    assert code == 0 and "cleaned" in out
+    assert read(local_settings(worktrees)) == USER_SETTINGS
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [{}, {"hooks": {}}, {"model": "opus", "hooks": {"PostToolUse": []}}],
+    ids=["an-empty-object", "an-empty-hooks-object", "an-empty-event-list"],
+)
+def test_uninstall_gives_back_a_users_nearly_empty_settings_file_exactly(
+    worktrees: list[Path], existing: dict[str, Any]
+) -> None:
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps(existing))
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert local_settings(worktrees).exists(), "uninstall deleted a settings file the user had"
+    assert read(local_settings(worktrees)) == existing
+
+
+def test_uninstall_removes_a_settings_file_that_install_created(worktrees: list[Path]) -> None:
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert not local_settings(worktrees).exists()
+    assert not any((w / "CLAUDE.local.md").exists() for w in worktrees)
+    assert gb(worktrees[0], "uninstall", "claude")[1].strip() == "nothing to remove"
+
+
+def test_every_worktree_gets_a_marked_section_in_claude_local_md(worktrees: list[Path]) -> None:
+    gb(worktrees[0], "install", "claude")
+    for wt in worktrees:
+        text = (wt / "CLAUDE.local.md").read_text()
+        assert text.startswith(MARK_START + "\n") and text.endswith(MARK_END + "\n")
+        assert "gitbus claim" in text and "gitbus ask" in text
+
+
+def test_user_text_around_the_section_is_kept(worktrees: list[Path]) -> None:
+    memo = worktrees[1] / "CLAUDE.local.md"
+    memo.write_text("# My notes\n\nUse tabs.\n")
+    gb(worktrees[0], "install", "claude")
+    memo.write_text(memo.read_text() + "\nAdded after the section.\n")
+    gb(worktrees[0], "install", "claude")
+    text = memo.read_text()
+    assert text.startswith("# My notes\n\nUse tabs.\n") and "Added after the section.\n" in text
+    assert text.count(MARK_START) == 1 and text.count(MARK_END) == 1
+    gb(worktrees[0], "uninstall", "claude")
+    assert MARK_START not in memo.read_text()
+    assert "# My notes\n\nUse tabs.\n" in memo.read_text() and "Added after the section." in memo.read_text()
+
+
+def test_uninstall_gives_back_the_users_claude_local_md_byte_for_byte(worktrees: list[Path]) -> None:
+    memo = worktrees[1] / "CLAUDE.local.md"
+    memo.write_text("# My notes\n\nUse tabs.\n")
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert memo.read_text() == "# My notes\n\nUse tabs.\n"
+
+
+def test_install_shared_writes_settings_json_and_claude_md_in_this_worktree(worktrees: list[Path]) -> None:
+    here = worktrees[1]
+    code, _, _ = gb(here, "install", "claude", "--shared")
+    assert code == 0
+    assert set(ours(read(here / ".claude" / "settings.json"))) == EVENTS
+    assert MARK_START in (here / "CLAUDE.md").read_text()
+    assert not local_settings(worktrees).exists()
+    assert not (worktrees[0] / ".claude" / "settings.json").exists()
+    assert not any((w / "CLAUDE.local.md").exists() for w in worktrees)
+    gb(here, "uninstall", "claude", "--shared")
+    assert not (here / ".claude" / "settings.json").exists() and not (here / "CLAUDE.md").exists()
+
+
+def test_install_from_a_secondary_worktree_writes_to_the_main_checkout(worktrees: list[Path]) -> None:
+    assert gb(worktrees[2], "install", "claude")[0] == 0
+    assert set(ours(read(local_settings(worktrees)))) == EVENTS
+    assert not (worktrees[2] / ".claude").exists()
+    assert all(MARK_START in (w / "CLAUDE.local.md").read_text() for w in worktrees)
+
+
+def test_a_personal_install_leaves_git_status_clean_in_every_worktree(worktrees: list[Path]) -> None:
+    gb(worktrees[1], "install", "claude")
+    for wt in worktrees:
+        assert git(wt, "status", "--porcelain", "--untracked-files=all") == "", wt
+
+
+def test_settings_that_are_not_json_are_refused_in_one_line_and_left_alone(worktrees: list[Path]) -> None:
+    f = local_settings(worktrees)
+    f.parent.mkdir()
+    f.write_bytes(b'{"model": "opus",,}\n')
+    code, out, err = gb(worktrees[0], "install", "claude")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("gitbus: ") and "not valid JSON" in err
+    assert f.read_bytes() == b'{"model": "opus",,}\n'
+    assert not any((w / "CLAUDE.local.md").exists() for w in worktrees)
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 1
+    assert f.read_bytes() == b'{"model": "opus",,}\n'
+
+
+def test_install_refuses_a_target_it_does_not_know(worktrees: list[Path]) -> None:
+    code, _, err = gb(worktrees[0], "install", "vscode")
+    assert code == 1 and "use claude or git-hooks" in err
