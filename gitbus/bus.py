@@ -7,7 +7,7 @@ so orchestrators and tests can drive several agents in one process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -423,8 +423,29 @@ class Bus:
     def inbox(self, mark_read: bool = False) -> list[Message]:
         msgs, tips = self.unread()
         if mark_read:
-            cursors.save(self.repo, self.agent, tips)
+            self.mark_seen(tips, sessions=True)
         return msgs
+
+    def mark_seen(self, tips: dict[str, Oid], sessions: bool = False) -> None:
+        """Move this agent's cursor (and, with `sessions`, its hook sessions' cursors) up to `tips`,
+        never backwards: what the model has read one way is not delivered again another way."""
+
+        def merged(old: Mapping[str, str]) -> dict[str, str]:
+            out = dict(old)
+            for ref, tip in tips.items():
+                if ref not in out or self.repo.is_ancestor(Oid(out[ref]), tip):
+                    out[ref] = tip
+            return out
+
+        common = self.repo.common_dir
+        cursors.save(
+            self.repo, self.agent, {r: Oid(t) for r, t in merged(cursors.load(self.repo, self.agent)).items()}
+        )
+        for key in cursors.sessions_of(common, self.agent) if sessions else []:
+            with cursors.session_lock(common, self.agent, key):
+                current = cursors.load_session(common, self.agent, key)
+                if current is not None:
+                    cursors.save_session(common, self.agent, key, current._replace(tips=merged(current.tips)))
 
     def _concerns_me(self, m: Message) -> bool:
         """Sent by me, to me, or to everyone: what `status` lists as open."""

@@ -574,6 +574,14 @@ def config(
             out.print(f"{k} = {json.dumps(v)}", markup=False)
 
 
+@app.command()
+def mcp(ctx: typer.Context) -> None:
+    """Serve the bus as MCP tools on stdio (for Claude Code and other MCP clients; docs/mcp.md)."""
+    from gitbus.mcp_server import serve
+
+    serve(ctx.obj["dir"], ctx.obj["agent"])
+
+
 # -- across machines ----------------------------------------------------------------------------
 
 RemoteArg = Annotated[

@@ -82,6 +82,12 @@ def _dir(common_dir: Path, agent: str, session: str) -> Path:
     return common_dir / "gitbus" / "sessions" / agent / key
 
 
+def sessions_of(common_dir: Path, agent: str) -> list[str]:
+    """The sessions of `agent` that have a cursor on this clone."""
+    d = common_dir / "gitbus" / "sessions" / agent
+    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+
 @contextmanager
 def session_lock(common_dir: Path, agent: str, session: str) -> Iterator[None]:
     """Serialise one session's hook calls (Claude Code runs parallel tool calls' hooks at once):

@@ -97,7 +97,16 @@ class Session:
             batch = self.new_batch(tips)
             self.save(batch.tips)
             text = delivery.render(batch, self.agent)
+        if text:
+            self.mark_agent_seen(batch.tips)
         return emit(event, text) if text else ""
+
+    def mark_agent_seen(self, tips: Mapping[str, str]) -> None:
+        """What a session was shown counts as seen by its agent (the inbox and MCP won't repeat it)."""
+        from gitbus.bus import Bus
+        from gitbus.gitfiles import Oid
+
+        Bus.open(self.loc.root, self.agent).mark_seen({r: Oid(t) for r, t in tips.items()})
 
     @contextmanager
     def locked(self) -> Iterator[None]:

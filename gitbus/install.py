@@ -182,9 +182,25 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
         current = mem.read_text() if mem.exists() else ""
         mem.write_text(_with_section(current, CLAUDE_TEXT))
         written.append(mem)
+    for mcp_file in _mcp_files(repo, shared):
+        if not mcp_file.exists():
+            record.add(str(mcp_file))
+        config = _read_json(mcp_file)
+        servers = config.setdefault("mcpServers", {})
+        if not isinstance(servers, dict):
+            raise GitbusError(f"{mcp_file} has an mcpServers entry that is not an object; fix it first.")
+        exe, *args = shlex.split(gitbus_command())
+        servers["gitbus"] = {"command": exe, "args": [*args, "mcp"]}
+        _write_json(mcp_file, config)
+        written.append(mcp_file)
     if not shared:
-        _exclude(repo, ["/.claude/settings.local.json", "/CLAUDE.local.md"])
+        _exclude(repo, ["/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json"])
     return written
+
+
+def _mcp_files(repo: Repository, shared: bool) -> list[Path]:
+    """`.mcp.json` where sessions start: this worktree (shared), else every worktree."""
+    return [repo.root / ".mcp.json"] if shared else [wt / ".mcp.json" for wt in repo.worktrees()]
 
 
 def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
@@ -202,6 +218,19 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
             else:
                 _write_json(f, after)
             changed.append(f)
+    for mcp_file in _mcp_files(repo, shared):
+        if mcp_file.exists():
+            config = _read_json(mcp_file)
+            servers = config.get("mcpServers")
+            if isinstance(servers, dict) and "gitbus" in servers:
+                del servers["gitbus"]
+                if not servers:
+                    del config["mcpServers"]
+                if not config and str(mcp_file) in ours:
+                    mcp_file.unlink()
+                else:
+                    _write_json(mcp_file, config)
+                changed.append(mcp_file)
     for mem in _memory_files(repo, shared):
         if mem.exists():
             text = mem.read_text()
