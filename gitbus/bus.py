@@ -384,7 +384,13 @@ class Bus:
                     return
                 yield m
 
-        picked = (m for m in until_since(self.history(sender)) if matches(m))
+        if grep:  # git finds candidate commits in C; the exact filter below still decides
+            from gitbus.notes import search
+
+            source: Iterator[Message] = iter(search(self.repo, grep))
+        else:
+            source = self.history(sender)
+        picked = (m for m in until_since(source) if matches(m) and (sender is None or m.sender == sender))
         return list(islice(picked, n) if n is not None else picked)
 
     def find(self, prefix: str) -> Message:

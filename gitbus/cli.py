@@ -496,7 +496,9 @@ def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> No
         for f in I.install_claude(bus.repo, shared):
             out.print(f"wrote {f}", markup=False)
     elif target == "git-hooks":
-        out.print(f"installed the commit guard in {I.install_git_hooks(bus.repo)}", markup=False)
+        guard_hook, note_hook = I.install_git_hooks(bus.repo)
+        out.print(f"installed the commit guard in {guard_hook}", markup=False)
+        out.print(f"installed the commit notes hook in {note_hook}", markup=False)
     else:
         raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
 
@@ -511,10 +513,10 @@ def uninstall(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> 
         changed = I.uninstall_claude(bus.repo, shared)
         out.print("\n".join(f"cleaned {f}" for f in changed) or "nothing to remove", markup=False)
     elif target == "git-hooks":
-        hook_file = I.uninstall_git_hooks(bus.repo)
-        out.print(
-            f"removed the commit guard from {hook_file}" if hook_file else "nothing to remove", markup=False
-        )
+        removed = I.uninstall_git_hooks(bus.repo)
+        what = {"pre-commit": "the commit guard", "post-commit": "the commit notes hook"}
+        lines = [f"removed {what[f.name]} from {f}" for f in removed]
+        out.print("\n".join(lines) or "nothing to remove", markup=False)
     else:
         raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
 
@@ -580,6 +582,89 @@ def mcp(ctx: typer.Context) -> None:
     from gitbus.mcp_server import serve
 
     serve(ctx.obj["dir"], ctx.obj["agent"])
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+@app.command()
+def note(
+    ctx: typer.Context,
+    commit: Annotated[str, typer.Argument(help="The commit to annotate.")] = "HEAD",
+    json_out: JsonOpt = False,
+) -> None:
+    """Attach this agent's coordination note to a commit (the post-commit hook runs this)."""
+    from gitbus import notes
+
+    bus = _bus(ctx, json_out)
+    text = notes.note_for_commit(bus, commit)
+    notes.add(bus.repo, commit, text, bus.clock.now_ms())
+    if json_out:
+        render.dump(out, {"commit": commit, "note": text})
+    else:
+        out.print(text.rstrip(), markup=False)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="A file or directory.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """The story of a path: claims, discoveries, questions and answers, and commits with their notes."""
+    from gitbus import notes
+
+    bus = _bus(ctx, json_out)
+    events = notes.story(bus, path)
+    if json_out:
+        render.dump(
+            out,
+            [
+                {"time": iso(e.time), "message": e.message.to_json()}
+                if e.message
+                else {
+                    "time": iso(e.time),
+                    "commit": e.commit,
+                    "author": e.author,
+                    "subject": e.subject,
+                    "note": e.note,
+                }
+                for e in events
+            ],
+        )
+        return
+    for e in events:
+        if e.message:
+            m = e.message
+            out.print(
+                f"{hhmm(e.time)}  {m.kind.value:<9} {m.sender}: {m.summary()}  [{m.id[:8]}]", markup=False
+            )
+        else:
+            out.print(
+                f"{hhmm(e.time)}  commit    {(e.commit or '')[:10]} {e.author}: {e.subject}", markup=False
+            )
+            for line in e.note.splitlines():
+                out.print(f"                 {line}", markup=False)
+    if not events:
+        out.print("nothing on the bus or in the history touches this path", markup=False)
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="Text to find (any case).")],
+    n: Annotated[int, typer.Option("-n", min=1, help="At most this many (newest first).")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search every message ever posted."""
+    from gitbus import notes
+
+    bus = _bus(ctx, json_out)
+    found = notes.search(bus.repo, text, n)
+    if json_out:
+        render.dump(out, [m.to_json() for m in found])
+    else:
+        render.messages(out, found, bus.clock.now_ms())
 
 
 # -- across machines ----------------------------------------------------------------------------

@@ -27,7 +27,6 @@ MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these m
 MARK_END = "<!-- gitbus:end -->"
 _OURS = re.compile(r"(^|[\s/])(gitbus|-m gitbus)\s+hook(\s+wake)?\s*$")
 GUARD_TAG = "# gitbus commit guard"
-CHAINED = "pre-commit.before-gitbus"
 
 CLAUDE_TEXT = """## Coordinating with other agents (gitbus)
 
@@ -282,13 +281,18 @@ def hooks_dir(repo: Repository) -> Path:
     return path if path.is_absolute() else (repo.root / path).resolve()
 
 
-def _guard_script(cmd: str) -> str:
+def _script(name: str, cmd: str) -> str:
+    """The hook `name`: our step first, then the hook that was there before (chained)."""
+    if name == "pre-commit":
+        step = f"""if [ "${{GITBUS_NO_GUARD:-}}" != "1" ]; then
+    {cmd} guard --staged || exit $?
+fi"""
+    else:  # post-commit: a note of the coordination behind the commit; never fails the commit
+        step = f"{cmd} note HEAD >/dev/null 2>&1 || true"
     return f"""#!/bin/sh
 {GUARD_TAG} (installed by `gitbus install git-hooks`; bypass with GITBUS_NO_GUARD=1 or --no-verify)
-if [ "${{GITBUS_NO_GUARD:-}}" != "1" ]; then
-    {cmd} guard --staged || exit $?
-fi
-chained="$(dirname "$0")/{CHAINED}"
+{step}
+chained="$(dirname "$0")/{name}.before-gitbus"
 if [ -x "$chained" ]; then
     exec "$chained" "$@"
 fi
@@ -296,27 +300,40 @@ exit 0
 """
 
 
-def install_git_hooks(repo: Repository) -> Path:
-    """Install the pre-commit guard, keeping any existing pre-commit hook chained after it."""
+HOOKS = ("pre-commit", "post-commit")
+
+
+def install_git_hooks(repo: Repository) -> list[Path]:
+    """Install the pre-commit guard and the post-commit note, chaining any hooks already there;
+    notes follow amends and rebases (`notes.rewriteRef`)."""
     d = hooks_dir(repo)
     d.mkdir(parents=True, exist_ok=True)
-    hook = d / "pre-commit"
-    if hook.exists() and GUARD_TAG not in hook.read_text(errors="replace"):
-        if (d / CHAINED).exists():
-            raise GitbusError(f"{d / CHAINED} already exists; gitbus will not overwrite a chained hook.")
-        hook.rename(d / CHAINED)
-    hook.write_text(_guard_script(gitbus_command()))
-    hook.chmod(0o755)
-    return hook
+    written = []
+    for name in HOOKS:
+        hook, chained = d / name, d / f"{name}.before-gitbus"
+        if hook.exists() and GUARD_TAG not in hook.read_text(errors="replace"):
+            if chained.exists():
+                raise GitbusError(f"{chained} already exists; gitbus will not overwrite a chained hook.")
+            hook.rename(chained)
+        hook.write_text(_script(name, gitbus_command()))
+        hook.chmod(0o755)
+        written.append(hook)
+    current = repo.git("config", "--get-all", "notes.rewriteRef", check=False).split()
+    if "refs/notes/gitbus" not in current:
+        repo.git("config", "--add", "notes.rewriteRef", "refs/notes/gitbus")
+    return written
 
 
-def uninstall_git_hooks(repo: Repository) -> Path | None:
-    """Remove the guard and put the chained hook back where it was."""
+def uninstall_git_hooks(repo: Repository) -> list[Path]:
+    """Remove our hooks and put the chained ones back where they were."""
     d = hooks_dir(repo)
-    hook = d / "pre-commit"
-    if not hook.exists() or GUARD_TAG not in hook.read_text(errors="replace"):
-        return None
-    hook.unlink()
-    if (d / CHAINED).exists():
-        (d / CHAINED).rename(hook)
-    return hook
+    removed = []
+    for name in HOOKS:
+        hook, chained = d / name, d / f"{name}.before-gitbus"
+        if hook.exists() and GUARD_TAG in hook.read_text(errors="replace"):
+            hook.unlink()
+            if chained.exists():
+                chained.rename(hook)
+            removed.append(hook)
+    repo.git("config", "--unset", "notes.rewriteRef", "^refs/notes/gitbus$", check=False)
+    return removed

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from gitbus import claims as C
 from gitbus import delegation as D
-from gitbus import settings
+from gitbus import notes, settings
 from gitbus.chains import chain_time
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, EVERYONE, LEDGER_REF, new_message_id
 from gitbus.ledger import Change, Ledger, write_change
 from gitbus.message import Kind, Message, decode
+from gitbus.notes import NOTES_REF
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -73,8 +74,10 @@ def tracking(remote: str) -> str:
 
 def fetch(repo: Repository, remote: str, what: str = "*") -> None:
     """Copy the remote's bus refs (all, or one like `ledger`) into the tracking namespace."""
-    spec = f"+{BUS_PREFIX}{what}:{tracking(remote)}{what}"
-    code, _, err = repo.git_result("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, spec)
+    specs = [f"+{BUS_PREFIX}{what}:{tracking(remote)}{what}"]
+    if what == "*":  # coordination notes travel with the bus (a glob: the remote may have none yet)
+        specs.append(f"+refs/notes/gitbus*:refs/remotes/{remote}/notes/gitbus*")
+    code, _, err = repo.git_result("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs)
     if code != 0:
         if what != "*" and "couldn't find remote ref" in err:
             return  # the remote has no ledger yet
@@ -94,6 +97,26 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
     theirs_ledger = repo.ref(tracking(remote) + "ledger")
     if theirs_ledger:
         _integrate_ledger(repo, theirs_ledger, report)
+    theirs_notes = repo.ref(f"refs/remotes/{remote}/notes/gitbus")
+    if theirs_notes:
+        _integrate_notes(repo, theirs_notes, report)
+
+
+def _integrate_notes(repo: Repository, theirs: Oid, report: Report) -> None:
+    """Notes added on both sides are merged, never dropped (the same commit noted twice: both texts)."""
+    for _ in range(_ROUNDS):
+        ours = repo.ref(NOTES_REF)
+        try:
+            if ours is None or repo.is_ancestor(ours, theirs):
+                if ours != theirs:
+                    repo.update_ref(NOTES_REF, theirs, ours, "gitbus sync: notes from remote")
+                    report.updated.append(NOTES_REF)
+            elif not repo.is_ancestor(theirs, ours):
+                repo.update_ref(NOTES_REF, notes.merge(repo, ours, theirs), ours, "gitbus sync: notes merged")
+                report.merged.append(NOTES_REF)
+            return
+        except RefMoved:
+            continue
 
 
 def _integrate_chain(repo: Repository, lref: str, theirs: Oid, report: Report) -> None:
@@ -223,16 +246,18 @@ def _dropped(msg: Message, why: str, now: int) -> Change:
 
 def push(repo: Repository, remote: str, report: Report, only: list[str] | None = None) -> None:
     """Push every bus ref that is ahead of the remote, all or nothing, each with a lease."""
-    track = repo.refs(tracking(remote))
     local = repo.refs(AGENTS_PREFIX)
     led = repo.ref(LEDGER_REF)
     if led:
         local[LEDGER_REF] = led
+    note_tip = repo.ref(NOTES_REF)
+    if note_tip:
+        local[NOTES_REF] = note_tip
     specs: list[tuple[str, Oid, Oid | None]] = []
     for lref, ours in sorted(local.items()):
         if only is not None and lref not in only:
             continue
-        theirs = track.get(tracking(remote) + lref[len(BUS_PREFIX) :])
+        theirs = repo.ref(_tracking_of(remote, lref))
         if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
             continue  # up to date, or the remote has more: pull first
         specs.append((lref, ours, theirs))
@@ -253,11 +278,17 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
             )
         raise RemoteError(f"Pushing the bus to '{remote}' failed: {_last(err or out)}.")
     for lref, ours, theirs in specs:
-        tref = tracking(remote) + lref[len(BUS_PREFIX) :]
+        tref = _tracking_of(remote, lref)
         # A concurrent fetch may already have recorded something at least as new: fine either way.
         with contextlib.suppress(RefMoved):
             repo.update_ref(tref, ours, theirs, "gitbus push")
         report.pushed.append(lref)
+
+
+def _tracking_of(remote: str, lref: str) -> str:
+    if lref == NOTES_REF:
+        return f"refs/remotes/{remote}/notes/gitbus"
+    return tracking(remote) + lref[len(BUS_PREFIX) :]
 
 
 def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True) -> Report:
