@@ -154,18 +154,19 @@ class Command:
     label: str
     argv: tuple[str, ...]
     cwd: Path
+    stdin: bytes | None = None  # fed to the process (None: inherited)
 
 
 def cli_times(cmds: Sequence[Command], reps: int, env: Mapping[str, str]) -> dict[str, Series]:
     """Whole-process wall time of each command; the order rotates every repetition."""
     for c in cmds:  # warm the page cache; not counted
-        subprocess.run(c.argv, cwd=c.cwd, env=dict(env), capture_output=True, check=True)
+        subprocess.run(c.argv, cwd=c.cwd, env=dict(env), input=c.stdin, capture_output=True, check=True)
     got: dict[str, list[float]] = {c.label: [] for c in cmds}
     for rep in range(reps):
         k = rep % len(cmds)
         for c in [*cmds[k:], *cmds[:k]]:
             t0 = time.perf_counter()
-            subprocess.run(c.argv, cwd=c.cwd, env=dict(env), capture_output=True, check=True)
+            subprocess.run(c.argv, cwd=c.cwd, env=dict(env), input=c.stdin, capture_output=True, check=True)
             got[c.label].append(time.perf_counter() - t0)
     return {label: Series(tuple(v)) for label, v in got.items()}
 

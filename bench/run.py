@@ -1,9 +1,9 @@
-"""gitbus benchmarks: library throughput against a raw pygit2 floor, and CLI wall times.
+"""gitbus benchmarks: library throughput against a raw pygit2 floor, CLI wall times, live delivery.
 
 Run from the repository root in an environment where gitbus is installed (`pip install -e .`):
 
     python bench/run.py           # full: a 100,000-message bus, a few minutes
-    python bench/run.py --quick   # a 10,000-message bus, under a minute
+    python bench/run.py --quick   # a 10,000-message bus, about two minutes
 
 Everything is measured side by side in one run (see measure.py), then written to
 docs/benchmarks.md. Repositories live in temporary directories removed afterwards. Benchmarks never
@@ -28,6 +28,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import floor
+import live
 import pygit2
 import report
 import synth
@@ -58,15 +59,19 @@ class Config:
     profile_ops: int = 300
     peers: int = 63  # other agents on the bus in the scaling scenarios
     tags: int = 1000  # unrelated refs in the scaling scenarios
+    hook_reps: int = 60  # runs of each command in the hook comparison
+    live_posts: int = 200  # posts timed through the watcher, per scenario
+    live_worktrees: tuple[int, ...] = (4, 16)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
-               big=10_000)
+               big=10_000, hook_reps=20, live_posts=60)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
 
 
 _T0 = time.perf_counter()
+_LOAD_AT_START = os.getloadavg()[0]  # other work on the machine shows in every absolute figure
 
 
 def log(text: str) -> None:
@@ -211,6 +216,7 @@ def machine() -> dict[str, str]:
         "pygit2 / libgit2": f"{version('pygit2')} / {pygit2.LIBGIT2_VERSION}",
         "git": _out("git", "--version"),
         "gitbus": f"{version('gitbus')} at {head}{dirty}",
+        "load average (1 min)": f"{_LOAD_AT_START:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
     }
 
 
@@ -307,6 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli = cli_times(cmds, cfg.cli_reps, env)
         library = timed_calls({key: _log20(b.root) for key, b in builds.items()}, cfg.cli_reps * 3)
 
+        live_env = {k: v for k, v in env.items() if k != "GITBUS_AGENT"}  # agents come from worktrees here
+        log(f"live: the hook's nothing-new path, {cfg.hook_reps} repetitions")
+        hooks = live.hook_bench(work, live_env, gitbus, cfg.hook_reps)
+        propagation = []
+        for n in cfg.live_worktrees:
+            log(f"live: {cfg.live_posts} posts through `gitbus watch`, {n} worktrees")
+            propagation.append(live.propagation(work, live_env, gitbus, n, cfg.live_posts))
+
     command = f"cd {ROOT} && {sys.executable} bench/run.py{' --quick' if cfg.quick else ''}"
     text = report.render(report.Results(
         quick=cfg.quick, machine=machine(), command=command, seconds=time.perf_counter() - started,
@@ -315,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale_reps=cfg.scale_reps, scale_ops=cfg.scale_ops, cli_reps=cfg.cli_reps, agents=cfg.agents,
         post=post, claim=claim, profiles=profiles, scale=scale,
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
-        cli=cli, library=library,
+        cli=cli, library=library, hooks=hooks, propagation=propagation,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

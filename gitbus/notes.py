@@ -123,12 +123,16 @@ def search(repo: Repository, text: str, limit: int | None = None) -> list[Messag
     if not tips:
         return []
     out = repo.git("log", "--format=%H", "-i", "-F", f"--grep={text}", *tips, "--")
+    needle = text.casefold()
     found: list[Message] = []
     for oid in out.split():
         try:
-            found.append(decode(repo.read_commit(Oid(oid)).message))
+            m = decode(repo.read_commit(Oid(oid)).message)
         except GitbusError:
             continue
+        # git matched anywhere in the commit message, trailers included: keep only real text hits.
+        if needle in m.text.casefold() or needle in m.summary().casefold():
+            found.append(m)
     found.sort(key=lambda m: (m.time, m.id), reverse=True)
     return found[:limit] if limit is not None else found
 

@@ -170,6 +170,15 @@ def countdown(ms: int) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+def fit(text: Text, width: int) -> Text:
+    """`text` cut to `width` cells with an ellipsis (a copy: the original is kept for a wider screen)."""
+    if text.cell_len <= width:
+        return text
+    out = text.copy()
+    out.truncate(width, overflow="ellipsis")
+    return out
+
+
 def label(kind: Kind) -> Text:
     return Text(kind.value, style=KIND_STYLE[kind])
 
@@ -216,7 +225,7 @@ class Table(DataTable[Text]):
     def __init__(self, id: str) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
         self.keys: list[str] = []
-        self.rows: Sequence[tuple[str, Sequence[Text]]] = ()
+        self.content: Sequence[tuple[str, Sequence[Text]]] = ()
 
     def widths(self) -> list[int]:
         fixed = sum(w for _, w in self.COLUMNS)
@@ -224,15 +233,15 @@ class Table(DataTable[Text]):
         return [w or rest for _, w in self.COLUMNS]
 
     def on_resize(self) -> None:
-        self.fill(self.rows)
+        self.fill(self.content)
 
     def fill(self, rows: Sequence[tuple[str, Sequence[Text]]]) -> None:
-        self.rows, keep = rows, self.selected()
+        self.content, keep = rows, self.selected()
         self.clear(columns=True)
         for (name, _), w in zip(self.COLUMNS, self.widths(), strict=True):
             self.add_column(name, width=w, key=name)
         for key, cells in rows:
-            self.add_row(*(c[:w] if len(c) > w else c for c, w in zip(cells, self.widths(), strict=True)), key=key)
+            self.add_row(*(fit(c, w) for c, w in zip(cells, self.widths(), strict=True)), key=key)
         self.keys = [k for k, _ in rows]
         if keep in self.keys:
             self.move_cursor(row=self.keys.index(keep), animate=False)
@@ -343,7 +352,7 @@ class ThreadScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="thread-title", markup=False)
         yield VerticalScroll(id="thread-body")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.reload()
@@ -435,7 +444,7 @@ class GitbusApp(App[None]):
             with TabPane("3 Agents", id="agents"):
                 yield AgentsTable(id="agents-table")
                 yield Static(id="agent-detail", classes="detail", markup=False)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(FeedTable).focus()
