@@ -432,6 +432,19 @@ class Bus:
             self.mark_seen(tips, sessions=True)
         return msgs
 
+    def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
+        """What this agent has not seen, oldest first, as much as fits in `budget` characters of
+        facts, and how many more wait; marks seen only what is returned (for the agent and its
+        hook sessions)."""
+        from gitbus.delivery import select
+
+        tips = self.tips()
+        old = cursors.load(self.repo, self.agent)
+        entries = list(chains.history(self.repo, tips, old))
+        batch = select(((e.message, e.commit, e.ref) for e in reversed(entries)), old, self.agent, budget)
+        self.mark_seen({r: Oid(t) for r, t in batch.tips.items()}, sessions=True)
+        return batch.shown, batch.waiting
+
     def mark_seen(self, tips: dict[str, Oid], sessions: bool = False) -> None:
         """Move this agent's cursor (and, with `sessions`, its hook sessions' cursors) up to `tips`,
         never backwards: what the model has read one way is not delivered again another way."""

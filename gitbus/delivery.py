@@ -87,12 +87,12 @@ def fact(m: Message, me: AgentName) -> str:
     if m.kind is Kind.DISCOVERY:
         return f"- {who} reported{on}: {quote(m.text)} [{short}]"
     if m.kind is Kind.QUESTION:
-        whom = "you" if m.to == me else "everyone"
+        whom = "you" if m.to == me else "everyone" if m.to == EVERYONE else m.to
         return f'- {who} asked {whom}{on}: {quote(m.text)} [{short}; reply: gitbus answer {short} "…"]'
     if m.kind is Kind.ANSWER:
         return f"- {who} answered question {(m.reply_to or '')[:8]}: {quote(m.text)} [{short}]"
     if m.kind is Kind.REQUEST:
-        whom = "you" if m.to == me else "anyone"
+        whom = "you" if m.to == me else "anyone" if m.to == EVERYONE else m.to
         return f"- {who} requested work from {whom}{on}: {quote(m.text)} [{short}; gitbus take {short}]"
     if m.kind is Kind.TAKE:
         return f"- {who} took request {(m.reply_to or '')[:8]}."

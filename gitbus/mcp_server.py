@@ -77,8 +77,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     @server.tool(structured_output=False)
     def claim(paths: list[str], ttl: str = "30m", reason: str = "") -> str:
         """Claim files or directories (dir/) so others keep out; all or none. ttl like 30s, 10m, 2h."""
-        ms = parse_duration(ttl) if ttl else DEFAULT_TTL_MS
-        return call(lambda b: _said(b.claim(paths, ms, reason)))
+        return call(lambda b: _said(b.claim(paths, parse_duration(ttl) if ttl else DEFAULT_TTL_MS, reason)))
 
     @server.tool(structured_output=False)
     def release(paths: list[str] | None = None, all: bool = False) -> str:
@@ -105,22 +104,20 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         """What is new for you (messages to you, answers, broadcasts); marks them seen."""
 
         def run(b: Bus) -> str:
-            msgs = b.inbox(mark_read=True)
-            return (
-                "\n".join(fact(m, b.agent) for m in msgs[-30:])
-                + (f"\n({len(msgs) - 30} older not shown; gitbus log)" if len(msgs) > 30 else "")
-                if msgs
-                else "nothing new"
-            )
+            shown, waiting = b.read_new(budget=4000)
+            if not shown:
+                return "nothing new"
+            more = f"\n{waiting} more: call inbox again." if waiting else ""
+            return "\n".join(fact(m, b.agent) for m in shown) + more
 
         return call(run)
 
     @server.tool(structured_output=False)
     def search(text: str, limit: int = 10) -> str:
-        """Search the bus history for text (newest first)."""
-        return call(
-            lambda b: "\n".join(fact(m, b.agent) for m in b.log(min(limit, 50), grep=text)) or "no match"
-        )
+        """Search the bus history for text (newest first); limit 1-50."""
+        if not 1 <= limit <= 50:
+            raise ToolError("limit must be between 1 and 50.")
+        return call(lambda b: "\n".join(fact(m, b.agent) for m in b.log(limit, grep=text)) or "no match")
 
     @server.tool(structured_output=False)
     def status() -> str:
