@@ -13,6 +13,7 @@ one that lost is dropped and its agent told, never silently kept.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from gitbus import claims as C
 from gitbus import delegation as D
 from gitbus import notes, settings
 from gitbus.chains import chain_time
-from gitbus.errors import CorruptMessage, GitbusError
+from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, EVERYONE, LEDGER_REF, new_message_id
 from gitbus.ledger import Change, Ledger, write_change
@@ -84,9 +85,21 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
         raise RemoteError(f"The bus remote '{remote}' could not be reached: {_last(err)}.")
 
 
+_NOISE = (
+    "Please make sure you have",
+    "and the repository exists",
+    "Could not read from remote",
+    "To ",
+    "Done",
+)
+
+
 def _last(err: str) -> str:
     lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
-    return lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines else "no answer"
+    lines = [x for x in lines if not x.startswith(_NOISE) and "failed to push some refs" not in x] or lines
+    return (
+        " ".join(x.removeprefix("fatal: ").removeprefix("error: ") for x in lines).rstrip(".") or "no answer"
+    )
 
 
 def integrate(repo: Repository, remote: str, report: Report) -> None:
@@ -201,6 +214,8 @@ def redecide(state: Ledger, msg: Message, now: int, ignorecase: bool) -> Change 
             ignorecase=ignorecase,
             msg_id=msg.id,
         )
+    if msg.get("dropped"):  # a note already decided: keep it, or its agent is never told
+        return Change(dataclasses.replace(msg, time=now), {})
     if msg.kind in (Kind.RELEASE, Kind.RENEW):
         present = [p for p in msg.paths if state.read(C.slot(p, ignorecase))]
         if not present or msg.get("dropped"):
@@ -268,14 +283,7 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
     args += [f"{ours}:{lref}" for lref, ours, _ in specs]
     code, out, err = repo.git_result(*args)
     if code != 0:
-        text = out + err
-        if "stale info" in text or "fetch first" in text or "non-fast-forward" in text:
-            raise RefMoved(specs[0][0], None)
-        if "funny refname" in text or "deny" in text.lower() or "hook declined" in text:
-            raise RemoteError(
-                f"The bus remote '{remote}' refused refs under refs/bus/ ({_last(err or out)}); "
-                "some hosts accept only branches and tags. See docs/sync.md for the fallback."
-            )
+        _push_failed(remote, specs[0][0], out, err)
         raise RemoteError(f"Pushing the bus to '{remote}' failed: {_last(err or out)}.")
     for lref, ours, theirs in specs:
         tref = _tracking_of(remote, lref)
@@ -289,6 +297,28 @@ def _tracking_of(remote: str, lref: str) -> str:
     if lref == NOTES_REF:
         return f"refs/remotes/{remote}/notes/gitbus"
     return tracking(remote) + lref[len(BUS_PREFIX) :]
+
+
+def _push_failed(remote: str, ref: str, out: str, err: str) -> None:
+    text = out + err
+    if "funny refname" in text or "deny" in text.lower() or "hook declined" in text:
+        raise RemoteError(
+            f"The bus remote '{remote}' refused refs under refs/bus/ ({_last(out + err)}); "
+            "some hosts accept only branches and tags. See docs/sync.md for the fallback."
+        )
+    if any(
+        k in text
+        for k in (
+            "stale info",
+            "fetch first",
+            "non-fast-forward",
+            "atomic transaction failed",
+            "failed to update ref",
+            "cannot lock ref",
+            "failed to lock",
+        )
+    ):
+        raise RefMoved(ref, None)
 
 
 def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True) -> Report:
@@ -337,20 +367,30 @@ class RemoteArbiter:
         self.report = Report(remote)
 
     def base(self) -> Oid | None:
-        try:
-            fetch(self.repo, self.remote, "ledger")
-        except RemoteError as e:
-            raise RemoteError(
-                f"{e} Nothing was changed; retry, or pass --offline to act locally and "
-                "reconcile at the next sync."
-            ) from None
-        theirs = self.repo.ref(tracking(self.remote) + "ledger")
-        if theirs:
-            _integrate_ledger(self.repo, theirs, self.report)
-        ours = self.repo.ref(LEDGER_REF)
-        if ours and ours != theirs:  # offline steps not yet on the remote: publish them first
-            push(self.repo, self.remote, self.report, only=[LEDGER_REF])
-        return self.repo.ref(LEDGER_REF)
+        """The remote's ledger, with our offline steps published on top of it first."""
+        for _ in range(_ROUNDS):
+            try:
+                fetch(self.repo, self.remote, "ledger")
+            except RemoteError as e:
+                raise RemoteError(
+                    f"{e} Nothing was changed; retry, or pass --offline to act locally and "
+                    "reconcile at the next sync."
+                ) from None
+            theirs = self.repo.ref(tracking(self.remote) + "ledger")
+            if theirs:
+                _integrate_ledger(self.repo, theirs, self.report)
+            ours = self.repo.ref(LEDGER_REF)
+            if not ours or ours == theirs:
+                return ours
+            try:  # offline steps not yet on the remote: publish them first
+                push(self.repo, self.remote, self.report, only=[LEDGER_REF])
+                return self.repo.ref(LEDGER_REF)
+            except RefMoved:
+                continue  # the remote moved meanwhile: take its news and publish again
+        raise Contended(
+            f"The bus remote '{self.remote}' kept moving while publishing offline steps; "
+            "nothing was changed. Retry."
+        )
 
     def publish(self, base: Oid | None, new: Oid, log: str) -> None:
         code, out, err = self.repo.git_result(
@@ -363,9 +403,7 @@ class RemoteArbiter:
             f"{new}:{LEDGER_REF}",
         )
         if code != 0:
-            text = out + err
-            if "stale info" in text or "fetch first" in text or "non-fast-forward" in text:
-                raise RefMoved(LEDGER_REF, None)
+            _push_failed(self.remote, LEDGER_REF, out, err)
             raise RemoteError(
                 f"The bus remote '{self.remote}' could not be reached: {_last(err or out)}; nothing was "
                 "changed. Retry, or pass --offline to act locally and reconcile at the next sync."

@@ -1,0 +1,767 @@
+"""Sharing the bus through a git remote: real bare repositories over file://, real clones, real git.
+
+Each clone stands for a machine. Messages travel only through `gitbus sync` / `pull` / `push`;
+ledger steps (claim, release, take) are decided by the remote as soon as a bus remote is set, or
+locally with `offline=True` and re-decided at the next sync. The helpers here (a bare remote, clones,
+a dead address, a walk of the remote's ledger) are shared by test_sync_daemon.py and
+test_convergence.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gitbus import settings, sync
+from gitbus.bus import Bus
+from gitbus.claims import Claim, all_claims
+from gitbus.cli import app
+from gitbus.clock import FakeClock
+from gitbus.errors import ClaimConflict, Conflict, CorruptMessage, GitbusError
+from gitbus.git import Oid, Repository
+from gitbus.ids import LEDGER_REF, AgentName, agent_ref
+from gitbus.ledger import Ledger
+from gitbus.message import Kind, Message, decode
+from gitbus.paths import overlaps
+from gitbus.watch import Watcher
+
+from .conftest import git, make_repo
+
+runner = CliRunner()
+
+
+# -- helpers shared with test_sync_daemon.py and test_convergence.py ------------------------------
+
+
+def bare_remote(root: Path, name: str = "remote.git") -> Path:
+    """A bare repository with one commit on main, and a reflog of every ref it ever accepts."""
+    root.mkdir(parents=True, exist_ok=True)
+    bare = root / name
+    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(bare, "config", "core.logAllRefUpdates", "always")
+    seed = make_repo(root / f"{name}-seed")
+    git(seed, "push", "-q", bare.as_uri(), "main")
+    return bare
+
+
+def clone(url: str, dest: Path) -> Path:
+    git(dest.parent, "clone", "-q", url, str(dest))
+    return dest
+
+
+def sharing(path: Path, agent: str, clock: FakeClock, remote: str | None = "origin") -> Bus:
+    """Open a bus in a clone as `agent` and make `remote` its bus remote (the library's way)."""
+    bus = Bus.open(path, agent, clock)
+    bus.init(remote)
+    return bus
+
+
+def offline(bus: Bus) -> Bus:
+    """The same agent on the same clone, deciding ledger steps locally."""
+    return Bus(bus.repo, bus.agent, bus.clock, bus.cwd, offline=True)
+
+
+def set_url(path: Path, url: str, remote: str = "origin") -> None:
+    git(path, "remote", "set-url", remote, url)
+
+
+def dead_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bus_refs(path: Path) -> dict[str, str]:
+    out = git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/bus/")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def ids(bus: Bus) -> list[str]:
+    return [m.id for m in bus.log(n=None)]
+
+
+def order_keys(bus: Bus) -> list[tuple[int, str]]:
+    return [(m.time, m.id) for m in bus.log(n=None)]
+
+
+def assert_bus_order(bus: Bus) -> None:
+    keys = order_keys(bus)
+    assert keys == sorted(keys, key=lambda k: (k[0], int(k[1], 16)), reverse=True), "log is not (time, id)"
+    assert len({k[1] for k in keys}) == len(keys), "a message appears twice"
+
+
+def gb(path: Path, agent: str, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; an exception that escaped it (a crash, not an exit) is shown in stderr."""
+    r = runner.invoke(app, ["-C", str(path), "-a", agent, *args], env={"COLUMNS": "120"})
+    crashed = r.exception is not None and not isinstance(r.exception, SystemExit)
+    return r.exit_code, r.stdout, r.stderr + (f"CRASHED: {r.exception!r}" if crashed else "")
+
+
+@dataclass(frozen=True)
+class LedgerStep:
+    """One commit of a ledger: its message (None for a foreign commit) and the claims of its state."""
+
+    commit: Oid
+    message: Message | None
+    claims: list[Claim]
+
+
+def ledger_steps(repo: Repository, tip: Oid | None) -> Iterator[LedgerStep]:
+    """Every state a ledger went through, newest first (the ledger is a single-parent chain)."""
+    at = tip
+    while at is not None:
+        commit = repo.read_commit(at)
+        assert len(commit.parents) <= 1, f"ledger commit {at} has {len(commit.parents)} parents"
+        try:
+            msg: Message | None = decode(commit.message)
+        except CorruptMessage:
+            msg = None
+        yield LedgerStep(at, msg, all_claims(Ledger(repo, commit.tree)))
+        at = commit.parents[0] if commit.parents else None
+
+
+def overlapping_live(claims: list[Claim], now: int) -> list[tuple[Claim, Claim]]:
+    live = [c for c in claims if c.live(now)]
+    return [
+        (a, b)
+        for i, a in enumerate(live)
+        for b in live[i + 1 :]
+        if a.owner != b.owner and overlaps(a.path, b.path)
+    ]
+
+
+def remote_ledger_history(bare: Path, observer: Path) -> list[LedgerStep]:
+    """Fetch the remote's ledger into `observer` (a clone) and check every state it ever accepted.
+
+    The bare remote keeps a reflog (`core.logAllRefUpdates=always`): every value its ledger ever had
+    must still be on the final chain (nothing accepted was later rewritten away), so walking the final
+    chain visits every accepted state. At each state, no two live claims of different agents overlap.
+    """
+    git(observer, "fetch", "-q", "origin", f"+{LEDGER_REF}:refs/observed/ledger")
+    repo = Repository.open(observer)
+    tip = repo.ref("refs/observed/ledger")
+    steps = list(ledger_steps(repo, tip))
+    on_chain = {s.commit for s in steps}
+    reflog = git(bare, "reflog", "show", "--format=%H", LEDGER_REF).split() if tip else []
+    assert set(reflog) <= on_chain, "the remote's ledger was rewritten: an accepted state is gone"
+    for step in steps:
+        now = step.message.time if step.message else 0
+        bad = overlapping_live(step.claims, now)
+        assert not bad, f"the remote accepted overlapping live claims at {step.commit}: {bad}"
+    return steps
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Net:
+    bare: Path
+    url: str
+    clones: list[Path]
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Net:
+    """A bare remote reached over file:// and two clones of it, `a` and `b`."""
+    bare = bare_remote(tmp_path)
+    url = bare.as_uri()
+    return Net(bare, url, [clone(url, tmp_path / name) for name in ("a", "b")])
+
+
+@pytest.fixture
+def pair(net: Net, clock: FakeClock) -> tuple[Bus, Bus]:
+    """alice on clone a and bob on clone b, both sharing the bus through origin."""
+    return sharing(net.clones[0], "alice", clock), sharing(net.clones[1], "bob", clock)
+
+
+# -- messages -----------------------------------------------------------------------------------------
+
+
+def test_git_clone_alone_never_brings_the_bus(net: Net, pair: tuple[Bus, Bus], tmp_path: Path) -> None:
+    alice, _ = pair
+    alice.discover("the db config is in config/db.yaml")
+    sync.sync(alice.repo, "origin")
+    assert git(net.bare, "for-each-ref", "refs/bus/agents/alice").strip()
+
+    fresh = clone(net.url, tmp_path / "fresh")
+    assert bus_refs(fresh) == {}
+    git(fresh, "fetch", "-q", "origin")
+    assert bus_refs(fresh) == {}, "a plain git fetch brought refs/bus"
+    sync.sync(Repository.open(fresh), "origin", send=False)
+    assert bus_refs(fresh)[agent_ref(AgentName("alice"))] == bus_refs(net.clones[0])["refs/bus/agents/alice"]
+
+
+def test_messages_reach_the_other_clone_with_the_same_ids_in_the_same_order(pair: tuple[Bus, Bus]) -> None:
+    alice, bob = pair
+    posted = [alice.discover("handler retries 3 times", ["internal/api/"]).id]
+    q = alice.ask("who owns config/?", paths=["config/"])
+    posted.append(q.id)
+    posted.append(bob.discover("README is stale").id)
+    posted.append(bob.request("split the handlers", paths=["internal/api/"]).id)
+
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin")
+    posted.append(bob.answer(q.id, "I do").id)
+    sync.sync(bob.repo, "origin")
+    report = sync.sync(alice.repo, "origin", send=False)  # a pull
+    assert report.pushed == [] and agent_ref(AgentName("bob")) in report.updated
+
+    assert ids(alice) == ids(bob)
+    assert order_keys(alice) == order_keys(bob)
+    assert set(posted) <= set(ids(alice))
+    assert_bus_order(alice)
+    answer = alice.find(posted[-1])
+    assert answer.reply_to == q.id and answer.time > q.time
+
+    # Syncing again changes nothing and duplicates nothing.
+    before = bus_refs(alice.repo.root)
+    again = sync.sync(alice.repo, "origin")
+    assert (again.updated, again.merged, again.pushed) == ([], [], [])
+    assert bus_refs(alice.repo.root) == before and ids(alice) == ids(bob)
+
+
+def test_syncing_leaves_the_users_fetch_config_alone(net: Net, pair: tuple[Bus, Bus]) -> None:
+    alice, bob = pair
+    before = [git(c, "config", "--get-all", "remote.origin.fetch") for c in net.clones]
+    alice.discover("one")
+    bob.discover("two")
+    for bus in (alice, bob, alice):
+        sync.sync(bus.repo, "origin")
+    assert [git(c, "config", "--get-all", "remote.origin.fetch") for c in net.clones] == before
+    assert before[0].strip() == "+refs/heads/*:refs/remotes/origin/*"
+    tracked = git(net.clones[0], "for-each-ref", "--format=%(refname)", "refs/remotes/origin/bus/").split()
+    assert "refs/remotes/origin/bus/agents/bob" in tracked
+
+
+def test_pull_never_deletes_a_local_only_bus_ref(net: Net, pair: tuple[Bus, Bus], clock: FakeClock) -> None:
+    alice, bob = pair
+    alice.discover("on the remote")
+    sync.sync(alice.repo, "origin")
+    carol = sharing(net.clones[1], "carol", clock)  # a chain on clone b that the remote lacks
+    note = carol.discover("local only, never pushed")
+    local_only = bus_refs(net.clones[1])["refs/bus/agents/carol"]
+
+    for _ in range(2):
+        sync.sync(bob.repo, "origin", send=False)
+        assert bus_refs(net.clones[1])["refs/bus/agents/carol"] == local_only
+    assert "refs/bus/agents/carol" not in bus_refs(net.bare)
+    assert note.id in ids(bob)
+    # A plain git fetch with --prune does not touch refs/bus either.
+    git(net.clones[1], "fetch", "-q", "--prune", "origin")
+    assert bus_refs(net.clones[1])["refs/bus/agents/carol"] == local_only
+
+
+def test_one_agent_name_on_two_clones_is_joined_by_a_merge_without_rewriting(
+    net: Net, clock: FakeClock
+) -> None:
+    a = sharing(net.clones[0], "twin", clock)
+    sync.sync(a.repo, "origin")
+    sync.sync(Repository.open(net.clones[1]), "origin", send=False)
+    b = sharing(net.clones[1], "twin", clock)  # already on the bus: b shares a's join, the chains fork below
+    assert ids(b) == ids(a)
+    clock.advance(1000)
+    on_a = a.discover("posted on machine a")
+    on_b = b.discover("posted on machine b")
+    commit_a = bus_refs(net.clones[0])["refs/bus/agents/twin"]
+    commit_b = bus_refs(net.clones[1])["refs/bus/agents/twin"]
+
+    sync.sync(a.repo, "origin")
+    report = sync.sync(b.repo, "origin")
+    assert report.merged == ["refs/bus/agents/twin"]
+    sync.sync(a.repo, "origin")
+
+    for bus in (a, b):
+        got = {m.id: m for m in bus.log(n=None)}
+        assert got[on_a.id] == on_a and got[on_b.id] == on_b
+        tip = bus.repo.ref("refs/bus/agents/twin")
+        assert tip is not None
+        assert bus.repo.is_ancestor(Oid(commit_a), tip) and bus.repo.is_ancestor(Oid(commit_b), tip)
+    assert ids(a) == ids(b) and order_keys(a) == order_keys(b)
+    assert bus_refs(net.clones[0]) == bus_refs(net.clones[1])
+    later = a.discover("after the merge")
+    assert later.time > max(on_a.time, on_b.time)
+
+
+def test_two_clones_that_joined_one_name_separately_keep_both_histories(net: Net, clock: FakeClock) -> None:
+    a = sharing(net.clones[0], "twin", clock)
+    b = sharing(net.clones[1], "twin", clock)  # two unrelated chains for one name
+    posted = [a.discover("from a").id, b.discover("from b").id]
+    for bus in (a, b, a):
+        sync.sync(bus.repo, "origin")
+    assert len(a.log(n=None, kinds=["join"])) == 2
+    assert ids(a) == ids(b) and set(posted) <= set(ids(a))
+    assert_bus_order(a)
+
+
+# -- the remote decides the ledger ---------------------------------------------------------------------
+
+
+def test_an_overlapping_claim_on_another_clone_is_refused_by_the_remote_without_a_sync(
+    pair: tuple[Bus, Bus],
+) -> None:
+    alice, bob = pair
+    granted = alice.claim(["internal/"], reason="splitting handlers")
+    with pytest.raises(ClaimConflict) as e:
+        bob.claim(["internal/api/handler.go"])
+    assert e.value.holder == "alice" and e.value.held_path == "internal/"
+    assert [(c.owner, c.path, c.id) for c in bob.claims()] == [("alice", "internal/", granted.id)]
+
+
+def test_the_cli_claim_on_another_clone_exits_3_naming_the_holder(net: Net) -> None:
+    a, b = net.clones
+    for path, agent in ((a, "alice"), (b, "bob")):
+        assert gb(path, agent, "init")[0] == 0
+        assert gb(path, agent, "remote", "origin")[0] == 0
+    assert gb(a, "alice", "claim", "internal/")[0] == 0
+    code, out, err = gb(b, "bob", "claim", "internal/api/", "--json")
+    assert code == 3, err
+    assert json.loads(out)["holder"] == "alice"
+    assert "alice holds internal/" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_release_goes_through_the_remote(pair: tuple[Bus, Bus]) -> None:
+    alice, bob = pair
+    alice.claim(["config/"])
+    with pytest.raises(ClaimConflict):
+        bob.claim(["config/db.yaml"])
+    alice.release(["config/"])
+    granted = bob.claim(["config/db.yaml"])  # no sync in between: the remote knows
+    sync.sync(alice.repo, "origin", send=False)
+    assert [(c.owner, c.path, c.id) for c in alice.claims()] == [("bob", "config/db.yaml", granted.id)]
+
+
+def test_two_clones_taking_one_request_one_wins(net: Net, pair: tuple[Bus, Bus], clock: FakeClock) -> None:
+    alice, bob = pair
+    req = alice.request("split the handlers", paths=["internal/api/"])
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin")
+    carl = sharing(net.clones[0], "carl", clock)  # a second agent on clone a
+    took = bob.take(req.id)
+    with pytest.raises(Conflict) as e:
+        carl.take(req.id)
+    assert "bob" in str(e.value)
+    code, _, err = gb(net.clones[0], "carl", "take", req.id)
+    assert code == 3 and "already taken by bob" in err
+    assert gb(net.clones[1], "bob", "done", req.id, "split")[0] == 0
+    sync.sync(alice.repo, "origin", send=False)
+    assert took.id in ids(alice)
+
+
+# -- an unreachable remote, and offline mode -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["missing path", "closed port"])
+def test_an_unreachable_remote_refuses_a_claim_and_writes_nothing(
+    net: Net, pair: tuple[Bus, Bus], where: str, tmp_path: Path
+) -> None:
+    _, bob = pair
+    b = net.clones[1]
+    bob.claim(["README.md"])  # a ledger exists already
+    dead = (tmp_path / "gone.git").as_uri() if where == "missing path" else f"git://127.0.0.1:{dead_port()}/x"
+    set_url(b, dead)
+    before = bus_refs(b)
+
+    code, out, err = gb(b, "bob", "claim", "config/")
+    assert code == 1 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gitbus: The bus remote 'origin' could not be reached: ")
+    assert "--offline" in lines[0]
+    assert bus_refs(b) == before, "a refused claim wrote to the bus"
+
+    code, out, err = gb(b, "bob", "claim", "config/", "--offline", "--json")
+    assert code == 0, err
+    assert json.loads(out)["paths"] == ["config/"]
+    assert bus_refs(b)[LEDGER_REF] != before[LEDGER_REF]
+
+
+@pytest.mark.parametrize("where", ["missing path", "closed port"])
+def test_the_unreachable_remote_error_gives_gits_reason(net: Net, pair: tuple[Bus, Bus], where: str) -> None:
+    b = net.clones[1]
+    dead = (b.parent / "gone.git").as_uri() if where == "missing path" else f"git://127.0.0.1:{dead_port()}/x"
+    set_url(b, dead)
+    for command in (["claim", "config/"], ["sync"]):
+        code, _, err = gb(b, "bob", *command)
+        assert code == 1
+        cause = "does not appear to be a git repository" if where == "missing path" else "Connection refused"
+        assert cause in err, f"`gitbus {command[0]}` hides git's reason: {err}"
+        assert ".." not in err, err
+
+
+def test_an_offline_claim_nobody_contested_survives_sync_with_its_id(
+    net: Net, pair: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    alice.claim(["README.md"])
+    set_url(net.clones[1], (tmp_path / "nowhere.git").as_uri())
+    with pytest.raises(GitbusError, match="--offline"):
+        bob.claim(["config/"])
+    mine = offline(bob).claim(["config/"], reason="tuning the pool")
+    assert "config/" not in [c.path for c in Bus.open(net.clones[0], "alice").claims()]
+    alice.discover("meanwhile")  # the remote moves on (a message, not a conflict)
+    sync.sync(alice.repo, "origin")
+
+    set_url(net.clones[1], net.url)
+    report = sync.sync(bob.repo, "origin")
+    assert report.dropped == []
+    sync.sync(alice.repo, "origin")
+    for bus in (alice, bob):
+        held = {c.path: c for c in bus.claims()}
+        assert held["config/"].id == mine.id and held["config/"].owner == "bob"
+        assert held["README.md"].owner == "alice"
+        assert mine.id in ids(bus)
+    assert ids(alice) == ids(bob)
+
+
+def test_an_offline_claim_that_lost_is_dropped_at_sync_and_its_agent_told(pair: tuple[Bus, Bus]) -> None:
+    alice, bob = pair
+    lost = offline(bob).claim(["internal/"], reason="offline on a train")
+    won = alice.claim(["internal/api/"])  # the remote grants alice: it never saw bob's claim
+    report = sync.sync(bob.repo, "origin")
+    assert [m.get("dropped") for m in report.dropped] == [lost.id]
+    assert [(c.owner, c.path, c.id) for c in bob.claims()] == [("alice", "internal/api/", won.id)]
+    notes = [m for m in bob.inbox() if m.get("dropped")]
+    assert [m.get("dropped") for m in notes] == [lost.id]
+    assert notes[0].to == "bob" and lost.id in notes[0].text
+    assert lost.id not in ids(bob)
+
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin", send=False)
+    assert ids(alice) == ids(bob)
+    assert [c.id for c in alice.claims()] == [won.id]
+    assert not [m for m in alice.inbox() if m.get("dropped")], "alice was told of bob's drop"
+
+
+def test_a_dropped_note_survives_a_second_pull_before_it_is_pushed(pair: tuple[Bus, Bus]) -> None:
+    alice, bob = pair
+    lost = offline(bob).claim(["internal/"])
+    alice.claim(["internal/api/"])
+    first = sync.sync(bob.repo, "origin", send=False)  # a pull: the drop is decided, not yet pushed
+    assert [m.get("dropped") for m in first.dropped] == [lost.id]
+    note = first.dropped[0]
+    alice.claim(["config/"])  # the remote moves again before bob pushes
+    sync.sync(bob.repo, "origin")
+    sync.sync(alice.repo, "origin")
+    for bus in (alice, bob):
+        assert note.id in ids(bus), "the note telling bob his claim was dropped is gone"
+    assert [m.get("dropped") for m in bob.inbox() if m.get("dropped")] == [lost.id]
+
+
+def test_an_offline_release_and_take_are_replayed_on_the_remote(
+    net: Net, pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    alice, bob = pair
+    alice.claim(["config/"])
+    req = alice.request("write the docs")
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin")
+    sync.sync(alice.repo, "origin", send=False)
+    took = offline(bob).take(req.id)
+    released = offline(alice).release(["config/"])
+    assert released is not None
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin")
+    sync.sync(alice.repo, "origin")
+    assert ids(alice) == ids(bob)
+    assert {took.id, released.id} <= set(ids(alice))
+    assert alice.claims() == bob.claims() == []
+    carl = sharing(net.clones[0], "carl", clock)
+    with pytest.raises(Conflict, match="bob"):
+        carl.take(req.id)
+
+
+# -- the remote moving while a clone pushes ------------------------------------------------------------
+#
+# Two interleavings of a rival's ledger push with ours, both made deterministic with real git:
+# - "before our push": the rival lands between our fetch and our push, so git's client-side lease
+#   check fails ("stale info"). A `git` earlier on PATH lands it, then runs the real git.
+# - "inside our push": both pushes passed the lease check (both saw the same advertised tip) and the
+#   remote refuses ours under its ref lock ("[remote rejected] (atomic transaction failed)", "cannot
+#   lock ref"). A pre-receive hook lands it, outside git's quarantine, just before our ref update.
+# Either way the remote moved: the step must be re-decided on its new tip, never reported as an
+# unreachable remote.
+
+_RIVAL_IN_HOOK = """#!/bin/sh
+if [ ! -e "{marker}" ]; then
+  touch "{marker}"
+  env -u GIT_QUARANTINE_PATH git update-ref refs/bus/ledger {target}
+fi
+exit 0
+"""
+
+_RIVAL_BEFORE_PUSH = """#!/bin/sh
+if [ "$1" = push ] && [ ! -e "{marker}" ]; then
+  touch "{marker}"
+  "{git}" --git-dir="{bare}" update-ref refs/bus/ledger {target}
+fi
+exec "{git}" "$@"
+"""
+
+INTERLEAVINGS = ["before our push", "inside our push"]
+
+
+def rival_lands_during_next_push(
+    net: Net, rival: Bus, paths: list[str], when: str, monkeypatch: pytest.MonkeyPatch
+) -> Message:
+    """Decide `rival`'s claim on the remote's tip without publishing it; it lands on the remote
+    during the next push anyone makes (`when`: one of INTERLEAVINGS)."""
+    sync.sync(rival.repo, "origin")
+    staged = offline(rival).claim(paths)
+    tip = rival.repo.ref(LEDGER_REF)
+    assert tip is not None
+    git(rival.repo.root, "push", "-q", "origin", f"{tip}:refs/staged/ledger")  # the objects only
+    marker = net.bare / "rival-landed"
+    if when == "inside our push":
+        hook = net.bare / "hooks" / "pre-receive"
+        hook.write_text(_RIVAL_IN_HOOK.format(marker=marker, target=tip))
+        hook.chmod(0o755)
+    else:
+        real = shutil.which("git")
+        assert real is not None
+        shim = net.bare.parent / "shim"
+        shim.mkdir()
+        (shim / "git").write_text(
+            _RIVAL_BEFORE_PUSH.format(marker=marker, git=real, bare=net.bare, target=tip)
+        )
+        (shim / "git").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    return staged
+
+
+@pytest.mark.parametrize("when", INTERLEAVINGS)
+def test_a_claim_that_loses_the_race_on_the_remote_is_refused_naming_the_winner(
+    pair: tuple[Bus, Bus], net: Net, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = pair
+    sync.sync(bob.repo, "origin")
+    won = rival_lands_during_next_push(net, alice, ["internal/"], when, monkeypatch)
+    with pytest.raises(ClaimConflict) as e:
+        bob.claim(["internal/api/"])
+    assert e.value.holder == "alice"
+    assert (net.bare / "rival-landed").exists()
+    assert [c.id for c in bob.claims()] == [won.id]
+
+
+@pytest.mark.parametrize("when", INTERLEAVINGS)
+def test_a_sync_whose_ledger_push_loses_the_race_pulls_and_retries(
+    pair: tuple[Bus, Bus], net: Net, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = pair
+    sync.sync(bob.repo, "origin")
+    theirs = rival_lands_during_next_push(net, alice, ["README.md"], when, monkeypatch)
+    mine = offline(bob).claim(["config/"])
+    report = sync.sync(bob.repo, "origin")
+    assert LEDGER_REF in report.pushed and report.dropped == []
+    sync.sync(alice.repo, "origin")
+    for bus in (alice, bob):
+        assert {c.id for c in bus.claims()} == {theirs.id, mine.id}
+
+
+@pytest.mark.parametrize("when", INTERLEAVINGS)
+def test_an_online_claim_that_first_publishes_offline_steps_survives_the_remote_moving(
+    pair: tuple[Bus, Bus], net: Net, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = pair
+    sync.sync(bob.repo, "origin")
+    theirs = rival_lands_during_next_push(net, alice, ["README.md"], when, monkeypatch)
+    pending = offline(bob).claim(["config/"])
+    code, _, err = gb(bob.repo.root, "bob", "claim", "internal/")  # publishes `pending` first
+    assert code == 0, err
+    sync.sync(alice.repo, "origin")
+    held = {c.path: c.owner for c in alice.claims()}
+    assert held == {"README.md": "alice", "config/": "bob", "internal/": "bob"}
+    assert {pending.id, theirs.id} <= set(ids(alice))
+
+
+# -- background sync by the watcher ----------------------------------------------------------------------
+
+
+def _wait_until(check: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"gave up after {seconds:.0f} s waiting until {what}"
+        time.sleep(0.1)
+
+
+def test_the_watcher_pulls_and_pushes_the_bus_in_the_background(
+    net: Net, pair: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    b = net.clones[1]
+    settings.save(bob.repo.common_dir, "sync_interval", 1)
+    watcher = Watcher(Repository.open(b))
+    assert watcher.acquire()
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        news = alice.discover("from machine a")
+        sync.sync(alice.repo, "origin")
+        _wait_until(lambda: news.id in ids(bob), "b's watcher pulled a's message")
+        mine = bob.discover("from machine b")
+        _wait_until(
+            lambda: bus_refs(net.bare).get("refs/bus/agents/bob") == bus_refs(b)["refs/bus/agents/bob"],
+            "b's watcher pushed b's message",
+        )
+        sync.sync(alice.repo, "origin", send=False)
+        assert mine.id in ids(alice)
+        assert (sync.last_status(bob.repo) or {}).get("error") is None
+
+        set_url(b, (tmp_path / "gone.git").as_uri())  # the remote goes away: recorded, not fatal
+        _wait_until(lambda: bool((sync.last_status(bob.repo) or {}).get("error")), "the failure was recorded")
+        assert bob.status().sync is not None
+        later = bob.discover("still working locally")
+        assert later.id in ids(bob)
+    finally:
+        watcher.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------
+
+
+def test_push_pull_and_sync_print_json_reports(net: Net, tmp_path: Path) -> None:
+    a, b = net.clones
+    for path, agent in ((a, "alice"), (b, "bob")):
+        assert gb(path, agent, "init", "--remote", "origin")[0] == 0
+    assert gb(a, "alice", "discover", "hello")[0] == 0
+
+    code, out, err = gb(a, "alice", "push", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {
+        "remote": "origin",
+        "updated": [],
+        "merged": [],
+        "pushed": ["refs/bus/agents/alice"],
+        "dropped": [],
+    }
+    code, out, err = gb(b, "bob", "pull", "--json")
+    assert code == 0, err
+    pulled = json.loads(out)
+    assert pulled["updated"] == ["refs/bus/agents/alice"] and pulled["pushed"] == []
+    code, out, err = gb(b, "bob", "sync", "--json")
+    assert code == 0, err
+    assert json.loads(out)["pushed"] == ["refs/bus/agents/bob"]
+    code, out, _ = gb(b, "bob", "sync")
+    assert code == 0 and out.strip() == "origin: 0 ref(s) updated, 0 merged, 0 pushed"
+
+    # An explicit REMOTE: any git remote, without making it the bus remote.
+    backup = bare_remote(tmp_path / "elsewhere", "backup.git")
+    git(a, "remote", "add", "backup", backup.as_uri())
+    code, out, err = gb(a, "alice", "push", "backup", "--json")
+    assert code == 0, err
+    assert json.loads(out)["remote"] == "backup"
+    assert bus_refs(backup)["refs/bus/agents/alice"] == bus_refs(a)["refs/bus/agents/alice"]
+    assert settings.load(Repository.open(a).common_dir)["remote"] == "origin"
+
+
+@pytest.mark.parametrize("command", ["push", "pull", "sync"])
+def test_without_a_bus_remote_push_pull_and_sync_exit_1_in_one_line(net: Net, command: str) -> None:
+    a = net.clones[0]
+    assert gb(a, "alice", "init")[0] == 0
+    code, out, err = gb(a, "alice", command)
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [
+        "gitbus: No bus remote is set; run `gitbus remote NAME` (a git remote) first."
+    ]
+
+
+def test_gitbus_remote_names_an_existing_git_remote(net: Net) -> None:
+    a = net.clones[0]
+    assert gb(a, "alice", "init")[0] == 0
+    code, out, err = gb(a, "alice", "remote", "nonexistent")
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "no remote named 'nonexistent'" in err
+    assert settings.load(Repository.open(a).common_dir)["remote"] is None
+    code, out, err = gb(a, "alice", "remote", "origin", "--json")
+    assert code == 0 and json.loads(out) == {"remote": "origin"}
+    assert settings.load(Repository.open(a).common_dir)["remote"] == "origin"
+    code, _, err = gb(a, "alice", "push", "nonexistent")
+    assert code == 1 and "no remote named 'nonexistent'" in err
+
+
+# -- hosts that refuse refs/bus --------------------------------------------------------------------------
+
+_DENY_BUS_HOOK = """#!/bin/sh
+while read old new ref; do
+  case "$ref" in refs/bus/*) echo "custom refs are not allowed: $ref" >&2; exit 1;; esac
+done
+exit 0
+"""
+
+
+def _refuse_bus_refs(bare: Path, how: str) -> None:
+    if how == "pre-receive hook":
+        hook = bare / "hooks" / "pre-receive"
+        hook.write_text(_DENY_BUS_HOOK)
+        hook.chmod(0o755)
+    else:
+        git(bare, "config", "receive.hideRefs", "refs/bus")
+
+
+@pytest.mark.parametrize("how", ["pre-receive hook", "hidden refs"])
+def test_a_host_that_refuses_bus_refs_is_named_clearly(net: Net, how: str) -> None:
+    a = net.clones[0]
+    assert gb(a, "alice", "init", "--remote", "origin")[0] == 0
+    assert gb(a, "alice", "discover", "hello")[0] == 0
+    _refuse_bus_refs(net.bare, how)
+    for command in ("push", "sync"):
+        code, out, err = gb(a, "alice", command)
+        assert code == 1 and out == "", err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "refused refs under refs/bus/" in lines[0], err
+        assert "docs/sync.md" in lines[0]
+    assert bus_refs(net.bare) == {}
+    # Heads still work: the refusal is about the bus namespace only.
+    git(a, "push", "-q", "origin", "main:refs/heads/other")
+
+
+@pytest.mark.parametrize("how", ["pre-receive hook", "hidden refs"])
+def test_a_claim_on_a_host_that_refuses_bus_refs_says_so(net: Net, how: str) -> None:
+    a = net.clones[0]
+    assert gb(a, "alice", "init", "--remote", "origin")[0] == 0
+    _refuse_bus_refs(net.bare, how)
+    before = bus_refs(a)
+    code, _, err = gb(a, "alice", "claim", "config/")
+    assert code == 1
+    assert "refused refs under refs/bus/" in err, f"a refusing host is reported as unreachable: {err}"
+    assert bus_refs(a) == before
+
+
+def test_a_claim_fetches_only_the_ledger(pair: tuple[Bus, Bus]) -> None:
+    """No branch of the user's moves, and no FETCH_HEAD is written."""
+    alice, bob = pair
+    a = alice.repo.root
+    git(bob.repo.root, "commit", "-q", "--allow-empty", "-m", "new work")
+    git(bob.repo.root, "push", "-q", "origin", "main")
+    before = git(a, "rev-parse", "refs/remotes/origin/main")
+    alice.claim(["config/"])
+    assert git(a, "rev-parse", "refs/remotes/origin/main") == before
+    assert not (alice.repo.git_dir / "FETCH_HEAD").exists()
+
+
+def test_every_remote_ledger_state_is_free_of_overlaps(
+    net: Net, pair: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    alice.claim(["internal/"])
+    for p in ("internal/api/", "config/"):
+        with contextlib.suppress(ClaimConflict):
+            bob.claim([p])
+    observer = clone(net.url, tmp_path / "observer")
+    steps = remote_ledger_history(net.bare, observer)
+    assert [s.message.kind for s in steps if s.message] == [Kind.CLAIM, Kind.CLAIM]
