@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import live
+import search
+import sync
 from live import EXE, MODULE, PASS, PRE, HookBench, Propagation, percentile
 from measure import Profile, Series, ratio
 
@@ -43,6 +45,8 @@ class Results:
     library: dict[str, Series]  # bus key -> seconds for Bus.open(...).log(20)
     hooks: HookBench
     propagation: list[Propagation]
+    shared: sync.SyncBench  # clone A → a remote → clone B (bench/sync.py)
+    searched: search.SearchBench | None = None  # search and log --grep on the big buses (bench/search.py)
 
 
 def _ops(s: Series) -> str:
@@ -106,6 +110,8 @@ def _goal_rows(r: Results) -> list[str]:
             x = percentile(p.every, q)
             rows.append(f"| a post → every context file, {p.worktrees} worktrees: p{q} ≤ "
                         f"{goal * 1000:.0f} ms | {x * 1000:.0f} ms | {_verdict(x <= goal)} |")
+    rows += sync.goal_rows(r.shared)
+    rows += search.goal_rows(r.searched) if r.searched else []
     return rows
 
 
@@ -165,23 +171,25 @@ def _live(r: Results) -> list[str]:
         "until each shows the post. Latency is from the moment the post's compare-and-swap returned to the "
         "first file and to every file showing it. Each repository carries one claim per agent and "
         f"{live.TRAFFIC} messages of traffic. Afterwards, with the watcher stopped, one update "
-        "(`Watcher.update()`) is timed in this process, whole and step by step (30 calls each, medians).",
+        "(`Watcher.update()`) is timed in a fresh process, like the watcher's, whole and step by step "
+        f"({live.UPDATE_REPS} calls each, medians).",
         "",
-        "| worktrees | posts | first file p50 | p99 | every file p50 | p99 | max | one update (median) "
-        "| the post call (p50) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| worktrees | posts | first file p50 | p99 | every file p50 | p99 | max | one update: median "
+        "| min – max | the post call (p50) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for p in r.propagation:
         f = [percentile(p.first, 50), percentile(p.first, 99), percentile(p.every, 50),
              percentile(p.every, 99), max(p.every)]
         out.append(f"| {p.worktrees} | {p.posts} | " + " | ".join(f"{x * 1000:.0f} ms" for x in f)
-                   + f" | {p.update.median * 1000:.1f} ms | {percentile(p.post_call, 50) * 1000:.1f} ms |")
+                   + f" | {_ms(p.update)} | {percentile(p.post_call, 50) * 1000:.1f} ms |")
     out += [
         "",
         "Where a post's trip goes: the watcher wakes on the inotify event of the ref's lock-and-rename "
         "(well under a millisecond), sleeps a fixed debounce, then runs one update that reads the bus once "
         "and rewrites every worktree's file in turn (the main checkout first), so the last file waits for "
-        "all the others' steps. The steps of one update, each timed alone:",
+        "all the others' steps. The steps of one update, each timed alone, in one rotation with the "
+        "whole update (so the sum is close to the whole, not equal: each median has its own noise):",
         "",
         "| step | " + " | ".join(f"{p.worktrees} worktrees" for p in r.propagation) + " |",
         "|---|" + "---:|" * len(r.propagation),
@@ -207,11 +215,15 @@ def _live_verdict(r: Results) -> list[str]:
         lines.append(
             f"- {p.worktrees} worktrees: every file shows a post {p50 * 1000:.0f} ms (p50) and "
             f"{p99 * 1000:.0f} ms (p99) after it: goals {'met' if ok else '**missed**'}. That is the "
-            f"{p.debounce * 1000:.0f} ms debounce, then an update of about {p.update.median * 1000:.0f} ms, "
-            f"of which {diff:.0f} ms are {p.worktrees} `git diff` subprocesses (used only to rank "
-            f"discoveries) and {rendering:.0f} ms rendering: the two steps that grow with the number of "
-            "worktrees."
+            f"{p.debounce * 1000:.0f} ms debounce, then an update of about {p.update.median * 1000:.0f} ms "
+            f"(up to {p.update.hi * 1000:.0f} ms), in which {p.worktrees} `git diff` subprocesses (used only "
+            f"to rank discoveries) take about {diff:.0f} ms and rendering {rendering:.0f} ms: the two steps "
+            "that grow with the number of worktrees."
         )
+    lines.append(
+        "- The tail (p99) is the same path slowed by everything else running on the machine (see the load "
+        "average above): an update's subprocesses and the poster wait for a core."
+    )
     return lines
 
 
@@ -329,6 +341,8 @@ def render(r: Results) -> str:
         "and rendering.",
         "",
         *_live(r),
+        *sync.section(r.shared, 6),
+        *(search.section(r.searched, 7) if r.searched else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

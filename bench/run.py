@@ -31,6 +31,8 @@ import floor
 import live
 import pygit2
 import report
+import search
+import sync
 import synth
 from measure import Command, Op, Series, cli_times, interleaved, interleaved_on, profile, timed_calls
 
@@ -62,10 +64,11 @@ class Config:
     hook_reps: int = 60  # runs of each command in the hook comparison
     live_posts: int = 200  # posts timed through the watcher, per scenario
     live_worktrees: tuple[int, ...] = (4, 16)
+    sync_reps: int = 5  # fresh A → remote → B trips of sync.GOAL_MESSAGES messages
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
-               big=10_000, hook_reps=20, live_posts=60)
+               big=10_000, hook_reps=20, live_posts=60, sync_reps=2)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
 
@@ -321,6 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"live: {cfg.live_posts} posts through `gitbus watch`, {n} worktrees")
             propagation.append(live.propagation(work, live_env, gitbus, n, cfg.live_posts))
 
+        log(f"sync: {sync.GOAL_MESSAGES:,} messages from clone A through a remote to clone B, "
+            f"{cfg.sync_reps} repetitions")
+        shared = sync.sync_bench(work, env, gitbus, sync.GOAL_MESSAGES, cfg.agents, cfg.sync_reps)
+
+        log(f"search: `gitbus search` and `gitbus log --grep` on the {cfg.big:,}-message buses")
+        searched = search.search_bench({"loose": builds["big loose"].root, "gc": builds["big gc"].root},
+                                       env, gitbus, cfg.big, cfg.agents, 3 if cfg.quick else 5)
+
     command = f"cd {ROOT} && {sys.executable} bench/run.py{' --quick' if cfg.quick else ''}"
     text = report.render(report.Results(
         quick=cfg.quick, machine=machine(), command=command, seconds=time.perf_counter() - started,
@@ -329,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale_reps=cfg.scale_reps, scale_ops=cfg.scale_ops, cli_reps=cfg.cli_reps, agents=cfg.agents,
         post=post, claim=claim, profiles=profiles, scale=scale,
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
-        cli=cli, library=library, hooks=hooks, propagation=propagation,
+        cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
+        searched=searched,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
