@@ -7,8 +7,10 @@ so the cost of an update does not grow with the number of agents.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -28,7 +30,9 @@ from gitbus.message import Kind, Message, quote
 FILE = Path(".gitbus") / "context.md"
 EXCLUDE_LINE = "/.gitbus/"
 WINDOW = 500  # recent messages read per update
-MAX_CHARS = 8000
+MAX_CHARS = 8000  # the whole file, pointer included
+POINTER = "More: `gitbus inbox`, `gitbus log`, `gitbus status`.\n"
+CUT = "\n- …"  # ends a file that was cut to MAX_CHARS
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,11 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
         f"- {m.sender}{' on ' + ', '.join(m.paths) if m.paths else ''}: {quote(m.text, 200)}"
         for m in found[:20]
     ] or ["- none"]
-    text = "\n".join(lines)
-    if len(text) > MAX_CHARS:
-        text = text[: MAX_CHARS - 40].rsplit("\n", 1)[0] + "\n- …"
-    return text + "\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n"
+    text, tail = "\n".join(lines), "\n\n" + POINTER
+    if len(text) + len(tail) > MAX_CHARS:  # cut at a line end, say so, and keep the pointer
+        budget = MAX_CHARS - len(tail) - len(CUT)
+        text = text[: budget + 1].rsplit("\n", 1)[0] + CUT
+    return text + tail
 
 
 def ensure_excluded(common_dir: Path) -> None:
@@ -117,41 +122,75 @@ def ensure_excluded(common_dir: Path) -> None:
 
 
 def write(worktree: Path, text: str) -> bool:
-    """Replace the worktree's context file atomically; False if it already says exactly this."""
+    """Replace the worktree's context file atomically; False if it already says exactly this.
+
+    Raises OSError when the worktree cannot take it (e.g. `.gitbus` is a file, or no space left)."""
     target = worktree / FILE
     try:
         if target.read_text() == text:
             return False
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         pass
     target.parent.mkdir(exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".context-")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return True
 
 
 def changed_paths(repo: Repository, worktree: Path) -> list[str]:
-    """Files this worktree has changed and not committed (for ranking discoveries)."""
-    out = repo.git("-C", str(worktree), "diff", "--name-only", "HEAD", check=False)
-    return [line for line in out.splitlines() if line][:200]
+    """Files this worktree has changed and not committed (for ranking discoveries).
+
+    `git status` with optional locks off: a refreshing `git diff` rewrites the worktree's index
+    under `index.lock`, which makes the agent's own `git add` or `git commit` there fail."""
+    out = repo.git(
+        "--no-optional-locks",
+        "-C",
+        str(worktree),
+        "status",
+        "--porcelain",
+        "-z",
+        "--untracked-files=no",
+        "--no-renames",
+        check=False,
+    )
+    return [entry[3:] for entry in out.split("\0") if len(entry) > 3][:200]
 
 
-def update_all(repo: Repository, now: int, env: dict[str, str] | None = None) -> list[Path]:
-    """Rewrite the context file of every worktree; the ones that changed are returned."""
+def update_all(
+    repo: Repository,
+    now: int,
+    env: dict[str, str] | None = None,
+    on_problem: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Rewrite the context file of every worktree; the ones that changed are returned.
+
+    A worktree that cannot be updated (its file cannot be written, its agent name setting is bad)
+    is skipped so the others still are; each such problem is passed to `on_problem` as a sentence."""
     ensure_excluded(repo.common_dir)
     view = read_view(repo, now)
     written: list[Path] = []
     for wt in repo.worktrees():
-        place = locate(wt)
-        if place is None:
-            continue
         try:
+            place = locate(wt)
+            if place is None:
+                continue
             me = agents.resolve(place, None, env or {})
-        except GitbusError:  # a worktree with a bad name setting must not stop the others' updates
-            continue
-        text = render(view, me, wt, changed_paths(repo, wt), repo.ignorecase)
-        if write(wt, text):
-            written.append(wt)
+            if write(wt, render(view, me, wt, changed_paths(repo, wt), repo.ignorecase)):
+                written.append(wt)
+        except (GitbusError, OSError) as e:
+            if on_problem and wt.is_dir():  # a worktree removed meanwhile is no problem
+                on_problem(f"the context file of {wt} was not updated: {_reason(e)}")
     return written
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e)

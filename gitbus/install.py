@@ -163,6 +163,8 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
     """Add gitbus's hooks and instructions; idempotent. Returns the files written."""
     f = _settings_file(repo, shared)
     record = _Record(repo)
+    if not f.parent.exists():
+        record.add(_folder(f.parent))
     if not f.exists():
         record.add(str(f))
     settings = _strip_ours(_read_json(f), record.keys(f))
@@ -206,7 +208,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     """Remove exactly what `install_claude` added (files left empty by it are removed)."""
     changed: list[Path] = []
     record = _Record(repo)
-    ours = record.items
+    ours = set(record.items)  # as install left it; `forget` below updates the record itself
     f = _settings_file(repo, shared)
     if f.exists():
         before = _read_json(f)
@@ -214,6 +216,10 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
         if after != before:
             if not after and str(f) in ours:
                 f.unlink()
+                record.forget(str(f))
+                if _folder(f.parent) in ours and not any(f.parent.iterdir()):
+                    f.parent.rmdir()  # the `.claude/` install made, now empty
+                    record.forget(_folder(f.parent))
             else:
                 _write_json(f, after)
             changed.append(f)
@@ -227,6 +233,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
                     del config["mcpServers"]
                 if not config and str(mcp_file) in ours:
                     mcp_file.unlink()
+                    record.forget(str(mcp_file))
                 else:
                     _write_json(mcp_file, config)
                 changed.append(mcp_file)
@@ -237,6 +244,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
             if stripped != text:
                 if not stripped.strip() and str(mem) in ours:
                     mem.unlink()
+                    record.forget(str(mem))
                 else:
                     mem.write_text(stripped)
                 changed.append(mem)
@@ -261,8 +269,24 @@ class _Record:
     def add(self, item: str) -> None:
         if item not in self.items:
             self.items.add(item)
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            self.file.write_text(json.dumps(sorted(self.items)))
+            self._save()
+
+    def forget(self, path: str) -> None:
+        """Drop a file uninstall removed, with its keys: a file of the same name made later is the
+        user's, not ours."""
+        kept = {x for x in self.items if x != path and not x.startswith(f"{path}#")}
+        if kept != self.items:
+            self.items = kept
+            self._save()
+
+    def _save(self) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.file.write_text(json.dumps(sorted(self.items)))
+
+
+def _folder(path: Path) -> str:
+    """How the record names a folder install created (a trailing `/`: never a file's name)."""
+    return f"{path}/"
 
 
 def _exclude(repo: Repository, lines: list[str]) -> None:

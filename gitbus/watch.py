@@ -1,9 +1,10 @@
 """`gitbus watch`: one watcher per repository turns bus ref changes into fresh context files.
 
-It follows `<common>/refs` (recursively: ref writes are lock-then-rename, new directories appear)
-and `<common>` itself (`packed-refs` is replaced whole by pack-refs and gc), debounces bursts,
-compares a snapshot of the bus refs with the last one, and only then rewrites context files and the
-claims snapshot. A slow poll backs up the file events (field notes §4), and also keeps lease times
+It follows writes (not reads: it reads what it watches) under `<common>/refs` (recursively: ref
+writes are lock-then-rename, new directories appear), in `<common>` itself (`packed-refs` is
+replaced whole by pack-refs and gc) and under `<common>/worktrees`, debounces bursts, compares a
+snapshot of the bus refs and worktrees with the last one, and only then rewrites context files and
+the claims snapshot. A slow poll backs up the file events (field notes §4), and also keeps lease times
 in the context files current. One watcher per repository: an exclusive `flock` on
 `<common>/gitbus/watch.lock`, released by the kernel when a watcher dies, so a dead one never
 blocks the next.
@@ -21,16 +22,20 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import read_refs
 
+if TYPE_CHECKING:
+    from watchdog.observers.api import ObservedWatch
+
 DEBOUNCE_SECONDS = 0.05
 POLL_SECONDS = 2.0
 REFRESH_SECONDS = 30.0
+ACQUIRE_SECONDS = 0.25  # how long `acquire` outlasts `running_pid` probes before giving up
 
 
 def _lock_file(common_dir: Path) -> Path:
@@ -38,28 +43,59 @@ def _lock_file(common_dir: Path) -> Path:
 
 
 def running_pid(common_dir: Path) -> int | None:
-    """The pid of the live watcher of this repository, or None."""
-    f = _lock_file(common_dir)
-    if not f.exists():
+    """The pid of the live watcher of this repository, -1 while one starts, or None.
+
+    The probe takes a *shared* lock: probes never hold each other off, so two callers asking at
+    once never mistake each other for a watcher (whose lock is exclusive) and report the pid a dead
+    watcher left in the file. `acquire` retries briefly, as a probe may hold the lock for an instant."""
+    try:
+        handle = _lock_file(common_dir).open()
+    except FileNotFoundError:
         return None
-    with f.open("a+") as handle:
+    with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
             text = handle.read().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
+            # A watcher that has just taken the lock has not yet replaced the pid a dead one left.
+            return int(text) if text.isdigit() and int(text) > 0 and _alive(int(text)) else -1
+    return None  # closing the file released the probe's lock
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _wait_for_pid(common_dir: Path, deadline: float) -> int | None:
+    """The running watcher's pid once it has written it, or None if none runs."""
+    pid = running_pid(common_dir)
+    while pid == -1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        pid = running_pid(common_dir)
+    if pid == -1:
+        raise GitbusError("A watcher holds the lock but never wrote its pid; try again.")
+    return pid
 
 
 def _signature(common_dir: Path) -> tuple[object, ...]:
+    """What the context files depend on that a file event can miss: the bus refs' values, and
+    which linked worktrees can take a file (`git worktree add` makes `worktrees/<name>` before
+    the worktree's `.git`; `rm -rf` of a worktree leaves its entry behind)."""
     refs = read_refs(common_dir, "refs/bus/")
-    wts = (
-        sorted(p.name for p in (common_dir / "worktrees").iterdir())
-        if (common_dir / "worktrees").is_dir()
-        else []
-    )
+    wts: list[tuple[str, bool]] = []
+    with contextlib.suppress(FileNotFoundError):  # no linked worktree (left)
+        for entry in sorted((common_dir / "worktrees").iterdir()):
+            try:
+                ready = Path(entry.joinpath("gitdir").read_text().strip()).exists()
+            except (OSError, UnicodeDecodeError):
+                ready = False
+            wts.append((entry.name, ready))
     return (tuple(sorted(refs.items())), tuple(wts))
 
 
@@ -71,9 +107,12 @@ class Watcher:
         repo: Repository,
         clock: Clock | None = None,
         on_update: Callable[[list[Path]], None] | None = None,
+        on_problem: Callable[[str], None] | None = None,
     ) -> None:
         self.repo, self.clock = repo, clock or SystemClock()
         self.on_update = on_update
+        self.on_problem = on_problem or _to_stderr
+        self._problems: set[str] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock: IO[str] | None = None
@@ -84,11 +123,16 @@ class Watcher:
         f = _lock_file(self.repo.common_dir)
         f.parent.mkdir(parents=True, exist_ok=True)
         handle = f.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
+        deadline = time.monotonic() + ACQUIRE_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    return False
+                time.sleep(0.01)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -96,14 +140,30 @@ class Watcher:
         self._lock = handle
         return True
 
+    def release(self) -> None:
+        """Give up the one-watcher lock (the kernel also does when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def stop(self) -> None:
+        """Ask `run` to return; it releases the lock on its way out."""
         self._stop.set()
         self._wake.set()
 
     def update(self) -> list[Path]:
+        """Rewrite every worktree's context file and the edit guard's claims cache.
+
+        A worktree that cannot be written is skipped; its problem goes to `on_problem` once,
+        not again on every update while it lasts."""
         from gitbus import context, guard
 
-        written = context.update_all(self.repo, self.clock.now_ms())
+        problems: list[str] = []
+        written = context.update_all(self.repo, self.clock.now_ms(), on_problem=problems.append)
+        for problem in problems:
+            if problem not in self._problems:
+                self.on_problem(problem)
+        self._problems = set(problems)
         guard.snapshot(self.repo.root, self.repo.common_dir)  # refresh the edit guard's claims cache
         if self.on_update:
             self.on_update(written)
@@ -134,26 +194,11 @@ class Watcher:
         return True
 
     def run(self) -> None:
-        """Watch until stopped (the caller holds the lock, see `acquire`)."""
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        wake = self._wake
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                path = str(event.src_path) + " " + str(getattr(event, "dest_path", ""))
-                if "refs" in path or "packed-refs" in path or "worktrees" in path:
-                    wake.set()
-
+        """Watch until stopped (the caller took the lock with `acquire`; it is released here)."""
         common = self.repo.common_dir
         (common / "refs" / "bus").mkdir(parents=True, exist_ok=True)
-        observer = Observer()
-        observer.schedule(Handler(), str(common / "refs"), recursive=True)
-        observer.schedule(Handler(), str(common), recursive=False)
-        if (common / "worktrees").is_dir():
-            observer.schedule(Handler(), str(common / "worktrees"), recursive=False)
-        observer.start()
+        events = _Events(common, self._wake)
+        self._wake.set()  # the first look right away, not after a poll interval
         try:
             last_sig: tuple[object, ...] | None = None
             last_update = 0.0
@@ -164,18 +209,81 @@ class Watcher:
                 if self._wake.is_set():
                     time.sleep(DEBOUNCE_SECONDS)  # let a burst of writes settle
                     self._wake.clear()
+                events.follow_worktrees()  # watch first, then look: nothing falls in between
                 sig = _signature(common)
                 if self._sync_due(sig != last_sig):
                     sig = _signature(common)
                 if sig != last_sig or time.monotonic() - last_update > REFRESH_SECONDS:
                     try:
                         self.update()
-                    except GitbusError as e:
-                        print(f"gitbus watch: {e}", file=sys.stderr, flush=True)
+                    except (GitbusError, OSError) as e:  # keep watching: the next change may work
+                        self.on_problem(str(e))
                     last_sig, last_update = sig, time.monotonic()
         finally:
-            observer.stop()
-            observer.join(timeout=5)
+            events.stop()
+            self.release()
+
+
+class _Events:
+    """The file events that wake a watcher: writes under `<common>/refs` (recursively), in
+    `<common>` itself (`packed-refs`), and under `<common>/worktrees`, which comes with the first
+    linked worktree and goes with the last, so it is watched again whenever it (re)appears."""
+
+    def __init__(self, common: Path, wake: threading.Event) -> None:
+        from watchdog import events as E
+        from watchdog.observers import Observer
+
+        self.common, self._again = common, threading.Event()
+        worktrees = str(common / "worktrees")
+        again = self._again
+
+        class Handler(E.FileSystemEventHandler):
+            def on_any_event(self, event: E.FileSystemEvent) -> None:
+                path = str(event.src_path) + " " + str(getattr(event, "dest_path", ""))
+                if "refs" in path or "packed-refs" in path or "worktrees" in path:
+                    wake.set()
+                if worktrees in (event.src_path, getattr(event, "dest_path", None)):
+                    again.set()  # the folder itself came or went (inode numbers get reused)
+
+        self._handler = Handler()
+        # Writes only: the watcher reads the refs it watches, and the open/close-without-write
+        # events of its own reads would wake it again and again.
+        self._writes: list[type[E.FileSystemEvent]] = [
+            E.FileCreatedEvent,
+            E.DirCreatedEvent,
+            E.FileDeletedEvent,
+            E.DirDeletedEvent,
+            E.FileMovedEvent,
+            E.DirMovedEvent,
+            E.FileClosedEvent,
+        ]
+        self._observer = Observer()
+        for folder, recursive in ((common / "refs", True), (common, False)):
+            self._observer.schedule(
+                self._handler, str(folder), recursive=recursive, event_filter=self._writes
+            )
+        self._worktrees: ObservedWatch | None = None
+        self._observer.start()
+        self.follow_worktrees()
+
+    def follow_worktrees(self) -> None:
+        """(Re)watch `<common>/worktrees` recursively if it appeared or was replaced; recursively, so
+        a worktree still being added (`worktrees/<name>` first, its `.git` later) wakes us again."""
+        if self._worktrees is not None and not self._again.is_set():
+            return
+        self._again.clear()
+        if self._worktrees is not None:
+            with contextlib.suppress(KeyError):
+                self._observer.unschedule(self._worktrees)
+            self._worktrees = None
+        if (self.common / "worktrees").is_dir():
+            self._worktrees = self._observer.schedule(
+                self._handler, str(self.common / "worktrees"), recursive=True, event_filter=self._writes
+            )
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
 
 
 def serve(repo: Repository) -> bool:
@@ -191,7 +299,8 @@ def serve(repo: Repository) -> bool:
 
 def start_daemon(repo: Repository, timeout: float = 10.0) -> int:
     """Start a background watcher; returns its pid (or the running one's)."""
-    pid = running_pid(repo.common_dir)
+    deadline = time.monotonic() + timeout
+    pid = _wait_for_pid(repo.common_dir, deadline)
     if pid is not None:
         return pid
     log = repo.common_dir / "gitbus" / "watch.log"
@@ -205,7 +314,6 @@ def start_daemon(repo: Repository, timeout: float = 10.0) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = running_pid(repo.common_dir)
         if pid and pid > 0:
@@ -216,14 +324,19 @@ def start_daemon(repo: Repository, timeout: float = 10.0) -> int:
 
 def stop_daemon(repo: Repository, timeout: float = 10.0) -> int | None:
     """Stop the running watcher; returns its pid, or None if none was running."""
-    pid = running_pid(repo.common_dir)
-    if pid is None or pid <= 0:
+    deadline = time.monotonic() + timeout
+    pid = _wait_for_pid(repo.common_dir, deadline)
+    if pid is None:
         return None
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and running_pid(repo.common_dir) is not None:
         time.sleep(0.05)
     if running_pid(repo.common_dir) is not None:
         raise GitbusError(f"The watcher (pid {pid}) did not stop within {timeout:.0f}s.")
     return pid
+
+
+def _to_stderr(problem: str) -> None:
+    """Where a watcher's problems go by default: its stderr (`watch.log` for `--daemon`)."""
+    print(f"gitbus watch: {problem}", file=sys.stderr, flush=True)

@@ -153,8 +153,32 @@ def test_uninstall_removes_a_settings_file_that_install_created(worktrees: list[
     gb(worktrees[0], "install", "claude")
     gb(worktrees[0], "uninstall", "claude")
     assert not local_settings(worktrees).exists()
+    assert not (worktrees[0] / ".claude").exists(), "an empty .claude/ that install made was left"
     assert not any((w / "CLAUDE.local.md").exists() for w in worktrees)
     assert gb(worktrees[0], "uninstall", "claude")[1].strip() == "nothing to remove"
+
+
+def test_uninstall_keeps_a_claude_folder_the_user_had_or_filled(worktrees: list[Path]) -> None:
+    claude = worktrees[0] / ".claude"
+    claude.mkdir()
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert claude.is_dir() and list(claude.iterdir()) == []  # the user's (empty) folder stays
+    claude.rmdir()
+    gb(worktrees[0], "install", "claude")
+    (claude / "agents.md").write_text("mine\n")
+    gb(worktrees[0], "uninstall", "claude")
+    assert [p.name for p in claude.iterdir()] == ["agents.md"]
+
+
+def test_a_file_made_after_uninstall_is_the_users_not_gitbuss(worktrees: list[Path]) -> None:
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text('{"hooks": {}}')
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert read(local_settings(worktrees)) == {"hooks": {}}
 
 
 def test_every_worktree_gets_a_marked_section_in_claude_local_md(worktrees: list[Path]) -> None:

@@ -1,0 +1,356 @@
+"""The context file: what `render` says for one agent, and how `update_all` writes it into worktrees."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from gitbus import context
+from gitbus.bus import Bus
+from gitbus.claims import Claim
+from gitbus.clock import FakeClock
+from gitbus.git import Repository
+from gitbus.ids import EVERYONE, AgentName, MessageId
+from gitbus.message import Kind, Message
+
+from .conftest import git
+
+BusFor = Callable[[Path, str], Bus]
+
+NOW = 1_764_000_000_000
+ME = AgentName("api-1")
+ROOT = Path("/work/api")
+_ids = count(1)
+
+
+def msg(
+    kind: Kind,
+    sender: str,
+    text: str,
+    *,
+    to: str = EVERYONE,
+    paths: tuple[str, ...] = (),
+    reply_to: str | None = None,
+    ago_ms: int = 60_000,
+) -> Message:
+    return Message(
+        MessageId(f"{next(_ids):016x}"),
+        kind,
+        AgentName(sender),
+        AgentName(to),
+        text,
+        NOW - ago_ms,
+        paths,
+        MessageId(reply_to) if reply_to else None,
+    )
+
+
+def claim(owner: str, path: str, *, left_ms: int = 20 * 60_000, reason: str = "") -> Claim:
+    return Claim(
+        path,
+        AgentName(owner),
+        reason,
+        NOW - 60_000,
+        NOW + left_ms,
+        30 * 60_000,
+        MessageId(f"{next(_ids):016x}"),
+    )
+
+
+def view(
+    recent: list[Message], claims: list[Claim] | None = None, requests: list[Message] | None = None
+) -> context.View:
+    """A view as `read_view` builds it: `recent` newest first."""
+    return context.View(NOW, claims or [], recent, requests or [])
+
+
+def section(text: str, title: str) -> list[str]:
+    """The bullet lines under `## <title>…` up to the next heading or the closing pointer."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"## {title}"))
+    out: list[str] = []
+    for line in lines[start + 1 :]:
+        if line.startswith(("## ", "More: ")):
+            break
+        if line:
+            out.append(line)
+    return out
+
+
+def render(v: context.View, changed: list[str] | None = None, ignorecase: bool = False) -> str:
+    return context.render(v, ME, ROOT, changed or [], ignorecase)
+
+
+# -- render ------------------------------------------------------------------------------------------
+
+
+def test_discoveries_on_paths_i_claim_come_first_then_newest_first() -> None:
+    newest = msg(Kind.DISCOVERY, "db-1", "pool size lives in config", paths=("config/db.yaml",), ago_ms=1000)
+    on_mine = msg(Kind.DISCOVERY, "web-1", "handler retries twice", paths=("internal/api/x.go",), ago_ms=5000)
+    older = msg(Kind.DISCOVERY, "db-1", "migrations run at boot", ago_ms=9000)
+    above_mine = msg(Kind.DISCOVERY, "web-1", "internal/ is generated", paths=("internal/",), ago_ms=20_000)
+    text = render(view([newest, on_mine, older, above_mine], [claim("api-1", "internal/api/")]))
+    found = section(text, "Recent discoveries")
+    assert [line.split(": ", 1)[1] for line in found] == [
+        '"handler retries twice"',
+        '"internal/ is generated"',
+        '"pool size lives in config"',
+        '"migrations run at boot"',
+    ]
+    assert found[0] == '- web-1 on internal/api/x.go: "handler retries twice"'
+
+
+def test_discoveries_on_files_i_changed_rank_with_those_on_my_claims() -> None:
+    newest = msg(Kind.DISCOVERY, "db-1", "unrelated", paths=("docs/x.md",), ago_ms=1000)
+    on_changed = msg(Kind.DISCOVERY, "db-1", "readme is generated", paths=("README.md",), ago_ms=8000)
+    text = render(view([newest, on_changed]), changed=["README.md"])
+    assert section(text, "Recent discoveries")[0].endswith('"readme is generated"')
+
+
+def test_path_ranking_follows_the_repositorys_case_sensitivity() -> None:
+    newest = msg(Kind.DISCOVERY, "db-1", "unrelated", ago_ms=1000)
+    on_mine = msg(Kind.DISCOVERY, "db-1", "case differs", paths=("Internal/API/x.go",), ago_ms=8000)
+    mine = [claim("api-1", "internal/api/")]
+    assert section(render(view([newest, on_mine], mine)), "Recent discoveries")[0].endswith('"unrelated"')
+    folded = render(view([newest, on_mine], mine), ignorecase=True)
+    assert section(folded, "Recent discoveries")[0].endswith('"case differs"')
+
+
+def test_my_own_discoveries_are_not_listed() -> None:
+    text = render(view([msg(Kind.DISCOVERY, "api-1", "I found this")]))
+    assert section(text, "Recent discoveries") == ["- none"]
+
+
+def test_it_says_who_i_am_and_ends_with_a_pointer_to_the_inbox() -> None:
+    text = render(view([]))
+    assert text.startswith("# gitbus context for agent api-1\n")
+    assert f"You are agent **api-1** in worktree `{ROOT}`" in text
+    assert text.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
+    for title in (
+        "My claims",
+        "Others' claims",
+        "Open questions",
+        "Answers to my",
+        "Open requests",
+        "Recent",
+    ):
+        assert section(text, title) == ["- none"], title
+
+
+def test_my_claims_show_their_expiry_and_only_others_live_claims_are_listed() -> None:
+    claims = [
+        claim("api-1", "internal/api/", left_ms=12 * 60_000, reason="splitting handlers"),
+        claim("api-1", "docs/", left_ms=-60_000),
+        claim("web-1", "web/", left_ms=5 * 60_000),
+        claim("db-1", "config/", left_ms=-1),
+    ]
+    text = render(view([], claims))
+    mine = section(text, "My claims")
+    assert mine[0].startswith("- api-1 holds internal/api/ until ") and "(12m left)" in mine[0]
+    assert mine[0].endswith('(reason: "splitting handlers")')
+    assert mine[1].startswith("- api-1 holds docs/ expired at ")
+    others = section(text, "Others' claims")
+    assert len(others) == 1 and others[0].startswith("- web-1 holds web/ until ") and "(5m left)" in others[0]
+
+
+def test_open_questions_are_those_to_me_or_to_all_not_yet_answered() -> None:
+    to_me = msg(Kind.QUESTION, "web-1", "when is internal/api/ free?", to="api-1", ago_ms=3000)
+    to_all = msg(Kind.QUESTION, "db-1", "who owns migrations?", ago_ms=4000)
+    to_other = msg(Kind.QUESTION, "web-1", "db question", to="db-1", ago_ms=5000)
+    answered = msg(Kind.QUESTION, "db-1", "already settled?", ago_ms=6000)
+    mine = msg(Kind.QUESTION, "api-1", "my own question", ago_ms=7000)
+    reply = msg(Kind.ANSWER, "web-1", "yes", to="db-1", reply_to=answered.id, ago_ms=2000)
+    text = render(view([reply, to_me, to_all, to_other, answered, mine]))
+    assert section(text, "Open questions") == [
+        f'- [{to_me.id[:8]}] web-1 asks me: "when is internal/api/ free?"',
+        f'- [{to_all.id[:8]}] db-1 asks: "who owns migrations?"',
+    ]
+
+
+def test_answers_to_my_questions_are_listed_and_others_answers_are_not() -> None:
+    mine = msg(Kind.QUESTION, "api-1", "where is the db config?", ago_ms=9000)
+    theirs = msg(Kind.QUESTION, "web-1", "what port?", ago_ms=8000)
+    a1 = msg(Kind.ANSWER, "db-1", "config/db.yaml", to="api-1", reply_to=mine.id, ago_ms=2000)
+    a2 = msg(Kind.ANSWER, "db-1", "8080", to="web-1", reply_to=theirs.id, ago_ms=1000)
+    text = render(view([a2, a1, theirs, mine]))
+    assert section(text, "Answers to my questions") == [f'- db-1 on [{mine.id[:8]}]: "config/db.yaml"']
+
+
+def test_open_requests_are_those_to_me_or_to_anyone() -> None:
+    to_all = msg(Kind.REQUEST, "web-1", "add an index")
+    to_me = msg(Kind.REQUEST, "db-1", "review the schema", to="api-1")
+    to_other = msg(Kind.REQUEST, "api-1", "fix CSS", to="web-1")
+    text = render(view([], requests=[to_all, to_me, to_other]))
+    assert section(text, "Open requests") == [
+        f'- [{to_all.id[:8]}] from web-1: "add an index"',
+        f'- [{to_me.id[:8]}] from db-1 to me: "review the schema"',
+    ]
+
+
+def test_peers_words_are_quoted_on_one_line_and_shortened() -> None:
+    long = "x" * 500
+    text = render(
+        view(
+            [msg(Kind.DISCOVERY, "db-1", 'a "quoted"\nmultiline\n\nclaim'), msg(Kind.DISCOVERY, "db-1", long)]
+        )
+    )
+    found = section(text, "Recent discoveries")
+    assert found[0] == "- db-1: \"a 'quoted' multiline claim\""
+    assert len(found[1]) < 220 and found[1].endswith('…"')
+
+
+def test_at_most_twenty_discoveries_are_listed() -> None:
+    many = [msg(Kind.DISCOVERY, "db-1", f"finding {i}", ago_ms=1000 * (i + 1)) for i in range(30)]
+    found = section(render(view(many)), "Recent discoveries")
+    assert len(found) == 20 and found[0].endswith('"finding 0"')
+
+
+def test_the_file_is_capped_in_size_and_still_ends_with_the_pointer() -> None:
+    questions = [msg(Kind.QUESTION, f"peer-{i}", "q" * 150 + f" {i}") for i in range(100)]
+    for pad in range(1, 240):  # wherever the cut falls relative to a line end
+        claims = [claim("peer-x", "a" * pad + "/")] + [
+            claim(f"peer-{i}", f"pkg{i}/", reason="r" * 90) for i in range(60)
+        ]
+        text = render(view(questions, claims))
+        assert len(text) <= context.MAX_CHARS, f"{len(text)} characters with a {pad}-character first path"
+        assert text.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
+        assert "\n- …\n" in text  # says that it was cut
+        assert text.startswith("# gitbus context for agent api-1\n")
+
+
+def test_a_text_exactly_at_the_cap_is_not_cut_and_one_character_more_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    v = view([msg(Kind.DISCOVERY, "db-1", f"finding {i}", ago_ms=i + 1) for i in range(20)])
+    whole = render(v)
+    monkeypatch.setattr(context, "MAX_CHARS", len(whole))
+    assert render(v) == whole
+    monkeypatch.setattr(context, "MAX_CHARS", len(whole) - 1)
+    cut = render(v)
+    assert len(cut) <= len(whole) - 1 and "\n- …\n" in cut
+    assert cut.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
+    assert whole.startswith(cut.split("\n- …\n")[0] + "\n")  # cut at a line end
+
+
+# -- writing into worktrees ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trio(worktrees: list[Path], clock: FakeClock) -> tuple[Bus, Bus, Bus]:
+    """Three agents that joined by name, so a worktree's agent is known without GITBUS_AGENT."""
+    out = []
+    for wt, name in zip(worktrees, ("api-1", "web-1", "db-1"), strict=True):
+        bus = Bus.open(wt, name, clock)
+        bus.join(name)
+        out.append(bus)
+    return out[0], out[1], out[2]
+
+
+def test_update_all_writes_each_worktrees_file_for_its_own_agent(
+    trio: tuple[Bus, Bus, Bus], clock: FakeClock
+) -> None:
+    api, web, db = trio
+    api.claim(["internal/api/"], reason="splitting handlers")
+    db.discover("the pool size is in config/db.yaml", ["config/db.yaml"])
+    written = context.update_all(api.repo, clock.now_ms())
+    assert written == [b.repo.root for b in trio]
+    for b in trio:
+        text = (b.repo.root / context.FILE).read_text()
+        assert text.startswith(f"# gitbus context for agent {b.agent}\n")
+        assert git(b.repo.root, "status", "--porcelain") == ""
+    web_text = (web.repo.root / context.FILE).read_text()
+    assert section(web_text, "Others' claims")[0].startswith("- api-1 holds internal/api/ until")
+    assert section((api.repo.root / context.FILE).read_text(), "Others' claims") == ["- none"]
+    assert context.update_all(api.repo, clock.now_ms()) == []  # nothing changed: nothing rewritten
+
+
+def test_open_requests_leave_the_file_once_done(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
+    api, web, db = trio
+    r = api.request("add an index on users.email")
+    assert section(
+        context.render(context.read_view(web.repo, clock.now_ms()), web.agent, web.repo.root, [], False),
+        "Open requests",
+    )[0].endswith('"add an index on users.email"')
+    db.take(r.id)
+    db.done(r.id, "added")
+    v = context.read_view(web.repo, clock.now_ms())
+    assert v.open_requests == []
+
+
+def test_the_exclude_line_is_added_once(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
+    api = trio[0]
+    exclude = api.repo.common_dir / "info" / "exclude"
+    exclude.write_text("*.log")  # no final newline
+    for _ in range(3):
+        context.update_all(api.repo, clock.now_ms())
+    assert exclude.read_text().splitlines() == ["*.log", "/.gitbus/"]
+
+
+def test_a_removed_worktree_is_skipped(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
+    api, web, db = trio
+    context.update_all(api.repo, clock.now_ms())
+    # The context file is ignored, so `git worktree remove` needs no --force.
+    git(api.repo.root, "worktree", "remove", str(db.repo.root))
+    shutil.rmtree(web.repo.root)  # gone from disk, still listed (prunable) by git
+    Bus.open(api.repo.root, "ops-1", clock).discover("still here")
+    written = context.update_all(Repository.open(api.repo.root), clock.now_ms())
+    assert written == [api.repo.root]
+    assert not db.repo.root.exists() and not web.repo.root.exists()
+
+
+def test_updating_never_rewrites_a_worktrees_index(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
+    """The watcher runs beside the agents' own git commands: taking `index.lock` in their worktree
+    (as a refreshing `git diff` does) makes a concurrent `git add` or `git commit` there fail."""
+    _, web, _ = trio
+    wt = web.repo.root
+    tracked = git(wt, "ls-files").split()
+    for rel in tracked:  # same content, older mtime: every entry is stat-dirty but unchanged
+        os.utime(wt / rel, (time.time() - 3600, time.time() - 3600))
+    index = web.repo.git_dir / "index"
+    before = index.stat()
+    context.update_all(web.repo, clock.now_ms())
+    after = index.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "the index was rewritten"
+
+    assert context.changed_paths(web.repo, wt) == []  # stat-dirty is not changed
+
+
+def test_changed_paths_are_the_worktrees_uncommitted_changes(trio: tuple[Bus, Bus, Bus]) -> None:
+    wt = trio[1].repo.root
+    first, second = git(wt, "ls-files").split()[:2]
+    (wt / first).write_text("edited\n")
+    (wt / second).write_text("staged\n")
+    git(wt, "add", second)
+    (wt / "new-file.txt").write_text("untracked\n")
+    assert sorted(context.changed_paths(trio[1].repo, wt)) == sorted([first, second])
+
+
+def test_a_worktree_that_cannot_take_its_file_is_reported_and_the_others_are_written(
+    trio: tuple[Bus, Bus, Bus], clock: FakeClock
+) -> None:
+    api, web, db = trio
+    (db.repo.root / ".gitbus").write_text("a file where the folder goes\n")
+    problems: list[str] = []
+    written = context.update_all(api.repo, clock.now_ms(), on_problem=problems.append)
+    assert written == [api.repo.root, web.repo.root]
+    assert problems == [
+        f"the context file of {db.repo.root} was not updated: File exists: {db.repo.root / '.gitbus'}"
+    ]
+    assert context.update_all(api.repo, clock.now_ms()) == []  # without a listener: skipped quietly
+
+
+def test_the_file_is_replaced_whole_never_written_in_place(tmp_path: Path) -> None:
+    """A reader holding the file sees the old text whole; no temporary file is left behind."""
+    assert context.write(tmp_path, "old text\n")
+    with (tmp_path / context.FILE).open() as reader:
+        assert context.write(tmp_path, "new text\n")
+        assert reader.read() == "old text\n"
+    assert (tmp_path / context.FILE).read_text() == "new text\n"
+    assert not context.write(tmp_path, "new text\n")  # the same text: left alone
+    assert [p.name for p in (tmp_path / ".gitbus").iterdir()] == ["context.md"]
