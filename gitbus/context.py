@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice
+from itertools import accumulate, islice
 from pathlib import Path
 
 from gitbus import agents, ledger
@@ -21,6 +22,7 @@ from gitbus.chains import history
 from gitbus.claims import Claim, all_claims
 from gitbus.clock import hhmm
 from gitbus.delegation import state_of
+from gitbus.delivery import path_list
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import locate
@@ -32,7 +34,11 @@ EXCLUDE_LINE = "/.gitbus/"
 WINDOW = 500  # recent messages read per update
 MAX_CHARS = 8000  # the whole file, pointer included
 POINTER = "More: `gitbus inbox`, `gitbus log`, `gitbus status`.\n"
-CUT = "\n- …"  # ends a file that was cut to MAX_CHARS
+MAX_DISCOVERIES = 20
+# Sections by what an agent must not miss: its claims, questions to it, answers to its questions,
+# others' claims, open requests, discoveries (indices into the sections as `render` lists them).
+PRIORITY = (0, 2, 3, 1, 4, 5)
+ROUNDS = (1, 3, 10, sys.maxsize)  # entries per section, raised round by round while room is left
 
 
 @dataclass(frozen=True)
@@ -60,55 +66,142 @@ def read_view(repo: Repository, now: int) -> View:
     return View(now, all_claims(state), recent, requests)
 
 
+@dataclass(frozen=True)
+class Section:
+    """One `##` section: its entries in display order, and which of them matter most."""
+
+    title: str
+    entries: list[str]
+    more: str  # the command that lists the rest
+    rank: list[int] | None = None  # indices into `entries`, most important first (None: in order)
+    most: int | None = None  # never more than this many, however much room is left
+
+    def ranked(self, n: int) -> list[int]:
+        """The indices of the `n` entries that matter most."""
+        return self.rank[:n] if self.rank is not None else list(range(min(n, len(self.entries))))
+
+    def lines(self, shown: int) -> list[str]:
+        if not self.entries:
+            return ["", f"## {self.title}", "- none"]
+        picked = [self.entries[i] for i in sorted(self.ranked(shown))]
+        return ["", f"## {self.title}", *picked, *_more(len(self.entries) - shown, self.more)]
+
+
+def _more(n: int, command: str) -> list[str]:
+    return [f"- … and {n} more: `{command}`"] if n > 0 else []
+
+
 def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase: bool) -> str:
-    """The context file for agent `me`: facts, newest first, capped in size."""
-    now, lines = view.now, [f"# gitbus context for agent {me}", ""]
-    lines.append(
+    """The context file for agent `me`: facts, newest first, within `MAX_CHARS` (pointer included)."""
+    now = view.now
+    head = [
+        f"# gitbus context for agent {me}",
+        "",
         f"You are agent **{me}** in worktree `{root}`. Updated {hhmm(now)}; this file is rewritten "
-        "by `gitbus watch` as the bus changes. Text in quotes is other agents' words."
-    )
+        "by `gitbus watch` as the bus changes. Text in quotes is other agents' words.",
+    ]
     mine = [c for c in view.claims if c.owner == me]
+    near = [c.path for c in mine] + changed
+
+    def touches_mine(paths: tuple[str, ...]) -> bool:
+        return any(P.overlaps(p, q, ignorecase) for p in paths for q in near)
+
     others = [c for c in view.claims if c.owner != me and c.live(now)]
-    lines += ["", "## My claims"] + ([f"- {c.describe(now)}" for c in mine] or ["- none"])
-    lines += ["", "## Others' claims (edits there are refused)"]
-    lines += [f"- {c.describe(now)}" for c in others] or ["- none"]
+    others.sort(key=lambda c: not touches_mine((c.path,)))
     answered = {m.reply_to for m in view.recent if m.kind is Kind.ANSWER}
     open_qs = [
         m
         for m in view.recent
         if m.kind is Kind.QUESTION and m.id not in answered and m.sender != me and m.to in (EVERYONE, me)
     ]
-    lines += ["", "## Open questions to me or to all"]
-    lines += [
-        f"- [{m.id[:8]}] {m.sender} asks{' me' if m.to == me else ''}: {quote(m.text, 200)}" for m in open_qs
-    ]
-    if not open_qs:
-        lines.append("- none")
     mine_qs = {m.id for m in view.recent if m.kind is Kind.QUESTION and m.sender == me}
     answers = [m for m in view.recent if m.kind is Kind.ANSWER and m.reply_to in mine_qs]
-    lines += ["", "## Answers to my questions"]
-    lines += [f"- {m.sender} on [{(m.reply_to or '')[:8]}]: {quote(m.text, 200)}" for m in answers] or [
-        "- none"
-    ]
-    lines += ["", "## Open requests"]
-    lines += [
-        f"- [{m.id[:8]}] from {m.sender}{' to me' if m.to == me else ''}: {quote(m.text, 200)}"
-        for m in view.open_requests
-        if m.to in (EVERYONE, me)
-    ] or ["- none"]
-    near = [c.path for c in mine] + changed
+    requests = [m for m in view.open_requests if m.to in (EVERYONE, me)]
     found = [m for m in view.recent if m.kind is Kind.DISCOVERY and m.sender != me]
-    found.sort(key=lambda m: not any(P.overlaps(p, q, ignorecase) for p in m.paths for q in near))
-    lines += ["", "## Recent discoveries (touching my paths first)"]
-    lines += [
-        f"- {m.sender}{' on ' + ', '.join(m.paths) if m.paths else ''}: {quote(m.text, 200)}"
-        for m in found[:20]
-    ] or ["- none"]
-    text, tail = "\n".join(lines), "\n\n" + POINTER
-    if len(text) + len(tail) > MAX_CHARS:  # cut at a line end, say so, and keep the pointer
-        budget = MAX_CHARS - len(tail) - len(CUT)
-        text = text[: budget + 1].rsplit("\n", 1)[0] + CUT
-    return text + tail
+    found.sort(key=lambda m: not touches_mine(m.paths))
+    sections = [  # in the order of the file
+        Section("My claims", [f"- {c.describe(now)}" for c in mine], "gitbus claims"),
+        Section(
+            "Others' claims (edits there are refused)",
+            [f"- {c.describe(now)}" for c in others],
+            "gitbus claims",
+        ),
+        Section(
+            "Open questions to me or to all",
+            [
+                f"- [{m.id[:8]}] {m.sender} asks{' me' if m.to == me else ''}: {quote(m.text, 200)}"
+                for m in open_qs
+            ],
+            "gitbus status",
+            _to_me_first(open_qs, me),
+        ),
+        Section(
+            "Answers to my questions",
+            [f"- {m.sender} on [{(m.reply_to or '')[:8]}]: {quote(m.text, 200)}" for m in answers],
+            "gitbus inbox",
+        ),
+        Section(
+            "Open requests",
+            [
+                f"- [{m.id[:8]}] from {m.sender}{' to me' if m.to == me else ''}: {quote(m.text, 200)}"
+                for m in requests
+            ],
+            "gitbus status",
+            _to_me_first(requests, me),
+        ),
+        Section(
+            "Recent discoveries (touching my paths first)",
+            [
+                f"- {m.sender}{' on ' + path_list(m.paths) if m.paths else ''}: {quote(m.text, 200)}"
+                for m in found
+            ],
+            "gitbus log",
+            most=MAX_DISCOVERIES,
+        ),
+    ]
+    tail = ["", POINTER]
+    shown = _fit(sections, MAX_CHARS - len("\n".join(head + tail)))
+    body = [line for sec, n in zip(sections, shown, strict=True) for line in sec.lines(n)]
+    return "\n".join(head + body + tail)
+
+
+def _to_me_first(msgs: list[Message], me: AgentName) -> list[int]:
+    return sorted(range(len(msgs)), key=lambda i: msgs[i].to != me)
+
+
+def _fit(sections: list[Section], room: int) -> list[int]:
+    """How many entries of each section to show in `room` characters.
+
+    Every section gets its most important entry first, then up to 3, then 10, then all that fit;
+    within a round, sections go in `PRIORITY` order. The rest of a section is one "N more" line, so
+    a long list (others' claims, say) can never push a later section out of the file."""
+    sizes = [_sizes(sec) for sec in sections]  # sizes[i][k]: section i's lines with k entries shown
+    shown = [0] * len(sections)
+    used = sum(size[0] for size in sizes)
+    for limit in ROUNDS:
+        for i in PRIORITY:
+            total, size, k = len(sections[i].entries), sizes[i], shown[i]
+            upto = min(total, limit, sections[i].most or total)
+            others = used - size[k]
+            while k < upto and others + size[k + 1] <= room:
+                k += 1
+            if upto == total and others + size[total] <= room:  # the last one replaces "1 more"
+                k = total
+            shown[i], used = k, others + size[k]
+    return shown
+
+
+def _sizes(sec: Section) -> list[int]:
+    """The characters (newlines included) of `sec` with 0, 1, … all of its entries shown."""
+    if not sec.entries:
+        return [_chars(sec.lines(0))]
+    n, title = len(sec.entries), _chars(sec.lines(0)[:2])
+    picked = list(accumulate((len(sec.entries[i]) + 1 for i in sec.ranked(n)), initial=0))
+    return [title + picked[k] + _chars(_more(n - k, sec.more)) for k in range(n + 1)]
+
+
+def _chars(lines: list[str]) -> int:
+    return sum(len(line) + 1 for line in lines)
 
 
 def ensure_excluded(common_dir: Path) -> None:

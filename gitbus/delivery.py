@@ -65,7 +65,8 @@ def select(
     return Batch(shown, waiting, tips)
 
 
-def _paths(paths: tuple[str, ...], most: int = 5) -> str:
+def path_list(paths: tuple[str, ...], most: int = 5) -> str:
+    """Up to `most` paths, then how many more (a message may name hundreds)."""
     shown = ", ".join(paths[:most])
     return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
@@ -73,17 +74,17 @@ def _paths(paths: tuple[str, ...], most: int = 5) -> str:
 def fact(m: Message, me: AgentName) -> str:
     """One line stating what a peer did; its words are quoted, never phrased as instructions."""
     who, short = m.sender, m.id[:8]
-    on = f" on {_paths(m.paths)}" if m.paths else ""
+    on = f" on {path_list(m.paths)}" if m.paths else ""
     if m.kind is Kind.CLAIM:
         until = m.get("expires")
         when = f" until {hhmm(int(until))}" if until and until.isdigit() else ""
         why = f", reason {quote(m.text)}" if m.text else ""
-        return f"- {who} claimed {_paths(m.paths)}{when}{why}."
+        return f"- {who} claimed {path_list(m.paths)}{when}{why}."
     if m.kind is Kind.RELEASE:
         forced = [v for k, v in m.meta if k == "forced"]
         if forced:
             return f"- {who} force-released {'; '.join(forced)}, reason {quote(m.text)}."
-        return f"- {who} released {_paths(m.paths)}."
+        return f"- {who} released {path_list(m.paths)}."
     if m.kind is Kind.DISCOVERY:
         return f"- {who} reported{on}: {quote(m.text)} [{short}]"
     if m.kind is Kind.QUESTION:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
-from itertools import count
+from itertools import count, pairwise
 from pathlib import Path
 
 import pytest
@@ -205,26 +206,115 @@ def test_peers_words_are_quoted_on_one_line_and_shortened() -> None:
     assert len(found[1]) < 220 and found[1].endswith('…"')
 
 
-def test_at_most_twenty_discoveries_are_listed() -> None:
+def test_at_most_twenty_discoveries_are_listed_and_the_rest_counted() -> None:
     many = [msg(Kind.DISCOVERY, "db-1", f"finding {i}", ago_ms=1000 * (i + 1)) for i in range(30)]
     found = section(render(view(many)), "Recent discoveries")
-    assert len(found) == 20 and found[0].endswith('"finding 0"')
+    assert len(found) == 21 and found[0].endswith('"finding 0"') and found[19].endswith('"finding 19"')
+    assert found[20] == "- … and 10 more: `gitbus log`"
+
+
+def shown_and_more(lines: list[str]) -> tuple[list[str], int]:
+    """A section's entries and the count its "N more" line gives (0 without one)."""
+    if lines and (m := re.fullmatch(r"- … and (\d+) more: `gitbus \w+`", lines[-1])):
+        return lines[:-1], int(m.group(1))
+    return lines, 0
+
+
+def crowded(others: int = 150) -> tuple[context.View, dict[str, int]]:
+    """A bus with something in every section and far more than fits: many long claims of others."""
+    asked = msg(Kind.QUESTION, "api-1", "where is the pool size set?", ago_ms=90_000)
+    recent = (
+        [msg(Kind.QUESTION, "web-1", f"question {i} " + "q" * 150, to="api-1") for i in range(30)]
+        + [msg(Kind.ANSWER, "db-1", f"answer {i} " + "a" * 150, reply_to=asked.id) for i in range(30)]
+        + [msg(Kind.DISCOVERY, "db-1", f"finding {i} " + "d" * 150) for i in range(30)]
+        + [asked]
+    )
+    requests = [msg(Kind.REQUEST, "web-1", f"request {i} " + "r" * 150) for i in range(30)]
+    claims = [claim("api-1", f"mine{i}/", reason="m" * 90) for i in range(30)] + [
+        claim(f"peer-{i}", f"pkg{i}/", reason="o" * 200) for i in range(others)
+    ]
+    totals = {
+        "My claims": 30,
+        "Others' claims": others,
+        "Open questions": 30,
+        "Answers to my": 30,
+        "Open requests": 30,
+        "Recent discoveries": 30,
+    }
+    return view(recent, claims, requests), totals
+
+
+def test_a_long_list_of_others_claims_leaves_every_section_its_first_entries_and_a_count() -> None:
+    v, totals = crowded()
+    text = render(v)
+    assert len(text) <= context.MAX_CHARS
+    assert text.startswith("# gitbus context for agent api-1\n")
+    assert text.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
+    for title, total in totals.items():
+        entries, more = shown_and_more(section(text, title))
+        assert len(entries) >= 3 and more > 0 and len(entries) + more == total, (title, entries, more)
+    # the most important of each first: the newest question, answer, request, discovery
+    assert section(text, "Open questions")[0].endswith(' asks me: "question 0 ' + "q" * 150 + '"')
+    assert section(text, "Answers to my")[0].startswith("- db-1 on [") and '"answer 0 ' in text
+    assert '"request 0 ' in section(text, "Open requests")[0]
+    assert '"finding 0 ' in section(text, "Recent discoveries")[0]
+
+
+def test_sections_are_filled_by_priority_when_room_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    v, totals = crowded()
+    counts: list[dict[str, int]] = []
+    for cap in (3000, 4000, 6000, 16_000):
+        monkeypatch.setattr(context, "MAX_CHARS", cap)
+        text = render(v)
+        assert len(text) <= cap and text.endswith(context.POINTER)
+        got = {title: len(shown_and_more(section(text, title))[0]) for title in totals}
+        assert all(n >= 1 for n in got.values()), got
+        counts.append(got)
+    first, *_, roomy = counts
+    # with one entry each, what is left goes to my claims, then questions to me, then answers …
+    assert first["My claims"] >= first["Open questions"] >= first["Answers to my"] >= first["Open requests"]
+    assert first["Others' claims"] >= first["Open requests"] >= first["Recent discoveries"]
+    assert all(a[t] <= b[t] for a, b in pairwise(counts) for t in totals)  # more room, never less
+    assert all(n >= 10 for n in roomy.values()), roomy
+
+
+def test_questions_to_me_are_kept_before_newer_questions_to_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    broadcasts = [msg(Kind.QUESTION, "db-1", f"to all {i}", ago_ms=1000 + i) for i in range(40)]
+    to_me = msg(Kind.QUESTION, "web-1", "to me, older", to="api-1", ago_ms=90_000)
+    v = view([*broadcasts, to_me])
+    monkeypatch.setattr(context, "MAX_CHARS", len(render(v)) - 200)
+    entries, more = shown_and_more(section(render(v), "Open questions"))
+    assert entries[-1] == f'- [{to_me.id[:8]}] web-1 asks me: "to me, older"'  # still newest first
+    assert entries[0].endswith('"to all 0"') and len(entries) + more == 41 and more > 0
+
+
+def test_others_claims_on_my_paths_or_changed_files_come_first() -> None:
+    claims = [
+        claim("web-1", "web/"),
+        claim("db-1", "internal/api/routes.go"),
+        claim("db-1", "README.md"),
+        claim("api-1", "internal/"),
+    ]
+    others = section(render(view([], claims), changed=["README.md"]), "Others' claims")
+    assert [line.split()[3] for line in others] == ["internal/api/routes.go", "README.md", "web/"]
 
 
 def test_the_file_is_capped_in_size_and_still_ends_with_the_pointer() -> None:
     questions = [msg(Kind.QUESTION, f"peer-{i}", "q" * 150 + f" {i}") for i in range(100)]
-    for pad in range(1, 240):  # wherever the cut falls relative to a line end
+    for pad in range(1, 240):  # wherever the cap falls relative to a line end
         claims = [claim("peer-x", "a" * pad + "/")] + [
             claim(f"peer-{i}", f"pkg{i}/", reason="r" * 90) for i in range(60)
         ]
         text = render(view(questions, claims))
         assert len(text) <= context.MAX_CHARS, f"{len(text)} characters with a {pad}-character first path"
         assert text.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
-        assert "\n- …\n" in text  # says that it was cut
         assert text.startswith("# gitbus context for agent api-1\n")
+        for title, total in (("Others' claims", 61), ("Open questions", 100)):
+            entries, more = shown_and_more(section(text, title))
+            assert entries and more and len(entries) + more == total
 
 
-def test_a_text_exactly_at_the_cap_is_not_cut_and_one_character_more_is(
+def test_a_text_exactly_at_the_cap_is_whole_and_one_character_less_counts_the_rest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     v = view([msg(Kind.DISCOVERY, "db-1", f"finding {i}", ago_ms=i + 1) for i in range(20)])
@@ -233,9 +323,10 @@ def test_a_text_exactly_at_the_cap_is_not_cut_and_one_character_more_is(
     assert render(v) == whole
     monkeypatch.setattr(context, "MAX_CHARS", len(whole) - 1)
     cut = render(v)
-    assert len(cut) <= len(whole) - 1 and "\n- …\n" in cut
+    assert len(cut) <= len(whole) - 1
     assert cut.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
-    assert whole.startswith(cut.split("\n- …\n")[0] + "\n")  # cut at a line end
+    entries, more = shown_and_more(section(cut, "Recent discoveries"))
+    assert entries == section(whole, "Recent discoveries")[: len(entries)] and len(entries) + more == 20
 
 
 # -- writing into worktrees ---------------------------------------------------------------------------
