@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
 WAKE_POLL_SECONDS = 0.5
 WAKE_MAX_SECONDS = 8 * 3600
+STOP_REMINDERS = 5  # open questions recalled per Stop; the rest at the next ones
 
 
 def bus_tips(common_dir: Path) -> dict[str, str]:
@@ -214,19 +215,22 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
             text, shown = delivery.render(batch, s.agent), tuple(m.id for m in batch.shown)
         assert s.cursor is not None
         reminded = s.cursor.reminded + shown  # a question shown just now is not repeated below
-        open_qs = [
+        pending = [  # oldest first: the longest waiting are reminded first
             q
-            for q in Bus.open(s.loc.root, s.agent).status().open_questions
+            for q in reversed(Bus.open(s.loc.root, s.agent).status().open_questions)
             if q.to == s.agent and q.id not in reminded
         ]
-        if open_qs or shown:
+        open_qs, later = pending[:STOP_REMINDERS], len(pending) - STOP_REMINDERS
+        if open_qs or shown:  # only what is shown counts as reminded: the rest waits for a later Stop
             s.save(s.cursor.tips, reminded + tuple(q.id for q in open_qs))
     if open_qs:
         text += (
             ("\n" if text else "")
             + "Still unanswered questions to you:\n"
-            + "\n".join(delivery.fact(q, s.agent) for q in open_qs[:5])
+            + "\n".join(delivery.fact(q, s.agent) for q in open_qs)
         )
+        if later > 0:
+            text += f"\n{later} more unanswered question(s) to you (all open questions: gitbus status)."
     return emit("Stop", text) if text else ""
 
 

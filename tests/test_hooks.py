@@ -21,7 +21,7 @@ from gitbus.bus import Bus
 from gitbus.cli import app
 from gitbus.clock import hhmm
 from gitbus.delivery import BUDGET_CHARS
-from gitbus.hooks import handle
+from gitbus.hooks import STOP_REMINDERS, handle
 
 from .conftest import git, make_repo
 
@@ -522,6 +522,21 @@ def test_stop_does_not_remind_of_answered_questions_or_questions_to_others(agent
     web.answer(q.id, "done")
     api.ask("for db", to="db-1")
     tool_used(web.repo.root)
+    assert stopped(web.repo.root) == ""
+
+
+def test_stop_reminds_of_every_open_question_a_few_at_a_time_each_once(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    start(web.repo.root)
+    asked = [api.ask(f"question {i}?", to="web-1") for i in range(STOP_REMINDERS + 3)]
+    drain(web.repo.root, "s1")  # delivered as they came; Stop recalls them as still unanswered
+    first = stopped(web.repo.root)
+    assert [q for q in asked if f"[{q.id[:8]}" in first] == asked[:STOP_REMINDERS], first
+    assert first.endswith("3 more unanswered question(s) to you (all open questions: gitbus status).")
+    assert stopped(web.repo.root, active=True) == ""  # the continuation it caused stops quietly
+    second = stopped(web.repo.root)
+    assert [q for q in asked if f"[{q.id[:8]}" in second] == asked[STOP_REMINDERS:], second
+    assert "more unanswered" not in second
     assert stopped(web.repo.root) == ""
 
 
