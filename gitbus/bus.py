@@ -369,7 +369,7 @@ class Bus:
         """The newest `n` messages matching every filter given, newest first."""
         want = {kind_named(k) for k in kinds} if kinds else None
         norm = self.paths([path])[0] if path else None
-        needle = grep.casefold() if grep else None
+        needle = grep.casefold() if grep is not None else None
 
         def matches(m: Message) -> bool:
             return (
@@ -384,10 +384,10 @@ class Bus:
                     return
                 yield m
 
-        if grep:  # git finds candidate commits in C; the exact filter below still decides
-            from gitbus.notes import search
+        if grep is not None:  # git finds candidates in C, newest first; the exact filter still decides
+            from gitbus.notes import matching
 
-            source: Iterator[Message] = iter(search(self.repo, grep))
+            source: Iterator[Message] = matching(self.repo, grep)
         else:
             source = self.history(sender)
         picked = (m for m in until_since(source) if matches(m) and (sender is None or m.sender == sender))

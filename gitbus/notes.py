@@ -8,7 +8,9 @@ shows them. Notes are written through our own compare-and-swap on the notes ref,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from gitbus import paths as P
@@ -24,10 +26,12 @@ if TYPE_CHECKING:
 
 NOTES_REF = "refs/notes/gitbus"
 _RACES = 1000
+_BATCH = 256  # candidates git is asked for first by a search
+_SKEW_S = 60  # seconds a commit may be dated after its child (clock skew between agents)
 
 
 def note_for_commit(bus: Bus, commit: str) -> str:
-    """The note text for `commit`, made by this bus's agent."""
+    """The note text for `commit`, made by this bus's agent: what it posted since the parent commit."""
     repo = bus.repo
     full = repo.git("rev-parse", "--verify", f"{commit}^{{commit}}").strip()
     changed = [
@@ -35,15 +39,22 @@ def note_for_commit(bus: Bus, commit: str) -> str:
         for p in repo.git("diff-tree", "--no-commit-id", "--name-only", "-r", "--root", full).splitlines()
         if p
     ]
-    parent_time = repo.git("log", "-1", "--format=%ct", f"{full}^", check=False).strip()
-    since = int(parent_time) * 1000 if parent_time.isdigit() else None
+    parent, _, parent_time = repo.git("log", "-1", "--format=%H %ct", f"{full}^", check=False).partition(" ")
+    # git stamps whole seconds, so posts made in the parent's second, before it, are in range: the
+    # parent's own note says which of them it already listed.
+    since = int(parent_time) * 1000 if parent_time.strip().isdigit() else None
+    listed = _listed(_note_text(repo, Oid(parent))) if since is not None else set()
     now = bus.clock.now_ms()
     held = [
         c
         for c in bus.claims(include_expired=True)
         if c.owner == bus.agent and any(P.covers(c.path, f, repo.ignorecase) for f in changed)
     ]
-    mine = [m for m in bus.log(50, sender=bus.agent, since=since) if m.kind not in (Kind.RENEW, Kind.JOIN)]
+    mine = [
+        m
+        for m in bus.log(50, sender=bus.agent, since=since)
+        if m.kind not in (Kind.RENEW, Kind.JOIN) and m.id[:8] not in listed
+    ]
     lines = [f"gitbus: committed by agent {bus.agent}"]
     lines += [f"claim: {c.describe(now)}" for c in held]
     lines += [
@@ -51,6 +62,21 @@ def note_for_commit(bus: Bus, commit: str) -> str:
         for m in reversed(mine)
     ]
     return "\n".join(lines) + "\n"
+
+
+def _listed(note: str) -> set[str]:
+    """The message id prefixes a note lists as posted or answered."""
+    return {
+        line.split(" ", 2)[1]
+        for line in note.splitlines()
+        if line.startswith(("posted: ", "answered: ")) and len(line.split(" ", 2)) == 3
+    }
+
+
+def _note_text(repo: Repository, commit: Oid) -> str:
+    """The gitbus note on `commit` ("" when there is none)."""
+    tip = repo.ref(NOTES_REF)
+    return _existing(repo, repo.read_commit(tip).tree, commit) if tip else ""
 
 
 def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
@@ -92,28 +118,61 @@ def _existing(repo: Repository, tree: Oid | None, commit: Oid) -> str:
 
 
 def merge(repo: Repository, ours: Oid, theirs: Oid) -> Oid:
-    """A notes commit holding both sides' notes; a commit noted on both sides gets both texts."""
+    """A notes commit holding both sides' notes, three-way from their merge base: a note changed on
+    one side only takes that side; a note changed on both keeps ours and adds what theirs has more
+    (paragraph by paragraph), so a note added to after an earlier sync is not doubled."""
+    base = repo.merge_base(ours, theirs)
     ours_tree, theirs_tree = repo.read_commit(ours).tree, repo.read_commit(theirs).tree
+    b = _by_commit(repo, repo.read_commit(base).tree) if base else {}
+    o, t = _by_commit(repo, ours_tree), _by_commit(repo, theirs_tree)
     changes: dict[str, Oid | None] = {}
-    for path, blob in repo.tree_blobs(theirs_tree):
-        commit = Oid(path.replace("/", ""))
-        mine = _existing(repo, ours_tree, commit)
-        theirs_text = repo.read_blob(blob).decode(errors="replace")
-        if mine == theirs_text or theirs_text in mine:
+    for commit in sorted(b.keys() | o.keys() | t.keys()):
+        was, mine, their = b.get(commit), o.get(commit), t.get(commit)
+        blobs = [e[1] if e else None for e in (was, mine, their)]  # a fanout change keeps the blob
+        if blobs[2] in (blobs[1], blobs[0]):
             continue
-        text = (mine.rstrip("\n") + "\n\n" + theirs_text) if mine else theirs_text
-        changes[_note_path(repo, ours_tree, commit)] = repo.blob(text.encode())
+        path = mine[0] if mine else _note_path(repo, ours_tree, commit)
+        if blobs[1] == blobs[0]:
+            changes[path] = their[1] if their else None  # changed (or removed) on their side only
+            continue
+        kept = _paragraphs(repo, mine)
+        extra = _paragraphs(repo, their)
+        for p in kept:
+            if p in extra:
+                extra.remove(p)
+        changes[path] = repo.blob(("\n\n".join(kept + extra) + "\n").encode())
     tree = repo.tree_update(ours_tree, changes)
-    t = max(repo.read_commit(ours).time, repo.read_commit(theirs).time) * 1000
+    when = max(repo.read_commit(ours).time, repo.read_commit(theirs).time) * 1000
     return repo.commit(
-        tree=tree, parents=[ours, theirs], message="Notes merged by gitbus\n", author="gitbus", time_ms=t
+        tree=tree, parents=[ours, theirs], message="Notes merged by gitbus\n", author="gitbus", time_ms=when
     )
 
 
-def search(repo: Repository, text: str, limit: int | None = None) -> list[Message]:
-    """Messages whose text or subject contains `text` (any case), newest first, over all history.
+def _by_commit(repo: Repository, tree: Oid) -> dict[Oid, tuple[str, Oid]]:
+    """Each noted commit in a notes tree: (its path there, fanout or flat; the note blob)."""
+    return {Oid(path.replace("/", "")): (path, blob) for path, blob in repo.tree_blobs(tree)}
 
-    `git log --grep` scans commit messages in C: no index to build or keep in step."""
+
+def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str]:
+    """A note cut at blank lines: one paragraph per `add` (git's own notes concatenate the same way)."""
+    if entry is None:
+        return []
+    text = repo.read_blob(entry[1]).decode(errors="replace").strip("\n")
+    return [p.strip("\n") for p in text.split("\n\n") if p.strip("\n")]
+
+
+def search(repo: Repository, text: str, limit: int | None = None) -> list[Message]:
+    """Messages whose text or subject contains `text` (any case), newest first, over all history."""
+    return list(islice(matching(repo, text), limit))
+
+
+def matching(repo: Repository, text: str) -> Iterator[Message]:
+    """`search`, lazily: newest first by (time, id), reading only as far back as the caller takes.
+
+    `git log --grep` scans commit messages in C (no index to build or keep in step) and walks newest
+    first, so a word most messages hold needs only the first few candidates: git is asked for a batch
+    of them, then a batch four times bigger, until what is still unread cannot be newer than what is
+    left to yield. git stamps whole seconds, and agents' clocks disagree a little (`_SKEW_S`)."""
     if not text.strip():
         raise GitbusError("Search for some text.")
     tips = list(repo.refs(AGENTS_PREFIX).values())
@@ -121,20 +180,35 @@ def search(repo: Repository, text: str, limit: int | None = None) -> list[Messag
     if led:
         tips.append(led)
     if not tips:
-        return []
-    out = repo.git("log", "--format=%H", "-i", "-F", f"--grep={text}", *tips, "--")
+        return
     needle = text.casefold()
-    found: list[Message] = []
-    for oid in out.split():
-        try:
-            m = decode(repo.read_commit(Oid(oid)).message)
-        except GitbusError:
-            continue
-        # git matched anywhere in the commit message, trailers included: keep only real text hits.
-        if needle in m.text.casefold() or needle in m.summary().casefold():
-            found.append(m)
-    found.sort(key=lambda m: (m.time, m.id), reverse=True)
-    return found[:limit] if limit is not None else found
+    seen: set[str] = set()
+    pending: list[Message] = []  # hits not yet yielded, oldest first
+    want = _BATCH
+    while True:
+        out = repo.git(
+            "log", f"--max-count={want}", "--format=%H %ct", "-i", "-F", f"--grep={text}", *tips, "--"
+        )
+        rows = [line.split() for line in out.splitlines() if line]
+        for oid, _ in rows:
+            if oid in seen:
+                continue
+            seen.add(oid)
+            try:
+                m = decode(repo.read_commit(Oid(oid)).message)
+            except GitbusError:
+                continue
+            # git matched anywhere in the commit message, trailers included: keep only real text hits.
+            if needle in m.text.casefold() or needle in m.summary().casefold():
+                pending.append(m)
+        done = len(rows) < want
+        unread_before = 0 if done else (int(rows[-1][1]) + _SKEW_S + 1) * 1000  # unread: older than this
+        pending.sort(key=lambda m: (m.time, m.id))
+        while pending and pending[-1].time >= unread_before:
+            yield pending.pop()
+        if done:
+            return
+        want *= 4
 
 
 @dataclass(frozen=True)
@@ -166,12 +240,16 @@ def story(bus: Bus, path: str, rev: str = "HEAD") -> list[Event]:
         norm.rstrip("/") or ".",
         check=False,
     )
+    posted = {e.message.id[:8]: e.time for e in events if e.message}
     for record in log.split("\x1e"):
         parts = record.strip("\n").split("\x1f")
         if len(parts) == 5 and parts[0]:
+            # git stamps whole seconds: a commit is placed after the posts its note lists from its second.
+            second = int(parts[1]) * 1000
+            listed = [posted[i] for i in _listed(parts[4]) if i in posted]
             events.append(
                 Event(
-                    int(parts[1]) * 1000,
+                    max([second, *(t for t in listed if t < second + 1000)]),
                     commit=parts[0],
                     author=parts[2],
                     subject=parts[3],

@@ -1,0 +1,512 @@
+"""Coordination history: commit notes under refs/notes/gitbus, the story of a path, and search.
+
+Commits are real `git commit`s in real worktrees with the hooks `gitbus install git-hooks` writes, run
+with a PATH that has no gitbus on it (the hook names its interpreter itself); notes travel between real
+clones through a real bare remote over file://. Concurrent `git notes add` silently loses notes (field
+notes §3), so four worktrees commit at the same moment and every commit must keep its note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import traceback
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gitbus.bus import OPEN_WINDOW, Bus
+from gitbus.cli import app
+from gitbus.clock import FakeClock
+from gitbus.git import Repository
+from gitbus.ids import EVERYONE, AgentName, agent_ref, new_message_id
+from gitbus.message import Kind, Message, encode
+from gitbus.notes import NOTES_REF
+
+from .conftest import git, make_repo
+from .helpers_proc import FORK, WAIT_SECONDS, Failure, collect, running
+
+NAMES = ("api-1", "web-1", "db-1", "ops-1")
+BARE_PATH = "/usr/bin:/bin"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def gb(wt: Path, *args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, ["-C", str(wt), *args], env={"COLUMNS": "200"})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def gb_json(wt: Path, *args: str) -> Any:
+    code, out, err = gb(wt, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def run_git(wt: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Real git with the hooks live and no gitbus on the PATH."""
+    return subprocess.run(
+        ["git", *args],
+        cwd=wt,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": BARE_PATH, **env},
+        timeout=WAIT_SECONDS,
+    )
+
+
+def commit(wt: Path, rel: str, message: str | None = None, **env: str) -> str:
+    """Change `rel` in `wt`, commit it with real git (hooks and all) and return the new commit."""
+    f = wt / rel
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text((f.read_text() if f.exists() else "") + "more\n")
+    git(wt, "add", rel)
+    p = run_git(wt, "commit", "-q", "-m", message or f"change {rel}", **env)
+    assert p.returncode == 0, p.stderr
+    return git(wt, "rev-parse", "HEAD").strip()
+
+
+def note(wt: Path, rev: str) -> str:
+    """The gitbus note on `rev`, read by git itself ("" when there is none)."""
+    p = subprocess.run(["git", "notes", "--ref=gitbus", "show", rev], cwd=wt, capture_output=True, text=True)
+    return p.stdout if p.returncode == 0 else ""
+
+
+def at_second(ms: int) -> dict[str, str]:
+    """Author and committer dates for a commit made in the same wall-clock second as `ms`."""
+    date = f"@{ms // 1000} +0000"
+    return {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+
+
+@pytest.fixture
+def team(worktrees: list[Path]) -> list[Bus]:
+    """Four agents in four worktrees (each named by `join`), the git hooks installed."""
+    wt = worktrees[0].parent / "wt-d"
+    git(worktrees[0], "worktree", "add", "-q", "-b", "wt-d", str(wt))
+    buses = []
+    for path, name in zip([*worktrees, wt], NAMES, strict=True):
+        bus = Bus.open(path)
+        bus.join(name)
+        buses.append(bus)
+    code, out, err = gb(worktrees[0], "install", "git-hooks")
+    assert code == 0 and "installed the commit notes hook" in out, err
+    return buses
+
+
+# -- the note on a commit ------------------------------------------------------------------------
+
+
+def test_a_commit_gets_a_note_with_its_agent_covering_claims_posts_and_answers(team: list[Bus]) -> None:
+    api, web = team[0], team[1]
+    wt = api.repo.root
+    api.claim(["internal/api/"], reason="splitting handlers")
+    api.claim(["config/"], reason="db settings")  # held, but the commit does not touch config/
+    found = api.discover("handler.go retries thrice before giving up", ["internal/api/handler.go"])
+    question = web.ask("who runs the migrations?", to="api-1")
+    theirs = web.discover("the CSS build is slow")
+    answer = api.answer(question.id, "I do, from cmd/migrate\nthis second line stays out of the note")
+    sha = commit(wt, "internal/api/handler.go")
+
+    assert git(wt, "notes", "--ref=gitbus", "list", sha).strip(), "no note under refs/notes/gitbus"
+    lines = note(wt, sha).splitlines()
+    assert lines[0] == "gitbus: committed by agent api-1"
+    claims = [line for line in lines if line.startswith("claim: ")]
+    assert len(claims) == 1, lines
+    assert claims[0].startswith("claim: api-1 holds internal/api/ until ")
+    assert claims[0].endswith('(reason: "splitting handlers")')
+    posted = f"posted: {found.id[:8]} discovery: handler.go retries thrice before giving up"
+    answered = f"answered: {answer.id[:8]} answer: I do, from cmd/migrate"
+    assert posted in lines and answered in lines
+    assert lines.index(posted) < lines.index(answered)  # oldest first
+    text = "\n".join(lines)
+    assert "this second line" not in text  # one line each
+    assert question.id[:8] not in text and theirs.id[:8] not in text and "CSS" not in text  # not web-1's
+
+    shown = git(wt, "log", "-1", "--notes=gitbus")
+    assert "\nNotes (gitbus):\n    gitbus: committed by agent api-1\n" in shown
+    assert f"\n    {posted}\n" in shown and f"\n    {answered}\n" in shown
+
+
+def test_a_note_lists_only_what_the_agent_posted_since_its_previous_commit(team: list[Bus]) -> None:
+    api = team[0]
+    wt = api.repo.root
+    first = api.discover("first finding, before the first commit")
+    # git stamps whole seconds: this commit is made in the same second as the post, after it.
+    c1 = commit(wt, "README.md", **at_second(first.time))
+    assert f"posted: {first.id[:8]} discovery: first finding" in note(wt, c1)
+    second = api.discover("second finding, after the first commit")
+    c2 = commit(wt, "README.md")
+    text = note(wt, c2)
+    assert f"posted: {second.id[:8]} discovery: second finding" in text
+    assert first.id[:8] not in text, f"a post from before the previous commit is listed again:\n{text}"
+
+
+def test_a_post_made_after_the_previous_commit_in_the_same_second_is_still_listed(
+    team: list[Bus],
+) -> None:
+    wt = team[0].repo.root
+    clock = FakeClock(start_ms=(time.time_ns() // 1_000_000_000 + 120) * 1000)  # a whole second, ahead
+    api = Bus.open(wt, "api-1", clock)
+    c1 = commit(wt, "README.md", **at_second(clock.now_ms()))
+    clock.advance(10)  # still c1's second on git's clock, but after c1's note was written
+    late = api.discover("found just after the first commit")
+    assert late.id[:8] not in note(wt, c1)
+    c2 = commit(wt, "README.md")
+    assert f"posted: {late.id[:8]} discovery: found just after the first commit" in note(wt, c2)
+
+
+def commit_on_barrier(worktree: str, rel: str, rounds: int, barrier: Barrier, out: Queue[Any]) -> None:
+    """Each round: stage a change to `rel`, wait for the others, then `git commit` with the hooks."""
+    try:
+        wt = Path(worktree)
+        for r in range(rounds):
+            (wt / rel).write_text(f"round {r}\n")
+            git(wt, "add", rel)
+            barrier.wait(WAIT_SECONDS)
+            p = run_git(wt, "commit", "-q", "-m", f"{rel} round {r}")
+            out.put((worktree, r, p.returncode, p.stderr, git(wt, "rev-parse", "HEAD").strip()))
+    except BaseException:
+        out.put(Failure(worktree, traceback.format_exc()))
+        barrier.abort()
+
+
+def test_four_worktrees_committing_at_the_same_moment_each_keep_their_note(team: list[Bus]) -> None:
+    rounds = 2
+    for bus in team:
+        bus.discover(f"{bus.agent} is about to commit")
+    barrier, out = FORK.Barrier(len(team)), FORK.Queue()  # children only run git
+    procs = [
+        FORK.Process(
+            target=commit_on_barrier, args=(str(b.repo.root), f"{b.agent}.txt", rounds, barrier, out)
+        )
+        for b in team
+    ]
+    with running(procs, barrier):
+        results = collect(out, len(team) * rounds)
+    agent_of = {str(b.repo.root): b.agent for b in team}
+    main = team[0].repo.root
+    for worktree, r, code, err, sha in results:
+        assert code == 0, f"{worktree} round {r}: {err}"
+        text = note(main, sha)
+        assert text.count("gitbus: committed by agent ") == 1, (worktree, r, text)
+        assert text.startswith(f"gitbus: committed by agent {agent_of[worktree]}\n"), (worktree, r, text)
+    noted = git(main, "notes", "--ref=gitbus", "list").splitlines()
+    assert len(noted) == len(team) * rounds == len({sha for *_, sha in results})
+
+
+# -- notes follow rewritten commits --------------------------------------------------------------
+
+
+def test_amending_a_commit_keeps_its_note(team: list[Bus]) -> None:
+    api = team[0]
+    wt = api.repo.root
+    assert NOTES_REF in git(wt, "config", "--get-all", "notes.rewriteRef").split()
+    found = api.discover("the retry loop lives in handler.go")
+    before = commit(wt, "internal/api/handler.go")
+    original = note(wt, before)
+    assert found.id[:8] in original
+    p = run_git(wt, "commit", "-q", "--amend", "-m", "change handler.go, reworded")
+    assert p.returncode == 0, p.stderr
+    after = git(wt, "rev-parse", "HEAD").strip()
+    assert after != before
+    assert original.rstrip("\n") in note(wt, after)
+    assert found.id[:8] in git(wt, "log", "-1", "--notes=gitbus")
+
+
+def test_rebasing_commits_onto_another_commit_keeps_their_notes(team: list[Bus]) -> None:
+    api, web = team[0], team[1]
+    wt = web.repo.root
+    m1 = web.discover("first step of the stylesheet work")
+    c1 = commit(wt, "web/a.css")
+    m2 = web.discover("second step of the stylesheet work")
+    c2 = commit(wt, "web/b.css")
+    originals = [note(wt, c1), note(wt, c2)]
+    assert m1.id[:8] in originals[0] and m2.id[:8] in originals[1]
+    commit(
+        api.repo.root,
+        "README.md",
+        GIT_CONFIG_COUNT="1",
+        GIT_CONFIG_KEY_0="core.hooksPath",
+        GIT_CONFIG_VALUE_0="/dev/null",
+    )  # main moves on (without hooks: not what is tested here)
+    p = run_git(wt, "rebase", "main")
+    assert p.returncode == 0, p.stdout + p.stderr
+    rebased = git(wt, "rev-list", "--reverse", "main..HEAD").split()
+    assert len(rebased) == 2 and not {c1, c2} & set(rebased)
+    assert git(wt, "rev-parse", "HEAD~2").strip() == git(wt, "rev-parse", "main").strip()
+    for original, sha in zip(originals, rebased, strict=True):
+        assert original.rstrip("\n") in note(wt, sha)
+    shown = git(wt, "log", "--notes=gitbus", "main..HEAD")
+    assert m1.id[:8] in shown and m2.id[:8] in shown
+
+
+# -- notes travel with sync ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def clones(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A bare remote and two clones of it (agents ann and ben), each with the bus remote set to origin
+    and the git hooks installed."""
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(make_repo(tmp_path / "seed"), "push", "-q", bare.as_uri(), "main")
+    out = []
+    for name in ("ann", "ben"):
+        path = tmp_path / name
+        git(tmp_path, "clone", "-q", bare.as_uri(), str(path))
+        Bus.open(path).join(name)
+        assert gb(path, "remote", "origin")[0] == 0
+        assert gb(path, "install", "git-hooks")[0] == 0
+        out.append(path)
+    return bare, out[0], out[1]
+
+
+def sync(*clones: Path) -> None:
+    for path in clones:
+        code, _, err = gb(path, "sync")
+        assert code == 0, err
+
+
+def test_notes_sync_both_ways_and_a_commit_noted_on_both_sides_keeps_both_texts(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    bare, a, b = clones
+    base = git(a, "rev-parse", "HEAD").strip()
+    Bus.open(a).discover("the parser drops byte-order marks")
+    a1 = commit(a, "README.md")
+    Bus.open(b).discover("config/db.yaml is read twice at start-up")
+    b1 = commit(b, "config/db.yaml")
+    git(a, "push", "-q", "origin", "HEAD:refs/heads/ann")
+    git(b, "push", "-q", "origin", "HEAD:refs/heads/ben")
+    for path in (a, b):
+        git(path, "fetch", "-q", "origin")
+        assert gb(path, "note", base)[0] == 0  # both sides note the commit they share
+    texts = {"a1": note(a, a1), "b1": note(b, b1), "ann base": note(a, base), "ben base": note(b, base)}
+    assert texts["ann base"].startswith("gitbus: committed by agent ann\n")
+    assert texts["ben base"].startswith("gitbus: committed by agent ben\n")
+    assert note(b, a1) == note(a, b1) == ""
+
+    sync(a, b, a, b, a, b)  # both sides, then again: nothing may be lost or doubled
+    for path in (a, b):
+        assert note(path, a1) == texts["a1"]
+        assert note(path, b1) == texts["b1"]
+        both = note(path, base)
+        for side in ("ann base", "ben base"):
+            assert both.count(texts[side].rstrip("\n")) == 1, both
+        assert "Notes (gitbus):" in git(path, "log", "-1", "--notes=gitbus", a1 if path == b else b1)
+    tips = {git(p, "rev-parse", NOTES_REF).strip() for p in (a, b, bare)}
+    assert len(tips) == 1, "the two clones and the remote did not settle on one notes commit"
+
+
+def test_a_note_added_to_after_a_sync_is_not_doubled_by_the_next_merge(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    _, a, b = clones
+    Bus.open(a).discover("the parser drops byte-order marks")
+    a1 = commit(a, "README.md")
+    git(a, "push", "-q", "origin", "HEAD:refs/heads/ann")
+    ann_text = note(a, a1)
+    sync(a, b)  # ben now has ann's note on a1
+    git(b, "fetch", "-q", "origin")
+    assert gb(b, "note", a1)[0] == 0  # ben adds to it: a1's note is now ann's text, then ben's
+    added = note(b, a1)
+    assert added.startswith(ann_text.rstrip("\n") + "\n\ngitbus: committed by agent ben\n")
+    commit(a, "config/db.yaml")  # meanwhile ann notes another commit: the two notes refs diverge
+    sync(b, a, b)
+    for path in (a, b):
+        text = note(path, a1)
+        assert text.count("gitbus: committed by agent ann") == 1, (
+            f"ann's text doubled in {path.name}:\n{text}"
+        )
+        assert text == added
+
+
+# -- the story of a path -------------------------------------------------------------------------
+
+
+def test_history_of_a_path_interleaves_its_messages_and_commits_in_time(team: list[Bus]) -> None:
+    wt, web_wt = team[0].repo.root, team[1].repo.root
+    clock = FakeClock(start_ms=(time.time_ns() // 1_000_000_000 + 120) * 1000)  # whole seconds, ahead
+    api, web = Bus.open(wt, "api-1", clock), Bus.open(web_wt, "web-1", clock)
+
+    def tick() -> None:
+        clock.advance(1000)
+
+    tick()
+    claim = api.claim(["internal/api/"], reason="splitting handlers")
+    tick()
+    question = web.ask("who calls handler.go?", to="api-1", paths=["internal/api/handler.go"])
+    tick()
+    answer = api.answer(question.id, "only the router")
+    tick()
+    found = api.discover("handler.go retries thrice", ["internal/api/handler.go"])
+    tick()
+    c1 = commit(wt, "internal/api/handler.go", "split the handler", **at_second(clock.now_ms()))
+    tick()
+    released = api.release(["internal/api/"], reason="done splitting")
+    assert released is not None
+    tick()
+    unrelated = [web.discover("db.yaml is read twice", ["config/db.yaml"]).id, web.ask("lunch?").id]
+    tick()
+    commit(wt, "README.md", "touch the readme", **at_second(clock.now_ms()))
+    initial = git(wt, "rev-list", "--max-parents=0", "HEAD").strip()
+
+    story = gb_json(wt, "history", "internal/api/handler.go")
+    kinds = [e["message"]["type"] if "message" in e else "commit" for e in story]
+    assert kinds == ["commit", "claim", "question", "answer", "discovery", "commit", "release"]
+    ids = [e["message"]["id"] if "message" in e else e["commit"] for e in story]
+    assert ids == [initial, claim.id, question.id, answer.id, found.id, c1, released.id]
+    assert [e["time"] for e in story] == sorted(e["time"] for e in story)
+    assert not set(unrelated) & set(ids)
+    c1_entry = story[5]
+    assert c1_entry["subject"] == "split the handler" and c1_entry["author"] == "Test"
+    assert c1_entry["note"].startswith("gitbus: committed by agent api-1\n")
+    assert "claim: api-1 holds internal/api/" in c1_entry["note"]
+    assert f"posted: {found.id[:8]} discovery: handler.go retries thrice" in c1_entry["note"]
+    assert f"answered: {answer.id[:8]} answer: only the router" in c1_entry["note"]
+    assert story[2]["message"]["from"] == "web-1" and story[3]["message"]["reply_to"] == question.id
+
+    same_dir = gb_json(web_wt, "history", "internal/api/")  # the directory, from another worktree
+    assert [e["message"]["id"] for e in same_dir if "message" in e] == ids[1:5] + ids[6:]
+
+    code, out, _ = gb(wt, "history", "internal/api/handler.go")
+    assert code == 0
+    marks = [claim.id[:8], question.id[:8], answer.id[:8], found.id[:8], c1[:10], released.id[:8]]
+    where = [out.index(m) for m in marks]
+    assert where == sorted(where), out
+    assert f"commit    {c1[:10]} Test: split the handler\n" in out
+    assert "\n                 gitbus: committed by agent api-1\n" in out
+
+    code, out, _ = gb(wt, "history", "docs/nothing-here.md")
+    assert (code, out.strip()) == (0, "nothing on the bus or in the history touches this path")
+
+
+def test_history_places_a_commit_after_the_posts_its_note_lists_from_the_same_second(
+    team: list[Bus],
+) -> None:
+    wt = team[0].repo.root
+    clock = FakeClock(start_ms=(time.time_ns() // 1_000_000_000 + 120) * 1000 + 500)  # mid-second, ahead
+    api = Bus.open(wt, "api-1", clock)
+    before = api.discover("handler.go retries thrice", ["internal/api/handler.go"])
+    c1 = commit(wt, "internal/api/handler.go", **at_second(clock.now_ms()))  # git says: .000 of it
+    clock.advance(200)
+    after = api.discover("handler.go now retries once", ["internal/api/handler.go"])
+    story = gb_json(wt, "history", "internal/api/handler.go")
+    ids = [e["message"]["id"] if "message" in e else e["commit"] for e in story]
+    assert ids[-3:] == [before.id, c1, after.id]
+    assert [e["time"] for e in story] == sorted(e["time"] for e in story)
+
+
+# -- search --------------------------------------------------------------------------------------
+
+
+def bulk_discoveries(repo: Repository, agent: str, texts: list[str], clock: FakeClock) -> list[Message]:
+    """Append discoveries to `agent`'s chain as `chains.append` writes them (empty tree, the encoded
+    message, the agent as author and committer), through one `git fast-import`: posting thousands one
+    by one takes seconds."""
+    ref = agent_ref(AgentName(agent))
+    tip = repo.ref(ref)
+    assert tip is not None
+    out, stream = [], [f"reset {ref}\nfrom {tip}\n\n".encode()]
+    for text in texts:
+        clock.advance(1)
+        msg = Message(new_message_id(), Kind.DISCOVERY, AgentName(agent), EVERYONE, text, clock.now_ms())
+        data, sig = encode(msg).encode(), f"{agent} <{agent}@gitbus.invalid> {msg.time // 1000} +0000"
+        stream.append(f"commit {ref}\nauthor {sig}\ncommitter {sig}\ndata {len(data)}\n".encode())
+        stream.append(data + b"\n")
+        out.append(msg)
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo.root, input=b"".join(stream), check=True)
+    return out
+
+
+@pytest.fixture
+def searchable(repo: Path, bus_for: Any, clock: FakeClock) -> dict[str, Any]:
+    """A bus whose oldest messages lie behind more than OPEN_WINDOW newer ones."""
+    api, zephyr, filler = bus_for(repo, "api-1"), bus_for(repo, "zephyr"), bus_for(repo, "filler")
+    old = api.discover("Flaky Migration in payments: the lock times out")
+    clock.advance(1000)
+    trailer_only = zephyr.discover("the cache warms in three seconds", ["internal/zork.go"])
+    clock.advance(1000)
+    named = api.discover("ask Zephyr about the cache")
+    clock.advance(1000)
+    claim = api.claim(["internal/api/"], reason="splitting handlers")
+    filler_msgs = bulk_discoveries(
+        filler.repo, "filler", [f"routine note {k}" for k in range(OPEN_WINDOW + 100)], clock
+    )
+    return {
+        "bus": api,
+        "old": old,
+        "trailer_only": trailer_only,
+        "named": named,
+        "claim": claim,
+        "filler": filler_msgs,
+    }
+
+
+def found_ids(wt: Path, *args: str) -> list[str]:
+    return [m["id"] for m in gb_json(wt, *args)]
+
+
+def test_search_and_log_grep_find_any_case_over_the_whole_history(
+    repo: Path, searchable: dict[str, Any]
+) -> None:
+    old = searchable["old"]
+    assert old.id not in {m.id for m in searchable["bus"].log(OPEN_WINDOW)}  # older than any window
+    for text in ("flaky migration", "FLAKY MIGRATION", "fLaKy MiGrAtIoN in PAYMENTS"):
+        assert found_ids(repo, "search", text) == [old.id], text
+        assert found_ids(repo, "log", "--grep", text) == [old.id], text
+    hit = gb_json(repo, "search", "Flaky")[0]
+    assert (hit["type"], hit["from"], hit["text"]) == (
+        "discovery",
+        "api-1",
+        "Flaky Migration in payments: the lock times out",
+    )
+    claim = searchable["claim"]
+    assert found_ids(repo, "search", "SPLITTING HANDLERS") == [claim.id]  # ledger messages too
+    assert found_ids(repo, "log", "--grep", "splitting handlers") == [claim.id]
+
+
+def test_search_and_log_grep_match_message_text_not_trailers(repo: Path, searchable: dict[str, Any]) -> None:
+    named, trailer_only = searchable["named"], searchable["trailer_only"]
+    # zephyr's own discovery names zephyr only in its Gitbus-From trailer (and internal/zork.go only in
+    # Gitbus-Path); api-1's message and zephyr's join say "zephyr" in their text.
+    for command in (["log", "--grep"], ["search"]):
+        hits = gb_json(repo, *command, "zephyr")
+        assert named.id in [m["id"] for m in hits], command
+        assert trailer_only.id not in [m["id"] for m in hits], f"{command} matched a trailer: {hits}"
+        assert all("zephyr" in m["text"].casefold() for m in hits), hits
+        for word in ("zork", "Gitbus-From", "Gitbus-Id", "discovery", searchable["old"].id):
+            assert found_ids(repo, *command, word) == [], (command, word)
+
+
+def test_search_is_newest_first_capped_by_n_and_plain_text_by_default(
+    repo: Path, searchable: dict[str, Any]
+) -> None:
+    newest = [m.id for m in reversed(searchable["filler"][-3:])]
+    assert found_ids(repo, "search", "ROUTINE NOTE", "-n", "3") == newest
+    assert len(found_ids(repo, "search", "routine note")) == 50  # the default -n
+    assert found_ids(repo, "search", "no such words anywhere") == []
+    code, out, _ = gb(repo, "search", "flaky")
+    assert code == 0 and searchable["old"].id[:8] in out and "Flaky Migration" in out
+
+
+def test_search_for_nothing_is_refused(repo: Path, bus_for: Any) -> None:
+    bus_for(repo, "api-1").discover("something to find")
+    for text in ("", "   "):
+        code, out, err = gb(repo, "search", text)
+        assert code == 1 and out == "" and "Search for some text." in err, repr(text)
+
+
+def test_log_grep_for_nothing_is_refused(repo: Path, bus_for: Any) -> None:
+    bus_for(repo, "api-1").discover("something to find")
+    for text in ("   ", ""):
+        code, _, err = gb(repo, "log", "--grep", text)
+        assert code == 1, f"`gitbus log --grep {text!r}` exited {code} instead of refusing"
+        assert "Search for some text." in err
