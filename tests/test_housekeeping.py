@@ -8,6 +8,7 @@ writers are idle: git documents it as unsafe beside a concurrent writer, whateve
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import time
@@ -17,6 +18,7 @@ from typing import NamedTuple
 
 import pytest
 
+from gitbus import housekeeping
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.clock import FakeClock
@@ -182,4 +184,126 @@ def test_gc_and_pack_refs_beside_a_live_writer_lose_no_write_and_keep_fsck_clean
     assert_fsck_clean(worktrees[0])
     git_run(worktrees[0], "gc", "--prune=now", "--quiet").check_returncode()  # writers idle now
     assert [m.id for m in observer.log(n=None)] == ids
+    assert_fsck_clean(worktrees[0])
+
+
+# -- gitbus.housekeeping: the cheap check and the run beside live writers ---------------------------
+
+
+def _plant_loose_objects(common: Path, n: int) -> None:
+    """`n` files where git keeps loose objects starting with 17: what `check` samples, as git does."""
+    folder = common / "objects" / "17"
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        (folder / f"{k:038x}").write_bytes(b"")
+
+
+def test_check_counts_loose_bus_refs_and_estimates_loose_objects_from_files(
+    repo: Path, bus_for: BusFor
+) -> None:
+    api, web = bus_for(repo, "api-1"), bus_for(repo, "web-1")
+    api.claim(["internal/"])
+    web.discover("found it")
+    common = api.repo.common_dir
+    before = housekeeping.check(common)
+    assert before.loose_refs == 3  # two chains and the ledger
+    git_run(repo, "pack-refs", "--all").check_returncode()
+    assert housekeeping.check(common).loose_refs == 0
+    web.discover("one more")
+    assert housekeeping.check(common).loose_refs == 1  # libgit2 writes the updated ref loose again
+    seen = housekeeping.check(common).loose_objects
+    _plant_loose_objects(common, 3)
+    assert housekeeping.check(common).loose_objects == seen + 3 * 256
+
+
+def test_due_follows_git_gc_auto_thresholds() -> None:
+    lim = housekeeping.Limits(loose_objects=6700, packs=50, loose_refs=100)
+    assert not housekeeping.Clutter(27 * 256, 50, 100).due(lim)  # git wants more than 27 in objects/17
+    assert housekeeping.Clutter(28 * 256, 0, 0).due(lim)
+    assert housekeeping.Clutter(0, 51, 0).due(lim)
+    assert housekeeping.Clutter(0, 0, 101).due(lim)
+
+
+def test_a_run_packs_the_refs_that_are_due_and_the_bus_reads_the_same(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock
+) -> None:
+    api, _web, _ops = _populate(worktrees, bus_for)
+    before = _snapshot(api)
+    out = housekeeping.run(api.repo, limits=housekeeping.Limits(loose_refs=2))
+    assert out.ran == ("git pack-refs --all",) and out.failed == ()
+    assert out.before.loose_refs == 4 and out.after.loose_refs == 0
+    assert _snapshot(Bus.open(worktrees[1], "web-1", clock)) == before
+    assert housekeeping.run(api.repo).skipped == "nothing is due"
+    assert_fsck_clean(worktrees[0])
+
+
+def test_a_forced_run_packs_every_object_and_ref_and_loses_nothing(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock
+) -> None:
+    api, web, _ops = _populate(worktrees, bus_for)
+    web.inbox(mark_read=True)
+    before = _snapshot(api)
+    out = housekeeping.run(api.repo, force=True)
+    assert out.ran == ("git gc --quiet",) and out.failed == ()
+    assert out.after.loose_refs == 0 and out.after.loose_objects == 0 and out.after.packs >= 1
+    assert git_run(worktrees[0], "count-objects").stdout.startswith("0 objects")
+    assert _snapshot(Bus.open(worktrees[2], "ops-1", clock)) == before
+    assert web.inbox() == []
+    assert_fsck_clean(worktrees[0])
+
+
+def test_maybe_run_looks_at_most_once_per_interval(repo: Path, bus_for: BusFor) -> None:
+    bus = bus_for(repo, "api-1")
+    bus.discover("a loose ref")
+    low = housekeeping.Limits(loose_refs=0)
+    first = housekeeping.maybe_run(bus.repo, min_interval=60, limits=low)
+    assert first is not None and first.ran == ("git pack-refs --all",)
+    bus.discover("another loose ref")
+    assert housekeeping.check(bus.repo.common_dir).due(low)
+    assert housekeeping.maybe_run(bus.repo, min_interval=60, limits=low) is None  # looked a moment ago
+    assert housekeeping.maybe_run(bus.repo, min_interval=0, limits=low) is not None
+
+
+def test_a_second_housekeeper_returns_at_once_while_one_runs(repo: Path, bus_for: BusFor) -> None:
+    bus = bus_for(repo, "api-1")
+    lock = bus.repo.common_dir / "gitbus" / "housekeeping.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        start = time.monotonic()
+        out = housekeeping.run(bus.repo, force=True)
+        assert time.monotonic() - start < 1.0
+    assert out.skipped == "another housekeeping run is under way" and out.ran == ()
+    assert housekeeping.run(bus.repo, force=True).ran == ("git gc --quiet",)
+
+
+def test_a_git_command_that_fails_is_reported_not_raised(repo: Path, bus_for: BusFor) -> None:
+    bus = bus_for(repo, "api-1")
+    (bus.repo.common_dir / "packed-refs.lock").write_text("")  # another git is packing refs
+    out = housekeeping.run(bus.repo, limits=housekeeping.Limits(loose_refs=0))
+    assert out.ran == ("git pack-refs --all",)
+    assert len(out.failed) == 1 and out.failed[0].startswith("git pack-refs failed: ")
+    assert bus.discover("still writable").id in {m.id for m in bus.log(n=None)}
+
+
+def test_forced_runs_beside_a_live_writer_lose_no_write(worktrees: list[Path], tmp_path: Path) -> None:
+    for agent in ("keeper-1", "keeper-2"):
+        Bus.open(worktrees[1], agent).init()
+    observer = Bus.open(worktrees[0], "observer")
+    acks, ready, stop = tmp_path / "acks", FORK.Event(), FORK.Event()
+    writer = FORK.Process(
+        target=write_until_stopped,
+        args=(str(worktrees[1]), ("keeper-1", "keeper-2"), str(acks), ready, stop, 3),
+    )
+    with running([writer]):
+        assert ready.wait(60), f"the writer never got going: {writer_errors(read_acks(acks))}"
+        for k in range(4):
+            out = housekeeping.run(observer.repo, force=k % 2 == 0, limits=housekeeping.Limits(0, 0, 0))
+            assert out.skipped is None and out.ran
+        stop.set()
+    acked = read_acks(acks)
+    assert writer_errors(acked) == []
+    ids = [m.id for m in observer.log(n=None)]
+    assert len(set(ids)) == len(ids) and acked_ids(acked) <= set(ids)
+    assert {(c.owner, c.path) for c in observer.claims()} == held_after(acked)
     assert_fsck_clean(worktrees[0])
