@@ -8,6 +8,7 @@ that turns errors into exit codes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from gitbus import render
 from gitbus.bus import Bus
 from gitbus.clock import hhmm, iso, parse_duration, parse_since
 from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.message import Message
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -343,19 +345,73 @@ def log(
     path: Annotated[str | None, typer.Option("--path", help="Only messages touching this path.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="2h, 30m or an ISO time.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="Only messages containing this text.")] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Then print new messages as they arrive, one a line, until Ctrl-C."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show the bus history, newest first."""
+    """Show the bus history, newest first (with --follow: oldest first, then live; JSON one a line)."""
     bus = _bus(ctx, json_out)
     kinds = type_ or []
     now = bus.clock.now_ms()
+    newest = bus.log(1)  # read first: whatever arrives from here on is at or after its time
     msgs = bus.log(
         n, kinds=kinds, sender=from_, path=path, since=parse_since(since, now) if since else None, grep=grep
     )
-    if json_out:
+    if follow:
+        _follow(bus, msgs, newest[0].time if newest else 0, json_out, kinds, from_, path, grep)
+    elif json_out:
         render.dump(out, [m.to_json() for m in msgs])
     else:
         render.messages(out, msgs, now)
+
+
+def _follow(
+    bus: Bus,
+    shown: list[Message],
+    since: int,
+    json_out: bool,
+    kinds: list[str],
+    sender: str | None,
+    path: str | None,
+    grep: str | None,
+) -> None:
+    """Print `shown` oldest first, then each new message matching the filters as it arrives, until
+    Ctrl-C (or the reader of a pipe goes away).
+
+    Every 0.3 s the bus refs are read as files (no libgit2, a few small reads); only when they change
+    is `Bus.log` asked for what is at or after `since`, the newest time already seen, so a poll costs
+    what is new (posts are stamped past every chain tip, so a new local post is never older). A sync
+    can merge in messages older than that; they are not shown here (see `gitbus log`)."""
+    import time
+
+    from gitbus.gitfiles import read_refs
+
+    seen = {m.id: m.time for m in shown}
+    refs: dict[str, str] | None = None  # so the first poll catches what arrived since `since` was read
+    try:
+        for m in reversed(shown):
+            render.line(out, m, json_out)
+        while True:
+            now_refs = read_refs(bus.repo.common_dir, "refs/bus/")
+            if now_refs != refs:
+                refs, newest = now_refs, bus.log(1)
+                new = bus.log(None, since=since, kinds=kinds, sender=sender, path=path, grep=grep)
+                for m in reversed(new):
+                    if m.id not in seen:
+                        seen[m.id] = m.time
+                        render.line(out, m, json_out)
+                since = max(since, newest[0].time if newest else 0)
+                seen = {k: t for k, t in seen.items() if t >= since}  # bounded: only the newest instant
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:  # `gitbus log -f | head`: the reader is gone, so are we, quietly
+        # (Python's advice: point stdout at /dev/null so the flush at exit does not fail again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @app.command()
@@ -574,6 +630,14 @@ def config(
     else:
         for k, v in shown.items():
             out.print(f"{k} = {json.dumps(v)}", markup=False)
+
+
+@app.command()
+def tui(ctx: typer.Context) -> None:
+    """Oversee and steer the agents in a terminal UI, posting as the operator (docs/tui.md)."""
+    from gitbus.tui import run
+
+    run(ctx.obj["dir"], ctx.obj["agent"])
 
 
 @app.command()

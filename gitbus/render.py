@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -78,6 +79,25 @@ def messages(console: Console, msgs: Sequence[Message], now: int, title: str | N
             text,
         )
     console.print(table)
+
+
+def line(console: Console, m: Message, json_out: bool = False) -> None:
+    """One message on one line, flushed at once: `gitbus log --follow` (JSON: one object a line)."""
+    if json_out:
+        console.file.write(json.dumps(m.to_json(), ensure_ascii=False) + "\n")
+    else:
+        to = "" if m.to == EVERYONE else f"→{m.to}"
+        paths = f"  [{' '.join(m.paths)}]" if m.paths else ""
+        stamp = datetime.fromtimestamp(m.time / 1000).strftime("%H:%M:%S")
+        console.print(
+            Text.assemble(
+                f"{stamp} ",
+                (f"{m.kind.value:<9}", KIND_STYLE[m.kind]),
+                f" {m.sender}{to}: {m.summary()}{paths}  ",
+                (m.id[:8], "dim"),
+            )
+        )
+    console.file.flush()
 
 
 def message_full(console: Console, m: Message, replies: Iterable[Message], now: int) -> None:

@@ -4,12 +4,15 @@ A face: each key parses a little input, calls one `Bus` method and renders what 
 panes (the feed of recent messages, the claims with their leases ticking down, the agents), a thread
 view, and compose dialogs that post as the operator: the `operator` setting, or `gitbus -a NAME tui`.
 
-Live updates come from a 0.5 s timer that compares `read_refs(<common>, "refs/bus/")` with the last
-value: a few small loose-ref files and packed-refs, read without libgit2 (well under a millisecond).
-Only a difference reloads. We chose the timer over a watchdog observer (which `gitbus watch` uses)
-because the lease countdown needs a 1 s timer anyway, a timer cannot miss an event where inotify is
-blind (network mounts, some containers; `gitbus watch` backs its observer with a poll for that
-reason), it needs no observer thread or debounce, and half a second is below what a person notices.
+Live updates come from a 0.5 s timer that compares a stamp of the bus refs with the last one: the
+`stat` of each loose ref file under `<common>/refs/bus/`, of `packed-refs` and of reftable's
+`tables.list`. No file is read and libgit2 is not touched (~0.25 ms for ten agents); only a
+different stamp reloads. A ref write is lock-then-rename, so a moved ref always has a new inode and
+mtime even when its size is the same. We chose the timer over a watchdog observer (which
+`gitbus watch` uses) because the lease countdown needs a 1 s timer anyway, a stat cannot miss an
+event where inotify is blind (network mounts, some containers; `gitbus watch` backs its observer
+with a poll for that reason), it needs no observer thread or debounce, and half a second is below
+what a person notices.
 
 Reads run on a worker thread, each with its own `Bus` (a pygit2 handle never crosses threads); one
 load runs at a time and a change during it schedules exactly one more, so a busy bus cannot starve
@@ -23,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -47,8 +51,7 @@ from gitbus.clock import Clock, SystemClock, hhmm, parse_duration, span
 from gitbus.delegation import RequestState, state_of
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Repository
-from gitbus.gitfiles import read_refs
-from gitbus.ids import EVERYONE, agent_name
+from gitbus.ids import BUS_PREFIX, EVERYONE, agent_name
 from gitbus.message import Kind, Message, kind_named
 from gitbus.render import KIND_STYLE
 
@@ -128,7 +131,13 @@ class Snapshot:
         return []
 
 
+def in_order(claims: Iterable[Claim], now: int) -> tuple[Claim, ...]:
+    """Live claims first, then the expired ones, each by path."""
+    return tuple(sorted(claims, key=lambda c: (not c.live(now), c.path)))
+
+
 def load(bus: Bus, query: Query) -> Snapshot:
+    now = bus.clock.now_ms()
     window = bus.log(WINDOW)
     feed = (
         bus.log(WINDOW, kinds=query.kinds, sender=query.sender, path=query.path, grep=query.text)
@@ -140,12 +149,10 @@ def load(bus: Bus, query: Query) -> Snapshot:
         m.id: state_of(state, m.id) for m in (*window, *feed) if m.kind is Kind.REQUEST
     }
     return Snapshot(
-        bus.clock.now_ms(),
+        now,
         tuple(window),
         tuple(feed),
-        tuple(
-            sorted(bus.claims(include_expired=True), key=lambda c: (not c.live(bus.clock.now_ms()), c.path))
-        ),
+        in_order(bus.claims(include_expired=True), now),
         tuple(bus.agents()),
         requests,
     )
@@ -160,8 +167,36 @@ def thread_of(bus: Bus, message: Message) -> tuple[Message, list[Message]]:
     return root, bus.replies(root.id)
 
 
+Stamp = tuple[tuple[str, int, int, int], ...]
+
+
+def ref_stamp(common: Path) -> Stamp:
+    """What changes whenever a bus ref moves, from `stat` alone: (file, inode, mtime, size) of each
+    loose ref under refs/bus/, of packed-refs (pack-refs and gc replace it whole) and of reftable's
+    table list."""
+    files = [common / "packed-refs", common / "reftable" / "tables.list"]
+    for folder, _dirs, names in os.walk(common / BUS_PREFIX):
+        files += [Path(folder, n) for n in names if not n.endswith(".lock")]
+    out = []
+    for f in files:
+        with contextlib.suppress(OSError):  # gone between the walk and the stat: the next poll sees it
+            st = f.stat()
+            out.append((str(f), st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
 def split_paths(text: str) -> list[str]:
     return [p for p in re.split(r"[\s,]+", text) if p]
+
+
+def age(ms: int) -> str:
+    """How long ago, in at most 5 cells: 45s, 12m, 3h, 2d (the detail pane has it to the minute).
+    Seconds round up, as `clock.span` does, so the feed and the detail pane agree."""
+    s = -(-max(0, ms) // 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
 
 
 def countdown(ms: int) -> str:
@@ -233,7 +268,8 @@ class Table(DataTable[Text]):
         return [w or rest for _, w in self.COLUMNS]
 
     def on_resize(self) -> None:
-        self.fill(self.content)
+        if [c.width for c in self.columns.values()] != self.widths():
+            self.fill(self.content)
 
     def fill(self, rows: Sequence[tuple[str, Sequence[Text]]]) -> None:
         self.content, keep = rows, self.selected()
@@ -260,7 +296,7 @@ class FeedTable(Table):
 
 
 class ClaimsTable(Table):
-    COLUMNS = (("path", 22), ("holder", 12), ("left", 8), ("reason", 0))
+    COLUMNS = (("path", 24), ("holder", 10), ("left", 7), ("reason", 0))
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "app.release", "Release"),
         Binding("f", "app.force_release", "Force"),
@@ -298,6 +334,7 @@ class ComposeScreen(ModalScreen[Message | None]):
     def __init__(self, title: str, fields: list[Field], submit: Submit, open_bus: Callable[[], Bus]) -> None:
         super().__init__()
         self.title_text, self.fields, self.submit, self.open_bus = title, fields, submit, open_bus
+        self.posting = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form"):
@@ -327,12 +364,16 @@ class ComposeScreen(ModalScreen[Message | None]):
             inputs[inputs.index(event.input) + 1].focus()
 
     async def action_post(self) -> None:
-        values = self.values()
+        if self.posting:  # a second enter while the first post is on its way
+            return
+        self.posting, values = True, self.values()
         try:
             msg = await asyncio.to_thread(lambda: self.submit(self.open_bus(), values))
         except GitbusError as e:
             self.query_one("#form-error", Static).update(Text(str(e), "bold red"))
             return
+        finally:
+            self.posting = False
         self.dismiss(msg)
 
 
@@ -363,12 +404,17 @@ class ThreadScreen(Screen[None]):
     async def _load(self) -> None:
         app = self.app
         assert isinstance(app, GitbusApp)
-        root, replies = await asyncio.to_thread(lambda: thread_of(app.open_bus(), self.root))
+        try:
+            root, replies = await asyncio.to_thread(lambda: thread_of(app.open_bus(), self.root))
+        except GitbusError as e:
+            app.notify(str(e), severity="error", markup=False)
+            return
+        if not self.is_attached:  # closed while the thread was read
+            return
         self.root, snap = root, app.snap
         n = sum(r.kind is Kind.ANSWER for r in replies)
-        self.query_one("#thread-title", Static).update(
-            Text.assemble(label(root.kind), f" thread {root.id[:8]}: {len(replies)} replies, {n} answers")
-        )
+        title = f" thread {root.id[:8]} · replies: {len(replies)}, answers: {n} · esc back"
+        self.query_one("#thread-title", Static).update(Text.assemble(label(root.kind), title))
         body = self.query_one("#thread-body", VerticalScroll)
         await body.remove_children()
         await body.mount_all(
@@ -385,6 +431,7 @@ class GitbusApp(App[None]):
     TITLE = "gitbus"
     CSS = """
     #status { height: 1; background: $panel; padding: 0 1; }
+    TabbedContent, ContentSwitcher, TabPane { height: 1fr; }
     TabPane { padding: 0; }
     #filter { display: none; }
     #filter.shown { display: block; }
@@ -407,7 +454,7 @@ class GitbusApp(App[None]):
         Binding("q", "ask", "Ask"),
         Binding("c", "claim", "Claim"),
         Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear_filter", "Clear filter"),
+        Binding("escape", "clear_filter", "Clear"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -419,9 +466,11 @@ class GitbusApp(App[None]):
         self.agent = agent_name(agent or settings.load(self.common)["operator"])
         self.query_filter = Query()
         self.snap = Snapshot(self.clock.now_ms(), (), (), (), ())
-        self._sig: dict[str, str] | None = None
+        self._stamp: Stamp | None = None
         self._loading = self._dirty = False
         self._ticks = 0
+        self._offered: tuple[bool | None, ...] = ()
+        self._filter_open = False  # the box opened with `/`, maybe still empty
 
     def open_bus(self) -> Bus:
         """A fresh handle for one thread; paths typed in the app are relative to the worktree root."""
@@ -447,20 +496,30 @@ class GitbusApp(App[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one(FeedTable).focus()
+        self.home = self.screen  # the panes' screen: `self.query_one` would search the screen on top
+        self.home.query_one(FeedTable).focus()
         self.poll()
         self.set_interval(POLL_SECONDS, self.poll)
         self.set_interval(TICK_SECONDS, self.tick)
 
     # -- loading --------------------------------------------------------------------------------
 
+    @property
+    def live(self) -> bool:
+        """The panes exist: false while the app shuts down, when a late timer must not touch them."""
+        return self.is_running and self.home.is_attached
+
     def poll(self) -> None:
-        sig = read_refs(self.common, "refs/bus/")
-        if sig != self._sig:
-            self._sig = sig
+        if not self.live:
+            return
+        stamp = ref_stamp(self.common)
+        if stamp != self._stamp:
+            self._stamp = stamp
             self.reload()
 
     def reload(self) -> None:
+        if not self.live:
+            return
         if self._loading:
             self._dirty = True
             return
@@ -470,12 +529,14 @@ class GitbusApp(App[None]):
     async def _load(self, query: Query) -> None:
         try:
             snap = await asyncio.to_thread(lambda: load(self.open_bus(), query))
+            if not self.live:  # quit while the bus was read
+                return
             if query == self.query_filter:
                 self.show(snap)
             else:
                 self._dirty = True
         except GitbusError as e:
-            self.notify(str(e), severity="error")
+            self.notify(str(e), severity="error", markup=False)
         finally:
             self._loading = False
         if self._dirty:
@@ -494,17 +555,25 @@ class GitbusApp(App[None]):
         self.render_agents()
         if isinstance(self.screen, ThreadScreen):
             self.screen.reload()
-        self.refresh_bindings()
+        self.offer()
 
     def tick(self) -> None:
         """Each second the leases count down; every 15 s the ages in the feed move on too."""
+        if not self.live:
+            return
         self._ticks += 1
-        self.snap = replace(self.snap, now=self.clock.now_ms())
-        table = self.query_one(ClaimsTable)
-        if table.keys != [c.path for c in self.snap.claims]:
+        now = self.clock.now_ms()
+        expiring = [c for c in self.snap.claims if c.live(self.snap.now) and not c.live(now)]
+        self.snap = replace(self.snap, now=now, claims=in_order(self.snap.claims, now))
+        table = self.home.query_one(ClaimsTable)
+        if expiring or table.keys != [c.path for c in self.snap.claims]:  # re-sorted, recounted
             self.render_claims()
-        for c in self.snap.claims:
-            table.update_cell(c.path, "left", self.left(c))
+            self.render_status()
+            self.render_agents()
+        else:
+            for c in self.snap.claims:
+                table.update_cell(c.path, "left", self.left(c))
+            self.render_claim_detail()
         if self._ticks % 15 == 0:
             self.render_feed()
             self.render_agents()
@@ -514,24 +583,25 @@ class GitbusApp(App[None]):
     def render_status(self) -> None:
         s = self.snap
         asked, opened = len(s.open_questions()), sum(st is None for st in s.requests.values())
-        text = Text.assemble(
-            ("gitbus ", "bold"),
-            f"{self.root.name} · you are ",
-            (self.agent, "bold"),
-            f" · {len(s.feed)} shown · {asked} open Qs · {opened} open requests · {len(s.claims)} claims",
-        )
-        if self.query_filter:
-            text.append(f" · filter: {self.query_filter}", "bold yellow")
-        self.query_one("#status", Static).update(text)
+        live = sum(c.live(s.now) for c in s.claims)
+        text = Text.assemble((self.agent, "bold"), f" @ {self.root.name} │ ")
+        if self.query_filter:  # the filter itself shows in its box above the feed
+            text.append(f"{len(s.feed)} match", "bold yellow")
+        else:
+            text.append(f"{len(s.feed)} msgs")
+        text.append(f" │ {asked} open Qs │ {opened} open reqs │ {live} claims")
+        if len(s.claims) > live:
+            text.append(f", {len(s.claims) - live} expired", "red")
+        self.home.query_one("#status", Static).update(text)
 
     def render_feed(self) -> None:
-        s, table = self.snap, self.query_one(FeedTable)
+        s, table = self.snap, self.home.query_one(FeedTable)
         table.fill(
             [
                 (
                     m.id,
                     [
-                        Text(span(s.now - m.time)),
+                        Text(age(s.now - m.time)),
                         label(m.kind),
                         Text(who(m)),
                         Text(" ".join(m.paths), "dim"),
@@ -546,7 +616,7 @@ class GitbusApp(App[None]):
 
     def render_feed_detail(self) -> None:
         m = self.selected_message()
-        detail = self.query_one("#feed-detail", Static)
+        detail = self.home.query_one("#feed-detail", Static)
         if m is None:
             detail.update(Text("no messages" + (" match the filter" if self.query_filter else ""), "dim"))
         else:
@@ -563,20 +633,20 @@ class GitbusApp(App[None]):
             note = Text(f"took over {'; '.join(took)} ", "bold red") if took else Text()
             holder = Text(c.owner, "bold" if c.owner == self.agent else "")
             rows.append((c.path, [Text(c.path), holder, self.left(c), note + Text(c.reason)]))
-        self.query_one(ClaimsTable).fill(rows)
+        self.home.query_one(ClaimsTable).fill(rows)
         self.render_claim_detail()
 
     def render_claim_detail(self) -> None:
         c = self.selected_claim()
         if c is None:
-            self.query_one("#claim-detail", Static).update(Text("no claims", "dim"))
+            self.home.query_one("#claim-detail", Static).update(Text("no claims", "dim"))
             return
         text = Text(c.describe(self.snap.now))
         took = self.snap.took_over(c.id)
         if took:
             text.append(f"\ntook over: {'; '.join(took)}", "bold red")
         text.append(f"\nclaimed {hhmm(c.claimed_at)} · r release · f force-release · enter: its feed", "dim")
-        self.query_one("#claim-detail", Static).update(text)
+        self.home.query_one("#claim-detail", Static).update(text)
 
     def render_agents(self) -> None:
         s = self.snap
@@ -589,24 +659,24 @@ class GitbusApp(App[None]):
                     [
                         Text(a.name + (" (you)" if a.name == self.agent else ""), "bold" if open_qs else ""),
                         Text(span(s.now - a.last_active) if a.last_active else "-"),
-                        Text(str(a.live_claims)),
+                        Text(str(sum(c.owner == a.name and c.live(s.now) for c in s.claims))),
                         Text(str(open_qs), "bold yellow" if open_qs else "dim"),
                         Text(a.last_summary),
                     ],
                 )
             )
-        self.query_one(AgentsTable).fill(rows)
+        self.home.query_one(AgentsTable).fill(rows)
         self.render_agent_detail()
 
     def render_agent_detail(self) -> None:
-        s, name = self.snap, self.query_one(AgentsTable).selected()
+        s, name = self.snap, self.home.query_one(AgentsTable).selected()
         text = Text()
         if name:
             mine = [c for c in s.claims if c.owner == name and c.live(s.now)]
             text.append(f"{name} holds: " + (", ".join(c.path for c in mine) or "nothing"))
             for q in s.open_questions(to=name):
                 text.append(f"\n? from {q.sender}, {span(s.now - q.time)} ago: {q.summary()}", "yellow")
-        self.query_one("#agent-detail", Static).update(text)
+        self.home.query_one("#agent-detail", Static).update(text)
 
     @on(DataTable.RowHighlighted)
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -616,22 +686,29 @@ class GitbusApp(App[None]):
             self.render_claim_detail()
         else:
             self.render_agent_detail()
-        self.refresh_bindings()
+        self.offer()
 
     # -- selection ------------------------------------------------------------------------------
 
     def selected_message(self) -> Message | None:
         if isinstance(self.screen, ThreadScreen):
             return self.screen.root
-        key = self.query_one(FeedTable).selected()
+        key = self.home.query_one(FeedTable).selected()
         return next((m for m in self.snap.feed if m.id == key), None)
 
     def selected_claim(self) -> Claim | None:
-        key = self.query_one(ClaimsTable).selected()
+        key = self.home.query_one(ClaimsTable).selected()
         return next((c for c in self.snap.claims if c.path == key), None)
 
     def pane(self) -> str:
-        return str(self.query_one(TabbedContent).active)
+        return str(self.home.query_one(TabbedContent).active)
+
+    def offer(self) -> None:
+        """Refresh the footer when what the keys can do changed (a footer rebuild costs ~7 ms)."""
+        now = tuple(self.check_action(a, ()) for a in ("answer", "take", "open_thread", "clear_filter"))
+        if now != self._offered:
+            self._offered = now
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         m = self.selected_message() if action in ("answer", "take", "open_thread") else None
@@ -641,8 +718,8 @@ class GitbusApp(App[None]):
             return True if m and m.kind is Kind.REQUEST and self.snap.requests.get(m.id) is None else None
         if action == "open_thread":
             return True if m else None
-        if action == "clear_filter":
-            return bool(self.query_filter)
+        if action == "clear_filter":  # also hides the box opened with `/` and left empty
+            return bool(self.query_filter) or self._filter_open
         return True
 
     # -- actions --------------------------------------------------------------------------------
@@ -650,36 +727,39 @@ class GitbusApp(App[None]):
     def action_pane(self, name: str) -> None:
         if isinstance(self.screen, ThreadScreen):
             self.pop_screen()
-        self.query_one(TabbedContent).active = name
-        self.query_one(f"#{name}-table", Table).focus()
+        self.home.query_one(TabbedContent).active = name
+        self.home.query_one(f"#{name}-table", Table).focus()
 
     @on(TabbedContent.TabActivated)
     def tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self.query_one(f"#{event.pane.id}-table", Table).focus()
+        self.home.query_one(f"#{event.pane.id}-table", Table).focus()
 
     def action_filter(self) -> None:
         self.action_pane("feed")
-        box = self.query_one("#filter", Input)
+        box = self.home.query_one("#filter", Input)
         box.add_class("shown")
         box.focus()
+        self._filter_open = True
+        self.offer()
 
     @on(Input.Submitted, "#filter")
     def filter_submitted(self, event: Input.Submitted) -> None:
         try:
             query = Query.parse(event.value)
         except GitbusError as e:
-            self.notify(str(e), severity="error")
+            self.notify(str(e), severity="error", markup=False)
             return
         self.set_filter(query)
 
     def set_filter(self, query: Query) -> None:
         self.query_filter = query
-        box = self.query_one("#filter", Input)
+        box = self.home.query_one("#filter", Input)
         box.value = str(query)
         box.set_class(bool(query), "shown")
-        self.query_one(FeedTable).focus()
+        self._filter_open = bool(query)
+        self.home.query_one(FeedTable).focus()
         self.render_status()
-        self.refresh_bindings()
+        self.offer()
         self.reload()
 
     def action_clear_filter(self) -> None:
@@ -690,7 +770,7 @@ class GitbusApp(App[None]):
             c = self.selected_claim()
             query = Query(path=c.path) if c else Query()
         else:
-            name = self.query_one(AgentsTable).selected()
+            name = self.home.query_one(AgentsTable).selected()
             query = Query(sender=name) if name else Query()
         self.action_pane("feed")
         self.set_filter(query)
@@ -703,7 +783,7 @@ class GitbusApp(App[None]):
     def compose_form(self, title: str, fields: list[Field], submit: Submit) -> None:
         def posted(msg: Message | None) -> None:
             if msg is not None:
-                self.notify(f"{msg.kind.value} {msg.id[:8]}: {msg.summary()}", title="posted")
+                self.notify(f"{msg.kind.value} {msg.id[:8]}: {msg.summary()}", title="posted", markup=False)
             self.reload()
 
         self.push_screen(ComposeScreen(title, fields, submit, self.open_bus), posted)
@@ -722,7 +802,7 @@ class GitbusApp(App[None]):
         )
 
     def action_ask(self) -> None:
-        to = self.query_one(AgentsTable).selected() if self.pane() == "agents" else None
+        to = self.home.query_one(AgentsTable).selected() if self.pane() == "agents" else None
         self.compose_form(
             f"Question, as {self.agent}",
             [
@@ -781,9 +861,9 @@ class GitbusApp(App[None]):
         try:
             msg = await asyncio.to_thread(lambda: self.open_bus().take(m.id))
         except GitbusError as e:
-            self.notify(str(e), severity="error")
+            self.notify(str(e), severity="error", markup=False)
             return
-        self.notify(f"took {m.sender}'s request: {m.summary()}", title=msg.id[:8])
+        self.notify(f"took {m.sender}'s request: {m.summary()}", title=msg.id[:8], markup=False)
         self.reload()
 
 

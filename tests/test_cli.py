@@ -2,8 +2,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -224,3 +229,91 @@ def test_demo_runs_the_scenario_and_leaves_nothing_unless_kept(tmp_path: Path) -
     assert "refs/bus/ledger" in git(kept / "web", "for-each-ref", "refs/bus/")
     r = runner.invoke(app, ["demo", "--keep", str(kept)])
     assert r.exit_code == 1 and "not empty" in r.stderr
+
+
+# -- gitbus log --follow ----------------------------------------------------------------------------
+
+FOLLOW_WAIT = 10.0
+
+
+class Follower:
+    """`gitbus log --follow` in a subprocess; a thread reads its lines so that every wait is bounded."""
+
+    def __init__(self, wt: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gitbus", "-C", str(wt), "log", "--follow", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def line(self) -> str:
+        try:
+            return self.lines.get(timeout=FOLLOW_WAIT)
+        except queue.Empty:
+            raise AssertionError(f"waited {FOLLOW_WAIT:.0f}s for a line from gitbus log --follow") from None
+
+    def stop(self) -> int:
+        """Ctrl-C, then its exit code (killed if it does not end in time)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(FOLLOW_WAIT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(FOLLOW_WAIT)
+
+
+@pytest.fixture
+def follow(joined: list[Path]) -> Iterator[Callable[..., Follower]]:
+    started: list[Follower] = []
+
+    def start(*args: str) -> Follower:
+        started.append(Follower(joined[0], *args))
+        return started[-1]
+
+    yield start
+    for f in started:
+        f.stop()
+
+
+def post(wt: Path, agent: str, *args: str) -> None:
+    """Post from a process of its own, as another agent would."""
+    cmd = [sys.executable, "-m", "gitbus", "-C", str(wt), "-a", agent, *args]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=FOLLOW_WAIT)
+
+
+def test_log_follow_prints_the_recent_then_what_is_posted_after_it_started(
+    joined: list[Path], follow: Callable[..., Follower]
+) -> None:
+    assert gb(joined[1], "web-1", "discover", "before the follow", "-p", "web/")[0] == 0
+    f = follow("-n", "1")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d discovery web-1: before the follow  \[web/\]  [0-9a-f]{8}", f.line())
+    post(joined[2], "db-1", "ask", "--to", "web-1", "is anyone there?")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d question  db-1→web-1: is anyone there\?  [0-9a-f]{8}", f.line())
+    assert f.stop() == 0  # Ctrl-C ends it quietly
+    assert f.proc.stderr is not None and f.proc.stderr.read() == ""
+
+
+def test_log_follow_keeps_its_filters_and_prints_json_one_object_a_line(
+    joined: list[Path], follow: Callable[..., Follower]
+) -> None:
+    f = follow("--type", "question", "--json")
+    post(joined[1], "web-1", "discover", "not a question")
+    post(joined[1], "web-1", "ask", "first question?")
+    post(joined[2], "db-1", "ask", "second question?")
+    got = [json.loads(f.line()) for _ in range(2)]
+    assert [(m["type"], m["from"], m["text"]) for m in got] == [
+        ("question", "web-1", "first question?"),
+        ("question", "db-1", "second question?"),
+    ]
+    assert f.stop() == 0
+    assert f.lines.empty()  # the discovery never came through
