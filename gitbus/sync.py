@@ -16,6 +16,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,11 +80,25 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
     specs = [f"+{BUS_PREFIX}{what}:{tracking(remote)}{what}"]
     if what == "*":  # coordination notes travel with the bus (a glob: the remote may have none yet)
         specs.append(f"+refs/notes/gitbus*:refs/remotes/{remote}/notes/gitbus*")
-    code, _, err = repo.git_result("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs)
-    if code != 0:
+    for attempt in range(_ROUNDS):
+        code, _, err = repo.git_result(
+            "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs
+        )
+        if code == 0:
+            return
         if what != "*" and "couldn't find remote ref" in err:
             return  # the remote has no ledger yet
-        raise RemoteError(f"The bus remote '{remote}' could not be reached: {_last(err)}.")
+        if not _lost_local_race(err):
+            break
+        # Another process of this repository fetched the same tracking ref first (git's own CAS on it
+        # failed): what it wrote is as new as what we got, so fetch again after a short jittered wait.
+        time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+    raise RemoteError(f"The bus remote '{remote}' could not be reached: {_last(err)}.")
+
+
+def _lost_local_race(err: str) -> bool:
+    """git fetch failed on a local tracking ref moved or locked by a concurrent fetch, not on the remote."""
+    return "cannot lock ref" in err or "unable to update local ref" in err
 
 
 _NOISE = (
