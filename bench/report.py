@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import crowd
+import history
 import live
+import manyclaims
 import search
 import sync
 from live import EXE, MODULE, PASS, PRE, HookBench, Propagation, percentile
@@ -47,6 +50,11 @@ class Results:
     propagation: list[Propagation]
     shared: sync.SyncBench  # clone A → a remote → clone B (bench/sync.py)
     searched: search.SearchBench | None = None  # search and log --grep on the big buses (bench/search.py)
+    crowd: crowd.CrowdBench | None = None  # 1 vs 8 processes at once, and the alternatives (bench/crowd.py)
+    agentmail: object | None = None  # agentmail.Outcome: installed or why not, errors
+    many: manyclaims.ClaimsBench | None = None  # claims and the guard at 10 vs 10,000 live claims
+    reads: history.ReadBench | None = None  # the whole history next to the tail
+    sizes: history.SizeBench | None = None  # bytes per message before and after git gc
 
 
 def _ops(s: Series) -> str:
@@ -112,6 +120,7 @@ def _goal_rows(r: Results) -> list[str]:
                         f"{goal * 1000:.0f} ms | {x * 1000:.0f} ms | {_verdict(x <= goal)} |")
     rows += sync.goal_rows(r.shared)
     rows += search.goal_rows(r.searched) if r.searched else []
+    rows += crowd.goal_rows(r.crowd) if r.crowd else []
     return rows
 
 
@@ -343,6 +352,9 @@ def render(r: Results) -> str:
         *_live(r),
         *sync.section(r.shared, 6),
         *(search.section(r.searched, 7) if r.searched else []),
+        *(crowd.section(r.crowd, 8, r.agentmail) if r.crowd else []),
+        *(manyclaims.section(r.many, 9) if r.many else []),
+        *(history.section(r.reads, r.sizes, 10) if r.reads and r.sizes else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

@@ -27,8 +27,12 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import agentmail
+import crowd
 import floor
+import history
 import live
+import manyclaims
 import pygit2
 import report
 import search
@@ -65,10 +69,18 @@ class Config:
     live_posts: int = 200  # posts timed through the watcher, per scenario
     live_worktrees: tuple[int, ...] = (4, 16)
     sync_reps: int = 5  # fresh A → remote → B trips of sync.GOAL_MESSAGES messages
+    crowd_reps: int = 5  # repetitions of 1 and of 8 processes at once (crowd.py)
+    crowd_ops: int = 800  # ops per run, split over the processes
+    agentmail_ops: int = 40  # the same for Agent Mail, whose calls take tens of ms
+    claims: tuple[int, int] = (10, 10_000)  # live claims in the two repositories of manyclaims.py
+    claims_reps: int = 5
+    claims_ops: int = 50
+    read_reps: int = 5  # whole-history reads (history.py)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
-               big=10_000, hook_reps=20, live_posts=60, sync_reps=2)
+               big=10_000, hook_reps=20, live_posts=60, sync_reps=2, crowd_reps=2, crowd_ops=160,
+               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
 
@@ -261,6 +273,41 @@ def tmpfs() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) and fstype(shm) == "tmpfs" else None
 
 
+def with_agentmail(work: Path, workers: int) -> tuple[agentmail.Outcome, agentmail.Servers | None]:
+    """Agent Mail installed (or the reason it is not) and `workers` servers started on one store."""
+    log("agent mail: installing into bench/.venv-agentmail (once)")
+    outcome = agentmail.Outcome(agentmail.ensure_installed())
+    if outcome.install.python is None:
+        log(f"agent mail: could not be installed: {outcome.install.error.splitlines()[-1:]}")
+        return outcome, None
+    t0 = time.perf_counter()
+    try:
+        servers = agentmail.Servers(outcome.install.python, work / "agentmail" / "store", workers)
+    except (RuntimeError, OSError) as e:
+        outcome.errors.append(f"starting {workers} servers: {e}")
+        return outcome, None
+    outcome.started = time.perf_counter() - t0
+    return outcome, servers
+
+
+def agentmail_sides(
+    outcome: agentmail.Outcome, servers: agentmail.Servers
+) -> dict[tuple[str, str], crowd.Outside]:
+    def side(what: str) -> crowd.Outside:
+        def run(k: int, ops: int) -> float:
+            if outcome.errors:
+                return float("nan")
+            try:
+                return servers.run(what, k, ops)
+            except (RuntimeError, OSError, ValueError) as e:
+                outcome.errors.append(f"{what}, {k} at once: {e}")
+                return float("nan")
+
+        return run
+
+    return {("post", "Agent Mail"): side("send"), ("claim", "Agent Mail"): side("reserve")}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Benchmark gitbus and write docs/benchmarks.md.")
     ap.add_argument("--quick", action="store_true", help="a 10,000-message bus and fewer repetitions")
@@ -290,6 +337,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             "claim": (profile(gitbus_claim, prof_dir / "cg", cfg.profile_ops),
                       profile(floor_claim, prof_dir / "cf", cfg.profile_ops)),
         }
+        outcome, servers = with_agentmail(work, cfg.agents)
+        log(f"crowd: 1 and {cfg.agents} processes posting and claiming at once, {cfg.crowd_reps} repetitions")
+        try:
+            outside = agentmail_sides(outcome, servers) if servers else {}
+            crowded = crowd.crowd_bench(work, env, cfg.crowd_reps, cfg.crowd_ops, cfg.agents, outside,
+                                        cfg.agentmail_ops)
+            if servers and not outcome.errors:
+                log(f"agent mail: {cfg.agents} callers at once on one server")
+                rate, error = servers.gather("send", cfg.agents, 2)
+                outcome.probe = f"{rate:,.1f} calls/s" if rate else f"failed: {error}"
+        finally:
+            if servers:
+                servers.close()
+
+        log(f"claims: {cfg.claims[0]:,} vs {cfg.claims[1]:,} live claims")
+        many = manyclaims.claims_bench(work, env, gitbus, cfg.claims, cfg.claims_reps, cfg.claims_ops,
+                                       cfg.hook_reps)
+
         log("post scaling")
         scale = scaling(cfg, prof_dir, env)
 
@@ -332,6 +397,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         searched = search.search_bench({"loose": builds["big loose"].root, "gc": builds["big gc"].root},
                                        env, gitbus, cfg.big, cfg.agents, 3 if cfg.quick else 5)
 
+        log(f"whole history: {cfg.big:,} messages, library, CLI and the shared file")
+        msgs = synth.messages(cfg.big, cfg.agents, end_ms=time.time_ns() // 1_000_000)
+        jsonl = work / "shared-file" / "messages.jsonl"
+        history.write_jsonl(jsonl, msgs)
+        reads = history.read_bench(
+            {f"{b.messages:,} messages, {'loose objects' if b.layout == 'loose' else 'after git gc'}":
+             (b.root, b.messages) for b in builds.values()},
+            jsonl, cfg.big, env, gitbus, cfg.read_reps, max(2, cfg.read_reps - 2))
+        log("bytes per message, before and after git gc")
+        sizes = history.size_bench(builds["big loose"].root, msgs, jsonl, env)
+
     command = f"cd {ROOT} && {sys.executable} bench/run.py{' --quick' if cfg.quick else ''}"
     text = report.render(report.Results(
         quick=cfg.quick, machine=machine(), command=command, seconds=time.perf_counter() - started,
@@ -341,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         post=post, claim=claim, profiles=profiles, scale=scale,
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
-        searched=searched,
+        searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
