@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate, islice
@@ -256,26 +257,55 @@ def changed_paths(repo: Repository, worktree: Path) -> list[str]:
     return [entry[3:] for entry in out.split("\0") if len(entry) > 3][:200]
 
 
+class ChangedPaths:
+    """`changed_paths` per worktree, remembered for `ttl` seconds.
+
+    They only rank discoveries, while a `git status` per worktree is most of an update's time with
+    many worktrees: a watcher reuses them across the updates of a burst of posts, and a file edit
+    reaches the ranking at the first update after `ttl`."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._seen: dict[Path, tuple[float, list[str]]] = {}
+
+    def __call__(self, repo: Repository, worktree: Path) -> list[str]:
+        now = time.monotonic()
+        hit = self._seen.get(worktree)
+        if hit is None or now - hit[0] >= self.ttl:
+            hit = (now, changed_paths(repo, worktree))
+            self._seen[worktree] = hit
+        return hit[1]
+
+    def forget_except(self, worktrees: list[Path]) -> None:
+        """Drop what is remembered of worktrees that are gone."""
+        keep = set(worktrees)
+        self._seen = {wt: v for wt, v in self._seen.items() if wt in keep}
+
+
 def update_all(
     repo: Repository,
     now: int,
     env: dict[str, str] | None = None,
     on_problem: Callable[[str], None] | None = None,
+    *,
+    worktrees: list[Path] | None = None,
+    changed: Callable[[Repository, Path], list[str]] = changed_paths,
 ) -> list[Path]:
-    """Rewrite the context file of every worktree; the ones that changed are returned.
+    """Rewrite the context file of every worktree (or of `worktrees`, the caller's listing); the
+    ones that changed are returned.
 
     A worktree that cannot be updated (its file cannot be written, its agent name setting is bad)
     is skipped so the others still are; each such problem is passed to `on_problem` as a sentence."""
     ensure_excluded(repo.common_dir)
     view = read_view(repo, now)
     written: list[Path] = []
-    for wt in repo.worktrees():
+    for wt in repo.worktrees() if worktrees is None else worktrees:
         try:
             place = locate(wt)
             if place is None:
                 continue
             me = agents.resolve(place, None, env or {})
-            if write(wt, render(view, me, wt, changed_paths(repo, wt), repo.ignorecase)):
+            if write(wt, render(view, me, wt, changed(repo, wt), repo.ignorecase)):
                 written.append(wt)
         except (GitbusError, OSError) as e:
             if on_problem and wt.is_dir():  # a worktree removed meanwhile is no problem

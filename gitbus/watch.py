@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from gitbus import context, guard
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
@@ -32,7 +33,8 @@ from gitbus.gitfiles import read_refs
 if TYPE_CHECKING:
     from watchdog.observers.api import ObservedWatch
 
-DEBOUNCE_SECONDS = 0.05
+DEBOUNCE_SECONDS = 0.05  # at most one update per window while writes keep coming
+SETTLE_SECONDS = 0.003  # an idle watcher's wait after the first event of a burst
 POLL_SECONDS = 2.0
 REFRESH_SECONDS = 30.0
 ACQUIRE_SECONDS = 0.25  # how long `acquire` outlasts `running_pid` probes before giving up
@@ -83,7 +85,7 @@ def _wait_for_pid(common_dir: Path, deadline: float) -> int | None:
     return pid
 
 
-def _signature(common_dir: Path) -> tuple[object, ...]:
+def _signature(common_dir: Path) -> tuple[tuple[object, ...], tuple[object, ...]]:
     """What the context files depend on that a file event can miss: the bus refs' values, and
     which linked worktrees can take a file (`git worktree add` makes `worktrees/<name>` before
     the worktree's `.git`; `rm -rf` of a worktree leaves its entry behind)."""
@@ -117,6 +119,8 @@ class Watcher:
         self._stop = threading.Event()
         self._lock: IO[str] | None = None
         self._last_sync = self._last_pull = 0.0
+        self._changed = context.ChangedPaths()
+        self._worktrees: tuple[tuple[object, ...], list[Path]] | None = None
 
     def acquire(self) -> bool:
         """Take the one-watcher lock; False if another live watcher holds it."""
@@ -151,15 +155,26 @@ class Watcher:
         self._stop.set()
         self._wake.set()
 
-    def update(self) -> list[Path]:
+    def update(self, worktrees_sig: tuple[object, ...] | None = None) -> list[Path]:
         """Rewrite every worktree's context file and the edit guard's claims cache.
 
-        A worktree that cannot be written is skipped; its problem goes to `on_problem` once,
-        not again on every update while it lasts."""
-        from gitbus import context, guard
-
+        `worktrees_sig` is the worktree part of `_signature`: while it stays the same, the listing
+        of worktrees (a `git worktree list`) is reused. A worktree that cannot be written is
+        skipped; its problem goes to `on_problem` once, not again on every update while it lasts."""
+        if worktrees_sig is None or self._worktrees is None or self._worktrees[0] != worktrees_sig:
+            listing = self.repo.worktrees()
+            self._changed.forget_except(listing)
+            self._worktrees = (worktrees_sig, listing) if worktrees_sig is not None else None
+        else:
+            listing = self._worktrees[1]
         problems: list[str] = []
-        written = context.update_all(self.repo, self.clock.now_ms(), on_problem=problems.append)
+        written = context.update_all(
+            self.repo,
+            self.clock.now_ms(),
+            on_problem=problems.append,
+            worktrees=listing,
+            changed=self._changed,
+        )
         for problem in problems:
             if problem not in self._problems:
                 self.on_problem(problem)
@@ -200,14 +215,18 @@ class Watcher:
         events = _Events(common, self._wake)
         self._wake.set()  # the first look right away, not after a poll interval
         try:
-            last_sig: tuple[object, ...] | None = None
+            last_sig: tuple[tuple[object, ...], tuple[object, ...]] | None = None
             last_update = 0.0
             while not self._stop.is_set():
                 self._wake.wait(POLL_SECONDS)
                 if self._stop.is_set():
                     break
                 if self._wake.is_set():
-                    time.sleep(DEBOUNCE_SECONDS)  # let a burst of writes settle
+                    # Leading edge: an idle watcher looks after a brief settle (a ref write is a
+                    # lock, then a rename); a busy one at most once per debounce, so a burst of
+                    # writes costs one update per window, not one per write.
+                    idle = time.monotonic() - last_update
+                    time.sleep(SETTLE_SECONDS if idle >= DEBOUNCE_SECONDS else DEBOUNCE_SECONDS - idle)
                     self._wake.clear()
                 events.follow_worktrees()  # watch first, then look: nothing falls in between
                 sig = _signature(common)
@@ -215,7 +234,7 @@ class Watcher:
                     sig = _signature(common)
                 if sig != last_sig or time.monotonic() - last_update > REFRESH_SECONDS:
                     try:
-                        self.update()
+                        self.update(sig[1])
                     except (GitbusError, OSError) as e:  # keep watching: the next change may work
                         self.on_problem(str(e))
                     last_sig, last_update = sig, time.monotonic()
