@@ -633,6 +633,25 @@ def config(
 
 
 @app.command()
+def gc(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Pack everything now, due or not.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pack the bus's objects and refs when git gc --auto would (safe beside running agents)."""
+    from gitbus import housekeeping
+
+    bus = _bus(ctx, json_out)
+    done = housekeeping.run(bus.repo, force=force)
+    if json_out:
+        render.dump(out, done.to_json())
+    else:
+        out.print(done.describe(), markup=False)
+    if done.failed:
+        raise GitbusError("; ".join(done.failed) + ".")
+
+
+@app.command()
 def tui(ctx: typer.Context) -> None:
     """Oversee and steer the agents in a terminal UI, posting as the operator (docs/tui.md)."""
     from gitbus.tui import run

@@ -14,6 +14,7 @@ at a time (an `flock`, released by the kernel if it dies); a second one returns 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import time
@@ -66,6 +67,27 @@ class Outcome:
     ran: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
     skipped: str | None = None  # why nothing ran
+
+    def describe(self) -> str:
+        """One line for people: what ran and what it changed, or why nothing ran."""
+        b, a = self.before, self.after
+        counts = (
+            f"~{b.loose_objects:,} loose objects, {b.packs} packs, {b.loose_refs} loose bus refs"
+            if self.skipped
+            else f"loose objects ~{b.loose_objects:,} → ~{a.loose_objects:,}, packs {b.packs} → {a.packs}, "
+            f"loose bus refs {b.loose_refs} → {a.loose_refs}"
+        )
+        what = f"nothing ran: {self.skipped}" if self.skipped else "ran " + ", ".join(self.ran)
+        return f"{what} ({counts})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ran": list(self.ran),
+            "failed": list(self.failed),
+            "skipped": self.skipped,
+            "before": dataclasses.asdict(self.before),
+            "after": dataclasses.asdict(self.after),
+        }
 
 
 def check(common_dir: Path) -> Clutter:

@@ -5,7 +5,8 @@ writes are lock-then-rename, new directories appear), in `<common>` itself (`pac
 replaced whole by pack-refs and gc) and under `<common>/worktrees`, debounces bursts, compares a
 snapshot of the bus refs and worktrees with the last one, and only then rewrites context files and
 the claims snapshot. A slow poll backs up the file events (field notes §4), and also keeps lease times
-in the context files current. One watcher per repository: an exclusive `flock` on
+in the context files current. After an update it packs the repository in the background when
+`gitbus.housekeeping` finds it due. One watcher per repository: an exclusive `flock` on
 `<common>/gitbus/watch.lock`, released by the kernel when a watcher dies, so a dead one never
 blocks the next.
 """
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from gitbus import context, guard
+from gitbus import context, guard, housekeeping
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
@@ -110,8 +111,10 @@ class Watcher:
         clock: Clock | None = None,
         on_update: Callable[[list[Path]], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
+        limits: housekeeping.Limits | None = None,
     ) -> None:
         self.repo, self.clock = repo, clock or SystemClock()
+        self.limits = limits  # when housekeeping is due (None: git's own gc.auto defaults)
         self.on_update = on_update
         self.on_problem = on_problem or _to_stderr
         self._problems: set[str] = set()
@@ -120,6 +123,7 @@ class Watcher:
         self._lock: IO[str] | None = None
         self._last_sync = self._last_pull = 0.0
         self._changed = context.ChangedPaths()
+        self._housekeeper: threading.Thread | None = None
         self._worktrees: tuple[tuple[object, ...], list[Path]] | None = None
 
     def acquire(self) -> bool:
@@ -184,6 +188,21 @@ class Watcher:
             self.on_update(written)
         return written
 
+    def housekeep(self) -> threading.Thread | None:
+        """Pack the repository in the background when it is due (`housekeeping.maybe_run`: one
+        `stat` when it looked recently), never two at once; the thread started, if any."""
+        if self._housekeeper is not None and self._housekeeper.is_alive():
+            return None
+
+        def run() -> None:
+            outcome = housekeeping.maybe_run(self.repo, limits=self.limits)
+            for problem in outcome.failed if outcome else ():
+                self.on_problem(f"housekeeping: {problem}")
+
+        self._housekeeper = threading.Thread(target=run, name="gitbus-housekeeping", daemon=True)
+        self._housekeeper.start()
+        return self._housekeeper
+
     def _sync_due(self, changed: bool) -> bool:
         """Pull every `sync_interval` seconds and push soon after local writes, when a remote is set.
 
@@ -238,8 +257,11 @@ class Watcher:
                     except (GitbusError, OSError) as e:  # keep watching: the next change may work
                         self.on_problem(str(e))
                     last_sig, last_update = sig, time.monotonic()
+                    self.housekeep()
         finally:
             events.stop()
+            if self._housekeeper is not None:
+                self._housekeeper.join(timeout=30)  # a git gc under way finishes, not half-done
             self.release()
 
 

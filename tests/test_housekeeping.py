@@ -9,8 +9,10 @@ writers are idle: git documents it as unsafe beside a concurrent writer, whateve
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -307,3 +309,17 @@ def test_forced_runs_beside_a_live_writer_lose_no_write(worktrees: list[Path], t
     assert len(set(ids)) == len(ids) and acked_ids(acked) <= set(ids)
     assert {(c.owner, c.path) for c in observer.claims()} == held_after(acked)
     assert_fsck_clean(worktrees[0])
+
+
+def test_gitbus_gc_packs_on_demand_and_says_what_it_did(worktrees: list[Path], bus_for: BusFor) -> None:
+    api, _web, _ops = _populate(worktrees, bus_for)
+    before = _snapshot(api)
+    gb = [sys.executable, "-m", "gitbus", "-C", str(worktrees[0])]
+    due = subprocess.run([*gb, "gc", "--json"], capture_output=True, text=True, timeout=60)
+    assert due.returncode == 0, due.stderr
+    assert json.loads(due.stdout)["skipped"] == "nothing is due"  # a small bus is left alone
+    forced = subprocess.run([*gb, "gc", "--force"], capture_output=True, text=True, timeout=60)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.startswith("ran git gc") and "loose bus refs 4 → 0" in forced.stdout, forced.stdout
+    assert _loose_bus_refs(api.repo.common_dir) == []
+    assert _snapshot(Bus.open(worktrees[0], "api-1")) == before

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import context, watch
+from gitbus import context, housekeeping, watch
 from gitbus.bus import Bus
 from gitbus.git import Repository
 from gitbus.watch import Watcher, running_pid
@@ -82,12 +82,12 @@ def alive(pid: int) -> bool:
 class Running:
     """A `Watcher` running in a thread of this process; counts its updates and keeps its errors."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limits: housekeeping.Limits | None = None) -> None:
         self.updates = 0
         self.errors: list[BaseException] = []
         self.problems: list[str] = []
         self.watcher = Watcher(
-            Repository.open(root), on_update=self._updated, on_problem=self.problems.append
+            Repository.open(root), on_update=self._updated, on_problem=self.problems.append, limits=limits
         )
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.root = root
@@ -109,8 +109,8 @@ class Running:
 
 
 @contextmanager
-def watching(root: Path) -> Iterator[Running]:
-    r = Running(root)
+def watching(root: Path, limits: housekeeping.Limits | None = None) -> Iterator[Running]:
+    r = Running(root, limits)
     assert r.watcher.acquire()
     r.thread.start()
     try:
@@ -220,6 +220,18 @@ def test_it_keeps_working_after_the_bus_refs_are_packed(trio: tuple[Bus, Bus, Bu
         git(api.repo.root, "pack-refs", "--all")
         db.discover("packed again")
         wait_for("a post after packing twice", says(web.repo.root, "packed again"))
+
+
+def test_it_packs_the_bus_in_the_background_when_housekeeping_is_due(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, db = trio
+    packed = api.repo.common_dir / "packed-refs"
+    with watching(api.repo.root, housekeeping.Limits(loose_refs=2)) as r:  # the three agents' chains
+        wait_for("the refs packed", lambda: packed.exists() and "refs/bus/agents/web-1" in packed.read_text())
+        web.discover("after the watcher packed")
+        for wt in (api.repo.root, db.repo.root):  # a discovery is news to the others
+            wait_for(f"the post after packing in {wt.name}", says(wt, "after the watcher packed"))
+        assert r.problems == []
+    assert [m.text for m in db.log(1)] == ["after the watcher packed"]
 
 
 @pytest.mark.parametrize("others", [2, 0], ids=["beside-worktrees", "first-worktree"])
