@@ -36,7 +36,7 @@ def _setting(repo: Place) -> Path:
 def resolve(repo: Place, explicit: str | None = None, env: Mapping[str, str] | None = None) -> AgentName:
     """This worktree's agent name, by the precedence above; always validated."""
     env = os.environ if env is None else env
-    if explicit:
+    if explicit is not None:  # `-a ""` is a bad name, not "no name given"
         return agent_name(explicit)
     if env.get(ENV_VAR):
         return agent_name(env[ENV_VAR])

@@ -108,8 +108,15 @@ class Bus:
     def init(self, remote: str | None = None) -> Message | None:
         """Prepare the repository and register this worktree's agent; safe to repeat."""
         if remote is not None:
-            settings.save(self.repo.common_dir, "remote", settings.parse("remote", remote))
+            self.set_remote(remote)
         return self._ensure_joined()
+
+    def set_remote(self, remote: str) -> str:
+        """Share the bus through git remote `remote` from now on; refused, with nothing stored, if
+        git has no such remote (every later claim would fail on it)."""
+        name = sync.require_remote(self.repo, settings.parse("remote", remote))
+        settings.save(self.repo.common_dir, "remote", name)
+        return name
 
     def join(self, name: str) -> Message | None:
         """Name this worktree's agent `name` for good, and announce it if new."""
@@ -420,16 +427,23 @@ class Bus:
         return for_agent(m, self.agent)
 
     def unread(self, cursor: str | None = None) -> tuple[list[Message], dict[str, Oid]]:
-        """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read."""
+        """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read.
+
+        For the agent's own cursor, what its hook sessions were already shown does not count."""
         tips = self.tips()
         seen = cursors.load(self.repo, cursor or self.agent)
-        new = [e.message for e in chains.history(self.repo, tips, seen) if self._for_me(e.message)]
+        shown = set(cursors.load_shown(self.repo, self.agent)) if cursor is None else set()
+        new = [
+            e.message
+            for e in chains.history(self.repo, tips, seen)
+            if self._for_me(e.message) and e.message.id not in shown
+        ]
         return new[::-1], tips
 
     def inbox(self, mark_read: bool = False) -> list[Message]:
         msgs, tips = self.unread()
         if mark_read:
-            self.mark_seen(tips, sessions=True)
+            self._read_elsewhere(tips, [m.id for m in msgs])
         return msgs
 
     def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
@@ -441,30 +455,60 @@ class Bus:
         tips = self.tips()
         old = cursors.load(self.repo, self.agent)
         entries = list(chains.history(self.repo, tips, old))
-        batch = select(((e.message, e.commit, e.ref) for e in reversed(entries)), old, self.agent, budget)
-        self.mark_seen({r: Oid(t) for r, t in batch.tips.items()}, sessions=True)
+        shown = frozenset(cursors.load_shown(self.repo, self.agent))
+        batch = select(
+            ((e.message, e.commit, e.ref) for e in reversed(entries)), old, self.agent, budget, skip=shown
+        )
+        self._read_elsewhere({r: Oid(t) for r, t in batch.tips.items()}, [m.id for m in batch.shown])
         return batch.shown, batch.waiting
 
-    def mark_seen(self, tips: dict[str, Oid], sessions: bool = False) -> None:
-        """Move this agent's cursor (and, with `sessions`, its hook sessions' cursors) up to `tips`,
-        never backwards: what the model has read one way is not delivered again another way."""
-
-        def merged(old: Mapping[str, str]) -> dict[str, str]:
-            out = dict(old)
-            for ref, tip in tips.items():
-                if ref not in out or self.repo.is_ancestor(Oid(out[ref]), tip):
-                    out[ref] = tip
-            return out
-
+    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: list[str]) -> None:
+        """The model read `ids` through a tool (`gitbus inbox`, MCP), up to `tips`: the agent's cursor
+        moves there, and each hook session is told to skip those ids, and only those: a session
+        still gets what the agent saw through another session."""
+        with cursors.agent_lock(self.repo, self.agent):
+            self._advance(tips)
+        if not ids:
+            return
         common = self.repo.common_dir
-        cursors.save(
-            self.repo, self.agent, {r: Oid(t) for r, t in merged(cursors.load(self.repo, self.agent)).items()}
-        )
-        for key in cursors.sessions_of(common, self.agent) if sessions else []:
+        for key in cursors.sessions_of(common, self.agent):
             with cursors.session_lock(common, self.agent, key):
                 current = cursors.load_session(common, self.agent, key)
                 if current is not None:
-                    cursors.save_session(common, self.agent, key, current._replace(tips=merged(current.tips)))
+                    skip = current.skip + tuple(i for i in ids if i not in current.skip)
+                    cursors.save_session(common, self.agent, key, current._replace(skip=skip))
+
+    def mark_shown(self, shown: list[str], before: Mapping[str, str], after: Mapping[str, str]) -> None:
+        """A hook session showed `shown`, the new messages between its cursor tips `before` and
+        `after`: they count as seen by the agent, so `gitbus inbox` and MCP do not repeat them.
+
+        The agent's cursor moves to `after` only on chains where it was already at or past `before`;
+        elsewhere it stays behind what the agent has not seen yet (say, what was posted before the
+        session started), and the shown ids are remembered instead."""
+        with cursors.agent_lock(self.repo, self.agent):
+            cursor = cursors.load(self.repo, self.agent)
+            moves: dict[str, Oid] = {}
+            for ref, tip in after.items():
+                was, have = before.get(ref), cursor.get(ref)
+                level = have == was or (
+                    was is not None and have is not None and self.repo.is_ancestor(Oid(was), Oid(have))
+                )
+                if level:
+                    moves[ref] = Oid(tip)
+            self._advance(moves)
+            if shown:
+                known = cursors.load_shown(self.repo, self.agent)
+                cursors.save_shown(self.repo, self.agent, known + [i for i in shown if i not in known])
+
+    def _advance(self, tips: Mapping[str, Oid]) -> None:
+        """Move this agent's cursor up to `tips`, never backwards."""
+        out = dict(cursors.load(self.repo, self.agent))
+        changed = False
+        for ref, tip in tips.items():
+            if ref not in out or (out[ref] != tip and self.repo.is_ancestor(Oid(out[ref]), tip)):
+                out[ref], changed = tip, True
+        if changed:
+            cursors.save(self.repo, self.agent, out)
 
     def _concerns_me(self, m: Message) -> bool:
         """Sent by me, to me, or to everyone: what `status` lists as open."""

@@ -786,11 +786,8 @@ def remote(
     json_out: JsonOpt = False,
 ) -> None:
     """Set the bus remote: from now on claims, releases and takes are decided by it."""
-    from gitbus import settings, sync
-
     bus = _bus(ctx, json_out)
-    sync.require_remote(bus.repo, settings.parse("remote", name))
-    settings.save(bus.repo.common_dir, "remote", name)
+    bus.set_remote(name)
     if json_out:
         render.dump(out, {"remote": name})
     else:

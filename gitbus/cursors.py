@@ -49,6 +49,45 @@ def save(repo: Repository, name: str, tips: Mapping[str, Oid]) -> None:
     _write(f, json.dumps(dict(sorted(tips.items()))))
 
 
+@contextmanager
+def agent_lock(repo: Repository, name: str) -> Iterator[None]:
+    """Serialise changes to agent `name`'s cursor and shown ids (hook sessions, inbox and MCP
+    update them at once; a read-modify-write that interleaved would lose one of them)."""
+    import fcntl
+
+    f = repo.common_dir / "gitbus" / "cursors" / f"{name}.lock"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    with f.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _shown_file(repo: Repository, name: str) -> Path:
+    return repo.common_dir / "gitbus" / "shown" / f"{name}.json"
+
+
+SHOWN_MAX = 1000  # ids remembered past an agent's cursor (what its sessions were shown)
+
+
+def load_shown(repo: Repository, name: str) -> list[str]:
+    """Message ids agent `name` was shown (by its hook sessions) beyond its cursor, oldest first.
+
+    A session shows only what arrived after it started; anything older that the agent has not read
+    keeps its cursor behind, so what the session showed past that gap is remembered by id instead:
+    `gitbus inbox` then lists the gap without repeating what the model already saw."""
+    try:
+        obj = json.loads(_shown_file(repo, name).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(x) for x in obj] if isinstance(obj, list) else []
+
+
+def save_shown(repo: Repository, name: str, ids: list[str]) -> None:
+    f = _shown_file(repo, name)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    _write(f, json.dumps(ids[-SHOWN_MAX:]))
+
+
 def _write(f: Path, data: str) -> None:
     """Replace `f` atomically: a unique temp file beside it, then rename."""
     import tempfile
@@ -63,14 +102,17 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 class SessionCursor(NamedTuple):
-    """What a session has been shown: chain tips, and the questions it was reminded of at Stop."""
+    """What a session has been shown: chain tips, the questions it was reminded of at Stop, and
+    messages past its tips that its agent read another way (`gitbus inbox`, the MCP tools), which
+    the session is then not shown again."""
 
     tips: dict[str, str]
     seq: int = 0
     reminded: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"tips": self.tips, "seq": self.seq, "reminded": list(self.reminded)}
+        return {"tips": self.tips, "seq": self.seq, "reminded": list(self.reminded), "skip": list(self.skip)}
 
 
 def _dir(common_dir: Path, agent: str, session: str) -> Path:
@@ -111,6 +153,7 @@ def load_session(common_dir: Path, agent: str, session: str) -> SessionCursor | 
                 {str(k): str(v) for k, v in obj["tips"].items()},
                 int(obj["seq"]),
                 tuple(str(x) for x in obj.get("reminded", [])),
+                tuple(str(x) for x in obj.get("skip", [])),
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
@@ -123,7 +166,7 @@ def save_session(common_dir: Path, agent: str, session: str, cursor: SessionCurs
     """Write `cursor` (with the next sequence number) to both slots; returns what was written."""
     d = _dir(common_dir, agent, session)
     d.mkdir(parents=True, exist_ok=True)
-    written = SessionCursor(cursor.tips, cursor.seq + 1, cursor.reminded[-200:])
+    written = SessionCursor(cursor.tips, cursor.seq + 1, cursor.reminded[-200:], cursor.skip[-SHOWN_MAX:])
     data = json.dumps(written.to_json())
     for slot in ("a.json", "b.json"):
         _write(d / slot, data)

@@ -40,17 +40,19 @@ def select(
     me: AgentName,
     budget: int = BUDGET_CHARS,
     only_direct: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> Batch:
     """Pick, oldest first, what fits in `budget`; `entries` are (message, commit, chain ref).
 
     The cursor moves over a prefix of the new messages only (everything before the first one that
-    did not fit), so per chain it is always a prefix too: chains are strictly time-ordered.
+    did not fit), so per chain it is always a prefix too: chains are strictly time-ordered. Ids in
+    `skip` were already read another way: passed over like messages that are not for `me`.
     """
     tips = dict(old_tips)
     shown: list[Message] = []
     used, waiting, stopped = 0, 0, False
     for msg, commit, ref in entries:
-        relevant = for_agent(msg, me) and (not only_direct or msg.to == me)
+        relevant = for_agent(msg, me) and (not only_direct or msg.to == me) and msg.id not in skip
         if stopped:
             waiting += relevant
             continue

@@ -60,7 +60,9 @@ class Session:
             self.loc.common_dir,
             self.agent,
             self.id,
-            cursors.SessionCursor(dict(tips), base.seq, base.reminded if reminded is None else reminded),
+            cursors.SessionCursor(
+                dict(tips), base.seq, base.reminded if reminded is None else reminded, base.skip
+            ),
         )
 
     def new_batch(self, tips: Mapping[str, str], only_direct: bool = False) -> delivery.Batch:
@@ -80,7 +82,23 @@ class Session:
             old,
             self.agent,
             only_direct=only_direct,
+            skip=frozenset(self.cursor.skip if self.cursor else ()),
         )
+
+    def resume(self, tips: Mapping[str, str]) -> bool:
+        """Give a session without a readable cursor (hooks installed mid-session, both slots lost)
+        one to go on from: its agent's, so what the agent has not seen is still told once and what
+        its sessions were shown is not told again. An agent that never read anything starts from
+        now (its backlog is the whole history: `gitbus log`). False when there is nothing to tell."""
+        from gitbus.git import Repository
+
+        repo = Repository.open(self.loc.root)
+        seen = cursors.load(repo, self.agent)
+        if not seen:
+            self.save(tips)
+            return False
+        self.cursor = cursors.SessionCursor(dict(seen), skip=tuple(cursors.load_shown(repo, self.agent)))
+        return True
 
     def deliver(self, event: str) -> str:
         """New messages for this session as hook output, advancing the cursor over what is shown."""
@@ -88,26 +106,27 @@ class Session:
             return ""  # the fast path: nothing new, no lock, no libgit2
         with self.locked():
             tips = bus_tips(self.loc.common_dir)
-            if self.cursor is None:  # a session we never saw start: begin from now, say nothing
-                self.save(tips)
+            if self.cursor is None and not self.resume(tips):
                 return ""
+            assert self.cursor is not None
             if self.cursor.tips == tips:
                 return ""
             from gitbus import delivery
 
+            before = self.cursor.tips
             batch = self.new_batch(tips)
             self.save(batch.tips)
             text = delivery.render(batch, self.agent)
-        if text:
-            self.mark_agent_seen(batch.tips)
+            self.mark_agent_shown(batch, before)
         return emit(event, text) if text else ""
 
-    def mark_agent_seen(self, tips: Mapping[str, str]) -> None:
+    def mark_agent_shown(self, batch: delivery.Batch, before: Mapping[str, str]) -> None:
         """What a session was shown counts as seen by its agent (the inbox and MCP won't repeat it)."""
+        if batch.tips == dict(before):
+            return
         from gitbus.bus import Bus
-        from gitbus.gitfiles import Oid
 
-        Bus.open(self.loc.root, self.agent).mark_seen({r: Oid(t) for r, t in tips.items()})
+        Bus.open(self.loc.root, self.agent).mark_shown([m.id for m in batch.shown], before, batch.tips)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -205,14 +224,16 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
 
     with s.locked():
         tips = bus_tips(s.loc.common_dir)
-        if s.cursor is None:
-            s.save(tips)
+        if s.cursor is None and not s.resume(tips):
             return ""
+        assert s.cursor is not None
         text, shown = "", tuple[str, ...]()
         if s.cursor.tips != tips:
+            before = s.cursor.tips
             batch = s.new_batch(tips)
             s.save(batch.tips)
             text, shown = delivery.render(batch, s.agent), tuple(m.id for m in batch.shown)
+            s.mark_agent_shown(batch, before)
         assert s.cursor is not None
         reminded = s.cursor.reminded + shown  # a question shown just now is not repeated below
         pending = [  # oldest first: the longest waiting are reminded first
@@ -259,13 +280,18 @@ def wake(s: Session) -> int:
             continue
         last = tips
         with s.locked():
+            if s.cursor is None and not s.resume(tips):
+                continue
             # Wake only for a message addressed to this agent, but then tell everything new, so
             # broadcasts before it are not skipped.
             if not s.new_batch(tips, only_direct=True).shown:
                 continue
+            assert s.cursor is not None
+            before = s.cursor.tips
             batch = s.new_batch(tips)
             text = delivery.render(batch, s.agent)
             s.save(batch.tips)
+            s.mark_agent_shown(batch, before)
         sys.stderr.write(text + "\n")
         return 2
     return 0

@@ -241,6 +241,10 @@ def test_bus_commits_read_plainly_in_git_log(trio: tuple[Bus, Bus, Bus]) -> None
 
 def test_init_is_idempotent_and_stores_the_remote(repo: Path, clock: FakeClock) -> None:
     bus = Bus.open(repo, "api-1", clock)
+    with pytest.raises(GitbusError, match="git has no remote named 'origin'"):
+        bus.init(remote="origin")  # every later claim would fail on it
+    assert settings.load(bus.repo.common_dir)["remote"] is None
+    git(repo, "remote", "add", "origin", str(repo.parent / "elsewhere.git"))
     assert bus.init(remote="origin") is not None
     assert bus.init(remote="origin") is None
     assert settings.load(bus.repo.common_dir)["remote"] == "origin"

@@ -22,6 +22,7 @@ from gitbus.cli import app
 from gitbus.clock import hhmm
 from gitbus.delivery import BUDGET_CHARS
 from gitbus.hooks import STOP_REMINDERS, handle
+from gitbus.message import Kind
 
 from .conftest import git, make_repo
 
@@ -602,6 +603,69 @@ def test_a_session_whose_cursor_files_are_deleted_restarts_from_now_skipping_wha
     api.discover("posted after the restart")
     told = tool_used(here)
     assert "posted after the restart" in told and "while the cursor was gone" not in told
+
+
+def test_a_session_without_a_cursor_goes_on_from_what_its_agent_has_read(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    here = web.repo.root
+    api.discover("read in the inbox")
+    assert [m.text for m in web.inbox(mark_read=True)][-1] == "read in the inbox"
+    api.discover("posted before the hooks were installed")
+    told = tool_used(here, "late")  # no SessionStart: the hooks came mid-session
+    assert "posted before the hooks were installed" in told and "read in the inbox" not in told
+    assert tool_used(here, "late") == ""
+    for f in session_dir(web, "late").glob("*.json"):
+        f.unlink()  # both slots gone
+    api.discover("posted while the cursor was gone")
+    told = tool_used(here, "late")
+    assert "while the cursor was gone" in told and "before the hooks" not in told
+
+
+# -- delivery and the agent's inbox share what was seen ---------------------------------------------
+
+
+def test_what_came_before_a_session_stays_in_the_inbox_once_the_session_is_told_newer_news(
+    agents: list[Bus],
+) -> None:
+    api, web, _ = agents
+    here = web.repo.root
+    api.discover("before the session")
+    question = api.ask("where is the db config?", to="web-1")
+    assert "unread message(s): gitbus inbox" in start(here)
+    api.discover("during the session")
+    told = tool_used(here)
+    assert "during the session" in told and "before the session" not in told
+    inbox = [m.text for m in web.inbox(mark_read=True) if m.kind is not Kind.JOIN]
+    assert inbox == ["before the session", question.text]  # the session's news is not repeated
+    assert web.inbox() == [] and tool_used(here) == ""
+
+
+def test_reading_through_a_tool_does_not_hide_news_from_another_session_of_the_agent(
+    agents: list[Bus],
+) -> None:
+    api, web, _ = agents
+    here = web.repo.root
+    web.inbox(mark_read=True)  # the joins
+    start(here, "w1"), start(here, "w2")
+    api.discover("probe M")
+    assert "probe M" in tool_used(here, "w1")
+    assert web.read_new() == ([], 0)  # the agent saw it, through w1
+    assert "probe M" in tool_used(here, "w2")  # w2 never did
+    api.discover("probe N")
+    shown, _ = web.read_new()  # the MCP inbox tool, say
+    assert [m.text for m in shown] == ["probe N"]
+    assert tool_used(here, "w1") == "" and tool_used(here, "w2") == ""  # read by the model already
+
+
+def test_what_the_stop_hook_tells_is_not_told_again_by_the_inbox(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    here = web.repo.root
+    web.inbox(mark_read=True)  # the joins
+    start(here)
+    api.discover("probe A")
+    assert "probe A" in stopped(here)
+    assert web.read_new() == ([], 0) and web.inbox() == []
+    assert tool_used(here) == ""
 
 
 # -- peer text is data, not instructions -----------------------------------------------------------
