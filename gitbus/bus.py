@@ -319,14 +319,15 @@ class Bus:
         return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
 
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
-        self._ensure_joined()
         mid = new_message_id()
         seen = chains.horizon(self.repo, self.tips()) + 1
-        return ledger.transact(
+        msg = ledger.transact(
             self.repo,
             lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, seen), mid),
             self._arbiter(),
         )
+        self._ensure_joined()  # after: a refused step writes nothing, not even a join
+        return msg
 
     def _arbiter(self) -> ledger.Arbiter:
         """The remote decides ledger steps when a bus remote is set, unless this bus is offline."""

@@ -767,6 +767,7 @@ def _report(report: Any, json_out: bool) -> None:
                 "merged": report.merged,
                 "pushed": report.pushed,
                 "dropped": [m.to_json() for m in report.dropped],
+                "ignored": report.ignored,
             },
         )
         return
@@ -777,6 +778,8 @@ def _report(report: Any, json_out: bool) -> None:
     )
     for m in report.dropped:
         err.print(f"gitbus: {m.text}", markup=False, soft_wrap=True)
+    for ref in report.ignored:
+        err.print(f"gitbus: ignored {ref}: not a valid agent name, so no gitbus wrote it", markup=False)
 
 
 @app.command()

@@ -19,6 +19,8 @@ def _check_chars(raw: str) -> None:
         raise GitbusError("A path is empty; name a file or directory inside the repository.")
     if any(ord(c) < 32 or ord(c) == 127 for c in raw):
         raise GitbusError(f"The path {raw!r} contains control characters; name a plain path.")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):  # bytes that were not UTF-8 in argv
+        raise GitbusError(f"The path {raw!r} is not valid UTF-8; name a path in UTF-8.")
 
 
 def normalize(raw: str, *, root: Path, cwd: Path) -> str:

@@ -28,7 +28,7 @@ from gitbus import notes, settings
 from gitbus.chains import chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, EVERYONE, LEDGER_REF, new_message_id
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, EVERYONE, LEDGER_REF, agent_name, new_message_id
 from gitbus.ledger import Change, Ledger, write_change
 from gitbus.message import Kind, Message, decode
 from gitbus.notes import NOTES_REF
@@ -52,6 +52,7 @@ class Report:
     merged: list[str] = field(default_factory=list)
     pushed: list[str] = field(default_factory=list)
     dropped: list[Message] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # remote refs that no gitbus could have written
 
 
 def bus_remote(repo: Repository, explicit: str | None = None) -> str | None:
@@ -121,8 +122,13 @@ def _last(err: str) -> str:
 def integrate(repo: Repository, remote: str, report: Report) -> None:
     """Bring local bus refs up to what was fetched, without rewriting any message."""
     for tref, theirs in sorted(repo.refs(tracking(remote) + "agents/").items()):
-        lref = AGENTS_PREFIX + tref[len(tracking(remote) + "agents/") :]
-        _integrate_chain(repo, lref, theirs, report)
+        name = tref[len(tracking(remote) + "agents/") :]
+        try:
+            agent_name(name)
+        except GitbusError:  # not a name gitbus takes: never made into a local bus ref
+            report.ignored.append(tref)
+            continue
+        _integrate_chain(repo, AGENTS_PREFIX + name, theirs, report)
     theirs_ledger = repo.ref(tracking(remote) + "ledger")
     if theirs_ledger:
         _integrate_ledger(repo, theirs_ledger, report)

@@ -154,6 +154,14 @@ BAD_INPUTS = [
     (["log", "--type", "gossip"], None, "not a message type"),
     (["log", "--since", "yesterday-ish"], None, "neither a duration"),
     (["init", "--remote", "-x y"], None, "not a valid remote"),
+    (["init", "--remote", "nosuch"], None, "git has no remote named 'nosuch'"),
+    # bytes that are not UTF-8 in argv arrive as surrogate escapes
+    (["claim", "a\udcffb"], None, "not valid UTF-8"),
+    (["discover", "hi", "--path", "a\udcffb"], None, "not valid UTF-8"),
+    (["ask", "hi", "--path", "a\udcff"], None, "not valid UTF-8"),
+    (["request", "hi", "--path", "a\udcff"], None, "not valid UTF-8"),
+    (["release", "a\udcff"], None, "not valid UTF-8"),
+    (["log", "--path", "a\udcff"], None, "not valid UTF-8"),
 ]
 
 
@@ -175,6 +183,27 @@ def test_a_hostile_agent_name_is_refused_before_anything_is_written(joined: list
     code, _, err = gb(joined[0], name, "discover", "hello")
     assert code == 1 and "not a valid agent name" in err
     assert refs(joined[0]) == before
+
+
+def test_a_path_that_is_not_utf8_in_a_real_argv_is_refused_in_one_line(joined: list[Path]) -> None:
+    before = refs(joined[0])
+    cmd = [sys.executable.encode(), b"-m", b"gitbus", b"-a", b"api-1", b"claim", b"src/a\xffb.go"]
+    r = subprocess.run(cmd, cwd=joined[0], capture_output=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == b"", r.stderr
+    assert r.stderr.count(b"\n") == 1 and b"not valid UTF-8" in r.stderr and b"Traceback" not in r.stderr
+    assert refs(joined[0]) == before
+
+
+def test_a_refused_claim_by_a_new_agent_writes_not_even_its_join(joined: list[Path], tmp_path: Path) -> None:
+    assert gb(joined[0], "api-1", "claim", "internal/")[0] == 0
+    fresh = tmp_path / "fresh"
+    git(joined[0], "worktree", "add", "-q", "-b", "fresh", str(fresh))
+    before = refs(joined[0])
+    assert gb(fresh, "new-1", "claim", "internal/api/")[0] == 3
+    assert gb(fresh, "new-1", "release", "nothing/here/")[0] == 1
+    assert refs(joined[0]) == before  # no refs/bus/agents/new-1
+    assert gb(fresh, "new-1", "claim", "web/")[0] == 0
+    assert "refs/bus/agents/new-1" in refs(joined[0])
 
 
 def test_paths_with_spaces_and_unicode_are_claimed_as_typed(joined: list[Path]) -> None:

@@ -31,3 +31,14 @@ def test_the_readme_opens_with_the_demo_and_the_ci_test_command() -> None:
     assert "gitbus demo" in first
     test_cmd = next(line for line in readme[:6] if "pytest" in line).split("&& ")[-1]
     assert test_cmd in ci
+
+
+def test_every_example_in_the_library_guide_runs_as_written(tmp_path: Path) -> None:
+    """docs/library.md says its examples run as written, one after another: they do."""
+    text = (ROOT / "docs" / "library.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    script = tmp_path / "library_examples.py"
+    script.write_text("\n\n".join(blocks))
+    cmd = [sys.executable, str(script)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -233,6 +233,21 @@ def test_messages_reach_the_other_clone_with_the_same_ids_in_the_same_order(pair
     assert bus_refs(alice.repo.root) == before and ids(alice) == ids(bob)
 
 
+@pytest.mark.parametrize("name", ["UPPER", "all", "x/y"])
+def test_a_remote_chain_under_a_name_gitbus_refuses_is_never_taken_in(
+    net: Net, pair: tuple[Bus, Bus], name: str
+) -> None:
+    alice, bob = pair
+    alice.discover("a real message")
+    sync.sync(alice.repo, "origin")
+    tip = git(net.bare, "rev-parse", "refs/bus/agents/alice").strip()
+    git(net.bare, "update-ref", f"refs/bus/agents/{name}", tip)  # written on the remote by hand
+    report = sync.sync(bob.repo, "origin")
+    assert report.ignored == [f"refs/remotes/origin/bus/agents/{name}"]
+    assert f"refs/bus/agents/{name}" not in bus_refs(bob.repo.root)
+    assert "alice" in {a.name for a in bob.agents()} and name not in {a.name for a in bob.agents()}
+
+
 def test_syncing_leaves_the_users_fetch_config_alone(net: Net, pair: tuple[Bus, Bus]) -> None:
     alice, bob = pair
     before = [git(c, "config", "--get-all", "remote.origin.fetch") for c in net.clones]
