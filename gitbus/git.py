@@ -29,6 +29,20 @@ __all__ = ["Commit", "Oid", "RefMoved", "Repository", "init_repository"]
 
 
 STALE_LOCK_SECONDS = 3.0
+NETWORK_TIMEOUT_SECONDS = 30.0  # a claim's fetch or push that takes longer: the remote is unreachable
+SYNC_TIMEOUT_SECONDS = 300.0  # a whole-bus fetch or push may carry thousands of messages
+
+
+def network_timeout(whole_bus: bool = False) -> float:
+    """Seconds a fetch or push may take: `GITBUS_NETWORK_TIMEOUT` if set, else a claim's 30 or a whole
+    bus's 300."""
+    raw = os.environ.get("GITBUS_NETWORK_TIMEOUT", "")
+    try:
+        return max(0.1, float(raw))
+    except ValueError:
+        return SYNC_TIMEOUT_SECONDS if whole_bus else NETWORK_TIMEOUT_SECONDS
+
+
 _LOCK_DEADLINE_SECONDS = 30.0
 _FILE_MODE = pygit2.enums.FileMode.BLOB
 _TREE_MODE = pygit2.enums.FileMode.TREE
@@ -232,10 +246,42 @@ class Repository:
             raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
         return proc.stdout.decode(errors="replace")
 
-    def git_result(self, *args: str) -> tuple[int, str, str]:
-        """Run the git CLI and return (exit code, stdout, stderr) for callers that read failures."""
-        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
+    def git_result(
+        self, *args: str, network: bool = False, timeout: float | None = None
+    ) -> tuple[int, str, str]:
+        """Run the git CLI and return (exit code, stdout, stderr) for callers that read failures.
+
+        `network`: a fetch or push, which must fail rather than wait: no prompt for credentials, ssh
+        in batch mode (unless the user set their own ssh command), and at most `timeout` seconds for
+        a remote that accepts a connection and never answers."""
+        env, limit = None, network_timeout() if timeout is None else timeout
+        if network:
+            env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+            if (
+                "GIT_SSH_COMMAND" not in env
+                and "GIT_SSH" not in env
+                and not self._has_config("core.sshCommand")
+            ):
+                env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o ConnectTimeout=10"
+        try:
+            proc = subprocess.run(
+                ["git", *args],
+                cwd=self.root,
+                capture_output=True,
+                check=False,
+                env=env,
+                timeout=limit if network else None,
+            )
+        except subprocess.TimeoutExpired:
+            return 124, "", f"fatal: no answer within {limit:g}s"
         return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+    def _has_config(self, key: str) -> bool:
+        try:
+            self._repo.config[key]
+        except KeyError:
+            return False
+        return True
 
     def staged_paths(self) -> list[str]:
         """Paths the next commit of this worktree changes (old and new names of renames)."""

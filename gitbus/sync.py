@@ -27,6 +27,7 @@ from gitbus import delegation as D
 from gitbus import notes, settings
 from gitbus.chains import chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
+from gitbus.git import network_timeout
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, EVERYONE, LEDGER_REF, agent_name, new_message_id
 from gitbus.ledger import Change, Ledger, write_change
@@ -83,7 +84,14 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
         specs.append(f"+refs/notes/gitbus*:refs/remotes/{remote}/notes/gitbus*")
     for attempt in range(_ROUNDS):
         code, _, err = repo.git_result(
-            "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            remote,
+            *specs,
+            network=True,
+            timeout=network_timeout(whole_bus=what == "*"),
         )
         if code == 0:
             return
@@ -303,7 +311,9 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
     args = ["push", "--porcelain", "--atomic", "--quiet", remote]
     args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
     args += [f"{ours}:{lref}" for lref, ours, _ in specs]
-    code, out, err = repo.git_result(*args)
+    code, out, err = repo.git_result(
+        *args, network=True, timeout=network_timeout(whole_bus=only != [LEDGER_REF])
+    )
     if code != 0:
         _push_failed(remote, specs[0][0], out, err)
         raise RemoteError(f"Pushing the bus to '{remote}' failed: {_last(err or out)}.")
@@ -423,6 +433,7 @@ class RemoteArbiter:
             self.remote,
             f"--force-with-lease={LEDGER_REF}:{base or ''}",
             f"{new}:{LEDGER_REF}",
+            network=True,
         )
         if code != 0:
             _push_failed(self.remote, LEDGER_REF, out, err)

@@ -124,6 +124,8 @@ class Watcher:
         self._last_sync = self._last_pull = 0.0
         self._changed = context.ChangedPaths()
         self._housekeeper: threading.Thread | None = None
+        self._syncer: threading.Thread | None = None
+        self._push_pending = False
         self._worktrees: tuple[tuple[object, ...], list[Path]] | None = None
 
     def acquire(self) -> bool:
@@ -203,29 +205,42 @@ class Watcher:
         self._housekeeper.start()
         return self._housekeeper
 
-    def _sync_due(self, changed: bool) -> bool:
-        """Pull every `sync_interval` seconds and push soon after local writes, when a remote is set.
+    def sync_soon(self, changed: bool) -> threading.Thread | None:
+        """Pull every `sync_interval` seconds and push soon after local writes, when a remote is set;
+        the thread started, if any.
 
-        A remote that is down never blocks local work: the error is recorded for `gitbus status`."""
+        On a thread of its own, with its own repository handle: a slow or stalled remote never holds
+        up the context files (what it fetches wakes the watcher like any ref write). Its error is
+        recorded for `gitbus status`. A local write while a sync runs is pushed by the next one."""
         from gitbus import settings, sync
 
         conf = settings.load(self.repo.common_dir)
         remote, interval = conf["remote"], int(conf["sync_interval"])
         if not remote or not interval:
-            return False
+            return None
+        changed = changed or self._push_pending
         now = time.monotonic()
         if not changed and now - self._last_sync < interval:
-            return False
-        self._last_sync = now
-        try:
-            sync.sync(self.repo, str(remote), pull=not changed or now - self._last_pull >= interval)
-            error = None
-        except GitbusError as e:
-            error = str(e)
-        if not changed:
+            return None
+        if self._syncer is not None and self._syncer.is_alive():
+            self._push_pending = changed
+            return None
+        self._last_sync, self._push_pending = now, False
+        pull = not changed or now - self._last_pull >= interval
+        if pull:
             self._last_pull = now
-        sync.record(self.repo, str(remote), self.clock.now_ms(), error)
-        return True
+
+        def run() -> None:
+            try:
+                sync.sync(Repository.open(self.repo.root), str(remote), pull=pull)
+                error = None
+            except GitbusError as e:
+                error = str(e)
+            sync.record(self.repo, str(remote), self.clock.now_ms(), error)
+
+        self._syncer = threading.Thread(target=run, name="gitbus-sync", daemon=True)
+        self._syncer.start()
+        return self._syncer
 
     def run(self) -> None:
         """Watch until stopped (the caller took the lock with `acquire`; it is released here)."""
@@ -249,8 +264,7 @@ class Watcher:
                     self._wake.clear()
                 events.follow_worktrees()  # watch first, then look: nothing falls in between
                 sig = _signature(common)
-                if self._sync_due(sig != last_sig):
-                    sig = _signature(common)
+                self.sync_soon(sig != last_sig)
                 if sig != last_sig or time.monotonic() - last_update > REFRESH_SECONDS:
                     try:
                         self.update(sig[1])
@@ -260,8 +274,9 @@ class Watcher:
                     self.housekeep()
         finally:
             events.stop()
-            if self._housekeeper is not None:
-                self._housekeeper.join(timeout=30)  # a git gc under way finishes, not half-done
+            for worker in (self._housekeeper, self._syncer):  # let a gc or a push under way finish;
+                if worker is not None:  # not for long: both are safe to cut off (git's own locks)
+                    worker.join(timeout=3)
             self.release()
 
 

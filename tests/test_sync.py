@@ -83,6 +83,18 @@ def dead_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def stalled_port() -> Iterator[int]:
+    """A 127.0.0.1 port that accepts connections and never says a word, until the block ends."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+
+
 def bus_refs(path: Path) -> dict[str, str]:
     out = git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/bus/")
     return dict(line.split(" ", 1) for line in out.splitlines())
@@ -404,6 +416,25 @@ def test_an_unreachable_remote_refuses_a_claim_and_writes_nothing(
     assert bus_refs(b)[LEDGER_REF] != before[LEDGER_REF]
 
 
+def test_a_remote_that_never_answers_refuses_a_claim_in_bounded_time(
+    net: Net, pair: tuple[Bus, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, bob = pair
+    b = net.clones[1]
+    bob.claim(["README.md"])
+    monkeypatch.setenv("GITBUS_NETWORK_TIMEOUT", "2")
+    with stalled_port() as port:
+        set_url(b, f"git://127.0.0.1:{port}/x")
+        before = bus_refs(b)
+        started = time.monotonic()
+        code, out, err = gb(b, "bob", "claim", "config/")
+        took = time.monotonic() - started
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "could not be reached: no answer within 2s" in err and "--offline" in err
+    assert took < 20, f"the claim waited {took:.0f}s on a silent remote"
+    assert bus_refs(b) == before
+
+
 @pytest.mark.parametrize("where", ["missing path", "closed port"])
 def test_the_unreachable_remote_error_gives_gits_reason(net: Net, pair: tuple[Bus, Bus], where: str) -> None:
     b = net.clones[1]
@@ -646,6 +677,42 @@ def test_the_watcher_pulls_and_pushes_the_bus_in_the_background(
     assert not thread.is_alive()
 
 
+def test_a_remote_that_never_answers_does_not_hold_up_the_watchers_context_files(
+    net: Net, pair: tuple[Bus, Bus], worktrees_of_b: Path
+) -> None:
+    _, bob = pair
+    b = net.clones[1]
+    settings.save(bob.repo.common_dir, "sync_interval", 1)
+    with stalled_port() as port:
+        set_url(b, f"git://127.0.0.1:{port}/x")  # every sync now waits the full network timeout
+        watcher = Watcher(Repository.open(b))
+        assert watcher.acquire()
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        try:
+            peer = Bus.open(worktrees_of_b, "carol")
+            peer.join("carol")
+            peer.discover("posted while the remote hangs")
+            context_file = b / ".gitbus" / "context.md"
+            _wait_until(
+                lambda: context_file.exists() and "posted while the remote hangs" in context_file.read_text(),
+                "the context file showed the post",
+                seconds=10,
+            )
+        finally:
+            watcher.stop()
+            thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def worktrees_of_b(net: Net, tmp_path: Path) -> Path:
+    """A second worktree of clone b, for a second agent on that machine."""
+    wt = tmp_path / "b-carol"
+    git(net.clones[1], "worktree", "add", "-q", "-b", "carol", str(wt))
+    return wt
+
+
 # -- the CLI ---------------------------------------------------------------------------------------------
 
 
@@ -663,6 +730,7 @@ def test_push_pull_and_sync_print_json_reports(net: Net, tmp_path: Path) -> None
         "merged": [],
         "pushed": ["refs/bus/agents/alice"],
         "dropped": [],
+        "ignored": [],
     }
     code, out, err = gb(b, "bob", "pull", "--json")
     assert code == 0, err
