@@ -11,6 +11,7 @@ import live
 import manyclaims
 import search
 import sync
+import tui
 from live import EXE, MODULE, PASS, PRE, HookBench, Propagation, percentile
 from measure import Profile, Series, ratio
 
@@ -55,6 +56,7 @@ class Results:
     many: manyclaims.ClaimsBench | None = None  # claims and the guard at 10 vs 10,000 live claims
     reads: history.ReadBench | None = None  # the whole history next to the tail
     sizes: history.SizeBench | None = None  # bytes per message before and after git gc
+    tui: tui.TuiBench | None = None  # first paint of `gitbus tui` (bench/tui.py)
 
 
 def _ops(s: Series) -> str:
@@ -121,6 +123,7 @@ def _goal_rows(r: Results) -> list[str]:
     rows += sync.goal_rows(r.shared)
     rows += search.goal_rows(r.searched) if r.searched else []
     rows += crowd.goal_rows(r.crowd) if r.crowd else []
+    rows += tui.goal_rows(r.tui) if r.tui else []
     return rows
 
 
@@ -355,6 +358,7 @@ def render(r: Results) -> str:
         *(crowd.section(r.crowd, 8, r.agentmail) if r.crowd else []),
         *(manyclaims.section(r.many, 9) if r.many else []),
         *(history.section(r.reads, r.sizes, 10) if r.reads and r.sizes else []),
+        *(tui.section(r.tui, 11) if r.tui else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

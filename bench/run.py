@@ -38,6 +38,7 @@ import report
 import search
 import sync
 import synth
+import tui
 from measure import Command, Op, Series, cli_times, interleaved, interleaved_on, profile, timed_calls
 
 from gitbus.bus import Bus
@@ -407,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jsonl, cfg.big, env, gitbus, cfg.read_reps, max(2, cfg.read_reps - 2))
         log("bytes per message, before and after git gc")
         sizes = history.size_bench(builds["big loose"].root, msgs, jsonl, env)
+        log("gitbus tui: first paint, an empty bus and 10,000 messages")
+        tui_first = tui.tui_bench(work, env, 10_000, 3 if cfg.quick else 7)
 
     command = f"cd {ROOT} && {sys.executable} bench/run.py{' --quick' if cfg.quick else ''}"
     text = report.render(report.Results(
@@ -418,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
+        tui=tui_first,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

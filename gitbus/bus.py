@@ -267,6 +267,7 @@ class Bus:
                 now=now,
                 ignorecase=self.repo.ignorecase,
                 msg_id=mid,
+                lease_now=self.clock.now_ms(),
             )
         )
 
@@ -311,6 +312,7 @@ class Bus:
                 now=now,
                 ignorecase=self.repo.ignorecase,
                 msg_id=mid,
+                lease_now=self.clock.now_ms(),
             )
         )
 

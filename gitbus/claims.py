@@ -124,9 +124,15 @@ def decide_claim(
     now: int,
     ignorecase: bool,
     msg_id: MessageId,
+    lease_now: int | None = None,
 ) -> Change:
-    """Grant all of `paths` to `me` or refuse with the first live claim of another agent."""
+    """Grant all of `paths` to `me` or refuse with the first live claim of another agent.
+
+    `now` stamps the message (the bus's hybrid clock, which a peer with a fast clock can push ahead);
+    leases are judged and set by `lease_now`, the decider's own wall clock (at most `now`), so one
+    fast clock on the bus cannot make everyone else's live leases look expired."""
     check_ttl(ttl_ms)
+    stamp, now = now, min(now, lease_now if lease_now is not None else now)
     writes: dict[str, dict[str, Any] | None] = {}
     meta: list[tuple[str, str]] = []
     for path in paths:
@@ -152,14 +158,14 @@ def decide_claim(
             id=msg_id,
         )
         writes[slot(path, ignorecase)] = claim.to_json()
-    meta.append(("expires", str(now + ttl_ms)))
+    meta += [("expires", str(now + ttl_ms)), ("ttl", str(ttl_ms))]
     msg = Message(
         id=msg_id,
         kind=Kind.CLAIM,
         sender=me,
         to=EVERYONE,
         text=reason,
-        time=now,
+        time=stamp,
         paths=tuple(paths),
         meta=tuple(meta),
     )
@@ -221,10 +227,13 @@ def decide_renew(
     now: int,
     ignorecase: bool,
     msg_id: MessageId,
+    lease_now: int | None = None,
 ) -> Change | None:
-    """Extend `me`'s claims (all, or those on `paths`) by their lease, or by `ttl_ms`."""
+    """Extend `me`'s claims (all, or those on `paths`) by their lease, or by `ttl_ms` (leases by
+    `lease_now`, as in `decide_claim`)."""
     if ttl_ms is not None:
         check_ttl(ttl_ms)
+    stamp, now = now, min(now, lease_now if lease_now is not None else now)
     mine = [c for c in all_claims(ledger) if c.owner == me]
     if paths:
         keys = {P.key(p, ignorecase) for p in paths}
@@ -246,7 +255,7 @@ def decide_renew(
         sender=me,
         to=EVERYONE,
         text="",
-        time=now,
+        time=stamp,
         paths=tuple(c.path for c in mine),
         meta=(("expires", str(max(now + (ttl_ms or c.ttl_ms) for c in mine))),),
     )

@@ -195,7 +195,8 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
         _write_json(mcp_file, config)
         written.append(mcp_file)
     if not shared:
-        _exclude(repo, ["/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json"])
+        for line in _exclude(repo, list(EXCLUDED)):
+            record.add(f"exclude:{line}")
     return written
 
 
@@ -248,6 +249,8 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
                 else:
                     mem.write_text(stripped)
                 changed.append(mem)
+    if not shared:
+        _unexclude(repo, record)
     return changed
 
 
@@ -289,14 +292,34 @@ def _folder(path: Path) -> str:
     return f"{path}/"
 
 
-def _exclude(repo: Repository, lines: list[str]) -> None:
+EXCLUDED = ("/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json")  # personal files
+
+
+def _exclude(repo: Repository, lines: list[str]) -> list[str]:
+    """Add `lines` to `info/exclude`; returns those that were not there already."""
     ensure_excluded(repo.common_dir)
     f = repo.common_dir / "info" / "exclude"
     current = f.read_text().splitlines()
     missing = [line for line in lines if line not in current]
     if missing:
         with f.open("a") as out:
-            out.write("\n".join(missing) + "\n")
+            out.write(
+                ("" if not current or f.read_text().endswith("\n") else "\n") + "\n".join(missing) + "\n"
+            )
+    return missing
+
+
+def _unexclude(repo: Repository, record: _Record) -> None:
+    """Take out of `info/exclude` the lines install added there (and only those)."""
+    added = {x[len("exclude:") :] for x in record.items if x.startswith("exclude:")}
+    f = repo.common_dir / "info" / "exclude"
+    if not added or not f.exists():
+        return
+    text = f.read_text()
+    kept = [line for line in text.splitlines() if line not in added]
+    f.write_text("\n".join(kept) + ("\n" if kept else ""))
+    for line in added:
+        record.forget(f"exclude:{line}")
 
 
 def hooks_dir(repo: Repository) -> Path:

@@ -30,8 +30,12 @@ _BATCH = 256  # candidates git is asked for first by a search
 _SKEW_S = 60  # seconds a commit may be dated after its child (clock skew between agents)
 
 
+_LOOKBACK = 200  # first-parent commits searched for the agent's previous one
+
+
 def note_for_commit(bus: Bus, commit: str) -> str:
-    """The note text for `commit`, made by this bus's agent: what it posted since the parent commit."""
+    """The note text for `commit`, made by this bus's agent: what it posted since its previous commit
+    (the nearest first-parent ancestor it noted; else since the parent, when it has none)."""
     repo = bus.repo
     full = repo.git("rev-parse", "--verify", f"{commit}^{{commit}}").strip()
     changed = [
@@ -39,11 +43,7 @@ def note_for_commit(bus: Bus, commit: str) -> str:
         for p in repo.git("diff-tree", "--no-commit-id", "--name-only", "-r", "--root", full).splitlines()
         if p
     ]
-    parent, _, parent_time = repo.git("log", "-1", "--format=%H %ct", f"{full}^", check=False).partition(" ")
-    # git stamps whole seconds, so posts made in the parent's second, before it, are in range: the
-    # parent's own note says which of them it already listed.
-    since = int(parent_time) * 1000 if parent_time.strip().isdigit() else None
-    listed = _listed(_note_text(repo, Oid(parent))) if since is not None else set()
+    since, listed = _previous(repo, full, bus.agent)
     now = bus.clock.now_ms()
     held = [
         c
@@ -64,6 +64,35 @@ def note_for_commit(bus: Bus, commit: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _previous(repo: Repository, commit: str, agent: str) -> tuple[int | None, set[str]]:
+    """Where `agent`'s note for `commit` starts: the time of its previous noted commit on the first-
+    parent line (others' commits may lie between, after a rebase or a pull), and the ids that
+    commit's note listed. git stamps whole seconds, so posts made in that commit's second, before
+    it, are in range: its note says which of them it already listed. Without one: the parent."""
+    out = repo.git(
+        "log",
+        "--first-parent",
+        f"-{_LOOKBACK}",
+        "--format=%x1e%H %ct%n%N",
+        f"--notes={NOTES_REF}",
+        f"{commit}^",
+        "--",
+        check=False,
+    )
+    mark, first = f"gitbus: committed by agent {agent}", None
+    for record in out.split("\x1e")[1:]:
+        head, _, note = record.partition("\n")
+        _oid, _, when = head.partition(" ")
+        if not when.strip().isdigit():
+            continue
+        at = int(when) * 1000
+        if first is None:
+            first = at
+        if mark in note.splitlines():
+            return at, _listed(note)
+    return first, set()
+
+
 def _listed(note: str) -> set[str]:
     """The message id prefixes a note lists as posted or answered."""
     return {
@@ -71,12 +100,6 @@ def _listed(note: str) -> set[str]:
         for line in note.splitlines()
         if line.startswith(("posted: ", "answered: ")) and len(line.split(" ", 2)) == 3
     }
-
-
-def _note_text(repo: Repository, commit: Oid) -> str:
-    """The gitbus note on `commit` ("" when there is none)."""
-    tip = repo.ref(NOTES_REF)
-    return _existing(repo, repo.read_commit(tip).tree, commit) if tip else ""
 
 
 def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:

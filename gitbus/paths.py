@@ -27,7 +27,7 @@ def normalize(raw: str, *, root: Path, cwd: Path) -> str:
     """Make a user-typed path repo-relative and canonical, or refuse it in one sentence.
 
     `raw` may be relative to `cwd`, or absolute inside the worktree at `root`. A trailing `/`, or an
-    existing directory, makes it a directory claim.
+    existing directory, makes it a directory claim. Symlinks inside the worktree are followed.
     """
     _check_chars(raw)
     root_s = os.path.realpath(root)
@@ -40,6 +40,14 @@ def normalize(raw: str, *, root: Path, cwd: Path) -> str:
         full = os.path.normpath(os.path.join(os.path.realpath(cwd), raw))
     if not _inside(full, root_s):
         raise GitbusError(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
+    # Through symlinks: an edit of `alias/x` is an edit of what `alias` points at, so the claim is
+    # on that; and a link out of the repository is refused like any outside path.
+    real = os.path.realpath(full)
+    if not _inside(real, root_s):
+        raise GitbusError(
+            f"The path '{raw}' leads outside the repository through a symlink; name a path inside {root_s}."
+        )
+    full = real
     rel = os.path.relpath(full, root_s).replace(os.sep, "/")
     if rel == ".":
         raise GitbusError("The repository root is not a path gitbus takes; name a directory or file in it.")

@@ -220,7 +220,7 @@ def replay(repo: Repository, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]
         state = Ledger(repo, repo.read_commit(tip).tree)
         now = max(msg.time, chain_time(repo, tip) + 1)
         try:
-            change = redecide(state, msg, now, repo.ignorecase)
+            change = redecide(state, msg, now, repo.ignorecase, lease_now=int(time.time() * 1000))
         except GitbusError as e:
             change = _dropped(msg, str(e), now)
             dropped.append(change.message)
@@ -229,20 +229,31 @@ def replay(repo: Repository, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]
     return tip, dropped
 
 
-def redecide(state: Ledger, msg: Message, now: int, ignorecase: bool) -> Change | None:
-    """Decide `msg` again on another ledger state, keeping its id; raise if it cannot stand."""
+def redecide(
+    state: Ledger, msg: Message, now: int, ignorecase: bool, lease_now: int | None = None
+) -> Change | None:
+    """Decide `msg` again on another ledger state, keeping its id; raise if it cannot stand.
+
+    Leases are judged by `lease_now`, the wall clock of the machine deciding again (see
+    `claims.decide_claim`)."""
     me = msg.sender
     if msg.kind is Kind.CLAIM:
-        ttl = int(msg.get("expires") or msg.time + C.DEFAULT_TTL_MS) - msg.time
+        stated = msg.get("ttl")
+        ttl = (
+            int(stated)
+            if stated and stated.isdigit()
+            else int(msg.get("expires") or msg.time + C.DEFAULT_TTL_MS) - msg.time
+        )
         return C.decide_claim(
             state,
             me=me,
             paths=list(msg.paths),
-            ttl_ms=max(ttl, C.MIN_TTL_MS),
+            ttl_ms=min(max(ttl, C.MIN_TTL_MS), C.MAX_TTL_MS),
             reason=msg.text,
             now=now,
             ignorecase=ignorecase,
             msg_id=msg.id,
+            lease_now=lease_now,
         )
     if msg.get("dropped"):  # a note already decided: keep it, or its agent is never told
         return Change(dataclasses.replace(msg, time=now), {})
@@ -263,7 +274,14 @@ def redecide(state: Ledger, msg: Message, now: int, ignorecase: bool) -> Change 
                 msg_id=msg.id,
             )
         return C.decide_renew(
-            state, me=me, paths=present, ttl_ms=None, now=now, ignorecase=ignorecase, msg_id=msg.id
+            state,
+            me=me,
+            paths=present,
+            ttl_ms=None,
+            now=now,
+            ignorecase=ignorecase,
+            msg_id=msg.id,
+            lease_now=lease_now,
         )
     if msg.kind in (Kind.TAKE, Kind.DONE) and msg.reply_to:
         request = Message(msg.reply_to, Kind.REQUEST, msg.to, EVERYONE, msg.text, msg.time, msg.paths)

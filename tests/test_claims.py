@@ -117,6 +117,24 @@ def test_an_expired_claim_nobody_took_can_be_renewed_by_its_owner(
     assert c.expires_at == clock.now_ms() + 10_000
 
 
+def test_one_fast_clock_on_the_bus_cannot_expire_the_live_leases_of_others(
+    worktrees: list[Path], clock: FakeClock
+) -> None:
+    holder = Bus.open(worktrees[0], "holder", clock)
+    fast = Bus.open(worktrees[1], "skewed", FakeClock(clock.now_ms() + 2 * 3_600_000))  # 2 h ahead
+    other = Bus.open(worktrees[2], "other", clock)
+    holder.claim(["src/"], ttl_ms=30 * 60_000, reason="refactor")
+    ahead = fast.discover("my clock runs ahead")  # every later message is stamped past this one
+    with pytest.raises(ClaimConflict) as refused:
+        other.claim(["src/x.py"])
+    assert refused.value.holder == "holder"
+    mine = other.claim(["docs/"], ttl_ms=60_000)  # granted: its lease runs from the decider's clock
+    [c] = [c for c in other.claims() if c.owner == "other"]
+    assert c.expires_at == clock.now_ms() + 60_000 and mine.time > ahead.time
+    holder.renew()
+    assert [c.expires_at for c in holder.claims() if c.owner == "holder"] == [clock.now_ms() + 30 * 60_000]
+
+
 def test_the_default_lease_is_thirty_minutes(pair: tuple[Bus, Bus], clock: FakeClock) -> None:
     api, _ = pair
     api.claim(["a/"])

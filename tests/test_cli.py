@@ -274,6 +274,9 @@ class Follower:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # As a terminal starts it: Ctrl-C not ignored. A child of the test worker can otherwise
+            # inherit SIGINT ignored (seen under the full parallel suite), and then never stops.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -133,6 +133,19 @@ def test_uninstall_gives_back_the_users_settings_exactly(worktrees: list[Path]) 
     assert read(local_settings(worktrees)) == USER_SETTINGS
 
 
+def test_uninstall_takes_out_of_info_exclude_only_the_lines_install_put_there(worktrees: list[Path]) -> None:
+    exclude = worktrees[0] / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    exclude.write_text("# mine\n/.mcp.json\n*.swp\n")  # the user ignores their own .mcp.json already
+    gb(worktrees[0], "install", "claude")
+    lines = exclude.read_text().splitlines()
+    assert {"/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json", "*.swp"} <= set(lines)
+    gb(worktrees[1], "uninstall", "claude")
+    left = exclude.read_text().splitlines()
+    assert "/.claude/settings.local.json" not in left and "/CLAUDE.local.md" not in left
+    assert [x for x in left if x != "/.gitbus/"] == ["# mine", "/.mcp.json", "*.swp"]
+
+
 @pytest.mark.parametrize(
     "existing",
     [{}, {"hooks": {}}, {"model": "opus", "hooks": {"PostToolUse": []}}],

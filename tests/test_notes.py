@@ -148,6 +148,24 @@ def test_a_note_lists_only_what_the_agent_posted_since_its_previous_commit(team:
     assert first.id[:8] not in text, f"a post from before the previous commit is listed again:\n{text}"
 
 
+def test_a_note_reaches_back_past_other_agents_commits_to_the_agents_own_previous_one(
+    team: list[Bus],
+) -> None:
+    api, web = team[0], team[1]
+    here, there = api.repo.root, web.repo.root
+    c1 = commit(here, "README.md")
+    found = api.discover("found after my first commit")
+    branch = git(there, "branch", "--show-current").strip()
+    git(there, "merge", "-q", "--ff-only", "main")
+    c2 = commit(there, "web/app.ts", **at_second(found.time + 1500))  # web-1's, a second later, on mine
+    assert note(there, c2).startswith("gitbus: committed by agent web-1")
+    git(here, "merge", "-q", "--ff-only", branch)
+    c3 = commit(here, "README.md")
+    text = note(here, c3)
+    assert f"posted: {found.id[:8]} discovery: found after my first commit" in text, text
+    assert found.id[:8] not in note(here, c1) + note(here, c2)
+
+
 def test_a_post_made_after_the_previous_commit_in_the_same_second_is_still_listed(
     team: list[Bus],
 ) -> None:

@@ -40,6 +40,24 @@ def test_paths_outside_the_repository_are_refused(repo: Path, raw: str) -> None:
         norm(repo, raw)
 
 
+def test_a_symlink_out_of_the_repository_is_refused(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (repo / "etclink").symlink_to(tmp_path / "elsewhere")
+    for raw in ("etclink/passwd", "etclink", str(repo / "etclink" / "x")):
+        with pytest.raises(GitbusError, match="outside the repository through a symlink"):
+            norm(repo, raw)
+
+
+def test_a_symlink_inside_the_repository_claims_what_it_points_at(repo: Path) -> None:
+    (repo / "alias").symlink_to("internal")
+    assert norm(repo, "alias/api/handler.go") == "internal/api/handler.go"
+    assert norm(repo, "alias/api/") == "internal/api/"
+    assert P.overlaps(norm(repo, "alias/api/h.go"), "internal/api/")
+    (repo / "gitlink").symlink_to(".git")
+    with pytest.raises(GitbusError, match="git's own directory"):
+        norm(repo, "gitlink/config")
+
+
 @pytest.mark.parametrize("raw", ["", "  ", ".", "./", "a/.."])
 def test_empty_paths_and_the_root_are_refused(repo: Path, raw: str) -> None:
     with pytest.raises(GitbusError):
