@@ -545,6 +545,7 @@ SharedOpt = Annotated[
 @app.command()
 def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
     """Install gitbus's Claude Code hooks, or the git pre-commit guard (idempotent)."""
+    from gitbus import githooks
     from gitbus import install as I
 
     bus = _bus(ctx)
@@ -552,7 +553,7 @@ def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> No
         for f in I.install_claude(bus.repo, shared):
             out.print(f"wrote {f}", markup=False)
     elif target == "git-hooks":
-        guard_hook, note_hook = I.install_git_hooks(bus.repo)
+        guard_hook, note_hook = githooks.install_git_hooks(bus.repo)
         out.print(f"installed the commit guard in {guard_hook}", markup=False)
         out.print(f"installed the commit notes hook in {note_hook}", markup=False)
     else:
@@ -562,6 +563,7 @@ def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> No
 @app.command()
 def uninstall(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
     """Remove exactly what `gitbus install` added."""
+    from gitbus import githooks
     from gitbus import install as I
 
     bus = _bus(ctx)
@@ -569,7 +571,7 @@ def uninstall(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> 
         changed = I.uninstall_claude(bus.repo, shared)
         out.print("\n".join(f"cleaned {f}" for f in changed) or "nothing to remove", markup=False)
     elif target == "git-hooks":
-        removed = I.uninstall_git_hooks(bus.repo)
+        removed = githooks.uninstall_git_hooks(bus.repo)
         what = {"pre-commit": "the commit guard", "post-commit": "the commit notes hook"}
         lines = [f"removed {what[f.name]} from {f}" for f in removed]
         out.print("\n".join(lines) or "nothing to remove", markup=False)

@@ -4,8 +4,7 @@ Claude Code: hook entries merged into `.claude/settings.local.json` at the main 
 any worktree read it there, field notes §6) or, with `--shared`, into this worktree's
 `.claude/settings.json`; a marked section in `CLAUDE.local.md` (each worktree) or `CLAUDE.md`.
 Our entries are recognised by their command (`… hook`), so the user's own hooks are never touched
-and uninstall removes exactly what install added. Git: a pre-commit guard in the hooks directory
-git actually uses (`core.hooksPath` respected), chaining to the hook that was there before.
+and uninstall removes exactly what install added. Git's hooks are `gitbus.githooks`.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from gitbus.git import Repository
 MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these marks) -->"
 MARK_END = "<!-- gitbus:end -->"
 _OURS = re.compile(r"(^|[\s/])(gitbus|-m gitbus)\s+hook(\s+wake)?\s*$")
-GUARD_TAG = "# gitbus commit guard"
-
 CLAUDE_TEXT = """## Coordinating with other agents (gitbus)
 
 Other agents work in other worktrees of this repository at the same time. gitbus is how you
@@ -320,67 +317,3 @@ def _unexclude(repo: Repository, record: _Record) -> None:
     f.write_text("\n".join(kept) + ("\n" if kept else ""))
     for line in added:
         record.forget(f"exclude:{line}")
-
-
-def hooks_dir(repo: Repository) -> Path:
-    """The hooks directory git uses here (respects `core.hooksPath`)."""
-    path = Path(repo.git("rev-parse", "--git-path", "hooks").strip())
-    return path if path.is_absolute() else (repo.root / path).resolve()
-
-
-def _script(name: str, cmd: str) -> str:
-    """The hook `name`: our step first, then the hook that was there before (chained)."""
-    if name == "pre-commit":
-        step = f"""if [ "${{GITBUS_NO_GUARD:-}}" != "1" ]; then
-    {cmd} guard --staged || exit $?
-fi"""
-    else:  # post-commit: a note of the coordination behind the commit; never fails the commit
-        step = f"{cmd} note HEAD >/dev/null 2>&1 || true"
-    return f"""#!/bin/sh
-{GUARD_TAG} (installed by `gitbus install git-hooks`; bypass with GITBUS_NO_GUARD=1 or --no-verify)
-{step}
-chained="$(dirname "$0")/{name}.before-gitbus"
-if [ -x "$chained" ]; then
-    exec "$chained" "$@"
-fi
-exit 0
-"""
-
-
-HOOKS = ("pre-commit", "post-commit")
-
-
-def install_git_hooks(repo: Repository) -> list[Path]:
-    """Install the pre-commit guard and the post-commit note, chaining any hooks already there;
-    notes follow amends and rebases (`notes.rewriteRef`)."""
-    d = hooks_dir(repo)
-    d.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in HOOKS:
-        hook, chained = d / name, d / f"{name}.before-gitbus"
-        if hook.exists() and GUARD_TAG not in hook.read_text(errors="replace"):
-            if chained.exists():
-                raise GitbusError(f"{chained} already exists; gitbus will not overwrite a chained hook.")
-            hook.rename(chained)
-        hook.write_text(_script(name, gitbus_command()))
-        hook.chmod(0o755)
-        written.append(hook)
-    current = repo.git("config", "--get-all", "notes.rewriteRef", check=False).split()
-    if "refs/notes/gitbus" not in current:
-        repo.git("config", "--add", "notes.rewriteRef", "refs/notes/gitbus")
-    return written
-
-
-def uninstall_git_hooks(repo: Repository) -> list[Path]:
-    """Remove our hooks and put the chained ones back where they were."""
-    d = hooks_dir(repo)
-    removed = []
-    for name in HOOKS:
-        hook, chained = d / name, d / f"{name}.before-gitbus"
-        if hook.exists() and GUARD_TAG in hook.read_text(errors="replace"):
-            hook.unlink()
-            if chained.exists():
-                chained.rename(hook)
-            removed.append(hook)
-    repo.git("config", "--unset", "notes.rewriteRef", "^refs/notes/gitbus$", check=False)
-    return removed

@@ -199,3 +199,37 @@ def test_core_hooks_path_is_respected(agents: list[Bus], tmp_path: Path) -> None
     assert p.returncode != 0 and "api-1 holds internal/api/" in p.stderr
     gb(web.repo.root, "uninstall", "git-hooks")
     assert not (custom / "pre-commit").exists()
+
+
+def test_a_relative_core_hooks_path_is_guarded_in_every_worktree_without_touching_tracked_hooks(
+    agents: list[Bus],
+) -> None:
+    api, web, db = agents
+    main = api.repo.root
+    log = main.parent / "team-hook.log"
+    (main / ".githooks").mkdir()
+    team_hook = f'#!/bin/sh\necho "team pre-commit in $(pwd)" >> {log}\n'
+    (main / ".githooks" / "pre-commit").write_text(team_hook)
+    (main / ".githooks" / "pre-commit").chmod(0o755)
+    (main / ".githooks" / "commit-msg").write_text(f'#!/bin/sh\necho "team commit-msg" >> {log}\n')
+    (main / ".githooks" / "commit-msg").chmod(0o755)
+    git(main, "add", ".githooks")
+    git(main, "commit", "-q", "-m", "team hooks, tracked")
+    for other in (web, db):
+        git(other.repo.root, "merge", "-q", "--ff-only", "main")
+    git(main, "config", "core.hooksPath", ".githooks")  # husky-style: resolved in each worktree
+
+    assert gb(main, "install", "git-hooks")[0] == 0
+    assert gb(main, "install", "git-hooks")[0] == 0  # idempotent
+    for b in (api, web, db):
+        assert git(b.repo.root, "status", "--porcelain").strip() == "", "install changed a worktree"
+    api.claim(["internal/api/"])
+    p = commit(web.repo.root, "internal/api/handler.go")
+    assert p.returncode != 0 and "api-1 holds internal/api/" in p.stderr
+    assert commit(db.repo.root, "README.md").returncode == 0  # elsewhere: through, team hooks run
+    assert log.read_text().splitlines() == [f"team pre-commit in {db.repo.root}", "team commit-msg"]
+
+    assert gb(web.repo.root, "uninstall", "git-hooks")[0] == 0
+    assert git(main, "config", "core.hooksPath").strip() == ".githooks"
+    assert not (api.repo.common_dir / "gitbus" / "hooks").exists()
+    assert commit(web.repo.root, "internal/api/handler.go").returncode == 0
