@@ -38,7 +38,7 @@ from gitbus.ids import (
     message_id_prefix,
     new_message_id,
 )
-from gitbus.message import Kind, Message, clean_text, kind_named
+from gitbus.message import Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
@@ -126,9 +126,35 @@ class Bus:
             raise GitbusError(
                 f"Agent {wanted} already joined from {elsewhere}; pick another name for this worktree."
             )
-        self.agent = wanted
+        old, self.agent = self.agent, wanted
         agents.remember(self.repo, self.agent)
-        return self._ensure_joined()
+        joined = self._ensure_joined()
+        if old != wanted and self._joined_from(old) == self.repo.root:
+            self._mark_moved(old, wanted)
+        return joined
+
+    def _mark_moved(self, old: AgentName, new: AgentName) -> None:
+        """This worktree's agent was `old` (say, the name `gitbus init` derived) and is `new` now: say
+        so on `old`'s chain, so a message to `old` is refused rather than left where nobody reads."""
+        mid, seen = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
+        text = f"{old} is now {new} (worktree {self.repo.root.name})"
+
+        def make(min_time: int) -> Message:
+            t = max(self.clock.now_ms(), min_time, seen)
+            return Message(mid, Kind.JOIN, old, EVERYONE, text, t, meta=(("moved-to", new),))
+
+        chains.append(self.repo, agent_ref(old), make)
+
+    def _moved_to(self, name: AgentName) -> str | None:
+        """The name `name`'s worktree took instead, if its chain ends by saying so."""
+        tip = self.repo.ref(agent_ref(name))
+        if tip is None:
+            return None
+        try:
+            last = decode(self.repo.read_commit(tip).message)
+        except GitbusError:
+            return None
+        return last.get("moved-to") if last.kind is Kind.JOIN else None
 
     def _joined_from(self, name: AgentName) -> Path | None:
         """The worktree `name` last joined from, if it is on the bus (a walk of its chain)."""
@@ -202,6 +228,9 @@ class Bus:
         if self.repo.ref(agent_ref(who)) is None:
             known = ", ".join(sorted(agents.known(self.repo))) or "none yet"
             raise NotFound(f"No agent named '{who}' is on the bus (known: {known}); nothing was sent.")
+        moved = self._moved_to(who)
+        if moved:
+            raise NotFound(f"Agent {who} is now {moved} (same worktree); nothing was sent. Send to {moved}.")
         return who
 
     def paths(self, raw: Iterable[str]) -> tuple[str, ...]:

@@ -182,6 +182,22 @@ def test_joining_with_a_name_another_live_worktree_uses_is_refused(
     assert Bus.open(worktrees[0], None, clock).join("api-1") is None
 
 
+def test_an_init_name_given_up_for_a_joined_one_takes_no_more_messages(
+    worktrees: list[Path], clock: FakeClock
+) -> None:
+    first = Bus.open(worktrees[1], None, clock)
+    derived = first.agent
+    assert first.init() is not None  # on the bus under the name derived from the worktree
+    first.join("web-1")
+    other = Bus.open(worktrees[0], "api-1", clock)
+    with pytest.raises(NotFound, match=f"Agent {derived} is now web-1 .*nothing was sent. Send to web-1"):
+        other.ask("still there?", to=derived)
+    assert other.ask("there?", to="web-1").to == "web-1"
+    assert Bus.open(worktrees[1], None, clock).join("web-1") is None  # again: nothing more said
+    texts = [m.text for m in other.log(None, sender=derived)]
+    assert texts == [f"{derived} is now web-1 (worktree wt-b)", f"{derived} joined from wt-b"]
+
+
 def test_status_lists_claims_open_questions_and_requests(trio: tuple[Bus, Bus, Bus]) -> None:
     api, web, db = trio
     api.claim(["internal/api/"])
