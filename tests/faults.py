@@ -962,7 +962,20 @@ def machine() -> dict[str, str]:
         "git": git.removeprefix("git version "),
         "pygit2": f"{pygit2.__version__} (libgit2 {pygit2.LIBGIT2_VERSION})",
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "gitbus": _gitbus_at(),
     }
+
+
+def _gitbus_at() -> str:
+    """The commit whose gitbus/ was tested, marked when gitbus/ had uncommitted changes."""
+
+    def out(*args: str) -> str:
+        p = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+        return p.stdout.strip() if p.returncode == 0 else ""
+
+    head = out("rev-parse", "--short", "HEAD") or "an unknown commit"
+    dirty = out("status", "--porcelain", "--", "gitbus")
+    return head + (" + uncommitted changes in gitbus/" if dirty else "")
 
 
 def report(results: list[Result], size: Size, info: dict[str, str], command: str, seconds: float) -> str:
@@ -973,7 +986,8 @@ def report(results: list[Result], size: Size, info: dict[str, str], command: str
         "",
         f"Fault injection, **{size.name} mode**, run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in "
         f"{seconds:,.0f} s on {info['cpu']} ({info['system']}; Python {info['python']}, git {info['git']}, "
-        f"pygit2 {info['pygit2']}; load average {info['load']} at the start).",
+        f"pygit2 {info['pygit2']}; load average {info['load']} at the start), gitbus at "
+        f"{info.get('gitbus', 'an unknown commit')}.",
         "",
         f"Reproduce: `{command}` from the repository root"
         + (" (`--long` for the full counts)." if size.name == "short" else "."),
