@@ -411,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("gitbus tui: first paint, an empty bus and 10,000 messages")
         tui_first = tui.tui_bench(work, env, 10_000, 3 if cfg.quick else 7)
 
-    command = f"cd {ROOT} && {sys.executable} bench/run.py{' --quick' if cfg.quick else ''}"
+    command = f"python bench/run.py{' --quick' if cfg.quick else ''}"
     text = report.render(report.Results(
         quick=cfg.quick, machine=machine(), command=command, seconds=time.perf_counter() - started,
         reps=cfg.reps, post_ops=cfg.post_ops, claim_ops=cfg.claim_ops, profile_ops=cfg.profile_ops,
