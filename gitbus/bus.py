@@ -41,6 +41,8 @@ from gitbus.ids import (
 from gitbus.message import Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
+UNREAD_COUNT_MAX = 1000  # `status` counts unread messages up to this many
+SESSION_BACKLOG = 20  # unread messages a new hook session is told; past that they wait in the inbox
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
 _Decide = Callable[[ledger.Ledger, int, MessageId], ledger.Change | None]
 
@@ -128,10 +130,21 @@ class Bus:
             )
         old, self.agent = self.agent, wanted
         agents.remember(self.repo, self.agent)
-        joined = self._ensure_joined()
+        joined = self._ensure_joined() if self._moved_to(wanted) is None else self._rejoin()
         if old != wanted and self._joined_from(old) == self.repo.root:
             self._mark_moved(old, wanted)
         return joined
+
+    def _rejoin(self) -> Message:
+        """Take back a name whose chain ends by saying it moved: a fresh join, from this worktree."""
+        mid, seen = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
+        text, meta = f"{self.agent} joined from {self.repo.root.name}", (("worktree", str(self.repo.root)),)
+
+        def make(min_time: int) -> Message:
+            t = max(self.clock.now_ms(), min_time, seen)
+            return Message(mid, Kind.JOIN, self.agent, EVERYONE, text, t, meta=meta)
+
+        return chains.append(self.repo, agent_ref(self.agent), make)
 
     def _mark_moved(self, old: AgentName, new: AgentName) -> None:
         """This worktree's agent was `old` (say, the name `gitbus init` derived) and is `new` now: say
@@ -458,24 +471,47 @@ class Bus:
 
         return for_agent(m, self.agent)
 
-    def unread(self, cursor: str | None = None) -> tuple[list[Message], dict[str, Oid]]:
-        """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read.
+    def unread(
+        self, cursor: str | None = None, limit: int | None = None
+    ) -> tuple[list[Message], dict[str, Oid]]:
+        """Messages for this agent not yet seen by `cursor` (oldest first; with `limit`, only the
+        newest that many), and the tips read.
 
         For the agent's own cursor, what its hook sessions were already shown does not count."""
         tips = self.tips()
         seen = cursors.load(self.repo, cursor or self.agent)
         shown = set(cursors.load_shown(self.repo, self.agent)) if cursor is None else set()
-        new = [
-            e.message
-            for e in chains.history(self.repo, tips, seen)
-            if self._for_me(e.message) and e.message.id not in shown
-        ]
-        return new[::-1], tips
+        new = islice(
+            (
+                e.message
+                for e in chains.history(self.repo, tips, seen)
+                if self._for_me(e.message) and e.message.id not in shown
+            ),
+            limit,
+        )
+        return list(new)[::-1], tips
+
+    def session_origin(self, backlog: int = SESSION_BACKLOG) -> tuple[dict[str, Oid], int]:
+        """Where a new hook session of this agent starts reading (chain tips), and how many messages
+        for it became history just now (see below; else 0).
+
+        At the agent's cursor, so the session is told, once, what the agent has not seen yet, and
+        what it shows then moves that cursor along with it. With more than `backlog` unread: from
+        now, and those wait in `gitbus inbox` (the session start says how many). An agent that has
+        never read anything has the bus's past as history: its cursor starts at now too."""
+        with cursors.agent_lock(self.repo, self.agent):
+            seen = cursors.load(self.repo, self.agent)
+            if not seen:
+                earlier, tips = self.unread(limit=UNREAD_COUNT_MAX)
+                cursors.save(self.repo, self.agent, tips)
+                return dict(tips), len(earlier)
+            waiting, tips = self.unread(limit=backlog + 1)
+            return (dict(seen) if len(waiting) <= backlog else dict(tips)), 0
 
     def inbox(self, mark_read: bool = False) -> list[Message]:
         msgs, tips = self.unread()
         if mark_read:
-            self._read_elsewhere(tips, [m.id for m in msgs])
+            self._read_elsewhere(tips, [m.id for m in msgs], everything=True)
         return msgs
 
     def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
@@ -484,22 +520,27 @@ class Bus:
         hook sessions)."""
         from gitbus.delivery import select
 
-        tips = self.tips()
-        old = cursors.load(self.repo, self.agent)
-        entries = list(chains.history(self.repo, tips, old))
-        shown = frozenset(cursors.load_shown(self.repo, self.agent))
-        batch = select(
-            ((e.message, e.commit, e.ref) for e in reversed(entries)), old, self.agent, budget, skip=shown
-        )
-        self._read_elsewhere({r: Oid(t) for r, t in batch.tips.items()}, [m.id for m in batch.shown])
+        with cursors.agent_lock(self.repo, self.agent):  # two servers of one agent: each gets its own
+            tips = self.tips()
+            old = cursors.load(self.repo, self.agent)
+            entries = list(chains.history(self.repo, tips, old))
+            shown = frozenset(cursors.load_shown(self.repo, self.agent))
+            batch = select(
+                ((e.message, e.commit, e.ref) for e in reversed(entries)), old, self.agent, budget, skip=shown
+            )
+            self._advance({r: Oid(t) for r, t in batch.tips.items()})
+            self._forget_shown(set(batch.passed))
+        self._read_elsewhere({}, [m.id for m in batch.shown])
         return batch.shown, batch.waiting
 
-    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: list[str]) -> None:
-        """The model read `ids` through a tool (`gitbus inbox`, MCP), up to `tips`: the agent's cursor
-        moves there, and each hook session is told to skip those ids, and only those: a session
-        still gets what the agent saw through another session."""
+    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: list[str], everything: bool = False) -> None:
+        """The model read `ids` through a tool (`gitbus inbox`, MCP), up to `tips` (all that was new,
+        with `everything`): the agent's cursor moves there, and each hook session is told to skip
+        those ids, and only those: a session still gets what the agent saw through another session."""
         with cursors.agent_lock(self.repo, self.agent):
             self._advance(tips)
+            if everything:
+                cursors.save_shown(self.repo, self.agent, [])  # all behind the cursor now
         if not ids:
             return
         common = self.repo.common_dir
@@ -510,13 +551,17 @@ class Bus:
                     skip = current.skip + tuple(i for i in ids if i not in current.skip)
                     cursors.save_session(common, self.agent, key, current._replace(skip=skip))
 
-    def mark_shown(self, shown: list[str], before: Mapping[str, str], after: Mapping[str, str]) -> None:
-        """A hook session showed `shown`, the new messages between its cursor tips `before` and
-        `after`: they count as seen by the agent, so `gitbus inbox` and MCP do not repeat them.
+    def mark_shown(
+        self, shown: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
+    ) -> None:
+        """A hook session showed `shown` (message id -> chain ref), the new messages between its
+        cursor tips `before` and `after`: they count as seen by the agent, so `gitbus inbox` and
+        MCP do not repeat them.
 
-        The agent's cursor moves to `after` only on chains where it was already at or past `before`;
-        elsewhere it stays behind what the agent has not seen yet (say, what was posted before the
-        session started), and the shown ids are remembered instead."""
+        The agent's cursor moves to `after` only on chains where it was already at or past `before`
+        (sessions start at the agent's cursor, so that is the rule); elsewhere it stays behind what
+        the agent has not seen yet (say, a long backlog from before the session started), and the
+        ids shown on those chains are remembered instead."""
         with cursors.agent_lock(self.repo, self.agent):
             cursor = cursors.load(self.repo, self.agent)
             moves: dict[str, Oid] = {}
@@ -528,9 +573,17 @@ class Bus:
                 if level:
                     moves[ref] = Oid(tip)
             self._advance(moves)
-            if shown:
+            behind = [i for i, ref in shown.items() if ref not in moves]
+            if behind:
                 known = cursors.load_shown(self.repo, self.agent)
-                cursors.save_shown(self.repo, self.agent, known + [i for i in shown if i not in known])
+                cursors.save_shown(self.repo, self.agent, known + [i for i in behind if i not in known])
+
+    def _forget_shown(self, passed: set[str]) -> None:
+        """Drop remembered shown ids the agent's cursor has now moved over (caller holds the lock)."""
+        known = cursors.load_shown(self.repo, self.agent)
+        kept = [i for i in known if i not in passed]
+        if kept != known:
+            cursors.save_shown(self.repo, self.agent, kept)
 
     def _advance(self, tips: Mapping[str, Oid]) -> None:
         """Move this agent's cursor up to `tips`, never backwards."""
@@ -569,5 +622,5 @@ class Bus:
             open_questions=questions,
             sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
             requests=requests,
-            unread=len(self.unread()[0]),
+            unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
         )

@@ -8,7 +8,7 @@ model, or was never for it: when the text budget runs out, the rest waits for th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gitbus.clock import hhmm
 from gitbus.ids import EVERYONE, AgentName
@@ -32,6 +32,8 @@ class Batch:
     shown: list[Message]
     waiting: int
     tips: dict[str, str]
+    refs: dict[str, str] = field(default_factory=dict)  # shown message id -> its chain ref
+    passed: list[str] = field(default_factory=list)  # ids of every message the cursor moved over
 
 
 def select(
@@ -50,6 +52,8 @@ def select(
     """
     tips = dict(old_tips)
     shown: list[Message] = []
+    refs: dict[str, str] = {}
+    passed: list[str] = []
     used, waiting, stopped = 0, 0, False
     for msg, commit, ref in entries:
         relevant = for_agent(msg, me) and (not only_direct or msg.to == me) and msg.id not in skip
@@ -62,9 +66,11 @@ def select(
                 stopped, waiting = True, 1
                 continue
             shown.append(msg)
+            refs[msg.id] = ref
             used += cost
         tips[ref] = commit
-    return Batch(shown, waiting, tips)
+        passed.append(msg.id)
+    return Batch(shown, waiting, tips, refs, passed)
 
 
 def path_list(paths: tuple[str, ...], most: int = 5) -> str:

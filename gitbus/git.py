@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,11 +37,12 @@ SYNC_TIMEOUT_SECONDS = 300.0  # a whole-bus fetch or push may carry thousands of
 def network_timeout(whole_bus: bool = False) -> float:
     """Seconds a fetch or push may take: `GITBUS_NETWORK_TIMEOUT` if set, else a claim's 30 or a whole
     bus's 300."""
-    raw = os.environ.get("GITBUS_NETWORK_TIMEOUT", "")
+    default = SYNC_TIMEOUT_SECONDS if whole_bus else NETWORK_TIMEOUT_SECONDS
     try:
-        return max(0.1, float(raw))
+        value = float(os.environ.get("GITBUS_NETWORK_TIMEOUT", ""))
     except ValueError:
-        return SYNC_TIMEOUT_SECONDS if whole_bus else NETWORK_TIMEOUT_SECONDS
+        return default
+    return value if 0 < value < 86_400 else default  # nan, inf, 0 and negatives: the default
 
 
 _LOCK_DEADLINE_SECONDS = 30.0
@@ -262,19 +264,33 @@ class Repository:
                 and "GIT_SSH" not in env
                 and not self._has_config("core.sshCommand")
             ):
-                env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o ConnectTimeout=10"
-        try:
-            proc = subprocess.run(
-                ["git", *args],
-                cwd=self.root,
-                capture_output=True,
-                check=False,
-                env=env,
-                timeout=limit if network else None,
-            )
-        except subprocess.TimeoutExpired:
-            return 124, "", f"fatal: no answer within {limit:g}s"
-        return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+                env["GIT_SSH_COMMAND"] = (
+                    "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=10 "
+                    "-o ServerAliveCountMax=3"
+                )
+        if not network:
+            proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
+            return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        # A session of its own, so a timeout ends git *and* its ssh or remote helper, not git alone.
+        with subprocess.Popen(
+            ["git", *args],
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        ) as child:
+            try:
+                out, err = child.communicate(timeout=limit)
+            except BaseException as e:  # the timeout, or Ctrl-C: git and its helpers go too
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.communicate()
+                if isinstance(e, subprocess.TimeoutExpired):
+                    return 124, "", f"fatal: no answer within {limit:g}s"
+                raise
+        return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     def _has_config(self, key: str) -> bool:
         try:

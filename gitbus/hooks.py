@@ -87,18 +87,20 @@ class Session:
 
     def resume(self, tips: Mapping[str, str]) -> bool:
         """Give a session without a readable cursor (hooks installed mid-session, both slots lost)
-        one to go on from: its agent's, so what the agent has not seen is still told once and what
-        its sessions were shown is not told again. An agent that never read anything starts from
-        now (its backlog is the whole history: `gitbus log`). False when there is nothing to tell."""
-        from gitbus.git import Repository
+        one to go on from, as a new session would start (`Bus.session_origin`): its agent's, so
+        what the agent has not seen is still told once, and what its sessions were shown (the
+        agent's remembered ids) is not told again. Saved at once, so the next call is the fast path
+        again. False when there is nothing new to tell from there."""
+        from gitbus.bus import Bus
 
-        repo = Repository.open(self.loc.root)
-        seen = cursors.load(repo, self.agent)
-        if not seen:
-            self.save(tips)
-            return False
-        self.cursor = cursors.SessionCursor(dict(seen), skip=tuple(cursors.load_shown(repo, self.agent)))
-        return True
+        bus = Bus.open(self.loc.root, self.agent)
+        origin, _ = bus.session_origin()
+        skip = tuple(cursors.load_shown(bus.repo, self.agent))
+        self.cursor = None
+        self.cursor = cursors.save_session(
+            self.loc.common_dir, self.agent, self.id, cursors.SessionCursor(dict(origin), skip=skip)
+        )
+        return dict(origin) != dict(tips)
 
     def deliver(self, event: str) -> str:
         """New messages for this session as hook output, advancing the cursor over what is shown."""
@@ -126,7 +128,7 @@ class Session:
             return
         from gitbus.bus import Bus
 
-        Bus.open(self.loc.root, self.agent).mark_shown([m.id for m in batch.shown], before, batch.tips)
+        Bus.open(self.loc.root, self.agent).mark_shown(batch.refs, before, batch.tips)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -137,12 +139,14 @@ class Session:
 
 
 def session_start(s: Session, source: str) -> str:
-    from gitbus.bus import Bus
+    from gitbus.bus import SESSION_BACKLOG, UNREAD_COUNT_MAX, Bus
 
     bus = Bus.open(s.loc.root, s.agent)
-    tips = bus_tips(s.loc.common_dir)
+    earlier = 0
     if s.cursor is None or source in ("startup", "clear"):
-        s.save(tips)
+        with s.locked():
+            origin, earlier = bus.session_origin()
+            s.save(origin)  # what the agent has not seen is told from here on
     st = bus.status()
     lines = [
         f"gitbus: you are agent {s.agent} in worktree {s.loc.root}. Other agents work in other "
@@ -156,12 +160,21 @@ def session_start(s: Session, source: str) -> str:
             + "; ".join(c.describe(st.now) for c in st.other_claims[:10])
             + "."
         )
-    if st.open_questions:
-        lines.append(
-            f"{len(st.open_questions)} open question(s); {st.unread} unread message(s): gitbus inbox."
+    waiting = ""
+    if st.unread:
+        many = f"{st.unread} or more" if st.unread >= UNREAD_COUNT_MAX else str(st.unread)
+        waiting = (
+            f"{many} unread message(s), told here as they fit (or read them now: gitbus inbox)."
+            if st.unread <= SESSION_BACKLOG
+            else f"{many} unread message(s): gitbus inbox."
         )
-    elif st.unread:
-        lines.append(f"{st.unread} unread message(s): gitbus inbox.")
+    if st.open_questions:
+        lines.append(f"{len(st.open_questions)} open question(s). {waiting}".rstrip())
+    elif waiting:
+        lines.append(waiting)
+    if earlier:
+        many = f"{earlier} or more" if earlier >= UNREAD_COUNT_MAX else str(earlier)
+        lines.append(f"{many} message(s) for you from before your first session: gitbus log.")
     lines.append("New messages from other agents will appear here as they arrive.")
     return emit("SessionStart", "\n".join(lines))
 
@@ -266,8 +279,6 @@ def wake(s: Session) -> int:
     pid_file.write_text(str(os.getpid()))
     started, parent = time.monotonic(), os.getppid()
     last = bus_tips(s.loc.common_dir)
-    if s.cursor is None:
-        s.save(last)
     while time.monotonic() - started < WAKE_MAX_SECONDS:
         time.sleep(WAKE_POLL_SECONDS)
         try:

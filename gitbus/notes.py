@@ -73,7 +73,7 @@ def _previous(repo: Repository, commit: str, agent: str) -> tuple[int | None, se
         "log",
         "--first-parent",
         f"-{_LOOKBACK}",
-        "--format=%x1e%H %ct%n%N",
+        "--format=%x1e%H %at%n%N",  # author time: a rebase or an amend keeps it
         f"--notes={NOTES_REF}",
         f"{commit}^",
         "--",

@@ -91,14 +91,15 @@ def _signature(common_dir: Path) -> tuple[tuple[object, ...], tuple[object, ...]
     which linked worktrees can take a file (`git worktree add` makes `worktrees/<name>` before
     the worktree's `.git`; `rm -rf` of a worktree leaves its entry behind)."""
     refs = read_refs(common_dir, "refs/bus/")
-    wts: list[tuple[str, bool]] = []
+    wts: list[tuple[str, str, bool]] = []
     with contextlib.suppress(FileNotFoundError):  # no linked worktree (left)
         for entry in sorted((common_dir / "worktrees").iterdir()):
-            try:
-                ready = Path(entry.joinpath("gitdir").read_text().strip()).exists()
+            try:  # where it is (`git worktree move` changes it) and whether it is there yet
+                where = entry.joinpath("gitdir").read_text().strip()
+                ready = Path(where).exists()
             except (OSError, UnicodeDecodeError):
-                ready = False
-            wts.append((entry.name, ready))
+                where, ready = "", False
+            wts.append((entry.name, where, ready))
     return (tuple(sorted(refs.items())), tuple(wts))
 
 

@@ -198,6 +198,18 @@ def test_an_init_name_given_up_for_a_joined_one_takes_no_more_messages(
     assert texts == [f"{derived} is now web-1 (worktree wt-b)", f"{derived} joined from wt-b"]
 
 
+def test_a_worktree_can_take_back_the_name_it_gave_up(worktrees: list[Path], clock: FakeClock) -> None:
+    wt = Bus.open(worktrees[1], None, clock)
+    derived = wt.agent
+    wt.init()
+    wt.join("web-1")
+    Bus.open(worktrees[1], None, clock).join(derived)  # back again
+    other = Bus.open(worktrees[0], "api-1", clock)
+    assert other.ask("back?", to=derived).to == derived
+    with pytest.raises(NotFound, match=f"Agent web-1 is now {derived}"):
+        other.ask("still web-1?", to="web-1")
+
+
 def test_status_lists_claims_open_questions_and_requests(trio: tuple[Bus, Bus, Bus]) -> None:
     api, web, db = trio
     api.claim(["internal/api/"])

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gitbus.bus import Bus
+from gitbus.bus import SESSION_BACKLOG, Bus
 from gitbus.cli import app
 from gitbus.clock import hhmm
 from gitbus.delivery import BUDGET_CHARS
 from gitbus.hooks import STOP_REMINDERS, handle
-from gitbus.message import Kind
 
 from .conftest import git, make_repo
 
@@ -356,8 +355,8 @@ def test_session_start_names_the_agent_its_claims_and_the_claims_of_others(agent
 def test_a_new_session_starts_from_now(agents: list[Bus]) -> None:
     api, web, _ = agents
     api.discover("before the session")
-    told = start(web.repo.root)
-    assert "before the session" not in told and "unread message(s): gitbus inbox" in told
+    told = start(web.repo.root)  # web-1's first session: what came before is history
+    assert "before the session" not in told and "message(s) for you from before your first session" in told
     assert tool_used(web.repo.root) == ""
     api.discover("during the session")
     assert "during the session" in tool_used(web.repo.root)
@@ -588,7 +587,7 @@ def test_a_save_torn_between_the_two_slots_neither_loses_nor_repeats(agents: lis
     assert f"[{second}]" in told and f"[{first}]" not in told
 
 
-def test_a_session_whose_cursor_files_are_deleted_restarts_from_now_skipping_what_came_between(
+def test_a_session_whose_cursor_files_are_deleted_goes_on_without_losing_or_repeating(
     agents: list[Bus],
 ) -> None:
     api, web, _ = agents
@@ -599,7 +598,8 @@ def test_a_session_whose_cursor_files_are_deleted_restarts_from_now_skipping_wha
     for f in session_dir(web, "s1").glob("*.json"):
         f.unlink()
     api.discover("posted while the cursor was gone")
-    assert tool_used(here) == ""
+    told = tool_used(here)
+    assert "posted while the cursor was gone" in told and "seen before the loss" not in told
     api.discover("posted after the restart")
     told = tool_used(here)
     assert "posted after the restart" in told and "while the cursor was gone" not in told
@@ -624,19 +624,33 @@ def test_a_session_without_a_cursor_goes_on_from_what_its_agent_has_read(agents:
 # -- delivery and the agent's inbox share what was seen ---------------------------------------------
 
 
-def test_what_came_before_a_session_stays_in_the_inbox_once_the_session_is_told_newer_news(
+def test_what_came_before_a_session_is_told_by_it_once_and_not_repeated_by_the_inbox(
     agents: list[Bus],
 ) -> None:
     api, web, _ = agents
     here = web.repo.root
+    web.inbox(mark_read=True)  # the joins: web-1 has read the bus up to here
     api.discover("before the session")
     question = api.ask("where is the db config?", to="web-1")
-    assert "unread message(s): gitbus inbox" in start(here)
+    assert "2 unread message(s), told here as they fit" in start(here)
     api.discover("during the session")
     told = tool_used(here)
-    assert "during the session" in told and "before the session" not in told
-    inbox = [m.text for m in web.inbox(mark_read=True) if m.kind is not Kind.JOIN]
-    assert inbox == ["before the session", question.text]  # the session's news is not repeated
+    assert [told.count(t) for t in ("before the session", question.text, "during the session")] == [1, 1, 1]
+    assert web.inbox() == [] and tool_used(here) == ""
+
+
+def test_a_long_backlog_waits_in_the_inbox_and_the_sessions_news_is_not_repeated_there(
+    agents: list[Bus],
+) -> None:
+    api, web, _ = agents
+    here = web.repo.root
+    web.inbox(mark_read=True)
+    backlog = [api.discover(f"old news {k}").id for k in range(SESSION_BACKLOG + 5)]
+    assert f"{len(backlog)} unread message(s): gitbus inbox." in start(here)
+    api.discover("during the session")
+    told = tool_used(here)
+    assert "during the session" in told and "old news" not in told
+    assert [m.id for m in web.inbox(mark_read=True)] == backlog  # all of it, and not the session's news
     assert web.inbox() == [] and tool_used(here) == ""
 
 

@@ -677,6 +677,16 @@ def test_the_watcher_pulls_and_pushes_the_bus_in_the_background(
     assert not thread.is_alive()
 
 
+@pytest.mark.parametrize("value", ["soon", "inf", "nan", "0", "-5"])
+def test_a_network_timeout_setting_that_makes_no_sense_falls_back_to_the_default(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitbus.git import NETWORK_TIMEOUT_SECONDS, network_timeout
+
+    monkeypatch.setenv("GITBUS_NETWORK_TIMEOUT", value)
+    assert network_timeout() == NETWORK_TIMEOUT_SECONDS
+
+
 def test_a_remote_that_never_answers_does_not_hold_up_the_watchers_context_files(
     net: Net, pair: tuple[Bus, Bus], worktrees_of_b: Path
 ) -> None:

@@ -205,6 +205,16 @@ def test_the_context_file_tells_an_agent_what_it_should_know_now(trio: tuple[Bus
 # -- what moves under a running watcher ----------------------------------------------------------
 
 
+def test_a_worktree_moved_while_it_runs_keeps_getting_its_context_file(trio: tuple[Bus, Bus, Bus]) -> None:
+    api, web, _ = trio
+    old = web.repo.root
+    new = old.parent / "moved-web"
+    with watching(api.repo.root):
+        git(api.repo.root, "worktree", "move", str(old), str(new))
+        api.discover("after the move")
+        wait_for("the moved worktree's context file", says(new, "after the move"))
+
+
 @pytest.mark.usefixtures("events_only")
 def test_it_keeps_working_after_the_bus_refs_are_packed(trio: tuple[Bus, Bus, Bus]) -> None:
     api, web, db = trio
