@@ -358,7 +358,7 @@ def render(r: Results) -> str:
         *(crowd.section(r.crowd, 8, r.agentmail) if r.crowd else []),
         *(manyclaims.section(r.many, 9) if r.many else []),
         *(history.section(r.reads, r.sizes, 10) if r.reads and r.sizes else []),
-        *(tui.section(r.tui, 11) if r.tui else []),
+        *(tui.section(r.tui, 12) if r.tui else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "
