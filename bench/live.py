@@ -288,7 +288,7 @@ def _step_calls(repo: Repository) -> dict[str, Callable[[], object]]:
         "find each worktree's git dirs and agent": lambda: [
             agents.resolve(loc, None, {}) for wt in wts if (loc := gitfiles.locate(wt)) is not None
         ],
-        "changed files, one `git diff --name-only HEAD` per worktree": lambda: [
+        "changed files, one `git status` per worktree": lambda: [
             context.changed_paths(repo, wt) for wt in wts
         ],
         "render every file": lambda: [
@@ -373,7 +373,7 @@ def propagation(
         tuple(post_call),
         update,
         steps,
-        watch.DEBOUNCE_SECONDS,
+        watch.SETTLE_SECONDS,  # sparse posts: each meets an idle watcher, which waits only this
     )
 
 

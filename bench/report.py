@@ -198,14 +198,17 @@ def _live(r: Results) -> list[str]:
     out += [
         "",
         "Where a post's trip goes: the watcher wakes on the inotify event of the ref's lock-and-rename "
-        "(well under a millisecond), sleeps a fixed debounce, then runs one update that reads the bus once "
-        "and rewrites every worktree's file in turn (the main checkout first), so the last file waits for "
-        "all the others' steps. The steps of one update, each timed alone, in one rotation with the "
-        "whole update (so the sum is close to the whole, not equal: each median has its own noise):",
+        "(well under a millisecond); an idle one settles a few milliseconds (`watch.SETTLE_SECONDS`; a busy "
+        "one updates at most once per `watch.DEBOUNCE_SECONDS`), then runs one update that reads the bus "
+        "once and rewrites every worktree's file in turn (the main checkout first), so the last file waits "
+        "for all the others' steps. The steps of one update, each timed alone in a fresh process, in one "
+        "rotation with the whole update (so the sum is close to the whole, not equal: each median has its "
+        "own noise). A running watcher reuses the worktree listing until `worktrees/` changes and each "
+        "worktree's changed files for 5 s, so within a burst of posts its updates skip those two steps:",
         "",
         "| step | " + " | ".join(f"{p.worktrees} worktrees" for p in r.propagation) + " |",
         "|---|" + "---:|" * len(r.propagation),
-        "| debounce before the update (`watch.DEBOUNCE_SECONDS`, a sleep) | "
+        "| settle before the update (`watch.SETTLE_SECONDS`, a sleep) | "
         + " | ".join(f"{p.debounce * 1000:.0f} ms" for p in r.propagation) + " |",
     ]
     for i, step in enumerate(r.propagation[0].steps):
@@ -227,9 +230,10 @@ def _live_verdict(r: Results) -> list[str]:
         lines.append(
             f"- {p.worktrees} worktrees: every file shows a post {p50 * 1000:.0f} ms (p50) and "
             f"{p99 * 1000:.0f} ms (p99) after it: goals {'met' if ok else '**missed**'}. That is the "
-            f"{p.debounce * 1000:.0f} ms debounce, then an update of about {p.update.median * 1000:.0f} ms "
-            f"(up to {p.update.hi * 1000:.0f} ms), in which {p.worktrees} `git diff` subprocesses (used only "
-            f"to rank discoveries) take about {diff:.0f} ms and rendering {rendering:.0f} ms: the two steps "
+            f"{p.debounce * 1000:.0f} ms settle, then an update; a fresh one takes about "
+            f"{p.update.median * 1000:.0f} ms (up to {p.update.hi * 1000:.0f} ms), in which "
+            f"{p.worktrees} `git status` subprocesses (used only to rank discoveries, and reused by a "
+            f"running watcher) take about {diff:.0f} ms and rendering {rendering:.0f} ms: the two steps "
             "that grow with the number of worktrees."
         )
     lines.append(
