@@ -649,11 +649,7 @@ def test_the_watcher_pulls_and_pushes_the_bus_in_the_background(
     alice, bob = pair
     b = net.clones[1]
     settings.save(bob.repo.common_dir, "sync_interval", 1)
-    watcher = Watcher(Repository.open(b))
-    assert watcher.acquire()
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
+    with watching(b):
         news = alice.discover("from machine a")
         sync.sync(alice.repo, "origin")
         _wait_until(lambda: news.id in ids(bob), "b's watcher pulled a's message")
@@ -671,10 +667,6 @@ def test_the_watcher_pulls_and_pushes_the_bus_in_the_background(
         assert bob.status().sync is not None
         later = bob.discover("still working locally")
         assert later.id in ids(bob)
-    finally:
-        watcher.stop()
-        thread.join(10)
-    assert not thread.is_alive()
 
 
 @pytest.mark.parametrize("value", ["soon", "inf", "nan", "0", "-5"])
@@ -695,11 +687,7 @@ def test_a_remote_that_never_answers_does_not_hold_up_the_watchers_context_files
     settings.save(bob.repo.common_dir, "sync_interval", 1)
     with stalled_port() as port:
         set_url(b, f"git://127.0.0.1:{port}/x")  # every sync now waits the full network timeout
-        watcher = Watcher(Repository.open(b))
-        assert watcher.acquire()
-        thread = threading.Thread(target=watcher.run, daemon=True)
-        thread.start()
-        try:
+        with watching(b):
             peer = Bus.open(worktrees_of_b, "carol")
             peer.join("carol")
             peer.discover("posted while the remote hangs")
@@ -709,9 +697,20 @@ def test_a_remote_that_never_answers_does_not_hold_up_the_watchers_context_files
                 "the context file showed the post",
                 seconds=10,
             )
-        finally:
-            watcher.stop()
-            thread.join(10)
+
+
+@contextlib.contextmanager
+def watching(root: Path) -> Iterator[Watcher]:
+    """A watcher of `root`'s repository running in a thread until the block ends."""
+    watcher = Watcher(Repository.open(root))
+    assert watcher.acquire()
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+        thread.join(10)
     assert not thread.is_alive()
 
 
