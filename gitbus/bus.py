@@ -436,8 +436,8 @@ class Bus:
                     return
                 yield m
 
-        if grep is not None:  # git finds candidates in C, newest first; the exact filter still decides
-            from gitbus.notes import matching
+        if grep is not None:  # the search index finds candidates, newest first; the exact filter decides
+            from gitbus.searchindex import matching
 
             source: Iterator[Message] = matching(self.repo, grep)
         else:

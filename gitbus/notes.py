@@ -8,17 +8,16 @@ shows them. Notes are written through our own compare-and-swap on the notes ref,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
 from gitbus import paths as P
 from gitbus.chains import history
-from gitbus.errors import Contended, GitbusError
+from gitbus.errors import Contended
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, MessageId
-from gitbus.message import Kind, Message, decode
+from gitbus.ids import MessageId
+from gitbus.message import Kind, Message
 
 if TYPE_CHECKING:
     from gitbus.bus import Bus
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
 
 NOTES_REF = "refs/notes/gitbus"
 _RACES = 1000
-_BATCH = 256  # candidates git is asked for first by a search
-_SKEW_S = 60  # seconds a commit may be dated after its child (clock skew between agents)
 
 
 _LOOKBACK = 200  # first-parent commits searched for the agent's previous one
@@ -185,53 +182,11 @@ def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str]:
 
 
 def search(repo: Repository, text: str, limit: int | None = None) -> list[Message]:
-    """Messages whose text or subject contains `text` (any case), newest first, over all history."""
+    """Messages whose text or subject contains `text` (any case), newest first, over all history
+    (through the rebuildable index, `gitbus.searchindex`)."""
+    from gitbus.searchindex import matching
+
     return list(islice(matching(repo, text), limit))
-
-
-def matching(repo: Repository, text: str) -> Iterator[Message]:
-    """`search`, lazily: newest first by (time, id), reading only as far back as the caller takes.
-
-    `git log --grep` scans commit messages in C (no index to build or keep in step) and walks newest
-    first, so a word most messages hold needs only the first few candidates: git is asked for a batch
-    of them, then a batch four times bigger, until what is still unread cannot be newer than what is
-    left to yield. git stamps whole seconds, and agents' clocks disagree a little (`_SKEW_S`)."""
-    if not text.strip():
-        raise GitbusError("Search for some text.")
-    tips = list(repo.refs(AGENTS_PREFIX).values())
-    led = repo.ref(LEDGER_REF)
-    if led:
-        tips.append(led)
-    if not tips:
-        return
-    needle = text.casefold()
-    seen: set[str] = set()
-    pending: list[Message] = []  # hits not yet yielded, oldest first
-    want = _BATCH
-    while True:
-        out = repo.git(
-            "log", f"--max-count={want}", "--format=%H %ct", "-i", "-F", f"--grep={text}", *tips, "--"
-        )
-        rows = [line.split() for line in out.splitlines() if line]
-        for oid, _ in rows:
-            if oid in seen:
-                continue
-            seen.add(oid)
-            try:
-                m = decode(repo.read_commit(Oid(oid)).message)
-            except GitbusError:
-                continue
-            # git matched anywhere in the commit message, trailers included: keep only real text hits.
-            if needle in m.text.casefold() or needle in m.summary().casefold():
-                pending.append(m)
-        done = len(rows) < want
-        unread_before = 0 if done else (int(rows[-1][1]) + _SKEW_S + 1) * 1000  # unread: older than this
-        pending.sort(key=lambda m: (m.time, m.id))
-        while pending and pending[-1].time >= unread_before:
-            yield pending.pop()
-        if done:
-            return
-        want *= 4
 
 
 @dataclass(frozen=True)

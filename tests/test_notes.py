@@ -528,3 +528,29 @@ def test_log_grep_for_nothing_is_refused(repo: Path, bus_for: Any) -> None:
         code, _, err = gb(repo, "log", "--grep", text)
         assert code == 1, f"`gitbus log --grep {text!r}` exited {code} instead of refusing"
         assert "Search for some text." in err
+
+
+def test_the_search_index_follows_the_bus_and_rebuilds_itself_when_lost(
+    repo: Path, searchable: dict[str, Any], clock: FakeClock
+) -> None:
+    bus = searchable["bus"]
+    index = bus.repo.common_dir / "gitbus" / "search" / "index.tsv"
+    assert found_ids(repo, "search", "flaky migration", "--json") == [searchable["old"].id]
+    lines = index.read_text().count("\n")
+    later = bus.discover("a second flaky migration, in billing")
+    assert found_ids(repo, "search", "flaky migration", "--json") == [later.id, searchable["old"].id]
+    assert index.read_text().count("\n") == lines + 1  # only what was new was added
+    index.unlink()  # the index is never the source of truth
+    assert found_ids(repo, "search", "flaky migration", "--json") == [later.id, searchable["old"].id]
+    index.write_text(index.read_text() + index.read_text())  # a crash wrote lines twice
+    assert found_ids(repo, "search", "flaky migration", "--json") == [later.id, searchable["old"].id]
+    (bus.repo.common_dir / "gitbus" / "search" / "covered.json").write_text("not json")
+    assert found_ids(repo, "search", "billing", "--json") == [later.id]
+
+
+def test_a_search_matches_newlines_and_tabs_only_where_the_text_has_them(repo: Path, bus_for: Any) -> None:
+    bus = bus_for(repo, "api-1")
+    tabbed = bus.discover("first line\nsecond\tline with a back\\slash")
+    assert [m.id for m in bus.log(None, grep="line\nsecond\tline")] == [tabbed.id]
+    assert [m.id for m in bus.log(None, grep="back\\slash")] == [tabbed.id]
+    assert bus.log(None, grep="\\nsecond") == []  # an escape in the index is not text
