@@ -119,31 +119,33 @@ class Repository:
                         f"Could not lock {name} for {_LOCK_DEADLINE_SECONDS:.0f}s; another writer holds it "
                         f"({e})."
                     ) from None
-                self._recover_stale_lock(name)
+                self.recover_stale_lock(self.common_dir / f"{name}.lock")
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.05)
 
-    def _recover_stale_lock(self, name: str) -> None:
-        """Remove `<ref>.lock` when it is older than any live writer holds one (a killed process).
+    def recover_stale_lock(self, lock: Path) -> bool:
+        """Remove the lock file `lock` (a ref's `.lock`) when it is older than any live writer holds
+        one: a killed process, ours or git's, left it. True if it is gone now.
 
         The lock is first moved aside under a unique name and checked to be the same old file: two
         recoverers racing never delete a lock that a live writer has just taken."""
-        lock = self.common_dir / f"{name}.lock"
         try:
             seen = lock.stat()
         except FileNotFoundError:
-            return
+            return True
         if time.time() - seen.st_mtime <= STALE_LOCK_SECONDS:
-            return
+            return False
         aside = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{random.getrandbits(32):08x}")
         try:
             os.rename(lock, aside)
         except FileNotFoundError:
-            return
-        if aside.stat().st_ino != seen.st_ino:  # we moved a fresh lock: give it back if still free
+            return True
+        fresh = aside.stat().st_ino != seen.st_ino
+        if fresh:  # we moved a fresh lock: give it back if still free
             with contextlib.suppress(FileExistsError):
                 os.link(aside, lock)
         aside.unlink()
+        return not fresh
 
     # -- objects ----------------------------------------------------------------------------------
 

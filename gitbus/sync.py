@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from gitbus import delegation as D
 from gitbus import notes, settings
 from gitbus.chains import chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
-from gitbus.git import network_timeout
+from gitbus.git import STALE_LOCK_SECONDS, network_timeout
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, EVERYONE, LEDGER_REF, agent_name, new_message_id
 from gitbus.ledger import Change, Ledger, write_change
@@ -97,12 +98,23 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
             return
         if what != "*" and "couldn't find remote ref" in err:
             return  # the remote has no ledger yet
+        stale = _STALE_LOCK.search(err)
+        if stale:
+            # A git killed mid-fetch left a tracking ref's lock, and git never removes one itself:
+            # once it is clearly stale (no live writer holds a lock that long), move it aside.
+            deadline = time.monotonic() + STALE_LOCK_SECONDS + 2
+            while not repo.recover_stale_lock(Path(stale.group(1))) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            continue
         if not _lost_local_race(err):
             break
         # Another process of this repository fetched the same tracking ref first (git's own CAS on it
         # failed): what it wrote is as new as what we got, so fetch again after a short jittered wait.
         time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
     raise RemoteError(f"The bus remote '{remote}' could not be reached: {_last(err)}.")
+
+
+_STALE_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 
 def _lost_local_race(err: str) -> bool:

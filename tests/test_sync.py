@@ -669,6 +669,21 @@ def test_the_watcher_pulls_and_pushes_the_bus_in_the_background(
         assert later.id in ids(bob)
 
 
+def test_a_tracking_ref_lock_left_by_a_killed_fetch_does_not_block_syncing(pair: tuple[Bus, Bus]) -> None:
+    alice, bob = pair
+    alice.discover("first")
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin")
+    news = alice.discover("second")
+    sync.sync(alice.repo, "origin")
+    lock = bob.repo.common_dir / "refs" / "remotes" / "origin" / "bus" / "agents" / "alice.lock"
+    lock.write_text("")  # what git leaves when it is killed between taking the lock and renaming
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    sync.sync(bob.repo, "origin")
+    assert news.id in ids(bob) and not lock.exists()
+
+
 @pytest.mark.parametrize("value", ["soon", "inf", "nan", "0", "-5"])
 def test_a_network_timeout_setting_that_makes_no_sense_falls_back_to_the_default(
     value: str, monkeypatch: pytest.MonkeyPatch
