@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, cursors, ledger, settings, sync
+from gitbus import agents, chains, ledger, seen, settings, sync
 from gitbus import paths as P
 from gitbus.claims import (
     DEFAULT_TTL_MS,
@@ -41,8 +41,6 @@ from gitbus.ids import (
 from gitbus.message import Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
-UNREAD_COUNT_MAX = 1000  # `status` counts unread messages up to this many
-SESSION_BACKLOG = 20  # unread messages a new hook session is told; past that they wait in the inbox
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
 _Decide = Callable[[ledger.Ledger, int, MessageId], ledger.Change | None]
 
@@ -137,26 +135,28 @@ class Bus:
 
     def _rejoin(self) -> Message:
         """Take back a name whose chain ends by saying it moved: a fresh join, from this worktree."""
-        mid, seen = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
-        text, meta = f"{self.agent} joined from {self.repo.root.name}", (("worktree", str(self.repo.root)),)
-
-        def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, seen)
-            return Message(mid, Kind.JOIN, self.agent, EVERYONE, text, t, meta=meta)
-
-        return chains.append(self.repo, agent_ref(self.agent), make)
+        return chains.append(self.repo, agent_ref(self.agent), self._joining(self.agent))
 
     def _mark_moved(self, old: AgentName, new: AgentName) -> None:
         """This worktree's agent was `old` (say, the name `gitbus init` derived) and is `new` now: say
         so on `old`'s chain, so a message to `old` is refused rather than left where nobody reads."""
-        mid, seen = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
-        text = f"{old} is now {new} (worktree {self.repo.root.name})"
+        chains.append(self.repo, agent_ref(old), self._joining(old, moved_to=new))
+
+    def _joining(self, name: AgentName, moved_to: AgentName | None = None) -> Callable[[int], Message]:
+        """The `make` of a join message on `name`'s chain (`chains.start`/`append`): it joined from
+        this worktree, or, with `moved_to`, it goes by that name now. Stamped past every tip."""
+        mid, past = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
+        where = self.repo.root
+        if moved_to is None:
+            text, meta = f"{name} joined from {where.name}", (("worktree", str(where)),)
+        else:
+            text, meta = f"{name} is now {moved_to} (worktree {where.name})", (("moved-to", moved_to),)
 
         def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, seen)
-            return Message(mid, Kind.JOIN, old, EVERYONE, text, t, meta=(("moved-to", new),))
+            t = max(self.clock.now_ms(), min_time, past)
+            return Message(mid, Kind.JOIN, name, EVERYONE, text, t, meta=meta)
 
-        chains.append(self.repo, agent_ref(old), make)
+        return make
 
     def _moved_to(self, name: AgentName) -> str | None:
         """The name `name`'s worktree took instead, if its chain ends by saying so."""
@@ -184,14 +184,7 @@ class Bus:
         ref = agent_ref(self.agent)
         if self.repo.ref(ref) is not None:
             return None
-        mid, seen = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
-        text, meta = f"{self.agent} joined from {self.repo.root.name}", (("worktree", str(self.repo.root)),)
-
-        def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, seen)
-            return Message(mid, Kind.JOIN, self.agent, EVERYONE, text, t, meta=meta)
-
-        return chains.start(self.repo, ref, make)
+        return chains.start(self.repo, ref, self._joining(self.agent))
 
     def agents(self) -> list[AgentInfo]:
         live: dict[str, int] = {}
@@ -228,10 +221,10 @@ class Bus:
             self._require_agent(to)
         self._ensure_joined()
         mid, norm = new_message_id(), tuple(paths)
-        seen = chains.horizon(self.repo, self.tips()) + 1
+        past = chains.horizon(self.repo, self.tips()) + 1
 
         def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, after, seen)
+            t = max(self.clock.now_ms(), min_time, after, past)
             return Message(mid, kind, self.agent, to, text, t, norm, reply_to)
 
         return chains.append(self.repo, agent_ref(self.agent), make)
@@ -364,10 +357,10 @@ class Bus:
 
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
         mid = new_message_id()
-        seen = chains.horizon(self.repo, self.tips()) + 1
+        past = chains.horizon(self.repo, self.tips()) + 1
         msg = ledger.transact(
             self.repo,
-            lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, seen), mid),
+            lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, past), mid),
             self._arbiter(),
         )
         self._ensure_joined()  # after: a refused step writes nothing, not even a join
@@ -466,134 +459,28 @@ class Bus:
         """Messages replying to `message_id` among the recent `window`, oldest first."""
         return [m for m in islice(self.history(), window) if m.reply_to == message_id][::-1]
 
-    def _for_me(self, m: Message) -> bool:
-        from gitbus.delivery import for_agent
-
-        return for_agent(m, self.agent)
-
     def unread(
         self, cursor: str | None = None, limit: int | None = None
     ) -> tuple[list[Message], dict[str, Oid]]:
-        """Messages for this agent not yet seen by `cursor` (oldest first; with `limit`, only the
-        newest that many), and the tips read.
+        """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read."""
+        return seen.unread(self, cursor, limit)
 
-        For the agent's own cursor, what its hook sessions were already shown does not count."""
-        tips = self.tips()
-        seen = cursors.load(self.repo, cursor or self.agent)
-        shown = set(cursors.load_shown(self.repo, self.agent)) if cursor is None else set()
-        new = islice(
-            (
-                e.message
-                for e in chains.history(self.repo, tips, seen)
-                if self._for_me(e.message) and e.message.id not in shown
-            ),
-            limit,
-        )
-        return list(new)[::-1], tips
-
-    def session_origin(self, backlog: int = SESSION_BACKLOG) -> tuple[dict[str, Oid], int]:
-        """Where a new hook session of this agent starts reading (chain tips), and how many messages
-        for it became history just now (see below; else 0).
-
-        At the agent's cursor, so the session is told, once, what the agent has not seen yet, and
-        what it shows then moves that cursor along with it. With more than `backlog` unread: from
-        now, and those wait in `gitbus inbox` (the session start says how many). An agent that has
-        never read anything has the bus's past as history: its cursor starts at now too."""
-        with cursors.agent_lock(self.repo, self.agent):
-            seen = cursors.load(self.repo, self.agent)
-            if not seen:
-                earlier, tips = self.unread(limit=UNREAD_COUNT_MAX)
-                cursors.save(self.repo, self.agent, tips)
-                return dict(tips), len(earlier)
-            waiting, tips = self.unread(limit=backlog + 1)
-            return (dict(seen) if len(waiting) <= backlog else dict(tips)), 0
+    def session_origin(self) -> tuple[dict[str, Oid], int]:
+        """Where a new hook session of this agent starts reading (`seen.session_origin`)."""
+        return seen.session_origin(self)
 
     def inbox(self, mark_read: bool = False) -> list[Message]:
-        msgs, tips = self.unread()
-        if mark_read:
-            self._read_elsewhere(tips, [m.id for m in msgs], everything=True)
-        return msgs
+        return seen.inbox(self, mark_read)
 
     def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
-        """What this agent has not seen, oldest first, as much as fits in `budget` characters of
-        facts, and how many more wait; marks seen only what is returned (for the agent and its
-        hook sessions)."""
-        from gitbus.delivery import select
-
-        with cursors.agent_lock(self.repo, self.agent):  # two servers of one agent: each gets its own
-            tips = self.tips()
-            old = cursors.load(self.repo, self.agent)
-            entries = list(chains.history(self.repo, tips, old))
-            shown = frozenset(cursors.load_shown(self.repo, self.agent))
-            batch = select(
-                ((e.message, e.commit, e.ref) for e in reversed(entries)), old, self.agent, budget, skip=shown
-            )
-            self._advance({r: Oid(t) for r, t in batch.tips.items()})
-            self._forget_shown(set(batch.passed))
-        self._read_elsewhere({}, [m.id for m in batch.shown])
-        return batch.shown, batch.waiting
-
-    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: list[str], everything: bool = False) -> None:
-        """The model read `ids` through a tool (`gitbus inbox`, MCP), up to `tips` (all that was new,
-        with `everything`): the agent's cursor moves there, and each hook session is told to skip
-        those ids, and only those: a session still gets what the agent saw through another session."""
-        with cursors.agent_lock(self.repo, self.agent):
-            self._advance(tips)
-            if everything:
-                cursors.save_shown(self.repo, self.agent, [])  # all behind the cursor now
-        if not ids:
-            return
-        common = self.repo.common_dir
-        for key in cursors.sessions_of(common, self.agent):
-            with cursors.session_lock(common, self.agent, key):
-                current = cursors.load_session(common, self.agent, key)
-                if current is not None:
-                    skip = current.skip + tuple(i for i in ids if i not in current.skip)
-                    cursors.save_session(common, self.agent, key, current._replace(skip=skip))
+        """What this agent has not seen, as much as fits in `budget`; marks seen what it returns."""
+        return seen.read_new(self, budget)
 
     def mark_shown(
         self, shown: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
     ) -> None:
-        """A hook session showed `shown` (message id -> chain ref), the new messages between its
-        cursor tips `before` and `after`: they count as seen by the agent, so `gitbus inbox` and
-        MCP do not repeat them.
-
-        The agent's cursor moves to `after` only on chains where it was already at or past `before`
-        (sessions start at the agent's cursor, so that is the rule); elsewhere it stays behind what
-        the agent has not seen yet (say, a long backlog from before the session started), and the
-        ids shown on those chains are remembered instead."""
-        with cursors.agent_lock(self.repo, self.agent):
-            cursor = cursors.load(self.repo, self.agent)
-            moves: dict[str, Oid] = {}
-            for ref, tip in after.items():
-                was, have = before.get(ref), cursor.get(ref)
-                level = have == was or (
-                    was is not None and have is not None and self.repo.is_ancestor(Oid(was), Oid(have))
-                )
-                if level:
-                    moves[ref] = Oid(tip)
-            self._advance(moves)
-            behind = [i for i, ref in shown.items() if ref not in moves]
-            if behind:
-                known = cursors.load_shown(self.repo, self.agent)
-                cursors.save_shown(self.repo, self.agent, known + [i for i in behind if i not in known])
-
-    def _forget_shown(self, passed: set[str]) -> None:
-        """Drop remembered shown ids the agent's cursor has now moved over (caller holds the lock)."""
-        known = cursors.load_shown(self.repo, self.agent)
-        kept = [i for i in known if i not in passed]
-        if kept != known:
-            cursors.save_shown(self.repo, self.agent, kept)
-
-    def _advance(self, tips: Mapping[str, Oid]) -> None:
-        """Move this agent's cursor up to `tips`, never backwards."""
-        out = dict(cursors.load(self.repo, self.agent))
-        changed = False
-        for ref, tip in tips.items():
-            if ref not in out or (out[ref] != tip and self.repo.is_ancestor(Oid(out[ref]), tip)):
-                out[ref], changed = tip, True
-        if changed:
-            cursors.save(self.repo, self.agent, out)
+        """A hook session showed `shown` (id -> chain ref) between its tips `before` and `after`."""
+        seen.mark_shown(self, shown, before, after)
 
     def _concerns_me(self, m: Message) -> bool:
         """Sent by me, to me, or to everyone: what `status` lists as open."""
@@ -622,5 +509,5 @@ class Bus:
             open_questions=questions,
             sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
             requests=requests,
-            unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
+            unread=len(self.unread(limit=seen.UNREAD_COUNT_MAX)[0]),
         )

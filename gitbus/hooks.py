@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitbus import agents, cursors
 from gitbus.errors import GitbusError
@@ -45,6 +45,13 @@ def emit(event: str, text: str = "", **extra: Any) -> str:
     if text:
         out["additionalContext"] = text
     return json.dumps({"hookSpecificOutput": out})
+
+
+class Told(NamedTuple):
+    """What a hook put in front of the model: the text, and the ids of the messages in it."""
+
+    text: str
+    shown: tuple[str, ...]
 
 
 class Session:
@@ -96,7 +103,6 @@ class Session:
         bus = Bus.open(self.loc.root, self.agent)
         origin, _ = bus.session_origin()
         skip = tuple(cursors.load_shown(bus.repo, self.agent))
-        self.cursor = None
         self.cursor = cursors.save_session(
             self.loc.common_dir, self.agent, self.id, cursors.SessionCursor(dict(origin), skip=skip)
         )
@@ -113,22 +119,22 @@ class Session:
             assert self.cursor is not None
             if self.cursor.tips == tips:
                 return ""
-            from gitbus import delivery
-
-            before = self.cursor.tips
-            batch = self.new_batch(tips)
-            self.save(batch.tips)
-            text = delivery.render(batch, self.agent)
-            self.mark_agent_shown(batch, before)
+            text = self.tell(tips).text
         return emit(event, text) if text else ""
 
-    def mark_agent_shown(self, batch: delivery.Batch, before: Mapping[str, str]) -> None:
-        """What a session was shown counts as seen by its agent (the inbox and MCP won't repeat it)."""
-        if batch.tips == dict(before):
-            return
+    def tell(self, tips: Mapping[str, str]) -> Told:
+        """Select what is new up to `tips`, move the cursor over it, and count it as seen by the agent
+        (the inbox and MCP won't repeat it); the caller holds the lock and has a cursor."""
+        from gitbus import delivery
         from gitbus.bus import Bus
 
-        Bus.open(self.loc.root, self.agent).mark_shown(batch.refs, before, batch.tips)
+        assert self.cursor is not None
+        before = self.cursor.tips
+        batch = self.new_batch(tips)
+        self.save(batch.tips)
+        if batch.tips != before:
+            Bus.open(self.loc.root, self.agent).mark_shown(batch.refs, before, batch.tips)
+        return Told(delivery.render(batch, self.agent), tuple(m.id for m in batch.shown))
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -139,7 +145,8 @@ class Session:
 
 
 def session_start(s: Session, source: str) -> str:
-    from gitbus.bus import SESSION_BACKLOG, UNREAD_COUNT_MAX, Bus
+    from gitbus.bus import Bus
+    from gitbus.seen import SESSION_BACKLOG, UNREAD_COUNT_MAX
 
     bus = Bus.open(s.loc.root, s.agent)
     earlier = 0
@@ -160,9 +167,13 @@ def session_start(s: Session, source: str) -> str:
             + "; ".join(c.describe(st.now) for c in st.other_claims[:10])
             + "."
         )
+
+    def count(n: int) -> str:  # the counts stop at UNREAD_COUNT_MAX
+        return f"{n} or more" if n >= UNREAD_COUNT_MAX else str(n)
+
     waiting = ""
     if st.unread:
-        many = f"{st.unread} or more" if st.unread >= UNREAD_COUNT_MAX else str(st.unread)
+        many = count(st.unread)
         waiting = (
             f"{many} unread message(s), told here as they fit (or read them now: gitbus inbox)."
             if st.unread <= SESSION_BACKLOG
@@ -173,8 +184,7 @@ def session_start(s: Session, source: str) -> str:
     elif waiting:
         lines.append(waiting)
     if earlier:
-        many = f"{earlier} or more" if earlier >= UNREAD_COUNT_MAX else str(earlier)
-        lines.append(f"{many} message(s) for you from before your first session: gitbus log.")
+        lines.append(f"{count(earlier)} message(s) for you from before your first session: gitbus log.")
     lines.append("New messages from other agents will appear here as they arrive.")
     return emit("SessionStart", "\n".join(lines))
 
@@ -240,13 +250,7 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
         if s.cursor is None and not s.resume(tips):
             return ""
         assert s.cursor is not None
-        text, shown = "", tuple[str, ...]()
-        if s.cursor.tips != tips:
-            before = s.cursor.tips
-            batch = s.new_batch(tips)
-            s.save(batch.tips)
-            text, shown = delivery.render(batch, s.agent), tuple(m.id for m in batch.shown)
-            s.mark_agent_shown(batch, before)
+        text, shown = s.tell(tips) if s.cursor.tips != tips else ("", ())
         assert s.cursor is not None
         reminded = s.cursor.reminded + shown  # a question shown just now is not repeated below
         pending = [  # oldest first: the longest waiting are reminded first
@@ -272,8 +276,6 @@ def wake(s: Session) -> int:
     """asyncRewake: wait in the background until a message for this agent arrives; exit 2 with it.
 
     One per session: a newer waiter replaces the pid file and the older one exits quietly."""
-    from gitbus import delivery
-
     pid_file = s.loc.common_dir / "gitbus" / "sessions" / s.agent / f"{s.id}.wake.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))
@@ -297,12 +299,7 @@ def wake(s: Session) -> int:
             # broadcasts before it are not skipped.
             if not s.new_batch(tips, only_direct=True).shown:
                 continue
-            assert s.cursor is not None
-            before = s.cursor.tips
-            batch = s.new_batch(tips)
-            text = delivery.render(batch, s.agent)
-            s.save(batch.tips)
-            s.mark_agent_shown(batch, before)
+            text = s.tell(tips).text
         sys.stderr.write(text + "\n")
         return 2
     return 0

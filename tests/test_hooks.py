@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gitbus.bus import SESSION_BACKLOG, Bus
+from gitbus.bus import Bus
 from gitbus.cli import app
 from gitbus.clock import hhmm
 from gitbus.delivery import BUDGET_CHARS
 from gitbus.hooks import STOP_REMINDERS, handle
+from gitbus.seen import SESSION_BACKLOG
 
 from .conftest import git, make_repo
 
