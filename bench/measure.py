@@ -43,6 +43,11 @@ class Series:
         return max(self.values)
 
 
+def verdict(ok: bool) -> str:
+    """How a goal row of docs/benchmarks.md ends."""
+    return "**met**" if ok else "**missed**"
+
+
 def ratio(a: Series, b: Series) -> float:
     """The ratio of medians."""
     return a.median / b.median

@@ -13,7 +13,7 @@ import search
 import sync
 import tui
 from live import EXE, MODULE, PASS, PRE, HookBench, Propagation, percentile
-from measure import Profile, Series, ratio
+from measure import Profile, Series, ratio, verdict
 
 POST_GOAL, CLAIM_GOAL, LOG_GOAL = 0.7, 0.7, 1.2
 
@@ -67,16 +67,12 @@ def _ms(s: Series) -> str:
     return f"{s.median * 1000:,.1f} ms | {s.lo * 1000:,.1f} – {s.hi * 1000:,.1f}"
 
 
-def _verdict(ok: bool) -> str:
-    return "**met**" if ok else "**missed**"
-
-
 def _sides(by_fs: dict[str, dict[str, Series]], what: str, goal: float) -> list[str]:
     lines = ["| file system | side | ops/s median | min – max | gitbus ÷ floor |", "|---|---|---:|---|---:|"]
     for fs, sides in by_fs.items():
         r = ratio(sides["gitbus"], sides["floor"])
-        verdict = f"**{r:.2f}×** {_verdict(r >= goal)}"
-        lines.append(f"| {fs} | gitbus `{what}` | {_ops(sides['gitbus'])} | {verdict} |")
+        cell = f"**{r:.2f}×** {verdict(r >= goal)}"
+        lines.append(f"| {fs} | gitbus `{what}` | {_ops(sides['gitbus'])} | {cell} |")
         lines.append(f"| {fs} | pygit2 floor | {_ops(sides['floor'])} | |")
     return lines
 
@@ -99,27 +95,27 @@ def _goal_rows(r: Results) -> list[str]:
         for fs, sides in by_fs.items():
             x = ratio(sides["gitbus"], sides["floor"])
             rows.append(f"| {what} throughput ≥ {goal}× the pygit2 floor, one agent, {fs} | {x:.2f}× | "
-                        f"{_verdict(x >= goal)} |")
+                        f"{verdict(x >= goal)} |")
     for label, sides in list(r.scale.items())[1:]:
         x = ratio(sides["gitbus"], sides["floor"])
         rows.append(f"| post throughput, {label}, {r.profile_fs} (the same {POST_GOAL}× bar) | {x:.2f}× | "
-                    f"{_verdict(x >= POST_GOAL)} |")
+                    f"{verdict(x >= POST_GOAL)} |")
     big, small_n = f"{r.builds['big loose'].messages:,}", r.builds["small"].messages
     for key, layout in (("big loose", "loose objects"), ("big gc", "after `git gc`")):
         x = ratio(r.cli[key], r.cli["small"])
         rows.append(f"| `gitbus log -n 20`: {big} messages ({layout}) ≤ {LOG_GOAL}× {small_n} messages | "
-                    f"{x:.2f}× | {_verdict(x <= LOG_GOAL)} |")
+                    f"{x:.2f}× | {verdict(x <= LOG_GOAL)} |")
     h = r.hooks
     for label in (MODULE, EXE):
         x = ratio(h.times[label], h.times[PASS])
         used = " (what the installed hooks run here)" if label == h.installed_label else ""
         rows.append(f"| `{label}` with nothing new, whole process{used} ≤ {live.HOOK_GOAL:g}× "
-                    f"`python -c pass` | {x:.2f}× | {_verdict(x <= live.HOOK_GOAL)} |")
+                    f"`python -c pass` | {x:.2f}× | {verdict(x <= live.HOOK_GOAL)} |")
     for p in r.propagation:
         for q, goal in ((50, live.P50_GOAL), (99, live.P99_GOAL)):
             x = percentile(p.every, q)
             rows.append(f"| a post → every context file, {p.worktrees} worktrees: p{q} ≤ "
-                        f"{goal * 1000:.0f} ms | {x * 1000:.0f} ms | {_verdict(x <= goal)} |")
+                        f"{goal * 1000:.0f} ms | {x * 1000:.0f} ms | {verdict(x <= goal)} |")
     rows += sync.goal_rows(r.shared)
     rows += search.goal_rows(r.searched) if r.searched else []
     rows += crowd.goal_rows(r.crowd) if r.crowd else []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import synth
-from measure import Command, Series, cli_times
+from measure import Command, Series, cli_times, verdict
 
 from gitbus.message import Kind, Message
 
@@ -140,7 +140,7 @@ def goal_rows(b: SearchBench) -> list[str]:
             each = " · ".join(
                 f"{b.times[layout][_label(command, w)].median:.2f} s {layout}" for layout in b.times
             )
-            ok = "**met**" if b.worst(command, w) <= SEARCH_GOAL else "**missed**"
+            ok = verdict(b.worst(command, w) <= SEARCH_GOAL)
             rows.append(
                 f"| `gitbus {command} WORD`, a word {w.label}, {b.messages:,} messages, "
                 f"whole process ≤ {SEARCH_GOAL:g} s | {each} | {ok} |"

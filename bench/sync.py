@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import synth
-from measure import Series
+from measure import Series, verdict
 
 from gitbus.bus import Bus
 from gitbus.clock import SystemClock
@@ -150,7 +150,7 @@ def _ms(s: Series) -> str:
 
 def goal_rows(b: SyncBench) -> list[str]:
     x = b.total.median
-    ok = "**met**" if x <= SYNC_GOAL else "**missed**"
+    ok = verdict(x <= SYNC_GOAL)
     return [
         f"| {b.messages:,} messages from clone A through a bare remote to clone B (`gitbus sync` in A, "
         f"then in B) ≤ {SYNC_GOAL:g} s | {x:.2f} s | {ok} |"

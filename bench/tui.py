@@ -108,15 +108,16 @@ def tui_bench(work: Path, env: dict[str, str], n: int, reps: int) -> TuiBench:
 
 
 def goal_rows(b: TuiBench) -> list[str]:
+    from measure import verdict  # not at the top: the child's clock starts before its imports
+
     rows = []
     for name, runs in b.runs.items():
         if name == "empty bus":
             continue
         wall = statistics.median(r[0] for r in runs)
-        verdict = "**met**" if wall <= GOAL_SECONDS else "**missed**"
         rows.append(
             f"| `gitbus tui` first paint at {SIZE[0]}x{SIZE[1]}, {name}, whole process "
-            f"≤ {GOAL_SECONDS:.0f} s | {wall:.2f} s | {verdict} |"
+            f"≤ {GOAL_SECONDS:.0f} s | {wall:.2f} s | {verdict(wall <= GOAL_SECONDS)} |"
         )
     return rows
 
