@@ -28,7 +28,6 @@ from gitbus.delegation import RequestState, decide_done, decide_take, state_of
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
 from gitbus.ids import (
-    AGENTS_PREFIX,
     EVERYONE,
     LEDGER_REF,
     AgentName,
@@ -385,11 +384,10 @@ class Bus:
     def tips(self, sender: str | None = None) -> dict[str, Oid]:
         """The chain tips to read: every agent and the ledger, or one agent and the ledger."""
         if sender is None:
-            tips = self.repo.refs(AGENTS_PREFIX)
-        else:
-            ref = agent_ref(agent_name(sender))
-            tip = self.repo.ref(ref)
-            tips = {ref: tip} if tip else {}
+            return chains.all_tips(self.repo)
+        ref = agent_ref(agent_name(sender))
+        tip = self.repo.ref(ref)
+        tips: dict[str, Oid] = {ref: tip} if tip else {}
         led = self.repo.ref(LEDGER_REF)
         if led:
             tips[LEDGER_REF] = led

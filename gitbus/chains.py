@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from gitbus.errors import Contended, CorruptMessage
 from gitbus.gitfiles import Oid, RefMoved
+from gitbus.ids import AGENTS_PREFIX, LEDGER_REF
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -29,6 +30,15 @@ class Entry(NamedTuple):
     message: Message
     commit: Oid
     ref: str
+
+
+def all_tips(repo: Repository) -> dict[str, Oid]:
+    """The tip of every chain on the bus: each agent's and the ledger."""
+    tips = repo.refs(AGENTS_PREFIX)
+    led = repo.ref(LEDGER_REF)
+    if led:
+        tips[LEDGER_REF] = led
+    return tips
 
 
 _TIMES: dict[Oid, int] = {}  # commit -> message time; commits never change, so this never goes stale

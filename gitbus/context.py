@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gitbus import agents, ledger
 from gitbus import paths as P
-from gitbus.chains import history
+from gitbus.chains import all_tips, history
 from gitbus.claims import Claim, all_claims
 from gitbus.clock import hhmm
 from gitbus.delegation import state_of
@@ -27,7 +27,7 @@ from gitbus.delivery import path_list
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import locate
-from gitbus.ids import AGENTS_PREFIX, EVERYONE, LEDGER_REF, AgentName
+from gitbus.ids import EVERYONE, AgentName
 from gitbus.message import Kind, Message, quote
 
 FILE = Path(".gitbus") / "context.md"
@@ -53,11 +53,7 @@ class View:
 
 
 def read_view(repo: Repository, now: int) -> View:
-    tips = repo.refs(AGENTS_PREFIX)
-    led = repo.ref(LEDGER_REF)
-    if led:
-        tips[LEDGER_REF] = led
-    recent = [e.message for e in islice(history(repo, tips), WINDOW)]
+    recent = [e.message for e in islice(history(repo, all_tips(repo)), WINDOW)]
     state = ledger.current(repo)
     requests = [
         m

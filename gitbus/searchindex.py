@@ -18,10 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitbus.chains import history
+from gitbus.chains import all_tips, history
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import Oid
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF
 from gitbus.message import Message, decode
 
 if TYPE_CHECKING:
@@ -41,14 +40,6 @@ def _searchable(m: Message) -> str:
     return _escape(f"{m.summary()}\x1f{m.text}".casefold())
 
 
-def _tips(repo: Repository) -> dict[str, Oid]:
-    tips = repo.refs(AGENTS_PREFIX)
-    led = repo.ref(LEDGER_REF)
-    if led:
-        tips[LEDGER_REF] = led
-    return tips
-
-
 @contextlib.contextmanager
 def _locked(repo: Repository) -> Iterator[Path]:
     d = _dir(repo)
@@ -65,7 +56,7 @@ def _refresh(repo: Repository, d: Path) -> None:
         covered = {str(k): Oid(str(v)) for k, v in json.loads(covered_file.read_text()).items()}
     except (OSError, ValueError, AttributeError):
         covered = {}
-    tips = _tips(repo)
+    tips = all_tips(repo)
     if covered == tips and index.exists():
         return
     kept = {ref: c for ref, c in covered.items() if ref in tips}

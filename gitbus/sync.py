@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from gitbus import claims as C
 from gitbus import delegation as D
 from gitbus import notes, settings
-from gitbus.chains import chain_time
+from gitbus.chains import all_tips, chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.git import STALE_LOCK_SECONDS, network_timeout
 from gitbus.gitfiles import Oid, RefMoved
@@ -321,10 +321,7 @@ def _dropped(msg: Message, why: str, now: int) -> Change:
 
 def push(repo: Repository, remote: str, report: Report, only: list[str] | None = None) -> None:
     """Push every bus ref that is ahead of the remote, all or nothing, each with a lease."""
-    local = repo.refs(AGENTS_PREFIX)
-    led = repo.ref(LEDGER_REF)
-    if led:
-        local[LEDGER_REF] = led
+    local = all_tips(repo)
     note_tip = repo.ref(NOTES_REF)
     if note_tip:
         local[NOTES_REF] = note_tip
