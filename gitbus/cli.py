@@ -742,10 +742,8 @@ def search(
     json_out: JsonOpt = False,
 ) -> None:
     """Search every message ever posted."""
-    from gitbus import notes
-
     bus = _bus(ctx, json_out)
-    found = notes.search(bus.repo, text, n)
+    found = bus.log(n, grep=text)
     if json_out:
         render.dump(out, [m.to_json() for m in found])
     else:

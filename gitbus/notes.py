@@ -1,15 +1,15 @@
-"""Coordination history beside the code: git notes under `refs/notes/gitbus`, a path's story, search.
+"""Coordination history beside the code: git notes under `refs/notes/gitbus`, and a path's story.
 
 When an agent commits, the post-commit hook attaches a note: who committed, the claims it held over
 the changed files, what it posted and answered since its previous commit. `git log --notes=gitbus`
 shows them. Notes are written through our own compare-and-swap on the notes ref, because concurrent
 `git notes add` silently loses notes (field notes §3); two notes for one commit are concatenated.
+Searching the whole history is `gitbus.searchindex`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import islice
 from typing import TYPE_CHECKING
 
 from gitbus import paths as P
@@ -179,14 +179,6 @@ def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str]:
         return []
     text = repo.read_blob(entry[1]).decode(errors="replace").strip("\n")
     return [p.strip("\n") for p in text.split("\n\n") if p.strip("\n")]
-
-
-def search(repo: Repository, text: str, limit: int | None = None) -> list[Message]:
-    """Messages whose text or subject contains `text` (any case), newest first, over all history
-    (through the rebuildable index, `gitbus.searchindex`)."""
-    from gitbus.searchindex import matching
-
-    return list(islice(matching(repo, text), limit))
 
 
 @dataclass(frozen=True)

@@ -202,8 +202,7 @@ class Watcher:
             for problem in outcome.failed if outcome else ():
                 self.on_problem(f"housekeeping: {problem}")
 
-        self._housekeeper = threading.Thread(target=run, name="gitbus-housekeeping", daemon=True)
-        self._housekeeper.start()
+        self._housekeeper = _background("gitbus-housekeeping", run)
         return self._housekeeper
 
     def sync_soon(self, changed: bool) -> threading.Thread | None:
@@ -239,8 +238,7 @@ class Watcher:
                 error = str(e)
             sync.record(self.repo, str(remote), self.clock.now_ms(), error)
 
-        self._syncer = threading.Thread(target=run, name="gitbus-sync", daemon=True)
-        self._syncer.start()
+        self._syncer = _background("gitbus-sync", run)
         return self._syncer
 
     def run(self) -> None:
@@ -279,6 +277,13 @@ class Watcher:
                 if worker is not None:  # not for long: both are safe to cut off (git's own locks)
                     worker.join(timeout=3)
             self.release()
+
+
+def _background(name: str, work: Callable[[], None]) -> threading.Thread:
+    """`work` on a daemon thread of its own, started: the watcher's loop never waits on it."""
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class _Events:
