@@ -37,7 +37,7 @@ from gitbus.ids import (
     message_id_prefix,
     new_message_id,
 )
-from gitbus.message import Kind, Message, clean_text, decode, kind_named
+from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
@@ -68,6 +68,21 @@ class Status:
     requests: list[OpenRequest]
     unread: int
     sync: dict[str, Any] | None = None  # the last background sync: remote, at (ms), error
+    # Untrusted input passed over: commits, refs and ledger entries under refs/bus that are not valid
+    # gitbus data, met while reading this status (never fatal), and what the last pull refused.
+    skipped: int = 0
+    refused: tuple[str, ...] = ()
+
+    def damage(self) -> str | None:
+        """One line on what was skipped or refused, or None when nothing was."""
+        if not self.skipped and not self.refused:
+            return None
+        parts = []
+        if self.skipped:
+            parts.append(f"{self.skipped} entries under refs/bus that are not valid gitbus data were skipped")
+        if self.refused:
+            parts.append(f"the last sync refused {len(self.refused)} ref(s) (gitbus sync names them)")
+        return "; ".join(parts) + "."
 
 
 class Bus:
@@ -144,7 +159,7 @@ class Bus:
     def _joining(self, name: AgentName, moved_to: AgentName | None = None) -> Callable[[int], Message]:
         """The `make` of a join message on `name`'s chain (`chains.start`/`append`): it joined from
         this worktree, or, with `moved_to`, it goes by that name now. Stamped past every tip."""
-        mid, past = new_message_id(), chains.horizon(self.repo, self.tips()) + 1
+        mid, past = new_message_id(), chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
         where = self.repo.root
         if moved_to is None:
             text, meta = f"{name} joined from {where.name}", (("worktree", str(where)),)
@@ -215,12 +230,14 @@ class Bus:
         reply_to: MessageId | None = None,
         after: int = 0,
     ) -> Message:
-        text = clean_text(text, kind)
+        text, norm = clean_text(text, kind), tuple(paths)
+        if len(norm) > MAX_PATHS:
+            raise GitbusError(f"A message names at most {MAX_PATHS} paths; name their folders instead.")
         if to != EVERYONE:
             self._require_agent(to)
         self._ensure_joined()
-        mid, norm = new_message_id(), tuple(paths)
-        past = chains.horizon(self.repo, self.tips()) + 1
+        mid = new_message_id()
+        past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
 
         def make(min_time: int) -> Message:
             t = max(self.clock.now_ms(), min_time, after, past)
@@ -356,7 +373,7 @@ class Bus:
 
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
         mid = new_message_id()
-        past = chains.horizon(self.repo, self.tips()) + 1
+        past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
         msg = ledger.transact(
             self.repo,
             lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, past), mid),
@@ -508,4 +525,5 @@ class Bus:
             sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
             requests=requests,
             unread=len(self.unread(limit=seen.UNREAD_COUNT_MAX)[0]),
+            skipped=len(self.repo.skipped),
         )

@@ -13,13 +13,15 @@ import heapq
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
-from gitbus.errors import Contended, CorruptMessage
-from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF
+from gitbus.clock import sane
+from gitbus.errors import Contended, CorruptMessage, GitbusError, Unreadable
+from gitbus.gitfiles import Commit, Oid, RefMoved
+from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
-from gitbus.message import Message, decode, encode
+from gitbus.message import LEDGER_KINDS, Message, decode, encode
+from gitbus.text import inert
 
 _MAX_RACES = 10_000
 
@@ -33,12 +35,71 @@ class Entry(NamedTuple):
 
 
 def all_tips(repo: Repository) -> dict[str, Oid]:
-    """The tip of every chain on the bus: each agent's and the ledger."""
+    """The tip of every chain on the bus: each agent's and the ledger. A ref that is no chain (a
+    name no agent can have, or pointing at something other than a commit) is left out and counted
+    in `repo.skipped`."""
     tips = repo.refs(AGENTS_PREFIX)
     led = repo.ref(LEDGER_REF)
     if led:
         tips[LEDGER_REF] = led
-    return tips
+    return {ref: tip for ref, tip in tips.items() if chain_problem(repo, ref, tip) is None}
+
+
+_COMMITS: set[Oid] = set()  # objects known to be commits (an object's kind never changes)
+
+
+def chain_problem(repo: Repository, ref: str, tip: Oid) -> str | None:
+    """Why `ref` (at `tip`) is no chain gitbus reads, or None when it is one; counted when it is not."""
+    why = None
+    if ref != LEDGER_REF:
+        try:
+            agent_name(ref[len(AGENTS_PREFIX) :])
+        except GitbusError:
+            why = "not a valid agent name"
+    if why is None and tip not in _COMMITS:
+        kind = repo.object_kind(tip)
+        if kind == "commit":
+            if len(_COMMITS) > 100_000:
+                _COMMITS.clear()
+            _COMMITS.add(tip)
+        else:
+            why = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
+    if why is not None:
+        repo.skipped[ref] = why
+    return why
+
+
+def valid_on(msg: Message, ref: str) -> str | None:
+    """Why `msg` cannot stand on chain `ref`, or None: an agent chain carries only its owner's free
+    messages, the ledger only ledger steps (docs/format.md, Chains)."""
+    if ref == LEDGER_REF:
+        return None if msg.kind in LEDGER_KINDS else f"a {msg.kind.value} message on the ledger"
+    if msg.kind in LEDGER_KINDS:
+        return f"a {msg.kind.value} message on an agent chain"
+    if AGENTS_PREFIX + msg.sender != ref:
+        return f"a message from {msg.sender} on {ref}"
+    return None
+
+
+def read_message(repo: Repository, commit: Commit, ref: str) -> Message | None:
+    """The message of `commit` as read on chain `ref`, or None when it is none gitbus takes there:
+    such commits are skipped (and counted in `repo.skipped`), their parents still walked."""
+    try:
+        msg = decode(commit.message)
+    except CorruptMessage as e:
+        if not is_sync_merge(commit):
+            repo.skipped[commit.oid] = inert(str(e))
+        return None
+    why = valid_on(msg, ref)
+    if why is not None:
+        repo.skipped[commit.oid] = inert(why)
+        return None
+    return msg
+
+
+def is_sync_merge(commit: Commit) -> bool:
+    """A merge gitbus's sync wrote to join two histories of one chain: no message, nothing wrong."""
+    return len(commit.parents) > 1 and commit.message.startswith("gitbus: join diverged histories of ")
 
 
 _TIMES: dict[Oid, int] = {}  # commit -> message time; commits never change, so this never goes stale
@@ -54,11 +115,15 @@ def chain_time(repo: Repository, tip: Oid | None) -> int:
     if tip not in _TIMES:
         if len(_TIMES) > 100_000:
             _TIMES.clear()
-        commit = repo.read_commit(tip)
+        try:
+            commit = repo.read_commit(tip)
+        except Unreadable:
+            return 0  # no chain at all: nothing to sort after
         try:
             _TIMES[tip] = decode(commit.message).time
         except CorruptMessage:
-            _TIMES[tip] = (commit.time + 1) * 1000
+            fallback = (commit.time + 1) * 1000
+            _TIMES[tip] = fallback if sane(fallback) else 0
     return _TIMES[tip]
 
 
@@ -67,10 +132,20 @@ def remember_time(commit: Oid, time_ms: int) -> None:
     _TIMES[commit] = time_ms
 
 
-def horizon(repo: Repository, tips: Mapping[str, Oid]) -> int:
+FUTURE_MS = 24 * 3_600_000  # a tip stamped further ahead of the wall clock is not followed
+
+
+def horizon(repo: Repository, tips: Mapping[str, Oid], now_ms: int | None = None) -> int:
     """The latest time on any of `tips`: a new message is stamped past it (hybrid logical clock),
-    so anything an agent could have seen before posting sorts before its post on every clone."""
-    return max((chain_time(repo, tip) for tip in tips.values()), default=0)
+    so anything an agent could have seen before posting sorts before its post on every clone.
+
+    With `now_ms`, a tip stamped more than a day past it is not followed: one chain from a broken
+    or hostile clock must not drag every later message towards the end of time (`gitbus sync`
+    refuses such messages; a clone that took them in with plain git still posts)."""
+    times = (chain_time(repo, tip) for tip in tips.values())
+    if now_ms is not None:
+        times = (t for t in times if t <= now_ms + FUTURE_MS)
+    return max(times, default=0)
 
 
 def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message:
@@ -129,28 +204,40 @@ def history(
     foreign commits) are passed through without being yielded.
     """
     stop_set = set((stops or {}).values())
-    seen: set[Oid] = set()
+    # A commit is walked once per chain that reaches it: whether it is a message there depends on
+    # the chain (bob's chain never carries alice's messages), and one chain's forgery must not hide
+    # the genuine message on its owner's chain.
+    seen: set[tuple[Oid, str]] = set()
+    yielded: set[Oid] = set()
     heap: list[tuple[tuple[int, int], Oid, str, Message]] = []
+    pending: dict[tuple[Oid, str], tuple[Oid, ...]] = {}
 
-    def push(oid: Oid, ref: str) -> None:
-        if oid in seen or oid in stop_set:
-            return
-        seen.add(oid)
-        commit = repo.read_commit(oid)
-        try:
-            msg = decode(commit.message)
-        except CorruptMessage:
-            for parent in commit.parents:
-                push(parent, ref)
-            return
-        heapq.heappush(heap, (_key(msg), oid, ref, msg))
-        pending[oid] = commit.parents
+    def push(start: Oid, ref: str) -> None:
+        todo = [start]  # iterative: a chain may carry any number of foreign commits in a row
+        while todo:
+            oid = todo.pop()
+            if (oid, ref) in seen or oid in stop_set:
+                continue
+            seen.add((oid, ref))
+            try:
+                commit = repo.read_commit(oid)
+            except Unreadable as e:
+                repo.skipped[oid] = str(e)
+                continue
+            msg = read_message(repo, commit, ref)
+            if msg is None:
+                todo.extend(reversed(commit.parents))
+                continue
+            heapq.heappush(heap, (_key(msg), oid, ref, msg))
+            pending[(oid, ref)] = commit.parents
 
-    pending: dict[Oid, tuple[Oid, ...]] = {}
     for ref, tip in sorted(tips.items()):
-        push(tip, ref)
+        if chain_problem(repo, ref, tip) is None:
+            push(tip, ref)
     while heap:
         _, oid, ref, msg = heapq.heappop(heap)
-        for parent in pending.pop(oid, ()):
+        for parent in pending.pop((oid, ref), ()):
             push(parent, ref)
-        yield Entry(msg, oid, ref)
+        if oid not in yielded:
+            yielded.add(oid)
+            yield Entry(msg, oid, ref)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitbus import paths as P
-from gitbus.clock import hhmm, span
+from gitbus.clock import hhmm, sane, span
 from gitbus.errors import ClaimConflict, GitbusError, NotFound
-from gitbus.ids import EVERYONE, AgentName, MessageId
+from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
 from gitbus.ledger import Change, Ledger
-from gitbus.message import Kind, Message, quote
+from gitbus.message import Kind, Message, clean_text, full_id, quote
 
 DEFAULT_TTL_MS = 30 * 60_000
 MIN_TTL_MS = 1000
@@ -51,15 +51,27 @@ class Claim:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Claim:
-        return cls(
-            path=str(obj["path"]),
-            owner=AgentName(str(obj["owner"])),
-            reason=str(obj["reason"]),
-            claimed_at=int(obj["claimed_at"]),
-            expires_at=int(obj["expires_at"]),
-            ttl_ms=int(obj.get("ttl_ms", DEFAULT_TTL_MS)),
-            id=MessageId(str(obj["id"])),
-        )
+        """A claim from its ledger entry, held to the rules gitbus writes by (docs/format.md, Claims);
+        raises `GitbusError` naming what is wrong, and the readers skip such an entry."""
+        try:
+            path, owner, reason, mid = (_str(obj, k) for k in ("path", "owner", "reason", "id"))
+            ttl = obj.get("ttl_ms", DEFAULT_TTL_MS)
+            claim = cls(
+                path=P.canonical(path),
+                owner=agent_name(owner),
+                reason=clean_text(reason, Kind.CLAIM),
+                claimed_at=_time(obj, "claimed_at"),
+                expires_at=_time(obj, "expires_at"),
+                ttl_ms=ttl if type(ttl) is int and MIN_TTL_MS <= ttl <= MAX_TTL_MS else -1,
+                id=MessageId(full_id(mid)),
+            )
+        except KeyError as e:
+            raise GitbusError(f"A claim entry lacks {e}.") from None
+        if claim.ttl_ms < 0:
+            raise GitbusError("A claim entry has a lease outside 1s-7d.")
+        if claim.reason != reason:
+            raise GitbusError("A claim entry's reason is not as gitbus writes it.")
+        return claim
 
     def describe(self, now: int) -> str:
         """`api-1 holds internal/api/ until 14:20 (12m left) (reason: "splitting handlers")`."""
@@ -72,6 +84,34 @@ class Claim:
         return f"{self.owner} holds {self.path} {when}" + (
             f" (reason: {quote(self.reason)})" if self.reason else ""
         )
+
+
+def _str(obj: dict[str, Any], key: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise GitbusError(f"A ledger entry's {key} is not a string.")
+    return value
+
+
+def _time(obj: dict[str, Any], key: str) -> int:
+    value = obj[key]
+    if type(value) is not int or not sane(value):
+        raise GitbusError(f"A ledger entry's {key} is not a time gitbus takes.")
+    return value
+
+
+def read_claim(ledger: Ledger, where: str, obj: dict[str, Any]) -> Claim | None:
+    """The claim stored at `where`, or None when the entry breaks the rules or does not sit in its
+    path's slot (skipped, and counted in `repo.skipped`)."""
+    try:
+        claim = Claim.from_json(obj)
+    except GitbusError as e:
+        ledger.repo.skipped[where] = str(e)
+        return None
+    if where not in (slot(claim.path, True), slot(claim.path, False)):
+        ledger.repo.skipped[where] = f"the claim on {claim.path} is not in its slot"
+        return None
+    return claim
 
 
 def check_ttl(ttl_ms: int) -> None:
@@ -88,7 +128,9 @@ def slot(path: str, ignorecase: bool) -> str:
 
 
 def all_claims(ledger: Ledger) -> list[Claim]:
-    return sorted((Claim.from_json(obj) for _, obj in ledger.below(ROOT)), key=lambda c: c.path)
+    """Every claim in the ledger that reads as one (see `read_claim`), by path."""
+    found = (read_claim(ledger, where, obj) for where, obj in ledger.below(ROOT) if where.endswith("/@"))
+    return sorted((c for c in found if c is not None), key=lambda c: c.path)
 
 
 def overlapping(ledger: Ledger, path: str, ignorecase: bool) -> list[Claim]:
@@ -96,11 +138,17 @@ def overlapping(ledger: Ledger, path: str, ignorecase: bool) -> list[Claim]:
     found: list[Claim] = []
     comps = P.key(path, ignorecase)
     for depth in range(1, len(comps) + 1):
-        obj = ledger.read(ROOT + "/" + "/".join("_" + c for c in comps[:depth]) + "/@")
-        if obj is not None:
-            found.append(Claim.from_json(obj))
+        where = ROOT + "/" + "/".join("_" + c for c in comps[:depth]) + "/@"
+        obj = ledger.read(where)
+        claim = read_claim(ledger, where, obj) if obj is not None else None
+        if claim is not None:
+            found.append(claim)
     here = _slot_dir(path, ignorecase)
-    found += [Claim.from_json(obj) for sub, obj in ledger.below(here) if sub != here + "/@"]
+    for sub, obj in ledger.below(here):
+        if sub != here + "/@" and sub.endswith("/@"):
+            claim = read_claim(ledger, sub, obj)
+            if claim is not None:
+                found.append(claim)
     return found
 
 
@@ -192,10 +240,11 @@ def decide_release(
     else:
         targets = []
         for path in paths:
-            obj = ledger.read(slot(path, ignorecase))
-            if obj is None:
+            where = slot(path, ignorecase)
+            obj = ledger.read(where)
+            c = read_claim(ledger, where, obj) if obj is not None else None
+            if c is None:
                 raise NotFound(f"There is no claim on {path}; see `gitbus claims`.")
-            c = Claim.from_json(obj)
             if c.owner != me and not force:
                 raise GitbusError(
                     f"{c.describe(now)}; only {c.owner} can release it "

@@ -13,8 +13,19 @@ from typing import Protocol
 
 from gitbus.errors import GitbusError
 
+# Every time on the bus has 13 digits: 2001-09-09 to 2286-11-20. A peer's time outside this range
+# is refused when read (a message, a lease), so no arithmetic on it can overflow a commit date or a
+# datetime, and `sort -r` on the decimal text stays bus order.
+MIN_TIME_MS = 10**12
+MAX_TIME_MS = 10**13 - 1
+
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def sane(ms: int) -> bool:
+    """True when `ms` is a time the bus takes in (13 digits of epoch milliseconds)."""
+    return MIN_TIME_MS <= ms <= MAX_TIME_MS
 
 
 class Clock(Protocol):

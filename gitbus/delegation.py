@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gitbus.clock import hhmm
+from gitbus.clock import hhmm, sane
 from gitbus.errors import Conflict, GitbusError
-from gitbus.ids import EVERYONE, AgentName, MessageId
+from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
 from gitbus.ledger import Change, Ledger
-from gitbus.message import Kind, Message
+from gitbus.message import Kind, Message, full_id
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,19 @@ class RequestState:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> RequestState:
-        done = obj.get("done_at")
-        return cls(
-            MessageId(str(obj["request"])),
-            AgentName(str(obj["taker"])),
-            int(obj["taken_at"]),
-            int(done) if done is not None else None,
-        )
+        """A request's state from its ledger entry; `GitbusError` when it breaks the rules."""
+        try:
+            request, taker, taken, done = obj["request"], obj["taker"], obj["taken_at"], obj.get("done_at")
+        except KeyError as e:
+            raise GitbusError(f"A request entry lacks {e}.") from None
+        if not isinstance(request, str) or not isinstance(taker, str):
+            raise GitbusError("A request entry's request or taker is not a string.")
+        for t in (taken, done):
+            if t is not None and (type(t) is not int or not sane(t)):
+                raise GitbusError("A request entry has a time gitbus does not take.")
+        if taken is None:
+            raise GitbusError("A request entry lacks taken_at.")
+        return cls(MessageId(full_id(request)), agent_name(taker), taken, done)
 
     @property
     def state(self) -> str:
@@ -52,8 +58,17 @@ def slot(request: MessageId) -> str:
 
 
 def state_of(ledger: Ledger, request: MessageId) -> RequestState | None:
+    """Who took `request` and whether it is done; None when nobody has. An entry that breaks the
+    rules is skipped (counted in `repo.skipped`) and the request reads as taken by nobody."""
     obj = ledger.read(slot(request))
-    return RequestState.from_json(obj) if obj else None
+    if not obj:
+        return None
+    try:
+        state = RequestState.from_json(obj)
+    except GitbusError as e:
+        ledger.repo.skipped[slot(request)] = str(e)
+        return None
+    return state if state.request == request else None
 
 
 def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int, msg_id: MessageId) -> Change:

@@ -49,3 +49,7 @@ class Contended(GitbusError):
 
 class CorruptMessage(GitbusError):
     """A commit under refs/bus is not a gitbus message of a version we understand."""
+
+
+class Unreadable(GitbusError):
+    """An object under refs/bus that is missing or of the wrong kind (a ref at a blob, tree or tag)."""

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pygit2
 
-from gitbus.errors import Contended, GitbusError
+from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
 
 T = TypeVar("T")
@@ -60,6 +60,9 @@ class Repository:
         self.common_dir = common_dir
         self.ignorecase = _config_bool(repo, "core.ignorecase")
         self._empty_tree: Oid | None = None
+        # What the readers of this handle met under refs/bus that is not valid gitbus data and
+        # passed over (a commit, ref or ledger entry -> why): shown by `gitbus status`, never fatal.
+        self.skipped: dict[str, str] = {}
 
     @classmethod
     def open(cls, path: str | Path = ".") -> Repository:
@@ -123,6 +126,15 @@ class Repository:
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.05)
 
+    def delete_ref(self, name: str, expected: Oid) -> None:
+        """Delete `name` if it still holds `expected`; raises `RefMoved` otherwise."""
+        with self._repo.transaction() as txn:
+            txn.lock_ref(name)
+            actual = self.ref(name)
+            if actual != expected:
+                raise RefMoved(name, actual)
+            txn.remove(name)
+
     def recover_stale_lock(self, lock: Path) -> bool:
         """Remove the lock file `lock` (a ref's `.lock`) when it is older than any live writer holds
         one: a killed process, ours or git's, left it. True if it is gone now.
@@ -160,11 +172,28 @@ class Repository:
         return Oid(str(oid))
 
     def read_commit(self, oid: Oid) -> Commit:
-        c = self._repo[oid]
+        """The commit `oid`; raises `Unreadable` when it is missing or another kind of object (a ref
+        a peer pointed at a blob, tree or tag). A message that is not UTF-8 reads as empty: it is
+        then no gitbus message, and is skipped like any foreign commit."""
+        try:
+            c = self._repo[oid]
+        except (KeyError, ValueError, pygit2.GitError):
+            raise Unreadable(f"{oid} is missing from the repository.") from None
         if not isinstance(c, pygit2.Commit):
-            raise GitbusError(f"{oid} is not a commit.")
+            raise Unreadable(f"{oid} is a {_kind_of(c)}, not a commit.")
+        try:
+            message = c.raw_message.decode("utf-8")
+        except UnicodeDecodeError:
+            message = ""
         parents = tuple(Oid(str(p)) for p in c.parent_ids)
-        return Commit(oid, c.message, parents, Oid(str(c.tree_id)), c.commit_time)
+        return Commit(oid, message, parents, Oid(str(c.tree_id)), c.commit_time)
+
+    def object_kind(self, oid: Oid) -> str | None:
+        """`commit`, `tree`, `blob` or `tag`, or None when the object is missing."""
+        try:
+            return _kind_of(self._repo[oid])
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
 
     def is_ancestor(self, ancestor: Oid, descendant: Oid) -> bool:
         """True when `ancestor` is `descendant` or reachable from it."""
@@ -179,10 +208,16 @@ class Repository:
     def blob(self, data: bytes) -> Oid:
         return Oid(str(_write_object(lambda: self._repo.create_blob(data))))
 
-    def read_blob(self, oid: Oid) -> bytes:
-        b = self._repo[oid]
+    def read_blob(self, oid: Oid, limit: int | None = None) -> bytes:
+        """The bytes of blob `oid`; `Unreadable` when it is not a blob or is over `limit` bytes."""
+        try:
+            b = self._repo[oid]
+        except (KeyError, ValueError, pygit2.GitError):
+            raise Unreadable(f"{oid} is missing from the repository.") from None
         if not isinstance(b, pygit2.Blob):
-            raise GitbusError(f"{oid} is not a blob.")
+            raise Unreadable(f"{oid} is a {_kind_of(b)}, not a blob.")
+        if limit is not None and b.size > limit:
+            raise Unreadable(f"{oid} is {b.size} bytes, over the {limit} a gitbus entry can be.")
         return b.data
 
     @property
@@ -192,24 +227,46 @@ class Repository:
         return self._empty_tree
 
     def tree_entry(self, tree: Oid, path: str) -> tuple[str, Oid] | None:
-        """('blob'|'tree', oid) at `path` inside `tree`, or None."""
-        t = self._repo[tree]
-        assert isinstance(t, pygit2.Tree)
+        """('blob'|'tree', oid) at `path` inside `tree`, or None (also when `tree` is no tree)."""
+        t = self._tree(tree)
+        if t is None:
+            return None
         try:
             obj = t[path]
-        except KeyError:
+        except (KeyError, ValueError, pygit2.GitError):
             return None
-        return ("tree" if obj.type == pygit2.enums.ObjectType.TREE else "blob", Oid(str(obj.id)))
+        if obj.type == pygit2.enums.ObjectType.TREE:
+            return ("tree", Oid(str(obj.id)))
+        return ("blob", Oid(str(obj.id))) if obj.type == pygit2.enums.ObjectType.BLOB else None
 
-    def tree_blobs(self, tree: Oid, prefix: str = "") -> Iterator[tuple[str, Oid]]:
-        """Every blob below `tree`, depth first, as (path, oid)."""
-        t = self._repo[tree]
-        assert isinstance(t, pygit2.Tree)
-        for entry in t:
-            path = f"{prefix}{entry.name}"
+    def _tree(self, oid: Oid) -> pygit2.Tree | None:
+        try:
+            t = self._repo[oid]
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return t if isinstance(t, pygit2.Tree) else None
+
+    def tree_blobs(
+        self, tree: Oid, prefix: str = "", max_depth: int | None = None
+    ) -> Iterator[tuple[str, Oid]]:
+        """Every blob below `tree`, depth first in name order, as (path, oid). Iterative, so a
+        tree of any depth is walked; subtrees below `max_depth` folders are left out."""
+        first = self._tree(tree)
+        if first is None:
+            return
+        stack: list[tuple[Iterator[pygit2.Object], str, int]] = [(iter(first), prefix, 0)]
+        while stack:
+            entries, at, depth = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
+            path = f"{at}{entry.name}"
             if entry.type == pygit2.enums.ObjectType.TREE:
-                yield from self.tree_blobs(Oid(str(entry.id)), path + "/")
-            else:
+                sub = self._tree(Oid(str(entry.id)))
+                if sub is not None and (max_depth is None or depth < max_depth):
+                    stack.append((iter(sub), path + "/", depth + 1))
+            elif entry.type == pygit2.enums.ObjectType.BLOB:
                 yield path, Oid(str(entry.id))
 
     def tree_update(self, tree: Oid | None, changes: Mapping[str, Oid | None]) -> Oid:
@@ -332,6 +389,15 @@ def _write_object(write: Callable[[], T]) -> T:
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.05)
     return write()
+
+
+def _kind_of(obj: pygit2.Object) -> str:
+    return {
+        pygit2.enums.ObjectType.COMMIT: "commit",
+        pygit2.enums.ObjectType.TREE: "tree",
+        pygit2.enums.ObjectType.BLOB: "blob",
+        pygit2.enums.ObjectType.TAG: "tag",
+    }.get(obj.type, "object")
 
 
 def _config_bool(repo: pygit2.Repository, name: str) -> bool:

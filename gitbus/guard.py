@@ -16,6 +16,7 @@ from typing import Any
 
 from gitbus import paths as P
 from gitbus.claims import Claim
+from gitbus.errors import GitbusError
 from gitbus.gitfiles import read_refs
 from gitbus.ids import LEDGER_REF, AgentName
 
@@ -57,7 +58,7 @@ def cached(common_dir: Path) -> Snapshot | None:
         if obj.get("ledger") != tip:
             return None
         return Snapshot(tip, bool(obj["ignorecase"]), tuple(Claim.from_json(c) for c in obj["claims"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, GitbusError):
         return None
 
 
@@ -89,7 +90,7 @@ def snapshot(root: Path, common_dir: Path) -> Snapshot:
     repo = Repository.open(root)
     # Read the tip once and key the snapshot by exactly what was read.
     tip = repo.ref(LEDGER_REF)
-    state = ledger.Ledger(repo, repo.read_commit(tip).tree if tip else None)
+    state = ledger.Ledger(repo, ledger.tree_of(repo, tip))
     snap = Snapshot(tip, repo.ignorecase, tuple(all_claims(state)))
     store(common_dir, snap)
     return snap

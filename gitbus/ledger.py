@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gitbus.chains import chain_time, remember_time
-from gitbus.errors import Contended, GitbusError
+from gitbus.errors import Contended, Unreadable
 from gitbus.gitfiles import Oid, RefMoved
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ from gitbus.ids import LEDGER_REF
 from gitbus.message import Message, encode
 
 _MAX_RACES = 10_000
+MAX_ENTRY_BYTES = 128 * 1024  # a claim holds a reason of at most 64 KiB; nothing gitbus writes is larger
+MAX_DEPTH = 80  # folders below the ledger root: `claims/` plus a path at most 64 deep, with room
 
 
 class Ledger(NamedTuple):
@@ -32,7 +34,8 @@ class Ledger(NamedTuple):
     tree: Oid | None
 
     def read(self, path: str) -> dict[str, Any] | None:
-        """The JSON object stored at `path`, or None."""
+        """The JSON object stored at `path`, or None (also when what is there is not one: skipped
+        and counted in `repo.skipped`)."""
         if self.tree is None:
             return None
         found = self.repo.tree_entry(self.tree, path)
@@ -41,14 +44,18 @@ class Ledger(NamedTuple):
         return _load(self.repo, found[1], path)
 
     def below(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every (path, object) stored under the directory `path`."""
+        """Every (path, object) stored under the directory `path`; what is no JSON object, or lies
+        deeper than any path gitbus takes, is skipped and counted."""
         if self.tree is None:
             return
         found = self.repo.tree_entry(self.tree, path)
         if found is None or found[0] != "tree":
             return
-        for sub, oid in self.repo.tree_blobs(found[1], path.rstrip("/") + "/"):
-            yield sub, _load(self.repo, oid, sub)
+        depth = MAX_DEPTH - path.rstrip("/").count("/") - 1
+        for sub, oid in self.repo.tree_blobs(found[1], path.rstrip("/") + "/", max_depth=depth):
+            obj = _load(self.repo, oid, sub)
+            if obj is not None:
+                yield sub, obj
 
 
 class Change(NamedTuple):
@@ -58,19 +65,39 @@ class Change(NamedTuple):
     writes: dict[str, dict[str, Any] | None]
 
 
-def _load(repo: Repository, oid: Oid, path: str) -> dict[str, Any]:
+def _load(repo: Repository, oid: Oid, path: str) -> dict[str, Any] | None:
+    """The JSON object in blob `oid`, or None when it is none (skipped, and counted)."""
     try:
-        obj = json.loads(repo.read_blob(oid))
-    except ValueError:
-        raise GitbusError(f"The ledger entry {path} is not valid JSON; the bus is damaged.") from None
+        obj = json.loads(repo.read_blob(oid, limit=MAX_ENTRY_BYTES).decode("utf-8"))
+    except (ValueError, Unreadable, RecursionError) as e:
+        repo.skipped[f"{oid} {path}"] = f"the ledger entry {path} is not valid JSON ({type(e).__name__})"
+        return None
     if not isinstance(obj, dict):
-        raise GitbusError(f"The ledger entry {path} is not an object; the bus is damaged.")
+        repo.skipped[f"{oid} {path}"] = f"the ledger entry {path} is not a JSON object"
+        return None
     return obj
 
 
+def tree_of(repo: Repository, tip: Oid | None) -> Oid | None:
+    """The state at ledger commit `tip`: None (empty) for no ledger, and for a ledger ref that is no
+    commit (counted in `repo.skipped`): a ledger a peer broke holds no claims."""
+    if tip is None:
+        return None
+    try:
+        return repo.read_commit(tip).tree
+    except Unreadable as e:
+        repo.skipped[LEDGER_REF] = str(e)
+        return None
+
+
 def current(repo: Repository) -> Ledger:
+    return Ledger(repo, tree_of(repo, repo.ref(LEDGER_REF)))
+
+
+def readable(repo: Repository) -> bool:
+    """False when the ledger ref points at something that is no commit."""
     tip = repo.ref(LEDGER_REF)
-    return Ledger(repo, repo.read_commit(tip).tree if tip else None)
+    return tip is None or repo.object_kind(tip) == "commit"
 
 
 class Arbiter(Protocol):
@@ -98,12 +125,13 @@ class LocalArbiter:
 
 def write_change(repo: Repository, tip: Oid | None, change: Change) -> Oid:
     """The commit for `change` on top of `tip` (no ref moves)."""
-    tree = repo.read_commit(tip).tree if tip else None
+    tree = tree_of(repo, tip)
+    parents = [tip] if tip and tree is not None else []  # a broken ledger is replaced, not built on
     blobs = {path: None if obj is None else repo.blob(_dump(obj)) for path, obj in change.writes.items()}
     msg = change.message
     return repo.commit(
         tree=repo.tree_update(tree, blobs),
-        parents=[tip] if tip else [],
+        parents=parents,
         message=encode(msg),
         author=msg.sender,
         time_ms=msg.time,
@@ -120,7 +148,7 @@ def transact(
     arbiter = arbiter or LocalArbiter(repo)
     for _ in range(_MAX_RACES):
         tip = arbiter.base()
-        tree = repo.read_commit(tip).tree if tip else None
+        tree = tree_of(repo, tip)
         change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)  # the time read is cached
         if change is None:
             return None

@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from gitbus.clock import iso
+from gitbus.clock import MAX_TIME_MS, MIN_TIME_MS, iso, sane
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
 from gitbus.paths import canonical
+from gitbus.text import describe, unsafe
 
 FORMAT_VERSION = 1
 MAX_TEXT_BYTES = 64 * 1024
 _SUBJECT_CHARS = 100
 _FULL_ID = re.compile(r"^[0-9a-f]{16}$")
-_BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_TIME = re.compile(r"^[0-9]{1,20}$")
+MAX_PATHS = 1000  # Gitbus-Path trailers one message may carry (posting refuses more too)
+MAX_META = 64
+MAX_META_CHARS = 4096
 
 
 class Kind(StrEnum):
@@ -113,12 +117,13 @@ def clean_text(text: str, kind: Kind) -> str:
         raise GitbusError(f"The {kind.value} text is empty; say something.")
     if len(text.encode("utf-8", errors="surrogatepass")) > MAX_TEXT_BYTES:
         raise GitbusError(f"The text is over the {MAX_TEXT_BYTES // 1024} KiB limit; shorten it.")
-    if _BAD_CHARS.search(text):
-        raise GitbusError("The text contains NUL or control characters; send plain text.")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise GitbusError("The text is not valid UTF-8.") from None
+    bad = unsafe(text)
+    if bad is not None:
+        if describe(bad) == "bytes that are not UTF-8":
+            raise GitbusError("The text is not valid UTF-8.")
+        if describe(bad) == "control characters":
+            raise GitbusError("The text contains NUL or control characters; send plain text.")
+        raise GitbusError(f"The text contains {describe(bad)}; send plain text.")
     return text
 
 
@@ -168,23 +173,34 @@ def decode(raw: str) -> Message:
         )
     try:
         kind = Kind(one("Type"))
+        if not _TIME.match(one("Time")) or not sane(int(one("Time"))):
+            raise ValueError
         time_ms = int(one("Time"))
     except ValueError:
-        raise CorruptMessage(f"A bus message has a bad type or time: {head[:60]!r}.") from None
+        raise CorruptMessage(
+            f"A bus message has a bad type, or a time outside {MIN_TIME_MS}-{MAX_TIME_MS}: {head[:60]!r}."
+        ) from None
     meta = tuple(tuple(m.split("=", 1)) for m in fields.get("Meta", []) if "=" in m)
     reply = fields.get("Reply-To")
     # Messages may come from other clones or tools: hold them to the rules our own writers follow.
     try:
+        if len(fields.get("Path", [])) > MAX_PATHS or len(meta) > MAX_META:
+            raise GitbusError("too many paths or meta entries")
+        for k, v in meta:
+            if not k or len(k) + len(v) > MAX_META_CHARS or unsafe(k + v, one_line=True) is not None:
+                raise GitbusError("a meta entry is too long or has characters gitbus refuses")
+        if clean_text(text, kind) != text:
+            raise GitbusError("the text is not as gitbus writes it (surrounding blank space)")
         to = one("To")
         msg = Message(
-            id=MessageId(_full_id(one("Id"))),
+            id=MessageId(full_id(one("Id"))),
             kind=kind,
             sender=agent_name(one("From")),
             to=EVERYONE if to == EVERYONE else agent_name(to),
             text=text,
             time=time_ms,
             paths=tuple(canonical(p) for p in fields.get("Path", [])),
-            reply_to=MessageId(_full_id(reply[0])) if reply else None,
+            reply_to=MessageId(full_id(reply[0])) if reply else None,
             meta=meta,  # type: ignore[arg-type]
         )
     except GitbusError as e:
@@ -192,7 +208,8 @@ def decode(raw: str) -> Message:
     return msg
 
 
-def _full_id(text: str) -> str:
+def full_id(text: str) -> str:
+    """`text` if it is a whole message id (16 lowercase hex digits), else a one-line error."""
     if not _FULL_ID.match(text):
         raise GitbusError(f"'{text[:40]}' is not a 16-hex-digit message id.")
     return text

@@ -12,15 +12,28 @@ import os
 from pathlib import Path
 
 from gitbus.errors import GitbusError
+from gitbus.text import describe, unsafe
+
+MAX_DEPTH = 64  # components: deeper than any real source tree, shallow enough for every walk
+MAX_BYTES = 1024  # UTF-8 bytes of one path
 
 
 def _check_chars(raw: str) -> None:
     if not raw or not raw.strip():
         raise GitbusError("A path is empty; name a file or directory inside the repository.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        raise GitbusError(f"The path {raw!r} contains control characters; name a plain path.")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):  # bytes that were not UTF-8 in argv
-        raise GitbusError(f"The path {raw!r} is not valid UTF-8; name a path in UTF-8.")
+    bad = unsafe(raw, one_line=True)
+    if bad is not None:
+        what = describe(bad)
+        if what == "bytes that are not UTF-8":  # argv bytes that were not UTF-8
+            raise GitbusError(f"The path {raw!r} is not valid UTF-8; name a path in UTF-8.")
+        raise GitbusError(f"The path {raw!r} contains {what}; name a plain path.")
+    if len(raw.encode("utf-8")) > MAX_BYTES:
+        raise GitbusError(f"A path is over {MAX_BYTES} bytes long; name a shorter one.")
+
+
+def _check_depth(rel: str) -> None:
+    if rel.rstrip("/").count("/") + 1 > MAX_DEPTH:
+        raise GitbusError(f"A path is more than {MAX_DEPTH} folders deep; name a shallower one.")
 
 
 def normalize(raw: str, *, root: Path, cwd: Path) -> str:
@@ -52,6 +65,7 @@ def normalize(raw: str, *, root: Path, cwd: Path) -> str:
     if rel == ".":
         raise GitbusError("The repository root is not a path gitbus takes; name a directory or file in it.")
     parts = rel.split("/")
+    _check_depth(rel)
     if any(p.casefold() == ".git" for p in parts):
         raise GitbusError(f"The path '{raw}' is inside git's own directory; name a path in the worktree.")
     if wants_dir or os.path.isdir(full):
@@ -66,6 +80,7 @@ def canonical(path: str) -> str:
     parts = body.split("/")
     if not body or any(p in ("", ".", "..") or p.casefold() == ".git" for p in parts):
         raise GitbusError(f"'{path}' is not a normalised repository path.")
+    _check_depth(path)
     return path
 
 

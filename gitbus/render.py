@@ -160,6 +160,8 @@ def status(console: Console, s: Status) -> None:
         when = ago(int(s.sync.get("at") or 0), s.now)
         state = f"[red]failed: {escape(str(s.sync['error']))}[/red]" if s.sync.get("error") else "ok"
         console.print(f"Last background sync with {s.sync.get('remote')}: {when}, {state}")
+    if s.damage():
+        console.print(f"[yellow]{escape(s.damage() or '')}[/yellow]")
     console.print("\n[bold]Your claims[/bold]")
     claims(console, s.my_claims, s.now, s.me)
     console.print("\n[bold]Others' claims[/bold]")
@@ -179,6 +181,8 @@ def status_json(s: Status) -> dict[str, Any]:
         "me": s.me,
         "unread": s.unread,
         "sync": s.sync,
+        "skipped": s.skipped,
+        "refused": list(s.refused),
         "my_claims": [claim_json(c, s.now) for c in s.my_claims],
         "other_claims": [claim_json(c, s.now) for c in s.other_claims],
         "open_questions": [m.to_json() for m in s.open_questions],

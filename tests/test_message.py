@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gitbus.clock import MAX_TIME_MS, MIN_TIME_MS
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.ids import AgentName, MessageId
 from gitbus.message import MAX_TEXT_BYTES, Kind, Message, clean_text, decode, encode
@@ -20,7 +21,7 @@ path_list = st.lists(st.from_regex(r"[a-z]{1,5}(/[a-z][a-z .]{0,4}){0,3}/?", ful
     text=texts,
     sender=names,
     to=st.one_of(st.just(AgentName("*")), names),
-    time=st.integers(min_value=0, max_value=2**53),
+    time=st.integers(min_value=MIN_TIME_MS, max_value=MAX_TIME_MS),
     paths=path_list,
     reply=st.one_of(st.none(), ids),
     mid=ids,
@@ -44,13 +45,15 @@ def test_every_clean_message_survives_encode_then_decode(
 
 
 def test_the_subject_is_the_type_and_the_first_line_for_git_log() -> None:
-    msg = Message(MessageId("0" * 16), Kind.DISCOVERY, AgentName("a"), AgentName("*"), "db is here\nmore", 1)
+    msg = Message(
+        MessageId("0" * 16), Kind.DISCOVERY, AgentName("a"), AgentName("*"), "db is here\nmore", MIN_TIME_MS
+    )
     assert encode(msg).splitlines()[0] == "discovery: db is here"
 
 
 def test_text_that_looks_like_trailers_stays_text() -> None:
     text = "first\n\nGitbus-Type: claim\nGitbus-From: evil"
-    msg = Message(MessageId("1" * 16), Kind.DISCOVERY, AgentName("a"), AgentName("*"), text, 5)
+    msg = Message(MessageId("1" * 16), Kind.DISCOVERY, AgentName("a"), AgentName("*"), text, MIN_TIME_MS)
     assert decode(encode(msg)).text == text
     assert decode(encode(msg)).kind is Kind.DISCOVERY
 
@@ -89,3 +92,32 @@ def test_text_at_the_limit_is_accepted() -> None:
 def test_foreign_or_future_commits_are_not_mistaken_for_messages(raw: str) -> None:
     with pytest.raises(CorruptMessage):
         decode(raw)
+
+
+def _raw(time: str = "1795599188637", text: str = "hello") -> str:
+    return (
+        f"discovery: x\n\n{text}\n\nGitbus-Version: 1\nGitbus-Id: 0000000000000001\nGitbus-Type: discovery\n"
+        f"Gitbus-From: a\nGitbus-To: *\nGitbus-Time: {time}\n"
+    )
+
+
+@pytest.mark.parametrize("time", ["9" * 30, "999999999999", "10000000000000", "-1795599188637", "1e12"])
+def test_a_time_outside_thirteen_digits_is_not_a_message(time: str) -> None:
+    with pytest.raises(CorruptMessage, match="time"):
+        decode(_raw(time=time))
+
+
+@pytest.mark.parametrize(
+    "text", ["evil \u202e txt.exe", "one\u2028two", "\x1b]0;title\x07", "csi \x9b31m", "  pad  "]
+)
+def test_text_posting_would_refuse_is_not_a_message_when_read(text: str) -> None:
+    with pytest.raises(CorruptMessage):
+        decode(_raw(text=text))
+
+
+@pytest.mark.parametrize(
+    "text", ["evil \u202e txt.exe", "one\u2028two", "\u2066isolate\u2069", "csi \x9b31m"]
+)
+def test_posting_refuses_bidi_controls_and_line_separators(text: str) -> None:
+    with pytest.raises(GitbusError, match="character"):
+        clean_text(text, Kind.DISCOVERY)
