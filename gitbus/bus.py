@@ -526,4 +526,5 @@ class Bus:
             requests=requests,
             unread=len(self.unread(limit=seen.UNREAD_COUNT_MAX)[0]),
             skipped=len(self.repo.skipped),
+            refused=tuple(sync.last_refused(self.repo)),
         )

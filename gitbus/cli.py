@@ -768,6 +768,7 @@ def _report(report: Any, json_out: bool) -> None:
                 "pushed": report.pushed,
                 "dropped": [m.to_json() for m in report.dropped],
                 "ignored": report.ignored,
+                "refused": [{"ref": r.ref, "reason": r.reason, "kept": r.kept} for r in report.refused],
             },
         )
         return
@@ -780,6 +781,8 @@ def _report(report: Any, json_out: bool) -> None:
         err.print(f"gitbus: {m.text}", markup=False, soft_wrap=True)
     for ref in report.ignored:
         err.print(f"gitbus: ignored {ref}: not a valid agent name, so no gitbus wrote it", markup=False)
+    for refusal in report.refused:
+        err.print(f"gitbus: {refusal.line()}", markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitbus import claims as C
 from gitbus import delegation as D
-from gitbus import notes, settings
+from gitbus import notes, settings, vouch
 from gitbus.chains import all_tips, chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.git import STALE_LOCK_SECONDS, network_timeout
@@ -55,6 +55,13 @@ class Report:
     pushed: list[str] = field(default_factory=list)
     dropped: list[Message] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # remote refs that no gitbus could have written
+    refused: list[vouch.Refusal] = field(default_factory=list)  # remote refs sync could not vouch for
+
+    def refuse(self, refusal: vouch.Refusal) -> None:
+        self.refused = [r for r in self.refused if r.ref != refusal.ref] + [refusal]
+
+    def refused_refs(self) -> set[str]:
+        return {r.ref for r in self.refused}
 
 
 def bus_remote(repo: Repository, explicit: str | None = None) -> str | None:
@@ -114,6 +121,26 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
     raise RemoteError(f"The bus remote '{remote}' could not be reached: {_last(err)}.")
 
 
+def fetch_vouched(repo: Repository, remote: str, report: Report, what: str = "*") -> None:
+    """`fetch`, then vouch for every bus ref that moved (`gitbus.vouch`): what cannot be vouched for
+    is refused in `report`, its tracking ref put back to what can."""
+    notes_tracking = f"refs/remotes/{remote}/notes/gitbus"
+    before = repo.refs(tracking(remote))
+    before_notes = repo.ref(notes_tracking)
+    fetch(repo, remote, what)
+    for tref in sorted(repo.refs(tracking(remote))):
+        ref = vouch.bus_ref_of(tracking(remote), tref)
+        if ref is None:
+            continue
+        refusal = vouch.check(repo, remote, ref, tref, before.get(tref))
+        if refusal is not None:
+            report.refuse(refusal)
+    if what == "*":
+        refusal = vouch.check(repo, remote, NOTES_REF, notes_tracking, before_notes)
+        if refusal is not None:
+            report.refuse(refusal)
+
+
 _STALE_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 
@@ -157,12 +184,18 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
         _integrate_notes(repo, theirs_notes, report)
 
 
+def _behind(repo: Repository, ours: Oid | None, theirs: Oid) -> bool:
+    """True when the local ref can simply move to `theirs`: it is missing, it is no commit (a peer's
+    damage taken in by plain git: nothing is lost by replacing it), or `theirs` contains it."""
+    return ours is None or repo.object_kind(ours) != "commit" or repo.is_ancestor(ours, theirs)
+
+
 def _integrate_notes(repo: Repository, theirs: Oid, report: Report) -> None:
     """Notes added on both sides are merged, never dropped (the same commit noted twice: both texts)."""
     for _ in range(_ROUNDS):
         ours = repo.ref(NOTES_REF)
         try:
-            if ours is None or repo.is_ancestor(ours, theirs):
+            if ours is None or _behind(repo, ours, theirs):
                 if ours != theirs:
                     repo.update_ref(NOTES_REF, theirs, ours, "gitbus sync: notes from remote")
                     report.updated.append(NOTES_REF)
@@ -178,7 +211,7 @@ def _integrate_chain(repo: Repository, lref: str, theirs: Oid, report: Report) -
     for _ in range(_ROUNDS):
         ours = repo.ref(lref)
         try:
-            if ours is None or repo.is_ancestor(ours, theirs):
+            if ours is None or _behind(repo, ours, theirs):
                 if ours != theirs:
                     repo.update_ref(lref, theirs, ours, "gitbus sync: fast-forward")
                     report.updated.append(lref)
@@ -203,7 +236,7 @@ def _integrate_ledger(repo: Repository, theirs: Oid, report: Report) -> None:
     for _ in range(_ROUNDS):
         ours = repo.ref(LEDGER_REF)
         try:
-            if ours is None or repo.is_ancestor(ours, theirs):
+            if ours is None or _behind(repo, ours, theirs):
                 if ours != theirs:
                     repo.update_ref(LEDGER_REF, theirs, ours, "gitbus sync: ledger from remote")
                     report.updated.append(LEDGER_REF)
@@ -326,9 +359,10 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
     if note_tip:
         local[NOTES_REF] = note_tip
     specs: list[tuple[str, Oid, Oid | None]] = []
+    refused = report.refused_refs()
     for lref, ours in sorted(local.items()):
-        if only is not None and lref not in only:
-            continue
+        if (only is not None and lref not in only) or lref in refused:
+            continue  # a refused ref: the remote holds what we will not build on, nor overwrite
         theirs = repo.ref(_tracking_of(remote, lref))
         if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
             continue  # up to date, or the remote has more: pull first
@@ -385,16 +419,52 @@ def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True)
     report = Report(remote)
     for _ in range(_ROUNDS):
         if pull:
-            fetch(repo, remote)
+            fetch_vouched(repo, remote, report)
             integrate(repo, remote, report)
         if not send:
+            record_refused(repo, remote, report)
             return report
         try:
             push(repo, remote, report)
+            if pull:
+                record_refused(repo, remote, report)
             return report
         except RefMoved:
             pull = True  # the remote moved under us: take its news and try again
     raise RemoteError(f"The bus remote '{remote}' kept moving; {_ROUNDS} sync rounds did not settle.")
+
+
+def _refused_file(repo: Repository) -> Path:
+    return repo.common_dir / "gitbus" / "refused.json"
+
+
+def record_refused(repo: Repository, remote: str, report: Report) -> None:
+    """Remember what the last pull refused, for `gitbus status` (cleared by a pull that refused
+    nothing). A disk that cannot take the file loses only this reminder."""
+    f = _refused_file(repo)
+    lines = [r.line() for r in report.refused]
+    if not lines and not f.exists():
+        return
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f"refused-{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"remote": remote, "refused": lines}))
+            os.replace(tmp, f)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def last_refused(repo: Repository) -> list[str]:
+    """The refusal lines of the last pull (see `record_refused`)."""
+    try:
+        obj = json.loads(_refused_file(repo).read_text())
+        lines = obj["refused"] if isinstance(obj, dict) else []
+    except (OSError, ValueError, KeyError):
+        return []
+    return [str(x) for x in lines] if isinstance(lines, list) else []
 
 
 def _status_file(repo: Repository) -> Path:
@@ -429,12 +499,18 @@ class RemoteArbiter:
         """The remote's ledger, with our offline steps published on top of it first."""
         for _ in range(_ROUNDS):
             try:
-                fetch(self.repo, self.remote, "ledger")
+                fetch_vouched(self.repo, self.remote, self.report, "ledger")
             except RemoteError as e:
                 raise RemoteError(
                     f"{e} Nothing was changed; retry, or pass --offline to act locally and "
                     "reconcile at the next sync."
                 ) from None
+            if LEDGER_REF in self.report.refused_refs():
+                line = next(r for r in self.report.refused if r.ref == LEDGER_REF).line()
+                raise RemoteError(
+                    f"The bus remote's ledger cannot be decided on: {line}. Nothing was changed; pass "
+                    "--offline to act locally, and have the remote's ledger repaired."
+                )
             theirs = self.repo.ref(tracking(self.remote) + "ledger")
             if theirs:
                 _integrate_ledger(self.repo, theirs, self.report)

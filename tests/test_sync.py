@@ -755,6 +755,7 @@ def test_push_pull_and_sync_print_json_reports(net: Net, tmp_path: Path) -> None
         "pushed": ["refs/bus/agents/alice"],
         "dropped": [],
         "ignored": [],
+        "refused": [],
     }
     code, out, err = gb(b, "bob", "pull", "--json")
     assert code == 0, err

@@ -1,0 +1,166 @@
+"""What sync takes in from a remote: only what it can vouch for, ref by ref.
+
+The remote is untrusted: anyone who can push to it can write anything under `refs/bus/`. After each
+fetch, every bus ref that moved is checked before it is integrated: it must point at a commit, still
+contain the tip last fetched from it (else the remote's history was rewritten), and every new commit
+on it must be a message gitbus takes on that chain (docs/format.md: sender = the chain's owner, ledger
+steps only on the ledger, sane times, the text rules) and not be stamped more than a day ahead of this
+machine's clock. A ref that fails is taken in only up to its newest commit that holds nothing bad (or
+not at all), its tracking ref is put back there, and the report says which ref and why, in one line;
+the rest of the bus is taken in as usual. The walk is iterative and costs what is new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gitbus.chains import FUTURE_MS, is_sync_merge, read_message
+from gitbus.errors import GitbusError, Unreadable
+from gitbus.gitfiles import Oid, RefMoved
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name
+from gitbus.text import inert
+
+if TYPE_CHECKING:
+    from gitbus.git import Repository
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A remote bus ref sync would not take in as it stands: which, why, and how far it went."""
+
+    ref: str  # the local bus ref, e.g. refs/bus/agents/bob
+    remote: str
+    reason: str
+    kept: Oid | None  # the tracking ref now (what was taken in), None: nothing
+
+    def line(self) -> str:
+        upto = f"; taken in up to {self.kept[:12]}" if self.kept else ""
+        return inert(f"refused {self.ref} from {self.remote}: {self.reason}{upto}", limit=400)
+
+
+def check(
+    repo: Repository,
+    remote: str,
+    ref: str,
+    tracking_ref: str,
+    before: Oid | None,
+    now_ms: int | None = None,
+) -> Refusal | None:
+    """Vouch for the fetched `tracking_ref` (which held `before` until the fetch), or refuse it and
+    put the tracking ref back to what can be taken in."""
+    after = repo.ref(tracking_ref)
+    if after is None or after == before:
+        return None
+    kind = repo.object_kind(after)
+    if kind != "commit":
+        what = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
+        return _put_back(repo, remote, ref, tracking_ref, after, before, what)
+    if before is not None and repo.object_kind(before) == "commit" and not repo.is_ancestor(before, after):
+        return _put_back(
+            repo,
+            remote,
+            ref,
+            tracking_ref,
+            after,
+            before,
+            f"its history was rewritten: it no longer contains {before[:12]}, fetched from it before",
+        )
+    if not ref.startswith(BUS_PREFIX):  # the notes: a commit, never rewritten; their text is no message
+        return None
+    stops = {o for o in (before, repo.ref(ref)) if o is not None}
+    bad, keep = _walk(repo, ref, after, stops, now_ms if now_ms is not None else int(time.time() * 1000))
+    if bad is None:
+        return None
+    return _put_back(repo, remote, ref, tracking_ref, after, keep if keep is not None else before, bad)
+
+
+def _walk(
+    repo: Repository, ref: str, tip: Oid, stops: set[Oid], now_ms: int
+) -> tuple[str | None, Oid | None]:
+    """Check every commit reachable from `tip` and not from `stops`: (why the first bad one is bad,
+    or None; the newest first-parent commit from `tip` with nothing bad below it, or None)."""
+    parents: dict[Oid, tuple[Oid, ...]] = {}
+    bad: dict[Oid, str] = {}
+    todo = [tip]
+    while todo:  # iterative: any number of commits in a row
+        oid = todo.pop()
+        if oid in parents or oid in stops:
+            continue
+        try:
+            commit = repo.read_commit(oid)
+        except Unreadable as e:
+            parents[oid] = ()
+            bad[oid] = str(e)
+            continue
+        parents[oid] = commit.parents
+        todo.extend(commit.parents)
+        if ref.startswith(AGENTS_PREFIX) and is_sync_merge(commit):
+            continue
+        msg = read_message(repo, commit, ref)
+        if msg is None:
+            bad[oid] = repo.skipped.get(oid, "not a gitbus message")
+            if bad[oid].startswith("A bus "):
+                bad[oid] = "a commit that is no valid gitbus message (" + bad[oid] + ")"
+        elif msg.time > now_ms + FUTURE_MS:
+            bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
+    if not bad:
+        return None, None
+    tainted = _descendants(parents, set(bad))
+    at: Oid | None = tip
+    while at is not None and at in tainted:
+        first = parents.get(at, ())
+        at = first[0] if first else None
+    worst = next(iter(bad.items()))
+    more = f" and {len(bad) - 1} more bad commit(s)" if len(bad) > 1 else ""
+    return f"{worst[1].rstrip('.')} at {worst[0][:12]}{more}", at
+
+
+def _descendants(parents: Mapping[Oid, tuple[Oid, ...]], roots: set[Oid]) -> set[Oid]:
+    """`roots` and every walked commit that has one of them as an ancestor."""
+    children: dict[Oid, list[Oid]] = {}
+    for child, ps in parents.items():
+        for p in ps:
+            children.setdefault(p, []).append(child)
+    out, todo = set(roots), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _put_back(
+    repo: Repository,
+    remote: str,
+    ref: str,
+    tracking_ref: str,
+    fetched: Oid,
+    keep: Oid | None,
+    reason: str,
+) -> Refusal:
+    """Point the tracking ref back at `keep` (what was vouched for), naming the value it replaces."""
+    try:
+        if keep is None:
+            repo.delete_ref(tracking_ref, fetched)
+        else:
+            repo.update_ref(tracking_ref, keep, fetched, "gitbus sync: refused what came after")
+    except RefMoved:
+        pass  # another fetch moved it meanwhile; it is checked again at its own sync
+    return Refusal(ref, remote, reason, keep)
+
+
+def bus_ref_of(tracking_prefix: str, tracking_ref: str) -> str | None:
+    """The local bus ref a tracking ref stands for, or None when gitbus takes no such ref."""
+    rest = tracking_ref[len(tracking_prefix) :]
+    if rest == LEDGER_REF[len(BUS_PREFIX) :]:
+        return LEDGER_REF
+    if rest.startswith("agents/"):
+        try:
+            return AGENTS_PREFIX + agent_name(rest[len("agents/") :])
+        except GitbusError:  # a name no agent can have is simply not ours
+            return None
+    return None
