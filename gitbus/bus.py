@@ -316,7 +316,6 @@ class Bus:
                 ttl_ms=ttl_ms or DEFAULT_TTL_MS,
                 reason=reason,
                 now=now,
-                ignorecase=self.repo.ignorecase,
                 msg_id=mid,
                 lease_now=self.clock.now_ms(),
             )
@@ -346,7 +345,6 @@ class Bus:
                 force=force,
                 reason=reason,
                 now=now,
-                ignorecase=self.repo.ignorecase,
                 msg_id=mid,
             )
         )
@@ -361,7 +359,6 @@ class Bus:
                 paths=wanted,
                 ttl_ms=ttl_ms,
                 now=now,
-                ignorecase=self.repo.ignorecase,
                 msg_id=mid,
                 lease_now=self.clock.now_ms(),
             )

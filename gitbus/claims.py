@@ -1,15 +1,18 @@
 """Claims: leases on files and directories, decided on the ledger.
 
-A claim lives at `claims/_<c1>/_<c2>/…/@` in the ledger tree, one level per path component (the `_`
-prefix keeps names like `.gitmodules` from meaning anything to `git fsck`). So the claims that
-overlap a path are exactly the `@` blobs on its ancestors plus those below it: a check costs the
-path's depth plus its subtree, not the number of claims. Invariant kept by every grant: no two
+A claim lives at `claims/_<c1>/_<c2>/…/@` in the ledger tree, one level per path component, case-folded
+(the `_` prefix keeps names like `.gitmodules` from meaning anything to `git fsck`). Claims compare
+case-insensitively on every clone, whatever its `core.ignorecase`: two clones that differ there must
+never both hold `Docs/` and `docs/readme.md`. A ledger written before slots were always folded may
+hold a claim in its spelling's slot; readers look there too, and writers remove it from where it is.
+So the claims that overlap a path are exactly the `@` blobs on its ancestors plus those below it: a
+check costs the path's depth plus its subtree, not the number of claims. Invariant kept by every grant: no two
 entries of different owners overlap (an expired one is removed when another agent takes its place).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gitbus import paths as P
@@ -34,6 +37,12 @@ class Claim:
     expires_at: int
     ttl_ms: int
     id: MessageId
+    stored_at: str = field(default="", compare=False)  # its ledger slot, when read from one
+
+    @property
+    def where(self) -> str:
+        """The slot this claim occupies: where it was read, else where it is written."""
+        return self.stored_at or slot(self.path)
 
     def live(self, now: int) -> bool:
         return self.expires_at > now
@@ -108,10 +117,10 @@ def read_claim(ledger: Ledger, where: str, obj: dict[str, Any]) -> Claim | None:
     except GitbusError as e:
         ledger.repo.skipped[where] = str(e)
         return None
-    if where not in (slot(claim.path, True), slot(claim.path, False)):
+    if where.casefold() != slot(claim.path):
         ledger.repo.skipped[where] = f"the claim on {claim.path} is not in its slot"
         return None
-    return claim
+    return replace(claim, stored_at=where)
 
 
 def check_ttl(ttl_ms: int) -> None:
@@ -119,12 +128,45 @@ def check_ttl(ttl_ms: int) -> None:
         raise GitbusError(f"A lease must be between 1s and {MAX_TTL_MS // 86_400_000}d.")
 
 
-def _slot_dir(path: str, ignorecase: bool) -> str:
-    return ROOT + "/" + "/".join("_" + c for c in P.key(path, ignorecase))
+def _slot_dir(path: str) -> str:
+    return ROOT + "/" + "/".join("_" + c for c in P.key(path, True))
 
 
-def slot(path: str, ignorecase: bool) -> str:
-    return _slot_dir(path, ignorecase) + "/@"
+def slot(path: str) -> str:
+    """Where the claim on `path` is written: its components case-folded."""
+    return _slot_dir(path) + "/@"
+
+
+def same_path(a: str, b: str) -> bool:
+    """True when `a` and `b` are one claim's path (one slot): equal but for case and a trailing `/`."""
+    return P.key(a, True) == P.key(b, True)
+
+
+def _folders_along(ledger: Ledger, path: str) -> list[list[str]]:
+    """For each depth of `path`, the ledger folders that stand for it in any case: the folded one
+    gitbus writes, and any other spelling a gitbus that folded only with `core.ignorecase` wrote."""
+    levels: list[list[str]] = []
+    current = [ROOT]
+    for comp in P.key(path, True):
+        want = "_" + comp
+        current = [f"{d}/{n}" for d in current for n in ledger.folders(d) if n.casefold() == want]
+        if not current:
+            break
+        levels.append(current)
+    return levels
+
+
+def held_at(ledger: Ledger, path: str) -> Claim | None:
+    """The claim whose path is `path` (any case), wherever its slot is."""
+    levels = _folders_along(ledger, path)
+    if len(levels) < len(P.key(path, True)):
+        return None
+    for folder in levels[-1]:
+        obj = ledger.read(folder + "/@")
+        claim = read_claim(ledger, folder + "/@", obj) if obj is not None else None
+        if claim is not None:
+            return claim
+    return None
 
 
 def all_claims(ledger: Ledger) -> list[Claim]:
@@ -133,22 +175,23 @@ def all_claims(ledger: Ledger) -> list[Claim]:
     return sorted((c for c in found if c is not None), key=lambda c: c.path)
 
 
-def overlapping(ledger: Ledger, path: str, ignorecase: bool) -> list[Claim]:
-    """Claims on `path`, on any directory above it, and on anything below it."""
+def overlapping(ledger: Ledger, path: str) -> list[Claim]:
+    """Claims on `path`, on any directory above it, and on anything below it, in any case."""
     found: list[Claim] = []
-    comps = P.key(path, ignorecase)
-    for depth in range(1, len(comps) + 1):
-        where = ROOT + "/" + "/".join("_" + c for c in comps[:depth]) + "/@"
-        obj = ledger.read(where)
-        claim = read_claim(ledger, where, obj) if obj is not None else None
-        if claim is not None:
-            found.append(claim)
-    here = _slot_dir(path, ignorecase)
-    for sub, obj in ledger.below(here):
-        if sub != here + "/@" and sub.endswith("/@"):
-            claim = read_claim(ledger, sub, obj)
+    levels = _folders_along(ledger, path)
+    for folders in levels:
+        for folder in folders:
+            obj = ledger.read(folder + "/@")
+            claim = read_claim(ledger, folder + "/@", obj) if obj is not None else None
             if claim is not None:
                 found.append(claim)
+    if len(levels) == len(P.key(path, True)):
+        for folder in levels[-1]:
+            for sub, obj in ledger.below(folder):
+                if sub != folder + "/@" and sub.endswith("/@"):
+                    claim = read_claim(ledger, sub, obj)
+                    if claim is not None:
+                        found.append(claim)
     return found
 
 
@@ -170,7 +213,6 @@ def decide_claim(
     ttl_ms: int,
     reason: str,
     now: int,
-    ignorecase: bool,
     msg_id: MessageId,
     lease_now: int | None = None,
 ) -> Change:
@@ -185,14 +227,14 @@ def decide_claim(
     meta: list[tuple[str, str]] = []
     for path in paths:
         previous: Claim | None = None
-        for c in overlapping(ledger, path, ignorecase):
+        for c in overlapping(ledger, path):
             if c.owner == me:
-                if P.key(c.path, ignorecase) == P.key(path, ignorecase):
+                if same_path(c.path, path):
                     previous = c
                 continue
             if c.live(now):
                 raise conflict_error(c, f"Claim on {path}", now)
-            gone = slot(c.path, ignorecase)
+            gone = c.where
             if gone not in writes:  # not when an earlier path of this same claim already took the slot
                 writes[gone] = None
                 meta.append(("took-over", f"{c.owner} {c.path}"))
@@ -205,7 +247,9 @@ def decide_claim(
             ttl_ms=ttl_ms,
             id=msg_id,
         )
-        writes[slot(path, ignorecase)] = claim.to_json()
+        if previous is not None and previous.where != slot(path):
+            writes[previous.where] = None  # a claim in its spelling's slot moves to the folded one
+        writes[slot(path)] = claim.to_json()
     meta += [("expires", str(now + ttl_ms)), ("ttl", str(ttl_ms))]
     msg = Message(
         id=msg_id,
@@ -229,7 +273,6 @@ def decide_release(
     force: bool,
     reason: str,
     now: int,
-    ignorecase: bool,
     msg_id: MessageId,
 ) -> Change | None:
     """Release `me`'s claims on `paths` (or all of them); another's only with force and a reason."""
@@ -240,9 +283,7 @@ def decide_release(
     else:
         targets = []
         for path in paths:
-            where = slot(path, ignorecase)
-            obj = ledger.read(where)
-            c = read_claim(ledger, where, obj) if obj is not None else None
+            c = held_at(ledger, path)
             if c is None:
                 raise NotFound(f"There is no claim on {path}; see `gitbus claims`.")
             if c.owner != me and not force:
@@ -264,7 +305,7 @@ def decide_release(
         paths=tuple(c.path for c in targets),
         meta=meta,
     )
-    return Change(msg, {slot(c.path, ignorecase): None for c in targets})
+    return Change(msg, {c.where: None for c in targets})
 
 
 def decide_renew(
@@ -274,7 +315,6 @@ def decide_renew(
     paths: list[str],
     ttl_ms: int | None,
     now: int,
-    ignorecase: bool,
     msg_id: MessageId,
     lease_now: int | None = None,
 ) -> Change | None:
@@ -285,19 +325,17 @@ def decide_renew(
     stamp, now = now, min(now, lease_now if lease_now is not None else now)
     mine = [c for c in all_claims(ledger) if c.owner == me]
     if paths:
-        keys = {P.key(p, ignorecase) for p in paths}
-        missing = keys - {P.key(c.path, ignorecase) for c in mine}
+        missing = [p for p in paths if not any(same_path(p, c.path) for c in mine)]
         if missing:
-            lost = "/".join(sorted(missing)[0])
-            raise NotFound(f"You hold no claim on {lost}; claim it again with `gitbus claim`.")
-        mine = [c for c in mine if P.key(c.path, ignorecase) in keys]
+            raise NotFound(f"You hold no claim on {missing[0]}; claim it again with `gitbus claim`.")
+        mine = [c for c in mine if any(same_path(p, c.path) for p in paths)]
     if not mine:
         return None
     writes: dict[str, dict[str, Any] | None] = {}
     for c in mine:
         ttl = ttl_ms or c.ttl_ms
         renewed = Claim(c.path, me, c.reason, c.claimed_at if c.live(now) else now, now + ttl, ttl, c.id)
-        writes[slot(c.path, ignorecase)] = renewed.to_json()
+        writes[c.where] = renewed.to_json()
     msg = Message(
         id=msg_id,
         kind=Kind.RENEW,

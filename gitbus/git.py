@@ -239,6 +239,15 @@ class Repository:
             return ("tree", Oid(str(obj.id)))
         return ("blob", Oid(str(obj.id))) if obj.type == pygit2.enums.ObjectType.BLOB else None
 
+    def tree_list(self, tree: Oid, path: str) -> list[tuple[str, str]]:
+        """(name, 'blob'|'tree') of every entry of the folder `path` inside `tree` ('' for the root)."""
+        found = ("tree", tree) if not path else self.tree_entry(tree, path)
+        t = self._tree(found[1]) if found and found[0] == "tree" else None
+        if t is None:
+            return []
+        kinds = {pygit2.enums.ObjectType.TREE: "tree", pygit2.enums.ObjectType.BLOB: "blob"}
+        return [(e.name, kinds[e.type]) for e in t if e.type in kinds and e.name is not None]
+
     def _tree(self, oid: Oid) -> pygit2.Tree | None:
         try:
             t = self._repo[oid]

@@ -34,12 +34,12 @@ class Snapshot:
         return [
             c
             for c in self.claims
-            if c.owner != me and c.live(now) and P.overlaps(c.path, path, self.ignorecase)
+            if c.owner != me and c.live(now) and P.overlaps(c.path, path, ignorecase=True)
         ]
 
     def mine_covering(self, me: AgentName, path: str) -> list[Claim]:
         """My claims (live or lapsed but still mine) at or above `path`."""
-        return [c for c in self.claims if c.owner == me and P.covers(c.path, path, self.ignorecase)]
+        return [c for c in self.claims if c.owner == me and P.covers(c.path, path, ignorecase=True)]
 
 
 def _file(common_dir: Path) -> Path:

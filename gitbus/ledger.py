@@ -43,6 +43,12 @@ class Ledger(NamedTuple):
             return None
         return _load(self.repo, found[1], path)
 
+    def folders(self, path: str) -> list[str]:
+        """The names of the folders directly inside the folder `path`."""
+        if self.tree is None:
+            return []
+        return [name for name, kind in self.repo.tree_list(self.tree, path) if kind == "tree"]
+
     def below(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every (path, object) stored under the directory `path`; what is no JSON object, or lies
         deeper than any path gitbus takes, is skipped and counted."""

@@ -265,7 +265,7 @@ def replay(repo: Repository, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]
         state = Ledger(repo, repo.read_commit(tip).tree)
         now = max(msg.time, chain_time(repo, tip) + 1)
         try:
-            change = redecide(state, msg, now, repo.ignorecase, lease_now=int(time.time() * 1000))
+            change = redecide(state, msg, now, lease_now=int(time.time() * 1000))
         except GitbusError as e:
             change = _dropped(msg, str(e), now)
             dropped.append(change.message)
@@ -274,9 +274,7 @@ def replay(repo: Repository, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]
     return tip, dropped
 
 
-def redecide(
-    state: Ledger, msg: Message, now: int, ignorecase: bool, lease_now: int | None = None
-) -> Change | None:
+def redecide(state: Ledger, msg: Message, now: int, lease_now: int | None = None) -> Change | None:
     """Decide `msg` again on another ledger state, keeping its id; raise if it cannot stand.
 
     Leases are judged by `lease_now`, the wall clock of the machine deciding again (see
@@ -296,14 +294,13 @@ def redecide(
             ttl_ms=min(max(ttl, C.MIN_TTL_MS), C.MAX_TTL_MS),
             reason=msg.text,
             now=now,
-            ignorecase=ignorecase,
             msg_id=msg.id,
             lease_now=lease_now,
         )
     if msg.get("dropped"):  # a note already decided: keep it, or its agent is never told
         return Change(dataclasses.replace(msg, time=now), {})
     if msg.kind in (Kind.RELEASE, Kind.RENEW):
-        present = [p for p in msg.paths if state.read(C.slot(p, ignorecase))]
+        present = [p for p in msg.paths if C.held_at(state, p) is not None]
         if not present or msg.get("dropped"):
             return None  # already gone: nothing left to release or renew
         if msg.kind is Kind.RELEASE:
@@ -315,7 +312,6 @@ def redecide(
                 force=bool(msg.get("forced")),
                 reason=msg.text or "re-decided at sync",
                 now=now,
-                ignorecase=ignorecase,
                 msg_id=msg.id,
             )
         return C.decide_renew(
@@ -324,7 +320,6 @@ def redecide(
             paths=present,
             ttl_ms=None,
             now=now,
-            ignorecase=ignorecase,
             msg_id=msg.id,
             lease_now=lease_now,
         )

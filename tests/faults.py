@@ -136,7 +136,7 @@ def ledger_problems(worktree: Path, ref: str = "refs/bus/ledger") -> tuple[int, 
             announced[msg.id] = msg.sender
             state = Ledger(repo, repo.read_commit(step.commit).tree)
             for p in msg.paths:
-                held = state.read(slot(p, repo.ignorecase))
+                held = state.read(slot(p))
                 if held is None or held.get("id") != msg.id or held.get("owner") != msg.sender:
                     problems.append(
                         f"claim {msg.id} announced {p} for {msg.sender}, not held at {step.commit}"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
@@ -178,14 +180,51 @@ def test_releasing_an_unclaimed_path_says_so(pair: tuple[Bus, Bus]) -> None:
         api.release(["config"])
 
 
-def test_claims_follow_core_ignorecase(pair: tuple[Bus, Bus]) -> None:
+@pytest.mark.parametrize("ignorecase", ["true", "false"])
+def test_claims_compare_case_insensitively_whatever_core_ignorecase_says(
+    pair: tuple[Bus, Bus], ignorecase: str
+) -> None:
     api, _ = pair
-    git(api.repo.root, "config", "core.ignorecase", "true")
+    git(api.repo.root, "config", "core.ignorecase", ignorecase)
     api2 = Bus.open(api.repo.root, "api-1", api.clock)
     web2 = Bus.open(pair[1].repo.root, "web-1", api.clock)
     api2.claim(["Internal/API/"])
     with pytest.raises(ClaimConflict, match="Internal/API/"):
         web2.claim(["internal/api/handler.go"])
+    assert git(api.repo.root, "ls-tree", "-r", "--name-only", "refs/bus/ledger").split() == [
+        "claims/_internal/_api/@"
+    ]
+
+
+def test_a_claim_in_the_slot_an_older_gitbus_spelled_still_blocks_and_is_released(
+    pair: tuple[Bus, Bus],
+) -> None:
+    """Before slots were always folded, a case-sensitive clone wrote `claims/_Docs/@`."""
+    api, web = pair
+    api.claim(["Docs/"])
+    led = git(api.repo.root, "rev-parse", "refs/bus/ledger").strip()
+    blob = git(api.repo.root, "rev-parse", "refs/bus/ledger:claims/_docs/@").strip()
+    index = {"GIT_INDEX_FILE": str(api.repo.common_dir / "old-index")}
+    for args in (
+        ["read-tree", "--empty"],
+        ["update-index", "--add", "--cacheinfo", f"100644,{blob},claims/_Docs/@"],
+    ):
+        subprocess.run(["git", *args], cwd=api.repo.root, env={**os.environ, **index}, check=True)
+    tree = subprocess.run(
+        ["git", "write-tree"],
+        cwd=api.repo.root,
+        env={**os.environ, **index},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    old = git(api.repo.root, "commit-tree", tree, "-p", led, "-m", "an older gitbus's slot").strip()
+    git(api.repo.root, "update-ref", "refs/bus/ledger", old, led)
+    with pytest.raises(ClaimConflict, match="Docs/"):
+        web.claim(["docs/readme.md"])
+    assert [c.path for c in web.claims()] == ["Docs/"]
+    api.release(["docs/"])
+    assert web.claims() == [] and git(api.repo.root, "ls-tree", "-r", "refs/bus/ledger") == ""
 
 
 def test_every_grant_release_and_takeover_is_a_message_on_the_ledger(

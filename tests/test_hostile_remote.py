@@ -440,7 +440,7 @@ def test_a_claim_entry_with_an_absurd_expiry_does_not_stop_its_agents_hooks(worl
 
 # -- a stream of malformed messages and ledger entries -------------------------------------------------
 
-_text = st.text(st.characters(codec="utf-8"), max_size=40)
+_text = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), max_size=40)
 _field = st.one_of(_text, st.integers().map(str), st.just(""), st.sampled_from(["9" * 40, "-1", "0", "1e3"]))
 
 

@@ -76,6 +76,31 @@ def test_control_characters_are_refused(repo: Path, raw: str) -> None:
         norm(repo, raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "what"),
+    [
+        ("evil\u202etxt.exe", "bidirectional"),
+        ("a\u2066b", "bidirectional"),
+        ("one\u2028two", "line separator"),
+        ("csi\x9b31m", "control characters"),
+    ],
+)
+def test_bidi_line_separator_and_c1_characters_are_refused_in_one_line(
+    repo: Path, raw: str, what: str
+) -> None:
+    with pytest.raises(GitbusError, match=what) as e:
+        norm(repo, raw)
+    assert "\n" not in str(e.value)
+
+
+def test_a_path_deeper_than_any_source_tree_is_refused(repo: Path) -> None:
+    with pytest.raises(GitbusError, match=f"more than {P.MAX_DEPTH} folders deep"):
+        norm(repo, "a/" * P.MAX_DEPTH + "x")
+    assert norm(repo, "a/" * (P.MAX_DEPTH - 1) + "x").count("/") == P.MAX_DEPTH - 1
+    with pytest.raises(GitbusError, match="1024 bytes|folders deep"):
+        P.canonical("a/" * 3000 + "x")
+
+
 def test_spaces_unicode_and_lock_suffixes_are_ordinary_names(repo: Path) -> None:
     assert norm(repo, "docs/my file.md") == "docs/my file.md"
     assert norm(repo, "données/été/") == "données/été/"

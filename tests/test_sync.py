@@ -873,3 +873,18 @@ def test_every_remote_ledger_state_is_free_of_overlaps(
     observer = clone(net.url, tmp_path / "observer")
     steps = remote_ledger_history(net.bare, observer)
     assert [s.message.kind for s in steps if s.message] == [Kind.CLAIM, Kind.CLAIM]
+
+
+def test_two_clones_that_differ_in_core_ignorecase_never_both_hold_docs_and_docs_readme(
+    net: Net, clock: FakeClock
+) -> None:
+    a, b = net.clones
+    git(a, "config", "core.ignorecase", "false")
+    git(b, "config", "core.ignorecase", "true")
+    alice, bob = sharing(a, "alice", clock), sharing(b, "bob", clock)
+    alice.claim(["Docs/"])
+    with pytest.raises(ClaimConflict, match="alice holds Docs/"):
+        bob.claim(["docs/readme.md"])
+    bob.claim(["src/"])
+    with pytest.raises(ClaimConflict, match="bob holds src/"):
+        alice.claim(["SRC/main.c"])
