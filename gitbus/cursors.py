@@ -14,7 +14,6 @@ light: hooks read it on every tool call.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitbus.gitfiles import Oid
+from gitbus.state import locked, write_atomic
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -45,7 +45,6 @@ def load(repo: Repository, name: str) -> dict[str, Oid]:
 def save(repo: Repository, name: str, tips: Mapping[str, Oid]) -> None:
     """Replace the cursor `name` atomically (temp file + rename)."""
     f = _file(repo, name)
-    f.parent.mkdir(parents=True, exist_ok=True)
     _write(f, json.dumps(dict(sorted(tips.items()))))
 
 
@@ -53,12 +52,7 @@ def save(repo: Repository, name: str, tips: Mapping[str, Oid]) -> None:
 def agent_lock(repo: Repository, name: str) -> Iterator[None]:
     """Serialise changes to agent `name`'s cursor and shown ids (hook sessions, inbox and MCP
     update them at once; a read-modify-write that interleaved would lose one of them)."""
-    import fcntl
-
-    f = repo.common_dir / "gitbus" / "cursors" / f"{name}.lock"
-    f.parent.mkdir(parents=True, exist_ok=True)
-    with f.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(repo.common_dir / "gitbus" / "cursors" / f"{name}.lock"):
         yield
 
 
@@ -84,18 +78,13 @@ def load_shown(repo: Repository, name: str) -> list[str]:
 
 def save_shown(repo: Repository, name: str, ids: list[str]) -> None:
     f = _shown_file(repo, name)
-    f.parent.mkdir(parents=True, exist_ok=True)
     _write(f, json.dumps(ids[-SHOWN_MAX:]))
 
 
 def _write(f: Path, data: str) -> None:
-    """Replace `f` atomically: a unique temp file beside it, then rename."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".cursor-")
-    with os.fdopen(fd, "w") as out:
-        out.write(data)
-    os.replace(tmp, f)
+    """Replace `f` atomically: a unique temp file beside it, then rename (one line when the disk
+    refuses, and no temp file left)."""
+    write_atomic(f, data, prefix=".cursor-")
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -134,12 +123,7 @@ def sessions_of(common_dir: Path, agent: str) -> list[str]:
 def session_lock(common_dir: Path, agent: str, session: str) -> Iterator[None]:
     """Serialise one session's hook calls (Claude Code runs parallel tool calls' hooks at once):
     read cursor, select, save must not interleave, or two calls would show the same message."""
-    import fcntl
-
-    d = _dir(common_dir, agent, session)
-    d.mkdir(parents=True, exist_ok=True)
-    with (d / "lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(_dir(common_dir, agent, session) / "lock"):
         yield
 
 
@@ -165,7 +149,6 @@ def load_session(common_dir: Path, agent: str, session: str) -> SessionCursor | 
 def save_session(common_dir: Path, agent: str, session: str, cursor: SessionCursor) -> SessionCursor:
     """Write `cursor` (with the next sequence number) to both slots; returns what was written."""
     d = _dir(common_dir, agent, session)
-    d.mkdir(parents=True, exist_ok=True)
     written = SessionCursor(cursor.tips, cursor.seq + 1, cursor.reminded[-200:], cursor.skip[-SHOWN_MAX:])
     data = json.dumps(written.to_json())
     for slot in ("a.json", "b.json"):

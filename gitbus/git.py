@@ -23,6 +23,7 @@ import pygit2
 
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
+from gitbus.state import disk_problem
 
 T = TypeVar("T")
 
@@ -117,6 +118,9 @@ class Repository:
                     txn.set_target(name, pygit2.Oid(hex=new), message=log)
                 return
             except (pygit2.GitError, OSError) as e:  # the lock is held: back off with jitter
+                disk = disk_problem(e)
+                if disk:  # no writer will ever get through: say so at once, not after 30 s
+                    raise GitbusError(f"Could not write {name}: {disk}.") from None
                 if time.monotonic() > deadline:
                     raise Contended(
                         f"Could not lock {name} for {_LOCK_DEADLINE_SECONDS:.0f}s; another writer holds it "
@@ -391,13 +395,18 @@ def _write_object(write: Callable[[], T]) -> T:
     content-addressed, so writing again is always safe.
     """
     delay = 0.001
-    for _ in range(10):
+    for attempt in range(11):
         try:
             return write()
-        except OSError:
+        except (OSError, pygit2.GitError) as e:
+            disk = disk_problem(e)
+            if disk:
+                raise GitbusError(f"Could not write to the repository: {disk}.") from None
+            if attempt == 10 or not isinstance(e, OSError):
+                raise
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.05)
-    return write()
+    raise AssertionError("unreachable")
 
 
 def _kind_of(obj: pygit2.Object) -> str:

@@ -207,8 +207,8 @@ def pre_tool_use(s: Session, data: Mapping[str, Any]) -> str:
     now = int(time.time() * 1000)
     snap = guard.snapshot(s.loc.root, s.loc.common_dir)
     blocking = snap.blocking(s.agent, rel, now)
-    if blocking:
-        reason = guard.denial(blocking, rel, now)
+    if blocking or snap.blind is not None:  # a guard that cannot read the claims refuses (fails closed)
+        reason = guard.denial(blocking, rel, now) if blocking else guard.blind_denial(snap, rel)
         if conf["guard"] == "warn":
             return emit("PreToolUse", "gitbus warning: " + reason)
         return emit("PreToolUse", permissionDecision="deny", permissionDecisionReason=reason)
@@ -222,7 +222,7 @@ def pre_tool_use(s: Session, data: Mapping[str, Any]) -> str:
         from gitbus.bus import Bus
 
         Bus.open(s.loc.root, s.agent).claim([rel], reason="auto-claimed on first edit")
-    return ""
+    return emit("PreToolUse", f"gitbus: {snap.note}.") if snap.note else ""
 
 
 def _repo_path(loc: Location, raw: str) -> str | None:

@@ -7,13 +7,12 @@ pay for a git config parser. Every key is validated here, so a bad value is one 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from gitbus.errors import GitbusError
+from gitbus.state import write_atomic
 
 DEFAULTS: dict[str, Any] = {
     "remote": None,  # the git remote that carries the bus (docs/sync.md)
@@ -67,10 +66,7 @@ def parse(key: str, value: str) -> Any:
 def save(common_dir: Path, key: str, value: Any) -> None:
     """Set one key (already validated by `parse`), atomically."""
     f = _file(common_dir)
-    f.parent.mkdir(parents=True, exist_ok=True)
     current = load(common_dir)
     current[key] = value
-    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".config-")
-    with os.fdopen(fd, "w") as out:
-        json.dump({k: v for k, v in current.items() if v != DEFAULTS[k]}, out, indent=2, sort_keys=True)
-    os.replace(tmp, f)
+    kept = {k: v for k, v in current.items() if v != DEFAULTS[k]}
+    write_atomic(f, json.dumps(kept, indent=2, sort_keys=True), prefix=".config-")

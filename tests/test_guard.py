@@ -7,8 +7,12 @@ name its interpreter itself.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,7 @@ from typer.testing import CliRunner
 from gitbus.bus import Bus
 from gitbus.cli import app
 
-from .conftest import git
+from .conftest import git, make_repo
 
 NAMES = ("api-1", "web-1", "db-1")
 BARE_PATH = "/usr/bin:/bin"
@@ -233,3 +237,103 @@ def test_a_relative_core_hooks_path_is_guarded_in_every_worktree_without_touchin
     assert git(main, "config", "core.hooksPath").strip() == ".githooks"
     assert not (api.repo.common_dir / "gitbus" / "hooks").exists()
     assert commit(web.repo.root, "internal/api/handler.go").returncode == 0
+
+
+# -- failing closed ------------------------------------------------------------------------------------
+
+
+def edit_hook(wt: Path, rel: str, agent: str) -> dict[str, object]:
+    from gitbus.hooks import handle
+
+    data = {
+        "session_id": "g1",
+        "cwd": str(wt),
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Edit",
+        "tool_input": {"file_path": str(wt / rel)},
+    }
+    code, out = handle(data, {"GITBUS_AGENT": agent})
+    assert code == 0
+    return json.loads(out)["hookSpecificOutput"] if out else {}
+
+
+def test_a_ledger_that_is_no_commit_makes_both_guards_refuse_and_say_why(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    api.claim(["config/"])
+    blob = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"], cwd=api.repo.root, input="x", capture_output=True, text=True
+    ).stdout.strip()
+    git(api.repo.root, "update-ref", "refs/bus/ledger", blob)
+    out = edit_hook(web.repo.root, "README.md", "web-1")
+    assert out["permissionDecision"] == "deny"
+    assert "could not read the claims" in str(out["permissionDecisionReason"])
+    code, _, err = gb(web.repo.root, "-a", "web-1", "guard", "README.md")
+    assert code == 3 and "could not read the claims" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (root only; skipped elsewhere), unmounted at the end."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
+        pytest.skip("mounting a small file system needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path) -> None:
+    with (disk / "filler").open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+
+
+def leftovers(repo: Path) -> list[str]:
+    return [
+        str(p) for p in (repo / ".git").rglob("*") if p.name.startswith((".claims-", ".cursor-", ".config-"))
+    ]
+
+
+def test_on_a_full_disk_the_edit_guard_decides_at_once_says_why_and_leaves_no_temp_file(
+    small_disk: Path,
+) -> None:
+    repo = make_repo(small_disk / "r")
+    api = Bus.open(repo, "api-1")
+    api.init()
+    web = Bus.open(repo, "web-1")
+    web.init()
+    api.claim(["config/"])
+    fill(small_disk)
+    started = time.monotonic()
+    denied = edit_hook(repo, "config/db.yaml", "web-1")
+    allowed = edit_hook(repo, "README.md", "web-1")
+    assert time.monotonic() - started < 5
+    assert denied["permissionDecision"] == "deny" and "api-1 holds config/" in str(
+        denied["permissionDecisionReason"]
+    )
+    assert "the disk is full" in str(allowed["additionalContext"])
+    code, _, err = gb(repo, "-a", "web-1", "discover", "hello")
+    assert code == 1 and err.strip().splitlines() == [err.strip()] and "the disk is full" in err, err
+    assert time.monotonic() - started < 10
+    assert leftovers(repo) == []
+
+
+def test_on_a_read_only_disk_the_guards_still_decide_and_writes_fail_in_one_line(small_disk: Path) -> None:
+    repo = make_repo(small_disk / "r")
+    api = Bus.open(repo, "api-1")
+    api.init()
+    Bus.open(repo, "web-1").init()
+    api.claim(["config/"])
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    started = time.monotonic()
+    denied = edit_hook(repo, "config/db.yaml", "web-1")
+    assert denied["permissionDecision"] == "deny"
+    code, _, err = gb(repo, "-a", "web-1", "guard", "config/db.yaml")
+    assert code == 3 and "api-1 holds config/" in err, err
+    code, _, err = gb(repo, "-a", "web-1", "claim", "README.md")
+    assert code == 1 and "read-only" in err and len(err.strip().splitlines()) == 1, err
+    assert time.monotonic() - started < 10
