@@ -72,6 +72,8 @@ class Status:
     # gitbus data, met while reading this status (never fatal), and what the last pull refused.
     skipped: int = 0
     refused: tuple[str, ...] = ()
+    # My expired claims another agent took over since my last claim step: (path, by whom, when).
+    taken_over: tuple[tuple[str, AgentName, int], ...] = ()
 
     def damage(self) -> str | None:
         """One line on what was skipped or refused, or None when nothing was."""
@@ -513,6 +515,16 @@ class Bus:
             if m.kind is Kind.REQUEST and self._concerns_me(m)
         ]
         requests = [r for r in requests if r.state is None or r.state.done_at is None]
+        taken: list[tuple[str, AgentName, int]] = []
+        for m in recent:  # newest first, until my own latest claim step
+            if m.sender == self.agent and m.kind in (Kind.CLAIM, Kind.RENEW, Kind.RELEASE):
+                break
+            if m.kind is Kind.CLAIM:
+                taken += [
+                    (v.split(" ", 1)[1], m.sender, m.time)
+                    for k, v in m.meta
+                    if k == "took-over" and v.split(" ", 1)[0] == self.agent and " " in v
+                ]
         return Status(
             me=self.agent,
             now=now,
@@ -523,5 +535,6 @@ class Bus:
             requests=requests,
             unread=len(self.unread(limit=seen.UNREAD_COUNT_MAX)[0]),
             skipped=len(self.repo.skipped),
+            taken_over=tuple(taken),
             refused=tuple(sync.last_refused(self.repo)),
         )

@@ -25,6 +25,9 @@ from gitbus.message import Kind, Message, clean_text, full_id, quote
 DEFAULT_TTL_MS = 30 * 60_000
 MIN_TTL_MS = 1000
 MAX_TTL_MS = 7 * 24 * 3_600_000
+# Another agent takes an expired claim over only once it is this much past its expiry: two machines'
+# clocks may disagree by a little, and the owner's clock may still say the lease is live.
+SKEW_MARGIN_MS = 30_000
 ROOT = "claims"
 
 
@@ -46,6 +49,10 @@ class Claim:
 
     def live(self, now: int) -> bool:
         return self.expires_at > now
+
+    def open_to_others(self, now: int) -> bool:
+        """True once another agent may take this claim over: expired by more than the skew margin."""
+        return self.expires_at + SKEW_MARGIN_MS <= now
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -196,8 +203,15 @@ def overlapping(ledger: Ledger, path: str) -> list[Claim]:
 
 
 def conflict_error(claim: Claim, wanted: str, now: int) -> ClaimConflict:
+    grace = (
+        ""
+        if claim.live(now)
+        else f"; it can be taken over {span(claim.expires_at + SKEW_MARGIN_MS - now)} from now "
+        f"({SKEW_MARGIN_MS // 1000}s past its expiry, a margin for clock skew)"
+    )
     return ClaimConflict(
-        f'{wanted} is refused: {claim.describe(now)}. Ask them with: gitbus ask --to {claim.owner} "…"',
+        f"{wanted} is refused: {claim.describe(now)}{grace}. "
+        f'Ask them with: gitbus ask --to {claim.owner} "…"',
         holder=claim.owner,
         held_path=claim.path,
         reason=claim.reason,
@@ -232,7 +246,7 @@ def decide_claim(
                 if same_path(c.path, path):
                     previous = c
                 continue
-            if c.live(now):
+            if not c.open_to_others(now):
                 raise conflict_error(c, f"Claim on {path}", now)
             gone = c.where
             if gone not in writes:  # not when an earlier path of this same claim already took the slot

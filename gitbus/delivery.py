@@ -87,7 +87,9 @@ def fact(m: Message, me: AgentName) -> str:
         until = m.get("expires")
         when = f" until {hhmm(int(until))}" if until and until.isdigit() else ""
         why = f", reason {quote(m.text)}" if m.text else ""
-        return f"- {who} claimed {path_list(m.paths)}{when}{why}."
+        mine = [v.split(" ", 1)[1] for k, v in m.meta if k == "took-over" and v.split(" ", 1)[0] == me]
+        lost = f"; your expired claim on {', '.join(mine)} is gone: {who} took it over" if mine else ""
+        return f"- {who} claimed {path_list(m.paths)}{when}{why}{lost}."
     if m.kind is Kind.RELEASE:
         forced = [v for k, v in m.meta if k == "forced"]
         if forced:

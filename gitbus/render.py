@@ -162,6 +162,8 @@ def status(console: Console, s: Status) -> None:
         console.print(f"Last background sync with {s.sync.get('remote')}: {when}, {state}")
     if s.damage():
         console.print(f"[yellow]{escape(s.damage() or '')}[/yellow]")
+    for path, by, at in s.taken_over:
+        console.print(f"Your expired claim on {escape(path)} was taken over by {by} at {hhmm(at)}.")
     console.print("\n[bold]Your claims[/bold]")
     claims(console, s.my_claims, s.now, s.me)
     console.print("\n[bold]Others' claims[/bold]")
@@ -183,6 +185,7 @@ def status_json(s: Status) -> dict[str, Any]:
         "sync": s.sync,
         "skipped": s.skipped,
         "refused": list(s.refused),
+        "taken_over": [{"path": p, "by": by, "time": iso(t)} for p, by, t in s.taken_over],
         "my_claims": [claim_json(c, s.now) for c in s.my_claims],
         "other_claims": [claim_json(c, s.now) for c in s.other_claims],
         "open_questions": [m.to_json() for m in s.open_questions],

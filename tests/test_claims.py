@@ -11,7 +11,7 @@ import pytest
 from gitbus import ledger
 from gitbus import paths as P
 from gitbus.bus import Bus
-from gitbus.claims import DEFAULT_TTL_MS, all_claims
+from gitbus.claims import DEFAULT_TTL_MS, SKEW_MARGIN_MS, all_claims
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, GitbusError, NotFound
 from gitbus.message import Kind
@@ -85,7 +85,7 @@ def test_reclaiming_ones_own_path_is_idempotent_and_extends_the_lease(
 def test_an_expired_claim_is_ignored_and_can_be_taken_over(pair: tuple[Bus, Bus], clock: FakeClock) -> None:
     api, web = pair
     api.claim(["internal/api/"], ttl_ms=10_000)
-    clock.advance(11_000)
+    clock.advance(10_000 + SKEW_MARGIN_MS)
     assert api.claims() == []
     msg = web.claim(["internal/api/handler.go"])
     assert ("took-over", "api-1 internal/api/") in msg.meta
@@ -95,12 +95,25 @@ def test_an_expired_claim_is_ignored_and_can_be_taken_over(pair: tuple[Bus, Bus]
     assert_no_overlap_between_owners(web)
 
 
+def test_a_claim_expired_by_less_than_the_clock_skew_margin_is_not_taken_over_yet(
+    pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    api, web = pair
+    api.claim(["internal/api/"], ttl_ms=10_000)
+    clock.advance(10_000 + SKEW_MARGIN_MS - 1000)
+    assert api.claims() == []  # expired for its owner and for the guards
+    with pytest.raises(ClaimConflict, match=r"expired at .*can be taken over 1s from now.*clock skew"):
+        web.claim(["internal/api/handler.go"])
+    clock.advance(1000)
+    assert ("took-over", "api-1 internal/api/") in web.claim(["internal/api/handler.go"]).meta
+
+
 def test_an_expired_claim_cannot_be_revived_once_another_agent_holds_it(
     pair: tuple[Bus, Bus], clock: FakeClock
 ) -> None:
     api, web = pair
     api.claim(["internal/api/"], ttl_ms=10_000)
-    clock.advance(20_000)
+    clock.advance(20_000 + SKEW_MARGIN_MS)
     web.claim(["internal/api/"])
     with pytest.raises(NotFound):
         api.renew(["internal/api/"])
@@ -232,7 +245,7 @@ def test_every_grant_release_and_takeover_is_a_message_on_the_ledger(
 ) -> None:
     api, web = pair
     api.claim(["a/"], ttl_ms=1000)
-    clock.advance(2000)
+    clock.advance(2000 + SKEW_MARGIN_MS)
     web.claim(["a/b/"])
     web.release(["a/b/"])
     kinds = [m.kind for m in api.log(n=None) if m.kind in (Kind.CLAIM, Kind.RELEASE)]
@@ -247,3 +260,20 @@ def test_claims_never_show_in_git_status(pair: tuple[Bus, Bus], worktrees: list[
     web.discover("x")
     for wt in worktrees:
         assert git(wt, "status", "--porcelain") == ""
+
+
+def test_an_agent_whose_expired_claim_was_taken_over_is_told_plainly(
+    pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    from gitbus.delivery import fact
+
+    api, web = pair
+    api.claim(["internal/api/"], ttl_ms=10_000)
+    clock.advance(10_000 + SKEW_MARGIN_MS)
+    msg = web.claim(["internal/api/handler.go"])
+    assert "your expired claim on internal/api/ is gone: web-1 took it over" in fact(msg, api.agent)
+    assert "your expired claim" not in fact(msg, web.agent)
+    assert [(p, by) for p, by, _ in api.status().taken_over] == [("internal/api/", "web-1")]
+    assert msg.id in [m.id for m in api.inbox()]
+    api.claim(["config/"])  # acting on claims again: the notice has been seen
+    assert api.status().taken_over == ()

@@ -16,7 +16,7 @@ import pytest
 
 from gitbus import ledger
 from gitbus.bus import Bus
-from gitbus.claims import Claim
+from gitbus.claims import SKEW_MARGIN_MS, Claim
 from gitbus.clock import FakeClock
 from gitbus.delegation import state_of
 from gitbus.ids import AgentName, agent_ref
@@ -197,7 +197,7 @@ def test_a_claim_over_an_expired_lease_holds_every_path_it_was_granted(
 ) -> None:
     old, new = bus_for(repo, "old-1"), bus_for(repo, "new-1")
     old.claim(["src/a/"], ttl_ms=1000)
-    clock.advance(5000)
+    clock.advance(5000 + SKEW_MARGIN_MS)
     granted = new.claim(["src/a/", "src/a/x.py"])
     held = {c.path for c in new.claims() if c.owner == "new-1"}
     assert held == set(granted.paths), f"granted {granted.paths}, but the ledger holds only {sorted(held)}"
