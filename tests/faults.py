@@ -922,6 +922,124 @@ def bad_inputs_scenario(root: Path, size: Size) -> Result:
     return res
 
 
+# -- 7. a hostile peer pushing bad refs to the shared remote ---------------------------------------------
+
+
+def _malformed(rng: random.Random, i: int) -> str:
+    """One commit message in gitbus's layout with one or two fields a peer broke on purpose."""
+    from . import test_hostile_remote as H
+
+    fields: dict[str, Any] = {"sender": "fuzz", "mid": f"{i:016x}", "time": H.BASE_TIME + i}
+    breakage = {
+        "time": ["9" * 30, "-1", "", "1e12", "999999999999"],
+        "sender": ["alice", "Fuzz", "../x", ""],
+        "mid": ["zz", "0" * 17, ""],
+        "kind": ["claim", "nope", ""],
+        "to": ["", "x y", "ALL"],
+        "text": ["\x1b[31mred", "evil \u202e txt.exe", "a\u2028b", "  pad  ", "x" * 70_000, ""],
+        "paths": [("a/" * 100 + "x",), ("../etc",), (".git/config",), ("a\tb",)],
+        "meta": [("=x",), ("k=" + "v" * 5000,), ("k=\x07",)],
+    }
+    for key in rng.sample(sorted(breakage), rng.choice((1, 2))):
+        fields[key] = rng.choice(breakage[key])
+    return H.trailers(**fields)
+
+
+def hostile_remote_scenario(root: Path, size: Size) -> Result:
+    """A peer with plain git pushes every kind of bad ref the issue names into the bare remote, then
+    clones that sync (and clones that took the bus in with plain git fetch) run every everyday command
+    and hook event; nothing valid may be lost."""
+    from gitbus.bus import Bus
+
+    from . import test_hostile_remote as H
+    from .test_sync import gb
+
+    res = Result("hostile-remote", "A hostile peer pushing bad refs to the shared remote")
+    pushed = clones = working = lost = refused = honest_refused = 0
+
+    def works(what: str, path: Path, valid: set[str], broken: bool = False) -> None:
+        nonlocal clones, working, lost
+        clones += 1
+        have = {m.id for m in Bus.open(path, "carol").log(n=None)}
+        lost += len(valid - have)
+        before = len(res.problems)
+        with res.guarded(what):
+            H.assert_every_command_works(path, valid, ledger_broken=broken)
+        working += len(res.problems) == before
+
+    def synced(what: str, path: Path, agent: str = "carol") -> int:
+        """Sync `path`; how many refs it refused (or ignored), one line each."""
+        code, _, err = gb(path, agent, "sync")
+        res.expect(
+            code == 0 and "CRASHED" not in err and "Traceback" not in err, f"{what}: sync: {err[-400:]}"
+        )
+        return sum(1 for line in err.splitlines() if line.startswith(("gitbus: refused", "gitbus: ignored")))
+
+    w = H.make_world(root / "chains")
+    bad = H.push_bad_agent_refs(w)
+    pushed += len(bad)
+    b = H.fresh_clone(w, "b")
+    refused += synced("bad chains", b)
+    works("bad chains, clone that synced", b, w.valid)
+    works("bad chains, clone that fetched with plain git", H.plain_fetch_clone(w, "c"), w.valid)
+
+    for what, how in H.BAD_LEDGERS.items():
+        w = H.make_world(root / how)
+        ledger_ids = {m.id for m in Bus.open(w.honest, "alice").log(n=None) if m.kind.value == "claim"}
+        H.push_bad_ledger(w, how)
+        pushed += 1
+        b = H.fresh_clone(w, "b")
+        refused += synced(f"a ledger with {what}", b)
+        gone = ledger_ids if how in ("rewrite", "blob", "tree") else set()  # removed on the remote itself
+        works(
+            f"a ledger with {what}, clone that synced",
+            b,
+            w.valid - gone,
+            how in ("blob", "tree", "deepchain"),
+        )
+        honest_refused += synced(f"a ledger with {what}, the honest clone", w.honest, "alice")
+        have = {m.id for m in Bus.open(w.honest, "alice").log(n=None)}
+        lost += len(w.valid - have)
+        res.expect(w.valid <= have, f"a ledger with {what}: the honest clone lost {sorted(w.valid - have)}")
+
+    w = H.make_world(root / "stream")
+    rng = random.Random(13)
+    count = 60 if size.name == "short" else 600
+    tip = None
+    for i in range(count):
+        tip = w.peer.commit(_malformed(rng, i), (tip,) if tip else ())
+    assert tip is not None
+    w.peer.push(tip, "refs/bus/agents/fuzz")
+    pushed += 1
+    b = H.fresh_clone(w, "b")
+    refused += synced("a stream of malformed messages", b)
+    works("a stream of malformed messages, clone that synced", b, w.valid)
+    works("a stream of malformed messages, plain git fetch", H.plain_fetch_clone(w, "c"), w.valid)
+
+    res.lost = lost
+    res.injected = [
+        f"{pushed} bad refs pushed with plain git (commit-tree, mktree, mktag, push --force) into a bare "
+        f"remote: {len(bad)} agent chains at once ({'; '.join(sorted(set(bad.values())))}), "
+        f"{len(H.BAD_LEDGERS)} ledgers ({'; '.join(H.BAD_LEDGERS)}), and one chain of {count} malformed "
+        "messages (fixed seed 13: bad times, senders, ids, types, recipients, text with escape, bidi and "
+        "line-separator characters, over-long text, deep and escaping paths, bad meta).",
+    ]
+    res.checked = [
+        f"{clones} clones, each after `gitbus sync` (or a plain `git fetch` of refs/bus/*): log, status, "
+        "inbox, claims, agents, search, show, discover, ask, claim and release (`--offline` where the "
+        "remote's ledger is one nobody can decide on, and the online claim then refused in one line), and "
+        "the hooks SessionStart, UserPromptSubmit, PostToolUse, PreToolUse and Stop: each exits with its "
+        "normal code, with no traceback. Every valid message is still shown; the clone that held the "
+        f"ledger keeps all of it after syncing. **{working} of {clones} clones kept working; messages lost: "
+        f"{lost}.** The clones that synced refused {refused} of the {pushed} bad refs, one line each naming "
+        "the ref and the reason; the others are ledgers whose commits are valid messages, whose bad "
+        "entries are skipped (and counted) when read, and the unrelated ledger, which a clone's first "
+        "sync cannot tell from the real one. The honest clones, which had fetched the real ledger, "
+        f"refused {honest_refused} of the {len(H.BAD_LEDGERS)} bad ledgers, the rewrite among them.",
+    ]
+    return res
+
+
 def _command_of(case: dict[str, Any]) -> str:
     return str(case.get("command") or case["args"][0])
 
@@ -935,6 +1053,7 @@ SCENARIOS: dict[str, Callable[[Path, Size], Result]] = {
     "posts": posts_scenario,
     "partitions": partitions_scenario,
     "bad-inputs": bad_inputs_scenario,
+    "hostile-remote": hostile_remote_scenario,
 }
 
 
