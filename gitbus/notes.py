@@ -18,6 +18,7 @@ from gitbus.errors import Contended
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import MessageId
 from gitbus.message import Kind, Message
+from gitbus.text import unsafe
 
 if TYPE_CHECKING:
     from gitbus.bus import Bus
@@ -213,6 +214,10 @@ def story(bus: Bus, path: str, rev: str = "HEAD") -> list[Event]:
     posted = {e.message.id[:8]: e.time for e in events if e.message}
     for record in log.split("\x1e"):
         parts = record.strip("\n").split("\x1f")
+        if len(parts) == 5 and parts[0] and unsafe(parts[4]) is not None:
+            # A note is anyone's words (notes travel with the bus): held to the text rules, or left out.
+            bus.repo.skipped[f"note {parts[0]}"] = "a coordination note with characters gitbus refuses"
+            parts[4] = ""
         if len(parts) == 5 and parts[0]:
             # git stamps whole seconds: a commit is placed after the posts its note lists from its second.
             second = int(parts[1]) * 1000

@@ -192,6 +192,7 @@ EVERYDAY: list[tuple[str, ...]] = [
     ("claim", "config/", "--reason", "tuning"),
     ("release", "config/"),
     ("ask", "anyone?"),
+    ("watch", "--once"),
 ]
 
 

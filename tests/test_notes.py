@@ -27,7 +27,7 @@ from gitbus.clock import FakeClock
 from gitbus.git import Repository
 from gitbus.ids import EVERYONE, AgentName, agent_ref, new_message_id
 from gitbus.message import Kind, Message, encode
-from gitbus.notes import NOTES_REF
+from gitbus.notes import NOTES_REF, story
 
 from .conftest import git, make_repo
 from .helpers_proc import FORK, WAIT_SECONDS, Failure, collect, running
@@ -554,3 +554,13 @@ def test_a_search_matches_newlines_and_tabs_only_where_the_text_has_them(repo: P
     assert [m.id for m in bus.log(None, grep="line\nsecond\tline")] == [tabbed.id]
     assert [m.id for m in bus.log(None, grep="back\\slash")] == [tabbed.id]
     assert bus.log(None, grep="\\nsecond") == []  # an escape in the index is not text
+
+
+def test_a_note_with_a_bidi_override_is_left_out_of_a_paths_history_and_counted(team: list[Bus]) -> None:
+    wt = team[0].repo.root
+    (wt / "README.md").write_text("changed\n")
+    git(wt, "commit", "-q", "-am", "touch readme")
+    git(wt, "notes", "--ref=gitbus", "add", "-f", "-m", "evil \u202e txt.exe", "HEAD")
+    [touched] = [e for e in story(team[0], "README.md") if e.subject == "touch readme"]
+    assert touched.note == ""
+    assert any(k.startswith("note ") for k in team[0].repo.skipped)
