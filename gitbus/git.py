@@ -60,6 +60,7 @@ class Repository:
         self.git_dir = git_dir
         self.common_dir = common_dir
         self.ignorecase = _config_bool(repo, "core.ignorecase")
+        self.signing = _config_bool(repo, "commit.gpgsign")  # git signs commits here: so does gitbus
         self._empty_tree: Oid | None = None
         # What the readers of this handle met under refs/bus that is not valid gitbus data and
         # passed over (a commit, ref or ledger entry -> why): shown by `gitbus status`, never fatal.
@@ -166,7 +167,11 @@ class Repository:
     # -- objects ----------------------------------------------------------------------------------
 
     def commit(self, *, tree: Oid, parents: list[Oid], message: str, author: str, time_ms: int) -> Oid:
-        """Write a commit object (no ref moves). Author and committer are the agent."""
+        """Write a commit object (no ref moves). Author and committer are the agent. Where git signs
+        commits (`commit.gpgsign`), git's own `commit-tree -S` writes it, signed with the user's
+        configured key and format (OpenPGP, SSH or X.509)."""
+        if self.signing:
+            return self._signed_commit(tree, parents, message, author, time_ms)
         sig = pygit2.Signature(author, f"{author}@gitbus.invalid", time_ms // 1000, 0)
         oid = _write_object(
             lambda: self._repo.create_commit(
@@ -174,6 +179,37 @@ class Repository:
             )
         )
         return Oid(str(oid))
+
+    def _signed_commit(self, tree: Oid, parents: list[Oid], message: str, author: str, time_ms: int) -> Oid:
+        who = {"NAME": author, "EMAIL": f"{author}@gitbus.invalid", "DATE": f"@{time_ms // 1000} +0000"}
+        env = {
+            **os.environ,
+            **{f"GIT_{role}_{k}": v for role in ("AUTHOR", "COMMITTER") for k, v in who.items()},
+        }
+        args = ["git", "commit-tree", tree, *(a for p in parents for a in ("-p", p)), "-S", "-F", "-"]
+        proc = subprocess.run(
+            args, cwd=self.root, input=message.encode(), env=env, capture_output=True, check=False
+        )
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            why = err[-1] if err else f"exit {proc.returncode}"
+            raise GitbusError(
+                f"git could not sign the bus commit ({why}); fix the signing setup or unset commit.gpgsign."
+            )
+        return Oid(proc.stdout.decode().strip())
+
+    def signers(self, tip: Oid, hide: list[Oid]) -> dict[Oid, tuple[str, str]]:
+        """For every commit reachable from `tip` and not from `hide`: git's verdict on its signature
+        (`%G?`: G good, B bad, U unknown validity, N none, …) and the signer git names (`%GS`: an SSH
+        principal from `gpg.ssh.allowedSignersFile`, or an OpenPGP user id)."""
+        args = ["log", "--format=%H%x00%G?%x00%GS", tip, *(f"^{h}" for h in hide), "--"]
+        code, out, _ = self.git_result(*args)
+        result: dict[Oid, tuple[str, str]] = {}
+        for line in out.splitlines() if code == 0 else ():
+            oid, _, rest = line.partition("\0")
+            verdict, _, signer = rest.partition("\0")
+            result[Oid(oid)] = (verdict, signer)
+        return result
 
     def read_commit(self, oid: Oid) -> Commit:
         """The commit `oid`; raises `Unreadable` when it is missing or another kind of object (a ref

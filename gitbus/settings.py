@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "autoclaim": False,  # claim a file on an agent's first edit of it
     "operator": "operator",  # the human's agent name in the TUI
     "sync_interval": 30,  # seconds between background pulls by `gitbus watch` (0: never)
+    "require_signed": False,  # sync takes in only commits signed by their sender (docs/sync.md)
 }
 
 
@@ -54,9 +55,9 @@ def parse(key: str, value: str) -> Any:
         if not value.isdigit():
             raise GitbusError(f"sync_interval is a whole number of seconds, not '{value}'.")
         return int(value)
-    if key == "autoclaim":
+    if key in ("autoclaim", "require_signed"):
         if value.lower() not in ("true", "false", "on", "off", "1", "0"):
-            raise GitbusError(f"autoclaim must be true or false, not '{value}'.")
+            raise GitbusError(f"{key} must be true or false, not '{value}'.")
         return value.lower() in ("true", "on", "1")
     from gitbus.ids import agent_name
 

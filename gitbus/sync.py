@@ -127,12 +127,13 @@ def fetch_vouched(repo: Repository, remote: str, report: Report, what: str = "*"
     notes_tracking = f"refs/remotes/{remote}/notes/gitbus"
     before = repo.refs(tracking(remote))
     before_notes = repo.ref(notes_tracking)
+    signed = bool(settings.load(repo.common_dir)["require_signed"])
     fetch(repo, remote, what)
     for tref in sorted(repo.refs(tracking(remote))):
         ref = vouch.bus_ref_of(tracking(remote), tref)
         if ref is None:
             continue
-        refusal = vouch.check(repo, remote, ref, tref, before.get(tref))
+        refusal = vouch.check(repo, remote, ref, tref, before.get(tref), require_signed=signed)
         if refusal is not None:
             report.refuse(refusal)
     if what == "*":

@@ -48,9 +48,11 @@ def check(
     tracking_ref: str,
     before: Oid | None,
     now_ms: int | None = None,
+    require_signed: bool = False,
 ) -> Refusal | None:
     """Vouch for the fetched `tracking_ref` (which held `before` until the fetch), or refuse it and
-    put the tracking ref back to what can be taken in."""
+    put the tracking ref back to what can be taken in. With `require_signed`, every new commit must
+    also carry a signature git verifies as good, by a signer named as its sender (see `signed_by`)."""
     after = repo.ref(tracking_ref)
     if after is None or after == before:
         return None
@@ -71,14 +73,43 @@ def check(
     if not ref.startswith(BUS_PREFIX):  # the notes: a commit, never rewritten; their text is no message
         return None
     stops = {o for o in (before, repo.ref(ref)) if o is not None}
-    bad, keep = _walk(repo, ref, after, stops, now_ms if now_ms is not None else int(time.time() * 1000))
+    signatures = None
+    if require_signed:
+        hide = [o for o in stops if repo.object_kind(o) == "commit"]
+        signatures = repo.signers(after, hide)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    bad, keep = _walk(repo, ref, after, stops, now, signatures)
     if bad is None:
         return None
     return _put_back(repo, remote, ref, tracking_ref, after, keep if keep is not None else before, bad)
 
 
+def signed_by(signer: str, sender: str) -> bool:
+    """True when git's signer name `signer` (`%GS`) names agent `sender`: the SSH principal in
+    `gpg.ssh.allowedSignersFile` is the agent name (or `<name>@gitbus.invalid`), or the OpenPGP user
+    id's address is `<name>@gitbus.invalid`."""
+    return signer in (sender, f"{sender}@gitbus.invalid") or signer.endswith(f"<{sender}@gitbus.invalid>")
+
+
+def _unsigned(signatures: Mapping[Oid, tuple[str, str]], oid: Oid, sender: str | None) -> str | None:
+    """Why commit `oid` fails the signature requirement, or None."""
+    verdict, signer = signatures.get(oid, ("N", ""))
+    if verdict == "N":
+        return "an unsigned commit (this clone requires signatures: gitbus config require_signed)"
+    if verdict != "G":
+        return f"a commit whose signature git does not verify as good (%G? = {verdict})"
+    if sender is not None and not signed_by(signer, sender):
+        return f"a message from {sender} signed by {signer or 'an unnamed key'}"
+    return None
+
+
 def _walk(
-    repo: Repository, ref: str, tip: Oid, stops: set[Oid], now_ms: int
+    repo: Repository,
+    ref: str,
+    tip: Oid,
+    stops: set[Oid],
+    now_ms: int,
+    signatures: Mapping[Oid, tuple[str, str]] | None = None,
 ) -> tuple[str | None, Oid | None]:
     """Check every commit reachable from `tip` and not from `stops`: (why the first bad one is bad,
     or None; the newest first-parent commit from `tip` with nothing bad below it, or None)."""
@@ -98,9 +129,15 @@ def _walk(
         parents[oid] = commit.parents
         todo.extend(commit.parents)
         if ref.startswith(AGENTS_PREFIX) and is_sync_merge(commit):
+            unsigned = _unsigned(signatures, oid, None) if signatures is not None else None
+            if unsigned:
+                bad[oid] = unsigned
             continue
         msg = read_message(repo, commit, ref)
-        if msg is None:
+        unsigned = _unsigned(signatures, oid, msg.sender if msg else None) if signatures is not None else None
+        if msg is not None and unsigned:
+            bad[oid] = unsigned
+        elif msg is None:
             bad[oid] = repo.skipped.get(oid, "not a gitbus message")
             if bad[oid].startswith("A bus "):
                 bad[oid] = "a commit that is no valid gitbus message (" + bad[oid] + ")"

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -888,3 +889,64 @@ def test_two_clones_that_differ_in_core_ignorecase_never_both_hold_docs_and_docs
     bob.claim(["src/"])
     with pytest.raises(ClaimConflict, match="bob holds src/"):
         alice.claim(["SRC/main.c"])
+
+
+# -- signatures ---------------------------------------------------------------------------------------
+
+
+def ssh_signing(clone_path: Path, key_dir: Path, agent: str) -> str:
+    """Make git sign every commit of `clone_path` with a new SSH key for `agent`; its public key line."""
+    key_dir.mkdir(parents=True, exist_ok=True)
+    key = key_dir / agent
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", agent, "-f", str(key)], check=True)
+    for k, v in (("gpg.format", "ssh"), ("user.signingkey", f"{key}.pub"), ("commit.gpgsign", "true")):
+        git(clone_path, "config", k, v)
+    return (key_dir / f"{agent}.pub").read_text().strip()
+
+
+def allow_signers(clone_path: Path, file: Path, signers: dict[str, str]) -> None:
+    """Trust these keys in `clone_path`, each as the principal (agent name) it maps to."""
+    file.write_text("".join(f'{name} namespaces="git" {pub}\n' for name, pub in signers.items()))
+    git(clone_path, "config", "gpg.ssh.allowedSignersFile", str(file))
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_bus_commits_are_signed_where_git_signs_commits_and_verify_as_their_sender(
+    net: Net, clock: FakeClock
+) -> None:
+    a = net.clones[0]
+    pub = ssh_signing(a, net.bare.parent / "keys", "alice")
+    allow_signers(a, net.bare.parent / "allowed", {"alice": pub})
+    alice = sharing(a, "alice", clock)
+    msg = alice.discover("signed and sealed")
+    alice.claim(["config/"])
+    assert git(a, "log", "-1", "--format=%G? %GS", "refs/bus/agents/alice").split() == ["G", "alice"]
+    assert git(a, "log", "-1", "--format=%G? %GS", "refs/bus/ledger").split() == ["G", "alice"]
+    assert alice.find(msg.id) == msg
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_a_clone_that_requires_signatures_takes_in_only_commits_signed_by_their_sender(
+    net: Net, clock: FakeClock, tmp_path: Path
+) -> None:
+    a, b = net.clones
+    alice_pub = ssh_signing(a, tmp_path / "keys", "alice")
+    alice = sharing(a, "alice", clock)
+    alice.discover("from alice, signed")
+    eve = Bus.open(a, "eve", clock)  # another agent on alice's machine, signing with alice's key
+    eve.discover("from eve, but alice's key signed it")
+    sync.sync(alice.repo, "origin")
+    mallory = clone(net.url, tmp_path / "m")  # no signing at all
+    sharing(mallory, "mallory", clock).discover("unsigned")
+    sync.sync(Repository.open(mallory), "origin")
+
+    allow_signers(b, tmp_path / "allowed", {"alice": alice_pub})
+    bob = sharing(b, "bob", clock)
+    assert gb(b, "bob", "config", "require_signed", "true")[0] == 0
+    report = sync.sync(bob.repo, "origin")
+    why = {r.ref: r.reason for r in report.refused}
+    assert "refs/bus/agents/alice" not in why
+    assert "unsigned" in why["refs/bus/agents/mallory"]
+    assert "from eve signed by alice" in why["refs/bus/agents/eve"]
+    senders = {m.sender for m in bob.log(n=None)}
+    assert "alice" in senders and not senders & {"eve", "mallory"}
