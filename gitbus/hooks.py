@@ -131,7 +131,9 @@ class Session:
         assert self.cursor is not None
         before = self.cursor.tips
         batch = self.new_batch(tips)
-        self.save(batch.tips)
+        # Nothing left waiting: the cursor is at `tips`, refs that hold no message gitbus reads included
+        # (a peer's ref at a blob), or the fast path would never match the bus tips again.
+        self.save(batch.tips if batch.waiting else {**batch.tips, **tips})
         if batch.tips != before:
             Bus.open(self.loc.root, self.agent).mark_shown(batch.refs, before, batch.tips)
         return Told(delivery.render(batch, self.agent), tuple(m.id for m in batch.shown))

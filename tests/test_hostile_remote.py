@@ -501,3 +501,21 @@ def test_a_stream_of_malformed_messages_and_ledger_entries_never_breaks_a_clone(
     gb(b, "carol", "release", "--all")
     data = {"session_id": "f", "cwd": str(b), "hook_event_name": "SessionStart", "source": "startup"}
     assert handle(data, {"GITBUS_AGENT": "carol"})[0] == 0
+
+
+def test_a_bad_ref_does_not_keep_the_hooks_off_their_fast_path(world: World) -> None:
+    """The hooks answer "nothing new" from git's files when a session's cursor is at the bus tips; a
+    ref gitbus skips (a blob, a forged tip) must not leave the cursor forever short of them."""
+    from gitbus.cursors import load_session
+    from gitbus.gitfiles import locate
+    from gitbus.hooks import bus_tips
+
+    push_bad_agent_refs(world)
+    c = plain_fetch_clone(world, "c")
+    for event, extra in HOOK_EVENTS[:3]:
+        data = {"session_id": "fast", "cwd": str(c), "hook_event_name": event, **extra}
+        assert handle(data, {"GITBUS_AGENT": "carol"})[0] == 0
+    loc = locate(c)
+    assert loc is not None
+    cursor = load_session(loc.common_dir, "carol", "fast")
+    assert cursor is not None and cursor.tips == bus_tips(loc.common_dir)
