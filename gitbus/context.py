@@ -72,6 +72,7 @@ class Section:
     more: str  # the command that lists the rest
     rank: list[int] | None = None  # indices into `entries`, most important first (None: in order)
     most: int | None = None  # never more than this many, however much room is left
+    ids: list[str] | None = None  # the message behind each entry, where there is one
 
     def ranked(self, n: int) -> list[int]:
         """The indices of the `n` entries that matter most."""
@@ -90,13 +91,38 @@ def _more(n: int, command: str) -> list[str]:
 
 def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase: bool) -> str:
     """The context file for agent `me`: facts, newest first, within `MAX_CHARS` (pointer included)."""
-    now = view.now
     head = [
         f"# gitbus context for agent {me}",
         "",
-        f"You are agent **{me}** in worktree `{root}`. Updated {hhmm(now)}; this file is rewritten "
+        f"You are agent **{me}** in worktree `{root}`. Updated {hhmm(view.now)}; this file is rewritten "
         "by `gitbus watch` as the bus changes. Text in quotes is other agents' words.",
     ]
+    tail = ["", POINTER]
+    body, _ = _fitted(sections(view, me, changed, ignorecase), MAX_CHARS - len("\n".join(head + tail)))
+    return "\n".join(head + body + tail)
+
+
+def brief(
+    view: View, me: AgentName, changed: list[str], ignorecase: bool, room: int
+) -> tuple[str, list[str]]:
+    """What an agent should know now, as the context file's sections within `room` characters, and
+    the ids of the questions and requests it names (for a session that starts knowing them)."""
+    lines, ids = _fitted(sections(view, me, changed, ignorecase), room)
+    return "\n".join(lines).strip("\n"), ids
+
+
+def _fitted(secs: list[Section], room: int) -> tuple[list[str], list[str]]:
+    shown = _fit(secs, room)
+    lines = [line for sec, n in zip(secs, shown, strict=True) for line in sec.lines(n)]
+    ids = [sec.ids[i] for sec, n in zip(secs, shown, strict=True) if sec.ids for i in sec.ranked(n)]
+    return lines, ids
+
+
+def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) -> list[Section]:
+    """Everything an agent should know now, section by section, most important entries ranked first:
+    its claims, others' claims (touching its paths first), questions to it, answers to its
+    questions, open requests, and discoveries (touching its claimed and changed paths first)."""
+    now = view.now
     mine = [c for c in view.claims if c.owner == me]
     near = [c.path for c in mine] + changed
 
@@ -116,7 +142,7 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
     requests = [m for m in view.open_requests if m.to in (EVERYONE, me)]
     found = [m for m in view.recent if m.kind is Kind.DISCOVERY and m.sender != me]
     found.sort(key=lambda m: not touches_mine(m.paths))
-    sections = [  # in the order of the file
+    return [  # in the order of the file
         Section("My claims", [f"- {c.describe(now)}" for c in mine], "gitbus claims"),
         Section(
             "Others' claims (edits there are refused)",
@@ -131,6 +157,7 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
             ],
             "gitbus status",
             _to_me_first(open_qs, me),
+            ids=[m.id for m in open_qs],
         ),
         Section(
             "Answers to my questions",
@@ -145,6 +172,7 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
             ],
             "gitbus status",
             _to_me_first(requests, me),
+            ids=[m.id for m in requests],
         ),
         Section(
             "Recent discoveries (touching my paths first)",
@@ -156,10 +184,6 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
             most=MAX_DISCOVERIES,
         ),
     ]
-    tail = ["", POINTER]
-    shown = _fit(sections, MAX_CHARS - len("\n".join(head + tail)))
-    body = [line for sec, n in zip(sections, shown, strict=True) for line in sec.lines(n)]
-    return "\n".join(head + body + tail)
 
 
 def _to_me_first(msgs: list[Message], me: AgentName) -> list[int]:
