@@ -323,7 +323,7 @@ def wake(s: Session, env: Mapping[str, str]) -> int:
     with its session however that ends: SessionEnd removes the pid file, and the client's death or
     its end of our stderr closing is noticed at the next poll (`lifeline`). A headless run waits for
     this hook before it exits, so there it returns at once."""
-    life = Lifeline()
+    life = Lifeline(env)
     if headless(env, life.client_argv()):
         return 0
     pid_file = wake_pid_file(s)
@@ -342,7 +342,9 @@ def wake(s: Session, env: Mapping[str, str]) -> int:
 
 def _wait(s: Session, life: Lifeline, still_mine: Callable[[], bool]) -> int:
     started = time.monotonic()
-    last = bus_tips(s.loc.common_dir)
+    # From what the session was last told, not from the bus as it is now: a message posted between
+    # the Stop hook and this waiter starting must wake the session too.
+    last = dict(s.cursor.tips) if s.cursor is not None else bus_tips(s.loc.common_dir)
     while time.monotonic() - started < WAKE_MAX_SECONDS:
         time.sleep(WAKE_POLL_SECONDS)
         if not still_mine() or not life.alive():

@@ -3,10 +3,11 @@
 A background hook (Claude Code's asyncRewake Stop hook, `gitbus hook wake`) must end with its
 session however the session ends. Claude Code starts hooks as `/bin/sh -c '<command>'`, so our parent
 is that shell, not the client: after a SIGKILL of the client the shell is reparented and lives on,
-and "my parent changed" never fires. So the waiter watches two things instead: the first ancestor
-that is not a shell (the client, identified by pid and start time, so a reused pid does not count),
-and its own stderr, the pipe the client reads the wake text from (the client's end closing shows
-as POLLERR/POLLHUP on fd 2). Linux has /proc; elsewhere only the parent pid is watched.
+and "my parent changed" never fires. So the waiter watches two things instead: the client (the pid
+it names in `CLAUDE_PID`, else the first ancestor that is not a shell; pid and start time, so a
+reused pid does not count) and its own stderr, the pipe the client reads the wake text from (the
+client's end closing shows as POLLERR/POLLHUP on fd 2). Linux has /proc; elsewhere only the parent
+pid is watched.
 
 A headless run (`claude -p`, an SDK session) waits for its background hooks before it exits, so a
 waiter there would keep it alive for hours: such runs are recognised and not waited in.
@@ -72,11 +73,15 @@ def _argv(pid: int) -> list[str]:
 
 
 class Lifeline:
-    """What ties this process to its session: the client ancestor and our stderr."""
+    """What ties this process to its session: the client ancestor and our stderr.
 
-    def __init__(self) -> None:
+    Claude Code names itself in its hooks' environment (`CLAUDE_PID`); without that, the client is
+    the first ancestor that is not a shell."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
         self.parent = os.getppid()
-        self.client = self._find_client()
+        named = env.get("CLAUDE_PID", "")
+        self.client = (_stat(int(named)) if named.isdigit() else None) or self._find_client()
         self._poll = select.poll()
         self._poll.register(2, 0)  # no events asked for: only POLLERR, POLLHUP and POLLNVAL come back
 

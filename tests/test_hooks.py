@@ -356,7 +356,8 @@ def test_session_start_names_the_agent_its_claims_and_the_claims_of_others(
         web.inbox(mark_read=True)
     told = start(web.repo.root)
     assert "you are agent web-1" in told and str(web.repo.root) in told
-    mine, theirs = told.index("web-1 holds config/db.yaml until"), told.index("api-1 holds internal/api/ until")
+    mine = told.index("web-1 holds config/db.yaml until")
+    theirs = told.index("api-1 holds internal/api/ until")
     assert mine < told.index("(edits there are refused)") < theirs
     assert "splitting handlers" in told
 
@@ -855,6 +856,19 @@ def test_hook_wake_exits_2_with_a_question_to_this_agent_on_stderr(agents: list[
         f'[{q.id[:8]}; reply: gitbus answer {q.id[:8]} "…"]',
     ]
     assert tool_used(web.repo.root) == ""  # what woke the session is not said again
+
+
+def test_a_question_posted_before_the_waiter_started_still_wakes_the_session(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    start(web.repo.root)
+    assert stopped(web.repo.root) == ""  # the Stop hook: nothing to say
+    q = api.ask("posted between Stop and the waiter", to="web-1")
+    waiter = Waiter(web.repo.root)
+    try:
+        code, _, err = waiter.result()
+    finally:
+        waiter.stop()
+    assert code == 2 and q.text in err
 
 
 def test_hook_wake_does_not_wake_for_broadcasts_and_does_not_swallow_them(agents: list[Bus]) -> None:
