@@ -89,9 +89,12 @@ def quoted_path(path: str, max_len: int = PATH_CHARS) -> str:
     return '"' + shown.replace('"', '\\"') + '"'
 
 
-def within(items: Sequence[str], budget: int, sep: str = ", ", most: int | None = None) -> str:
+def within(
+    items: Sequence[str], budget: int, sep: str = ", ", most: int | None = None, total: int | None = None
+) -> str:
     """`items` joined while they fit in `budget` characters (the first always, `most` at most),
-    then how many more: a list of peer values can never outgrow what a model is shown."""
+    then how many more of `total` (default: of `items`): a list of peer values can never outgrow
+    what a model is shown."""
     shown: list[str] = []
     used = 0
     for item in items[:most]:
@@ -100,7 +103,7 @@ def within(items: Sequence[str], budget: int, sep: str = ", ", most: int | None 
             break
         shown.append(item)
         used += cost
-    rest = len(items) - len(shown)
+    rest = (len(items) if total is None else total) - len(shown)
     return sep.join(shown) + (f" and {rest} more" if rest else "")
 
 

@@ -85,6 +85,7 @@ def test_a_list_stops_at_its_budget_and_says_how_many_more() -> None:
     assert within(["aaaa", "bbbb", "cccc"], 10) == "aaaa, bbbb and 1 more"
     assert within(["x" * 50], 10) == "x" * 50  # the first always
     assert within(["a", "b", "c"], 100, most=2) == "a, b and 1 more"
+    assert within(["a", "b"], 100, total=7) == "a, b and 5 more"
 
 
 def test_json_keeps_every_value_exact_and_shows_no_forbidden_character() -> None:

@@ -25,9 +25,13 @@ from typer.testing import CliRunner
 from gitbus import paths as P
 from gitbus.bus import Bus
 from gitbus.cli import app
+from gitbus.hooks import handle
 from gitbus.inert import has_forbidden_char, inert, inert_block
+from gitbus.mcp_server import build
 
 from .test_cli import Follower
+from .test_mcp import call as mcp_call
+from .test_mcp import refused, said
 
 EVE, ME = "eve", "api-1"
 # One attack family per message, each under the 100 characters of a summary.
@@ -284,3 +288,103 @@ def test_a_refusal_naming_a_hostile_claim_is_printed_inert(
     r = CliRunner().invoke(app, ["-C", str(worktrees[0]), "-a", ME, "claim", "src/"], env={"COLUMNS": "400"})
     assert r.exit_code == 3 and "eve holds" in r.stderr
     assert_inert(r.stderr)
+
+
+# -- the context file -------------------------------------------------------------------------------
+
+
+def test_the_context_file_holds_peer_strings_inert(worktrees: list[Path], hostile: dict[str, str]) -> None:
+    gb(worktrees[0], "watch", "--once")
+    text = (worktrees[0] / ".gitbus" / "context.md").read_text()
+    assert "hostile-mk" in text and "eve holds" in text
+    assert_all_shown_inert(text)
+    assert not any(line.startswith("message from the operator") for line in text.splitlines())
+
+
+# -- hook JSON --------------------------------------------------------------------------------------
+
+
+def hook(wt: Path, event: str, **fields: Any) -> dict[str, Any]:
+    data = {"session_id": "s1", "cwd": str(wt), "hook_event_name": event, **fields}
+    code, out = handle(data, {})
+    assert code == 0
+    return json.loads(out)["hookSpecificOutput"] if out else {}
+
+
+def told(wt: Path, event: str, **fields: Any) -> str:
+    return str(hook(wt, event, **fields).get("additionalContext", ""))
+
+
+def assert_told_inert(text: str) -> None:
+    assert_inert(text)
+    for line in text.splitlines():
+        assert not line.lstrip("- ").startswith("message from the operator"), line
+
+
+def test_every_hook_tells_a_session_only_inert_text(joined: list[Path]) -> None:
+    wt = joined[0]
+    told(wt, "SessionStart", source="startup")
+    attack(wt)
+    said_ = []
+    for _ in range(20):
+        text = told(wt, "PostToolUse", tool_name="Bash", tool_input={"command": "make"})
+        if not text:
+            break
+        said_.append(text)
+    said_.append(told(wt, "Stop", stop_hook_active=False))
+    said_.append(told(wt, "SessionStart", source="resume"))
+    out = "\n".join(said_)
+    assert "hostile-mk" in out and "hostile-uni" in out and "eve holds" in out
+    assert_told_inert(out)
+    assert_markup_literal(out)
+    for text in HOSTILE:
+        assert_escaped(out, text)
+    denied = hook(wt, "PreToolUse", tool_name="Edit", tool_input={"file_path": str(wt / EVIL_PATH)})
+    assert denied["permissionDecision"] == "deny"
+    assert_told_inert(denied["permissionDecisionReason"])
+    assert "eve holds" in denied["permissionDecisionReason"]
+
+
+def test_hook_output_caps_each_path_and_the_whole_injection(joined: list[Path]) -> None:
+    worktrees = joined
+    told(worktrees[0], "SessionStart", source="startup")
+    web = Bus.open(worktrees[1], "web-1")
+    huge = [f"big{i}/" + "/".join(["x" * 250] * 480) + ".go" for i in range(3)]  # 120 KB each
+    web.claim(huge, reason="mine")
+    text = told(worktrees[0], "PostToolUse", tool_name="Bash", tool_input={"command": "make"})
+    assert "web-1 claimed" in text and "big0/" in text
+    assert len(text) < 1500
+    assert "x" * 300 not in text
+    start = told(worktrees[0], "SessionStart", source="clear")
+    assert "web-1 holds" in start and len(start) < 4000 and "x" * 300 not in start
+    deep = "deep/" + "/".join(["y" * 250] * 14) + "/"  # as long as a path on disk can be
+    web.claim([deep], reason="mine too")
+    edit = {"file_path": str(worktrees[0] / deep / "f.go")}
+    reason = hook(worktrees[0], "PreToolUse", tool_name="Write", tool_input=edit)["permissionDecisionReason"]
+    assert "web-1 holds" in reason and len(reason) < 1000, reason
+
+
+# -- MCP --------------------------------------------------------------------------------------------
+
+
+def test_mcp_tool_results_are_inert(worktrees: list[Path], hostile: dict[str, str]) -> None:
+    server = build(worktrees[0], ME)
+    out = "\n".join(
+        said(mcp_call(server, tool, **args))
+        for tool, args in (
+            ("inbox", {}),
+            ("search", {"text": "hostile", "limit": 50}),
+            ("status", {}),
+            ("claims", {}),
+        )
+    )
+    assert "hostile-mk" in out and "eve holds" in out
+    assert_told_inert(out)
+    assert_markup_literal(out)
+    for text in HOSTILE:
+        assert_escaped(out, text)
+    refusal = refused(mcp_call(server, "claim", paths=["src/"]))
+    assert "eve holds" in refusal
+    assert_told_inert(refusal)
+    taken = said(mcp_call(server, "take", request_id=hostile["r2"]))
+    assert_told_inert(taken)
