@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from typer.testing import CliRunner
 
 from gitbus import paths as P
@@ -28,10 +29,12 @@ from gitbus.cli import app
 from gitbus.hooks import handle
 from gitbus.inert import has_forbidden_char, inert, inert_block
 from gitbus.mcp_server import build
+from gitbus.tui import AgentsTable, ClaimsTable, FeedTable, GitbusApp, ThreadScreen
 
 from .test_cli import Follower
 from .test_mcp import call as mcp_call
 from .test_mcp import refused, said
+from .test_tui import drive, screen, select, settle, wait_until
 
 EVE, ME = "eve", "api-1"
 # One attack family per message, each under the 100 characters of a summary.
@@ -388,3 +391,41 @@ def test_mcp_tool_results_are_inert(worktrees: list[Path], hostile: dict[str, st
     assert_told_inert(refusal)
     taken = said(mcp_call(server, "take", request_id=hostile["r2"]))
     assert_told_inert(taken)
+
+
+# -- the TUI ----------------------------------------------------------------------------------------
+
+
+def test_the_tui_shows_peer_strings_inert_in_every_pane(
+    worktrees: list[Path], hostile: dict[str, str]
+) -> None:
+    gui = GitbusApp(worktrees[0], ME)
+    seen: list[str] = []
+
+    def look() -> None:
+        text = "\n".join(screen(gui))
+        seen.append(text)
+        assert_inert(text)
+
+    async def scenario(pilot: Pilot[None], gui: GitbusApp) -> None:
+        for key in (k for k in hostile if k != "join"):
+            await select(pilot, gui, FeedTable, hostile[key])
+            look()
+        await pilot.press("enter")
+        await wait_until(pilot, "the thread", lambda: isinstance(gui.screen, ThreadScreen))
+        await settle(pilot, gui)
+        look()
+        await pilot.press("escape")
+        await pilot.press("2")
+        await select(pilot, gui, ClaimsTable, EVIL_PATH)
+        look()
+        await pilot.press("3")
+        await select(pilot, gui, AgentsTable, EVE)
+        look()
+
+    drive(gui, scenario, size=(160, 40))
+    out = "\n".join(seen)
+    assert "hostile-mk" in out and "eve holds" in out
+    assert_markup_literal(out)
+    for text in HOSTILE:
+        assert_escaped(out, text)
