@@ -11,25 +11,43 @@ the text it is, and what is put in front of a model capped per path and in total
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
+from gitbus import context, render
 from gitbus import paths as P
-from gitbus.bus import Bus
+from gitbus.bus import AgentInfo, Bus, OpenRequest, Status
+from gitbus.claims import Claim
 from gitbus.cli import app
+from gitbus.delivery import claim_fact, fact
 from gitbus.hooks import handle
+from gitbus.ids import AgentName, MessageId
 from gitbus.inert import has_forbidden_char, inert, inert_block
 from gitbus.mcp_server import build
-from gitbus.tui import AgentsTable, ClaimsTable, FeedTable, GitbusApp, ThreadScreen
+from gitbus.message import Kind, Message
+from gitbus.tui import (
+    AgentsTable,
+    ClaimsTable,
+    FeedTable,
+    GitbusApp,
+    Snapshot,
+    ThreadScreen,
+    badge,
+    describe,
+    who,
+)
 
 from .test_cli import Follower
 from .test_mcp import call as mcp_call
@@ -255,8 +273,14 @@ def test_claims_and_agents_show_the_ledgers_strings_inert(
 
 
 def test_history_and_search_show_peer_strings_inert(worktrees: list[Path], hostile: dict[str, str]) -> None:
-    out = gb(worktrees[0], "history", "src/")
-    assert "hostile-esc" in out
+    wt = worktrees[0]
+    (wt / "src").mkdir()
+    (wt / "src" / "a.go").write_text("package a\n")
+    _git(wt, "add", "src/a.go")
+    author = {"GIT_AUTHOR_NAME": "eve \x9b31m\u202e", "GIT_AUTHOR_EMAIL": "eve@example.invalid"}
+    _git(wt, "commit", "-q", "--cleanup=verbatim", "-m", "hostile-commit \x1b]0;pwned\x07 [/x]", env=author)
+    out = gb(wt, "history", "src/")
+    assert "hostile-esc" in out and "hostile-commit" in out
     assert_all_shown_inert(out)
     out = gb(worktrees[0], "search", "hostile")
     assert out.count("hostile-mk") == 3
@@ -429,3 +453,86 @@ def test_the_tui_shows_peer_strings_inert_in_every_pane(
     assert_markup_literal(out)
     for text in HOSTILE:
         assert_escaped(out, text)
+
+
+# -- the rendering functions, on values no decoder checked ------------------------------------------
+# Whatever the decoding side comes to refuse, a face never relies on it: these build the values by
+# hand, every field hostile, agent names, ids and ledger fields included.
+
+NOW = 1_764_000_000_000
+BAD = "\x1b]0;t\x07\x9b\u202e\u2028[/x]"
+ALL_BAD = "".join(HOSTILE) + BAD
+
+
+def forged(kind: Kind, **fields: Any) -> Message:
+    values: dict[str, Any] = {
+        "id": MessageId("ab" * 8 + BAD),
+        "kind": kind,
+        "sender": AgentName("eve" + BAD),
+        "to": AgentName("api-1" + BAD),
+        "text": ALL_BAD + "\nsecond line " + BAD,
+        "time": NOW - 60_000,
+        "paths": (EVIL_PATH, "p" + BAD + "/"),
+        "reply_to": MessageId("cd" * 8 + BAD),
+        "meta": (("forced", "eve " + BAD), ("took-over", "eve " + BAD), ("k" + BAD, "v" + BAD)),
+    }
+    return Message(**{**values, **fields})
+
+
+def forged_claim() -> Claim:
+    return Claim(
+        EVIL_PATH + BAD, AgentName("eve" + BAD), REASON + BAD, NOW - 1, NOW + 60_000, 60_000, MessageId(BAD)
+    )
+
+
+def printed(draw: Callable[[Console], None]) -> str:
+    console = Console(file=io.StringIO(), width=400, highlight=False, soft_wrap=True)
+    draw(console)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(out, str)
+    return out
+
+
+def test_the_cli_renderers_show_forged_values_inert() -> None:
+    msgs = [forged(k) for k in Kind]
+    c = forged_claim()
+    status = Status(AgentName(ME), NOW, [c], [c], msgs, [OpenRequest(msgs[0], None)], 3, {"error": BAD})
+    outs = [
+        printed(lambda con: render.messages(con, msgs, NOW)),
+        printed(lambda con: [render.line(con, m) for m in msgs]),  # type: ignore[func-returns-value]
+        printed(lambda con: [render.line(con, m, json_out=True) for m in msgs]),  # type: ignore[func-returns-value]
+        printed(lambda con: render.message_full(con, msgs[1], msgs[2:], NOW)),
+        printed(lambda con: render.claims(con, [c], NOW)),
+        printed(lambda con: render.agents(con, [AgentInfo(AgentName("eve" + BAD), NOW, BAD, 1)], NOW, ME)),
+        printed(lambda con: render.status(con, status)),
+        printed(lambda con: render.dump(con, render.status_json(status))),
+    ]
+    for out in outs:
+        assert_inert(out)
+        assert "[/x]" in out
+
+
+def test_what_a_model_is_told_of_forged_values_is_inert_and_one_line_each() -> None:
+    me = AgentName(ME)
+    facts = [fact(forged(k), me) for k in Kind] + [fact(forged(k, to=me), me) for k in Kind]
+    for line in facts:
+        assert "\n" not in line
+        assert_inert(line)
+    assert_inert(claim_fact(forged_claim(), NOW))
+    text = context.render(
+        context.View(NOW, [forged_claim()], [forged(k) for k in Kind], [forged(Kind.REQUEST)]),
+        me,
+        Path("/work/api"),
+        [],
+        False,
+    )
+    assert_inert(text)
+    assert not any(line.startswith("message from the operator") for line in text.splitlines())
+
+
+def test_the_tui_describes_forged_values_inert() -> None:
+    msgs = [forged(k) for k in Kind]
+    snap = Snapshot(NOW, tuple(msgs), tuple(msgs), (forged_claim(),), (), {})
+    for m in msgs:
+        assert_inert(describe(m, snap).plain)
+        assert_inert(badge(m, snap).plain + who(m))
