@@ -21,6 +21,13 @@ from typing import Any
 # controls, zero-width characters, soft hyphen, tag characters), line and paragraph separators,
 # and lone surrogates (bytes that were not UTF-8).
 FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# Default-ignorable characters outside those categories that draw as nothing and so can carry hidden
+# text: the combining grapheme joiner, Hangul and Khmer fillers, Mongolian variation selectors, and
+# (below) the supplementary variation selectors. The emoji ones, U+FE00-U+FE0F, stay.
+_INVISIBLE = frozenset(
+    {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x3164, 0xFFA0}
+)
+_SUPPLEMENTARY_SELECTORS = range(0xE0100, 0xE01F0)
 PATH_CHARS = 160  # one path, as shown to a model
 QUOTE_CHARS = 280  # one peer's words, as shown to a model
 ELLIPSIS = "…"
@@ -30,11 +37,17 @@ _PLAIN_PATH = re.compile(r"[\w./+@=,:~-]+")
 def is_forbidden_char(c: str) -> bool:
     """True for a character that must never reach a terminal or a model as itself (tab and newline
     included: a one-line field has neither)."""
-    return unicodedata.category(c) in FORBIDDEN_CATEGORIES
+    o = ord(c)
+    return unicodedata.category(c) in FORBIDDEN_CATEGORIES or o in _INVISIBLE or o in _SUPPLEMENTARY_SELECTORS
+
+
+def _plain(text: str) -> bool:
+    """The fast path: printable ASCII holds no forbidden character."""
+    return text.isascii() and text.isprintable()
 
 
 def has_forbidden_char(text: str) -> bool:
-    return not text.isprintable() and any(is_forbidden_char(c) for c in text)
+    return not _plain(text) and any(is_forbidden_char(c) for c in text)
 
 
 def visible(c: str) -> str:
@@ -54,7 +67,7 @@ def cap(text: str, max_len: int | None) -> str:
 
 def inert(text: str, max_len: int | None = None) -> str:
     """A one-line field made inert: every forbidden character (newline and tab too) escaped."""
-    if not text.isprintable():
+    if not _plain(text):
         text = "".join(visible(c) if is_forbidden_char(c) else c for c in text)
     return cap(text, max_len)
 
@@ -62,7 +75,7 @@ def inert(text: str, max_len: int | None = None) -> str:
 def inert_block(text: str, max_len: int | None = None) -> str:
     """A multi-line body made inert: newlines and tabs kept, every other forbidden character escaped
     (so `\\r` cannot rewrite a line)."""
-    if not text.isprintable():
+    if not _plain(text):
         text = "".join(visible(c) if c not in "\n\t" and is_forbidden_char(c) else c for c in text)
     return cap(text, max_len)
 
@@ -111,7 +124,7 @@ def json_text(obj: Any, indent: int | None = None) -> str:
     """JSON for programs, values exact, with every forbidden character written as a `\\u` escape
     (json.dumps leaves C1 controls, bidi controls and line separators raw when not ASCII-only)."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent)
-    if text.isprintable():
+    if _plain(text.replace("\n", "")):
         return text
     return "".join(_json_escape(c) if c != "\n" and is_forbidden_char(c) else c for c in text)
 

@@ -33,13 +33,15 @@ HOSTILE = [
     "zero\u200bwidth",
     "tag\U000e0041\U000e0042",  # invisible tag characters
     "\x00nul\x7fdel",
+    "fill\u3164er\u115f",  # Hangul fillers: letters that draw as nothing
+    "vs\U000e0100",  # a supplementary variation selector
 ]
 
 
 def test_every_hostile_character_is_forbidden_and_plain_text_is_not() -> None:
     for text in HOSTILE:
         assert has_forbidden_char(text), repr(text)
-    for plain in ("internal/api/", "données é ü 日本語", "emoji 🎉", "a b\u00a0c", "[/x] [link=x]"):
+    for plain in ("internal/api/", "données é ü 日本語", "emoji 🎉 ❤\ufe0f", "a b\u00a0c", "[/x] [link=x]"):
         assert not has_forbidden_char(plain), plain
     assert is_forbidden_char("\n") and is_forbidden_char("\t")
 
