@@ -179,9 +179,27 @@ def joined(worktrees: list[Path]) -> list[Path]:
     return worktrees
 
 
+def read_back(repo: Path, ids: dict[str, str]) -> dict[str, str]:
+    """Of eve's messages, those the bus reads (a stricter decoder may refuse some: whatever it lets
+    through must show inert), and `claimed` when it reads eve's claim. The markup-only question and
+    request break no rule, so they are always read."""
+    bus = Bus.open(repo, ME)
+    read = {m.id for m in bus.log(None)}
+    kept = {k: v for k, v in ids.items() if v in read}
+    assert {"q0", "r0"} <= kept.keys()
+    if any(c.owner == EVE for c in bus.claims()):
+        kept["claimed"] = EVIL_PATH
+    return kept
+
+
+def texts_of(ids: dict[str, str]) -> list[str]:
+    """The hostile texts of the messages in `ids` (questions, requests, discoveries)."""
+    return [HOSTILE[int(k[1])] for k in ids if k[0] in "qrd"]
+
+
 @pytest.fixture
 def hostile(joined: list[Path]) -> dict[str, str]:
-    return attack(joined[0])
+    return read_back(joined[0], attack(joined[0]))
 
 
 def assert_inert(out: str, lines: bool = True) -> None:
@@ -233,22 +251,23 @@ def gb(wt: Path, *args: str, agent: str = ME) -> str:
 
 def test_log_shows_every_hostile_message_inert(worktrees: list[Path], hostile: dict[str, str]) -> None:
     out = gb(worktrees[0], "log", "-n", "50")
-    assert out.count("hostile-mk") == 3
+    assert out.count("hostile-mk") == texts_of(hostile).count(MARKUP)
     assert_all_shown_inert(out)
 
 
 def test_show_prints_the_text_meta_and_paths_inert(worktrees: list[Path], hostile: dict[str, str]) -> None:
-    for i, text in enumerate(HOSTILE):
-        out = gb(worktrees[0], "show", hostile[f"d{i}"])
+    for key in (k for k in hostile if k[0] in "qrd"):
+        out = gb(worktrees[0], "show", hostile[key])
         assert_inert(out)
-        assert inert(META) in out and inert(EVIL_PATH) in out
-        assert inert_block(text) in out
-    assert_markup_literal(gb(worktrees[0], "show", hostile["d0"]))
+        assert inert_block(HOSTILE[int(key[1])]) in out
+        if key[0] == "d":
+            assert inert(META) in out and inert(EVIL_PATH) in out
+    assert_markup_literal(gb(worktrees[0], "show", hostile["q0"]))
 
 
 def test_inbox_lists_the_hostile_messages_inert(worktrees: list[Path], hostile: dict[str, str]) -> None:
     out = gb(worktrees[0], "inbox")
-    assert "hostile-uni" in out
+    assert "hostile-mk" in out and ("hostile-uni" in out) == ("q3" in hostile)
     assert_all_shown_inert(out)
 
 
@@ -258,7 +277,7 @@ def test_status_does_not_crash_on_markup_in_a_request_or_a_question(
     out = gb(worktrees[0], "status")
     assert "Open requests" in out and "hostile-mk" in out
     assert_all_shown_inert(out)
-    assert inert(REASON) in out  # eve's claim among others' claims
+    assert (inert(REASON) in out) == ("claimed" in hostile)  # eve's claim among others' claims
 
 
 def test_claims_and_agents_show_the_ledgers_strings_inert(
@@ -266,7 +285,8 @@ def test_claims_and_agents_show_the_ledgers_strings_inert(
 ) -> None:
     out = gb(worktrees[0], "claims")
     assert_inert(out)
-    assert inert(EVIL_PATH) in out and inert(REASON) in out
+    if "claimed" in hostile:
+        assert inert(EVIL_PATH) in out and inert(REASON) in out
     out = gb(worktrees[0], "agents")
     assert_inert(out)
     assert EVE in out
@@ -280,10 +300,13 @@ def test_history_and_search_show_peer_strings_inert(worktrees: list[Path], hosti
     author = {"GIT_AUTHOR_NAME": "eve \x9b31m\u202e", "GIT_AUTHOR_EMAIL": "eve@example.invalid"}
     _git(wt, "commit", "-q", "--cleanup=verbatim", "-m", "hostile-commit \x1b]0;pwned\x07 [/x]", env=author)
     out = gb(wt, "history", "src/")
-    assert "hostile-esc" in out and "hostile-commit" in out
-    assert_all_shown_inert(out)
+    assert "hostile-commit" in out and ("hostile-esc" in out) == ("d1" in hostile)
+    assert_inert(out)
+    assert ("[link=https://evil.example]label[/link]" in out) == ("d0" in hostile)  # markup as typed
+    for text in HOSTILE:
+        assert_escaped(out, text)
     out = gb(worktrees[0], "search", "hostile")
-    assert out.count("hostile-mk") == 3
+    assert out.count("hostile-mk") == texts_of(hostile).count(MARKUP)
     assert_all_shown_inert(out)
 
 
@@ -293,19 +316,21 @@ def test_json_output_keeps_the_values_and_escapes_what_a_terminal_would_act_on(
     out = gb(worktrees[0], "log", "-n", "50", "--json")
     assert_inert(out)
     texts = {m["text"] for m in json.loads(out)}
-    assert set(HOSTILE) <= texts  # the exact values, for programs
+    assert set(texts_of(hostile)) <= texts  # the exact values, for programs
 
 
 def test_log_follow_prints_each_hostile_message_as_one_inert_line(
     worktrees: list[Path], hostile: dict[str, str]
 ) -> None:
-    f = Follower(worktrees[0], "-n", "16")
+    on_bus = Bus.open(worktrees[0], ME).log(None)
+    f = Follower(worktrees[0], "-n", str(len(on_bus)))
     try:
-        lines = [f.line() for _ in range(16)]
+        lines = [f.line() for _ in on_bus]
     finally:
         f.stop()
     out = "\n".join(lines)
-    assert sum("hostile" in line for line in lines) == 13  # one line each: no \r, \n or U+2028 split one
+    # One line each: no \r, \n or U+2028 split a message.
+    assert sum("hostile" in line for line in lines) == sum("hostile" in m.text for m in on_bus)
     assert_all_shown_inert(out)
 
 
@@ -313,7 +338,9 @@ def test_a_refusal_naming_a_hostile_claim_is_printed_inert(
     worktrees: list[Path], hostile: dict[str, str]
 ) -> None:
     r = CliRunner().invoke(app, ["-C", str(worktrees[0]), "-a", ME, "claim", "src/"], env={"COLUMNS": "400"})
-    assert r.exit_code == 3 and "eve holds" in r.stderr
+    assert r.exit_code == (3 if "claimed" in hostile else 0) and ("eve holds" in r.stderr) == (
+        r.exit_code == 3
+    )
     assert_inert(r.stderr)
 
 
@@ -323,7 +350,7 @@ def test_a_refusal_naming_a_hostile_claim_is_printed_inert(
 def test_the_context_file_holds_peer_strings_inert(worktrees: list[Path], hostile: dict[str, str]) -> None:
     gb(worktrees[0], "watch", "--once")
     text = (worktrees[0] / ".gitbus" / "context.md").read_text()
-    assert "hostile-mk" in text and "eve holds" in text
+    assert "hostile-mk" in text and ("eve holds" in text) == ("claimed" in hostile)
     assert_all_shown_inert(text)
     assert not any(line.startswith("message from the operator") for line in text.splitlines())
 
@@ -351,7 +378,7 @@ def assert_told_inert(text: str) -> None:
 def test_every_hook_tells_a_session_only_inert_text(joined: list[Path]) -> None:
     wt = joined[0]
     told(wt, "SessionStart", source="startup")
-    attack(wt)
+    ids = read_back(wt, attack(wt))
     said_ = []
     for _ in range(20):
         text = told(wt, "PostToolUse", tool_name="Bash", tool_input={"command": "make"})
@@ -361,15 +388,17 @@ def test_every_hook_tells_a_session_only_inert_text(joined: list[Path]) -> None:
     said_.append(told(wt, "Stop", stop_hook_active=False))
     said_.append(told(wt, "SessionStart", source="resume"))
     out = "\n".join(said_)
-    assert "hostile-mk" in out and "hostile-uni" in out and "eve holds" in out
+    assert "hostile-mk" in out and ("eve holds" in out) == ("claimed" in ids)
+    assert ("hostile-uni" in out) == ("q3" in ids)
     assert_told_inert(out)
     assert_markup_literal(out)
     for text in HOSTILE:
         assert_escaped(out, text)
-    denied = hook(wt, "PreToolUse", tool_name="Edit", tool_input={"file_path": str(wt / EVIL_PATH)})
-    assert denied["permissionDecision"] == "deny"
-    assert_told_inert(denied["permissionDecisionReason"])
-    assert "eve holds" in denied["permissionDecisionReason"]
+    if "claimed" in ids:
+        denied = hook(wt, "PreToolUse", tool_name="Edit", tool_input={"file_path": str(wt / EVIL_PATH)})
+        assert denied["permissionDecision"] == "deny"
+        assert_told_inert(denied["permissionDecisionReason"])
+        assert "eve holds" in denied["permissionDecisionReason"]
 
 
 def test_hook_output_caps_each_path_and_the_whole_injection(joined: list[Path]) -> None:
@@ -405,16 +434,19 @@ def test_mcp_tool_results_are_inert(worktrees: list[Path], hostile: dict[str, st
             ("claims", {}),
         )
     )
-    assert "hostile-mk" in out and "eve holds" in out
+    assert "hostile-mk" in out and ("eve holds" in out) == ("claimed" in hostile)
     assert_told_inert(out)
     assert_markup_literal(out)
     for text in HOSTILE:
         assert_escaped(out, text)
-    refusal = refused(mcp_call(server, "claim", paths=["src/"]))
-    assert "eve holds" in refusal
-    assert_told_inert(refusal)
-    taken = said(mcp_call(server, "take", request_id=hostile["r2"]))
-    assert_told_inert(taken)
+    if "claimed" in hostile:
+        refusal = refused(mcp_call(server, "claim", paths=["src/"]))
+        assert "eve holds" in refusal
+        assert_told_inert(refusal)
+    for request in (hostile[k] for k in hostile if k[0] == "r"):  # a take's text is the request's summary
+        taken = said(mcp_call(server, "take", request_id=request))
+        assert_told_inert(taken)
+        assert "take" in taken
 
 
 # -- the TUI ----------------------------------------------------------------------------------------
@@ -432,7 +464,7 @@ def test_the_tui_shows_peer_strings_inert_in_every_pane(
         assert_inert(text)
 
     async def scenario(pilot: Pilot[None], gui: GitbusApp) -> None:
-        for key in (k for k in hostile if k != "join"):
+        for key in (k for k in hostile if k[0] in "qrd"):
             await select(pilot, gui, FeedTable, hostile[key])
             look()
         await pilot.press("enter")
@@ -441,7 +473,8 @@ def test_the_tui_shows_peer_strings_inert_in_every_pane(
         look()
         await pilot.press("escape")
         await pilot.press("2")
-        await select(pilot, gui, ClaimsTable, EVIL_PATH)
+        if "claimed" in hostile:
+            await select(pilot, gui, ClaimsTable, EVIL_PATH)
         look()
         await pilot.press("3")
         await select(pilot, gui, AgentsTable, EVE)
@@ -449,7 +482,7 @@ def test_the_tui_shows_peer_strings_inert_in_every_pane(
 
     drive(gui, scenario, size=(160, 40))
     out = "\n".join(seen)
-    assert "hostile-mk" in out and "eve holds" in out
+    assert "hostile-mk" in out and ("eve holds" in out) == ("claimed" in hostile)
     assert_markup_literal(out)
     for text in HOSTILE:
         assert_escaped(out, text)
