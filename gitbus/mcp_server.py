@@ -133,8 +133,10 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         def run(b: Bus) -> str:
             s = b.status()
             lines = [f"you are {s.me}; {s.unread} unread"]
-            lines += [f"- yours: {claim_fact(c, s.now)}" for c in s.my_claims[:20]]
-            lines += [f"- {claim_fact(c, s.now)}" for c in s.other_claims[:20]]
+            for prefix, held in (("- yours: ", s.my_claims), ("- ", s.other_claims)):
+                if held:  # within a budget, then how many more: a peer's path can be any length
+                    shown = [prefix + claim_fact(c, s.now) for c in held[:20]]
+                    lines.append(within(shown, LIST_CHARS // 2, "\n", total=len(held)))
             lines += [fact(q, s.me) for q in s.open_questions[:10]]
             lines += [
                 fact(r.message, s.me) + (f" (taken by {name(r.state.taker)})" if r.state else "")

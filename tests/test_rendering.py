@@ -401,7 +401,7 @@ def test_every_hook_tells_a_session_only_inert_text(joined: list[Path]) -> None:
         assert "eve holds" in denied["permissionDecisionReason"]
 
 
-def test_hook_output_caps_each_path_and_the_whole_injection(joined: list[Path]) -> None:
+def test_what_a_model_reads_caps_each_path_and_the_whole_text(joined: list[Path]) -> None:
     worktrees = joined
     told(worktrees[0], "SessionStart", source="startup")
     web = Bus.open(worktrees[1], "web-1")
@@ -418,6 +418,13 @@ def test_hook_output_caps_each_path_and_the_whole_injection(joined: list[Path]) 
     edit = {"file_path": str(worktrees[0] / deep / "f.go")}
     reason = hook(worktrees[0], "PreToolUse", tool_name="Write", tool_input=edit)["permissionDecisionReason"]
     assert "web-1 holds" in reason and len(reason) < 1000, reason
+    server = build(worktrees[0], ME)  # and the MCP tools, the other way a model reads the bus
+    for tool in ("claims", "status", "search"):
+        out = said(mcp_call(server, tool, **({"text": "mine"} if tool == "search" else {})))
+        assert "web-1" in out and len(out) < 8000 and "x" * 300 not in out, (tool, len(out))
+    (worktrees[0] / "big0").mkdir()
+    refusal = refused(mcp_call(server, "claim", paths=["big0/"]))
+    assert "web-1 holds" in refusal and len(refusal) < 2100
 
 
 # -- MCP --------------------------------------------------------------------------------------------
