@@ -2,7 +2,8 @@
 
 `<worktree>/.gitbus/context.md`, ignored through `<common>/info/exclude` so `git status` stays clean,
 written atomically. One view of the recent bus is read per update and rendered for every worktree,
-so the cost of an update does not grow with the number of agents.
+so the cost of an update does not grow with the number of agents. Peer strings are written inert
+(`delivery`'s facts and `gitbus.inert`): an agent reads this file as part of its instructions.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from gitbus.chains import all_tips, history
 from gitbus.claims import Claim, all_claims
 from gitbus.clock import hhmm
 from gitbus.delegation import state_of
-from gitbus.delivery import path_list
+from gitbus.delivery import claim_fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import locate
 from gitbus.ids import EVERYONE, AgentName
-from gitbus.message import Kind, Message, quote
+from gitbus.inert import inert, quoted
+from gitbus.message import Kind, Message
 
 FILE = Path(".gitbus") / "context.md"
 EXCLUDE_LINE = "/.gitbus/"
@@ -143,16 +145,16 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
     found = [m for m in view.recent if m.kind is Kind.DISCOVERY and m.sender != me]
     found.sort(key=lambda m: not touches_mine(m.paths))
     return [  # in the order of the file
-        Section("My claims", [f"- {c.describe(now)}" for c in mine], "gitbus claims"),
+        Section("My claims", [f"- {claim_fact(c, now)}" for c in mine], "gitbus claims"),
         Section(
             "Others' claims (edits there are refused)",
-            [f"- {c.describe(now)}" for c in others],
+            [f"- {claim_fact(c, now)}" for c in others],
             "gitbus claims",
         ),
         Section(
             "Open questions to me or to all",
             [
-                f"- [{m.id[:8]}] {m.sender} asks{' me' if m.to == me else ''}: {quote(m.text, 200)}"
+                f"- [{inert(m.id[:8])}] {name(m.sender)} asks{' me' * (m.to == me)}: {quoted(m.text, 200)}"
                 for m in open_qs
             ],
             "gitbus status",
@@ -161,13 +163,16 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
         ),
         Section(
             "Answers to my questions",
-            [f"- {m.sender} on [{(m.reply_to or '')[:8]}]: {quote(m.text, 200)}" for m in answers],
+            [
+                f"- {name(m.sender)} on [{inert((m.reply_to or '')[:8])}]: {quoted(m.text, 200)}"
+                for m in answers
+            ],
             "gitbus inbox",
         ),
         Section(
             "Open requests",
             [
-                f"- [{m.id[:8]}] from {m.sender}{' to me' if m.to == me else ''}: {quote(m.text, 200)}"
+                f"- [{inert(m.id[:8])}] from {name(m.sender)}{' to me' * (m.to == me)}: {quoted(m.text, 200)}"
                 for m in requests
             ],
             "gitbus status",
@@ -177,7 +182,7 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
         Section(
             "Recent discoveries (touching my paths first)",
             [
-                f"- {m.sender}{' on ' + path_list(m.paths) if m.paths else ''}: {quote(m.text, 200)}"
+                f"- {name(m.sender)}{' on ' + path_list(m.paths) if m.paths else ''}: {quoted(m.text, 200)}"
                 for m in found
             ],
             "gitbus log",

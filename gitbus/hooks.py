@@ -33,6 +33,7 @@ EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
 WAKE_POLL_SECONDS = 0.5
 WAKE_MAX_SECONDS = 8 * 3600
 STOP_REMINDERS = 5  # open questions recalled per Stop; the rest at the next ones
+CLAIMS_CHARS = 1500  # each list of claims at session start
 
 
 def bus_tips(common_dir: Path) -> dict[str, str]:
@@ -154,6 +155,7 @@ class Session:
 
 def session_start(s: Session, source: str) -> str:
     from gitbus.bus import Bus
+    from gitbus.delivery import claim_list
     from gitbus.seen import SESSION_BACKLOG, UNREAD_COUNT_MAX
 
     bus = Bus.open(s.loc.root, s.agent)
@@ -170,12 +172,13 @@ def session_start(s: Session, source: str) -> str:
         return emit("SessionStart", first_brief(s, bus, head, earlier))
     st = bus.status()
     lines = [head]
+    # Claims are listed inert and within a budget: a peer's path or reason can be any length.
     if st.my_claims:
-        lines.append("Your claims: " + "; ".join(c.describe(st.now) for c in st.my_claims) + ".")
+        lines.append("Your claims: " + claim_list(st.my_claims, st.now, CLAIMS_CHARS, 10) + ".")
     if st.other_claims:
         lines.append(
             "Claims of others (edits there are refused): "
-            + "; ".join(c.describe(st.now) for c in st.other_claims[:10])
+            + claim_list(st.other_claims, st.now, CLAIMS_CHARS, 10)
             + "."
         )
 
