@@ -107,15 +107,19 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
 def brief(
     view: View, me: AgentName, changed: list[str], ignorecase: bool, room: int
 ) -> tuple[str, list[str]]:
-    """What an agent should know now, as the context file's sections within `room` characters, and
-    the ids of the questions and requests it names (for a session that starts knowing them)."""
-    lines, ids = _fitted(sections(view, me, changed, ignorecase), room)
+    """What an agent should know now, as the context file's sections within `room` characters (the
+    empty ones left out), and the ids of the questions and requests it names (for a session that
+    starts knowing them)."""
+    lines, ids = _fitted(sections(view, me, changed, ignorecase), room, empty=False)
     return "\n".join(lines).strip("\n"), ids
 
 
-def _fitted(secs: list[Section], room: int) -> tuple[list[str], list[str]]:
+def _fitted(secs: list[Section], room: int, empty: bool = True) -> tuple[list[str], list[str]]:
+    """The lines of `secs` fitted to `room` (sections with nothing in them only with `empty`)."""
     shown = _fit(secs, room)
-    lines = [line for sec, n in zip(secs, shown, strict=True) for line in sec.lines(n)]
+    lines = [
+        line for sec, n in zip(secs, shown, strict=True) if empty or sec.entries for line in sec.lines(n)
+    ]
     ids = [sec.ids[i] for sec, n in zip(secs, shown, strict=True) if sec.ids for i in sec.ranked(n)]
     return lines, ids
 

@@ -169,7 +169,7 @@ def session_start(s: Session, source: str) -> str:
         "worktrees of this repository and coordinate through gitbus (gitbus --help)."
     )
     if earlier:
-        return emit("SessionStart", first_brief(s, bus, head, earlier))
+        return emit("SessionStart", first_brief(s, bus, head))
     st = bus.status()
     lines = [head]
     # Claims are listed inert and within a budget: a peer's path or reason can be any length.
@@ -205,13 +205,12 @@ LIVE_NOTE = "New messages from other agents will appear here as they arrive."
 BRIEF_CHARS = 6000  # of Claude Code's 10,000 per hook output string
 
 
-def first_brief(s: Session, bus: Bus, head: str, earlier: int) -> str:
+def first_brief(s: Session, bus: Bus, head: str) -> str:
     """An agent's first session starts knowing what the team knows: claims, open questions and
     requests for it, and the discoveries that touch its claimed and changed paths first, as the
     context file ranks them, within `BRIEF_CHARS`. What came before is behind the agent's cursor
     now, so nothing here is told again; the questions named are not reminded at Stop either."""
     from gitbus import context
-    from gitbus.seen import UNREAD_COUNT_MAX
 
     view = context.read_view(bus.repo, bus.clock.now_ms())
     changed = context.changed_paths(bus.repo, s.loc.root)
@@ -219,14 +218,13 @@ def first_brief(s: Session, bus: Bus, head: str, earlier: int) -> str:
     with s.locked():
         assert s.cursor is not None
         s.save(s.cursor.tips, s.cursor.reminded + tuple(i for i in ids if i not in s.cursor.reminded))
-    more = "or more " if earlier >= UNREAD_COUNT_MAX else ""
+    known = [text] if text else ["No claims, open questions, requests or discoveries yet."]
     return "\n".join(
         [
             head,
-            f"This is your first session; {earlier} message(s) {more}for you came before it. What "
-            "the team knows now (peers' words in quotes; the rest: gitbus log):",
-            text,
-            "",
+            "This is your first session. What the team knows now (peers' words in quotes; all that "
+            "came before: gitbus log):",
+            *known,
             LIVE_NOTE,
         ]
     )
@@ -273,12 +271,15 @@ def _repo_path(loc: Location, raw: str) -> str | None:
     from gitbus import paths as P
 
     full = Path(raw) if os.path.isabs(raw) else loc.root / raw
-    owner = locate(full.parent if not full.is_dir() else full) or loc
+    try:
+        owner = locate(full.parent if not full.is_dir() else full) or loc
+    except OSError:  # a name the file system refuses (too long, say): judged by its text alone
+        owner = loc
     if owner.common_dir != loc.common_dir:
         return None
     try:
         return P.normalize(str(full), root=owner.root, cwd=owner.root)
-    except GitbusError:
+    except (GitbusError, OSError):
         return None
 
 

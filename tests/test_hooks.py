@@ -371,7 +371,7 @@ def test_a_new_agents_first_session_starts_knowing_what_the_team_knows_once(agen
     told = start(web.repo.root)  # web-1's first session
     for words in (news.text, question.text, work.text, "splitting handlers"):
         assert told.count(words) == 1, told
-    assert "came before it" in told
+    assert "This is your first session" in told and "- none" not in told  # empty sections left out
     assert tool_used(web.repo.root) == "" and stopped(web.repo.root) == ""  # nothing repeats
     assert web.inbox() == []
     api.discover("during the session")
@@ -427,6 +427,17 @@ def test_an_edit_inside_another_agents_claim_is_denied_naming_holder_path_expiry
     assert f"until {hhmm(int(msg.get('expires') or 0))}" in reason
     assert "gitbus ask --to api-1" in reason
     assert "additionalContext" not in out
+
+
+def test_an_edit_of_a_name_too_long_for_the_file_system_is_still_judged_without_a_traceback(
+    agents: list[Bus],
+) -> None:
+    api, web, _ = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    inside = web.repo.root / "internal" / "api" / ("x" * 300 + ".go")
+    assert before_edit(web.repo.root, inside)["permissionDecision"] == "deny"
+    elsewhere = web.repo.root / "docs" / ("y" * 5000) / "z.md"
+    assert before_edit(web.repo.root, elsewhere) == {}
 
 
 def test_an_edit_inside_my_own_claim_is_silence(agents: list[Bus]) -> None:
