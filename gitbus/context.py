@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate, islice
 from pathlib import Path
@@ -27,7 +27,7 @@ from gitbus.delegation import state_of
 from gitbus.delivery import claim_fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.gitfiles import locate
+from gitbus.gitfiles import Oid, locate
 from gitbus.ids import EVERYONE, AgentName
 from gitbus.inert import inert, quoted
 from gitbus.message import Kind, Message
@@ -54,8 +54,10 @@ class View:
     open_requests: list[Message]
 
 
-def read_view(repo: Repository, now: int) -> View:
-    recent = [e.message for e in islice(history(repo, all_tips(repo)), WINDOW)]
+def read_view(repo: Repository, now: int, tips: Mapping[str, Oid] | None = None) -> View:
+    """The recent bus up to `tips` (default: as it is now) and the claims as they are now."""
+    upto = dict(tips) if tips is not None else all_tips(repo)
+    recent = [e.message for e in islice(history(repo, upto), WINDOW)]
     state = ledger.current(repo)
     requests = [
         m

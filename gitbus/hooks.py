@@ -28,6 +28,7 @@ from gitbus.lifeline import Lifeline, headless
 if TYPE_CHECKING:
     from gitbus import delivery
     from gitbus.bus import Bus
+    from gitbus.gitfiles import Oid
 
 EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
 WAKE_POLL_SECONDS = 0.5
@@ -169,7 +170,7 @@ def session_start(s: Session, source: str) -> str:
         "worktrees of this repository and coordinate through gitbus (gitbus --help)."
     )
     if earlier:
-        return emit("SessionStart", first_brief(s, bus, head))
+        return emit("SessionStart", first_brief(s, bus, head, origin))
     st = bus.status()
     lines = [head]
     # Claims are listed inert and within a budget: a peer's path or reason can be any length.
@@ -205,14 +206,15 @@ LIVE_NOTE = "New messages from other agents will appear here as they arrive."
 BRIEF_CHARS = 6000  # of Claude Code's 10,000 per hook output string
 
 
-def first_brief(s: Session, bus: Bus, head: str) -> str:
+def first_brief(s: Session, bus: Bus, head: str, origin: Mapping[str, Oid]) -> str:
     """An agent's first session starts knowing what the team knows: claims, open questions and
     requests for it, and the discoveries that touch its claimed and changed paths first, as the
     context file ranks them, within `BRIEF_CHARS`. What came before is behind the agent's cursor
-    now, so nothing here is told again; the questions named are not reminded at Stop either."""
+    now, so nothing here is told again (the messages are read up to `origin`, where the session's
+    cursor starts); the questions named are not reminded at Stop either."""
     from gitbus import context
 
-    view = context.read_view(bus.repo, bus.clock.now_ms())
+    view = context.read_view(bus.repo, bus.clock.now_ms(), origin)
     changed = context.changed_paths(bus.repo, s.loc.root)
     text, ids = context.brief(view, s.agent, changed, bus.repo.ignorecase, BRIEF_CHARS)
     with s.locked():
@@ -364,21 +366,22 @@ def _wait(s: Session, life: Lifeline, still_mine: Callable[[], bool]) -> int:
             # broadcasts before it are not skipped.
             if not s.new_batch(tips, only_direct=True).shown:
                 continue
-            told = s.tell(tips, send=lambda text: _send(text, life))
+            told = s.tell(tips, send=lambda text: _send(text, life, still_mine))
         return 2 if told.text else 0
     return 0
 
 
-def _send(text: str, life: Lifeline) -> bool:
-    """Write the wake text to the client; False if it cannot have been read."""
-    if not life.alive():
+def _send(text: str, life: Lifeline, still_mine: Callable[[], bool]) -> bool:
+    """Write the wake text to the client; False if it cannot have been read (the client gone, or
+    its session ended: SessionEnd took the pid file while the client was shutting down)."""
+    if not (still_mine() and life.alive()):
         return False
     try:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
     except OSError:
         return False
-    return life.alive()
+    return still_mine() and life.alive()
 
 
 def session_end(s: Session) -> str:

@@ -249,6 +249,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
             else:
                 _write_json(f, after)
             changed.append(f)
+        record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     for mcp_file in _mcp_files(repo, shared):
         if mcp_file.exists():
             config = _read_json(mcp_file)
@@ -303,6 +304,13 @@ class _Record:
         """Drop a file uninstall removed, with its keys: a file of the same name made later is the
         user's, not ours."""
         kept = {x for x in self.items if x != path and not x.startswith(f"{path}#")}
+        if kept != self.items:
+            self.items = kept
+            self._save()
+
+    def forget_keys(self, settings_file: Path) -> None:
+        """Drop the settings keys recorded for `settings_file`, keeping the file's own entry."""
+        kept = {x for x in self.items if not x.startswith(f"{settings_file}#")}
         if kept != self.items:
             self.items = kept
             self._save()

@@ -6,8 +6,8 @@ is that shell, not the client: after a SIGKILL of the client the shell is repare
 and "my parent changed" never fires. So the waiter watches two things instead: the client (the pid
 it names in `CLAUDE_PID`, else the first ancestor that is not a shell; pid and start time, so a
 reused pid does not count) and its own stderr, the pipe the client reads the wake text from (the
-client's end closing shows as POLLERR/POLLHUP on fd 2). Linux has /proc; elsewhere only the parent
-pid is watched.
+client's end closing shows as POLLERR/POLLHUP on fd 2). Linux has /proc; elsewhere the pid the
+client names is watched, else the parent pid.
 
 A headless run (`claude -p`, an SDK session) waits for its background hooks before it exits, so a
 waiter there would keep it alive for hours: such runs are recognised and not waited in.
@@ -27,19 +27,21 @@ _MAX_DEPTH = 8  # shells between the hook and its client, at the most
 
 
 def headless(env: Mapping[str, str], client_argv: list[str] | None = None) -> bool:
-    """True when the session is not attended by a person: Claude Code's print mode (`-p`) or an SDK.
+    """True when no person attends the session: Claude Code's print mode (`-p`), an SDK, a
+    background session.
 
-    Claude Code marks its hook environment: `CLAUDE_CODE_ENTRYPOINT` is `cli` for an interactive
-    terminal and `sdk-cli` (print mode), `sdk-ts` or `sdk-py` otherwise; print mode also sets
-    `CLAUDE_CODE_SESSION_ATTENDED=0`. The client's own command line (`-p`, `--print`) is the
-    fallback for versions that set neither."""
-    if env.get("CLAUDE_CODE_ENTRYPOINT", "").startswith("sdk"):
+    First the client's own command line (`-p`, `--print`). Then `CLAUDE_CODE_SESSION_ATTENDED`,
+    which Claude Code sets for each hook it runs (`1` interactive, `0` otherwise) and does not pass
+    down to processes it starts. `CLAUDE_CODE_ENTRYPOINT` (`cli`; `sdk-cli` in print mode, `sdk-ts`,
+    `sdk-py`) comes last: the client keeps one it inherited, so an interactive session started by an
+    SDK orchestrator carries `sdk-…` too."""
+    argv = client_argv or []
+    if any("claude" in a for a in argv[:2]) and any(a in ("-p", "--print") for a in argv[1:]):
         return True
-    if env.get("CLAUDE_CODE_SESSION_ATTENDED") == "0":
-        return True
-    if client_argv and Path(client_argv[0]).name.startswith("claude"):
-        return any(a in ("-p", "--print") or a.startswith("--print=") for a in client_argv[1:])
-    return False
+    attended = env.get("CLAUDE_CODE_SESSION_ATTENDED")
+    if attended in ("0", "1"):
+        return attended == "0"
+    return env.get("CLAUDE_CODE_ENTRYPOINT", "").startswith("sdk")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class Lifeline:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.parent = os.getppid()
         named = env.get("CLAUDE_PID", "")
-        self.client = (_stat(int(named)) if named.isdigit() else None) or self._find_client()
+        self.named = int(named) if named.isdigit() and int(named) > 1 else None
+        self.client = (_stat(self.named) if self.named else None) or self._find_client()
         self._poll = select.poll()
         self._poll.register(2, 0)  # no events asked for: only POLLERR, POLLHUP and POLLNVAL come back
 
@@ -103,7 +106,15 @@ class Lifeline:
         """False once the client has gone or nobody reads our stderr any more."""
         if any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in self._poll.poll(0)):
             return False
-        if self.client is None:
-            return os.getppid() == self.parent
-        now = _stat(self.client.pid)
-        return now is not None and now.start == self.client.start and not now.zombie
+        if self.client is not None:
+            now = _stat(self.client.pid)
+            return now is not None and now.start == self.client.start and not now.zombie
+        if self.named is not None:  # no /proc (macOS): the pid the client named, still there
+            try:
+                os.kill(self.named, 0)
+            except ProcessLookupError:
+                return False
+            except OSError:
+                pass  # there, but not ours to signal
+            return True
+        return os.getppid() == self.parent

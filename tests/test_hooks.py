@@ -378,6 +378,25 @@ def test_a_new_agents_first_session_starts_knowing_what_the_team_knows_once(agen
     assert "during the session" in tool_used(web.repo.root)
 
 
+def test_a_message_posted_while_a_first_session_starts_is_told_once(
+    agents: list[Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitbus import context
+
+    api, web, _ = agents
+    api.discover("before the first session")
+    read_view = context.read_view
+
+    def racing(*args: Any, **kwargs: Any) -> context.View:
+        api.discover("posted while the session started")  # after its cursor was set, before the brief
+        return read_view(*args, **kwargs)
+
+    monkeypatch.setattr(context, "read_view", racing)
+    told = start(web.repo.root) + "\n" + "\n".join(drain(web.repo.root, "s1"))
+    assert told.count("posted while the session started") == 1, told
+    assert told.count("before the first session") == 1, told
+
+
 def test_a_first_session_ranks_discoveries_on_its_changed_paths_first_within_budget(
     agents: list[Bus],
 ) -> None:
@@ -810,7 +829,7 @@ def test_the_nothing_new_fast_path_does_not_load_libgit2(agents: list[Bus], even
 
 def client_env(**extra: str) -> dict[str, str]:
     """The environment of a hook run by an interactive client (none of Claude Code's headless marks)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_CODE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE")}  # CLAUDE_PID too
     return {**env, **extra}
 
 
@@ -981,11 +1000,15 @@ time.sleep(120)
 """
 
 
-def test_a_waiter_ends_when_its_client_is_killed_and_eats_no_message(agents: list[Bus]) -> None:
+@pytest.mark.parametrize("stderr", ["pipe", "file"], ids=["stderr to the client", "stderr to a file"])
+def test_a_waiter_ends_when_its_client_is_killed_and_eats_no_message(
+    agents: list[Bus], tmp_path: Path, stderr: str
+) -> None:
+    """With stderr to a file, only the client ancestor's death can tell the waiter."""
     api, web, _ = agents
     start(web.repo.root)
     pid_file = session_dir(web, "s1").with_name("s1.wake.pid")
-    command = f"{sys.executable} -m gitbus hook wake"
+    command = f"{sys.executable} -m gitbus hook wake" + (f" 2>{tmp_path / 'err'}" if stderr == "file" else "")
     stdin = json.dumps(payload(web.repo.root, "Stop", stop_hook_active=False))
     client = subprocess.Popen(
         [sys.executable, "-c", FAKE_CLIENT, command, stdin], stdout=subprocess.PIPE, env=client_env()

@@ -109,6 +109,20 @@ def test_an_approval_the_user_gave_gitbus_survives_uninstall(worktrees: list[Pat
     assert read(local_settings(worktrees)) == mine
 
 
+def test_an_approval_given_by_hand_after_an_uninstall_survives_the_next_uninstall(
+    worktrees: list[Path],
+) -> None:
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps({"model": "opus"}))
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    approved = {"model": "opus", "enabledMcpjsonServers": ["gitbus"]}  # as Claude Code's dialog writes it
+    local_settings(worktrees).write_text(json.dumps(approved))
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert read(local_settings(worktrees)) == approved
+
+
 def test_the_installed_hook_command_runs_without_gitbus_on_the_path(worktrees: list[Path]) -> None:
     gb(worktrees[1], "join", "--name", "web-1")
     gb(worktrees[0], "install", "claude")
