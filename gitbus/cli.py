@@ -21,6 +21,7 @@ from gitbus import render
 from gitbus.bus import Bus
 from gitbus.clock import hhmm, iso, parse_duration, parse_since
 from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.inert import inert, inert_block
 from gitbus.message import Message
 
 out = Console(highlight=False, soft_wrap=True)
@@ -43,7 +44,8 @@ class _Group(TyperGroup):
                         "expires_at": iso(e.expires_at),
                     },
                 )
-            err.print(f"gitbus: {e.message}", markup=False, highlight=False, soft_wrap=True)
+            # A refusal may name a peer's claim, path and reason: shown inert.
+            err.print(f"gitbus: {inert_block(e.message)}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
 
@@ -100,7 +102,8 @@ def _posted(bus: Bus, msg: Any, json_out: bool) -> None:
     if json_out:
         render.dump(out, msg.to_json())
     else:
-        out.print(f"{msg.kind.value} {msg.id} from {msg.sender}: {msg.summary()}", markup=False)
+        # A take's text is the request's summary: a peer's words.
+        out.print(f"{msg.kind.value} {msg.id} from {msg.sender}: {inert(msg.summary())}", markup=False)
 
 
 # -- identity -----------------------------------------------------------------------------------
@@ -687,7 +690,7 @@ def note(
     if json_out:
         render.dump(out, {"commit": commit, "note": text})
     else:
-        out.print(text.rstrip(), markup=False)
+        out.print(inert_block(text.rstrip()), markup=False)
 
 
 @app.command()
@@ -721,15 +724,15 @@ def history(
     for e in events:
         if e.message:
             m = e.message
-            out.print(
-                f"{hhmm(e.time)}  {m.kind.value:<9} {m.sender}: {m.summary()}  [{m.id[:8]}]", markup=False
-            )
+            said = f"{inert(m.sender)}: {inert(m.summary())}  [{inert(m.id[:8])}]"
+            out.print(f"{hhmm(e.time)}  {m.kind.value:<9} {said}", markup=False)
         else:
             out.print(
-                f"{hhmm(e.time)}  commit    {(e.commit or '')[:10]} {e.author}: {e.subject}", markup=False
+                f"{hhmm(e.time)}  commit    {(e.commit or '')[:10]} {inert(e.author)}: {inert(e.subject)}",
+                markup=False,
             )
             for line in e.note.splitlines():
-                out.print(f"                 {line}", markup=False)
+                out.print(f"                 {inert(line)}", markup=False)
     if not events:
         out.print("nothing on the bus or in the history touches this path", markup=False)
 
@@ -778,11 +781,13 @@ def _report(report: Any, json_out: bool) -> None:
         markup=False,
     )
     for m in report.dropped:
-        err.print(f"gitbus: {m.text}", markup=False, soft_wrap=True)
+        err.print(f"gitbus: {inert_block(m.text)}", markup=False, soft_wrap=True)
     for ref in report.ignored:
-        err.print(f"gitbus: ignored {ref}: not a valid agent name, so no gitbus wrote it", markup=False)
+        err.print(
+            f"gitbus: ignored {inert(ref)}: not a valid agent name, so no gitbus wrote it", markup=False
+        )
     for refusal in report.refused:
-        err.print(f"gitbus: {refusal.line()}", markup=False, soft_wrap=True)
+        err.print(f"gitbus: {inert(refusal.line(), 600)}", markup=False, soft_wrap=True)
 
 
 @app.command()

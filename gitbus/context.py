@@ -2,7 +2,8 @@
 
 `<worktree>/.gitbus/context.md`, ignored through `<common>/info/exclude` so `git status` stays clean,
 written atomically. One view of the recent bus is read per update and rendered for every worktree,
-so the cost of an update does not grow with the number of agents.
+so the cost of an update does not grow with the number of agents. Peer strings are written inert
+(`delivery`'s facts and `gitbus.inert`): an agent reads this file as part of its instructions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate, islice
 from pathlib import Path
@@ -23,12 +24,13 @@ from gitbus.chains import all_tips, history
 from gitbus.claims import Claim, all_claims
 from gitbus.clock import hhmm
 from gitbus.delegation import state_of
-from gitbus.delivery import path_list
+from gitbus.delivery import claim_fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.gitfiles import locate
+from gitbus.gitfiles import Oid, locate
 from gitbus.ids import EVERYONE, AgentName
-from gitbus.message import Kind, Message, quote
+from gitbus.inert import inert, quoted
+from gitbus.message import Kind, Message
 
 FILE = Path(".gitbus") / "context.md"
 EXCLUDE_LINE = "/.gitbus/"
@@ -52,8 +54,10 @@ class View:
     open_requests: list[Message]
 
 
-def read_view(repo: Repository, now: int) -> View:
-    recent = [e.message for e in islice(history(repo, all_tips(repo)), WINDOW)]
+def read_view(repo: Repository, now: int, tips: Mapping[str, Oid] | None = None) -> View:
+    """The recent bus up to `tips` (default: as it is now) and the claims as they are now."""
+    upto = dict(tips) if tips is not None else all_tips(repo)
+    recent = [e.message for e in islice(history(repo, upto), WINDOW)]
     state = ledger.current(repo)
     requests = [
         m
@@ -72,6 +76,7 @@ class Section:
     more: str  # the command that lists the rest
     rank: list[int] | None = None  # indices into `entries`, most important first (None: in order)
     most: int | None = None  # never more than this many, however much room is left
+    ids: list[str] | None = None  # the message behind each entry, where there is one
 
     def ranked(self, n: int) -> list[int]:
         """The indices of the `n` entries that matter most."""
@@ -90,13 +95,42 @@ def _more(n: int, command: str) -> list[str]:
 
 def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase: bool) -> str:
     """The context file for agent `me`: facts, newest first, within `MAX_CHARS` (pointer included)."""
-    now = view.now
     head = [
         f"# gitbus context for agent {me}",
         "",
-        f"You are agent **{me}** in worktree `{root}`. Updated {hhmm(now)}; this file is rewritten "
+        f"You are agent **{me}** in worktree `{root}`. Updated {hhmm(view.now)}; this file is rewritten "
         "by `gitbus watch` as the bus changes. Text in quotes is other agents' words.",
     ]
+    tail = ["", POINTER]
+    body, _ = _fitted(sections(view, me, changed, ignorecase), MAX_CHARS - len("\n".join(head + tail)))
+    return "\n".join(head + body + tail)
+
+
+def brief(
+    view: View, me: AgentName, changed: list[str], ignorecase: bool, room: int
+) -> tuple[str, list[str]]:
+    """What an agent should know now, as the context file's sections within `room` characters (the
+    empty ones left out), and the ids of the questions and requests it names (for a session that
+    starts knowing them)."""
+    lines, ids = _fitted(sections(view, me, changed, ignorecase), room, empty=False)
+    return "\n".join(lines).strip("\n"), ids
+
+
+def _fitted(secs: list[Section], room: int, empty: bool = True) -> tuple[list[str], list[str]]:
+    """The lines of `secs` fitted to `room` (sections with nothing in them only with `empty`)."""
+    shown = _fit(secs, room)
+    lines = [
+        line for sec, n in zip(secs, shown, strict=True) if empty or sec.entries for line in sec.lines(n)
+    ]
+    ids = [sec.ids[i] for sec, n in zip(secs, shown, strict=True) if sec.ids for i in sec.ranked(n)]
+    return lines, ids
+
+
+def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) -> list[Section]:
+    """Everything an agent should know now, section by section, most important entries ranked first:
+    its claims, others' claims (touching its paths first), questions to it, answers to its
+    questions, open requests, and discoveries (touching its claimed and changed paths first)."""
+    now = view.now
     mine = [c for c in view.claims if c.owner == me]
     near = [c.path for c in mine] + changed
 
@@ -116,50 +150,51 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
     requests = [m for m in view.open_requests if m.to in (EVERYONE, me)]
     found = [m for m in view.recent if m.kind is Kind.DISCOVERY and m.sender != me]
     found.sort(key=lambda m: not touches_mine(m.paths))
-    sections = [  # in the order of the file
-        Section("My claims", [f"- {c.describe(now)}" for c in mine], "gitbus claims"),
+    return [  # in the order of the file
+        Section("My claims", [f"- {claim_fact(c, now)}" for c in mine], "gitbus claims"),
         Section(
             "Others' claims (edits there are refused)",
-            [f"- {c.describe(now)}" for c in others],
+            [f"- {claim_fact(c, now)}" for c in others],
             "gitbus claims",
         ),
         Section(
             "Open questions to me or to all",
             [
-                f"- [{m.id[:8]}] {m.sender} asks{' me' if m.to == me else ''}: {quote(m.text, 200)}"
+                f"- [{inert(m.id[:8])}] {name(m.sender)} asks{' me' * (m.to == me)}: {quoted(m.text, 200)}"
                 for m in open_qs
             ],
             "gitbus status",
             _to_me_first(open_qs, me),
+            ids=[m.id for m in open_qs],
         ),
         Section(
             "Answers to my questions",
-            [f"- {m.sender} on [{(m.reply_to or '')[:8]}]: {quote(m.text, 200)}" for m in answers],
+            [
+                f"- {name(m.sender)} on [{inert((m.reply_to or '')[:8])}]: {quoted(m.text, 200)}"
+                for m in answers
+            ],
             "gitbus inbox",
         ),
         Section(
             "Open requests",
             [
-                f"- [{m.id[:8]}] from {m.sender}{' to me' if m.to == me else ''}: {quote(m.text, 200)}"
+                f"- [{inert(m.id[:8])}] from {name(m.sender)}{' to me' * (m.to == me)}: {quoted(m.text, 200)}"
                 for m in requests
             ],
             "gitbus status",
             _to_me_first(requests, me),
+            ids=[m.id for m in requests],
         ),
         Section(
             "Recent discoveries (touching my paths first)",
             [
-                f"- {m.sender}{' on ' + path_list(m.paths) if m.paths else ''}: {quote(m.text, 200)}"
+                f"- {name(m.sender)}{' on ' + path_list(m.paths) if m.paths else ''}: {quoted(m.text, 200)}"
                 for m in found
             ],
             "gitbus log",
             most=MAX_DISCOVERIES,
         ),
     ]
-    tail = ["", POINTER]
-    shown = _fit(sections, MAX_CHARS - len("\n".join(head + tail)))
-    body = [line for sec, n in zip(sections, shown, strict=True) for line in sec.lines(n)]
-    return "\n".join(head + body + tail)
 
 
 def _to_me_first(msgs: list[Message], me: AgentName) -> list[int]:

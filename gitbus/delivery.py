@@ -3,19 +3,23 @@
 Each Claude Code session has its own cursor (`cursors.SessionCursor`), so two sessions of one agent
 each see every message once. The cursor advances only over what was actually put in front of the
 model, or was never for it: when the text budget runs out, the rest waits for the next call.
+Every peer string in a fact is inert (`gitbus.inert`): quoted or escaped, and capped, so no peer can
+start a line of its own in the model's context or outgrow the budget with one long path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
+from gitbus.claims import Claim
 from gitbus.clock import hhmm
 from gitbus.ids import EVERYONE, AgentName
-from gitbus.message import Kind, Message, quote
+from gitbus.inert import PATH_CHARS, QUOTE_CHARS, inert, quoted, quoted_path, within
+from gitbus.message import Kind, Message
 
 BUDGET_CHARS = 1500
-_QUOTE_CHARS = 280
+PATH_LIST_CHARS = 500  # the paths of one fact
 
 
 def for_agent(m: Message, me: AgentName) -> bool:
@@ -73,46 +77,63 @@ def select(
     return Batch(shown, waiting, tips, refs, passed)
 
 
-def path_list(paths: tuple[str, ...], most: int = 5) -> str:
-    """Up to `most` paths, then how many more (a message may name hundreds)."""
-    shown = ", ".join(paths[:most])
-    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
+def path_list(paths: Sequence[str], most: int = 5) -> str:
+    """Up to `most` paths, each inert and capped, then how many more (a message may name hundreds)."""
+    return within([quoted_path(p) for p in paths], PATH_LIST_CHARS, most=most)
+
+
+def name(agent: str) -> str:
+    """A peer's agent name as shown to a model (names read from the ledger are not validated)."""
+    return inert(agent, 64)
 
 
 def fact(m: Message, me: AgentName) -> str:
     """One line stating what a peer did; its words are quoted, never phrased as instructions."""
-    who, short = m.sender, m.id[:8]
+    who, short = name(m.sender), inert(m.id[:8])
     on = f" on {path_list(m.paths)}" if m.paths else ""
+    replied = inert((m.reply_to or "")[:8])
     if m.kind is Kind.CLAIM:
         until = m.get("expires")
         when = f" until {hhmm(int(until))}" if until and until.isdigit() else ""
-        why = f", reason {quote(m.text)}" if m.text else ""
+        why = f", reason {quoted(m.text)}" if m.text else ""
         mine = [v.split(" ", 1)[1] for k, v in m.meta if k == "took-over" and v.split(" ", 1)[0] == me]
-        lost = f"; your expired claim on {', '.join(mine)} is gone: {who} took it over" if mine else ""
+        lost = f"; your expired claim on {path_list(mine)} is gone: {who} took it over" if mine else ""
         return f"- {who} claimed {path_list(m.paths)}{when}{why}{lost}."
     if m.kind is Kind.RELEASE:
-        forced = [v for k, v in m.meta if k == "forced"]
+        forced = [inert(v, PATH_CHARS) for k, v in m.meta if k == "forced"]
         if forced:
-            return f"- {who} force-released {'; '.join(forced)}, reason {quote(m.text)}."
+            return f"- {who} force-released {within(forced, PATH_LIST_CHARS, '; ')}, reason {quoted(m.text)}."
         return f"- {who} released {path_list(m.paths)}."
     if m.kind is Kind.DISCOVERY:
-        return f"- {who} reported{on}: {quote(m.text)} [{short}]"
+        return f"- {who} reported{on}: {quoted(m.text)} [{short}]"
     if m.kind is Kind.QUESTION:
-        whom = "you" if m.to == me else "everyone" if m.to == EVERYONE else m.to
-        return f'- {who} asked {whom}{on}: {quote(m.text)} [{short}; reply: gitbus answer {short} "…"]'
+        whom = "you" if m.to == me else "everyone" if m.to == EVERYONE else name(m.to)
+        return f'- {who} asked {whom}{on}: {quoted(m.text)} [{short}; reply: gitbus answer {short} "…"]'
     if m.kind is Kind.ANSWER:
-        return f"- {who} answered question {(m.reply_to or '')[:8]}: {quote(m.text)} [{short}]"
+        return f"- {who} answered question {replied}: {quoted(m.text)} [{short}]"
     if m.kind is Kind.REQUEST:
-        whom = "you" if m.to == me else "anyone" if m.to == EVERYONE else m.to
-        return f"- {who} requested work from {whom}{on}: {quote(m.text)} [{short}; gitbus take {short}]"
+        whom = "you" if m.to == me else "anyone" if m.to == EVERYONE else name(m.to)
+        return f"- {who} requested work from {whom}{on}: {quoted(m.text)} [{short}; gitbus take {short}]"
     if m.kind is Kind.TAKE:
-        return f"- {who} took request {(m.reply_to or '')[:8]}."
+        return f"- {who} took request {replied}."
     if m.kind is Kind.DONE:
-        said = f": {quote(m.text)}" if m.text else "."
-        return f"- {who} finished request {(m.reply_to or '')[:8]}{said}"
+        said = f": {quoted(m.text)}" if m.text else "."
+        return f"- {who} finished request {replied}{said}"
     if m.kind is Kind.JOIN:
         return f"- {who} joined the bus."
-    return f"- {who}: {m.kind.value} {quote(m.text)}"
+    return f"- {who}: {m.kind.value} {quoted(m.text)}"
+
+
+def claim_fact(c: Claim, now: int) -> str:
+    """`Claim.describe` for a model: the owner, path and reason read from the ledger made inert and
+    capped first (a ledger blob is as untrusted as a message)."""
+    reason = inert(" ".join(c.reason.split()), QUOTE_CHARS)
+    return replace(c, owner=AgentName(name(c.owner)), path=quoted_path(c.path), reason=reason).describe(now)
+
+
+def claim_list(claims: Sequence[Claim], now: int, budget: int, most: int | None = None) -> str:
+    """Claims as `claim_fact`s joined by `; `, within `budget` characters, then how many more."""
+    return within([claim_fact(c, now) for c in claims[:most]], budget, "; ", total=len(claims))
 
 
 def render(batch: Batch, me: AgentName) -> str:

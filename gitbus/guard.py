@@ -116,11 +116,15 @@ class GuardBlind(Conflict):
 
 
 def denial(blocking: list[Claim], path: str, now: int) -> str:
-    """One sentence naming the holder, the claim, its expiry and how to reach them."""
+    """One sentence naming the holder, the claim, its expiry and how to reach them (the claim's
+    strings come from the ledger: inert and capped, as every peer string shown to a model)."""
+    from gitbus.delivery import claim_fact, name
+    from gitbus.inert import quoted_path
+
     c = blocking[0]
     return (
-        f"{path} is inside a claim of another agent: {c.describe(now)}. "
-        f'To coordinate, ask them: gitbus ask --to {c.owner} "…"'
+        f"{quoted_path(path)} is inside a claim of another agent: {claim_fact(c, now)}. "
+        f'To coordinate, ask them: gitbus ask --to {name(c.owner)} "…"'
     )
 
 

@@ -14,8 +14,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -23,14 +23,18 @@ from gitbus import agents, cursors
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import Location, locate, read_refs
 from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, AgentName
+from gitbus.lifeline import Lifeline, headless
 
 if TYPE_CHECKING:
     from gitbus import delivery
+    from gitbus.bus import Bus
+    from gitbus.gitfiles import Oid
 
 EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
 WAKE_POLL_SECONDS = 0.5
 WAKE_MAX_SECONDS = 8 * 3600
 STOP_REMINDERS = 5  # open questions recalled per Stop; the rest at the next ones
+CLAIMS_CHARS = 1500  # each list of claims at session start
 
 
 def bus_tips(common_dir: Path) -> dict[str, str]:
@@ -122,21 +126,27 @@ class Session:
             text = self.tell(tips).text
         return emit(event, text) if text else ""
 
-    def tell(self, tips: Mapping[str, str]) -> Told:
+    def tell(self, tips: Mapping[str, str], send: Callable[[str], bool] | None = None) -> Told:
         """Select what is new up to `tips`, move the cursor over it, and count it as seen by the agent
-        (the inbox and MCP won't repeat it); the caller holds the lock and has a cursor."""
+        (the inbox and MCP won't repeat it); the caller holds the lock and has a cursor.
+
+        With `send`, the text is handed to it first, and nothing counts as told unless it says the
+        text went out (a waiter whose session has gone must not eat a message)."""
         from gitbus import delivery
         from gitbus.bus import Bus
 
         assert self.cursor is not None
         before = self.cursor.tips
         batch = self.new_batch(tips)
+        told = Told(delivery.render(batch, self.agent), tuple(m.id for m in batch.shown))
+        if send is not None and not send(told.text):
+            return Told("", ())
         # Nothing left waiting: the cursor is at `tips`, refs that hold no message gitbus reads included
         # (a peer's ref at a blob), or the fast path would never match the bus tips again.
         self.save(batch.tips if batch.waiting else {**batch.tips, **tips})
         if batch.tips != before:
             Bus.open(self.loc.root, self.agent).mark_shown(batch.refs, before, batch.tips)
-        return Told(delivery.render(batch, self.agent), tuple(m.id for m in batch.shown))
+        return told
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -148,6 +158,7 @@ class Session:
 
 def session_start(s: Session, source: str) -> str:
     from gitbus.bus import Bus
+    from gitbus.delivery import claim_list
     from gitbus.seen import SESSION_BACKLOG, UNREAD_COUNT_MAX
 
     bus = Bus.open(s.loc.root, s.agent)
@@ -156,17 +167,21 @@ def session_start(s: Session, source: str) -> str:
         with s.locked():
             origin, earlier = bus.session_origin()
             s.save(origin)  # what the agent has not seen is told from here on
-    st = bus.status()
-    lines = [
+    head = (
         f"gitbus: you are agent {s.agent} in worktree {s.loc.root}. Other agents work in other "
         "worktrees of this repository and coordinate through gitbus (gitbus --help)."
-    ]
+    )
+    if earlier:
+        return emit("SessionStart", first_brief(s, bus, head, origin))
+    st = bus.status()
+    lines = [head]
+    # Claims are listed inert and within a budget: a peer's path or reason can be any length.
     if st.my_claims:
-        lines.append("Your claims: " + "; ".join(c.describe(st.now) for c in st.my_claims) + ".")
+        lines.append("Your claims: " + claim_list(st.my_claims, st.now, CLAIMS_CHARS, 10) + ".")
     if st.other_claims:
         lines.append(
             "Claims of others (edits there are refused): "
-            + "; ".join(c.describe(st.now) for c in st.other_claims[:10])
+            + claim_list(st.other_claims, st.now, CLAIMS_CHARS, 10)
             + "."
         )
 
@@ -185,10 +200,38 @@ def session_start(s: Session, source: str) -> str:
         lines.append(f"{len(st.open_questions)} open question(s). {waiting}".rstrip())
     elif waiting:
         lines.append(waiting)
-    if earlier:
-        lines.append(f"{count(earlier)} message(s) for you from before your first session: gitbus log.")
-    lines.append("New messages from other agents will appear here as they arrive.")
+    lines.append(LIVE_NOTE)
     return emit("SessionStart", "\n".join(lines))
+
+
+LIVE_NOTE = "New messages from other agents will appear here as they arrive."
+BRIEF_CHARS = 6000  # of Claude Code's 10,000 per hook output string
+
+
+def first_brief(s: Session, bus: Bus, head: str, origin: Mapping[str, Oid]) -> str:
+    """An agent's first session starts knowing what the team knows: claims, open questions and
+    requests for it, and the discoveries that touch its claimed and changed paths first, as the
+    context file ranks them, within `BRIEF_CHARS`. What came before is behind the agent's cursor
+    now, so nothing here is told again (the messages are read up to `origin`, where the session's
+    cursor starts); the questions named are not reminded at Stop either."""
+    from gitbus import context
+
+    view = context.read_view(bus.repo, bus.clock.now_ms(), origin)
+    changed = context.changed_paths(bus.repo, s.loc.root)
+    text, ids = context.brief(view, s.agent, changed, bus.repo.ignorecase, BRIEF_CHARS)
+    with s.locked():
+        assert s.cursor is not None
+        s.save(s.cursor.tips, s.cursor.reminded + tuple(i for i in ids if i not in s.cursor.reminded))
+    known = [text] if text else ["No claims, open questions, requests or discoveries yet."]
+    return "\n".join(
+        [
+            head,
+            "This is your first session. What the team knows now (peers' words in quotes; all that "
+            "came before: gitbus log):",
+            *known,
+            LIVE_NOTE,
+        ]
+    )
 
 
 def pre_tool_use(s: Session, data: Mapping[str, Any]) -> str:
@@ -232,12 +275,15 @@ def _repo_path(loc: Location, raw: str) -> str | None:
     from gitbus import paths as P
 
     full = Path(raw) if os.path.isabs(raw) else loc.root / raw
-    owner = locate(full.parent if not full.is_dir() else full) or loc
+    try:
+        owner = locate(full.parent if not full.is_dir() else full) or loc
+    except OSError:  # a name the file system refuses (too long, say): judged by its text alone
+        owner = loc
     if owner.common_dir != loc.common_dir:
         return None
     try:
         return P.normalize(str(full), root=owner.root, cwd=owner.root)
-    except GitbusError:
+    except (GitbusError, OSError):
         return None
 
 
@@ -274,21 +320,42 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
     return emit("Stop", text) if text else ""
 
 
-def wake(s: Session) -> int:
+def wake_pid_file(s: Session) -> Path:
+    return s.loc.common_dir / "gitbus" / "sessions" / s.agent / f"{s.id}.wake.pid"
+
+
+def wake(s: Session, env: Mapping[str, str]) -> int:
     """asyncRewake: wait in the background until a message for this agent arrives; exit 2 with it.
 
-    One per session: a newer waiter replaces the pid file and the older one exits quietly."""
-    pid_file = s.loc.common_dir / "gitbus" / "sessions" / s.agent / f"{s.id}.wake.pid"
+    One per session: a newer waiter replaces the pid file and the older one exits quietly. It ends
+    with its session however that ends: SessionEnd removes the pid file, and the client's death or
+    its end of our stderr closing is noticed at the next poll (`lifeline`). A headless run waits for
+    this hook before it exits, so there it returns at once."""
+    life = Lifeline(env)
+    if headless(env, life.client_argv()):
+        return 0
+    pid_file = wake_pid_file(s)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(str(os.getpid()))
-    started, parent = time.monotonic(), os.getppid()
-    last = bus_tips(s.loc.common_dir)
+    me = str(os.getpid())
+    pid_file.write_text(me)
+    try:
+        return _wait(s, life, lambda: pid_file.read_text().strip() == me)
+    except OSError:
+        return 0
+    finally:
+        with suppress(OSError):
+            if pid_file.read_text().strip() == me:
+                pid_file.unlink()
+
+
+def _wait(s: Session, life: Lifeline, still_mine: Callable[[], bool]) -> int:
+    started = time.monotonic()
+    # From what the session was last told, not from the bus as it is now: a message posted between
+    # the Stop hook and this waiter starting must wake the session too.
+    last = dict(s.cursor.tips) if s.cursor is not None else bus_tips(s.loc.common_dir)
     while time.monotonic() - started < WAKE_MAX_SECONDS:
         time.sleep(WAKE_POLL_SECONDS)
-        try:
-            if pid_file.read_text().strip() != str(os.getpid()) or os.getppid() != parent:
-                return 0
-        except OSError:
+        if not still_mine() or not life.alive():
             return 0
         tips = bus_tips(s.loc.common_dir)
         if tips == last:
@@ -301,10 +368,29 @@ def wake(s: Session) -> int:
             # broadcasts before it are not skipped.
             if not s.new_batch(tips, only_direct=True).shown:
                 continue
-            text = s.tell(tips).text
-        sys.stderr.write(text + "\n")
-        return 2
+            told = s.tell(tips, send=lambda text: _send(text, life, still_mine))
+        return 2 if told.text else 0
     return 0
+
+
+def _send(text: str, life: Lifeline, still_mine: Callable[[], bool]) -> bool:
+    """Write the wake text to the client; False if it cannot have been read (the client gone, or
+    its session ended: SessionEnd took the pid file while the client was shutting down)."""
+    if not (still_mine() and life.alive()):
+        return False
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except OSError:
+        return False
+    return still_mine() and life.alive()
+
+
+def session_end(s: Session) -> str:
+    """The session is over: its waiter, if any, sees its pid file gone and exits."""
+    with suppress(OSError):
+        wake_pid_file(s).unlink()
+    return ""
 
 
 def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = False) -> tuple[int, str]:
@@ -316,7 +402,7 @@ def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = Fa
         return 0, ""
     s = Session(loc, agents.resolve(loc, None, env), session_id)
     if wake_mode:
-        return wake(s), ""
+        return wake(s, env), ""
     event = data.get("hook_event_name")
     if event == "SessionStart":
         return 0, session_start(s, str(data.get("source") or "startup"))
@@ -326,6 +412,8 @@ def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = Fa
         return 0, pre_tool_use(s, data)
     if event == "Stop":
         return 0, stop(s, data)
+    if event == "SessionEnd":
+        return 0, session_end(s)
     return 0, ""
 
 

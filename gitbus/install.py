@@ -24,6 +24,8 @@ from gitbus.git import Repository
 
 MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these marks) -->"
 MARK_END = "<!-- gitbus:end -->"
+MCP_SERVER = "gitbus"
+ENABLED = "enabledMcpjsonServers"  # the settings key that approves `.mcp.json` servers by name
 _OURS = re.compile(r"(^|[\s/])(gitbus|-m gitbus)\s+hook(\s+wake)?\s*$")
 CLAUDE_TEXT = """## Coordinating with other agents (gitbus)
 
@@ -67,6 +69,7 @@ def _hook_entries(cmd: str) -> dict[str, list[dict[str, Any]]]:
                 ]
             }
         ],
+        "SessionEnd": [{"hooks": [one(f"{cmd} hook")]}],  # ends the session's waiter
     }
 
 
@@ -79,10 +82,21 @@ def _is_ours(hook: Any) -> bool:
 
 
 def _strip_ours(settings: dict[str, Any], created: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
-    """`settings` without any hook entry gitbus added.
+    """`settings` without any hook entry gitbus added, nor its approval of our MCP server.
 
     A group left empty goes; an event list or the `hooks` object left empty goes only if install
     created it (`created` holds keys like `hooks` and `hooks.Stop`), so the user's shape comes back."""
+    out = _strip_hooks(settings, created)
+    enabled = out.get(ENABLED)
+    if f"{ENABLED}.{MCP_SERVER}" in created and isinstance(enabled, list):
+        rest = [x for x in enabled if x != MCP_SERVER]
+        out = {k: v for k, v in out.items() if k != ENABLED or rest or ENABLED not in created}
+        if ENABLED in out:
+            out[ENABLED] = rest
+    return out
+
+
+def _strip_hooks(settings: dict[str, Any], created: set[str] | frozenset[str]) -> dict[str, Any]:
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
         return settings
@@ -109,6 +123,19 @@ def _strip_ours(settings: dict[str, Any], created: set[str] | frozenset[str] = f
     if cleaned or "hooks" not in created:
         out["hooks"] = cleaned
     return out
+
+
+def _enable_mcp(settings: dict[str, Any], f: Path, record: _Record) -> None:
+    """Approve our `.mcp.json` server: Claude Code leaves project servers pending until approved."""
+    if ENABLED not in settings:
+        record.add(f"{f}#{ENABLED}")
+        settings[ENABLED] = []
+    enabled = settings[ENABLED]
+    if not isinstance(enabled, list):
+        raise GitbusError(f"{f} has an {ENABLED} entry that is not a list; fix it first.")
+    if MCP_SERVER not in enabled:
+        record.add(f"{f}#{ENABLED}.{MCP_SERVER}")
+        enabled.append(MCP_SERVER)
 
 
 def _read_json(f: Path) -> dict[str, Any]:
@@ -172,6 +199,7 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
         if event not in hooks:
             record.add(f"{f}#hooks.{event}")
         hooks.setdefault(event, []).extend(groups)
+    _enable_mcp(settings, f, record)
     _write_json(f, settings)
     written = [f]
     for mem in _memory_files(repo, shared):
@@ -188,7 +216,7 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
         if not isinstance(servers, dict):
             raise GitbusError(f"{mcp_file} has an mcpServers entry that is not an object; fix it first.")
         exe, *args = shlex.split(gitbus_command())
-        servers["gitbus"] = {"command": exe, "args": [*args, "mcp"]}
+        servers[MCP_SERVER] = {"command": exe, "args": [*args, "mcp"]}
         _write_json(mcp_file, config)
         written.append(mcp_file)
     if not shared:
@@ -221,12 +249,13 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
             else:
                 _write_json(f, after)
             changed.append(f)
+        record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     for mcp_file in _mcp_files(repo, shared):
         if mcp_file.exists():
             config = _read_json(mcp_file)
             servers = config.get("mcpServers")
-            if isinstance(servers, dict) and "gitbus" in servers:
-                del servers["gitbus"]
+            if isinstance(servers, dict) and MCP_SERVER in servers:
+                del servers[MCP_SERVER]
                 if not servers:
                     del config["mcpServers"]
                 if not config and str(mcp_file) in ours:
@@ -275,6 +304,13 @@ class _Record:
         """Drop a file uninstall removed, with its keys: a file of the same name made later is the
         user's, not ours."""
         kept = {x for x in self.items if x != path and not x.startswith(f"{path}#")}
+        if kept != self.items:
+            self.items = kept
+            self._save()
+
+    def forget_keys(self, settings_file: Path) -> None:
+        """Drop the settings keys recorded for `settings_file`, keeping the file's own entry."""
+        kept = {x for x in self.items if not x.startswith(f"{settings_file}#")}
         if kept != self.items:
             self.items = kept
             self._save()

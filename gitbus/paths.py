@@ -15,7 +15,7 @@ from gitbus.errors import GitbusError
 from gitbus.text import describe, unsafe
 
 MAX_DEPTH = 64  # components: deeper than any real source tree, shallow enough for every walk
-MAX_BYTES = 1024  # UTF-8 bytes of one path
+MAX_BYTES = 4096  # UTF-8 bytes of one path: PATH_MAX on Linux
 
 
 def _check_chars(raw: str) -> None:

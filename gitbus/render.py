@@ -1,17 +1,17 @@
 """How the CLI shows library values to people (rich) and to programs (JSON).
 
-A face module: the only place, with `cli`, that knows about rich.
+A face module: the only place, with `cli`, that knows about rich. Every peer-supplied value goes in
+as a `Text` made with `gitbus.inert`, never into a markup string: a peer's `[/x]` is shown, not parsed,
+and its escape sequences are shown, not run by the terminal.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -19,6 +19,7 @@ from gitbus.bus import AgentInfo, Status
 from gitbus.claims import Claim
 from gitbus.clock import hhmm, iso, span
 from gitbus.ids import EVERYONE
+from gitbus.inert import inert, inert_block, json_text
 from gitbus.message import Kind, Message
 
 KIND_STYLE = {
@@ -36,8 +37,9 @@ KIND_STYLE = {
 
 
 def dump(console: Console, obj: Any) -> None:
-    """JSON for programs: plain, one document, no colour or wrapping."""
-    console.file.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    """JSON for programs: plain, one document, no colour or wrapping; values exact, but what a
+    terminal would act on is written as `\\u` escapes."""
+    console.file.write(json_text(obj, indent=2) + "\n")
 
 
 def claim_json(c: Claim, now: int) -> dict[str, Any]:
@@ -65,17 +67,17 @@ def messages(console: Console, msgs: Sequence[Message], now: int, title: str | N
     for col in ("id", "when", "type", "from", "to", "text"):
         table.add_column(col, overflow="fold", no_wrap=col in ("id", "when", "type"))
     for m in msgs:
-        text = Text(m.summary())
+        text = Text(inert(m.summary()))
         if m.paths and m.kind not in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW):
-            text.append("  " + " ".join(m.paths), style="dim")
+            text.append("  " + " ".join(inert(p) for p in m.paths), style="dim")
         if m.reply_to:
-            text.append(f"  ↩ {m.reply_to[:8]}", style="dim")
+            text.append(f"  ↩ {inert(m.reply_to[:8])}", style="dim")
         table.add_row(
-            m.id[:8],
+            Text(inert(m.id[:8])),
             ago(m.time, now),
             Text(m.kind.value, style=KIND_STYLE[m.kind]),
-            m.sender,
-            "all" if m.to == EVERYONE else m.to,
+            Text(inert(m.sender)),
+            Text("all" if m.to == EVERYONE else inert(m.to)),
             text,
         )
     console.print(table)
@@ -84,41 +86,53 @@ def messages(console: Console, msgs: Sequence[Message], now: int, title: str | N
 def line(console: Console, m: Message, json_out: bool = False) -> None:
     """One message on one line, flushed at once: `gitbus log --follow` (JSON: one object a line)."""
     if json_out:
-        console.file.write(json.dumps(m.to_json(), ensure_ascii=False) + "\n")
+        console.file.write(json_text(m.to_json()) + "\n")
     else:
-        to = "" if m.to == EVERYONE else f"→{m.to}"
-        paths = f"  [{' '.join(m.paths)}]" if m.paths else ""
+        to = "" if m.to == EVERYONE else f"→{inert(m.to)}"
+        paths = f"  [{' '.join(inert(p) for p in m.paths)}]" if m.paths else ""
         stamp = datetime.fromtimestamp(m.time / 1000).strftime("%H:%M:%S")
         console.print(
             Text.assemble(
                 f"{stamp} ",
                 (f"{m.kind.value:<9}", KIND_STYLE[m.kind]),
-                f" {m.sender}{to}: {m.summary()}{paths}  ",
-                (m.id[:8], "dim"),
+                f" {inert(m.sender)}{to}: {inert(m.summary())}{paths}  ",
+                (inert(m.id[:8]), "dim"),
             )
         )
     console.file.flush()
 
 
 def message_full(console: Console, m: Message, replies: Iterable[Message], now: int) -> None:
+    to = "all" if m.to == EVERYONE else inert(m.to)
     console.print(
-        f"[bold]{m.kind.value}[/bold] {m.id} from [bold]{m.sender}[/bold] to "
-        f"{'all' if m.to == EVERYONE else m.to}, {ago(m.time, now)} ({hhmm(m.time)})"
+        Text.assemble(
+            (m.kind.value, "bold"),
+            f" {inert(m.id)} from ",
+            (inert(m.sender), "bold"),
+            f" to {to}, {ago(m.time, now)} ({hhmm(m.time)})",
+        )
     )
     if m.paths:
-        console.print("paths: " + ", ".join(m.paths))
+        console.print(Text("paths: " + ", ".join(inert(p) for p in m.paths)))
     if m.reply_to:
-        console.print(f"reply to: {m.reply_to}")
+        console.print(Text(f"reply to: {inert(m.reply_to)}"))
     for k, v in m.meta:
-        console.print(f"{k}: {v}")
+        console.print(Text(f"{inert(k)}: {inert(v)}"))
     if m.text:
         console.print()
-        console.print(Text(m.text))
+        console.print(Text(inert_block(m.text)))
     for r in replies:
         console.print()
-        console.print(f"[bold]{r.kind.value}[/bold] {r.id} from [bold]{r.sender}[/bold], {ago(r.time, now)}")
+        console.print(
+            Text.assemble(
+                (r.kind.value, "bold"),
+                f" {inert(r.id)} from ",
+                (inert(r.sender), "bold"),
+                f", {ago(r.time, now)}",
+            )
+        )
         if r.text:
-            console.print(Text(r.text))
+            console.print(Text(inert_block(r.text)))
 
 
 def claims(console: Console, cs: Sequence[Claim], now: int, me: str | None = None) -> None:
@@ -134,8 +148,8 @@ def claims(console: Console, cs: Sequence[Claim], now: int, me: str | None = Non
             if c.live(now)
             else f"[red]expired {hhmm(c.expires_at)}[/red]"
         )
-        who = f"[bold]{c.owner}[/bold]" if c.owner == me else c.owner
-        table.add_row(Text(c.path), who, left, Text(c.reason))
+        who = Text(inert(c.owner), "bold" if c.owner == me else "")
+        table.add_row(Text(inert(c.path)), who, left, Text(inert(c.reason)))
     console.print(table)
 
 
@@ -147,23 +161,29 @@ def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> N
     for col in ("agent", "last active", "claims", "last message"):
         table.add_column(col, overflow="fold")
     for a in infos:
-        name = f"[bold]{a.name}[/bold] (you)" if a.name == me else a.name
+        name = Text.assemble((inert(a.name), "bold"), " (you)") if a.name == me else Text(inert(a.name))
         table.add_row(
-            name, ago(a.last_active, now) if a.last_active else "-", str(a.live_claims), Text(a.last_summary)
+            name,
+            ago(a.last_active, now) if a.last_active else "-",
+            str(a.live_claims),
+            Text(inert(a.last_summary)),
         )
     console.print(table)
 
 
 def status(console: Console, s: Status) -> None:
-    console.print(f"You are [bold]{s.me}[/bold]; {s.unread} unread (gitbus inbox).")
+    console.print(Text.assemble("You are ", (s.me, "bold"), f"; {s.unread} unread (gitbus inbox)."))
     if s.sync:
         when = ago(int(s.sync.get("at") or 0), s.now)
-        state = f"[red]failed: {escape(str(s.sync['error']))}[/red]" if s.sync.get("error") else "ok"
-        console.print(f"Last background sync with {s.sync.get('remote')}: {when}, {state}")
+        state = Text(f"failed: {inert(str(s.sync['error']))}", "red") if s.sync.get("error") else Text("ok")
+        remote = inert(str(s.sync.get("remote")))
+        console.print(Text.assemble(f"Last background sync with {remote}: {when}, ", state))
     if s.damage():
-        console.print(f"[yellow]{escape(s.damage() or '')}[/yellow]")
+        console.print(Text(s.damage() or "", "yellow"))
     for path, by, at in s.taken_over:
-        console.print(f"Your expired claim on {escape(path)} was taken over by {by} at {hhmm(at)}.")
+        console.print(
+            f"Your expired claim on {inert(path)} was taken over by {inert(by)} at {hhmm(at)}.", markup=False
+        )
     console.print("\n[bold]Your claims[/bold]")
     claims(console, s.my_claims, s.now, s.me)
     console.print("\n[bold]Others' claims[/bold]")
@@ -174,8 +194,9 @@ def status(console: Console, s: Status) -> None:
     if not s.requests:
         console.print("[dim]none[/dim]")
     for r in s.requests:
-        state = f"taken by {r.state.taker}" if r.state else "open"
-        console.print(f"{r.message.id[:8]} from {r.message.sender} ({state}): {r.message.summary()}")
+        req = r.message
+        how = f"taken by {inert(r.state.taker)}" if r.state else "open"
+        console.print(Text(f"{inert(req.id[:8])} from {inert(req.sender)} ({how}): {inert(req.summary())}"))
 
 
 def status_json(s: Status) -> dict[str, Any]:

@@ -49,9 +49,11 @@ from gitbus.bus import AgentInfo, Bus
 from gitbus.claims import Claim
 from gitbus.clock import Clock, SystemClock, hhmm, parse_duration, span
 from gitbus.delegation import RequestState, state_of
+from gitbus.delivery import claim_fact
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Repository
 from gitbus.ids import BUS_PREFIX, EVERYONE, agent_name
+from gitbus.inert import has_forbidden_char, inert, inert_block
 from gitbus.message import Kind, Message, kind_named
 from gitbus.render import KIND_STYLE
 
@@ -185,6 +187,12 @@ def ref_stamp(common: Path) -> Stamp:
     return tuple(sorted(out))
 
 
+def plain_paths(paths: Iterable[str]) -> list[str]:
+    """The paths a form may be prefilled with: an input field shows its value as it is, so a path
+    with a control or format character in it is left for the operator to type."""
+    return [p for p in paths if not has_forbidden_char(p)]
+
+
 def split_paths(text: str) -> list[str]:
     return [p for p in re.split(r"[\s,]+", text) if p]
 
@@ -227,8 +235,8 @@ def badge(m: Message, snap: Snapshot) -> Text:
         st = snap.requests.get(m.id)
         if st is None:
             return Text("[open] ", "bold magenta")
-        return Text("[done] ", "dim") if st.done_at else Text(f"[taken by {st.taker}] ", "magenta")
-    took = [v for k, v in m.meta if k in ("took-over", "forced")]
+        return Text("[done] ", "dim") if st.done_at else Text(f"[taken by {inert(st.taker)}] ", "magenta")
+    took = [inert(v) for k, v in m.meta if k in ("took-over", "forced")]
     if took:
         what = "took over" if m.kind is Kind.CLAIM else "forced"
         return Text(f"[{what} {'; '.join(took)}] ", "bold red")
@@ -236,16 +244,20 @@ def badge(m: Message, snap: Snapshot) -> Text:
 
 
 def who(m: Message) -> str:
-    return m.sender if m.to == EVERYONE else f"{m.sender}→{m.to}"
+    return inert(m.sender) if m.to == EVERYONE else f"{inert(m.sender)}→{inert(m.to)}"
+
+
+def paths_of(m: Message) -> str:
+    return " ".join(inert(p) for p in m.paths)
 
 
 def describe(m: Message, snap: Snapshot) -> Text:
-    """The detail of one message: header, badge, paths, text."""
-    out = Text.assemble(label(m.kind), f" {m.id[:8]} from {who(m)}, {span(snap.now - m.time)} ago  ")
+    """The detail of one message: header, badge, paths, text (every peer string inert)."""
+    out = Text.assemble(label(m.kind), f" {inert(m.id[:8])} from {who(m)}, {span(snap.now - m.time)} ago  ")
     out.append_text(badge(m, snap))
     if m.paths:
-        out.append("\npaths: " + " ".join(m.paths), "dim")
-    out.append("\n" + (m.text or m.summary()))
+        out.append("\npaths: " + paths_of(m), "dim")
+    out.append("\n" + inert_block(m.text or m.summary()))
     return out
 
 
@@ -370,7 +382,7 @@ class ComposeScreen(ModalScreen[Message | None]):
         try:
             msg = await asyncio.to_thread(lambda: self.submit(self.open_bus(), values))
         except GitbusError as e:
-            self.query_one("#form-error", Static).update(Text(str(e), "bold red"))
+            self.query_one("#form-error", Static).update(Text(inert_block(str(e)), "bold red"))
             return
         finally:
             self.posting = False
@@ -407,13 +419,13 @@ class ThreadScreen(Screen[None]):
         try:
             root, replies = await asyncio.to_thread(lambda: thread_of(app.open_bus(), self.root))
         except GitbusError as e:
-            app.notify(str(e), severity="error", markup=False)
+            app.notify(inert_block(str(e)), severity="error", markup=False)
             return
         if not self.is_attached:  # closed while the thread was read
             return
         self.root, snap = root, app.snap
         n = sum(r.kind is Kind.ANSWER for r in replies)
-        title = f" thread {root.id[:8]} · replies: {len(replies)}, answers: {n} · esc back"
+        title = f" thread {inert(root.id[:8])} · replies: {len(replies)}, answers: {n} · esc back"
         self.query_one("#thread-title", Static).update(Text.assemble(label(root.kind), title))
         body = self.query_one("#thread-body", VerticalScroll)
         await body.remove_children()
@@ -536,7 +548,7 @@ class GitbusApp(App[None]):
             else:
                 self._dirty = True
         except GitbusError as e:
-            self.notify(str(e), severity="error", markup=False)
+            self.notify(inert_block(str(e)), severity="error", markup=False)
         finally:
             self._loading = False
         if self._dirty:
@@ -604,8 +616,8 @@ class GitbusApp(App[None]):
                         Text(age(s.now - m.time)),
                         label(m.kind),
                         Text(who(m)),
-                        Text(" ".join(m.paths), "dim"),
-                        badge(m, s) + Text(m.summary()),
+                        Text(paths_of(m), "dim"),
+                        badge(m, s) + Text(inert(m.summary())),
                     ],
                 )
                 for m in s.feed
@@ -629,10 +641,10 @@ class GitbusApp(App[None]):
     def render_claims(self) -> None:
         rows = []
         for c in self.snap.claims:
-            took = self.snap.took_over(c.id)
+            took = [inert(t) for t in self.snap.took_over(c.id)]
             note = Text(f"took over {'; '.join(took)} ", "bold red") if took else Text()
-            holder = Text(c.owner, "bold" if c.owner == self.agent else "")
-            rows.append((c.path, [Text(c.path), holder, self.left(c), note + Text(c.reason)]))
+            holder = Text(inert(c.owner), "bold" if c.owner == self.agent else "")
+            rows.append((c.path, [Text(inert(c.path)), holder, self.left(c), note + Text(inert(c.reason))]))
         self.home.query_one(ClaimsTable).fill(rows)
         self.render_claim_detail()
 
@@ -641,8 +653,8 @@ class GitbusApp(App[None]):
         if c is None:
             self.home.query_one("#claim-detail", Static).update(Text("no claims", "dim"))
             return
-        text = Text(c.describe(self.snap.now))
-        took = self.snap.took_over(c.id)
+        text = Text(claim_fact(c, self.snap.now))
+        took = [inert(t) for t in self.snap.took_over(c.id)]
         if took:
             text.append(f"\ntook over: {'; '.join(took)}", "bold red")
         text.append(f"\nclaimed {hhmm(c.claimed_at)} · r release · f force-release · enter: its feed", "dim")
@@ -657,11 +669,14 @@ class GitbusApp(App[None]):
                 (
                     a.name,
                     [
-                        Text(a.name + (" (you)" if a.name == self.agent else ""), "bold" if open_qs else ""),
+                        Text(
+                            inert(a.name) + (" (you)" if a.name == self.agent else ""),
+                            "bold" if open_qs else "",
+                        ),
                         Text(span(s.now - a.last_active) if a.last_active else "-"),
                         Text(str(sum(c.owner == a.name and c.live(s.now) for c in s.claims))),
                         Text(str(open_qs), "bold yellow" if open_qs else "dim"),
-                        Text(a.last_summary),
+                        Text(inert(a.last_summary)),
                     ],
                 )
             )
@@ -673,9 +688,10 @@ class GitbusApp(App[None]):
         text = Text()
         if name:
             mine = [c for c in s.claims if c.owner == name and c.live(s.now)]
-            text.append(f"{name} holds: " + (", ".join(c.path for c in mine) or "nothing"))
+            text.append(f"{inert(name)} holds: " + (", ".join(inert(c.path) for c in mine) or "nothing"))
             for q in s.open_questions(to=name):
-                text.append(f"\n? from {q.sender}, {span(s.now - q.time)} ago: {q.summary()}", "yellow")
+                said = f"{inert(q.sender)}, {span(s.now - q.time)} ago: {inert(q.summary())}"
+                text.append(f"\n? from {said}", "yellow")
         self.home.query_one("#agent-detail", Static).update(text)
 
     @on(DataTable.RowHighlighted)
@@ -747,7 +763,7 @@ class GitbusApp(App[None]):
         try:
             query = Query.parse(event.value)
         except GitbusError as e:
-            self.notify(str(e), severity="error", markup=False)
+            self.notify(inert_block(str(e)), severity="error", markup=False)
             return
         self.set_filter(query)
 
@@ -783,7 +799,8 @@ class GitbusApp(App[None]):
     def compose_form(self, title: str, fields: list[Field], submit: Submit) -> None:
         def posted(msg: Message | None) -> None:
             if msg is not None:
-                self.notify(f"{msg.kind.value} {msg.id[:8]}: {msg.summary()}", title="posted", markup=False)
+                said = f"{msg.kind.value} {msg.id[:8]}: {inert(msg.summary())}"
+                self.notify(said, title="posted", markup=False)
             self.reload()
 
         self.push_screen(ComposeScreen(title, fields, submit, self.open_bus), posted)
@@ -818,7 +835,7 @@ class GitbusApp(App[None]):
         if q is None or q.kind is not Kind.QUESTION:
             return
         self.compose_form(
-            f"Answer {q.sender}: {q.summary()}",
+            f"Answer {inert(q.sender)}: {inert(q.summary())}",
             [Field("text", "Answer")],
             lambda bus, v: bus.answer(q.id, v["text"]),
         )
@@ -828,7 +845,7 @@ class GitbusApp(App[None]):
         self.compose_form(
             f"Claim, as {self.agent}",
             [
-                Field("paths", "Paths (dir/ for a directory)", " ".join(m.paths) if m else ""),
+                Field("paths", "Paths (dir/ for a directory)", " ".join(plain_paths(m.paths)) if m else ""),
                 Field("ttl", "Lease", placeholder="30m (default), 10m, 2h"),
                 Field("reason", "Reason"),
             ],
@@ -841,16 +858,22 @@ class GitbusApp(App[None]):
         c = self.selected_claim()
         self.compose_form(
             f"Release, as {self.agent}",
-            [Field("paths", "Paths", c.path if c else ""), Field("reason", "Reason (optional)")],
+            [
+                Field("paths", "Paths", " ".join(plain_paths((c.path,))) if c else ""),
+                Field("reason", "Reason (optional)"),
+            ],
             lambda bus, v: bus.release(split_paths(v["paths"]), reason=v["reason"]),
         )
 
     def action_force_release(self) -> None:
         c = self.selected_claim()
-        held = f" held by {c.owner}" if c else ""
+        held = f" held by {inert(c.owner)}" if c else ""
         self.compose_form(
             f"Force-release{held}: recorded, and the holder is told",
-            [Field("paths", "Paths", c.path if c else ""), Field("reason", "Reason (required)")],
+            [
+                Field("paths", "Paths", " ".join(plain_paths((c.path,))) if c else ""),
+                Field("reason", "Reason (required)"),
+            ],
             lambda bus, v: bus.release(split_paths(v["paths"]), force=True, reason=v["reason"]),
         )
 
@@ -861,9 +884,10 @@ class GitbusApp(App[None]):
         try:
             msg = await asyncio.to_thread(lambda: self.open_bus().take(m.id))
         except GitbusError as e:
-            self.notify(str(e), severity="error", markup=False)
+            self.notify(inert_block(str(e)), severity="error", markup=False)
             return
-        self.notify(f"took {m.sender}'s request: {m.summary()}", title=msg.id[:8], markup=False)
+        said = f"took {inert(m.sender)}'s request: {inert(m.summary())}"
+        self.notify(said, title=msg.id[:8], markup=False)
         self.reload()
 
 

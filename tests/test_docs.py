@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,11 @@ def test_every_example_in_the_library_guide_runs_as_written(tmp_path: Path) -> N
     cmd = [sys.executable, str(script)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_claude_code_page_names_the_version_the_real_client_suite_pins() -> None:
+    pinned = json.loads((ROOT / "clients.json").read_text())["claude-code"]["version"]
+    page = (ROOT / "docs" / "claude-code.md").read_text()
+    tested = page.split("## Tested with the real Claude Code", 1)[1].split("\n## ", 1)[0]
+    stated = set(re.findall(r"\b\d+\.\d+\.\d+\b", tested))  # every version that section names
+    assert f"**{pinned}**" in tested and stated == {pinned}, stated

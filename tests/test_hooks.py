@@ -7,10 +7,13 @@ the wall clock here (not the fake clock): the hooks judge leases by the wall clo
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -342,25 +345,70 @@ def test_a_directory_outside_any_repository_is_silence(tmp_path: Path) -> None:
 # -- SessionStart ----------------------------------------------------------------------------------
 
 
-def test_session_start_names_the_agent_its_claims_and_the_claims_of_others(agents: list[Bus]) -> None:
+@pytest.mark.parametrize("first", [True, False], ids=["first session", "later session"])
+def test_session_start_names_the_agent_its_claims_and_the_claims_of_others(
+    agents: list[Bus], first: bool
+) -> None:
     api, web, _ = agents
     api.claim(["internal/api/"], reason="splitting handlers")
     web.claim(["config/db.yaml"], reason="new pool size")
+    if not first:
+        web.inbox(mark_read=True)
     told = start(web.repo.root)
     assert "you are agent web-1" in told and str(web.repo.root) in told
-    assert "Your claims: web-1 holds config/db.yaml until" in told
-    assert "Claims of others (edits there are refused): api-1 holds internal/api/ until" in told
+    mine = told.index("web-1 holds config/db.yaml until")
+    theirs = told.index("api-1 holds internal/api/ until")
+    assert mine < told.index("(edits there are refused)") < theirs
     assert "splitting handlers" in told
 
 
-def test_a_new_session_starts_from_now(agents: list[Bus]) -> None:
-    api, web, _ = agents
-    api.discover("before the session")
-    told = start(web.repo.root)  # web-1's first session: what came before is history
-    assert "before the session" not in told and "message(s) for you from before your first session" in told
-    assert tool_used(web.repo.root) == ""
+def test_a_new_agents_first_session_starts_knowing_what_the_team_knows_once(agents: list[Bus]) -> None:
+    api, web, db = agents
+    news = api.discover("auth uses JWT tokens in internal/auth/", paths=["internal/auth/"])
+    question = api.ask("who owns the schema?", to="web-1")
+    work = db.request("add an index on users.email")
+    api.claim(["internal/api/"], reason="splitting handlers")
+    told = start(web.repo.root)  # web-1's first session
+    for words in (news.text, question.text, work.text, "splitting handlers"):
+        assert told.count(words) == 1, told
+    assert "This is your first session" in told and "- none" not in told  # empty sections left out
+    assert tool_used(web.repo.root) == "" and stopped(web.repo.root) == ""  # nothing repeats
+    assert web.inbox() == []
     api.discover("during the session")
     assert "during the session" in tool_used(web.repo.root)
+
+
+def test_a_message_posted_while_a_first_session_starts_is_told_once(
+    agents: list[Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitbus import context
+
+    api, web, _ = agents
+    api.discover("before the first session")
+    read_view = context.read_view
+
+    def racing(*args: Any, **kwargs: Any) -> context.View:
+        api.discover("posted while the session started")  # after its cursor was set, before the brief
+        return read_view(*args, **kwargs)
+
+    monkeypatch.setattr(context, "read_view", racing)
+    told = start(web.repo.root) + "\n" + "\n".join(drain(web.repo.root, "s1"))
+    assert told.count("posted while the session started") == 1, told
+    assert told.count("before the first session") == 1, told
+
+
+def test_a_first_session_ranks_discoveries_on_its_changed_paths_first_within_budget(
+    agents: list[Bus],
+) -> None:
+    api, web, _ = agents
+    (web.repo.root / "config" / "db.yaml").write_text("changed\n")
+    api.discover("the db config is read once at start", paths=["config/db.yaml"])
+    for k in range(60):
+        api.discover(f"unrelated finding number {k} " + "x" * 150)
+    told = start(web.repo.root)
+    assert "the db config is read once at start" in told
+    assert len(told) < CLAUDE_OUTPUT_CAP
+    assert "more: `gitbus log`" in told
 
 
 def test_a_session_first_seen_at_post_tool_use_starts_from_now_and_says_nothing(agents: list[Bus]) -> None:
@@ -398,6 +446,17 @@ def test_an_edit_inside_another_agents_claim_is_denied_naming_holder_path_expiry
     assert f"until {hhmm(int(msg.get('expires') or 0))}" in reason
     assert "gitbus ask --to api-1" in reason
     assert "additionalContext" not in out
+
+
+def test_an_edit_of_a_name_too_long_for_the_file_system_is_still_judged_without_a_traceback(
+    agents: list[Bus],
+) -> None:
+    api, web, _ = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    inside = web.repo.root / "internal" / "api" / ("x" * 300 + ".go")
+    assert before_edit(web.repo.root, inside)["permissionDecision"] == "deny"
+    elsewhere = web.repo.root / "docs" / ("y" * 5000) / "z.md"
+    assert before_edit(web.repo.root, elsewhere) == {}
 
 
 def test_an_edit_inside_my_own_claim_is_silence(agents: list[Bus]) -> None:
@@ -768,16 +827,23 @@ def test_the_nothing_new_fast_path_does_not_load_libgit2(agents: list[Bus], even
     assert p.stdout.split() == ["0", "''", "False"]
 
 
+def client_env(**extra: str) -> dict[str, str]:
+    """The environment of a hook run by an interactive client (none of Claude Code's headless marks)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE")}  # CLAUDE_PID too
+    return {**env, **extra}
+
+
 class Waiter:
     """`gitbus hook wake` for one session, as Claude Code starts it for an asyncRewake Stop hook."""
 
-    def __init__(self, cwd: Path, session: str = "s1") -> None:
+    def __init__(self, cwd: Path, session: str = "s1", env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gitbus", "hook", "wake"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env or client_env(),
         )
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(payload(cwd, "Stop", session, stop_hook_active=False)))
@@ -822,6 +888,19 @@ def test_hook_wake_exits_2_with_a_question_to_this_agent_on_stderr(agents: list[
     assert tool_used(web.repo.root) == ""  # what woke the session is not said again
 
 
+def test_a_question_posted_before_the_waiter_started_still_wakes_the_session(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    start(web.repo.root)
+    assert stopped(web.repo.root) == ""  # the Stop hook: nothing to say
+    q = api.ask("posted between Stop and the waiter", to="web-1")
+    waiter = Waiter(web.repo.root)
+    try:
+        code, _, err = waiter.result()
+    finally:
+        waiter.stop()
+    assert code == 2 and q.text in err
+
+
 def test_hook_wake_does_not_wake_for_broadcasts_and_does_not_swallow_them(agents: list[Bus]) -> None:
     api, web, _ = agents
     start(web.repo.root)
@@ -857,6 +936,113 @@ def test_a_newer_waiter_of_the_same_session_replaces_the_older(agents: list[Bus]
             newer.stop()
     finally:
         older.stop()
+
+
+def wait_until(done: Callable[[], bool], seconds: float = WAIT_SECONDS) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(0.1)
+    return done()
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize(
+    "mark", [{"CLAUDE_CODE_ENTRYPOINT": "sdk-cli"}, {"CLAUDE_CODE_SESSION_ATTENDED": "0"}]
+)
+def test_a_headless_run_is_not_kept_alive_by_the_waiter(agents: list[Bus], mark: dict[str, str]) -> None:
+    _, web, _ = agents
+    start(web.repo.root)
+    waiter = Waiter(web.repo.root, env=client_env(**mark))
+    try:
+        assert waiter.result() == (0, "", "")
+    finally:
+        waiter.stop()
+
+
+def test_an_interactive_session_keeps_its_waiter(agents: list[Bus]) -> None:
+    _, web, _ = agents
+    start(web.repo.root)
+    waiter = Waiter(web.repo.root, env=client_env(CLAUDE_CODE_ENTRYPOINT="cli"))
+    try:
+        assert waiter.still_waiting_after(1.0)
+    finally:
+        waiter.stop()
+
+
+def test_session_end_ends_the_sessions_waiter(agents: list[Bus]) -> None:
+    _, web, _ = agents
+    start(web.repo.root)
+    waiter = Waiter(web.repo.root)
+    pid_file = session_dir(web, "s1").with_name("s1.wake.pid")
+    try:
+        assert wait_until(pid_file.is_file)
+        assert call(web.repo.root, "SessionEnd", reason="prompt_input_exit") == ""
+        assert waiter.result() == (0, "", "")
+    finally:
+        waiter.stop()
+
+
+# A client as Claude Code starts a background hook: through `/bin/sh -c`, reading the hook's stderr.
+FAKE_CLIENT = """
+import json, subprocess, sys, time
+sh = subprocess.Popen(["/bin/sh", "-c", sys.argv[1]], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+sh.stdin.write(sys.argv[2].encode()); sh.stdin.close()
+print(sh.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("stderr", ["pipe", "file"], ids=["stderr to the client", "stderr to a file"])
+def test_a_waiter_ends_when_its_client_is_killed_and_eats_no_message(
+    agents: list[Bus], tmp_path: Path, stderr: str
+) -> None:
+    """With stderr to a file, only the client ancestor's death can tell the waiter."""
+    api, web, _ = agents
+    start(web.repo.root)
+    pid_file = session_dir(web, "s1").with_name("s1.wake.pid")
+    command = f"{sys.executable} -m gitbus hook wake" + (f" 2>{tmp_path / 'err'}" if stderr == "file" else "")
+    stdin = json.dumps(payload(web.repo.root, "Stop", stop_hook_active=False))
+    client = subprocess.Popen(
+        [sys.executable, "-c", FAKE_CLIENT, command, stdin], stdout=subprocess.PIPE, env=client_env()
+    )
+    waiter_pid = 0
+    try:
+        assert wait_until(pid_file.is_file)
+        waiter_pid = int(pid_file.read_text())
+        client.kill()  # SIGKILL: no hangup, no SessionEnd; the shell between lives on
+        client.wait(WAIT_SECONDS)
+        assert wait_until(lambda: gone(waiter_pid), 5.0)
+        q = api.ask("still there?", to="web-1")
+        assert [m.id for m in web.inbox()] == [q.id]
+    finally:
+        client.kill()
+        if waiter_pid and not gone(waiter_pid):
+            os.kill(waiter_pid, signal.SIGKILL)
+        assert client.stdout is not None
+        client.stdout.close()
+
+
+def test_a_waiter_nobody_reads_any_more_exits_and_eats_no_message(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    start(web.repo.root)
+    waiter = Waiter(web.repo.root)
+    try:
+        assert waiter.still_waiting_after(0.6)
+        assert waiter.proc.stderr is not None
+        waiter.proc.stderr.close()  # the client's end of the pipe is gone
+        q = api.ask("are you there?", to="web-1")
+        assert waiter.proc.wait(WAIT_SECONDS) == 0
+    finally:
+        waiter.stop()
+    assert [m.id for m in web.inbox()] == [q.id]
 
 
 def test_session_cursors_live_in_the_common_dir_and_git_status_stays_clean(agents: list[Bus]) -> None:

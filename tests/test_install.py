@@ -16,7 +16,7 @@ from gitbus.install import MARK_END, MARK_START
 
 from .conftest import git
 
-EVENTS = {"SessionStart", "UserPromptSubmit", "PostToolUse", "PreToolUse", "Stop"}
+EVENTS = {"SessionStart", "UserPromptSubmit", "PostToolUse", "PreToolUse", "Stop", "SessionEnd"}
 USER_SETTINGS: dict[str, Any] = {
     "model": "opus",
     "permissions": {"allow": ["Bash(make test)"], "deny": ["Read(./.env)"]},
@@ -75,6 +75,52 @@ def test_install_claude_writes_every_hook_into_the_main_checkouts_local_settings
     wake = [h for h in stop["hooks"] if h["command"].endswith(" hook wake")]
     assert wake and wake[0]["asyncRewake"] is True
     assert not (worktrees[0] / ".claude" / "settings.json").exists()
+
+
+def test_install_claude_approves_its_mcp_server_and_uninstall_takes_the_approval_back(
+    worktrees: list[Path],
+) -> None:
+    gb(worktrees[0], "install", "claude")
+    assert read(local_settings(worktrees))["enabledMcpjsonServers"] == ["gitbus"]
+    gb(worktrees[0], "uninstall", "claude")
+    assert not local_settings(worktrees).exists()
+
+
+def test_install_adds_its_mcp_approval_beside_the_users_and_uninstall_leaves_theirs(
+    worktrees: list[Path],
+) -> None:
+    mine = {**USER_SETTINGS, "enabledMcpjsonServers": ["github"]}
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps(mine, indent=2) + "\n")
+    gb(worktrees[0], "install", "claude")
+    assert read(local_settings(worktrees))["enabledMcpjsonServers"] == ["github", "gitbus"]
+    gb(worktrees[0], "install", "claude")
+    assert read(local_settings(worktrees))["enabledMcpjsonServers"] == ["github", "gitbus"]
+    gb(worktrees[0], "uninstall", "claude")
+    assert read(local_settings(worktrees)) == mine
+
+
+def test_an_approval_the_user_gave_gitbus_survives_uninstall(worktrees: list[Path]) -> None:
+    mine = {"enabledMcpjsonServers": ["gitbus"]}
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps(mine))
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert read(local_settings(worktrees)) == mine
+
+
+def test_an_approval_given_by_hand_after_an_uninstall_survives_the_next_uninstall(
+    worktrees: list[Path],
+) -> None:
+    local_settings(worktrees).parent.mkdir()
+    local_settings(worktrees).write_text(json.dumps({"model": "opus"}))
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    approved = {"model": "opus", "enabledMcpjsonServers": ["gitbus"]}  # as Claude Code's dialog writes it
+    local_settings(worktrees).write_text(json.dumps(approved))
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert read(local_settings(worktrees)) == approved
 
 
 def test_the_installed_hook_command_runs_without_gitbus_on_the_path(worktrees: list[Path]) -> None:
