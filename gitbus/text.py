@@ -6,6 +6,10 @@ characters (escape sequences start with ESC or CSI) except tab and newline, DEL,
 formatting characters (which make `txt.exe` read as `exe.txt`), and the Unicode line and paragraph
 separators (which some terminals and editors break lines at, so one line could pose as two).
 Standard library only: the lowest floor.
+
+What is refused here is a subset of what `gitbus.inert` escapes when a face shows a peer's words:
+input rules stay narrow enough for ordinary text (an emoji joined by U+200D, a soft hyphen), the faces
+stay strict about what they print. tests/test_message.py holds the two to that.
 """
 
 from __future__ import annotations

@@ -121,3 +121,12 @@ def test_text_posting_would_refuse_is_not_a_message_when_read(text: str) -> None
 def test_posting_refuses_bidi_controls_and_line_separators(text: str) -> None:
     with pytest.raises(GitbusError, match="character"):
         clean_text(text, Kind.DISCOVERY)
+
+
+def test_every_character_gitbus_refuses_in_text_is_one_the_faces_would_escape() -> None:
+    from gitbus.inert import is_forbidden_char
+    from gitbus.text import unsafe
+
+    refused = [chr(c) for c in range(0x3000) if unsafe(chr(c)) is not None]
+    assert refused and all(is_forbidden_char(c) for c in refused)
+    assert unsafe("family \U0001f468\u200d\U0001f469\u200d\U0001f467, soft\u00adhyphen") is None
