@@ -9,6 +9,7 @@ import crowd
 import history
 import live
 import manyclaims
+import realclient
 import search
 import sync
 import tui
@@ -57,6 +58,7 @@ class Results:
     reads: history.ReadBench | None = None  # the whole history next to the tail
     sizes: history.SizeBench | None = None  # bytes per message before and after git gc
     tui: tui.TuiBench | None = None  # first paint of `gitbus tui` (bench/tui.py)
+    realclient: realclient.RealClientBench | None = None  # a real `claude -p` turn, with and without gitbus
 
 
 def _ops(s: Series) -> str:
@@ -120,6 +122,7 @@ def _goal_rows(r: Results) -> list[str]:
     rows += search.goal_rows(r.searched) if r.searched else []
     rows += crowd.goal_rows(r.crowd) if r.crowd else []
     rows += tui.goal_rows(r.tui) if r.tui else []
+    rows += realclient.goal_rows(r.realclient) if r.realclient else []
     return rows
 
 
@@ -359,6 +362,7 @@ def render(r: Results) -> str:
         *(manyclaims.section(r.many, 9) if r.many else []),
         *(history.section(r.reads, r.sizes, 10) if r.reads and r.sizes else []),
         *(tui.section(r.tui, 12) if r.tui else []),
+        *(realclient.section(r.realclient, 13) if r.realclient else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

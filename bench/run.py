@@ -1,4 +1,5 @@
-"""gitbus benchmarks: library throughput against a raw pygit2 floor, CLI wall times, live delivery.
+"""gitbus benchmarks: library throughput against a raw pygit2 floor, CLI wall times, live delivery, and
+a real Claude Code turn with and without gitbus (realclient.py: skipped, and said so, without the client).
 
 Run from the repository root in an environment where gitbus is installed (`pip install -e .`):
 
@@ -34,6 +35,7 @@ import history
 import live
 import manyclaims
 import pygit2
+import realclient
 import report
 import search
 import sync
@@ -77,11 +79,12 @@ class Config:
     claims_reps: int = 5
     claims_ops: int = 50
     read_reps: int = 5  # whole-history reads (history.py)
+    realclient_runs: int = 10  # `claude -p` turns per arm, with and without gitbus (realclient.py)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
                big=10_000, hook_reps=20, live_posts=60, sync_reps=2, crowd_reps=2, crowd_ops=160,
-               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3)
+               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3, realclient_runs=4)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
 
@@ -410,6 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = history.size_bench(builds["big loose"].root, msgs, jsonl, env)
         log("gitbus tui: first paint, an empty bus and 10,000 messages")
         tui_first = tui.tui_bench(work, env, 10_000, 3 if cfg.quick else 7)
+        log(f"real client: a {realclient.STEPS}-step `claude -p` turn with and without gitbus, "
+            f"{cfg.realclient_runs} runs per arm")
+        real = realclient.realclient_bench(work, env, cfg.realclient_runs, log=log)
+        if real.skipped:
+            log(f"real client: not measured: {real.skipped}")
 
     command = f"python bench/run.py{' --quick' if cfg.quick else ''}"
     text = report.render(report.Results(
@@ -421,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
-        tui=tui_first,
+        tui=tui_first, realclient=real,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -8,6 +8,9 @@ every request body, which is exactly what the model was given; the tests assert 
 Nothing here talks to anything but 127.0.0.1, every wait is bounded, and the only processes ever
 signalled are the ones a test started (a client's process group, a private tmux server, and hook
 waiters whose environment names the test's own home).
+
+bench/realclient.py drives the same harness outside pytest (it loads this file by its path), so pytest
+is imported only where a test skips or fails.
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PINS = ROOT / "clients.json"
@@ -91,6 +92,8 @@ def missing(name: str) -> str:
 
 def require(name: str) -> Client:
     """The pinned client, installed; else a failure when `CI` is set, a skip otherwise."""
+    import pytest
+
     why = missing(name)
     if why:
         if os.environ.get("CI"):
@@ -529,7 +532,8 @@ class Run:
     code: int | None  # None: still running at the deadline, so killed with its group
     stdout: str
     stderr: str
-    seconds: float
+    seconds: float  # from the spawn to the exit (or to the deadline)
+    started: float = 0.0  # time.monotonic() just before the spawn, the clock of Request.at
 
     @property
     def result(self) -> dict[str, Any]:
@@ -568,8 +572,8 @@ def run_print(
         "--dangerously-skip-permissions",
         *args,
     ]
-    t0 = time.monotonic()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.monotonic()
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
@@ -581,16 +585,20 @@ def run_print(
         )
         deadline, code = t0 + timeout, None
         try:
-            while (code := proc.poll()) is None and time.monotonic() < deadline:
+            if done is None:  # nothing to watch: wait for the exit itself (its time to the ms)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = proc.wait(timeout=timeout)
+            while code is None and (code := proc.poll()) is None and time.monotonic() < deadline:
                 if done is not None and done():
                     deadline, done = min(deadline, time.monotonic() + grace), None
                 time.sleep(0.05)
+            ended = time.monotonic()
         finally:
             kill_group(proc.pid)  # at the deadline, and whatever it left behind in its group
             proc.wait(timeout=10)
         out.seek(0)
         err.seek(0)
-        return Run(code, out.read(), err.read(), time.monotonic() - t0)
+        return Run(code, out.read(), err.read(), ended - t0, t0)
 
 
 class Tmux:
@@ -645,6 +653,8 @@ class Tmux:
             self.tmux("kill-server", check=False)
 
     def __enter__(self) -> Tmux:
+        import pytest
+
         if not shutil.which("tmux"):
             if os.environ.get("CI"):
                 pytest.fail("tmux not found (CI installs it in .ci/run)", pytrace=False)
