@@ -249,7 +249,11 @@ def _mcp_files(repo: Repository, shared: bool) -> list[Path]:
 
 def _tracked_mcp_json(repo: Repository) -> bool:
     """Whether any worktree's `.mcp.json` is tracked by git: a file the team shares, not ours to edit."""
-    return any(repo.git("-C", str(wt), "ls-files", "--", ".mcp.json").strip() for wt in repo.worktrees())
+    return any(_tracked(repo, wt / ".mcp.json") for wt in repo.worktrees())
+
+
+def _tracked(repo: Repository, f: Path) -> bool:
+    return bool(repo.git("-C", str(f.parent), "ls-files", "--", f.name).strip())
 
 
 def claude_state_file() -> Path:
@@ -336,7 +340,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
                 give_back_json(f, after, record)
             changed.append(f)
     for mcp_file in _mcp_files(repo, shared):
-        if mcp_file.exists():
+        if mcp_file.exists() and (shared or not _tracked(repo, mcp_file)):  # a team's file is theirs
             config = read_json(mcp_file)
             servers = config.get("mcpServers")
             if isinstance(servers, dict) and MCP_SERVER in servers:

@@ -445,3 +445,15 @@ def test_without_a_claude_json_the_local_scope_entry_is_made_and_taken_back(trac
     assert set(read(claude_json())["projects"][str(tracked[0])]) == {"mcpServers"}
     gb(tracked[0], "uninstall", "claude")
     assert not claude_json().exists()
+
+
+def test_a_personal_uninstall_leaves_a_tracked_mcp_json_alone_even_with_gitbus_in_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "main")
+    assert gb(repo, "install", "claude", "--shared")[0] == 0  # the team commits gitbus's server
+    git(repo, "add", ".mcp.json")
+    git(repo, "commit", "-qm", "gitbus for the team")
+    shared = (repo / ".mcp.json").read_bytes()
+    gb(repo, "install", "claude")
+    gb(repo, "uninstall", "claude")
+    assert (repo / ".mcp.json").read_bytes() == shared
+    assert git(repo, "status", "--porcelain", "--", ".mcp.json") == ""
