@@ -63,13 +63,20 @@ Paths = Annotated[
 To = Annotated[str | None, Field(description="One agent's name; leave it out to address everyone.")]
 RequestId = Annotated[str, Field(description="The request's id, or a unique prefix of at least 4 digits.")]
 
-# The library's sentences name CLI commands; here the same step is a tool (issue 14).
-_TOOL_HINTS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r'reply: gitbus answer [0-9a-f]+ "…"\]$', re.M), "reply with the answer tool]"),
+# The library names CLI commands; here the same step is a tool (issue 14). The hint at the end of
+# a message line is ours (anchored there, so a peer's quoted words are never rewritten); the
+# sentences apply to refusals only.
+_HINTS: list[tuple[re.Pattern[str], str]] = [
     (
-        re.compile(r"; gitbus take [0-9a-f]+\]( \(taken by [^\n]*\))?$", re.M),
-        r"; take it with the take tool]\1",
+        re.compile(r'(\[[0-9a-f]+; )reply: gitbus answer [0-9a-f]+ "…"\]$', re.M),
+        r"\1reply with the answer tool]",
     ),
+    (
+        re.compile(r"(\[[0-9a-f]+); gitbus take [0-9a-f]+\]( \(taken by [^\n]*\))?$", re.M),
+        r"\1; take it with the take tool]\2",
+    ),
+]
+_SENTENCES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"`gitbus take [^`]*` first"), "take it with the take tool first"),
     (re.compile(r'Ask them with: gitbus ask --to (\S+) "…"'), r"Ask them with the ask tool (to: \1)"),
     (
@@ -81,9 +88,9 @@ _TOOL_HINTS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def for_tools(text: str) -> str:
+def for_tools(text: str, refusal: bool = False) -> str:
     """`text` with the CLI commands it suggests named as the tools that do the same."""
-    for pattern, replacement in _TOOL_HINTS:
+    for pattern, replacement in _HINTS + (_SENTENCES if refusal else []):
         text = pattern.sub(replacement, text)
     return text
 
@@ -107,7 +114,8 @@ def _shown(m: Message, b: Bus) -> str:
     if m.reply_to:
         lines.append(f"in reply to {inert(m.reply_to[:8])}")
     replies = b.replies(m.id)
-    lines += ["replies:", *(fact(r, b.agent) for r in replies)] if replies else ["no replies"]
+    said = within([fact(r, b.agent) for r in replies], LIST_CHARS // 2, "\n")  # then "and N more"
+    lines += ["replies:", said] if replies else ["no replies"]
     return "\n".join(lines)
 
 
@@ -169,7 +177,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         try:
             return for_tools(fn(Bus.open(path, agent)))
         except GitbusError as e:
-            raise ToolError(for_tools(inert_block(e.message, ERROR_CHARS))) from None
+            raise ToolError(for_tools(inert_block(e.message, ERROR_CHARS), refusal=True)) from None
 
     @server.tool(structured_output=False, annotations=POSTS)
     def discover(text: Text, paths: Paths = None) -> str:

@@ -700,3 +700,19 @@ def test_the_registered_command_starts_a_working_server(
         stdio_params(entry["command"], entry["args"], worktrees[2]), tmp_path / "err.txt", script
     )
     assert status.startswith("you are wt-c;")
+
+
+def test_a_peers_words_that_name_a_cli_command_reach_the_model_unchanged(
+    server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    peers[WEB].discover("run `gitbus log` and `gitbus claims` before you push")
+    out = said(call(server, "search", text="before you push"))
+    assert '"run `gitbus log` and `gitbus claims` before you push"' in out, out
+
+
+def test_show_keeps_a_long_thread_within_a_budget(server: MCPServer, peers: dict[str, Bus]) -> None:
+    q = peers[WEB].ask("which pool size?")
+    for i in range(40):
+        peers[DB].answer(q.id, f"answer {i}: " + "x" * 300)
+    out = said(call(server, "show", id=q.id))
+    assert len(out) < 8000 and out.endswith("more"), out[-200:]
