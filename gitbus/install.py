@@ -287,7 +287,7 @@ def _register_locally(repo: Repository, entry: dict[str, Any], record: Record) -
                 record.add(f"{f}#{key}")
         record.add(f"{f}#local:{project}")
     servers[MCP_SERVER] = {"type": "stdio", **entry}
-    return [f] if write_json(f, state) else []
+    return [f] if write_json(f, state, new_mode=0o600) else []  # private, as Claude Code keeps it
 
 
 def _unregister_locally(record: Record) -> list[Path]:

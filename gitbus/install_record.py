@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +48,23 @@ def _json_like(obj: dict[str, Any], like: str | None) -> str:
     return json.dumps(obj, indent=indent, ensure_ascii=ascii_only) + end
 
 
-def write_text(f: Path, text: str) -> bool:
-    """Write `text` to `f` atomically unless it holds it already; True when it changed."""
+def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
+    """Write `text` to `f` atomically unless it holds it already; True when it changed. The file
+    keeps its permissions (a new one gets `new_mode`, else the umask's): a private file stays so."""
     if text_of(f) == text:
         return False
     f.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(f.stat().st_mode) if f.exists() else new_mode
     tmp = f.with_name(f.name + ".gitbus-tmp")
     tmp.write_text(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
     os.replace(tmp, f)
     return True
 
 
-def write_json(f: Path, obj: dict[str, Any]) -> bool:
-    return write_text(f, _json_like(obj, text_of(f)))
+def write_json(f: Path, obj: dict[str, Any], new_mode: int | None = None) -> bool:
+    return write_text(f, _json_like(obj, text_of(f)), new_mode)
 
 
 def give_back_json(f: Path, obj: dict[str, Any], record: Record) -> bool:

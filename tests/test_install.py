@@ -457,3 +457,25 @@ def test_a_personal_uninstall_leaves_a_tracked_mcp_json_alone_even_with_gitbus_i
     gb(repo, "uninstall", "claude")
     assert (repo / ".mcp.json").read_bytes() == shared
     assert git(repo, "status", "--porcelain", "--", ".mcp.json") == ""
+
+
+def test_claude_codes_private_state_file_stays_private(tracked: list[Path]) -> None:
+    claude_json().write_text("{}")
+    claude_json().chmod(0o600)
+    gb(tracked[0], "install", "claude")
+    assert claude_json().stat().st_mode & 0o777 == 0o600
+    gb(tracked[0], "uninstall", "claude")
+    assert claude_json().stat().st_mode & 0o777 == 0o600 and claude_json().read_text() == "{}"
+    claude_json().unlink()
+    gb(tracked[0], "install", "claude")
+    assert claude_json().stat().st_mode & 0o777 == 0o600
+
+
+def test_the_local_scope_follows_claude_config_dir(
+    tracked: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
+    gb(tracked[0], "install", "claude")
+    state = read(tmp_path / "claude-config" / ".claude.json")
+    assert "gitbus" in state["projects"][str(tracked[0])]["mcpServers"]
+    assert not claude_json().exists()
