@@ -305,7 +305,7 @@ _KEY_HINTS: list[tuple[re.Pattern[str], str]] = [
         " (or press f on it in Claims to force-release it with a reason, which is recorded and tells them)",
     ),
     (re.compile(r'A forced release needs --reason "…"'), "A forced release needs a reason"),
-    (re.compile(r'Ask them with: gitbus ask --to (\S+) "…"'), r"Ask them: press ? to ask them (to: \1)"),
+    (re.compile(r'Ask them with: gitbus ask --to (\S+) "…"'), r"Press ? to ask them (to: \1)."),
     (re.compile(r"`gitbus take [^`]*` first"), "take it first (t on it in the feed)"),
     (re.compile(r"see `gitbus claims`"), "see Claims (2)"),
     (re.compile(r"claim it again with `gitbus claim`"), "claim it again (c)"),

@@ -456,7 +456,7 @@ def test_a_refusal_in_a_form_names_the_key_not_cli_flags(app: GitbusApp, team: d
         await pilot.press("enter", "enter", "enter")
         await wait_until(pilot, "the refusal", lambda: "is refused" in shown(app))
         text = form_error(app)
-        assert "gitbus ask" not in text and "press ? to ask them" in text, text
+        assert "gitbus ask" not in text and "Press ? to ask them (to: api-1)." in text, text
 
     drive(app, scenario)
     drive(GitbusApp(app.root, clock=app.clock), conflict)
