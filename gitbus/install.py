@@ -258,8 +258,8 @@ def _tracked(repo: Repository, f: Path) -> bool:
 
 def claude_state_file() -> Path:
     """Claude Code's own state file, which holds its local-scope MCP servers per project."""
-    folder = os.environ.get("CLAUDE_CONFIG_DIR")
-    return Path(folder) / ".claude.json" if folder else Path.home() / ".claude.json"
+    config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
+    return Path(config_dir) / ".claude.json" if config_dir else Path.home() / ".claude.json"
 
 
 def _register_locally(repo: Repository, entry: dict[str, Any], record: Record) -> list[Path]:
