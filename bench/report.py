@@ -150,8 +150,8 @@ def _live(r: Results) -> list[str]:
     out += [
         "",
         f"The installed hooks run `{h.installed}` here, that is the `{h.installed_label}` form: "
-        "`gitbus install claude` writes the `gitbus` executable when `shutil.which(\"gitbus\")` finds one "
-        "on the PATH it runs with, else `<this python> -m gitbus` (`gitbus.install.gitbus_command`). Both "
+        "`gitbus install claude` writes the gitbus that ran it: its `gitbus` script when that is what ran, "
+        "else `<this python> -m gitbus` (`gitbus.install.gitbus_command`). Both "
         "forms reach the same light handler (`gitbus.entry` sends `hook` past the CLI); the executable's "
         "wrapper script costs an extra `import re`.",
         "",

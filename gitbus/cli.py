@@ -553,8 +553,9 @@ def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> No
 
     bus = _bus(ctx)
     if target == "claude":
-        for f in I.install_claude(bus.repo, shared):
-            out.print(f"wrote {f}", markup=False)
+        written = I.install_claude(bus.repo, shared)
+        done = "gitbus is installed for Claude Code already; nothing changed"
+        out.print("\n".join(f"wrote {f}" for f in written) or done, markup=False)
     elif target == "git-hooks":
         guard_hook, note_hook = githooks.install_git_hooks(bus.repo)
         out.print(f"installed the commit guard in {guard_hook}", markup=False)

@@ -1,27 +1,35 @@
 """`gitbus mcp`: the bus as a small set of MCP tools (a face over `Bus`, stdio transport).
 
-Every tool returns one or a few short lines of fact for the model (structured output off, field notes
-§6); a refusal is a tool error carrying the same sentence the CLI prints. The agent is the worktree
-the server runs in (or `GITBUS_AGENT`). Reading the inbox marks messages seen for the agent and for
-its hook sessions, so nothing reaches the model twice. Peer strings reach the model inert and capped,
-as in the hooks (`delivery`'s facts, `gitbus.inert`).
+Every tool returns one or a few short lines of fact for the model (structured output off: Claude
+Code shows the model the structured form when there is one); a refusal is a tool error carrying the
+sentence the CLI prints, with the CLI commands it suggests named as the tools that do the same. Every
+tool and argument is described in one sentence and annotated (read-only, destructive, idempotent).
+The agent is the worktree the server runs in (or `GITBUS_AGENT`). Reading the inbox marks messages
+seen for the agent and for its hook sessions, so nothing reaches the model twice. Peer strings reach
+the model inert and capped, as in the hooks (`delivery`'s facts, `gitbus.inert`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field, ValidationError
+from pydantic_core import ErrorDetails
 
+from gitbus import __version__
 from gitbus.bus import Bus
 from gitbus.claims import DEFAULT_TTL_MS
-from gitbus.clock import parse_duration
-from gitbus.delivery import claim_fact, fact, name
+from gitbus.clock import hhmm, parse_duration, span
+from gitbus.delivery import claim_fact, fact, name, path_list
 from gitbus.errors import GitbusError
-from gitbus.inert import inert, inert_block, within
+from gitbus.ids import EVERYONE
+from gitbus.inert import QUOTE_CHARS, inert, inert_block, quoted, within
 from gitbus.message import Message
 
 INSTRUCTIONS = """gitbus connects you with the other coding agents working in other git worktrees of this
@@ -32,6 +40,59 @@ questions, hand off or take requests. Check inbox for what is new. Other agents'
 T = TypeVar("T")
 LIST_CHARS = 6000  # a list of claims
 ERROR_CHARS = 2000  # a refusal (it may quote a peer's claim)
+SHOW_CHARS = 4000  # the text of the one message `show` reads in full
+
+# What each tool does to the bus, for the client (MCP tool annotations): reading tools change
+# nothing; posting ones add a message each call; only release takes something away. Nothing
+# reaches beyond this repository's bus.
+READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+POSTS = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+REPEATABLE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+REMOVES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+)
+
+Text = Annotated[str, Field(description="What to say, in plain words.")]
+Paths = Annotated[
+    list[str] | None, Field(description="Repository paths it is about; a trailing / names a directory.")
+]
+To = Annotated[str | None, Field(description="One agent's name; leave it out to address everyone.")]
+RequestId = Annotated[str, Field(description="The request's id, or a unique prefix of at least 4 digits.")]
+
+# The library names CLI commands; here the same step is a tool (issue 14). The hint at the end of
+# a message line is ours (anchored there, so a peer's quoted words are never rewritten); the
+# sentences apply to refusals only.
+_HINTS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r'(\[[0-9a-f]+; )reply: gitbus answer [0-9a-f]+ "…"\]$', re.M),
+        r"\1reply with the answer tool]",
+    ),
+    (
+        re.compile(r"(\[[0-9a-f]+); gitbus take [0-9a-f]+\]( \(taken by [^\n]*\))?$", re.M),
+        r"\1; take it with the take tool]\2",
+    ),
+]
+_SENTENCES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"`gitbus take [^`]*` first"), "take it with the take tool first"),
+    (re.compile(r'Ask them with: gitbus ask --to (\S+) "…"'), r"Ask them with the ask tool (to: \1)"),
+    (
+        re.compile(r' \(or use --force --reason "…", which is recorded and tells them\)'),
+        " (ask them with the ask tool)",
+    ),
+    (re.compile(r"`gitbus log[^`]*`"), "the search tool"),
+    (re.compile(r"`gitbus (claims|claim|inbox|status|agents|show)[^`]*`"), r"the \1 tool"),
+]
+
+
+def for_tools(text: str, refusal: bool = False) -> str:
+    """`text` with the CLI commands it suggests named as the tools that do the same."""
+    for pattern, replacement in _HINTS + (_SENTENCES if refusal else []):
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _said(m: Message | None) -> str:
@@ -39,64 +100,152 @@ def _said(m: Message | None) -> str:
     return "nothing to do" if m is None else f"{m.kind.value} {m.id[:8]} posted: {inert(m.summary())}"
 
 
+def _whom(to: str, me: str) -> str:
+    return "you" if to == me else "everyone" if to == EVERYONE else name(to)
+
+
+def _shown(m: Message, b: Bus) -> str:
+    """One message in full for `show`: who, to whom, when and on what, then its words, quoted."""
+    on = f", on {path_list(m.paths, most=20)}" if m.paths else ""
+    who = f"from {name(m.sender)} to {_whom(m.to, b.agent)}"
+    lines = [f"{m.kind.value} {inert(m.id[:8])} {who}, at {hhmm(m.time)}{on}"]
+    if m.text:
+        lines.append(quoted(m.text, SHOW_CHARS))
+    if m.reply_to:
+        lines.append(f"in reply to {inert(m.reply_to[:8])}")
+    replies = b.replies(m.id)
+    said = within([fact(r, b.agent) for r in replies], LIST_CHARS // 2, "\n")  # then "and N more"
+    lines += ["replies:", said] if replies else ["no replies"]
+    return "\n".join(lines)
+
+
+def _agents(b: Bus) -> str:
+    now = b.clock.now_ms()
+    lines = []
+    for a in b.agents():
+        you = " (you)" if a.name == b.agent else ""
+        active = f"active {span(now - a.last_active)} ago" if a.last_active else "never active"
+        held = f"{a.live_claims} live claim{'' if a.live_claims == 1 else 's'}"
+        last = f", last: {quoted(a.last_summary, QUOTE_CHARS)}" if a.last_summary else ""
+        lines.append(f"- {name(a.name)}{you}: {active}, {held}{last}")
+    return within(lines, LIST_CHARS, "\n") or "no agents yet"
+
+
+def _argument(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{x}]" if isinstance(x, int) else ("." if i else "") + x for i, x in enumerate(loc))
+
+
+def _problem(err: ErrorDetails) -> str:
+    arg, kind = _argument(tuple(err["loc"])), err["type"]
+    if kind == "missing":
+        return f"{arg} is required"
+    if kind == "list_type":
+        return f'{arg} must be a list of strings, like ["src/api/"]'
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{arg} must be a whole number"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{arg} must be true or false"
+    if kind == "string_type":
+        return f"{arg} must be a string"
+    msg = err["msg"].rstrip(".")
+    return f"{arg}: {msg[:1].lower()}{msg[1:]}"
+
+
+def _one_sentence(e: ValidationError) -> str:
+    """The arguments' problems as one sentence, without pydantic's URLs or the values sent."""
+    return "; ".join(dict.fromkeys(_problem(err) for err in e.errors())) + "."
+
+
+class _Server(MCPServer[Any]):
+    """The SDK's server, but arguments of the wrong shape are refused in one sentence."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as e:
+            if isinstance(e, UnexpectedToolError) or not isinstance(e.__cause__, ValidationError):
+                raise
+            cause = e.__cause__
+            raise ToolError(f"Error executing tool {name}: {_one_sentence(cause)}") from cause
+
+
 def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     """The server for the worktree at `path`; one `Bus` per call keeps state on disk, not here."""
-    server: MCPServer = MCPServer("gitbus", instructions=INSTRUCTIONS, log_level="WARNING")
+    server: MCPServer = _Server("gitbus", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
 
-    def call(fn: Callable[[Bus], T]) -> T:
+    def call(fn: Callable[[Bus], str]) -> str:
         try:
-            return fn(Bus.open(path, agent))
+            return for_tools(fn(Bus.open(path, agent)))
         except GitbusError as e:
-            raise ToolError(inert_block(e.message, ERROR_CHARS)) from None
+            raise ToolError(for_tools(inert_block(e.message, ERROR_CHARS), refusal=True)) from None
 
-    @server.tool(structured_output=False)
-    def discover(text: str, paths: list[str] | None = None) -> str:
-        """Tell every agent something you found (optionally about paths)."""
+    @server.tool(structured_output=False, annotations=POSTS)
+    def discover(text: Text, paths: Paths = None) -> str:
+        """Tell every agent something you found, optionally about paths."""
         return call(lambda b: _said(b.discover(text, paths or [])))
 
-    @server.tool(structured_output=False)
-    def ask(text: str, to: str | None = None, paths: list[str] | None = None) -> str:
-        """Ask one agent (by name) or everyone a question."""
+    @server.tool(structured_output=False, annotations=POSTS)
+    def ask(text: Text, to: To = None, paths: Paths = None) -> str:
+        """Ask one agent by name, or everyone, a question."""
         return call(lambda b: _said(b.ask(text, to, paths or [])))
 
-    @server.tool(structured_output=False)
-    def answer(question_id: str, text: str) -> str:
-        """Answer a question by its id (or a unique prefix)."""
+    @server.tool(structured_output=False, annotations=POSTS)
+    def answer(
+        question_id: Annotated[str, Field(description="The question's id, or a unique prefix of it.")],
+        text: Text,
+    ) -> str:
+        """Answer a question by its id; the asker is told."""
         return call(lambda b: _said(b.answer(question_id, text)))
 
-    @server.tool(structured_output=False)
-    def request(text: str, to: str | None = None, paths: list[str] | None = None) -> str:
-        """Hand off a subtask; exactly one agent can take it."""
+    @server.tool(structured_output=False, annotations=POSTS)
+    def request(text: Text, to: To = None, paths: Paths = None) -> str:
+        """Hand off a subtask that exactly one agent can take."""
         return call(lambda b: _said(b.request(text, to, paths or [])))
 
-    @server.tool(structured_output=False)
-    def take(request_id: str) -> str:
-        """Take a request (exactly one agent wins)."""
+    @server.tool(structured_output=False, annotations=POSTS)
+    def take(request_id: RequestId) -> str:
+        """Take a request; exactly one agent wins it."""
         return call(lambda b: _said(b.take(request_id)))
 
-    @server.tool(structured_output=False)
-    def done(request_id: str, text: str = "") -> str:
+    @server.tool(structured_output=False, annotations=POSTS)
+    def done(
+        request_id: RequestId,
+        text: Annotated[str, Field(description="What was done, in a sentence or two.")] = "",
+    ) -> str:
         """Mark a request you took as done, saying what was done."""
         return call(lambda b: _said(b.done(request_id, text)))
 
-    @server.tool(structured_output=False)
-    def claim(paths: list[str], ttl: str = "30m", reason: str = "") -> str:
-        """Claim files or directories (dir/) so others keep out; all or none. ttl like 30s, 10m, 2h."""
+    @server.tool(structured_output=False, annotations=REPEATABLE)
+    def claim(
+        paths: Annotated[
+            list[str], Field(description="Files, or directories with a trailing /, to claim all or none of.")
+        ],
+        ttl: Annotated[str, Field(description="How long the lease lasts, like 30s, 10m or 2h.")] = "30m",
+        reason: Annotated[str, Field(description="Why you claim them, for the other agents.")] = "",
+    ) -> str:
+        """Claim files or directories so other agents keep out of them until you release them."""
         return call(lambda b: _said(b.claim(paths, parse_duration(ttl) if ttl else DEFAULT_TTL_MS, reason)))
 
-    @server.tool(structured_output=False)
-    def release(paths: list[str] | None = None, all: bool = False) -> str:
+    @server.tool(structured_output=False, annotations=REMOVES)
+    def release(
+        paths: Annotated[list[str] | None, Field(description="The claimed paths to release.")] = None,
+        all: Annotated[bool, Field(description="Release every claim you hold instead.")] = False,
+    ) -> str:
         """Release your claims on paths, or all of them."""
         return call(lambda b: _said(b.release(paths or [], everything=all)))
 
-    @server.tool(structured_output=False)
-    def renew(paths: list[str] | None = None) -> str:
-        """Extend the leases of your claims (all, or those on paths)."""
+    @server.tool(structured_output=False, annotations=REPEATABLE)
+    def renew(
+        paths: Annotated[
+            list[str] | None, Field(description="The claimed paths to renew; leave it out for all.")
+        ] = None,
+    ) -> str:
+        """Extend the leases of your claims, all of them or those on paths."""
         return call(lambda b: _said(b.renew(paths or [])))
 
-    @server.tool(structured_output=False)
+    @server.tool(structured_output=False, annotations=READS)
     def claims() -> str:
-        """Live claims of every agent."""
+        """List the live claims of every agent."""
 
         def run(b: Bus) -> str:
             now = b.clock.now_ms()
@@ -106,9 +255,9 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
         return call(run)
 
-    @server.tool(structured_output=False)
+    @server.tool(structured_output=False, annotations=POSTS)
     def inbox() -> str:
-        """What is new for you (messages to you, answers, broadcasts); marks them seen."""
+        """Read what is new for you (messages to you, answers, broadcasts) and mark it seen."""
 
         def run(b: Bus) -> str:
             shown, waiting = b.read_new(budget=4000)
@@ -119,16 +268,31 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
         return call(run)
 
-    @server.tool(structured_output=False)
-    def search(text: str, limit: int = 10) -> str:
-        """Search the bus history for text (newest first); limit 1-50."""
+    @server.tool(structured_output=False, annotations=READS)
+    def search(
+        text: Annotated[str, Field(description="The words to look for in messages.")],
+        limit: Annotated[int, Field(description="How many matches at most, from 1 to 50.")] = 10,
+    ) -> str:
+        """Search the bus history for text, newest first."""
         if not 1 <= limit <= 50:
             raise ToolError("limit must be between 1 and 50.")
         return call(lambda b: "\n".join(fact(m, b.agent) for m in b.log(limit, grep=text)) or "no match")
 
-    @server.tool(structured_output=False)
+    @server.tool(structured_output=False, annotations=READS)
+    def show(
+        id: Annotated[str, Field(description="The message's id, or a unique prefix of at least 4 digits.")],
+    ) -> str:
+        """Read one message in full with the replies to it."""
+        return call(lambda b: _shown(b.find(id), b))
+
+    @server.tool(structured_output=False, annotations=READS)
+    def agents() -> str:
+        """List the agents on the bus with their last activity and live claims."""
+        return call(_agents)
+
+    @server.tool(structured_output=False, annotations=READS)
     def status() -> str:
-        """Who you are, your claims, others' claims, open questions and requests."""
+        """Say who you are, your claims, others' claims, and open questions and requests."""
 
         def run(b: Bus) -> str:
             s = b.status()

@@ -298,6 +298,28 @@ class Table(DataTable[Text]):
         return self.keys[self.cursor_row] if 0 <= self.cursor_row < len(self.keys) else None
 
 
+# The library's sentences name CLI commands and flags; here the same step is a key (issue 14).
+_KEY_HINTS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r' \(or use --force --reason "…", which is recorded and tells them\)'),
+        " (or press f on it in Claims to force-release it with a reason, which is recorded and tells them)",
+    ),
+    (re.compile(r'A forced release needs --reason "…"'), "A forced release needs a reason"),
+    (re.compile(r'Ask them with: gitbus ask --to (\S+) "…"'), r"Press ? to ask them (to: \1)."),
+    (re.compile(r"`gitbus take [^`]*` first"), "take it first (t on it in the feed)"),
+    (re.compile(r"see `gitbus claims`"), "see Claims (2)"),
+    (re.compile(r"claim it again with `gitbus claim`"), "claim it again (c)"),
+    (re.compile(r"see `gitbus log`"), "see the Feed (1)"),
+]
+
+
+def for_keys(text: str) -> str:
+    """`text` with the CLI commands and flags it suggests named as the keys that do the same here."""
+    for pattern, replacement in _KEY_HINTS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 class FeedTable(Table):
     COLUMNS = (("age", 5), ("type", 9), ("from", 13), ("paths", 14), ("text", 0))
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -382,7 +404,7 @@ class ComposeScreen(ModalScreen[Message | None]):
         try:
             msg = await asyncio.to_thread(lambda: self.submit(self.open_bus(), values))
         except GitbusError as e:
-            self.query_one("#form-error", Static).update(Text(inert_block(str(e)), "bold red"))
+            self.query_one("#form-error", Static).update(Text(for_keys(inert_block(str(e))), "bold red"))
             return
         finally:
             self.posting = False
@@ -462,12 +484,13 @@ class GitbusApp(App[None]):
         Binding("1", "pane('feed')", "Feed", show=False),
         Binding("2", "pane('claims')", "Claims", show=False),
         Binding("3", "pane('agents')", "Agents", show=False),
+        Binding("q", "quit", "Quit"),
         Binding("d", "discover", "Discover"),
-        Binding("q", "ask", "Ask"),
+        Binding("question_mark", "ask", "Ask", key_display="?"),
         Binding("c", "claim", "Claim"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),  # also from inside a form
     ]
 
     def __init__(self, path: str | Path = ".", agent: str | None = None, clock: Clock | None = None) -> None:
@@ -721,7 +744,8 @@ class GitbusApp(App[None]):
 
     def offer(self) -> None:
         """Refresh the footer when what the keys can do changed (a footer rebuild costs ~7 ms)."""
-        now = tuple(self.check_action(a, ()) for a in ("answer", "take", "open_thread", "clear_filter"))
+        actions = ("answer", "take", "open_thread", "clear_filter", "release", "force_release")
+        now = tuple(self.check_action(a, ()) for a in actions)
         if now != self._offered:
             self._offered = now
             self.refresh_bindings()
@@ -736,6 +760,11 @@ class GitbusApp(App[None]):
             return True if m else None
         if action == "clear_filter":  # also hides the box opened with `/` and left empty
             return bool(self.query_filter) or self._filter_open
+        if action in ("release", "force_release"):  # `r` on your own claim, `f` on another's
+            c = self.selected_claim()
+            if c is None:
+                return None
+            return (c.owner == self.agent) == (action == "release")
         return True
 
     # -- actions --------------------------------------------------------------------------------
@@ -884,7 +913,7 @@ class GitbusApp(App[None]):
         try:
             msg = await asyncio.to_thread(lambda: self.open_bus().take(m.id))
         except GitbusError as e:
-            self.notify(inert_block(str(e)), severity="error", markup=False)
+            self.notify(for_keys(inert_block(str(e))), severity="error", markup=False)
             return
         said = f"took {inert(m.sender)}'s request: {inert(m.summary())}"
         self.notify(said, title=msg.id[:8], markup=False)

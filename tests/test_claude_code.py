@@ -87,21 +87,47 @@ class Team:
         )
 
 
-@pytest.fixture
-def team(tmp_path: Path, claude: rc.Client) -> Iterator[Team]:
+TRACKED_MCP_JSON = '{"mcpServers": {}}\n'  # a team's committed file: gitbus must leave it alone
+
+
+def make_team(tmp_path: Path, claude: rc.Client, tracked_mcp_json: bool = False) -> Iterator[Team]:
     repo = make_repo(tmp_path / "main")
+    if tracked_mcp_json:
+        (repo / ".mcp.json").write_text(TRACKED_MCP_JSON)
+        git(repo, "add", ".mcp.json")
+        git(repo, "commit", "-qm", "the team's MCP servers")
     wt = tmp_path / "wt-b"
     git(repo, "worktree", "add", "-q", "-b", "wt-b", str(wt))
     home = Path(os.environ["HOME"])  # the hermetic fixture's, this test's own
     t = Team(home, {"alice": repo, "bob": wt}, claude)
     t.gitbus("alice", "join", "--name", "alice")
     t.gitbus("bob", "join", "--name", "bob")
+    if tracked_mcp_json:  # install writes the server into ~/.claude.json, which seeding would replace
+        rc.seed_home(home, [repo, wt])
     t.gitbus("alice", "install", "claude")
-    rc.seed_home(home, [repo, wt])
+    if not tracked_mcp_json:
+        rc.seed_home(home, [repo, wt])
     try:
         yield t
     finally:
         rc.reap(home)  # hook waiters, MCP servers, clients: whatever this test's clients left
+
+
+@pytest.fixture
+def team(tmp_path: Path, claude: rc.Client) -> Iterator[Team]:
+    yield from make_team(tmp_path, claude)
+
+
+@pytest.fixture(params=["mcp-json", "tracked-mcp-json"])
+def mcp_team(request: pytest.FixtureRequest, tmp_path: Path, claude: rc.Client) -> Iterator[Team]:
+    """A team whose MCP server install put in `.mcp.json`, or, where the team tracks its own
+    `.mcp.json`, in Claude Code's local scope (`~/.claude.json`) with the tracked file untouched."""
+    tracked = request.param == "tracked-mcp-json"
+    yield from make_team(tmp_path, claude, tracked)
+    if tracked:
+        for wt in (tmp_path / "main", tmp_path / "wt-b"):
+            assert (wt / ".mcp.json").read_text() == TRACKED_MCP_JSON
+            assert git(wt, "status", "--porcelain") == ""
 
 
 def first_hit(api: MockAPI, text: str) -> Request | None:
@@ -262,7 +288,8 @@ def test_the_agents_own_words_never_come_back_to_it(team: Team) -> None:
 # -- the MCP server -------------------------------------------------------------------------------------
 
 
-def test_the_model_can_call_the_gitbus_mcp_tools(team: Team) -> None:
+def test_the_model_can_call_the_gitbus_mcp_tools(mcp_team: Team) -> None:
+    team = mcp_team
     text = "the staging database is read-only on Fridays"
     offered: list[bool] = []
 
@@ -294,9 +321,11 @@ def test_the_model_can_call_the_gitbus_mcp_tools(team: Team) -> None:
         assert block.kind == "tool_result", block
 
 
-def test_the_gitbus_mcp_server_is_offered_without_an_approval_prompt(team: Team) -> None:
+def test_the_gitbus_mcp_server_is_offered_without_an_approval_prompt(mcp_team: Team) -> None:
     """In an interactive session without bypass mode, a `.mcp.json` server Claude Code was not told to
-    trust waits behind "New MCP server found in this project"; gitbus's install approves its own."""
+    trust waits behind "New MCP server found in this project"; gitbus's install approves its own (a
+    local-scope server, where the team's `.mcp.json` is tracked, needs no approval)."""
+    team = mcp_team
     with MockAPI() as api, Session(team, "bob", api, "--permission-mode", "default") as s:
         screen = s.tmux.wait_screen(lambda x: "New MCP server found" in x or s.is_ready(x), 30) or ""
         assert "New MCP server found" not in screen, f"the session asks to approve gitbus's server:{screen}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gitbus.cli import app
-from gitbus.install import MARK_END, MARK_START
+from gitbus.install import MARK_END, MARK_START, gitbus_command
 
-from .conftest import git
+from .conftest import git, make_repo
 
 EVENTS = {"SessionStart", "UserPromptSubmit", "PostToolUse", "PreToolUse", "Stop", "SessionEnd"}
 USER_SETTINGS: dict[str, Any] = {
@@ -312,3 +314,182 @@ def test_settings_that_are_not_json_are_refused_in_one_line_and_left_alone(workt
 def test_install_refuses_a_target_it_does_not_know(worktrees: list[Path]) -> None:
     code, _, err = gb(worktrees[0], "install", "vscode")
     assert code == 1 and "use claude or git-hooks" in err
+
+
+# -- which gitbus the hooks run ------------------------------------------------------------------------
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def another_gitbus_first_on_path(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH finds some other `gitbus` before this one."""
+    other = tmp_path / "other-bin"
+    other.mkdir()
+    (other / "gitbus").write_text("#!/bin/sh\necho 'the wrong gitbus' >&2\nexit 1\n")
+    (other / "gitbus").chmod(0o755)
+    return {**os.environ, "PATH": f"{other}{os.pathsep}{VENV_BIN}{os.pathsep}/usr/bin:/bin", "COLUMNS": "200"}
+
+
+def installed_commands(worktrees: list[Path]) -> set[str]:
+    """Every command install wired in: the hooks, and the MCP server of each worktree."""
+    found = {c for cs in ours(read(local_settings(worktrees))).values() for c in cs}
+    for wt in worktrees:
+        entry = read(wt / ".mcp.json")["mcpServers"]["gitbus"]
+        found.add(shlex.join([entry["command"], *entry["args"]]))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        ([str(VENV_BIN / "gitbus")], shlex.quote(str(VENV_BIN / "gitbus"))),
+        ([sys.executable, "-m", "gitbus"], f"{shlex.quote(sys.executable)} -m gitbus"),
+    ],
+    ids=["the-console-script", "python-m-gitbus"],
+)
+def test_the_hooks_and_the_mcp_server_run_the_gitbus_that_ran_install(
+    worktrees: list[Path], tmp_path: Path, argv: list[str], named: str
+) -> None:
+    env = another_gitbus_first_on_path(tmp_path)
+    p = subprocess.run(
+        [*argv, "install", "claude"], cwd=worktrees[1], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    commands = installed_commands(worktrees)
+    assert commands and all(c.startswith(named + " ") for c in commands), commands
+
+
+def test_a_second_install_changes_nothing_and_says_so_in_one_line(worktrees: list[Path]) -> None:
+    first = gb(worktrees[0], "install", "claude")[1]
+    assert first.count("wrote ") == 1 + len(worktrees) * 2, first
+    code, out, err = gb(worktrees[1], "install", "claude")
+    assert (code, err) == (0, "")
+    assert out == "gitbus is installed for Claude Code already; nothing changed\n"
+    (worktrees[2] / "CLAUDE.local.md").unlink()
+    assert gb(worktrees[0], "install", "claude")[1] == f"wrote {worktrees[2] / 'CLAUDE.local.md'}\n"
+
+
+# -- uninstall gives every file back byte for byte -------------------------------------------------------
+
+ODD_SETTINGS = (
+    '{\n\t"zeta" : 1,\n\t"hooks": {"Stop": [ {"hooks": [{"type": "command", "command": "say done"}]} ]},\n'
+    '\t"alpha": "caf\\u00e9",  "enabledMcpjsonServers": ["docs"]\n}'
+)
+ODD_MCP = (
+    '{"x-note":"kept",\n    "mcpServers" : { "docs": {"command": "npx", "args": ["-y","docs-mcp"]}}}\n\n'
+)
+
+
+def test_uninstall_gives_back_files_of_unusual_formatting_byte_for_byte(worktrees: list[Path]) -> None:
+    settings, mcp_json, memo = (
+        local_settings(worktrees),
+        worktrees[1] / ".mcp.json",
+        worktrees[2] / "CLAUDE.local.md",
+    )
+    settings.parent.mkdir()
+    settings.write_text(ODD_SETTINGS)
+    mcp_json.write_text(ODD_MCP)
+    memo.write_text("# notes without a final newline")
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "install", "claude")
+    assert gb(worktrees[1], "uninstall", "claude")[0] == 0
+    assert settings.read_text() == ODD_SETTINGS
+    assert mcp_json.read_text() == ODD_MCP
+    assert memo.read_text() == "# notes without a final newline"
+
+
+def test_a_setting_the_user_changed_meanwhile_survives_uninstall_in_their_indentation(
+    worktrees: list[Path],
+) -> None:
+    settings = local_settings(worktrees)
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"model": "opus"}, indent=4) + "\n")
+    gb(worktrees[0], "install", "claude")
+    changed = read(settings) | {"model": "sonnet"}
+    settings.write_text(json.dumps(changed, indent=4) + "\n")
+    gb(worktrees[0], "uninstall", "claude")
+    assert settings.read_text() == json.dumps({"model": "sonnet"}, indent=4) + "\n"
+
+
+# -- a tracked .mcp.json ---------------------------------------------------------------------------------
+
+TRACKED_MCP = '{\n  "mcpServers": {"docs": {"command": "npx", "args": ["docs-mcp"]}}\n}\n'
+
+
+@pytest.fixture
+def tracked(tmp_path: Path) -> list[Path]:
+    """A repository whose `.mcp.json` is committed, and two more worktrees of it."""
+    repo = make_repo(tmp_path / "main")
+    (repo / ".mcp.json").write_text(TRACKED_MCP)
+    git(repo, "add", ".mcp.json")
+    git(repo, "commit", "-qm", "the team's MCP servers")
+    out = [repo]
+    for name in ("wt-b", "wt-c"):
+        git(repo, "worktree", "add", "-q", "-b", name, str(tmp_path / name))
+        out.append(tmp_path / name)
+    return out
+
+
+def claude_json() -> Path:
+    return Path(os.environ["HOME"]) / ".claude.json"
+
+
+def test_a_tracked_mcp_json_is_never_touched_the_server_goes_to_claude_codes_local_scope(
+    tracked: list[Path],
+) -> None:
+    home_state = {"numStartups": 3, "projects": {str(tracked[0]): {"hasTrustDialogAccepted": True}}}
+    claude_json().write_text(json.dumps(home_state, indent=2))
+    code, out, _ = gb(tracked[1], "install", "claude")
+    assert code == 0 and str(claude_json()) in out and ".mcp.json" not in out
+    for wt in tracked:
+        assert (wt / ".mcp.json").read_text() == TRACKED_MCP
+        assert git(wt, "status", "--porcelain") == "", wt
+    exe, *args = shlex.split(gitbus_command())
+    project = read(claude_json())["projects"][str(tracked[0])]  # Claude Code's key for every worktree
+    assert project["mcpServers"] == {"gitbus": {"type": "stdio", "command": exe, "args": [*args, "mcp"]}}
+    assert project["hasTrustDialogAccepted"] is True and read(claude_json())["numStartups"] == 3
+    assert gb(tracked[2], "install", "claude")[1].endswith("nothing changed\n")
+    gb(tracked[2], "uninstall", "claude")
+    assert claude_json().read_text() == json.dumps(home_state, indent=2)
+    assert all((wt / ".mcp.json").read_text() == TRACKED_MCP for wt in tracked)
+
+
+def test_without_a_claude_json_the_local_scope_entry_is_made_and_taken_back(tracked: list[Path]) -> None:
+    gb(tracked[0], "install", "claude")
+    assert set(read(claude_json())["projects"][str(tracked[0])]) == {"mcpServers"}
+    gb(tracked[0], "uninstall", "claude")
+    assert not claude_json().exists()
+
+
+def test_a_personal_uninstall_leaves_a_tracked_mcp_json_alone_even_with_gitbus_in_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "main")
+    assert gb(repo, "install", "claude", "--shared")[0] == 0  # the team commits gitbus's server
+    git(repo, "add", ".mcp.json")
+    git(repo, "commit", "-qm", "gitbus for the team")
+    shared = (repo / ".mcp.json").read_bytes()
+    gb(repo, "install", "claude")
+    gb(repo, "uninstall", "claude")
+    assert (repo / ".mcp.json").read_bytes() == shared
+    assert git(repo, "status", "--porcelain", "--", ".mcp.json") == ""
+
+
+def test_claude_codes_private_state_file_stays_private(tracked: list[Path]) -> None:
+    claude_json().write_text("{}")
+    claude_json().chmod(0o600)
+    gb(tracked[0], "install", "claude")
+    assert claude_json().stat().st_mode & 0o777 == 0o600
+    gb(tracked[0], "uninstall", "claude")
+    assert claude_json().stat().st_mode & 0o777 == 0o600 and claude_json().read_text() == "{}"
+    claude_json().unlink()
+    gb(tracked[0], "install", "claude")
+    assert claude_json().stat().st_mode & 0o777 == 0o600
+
+
+def test_the_local_scope_follows_claude_config_dir(
+    tracked: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
+    gb(tracked[0], "install", "claude")
+    state = read(tmp_path / "claude-config" / ".claude.json")
+    assert "gitbus" in state["projects"][str(tracked[0])]["mcpServers"]
+    assert not claude_json().exists()

@@ -24,6 +24,7 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent, Tool
 from typer.testing import CliRunner
 
+import gitbus
 from gitbus.bus import Bus
 from gitbus.cli import app
 from gitbus.errors import ClaimConflict
@@ -48,7 +49,10 @@ TOOLS = {
     "inbox",
     "search",
     "status",
+    "show",
+    "agents",
 }
+READ_ONLY = {"claims", "search", "status", "show", "agents"}  # inbox marks what it returns as seen
 ME, WEB, DB = "api-1", "web-1", "db-1"
 ID = "[0-9a-f]{8}"
 UNTIL = r"until \d\d:\d\d \(\d+m left\)"
@@ -166,7 +170,7 @@ def test_request_then_take_and_done(server: MCPServer, peers: dict[str, Bus]) ->
     taken = newest(peers[WEB])
     assert out == f"take {taken.id[:8]} posted: bump the pool size"
     assert (taken.kind, taken.sender, taken.reply_to) == (Kind.TAKE, ME, theirs.id)
-    assert f'"bump the pool size" [{theirs.id[:8]}; gitbus take {theirs.id[:8]}] (taken by {ME})' in said(
+    assert f'"bump the pool size" [{theirs.id[:8]}; take it with the take tool] (taken by {ME})' in said(
         call(server, "status")
     )
 
@@ -208,7 +212,7 @@ def test_inbox_lists_what_is_new_for_me_once(server: MCPServer, peers: dict[str,
     peers[DB].ask("not for you", to=WEB)
     assert said(call(server, "inbox")).splitlines() == [
         f'- {WEB} reported on config/db.yaml: "the db config is config/db.yaml" [{d.id[:8]}]',
-        f'- {DB} asked you: "where are migrations run?" [{q.id[:8]}; reply: gitbus answer {q.id[:8]} "…"]',
+        f'- {DB} asked you: "where are migrations run?" [{q.id[:8]}; reply with the answer tool]',
     ]
     assert said(call(server, "inbox")) == "nothing new"
 
@@ -262,9 +266,9 @@ def test_status_says_who_i_am_and_what_is_open(server: MCPServer, peers: dict[st
         f'- yours: {ME} holds internal/api/ {UNTIL} \\(reason: "splitting handlers"\\)', lines[1]
     )
     assert re.fullmatch(f'- {WEB} holds config/ {UNTIL} \\(reason: "pool tuning"\\)', lines[2])
-    reply = f'[{q.id[:8]}; reply: gitbus answer {q.id[:8]} "…"]'
+    reply = f"[{q.id[:8]}; reply with the answer tool]"
     assert lines[3] == f'- {WEB} asked you: "where are migrations run?" {reply}'
-    take = f"[{r.id[:8]}; gitbus take {r.id[:8]}]"
+    take = f"[{r.id[:8]}; take it with the take tool]"
     assert lines[4] == f'- {DB} requested work from anyone: "add an index on users.email" {take}'
     assert len(lines) == 5
 
@@ -315,7 +319,8 @@ def test_a_claim_conflict_names_the_holder(
     assert lib.value.holder == WEB
     sentence = cli_error(worktrees[0], "claim", "internal/api/handler.go")
     assert sentence == lib.value.message
-    assert refused(r) == refusal("claim", sentence)
+    ask = f'Ask them with: gitbus ask --to {WEB} "…"'  # the MCP face names its tool instead
+    assert refused(r) == refusal("claim", sentence.replace(ask, f"Ask them with the ask tool (to: {WEB})"))
     assert sentence.startswith(
         f"Claim on internal/api/handler.go is refused: {WEB} holds internal/api/ until "
     )
@@ -381,7 +386,8 @@ def test_unknown_ids_and_missing_arguments_are_refused(worktrees: list[Path], se
         ("discover", {"text": "  "}, ["discover", "  "]),
         ("release", {}, ["release"]),
     ]:
-        assert refused(call(server, tool, **args)) == refusal(tool, cli_error(worktrees[0], *cli)), tool
+        sentence = cli_error(worktrees[0], *cli).replace("`gitbus log`", "the search tool")
+        assert refused(call(server, tool, **args)) == refusal(tool, sentence), tool
     assert refused(call(server, "claim", paths=[])) == refusal("claim", "Name at least one path to claim.")
 
 
@@ -402,9 +408,119 @@ def test_every_tool_is_listed_with_a_description_and_the_server_has_instructions
     assert {t.name for t in tools} == TOOLS
     for t in tools:
         assert t.description and t.description.strip(), t.name
-        assert t.output_schema is None, t.name  # text for the model, no structured result (field notes §6)
+        assert t.output_schema is None, t.name  # text for the model, no structured result
     assert instructions == INSTRUCTIONS
     assert "claim" in INSTRUCTIONS and "quoted data" in INSTRUCTIONS
+
+
+def listed(server: MCPServer) -> list[Tool]:
+    async def go() -> list[Tool]:
+        async with mcp.Client(server) as client:
+            return (await client.list_tools()).tools
+
+    return asyncio.run(asyncio.wait_for(go(), TIMEOUT_SECONDS))
+
+
+def one_short_sentence(text: str | None) -> bool:
+    one = bool(text) and text == text.strip() and text.endswith(".") and ". " not in text
+    return one and len(text or "") <= 160
+
+
+def test_every_tool_and_every_argument_is_described_in_one_short_sentence(server: MCPServer) -> None:
+    for t in listed(server):
+        assert one_short_sentence(t.description), (t.name, t.description)
+        for arg, schema in t.input_schema.get("properties", {}).items():
+            assert one_short_sentence(schema.get("description")), (t.name, arg, schema)
+
+
+def test_every_tool_says_whether_it_only_reads_and_what_a_repeat_does(server: MCPServer) -> None:
+    for t in listed(server):
+        a = t.annotations
+        assert a is not None and a.read_only_hint is not None, t.name
+        assert a.read_only_hint == (t.name in READ_ONLY), t.name
+        if not a.read_only_hint:
+            assert a.destructive_hint is not None and a.idempotent_hint is not None, t.name
+            assert a.destructive_hint == (t.name == "release"), t.name
+        assert a.open_world_hint is False, t.name  # the bus in this repository, nothing beyond it
+
+
+def test_the_server_names_itself_with_gitbus_version(server: MCPServer) -> None:
+    async def go() -> Any:
+        async with mcp.Client(server) as client:
+            return client.server_info
+
+    info = asyncio.run(asyncio.wait_for(go(), TIMEOUT_SECONDS))
+    assert (info.name, info.version) == ("gitbus", gitbus.__version__)
+
+
+def test_show_gives_one_message_with_its_thread(server: MCPServer, peers: dict[str, Bus]) -> None:
+    q = peers[WEB].ask("where are migrations run?", paths=["config/"])
+    a = peers[DB].answer(q.id, "in db/migrate, at startup")
+    out = said(call(server, "show", id=q.id[:6]))
+    lines = out.splitlines()
+    assert lines[0].startswith(f"question {q.id[:8]} from {WEB} to everyone, ") and "config/" in lines[0]
+    assert lines[1] == '"where are migrations run?"'
+    assert f"- {DB} answered question {q.id[:8]}: " in out and "in db/migrate, at startup" in out
+    assert said(call(server, "show", id=a.id)).splitlines()[0].startswith(f"answer {a.id[:8]} from {DB}")
+    unknown = refused(call(server, "show", id="deadbeef"))
+    assert unknown.startswith("Error executing tool show: No message has id deadbeef")
+
+
+def test_agents_lists_every_agent_with_its_claims_and_last_message(
+    server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    peers[WEB].claim(["config/"], reason="pool tuning")
+    peers[WEB].discover("the pool is too small")
+    out = said(call(server, "agents"))
+    lines = out.splitlines()
+    assert [line.split()[1].rstrip(":") for line in lines] == sorted((ME, WEB, DB)), out
+    assert lines[0].startswith(f"- {ME} (you): active ")
+    web = next(line for line in lines if line.startswith(f"- {WEB}: "))
+    assert "1 live claim," in web and 'last: "discovery: the pool is too small"' in web, web
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "wanted"),
+    [
+        ("claim", {"paths": "config/"}, "paths must be a list of strings"),
+        ("discover", {"text": "x", "paths": "config/"}, "paths must be a list of strings"),
+        ("discover", {}, "text is required"),
+        ("search", {"text": "x", "limit": "many"}, "limit must be a whole number"),
+    ],
+    ids=["a-string-for-paths", "a-string-for-optional-paths", "a-missing-text", "a-word-for-a-number"],
+)
+def test_arguments_of_the_wrong_shape_are_refused_in_one_sentence(
+    server: MCPServer, tool: str, args: dict[str, Any], wanted: str
+) -> None:
+    text = refused(call(server, tool, **args))
+    assert text.startswith(f"Error executing tool {tool}: {wanted}"), text
+    assert "\n" not in text and text.endswith(".") and "http" not in text and "pydantic" not in text, text
+
+
+def test_replies_name_the_tools_to_use_not_cli_commands(
+    worktrees: list[Path], server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    q = peers[WEB].ask("where are migrations run?", to=ME)
+    r = peers[DB].request("bump the pool size", to=ME)
+    peers[WEB].claim(["internal/api/"], reason="splitting handlers")
+    new = said(call(server, "inbox"))
+    assert f"[{q.id[:8]}; reply with the answer tool]" in new, new
+    assert f"[{r.id[:8]}; take it with the take tool]" in new, new
+    replies = [
+        new,
+        said(call(server, "status")),
+        refused(call(server, "claim", paths=["internal/api/x.go"])),
+        refused(call(server, "show", id="deadbeef")),
+        refused(call(server, "show", id="xyz")),
+        refused(call(server, "release", paths=["config/"])),
+        refused(call(server, "done", request_id=r.id)),
+    ]
+    for text in replies:
+        assert "gitbus " not in text.replace("gitbus, ", ""), text
+    assert "Ask them with the ask tool (to: web-1)" in replies[2], replies[2]
+    assert replies[3].endswith("see the search tool."), replies[3]
+    assert "see the claims tool" in replies[5], replies[5]
+    assert "take it with the take tool first" in replies[6], replies[6]
 
 
 # -- one cursor with the hooks ------------------------------------------------------------------------
@@ -584,3 +700,19 @@ def test_the_registered_command_starts_a_working_server(
         stdio_params(entry["command"], entry["args"], worktrees[2]), tmp_path / "err.txt", script
     )
     assert status.startswith("you are wt-c;")
+
+
+def test_a_peers_words_that_name_a_cli_command_reach_the_model_unchanged(
+    server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    peers[WEB].discover("run `gitbus log` and `gitbus claims` before you push")
+    out = said(call(server, "search", text="before you push"))
+    assert '"run `gitbus log` and `gitbus claims` before you push"' in out, out
+
+
+def test_show_keeps_a_long_thread_within_a_budget(server: MCPServer, peers: dict[str, Bus]) -> None:
+    q = peers[WEB].ask("which pool size?")
+    for i in range(40):
+        peers[DB].answer(q.id, f"answer {i}: " + "x" * 300)
+    out = said(call(server, "show", id=q.id))
+    assert len(out) < 8000 and out.endswith("more"), out[-200:]

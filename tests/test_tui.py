@@ -24,6 +24,7 @@ import pytest
 from textual import events
 from textual.coordinate import Coordinate
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from gitbus import settings
 from gitbus.bus import Bus
@@ -267,8 +268,8 @@ def test_the_operator_posts_a_discovery_and_questions_to_one_agent_or_all(
 ) -> None:
     async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
         await form(pilot, app, "d", "freeze at 5", "config/")
-        await form(pilot, app, "q", (*CLEAR, *"api-1"), "done by 4?", "")
-        await form(pilot, app, "q", "", "on call?", "")
+        await form(pilot, app, "question_mark", (*CLEAR, *"api-1"), "done by 4?", "")
+        await form(pilot, app, "question_mark", "", "on call?", "")
 
     drive(app, scenario)
     posted = team["api-1"].log(3, sender="operator")
@@ -308,7 +309,7 @@ def test_answering_a_question_shows_in_its_thread(app: GitbusApp, team: dict[str
 
 def test_a_form_keeps_the_error_and_stays_open(app: GitbusApp, team: dict[str, Bus]) -> None:
     async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
-        await pilot.press("q")
+        await pilot.press("question_mark")
         await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
         await pilot.press(*CLEAR, *"nobody", "enter", "h", "i", "enter", "enter")
         await wait_until(pilot, "the error", lambda: "No agent named 'nobody'" in shown(app))
@@ -341,7 +342,7 @@ def test_claim_release_and_an_audited_force_release(app: GitbusApp, team: dict[s
         await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
         assert "held by api-1" in shown(app)
         await pilot.press("enter", "enter")  # no reason: refused, recorded nowhere
-        await wait_until(pilot, "the refusal", lambda: "needs --reason" in shown(app))
+        await wait_until(pilot, "the refusal", lambda: "needs a reason" in shown(app))
         await pilot.press(*"stuck", "enter")
         await wait_until(pilot, "the form to post", lambda: not isinstance(app.screen, ComposeScreen))
         await settle(pilot, app)
@@ -354,6 +355,116 @@ def test_claim_release_and_an_audited_force_release(app: GitbusApp, team: dict[s
     drive(app, scenario)
     forced = team["api-1"].log(1, kinds=["release"])[0]
     assert forced.sender == "operator" and forced.get("forced") == "api-1 internal/api/"
+
+
+def form_title(app: GitbusApp) -> str:
+    return str(app.screen.query_one("#form-title", Static).content)
+
+
+def form_error(app: GitbusApp) -> str:
+    """The refusal shown in the open form, as one line of text."""
+    return " ".join(str(app.screen.query_one("#form-error", Static).content).split())
+
+
+def test_q_quits_as_people_expect(app: GitbusApp) -> None:
+    async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
+        await pilot.press("q")
+        await wait_until(pilot, "the app to quit", lambda: app.return_code is not None)
+        assert not isinstance(app.screen, ComposeScreen)
+
+    drive(app, scenario)
+
+
+def test_each_form_opens_on_its_own_key_and_q_on_none(app: GitbusApp, team: dict[str, Bus]) -> None:
+    team["api-1"].claim(["internal/api/"], reason="splitting handlers")
+    opened: dict[str, str] = {}
+
+    async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
+        await form(pilot, app, "c", "config/", "", "mine")
+        await pilot.press("2")
+        for path, key in (("config/", "r"), ("internal/api/", "f")):
+            await select(pilot, app, ClaimsTable, path)
+            await pilot.press(key)
+            await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
+            opened[key] = form_title(app)
+            await pilot.press("escape")
+        for key in ("d", "question_mark", "c"):
+            await pilot.press(key)
+            await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
+            opened[key] = form_title(app)
+            await pilot.press("escape")
+
+    drive(app, scenario)
+    assert [opened[k].split(",")[0].split(" held")[0] for k in ("d", "question_mark", "c", "r", "f")] == [
+        "Discovery",
+        "Question",
+        "Claim",
+        "Release",
+        "Force-release",
+    ]
+
+
+def test_the_claims_pane_offers_release_on_your_claim_and_force_on_anothers(
+    app: GitbusApp, team: dict[str, Bus]
+) -> None:
+    team["api-1"].claim(["internal/api/"], reason="splitting handlers")
+
+    async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
+        await form(pilot, app, "c", "config/", "", "mine")
+        await pilot.press("2")
+        await select(pilot, app, ClaimsTable, "internal/api/")
+        await wait_until(pilot, "the footer", lambda: "f Force" in screen(app)[-1])
+        assert "Release" not in screen(app)[-1], screen(app)[-1]
+        assert not app.check_action("release", ())
+        await pilot.press("r")  # not offered here, so nothing opens
+        await pilot.pause()
+        assert not isinstance(app.screen, ComposeScreen)
+        await select(pilot, app, ClaimsTable, "config/")
+        await wait_until(pilot, "the footer", lambda: "r Release" in screen(app)[-1])
+        assert "Force" not in screen(app)[-1], screen(app)[-1]
+        assert not app.check_action("force_release", ())
+
+    drive(app, scenario)
+
+
+def test_a_refusal_in_a_form_names_the_key_not_cli_flags(app: GitbusApp, team: dict[str, Bus]) -> None:
+    team["api-1"].claim(["internal/api/"], reason="splitting handlers")
+
+    async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
+        await form(pilot, app, "c", "config/", "", "mine")
+        await pilot.press("2")
+        await select(pilot, app, ClaimsTable, "config/")
+        await pilot.press("r")
+        await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
+        await pilot.press(*CLEAR)
+        await paste(pilot, "internal/api/")
+        await pilot.press("enter", "enter")
+        await wait_until(pilot, "the refusal", lambda: "only api-1 can release it" in shown(app))
+        refusal = form_error(app)
+        assert "press f" in refusal and "--force" not in refusal and "--reason" not in refusal, refusal
+        await pilot.press("escape")
+        await select(pilot, app, ClaimsTable, "internal/api/")
+        await pilot.press("f")
+        await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
+        await pilot.press("enter", "enter")
+        await wait_until(pilot, "the refusal", lambda: "needs a reason" in shown(app))
+        assert "--reason" not in shown(app)
+
+    async def conflict(pilot: Pilot[None], app: GitbusApp) -> None:
+        await pilot.press("c")
+        await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
+        await paste(pilot, "internal/api/handler.go")
+        await pilot.press("enter", "enter", "enter")
+        await wait_until(pilot, "the refusal", lambda: "is refused" in shown(app))
+        text = form_error(app)
+        assert "gitbus ask" not in text and "Press ? to ask them (to: api-1)." in text, text
+
+    drive(app, scenario)
+    drive(GitbusApp(app.root, clock=app.clock), conflict)
+    assert {(c.owner, c.path) for c in team["api-1"].claims()} == {
+        ("operator", "config/"),
+        ("api-1", "internal/api/"),
+    }
 
 
 def test_taking_a_request_shows_who_took_it(app: GitbusApp, team: dict[str, Bus]) -> None:
@@ -425,7 +536,7 @@ def test_agents_show_activity_claims_and_questions_waiting_for_them(
         assert re.search(r"web-1\s+0s\s+0\s+0\s+question", text)
         assert "api-1 holds: internal/api/" in text
         assert "? from web-1, 0s ago: api-1: is the handler split done?" in text
-        await pilot.press("q")
+        await pilot.press("question_mark")
         await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
         assert app.screen.query_one("#f-to").value == "api-1"  # type: ignore[attr-defined]
 
@@ -561,32 +672,40 @@ def matches_snapshot(app: GitbusApp, name: str) -> None:
     assert got == fixture.read_text(), f"{name} changed; look, then rerun with GITBUS_UPDATE_SNAPSHOTS=1"
 
 
+async def steady(pilot: Pilot[None], app: GitbusApp, name: str) -> None:
+    """`matches_snapshot` once the tab underline has stopped sliding (it moves for a moment after
+    a pane change, and a footer rebuild on the same frame can catch it halfway)."""
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+    matches_snapshot(app, name)
+
+
 def test_snapshots_of_the_main_screens(scene: GitbusApp) -> None:
     async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
         question = next(m for m in app.snap.feed if m.text == "does v2 keep the old routes?")
         await select(pilot, app, FeedTable, question.id)
-        matches_snapshot(app, "feed")
+        await steady(pilot, app, "feed")
         if UPDATE:  # the screenshot in README.md and docs/tui.md
             app.save_screenshot("tui.svg", str(DOCS))
         await pilot.press("enter")
         await wait_until(pilot, "the thread", lambda: isinstance(app.screen, ThreadScreen))
         await settle(pilot, app)
-        matches_snapshot(app, "thread")
+        await steady(pilot, app, "thread")
         await pilot.press("escape", "2")
         await select(pilot, app, ClaimsTable, "config/db.yaml")
-        matches_snapshot(app, "claims")
+        await steady(pilot, app, "claims")
         await pilot.press("3")
         await select(pilot, app, AgentsTable, "api-1")
-        matches_snapshot(app, "agents")
-        await pilot.press("q")
+        await steady(pilot, app, "agents")
+        await pilot.press("question_mark")
         await wait_until(pilot, "the form", lambda: isinstance(app.screen, ComposeScreen))
         await paste(pilot, "")
-        matches_snapshot(app, "ask")
+        await steady(pilot, app, "ask")
         await pilot.press("escape", "1", "slash")
         await paste(pilot, "type:question,answer")
         await pilot.press("enter")
         await settle(pilot, app)
-        matches_snapshot(app, "filtered")
+        await steady(pilot, app, "filtered")
 
     drive(scene, scenario)
 

@@ -1,0 +1,143 @@
+"""What `gitbus install` changed, and how to give it back byte for byte.
+
+The record (`<common git dir>/gitbus/created.json`) holds what install created (files, folders, and
+keys as `<file>#hooks.Stop`) and the text of each file of the user's it changed, as the file was
+before install first touched it. Files are written only when their text changes, atomically, and
+in their own indentation; uninstall writes the original bytes back when what is left parses to what
+the user had, so formatting json.dumps would not reproduce (tabs, key spacing, escapes, a missing
+final newline) survives an install and an uninstall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from gitbus.errors import GitbusError
+from gitbus.git import Repository
+
+
+def read_json(f: Path) -> dict[str, Any]:
+    return parse(f, f.read_text()) if f.exists() else {}
+
+
+def parse(f: Path, text: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text or "{}")
+    except ValueError:
+        raise GitbusError(f"{f} is not valid JSON; fix it first, gitbus will not overwrite it.") from None
+    if not isinstance(obj, dict):
+        raise GitbusError(f"{f} does not hold a JSON object; fix it first.")
+    return obj
+
+
+def text_of(f: Path) -> str | None:
+    return f.read_text() if f.exists() else None
+
+
+def _json_like(obj: dict[str, Any], like: str | None) -> str:
+    """`obj` as JSON in the indentation of `like` (the file's text so far; two spaces without one)."""
+    found = re.search(r"\n([ \t]+)\S", like or "")
+    indent: str | int = 2 if found is None else ("\t" if "\t" in found[1] else len(found[1]))
+    ascii_only = like is None or like.isascii()
+    end = "" if like is not None and like and not like.endswith("\n") else "\n"
+    return json.dumps(obj, indent=indent, ensure_ascii=ascii_only) + end
+
+
+def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
+    """Write `text` to `f` atomically unless it holds it already; True when it changed. The file
+    keeps its permissions (a new one gets `new_mode`, else the umask's): a private file stays so."""
+    if text_of(f) == text:
+        return False
+    f.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(f.stat().st_mode) if f.exists() else new_mode
+    tmp = f.with_name(f.name + ".gitbus-tmp")
+    tmp.write_text(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, f)
+    return True
+
+
+def write_json(f: Path, obj: dict[str, Any], new_mode: int | None = None) -> bool:
+    return write_text(f, _json_like(obj, text_of(f)), new_mode)
+
+
+def give_back_json(f: Path, obj: dict[str, Any], record: Record) -> bool:
+    """Write what uninstall leaves of `f`: the user's original bytes when the content is theirs
+    again, else `obj` in the file's indentation. True when the file changed."""
+    original = record.originals.get(str(f))
+    record.forget_original(str(f))
+    if original is not None and parse(f, original) == obj:
+        return write_text(f, original)
+    return write_json(f, obj)
+
+
+class Record:
+    """What install created (files, and settings keys as `<file>#hooks.Stop`), so uninstall removes
+    exactly that, and the original text of each file it changed, so uninstall can give the bytes
+    back; kept in the common git dir, outside every worktree."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.file = repo.common_dir / "gitbus" / "created.json"
+        self.items: set[str] = set()
+        self.originals: dict[str, str] = {}
+        try:
+            saved = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(saved, list):  # the record before originals were kept
+            saved = {"items": saved}
+        if isinstance(saved, dict):
+            self.items = {str(x) for x in saved.get("items", [])}
+            originals = saved.get("originals", {})
+            if isinstance(originals, dict):
+                self.originals = {str(k): v for k, v in originals.items() if isinstance(v, str)}
+
+    def keys(self, settings_file: Path) -> set[str]:
+        prefix = f"{settings_file}#"
+        return {x[len(prefix) :] for x in self.items if x.startswith(prefix)}
+
+    def add(self, item: str) -> None:
+        if item not in self.items:
+            self.items.add(item)
+            self._save()
+
+    def keep_original(self, path: str, text: str) -> None:
+        """The user's text of `path` before install first changed it (a newer one replaces it)."""
+        if self.originals.get(path) != text:
+            self.originals[path] = text
+            self._save()
+
+    def forget_keys(self, settings_file: Path) -> None:
+        """Drop the settings keys recorded for `settings_file`, keeping the file's own entry: once
+        uninstall has taken out what was ours, what the file holds is the user's."""
+        kept = {x for x in self.items if not x.startswith(f"{settings_file}#")}
+        if kept != self.items:
+            self.items = kept
+            self._save()
+
+    def forget_original(self, path: str) -> None:
+        if self.originals.pop(path, None) is not None:
+            self._save()
+
+    def forget(self, path: str) -> None:
+        """Drop a file uninstall removed, with its keys: a file of the same name made later is the
+        user's, not ours."""
+        kept = {x for x in self.items if x != path and not x.startswith(f"{path}#")}
+        if kept != self.items:
+            self.items = kept
+            self._save()
+
+    def _save(self) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.file.write_text(json.dumps({"items": sorted(self.items), "originals": self.originals}))
+
+
+def folder(path: Path) -> str:
+    """How the record names a folder install created (a trailing `/`: never a file's name)."""
+    return f"{path}/"
