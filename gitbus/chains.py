@@ -20,8 +20,8 @@ from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
+from gitbus.inert import inert
 from gitbus.message import LEDGER_KINDS, Message, decode, encode
-from gitbus.text import inert
 
 _MAX_RACES = 10_000
 
@@ -88,11 +88,11 @@ def read_message(repo: Repository, commit: Commit, ref: str) -> Message | None:
         msg = decode(commit.message)
     except CorruptMessage as e:
         if not is_sync_merge(commit):
-            repo.skipped[commit.oid] = inert(str(e))
+            repo.skipped[commit.oid] = inert(str(e), 200)
         return None
     why = valid_on(msg, ref)
     if why is not None:
-        repo.skipped[commit.oid] = inert(why)
+        repo.skipped[commit.oid] = inert(why, 200)
         return None
     return msg
 

@@ -22,8 +22,8 @@ from gitbus.claims import Claim
 from gitbus.errors import Conflict, GitbusError
 from gitbus.gitfiles import read_refs
 from gitbus.ids import LEDGER_REF, AgentName
+from gitbus.inert import inert
 from gitbus.state import write_atomic
-from gitbus.text import inert
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Peer strings made inert: what another agent wrote is shown as data, never acted on.
+"""Peer text: what gitbus refuses to take in, and how what another agent wrote is shown as data.
 
 Anything read from a commit or the ledger may have been written with plain git by any peer that can
 push to the bus remote, so it obeys none of the posting rules. Every face passes such strings
@@ -6,7 +6,13 @@ through this module before they reach a terminal, a markup parser or a model: co
 (C0 and C1, DEL), bidi overrides and isolates, line and paragraph separators and the other invisible
 format characters become visible escapes (`\\x1b`, `\\u202e`), and long values are capped. Escaping
 rather than stripping keeps a crafted message recognisable as one. Stdlib only, so every floor can
-use it; the decoding side may use `is_forbidden_char` to refuse what this module would escape.
+use it.
+
+Taking text in (posting, and decoding what a peer wrote) refuses a narrower set, `unsafe`: C0 and
+C1 controls but tab and newline, DEL, the bidirectional formatting characters (which make `txt.exe`
+read as `exe.txt`), the line and paragraph separators (at which some terminals and editors break
+lines, so one line could pose as two) and bytes that were not UTF-8; ordinary text such as emoji
+joiners and soft hyphens stays postable and is escaped only when shown.
 """
 
 from __future__ import annotations
@@ -131,3 +137,31 @@ def json_text(obj: Any, indent: int | None = None) -> str:
 
 def _json_escape(c: str) -> str:
     return json.dumps(c)[1:-1] if ord(c) > 0xFFFF or 0xD800 <= ord(c) <= 0xDFFF else f"\\u{ord(c):04x}"
+
+
+# C0 but tab and newline; DEL and C1 (U+0080-U+009F, NEL and CSI included); ALM; LRM, RLM;
+# LRE-RLO (U+202A-U+202E); LRI-PDI (U+2066-U+2069); LINE and PARAGRAPH SEPARATOR.
+_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+_UNSAFE_TEXT = re.compile(f"[{_UNSAFE}]")
+_UNSAFE_LINE = re.compile(f"[\n\t{_UNSAFE}]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unsafe(text: str, *, one_line: bool = False) -> str | None:
+    """The first character of `text` that gitbus refuses to take in (with `one_line`, tab and
+    newline too), or None when the text is clean. A lone surrogate (bytes that were not UTF-8)
+    counts."""
+    found = (_UNSAFE_LINE if one_line else _UNSAFE_TEXT).search(text) or _SURROGATE.search(text)
+    return found.group() if found else None
+
+
+def describe(char: str) -> str:
+    """What kind of character `char` is, for a one-line refusal."""
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        return "bytes that are not UTF-8"
+    if char in "\u2028\u2029":
+        return "a line separator character"
+    if char == "\u061c" or code >= 0x200E:
+        return "a bidirectional formatting character"
+    return "control characters"

@@ -15,8 +15,8 @@ from typing import Any
 from gitbus.clock import MAX_TIME_MS, MIN_TIME_MS, iso, sane
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
+from gitbus.inert import describe, unsafe
 from gitbus.paths import canonical
-from gitbus.text import describe, unsafe
 
 FORMAT_VERSION = 1
 MAX_TEXT_BYTES = 64 * 1024

@@ -17,8 +17,8 @@ from gitbus.chains import history
 from gitbus.errors import Contended
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import MessageId
+from gitbus.inert import unsafe
 from gitbus.message import Kind, Message
-from gitbus.text import unsafe
 
 if TYPE_CHECKING:
     from gitbus.bus import Bus

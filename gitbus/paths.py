@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from gitbus.errors import GitbusError
-from gitbus.text import describe, unsafe
+from gitbus.inert import describe, unsafe
 
 MAX_DEPTH = 64  # components: deeper than any real source tree, shallow enough for every walk
 MAX_BYTES = 4096  # UTF-8 bytes of one path: PATH_MAX on Linux

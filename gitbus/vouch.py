@@ -21,7 +21,7 @@ from gitbus.chains import FUTURE_MS, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name
-from gitbus.text import inert
+from gitbus.inert import inert
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -38,7 +38,7 @@ class Refusal:
 
     def line(self) -> str:
         upto = f"; taken in up to {self.kept[:12]}" if self.kept else ""
-        return inert(f"refused {self.ref} from {self.remote}: {self.reason}{upto}", limit=400)
+        return inert(f"refused {self.ref} from {self.remote}: {self.reason}{upto}", 400)
 
 
 def check(

@@ -124,8 +124,7 @@ def test_posting_refuses_bidi_controls_and_line_separators(text: str) -> None:
 
 
 def test_every_character_gitbus_refuses_in_text_is_one_the_faces_would_escape() -> None:
-    from gitbus.inert import is_forbidden_char
-    from gitbus.text import unsafe
+    from gitbus.inert import is_forbidden_char, unsafe
 
     refused = [chr(c) for c in range(0x3000) if unsafe(chr(c)) is not None]
     assert refused and all(is_forbidden_char(c) for c in refused)
