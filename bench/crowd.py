@@ -10,7 +10,7 @@ Afterwards every message and claim must be there: nothing lost to a race.
 
 Posts go to each agent's own chain (gitbus's layout); claims all go through the one ledger ref, so
 claims measure contention on a single compare-and-swap point. The pygit2 floor retries a lost race or
-a held lock with jittered backoff, as any correct libgit2 writer must (field notes §1).
+a held lock with jittered backoff, as any correct libgit2 writer must.
 
 `python crowd.py worker KIND SIDE DIR AGENT FIRST OPS` is one worker.
 """

@@ -2,7 +2,7 @@
 
 Each floor does what any correct multi-writer append must do with libgit2: read the tip, write the
 objects, then compare-and-swap the ref under its lock (`transaction()` → `lock_ref` → read → compare
-→ `set_target`; field notes §1). Whatever gitbus spends beyond this is its own Python.
+→ `set_target`). Whatever gitbus spends beyond this is its own Python.
 """
 
 from __future__ import annotations

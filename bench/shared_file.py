@@ -6,7 +6,7 @@ read-check-append on `claims.jsonl` under the same kind of lock. It is given eve
 it correct: one `os.write` of a whole line on an `O_APPEND` descriptor kept open (no partial lines, no
 reopen per message), and a claimer that keeps its parsed state and reads only the bytes appended since
 its last look (a fresh process reads the file once). Durability matches gitbus's: libgit2 does not
-fsync unless asked (`pygit2.settings.enable_fsync_gitdir`, field notes §1) and gitbus does not ask, so
+fsync unless asked (`pygit2.settings.enable_fsync_gitdir`) and gitbus does not ask, so
 the reference does not fsync either; `durable=True` adds an `fsync` per write, for scale.
 
 It is a reference, not a product: no ids across clones, no sync, a claim check that scans every live

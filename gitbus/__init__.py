@@ -1,7 +1,7 @@
 """gitbus: a git-native coordination bus for AI coding agents in parallel worktrees.
 
 The names below load on first use: `gitbus.hooks` runs on every Claude Code tool call and must not pay
-for importing pygit2 unless it has to (field notes §5).
+for importing pygit2 unless it has to.
 """
 
 from __future__ import annotations

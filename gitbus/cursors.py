@@ -3,7 +3,7 @@
 A cursor maps each chain ref to the last commit seen on it. Because chains only grow, "new" is the
 commits between that commit and the tip, and a message that arrives late (synced from another
 machine with an older time) is still new: a cursor never remembers a position in time order, the
-mistake that made other mailboxes skip messages (field notes §7). Cursors are local to a clone and
+mistake that made other mailboxes skip messages. Cursors are local to a clone and
 live in the common git dir, written atomically.
 
 A session cursor is written twice (two slots, a sequence number, temp file + rename each), so a torn

@@ -4,7 +4,7 @@ It offers domain verbs over plain values (hex object ids, bytes, strings) so the
 sees a pygit2 type. Ref writes are compare-and-swap only: `update_ref` names the value it replaces and
 raises `RefMoved` with the winner when someone else got there first. Lock contention is retried with
 jittered backoff, and a `.lock` file left by a killed process is recovered once it is clearly stale
-(libgit2 never waits on a lock, and a stale one blocks every writer, git included; field notes §1).
+(libgit2 never waits on a lock, and a stale one blocks every writer, git included).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Repository:
         """Point `name` at `new` if it still holds `expected` (None: must not exist).
 
         The comparison happens while holding the ref lock, which is the only safe create-if-absent in
-        libgit2 (`references.create(force=False)` races; field notes §1). Raises `RefMoved`.
+        libgit2 (`references.create(force=False)` races). Raises `RefMoved`.
         """
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
         delay = 0.0005

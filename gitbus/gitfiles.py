@@ -1,6 +1,6 @@
 """Git's on-disk files read directly, without libgit2: the hooks' fast path.
 
-Importing pygit2 costs ~150 ms (field notes §5) and a hook runs on every tool call, so the question
+Importing pygit2 costs ~150 ms and a hook runs on every tool call, so the question
 "has anything on the bus changed?" is answered from the files git itself keeps: loose refs under
 `<common>/refs/` and `packed-refs`. Everything that writes still goes through `gitbus.git`. Loose
 refs are read before `packed-refs`, the order that cannot miss a ref being packed concurrently

@@ -1,8 +1,8 @@
 """`gitbus hook`: the Claude Code hook handler (a face: JSON in on stdin, JSON out on stdout).
 
 Hooks run on every prompt and tool call, so the common case — nothing new, no claim in the way —
-is answered from git's files and small JSON files without loading libgit2 (field notes §5); the
-library is imported only when there is something to say or to write. The contract (field notes §6):
+is answered from git's files and small JSON files without loading libgit2; the
+library is imported only when there is something to say or to write. The contract (docs/claude-code.md):
 text reaches the model only as `hookSpecificOutput.additionalContext` (plain stdout is dropped on
 PostToolUse); PreToolUse denies with `permissionDecision: deny`; a session is identified by
 `session_id` and its agent by the worktree of `cwd`.

@@ -1,7 +1,7 @@
 """Housekeeping: keeping a long-lived bus packed, beside agents that keep writing.
 
 Every post leaves a loose commit object and every ref update a loose ref file: 100k loose messages
-take 1.2 GB and are read ~2.6× slower than packed ones (field notes §2). `check` only looks at
+take 1.2 GB and are read ~2.6× slower than packed ones. `check` only looks at
 files, the way `git gc --auto` estimates (one of the 256 object fan-out folders, times 256), so a
 watcher can afford it after every update. `run` uses only what is safe beside live writers:
 `git pack-refs --all` (git writes `packed-refs` before it deletes a loose ref, and gitbus reads loose

@@ -4,7 +4,7 @@
 full state after that message: `claims/…/@` blobs laid out along the claimed path, `requests/…`
 blobs for delegated work. A change is decided against the state read at the tip and published by one
 compare-and-swap of the ref, so the grant and its announcement are one atomic step: two agents can
-never both win, and no process death can leave a grant unannounced (field notes §1).
+never both win, and no process death can leave a grant unannounced.
 """
 
 from __future__ import annotations

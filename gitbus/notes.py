@@ -3,7 +3,7 @@
 When an agent commits, the post-commit hook attaches a note: who committed, the claims it held over
 the changed files, what it posted and answered since its previous commit. `git log --notes=gitbus`
 shows them. Notes are written through our own compare-and-swap on the notes ref, because concurrent
-`git notes add` silently loses notes (field notes §3); two notes for one commit are concatenated.
+`git notes add` silently loses notes; two notes for one commit are concatenated.
 Searching the whole history is `gitbus.searchindex`.
 """
 

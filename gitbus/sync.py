@@ -1,7 +1,7 @@
 """Sharing the bus through any git remote; the remote arbitrates the ledger.
 
 Fetches go into `refs/remotes/<remote>/bus/*` with an explicit refspec (the user's fetch config is
-never touched, and no local-only bus ref is ever pruned; field notes §3), then are integrated:
+never touched, and no local-only bus ref is ever pruned), then are integrated:
 agent chains fast-forward (or, if one name was used on two machines, are joined by a merge commit,
 so no message is rewritten); the ledger follows the remote. Pushes use the git CLI with
 `--atomic` and a `--force-with-lease` per ref and no `+`, so the remote accepts a ledger commit

@@ -4,7 +4,7 @@ It follows writes (not reads: it reads what it watches) under `<common>/refs` (r
 writes are lock-then-rename, new directories appear), in `<common>` itself (`packed-refs` is
 replaced whole by pack-refs and gc) and under `<common>/worktrees`, debounces bursts, compares a
 snapshot of the bus refs and worktrees with the last one, and only then rewrites context files and
-the claims snapshot. A slow poll backs up the file events (field notes §4), and also keeps lease times
+the claims snapshot. A slow poll backs up the file events, and also keeps lease times
 in the context files current. After an update it packs the repository in the background when
 `gitbus.housekeeping` finds it due. One watcher per repository: an exclusive `flock` on
 `<common>/gitbus/watch.lock`, released by the kernel when a watcher dies, so a dead one never

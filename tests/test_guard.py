@@ -1,6 +1,6 @@
 """The commit guard: `gitbus install git-hooks`, then real `git commit`s in real worktrees.
 
-Edits made through Bash never reach Claude Code's PreToolUse hook (field notes §6), so the pre-commit
+Edits made through Bash never reach Claude Code's PreToolUse hook, so the pre-commit
 hook is the guard of last resort. Commits here run with a PATH that has no gitbus on it: the hook must
 name its interpreter itself.
 """

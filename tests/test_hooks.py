@@ -1,4 +1,4 @@
-"""The Claude Code hook handler, driven with the JSON payloads Claude Code sends (field notes §6).
+"""The Claude Code hook handler, driven with the JSON payloads Claude Code sends.
 
 Most tests call `gitbus.hooks.handle` in-process; a few run the real entry point. Bus times come from
 the wall clock here (not the fake clock): the hooks judge leases by the wall clock.
@@ -31,7 +31,7 @@ from .conftest import git, make_repo
 
 NAMES = ("api-1", "web-1", "db-1")
 WAIT_SECONDS = 10.0
-CLAUDE_OUTPUT_CAP = 10_000  # Claude Code truncates hook output strings past this (field notes §6)
+CLAUDE_OUTPUT_CAP = 10_000  # Claude Code truncates hook output strings past this
 
 
 # -- Claude Code, as the hooks see it ------------------------------------------------------------
