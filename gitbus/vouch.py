@@ -2,12 +2,15 @@
 
 The remote is untrusted: anyone who can push to it can write anything under `refs/bus/`. After each
 fetch, every bus ref that moved is checked before it is integrated: it must point at a commit, still
-contain the tip last fetched from it (else the remote's history was rewritten), and every new commit
-on it must be a message gitbus takes on that chain (docs/format.md: sender = the chain's owner, ledger
-steps only on the ledger, sane times, the text rules) and not be stamped more than a day ahead of this
-machine's clock. A ref that fails is taken in only up to its newest commit that holds nothing bad (or
-not at all), its tracking ref is put back there, and the report says which ref and why, in one line;
-the rest of the bus is taken in as usual. The walk is iterative and costs what is new.
+contain the tip last fetched from it (else the remote's history was rewritten), and no new message
+on it may be stamped more than a day ahead of this machine's clock. On an agent chain, a new commit
+that is no message gitbus takes there (a foreign commit, a newer format version, a forged sender,
+text that breaks the rules) is taken in and skipped by every reader, which counts it: refusing it
+would stop the chain there, and one peer's push would silence the chain's owner. On the ledger,
+whose state is its tip's tree, every new commit must be a ledger step. A ref that fails is taken in
+only up to its newest commit that holds nothing bad (or not at all), its tracking ref is put back
+there, and the report says which ref and why, in one line; the rest of the bus is taken in as usual.
+The walk is iterative and costs what is new.
 """
 
 from __future__ import annotations
@@ -134,6 +137,14 @@ def _walk(
                 bad[oid] = unsigned
             continue
         msg = read_message(repo, commit, ref)
+        if msg is None and ref != LEDGER_REF:
+            # Not a message gitbus takes on this agent chain (a foreign commit, a newer format
+            # version, a forged sender): every reader skips it and counts it, so it is taken in as
+            # it is. Refusing it would stop the chain there, and every later message of its owner.
+            # The ledger is different: its state is its tip's tree, so only steps are taken there.
+            if signatures is not None and signatures.get(oid, ("N", ""))[0] != "G":
+                bad[oid] = _unsigned(signatures, oid, None) or "an unsigned commit"
+            continue
         unsigned = _unsigned(signatures, oid, msg.sender if msg else None) if signatures is not None else None
         if msg is not None and unsigned:
             bad[oid] = unsigned
