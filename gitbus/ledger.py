@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gitbus.chains import chain_time, remember_time
-from gitbus.errors import Contended, Unreadable
+from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitfiles import Oid, RefMoved
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
 from gitbus.ids import LEDGER_REF
+from gitbus.inert import inert
 from gitbus.message import Message, encode
 
 _MAX_RACES = 10_000
@@ -132,7 +133,14 @@ class LocalArbiter:
 def write_change(repo: Repository, tip: Oid | None, change: Change) -> Oid:
     """The commit for `change` on top of `tip` (no ref moves)."""
     tree = tree_of(repo, tip)
-    parents = [tip] if tip and tree is not None else []  # a broken ledger is replaced, not built on
+    if tip is not None and tree is None:
+        # Replacing it would drop every claim on it, and the guard would let edits into them through.
+        raise GitbusError(
+            f"The ledger {LEDGER_REF} points at {inert(repo.skipped.get(LEDGER_REF, 'no commit'), 200)}; "
+            "no claim can be decided on it. Put the last good one back: "
+            f"git update-ref {LEDGER_REF} <commit> (git reflog {LEDGER_REF} lists them)."
+        )
+    parents = [tip] if tip else []
     blobs = {path: None if obj is None else repo.blob(_dump(obj)) for path, obj in change.writes.items()}
     msg = change.message
     return repo.commit(

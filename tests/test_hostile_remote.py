@@ -393,6 +393,18 @@ def test_a_message_on_bobs_chain_that_says_it_is_from_alice_is_not_shown_as_alic
     assert json.loads(out)["skipped"] > 0, out
 
 
+def test_an_offline_claim_on_a_ledger_taken_in_broken_is_refused_and_the_guard_still_denies(
+    world: World,
+) -> None:
+    push_bad_ledger(world, "blob")
+    c = plain_fetch_clone(world, "c")
+    code, _, err = gb(c, "carol", "claim", "bar/", "--offline")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "refs/bus/ledger" in err, err
+    assert git(c, "cat-file", "-t", "refs/bus/ledger").strip() == "blob"  # nothing written over it
+    code, _, err = gb(c, "carol", "guard", "internal/api/handler.go")
+    assert code == 3, err
+
+
 def test_a_peers_commit_on_top_of_an_agents_chain_does_not_silence_that_agent(world: World) -> None:
     p = world.peer
     tip = p.remote_ref("refs/bus/agents/alice")
