@@ -44,7 +44,7 @@ from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, Label, Static, TabbedContent, TabPane
 
-from gitbus import ledger, settings
+from gitbus import ledger, settings, sync
 from gitbus.bus import AgentInfo, Bus
 from gitbus.claims import Claim
 from gitbus.clock import Clock, SystemClock, hhmm, parse_duration, span
@@ -111,6 +111,8 @@ class Snapshot:
     claims: tuple[Claim, ...]
     agents: tuple[AgentInfo, ...]
     requests: Mapping[str, RequestState | None] = field(default_factory=dict)
+    skipped: int = 0  # entries under refs/bus that are no valid gitbus data (peers' or damaged)
+    refused: int = 0  # refs the last sync would not take in
 
     @cached_property
     def answers(self) -> Counter[str]:
@@ -157,6 +159,8 @@ def load(bus: Bus, query: Query) -> Snapshot:
         in_order(bus.claims(include_expired=True), now),
         tuple(bus.agents()),
         requests,
+        len(bus.repo.skipped),
+        len(sync.last_refused(bus.repo)),
     )
 
 
@@ -627,6 +631,10 @@ class GitbusApp(App[None]):
         text.append(f" │ {asked} open Qs │ {opened} open reqs │ {live} claims")
         if len(s.claims) > live:
             text.append(f", {len(s.claims) - live} expired", "red")
+        if s.skipped:  # a peer's bad data, read past: worth knowing, and `gitbus status` says more
+            text.append(f" │ {s.skipped} skipped", "bold red")
+        if s.refused:
+            text.append(f" │ {s.refused} refused at sync", "bold red")
         self.home.query_one("#status", Static).update(text)
 
     def render_feed(self) -> None:

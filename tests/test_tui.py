@@ -180,6 +180,22 @@ def test_the_feed_shows_type_sender_paths_age_and_state_at_80x24(
     drive(app, scenario)
 
 
+def test_the_status_line_counts_what_was_skipped_as_bad_data(
+    worktrees: list[Path], team: dict[str, Bus], clock: FakeClock
+) -> None:
+    repo = worktrees[0]
+    blob = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"], cwd=repo, input=b"not a commit\n", capture_output=True
+    ).stdout.decode().strip()
+    subprocess.run(["git", "update-ref", "refs/bus/agents/mallory", blob], cwd=repo, check=True)
+    app = GitbusApp(repo, clock=clock)
+
+    async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
+        assert "1 skipped" in screen(app)[0], screen(app)[0]
+
+    drive(app, scenario)
+
+
 def test_keys_move_through_the_feed_and_switch_panes(app: GitbusApp, team: dict[str, Bus]) -> None:
     team["api-1"].discover("first finding")
     team["web-1"].discover("second finding")
