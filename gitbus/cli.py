@@ -1,8 +1,9 @@
 """The `gitbus` command: parse, call one library function, render. Nothing else lives here.
 
 Exit codes: 0 success, 1 a user error (any `GitbusError`), 2 a malformed command line, 3 a conflict
-(claim or request held by another agent), 4 the bus stayed locked. `_Group.invoke` is the one place
-that turns errors into exit codes.
+(claim or request held by another agent), 4 the bus stayed locked; the table is `EXIT_CODES`, and
+docs/cli.md's table is checked against it. `_Group` is the one place that turns errors into exit
+codes: `invoke` for a `GitbusError`, `main` for a malformed command line (click's `UsageError`).
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from gitbus import render
 from gitbus.bus import Bus
 from gitbus.clock import hhmm, iso, parse_duration, parse_since
-from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.errors import ClaimConflict, Conflict, Contended, GitbusError, NotFound
 from gitbus.inert import inert, inert_block
 from gitbus.message import Message
 
@@ -28,7 +32,56 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
+USAGE = 2  # a malformed command line: unknown command or option, a missing or invalid argument
+
+EXIT_CODES: dict[int, tuple[type[GitbusError], ...]] = {
+    1: (GitbusError, NotFound),
+    3: (Conflict, ClaimConflict),
+    4: (Contended,),
+}  # and 0 for success, USAGE for a malformed command line
+
+
 class _Group(TyperGroup):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's own handling, except a malformed command line: one `gitbus:` line saying what is
+        wrong, one usage line, exit 2 (click prints four lines, typer with rich a box)."""
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as e:  # bare `gitbus`: the help, exit 2
+            if not standalone_mode:
+                raise
+            e.show()
+            sys.exit(e.exit_code)
+        except UsageError as e:  # typer vendors click (typer._click), pinned in pyproject.toml
+            if not standalone_mode:
+                raise
+            usage = e.ctx.get_usage() if e.ctx else "Usage: gitbus [OPTIONS] COMMAND [ARGS]..."
+            err.print(f"gitbus: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+            usage = "usage: " + usage.removeprefix("Usage: ")
+            err.print(usage, markup=False, highlight=False, soft_wrap=True)
+            sys.exit(USAGE)
+        except ClickException as e:
+            if not standalone_mode:
+                raise
+            e.show()
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            err.print("gitbus: aborted", markup=False)
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -65,7 +118,17 @@ OfflineOpt = Annotated[
 PathsOpt = Annotated[
     list[str] | None, typer.Option("--path", "-p", metavar="PATH", help="A path this is about (repeatable).")
 ]
+INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
+
 ToOpt = Annotated[str | None, typer.Option("--to", help="An agent's name; everyone when omitted.")]
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from gitbus import __version__
+
+        out.print(f"gitbus {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
@@ -76,6 +139,9 @@ def _root(
         typer.Option("--agent", "-a", envvar=None, help="Act as this agent (overrides GITBUS_AGENT)."),
     ] = None,
     directory: Annotated[Path, typer.Option("-C", help="Run as if started in this directory.")] = Path("."),
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print gitbus's version.")
+    ] = False,
 ) -> None:
     ctx.obj = {"agent": agent, "dir": directory}
 
@@ -389,8 +455,6 @@ def _follow(
     is `Bus.log` asked for what is at or after `since`, the newest time already seen, so a poll costs
     what is new (posts are stamped past every chain tip, so a new local post is never older). A sync
     can merge in messages older than that; they are not shown here (see `gitbus log`)."""
-    import time
-
     from gitbus.gitfiles import read_refs
 
     seen = {m.id: m.time for m in shown}
@@ -409,12 +473,32 @@ def _follow(
                         render.line(out, m, json_out)
                 since = max(since, newest[0].time if newest else 0)
                 seen = {k: t for k, t in seen.items() if t >= since}  # bounded: only the newest instant
-            time.sleep(0.3)
+            if _reader_gone(0.3):
+                return
     except KeyboardInterrupt:
         return
     except BrokenPipeError:  # `gitbus log -f | head`: the reader is gone, so are we, quietly
         # (Python's advice: point stdout at /dev/null so the flush at exit does not fail again)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _reader_gone(wait: float) -> bool:
+    """Wait up to `wait` seconds; True as soon as stdout is a pipe whose reader has closed it.
+
+    Writing is how a closed pipe usually shows (BrokenPipeError), but `log -f` may not write for
+    hours: `gitbus log -f | head -1` would outlive head until the next message. poll() reports
+    POLLERR on the write end of a pipe with no reader (Linux, macOS); a terminal or file never."""
+    import select
+    import time
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test runner's buffer)
+        time.sleep(wait)
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no events asked for: POLLERR/POLLHUP are always reported
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(wait * 1000))
 
 
 @app.command()
@@ -437,17 +521,24 @@ def show(
 def inbox(
     ctx: typer.Context,
     mark_read: Annotated[bool, typer.Option("--mark-read", help="Mark these as seen.")] = False,
+    n: Annotated[int, typer.Option("-n", min=1, help="At most this many, oldest first.")] = INBOX_PAGE,
     json_out: JsonOpt = False,
 ) -> None:
     """What this agent has not seen: messages to it, answers to its questions, broadcasts."""
+    from gitbus import seen
+
     bus = _bus(ctx, json_out)
-    msgs = bus.inbox(mark_read)
+    msgs, more = seen.inbox_page(bus, mark_read, n)
     if json_out:
         render.dump(out, [m.to_json() for m in msgs])
-    else:
-        render.messages(out, msgs, bus.clock.now_ms())
-        if msgs and not mark_read:
-            out.print("[dim]gitbus inbox --mark-read marks these as seen[/dim]")
+        return
+    render.messages(out, msgs, bus.clock.now_ms())
+    if more:  # on stderr under a pipe, so the lines stay rows
+        (err if render.piped(out) else out).print(
+            f"{more} more: gitbus inbox -n {n + more}", markup=False, highlight=False
+        )
+    elif msgs and not mark_read and not render.piped(out):
+        out.print("[dim]gitbus inbox --mark-read marks these as seen[/dim]")
 
 
 @app.command()
@@ -539,7 +630,14 @@ def watch(
         )
 
 
-Target = Annotated[str, typer.Argument(metavar="claude|git-hooks", help="What to wire gitbus into.")]
+class InstallTarget(StrEnum):
+    CLAUDE = "claude"
+    GIT_HOOKS = "git-hooks"
+
+
+Target = Annotated[
+    InstallTarget, typer.Argument(metavar="claude|git-hooks", help="What to wire gitbus into.")
+]
 SharedOpt = Annotated[
     bool, typer.Option("--shared", help="Claude: the committed settings.json and CLAUDE.md.")
 ]
@@ -552,16 +650,14 @@ def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> No
     from gitbus import install as I
 
     bus = _bus(ctx)
-    if target == "claude":
+    if target is InstallTarget.CLAUDE:
         written = I.install_claude(bus.repo, shared)
         done = "gitbus is installed for Claude Code already; nothing changed"
         out.print("\n".join(f"wrote {f}" for f in written) or done, markup=False)
-    elif target == "git-hooks":
+    else:
         guard_hook, note_hook = githooks.install_git_hooks(bus.repo)
         out.print(f"installed the commit guard in {guard_hook}", markup=False)
         out.print(f"installed the commit notes hook in {note_hook}", markup=False)
-    else:
-        raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
 
 
 @app.command()
@@ -571,16 +667,14 @@ def uninstall(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> 
     from gitbus import install as I
 
     bus = _bus(ctx)
-    if target == "claude":
+    if target is InstallTarget.CLAUDE:
         changed = I.uninstall_claude(bus.repo, shared)
         out.print("\n".join(f"cleaned {f}" for f in changed) or "nothing to remove", markup=False)
-    elif target == "git-hooks":
+    else:
         removed = githooks.uninstall_git_hooks(bus.repo)
         what = {"pre-commit": "the commit guard", "post-commit": "the commit notes hook"}
         lines = [f"removed {what[f.name]} from {f}" for f in removed]
         out.print("\n".join(lines) or "nothing to remove", markup=False)
-    else:
-        raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
 
 
 @app.command("guard")
