@@ -27,6 +27,7 @@ from gitbus.clock import hhmm, iso, parse_duration, parse_since
 from gitbus.errors import ClaimConflict, Conflict, Contended, GitbusError, NotFound
 from gitbus.inert import inert, inert_block
 from gitbus.message import Message
+from gitbus.settings import DEFAULTS
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -95,6 +96,7 @@ class _Group(TyperGroup):
                         "held_path": e.held_path,
                         "reason": e.reason,
                         "expires_at": iso(e.expires_at),
+                        "expires_at_ms": e.expires_at,
                     },
                 )
             # A refusal may name a peer's claim, path and reason: shown inert.
@@ -611,23 +613,33 @@ def watch(
     daemon: Annotated[bool, typer.Option("--daemon", help="Run in the background.")] = False,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the background watcher.")] = False,
     once: Annotated[bool, typer.Option("--once", help="Update the context files once and exit.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Keep a context file current in every worktree as the bus changes (one watcher per repository)."""
     from gitbus import watch as W
 
-    bus = _bus(ctx)
+    bus = _bus(ctx, json_out)
     if stop:
         pid = W.stop_daemon(bus.repo)
-        out.print("no watcher was running" if pid is None else f"stopped the watcher (pid {pid})")
+        said = "no watcher was running" if pid is None else f"stopped the watcher (pid {pid})"
+        _said(said, {"stopped": pid}, json_out)
     elif once:
         written = W.Watcher(bus.repo).update()
-        out.print(f"updated {len(written)} context file(s)")
+        _said(f"updated {len(written)} context file(s)", {"updated": [str(f) for f in written]}, json_out)
     elif daemon:
-        out.print(f"watcher running in the background (pid {W.start_daemon(bus.repo)})")
+        pid = W.start_daemon(bus.repo)
+        _said(f"watcher running in the background (pid {pid})", {"pid": pid}, json_out)
     elif not W.serve(bus.repo):
-        out.print(
-            f"a watcher is already running for this repository (pid {W.running_pid(bus.repo.common_dir)})"
-        )
+        pid = W.running_pid(bus.repo.common_dir)
+        _said(f"a watcher is already running for this repository (pid {pid})", {"running": pid}, json_out)
+
+
+def _said(text: str, obj: dict[str, Any], json_out: bool) -> None:
+    """One outcome: `text` for people, `obj` for programs."""
+    if json_out:
+        render.dump(out, obj)
+    else:
+        out.print(text, markup=False)
 
 
 class InstallTarget(StrEnum):
@@ -644,37 +656,40 @@ SharedOpt = Annotated[
 
 
 @app.command()
-def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
+def install(ctx: typer.Context, target: Target, shared: SharedOpt = False, json_out: JsonOpt = False) -> None:
     """Install gitbus's Claude Code hooks, or the git pre-commit guard (idempotent)."""
     from gitbus import githooks
     from gitbus import install as I
 
-    bus = _bus(ctx)
+    bus = _bus(ctx, json_out)
     if target is InstallTarget.CLAUDE:
-        written = I.install_claude(bus.repo, shared)
+        written = [str(f) for f in I.install_claude(bus.repo, shared)]
         done = "gitbus is installed for Claude Code already; nothing changed"
-        out.print("\n".join(f"wrote {f}" for f in written) or done, markup=False)
+        _said("\n".join(f"wrote {f}" for f in written) or done, {"wrote": written}, json_out)
     else:
         guard_hook, note_hook = githooks.install_git_hooks(bus.repo)
-        out.print(f"installed the commit guard in {guard_hook}", markup=False)
-        out.print(f"installed the commit notes hook in {note_hook}", markup=False)
+        said = f"installed the commit guard in {guard_hook}\ninstalled the commit notes hook in {note_hook}"
+        _said(said, {"wrote": [str(guard_hook), str(note_hook)]}, json_out)
 
 
 @app.command()
-def uninstall(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
+def uninstall(
+    ctx: typer.Context, target: Target, shared: SharedOpt = False, json_out: JsonOpt = False
+) -> None:
     """Remove exactly what `gitbus install` added."""
     from gitbus import githooks
     from gitbus import install as I
 
-    bus = _bus(ctx)
+    bus = _bus(ctx, json_out)
     if target is InstallTarget.CLAUDE:
-        changed = I.uninstall_claude(bus.repo, shared)
-        out.print("\n".join(f"cleaned {f}" for f in changed) or "nothing to remove", markup=False)
+        changed = [str(f) for f in I.uninstall_claude(bus.repo, shared)]
+        lines = [f"cleaned {f}" for f in changed]
     else:
         removed = githooks.uninstall_git_hooks(bus.repo)
         what = {"pre-commit": "the commit guard", "post-commit": "the commit notes hook"}
         lines = [f"removed {what[f.name]} from {f}" for f in removed]
-        out.print("\n".join(lines) or "nothing to remove", markup=False)
+        changed = [str(f) for f in removed]
+    _said("\n".join(lines) or "nothing to remove", {"removed": changed}, json_out)
 
 
 @app.command("guard")
@@ -708,10 +723,13 @@ def guard_cmd(
         raise typer.Exit(3)
 
 
+SETTINGS = ", ".join(DEFAULTS)  # every setting, so `config --help` names them all
+
+
 @app.command()
 def config(
     ctx: typer.Context,
-    key: Annotated[str | None, typer.Argument(help="remote, guard, autoclaim or operator.")] = None,
+    key: Annotated[str | None, typer.Argument(metavar="[KEY]", help=f"One of: {SETTINGS}.")] = None,
     value: Annotated[str | None, typer.Argument(help="The new value.")] = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -100,3 +100,32 @@ def test_log_follow_ends_soon_after_its_reader_goes_away(joined: list[Path]) -> 
     r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=20, env=os.environ)
     assert "one line is all head wants" in r.stdout
     assert time.monotonic() - start < 8
+
+
+def documented_json() -> list[dict[str, object]]:
+    """The JSON examples of docs/cli.md § `--json`: a message, a claim, a refused claim."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    section = text.split("\n## `--json`\n", 1)[1].split("\n## ", 1)[0]
+    return [json.loads(block.split("```", 1)[0]) for block in section.split("```json\n")[1:]]
+
+
+def test_the_documented_json_fields_are_the_ones_printed(joined: list[Path]) -> None:  # noqa: F811
+    message, claim, refused = documented_json()
+    code, out, _ = gb(joined[0], "api-1", "claim", "internal/api/", "-r", "splitting handlers", "--json")
+    posted = json.loads(out)
+    assert code == 0 and set(posted) - {"claims"} == set(message) | {"meta"}
+    assert set(json.loads(gb(joined[0], "api-1", "claims", "--json")[1])[0]) == set(claim)
+    code, out, _ = gb(joined[1], "web-1", "claim", "internal/api/handler.go", "--json")
+    got = json.loads(out)
+    assert code == 3 and set(got) == set(refused)
+    for doc in (claim, refused):  # a time is ISO, its twin `_ms` epoch ms, in the docs as in the code
+        for key, value in doc.items():
+            kind = int if key.endswith("_ms") else str if key.endswith("_at") else None
+            assert kind is None or isinstance(value, kind), key
+    assert isinstance(got["expires_at"], str) and isinstance(got["expires_at_ms"], int)
+
+
+def test_taking_a_request_addressed_to_another_agent_exits_3(joined: list[Path]) -> None:  # noqa: F811
+    code, out, _ = gb(joined[0], "api-1", "request", "index users.email", "--to", "db-1", "--json")
+    code, _, err = gb(joined[1], "web-1", "take", json.loads(out)["id"])
+    assert code == 3 and "addressed to db-1" in err
