@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from gitbus import render
 from gitbus.bus import Bus
@@ -42,7 +42,55 @@ EXIT_CODES: dict[int, tuple[type[GitbusError], ...]] = {
 }  # and 0 for success, USAGE for a malformed command line
 
 
+class _Argument(TyperArgument):
+    """An argument shown as click shows one: `PATH...`, `[PATH]...`, never `{PATH...}...` and a
+    Python type beside it (typer 0.29's `<list[str]>`)."""
+
+    def _base(self) -> str:
+        return (self.metavar or str(self.name).upper()).strip("[]").removesuffix("...").strip("[]")
+
+    def _rich_display_name(self) -> str:
+        return self._base() + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{self._base()}]" + ("..." if self.nargs != 1 else "")
+
+
+_VALUE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+class _Option(TyperOption):
+    """An option's value named in capitals (`--ttl DURATION`, `-n INTEGER`), not `<str>`."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        bare = self.bare_type().removeprefix("list[").removesuffix("]")
+        return self.metavar or _VALUE_NAMES.get(bare, bare.upper())
+
+
+def _readable(params: list[Any]) -> list[Any]:
+    """`params` with gitbus's help display (the classes differ only in how they print)."""
+    for p in params:
+        if type(p) is TyperArgument:
+            p.__class__ = _Argument
+        elif type(p) is TyperOption:
+            p.__class__ = _Option
+    return params
+
+
 class _Group(TyperGroup):
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _readable(command.params)
+        return command
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _readable(super().get_params(ctx))
+
     def main(
         self,
         args: Sequence[str] | None = None,
@@ -107,7 +155,7 @@ class _Group(TyperGroup):
 app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # typer's --install-completion and --show-completion; the check costs ~1 ms
     rich_markup_mode=None,
     help="A git-native coordination bus for agents working in parallel worktrees.",
 )
@@ -122,7 +170,9 @@ PathsOpt = Annotated[
 ]
 INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
 
-ToOpt = Annotated[str | None, typer.Option("--to", help="An agent's name; everyone when omitted.")]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", metavar="AGENT", help="An agent's name; everyone when omitted.")
+]
 
 
 def _version(shown: bool) -> None:
@@ -138,9 +188,13 @@ def _root(
     ctx: typer.Context,
     agent: Annotated[
         str | None,
-        typer.Option("--agent", "-a", envvar=None, help="Act as this agent (overrides GITBUS_AGENT)."),
+        typer.Option(
+            "--agent", "-a", envvar=None, metavar="AGENT", help="Act as this agent (overrides GITBUS_AGENT)."
+        ),
     ] = None,
-    directory: Annotated[Path, typer.Option("-C", help="Run as if started in this directory.")] = Path("."),
+    directory: Annotated[
+        Path, typer.Option("-C", metavar="PATH", help="Run as if started in this directory.")
+    ] = Path("."),
     _: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print gitbus's version.")
     ] = False,
@@ -320,7 +374,9 @@ def done(
 def claim(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories (dir/).")],
-    ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 30s, 10m, 2h (default 30m).")] = None,
+    ttl: Annotated[
+        str | None, typer.Option("--ttl", metavar="DURATION", help="Lease: 30s, 10m, 2h (default 30m).")
+    ] = None,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the others.")] = "",
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,
@@ -372,7 +428,9 @@ def release(
 def renew(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(metavar="[PATH]...", help="Only these claims.")] = None,
-    ttl: Annotated[str | None, typer.Option("--ttl", help="New lease; default each claim's own.")] = None,
+    ttl: Annotated[
+        str | None, typer.Option("--ttl", metavar="DURATION", help="New lease; default each claim's own.")
+    ] = None,
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -412,9 +470,15 @@ def log(
     type_: Annotated[
         list[str] | None, typer.Option("--type", "-t", metavar="TYPE", help="Only this type (repeatable).")
     ] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Only from this agent.")] = None,
-    path: Annotated[str | None, typer.Option("--path", help="Only messages touching this path.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="2h, 30m or an ISO time.")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", metavar="AGENT", help="Only from this agent.")
+    ] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", metavar="PATH", help="Only messages touching this path.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="DURATION|TIME", help="2h, 30m or an ISO time.")
+    ] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="Only messages containing this text.")] = None,
     follow: Annotated[
         bool,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from gitbus.cli import app
@@ -129,3 +131,29 @@ def test_taking_a_request_addressed_to_another_agent_exits_3(joined: list[Path])
     code, out, _ = gb(joined[0], "api-1", "request", "index users.email", "--to", "db-1", "--json")
     code, _, err = gb(joined[1], "web-1", "take", json.loads(out)["id"])
     assert code == 3 and "addressed to db-1" in err
+
+
+def help_of(*path: str) -> str:
+    r = runner.invoke(app, [*path, "--help"], prog_name="gitbus", env={"COLUMNS": "100"}, terminal_width=100)
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def test_help_names_values_in_capitals_not_python_types() -> None:
+    claim = help_of("claim")
+    assert "Usage: gitbus claim [OPTIONS] PATH...\n" in claim
+    assert "--ttl DURATION" in claim and "--reason TEXT" in claim
+    assert "Usage: gitbus release [OPTIONS] [PATH]...\n" in help_of("release")
+    assert "--to AGENT" in help_of("ask") and "-n INTEGER" in help_of("log")
+    assert "-a, --agent AGENT" in help_of()
+    for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
+        text = help_of(name)
+        assert not re.search(r"<\w|\{\w", text), (name, text)
+
+
+def test_the_shell_completes_command_names() -> None:
+    gitbus = Path(sys.executable).parent / "gitbus"
+    env = {**os.environ, "_GITBUS_COMPLETE": "complete_bash", "COMP_WORDS": "gitbus cla", "COMP_CWORD": "1"}
+    r = subprocess.run([str(gitbus)], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.split() == ["claim", "claims"]
+    assert "--install-completion" in help_of() and "--show-completion" in help_of()
