@@ -1,8 +1,9 @@
 """The `gitbus` command: parse, call one library function, render. Nothing else lives here.
 
 Exit codes: 0 success, 1 a user error (any `GitbusError`), 2 a malformed command line, 3 a conflict
-(claim or request held by another agent), 4 the bus stayed locked. `_Group.invoke` is the one place
-that turns errors into exit codes.
+(claim or request held by another agent), 4 the bus stayed locked; the table is `EXIT_CODES`, and
+docs/cli.md's table is checked against it. `_Group` is the one place that turns errors into exit
+codes: `invoke` for a `GitbusError`, `main` for a malformed command line (click's `UsageError`).
 """
 
 from __future__ import annotations
@@ -10,25 +11,126 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from gitbus import render
 from gitbus.bus import Bus
 from gitbus.clock import hhmm, iso, parse_duration, parse_since
-from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.errors import ClaimConflict, Conflict, Contended, GitbusError, NotFound
 from gitbus.inert import inert, inert_block
 from gitbus.message import Message
+from gitbus.settings import DEFAULTS
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
+USAGE = 2  # a malformed command line: unknown command or option, a missing or invalid argument
+
+EXIT_CODES: dict[int, tuple[type[GitbusError], ...]] = {
+    1: (GitbusError, NotFound),
+    3: (Conflict, ClaimConflict),
+    4: (Contended,),
+}  # and 0 for success, USAGE for a malformed command line
+
+
+class _Argument(TyperArgument):
+    """An argument shown as click shows one: `PATH...`, `[PATH]...`, never `{PATH...}...` and a
+    Python type beside it (typer 0.29's `<list[str]>`)."""
+
+    def _base(self) -> str:
+        return (self.metavar or str(self.name).upper()).strip("[]").removesuffix("...").strip("[]")
+
+    def _rich_display_name(self) -> str:
+        return self._base() + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{self._base()}]" + ("..." if self.nargs != 1 else "")
+
+
+_VALUE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+class _Option(TyperOption):
+    """An option's value named in capitals (`--ttl DURATION`, `-n INTEGER`), not `<str>`."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        bare = self.bare_type().removeprefix("list[").removesuffix("]")
+        return self.metavar or _VALUE_NAMES.get(bare, bare.upper())
+
+
+def _readable(params: list[Any]) -> list[Any]:
+    """`params` with gitbus's help display (the classes differ only in how they print)."""
+    for p in params:
+        if type(p) is TyperArgument:
+            p.__class__ = _Argument
+        elif type(p) is TyperOption:
+            p.__class__ = _Option
+    return params
+
+
 class _Group(TyperGroup):
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _readable(command.params)
+        return command
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _readable(super().get_params(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's own handling, except a malformed command line: one `gitbus:` line saying what is
+        wrong, one usage line, exit 2 (click prints four lines, typer with rich a box)."""
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as e:  # bare `gitbus`: the help, exit 2
+            if not standalone_mode:
+                raise
+            e.show()
+            sys.exit(e.exit_code)
+        except UsageError as e:  # typer vendors click (typer._click), pinned in pyproject.toml
+            if not standalone_mode:
+                raise
+            usage = e.ctx.get_usage() if e.ctx else "Usage: gitbus [OPTIONS] COMMAND [ARGS]..."
+            err.print(f"gitbus: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+            usage = "usage: " + usage.removeprefix("Usage: ")
+            err.print(usage, markup=False, highlight=False, soft_wrap=True)
+            sys.exit(USAGE)
+        except ClickException as e:
+            if not standalone_mode:
+                raise
+            e.show()
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            err.print("gitbus: aborted", markup=False)
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -42,6 +144,7 @@ class _Group(TyperGroup):
                         "held_path": e.held_path,
                         "reason": e.reason,
                         "expires_at": iso(e.expires_at),
+                        "expires_at_ms": e.expires_at,
                     },
                 )
             # A refusal may name a peer's claim, path and reason: shown inert.
@@ -52,7 +155,7 @@ class _Group(TyperGroup):
 app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # typer's --install-completion and --show-completion; the check costs ~1 ms
     rich_markup_mode=None,
     help="A git-native coordination bus for agents working in parallel worktrees.",
 )
@@ -65,7 +168,19 @@ OfflineOpt = Annotated[
 PathsOpt = Annotated[
     list[str] | None, typer.Option("--path", "-p", metavar="PATH", help="A path this is about (repeatable).")
 ]
-ToOpt = Annotated[str | None, typer.Option("--to", help="An agent's name; everyone when omitted.")]
+INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
+
+ToOpt = Annotated[
+    str | None, typer.Option("--to", metavar="AGENT", help="An agent's name; everyone when omitted.")
+]
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from gitbus import __version__
+
+        out.print(f"gitbus {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
@@ -73,9 +188,16 @@ def _root(
     ctx: typer.Context,
     agent: Annotated[
         str | None,
-        typer.Option("--agent", "-a", envvar=None, help="Act as this agent (overrides GITBUS_AGENT)."),
+        typer.Option(
+            "--agent", "-a", envvar=None, metavar="AGENT", help="Act as this agent (overrides GITBUS_AGENT)."
+        ),
     ] = None,
-    directory: Annotated[Path, typer.Option("-C", help="Run as if started in this directory.")] = Path("."),
+    directory: Annotated[
+        Path, typer.Option("-C", metavar="PATH", help="Run as if started in this directory.")
+    ] = Path("."),
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print gitbus's version.")
+    ] = False,
 ) -> None:
     ctx.obj = {"agent": agent, "dir": directory}
 
@@ -252,7 +374,9 @@ def done(
 def claim(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories (dir/).")],
-    ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 30s, 10m, 2h (default 30m).")] = None,
+    ttl: Annotated[
+        str | None, typer.Option("--ttl", metavar="DURATION", help="Lease: 30s, 10m, 2h (default 30m).")
+    ] = None,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the others.")] = "",
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,
@@ -304,7 +428,9 @@ def release(
 def renew(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(metavar="[PATH]...", help="Only these claims.")] = None,
-    ttl: Annotated[str | None, typer.Option("--ttl", help="New lease; default each claim's own.")] = None,
+    ttl: Annotated[
+        str | None, typer.Option("--ttl", metavar="DURATION", help="New lease; default each claim's own.")
+    ] = None,
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -344,9 +470,15 @@ def log(
     type_: Annotated[
         list[str] | None, typer.Option("--type", "-t", metavar="TYPE", help="Only this type (repeatable).")
     ] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Only from this agent.")] = None,
-    path: Annotated[str | None, typer.Option("--path", help="Only messages touching this path.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="2h, 30m or an ISO time.")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", metavar="AGENT", help="Only from this agent.")
+    ] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", metavar="PATH", help="Only messages touching this path.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="DURATION|TIME", help="2h, 30m or an ISO time.")
+    ] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="Only messages containing this text.")] = None,
     follow: Annotated[
         bool,
@@ -389,8 +521,6 @@ def _follow(
     is `Bus.log` asked for what is at or after `since`, the newest time already seen, so a poll costs
     what is new (posts are stamped past every chain tip, so a new local post is never older). A sync
     can merge in messages older than that; they are not shown here (see `gitbus log`)."""
-    import time
-
     from gitbus.gitfiles import read_refs
 
     seen = {m.id: m.time for m in shown}
@@ -409,12 +539,32 @@ def _follow(
                         render.line(out, m, json_out)
                 since = max(since, newest[0].time if newest else 0)
                 seen = {k: t for k, t in seen.items() if t >= since}  # bounded: only the newest instant
-            time.sleep(0.3)
+            if _reader_gone(0.3):
+                return
     except KeyboardInterrupt:
         return
     except BrokenPipeError:  # `gitbus log -f | head`: the reader is gone, so are we, quietly
         # (Python's advice: point stdout at /dev/null so the flush at exit does not fail again)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _reader_gone(wait: float) -> bool:
+    """Wait up to `wait` seconds; True as soon as stdout is a pipe whose reader has closed it.
+
+    Writing is how a closed pipe usually shows (BrokenPipeError), but `log -f` may not write for
+    hours: `gitbus log -f | head -1` would outlive head until the next message. poll() reports
+    POLLERR on the write end of a pipe with no reader (Linux, macOS); a terminal or file never."""
+    import select
+    import time
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test runner's buffer)
+        time.sleep(wait)
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no events asked for: POLLERR/POLLHUP are always reported
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(wait * 1000))
 
 
 @app.command()
@@ -437,17 +587,24 @@ def show(
 def inbox(
     ctx: typer.Context,
     mark_read: Annotated[bool, typer.Option("--mark-read", help="Mark these as seen.")] = False,
+    n: Annotated[int, typer.Option("-n", min=1, help="At most this many, oldest first.")] = INBOX_PAGE,
     json_out: JsonOpt = False,
 ) -> None:
     """What this agent has not seen: messages to it, answers to its questions, broadcasts."""
+    from gitbus import seen
+
     bus = _bus(ctx, json_out)
-    msgs = bus.inbox(mark_read)
+    msgs, more = seen.inbox_page(bus, mark_read, n)
     if json_out:
         render.dump(out, [m.to_json() for m in msgs])
-    else:
-        render.messages(out, msgs, bus.clock.now_ms())
-        if msgs and not mark_read:
-            out.print("[dim]gitbus inbox --mark-read marks these as seen[/dim]")
+        return
+    render.messages(out, msgs, bus.clock.now_ms())
+    if more:  # on stderr under a pipe, so the lines stay rows
+        (err if render.piped(out) else out).print(
+            f"{more} more: gitbus inbox -n {n + more}", markup=False, highlight=False
+        )
+    elif msgs and not mark_read and not render.piped(out):
+        out.print("[dim]gitbus inbox --mark-read marks these as seen[/dim]")
 
 
 @app.command()
@@ -520,67 +677,83 @@ def watch(
     daemon: Annotated[bool, typer.Option("--daemon", help="Run in the background.")] = False,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the background watcher.")] = False,
     once: Annotated[bool, typer.Option("--once", help="Update the context files once and exit.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Keep a context file current in every worktree as the bus changes (one watcher per repository)."""
     from gitbus import watch as W
 
-    bus = _bus(ctx)
+    bus = _bus(ctx, json_out)
     if stop:
         pid = W.stop_daemon(bus.repo)
-        out.print("no watcher was running" if pid is None else f"stopped the watcher (pid {pid})")
+        said = "no watcher was running" if pid is None else f"stopped the watcher (pid {pid})"
+        _said(said, {"stopped": pid}, json_out)
     elif once:
         written = W.Watcher(bus.repo).update()
-        out.print(f"updated {len(written)} context file(s)")
+        _said(f"updated {len(written)} context file(s)", {"updated": [str(f) for f in written]}, json_out)
     elif daemon:
-        out.print(f"watcher running in the background (pid {W.start_daemon(bus.repo)})")
+        pid = W.start_daemon(bus.repo)
+        _said(f"watcher running in the background (pid {pid})", {"pid": pid}, json_out)
     elif not W.serve(bus.repo):
-        out.print(
-            f"a watcher is already running for this repository (pid {W.running_pid(bus.repo.common_dir)})"
-        )
+        pid = W.running_pid(bus.repo.common_dir)
+        _said(f"a watcher is already running for this repository (pid {pid})", {"running": pid}, json_out)
 
 
-Target = Annotated[str, typer.Argument(metavar="claude|git-hooks", help="What to wire gitbus into.")]
+def _said(text: str, obj: dict[str, Any], json_out: bool) -> None:
+    """One outcome: `text` for people, `obj` for programs."""
+    if json_out:
+        render.dump(out, obj)
+    else:
+        out.print(text, markup=False)
+
+
+class InstallTarget(StrEnum):
+    CLAUDE = "claude"
+    GIT_HOOKS = "git-hooks"
+
+
+Target = Annotated[
+    InstallTarget, typer.Argument(metavar="claude|git-hooks", help="What to wire gitbus into.")
+]
 SharedOpt = Annotated[
     bool, typer.Option("--shared", help="Claude: the committed settings.json and CLAUDE.md.")
 ]
 
 
 @app.command()
-def install(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
+def install(ctx: typer.Context, target: Target, shared: SharedOpt = False, json_out: JsonOpt = False) -> None:
     """Install gitbus's Claude Code hooks, or the git pre-commit guard (idempotent)."""
     from gitbus import githooks
     from gitbus import install as I
 
-    bus = _bus(ctx)
-    if target == "claude":
-        written = I.install_claude(bus.repo, shared)
+    bus = _bus(ctx, json_out)
+    if target is InstallTarget.CLAUDE:
+        written = [str(f) for f in I.install_claude(bus.repo, shared)]
         done = "gitbus is installed for Claude Code already; nothing changed"
-        out.print("\n".join(f"wrote {f}" for f in written) or done, markup=False)
-    elif target == "git-hooks":
-        guard_hook, note_hook = githooks.install_git_hooks(bus.repo)
-        out.print(f"installed the commit guard in {guard_hook}", markup=False)
-        out.print(f"installed the commit notes hook in {note_hook}", markup=False)
+        _said("\n".join(f"wrote {f}" for f in written) or done, {"wrote": written}, json_out)
     else:
-        raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
+        guard_hook, note_hook = githooks.install_git_hooks(bus.repo)
+        said = f"installed the commit guard in {guard_hook}\ninstalled the commit notes hook in {note_hook}"
+        _said(said, {"wrote": [str(guard_hook), str(note_hook)]}, json_out)
 
 
 @app.command()
-def uninstall(ctx: typer.Context, target: Target, shared: SharedOpt = False) -> None:
+def uninstall(
+    ctx: typer.Context, target: Target, shared: SharedOpt = False, json_out: JsonOpt = False
+) -> None:
     """Remove exactly what `gitbus install` added."""
     from gitbus import githooks
     from gitbus import install as I
 
-    bus = _bus(ctx)
-    if target == "claude":
-        changed = I.uninstall_claude(bus.repo, shared)
-        out.print("\n".join(f"cleaned {f}" for f in changed) or "nothing to remove", markup=False)
-    elif target == "git-hooks":
+    bus = _bus(ctx, json_out)
+    if target is InstallTarget.CLAUDE:
+        changed = [str(f) for f in I.uninstall_claude(bus.repo, shared)]
+        lines = [f"cleaned {f}" for f in changed]
+    else:
         removed = githooks.uninstall_git_hooks(bus.repo)
         what = {"pre-commit": "the commit guard", "post-commit": "the commit notes hook"}
         lines = [f"removed {what[f.name]} from {f}" for f in removed]
-        out.print("\n".join(lines) or "nothing to remove", markup=False)
-    else:
-        raise GitbusError(f"'{target}' is not something gitbus installs into; use claude or git-hooks.")
+        changed = [str(f) for f in removed]
+    _said("\n".join(lines) or "nothing to remove", {"removed": changed}, json_out)
 
 
 @app.command("guard")
@@ -614,10 +787,13 @@ def guard_cmd(
         raise typer.Exit(3)
 
 
+SETTINGS = ", ".join(DEFAULTS)  # every setting, so `config --help` names them all
+
+
 @app.command()
 def config(
     ctx: typer.Context,
-    key: Annotated[str | None, typer.Argument(help="remote, guard, autoclaim or operator.")] = None,
+    key: Annotated[str | None, typer.Argument(metavar="[KEY]", help=f"One of: {SETTINGS}.")] = None,
     value: Annotated[str | None, typer.Argument(help="The new value.")] = None,
     json_out: JsonOpt = False,
 ) -> None:

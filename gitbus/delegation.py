@@ -75,7 +75,7 @@ def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int, ms
     if request.kind is not Kind.REQUEST:
         raise GitbusError(f"{request.id} is a {request.kind.value}, not a request.")
     if request.to not in (EVERYONE, me):
-        raise GitbusError(f"Request {request.id} is addressed to {request.to}, not to {me}.")
+        raise Conflict(f"Request {request.id} is addressed to {request.to}, not to {me}.")
     held = state_of(ledger, request.id)
     if held is not None:
         if held.taker == me:

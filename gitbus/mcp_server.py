@@ -31,6 +31,7 @@ from gitbus.errors import GitbusError
 from gitbus.ids import EVERYONE
 from gitbus.inert import QUOTE_CHARS, inert, inert_block, quoted, within
 from gitbus.message import Message
+from gitbus.seen import count_text
 
 INSTRUCTIONS = """gitbus connects you with the other coding agents working in other git worktrees of this
 repository. Claim paths before larger edits (claim) and release them when done; edits inside another
@@ -296,7 +297,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
         def run(b: Bus) -> str:
             s = b.status()
-            lines = [f"you are {s.me}; {s.unread} unread"]
+            lines = [f"you are {s.me}; {count_text(s.unread)} unread"]
             for prefix, held in (("- yours: ", s.my_claims), ("- ", s.other_claims)):
                 if held:  # within a budget, then how many more: a peer's path can be any length
                     shown = [prefix + claim_fact(c, s.now) for c in held[:20]]

@@ -3,6 +3,10 @@
 A face module: the only place, with `cli`, that knows about rich. Every peer-supplied value goes in
 as a `Text` made with `gitbus.inert`, never into a markup string: a peer's `[/x]` is shown, not parsed,
 and its escape sequences are shown, not run by the terminal.
+
+Tables are for people at a terminal. When stdout is a pipe or a file, each list is one line a row,
+fields separated by tabs in a fixed order (docs/cli.md § Output under a pipe); every field is
+inert, so a tab or newline inside one is shown as `\\t`, `\\n` and never splits it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from gitbus.clock import hhmm, iso, span
 from gitbus.ids import EVERYONE
 from gitbus.inert import inert, inert_block, json_text
 from gitbus.message import Kind, Message
+from gitbus.seen import count_text
 
 KIND_STYLE = {
     Kind.JOIN: "dim",
@@ -36,6 +41,16 @@ KIND_STYLE = {
 }
 
 
+def piped(console: Console) -> bool:
+    """True when stdout is not a terminal: rows go out as tab-separated lines, not tables."""
+    return not console.is_terminal
+
+
+def rows(console: Console, lines: Iterable[Sequence[str]]) -> None:
+    """Tab-separated lines, each field already inert (so it holds no tab or newline)."""
+    console.file.write("".join("\t".join(fields) + "\n" for fields in lines))
+
+
 def dump(console: Console, obj: Any) -> None:
     """JSON for programs: plain, one document, no colour or wrapping; values exact, but what a
     terminal would act on is written as `\\u` escapes."""
@@ -48,7 +63,9 @@ def claim_json(c: Claim, now: int) -> dict[str, Any]:
         "owner": c.owner,
         "reason": c.reason,
         "claimed_at": iso(c.claimed_at),
+        "claimed_at_ms": c.claimed_at,
         "expires_at": iso(c.expires_at),
+        "expires_at_ms": c.expires_at,
         "ttl_ms": c.ttl_ms,
         "live": c.live(now),
         "id": c.id,
@@ -59,7 +76,18 @@ def ago(ms: int, now: int) -> str:
     return f"{span(now - ms)} ago" if now >= ms else f"in {span(ms - now)}"
 
 
+def message_row(m: Message) -> list[str]:
+    """id, time (ISO UTC), type, from, to (`*` for everyone), text (and its paths)."""
+    text = inert(m.summary())
+    if m.paths and m.kind not in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW):
+        text += "  " + " ".join(inert(p) for p in m.paths)
+    return [inert(m.id), iso(m.time), m.kind.value, inert(m.sender), inert(m.to), text]
+
+
 def messages(console: Console, msgs: Sequence[Message], now: int, title: str | None = None) -> None:
+    if piped(console):
+        rows(console, (message_row(m) for m in msgs))
+        return
     if not msgs:
         console.print("[dim]no messages[/dim]")
         return
@@ -135,7 +163,16 @@ def message_full(console: Console, m: Message, replies: Iterable[Message], now: 
             console.print(Text(inert_block(r.text)))
 
 
+def claim_row(c: Claim, now: int) -> list[str]:
+    """path, holder, expires (ISO UTC), live or expired, reason."""
+    state = "live" if c.live(now) else "expired"
+    return [inert(c.path), inert(c.owner), iso(c.expires_at), state, inert(c.reason)]
+
+
 def claims(console: Console, cs: Sequence[Claim], now: int, me: str | None = None) -> None:
+    if piped(console):
+        rows(console, (claim_row(c, now) for c in cs))
+        return
     if not cs:
         console.print("[dim]no claims[/dim]")
         return
@@ -153,7 +190,16 @@ def claims(console: Console, cs: Sequence[Claim], now: int, me: str | None = Non
     console.print(table)
 
 
+def agent_row(a: AgentInfo) -> list[str]:
+    """name, last active (ISO UTC, or -), live claims, last message."""
+    active = iso(a.last_active) if a.last_active else "-"
+    return [inert(a.name), active, str(a.live_claims), inert(a.last_summary)]
+
+
 def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> None:
+    if piped(console):
+        rows(console, (agent_row(a) for a in infos))
+        return
     if not infos:
         console.print("[dim]no agents yet; run `gitbus init` in a worktree[/dim]")
         return
@@ -172,7 +218,8 @@ def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> N
 
 
 def status(console: Console, s: Status) -> None:
-    console.print(Text.assemble("You are ", (s.me, "bold"), f"; {s.unread} unread (gitbus inbox)."))
+    unread = f"; {count_text(s.unread)} unread (gitbus inbox)."
+    console.print(Text.assemble("You are ", (s.me, "bold"), unread))
     if s.sync:
         when = ago(int(s.sync.get("at") or 0), s.now)
         state = Text(f"failed: {inert(str(s.sync['error']))}", "red") if s.sync.get("error") else Text("ok")

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from gitbus.bus import Bus
 
 UNREAD_COUNT_MAX = 1000  # `status` counts unread messages up to this many
+
+
+def count_text(n: int) -> str:
+    """A count that stopped at `UNREAD_COUNT_MAX` reads `1000+`, not `1000`."""
+    return f"{n}+" if n >= UNREAD_COUNT_MAX else str(n)
+
+
 SESSION_BACKLOG = 20  # unread messages a new hook session is told; past that they wait in the inbox
 
 
@@ -66,10 +73,25 @@ def session_origin(bus: Bus, backlog: int = SESSION_BACKLOG) -> tuple[dict[str, 
 
 
 def inbox(bus: Bus, mark_read: bool = False) -> list[Message]:
+    return inbox_page(bus, mark_read)[0]
+
+
+def inbox_page(bus: Bus, mark_read: bool = False, limit: int | None = None) -> tuple[list[Message], int]:
+    """The oldest `limit` unread messages (all without it) and how many more wait behind them.
+
+    With `mark_read`, only what is returned is marked seen: all of it moves the cursor to the tips
+    read; a page is remembered by id past the cursor (as a hook session's is), so the next page
+    starts after it."""
     msgs, tips = unread(bus)
-    if mark_read:
-        _read_elsewhere(bus, tips, [m.id for m in msgs], everything=True)
-    return msgs
+    page, more = (msgs, 0) if limit is None else (msgs[:limit], max(0, len(msgs) - limit))
+    if mark_read and not more:
+        _read_elsewhere(bus, tips, [m.id for m in page], everything=True)
+    elif mark_read:
+        with cursors.agent_lock(bus.repo, bus.agent):
+            known = cursors.load_shown(bus.repo, bus.agent)
+            cursors.save_shown(bus.repo, bus.agent, known + [m.id for m in page if m.id not in known])
+        _read_elsewhere(bus, {}, [m.id for m in page])
+    return page, more
 
 
 def read_new(bus: Bus, budget: int = 4000) -> tuple[list[Message], int]:

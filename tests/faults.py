@@ -857,9 +857,9 @@ def check_bad_input(case: dict[str, Any], code: int, out: str, err: str) -> list
         wrong.append(f"exit {code}, expected {want}")
     if "Traceback" in out + err:
         wrong.append("a traceback")
-    if want == 2:  # click's usage errors: `Usage: …`, `Try …`, then one `Error: …` line
-        if sum(1 for x in lines if x.startswith("Error:")) != 1:
-            wrong.append(f"no single 'Error:' line: {lines}")
+    if want == 2:  # a usage error: one `gitbus: …` line saying what is wrong, then one `usage: …` line
+        if len(lines) != 2 or not lines[0].startswith("gitbus: ") or not lines[1].startswith("usage: "):
+            wrong.append(f"not one 'gitbus:' line and one 'usage:' line: {lines}")
     elif len(lines) != 1 or not lines[0].startswith(("gitbus", "usage: gitbus")):
         wrong.append(f"not one line starting 'gitbus': {lines[:3]}")
     if case.get("error") and case["error"] not in err:

@@ -52,3 +52,49 @@ def test_the_claude_code_page_names_the_version_the_real_client_suite_pins() -> 
     tested = page.split("## Tested with the real Claude Code", 1)[1].split("\n## ", 1)[0]
     stated = set(re.findall(r"\b\d+\.\d+\.\d+\b", tested))  # every version that section names
     assert f"**{pinned}**" in tested and stated == {pinned}, stated
+
+
+# -- docs/cli.md and the code say the same thing ----------------------------------------------------
+
+
+def cli_md_section(title: str) -> str:
+    text = (ROOT / "docs" / "cli.md").read_text()
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_documented_exit_codes_are_the_ones_the_errors_carry() -> None:
+    from gitbus import cli
+    from gitbus import errors as E
+
+    rows = [r.split("|")[1:-1] for r in cli_md_section("Exit codes").splitlines() if re.match(r"\| \d ", r)]
+    documented = {int(code): set(re.findall(r"`(\w+)`", raised)) for code, _, raised in rows}
+    coded = {code: {k.__name__ for k in kinds} for code, kinds in cli.EXIT_CODES.items()}
+    assert {k: v for k, v in documented.items() if v} == coded
+    assert set(documented) == {0, cli.USAGE, *cli.EXIT_CODES}
+    for code, kinds in cli.EXIT_CODES.items():
+        assert all(issubclass(k, E.GitbusError) and k.exit_code == code for k in kinds), code
+
+
+def test_every_error_class_is_in_the_exit_code_table() -> None:
+    from gitbus import cli
+    from gitbus import errors as E
+
+    tabled = {k for kinds in cli.EXIT_CODES.values() for k in kinds}
+    public = {v for v in vars(E).values() if isinstance(v, type) and issubclass(v, E.GitbusError)}
+    internal = {E.CorruptMessage, E.Unreadable}  # read damage: shown as GitbusError, exit 1
+    assert public - internal <= tabled and all(k.exit_code == 1 for k in internal)
+
+
+def test_the_commands_said_to_take_json_are_the_ones_that_do() -> None:
+    said = cli_md_section("`--json`")
+    without = set(re.findall(r"`gitbus (\w+)`", said.split("except", 1)[1].split(".", 1)[0]))
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        takes = any("--json" in p.opts for p in command.params)
+        assert takes == (name not in without), name
+
+
+def test_config_help_names_every_setting() -> None:
+    from gitbus import settings
+
+    help_text = (ROOT / "docs" / "cli.md").read_text().split("\n## gitbus config\n", 1)[1]
+    assert all(key in help_text.split("```", 2)[1] for key in settings.DEFAULTS)

@@ -311,9 +311,9 @@ def test_settings_that_are_not_json_are_refused_in_one_line_and_left_alone(workt
     assert f.read_bytes() == b'{"model": "opus",,}\n'
 
 
-def test_install_refuses_a_target_it_does_not_know(worktrees: list[Path]) -> None:
+def test_install_refuses_a_target_it_does_not_know_as_a_usage_error(worktrees: list[Path]) -> None:
     code, _, err = gb(worktrees[0], "install", "vscode")
-    assert code == 1 and "use claude or git-hooks" in err
+    assert code == 2 and "'vscode' is not one of 'claude', 'git-hooks'" in err
 
 
 # -- which gitbus the hooks run ------------------------------------------------------------------------

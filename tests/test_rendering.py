@@ -213,8 +213,9 @@ def live_char(c: str) -> bool:
 
 
 def assert_inert(out: str, lines: bool = True) -> None:
-    """Nothing live in `out`: no control or format character but the newlines between lines."""
-    live = out.replace("\n", "") if lines else out
+    """Nothing live in `out`: no control or format character but the newlines between lines and
+    the tabs between fields of piped rows (a tab inside a field is escaped)."""
+    live = out.replace("\n", "").replace("\t", "") if lines else out
     bad = sorted({f"U+{ord(c):04X}" for c in live if live_char(c)})
     assert not bad, f"live characters {bad} in: {out!r}"
 
@@ -537,11 +538,23 @@ def forged_claim() -> Claim:
 
 
 def printed(draw: Callable[[Console], None]) -> str:
-    console = Console(file=io.StringIO(), width=400, highlight=False, soft_wrap=True)
-    draw(console)
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert isinstance(out, str)
-    return out
+    """What `draw` shows on a terminal (tables; no colour, so no escapes of rich's own), then
+    under a pipe (tab-separated rows)."""
+    shown = []
+    for terminal in (True, False):
+        console = Console(
+            file=io.StringIO(),
+            width=400,
+            highlight=False,
+            soft_wrap=True,
+            force_terminal=terminal,
+            color_system=None,
+        )
+        draw(console)
+        out = console.file.getvalue()  # type: ignore[attr-defined]
+        assert isinstance(out, str)
+        shown.append(out)
+    return "\n".join(shown)
 
 
 def test_the_cli_renderers_show_forged_values_inert() -> None:

@@ -1,0 +1,159 @@
+"""The command line as people and scripts meet it: usage errors, --version, output under a pipe,
+`inbox -n`, capped counts, `log -f` under a closing pipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gitbus.cli import app
+
+from .test_cli import gb, joined  # noqa: F401  (the fixture)
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["frob"], ["log", "--bogus"], ["show"], ["install", "foo"], ["uninstall", "foo"], ["log", "-n", "0"]],
+    ids=" ".join,
+)
+def test_a_usage_error_exits_2_with_one_error_line_and_one_usage_line(args: list[str]) -> None:
+    r = runner.invoke(app, args, prog_name="gitbus")
+    lines = r.stderr.strip("\n").splitlines()
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 2 and lines[0].startswith("gitbus: ") and lines[1].startswith("usage: gitbus"), lines
+    assert r.stdout == ""
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    r = runner.invoke(app, ["--version"], prog_name="gitbus")
+    assert r.exit_code == 0 and r.stdout == f"gitbus {version('gitbus')}\n"
+
+
+def test_piped_claims_are_one_tab_separated_line_per_claim(joined: list[Path]) -> None:  # noqa: F811
+    gb(joined[0], "api-1", "claim", "internal/api/", "-r", "splitting\thandlers")
+    gb(joined[1], "web-1", "claim", "web/", "web/app.js")
+    code, out, _ = gb(joined[1], "web-1", "claims")
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert code == 0 and len(rows) == 3 and all(len(r) == 5 for r in rows), out
+    assert {(r[0], r[1], r[3]) for r in rows} == {
+        ("internal/api/", "api-1", "live"),
+        ("web/", "web-1", "live"),
+        ("web/app.js", "web-1", "live"),
+    }
+    api = next(r for r in rows if r[0] == "internal/api/")
+    assert api[2].endswith("Z") and api[4] == "splitting\\x09handlers"
+
+
+def test_piped_log_agents_and_status_draw_no_boxes(joined: list[Path]) -> None:  # noqa: F811
+    gb(joined[0], "api-1", "discover", "the tests are slow", "-p", "tests/")
+    for cmd in (["log"], ["agents"], ["status"], ["inbox"], ["search", "slow"]):
+        code, out, _ = gb(joined[1], "web-1", *cmd)
+        assert code == 0 and not set(out) & set("│┃━─┏┗╇"), (cmd, out)
+    log = gb(joined[1], "web-1", "log", "-n", "1")[1].splitlines()
+    assert len(log) == 1
+    id_, when, kind, sender, to, text = log[0].split("\t")
+    assert (kind, sender, to, text) == ("discovery", "api-1", "*", "the tests are slow  tests/")
+    assert len(id_) == 16 and when.endswith("Z")
+
+
+def test_inbox_n_caps_what_it_prints_and_says_how_to_see_the_rest(joined: list[Path]) -> None:  # noqa: F811
+    gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
+    for i in range(5):
+        gb(joined[0], "api-1", "discover", f"finding {i}")
+    code, out, err = gb(joined[1], "web-1", "inbox", "-n", "2")
+    assert code == 0 and "finding 0" in out and "finding 1" in out and "finding 2" not in out
+    assert err == "3 more: gitbus inbox -n 5\n"  # on stderr under a pipe: stdout stays rows
+    assert len(json.loads(gb(joined[1], "web-1", "inbox", "-n", "2", "--json")[1])) == 2
+
+
+def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -> None:  # noqa: F811
+    gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
+    for i in range(3):
+        gb(joined[0], "api-1", "discover", f"finding {i}")
+    gb(joined[1], "web-1", "inbox", "-n", "2", "--mark-read")
+    rest = json.loads(gb(joined[1], "web-1", "inbox", "--json")[1])
+    assert [m["text"] for m in rest] == ["finding 2"]
+
+
+def test_an_unread_count_that_stopped_at_the_cap_prints_with_a_plus(joined: list[Path]) -> None:  # noqa: F811
+    from gitbus.seen import UNREAD_COUNT_MAX, count_text
+
+    assert count_text(UNREAD_COUNT_MAX) == f"{UNREAD_COUNT_MAX}+"
+    assert count_text(UNREAD_COUNT_MAX - 1) == str(UNREAD_COUNT_MAX - 1)
+
+
+def test_log_follow_ends_soon_after_its_reader_goes_away(joined: list[Path]) -> None:  # noqa: F811
+    cmd = f"{sys.executable} -m gitbus -C {joined[0]} -a api-1 log -f -n 1 | head -1"
+    gb(joined[0], "api-1", "discover", "one line is all head wants")
+    start = time.monotonic()
+    r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=20, env=os.environ)
+    assert "one line is all head wants" in r.stdout
+    assert time.monotonic() - start < 8
+
+
+def documented_json() -> list[dict[str, object]]:
+    """The JSON examples of docs/cli.md § `--json`: a message, a claim, a refused claim."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    section = text.split("\n## `--json`\n", 1)[1].split("\n## ", 1)[0]
+    return [json.loads(block.split("```", 1)[0]) for block in section.split("```json\n")[1:]]
+
+
+def test_the_documented_json_fields_are_the_ones_printed(joined: list[Path]) -> None:  # noqa: F811
+    message, claim, refused = documented_json()
+    code, out, _ = gb(joined[0], "api-1", "claim", "internal/api/", "-r", "splitting handlers", "--json")
+    posted = json.loads(out)
+    assert code == 0 and set(posted) - {"claims"} == set(message) | {"meta"}
+    assert set(json.loads(gb(joined[0], "api-1", "claims", "--json")[1])[0]) == set(claim)
+    code, out, _ = gb(joined[1], "web-1", "claim", "internal/api/handler.go", "--json")
+    got = json.loads(out)
+    assert code == 3 and set(got) == set(refused)
+    for doc in (claim, refused):  # a time is ISO, its twin `_ms` epoch ms, in the docs as in the code
+        for key, value in doc.items():
+            kind = int if key.endswith("_ms") else str if key.endswith("_at") else None
+            assert kind is None or isinstance(value, kind), key
+    assert isinstance(got["expires_at"], str) and isinstance(got["expires_at_ms"], int)
+
+
+def test_taking_a_request_addressed_to_another_agent_exits_3(joined: list[Path]) -> None:  # noqa: F811
+    code, out, _ = gb(joined[0], "api-1", "request", "index users.email", "--to", "db-1", "--json")
+    code, _, err = gb(joined[1], "web-1", "take", json.loads(out)["id"])
+    assert code == 3 and "addressed to db-1" in err
+
+
+def help_of(*path: str) -> str:
+    r = runner.invoke(app, [*path, "--help"], prog_name="gitbus", env={"COLUMNS": "100"}, terminal_width=100)
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def test_help_names_values_in_capitals_not_python_types() -> None:
+    claim = help_of("claim")
+    assert "Usage: gitbus claim [OPTIONS] PATH...\n" in claim
+    assert "--ttl DURATION" in claim and "--reason TEXT" in claim
+    assert "Usage: gitbus release [OPTIONS] [PATH]...\n" in help_of("release")
+    assert "--to AGENT" in help_of("ask") and "-n INTEGER" in help_of("log")
+    assert "-a, --agent AGENT" in help_of()
+    for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
+        text = help_of(name)
+        assert not re.search(r"<\w|\{\w", text), (name, text)
+
+
+def test_the_shell_completes_command_names() -> None:
+    gitbus = Path(sys.executable).parent / "gitbus"
+    env = {**os.environ, "_GITBUS_COMPLETE": "complete_bash", "COMP_WORDS": "gitbus cla", "COMP_CWORD": "1"}
+    r = subprocess.run([str(gitbus)], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.split() == ["claim", "claims"]
+    assert "--install-completion" in help_of() and "--show-completion" in help_of()
