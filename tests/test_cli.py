@@ -75,6 +75,13 @@ def test_a_refused_claim_exits_3_naming_holder_path_reason_and_expiry(joined: li
     assert code == 3 and json.loads(out)["holder"] == "api-1"
 
 
+def test_a_glob_claim_exits_1_in_one_line_naming_the_folder_to_claim(joined: list[Path]) -> None:
+    code, out, err = gb(joined[0], "api-1", "claim", "internal/**")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "claim internal/ to hold everything under it" in err
+    assert json.loads(gb(joined[1], "web-1", "claims", "--json")[1]) == []
+
+
 def test_claim_release_and_claims_round_trip_in_json(joined: list[Path]) -> None:
     code, out, _ = gb(joined[0], "api-1", "claim", "internal/api", "config/db.yaml", "--ttl", "10m", "--json")
     assert code == 0
