@@ -252,7 +252,7 @@ def done(
 def claim(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories (dir/).")],
-    ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 30s, 10m, 2h (default 30m).")] = None,
+    ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 30s, 10m, 1h30m (default 30m).")] = None,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the others.")] = "",
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,

@@ -82,6 +82,15 @@ def test_a_glob_claim_exits_1_in_one_line_naming_the_folder_to_claim(joined: lis
     assert json.loads(gb(joined[1], "web-1", "claims", "--json")[1]) == []
 
 
+def test_a_compound_ttl_is_a_lease_and_a_bad_one_is_one_line_listing_the_forms(joined: list[Path]) -> None:
+    code, _, err = gb(joined[0], "api-1", "claim", "config/", "--ttl", "30m1h")
+    assert code == 1 and err.count("\n") == 1 and "1h30m" in err and "500ms" in err
+    assert gb(joined[0], "api-1", "claim", "config/", "--ttl", "1H30m")[0] == 0
+    [held] = json.loads(gb(joined[0], "api-1", "claims", "--json")[1])
+    assert held["expires_at"] != held["claimed_at"]
+    assert gb(joined[0], "api-1", "renew", "--ttl", "1.5h")[0] == 0
+
+
 def test_claim_release_and_claims_round_trip_in_json(joined: list[Path]) -> None:
     code, out, _ = gb(joined[0], "api-1", "claim", "internal/api", "config/db.yaml", "--ttl", "10m", "--json")
     assert code == 0
