@@ -97,10 +97,12 @@ class Bus:
         clock: Clock | None = None,
         cwd: Path | None = None,
         offline: bool = False,
+        named: bool = True,
     ) -> None:
         self.repo = repo
         self.offline = offline
         self.agent = agent
+        self.named = named  # the agent's name was asked for, not derived from the folder's name
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
 
@@ -117,15 +119,30 @@ class Bus:
         With a bus remote set, ledger steps (claim, release, renew, take, done) are decided by the
         remote; `offline` decides them locally, to be reconciled at the next sync."""
         repo = Repository.open(path)
-        return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve(), offline)
+        named = agents.named(repo, agent)
+        return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve(), offline, named)
 
     # -- identity ---------------------------------------------------------------------------------
 
     def init(self, remote: str | None = None) -> Message | None:
-        """Prepare the repository and register this worktree's agent; safe to repeat."""
+        """Prepare the repository and register this worktree's agent; safe to repeat.
+
+        The main checkout is where people run git, not where an agent works: it joins only when its
+        agent's name was asked for (`-a`, `GITBUS_AGENT`, `join --name`), so a plain `gitbus init`
+        there does not put it in every list."""
         if remote is not None:
             self.set_remote(remote)
+        if not self.named and self.is_main_checkout:
+            return None
         return self._ensure_joined()
+
+    @property
+    def is_main_checkout(self) -> bool:
+        return self.repo.git_dir == self.repo.common_dir
+
+    def on_bus(self) -> bool:
+        """True once this worktree's agent has a chain (it joined, or posted)."""
+        return self.repo.ref(agent_ref(self.agent)) is not None
 
     def set_remote(self, remote: str) -> str:
         """Share the bus through git remote `remote` from now on; refused, with nothing stored, if
