@@ -132,9 +132,21 @@ class Bus:
         there does not put it in every list."""
         if remote is not None:
             self.set_remote(remote)
+        else:
+            self._adopt_remote()
         if not self.named and self.is_main_checkout:
             return None
         return self._ensure_joined()
+
+    def _adopt_remote(self) -> None:
+        """With no bus remote set, make `origin` the bus remote and pull its bus when it carries one
+        (asked once, by init and join only: never on an everyday command or a hook)."""
+        if self.offline or sync.bus_remote(self.repo) is not None:
+            return
+        found = sync.remote_carrying_bus(self.repo)
+        if found is not None:
+            self.set_remote(found)
+            sync.sync(self.repo, found, send=False)
 
     @property
     def is_main_checkout(self) -> bool:
@@ -159,6 +171,7 @@ class Bus:
             raise GitbusError(
                 f"Agent {wanted} already joined from {elsewhere}; pick another name for this worktree."
             )
+        self._adopt_remote()
         old, self.agent = self.agent, wanted
         agents.remember(self.repo, self.agent)
         joined = self._ensure_joined() if self._moved_to(wanted) is None else self._rejoin()
