@@ -60,7 +60,7 @@ def _refuse_pattern(raw: str, full: str, root: str) -> None:
         if fixed
         else "name the files one by one, or the folder that holds them"
     )
-    raise GitbusError(f"gitbus takes paths and folders, not patterns: '{raw}' is a glob; {instead}.")
+    raise GitbusError(f"'{raw}' is a pattern, and claims take paths and folders, not patterns; {instead}.")
 
 
 def normalize(raw: str, *, root: Path, cwd: Path, literal: bool = False) -> str:

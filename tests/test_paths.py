@@ -172,7 +172,7 @@ def test_normalising_is_idempotent_and_stays_inside(
 def test_a_glob_is_refused_naming_the_folder_to_claim_instead(repo: Path, raw: str, instead: str) -> None:
     with pytest.raises(GitbusError) as e:
         norm(repo, raw)
-    assert str(e.value).startswith("gitbus takes paths and folders, not patterns")
+    assert str(e.value).startswith(f"'{raw}' is a pattern, and claims take paths and folders, not patterns")
     assert instead in str(e.value) and "\n" not in str(e.value)
 
 
