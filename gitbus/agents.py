@@ -46,6 +46,13 @@ def resolve(repo: Place, explicit: str | None = None, env: Mapping[str, str] | N
     return derive_agent_name(repo.root.name)
 
 
+def named(repo: Place, explicit: str | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """True when this worktree's agent name was asked for (`-a`, `GITBUS_AGENT`, `gitbus join --name`)
+    rather than derived from the folder's name."""
+    env = os.environ if env is None else env
+    return explicit is not None or bool(env.get(ENV_VAR)) or _setting(repo).is_file()
+
+
 def remember(repo: Place, name: AgentName) -> None:
     """Make `name` this worktree's agent for later commands (no env var needed)."""
     f = _setting(repo)

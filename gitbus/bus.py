@@ -97,10 +97,12 @@ class Bus:
         clock: Clock | None = None,
         cwd: Path | None = None,
         offline: bool = False,
+        named: bool = True,
     ) -> None:
         self.repo = repo
         self.offline = offline
         self.agent = agent
+        self.named = named  # the agent's name was asked for, not derived from the folder's name
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
 
@@ -117,15 +119,42 @@ class Bus:
         With a bus remote set, ledger steps (claim, release, renew, take, done) are decided by the
         remote; `offline` decides them locally, to be reconciled at the next sync."""
         repo = Repository.open(path)
-        return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve(), offline)
+        named = agents.named(repo, agent)
+        return cls(repo, agents.resolve(repo, agent), clock, Path(path).resolve(), offline, named)
 
     # -- identity ---------------------------------------------------------------------------------
 
     def init(self, remote: str | None = None) -> Message | None:
-        """Prepare the repository and register this worktree's agent; safe to repeat."""
+        """Prepare the repository and register this worktree's agent; safe to repeat.
+
+        The main checkout is where people run git, not where an agent works: it joins only when its
+        agent's name was asked for (`-a`, `GITBUS_AGENT`, `join --name`), so a plain `gitbus init`
+        there does not put it in every list."""
         if remote is not None:
             self.set_remote(remote)
+        else:
+            self._adopt_remote()
+        if not self.named and self.is_main_checkout:
+            return None
         return self._ensure_joined()
+
+    def _adopt_remote(self) -> None:
+        """With no bus remote set, make `origin` the bus remote and pull its bus when it carries one
+        (asked once, by init and join only: never on an everyday command or a hook)."""
+        if self.offline or sync.bus_remote(self.repo) is not None:
+            return
+        found = sync.remote_carrying_bus(self.repo)
+        if found is not None:
+            self.set_remote(found)
+            sync.sync(self.repo, found, send=False)
+
+    @property
+    def is_main_checkout(self) -> bool:
+        return self.repo.git_dir == self.repo.common_dir
+
+    def on_bus(self) -> bool:
+        """True once this worktree's agent has a chain (it joined, or posted)."""
+        return self.repo.ref(agent_ref(self.agent)) is not None
 
     def set_remote(self, remote: str) -> str:
         """Share the bus through git remote `remote` from now on; refused, with nothing stored, if
@@ -142,6 +171,7 @@ class Bus:
             raise GitbusError(
                 f"Agent {wanted} already joined from {elsewhere}; pick another name for this worktree."
             )
+        self._adopt_remote()
         old, self.agent = self.agent, wanted
         agents.remember(self.repo, self.agent)
         joined = self._ensure_joined() if self._moved_to(wanted) is None else self._rejoin()

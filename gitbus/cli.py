@@ -240,11 +240,18 @@ def init(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Prepare this repository for gitbus and register this worktree's agent (idempotent)."""
+    """Prepare this repository for gitbus and register this worktree's agent (idempotent; the main
+    checkout joins only when named: -a, GITBUS_AGENT, or join --name)."""
     bus = _bus(ctx, json_out)
     joined = bus.init(remote)
     if json_out:
         render.dump(out, {"agent": bus.agent, "joined": joined is not None, "remote": remote})
+    elif not bus.on_bus():
+        out.print(
+            f"gitbus ready in {bus.repo.root}; the main checkout is not an agent"
+            " (gitbus join --name NAME makes it one)",
+            markup=False,
+        )
     else:
         out.print(
             f"gitbus ready in {bus.repo.root} as agent {bus.agent}" + (" (joined)" if joined else ""),
@@ -375,7 +382,7 @@ def claim(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories (dir/).")],
     ttl: Annotated[
-        str | None, typer.Option("--ttl", metavar="DURATION", help="Lease: 30s, 10m, 2h (default 30m).")
+        str | None, typer.Option("--ttl", metavar="DURATION", help="Lease: 30s, 10m, 1h30m (default 30m).")
     ] = None,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the others.")] = "",
     offline: OfflineOpt = False,

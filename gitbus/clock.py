@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 from gitbus.errors import GitbusError
@@ -19,8 +20,23 @@ from gitbus.errors import GitbusError
 MIN_TIME_MS = 10**12
 MAX_TIME_MS = 10**13 - 1
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+# Units largest first, each with the spellings people type; matched case-insensitively.
+_UNITS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (604_800_000, ("w", "wk", "wks", "week", "weeks")),
+    (86_400_000, ("d", "day", "days")),
+    (3_600_000, ("h", "hr", "hrs", "hour", "hours")),
+    (60_000, ("m", "min", "mins", "minute", "minutes")),
+    (1000, ("s", "sec", "secs", "second", "seconds")),
+    (1, ("ms", "msec", "msecs", "millisecond", "milliseconds")),
+)
+_UNIT_MS = {name: ms for ms, names in _UNITS for name in names}
+# A number is at most 30 digits, with at most 9 after the point: far past any lease (which the caller
+# then refuses in words), and far from Python's limit on converting long digit strings.
+_TERM = re.compile(r"\s*(\d{1,30}(?:\.\d{1,9})?|\.\d{1,9})\s*([a-z]+)?", re.IGNORECASE)
+DURATION_FORMS = (
+    "a number and a unit (ms, s, m, h, d, w), alone or combined largest first: "
+    "500ms, 90s, 1.5h, 1h30m, 2d, 1w, 90 minutes; a bare number is seconds"
+)
 
 
 def sane(ms: int) -> bool:
@@ -52,20 +68,47 @@ class FakeClock:
         self.ms += ms
 
 
+def _duration_ms(text: str) -> int | None:
+    """`text` as a positive number of milliseconds by the grammar of `parse_duration`, or None."""
+    total, pos, last = Decimal(0), 0, None
+    body = text.rstrip()
+    while pos < len(body):
+        m = _TERM.match(body, pos)
+        if not m:
+            return None
+        number, unit = m.group(1), (m.group(2) or "").lower()
+        if not unit:
+            if pos or m.end() != len(body):  # a bare number is seconds, and only on its own
+                return None
+            unit = "s"
+        ms = _UNIT_MS.get(unit)
+        if ms is None or (last is not None and ms >= last):  # each unit once, largest first
+            return None
+        total += Decimal(number) * ms
+        pos, last = m.end(), ms
+    rounded = int(total.to_integral_value(rounding=ROUND_HALF_UP))
+    return rounded if rounded > 0 else None
+
+
 def parse_duration(text: str) -> int:
-    """`30s`, `10m`, `2h`, `1d` or bare seconds, to milliseconds."""
-    m = _DURATION.match(text)
-    if not m or int(m.group(1)) == 0:
-        raise GitbusError(
-            f"'{text}' is not a duration; use a positive number with ms, s, m, h or d (e.g. 10m)."
-        )
-    return int(m.group(1)) * _UNIT_MS[m.group(2) or "s"]
+    """A duration typed by a person (`1h30m`, `1.5h`, `2H`, `1w`, `500ms`, `90 minutes`, bare seconds)
+    to milliseconds, rounded to the nearest one; refused in one line that lists the forms.
+
+    A grammar of our own rather than a library: it is a dozen lines, exact in milliseconds (decimal
+    arithmetic, no floats), strict (each unit once, largest first, nothing left unread: `30m1h` and
+    `1e3s` are refused, not guessed at), and its one refusal lists the forms.
+    """
+    ms = _duration_ms(text)
+    if ms is None:
+        raise GitbusError(f"'{text}' is not a duration; use {DURATION_FORMS}.")
+    return ms
 
 
 def parse_since(text: str, now_ms: int) -> int:
     """A duration ago (`2h`) or an ISO date/time, to epoch milliseconds."""
-    if _DURATION.match(text):
-        return now_ms - parse_duration(text)
+    ago = _duration_ms(text)
+    if ago is not None:
+        return now_ms - ago
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

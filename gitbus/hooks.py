@@ -282,7 +282,7 @@ def _repo_path(loc: Location, raw: str) -> str | None:
     if owner.common_dir != loc.common_dir:
         return None
     try:
-        return P.normalize(str(full), root=owner.root, cwd=owner.root)
+        return P.normalize(str(full), root=owner.root, cwd=owner.root, literal=True)
     except (GitbusError, OSError):
         return None
 

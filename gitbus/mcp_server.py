@@ -221,7 +221,9 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         paths: Annotated[
             list[str], Field(description="Files, or directories with a trailing /, to claim all or none of.")
         ],
-        ttl: Annotated[str, Field(description="How long the lease lasts, like 30s, 10m or 2h.")] = "30m",
+        ttl: Annotated[
+            str, Field(description="How long the lease lasts, like 30s, 10m, 1.5h or 1h30m.")
+        ] = "30m",
         reason: Annotated[str, Field(description="Why you claim them, for the other agents.")] = "",
     ) -> str:
         """Claim files or directories so other agents keep out of them until you release them."""

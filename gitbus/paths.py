@@ -4,6 +4,12 @@ A normalised path is POSIX, relative to the repository root, with no `.`/`..`/em
 directory ends with `/`. Overlap is symmetric and by whole components: `internal/api/` overlaps
 `internal/api/x.go`, `internal/` and itself, never `internal/apis/`. With `core.ignorecase` the
 comparison key is case-folded, the stored spelling is kept.
+
+A typed path is a path, never a pattern: `internal/**` or `src/*.py` is refused with the folder to
+claim instead, because a glob stored as a literal would protect nothing and deciding whether two globs
+overlap is not exact enough for a lease. Git allows `*`, `?` and `[` in file names, so a typed path
+with them is taken as itself when it exists in the worktree, and a path a tool call names (`literal`)
+is always taken as itself.
 """
 
 from __future__ import annotations
@@ -36,11 +42,33 @@ def _check_depth(rel: str) -> None:
         raise GitbusError(f"A path is more than {MAX_DEPTH} folders deep; name a shallower one.")
 
 
-def normalize(raw: str, *, root: Path, cwd: Path) -> str:
+GLOB_CHARS = "*?["
+
+
+def _refuse_pattern(raw: str, full: str, root: str) -> None:
+    """Refuse a glob that names no existing file, with the folder above its first wildcard."""
+    if not any(c in raw for c in GLOB_CHARS) or os.path.lexists(full):
+        return
+    rel = os.path.relpath(full, root).replace(os.sep, "/")
+    fixed = []
+    for part in rel.split("/"):
+        if any(c in part for c in GLOB_CHARS):
+            break
+        fixed.append(part)
+    instead = (
+        f"claim {'/'.join(fixed)}/ to hold everything under it"
+        if fixed
+        else "name the files one by one, or the folder that holds them"
+    )
+    raise GitbusError(f"'{raw}' is a pattern, and claims take paths and folders, not patterns; {instead}.")
+
+
+def normalize(raw: str, *, root: Path, cwd: Path, literal: bool = False) -> str:
     """Make a user-typed path repo-relative and canonical, or refuse it in one sentence.
 
     `raw` may be relative to `cwd`, or absolute inside the worktree at `root`. A trailing `/`, or an
-    existing directory, makes it a directory claim. Symlinks inside the worktree are followed.
+    existing directory, makes it a directory claim. Symlinks inside the worktree are followed. A glob
+    (`*`, `?`, `[`) that names no existing file is refused unless `literal` (a tool call's file).
     """
     _check_chars(raw)
     root_s = os.path.realpath(root)
@@ -53,6 +81,8 @@ def normalize(raw: str, *, root: Path, cwd: Path) -> str:
         full = os.path.normpath(os.path.join(os.path.realpath(cwd), raw))
     if not _inside(full, root_s):
         raise GitbusError(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
+    if not literal:
+        _refuse_pattern(raw, full, root_s)
     # Through symlinks: an edit of `alias/x` is an edit of what `alias` points at, so the claim is
     # on that; and a link out of the repository is refused like any outside path.
     real = os.path.realpath(full)

@@ -52,9 +52,7 @@ def parse(key: str, value: str) -> Any:
             raise GitbusError(f"guard must be deny, warn or off, not '{value}'.")
         return value
     if key == "sync_interval":
-        if not value.isdigit():
-            raise GitbusError(f"sync_interval is a whole number of seconds, not '{value}'.")
-        return int(value)
+        return _seconds(value)
     if key in ("autoclaim", "require_signed"):
         if value.lower() not in ("true", "false", "on", "off", "1", "0"):
             raise GitbusError(f"{key} must be true or false, not '{value}'.")
@@ -62,6 +60,23 @@ def parse(key: str, value: str) -> Any:
     from gitbus.ids import agent_name
 
     return agent_name(value)
+
+
+def _seconds(value: str) -> int:
+    """`sync_interval` as typed (`0`, `30`, `90s`, `10m`) to the whole seconds it is stored in."""
+    from gitbus.clock import parse_duration
+
+    if value.strip() == "0":
+        return 0
+    try:
+        ms = parse_duration(value)
+    except GitbusError:
+        ms = -1
+    if ms < 1000 or ms % 1000:
+        raise GitbusError(
+            f"sync_interval is 0 (never) or a whole number of seconds (30, 90s, 10m), not '{value}'."
+        )
+    return ms // 1000
 
 
 def save(common_dir: Path, key: str, value: Any) -> None:

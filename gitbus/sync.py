@@ -81,6 +81,22 @@ def require_remote(repo: Repository, explicit: str | None) -> str:
     return name
 
 
+# `gitbus init` asks the remote once whether it carries a bus; a dead host must not hold it up long.
+DISCOVER_TIMEOUT_SECONDS = 10.0
+
+
+def remote_carrying_bus(repo: Repository, name: str = "origin") -> str | None:
+    """`name` when git knows that remote and it holds refs under refs/bus/ (one `git ls-remote`), else
+    None: a clone of a repository that already carries a bus shares it without `gitbus remote`. Any
+    failure (no network, no such remote) is None, and the bus stays local."""
+    if repo.git_result("remote", "get-url", name)[0] != 0:
+        return None
+    code, out, _ = repo.git_result(
+        "ls-remote", "--refs", name, "refs/bus/*", network=True, timeout=DISCOVER_TIMEOUT_SECONDS
+    )
+    return name if code == 0 and out.strip() else None
+
+
 def tracking(remote: str) -> str:
     return f"refs/remotes/{remote}/bus/"
 

@@ -883,7 +883,7 @@ class GitbusApp(App[None]):
             f"Claim, as {self.agent}",
             [
                 Field("paths", "Paths (dir/ for a directory)", " ".join(plain_paths(m.paths)) if m else ""),
-                Field("ttl", "Lease", placeholder="30m (default), 10m, 2h"),
+                Field("ttl", "Lease", placeholder="30m (default), 10m, 1h30m"),
                 Field("reason", "Reason"),
             ],
             lambda bus, v: bus.claim(

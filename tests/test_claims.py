@@ -44,6 +44,19 @@ def test_claim_on_parent_dir_names_the_holder(pair: tuple[Bus, Bus]) -> None:
     assert e.value.exit_code == 3
 
 
+def test_a_glob_claim_is_refused_and_the_folder_claim_it_suggests_protects_the_files(
+    pair: tuple[Bus, Bus],
+) -> None:
+    api, web = pair
+    for pattern in ("internal/**", "src/*.py"):
+        with pytest.raises(GitbusError, match="not patterns"):
+            api.claim([pattern])
+    assert api.claims() == []
+    api.claim(["internal/"])
+    with pytest.raises(ClaimConflict, match="api-1 holds internal/"):
+        web.claim(["internal/foo.go"])
+
+
 def test_claim_inside_a_held_directory_is_refused(pair: tuple[Bus, Bus]) -> None:
     api, web = pair
     api.claim(["internal/api/"])

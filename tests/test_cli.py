@@ -75,6 +75,41 @@ def test_a_refused_claim_exits_3_naming_holder_path_reason_and_expiry(joined: li
     assert code == 3 and json.loads(out)["holder"] == "api-1"
 
 
+def test_a_glob_claim_exits_1_in_one_line_naming_the_folder_to_claim(joined: list[Path]) -> None:
+    code, out, err = gb(joined[0], "api-1", "claim", "internal/**")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "claim internal/ to hold everything under it" in err
+    assert json.loads(gb(joined[1], "web-1", "claims", "--json")[1]) == []
+
+
+def test_a_compound_ttl_is_a_lease_and_a_bad_one_is_one_line_listing_the_forms(joined: list[Path]) -> None:
+    code, _, err = gb(joined[0], "api-1", "claim", "config/", "--ttl", "30m1h")
+    assert code == 1 and err.count("\n") == 1 and "1h30m" in err and "500ms" in err
+    assert gb(joined[0], "api-1", "claim", "config/", "--ttl", "1H30m")[0] == 0
+    [held] = json.loads(gb(joined[0], "api-1", "claims", "--json")[1])
+    assert held["expires_at"] != held["claimed_at"]
+    assert gb(joined[0], "api-1", "renew", "--ttl", "1.5h")[0] == 0
+
+
+def plain(wt: Path, *args: str) -> tuple[int, str, str]:
+    """gitbus as a person types it: no -a, no GITBUS_AGENT."""
+    r = runner.invoke(app, ["-C", str(wt), *args], env={"COLUMNS": "120"})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_init_in_the_main_checkout_sets_up_the_bus_without_making_it_an_agent(worktrees: list[Path]) -> None:
+    main, wt_b = worktrees[0], worktrees[1]
+    code, out, _ = plain(main, "init")
+    assert code == 0 and "not an agent" in out and "gitbus join --name" in out
+    assert json.loads(plain(main, "agents", "--json")[1]) == []
+    assert plain(wt_b, "init")[0] == 0
+    assert [a["name"] for a in json.loads(plain(main, "agents", "--json")[1])] == ["wt-b"]
+    assert plain(main, "join", "--name", "lead")[0] == 0
+    assert [a["name"] for a in json.loads(plain(main, "agents", "--json")[1])] == ["lead", "wt-b"]
+    assert gb(main, "api-1", "init")[0] == 0  # a name given is asking
+    assert "api-1" in [a["name"] for a in json.loads(plain(main, "agents", "--json")[1])]
+
+
 def test_claim_release_and_claims_round_trip_in_json(joined: list[Path]) -> None:
     code, out, _ = gb(joined[0], "api-1", "claim", "internal/api", "config/db.yaml", "--ttl", "10m", "--json")
     assert code == 0

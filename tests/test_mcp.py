@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 import gitbus
 from gitbus.bus import Bus
 from gitbus.cli import app
+from gitbus.clock import DURATION_FORMS
 from gitbus.errors import ClaimConflict
 from gitbus.hooks import handle
 from gitbus.install import gitbus_command
@@ -368,14 +369,16 @@ def test_oversize_text_is_refused(worktrees: list[Path], server: MCPServer, peer
 def test_a_bad_ttl_is_refused_in_words(
     worktrees: list[Path], server: MCPServer, peers: dict[str, Bus]
 ) -> None:
-    for ttl in ("8d", "banana", "0", "-5m"):
+    for ttl in ("8d", "banana", "0", "-5m", "30m1h"):
         sentence = cli_error(worktrees[0], "claim", "config/", "--ttl", ttl)
         assert sentence in (
             "A lease must be between 1s and 7d.",
-            f"'{ttl}' is not a duration; use a positive number with ms, s, m, h or d (e.g. 10m).",
+            f"'{ttl}' is not a duration; use {DURATION_FORMS}.",
         )
         assert refused(call(server, "claim", paths=["config/"], ttl=ttl)) == refusal("claim", sentence), ttl
     assert peers[ME].claims() == []
+    assert said(call(server, "claim", paths=["config/"], ttl="1h30m")).startswith("claim ")
+    assert peers[ME].claims()[0].ttl_ms == 5_400_000
 
 
 def test_unknown_ids_and_missing_arguments_are_refused(worktrees: list[Path], server: MCPServer) -> None:

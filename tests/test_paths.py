@@ -153,7 +153,34 @@ def test_normalising_is_idempotent_and_stays_inside(
     tmp_path: Path, raw: str, noise: str, slash: bool
 ) -> None:
     root = tmp_path
-    once = P.normalize(noise + raw + ("/" if slash else ""), root=root, cwd=root)
-    assert P.normalize(once, root=root, cwd=root) == once
+    once = P.normalize(noise + raw + ("/" if slash else ""), root=root, cwd=root, literal=True)
+    assert P.normalize(once, root=root, cwd=root, literal=True) == once
     assert not once.startswith(("/", "../")) and "//" not in once
     assert P.canonical(once) == once
+
+
+@pytest.mark.parametrize(
+    ("raw", "instead"),
+    [
+        ("internal/**", "claim internal/ to hold everything under it"),
+        ("src/*.py", "claim src/ to hold everything under it"),
+        ("internal/api/handler?.go", "claim internal/api/ to hold everything under it"),
+        ("web/[ab]/x.ts", "claim web/ to hold everything under it"),
+        ("*.go", "name the files one by one, or the folder that holds them"),
+    ],
+)
+def test_a_glob_is_refused_naming_the_folder_to_claim_instead(repo: Path, raw: str, instead: str) -> None:
+    with pytest.raises(GitbusError) as e:
+        norm(repo, raw)
+    assert str(e.value).startswith(f"'{raw}' is a pattern, and claims take paths and folders, not patterns")
+    assert instead in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_file_whose_name_really_has_glob_characters_is_taken_as_itself(repo: Path) -> None:
+    (repo / "docs").mkdir(exist_ok=True)
+    (repo / "docs" / "what*if[1]?.md").write_text("a real file\n")
+    assert norm(repo, "docs/what*if[1]?.md") == "docs/what*if[1]?.md"
+
+
+def test_a_tool_call_names_a_file_as_is_glob_characters_and_all(repo: Path) -> None:
+    assert P.normalize("new/a*b.txt", root=repo, cwd=repo, literal=True) == "new/a*b.txt"

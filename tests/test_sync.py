@@ -217,6 +217,36 @@ def test_git_clone_alone_never_brings_the_bus(net: Net, pair: tuple[Bus, Bus], t
     assert bus_refs(fresh)[agent_ref(AgentName("alice"))] == bus_refs(net.clones[0])["refs/bus/agents/alice"]
 
 
+def test_a_fresh_clone_whose_origin_carries_a_bus_joins_it_through_origin_at_init(
+    net: Net, pair: tuple[Bus, Bus], clock: FakeClock, tmp_path: Path
+) -> None:
+    alice, _ = pair
+    alice.claim(["config/"], reason="moving the db")
+    sync.sync(alice.repo, "origin")
+    fresh = Bus.open(clone(net.url, tmp_path / "fresh"), "carol", clock)
+    assert fresh.init() is not None
+    assert settings.load(fresh.repo.common_dir)["remote"] == "origin"
+    assert agent_ref(AgentName("alice")) in bus_refs(fresh.repo.root)
+    with pytest.raises(ClaimConflict, match="alice holds config/"):
+        fresh.claim(["config/db.yaml"])
+
+
+def test_a_fresh_clone_joining_by_name_claims_through_origin_without_gitbus_remote(
+    net: Net, pair: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    assert gb(pair[0].repo.root, "alice", "claim", "config/")[0] == 0  # on the wall clock, like carol's
+    fresh = clone(net.url, tmp_path / "fresh")
+    assert gb(fresh, "carol", "join", "--name", "carol")[0] == 0
+    code, _, err = gb(fresh, "carol", "claim", "config/db.yaml")
+    assert code == 3 and "alice holds config/" in err
+
+
+def test_a_clone_whose_origin_has_no_bus_stays_local_at_init(net: Net, clock: FakeClock) -> None:
+    lone = Bus.open(net.clones[0], "alice", clock)
+    assert lone.init() is not None
+    assert settings.load(lone.repo.common_dir)["remote"] in (None, "")
+
+
 def test_messages_reach_the_other_clone_with_the_same_ids_in_the_same_order(pair: tuple[Bus, Bus]) -> None:
     alice, bob = pair
     posted = [alice.discover("handler retries 3 times", ["internal/api/"]).id]
