@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,13 @@ settings.load_profile("gitbus")
 def git(cwd: Path, *args: str) -> str:
     """Run real git in `cwd` and return its stdout."""
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def raw_git(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    """Run real git with bytes on stdin, as a peer writing objects by hand would; its stdout, stripped."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=True, env=full_env)
+    return proc.stdout.decode().strip()
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,6 @@ with plain `git fetch` (no sync to refuse them), so the readers themselves are h
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from gitbus.bus import Bus
 from gitbus.hooks import handle
 
 from .conftest import git
+from .conftest import raw_git as run_git
 from .test_sync import bare_remote, clone, gb
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -31,18 +30,6 @@ BASE_TIME = 1_795_000_000_000
 
 
 # -- a hostile peer: plain git only ------------------------------------------------------------------
-
-
-def run_git(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        input=input,
-        capture_output=True,
-        check=True,
-        env={**os.environ, **(env or {})},
-    )
-    return proc.stdout.decode().strip()
 
 
 def trailers(

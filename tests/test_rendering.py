@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -50,6 +49,7 @@ from gitbus.tui import (
     who,
 )
 
+from .conftest import raw_git
 from .test_cli import Follower
 from .test_mcp import call as mcp_call
 from .test_mcp import refused, said
@@ -75,18 +75,6 @@ WAIT = 20.0
 
 
 # -- eve, writing with plain git --------------------------------------------------------------------
-
-
-def _git(repo: Path, *args: str, data: bytes | None = None, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        input=data,
-        capture_output=True,
-        check=True,
-        env={**os.environ, **(env or {})},
-    )
-    return proc.stdout.decode().strip()
 
 
 def _tip(repo: Path, ref: str) -> str | None:
@@ -134,11 +122,11 @@ def raw_message(
 def commit_raw(repo: Path, ref: str, message: str, tree: str | None = None) -> None:
     """Append `message` to `ref` as eve would: commit-tree, then a compare-and-swap update-ref."""
     old = _tip(repo, ref)
-    tree = tree or _git(repo, "mktree", data=b"")
+    tree = tree or raw_git(repo, "mktree", input=b"")
     who = {k: EVE for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME")}
     who |= {k: f"{EVE}@gitbus.invalid" for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL")}
-    new = _git(repo, "commit-tree", *(["-p", old] if old else []), tree, data=message.encode(), env=who)
-    _git(repo, "update-ref", ref, new, old or ZERO)
+    new = raw_git(repo, "commit-tree", *(["-p", old] if old else []), tree, input=message.encode(), env=who)
+    raw_git(repo, "update-ref", ref, new, old or ZERO)
 
 
 def post_raw(repo: Path, kind: str, text: str, **fields: Any) -> str:
@@ -152,13 +140,13 @@ def claim_raw(repo: Path, path: str, reason: str, owner: str = EVE) -> None:
     ref, now = "refs/bus/ledger", _now()
     index = {"GIT_INDEX_FILE": str(repo / ".git" / "eve-index")}
     tip = _tip(repo, ref)
-    _git(repo, "read-tree", *([tip] if tip else ["--empty"]), env=index)
+    raw_git(repo, "read-tree", *([tip] if tip else ["--empty"]), env=index)
     blob = {"path": path, "owner": owner, "reason": reason, "claimed_at": now}
     blob |= {"expires_at": now + 3_600_000, "ttl_ms": 3_600_000, "id": secrets.token_hex(8)}
-    oid = _git(repo, "hash-object", "-w", "--stdin", data=json.dumps(blob).encode())
+    oid = raw_git(repo, "hash-object", "-w", "--stdin", input=json.dumps(blob).encode())
     slot = "claims/" + "/".join("_" + c for c in P.key(path, False)) + "/@"
-    _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{oid},{slot}", env=index)
-    tree = _git(repo, "write-tree", env=index)
+    raw_git(repo, "update-index", "--add", "--cacheinfo", f"100644,{oid},{slot}", env=index)
+    tree = raw_git(repo, "write-tree", env=index)
     _, message = raw_message("claim", reason, paths=(path,), meta=(f"expires={now + 3_600_000}",))
     commit_raw(repo, ref, message, tree)
 
@@ -307,9 +295,10 @@ def test_history_and_search_show_peer_strings_inert(worktrees: list[Path], hosti
     wt = worktrees[0]
     (wt / "src").mkdir()
     (wt / "src" / "a.go").write_text("package a\n")
-    _git(wt, "add", "src/a.go")
+    raw_git(wt, "add", "src/a.go")
     author = {"GIT_AUTHOR_NAME": "eve \x9b31m\u202e", "GIT_AUTHOR_EMAIL": "eve@example.invalid"}
-    _git(wt, "commit", "-q", "--cleanup=verbatim", "-m", "hostile-commit \x1b]0;pwned\x07 [/x]", env=author)
+    subject = "hostile-commit \x1b]0;pwned\x07 [/x]"
+    raw_git(wt, "commit", "-q", "--cleanup=verbatim", "-m", subject, env=author)
     out = gb(wt, "history", "src/")
     assert "hostile-commit" in out and ("hostile-esc" in out) == ("d1" in hostile)
     assert_inert(out)
