@@ -966,12 +966,22 @@ def _report(report: Any, json_out: bool) -> None:
     )
     for m in report.dropped:
         err.print(f"gitbus: {inert_block(m.text)}", markup=False, soft_wrap=True)
-    for ref in report.ignored:
+    # A peer can push any number of bad refs: name a few, count the rest (`--json` lists them all).
+    for ref in report.ignored[:SYNC_NAMED]:
         err.print(
             f"gitbus: ignored {inert(ref)}: not a valid agent name, so no gitbus wrote it", markup=False
         )
-    for refusal in report.refused:
+    if len(report.ignored) > SYNC_NAMED:
+        more = len(report.ignored) - SYNC_NAMED
+        err.print(f"gitbus: ignored {more} more ref(s) with names no agent can have", markup=False)
+    for refusal in report.refused[:SYNC_NAMED]:
         err.print(f"gitbus: {inert(refusal.line(), 600)}", markup=False, soft_wrap=True)
+    if len(report.refused) > SYNC_NAMED:
+        more = len(report.refused) - SYNC_NAMED
+        err.print(f"gitbus: refused {more} more ref(s) (gitbus sync --json lists them)", markup=False)
+
+
+SYNC_NAMED = 5  # bad refs a sync names one by one
 
 
 @app.command()

@@ -392,6 +392,18 @@ def test_an_offline_claim_on_a_ledger_taken_in_broken_is_refused_and_the_guard_s
     assert code == 3, err
 
 
+def test_a_flood_of_badly_named_refs_is_named_a_few_and_counted(world: World) -> None:
+    p = world.peer
+    good = p.commit(trailers(sender="mallory", mid="00000000000000b1"))
+    for i in range(40):
+        p.push(good, f"refs/bus/agents/Bad{i}")
+    b = fresh_clone(world, "b")
+    code, _, err = gb(b, "carol", "sync")
+    assert code == 0, err
+    ignored = [line for line in err.splitlines() if "ignored" in line]
+    assert len(ignored) == 6 and "ignored 35 more ref(s)" in ignored[-1], err
+
+
 def test_a_peers_commit_on_top_of_an_agents_chain_does_not_silence_that_agent(world: World) -> None:
     p = world.peer
     tip = p.remote_ref("refs/bus/agents/alice")
