@@ -23,12 +23,12 @@ from gitbus import agents, cursors
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import Location, locate, read_refs
 from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, AgentName
-from gitbus.lifeline import Lifeline, headless
 
 if TYPE_CHECKING:
     from gitbus import delivery
     from gitbus.bus import Bus
     from gitbus.gitfiles import Oid
+    from gitbus.lifeline import Lifeline
 
 EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
 WAKE_POLL_SECONDS = 0.5
@@ -331,6 +331,8 @@ def wake(s: Session, env: Mapping[str, str]) -> int:
     with its session however that ends: SessionEnd removes the pid file, and the client's death or
     its end of our stderr closing is noticed at the next poll (`lifeline`). A headless run waits for
     this hook before it exits, so there it returns at once."""
+    from gitbus.lifeline import Lifeline, headless  # only the waiter needs it: not on every tool call
+
     life = Lifeline(env)
     if headless(env, life.client_argv()):
         return 0
