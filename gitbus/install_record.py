@@ -19,6 +19,7 @@ from typing import Any
 
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
+from gitbus.state import write_atomic
 
 
 def read_json(f: Path) -> dict[str, Any]:
@@ -53,14 +54,16 @@ def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
     keeps its permissions (a new one gets `new_mode`, else the umask's): a private file stays so."""
     if text_of(f) == text:
         return False
-    f.parent.mkdir(parents=True, exist_ok=True)
     mode = stat.S_IMODE(f.stat().st_mode) if f.exists() else new_mode
-    tmp = f.with_name(f.name + ".gitbus-tmp")
-    tmp.write_text(text)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, f)
+    write_atomic(f, text, prefix=f".{f.name}.gitbus-", mode=_umask_mode() if mode is None else mode)
     return True
+
+
+def _umask_mode() -> int:
+    """The permissions a file the user makes here would get."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_json(f: Path, obj: dict[str, Any], new_mode: int | None = None) -> bool:

@@ -37,14 +37,17 @@ def disk_problem(e: BaseException) -> str | None:
     return next((why for needle, why in _DISK_TEXTS.items() if needle in text), None)
 
 
-def write_atomic(f: Path, data: str, prefix: str = ".gitbus-") -> None:
-    """Replace `f` with `data` atomically; a `GitbusError` in one sentence when the disk refuses."""
+def write_atomic(f: Path, data: str, prefix: str = ".gitbus-", mode: int | None = None) -> None:
+    """Replace `f` with `data` atomically (with permissions `mode`, else private to this user); a
+    `GitbusError` in one sentence when the disk refuses."""
     tmp: str | None = None
     try:
         f.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=prefix)
         with os.fdopen(fd, "w") as out:
             out.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, f)
         tmp = None
     except OSError as e:
