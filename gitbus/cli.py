@@ -738,9 +738,11 @@ def install(ctx: typer.Context, target: Target, shared: SharedOpt = False, json_
         done = "gitbus is installed for Claude Code already; nothing changed"
         _said("\n".join(f"wrote {f}" for f in written) or done, {"wrote": written}, json_out)
     else:
-        guard_hook, note_hook = githooks.install_git_hooks(bus.repo)
-        said = f"installed the commit guard in {guard_hook}\ninstalled the commit notes hook in {note_hook}"
-        _said(said, {"wrote": [str(guard_hook), str(note_hook)]}, json_out)
+        wrote = githooks.install_git_hooks(bus.repo)
+        what = {"pre-commit": "the commit guard", "post-commit": "the commit notes hook"}
+        lines = [f"installed {what[f.name]} in {f}" for f in wrote]
+        done = "the commit guard and notes hook are installed already; nothing changed"
+        _said("\n".join(lines) or done, {"wrote": [str(f) for f in wrote]}, json_out)
 
 
 @app.command()

@@ -12,6 +12,7 @@ hook of the same name under the old relative path. Uninstall puts every part bac
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def _relative_hooks_path(repo: Repository) -> str | None:
 
 def install_git_hooks(repo: Repository) -> list[Path]:
     """Install the pre-commit guard and the post-commit note, chaining any hooks already there;
-    notes follow amends and rebases (`notes.rewriteRef`)."""
+    notes follow amends and rebases (`notes.rewriteRef`). Returns the hooks it wrote: none when they
+    were in place already."""
     relative = _relative_hooks_path(repo)
     written = _install_own_dir(repo, relative) if relative is not None else _install_in_place(repo)
     current = repo.git("config", "--get-all", "notes.rewriteRef", check=False).split()
@@ -111,10 +113,21 @@ def _install_in_place(repo: Repository) -> list[Path]:
             if chained.exists():
                 raise GitbusError(f"{chained} already exists; gitbus will not overwrite a chained hook.")
             hook.rename(chained)
-        hook.write_text(_script(name, gitbus_command(), f'"$(dirname "$0")/{name}.before-gitbus"'))
-        hook.chmod(0o755)
-        written.append(hook)
+        if _put(hook, _script(name, gitbus_command(), f'"$(dirname "$0")/{name}.before-gitbus"')):
+            written.append(hook)
     return written
+
+
+def _put(hook: Path, script: str) -> bool:
+    """Write an executable hook unless it already says exactly `script`; whether it wrote."""
+    try:
+        if hook.read_text() == script and os.access(hook, os.X_OK):
+            return False
+    except (OSError, ValueError):
+        pass
+    hook.write_text(script)
+    hook.chmod(0o755)
+    return True
 
 
 def _install_own_dir(repo: Repository, relative: str) -> list[Path]:
@@ -127,15 +140,17 @@ def _install_own_dir(repo: Repository, relative: str) -> list[Path]:
         state.write_text(json.dumps({"local": local or None, "relative": relative}))
     d.mkdir(parents=True, exist_ok=True)
     folder = relative.rstrip("/")
+    written = []
     for name in ALL_HOOKS:
         if name in HOT and not any((wt / folder / name).exists() for wt in repo.worktrees()):
             continue
         hook = d / name
         chained = '"$(git rev-parse --show-toplevel)"/' + shlex.quote(f"{folder}/{name}")
-        hook.write_text(_script(name, gitbus_command(), chained))
-        hook.chmod(0o755)
-    repo.git("config", "--local", "core.hooksPath", str(d))
-    return [d / name for name in HOOKS]
+        if _put(hook, _script(name, gitbus_command(), chained)) and name in HOOKS:
+            written.append(hook)
+    if local != str(d):
+        repo.git("config", "--local", "core.hooksPath", str(d))
+    return written
 
 
 def uninstall_git_hooks(repo: Repository) -> list[Path]:

@@ -44,14 +44,11 @@ ERROR_CHARS = 2000  # a refusal (it may quote a peer's claim)
 SHOW_CHARS = 4000  # the text of the one message `show` reads in full
 
 # What each tool does to the bus, for the client (MCP tool annotations): reading tools change
-# nothing; posting ones add a message each call; only release takes something away. Nothing
-# reaches beyond this repository's bus.
+# nothing; every other one adds a message each call, so none is idempotent (a repeated claim or
+# renew posts again); only release takes something away. Nothing reaches beyond this bus.
 READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 POSTS = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-)
-REPEATABLE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 REMOVES = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
@@ -85,6 +82,8 @@ _SENTENCES: list[tuple[re.Pattern[str], str]] = [
         " (ask them with the ask tool)",
     ),
     (re.compile(r"`gitbus log[^`]*`"), "the search tool"),
+    (re.compile(r", or use --all\.$"), ", or set all to release every claim you hold."),
+    (re.compile(r"or use --all, not both\."), "or set all, not both."),
     (re.compile(r"`gitbus (claims|claim|inbox|status|agents|show)[^`]*`"), r"the \1 tool"),
 ]
 
@@ -216,7 +215,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         """Mark a request you took as done, saying what was done."""
         return call(lambda b: _said(b.done(request_id, text)))
 
-    @server.tool(structured_output=False, annotations=REPEATABLE)
+    @server.tool(structured_output=False, annotations=POSTS)
     def claim(
         paths: Annotated[
             list[str], Field(description="Files, or directories with a trailing /, to claim all or none of.")
@@ -237,7 +236,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         """Release your claims on paths, or all of them."""
         return call(lambda b: _said(b.release(paths or [], everything=all)))
 
-    @server.tool(structured_output=False, annotations=REPEATABLE)
+    @server.tool(structured_output=False, annotations=POSTS)
     def renew(
         paths: Annotated[
             list[str] | None, Field(description="The claimed paths to renew; leave it out for all.")

@@ -181,6 +181,18 @@ def test_a_users_pre_commit_hook_still_runs_and_comes_back_on_uninstall(agents: 
     assert log.read_text().count("user hook ran") == 2
 
 
+def test_installing_the_git_hooks_again_changes_nothing_and_says_so(guarded: list[Bus]) -> None:
+    api = guarded[0]
+    hook = api.repo.common_dir / "hooks" / "pre-commit"
+    before = hook.stat().st_mtime_ns
+    code, out, _ = gb(api.repo.root, "install", "git-hooks")
+    said = "the commit guard and notes hook are installed already; nothing changed"
+    assert (code, out.strip()) == (0, said)
+    code, out, _ = gb(api.repo.root, "install", "git-hooks", "--json")
+    assert code == 0 and json.loads(out)["wrote"] == []
+    assert hook.stat().st_mtime_ns == before
+
+
 def test_uninstall_without_a_users_hook_removes_the_guard(guarded: list[Bus]) -> None:
     api, web, _ = guarded
     api.claim(["internal/api/"])

@@ -389,7 +389,11 @@ def test_unknown_ids_and_missing_arguments_are_refused(worktrees: list[Path], se
         ("discover", {"text": "  "}, ["discover", "  "]),
         ("release", {}, ["release"]),
     ]:
-        sentence = cli_error(worktrees[0], *cli).replace("`gitbus log`", "the search tool")
+        sentence = (
+            cli_error(worktrees[0], *cli)
+            .replace("`gitbus log`", "the search tool")
+            .replace(", or use --all.", ", or set all to release every claim you hold.")
+        )
         assert refused(call(server, tool, **args)) == refusal(tool, sentence), tool
     assert refused(call(server, "claim", paths=[])) == refusal("claim", "Name at least one path to claim.")
 
@@ -445,6 +449,21 @@ def test_every_tool_says_whether_it_only_reads_and_what_a_repeat_does(server: MC
             assert a.destructive_hint is not None and a.idempotent_hint is not None, t.name
             assert a.destructive_hint == (t.name == "release"), t.name
         assert a.open_world_hint is False, t.name  # the bus in this repository, nothing beyond it
+
+
+def test_only_tools_whose_repeat_changes_nothing_are_marked_idempotent(
+    worktrees: list[Path], server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    """A claim or renew called twice posts twice: each call is a message on the bus."""
+    said(call(server, "claim", paths=["internal/api/"]))
+    for tool, args in (("claim", {"paths": ["internal/api/"]}), ("renew", {})):
+        before = len(peers[WEB].log(None))
+        said(call(server, tool, **args))
+        said(call(server, tool, **args))
+        assert len(peers[WEB].log(None)) == before + 2, tool
+    for t in listed(server):
+        assert t.annotations is not None
+        assert not t.annotations.idempotent_hint, t.name  # every writing tool here posts on each call
 
 
 def test_the_server_names_itself_with_gitbus_version(server: MCPServer) -> None:
@@ -517,9 +536,14 @@ def test_replies_name_the_tools_to_use_not_cli_commands(
         refused(call(server, "show", id="xyz")),
         refused(call(server, "release", paths=["config/"])),
         refused(call(server, "done", request_id=r.id)),
+        refused(call(server, "release")),
+        refused(call(server, "release", paths=["internal/api/"], all=True)),
     ]
     for text in replies:
         assert "gitbus " not in text.replace("gitbus, ", ""), text
+        assert not re.search(r"(^|\s)--[a-z]", text), text  # a CLI flag means nothing to a model
+    assert replies[7].endswith("or set all to release every claim you hold."), replies[7]
+    assert replies[8].endswith("Name paths or set all, not both."), replies[8]
     assert "Ask them with the ask tool (to: web-1)" in replies[2], replies[2]
     assert replies[3].endswith("see the search tool."), replies[3]
     assert "see the claims tool" in replies[5], replies[5]
