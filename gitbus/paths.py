@@ -56,11 +56,11 @@ def _refuse_pattern(raw: str, full: str, root: str) -> None:
             break
         fixed.append(part)
     instead = (
-        f"claim {'/'.join(fixed)}/ to hold everything under it"
+        f"name {'/'.join(fixed)}/ for everything under it"
         if fixed
         else "name the files one by one, or the folder that holds them"
     )
-    raise GitbusError(f"'{raw}' is a pattern, and claims take paths and folders, not patterns; {instead}.")
+    raise GitbusError(f"'{raw}' is a pattern, and gitbus takes paths and folders, not patterns; {instead}.")
 
 
 def normalize(raw: str, *, root: Path, cwd: Path, literal: bool = False) -> str:

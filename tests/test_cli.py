@@ -78,8 +78,18 @@ def test_a_refused_claim_exits_3_naming_holder_path_reason_and_expiry(joined: li
 def test_a_glob_claim_exits_1_in_one_line_naming_the_folder_to_claim(joined: list[Path]) -> None:
     code, out, err = gb(joined[0], "api-1", "claim", "internal/**")
     assert code == 1 and out == "" and err.count("\n") == 1
-    assert "claim internal/ to hold everything under it" in err
+    assert "name internal/ for everything under it" in err
     assert json.loads(gb(joined[1], "web-1", "claims", "--json")[1]) == []
+
+
+def test_a_glob_given_to_a_command_that_only_reads_is_refused_without_talk_of_claiming(
+    joined: list[Path],
+) -> None:
+    glob = "src/*.py"
+    for args in (["guard", glob], ["log", "--path", glob], ["discover", "x", "--path", glob]):
+        code, out, err = gb(joined[0], "api-1", *args)
+        assert code == 1 and out == "" and err.count("\n") == 1, args
+        assert "is a pattern" in err and "claim" not in err, (args, err)
 
 
 def test_a_compound_ttl_is_a_lease_and_a_bad_one_is_one_line_listing_the_forms(joined: list[Path]) -> None:

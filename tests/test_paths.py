@@ -162,17 +162,17 @@ def test_normalising_is_idempotent_and_stays_inside(
 @pytest.mark.parametrize(
     ("raw", "instead"),
     [
-        ("internal/**", "claim internal/ to hold everything under it"),
-        ("src/*.py", "claim src/ to hold everything under it"),
-        ("internal/api/handler?.go", "claim internal/api/ to hold everything under it"),
-        ("web/[ab]/x.ts", "claim web/ to hold everything under it"),
+        ("internal/**", "name internal/ for everything under it"),
+        ("src/*.py", "name src/ for everything under it"),
+        ("internal/api/handler?.go", "name internal/api/ for everything under it"),
+        ("web/[ab]/x.ts", "name web/ for everything under it"),
         ("*.go", "name the files one by one, or the folder that holds them"),
     ],
 )
 def test_a_glob_is_refused_naming_the_folder_to_claim_instead(repo: Path, raw: str, instead: str) -> None:
     with pytest.raises(GitbusError) as e:
         norm(repo, raw)
-    assert str(e.value).startswith(f"'{raw}' is a pattern, and claims take paths and folders, not patterns")
+    assert str(e.value).startswith(f"'{raw}' is a pattern, and gitbus takes paths and folders, not patterns")
     assert instead in str(e.value) and "\n" not in str(e.value)
 
 
