@@ -498,6 +498,9 @@ def client_env(home: Path, api: MockAPI, **extra: str) -> dict[str, str]:
         DISABLE_TELEMETRY="1",
         DISABLE_ERROR_REPORTING="1",
         IS_SANDBOX="1",  # bypass-permissions mode is refused to root otherwise
+        # The client waits 5 s for MCP servers before its first request; `gitbus mcp` answers in
+        # about 0.4 s, but on a loaded CI machine the SDK's import alone can take longer than that.
+        MCP_CONNECT_TIMEOUT_MS="30000",
         NO_PROXY="127.0.0.1,localhost",
         TERM="xterm-256color",
         **extra,
