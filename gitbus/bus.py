@@ -7,13 +7,13 @@ so orchestrators and tests can drive several agents in one process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, seen, settings, sync
+from gitbus import agents, chains, ledger, settings, sync
 from gitbus import paths as P
 from gitbus.claims import (
     DEFAULT_TTL_MS,
@@ -37,6 +37,7 @@ from gitbus.ids import (
     message_id_prefix,
     new_message_id,
 )
+from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
@@ -507,24 +508,15 @@ class Bus:
         self, cursor: str | None = None, limit: int | None = None
     ) -> tuple[list[Message], dict[str, Oid]]:
         """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read."""
-        return seen.unread(self, cursor, limit)
-
-    def session_origin(self) -> tuple[dict[str, Oid], int]:
-        """Where a new hook session of this agent starts reading (`seen.session_origin`)."""
-        return seen.session_origin(self)
+        return Inbox(self.repo, self.agent).unread(cursor, limit)
 
     def inbox(self, mark_read: bool = False) -> list[Message]:
-        return seen.inbox(self, mark_read)
+        """Everything unread, oldest first; with `mark_read`, the cursor moves past it."""
+        return Inbox(self.repo, self.agent).page(mark_read)[0]
 
     def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
         """What this agent has not seen, as much as fits in `budget`; marks seen what it returns."""
-        return seen.read_new(self, budget)
-
-    def mark_shown(
-        self, shown: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
-    ) -> None:
-        """A hook session showed `shown` (id -> chain ref) between its tips `before` and `after`."""
-        seen.mark_shown(self, shown, before, after)
+        return Inbox(self.repo, self.agent).read_new(budget)
 
     def _concerns_me(self, m: Message) -> bool:
         """Sent by me, to me, or to everyone: what `status` lists as open."""
@@ -563,7 +555,7 @@ class Bus:
             open_questions=questions,
             sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
             requests=requests,
-            unread=len(self.unread(limit=seen.UNREAD_COUNT_MAX)[0]),
+            unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
             skipped=len(self.repo.skipped),
             taken_over=tuple(taken),
             refused=tuple(sync.last_refused(self.repo)),
