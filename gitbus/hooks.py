@@ -245,7 +245,8 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
     if data.get("stop_hook_active"):
         return ""
     from gitbus import delivery
-    from gitbus.bus import Bus
+    from gitbus.board import read
+    from gitbus.bus import OPEN_WINDOW
 
     with s.locked():
         tips = bus_tips(s.loc.common_dir)
@@ -255,10 +256,9 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
         text, shown = s.tell(tips) if s.cursor.tips != tips else ("", ())
         assert s.cursor is not None
         reminded = s.cursor.reminded + shown  # a question shown just now is not repeated below
+        board = read(s.inbox().repo, int(time.time() * 1000), OPEN_WINDOW)
         pending = [  # oldest first: the longest waiting are reminded first
-            q
-            for q in reversed(Bus.open(s.loc.root, s.agent).status().open_questions)
-            if q.to == s.agent and q.id not in reminded
+            q for q in reversed(board.open_questions(to=s.agent)) if q.id not in reminded
         ]
         open_qs, later = pending[:STOP_REMINDERS], len(pending) - STOP_REMINDERS
         if open_qs or shown:  # only what is shown counts as reminded: the rest waits for a later Stop
