@@ -69,6 +69,10 @@ class Board:
         """Who took the request and whether it is done; None when nobody has."""
         return self.requests.get(request_id)
 
+    def untaken(self) -> int:
+        """How many of the requests read nobody has taken yet."""
+        return sum(st is None for st in self.requests.values())
+
     def open_requests(self) -> list[OpenRequest]:
         """Requests in the window not done yet (taken or not), newest first."""
         out = [OpenRequest(m, self.requests.get(m.id)) for m in self.recent if m.kind is Kind.REQUEST]

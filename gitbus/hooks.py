@@ -66,7 +66,8 @@ class Session:
         )
 
     def inbox(self) -> Inbox:
-        """The agent's inbox (loads the library: only called when there is something to do)."""
+        """The agent's inbox, on a fresh handle (a waiter lives for hours; loads the library, so
+        only called when there is something to do)."""
         from gitbus.git import Repository
         from gitbus.inbox import Inbox
 

@@ -48,6 +48,7 @@ from gitbus.tui.panes import (
     claim_rows,
     feed_rows,
     left,
+    status_line,
 )
 from gitbus.tui.screens import (
     ComposeScreen,
@@ -204,22 +205,8 @@ class GitbusApp(App[None]):
     # -- rendering ------------------------------------------------------------------------------
 
     def render_status(self) -> None:
-        s = self.snap
-        asked, opened = len(s.open_questions()), sum(st is None for st in s.requests.values())
-        live = sum(c.live(s.now) for c in s.claims)
-        text = Text.assemble((self.agent, "bold"), f" @ {self.root.name} │ ")
-        if self.query_filter:  # the filter itself shows in its box above the feed
-            text.append(f"{len(s.feed)} match", "bold yellow")
-        else:
-            text.append(f"{len(s.feed)} msgs")
-        text.append(f" │ {asked} open Qs │ {opened} open reqs │ {live} claims")
-        if len(s.claims) > live:
-            text.append(f", {len(s.claims) - live} expired", "red")
-        if s.skipped:  # a peer's bad data, read past: worth knowing, and `gitbus status` says more
-            text.append(f" │ {s.skipped} skipped", "bold red")
-        if s.refused:
-            text.append(f" │ {s.refused} refused at sync", "bold red")
-        self.home.query_one("#status", Static).update(text)
+        line = status_line(self.snap, self.agent, self.root.name, bool(self.query_filter))
+        self.home.query_one("#status", Static).update(line)
 
     def render_feed(self) -> None:
         self.home.query_one(FeedTable).fill(feed_rows(self.snap))

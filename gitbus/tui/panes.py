@@ -149,3 +149,21 @@ def agent_detail(s: Snapshot, name: str | None) -> Text:
             said = f"{inert(q.sender)}, {span(s.now - q.time)} ago: {inert(q.summary())}"
             text.append(f"\n? from {said}", "yellow")
     return text
+
+
+def status_line(s: Snapshot, me: str, where: str, filtered: bool) -> Text:
+    """The line above the panes: who, where, and the counts (a filter's matches in yellow)."""
+    live = sum(c.live(s.now) for c in s.claims)
+    text = Text.assemble((me, "bold"), f" @ {where} │ ")
+    if filtered:  # the filter itself shows in its box above the feed
+        text.append(f"{len(s.feed)} match", "bold yellow")
+    else:
+        text.append(f"{len(s.feed)} msgs")
+    text.append(f" │ {len(s.open_questions())} open Qs │ {s.board.untaken()} open reqs │ {live} claims")
+    if len(s.claims) > live:
+        text.append(f", {len(s.claims) - live} expired", "red")
+    if s.skipped:  # a peer's bad data, read past: worth knowing, and `gitbus status` says more
+        text.append(f" │ {s.skipped} skipped", "bold red")
+    if s.refused:
+        text.append(f" │ {s.refused} refused at sync", "bold red")
+    return text
