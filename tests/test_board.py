@@ -58,3 +58,18 @@ def test_a_claim_taken_over_is_named_for_its_old_owner(trio: tuple[Bus, Bus, Bus
     assert b.took_over(took.id) == ["api-1 src/a.py"]
     assert b.taken_from(AgentName("api-1")) == (("src/a.py", "web-1", took.time),)
     assert api.status().taken_over == b.taken_from(AgentName("api-1"))
+
+
+def test_the_tui_and_the_context_file_read_no_ledger_themselves() -> None:
+    """Request states and claims reach the TUI and the context file through the board only."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "gitbus"
+    faces = [*root.glob("tui*.py"), *root.glob("tui/*.py"), root / "context.py"]
+    banned = ("gitbus.ledger", "gitbus.sync", "gitbus.delegation.state_of")  # a type is fine; a read is not
+    for f in faces:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                bad = [n for n in names if any(n == b or n.startswith(b + ".") for b in banned)]
+                assert not bad, f"{f.name} imports {bad}"
