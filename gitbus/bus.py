@@ -7,14 +7,16 @@ so orchestrators and tests can drive several agents in one process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, seen, settings, sync
+from gitbus import agents, chains, ledger, settings, sync
 from gitbus import paths as P
+from gitbus.board import Board, OpenRequest, concerns
+from gitbus.board import read as read_board
 from gitbus.claims import (
     DEFAULT_TTL_MS,
     Claim,
@@ -24,7 +26,7 @@ from gitbus.claims import (
     decide_renew,
 )
 from gitbus.clock import Clock, SystemClock
-from gitbus.delegation import RequestState, decide_done, decide_take, state_of
+from gitbus.delegation import decide_done, decide_take
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
 from gitbus.ids import (
@@ -37,6 +39,7 @@ from gitbus.ids import (
     message_id_prefix,
     new_message_id,
 )
+from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
@@ -50,12 +53,6 @@ class AgentInfo:
     last_active: int
     last_summary: str
     live_claims: int
-
-
-@dataclass(frozen=True)
-class OpenRequest:
-    message: Message
-    state: RequestState | None
 
 
 @dataclass(frozen=True)
@@ -507,64 +504,35 @@ class Bus:
         self, cursor: str | None = None, limit: int | None = None
     ) -> tuple[list[Message], dict[str, Oid]]:
         """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read."""
-        return seen.unread(self, cursor, limit)
-
-    def session_origin(self) -> tuple[dict[str, Oid], int]:
-        """Where a new hook session of this agent starts reading (`seen.session_origin`)."""
-        return seen.session_origin(self)
+        return Inbox(self.repo, self.agent).unread(cursor, limit)
 
     def inbox(self, mark_read: bool = False) -> list[Message]:
-        return seen.inbox(self, mark_read)
+        """Everything unread, oldest first; with `mark_read`, the cursor moves past it."""
+        return Inbox(self.repo, self.agent).page(mark_read)[0]
 
     def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
         """What this agent has not seen, as much as fits in `budget`; marks seen what it returns."""
-        return seen.read_new(self, budget)
+        return Inbox(self.repo, self.agent).read_new(budget)
 
-    def mark_shown(
-        self, shown: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
-    ) -> None:
-        """A hook session showed `shown` (id -> chain ref) between its tips `before` and `after`."""
-        seen.mark_shown(self, shown, before, after)
-
-    def _concerns_me(self, m: Message) -> bool:
-        """Sent by me, to me, or to everyone: what `status` lists as open."""
-        return m.sender == self.agent or m.to in (EVERYONE, self.agent)
+    def board(self, window: int = OPEN_WINDOW, also: Iterable[Message] = ()) -> Board:
+        """The read model every overview is drawn from (`gitbus.board`): the newest `window`
+        messages, the claims, the request states, and what the last sync refused."""
+        b = read_board(self.repo, self.clock.now_ms(), window, also=also)
+        return replace(b, skipped=len(self.repo.skipped), refused=tuple(sync.last_refused(self.repo)))
 
     def status(self) -> Status:
-        now = self.clock.now_ms()
-        claims = self.claims(include_expired=True)
-        recent = list(islice(self.history(), OPEN_WINDOW))
-        answered = {m.reply_to for m in recent if m.kind is Kind.ANSWER}
-        questions = [
-            m for m in recent if m.kind is Kind.QUESTION and m.id not in answered and self._concerns_me(m)
-        ]
-        state = ledger.current(self.repo)
-        requests = [
-            OpenRequest(m, state_of(state, m.id))
-            for m in recent
-            if m.kind is Kind.REQUEST and self._concerns_me(m)
-        ]
-        requests = [r for r in requests if r.state is None or r.state.done_at is None]
-        taken: list[tuple[str, AgentName, int]] = []
-        for m in recent:  # newest first, until my own latest claim step
-            if m.sender == self.agent and m.kind in (Kind.CLAIM, Kind.RENEW, Kind.RELEASE):
-                break
-            if m.kind is Kind.CLAIM:
-                taken += [
-                    (v.split(" ", 1)[1], m.sender, m.time)
-                    for k, v in m.meta
-                    if k == "took-over" and v.split(" ", 1)[0] == self.agent and " " in v
-                ]
+        b = read_board(self.repo, self.clock.now_ms(), OPEN_WINDOW)
+        now, me = b.now, self.agent
         return Status(
-            me=self.agent,
+            me=me,
             now=now,
-            my_claims=[c for c in claims if c.owner == self.agent],
-            other_claims=[c for c in claims if c.owner != self.agent and c.live(now)],
-            open_questions=questions,
+            my_claims=[c for c in b.claims if c.owner == me],
+            other_claims=[c for c in b.claims if c.owner != me and c.live(now)],
+            open_questions=[q for q in b.open_questions() if concerns(q, me)],
             sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
-            requests=requests,
-            unread=len(self.unread(limit=seen.UNREAD_COUNT_MAX)[0]),
+            requests=[r for r in b.open_requests() if concerns(r.message, me)],
+            unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
             skipped=len(self.repo.skipped),
-            taken_over=tuple(taken),
+            taken_over=b.taken_from(me),
             refused=tuple(sync.last_refused(self.repo)),
         )

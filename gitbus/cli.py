@@ -598,10 +598,10 @@ def inbox(
     json_out: JsonOpt = False,
 ) -> None:
     """What this agent has not seen: messages to it, answers to its questions, broadcasts."""
-    from gitbus import seen
+    from gitbus.inbox import Inbox
 
     bus = _bus(ctx, json_out)
-    msgs, more = seen.inbox_page(bus, mark_read, n)
+    msgs, more = Inbox(bus.repo, bus.agent).page(mark_read, n)
     if json_out:
         render.dump(out, [m.to_json() for m in msgs])
         return

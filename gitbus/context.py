@@ -15,15 +15,16 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from itertools import accumulate, islice
+from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 
-from gitbus import agents, ledger
+from gitbus import agents
 from gitbus import paths as P
-from gitbus.chains import all_tips, history
-from gitbus.claims import Claim, all_claims
+from gitbus.board import Board
+from gitbus.board import read as read_board
+from gitbus.claims import Claim
 from gitbus.clock import hhmm
-from gitbus.delegation import state_of
 from gitbus.delivery import claim_fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
@@ -46,25 +47,23 @@ ROUNDS = (1, 3, 10, sys.maxsize)  # entries per section, raised round by round w
 
 @dataclass(frozen=True)
 class View:
-    """The part of the bus every context file is rendered from."""
+    """The part of the bus every context file is rendered from (a `Board`, as lists)."""
 
     now: int
     claims: list[Claim]
     recent: list[Message]  # newest first
     open_requests: list[Message]
+    source: Board | None = None  # the read it was made from
+
+    @cached_property
+    def board(self) -> Board:
+        return self.source or Board(self.now, tuple(self.recent), tuple(self.claims))
 
 
 def read_view(repo: Repository, now: int, tips: Mapping[str, Oid] | None = None) -> View:
     """The recent bus up to `tips` (default: as it is now) and the claims as they are now."""
-    upto = dict(tips) if tips is not None else all_tips(repo)
-    recent = [e.message for e in islice(history(repo, upto), WINDOW)]
-    state = ledger.current(repo)
-    requests = [
-        m
-        for m in recent
-        if m.kind is Kind.REQUEST and ((s := state_of(state, m.id)) is None or s.done_at is None)
-    ]
-    return View(now, all_claims(state), recent, requests)
+    b = read_board(repo, now, WINDOW, tips)
+    return View(now, list(b.claims), list(b.recent), [r.message for r in b.open_requests()], b)
 
 
 @dataclass(frozen=True)
@@ -139,12 +138,7 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
 
     others = [c for c in view.claims if c.owner != me and c.live(now)]
     others.sort(key=lambda c: not touches_mine((c.path,)))
-    answered = {m.reply_to for m in view.recent if m.kind is Kind.ANSWER}
-    open_qs = [
-        m
-        for m in view.recent
-        if m.kind is Kind.QUESTION and m.id not in answered and m.sender != me and m.to in (EVERYONE, me)
-    ]
+    open_qs = [m for m in view.board.open_questions() if m.sender != me and m.to in (EVERYONE, me)]
     mine_qs = {m.id for m in view.recent if m.kind is Kind.QUESTION and m.sender == me}
     answers = [m for m in view.recent if m.kind is Kind.ANSWER and m.reply_to in mine_qs]
     requests = [m for m in view.open_requests if m.to in (EVERYONE, me)]

@@ -1,8 +1,9 @@
 """Git's on-disk files read directly, without libgit2: the hooks' fast path.
 
 Importing pygit2 costs ~150 ms and a hook runs on every tool call, so the question
-"has anything on the bus changed?" is answered from the files git itself keeps: loose refs under
-`<common>/refs/` and `packed-refs`. Everything that writes still goes through `gitbus.git`. Loose
+"has anything on the bus changed?" is answered here, once, from the files git itself keeps: loose
+refs under `<common>/refs/` and `packed-refs` (`bus_tips`: the chain tips a session reads), or their
+`stat` alone (`bus_stamp`: the TUI's poll). Everything that writes still goes through `gitbus.git`. Loose
 refs are read before `packed-refs`, the order that cannot miss a ref being packed concurrently
 (git writes `packed-refs` before deleting the loose file).
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import NamedTuple, NewType
+
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF
 
 Oid = NewType("Oid", str)
 
@@ -83,6 +86,34 @@ def read_refs(common_dir: Path, prefix: str) -> dict[str, str]:
         if name.startswith(prefix) and name not in out:
             out[name] = value
     return out
+
+
+def bus_tips(common_dir: Path) -> dict[str, str]:
+    """The chain tips a session reads: every agent chain and the ledger (from files, no libgit2)."""
+    tips = read_refs(common_dir, AGENTS_PREFIX)
+    tips.update(read_refs(common_dir, LEDGER_REF))
+    return tips
+
+
+Stamp = tuple[tuple[str, int, int, int], ...]
+
+
+def bus_stamp(common_dir: Path) -> Stamp:
+    """What changes whenever a bus ref moves, from `stat` alone, no file read: (file, inode, mtime,
+    size) of each loose ref under refs/bus/, of packed-refs (pack-refs and gc replace it whole) and
+    of reftable's table list. A ref write is lock-then-rename, so a moved ref always has a new inode
+    and mtime even when its size is the same."""
+    files = [common_dir / "packed-refs", common_dir / "reftable" / "tables.list"]
+    for folder, _dirs, names in os.walk(common_dir / BUS_PREFIX):
+        files += [Path(folder, n) for n in names if not n.endswith(".lock")]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:  # gone between the walk and the stat: the next poll sees it
+            continue
+        out.append((str(f), st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
 
 
 def _read_oid(path: str) -> str | None:

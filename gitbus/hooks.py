@@ -17,17 +17,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from gitbus import agents, cursors
 from gitbus.errors import GitbusError
-from gitbus.gitfiles import Location, locate, read_refs
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, AgentName
+from gitbus.gitfiles import Location, Oid, bus_tips, locate
+from gitbus.ids import AgentName
 
 if TYPE_CHECKING:
     from gitbus import delivery
     from gitbus.bus import Bus
-    from gitbus.gitfiles import Oid
+    from gitbus.inbox import Inbox, Told
     from gitbus.lifeline import Lifeline
 
 EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
@@ -37,13 +37,6 @@ STOP_REMINDERS = 5  # open questions recalled per Stop; the rest at the next one
 CLAIMS_CHARS = 1500  # each list of claims at session start
 
 
-def bus_tips(common_dir: Path) -> dict[str, str]:
-    """The chain tips a session reads: every agent chain and the ledger (from files, no libgit2)."""
-    tips = read_refs(common_dir, AGENTS_PREFIX)
-    tips.update(read_refs(common_dir, LEDGER_REF))
-    return tips
-
-
 def emit(event: str, text: str = "", **extra: Any) -> str:
     out: dict[str, Any] = {"hookEventName": event, **extra}
     if text:
@@ -51,15 +44,11 @@ def emit(event: str, text: str = "", **extra: Any) -> str:
     return json.dumps({"hookSpecificOutput": out})
 
 
-class Told(NamedTuple):
-    """What a hook put in front of the model: the text, and the ids of the messages in it."""
-
-    text: str
-    shown: tuple[str, ...]
-
-
 class Session:
-    """One hook call's view: the worktree, the agent, the session and its cursor."""
+    """One hook call's view: the worktree, the agent, the session and its cursor.
+
+    It reads and saves the session cursor itself (small JSON files: the fast path); what to tell and
+    where a session starts are the inbox's (`gitbus.inbox`), loaded only when the tips moved."""
 
     def __init__(self, loc: Location, agent: AgentName, session_id: str) -> None:
         self.loc, self.agent, self.id = loc, agent, session_id
@@ -76,41 +65,23 @@ class Session:
             ),
         )
 
+    def inbox(self) -> Inbox:
+        """The agent's inbox, on a fresh handle (a waiter lives for hours; loads the library, so
+        only called when there is something to do)."""
+        from gitbus.git import Repository
+        from gitbus.inbox import Inbox
+
+        return Inbox(Repository.open(self.loc.root), self.agent)
+
     def new_batch(self, tips: Mapping[str, str], only_direct: bool = False) -> delivery.Batch:
         """What is new since the cursor (loads the library: only called when tips moved)."""
-        from gitbus import delivery
-        from gitbus.bus import Bus
-        from gitbus.chains import history
-        from gitbus.gitfiles import Oid
-
-        bus = Bus.open(self.loc.root, self.agent)
-        old = self.cursor.tips if self.cursor else {}
-        entries = list(
-            history(bus.repo, {r: Oid(t) for r, t in tips.items()}, {r: Oid(t) for r, t in old.items()})
-        )
-        return delivery.select(
-            ((e.message, e.commit, e.ref) for e in reversed(entries)),
-            old,
-            self.agent,
-            only_direct=only_direct,
-            skip=frozenset(self.cursor.skip if self.cursor else ()),
-        )
+        return self.inbox().new_batch(self.cursor or cursors.SessionCursor({}), tips, only_direct)
 
     def resume(self, tips: Mapping[str, str]) -> bool:
-        """Give a session without a readable cursor (hooks installed mid-session, both slots lost)
-        one to go on from, as a new session would start (`Bus.session_origin`): its agent's, so
-        what the agent has not seen is still told once, and what its sessions were shown (the
-        agent's remembered ids) is not told again. Saved at once, so the next call is the fast path
-        again. False when there is nothing new to tell from there."""
-        from gitbus.bus import Bus
-
-        bus = Bus.open(self.loc.root, self.agent)
-        origin, _ = bus.session_origin()
-        skip = tuple(cursors.load_shown(bus.repo, self.agent))
-        self.cursor = cursors.save_session(
-            self.loc.common_dir, self.agent, self.id, cursors.SessionCursor(dict(origin), skip=skip)
-        )
-        return dict(origin) != dict(tips)
+        """Give a session without a readable cursor one to go on from (`Inbox.resume`), saved at
+        once so the next call is the fast path again. False when there is nothing new to tell."""
+        self.cursor = self.inbox().resume(self.id)
+        return self.cursor.tips != dict(tips)
 
     def deliver(self, event: str) -> str:
         """New messages for this session as hook output, advancing the cursor over what is shown."""
@@ -127,25 +98,9 @@ class Session:
         return emit(event, text) if text else ""
 
     def tell(self, tips: Mapping[str, str], send: Callable[[str], bool] | None = None) -> Told:
-        """Select what is new up to `tips`, move the cursor over it, and count it as seen by the agent
-        (the inbox and MCP won't repeat it); the caller holds the lock and has a cursor.
-
-        With `send`, the text is handed to it first, and nothing counts as told unless it says the
-        text went out (a waiter whose session has gone must not eat a message)."""
-        from gitbus import delivery
-        from gitbus.bus import Bus
-
+        """`Inbox.tell` for this session; the caller holds the lock and has a cursor."""
         assert self.cursor is not None
-        before = self.cursor.tips
-        batch = self.new_batch(tips)
-        told = Told(delivery.render(batch, self.agent), tuple(m.id for m in batch.shown))
-        if send is not None and not send(told.text):
-            return Told("", ())
-        # Nothing left waiting: the cursor is at `tips`, refs that hold no message gitbus reads included
-        # (a peer's ref at a blob), or the fast path would never match the bus tips again.
-        self.save(batch.tips if batch.waiting else {**batch.tips, **tips})
-        if batch.tips != before:
-            Bus.open(self.loc.root, self.agent).mark_shown(batch.refs, before, batch.tips)
+        told, self.cursor = self.inbox().tell(self.id, self.cursor, tips, send)
         return told
 
     @contextmanager
@@ -159,14 +114,14 @@ class Session:
 def session_start(s: Session, source: str) -> str:
     from gitbus.bus import Bus
     from gitbus.delivery import claim_list
-    from gitbus.seen import SESSION_BACKLOG, UNREAD_COUNT_MAX
+    from gitbus.inbox import SESSION_BACKLOG, UNREAD_COUNT_MAX
 
     bus = Bus.open(s.loc.root, s.agent)
     earlier = 0
     if s.cursor is None or source in ("startup", "clear"):
-        with s.locked():
-            origin, earlier = bus.session_origin()
-            s.save(origin)  # what the agent has not seen is told from here on
+        with s.locked():  # what the agent has not seen is told from here on
+            s.cursor, earlier = s.inbox().start(s.id, s.cursor)
+            origin = {ref: Oid(tip) for ref, tip in s.cursor.tips.items()}
     head = (
         f"gitbus: you are agent {s.agent} in worktree {s.loc.root}. Other agents work in other "
         "worktrees of this repository and coordinate through gitbus (gitbus --help)."
@@ -291,7 +246,8 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
     if data.get("stop_hook_active"):
         return ""
     from gitbus import delivery
-    from gitbus.bus import Bus
+    from gitbus.board import read
+    from gitbus.bus import OPEN_WINDOW
 
     with s.locked():
         tips = bus_tips(s.loc.common_dir)
@@ -301,10 +257,9 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
         text, shown = s.tell(tips) if s.cursor.tips != tips else ("", ())
         assert s.cursor is not None
         reminded = s.cursor.reminded + shown  # a question shown just now is not repeated below
+        board = read(s.inbox().repo, int(time.time() * 1000), OPEN_WINDOW)
         pending = [  # oldest first: the longest waiting are reminded first
-            q
-            for q in reversed(Bus.open(s.loc.root, s.agent).status().open_questions)
-            if q.to == s.agent and q.id not in reminded
+            q for q in reversed(board.open_questions(to=s.agent)) if q.id not in reminded
         ]
         open_qs, later = pending[:STOP_REMINDERS], len(pending) - STOP_REMINDERS
         if open_qs or shown:  # only what is shown counts as reminded: the rest waits for a later Stop

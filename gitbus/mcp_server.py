@@ -29,9 +29,9 @@ from gitbus.clock import hhmm, parse_duration, span
 from gitbus.delivery import claim_fact, fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.ids import EVERYONE
+from gitbus.inbox import count_text
 from gitbus.inert import QUOTE_CHARS, inert, inert_block, quoted, within
 from gitbus.message import Message
-from gitbus.seen import count_text
 
 INSTRUCTIONS = """gitbus connects you with the other coding agents working in other git worktrees of this
 repository. Claim paths before larger edits (claim) and release them when done; edits inside another

@@ -23,9 +23,9 @@ from gitbus.bus import AgentInfo, Status
 from gitbus.claims import Claim
 from gitbus.clock import hhmm, iso, span
 from gitbus.ids import EVERYONE
+from gitbus.inbox import count_text
 from gitbus.inert import inert, inert_block, json_text
 from gitbus.message import Kind, Message
-from gitbus.seen import count_text
 
 KIND_STYLE = {
     Kind.JOIN: "dim",

@@ -80,45 +80,6 @@ def test_a_request_to_one_agent_can_be_taken_only_by_it(trio: tuple[Bus, Bus, Bu
     db.take(r.id)
 
 
-def test_the_inbox_holds_what_is_for_me_and_never_my_own(trio: tuple[Bus, Bus, Bus]) -> None:
-    api, web, db = trio
-    for b in trio:
-        b.inbox(mark_read=True)
-    mine = web.discover("web is on vite")
-    to_db = api.ask("db question", to="db-1")
-    to_web = api.ask("web question", to="web-1")
-    broadcast = db.discover("db is postgres")
-    assert [m.id for m in web.inbox()] == [to_web.id, broadcast.id]
-    assert mine.id not in [m.id for m in web.inbox()]
-    assert to_db.id not in [m.id for m in web.inbox()]
-
-
-def test_mark_read_advances_the_cursor_so_nothing_repeats(trio: tuple[Bus, Bus, Bus]) -> None:
-    api, web, _ = trio
-    web.inbox(mark_read=True)
-    first = api.discover("one")
-    assert [m.id for m in web.inbox(mark_read=True)] == [first.id]
-    assert web.inbox() == []
-    second = api.discover("two")
-    assert [m.id for m in web.inbox()] == [second.id]
-
-
-def test_a_late_message_with_an_older_time_is_still_delivered(
-    repo: Path, tmp_path: Path, clock: FakeClock
-) -> None:
-    other = tmp_path / "other-machine"
-    git(tmp_path, "clone", "-q", str(repo), str(other))
-    early = Bus.open(other, "early", FakeClock(clock.now_ms() - 3_600_000))
-    late = early.discover("from a machine whose clock is an hour behind")
-    reader = Bus.open(repo, "reader", clock)
-    reader.init()
-    Bus.open(repo, "writer", clock).discover("on time")
-    reader.inbox(mark_read=True)
-    git(repo, "fetch", "-q", str(other), "refs/bus/agents/early:refs/bus/agents/early")
-    assert late.time < reader.log(n=1)[0].time
-    assert [m.text for m in reader.inbox()] == ["early joined from other-machine", late.text]
-
-
 def test_log_filters_by_type_sender_path_time_and_text(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
     api, web, db = trio
     d1 = api.discover("handlers are in internal/api", ["internal/api/"])

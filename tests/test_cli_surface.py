@@ -89,7 +89,7 @@ def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -
 
 
 def test_an_unread_count_that_stopped_at_the_cap_prints_with_a_plus(joined: list[Path]) -> None:  # noqa: F811
-    from gitbus.seen import UNREAD_COUNT_MAX, count_text
+    from gitbus.inbox import UNREAD_COUNT_MAX, count_text
 
     assert count_text(UNREAD_COUNT_MAX) == f"{UNREAD_COUNT_MAX}+"
     assert count_text(UNREAD_COUNT_MAX - 1) == str(UNREAD_COUNT_MAX - 1)

@@ -25,7 +25,7 @@ from gitbus.cli import app
 from gitbus.clock import hhmm
 from gitbus.delivery import BUDGET_CHARS
 from gitbus.hooks import STOP_REMINDERS, handle
-from gitbus.seen import SESSION_BACKLOG
+from gitbus.inbox import SESSION_BACKLOG
 
 from .conftest import git, make_repo
 
