@@ -253,16 +253,17 @@ def run(argv: Sequence[str]) -> int | None:
     if parsed is None:
         return None
     name, root, values = parsed
-    out, err = render.console_for(), render.console_for(stderr=True)
     json_out = bool(values["json_out"])
+    # JSON goes out through `render.dump` alone, which writes the file as it is: no rich for it.
+    out = render.Plain(sys.stdout) if json_out else render.console_for()
     try:
         bus = Bus.open(root["directory"], root["agent"], offline=bool(values.pop("offline", False)))
         BODIES[name](bus, out, **values)
     except GitbusError as e:
-        return fail(e, out, err, json_out)
+        return fail(e, out, render.console_for(stderr=True), json_out)
     except (KeyboardInterrupt, EOFError):  # as click does: a new line, then typer's abort line
         sys.stderr.write("\n")
-        render.say(err, "gitbus: aborted")
+        render.say(render.console_for(stderr=True), "gitbus: aborted")
         return 1
     except BrokenPipeError:  # the reader went away (`gitbus log | head -1`): exit 1, as click does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
