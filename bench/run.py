@@ -38,6 +38,7 @@ import pygit2
 import realclient
 import report
 import search
+import startup
 import sync
 import synth
 import tui
@@ -80,11 +81,13 @@ class Config:
     claims_ops: int = 50
     read_reps: int = 5  # whole-history reads (history.py)
     realclient_runs: int = 10  # `claude -p` turns per arm, with and without gitbus (realclient.py)
+    startup_reps: int = 20  # rounds of the everyday commands in a regular install (startup.py)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
                big=10_000, hook_reps=20, live_posts=60, sync_reps=2, crowd_reps=2, crowd_ops=160,
-               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3, realclient_runs=4)
+               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3, realclient_runs=4,
+               startup_reps=8)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
 
@@ -384,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         cli = cli_times(cmds, cfg.cli_reps, env)
         library = timed_calls({key: _log20(b.root) for key, b in builds.items()}, cfg.cli_reps * 3)
+        log("start-up: `pip install` of this checkout into a fresh venv (a regular install, not editable)")
+        regular = startup.regular_install(work / "startup")
+        log(f"start-up: the everyday commands in that install, {cfg.startup_reps} rounds")
+        started = startup.startup_bench(work / "startup", env, regular, cfg.startup_reps)
 
         live_env = {k: v for k, v in env.items() if k != "GITBUS_AGENT"}  # agents come from worktrees here
         log(f"live: the hook's nothing-new path, {cfg.hook_reps} repetitions")
@@ -429,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
-        tui=tui_first, realclient=real,
+        tui=tui_first, realclient=real, startup=started,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

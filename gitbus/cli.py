@@ -2,8 +2,12 @@
 
 Exit codes: 0 success, 1 a user error (any `GitbusError`), 2 a malformed command line, 3 a conflict
 (claim or request held by another agent), 4 the bus stayed locked; the table is `EXIT_CODES`, and
-docs/cli.md's table is checked against it. `_Group` is the one place that turns errors into exit
-codes: `invoke` for a `GitbusError`, `main` for a malformed command line (click's `UsageError`).
+docs/cli.md's table is checked against it. `quick.fail` is the one place that turns a `GitbusError`
+into its line and exit code (`_Group.invoke` calls it here, `quick.run` for the everyday commands);
+`_Group.main` handles a malformed command line (click's `UsageError`).
+
+The everyday commands' bodies live in `gitbus.quick`, which runs them without typer; their options
+are declared here, once, and docs/gen_cli.py copies them into `gitbus/quick_args.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from rich.console import Console
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from gitbus import render
+from gitbus import quick, render
 from gitbus.bus import Bus
 from gitbus.clock import hhmm, iso, parse_duration, parse_since
 from gitbus.errors import ClaimConflict, Conflict, Contended, GitbusError, NotFound
@@ -135,21 +139,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except GitbusError as e:
-            if isinstance(e, ClaimConflict) and ctx.obj and ctx.obj.get("json"):
-                render.dump(
-                    out,
-                    {
-                        "error": e.message,
-                        "holder": e.holder,
-                        "held_path": e.held_path,
-                        "reason": e.reason,
-                        "expires_at": iso(e.expires_at),
-                        "expires_at_ms": e.expires_at,
-                    },
-                )
-            # A refusal may name a peer's claim, path and reason: shown inert.
-            err.print(f"gitbus: {inert_block(e.message)}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
+            raise typer.Exit(quick.fail(e, out, err, bool(ctx.obj and ctx.obj.get("json")))) from None
 
 
 app = typer.Typer(
@@ -207,25 +197,11 @@ def _bus(ctx: typer.Context, json_out: bool = False, offline: bool = False) -> B
     return Bus.open(ctx.obj["dir"], ctx.obj["agent"], offline=offline)
 
 
-def _text(text: str) -> str:
-    """The text argument, or standard input for `-` (strict UTF-8)."""
-    if text != "-":
-        return text
-    data = sys.stdin.buffer.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GitbusError("Standard input is not valid UTF-8; nothing was sent.") from None
+_text = quick.stdin_text
 
 
 def _posted(bus: Bus, msg: Any, json_out: bool) -> None:
-    if msg is None:
-        return
-    if json_out:
-        render.dump(out, msg.to_json())
-    else:
-        # A take's text is the request's summary: a peer's words.
-        out.print(f"{msg.kind.value} {msg.id} from {msg.sender}: {inert(msg.summary())}", markup=False)
+    quick.posted(out, msg, json_out)
 
 
 # -- identity -----------------------------------------------------------------------------------
@@ -307,8 +283,7 @@ def discover(
     json_out: JsonOpt = False,
 ) -> None:
     """Tell everyone what you found."""
-    bus = _bus(ctx, json_out)
-    _posted(bus, bus.discover(_text(text), path or []), json_out)
+    quick.discover(_bus(ctx, json_out), out, text=text, path=path, json_out=json_out)
 
 
 @app.command()
@@ -390,22 +365,7 @@ def claim(
 ) -> None:
     """Claim paths so other agents keep out; all or none. Exit 3 names the holder on conflict."""
     bus = _bus(ctx, json_out, offline)
-    msg = bus.claim(paths, parse_duration(ttl) if ttl else None, reason)
-    if json_out:
-        now = bus.clock.now_ms()
-        render.dump(
-            out,
-            {
-                **msg.to_json(),
-                "claims": [
-                    render.claim_json(c, now)
-                    for c in bus.claims()
-                    if c.owner == bus.agent and c.path in msg.paths
-                ],
-            },
-        )
-    else:
-        out.print(f"claimed {', '.join(msg.paths)} until {hhmm(int(msg.get('expires') or 0))}", markup=False)
+    quick.claim(bus, out, paths=paths, ttl=ttl, reason=reason, json_out=json_out)
 
 
 @app.command()
@@ -459,12 +419,7 @@ def claims_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """List live claims (all agents)."""
-    bus = _bus(ctx, json_out)
-    now, cs = bus.clock.now_ms(), bus.claims(include_expired=all_)
-    if json_out:
-        render.dump(out, [render.claim_json(c, now) for c in cs])
-    else:
-        render.claims(out, cs, now, bus.agent)
+    quick.claims(_bus(ctx, json_out), out, all_=all_, json_out=json_out)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -497,18 +452,18 @@ def log(
 ) -> None:
     """Show the bus history, newest first (with --follow: oldest first, then live; JSON one a line)."""
     bus = _bus(ctx, json_out)
+    if not follow:
+        quick.log(
+            bus, out, n=n, type_=type_, from_=from_, path=path, since=since, grep=grep, json_out=json_out
+        )
+        return
     kinds = type_ or []
     now = bus.clock.now_ms()
     newest = bus.log(1)  # read first: whatever arrives from here on is at or after its time
     msgs = bus.log(
         n, kinds=kinds, sender=from_, path=path, since=parse_since(since, now) if since else None, grep=grep
     )
-    if follow:
-        _follow(bus, msgs, newest[0].time if newest else 0, json_out, kinds, from_, path, grep)
-    elif json_out:
-        render.dump(out, [m.to_json() for m in msgs])
-    else:
-        render.messages(out, msgs, now)
+    _follow(bus, msgs, newest[0].time if newest else 0, json_out, kinds, from_, path, grep)
 
 
 def _follow(
@@ -617,12 +572,7 @@ def inbox(
 @app.command()
 def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Who I am, my claims, others' claims, open questions and requests."""
-    bus = _bus(ctx, json_out)
-    s = bus.status()
-    if json_out:
-        render.dump(out, render.status_json(s))
-    else:
-        render.status(out, s)
+    quick.status(_bus(ctx, json_out), out, json_out=json_out)
 
 
 @app.command()

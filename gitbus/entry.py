@@ -1,6 +1,9 @@
-"""The `gitbus` executable: `gitbus hook …` goes straight to the light hook handler; all else to the CLI.
+"""The `gitbus` executable: `gitbus hook …` goes straight to the light hook handler, the everyday
+commands (log, status, claims, discover, claim) to `gitbus.quick`; all else, and anything `quick`
+does not take, to the typer CLI.
 
-Claude Code runs the hook on every tool call, so it must not import typer and rich (~130 ms).
+Claude Code runs the hook on every tool call, and agents the everyday commands on every step, so
+neither may import typer (with pydantic) and rich (~130 ms).
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ def main() -> None:
         from gitbus.hooks import main as hook_main
 
         sys.exit(hook_main(sys.argv[2:]))
+    from gitbus.quick import run
+
+    code = run(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     from gitbus.cli import main as cli_main
 
     cli_main()

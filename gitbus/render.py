@@ -1,8 +1,9 @@
 """How the CLI shows library values to people (rich) and to programs (JSON).
 
-A face module: the only place, with `cli`, that knows about rich. Every peer-supplied value goes in
-as a `Text` made with `gitbus.inert`, never into a markup string: a peer's `[/x]` is shown, not parsed,
-and its escape sequences are shown, not run by the terminal.
+A face module: the only place, with `cli`, that knows about rich, and it imports rich only to draw
+for a terminal: the everyday commands run without it under a pipe (`gitbus.quick`, issue 14).
+Every peer-supplied value goes in as a `Text` made with `gitbus.inert`, never into a markup string:
+a peer's `[/x]` is shown, not parsed, and its escape sequences are shown, not run by the terminal.
 
 Tables are for people at a terminal. When stdout is a pipe or a file, each list is one line a row,
 fields separated by tabs in a fixed order (docs/cli.md § Output under a pipe); every field is
@@ -11,13 +12,11 @@ inert, so a tab or newline inside one is shown as `\\t`, `\\n` and never splits 
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from gitbus.bus import AgentInfo, Status
 from gitbus.claims import Claim
@@ -26,6 +25,9 @@ from gitbus.ids import EVERYONE
 from gitbus.inbox import count_text
 from gitbus.inert import inert, inert_block, json_text
 from gitbus.message import Kind, Message
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 KIND_STYLE = {
     Kind.JOIN: "dim",
@@ -41,17 +43,84 @@ KIND_STYLE = {
 }
 
 
-def piped(console: Console) -> bool:
+class Out(Protocol):
+    """Where a command writes: a rich `Console`, or `Plain` where that is surely not a terminal."""
+
+    @property
+    def file(self) -> IO[str]: ...
+
+    @property
+    def is_terminal(self) -> bool: ...
+
+    def print(
+        self,
+        *objects: Any,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        soft_wrap: bool | None = None,
+    ) -> None: ...
+
+
+class Plain:
+    """Output to a pipe or a file: written as it is, without importing rich (~50 ms).
+
+    Everything printed under a pipe goes through `say`, `rows` and `dump`, which write to `file`
+    whatever the console, so a `Plain` and a rich console give the same bytes there."""
+
+    is_terminal = False
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+
+    def print(
+        self,
+        *objects: Any,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        soft_wrap: bool | None = None,
+    ) -> None:
+        raise TypeError("Plain output takes text through render.say, rows and dump only")
+
+
+def console_for(stderr: bool = False) -> Out:
+    """A console for stdout (or stderr): `Plain` when rich would surely not see a terminal there
+    (not a tty, and neither FORCE_COLOR nor TTY_COMPATIBLE set); else rich's, made as `cli` makes
+    its own, so it decides exactly as `cli` would."""
+    file = sys.stderr if stderr else sys.stdout
+    env = os.environ
+    if "FORCE_COLOR" not in env and "TTY_COMPATIBLE" not in env and not _isatty(file):
+        return Plain(file)
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False) if stderr else Console(highlight=False, soft_wrap=True)
+
+
+def _isatty(file: IO[str]) -> bool:
+    try:
+        return file.isatty()
+    except (AttributeError, ValueError):  # no such method, or closed: rich says no terminal too
+        return False
+
+
+def piped(console: Out) -> bool:
     """True when stdout is not a terminal: rows go out as tab-separated lines, not tables."""
     return not console.is_terminal
 
 
-def rows(console: Console, lines: Iterable[Sequence[str]]) -> None:
+def say(console: Out, text: str) -> None:
+    """One line of plain text (never markup): written as it is under a pipe, by rich at a terminal."""
+    if piped(console):
+        console.file.write(text + "\n")
+    else:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def rows(console: Out, lines: Iterable[Sequence[str]]) -> None:
     """Tab-separated lines, each field already inert (so it holds no tab or newline)."""
     console.file.write("".join("\t".join(fields) + "\n" for fields in lines))
 
 
-def dump(console: Console, obj: Any) -> None:
+def dump(console: Out, obj: Any) -> None:
     """JSON for programs: plain, one document, no colour or wrapping; values exact, but what a
     terminal would act on is written as `\\u` escapes."""
     console.file.write(json_text(obj, indent=2) + "\n")
@@ -84,10 +153,13 @@ def message_row(m: Message) -> list[str]:
     return [inert(m.id), iso(m.time), m.kind.value, inert(m.sender), inert(m.to), text]
 
 
-def messages(console: Console, msgs: Sequence[Message], now: int, title: str | None = None) -> None:
+def messages(console: Out, msgs: Sequence[Message], now: int, title: str | None = None) -> None:
     if piped(console):
         rows(console, (message_row(m) for m in msgs))
         return
+    from rich.table import Table
+    from rich.text import Text
+
     if not msgs:
         console.print("[dim]no messages[/dim]")
         return
@@ -113,6 +185,8 @@ def messages(console: Console, msgs: Sequence[Message], now: int, title: str | N
 
 def line(console: Console, m: Message, json_out: bool = False) -> None:
     """One message on one line, flushed at once: `gitbus log --follow` (JSON: one object a line)."""
+    from rich.text import Text
+
     if json_out:
         console.file.write(json_text(m.to_json()) + "\n")
     else:
@@ -131,6 +205,8 @@ def line(console: Console, m: Message, json_out: bool = False) -> None:
 
 
 def message_full(console: Console, m: Message, replies: Iterable[Message], now: int) -> None:
+    from rich.text import Text
+
     to = "all" if m.to == EVERYONE else inert(m.to)
     console.print(
         Text.assemble(
@@ -169,10 +245,13 @@ def claim_row(c: Claim, now: int) -> list[str]:
     return [inert(c.path), inert(c.owner), iso(c.expires_at), state, inert(c.reason)]
 
 
-def claims(console: Console, cs: Sequence[Claim], now: int, me: str | None = None) -> None:
+def claims(console: Out, cs: Sequence[Claim], now: int, me: str | None = None) -> None:
     if piped(console):
         rows(console, (claim_row(c, now) for c in cs))
         return
+    from rich.table import Table
+    from rich.text import Text
+
     if not cs:
         console.print("[dim]no claims[/dim]")
         return
@@ -200,6 +279,9 @@ def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> N
     if piped(console):
         rows(console, (agent_row(a) for a in infos))
         return
+    from rich.table import Table
+    from rich.text import Text
+
     if not infos:
         console.print("[dim]no agents yet; run `gitbus init` in a worktree[/dim]")
         return
@@ -217,33 +299,56 @@ def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> N
     console.print(table)
 
 
-def status(console: Console, s: Status) -> None:
+Span = tuple[str, str]  # a piece of a line and its rich style ("" for none)
+
+
+def _spans(console: Out, *spans: Span) -> None:
+    """One line of pieces: their text under a pipe, styled by rich at a terminal."""
+    if piped(console):
+        console.file.write("".join(text for text, _ in spans) + "\n")
+        return
+    from rich.text import Text
+
+    console.print(Text.assemble(*spans))
+
+
+def _heading(console: Out, title: str) -> None:
+    """A blank line, then `title` (bold at a terminal)."""
+    if piped(console):
+        console.file.write(f"\n{title}\n")
+    else:
+        console.print(f"\n[bold]{title}[/bold]")
+
+
+def status(console: Out, s: Status) -> None:
     unread = f"; {count_text(s.unread)} unread (gitbus inbox)."
-    console.print(Text.assemble("You are ", (s.me, "bold"), unread))
+    _spans(console, ("You are ", ""), (s.me, "bold"), (unread, ""))
     if s.sync:
         when = ago(int(s.sync.get("at") or 0), s.now)
-        state = Text(f"failed: {inert(str(s.sync['error']))}", "red") if s.sync.get("error") else Text("ok")
+        failed = f"failed: {inert(str(s.sync['error']))}" if s.sync.get("error") else ""
         remote = inert(str(s.sync.get("remote")))
-        console.print(Text.assemble(f"Last background sync with {remote}: {when}, ", state))
+        state = (failed, "red") if failed else ("ok", "")
+        _spans(console, (f"Last background sync with {remote}: {when}, ", ""), state)
     if s.damage():
-        console.print(Text(s.damage() or "", "yellow"))
+        _spans(console, (s.damage() or "", "yellow"))
     for path, by, at in s.taken_over:
-        console.print(
-            f"Your expired claim on {inert(path)} was taken over by {inert(by)} at {hhmm(at)}.", markup=False
-        )
-    console.print("\n[bold]Your claims[/bold]")
+        say(console, f"Your expired claim on {inert(path)} was taken over by {inert(by)} at {hhmm(at)}.")
+    _heading(console, "Your claims")
     claims(console, s.my_claims, s.now, s.me)
-    console.print("\n[bold]Others' claims[/bold]")
+    _heading(console, "Others' claims")
     claims(console, s.other_claims, s.now, s.me)
-    console.print("\n[bold]Open questions[/bold]")
+    _heading(console, "Open questions")
     messages(console, s.open_questions, s.now)
-    console.print("\n[bold]Open requests[/bold]")
+    _heading(console, "Open requests")
     if not s.requests:
-        console.print("[dim]none[/dim]")
+        if piped(console):
+            console.file.write("none\n")
+        else:
+            console.print("[dim]none[/dim]")
     for r in s.requests:
         req = r.message
         how = f"taken by {inert(r.state.taker)}" if r.state else "open"
-        console.print(Text(f"{inert(req.id[:8])} from {inert(req.sender)} ({how}): {inert(req.summary())}"))
+        _spans(console, (f"{inert(req.id[:8])} from {inert(req.sender)} ({how}): {inert(req.summary())}", ""))
 
 
 def status_json(s: Status) -> dict[str, Any]:

@@ -1,0 +1,271 @@
+"""The everyday commands — log, status, claims, discover, claim — started without typer (issue 14).
+
+People run these dozens of times an hour and agents on every step; typer (with pydantic) and rich
+cost more to import than the command costs to run. So `entry` offers every command line to `run`
+first. It parses one of these commands with the table in `quick_args`, which docs/gen_cli.py
+generates from the typer declarations in `cli` (the one place options are declared), opens the bus
+and calls the same body the typer command calls; rich is imported only to draw for a terminal.
+Whatever it does not take as well formed — `--help`, `--version`, an unknown option, a missing or
+bad value, `log --follow`, shell completion — it hands back untouched, and typer does all of it as
+before: help, usage errors (exit 2) and every other command.
+
+`fail` is the one place a `GitbusError` becomes its line and exit code, on both paths.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gitbus import render
+from gitbus.bus import Bus
+from gitbus.clock import hhmm, iso, parse_duration, parse_since
+from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.inert import inert, inert_block
+from gitbus.quick_args import COMMANDS, ROOT, Param
+from gitbus.render import Out
+
+_COUNT = re.compile(r"[1-9][0-9]{0,17}")  # an INTEGER both parsers read alike; anything else goes to typer
+
+Values = dict[str, Any]
+
+
+# -- the bodies, shared with the typer commands in `cli` ----------------------------------------
+
+
+def stdin_text(text: str) -> str:
+    """The text argument, or standard input for `-` (strict UTF-8)."""
+    if text != "-":
+        return text
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GitbusError("Standard input is not valid UTF-8; nothing was sent.") from None
+
+
+def posted(out: Out, msg: Any, json_out: bool) -> None:
+    """What a post printed: the message as JSON, or one line naming it."""
+    if msg is None:
+        return
+    if json_out:
+        render.dump(out, msg.to_json())
+    else:
+        # A take's text is the request's summary: a peer's words.
+        render.say(out, f"{msg.kind.value} {msg.id} from {msg.sender}: {inert(msg.summary())}")
+
+
+def log(
+    bus: Bus,
+    out: Out,
+    *,
+    n: int,
+    type_: list[str] | None,
+    from_: str | None,
+    path: str | None,
+    since: str | None,
+    grep: str | None,
+    json_out: bool,
+) -> None:
+    now = bus.clock.now_ms()
+    when = parse_since(since, now) if since else None
+    msgs = bus.log(n, kinds=type_ or [], sender=from_, path=path, since=when, grep=grep)
+    if json_out:
+        render.dump(out, [m.to_json() for m in msgs])
+    else:
+        render.messages(out, msgs, now)
+
+
+def status(bus: Bus, out: Out, *, json_out: bool) -> None:
+    s = bus.status()
+    if json_out:
+        render.dump(out, render.status_json(s))
+    else:
+        render.status(out, s)
+
+
+def claims(bus: Bus, out: Out, *, all_: bool, json_out: bool) -> None:
+    now, cs = bus.clock.now_ms(), bus.claims(include_expired=all_)
+    if json_out:
+        render.dump(out, [render.claim_json(c, now) for c in cs])
+    else:
+        render.claims(out, cs, now, bus.agent)
+
+
+def discover(bus: Bus, out: Out, *, text: str, path: list[str] | None, json_out: bool) -> None:
+    posted(out, bus.discover(stdin_text(text), path or []), json_out)
+
+
+def claim(bus: Bus, out: Out, *, paths: list[str], ttl: str | None, reason: str, json_out: bool) -> None:
+    msg = bus.claim(paths, parse_duration(ttl) if ttl else None, reason)
+    if json_out:
+        now = bus.clock.now_ms()
+        mine = [c for c in bus.claims() if c.owner == bus.agent and c.path in msg.paths]
+        render.dump(out, {**msg.to_json(), "claims": [render.claim_json(c, now) for c in mine]})
+    else:
+        render.say(out, f"claimed {', '.join(msg.paths)} until {hhmm(int(msg.get('expires') or 0))}")
+
+
+BODIES: dict[str, Callable[..., None]] = {  # one for each command in quick_args.COMMANDS
+    "log": log,
+    "status": status,
+    "claims": claims,
+    "discover": discover,
+    "claim": claim,
+}
+
+
+def fail(e: GitbusError, out: Out, err: Out, json_out: bool) -> int:
+    """The one place a `GitbusError` is shown and becomes an exit code (`cli.EXIT_CODES`)."""
+    if isinstance(e, ClaimConflict) and json_out:
+        render.dump(
+            out,
+            {
+                "error": e.message,
+                "holder": e.holder,
+                "held_path": e.held_path,
+                "reason": e.reason,
+                "expires_at": iso(e.expires_at),
+                "expires_at_ms": e.expires_at,
+            },
+        )
+    # A refusal may name a peer's claim, path and reason: shown inert.
+    render.say(err, f"gitbus: {inert_block(e.message)}")
+    return e.exit_code
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def _value(param: Param, raw: str) -> Any:
+    """`raw` as `param` takes it, or None where typer might read it otherwise."""
+    if param.kind == "int":
+        if not _COUNT.fullmatch(raw) or (param.min is not None and int(raw) < param.min):
+            return None
+        return int(raw)
+    if param.kind == "path":
+        return Path(raw) if raw else None
+    return raw
+
+
+def _options(
+    params: Sequence[Param], argv: Sequence[str], interspersed: bool
+) -> tuple[Values, list[str]] | None:
+    """Click's reading of `argv` against `params`: (values by name, the positional words); None for
+    anything click would refuse or read in a way this does not (then typer reads it).
+
+    Options may come between positional words unless `interspersed` is false (a group: the first
+    word is the command, and it and all after it are returned)."""
+    by_flag = {flag: p for p in params for flag in p.flags}
+    values: Values = {}
+    words: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token == "--":
+            if not interspersed:
+                return None
+            words += argv[i:]
+            break
+        if token[:1] != "-" or token == "-":
+            words.append(token)
+            if not interspersed:
+                words += argv[i:]
+                break
+            continue
+        if token.startswith("--"):
+            flag, eq, attached = token.partition("=")
+        else:  # -n5, -tclaim: a short option's value may be attached
+            flag, attached = token[:2], token[2:]
+            eq = "=" if attached else ""
+        param = by_flag.get(flag)
+        if param is None:
+            return None
+        if param.kind == "flag":
+            if eq:
+                return None
+            values[param.name] = True
+            continue
+        if eq:
+            raw = attached
+        elif i < len(argv):
+            raw, i = argv[i], i + 1
+        else:
+            return None
+        value = _value(param, raw)
+        if value is None:
+            return None
+        if param.kind == "list":
+            values.setdefault(param.name, []).append(value)
+        else:
+            values[param.name] = value
+    return values, words
+
+
+def parse(argv: Sequence[str]) -> tuple[str, Values, Values] | None:
+    """(command, root values, command values) for a well-formed everyday command line, else None."""
+    if any(not a.isascii() and not _utf8(a) for a in argv):
+        return None
+    root = _options(ROOT, argv, interspersed=False)
+    if root is None or not root[1] or root[1][0] not in COMMANDS:
+        return None
+    name, rest = root[1][0], root[1][1:]
+    params = COMMANDS[name]
+    got = _options(params, rest, interspersed=True)
+    if got is None:
+        return None
+    values, words = got
+    for p in params:
+        if p.kind == "args":
+            if not words:
+                return None
+            values[p.name], words = list(words), []
+        elif p.kind == "arg":
+            if not words:
+                return None
+            values[p.name], words = words[0], words[1:]
+        else:
+            values.setdefault(p.name, p.default)
+    if words or (name == "log" and values.pop("follow")):  # too many words; log -f stays in cli
+        return None
+    return name, {p.name: root[0].get(p.name, p.default) for p in ROOT}, values
+
+
+def _utf8(word: str) -> bool:
+    """False for a word holding bytes that were not UTF-8 (surrogate escapes): typer's to judge."""
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def run(argv: Sequence[str]) -> int | None:
+    """Run an everyday command and return its exit code; None (nothing done) for typer to take."""
+    if "_GITBUS_COMPLETE" in os.environ:  # shell completion is typer's
+        return None
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    name, root, values = parsed
+    json_out = bool(values["json_out"])
+    # JSON goes out through `render.dump` alone, which writes the file as it is: no rich for it.
+    out = render.Plain(sys.stdout) if json_out else render.console_for()
+    try:
+        bus = Bus.open(root["directory"], root["agent"], offline=bool(values.pop("offline", False)))
+        BODIES[name](bus, out, **values)
+    except GitbusError as e:
+        return fail(e, out, render.console_for(stderr=True), json_out)
+    except (KeyboardInterrupt, EOFError):  # as click does: a new line, then typer's abort line
+        sys.stderr.write("\n")
+        render.say(render.console_for(stderr=True), "gitbus: aborted")
+        return 1
+    except BrokenPipeError:  # the reader went away (`gitbus log | head -1`): exit 1, as click does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
