@@ -37,6 +37,7 @@ from gitbus.ids import (
     message_id_prefix,
     new_message_id,
 )
+from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
@@ -105,6 +106,7 @@ class Bus:
         self.named = named  # the agent's name was asked for, not derived from the folder's name
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
+        self.notices: list[str] = []  # one-line news of the last ledger step (e.g. a refused tip replaced)
 
     @classmethod
     def open(
@@ -403,11 +405,13 @@ class Bus:
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
         mid = new_message_id()
         past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        arbiter = self._arbiter()
         msg = ledger.transact(
             self.repo,
             lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, past), mid),
-            self._arbiter(),
+            arbiter,
         )
+        self.notices = [inert(n, 400) for n in arbiter.notices]
         self._ensure_joined()  # after: a refused step writes nothing, not even a join
         return msg
 

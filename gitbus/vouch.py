@@ -7,7 +7,9 @@ on it may be stamped more than a day ahead of this machine's clock. On an agent 
 that is no message gitbus takes there (a foreign commit, a newer format version, a forged sender,
 text that breaks the rules) is taken in and skipped by every reader, which counts it: refusing it
 would stop the chain there, and one peer's push would silence the chain's owner. On the ledger,
-whose state is its tip's tree, every new commit must be a ledger step. A ref that fails is taken in
+whose state is its tip's tree, every new commit must be a ledger step whose tree changes only what
+that step by its sender may change (`gitbus.steps`): a peer cannot plant, drop or alter claims in
+another agent's name. A ref that fails is taken in
 only up to its newest commit that holds nothing bad (or not at all), its tracking ref is put back
 there, and the report says which ref and why, in one line; the rest of the bus is taken in as usual.
 The walk is iterative and costs what is new.
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gitbus import steps
 from gitbus.chains import FUTURE_MS, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
 from gitbus.gitfiles import Oid, RefMoved
@@ -38,6 +41,7 @@ class Refusal:
     remote: str
     reason: str
     kept: Oid | None  # the tracking ref now (what was taken in), None: nothing
+    fetched: Oid | None = None  # what the remote holds there, which was refused
 
     def line(self) -> str:
         upto = f"; taken in up to {self.kept[:12]}" if self.kept else ""
@@ -154,6 +158,10 @@ def _walk(
                 bad[oid] = "a commit that is no valid gitbus message (" + bad[oid] + ")"
         elif msg.time > now_ms + FUTURE_MS:
             bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
+        elif ref == LEDGER_REF:
+            why = steps.problem(repo, commit, msg)
+            if why is not None:
+                bad[oid] = why
     if not bad:
         return None, None
     tainted = _descendants(parents, set(bad))
@@ -198,7 +206,7 @@ def _put_back(
             repo.update_ref(tracking_ref, keep, fetched, "gitbus sync: refused what came after")
     except RefMoved:
         pass  # another fetch moved it meanwhile; it is checked again at its own sync
-    return Refusal(ref, remote, reason, keep)
+    return Refusal(ref, remote, reason, keep, fetched)
 
 
 def bus_ref_of(tracking_prefix: str, tracking_ref: str) -> str | None:
