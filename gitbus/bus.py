@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, seen, settings, sync
+from gitbus import agents, chains, ledger, searchindex, seen, settings, sync
 from gitbus import paths as P
 from gitbus.claims import (
     DEFAULT_TTL_MS,
@@ -38,7 +38,7 @@ from gitbus.ids import (
     new_message_id,
 )
 from gitbus.inert import inert
-from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode, kind_named
+from gitbus.message import LEDGER_KINDS, MAX_PATHS, Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
@@ -487,21 +487,46 @@ class Bus:
         return list(islice(picked, n) if n is not None else picked)
 
     def find(self, prefix: str) -> Message:
-        """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix."""
+        """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix.
+
+        Ids are chosen by their writers, so a peer can post another message's id. Every clone then
+        takes the same one, the first carrier: the earliest in (time, chain, commit) order. Later
+        carriers of that id are skipped and counted in `repo.skipped` (docs/format.md, Ids)."""
         want = message_id_prefix(prefix)
-        found: list[Message] = []
-        for m in self.history():
-            if m.id.startswith(want):
-                found.append(m)
-                if len(want) == 16 or len(found) > 1:
-                    break
-        if not found:
+        firsts: dict[MessageId, tuple[tuple[int, str, str], Message]] = {}
+        for commit in self._carriers(want):
+            try:
+                msg = decode(self.repo.read_commit(commit).message)
+            except GitbusError:
+                continue
+            if not msg.id.startswith(want):
+                continue
+            key = (msg.time, LEDGER_REF if msg.kind in LEDGER_KINDS else agent_ref(msg.sender), commit)
+            first = firsts.get(msg.id)
+            if first is None or key < first[0]:
+                if first is not None:
+                    self._skip_reused(first[0][2], msg.id)
+                firsts[msg.id] = (key, msg)
+            else:
+                self._skip_reused(commit, msg.id)
+        if not firsts:
             raise NotFound(f"No message has id {want}; see `gitbus log`.")
-        if len(found) > 1:
-            raise GitbusError(
-                f"The id {want} is ambiguous ({found[0].id}, {found[1].id}, …); give more digits."
-            )
-        return found[0]
+        if len(firsts) > 1:
+            a, b = sorted(firsts)[:2]
+            raise GitbusError(f"The id {want} is ambiguous ({a}, {b}, …); give more digits.")
+        return next(iter(firsts.values()))[1]
+
+    def _carriers(self, want: str) -> list[Oid]:
+        """Every commit carrying a message whose id starts with `want`: from the search index, or,
+        where its folder cannot be written, by walking the whole bus."""
+        try:
+            return [c for _, _, c in searchindex.carriers(self.repo, want)]
+        except OSError:
+            walked = chains.history(self.repo, self.tips())
+            return [e.commit for e in walked if e.message.id.startswith(want)]
+
+    def _skip_reused(self, commit: str, mid: str) -> None:
+        self.repo.skipped[f"{commit} id"] = f"a message that reuses the id {mid} of an earlier one"
 
     def replies(self, message_id: MessageId, window: int = OPEN_WINDOW) -> list[Message]:
         """Messages replying to `message_id` among the recent `window`, oldest first."""

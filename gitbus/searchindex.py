@@ -102,3 +102,17 @@ def matching(repo: Repository, text: str) -> Iterator[Message]:
         # The folded, escaped line can match across an escape; the message itself decides.
         if needle in m.text.casefold() or needle in m.summary().casefold():
             yield m
+
+
+def carriers(repo: Repository, prefix: str) -> list[tuple[int, str, Oid]]:
+    """(time, id, commit) of every message whose id starts with `prefix`, from the index brought up
+    to the bus tips (O(new)), so finding every carrier of an id costs one pass over one file."""
+    found: dict[str, tuple[int, str, Oid]] = {}  # commit -> entry; a line written twice counts once
+    with _locked(repo) as d:
+        _refresh(repo, d)
+        with (d / "index.tsv").open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                parts = line.split("\t", 3)
+                if len(parts) == 4 and parts[1].startswith(prefix) and parts[0].isdigit():
+                    found[parts[2]] = (int(parts[0]), parts[1], Oid(parts[2]))
+    return sorted(found.values())

@@ -165,3 +165,25 @@ def test_an_online_claim_replaces_a_foreign_commit_on_the_remotes_ledger(world: 
     assert held == {("alice", "internal/api/"), ("alice", "config/")}, held
     code, _, err = gb(b, "carol", "claim", "docs/")
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_a_peers_message_reusing_bobs_question_id_is_skipped_by_show_and_answer(world: World) -> None:
+    q = Bus.open(world.honest, "alice").log(n=None, kinds=["question"])[0]
+    assert q.sender == "bob"
+    p = world.peer
+    impostor = trailers(
+        kind="question", sender="mallory", to="alice", mid=q.id, time=q.time + 5, text="pwned?"
+    )
+    p.push(p.commit(impostor), "refs/bus/agents/mallory")
+    assert gb(world.honest, "alice", "sync")[0] == 0
+    for who in ("alice", "carol"):
+        path = world.honest if who == "alice" else fresh_clone(world, "b")
+        assert gb(path, who, "sync")[0] == 0
+        code, out, err = gb(path, who, "show", q.id, "--json")
+        assert code == 0, err
+        assert json.loads(out)["from"] == "bob" and json.loads(out)["text"] == q.text
+        code, out, err = gb(path, who, "show", q.id[:6], "--json")
+        assert code == 0 and json.loads(out)["from"] == "bob", err
+    alice = Bus.open(world.honest, "alice")
+    assert alice.answer(q.id, "alice does").to == "bob"
+    assert any("reuses the id" in why for why in alice.repo.skipped.values()), alice.repo.skipped
