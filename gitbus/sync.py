@@ -153,7 +153,7 @@ def fetch_vouched(repo: Repository, remote: str, report: Report, what: str = "*"
         if refusal is not None:
             report.refuse(refusal)
     if what == "*":
-        refusal = vouch.check(repo, remote, NOTES_REF, notes_tracking, before_notes)
+        refusal = vouch.check(repo, remote, NOTES_REF, notes_tracking, before_notes, require_signed=signed)
         if refusal is not None:
             report.refuse(refusal)
 

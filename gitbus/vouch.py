@@ -77,13 +77,14 @@ def check(
             before,
             f"its history was rewritten: it no longer contains {before[:12]}, fetched from it before",
         )
-    if not ref.startswith(BUS_PREFIX):  # the notes: a commit, never rewritten; their text is no message
-        return None
     stops = {o for o in (before, repo.ref(ref)) if o is not None}
     signatures = None
     if require_signed:
         hide = [o for o in stops if repo.object_kind(o) == "commit"]
         signatures = repo.signers(after, hide)
+    if not ref.startswith(BUS_PREFIX):  # the notes: a commit, never rewritten; their text is no message
+        unsigned = _unsigned_notes(signatures) if signatures is not None else None
+        return _put_back(repo, remote, ref, tracking_ref, after, before, unsigned) if unsigned else None
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     bad, keep = _walk(repo, ref, after, stops, now, signatures)
     if bad is None:
@@ -107,6 +108,16 @@ def _unsigned(signatures: Mapping[Oid, tuple[str, str]], oid: Oid, sender: str |
         return f"a commit whose signature git does not verify as good (%G? = {verdict})"
     if sender is not None and not signed_by(signer, sender):
         return f"a message from {sender} signed by {signer or 'an unnamed key'}"
+    return None
+
+
+def _unsigned_notes(signatures: Mapping[Oid, tuple[str, str]]) -> str | None:
+    """Why new notes commits fail the signature requirement, or None. A notes commit names no
+    sender (each note inside names its agent), so any signer git verifies as good will do."""
+    for oid, (verdict, _) in signatures.items():
+        if verdict != "G":
+            why = _unsigned(signatures, oid, None) or "an unsigned commit"
+            return f"{why.rstrip('.')} at {oid[:12]}"
     return None
 
 
@@ -135,8 +146,10 @@ def _walk(
             continue
         parents[oid] = commit.parents
         todo.extend(commit.parents)
-        if ref.startswith(AGENTS_PREFIX) and is_sync_merge(commit):
-            unsigned = _unsigned(signatures, oid, None) if signatures is not None else None
+        owner = ref[len(AGENTS_PREFIX) :] if ref.startswith(AGENTS_PREFIX) else None
+        if owner is not None and is_sync_merge(commit):
+            # A sync merge joins two histories of one agent's chain: only that agent writes one.
+            unsigned = _unsigned(signatures, oid, owner) if signatures is not None else None
             if unsigned:
                 bad[oid] = unsigned
             continue
@@ -146,8 +159,9 @@ def _walk(
             # version, a forged sender): every reader skips it and counts it, so it is taken in as
             # it is. Refusing it would stop the chain there, and every later message of its owner.
             # The ledger is different: its state is its tip's tree, so only steps are taken there.
-            if signatures is not None and signatures.get(oid, ("N", ""))[0] != "G":
-                bad[oid] = _unsigned(signatures, oid, None) or "an unsigned commit"
+            unsigned = _unsigned(signatures, oid, owner) if signatures is not None else None
+            if unsigned:
+                bad[oid] = unsigned
             continue
         unsigned = _unsigned(signatures, oid, msg.sender if msg else None) if signatures is not None else None
         if msg is not None and unsigned:
