@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, searchindex, seen, settings, sync
+from gitbus import agents, chains, ledger, searchindex, seen, settings, sync, vouch
 from gitbus import paths as P
 from gitbus.claims import (
     DEFAULT_TTL_MS,
@@ -524,6 +524,36 @@ class Bus:
         except OSError:
             walked = chains.history(self.repo, self.tips())
             return [e.commit for e in walked if e.message.id.startswith(want)]
+
+    def verified(self, msgs: Iterable[Message]) -> dict[str, bool] | None:
+        """For each of `msgs`: True when git verifies its commit's signature as good and the signer
+        is its sender (`vouch.signed_by`, docs/format.md). None where this clone neither signs nor
+        requires signatures: there, nobody is verified, and listings do not ask git."""
+        if not (self.repo.signing or settings.load(self.repo.common_dir)["require_signed"]):
+            return None
+        wanted = {m.id: m for m in msgs}
+        try:
+            carriers = searchindex.commits_of(self.repo, set(wanted))
+        except OSError:
+            carriers = {}
+            for e in chains.history(self.repo, self.tips()):
+                if e.message.id in wanted:
+                    carriers.setdefault(e.message.id, []).append(e.commit)
+        verdicts = self.repo.verdicts([c for cs in carriers.values() for c in cs])
+        result: dict[str, bool] = {}
+        for mid, m in wanted.items():
+            result[mid] = False
+            for commit in carriers.get(mid, []):
+                verdict, signer = verdicts.get(commit, ("N", ""))
+                if verdict == "G" and vouch.signed_by(signer, m.sender) and self._carries(commit, m):
+                    result[mid] = True
+        return result
+
+    def _carries(self, commit: Oid, m: Message) -> bool:
+        try:
+            return decode(self.repo.read_commit(commit).message) == m
+        except GitbusError:
+            return False
 
     def _skip_reused(self, commit: str, mid: str) -> None:
         self.repo.skipped[f"{commit} id"] = f"a message that reuses the id {mid} of an earlier one"

@@ -505,10 +505,12 @@ def log(
     )
     if follow:
         _follow(bus, msgs, newest[0].time if newest else 0, json_out, kinds, from_, path, grep)
-    elif json_out:
-        render.dump(out, [m.to_json() for m in msgs])
+        return
+    verified = bus.verified(msgs)
+    if json_out:
+        render.dump(out, [{**m.to_json(), "verified": bool(verified and verified.get(m.id))} for m in msgs])
     else:
-        render.messages(out, msgs, now)
+        render.messages(out, msgs, now, verified=verified)
 
 
 def _follow(
@@ -584,10 +586,12 @@ def show(
     bus = _bus(ctx, json_out)
     msg = bus.find(id)
     replies = bus.replies(msg.id)
+    verified = bus.verified([msg])
+    mark = None if verified is None else verified.get(msg.id, False)
     if json_out:
-        render.dump(out, {**msg.to_json(), "replies": [r.to_json() for r in replies]})
+        render.dump(out, {**msg.to_json(), "verified": bool(mark), "replies": [r.to_json() for r in replies]})
     else:
-        render.message_full(out, msg, replies, bus.clock.now_ms())
+        render.message_full(out, msg, replies, bus.clock.now_ms(), mark)
 
 
 @app.command()

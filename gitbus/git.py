@@ -211,6 +211,19 @@ class Repository:
             result[Oid(oid)] = (verdict, signer)
         return result
 
+    def verdicts(self, commits: list[Oid]) -> dict[Oid, tuple[str, str]]:
+        """git's verdict and signer (as in `signers`) for each of `commits`, in one `git log`."""
+        if not commits:
+            return {}
+        args = ["log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GS", *commits, "--"]
+        code, out, _ = self.git_result(*args)
+        result: dict[Oid, tuple[str, str]] = {}
+        for line in out.splitlines() if code == 0 else ():
+            oid, _, rest = line.partition("\0")
+            verdict, _, signer = rest.partition("\0")
+            result[Oid(oid)] = (verdict, signer)
+        return result
+
     def read_commit(self, oid: Oid) -> Commit:
         """The commit `oid`; raises `Unreadable` when it is missing or another kind of object (a ref
         a peer pointed at a blob, tree or tag). A message that is not UTF-8 reads as empty: it is

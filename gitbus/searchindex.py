@@ -116,3 +116,17 @@ def carriers(repo: Repository, prefix: str) -> list[tuple[int, str, Oid]]:
                 if len(parts) == 4 and parts[1].startswith(prefix) and parts[0].isdigit():
                     found[parts[2]] = (int(parts[0]), parts[1], Oid(parts[2]))
     return sorted(found.values())
+
+
+def commits_of(repo: Repository, ids: set[str]) -> dict[str, list[Oid]]:
+    """The commits carrying each of the message ids `ids` (more than one when an id was reused),
+    in one pass over the index brought up to the bus tips."""
+    found: dict[str, list[Oid]] = {}
+    with _locked(repo) as d:
+        _refresh(repo, d)
+        with (d / "index.tsv").open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                parts = line.split("\t", 3)
+                if len(parts) == 4 and parts[1] in ids and Oid(parts[2]) not in found.get(parts[1], []):
+                    found.setdefault(parts[1], []).append(Oid(parts[2]))
+    return found
