@@ -19,11 +19,13 @@ from .conftest import raw_git as run_git
 from .test_hostile_remote import (
     BASE_TIME,
     World,
+    alice_claim,
     claim_tree,
     fresh_clone,
     ledger_on_top,
     make_world,
     trailers,
+    tree_without,
 )
 from .test_sync import gb
 
@@ -31,22 +33,6 @@ from .test_sync import gb
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return make_world(tmp_path)
-
-
-def _alice_claim(w: World) -> dict[str, object]:
-    tip = w.peer.remote_ref("refs/bus/ledger")
-    blob = run_git(w.peer.work, "rev-parse", f"{tip}:claims/_internal/_api/@")
-    return dict(json.loads(run_git(w.peer.work, "cat-file", "-p", blob)))
-
-
-def _tree_without(w: World, slot: str) -> str:
-    p = w.peer
-    tip = p.remote_ref("refs/bus/ledger")
-    index = p.work / ".git" / "peer-index"
-    env = {"GIT_INDEX_FILE": str(index)}
-    run_git(p.work, "read-tree", f"{tip}^{{tree}}", env=env)
-    run_git(p.work, "update-index", "--force-remove", slot, env=env)
-    return run_git(p.work, "write-tree", env=env)
 
 
 def _refused_and_kept(w: World, bad: str, reason: str) -> None:
@@ -67,27 +53,27 @@ def _refused_and_kept(w: World, bad: str, reason: str) -> None:
 
 
 def test_a_peers_ledger_commit_planting_a_claim_in_alices_name_is_refused(world: World) -> None:
-    entry = {**_alice_claim(world), "path": "docs/", "expires_at": BASE_TIME * 2, "id": "00000000000000b1"}
+    entry = {**alice_claim(world), "path": "docs/", "expires_at": BASE_TIME * 2, "id": "00000000000000b1"}
     tree = claim_tree(world, ["claims", "_docs", "@"], entry)
     msg = trailers(kind="claim", sender="mallory", paths=("docs/",), meta=("expires=1",))
     _refused_and_kept(world, ledger_on_top(world, tree, msg), "in alice's name")
 
 
 def test_a_peers_release_of_alices_live_claim_is_refused(world: World) -> None:
-    tree = _tree_without(world, "claims/_internal/_api/@")
+    tree = tree_without(world, "claims/_internal/_api/@")
     msg = trailers(kind="release", sender="mallory", paths=("internal/api/",))
     _refused_and_kept(world, ledger_on_top(world, tree, msg), "removes alice's claim on internal/api/")
 
 
 def test_a_peers_claim_that_drops_alices_live_claim_is_refused(world: World) -> None:
-    entry = {**_alice_claim(world), "owner": "mallory", "expires_at": BASE_TIME * 2}
+    entry = {**alice_claim(world), "owner": "mallory", "expires_at": BASE_TIME * 2}
     tree = claim_tree(world, ["claims", "_internal", "_api", "@"], entry)
     msg = trailers(kind="claim", sender="mallory", paths=("internal/api/",), meta=("expires=1",))
     _refused_and_kept(world, ledger_on_top(world, tree, msg), "removes alice's claim")
 
 
 def test_a_peers_renew_of_alices_claim_is_refused(world: World) -> None:
-    entry = {**_alice_claim(world), "expires_at": BASE_TIME * 2}
+    entry = {**alice_claim(world), "expires_at": BASE_TIME * 2}
     tree = claim_tree(world, ["claims", "_internal", "_api", "@"], entry)
     msg = trailers(kind="renew", sender="mallory", paths=("internal/api/",))
     _refused_and_kept(world, ledger_on_top(world, tree, msg), "alice")
