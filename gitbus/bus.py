@@ -517,13 +517,8 @@ class Bus:
         return next(iter(firsts.values()))[1]
 
     def _carriers(self, want: str) -> list[Oid]:
-        """Every commit carrying a message whose id starts with `want`: from the search index, or,
-        where its folder cannot be written, by walking the whole bus."""
-        try:
-            return [c for _, _, c in searchindex.carriers(self.repo, want)]
-        except OSError:
-            walked = chains.history(self.repo, self.tips())
-            return [e.commit for e in walked if e.message.id.startswith(want)]
+        """Every commit carrying a message whose id starts with `want` (`searchindex.carriers`)."""
+        return [c for _, _, c in searchindex.carriers(self.repo, want)]
 
     def verified(self, msgs: Iterable[Message]) -> dict[str, bool] | None:
         """For each of `msgs`: True when git verifies its commit's signature as good and the signer
@@ -532,13 +527,7 @@ class Bus:
         if not (self.repo.signing or settings.load(self.repo.common_dir)["require_signed"]):
             return None
         wanted = {m.id: m for m in msgs}
-        try:
-            carriers = searchindex.commits_of(self.repo, set(wanted))
-        except OSError:
-            carriers = {}
-            for e in chains.history(self.repo, self.tips()):
-                if e.message.id in wanted:
-                    carriers.setdefault(e.message.id, []).append(e.commit)
+        carriers = searchindex.commits_of(self.repo, set(wanted))
         verdicts = self.repo.verdicts([c for cs in carriers.values() for c in cs])
         result: dict[str, bool] = {}
         for mid, m in wanted.items():
