@@ -7,9 +7,10 @@ adds or refreshes entries owned by its sender on the paths it names, and removes
 own entries or others' that were open to take-over (expired past the skew margin) at its time; a
 release removes its sender's entries (another's only when it records the release as forced); a
 renew changes only its sender's entries, which stay its; a take writes the request's entry for its
-sender; a done marks done a request its sender took; anything else changes nothing. Entries that
-do not read as claims or requests may be removed (nothing is lost), never added. Rules, not a
-replay: a step is judged by what it changed, so a legitimate step decided on another clock passes.
+sender; a done marks done a request its sender took; anything else changes nothing. An entry that
+does not read as a claim or request holds nothing: a step may remove or replace it, never write one.
+Rules, not a replay: a step is judged by what it changed, so a legitimate step decided on another
+clock passes.
 
 A step changes at most `MAX_STEP_CHANGES` entries, and the diff stops reading there: a tree of
 millions of entries is refused after reading that many, never read whole.
@@ -86,15 +87,11 @@ def _entry_problem(repo: Repository, msg: Message, path: str, old: Oid | None, n
         before, after = _claim(repo, old, path), _claim(repo, new, path)
         if new is not None and after is None:
             return f"writes an entry at {path} that is no claim in its slot"
-        if old is not None and before is None:
-            return None if new is None else f"overwrites an unreadable entry at {path}"
-        return _claim_change(msg, before, after)
+        return _claim_change(msg, before, after)  # an unreadable entry holds no claim: nothing lost
     if path.startswith("requests/"):
         was, now = _request(repo, old, path), _request(repo, new, path)
         if new is not None and now is None:
             return f"writes an entry at {path} that is no request state in its slot"
-        if old is not None and was is None:
-            return None if new is None else f"overwrites an unreadable entry at {path}"
         return _request_change(msg, was, now)
     return None if new is None else f"writes {path}, outside claims/ and requests/"
 
