@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, settings, sync
+from gitbus import agents, chains, ledger, searchindex, settings, sync, vouch
 from gitbus import paths as P
 from gitbus.board import Board, OpenRequest, concerns
 from gitbus.board import read as read_board
@@ -40,7 +40,8 @@ from gitbus.ids import (
     new_message_id,
 )
 from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
-from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode, kind_named
+from gitbus.inert import inert
+from gitbus.message import LEDGER_KINDS, MAX_PATHS, Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
@@ -102,6 +103,7 @@ class Bus:
         self.named = named  # the agent's name was asked for, not derived from the folder's name
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
+        self.notices: list[str] = []  # one-line news of the last ledger step (e.g. a refused tip replaced)
 
     @classmethod
     def open(
@@ -400,11 +402,13 @@ class Bus:
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
         mid = new_message_id()
         past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        arbiter = self._arbiter()
         msg = ledger.transact(
             self.repo,
             lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, past), mid),
-            self._arbiter(),
+            arbiter,
         )
+        self.notices = [inert(n, 400) for n in arbiter.notices]
         self._ensure_joined()  # after: a refused step writes nothing, not even a join
         return msg
 
@@ -480,21 +484,65 @@ class Bus:
         return list(islice(picked, n) if n is not None else picked)
 
     def find(self, prefix: str) -> Message:
-        """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix."""
+        """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix.
+
+        Ids are chosen by their writers, so a peer can post another message's id. Every clone then
+        takes the same one, the first carrier: the earliest in (time, chain, commit) order. Later
+        carriers of that id are skipped and counted in `repo.skipped` (docs/format.md, Ids)."""
         want = message_id_prefix(prefix)
-        found: list[Message] = []
-        for m in self.history():
-            if m.id.startswith(want):
-                found.append(m)
-                if len(want) == 16 or len(found) > 1:
-                    break
-        if not found:
+        firsts: dict[MessageId, tuple[tuple[int, str, str], Message]] = {}
+        for commit in self._carriers(want):
+            try:
+                msg = decode(self.repo.read_commit(commit).message)
+            except GitbusError:
+                continue
+            if not msg.id.startswith(want):
+                continue
+            key = (msg.time, LEDGER_REF if msg.kind in LEDGER_KINDS else agent_ref(msg.sender), commit)
+            first = firsts.get(msg.id)
+            if first is None or key < first[0]:
+                if first is not None:
+                    self._skip_reused(first[0][2], msg.id)
+                firsts[msg.id] = (key, msg)
+            else:
+                self._skip_reused(commit, msg.id)
+        if not firsts:
             raise NotFound(f"No message has id {want}; see `gitbus log`.")
-        if len(found) > 1:
-            raise GitbusError(
-                f"The id {want} is ambiguous ({found[0].id}, {found[1].id}, …); give more digits."
-            )
-        return found[0]
+        if len(firsts) > 1:
+            a, b = sorted(firsts)[:2]
+            raise GitbusError(f"The id {want} is ambiguous ({a}, {b}, …); give more digits.")
+        return next(iter(firsts.values()))[1]
+
+    def _carriers(self, want: str) -> list[Oid]:
+        """Every commit carrying a message whose id starts with `want` (`searchindex.carriers`)."""
+        return [c for _, _, c in searchindex.carriers(self.repo, want)]
+
+    def verified(self, msgs: Iterable[Message]) -> dict[str, bool] | None:
+        """For each of `msgs`: True when git verifies its commit's signature as good and the signer
+        is its sender (`vouch.signed_by`, docs/format.md). None where this clone neither signs nor
+        requires signatures: there, nobody is verified, and listings do not ask git."""
+        if not (self.repo.signing or settings.load(self.repo.common_dir)["require_signed"]):
+            return None
+        wanted = {m.id: m for m in msgs}
+        carriers = searchindex.commits_of(self.repo, set(wanted))
+        verdicts = self.repo.verdicts([c for cs in carriers.values() for c in cs])
+        result: dict[str, bool] = {}
+        for mid, m in wanted.items():
+            result[mid] = False
+            for commit in carriers.get(mid, []):
+                verdict, signer = verdicts.get(commit, ("N", ""))
+                if verdict == "G" and vouch.signed_by(signer, m.sender) and self._carries(commit, m):
+                    result[mid] = True
+        return result
+
+    def _carries(self, commit: Oid, m: Message) -> bool:
+        try:
+            return decode(self.repo.read_commit(commit).message) == m
+        except GitbusError:
+            return False
+
+    def _skip_reused(self, commit: str, mid: str) -> None:
+        self.repo.skipped[f"{commit} id"] = f"a message that reuses the id {mid} of an earlier one"
 
     def replies(self, message_id: MessageId, window: int = OPEN_WINDOW) -> list[Message]:
         """Messages replying to `message_id` among the recent `window`, oldest first."""

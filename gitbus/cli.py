@@ -539,10 +539,12 @@ def show(
     bus = _bus(ctx, json_out)
     msg = bus.find(id)
     replies = bus.replies(msg.id)
+    verified = bus.verified([msg])
+    mark = None if verified is None else verified.get(msg.id, False)
     if json_out:
-        render.dump(out, {**msg.to_json(), "replies": [r.to_json() for r in replies]})
+        render.dump(out, {**msg.to_json(), "verified": bool(mark), "replies": [r.to_json() for r in replies]})
     else:
-        render.message_full(out, msg, replies, bus.clock.now_ms())
+        render.message_full(out, msg, replies, bus.clock.now_ms(), mark)
 
 
 @app.command()

@@ -211,6 +211,19 @@ class Repository:
             result[Oid(oid)] = (verdict, signer)
         return result
 
+    def verdicts(self, commits: list[Oid]) -> dict[Oid, tuple[str, str]]:
+        """git's verdict and signer (as in `signers`) for each of `commits`, in one `git log`."""
+        if not commits:
+            return {}
+        args = ["log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GS", *commits, "--"]
+        code, out, _ = self.git_result(*args)
+        result: dict[Oid, tuple[str, str]] = {}
+        for line in out.splitlines() if code == 0 else ():
+            oid, _, rest = line.partition("\0")
+            verdict, _, signer = rest.partition("\0")
+            result[Oid(oid)] = (verdict, signer)
+        return result
+
     def read_commit(self, oid: Oid) -> Commit:
         """The commit `oid`; raises `Unreadable` when it is missing or another kind of object (a ref
         a peer pointed at a blob, tree or tag). A message that is not UTF-8 reads as empty: it is
@@ -317,6 +330,37 @@ class Repository:
                     stack.append((iter(sub), path + "/", depth + 1))
             elif entry.type == pygit2.enums.ObjectType.BLOB:
                 yield path, Oid(str(entry.id))
+
+    def tree_diff(
+        self, old: Oid | None, new: Oid | None, limit: int
+    ) -> list[tuple[str, Oid | None, Oid | None]] | None:
+        """Every leaf that differs between trees `old` and `new` (None: empty), as (path, old entry,
+        new entry), entries that are no blob (a submodule, a symlink) included; folders both hold
+        unchanged are never opened. Iterative, so any depth is walked; None once more than `limit`
+        leaves differ, so a hostile tree of millions of entries costs `limit`, never its size."""
+        out: list[tuple[str, Oid | None, Oid | None]] = []
+        todo: list[tuple[str, Oid | None, Oid | None]] = [("", old, new)]
+        while todo:
+            prefix, a, b = todo.pop()
+            ta = self._tree(a) if a else None
+            tb = self._tree(b) if b else None
+            left = {e.name: e for e in ta if e.name is not None} if ta is not None else {}
+            right = {e.name: e for e in tb if e.name is not None} if tb is not None else {}
+            for name in sorted(left.keys() | right.keys()):
+                ea, eb = left.get(name), right.get(name)
+                ia = Oid(str(ea.id)) if ea is not None else None
+                ib = Oid(str(eb.id)) if eb is not None else None
+                if ia == ib and (ea is None or eb is None or ea.filemode == eb.filemode):
+                    continue
+                a_dir = ea is not None and ea.type == pygit2.enums.ObjectType.TREE
+                b_dir = eb is not None and eb.type == pygit2.enums.ObjectType.TREE
+                if a_dir or b_dir:
+                    todo.append((f"{prefix}{name}/", ia if a_dir else None, ib if b_dir else None))
+                if (not a_dir and ia is not None) or (not b_dir and ib is not None):
+                    out.append((f"{prefix}{name}", None if a_dir else ia, None if b_dir else ib))
+                if len(out) > limit or len(todo) > limit:
+                    return None
+        return out
 
     def tree_update(self, tree: Oid | None, changes: Mapping[str, Oid | None]) -> Oid:
         """A new tree: `tree` with each path set to a blob (or removed for None); empty dirs pruned."""

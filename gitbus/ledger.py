@@ -42,7 +42,7 @@ class Ledger(NamedTuple):
         found = self.repo.tree_entry(self.tree, path)
         if found is None or found[0] != "blob":
             return None
-        return _load(self.repo, found[1], path)
+        return load_entry(self.repo, found[1], path)
 
     def folders(self, path: str) -> list[str]:
         """The names of the folders directly inside the folder `path`."""
@@ -60,7 +60,7 @@ class Ledger(NamedTuple):
             return
         depth = MAX_DEPTH - path.rstrip("/").count("/") - 1
         for sub, oid in self.repo.tree_blobs(found[1], path.rstrip("/") + "/", max_depth=depth):
-            obj = _load(self.repo, oid, sub)
+            obj = load_entry(self.repo, oid, sub)
             if obj is not None:
                 yield sub, obj
 
@@ -72,7 +72,7 @@ class Change(NamedTuple):
     writes: dict[str, dict[str, Any] | None]
 
 
-def _load(repo: Repository, oid: Oid, path: str) -> dict[str, Any] | None:
+def load_entry(repo: Repository, oid: Oid, path: str) -> dict[str, Any] | None:
     """The JSON object in blob `oid`, or None when it is none (skipped, and counted)."""
     try:
         obj = json.loads(repo.read_blob(oid, limit=MAX_ENTRY_BYTES).decode("utf-8"))
@@ -118,10 +118,16 @@ class Arbiter(Protocol):
         """Make `new` the ledger if it still is `base`; raise `RefMoved` when someone won the race."""
         ...
 
+    @property
+    def notices(self) -> list[str]:
+        """One line each the command should show about how the step was published."""
+        ...
+
 
 class LocalArbiter:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
+        self.notices: list[str] = []
 
     def base(self) -> Oid | None:
         return self.repo.ref(LEDGER_REF)

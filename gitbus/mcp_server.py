@@ -109,6 +109,13 @@ def _shown(m: Message, b: Bus) -> str:
     on = f", on {path_list(m.paths, most=20)}" if m.paths else ""
     who = f"from {name(m.sender)} to {_whom(m.to, b.agent)}"
     lines = [f"{m.kind.value} {inert(m.id[:8])} {who}, at {hhmm(m.time)}{on}"]
+    verified = b.verified([m])
+    if verified is not None:  # where this clone signs or requires signatures
+        lines.append(
+            "signature verified: signed by its sender"
+            if verified.get(m.id)
+            else "signature unverified: no good signature by its sender"
+        )
     if m.text:
         lines.append(quoted(m.text, SHOW_CHARS))
     if m.reply_to:

@@ -74,10 +74,11 @@ def log(
     now = bus.clock.now_ms()
     when = parse_since(since, now) if since else None
     msgs = bus.log(n, kinds=type_ or [], sender=from_, path=path, since=when, grep=grep)
+    verified = bus.verified(msgs)
     if json_out:
-        render.dump(out, [m.to_json() for m in msgs])
+        render.dump(out, [{**m.to_json(), "verified": bool(verified and verified.get(m.id))} for m in msgs])
     else:
-        render.messages(out, msgs, now)
+        render.messages(out, msgs, now, verified=verified)
 
 
 def status(bus: Bus, out: Out, *, json_out: bool) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -153,9 +153,27 @@ def message_row(m: Message) -> list[str]:
     return [inert(m.id), iso(m.time), m.kind.value, inert(m.sender), inert(m.to), text]
 
 
-def messages(console: Out, msgs: Sequence[Message], now: int, title: str | None = None) -> None:
+def signature_word(verified: bool) -> str:
+    """`verified`: git verifies its signature as good and the signer is its sender; else `unverified`."""
+    return "verified" if verified else "unverified"
+
+
+def messages(
+    console: Out,
+    msgs: Sequence[Message],
+    now: int,
+    title: str | None = None,
+    verified: Mapping[str, bool] | None = None,
+) -> None:
+    """The messages as a table (rows when piped). With `verified` (where this clone signs or
+    requires signatures), each says whether its sender's signature verifies: a last column."""
     if piped(console):
-        rows(console, (message_row(m) for m in msgs))
+        marks = (
+            [[signature_word(verified.get(m.id, False))] for m in msgs]
+            if verified is not None
+            else [[]] * len(msgs)
+        )
+        rows(console, (message_row(m) + mark for m, mark in zip(msgs, marks, strict=True)))
         return
     from rich.table import Table
     from rich.text import Text
@@ -164,8 +182,8 @@ def messages(console: Out, msgs: Sequence[Message], now: int, title: str | None 
         console.print("[dim]no messages[/dim]")
         return
     table = Table(title=title, show_lines=False, expand=False, pad_edge=False)
-    for col in ("id", "when", "type", "from", "to", "text"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("id", "when", "type"))
+    for col in ("id", "when", "type", "from", "to", "text", *(("signed",) if verified is not None else ())):
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "when", "type", "signed"))
     for m in msgs:
         text = Text(inert(m.summary()))
         if m.paths and m.kind not in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW):
@@ -179,6 +197,11 @@ def messages(console: Out, msgs: Sequence[Message], now: int, title: str | None 
             Text(inert(m.sender)),
             Text("all" if m.to == EVERYONE else inert(m.to)),
             text,
+            *(
+                (Text("✓", style="green") if verified.get(m.id) else Text("unverified", style="dim"),)
+                if verified is not None
+                else ()
+            ),
         )
     console.print(table)
 
@@ -204,7 +227,11 @@ def line(console: Console, m: Message, json_out: bool = False) -> None:
     console.file.flush()
 
 
-def message_full(console: Console, m: Message, replies: Iterable[Message], now: int) -> None:
+def message_full(
+    console: Console, m: Message, replies: Iterable[Message], now: int, verified: bool | None = None
+) -> None:
+    """One message in full; with `verified` (where this clone signs or requires signatures), a
+    line saying whether its sender's signature verifies."""
     from rich.text import Text
 
     to = "all" if m.to == EVERYONE else inert(m.to)
@@ -216,6 +243,12 @@ def message_full(console: Console, m: Message, replies: Iterable[Message], now: 
             f" to {to}, {ago(m.time, now)} ({hhmm(m.time)})",
         )
     )
+    if verified is not None:
+        console.print(
+            Text(f"signature: verified, signed by {inert(m.sender)}", style="green")
+            if verified
+            else Text(f"signature: unverified (no good signature by {inert(m.sender)})")
+        )
     if m.paths:
         console.print(Text("paths: " + ", ".join(inert(p) for p in m.paths)))
     if m.reply_to:

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,3 +102,51 @@ def matching(repo: Repository, text: str) -> Iterator[Message]:
         # The folded, escaped line can match across an escape; the message itself decides.
         if needle in m.text.casefold() or needle in m.summary().casefold():
             yield m
+
+
+def _entries(repo: Repository, wanted: Callable[[str], bool]) -> list[tuple[int, str, Oid]]:
+    """(time, id, commit) of every message whose id is `wanted`, oldest first, and nothing written:
+    the index as it stands (read without its lock: `covered.json` is replaced only after its lines
+    are appended, so what it names is in the file) plus, in memory, what the bus holds beyond it.
+    Without a usable index, the whole bus is walked."""
+    d = _dir(repo)
+    tips = all_tips(repo)
+    try:
+        covered = {str(k): Oid(str(v)) for k, v in json.loads((d / "covered.json").read_text()).items()}
+        kept = {ref: c for ref, c in covered.items() if ref in tips}
+        usable = len(kept) == len(covered) and all(
+            c == tips[ref] or repo.is_ancestor(c, tips[ref]) for ref, c in kept.items()
+        )
+    except (OSError, ValueError, AttributeError, KeyError):
+        kept, usable = {}, False
+    found: dict[str, tuple[int, str, Oid]] = {}  # commit -> entry; a line written twice counts once
+    if usable:
+        try:
+            with (d / "index.tsv").open(encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    parts = line.split("\t", 3)
+                    if len(parts) == 4 and parts[0].isdigit() and wanted(parts[1]):
+                        found[parts[2]] = (int(parts[0]), parts[1], Oid(parts[2]))
+        except OSError:
+            found, kept = {}, {}
+    else:
+        kept = {}
+    for e in history(repo, tips, kept):
+        if wanted(e.message.id):
+            found[e.commit] = (e.message.time, e.message.id, e.commit)
+    return sorted(found.values())
+
+
+def carriers(repo: Repository, prefix: str) -> list[tuple[int, str, Oid]]:
+    """(time, id, commit) of every message whose id starts with `prefix`, oldest first: one pass
+    over the index plus what is new since it was brought up to date (O(new)); nothing is written,
+    so a lookup that fails leaves every file as it was."""
+    return _entries(repo, lambda mid: mid.startswith(prefix))
+
+
+def commits_of(repo: Repository, ids: set[str]) -> dict[str, list[Oid]]:
+    """The commits carrying each of the message ids `ids` (more than one when an id was reused)."""
+    found: dict[str, list[Oid]] = {}
+    for _, mid, commit in _entries(repo, ids.__contains__):
+        found.setdefault(mid, []).append(commit)
+    return found

@@ -153,7 +153,7 @@ def fetch_vouched(repo: Repository, remote: str, report: Report, what: str = "*"
         if refusal is not None:
             report.refuse(refusal)
     if what == "*":
-        refusal = vouch.check(repo, remote, NOTES_REF, notes_tracking, before_notes)
+        refusal = vouch.check(repo, remote, NOTES_REF, notes_tracking, before_notes, require_signed=signed)
         if refusal is not None:
             report.refuse(refusal)
 
@@ -506,10 +506,19 @@ class RemoteArbiter:
     def __init__(self, repo: Repository, remote: str) -> None:
         self.repo, self.remote = repo, remote
         self.report = Report(remote)
+        self.replaces: Oid | None = None  # a refused remote ledger tip the next step replaces
+        self.notices: list[str] = []  # one line each, for the command to show
 
     def base(self) -> Oid | None:
-        """The remote's ledger, with our offline steps published on top of it first."""
+        """The remote's ledger, with our offline steps published on top of it first.
+
+        When the remote's ledger holds what sync refuses (a foreign commit, a step that breaks the
+        rules) on top of steps it vouched for, the step is decided on the last vouched one and
+        replaces the refused tip: its push leases that tip (`publish`), so it still names the value
+        it replaces, and claims keep working without anyone repairing the remote by hand."""
         for _ in range(_ROUNDS):
+            self.report.refused = [r for r in self.report.refused if r.ref != LEDGER_REF]
+            self.replaces = None
             try:
                 fetch_vouched(self.repo, self.remote, self.report, "ledger")
             except RemoteError as e:
@@ -517,16 +526,19 @@ class RemoteArbiter:
                     f"{e} Nothing was changed; retry, or pass --offline to act locally and "
                     "reconcile at the next sync."
                 ) from None
-            if LEDGER_REF in self.report.refused_refs():
-                line = next(r for r in self.report.refused if r.ref == LEDGER_REF).line()
-                raise RemoteError(
-                    f"The bus remote's ledger cannot be decided on: {line}. Nothing was changed; pass "
-                    "--offline to act locally, and have the remote's ledger repaired."
-                )
+            refusal = next((r for r in self.report.refused if r.ref == LEDGER_REF), None)
             theirs = self.repo.ref(tracking(self.remote) + "ledger")
+            if refusal is not None and not self._on_top(theirs, refusal.fetched):
+                raise RemoteError(
+                    f"The bus remote's ledger cannot be decided on: {refusal.line()}. Nothing was changed; "
+                    "pass --offline to act locally, and have the remote's ledger repaired."
+                )
             if theirs:
                 _integrate_ledger(self.repo, theirs, self.report)
             ours = self.repo.ref(LEDGER_REF)
+            if refusal is not None:
+                self.replaces = refusal.fetched
+                return ours  # our offline steps, if any, go out with the step that replaces it
             if not ours or ours == theirs:
                 return ours
             try:  # offline steps not yet on the remote: publish them first
@@ -537,6 +549,16 @@ class RemoteArbiter:
         raise Contended(
             f"The bus remote '{self.remote}' kept moving while publishing offline steps; "
             "nothing was changed. Retry."
+        )
+
+    def _on_top(self, vouched: Oid | None, refused: Oid | None) -> bool:
+        """True when the refused remote tip is a commit on top of the vouched one: a step on the
+        vouched one may replace it. A rewrite or a ref at no commit is repaired by hand."""
+        return (
+            vouched is not None
+            and refused is not None
+            and self.repo.object_kind(refused) == "commit"
+            and self.repo.is_ancestor(vouched, refused)
         )
 
     def _landed(self, new: Oid) -> bool:
@@ -551,13 +573,14 @@ class RemoteArbiter:
         return theirs is not None and (theirs == new or self.repo.is_ancestor(new, theirs))
 
     def publish(self, base: Oid | None, new: Oid, log: str) -> None:
+        expected = self.replaces or base
         code, out, err = self.repo.git_result(
             "push",
             "--porcelain",
             "--atomic",
             "--quiet",
             self.remote,
-            f"--force-with-lease={LEDGER_REF}:{base or ''}",
+            f"--force-with-lease={LEDGER_REF}:{expected or ''}",
             f"{new}:{LEDGER_REF}",
             network=True,
         )
@@ -568,6 +591,12 @@ class RemoteArbiter:
             raise RemoteError(
                 f"The bus remote '{self.remote}' could not be reached: {_last(err or out)}; nothing was "
                 "changed. Retry, or pass --offline to act locally and reconcile at the next sync."
+            )
+        if self.replaces is not None:
+            refusal = next(r for r in self.report.refused if r.ref == LEDGER_REF)
+            self.notices.append(
+                f"replaced {self.replaces[:12]} on {LEDGER_REF} of '{self.remote}', which sync refuses "
+                f"({refusal.reason}), with this step on the last one it vouched for"
             )
         for ref in (tracking(self.remote) + "ledger", LEDGER_REF):
             for _ in range(_ROUNDS):

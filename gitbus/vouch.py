@@ -7,7 +7,9 @@ on it may be stamped more than a day ahead of this machine's clock. On an agent 
 that is no message gitbus takes there (a foreign commit, a newer format version, a forged sender,
 text that breaks the rules) is taken in and skipped by every reader, which counts it: refusing it
 would stop the chain there, and one peer's push would silence the chain's owner. On the ledger,
-whose state is its tip's tree, every new commit must be a ledger step. A ref that fails is taken in
+whose state is its tip's tree, every new commit must be a ledger step whose tree changes only what
+that step by its sender may change (`gitbus.steps`): a peer cannot plant, drop or alter claims in
+another agent's name. A ref that fails is taken in
 only up to its newest commit that holds nothing bad (or not at all), its tracking ref is put back
 there, and the report says which ref and why, in one line; the rest of the bus is taken in as usual.
 The walk is iterative and costs what is new.
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gitbus import steps
 from gitbus.chains import FUTURE_MS, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
 from gitbus.gitfiles import Oid, RefMoved
@@ -38,6 +41,7 @@ class Refusal:
     remote: str
     reason: str
     kept: Oid | None  # the tracking ref now (what was taken in), None: nothing
+    fetched: Oid | None = None  # what the remote holds there, which was refused
 
     def line(self) -> str:
         upto = f"; taken in up to {self.kept[:12]}" if self.kept else ""
@@ -73,13 +77,14 @@ def check(
             before,
             f"its history was rewritten: it no longer contains {before[:12]}, fetched from it before",
         )
-    if not ref.startswith(BUS_PREFIX):  # the notes: a commit, never rewritten; their text is no message
-        return None
     stops = {o for o in (before, repo.ref(ref)) if o is not None}
     signatures = None
     if require_signed:
         hide = [o for o in stops if repo.object_kind(o) == "commit"]
         signatures = repo.signers(after, hide)
+    if not ref.startswith(BUS_PREFIX):  # the notes: a commit, never rewritten; their text is no message
+        unsigned = _unsigned_notes(signatures) if signatures is not None else None
+        return _put_back(repo, remote, ref, tracking_ref, after, before, unsigned) if unsigned else None
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     bad, keep = _walk(repo, ref, after, stops, now, signatures)
     if bad is None:
@@ -103,6 +108,16 @@ def _unsigned(signatures: Mapping[Oid, tuple[str, str]], oid: Oid, sender: str |
         return f"a commit whose signature git does not verify as good (%G? = {verdict})"
     if sender is not None and not signed_by(signer, sender):
         return f"a message from {sender} signed by {signer or 'an unnamed key'}"
+    return None
+
+
+def _unsigned_notes(signatures: Mapping[Oid, tuple[str, str]]) -> str | None:
+    """Why new notes commits fail the signature requirement, or None. A notes commit names no
+    sender (each note inside names its agent), so any signer git verifies as good will do."""
+    for oid, (verdict, _) in signatures.items():
+        if verdict != "G":
+            why = _unsigned(signatures, oid, None) or "an unsigned commit"
+            return f"{why.rstrip('.')} at {oid[:12]}"
     return None
 
 
@@ -131,8 +146,10 @@ def _walk(
             continue
         parents[oid] = commit.parents
         todo.extend(commit.parents)
-        if ref.startswith(AGENTS_PREFIX) and is_sync_merge(commit):
-            unsigned = _unsigned(signatures, oid, None) if signatures is not None else None
+        owner = ref[len(AGENTS_PREFIX) :] if ref.startswith(AGENTS_PREFIX) else None
+        if owner is not None and is_sync_merge(commit):
+            # A sync merge joins two histories of one agent's chain: only that agent writes one.
+            unsigned = _unsigned(signatures, oid, owner) if signatures is not None else None
             if unsigned:
                 bad[oid] = unsigned
             continue
@@ -142,8 +159,9 @@ def _walk(
             # version, a forged sender): every reader skips it and counts it, so it is taken in as
             # it is. Refusing it would stop the chain there, and every later message of its owner.
             # The ledger is different: its state is its tip's tree, so only steps are taken there.
-            if signatures is not None and signatures.get(oid, ("N", ""))[0] != "G":
-                bad[oid] = _unsigned(signatures, oid, None) or "an unsigned commit"
+            unsigned = _unsigned(signatures, oid, owner) if signatures is not None else None
+            if unsigned:
+                bad[oid] = unsigned
             continue
         unsigned = _unsigned(signatures, oid, msg.sender if msg else None) if signatures is not None else None
         if msg is not None and unsigned:
@@ -154,6 +172,10 @@ def _walk(
                 bad[oid] = "a commit that is no valid gitbus message (" + bad[oid] + ")"
         elif msg.time > now_ms + FUTURE_MS:
             bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
+        elif ref == LEDGER_REF:
+            why = steps.problem(repo, commit, msg)
+            if why is not None:
+                bad[oid] = why
     if not bad:
         return None, None
     tainted = _descendants(parents, set(bad))
@@ -198,7 +220,7 @@ def _put_back(
             repo.update_ref(tracking_ref, keep, fetched, "gitbus sync: refused what came after")
     except RefMoved:
         pass  # another fetch moved it meanwhile; it is checked again at its own sync
-    return Refusal(ref, remote, reason, keep)
+    return Refusal(ref, remote, reason, keep, fetched)
 
 
 def bus_ref_of(tracking_prefix: str, tracking_ref: str) -> str | None:

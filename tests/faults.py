@@ -945,6 +945,65 @@ def _malformed(rng: random.Random, i: int) -> str:
     return H.trailers(**fields)
 
 
+def _wrong_signers(root: Path, res: Result, delivered: list[bool]) -> tuple[int, int]:
+    """A clone that requires signatures (bob's) while alice's key signs a sync merge onto bob's chain
+    and a message of eve's: both refused, and alice's own signed post after them still arrives.
+    (bad refs pushed, refused); `delivered` gets one entry per message posted after the attack."""
+    from gitbus import sync
+    from gitbus.bus import Bus
+
+    from .test_sync import allow_signers, bare_remote, clone, gb, ssh_signing
+
+    url = bare_remote(root).as_uri()
+    a, b = clone(url, root / "a"), clone(url, root / "b")
+    alice_pub, bob_pub = ssh_signing(a, root / "keys", "alice"), ssh_signing(b, root / "keys", "bob")
+    allow_signers(b, root / "allowed", {"alice": alice_pub, "bob": bob_pub})
+    bob = Bus.open(b, "bob")
+    bob.init("origin")
+    bob.discover("one")
+    bob.discover("two")
+    sync.sync(bob.repo, "origin")
+    gb(b, "bob", "config", "require_signed", "true")
+    alice = Bus.open(a, "alice")
+    alice.init("origin")
+    sync.sync(alice.repo, "origin")
+    tip = subprocess.run(["git", "rev-parse", "refs/bus/agents/bob"], cwd=a, capture_output=True, text=True)
+    oid = tip.stdout.strip()
+    merge = (
+        subprocess.run(
+            [
+                "git",
+                "commit-tree",
+                "-S",
+                "-p",
+                oid,
+                "-p",
+                f"{oid}^",
+                "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+            ],
+            cwd=a,
+            input=b"gitbus: join diverged histories of refs/bus/agents/bob\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    subprocess.run(["git", "push", "-q", "origin", f"{merge}:refs/bus/agents/bob"], cwd=a, check=True)
+    Bus.open(a, "eve").discover("eve's words, alice's key")
+    posted = alice.discover("alice, signed, after the attack")
+    sync.sync(alice.repo, "origin")
+    report = sync.sync(bob.repo, "origin")
+    why = {r.ref: r.reason for r in report.refused}
+    refused = sum(
+        1 for ref in ("refs/bus/agents/bob", "refs/bus/agents/eve") if "signed by alice" in why.get(ref, "")
+    )
+    res.expect(refused == 2, f"wrong signers: bob's clone refused {why}")
+    delivered.append(posted.id in {m.id for m in bob.log(n=None)})
+    res.expect(delivered[-1], "wrong signers: alice's signed post after the attack was not delivered")
+    return 2, refused
+
+
 def hostile_remote_scenario(root: Path, size: Size) -> Result:
     """A peer with plain git pushes every kind of bad ref the issue names into the bare remote, then
     clones that sync (and clones that took the bus in with plain git fetch) run every everyday command
@@ -956,6 +1015,29 @@ def hostile_remote_scenario(root: Path, size: Size) -> Result:
 
     res = Result("hostile-remote", "A hostile peer pushing bad refs to the shared remote")
     pushed = clones = working = lost = refused = honest_refused = 0
+    after = delivered = expected = (
+        0  # messages posted after the bad pushes; clones shown them, of those asked
+    )
+
+    def post_after(w: H.World, what: str) -> str:
+        """alice posts on the honest clone after the attack and syncs: the message must reach every
+        clone that syncs (or fetches) later."""
+        nonlocal after
+        alice = Bus.open(w.honest, "alice")
+        m = alice.discover(f"posted after {what}")
+        code, _, err = gb(w.honest, "alice", "sync")
+        res.expect(
+            code == 0 and "Traceback" not in err, f"{what}: the honest sync after the attack: {err[-400:]}"
+        )
+        after += 1
+        return m.id
+
+    def shown_after(path: Path, mid: str) -> None:
+        nonlocal delivered, expected
+        expected += 1
+        have = {m.id for m in Bus.open(path, "carol").log(n=None)}
+        delivered += mid in have
+        res.expect(mid in have, f"{path.name}: the message posted after the attack was not delivered")
 
     def works(what: str, path: Path, valid: set[str], broken: bool = False) -> None:
         nonlocal clones, working, lost
@@ -978,29 +1060,59 @@ def hostile_remote_scenario(root: Path, size: Size) -> Result:
     w = H.make_world(root / "chains")
     bad = H.push_bad_agent_refs(w)
     pushed += len(bad)
+    mid = post_after(w, "bad chains")
     b = H.fresh_clone(w, "b")
     refused += synced("bad chains", b)
-    works("bad chains, clone that synced", b, w.valid)
-    works("bad chains, clone that fetched with plain git", H.plain_fetch_clone(w, "c"), w.valid)
+    works("bad chains, clone that synced", b, w.valid | {mid})
+    shown_after(b, mid)
+    c = H.plain_fetch_clone(w, "c")
+    works("bad chains, clone that fetched with plain git", c, w.valid | {mid})
+    shown_after(c, mid)
+
+    # A peer reuses the id of bob's question on its own chain: every clone still shows bob's.
+    w = H.make_world(root / "reused")
+    q = Bus.open(w.honest, "alice").log(n=None, kinds=["question"])[0]
+    impostor = H.trailers(kind="question", sender="mallory", mid=q.id, time=q.time + 5, text="impostor")
+    w.peer.push(w.peer.commit(impostor), "refs/bus/agents/mallory")
+    pushed += 1
+    reused = 0
+    mid = post_after(w, "a reused id")
+    for name in ("b", "c"):
+        path = H.fresh_clone(w, name) if name == "b" else H.plain_fetch_clone(w, name)
+        synced("a reused id", path)
+        works(f"a reused id, clone {name}", path, w.valid | {mid})
+        shown_after(path, mid)
+        code, out, err = gb(path, "carol", "show", q.id, "--json")
+        ok = code == 0 and json.loads(out)["from"] == "bob"
+        reused += ok
+        res.expect(ok, f"a reused id, clone {name}: show {q.id} did not show bob's question: {err[-200:]}")
 
     for what, how in H.BAD_LEDGERS.items():
         w = H.make_world(root / how)
         ledger_ids = {m.id for m in Bus.open(w.honest, "alice").log(n=None) if m.kind.value == "claim"}
         H.push_bad_ledger(w, how)
         pushed += 1
+        honest_refused += synced(f"a ledger with {what}, the honest clone", w.honest, "alice")
+        mid = post_after(w, f"a ledger with {what}")
         b = H.fresh_clone(w, "b")
         refused += synced(f"a ledger with {what}", b)
+        shown_after(b, mid)
         gone = ledger_ids if how in ("rewrite", "blob", "tree") else set()  # removed on the remote itself
         works(
-            f"a ledger with {what}, clone that synced",
-            b,
-            w.valid - gone,
-            how in ("blob", "tree", "deepchain"),
+            f"a ledger with {what}, clone that synced", b, (w.valid - gone) | {mid}, how in ("blob", "tree")
         )
-        honest_refused += synced(f"a ledger with {what}, the honest clone", w.honest, "alice")
         have = {m.id for m in Bus.open(w.honest, "alice").log(n=None)}
         lost += len(w.valid - have)
         res.expect(w.valid <= have, f"a ledger with {what}: the honest clone lost {sorted(w.valid - have)}")
+
+    signer_refused = signer_pushed = 0
+    if shutil.which("ssh-keygen"):
+        shown: list[bool] = []
+        signer_pushed, signer_refused = _wrong_signers(root / "signers", res, shown)
+        pushed += signer_pushed
+        after += len(shown)
+        expected += len(shown)
+        delivered += sum(shown)
 
     w = H.make_world(root / "stream")
     rng = random.Random(13)
@@ -1011,32 +1123,59 @@ def hostile_remote_scenario(root: Path, size: Size) -> Result:
     assert tip is not None
     w.peer.push(tip, "refs/bus/agents/fuzz")
     pushed += 1
+    mid = post_after(w, "a stream of malformed messages")
     b = H.fresh_clone(w, "b")
     refused += synced("a stream of malformed messages", b)
-    works("a stream of malformed messages, clone that synced", b, w.valid)
-    works("a stream of malformed messages, plain git fetch", H.plain_fetch_clone(w, "c"), w.valid)
+    works("a stream of malformed messages, clone that synced", b, w.valid | {mid})
+    shown_after(b, mid)
+    c = H.plain_fetch_clone(w, "c")
+    works("a stream of malformed messages, plain git fetch", c, w.valid | {mid})
+    shown_after(c, mid)
 
     res.lost = lost
     res.injected = [
         f"{pushed} bad refs pushed with plain git (commit-tree, mktree, mktag, push --force) into a bare "
         f"remote: {len(bad)} agent chains at once ({'; '.join(sorted(set(bad.values())))}), "
-        f"{len(H.BAD_LEDGERS)} ledgers ({'; '.join(H.BAD_LEDGERS)}), and one chain of {count} malformed "
-        "messages (fixed seed 13: bad times, senders, ids, types, recipients, text with escape, bidi and "
-        "line-separator characters, over-long text, deep and escaping paths, bad meta).",
+        f"{len(H.BAD_LEDGERS)} ledgers ({'; '.join(H.BAD_LEDGERS)}), a message on a peer's chain reusing "
+        "the id of bob's question, "
+        + (
+            f"{signer_pushed} commits signed by the wrong agent's key (a sync merge on bob's chain and a "
+            "message of eve's, both signed by alice) into a clone that requires signatures, "
+            if signer_pushed
+            else "(no ssh-keygen here: the wrong-signer case was not run), "
+        )
+        + f"and one chain of {count} malformed messages (fixed seed 13: bad times, senders, ids, types, "
+        "recipients, text with escape, bidi and line-separator characters, over-long text, deep and "
+        "escaping paths, bad meta). After each attack the honest agent posted a new message and synced.",
     ]
     res.checked = [
         f"{clones} clones, each after `gitbus sync` (or a plain `git fetch` of refs/bus/*): log, status, "
         "inbox, claims, agents, search, show, discover, ask, claim and release (`--offline` where the "
-        "remote's ledger is one nobody can decide on, and the online claim then refused in one line), and "
+        "remote's ledger points at no commit, and the online claim then refused in one line; where a "
+        "foreign or rule-breaking commit sits on top of vouched steps, the online claim replaces it), and "
         "the hooks SessionStart, UserPromptSubmit, PostToolUse, PreToolUse and Stop: each exits with its "
         "normal code, with no traceback. Every valid message is still shown; the clone that held the "
         f"ledger keeps all of it after syncing. **{working} of {clones} clones kept working; messages lost: "
-        f"{lost}.** The clones that synced refused {refused} of the {pushed} bad refs, one line each naming "
-        "the ref and the reason; the others are ledgers whose commits are valid messages, whose bad "
-        "entries are skipped (and counted) when read, and the unrelated ledger, which a clone's first "
-        "sync cannot tell from the real one. The honest clones, which had fetched the real ledger, "
-        f"refused {honest_refused} of the {len(H.BAD_LEDGERS)} bad ledgers, the rewrite among them.",
+        f"{lost}; the {after} messages posted after the attacks reached {delivered} of the {expected} "
+        "clones asked for them.** The "
+        f"clones that synced refused {refused} of the {pushed - signer_pushed} bad refs pushed to them, one "
+        "line each naming the ref and the reason "
+        "(a ledger step whose tree plants, drops or renews a claim in another agent's name among them); "
+        "the others are agent-chain commits every reader skips and counts (the reused id among them), and "
+        "the unrelated ledger, "
+        "which a clone's first sync cannot tell from the real one. The honest clones, which had fetched "
+        f"the real ledger, refused {honest_refused} of the {len(H.BAD_LEDGERS)} bad ledgers, the rewrite "
+        f"among them. `show` of the reused id gave bob's question on {reused} of 2 clones"
+        + (
+            f"; the clone requiring signatures refused {signer_refused} of {signer_pushed} wrongly "
+            "signed refs."
+            if signer_pushed
+            else "."
+        ),
     ]
+    res.expect(
+        delivered == expected, f"{expected - delivered} messages posted after the attacks were not delivered"
+    )
     return res
 
 

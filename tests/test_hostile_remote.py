@@ -307,7 +307,26 @@ BAD_LEDGERS: dict[str, str] = {
     "an entry that is not JSON": "notjson",
     "a claim tree 2000 deep": "deeptree",
     "1200 foreign commits": "deepchain",
+    "a claim planted in alice's name": "planted",
+    "alice's live claim dropped by a peer's release": "dropped",
 }
+
+
+def alice_claim(w: World) -> dict[str, object]:
+    """alice's claim on internal/api/ as the remote's ledger holds it."""
+    tip = w.peer.remote_ref("refs/bus/ledger")
+    blob = run_git(w.peer.work, "rev-parse", f"{tip}:claims/_internal/_api/@")
+    return dict(json.loads(run_git(w.peer.work, "cat-file", "-p", blob)))
+
+
+def tree_without(w: World, slot: str) -> str:
+    """The remote's ledger tree with the entry at `slot` removed."""
+    p = w.peer
+    tip = p.remote_ref("refs/bus/ledger")
+    env = {"GIT_INDEX_FILE": str(p.work / ".git" / "peer-index")}
+    run_git(p.work, "read-tree", f"{tip}^{{tree}}", env=env)
+    run_git(p.work, "update-index", "--force-remove", slot, env=env)
+    return run_git(p.work, "write-tree", env=env)
 
 
 def push_bad_ledger(w: World, how: str) -> None:
@@ -334,6 +353,12 @@ def push_bad_ledger(w: World, how: str) -> None:
         for i in range(1200):
             tip = p.commit(f"foreign {i}\n", (tip,), run_git(p.work, "rev-parse", f"{tip}^{{tree}}"))
         oid = tip
+    elif how == "planted":
+        entry = {**alice_claim(w), "path": "docs/", "expires_at": BASE_TIME * 2, "id": "00000000000000b1"}
+        oid = ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], entry))
+    elif how == "dropped":
+        msg = trailers(kind="release", sender="mallory", paths=("internal/api/",))
+        oid = ledger_on_top(w, tree_without(w, "claims/_internal/_api/@"), msg)
     else:
         raise AssertionError(how)
     p.push(oid, "refs/bus/ledger")
@@ -427,7 +452,8 @@ def test_every_command_works_after_a_bad_ledger(world: World, what: str) -> None
     assert code == 0 and "CRASHED" not in err, err
     # A first sync has no earlier tip to hold an unrelated ledger to: what the peer threw away on the
     # remote is gone there (the honest clone refuses the rewrite: the next test).
-    broken = how in ("blob", "tree", "deepchain")
+    # Foreign commits on top of vouched steps do not stop online claims: a claim replaces them.
+    broken = how in ("blob", "tree")
     valid = world.valid - ledger_ids if how in ("rewrite", "blob", "tree") else world.valid
     assert_every_command_works(b, valid, ledger_broken=broken)
     code, _, err = gb(world.honest, "alice", "sync")  # the clone that held the ledger keeps all of it

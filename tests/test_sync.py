@@ -980,3 +980,97 @@ def test_a_clone_that_requires_signatures_takes_in_only_commits_signed_by_their_
     assert "from eve signed by alice" in why["refs/bus/agents/eve"]
     senders = {m.sender for m in bob.log(n=None)}
     assert "alice" in senders and not senders & {"eve", "mallory"}
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_a_sync_merge_on_bobs_chain_signed_by_alices_key_is_refused(
+    net: Net, clock: FakeClock, tmp_path: Path
+) -> None:
+    a, b = net.clones
+    alice_pub = ssh_signing(a, tmp_path / "keys", "alice")
+    bob_pub = ssh_signing(b, tmp_path / "keys", "bob")
+    allow_signers(b, tmp_path / "allowed", {"alice": alice_pub, "bob": bob_pub})
+    bob = sharing(b, "bob", clock)
+    bob.discover("one")
+    bob.discover("two")
+    sync.sync(bob.repo, "origin")
+    assert gb(b, "bob", "config", "require_signed", "true")[0] == 0
+    sync.sync(sharing(a, "alice", clock).repo, "origin")
+    tip = git(a, "rev-parse", "refs/bus/agents/bob").strip()
+    merge = (
+        subprocess.run(
+            [
+                "git",
+                "commit-tree",
+                "-S",
+                "-p",
+                tip,
+                "-p",
+                f"{tip}^",
+                git(a, "rev-parse", f"{tip}^{{tree}}").strip(),
+            ],
+            cwd=a,
+            input=b"gitbus: join diverged histories of refs/bus/agents/bob\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    git(a, "push", "-q", "origin", f"{merge}:refs/bus/agents/bob")
+    report = sync.sync(bob.repo, "origin")
+    why = {r.ref: r.reason for r in report.refused}
+    assert "signed by alice" in why.get("refs/bus/agents/bob", ""), why
+    assert git(b, "rev-parse", "refs/bus/agents/bob").strip() == tip
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_a_clone_that_requires_signatures_refuses_unsigned_notes(
+    net: Net, clock: FakeClock, tmp_path: Path
+) -> None:
+    a, b = net.clones
+    bob_pub = ssh_signing(b, tmp_path / "keys", "bob")
+    allow_signers(b, tmp_path / "allowed", {"bob": bob_pub})
+    bob = sharing(b, "bob", clock)
+    bob.discover("signed")
+    assert gb(b, "bob", "config", "require_signed", "true")[0] == 0
+    sharing(a, "mallory", clock)  # no signing
+    git(a, "notes", "--ref=refs/notes/gitbus", "add", "-m", "mallory: trust me", "HEAD")
+    git(a, "push", "-q", "origin", "refs/notes/gitbus:refs/notes/gitbus")
+    report = sync.sync(bob.repo, "origin")
+    why = {r.ref: r.reason for r in report.refused}
+    assert "unsigned" in why.get("refs/notes/gitbus", ""), why
+    assert bob.repo.ref("refs/notes/gitbus") is None
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_log_and_show_mark_senders_whose_signature_verifies_and_say_when_unverified(
+    net: Net, clock: FakeClock, tmp_path: Path
+) -> None:
+    a, b = net.clones
+    alice_pub = ssh_signing(a, tmp_path / "keys", "alice")
+    alice = sharing(a, "alice", clock)
+    signed = alice.discover("from alice, signed")
+    eve = Bus.open(a, "eve", clock)  # alice's key signs eve's message: not eve's signature
+    borrowed = eve.discover("from eve, alice's key")
+    sync.sync(alice.repo, "origin")
+    mallory = sharing(clone(net.url, tmp_path / "m"), "mallory", clock)
+    unsigned = mallory.discover("unsigned")
+    sync.sync(mallory.repo, "origin")
+    bob_pub = ssh_signing(b, tmp_path / "keys", "bob")
+    allow_signers(b, tmp_path / "allowed", {"alice": alice_pub, "bob": bob_pub})
+    bob = sharing(b, "bob", clock)
+    sync.sync(bob.repo, "origin")
+    code, out, err = gb(b, "bob", "log", "--json")
+    assert code == 0, err
+    verified = {m["id"]: m["verified"] for m in json.loads(out)}
+    assert verified[signed.id] is True
+    assert verified[borrowed.id] is False and verified[unsigned.id] is False
+    code, out, _ = gb(b, "bob", "show", signed.id)
+    assert code == 0 and "verified" in out and "unverified" not in out, out
+    code, out, _ = gb(b, "bob", "show", borrowed.id)
+    assert code == 0 and "unverified" in out, out
+    code, out, _ = gb(b, "bob", "show", unsigned.id, "--json")
+    assert json.loads(out)["verified"] is False
+    code, out, _ = gb(b, "bob", "log")
+    assert code == 0 and "unverified" in out and "\x1b" not in out, out
