@@ -402,12 +402,22 @@ class Session:
         assert req is not None, f"the prompt never reached the model:\n{self.tmux.screen()}"
         return req
 
+    def stops_done(self) -> int:
+        """How many times the client logged our (foreground) Stop hook as finished."""
+        return len(re.findall(r"Hooks: Stop \[[^\]\n]*gitbus hook\] finished", self.debug()))
+
     def turn(self, text: str) -> Request:
-        """A whole turn: the prompt, the model's reply, the Stop hooks, its waiter up."""
+        """A whole turn: the prompt, the model's reply, the Stop hooks done, its waiter up.
+
+        The waiter goes to the background before the Stop hook beside it has finished; on a loaded
+        machine a message posted in between is the Stop hook's to tell, so wait for both."""
+        before = self.stops_done()
         req = self.prompt(text)
         assert rc.wait_until(lambda: self.api.turn_over, 20), self.tmux.screen()
         up = rc.wait_until(lambda: bool(rc.waiters(self.team.home)), 15)
         assert up, f"no `gitbus hook wake` waiter started after the turn:\n{self.debug()[-3000:]}"
+        done = rc.wait_until(lambda: self.stops_done() > before, 15)
+        assert done, f"the Stop hook never finished:\n{self.debug()[-3000:]}"
         return req
 
 
