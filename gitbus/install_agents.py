@@ -50,9 +50,9 @@ TOML_END = "# gitbus:end"
 
 CODEX_TRUST_HINT = (
     "Codex runs a project's hooks only in a trusted project, and each hook only once you trust it: "
-    "start codex in this repository, trust the folder, then review and trust gitbus's hooks with "
-    "/hooks (or run codex with --dangerously-bypass-hook-trust). Until then gitbus reaches Codex "
-    "through MCP and AGENTS.md only."
+    "start codex in each worktree, trust the folder, and answer its 'Hooks need review' prompt with "
+    "'Trust all and continue' (or run codex with --dangerously-bypass-hook-trust). Until then gitbus "
+    "reaches Codex through MCP and AGENTS.md only."
 )
 
 

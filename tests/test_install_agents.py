@@ -75,7 +75,7 @@ def test_install_wires_every_worktree_once_and_dirties_nothing(joined: list[Path
     if client == "codex":
         config = tomllib.loads((joined[2] / ".codex/config.toml").read_text())
         assert config["mcp_servers"]["gitbus"]["args"][-1] == "mcp"
-        assert "trust" in out and "/hooks" in out  # how the user trusts the hooks
+        assert "Trust all and continue" in out  # how the user trusts the hooks
     else:
         assert settings["mcpServers"]["gitbus"]["args"][-1] == "mcp"
     before = snapshot(joined)
