@@ -127,6 +127,9 @@ def install(repo: Repository, t: Target) -> list[Path]:
                     f"{wt / rel} is tracked by git: gitbus will not change a file your team shares. "
                     f"Untrack it, or add gitbus's entries to it yourself (docs/agents.md)."
                 )
+        read_json(wt / t.hooks_file)  # each file readable as what it must be, in every worktree
+        if not t.mcp_in_json:
+            _users_toml(wt / CODEX_CONFIG)
     record, changed, cmd = Record(repo), [], gitbus_command()
     made_instructions = False
     for wt in repo.worktrees():
@@ -262,17 +265,24 @@ def _toml(f: Path, text: str) -> dict[str, Any]:
         raise GitbusError(f"{f} is not valid TOML ({e}); fix it first, gitbus won't overwrite it.") from None
 
 
+def _users_toml(f: Path) -> str:
+    """The user's part of `f` (all but our block), checked: valid TOML, no server of our name."""
+    users = _with_toml_block(text_of(f) or "", None)
+    servers = _toml(f, users).get("mcp_servers")
+    if isinstance(servers, dict) and MCP_SERVER in servers:
+        raise GitbusError(f"{f} already defines an MCP server named {MCP_SERVER}; remove it first.")
+    return users
+
+
 def _put_toml_block(f: Path, block: str, record: Record) -> bool:
     """Our MCP server as a marked block at the end of `f` (a table of its own, so it cannot change
     the meaning of the user's keys). Refused if the user's part defines a server of our name."""
     if not f.parent.exists():
         record.add(folder(f.parent))
     text = text_of(f)
+    users = _users_toml(f)
     if text is None:
         record.add(str(f))
-    users = _with_toml_block(text or "", None)
-    if MCP_SERVER in (_toml(f, users).get("mcp_servers") or {}):
-        raise GitbusError(f"{f} already defines an MCP server named {MCP_SERVER}; remove it first.")
     if text is not None and TOML_START not in text:
         record.keep_original(str(f), text)
     new = _with_toml_block(users, block)

@@ -153,6 +153,17 @@ def test_a_codex_config_that_is_not_toml_or_names_our_server_is_refused_in_one_l
         assert (main / ".codex/config.toml").read_text() == text
 
 
+def test_a_bad_file_in_one_worktree_stops_the_install_before_any_worktree_is_written(
+    joined: list[Path],
+) -> None:
+    (joined[2] / ".codex").mkdir()
+    (joined[2] / ".codex/config.toml").write_text("model = \n")
+    before = snapshot(joined)
+    code, _, err = gb(joined[0], "install", "codex")
+    assert code != 0 and "not valid TOML" in err
+    assert snapshot(joined) == before
+
+
 def test_shared_is_for_claude_only(joined: list[Path]) -> None:
     code, _, err = gb(joined[0], "install", "codex", "--shared")
     assert code == 2 and "--shared is for claude only" in err
