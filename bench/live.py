@@ -108,6 +108,7 @@ class HookBench:
 
 
 PASS, MODULE, EXE, PRE = "python -c pass", "python -m gitbus hook", "gitbus hook", "gitbus hook (PreToolUse)"
+CODEX, GEMINI = "gitbus hook codex", "gitbus hook gemini"  # the same path, through gitbus.agentcli
 
 
 def payload(cwd: Path, event: str, **extra: object) -> bytes:
@@ -120,6 +121,10 @@ def payload(cwd: Path, event: str, **extra: object) -> bytes:
             **extra,
         }
     ).encode()
+
+
+def _with(raw: bytes, extra: dict[str, str]) -> bytes:
+    return json.dumps({**json.loads(raw), **extra}).encode()
 
 
 def _run(
@@ -167,6 +172,17 @@ def hook_bench(
         r = _run(argv, wt, env, stdin)
         if (r.returncode, r.stdout, r.stderr) != (0, "", ""):
             raise AssertionError(f"{argv} is not on its nothing-to-say path: {r}")
+    # Codex's PostToolUse and Gemini's AfterTool, each for a session of its own started first.
+    after_tool = {}
+    for client, event in ((CODEX, "PostToolUse"), (GEMINI, "AfterTool")):
+        argv = [gitbus_exe, "hook", client.rsplit(" ", 1)[1]]
+        own = {"session_id": f"{SESSION}-{client[-5:]}"}
+        opened = _run(argv, wt, env, _with(payload(wt, "SessionStart", source="startup"), own))
+        assert opened.returncode == 0 and "additionalContext" in opened.stdout, opened
+        after_tool[client] = (argv, _with(payload(wt, event, tool_name="x", tool_input={}), own))
+        r = _run(argv, wt, env, after_tool[client][1])
+        if (r.returncode, r.stdout, r.stderr) != (0, "", ""):
+            raise AssertionError(f"{argv} is not on its nothing-to-say path: {r}")
     sessions = Repository.open(wt).common_dir / "gitbus" / "sessions"
     before = {p: p.stat().st_mtime_ns for p in sessions.rglob("*.json")}
 
@@ -175,6 +191,7 @@ def hook_bench(
         Command(MODULE, (py, "-m", "gitbus", "hook"), wt, post),
         Command(EXE, (gitbus_exe, "hook"), wt, post),
         Command(PRE, (gitbus_exe, "hook"), wt, edit),
+        *(Command(label, tuple(argv), wt, stdin) for label, (argv, stdin) in after_tool.items()),
     ]
     times = cli_times(cmds, reps, env)
     after = {p: p.stat().st_mtime_ns for p in sessions.rglob("*.json")}

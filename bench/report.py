@@ -14,7 +14,7 @@ import search
 import startup
 import sync
 import tui
-from live import EXE, MODULE, PASS, PRE, HookBench, Propagation, percentile
+from live import CODEX, EXE, GEMINI, MODULE, PASS, PRE, HookBench, Propagation, percentile
 from measure import Profile, Series, ratio, verdict
 
 POST_GOAL, CLAIM_GOAL, LOG_GOAL = 0.7, 0.7, 1.2
@@ -111,7 +111,9 @@ def _goal_rows(r: Results) -> list[str]:
                     f"{x:.2f}× | {verdict(x <= LOG_GOAL)} |")
     rows += startup.goal_rows(r.startup) if r.startup else []
     h = r.hooks
-    for label in (MODULE, EXE):
+    for label in (MODULE, EXE, CODEX, GEMINI):
+        if label not in h.times:  # results from before Codex and Gemini were measured
+            continue
         x = ratio(h.times[label], h.times[PASS])
         used = " (what the installed hooks run here)" if label == h.installed_label else ""
         rows.append(f"| `{label}` with nothing new, whole process{used} ≤ {live.HOOK_GOAL:g}× "
@@ -147,7 +149,9 @@ def _live(r: Results) -> list[str]:
         "| command | median | min – max | ÷ `python -c pass` |",
         "|---|---:|---|---:|",
     ]
-    for label in (PASS, MODULE, EXE, PRE):
+    for label in (PASS, MODULE, EXE, PRE, CODEX, GEMINI):
+        if label not in h.times:
+            continue
         s = h.times[label]
         out.append(f"| `{label}` | {_ms(s)} | {ratio(s, base):.2f}× |")
     out += [

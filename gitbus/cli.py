@@ -621,10 +621,14 @@ def demo(
 @app.command()
 def hook(
     mode: Annotated[
-        str | None, typer.Argument(metavar="[wake]", help="wake: wait for a message (asyncRewake).")
+        str | None,
+        typer.Argument(
+            metavar="[wake|codex|gemini]",
+            help="wake: wait for a message (asyncRewake); codex, gemini: that client's hooks.",
+        ),
     ] = None,
 ) -> None:
-    """The Claude Code hook handler: hook JSON on stdin, hook JSON on stdout (see docs/claude-code.md)."""
+    """The agent hook handler: hook JSON on stdin, hook JSON on stdout (docs/agents.md)."""
     from gitbus.hooks import main as hook_main
 
     raise typer.Exit(hook_main([mode] if mode else []))
@@ -667,11 +671,14 @@ def _said(text: str, obj: dict[str, Any], json_out: bool) -> None:
 
 class InstallTarget(StrEnum):
     CLAUDE = "claude"
+    CODEX = "codex"
+    GEMINI = "gemini"
     GIT_HOOKS = "git-hooks"
 
 
 Target = Annotated[
-    InstallTarget, typer.Argument(metavar="claude|git-hooks", help="What to wire gitbus into.")
+    InstallTarget,
+    typer.Argument(metavar="claude|codex|gemini|git-hooks", help="What to wire gitbus into."),
 ]
 SharedOpt = Annotated[
     bool, typer.Option("--shared", help="Claude: the committed settings.json and CLAUDE.md.")
@@ -680,7 +687,8 @@ SharedOpt = Annotated[
 
 @app.command()
 def install(ctx: typer.Context, target: Target, shared: SharedOpt = False, json_out: JsonOpt = False) -> None:
-    """Install gitbus's Claude Code hooks, or the git pre-commit guard (idempotent)."""
+    """Install gitbus's hooks for Claude Code, Codex or Gemini CLI, or the git pre-commit guard
+    (idempotent; docs/agents.md)."""
     from gitbus import githooks
     from gitbus import install as I
 
@@ -689,6 +697,17 @@ def install(ctx: typer.Context, target: Target, shared: SharedOpt = False, json_
         written = [str(f) for f in I.install_claude(bus.repo, shared)]
         done = "gitbus is installed for Claude Code already; nothing changed"
         _said("\n".join(f"wrote {f}" for f in written) or done, {"wrote": written}, json_out)
+    elif target in (InstallTarget.CODEX, InstallTarget.GEMINI):
+        from gitbus import install_agents as A
+
+        if shared:
+            raise UsageError("--shared is for claude only", ctx)
+        written = [str(f) for f in A.install(bus.repo, A.TARGETS[target.value])]
+        said = "\n".join(f"wrote {f}" for f in written)
+        if said and target is InstallTarget.CODEX:
+            said += "\n" + A.CODEX_TRUST_HINT
+        done = f"gitbus is installed for {target.value} already; nothing changed"
+        _said(said or done, {"wrote": written}, json_out)
     else:
         wrote = githooks.install_git_hooks(bus.repo)
         what = {"pre-commit": "the commit guard", "post-commit": "the commit notes hook"}
@@ -708,6 +727,13 @@ def uninstall(
     bus = _bus(ctx, json_out)
     if target is InstallTarget.CLAUDE:
         changed = [str(f) for f in I.uninstall_claude(bus.repo, shared)]
+        lines = [f"cleaned {f}" for f in changed]
+    elif target in (InstallTarget.CODEX, InstallTarget.GEMINI):
+        from gitbus import install_agents as A
+
+        if shared:
+            raise UsageError("--shared is for claude only", ctx)
+        changed = [str(f) for f in A.uninstall(bus.repo, A.TARGETS[target.value])]
         lines = [f"cleaned {f}" for f in changed]
     else:
         removed = githooks.uninstall_git_hooks(bus.repo)

@@ -376,8 +376,9 @@ def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = Fa
 
 def main(argv: list[str]) -> int:
     wake_mode = argv[:1] == ["wake"]
-    if argv and not wake_mode:
-        sys.stderr.write("usage: gitbus hook [wake]  (reads the Claude Code hook JSON on stdin)\n")
+    client = argv[0] if len(argv) == 1 and argv[0] in ("codex", "gemini") else None  # gitbus.agentcli
+    if argv and not (wake_mode or client):
+        sys.stderr.write("usage: gitbus hook [wake|codex|gemini]  (reads the client's hook JSON on stdin)\n")
         return 1
     try:
         data = json.loads(sys.stdin.buffer.read() or b"{}")
@@ -387,7 +388,14 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"gitbus hook: the input is not hook JSON ({e}).\n")
         return 1
     try:
-        code, out = handle(data, os.environ, wake_mode)
+        if client:
+            from gitbus import agentcli
+
+            m = agentcli.client_map(client)
+            assert m is not None
+            code, out = agentcli.answer(m, data, os.environ)
+        else:
+            code, out = handle(data, os.environ, wake_mode)
     except GitbusError as e:
         sys.stderr.write(f"gitbus hook: {e}\n")
         return 1

@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,11 @@ def _strip_ours(settings: dict[str, Any], created: set[str] | frozenset[str] = f
     return out
 
 
-def _strip_hooks(settings: dict[str, Any], created: set[str] | frozenset[str]) -> dict[str, Any]:
+def _strip_hooks(
+    settings: dict[str, Any],
+    created: set[str] | frozenset[str],
+    is_ours: Callable[[Any], bool] = _is_ours,
+) -> dict[str, Any]:
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
         return settings
@@ -132,9 +137,9 @@ def _strip_hooks(settings: dict[str, Any], created: set[str] | frozenset[str]) -
             if (
                 isinstance(g, dict)
                 and isinstance(g.get("hooks"), list)
-                and any(_is_ours(h) for h in g["hooks"])
+                and any(is_ours(h) for h in g["hooks"])
             ):
-                rest = [h for h in g["hooks"] if not _is_ours(h)]
+                rest = [h for h in g["hooks"] if not is_ours(h)]
                 if rest:
                     kept.append({**g, "hooks": rest})
             else:
@@ -211,12 +216,7 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if write_json(f, settings):
         changed.append(f)
     for mem in _memory_files(repo, shared):
-        text = text_of(mem)
-        if text is None:
-            record.add(str(mem))
-        elif MARK_START not in text:
-            record.keep_original(str(mem), text)
-        if write_text(mem, _with_section(text or "", CLAUDE_TEXT)):
+        if put_section(mem, CLAUDE_TEXT, record):
             changed.append(mem)
     exe, *args = shlex.split(cmd)
     entry = {"command": exe, "args": [*args, "mcp"]}
@@ -357,23 +357,42 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if not shared:
         changed += _unregister_locally(record)
     for mem in _memory_files(repo, shared):
-        if mem.exists():
-            text = mem.read_text()
-            stripped = _with_section(text, None)
-            if stripped != text:
-                original = record.originals.get(str(mem))
-                if not stripped.strip() and str(mem) in ours:
-                    mem.unlink()
-                    record.forget(str(mem))
-                elif original is not None and original.rstrip("\n") == stripped.rstrip("\n"):
-                    write_text(mem, original)  # the user's text, down to its last newline
-                else:
-                    write_text(mem, stripped)
-                record.forget_original(str(mem))
-                changed.append(mem)
+        if take_section(mem, record, ours):
+            changed.append(mem)
     if not shared:
-        _unexclude(repo, record)
+        _unexclude(repo, record, EXCLUDED)
     return changed
+
+
+def put_section(mem: Path, section: str, record: Record) -> bool:
+    """Our marked section in the instructions file `mem` (made if missing); True when it changed."""
+    text = text_of(mem)
+    if text is None:
+        record.add(str(mem))
+    elif MARK_START not in text:
+        record.keep_original(str(mem), text)
+    return write_text(mem, _with_section(text or "", section))
+
+
+def take_section(mem: Path, record: Record, ours: set[str]) -> bool:
+    """Take our marked section out of `mem`: the file goes if install made it and nothing else is
+    in it; the user's original bytes come back when the rest is their text. True when it changed."""
+    if not mem.exists():
+        return False
+    text = mem.read_text()
+    stripped = _with_section(text, None)
+    if stripped == text:
+        return False
+    original = record.originals.get(str(mem))
+    if not stripped.strip() and str(mem) in ours:
+        mem.unlink()
+        record.forget(str(mem))
+    elif original is not None and original.rstrip("\n") == stripped.rstrip("\n"):
+        write_text(mem, original)  # the user's text, down to its last newline
+    else:
+        write_text(mem, stripped)
+    record.forget_original(str(mem))
+    return True
 
 
 EXCLUDED = ("/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json")  # personal files
@@ -393,9 +412,9 @@ def _exclude(repo: Repository, lines: list[str]) -> list[str]:
     return missing
 
 
-def _unexclude(repo: Repository, record: Record) -> None:
-    """Take out of `info/exclude` the lines install added there (and only those)."""
-    added = {x[len("exclude:") :] for x in record.items if x.startswith("exclude:")}
+def _unexclude(repo: Repository, record: Record, lines: tuple[str, ...]) -> None:
+    """Take out of `info/exclude` those of `lines` install added there (and only those)."""
+    added = {x[len("exclude:") :] for x in record.items if x.startswith("exclude:")} & set(lines)
     f = repo.common_dir / "info" / "exclude"
     if not added or not f.exists():
         return

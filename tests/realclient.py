@@ -75,7 +75,8 @@ def installed_version(binary: Path) -> str:
         out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    return out.split()[0] if out.split() else ""
+    # "2.1.328 (Claude Code)", "codex-cli 0.169.0", "0.61.0": the first word that reads as a version
+    return next((w for w in out.split() if w[:1].isdigit() and "." in w), "")
 
 
 def missing(name: str) -> str:
@@ -342,7 +343,10 @@ class MockAPI:
 
     `script(request)` returns the `Reply` for a main-loop request (None: a plain "OK."); anything else
     (titles, quota checks, side questions) gets plain text. The script runs before the reply is sent,
-    so a script that posts a peer's message does so between two of the model's tool calls."""
+    so a script that posts a peer's message does so between two of the model's tool calls.
+    A mock of another vendor's API (tests/vendorapis.py) overrides `request_class` and `_answer`."""
+
+    request_class: type[Request] = Request
 
     def __init__(self, script: Script | None = None) -> None:
         self.script: Script = script or (lambda r: None)
@@ -411,7 +415,7 @@ class MockAPI:
 
     def _record(self, path: str, body: dict[str, Any]) -> Request:
         with self._cond:
-            req = Request(next(self._n), path, body, time.monotonic())
+            req = self.request_class(next(self._n), path, body, time.monotonic())
             self.requests.append(req)
             self._cond.notify_all()
         return req
@@ -575,6 +579,19 @@ def run_print(
         "--dangerously-skip-permissions",
         *args,
     ]
+    return run_argv(cmd, cwd, env, timeout, done, grace)
+
+
+def run_argv(
+    cmd: list[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    done: Callable[[], bool] | None = None,
+    grace: float = 10.0,
+) -> Run:
+    """`cmd` in `cwd`, in a session of its own, stdin closed, killed with its group at `timeout`; or,
+    once `done()` holds, when `grace` more seconds have passed."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.monotonic()
         proc = subprocess.Popen(

@@ -62,6 +62,13 @@ def cli_md_section(title: str) -> str:
     return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
+def test_the_agents_page_names_the_versions_the_real_client_suites_pin() -> None:
+    pins = json.loads((ROOT / "clients.json").read_text())
+    page = (ROOT / "docs" / "agents.md").read_text()
+    for name in ("claude-code", "codex", "gemini"):
+        assert f"| {pins[name]['version']} " in page or f" {pins[name]['version']} |" in page, name
+
+
 def test_the_documented_exit_codes_are_the_ones_the_errors_carry() -> None:
     from gitbus import cli
     from gitbus import errors as E

@@ -313,7 +313,7 @@ def test_settings_that_are_not_json_are_refused_in_one_line_and_left_alone(workt
 
 def test_install_refuses_a_target_it_does_not_know_as_a_usage_error(worktrees: list[Path]) -> None:
     code, _, err = gb(worktrees[0], "install", "vscode")
-    assert code == 2 and "'vscode' is not one of 'claude', 'git-hooks'" in err
+    assert code == 2 and "'vscode' is not one of 'claude', 'codex', 'gemini', 'git-hooks'" in err
 
 
 # -- which gitbus the hooks run ------------------------------------------------------------------------

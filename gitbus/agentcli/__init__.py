@@ -1,0 +1,98 @@
+"""Agent clients other than Claude Code, each mapped onto gitbus's one hook contract.
+
+`gitbus.hooks` speaks Claude Code's contract, and the bus logic behind it (what is new for a
+session, the edit guard, the Stop reminder) is shared. Another client is a `ClientMap`, small and
+declarative: which of its events plays which part, which of its tool calls write which files, and
+how its output says "tell the model", "refuse this call" and "carry on with this". `answer` turns a
+client's payload into the shared one, runs the shared handler, and turns the answer into the
+client's shape. Nothing here loads the library: the nothing-new fast path stays as light as
+Claude Code's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from gitbus import hooks
+
+Out = dict[str, Any]
+
+
+class ClientMap(NamedTuple):  # not a dataclass: importing dataclasses costs the hook ~15 ms
+    """One client's hook contract, as gitbus uses it."""
+
+    name: str
+    # the client's event name -> the part it plays, named by the Claude Code event that plays it
+    events: Mapping[str, str]
+    # (tool name, tool input) -> the file paths the call writes, as the model wrote them
+    edit_paths: Callable[[str, Mapping[str, Any]], list[str]]
+    context: Callable[[str, str], Out]  # (client event, text) -> text put in front of the model
+    deny: Callable[[str], Out]  # reason -> the tool call refused, with the reason for the model
+    carry_on: Callable[[str], Out]  # text -> the turn goes on with it (the Stop reminder)
+
+
+class Said(NamedTuple):
+    """What the shared handler answered: a refusal's reason, or text for the model."""
+
+    deny: str
+    context: str
+
+
+def said(out: str) -> Said:
+    if not out:
+        return Said("", "")
+    spec = json.loads(out).get("hookSpecificOutput") or {}
+    if spec.get("permissionDecision") == "deny":
+        return Said(str(spec.get("permissionDecisionReason") or "refused by gitbus"), "")
+    return Said("", str(spec.get("additionalContext") or ""))
+
+
+def answer(m: ClientMap, data: Mapping[str, Any], env: Mapping[str, str]) -> tuple[int, str]:
+    """Answer one of `m`'s hook calls: (exit code, stdout)."""
+    event = str(data.get("hook_event_name") or "")
+    part = m.events.get(event)
+    if part is None:
+        return 0, ""
+    shared = {**data, "hook_event_name": part}
+    if part == "PreToolUse":
+        return 0, _guard(m, event, shared, env)
+    code, out = hooks.handle(shared, env)
+    text = said(out).context
+    if not text:
+        return code, ""
+    return code, json.dumps(m.carry_on(text) if part == "Stop" else m.context(event, text))
+
+
+def _guard(m: ClientMap, event: str, data: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """The edit guard over every file the call writes: the first refusal refuses the whole call
+    (a patch is applied whole or not at all); notes (a claim taken, a warning) are joined."""
+    tool_input = data.get("tool_input")
+    paths = m.edit_paths(str(data.get("tool_name") or ""), tool_input if isinstance(tool_input, dict) else {})
+    cwd = str(data.get("cwd") or os.getcwd())
+    notes: list[str] = []
+    for raw in dict.fromkeys(paths):  # the model's path is relative to the session's folder
+        one = {**data, "tool_name": "Write", "tool_input": {"file_path": os.path.join(cwd, raw)}}
+        got = said(hooks.handle(one, env)[1])
+        if got.deny:
+            return json.dumps(m.deny(got.deny))
+        if got.context and got.context not in notes:
+            notes.append(got.context)
+    return json.dumps(m.context(event, "\n".join(notes))) if notes else ""
+
+
+def client_map(name: str) -> ClientMap | None:
+    if name == "codex":
+        from gitbus.agentcli import codex
+
+        return codex.MAP
+    if name == "gemini":
+        from gitbus.agentcli import gemini
+
+        return gemini.MAP
+    return None
+
+
+CLIENTS = ("codex", "gemini")

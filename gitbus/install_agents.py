@@ -1,0 +1,312 @@
+"""`gitbus install codex|gemini`: wire gitbus into Codex CLI and Gemini CLI, reversibly.
+
+Both clients read their project files in the worktree a session starts in, so each worktree gets
+its own: Codex reads hooks from `.codex/hooks.json`, MCP servers from `.codex/config.toml` (ours in
+a marked block) and instructions from `AGENTS.md`; Gemini reads hooks and MCP servers from
+`.gemini/settings.json` and instructions from `GEMINI.md`. The guarantees are `install claude`'s
+(gitbus.install): merged with what is there, written only when the text changes, recorded so that
+uninstall takes out exactly what install added and gives back the user's bytes. A file git tracks
+is the team's: a tracked hooks or settings file stops the install with a hint before anything is
+written; a tracked instructions file is left alone (the session-start context, which names gitbus,
+stands in for it). What install makes is kept out of `git status` through `info/exclude`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitbus.errors import GitbusError
+from gitbus.git import Repository
+from gitbus.install import (
+    CLAUDE_TEXT,
+    MCP_SERVER,
+    _exclude,
+    _strip_hooks,
+    _unexclude,
+    gitbus_command,
+    put_section,
+    take_section,
+)
+from gitbus.install_record import (
+    Record,
+    folder,
+    give_back_json,
+    parse,
+    read_json,
+    text_of,
+    write_json,
+    write_text,
+)
+
+TOML_START = "# gitbus:start (managed by gitbus install; edit outside these marks)"
+TOML_END = "# gitbus:end"
+
+CODEX_TRUST_HINT = (
+    "Codex runs a project's hooks only in a trusted project, and each hook only once you trust it: "
+    "start codex in each worktree, trust the folder, and answer its 'Hooks need review' prompt with "
+    "'Trust all and continue' (or run codex with --dangerously-bypass-hook-trust). Until then gitbus "
+    "reaches Codex through MCP and AGENTS.md only."
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one client reads what gitbus installs, and what it installs there."""
+
+    client: str
+    hooks_file: str  # relative to a worktree
+    instructions: str  # the instructions file, relative to a worktree
+    hooks: Callable[[str], dict[str, list[dict[str, Any]]]]  # gitbus's command -> hook entries
+    mcp_in_json: bool  # the MCP server goes in the hooks file (else in a TOML file: Codex)
+
+    def is_ours(self, hook: Any) -> bool:
+        return (
+            isinstance(hook, dict)
+            and isinstance(hook.get("command"), str)
+            and bool(re.search(rf"(^|[\s/])(gitbus'?|-m gitbus)\s+hook\s+{self.client}\s*$", hook["command"]))
+        )
+
+
+def _codex_hooks(cmd: str) -> dict[str, list[dict[str, Any]]]:
+    one = {"type": "command", "command": f"{cmd} hook codex", "timeout": 10}  # seconds
+    return {
+        "SessionStart": [{"hooks": [one]}],
+        "UserPromptSubmit": [{"hooks": [one]}],
+        "PreToolUse": [{"matcher": "apply_patch|Bash", "hooks": [one]}],
+        "PostToolUse": [{"hooks": [one]}],
+        "Stop": [{"hooks": [one]}],
+    }
+
+
+def _gemini_hooks(cmd: str) -> dict[str, list[dict[str, Any]]]:
+    one = {"type": "command", "command": f"{cmd} hook gemini", "timeout": 10000}  # milliseconds
+    return {
+        "SessionStart": [{"hooks": [one]}],
+        "BeforeAgent": [{"hooks": [one]}],
+        "BeforeTool": [{"matcher": "write_file|replace", "hooks": [one]}],
+        "AfterTool": [{"hooks": [one]}],
+        "AfterAgent": [{"hooks": [one]}],
+        "SessionEnd": [{"hooks": [one]}],
+    }
+
+
+CODEX = Target("codex", ".codex/hooks.json", "AGENTS.md", _codex_hooks, mcp_in_json=False)
+GEMINI = Target("gemini", ".gemini/settings.json", "GEMINI.md", _gemini_hooks, mcp_in_json=True)
+CODEX_CONFIG = ".codex/config.toml"
+TARGETS = {"codex": CODEX, "gemini": GEMINI}
+
+
+def _tracked(repo: Repository, worktree: Path, rel: str) -> bool:
+    """Whether git tracks `rel` in `worktree` (its folder need not exist)."""
+    return bool(repo.git("-C", str(worktree), "ls-files", "--", rel).strip())
+
+
+def _shared_files(t: Target) -> list[str]:
+    return [t.hooks_file] + ([] if t.mcp_in_json else [CODEX_CONFIG])
+
+
+def _mcp_entry() -> dict[str, Any]:
+    exe, *args = shlex.split(gitbus_command())
+    return {"command": exe, "args": [*args, "mcp"]}
+
+
+def install(repo: Repository, t: Target) -> list[Path]:
+    """Add gitbus's hooks, MCP server and instructions for `t` in every worktree; idempotent.
+    Returns the files it changed (none when everything was in place already)."""
+    for wt in repo.worktrees():  # refuse before writing anything
+        for rel in _shared_files(t):
+            if _tracked(repo, wt, rel):
+                raise GitbusError(
+                    f"{wt / rel} is tracked by git: gitbus will not change a file your team shares. "
+                    f"Untrack it, or add gitbus's entries to it yourself (docs/agents.md)."
+                )
+        read_json(wt / t.hooks_file)  # each file readable as what it must be, in every worktree
+        if not t.mcp_in_json:
+            _users_toml(wt / CODEX_CONFIG)
+    record, changed, cmd = Record(repo), [], gitbus_command()
+    made_instructions = False
+    for wt in repo.worktrees():
+        f = wt / t.hooks_file
+        if _merge_json(f, t, t.hooks(cmd), record):
+            changed.append(f)
+        if not t.mcp_in_json and _put_toml_block(wt / CODEX_CONFIG, _codex_mcp_block(), record):
+            changed.append(wt / CODEX_CONFIG)
+        mem = wt / t.instructions
+        if not _tracked(repo, wt, t.instructions):  # a team's AGENTS.md / GEMINI.md is theirs
+            made_instructions |= not mem.exists() or str(mem) in record.items
+            if put_section(mem, CLAUDE_TEXT, record):
+                changed.append(mem)
+    for line in _exclude(repo, _excluded(t, made_instructions)):
+        record.add(f"exclude:{line}")
+    return changed
+
+
+def _excluded(t: Target, with_instructions: bool) -> list[str]:
+    return [f"/{rel}" for rel in _shared_files(t)] + ([f"/{t.instructions}"] if with_instructions else [])
+
+
+def uninstall(repo: Repository, t: Target) -> list[Path]:
+    """Remove exactly what `install` added for `t`, in every worktree."""
+    record = Record(repo)
+    ours = set(record.items)
+    changed: list[Path] = []
+    for wt in repo.worktrees():
+        f = wt / t.hooks_file
+        if _unmerge_json(f, t, record, ours):
+            changed.append(f)
+        if not t.mcp_in_json and _take_toml_block(wt / CODEX_CONFIG, record, ours):
+            changed.append(wt / CODEX_CONFIG)
+        mem = wt / t.instructions
+        if not _tracked(repo, wt, t.instructions) and take_section(mem, record, ours):
+            changed.append(mem)
+    _unexclude(repo, record, tuple(_excluded(t, True)))
+    return changed
+
+
+# -- JSON: hooks (and Gemini's MCP server) ------------------------------------------------------
+
+
+def _strip(settings: dict[str, Any], t: Target, created: set[str]) -> dict[str, Any]:
+    """`settings` without gitbus's hooks and MCP server (the keys install made go with them)."""
+    out = _strip_hooks(settings, created, t.is_ours)
+    servers = out.get("mcpServers")
+    if t.mcp_in_json and f"mcpServers.{MCP_SERVER}" in created and isinstance(servers, dict):
+        rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
+        out = {k: v for k, v in out.items() if k != "mcpServers" or rest or "mcpServers" not in created}
+        if "mcpServers" in out:
+            out["mcpServers"] = rest
+    return out
+
+
+def _merge_json(f: Path, t: Target, entries: dict[str, list[dict[str, Any]]], record: Record) -> bool:
+    if not f.parent.exists():
+        record.add(folder(f.parent))
+    text = text_of(f)
+    if text is None:
+        record.add(str(f))
+    current = parse(f, text) if text is not None else {}
+    settings = _strip(current, t, record.keys(f))
+    if text is not None and settings == current:
+        record.keep_original(str(f), text)  # nothing of ours in it: the user's own bytes
+    if "hooks" not in settings:
+        record.add(f"{f}#hooks")
+    if not isinstance(settings.setdefault("hooks", {}), dict):
+        raise GitbusError(f"{f} has a hooks entry that is not an object; fix it first.")
+    hooks = settings["hooks"]
+    for event, groups in entries.items():
+        if event not in hooks:
+            record.add(f"{f}#hooks.{event}")
+        if not isinstance(hooks.setdefault(event, []), list):
+            raise GitbusError(f"{f} has a hooks.{event} entry that is not a list; fix it first.")
+        hooks[event].extend(json.loads(json.dumps(groups)))
+    if t.mcp_in_json:
+        if "mcpServers" not in settings:
+            record.add(f"{f}#mcpServers")
+        servers = settings.setdefault("mcpServers", {})
+        if not isinstance(servers, dict):
+            raise GitbusError(f"{f} has an mcpServers entry that is not an object; fix it first.")
+        record.add(f"{f}#mcpServers.{MCP_SERVER}")
+        servers[MCP_SERVER] = _mcp_entry()
+    return write_json(f, settings)
+
+
+def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
+    if not f.exists():
+        return False
+    before = read_json(f)
+    after = _strip(before, t, record.keys(f))
+    if after == before:
+        record.forget_keys(f)
+        return False
+    if not after and str(f) in ours:
+        f.unlink()
+        record.forget(str(f))
+        if folder(f.parent) in ours and not any(f.parent.iterdir()):
+            f.parent.rmdir()  # the folder install made, now empty
+            record.forget(folder(f.parent))
+    else:
+        give_back_json(f, after, record)
+    record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
+    return True
+
+
+# -- TOML: Codex's MCP server -------------------------------------------------------------------
+
+
+def _codex_mcp_block() -> str:
+    entry = _mcp_entry()
+    args = ", ".join(json.dumps(a) for a in entry["args"])  # a JSON string is a TOML basic string
+    return f"[mcp_servers.{MCP_SERVER}]\ncommand = {json.dumps(entry['command'])}\nargs = [{args}]"
+
+
+def _with_toml_block(text: str, block: str | None) -> str:
+    """`text` with our marked block replaced (or removed, for None); as `install._with_section`."""
+    pattern = re.compile(
+        r"(?:(?<=\n)\n)?" + re.escape(TOML_START) + r".*?" + re.escape(TOML_END) + r"\n?", re.S
+    )
+    text = pattern.sub("", text)
+    if block is None:
+        return text
+    sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
+    return f"{text}{sep}{TOML_START}\n{block}\n{TOML_END}\n"
+
+
+def _toml(f: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise GitbusError(f"{f} is not valid TOML ({e}); fix it first, gitbus won't overwrite it.") from None
+
+
+def _users_toml(f: Path) -> str:
+    """The user's part of `f` (all but our block), checked: valid TOML, no server of our name."""
+    users = _with_toml_block(text_of(f) or "", None)
+    servers = _toml(f, users).get("mcp_servers")
+    if isinstance(servers, dict) and MCP_SERVER in servers:
+        raise GitbusError(f"{f} already defines an MCP server named {MCP_SERVER}; remove it first.")
+    return users
+
+
+def _put_toml_block(f: Path, block: str, record: Record) -> bool:
+    """Our MCP server as a marked block at the end of `f` (a table of its own, so it cannot change
+    the meaning of the user's keys). Refused if the user's part defines a server of our name."""
+    if not f.parent.exists():
+        record.add(folder(f.parent))
+    text = text_of(f)
+    users = _users_toml(f)
+    if text is None:
+        record.add(str(f))
+    if text is not None and TOML_START not in text:
+        record.keep_original(str(f), text)
+    new = _with_toml_block(users, block)
+    _toml(f, new)
+    return write_text(f, new)
+
+
+def _take_toml_block(f: Path, record: Record, ours: set[str]) -> bool:
+    if not f.exists():
+        return False
+    text = f.read_text()
+    stripped = _with_toml_block(text, None)
+    if stripped == text:
+        return False
+    original = record.originals.get(str(f))
+    if not stripped.strip() and str(f) in ours:
+        f.unlink()
+        record.forget(str(f))
+        if folder(f.parent) in ours and f.parent.exists() and not any(f.parent.iterdir()):
+            f.parent.rmdir()
+            record.forget(folder(f.parent))
+    elif original is not None and original.rstrip("\n") == stripped.rstrip("\n"):
+        write_text(f, original)
+    else:
+        write_text(f, stripped)
+    record.forget_original(str(f))
+    return True

@@ -1,0 +1,164 @@
+"""`gitbus hook codex|gemini`: each client's payloads answered in its own output shape.
+
+The payloads are as Codex CLI 0.169.0 and Gemini CLI 0.61.0 send them (the fields gitbus reads);
+tests/test_codex.py and tests/test_gemini.py run the real clients.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitbus import agentcli
+from gitbus.agentcli.patch import written_paths
+from gitbus.bus import Bus
+
+AGENTS = ("api-1", "web-1")
+
+
+@pytest.fixture
+def agents(worktrees: list[Path]) -> list[Bus]:
+    buses = []
+    for wt, name in zip(worktrees, AGENTS, strict=False):
+        bus = Bus.open(wt)
+        bus.join(name)
+        buses.append(bus)
+    return buses
+
+
+def hook(client: str, cwd: Path, event: str, session: str = "s1", **fields: Any) -> dict[str, Any]:
+    """One hook call as the client makes it, in-process; its stdout as JSON ({} for silence)."""
+    m = agentcli.client_map(client)
+    assert m is not None
+    data = {
+        "session_id": session,
+        "transcript_path": "/tmp/t.jsonl",
+        "cwd": str(cwd),
+        "hook_event_name": event,
+    }
+    code, out = agentcli.answer(m, {**data, **fields}, {})
+    assert code == 0
+    return json.loads(out) if out else {}
+
+
+def context(out: dict[str, Any]) -> str:
+    return str((out.get("hookSpecificOutput") or {}).get("additionalContext") or "")
+
+
+PATCH = """*** Begin Patch
+*** Add File: internal/api/routes.go
++package api
+*** Update File: README.md
+*** Move to: docs/README.md
+@@
+-x
++y
+*** Delete File: old.txt
+*** End Patch
+"""
+
+
+def test_a_patch_names_every_file_it_adds_changes_moves_or_deletes() -> None:
+    assert written_paths(PATCH) == ["internal/api/routes.go", "README.md", "docs/README.md", "old.txt"]
+    assert written_paths("*** Begin Patch\n*** End Patch\n") == []
+
+
+def test_codex_apply_patch_into_a_claim_is_denied_naming_the_holder(agents: list[Bus]) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    out = hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": PATCH})
+    spec = out["hookSpecificOutput"]
+    assert spec["permissionDecision"] == "deny", out
+    assert "api-1 holds internal/api/" in spec["permissionDecisionReason"], out
+
+
+def test_codex_patch_paths_are_read_from_the_sessions_folder(agents: list[Bus]) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    patch = "*** Begin Patch\n*** Add File: routes.go\n+package api\n*** End Patch\n"
+    inside = web.repo.root / "internal" / "api"
+    out = hook("codex", inside, "PreToolUse", tool_name="apply_patch", tool_input={"command": patch})
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny", out
+
+
+def test_codex_shell_commands_are_guarded_only_when_they_carry_a_patch(agents: list[Bus]) -> None:
+    api, web = agents
+    api.claim(["internal/api/"])
+    heredoc = {"command": f"apply_patch <<'EOF'\n{PATCH}EOF"}
+    assert hook("codex", web.repo.root, "PreToolUse", tool_name="Bash", tool_input=heredoc)
+    plain = {"command": "echo x > internal/api/handler.go"}  # not read: the commit guard's job
+    assert hook("codex", web.repo.root, "PreToolUse", tool_name="Bash", tool_input=plain) == {}
+
+
+def test_gemini_write_into_a_claim_is_denied_in_geminis_shape(agents: list[Bus]) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    for tool in ("write_file", "replace"):
+        tool_input = {"file_path": "internal/api/handler.go", "content": "x"}
+        out = hook("gemini", web.repo.root, "BeforeTool", tool_name=tool, tool_input=tool_input)
+        assert out["decision"] == "deny" and "api-1 holds internal/api/" in out["reason"], out
+    read = hook("gemini", web.repo.root, "BeforeTool", tool_name="read_file", tool_input={"file_path": "x"})
+    assert read == {}
+
+
+def test_news_is_told_once_per_session_in_each_clients_shape(agents: list[Bus]) -> None:
+    api, web = agents
+    for client, start, after_tool in (
+        ("codex", "SessionStart", "PostToolUse"),
+        ("gemini", "SessionStart", "AfterTool"),
+    ):
+        session = f"{client}-1"
+        assert "you are agent web-1" in context(hook(client, web.repo.root, start, session, source="startup"))
+        api.discover(f"news for {client}")
+        told = hook(client, web.repo.root, after_tool, session, tool_name="x", tool_input={})
+        assert told["hookSpecificOutput"]["hookEventName"] == after_tool
+        assert f'api-1 reported: "news for {client}"' in context(told)
+        assert hook(client, web.repo.root, after_tool, session, tool_name="x", tool_input={}) == {}  # once
+
+
+def test_the_stop_reminder_goes_on_with_the_turn_in_each_clients_shape(agents: list[Bus]) -> None:
+    api, web = agents
+    for client, stop in (("codex", "Stop"), ("gemini", "AfterAgent")):
+        session = f"{client}-1"
+        hook(client, web.repo.root, "SessionStart", session, source="startup")
+        api.ask(f"question for {client}?", to="web-1")
+        out = hook(client, web.repo.root, stop, session, stop_hook_active=False)
+        assert set(out) == {"decision", "reason"} and f"question for {client}?" in out["reason"], out
+        assert hook(client, web.repo.root, stop, session, stop_hook_active=False) == {}  # no loop
+
+
+def test_events_gitbus_does_not_use_are_silence(agents: list[Bus]) -> None:
+    _, web = agents
+    assert hook("gemini", web.repo.root, "PreCompress") == {}
+    assert hook("codex", web.repo.root, "PermissionRequest") == {}
+
+
+def test_the_hook_entry_point_takes_the_client_and_refuses_unknown_ones(agents: list[Bus]) -> None:
+    _, web = agents
+    data = {
+        "session_id": "p",
+        "cwd": str(web.repo.root),
+        "hook_event_name": "SessionStart",
+        "source": "startup",
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "gitbus", "hook", "gemini"],
+        input=json.dumps(data),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "you are agent web-1" in context(json.loads(r.stdout)), r.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "gitbus", "hook", "cursor"],
+        input="{}",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "codex|gemini" in bad.stderr, bad.stderr

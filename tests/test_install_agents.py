@@ -1,0 +1,169 @@
+"""`gitbus install codex|gemini` / `uninstall`: every worktree wired, merged, given back byte for byte."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gitbus.cli import app
+
+from .conftest import git
+
+# What each client reads, per worktree: (hooks file, instructions file, hook events)
+FILES = {
+    "codex": (
+        ".codex/hooks.json",
+        "AGENTS.md",
+        {"SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop"},
+    ),
+    "gemini": (
+        ".gemini/settings.json",
+        "GEMINI.md",
+        {"SessionStart", "BeforeAgent", "BeforeTool", "AfterTool", "AfterAgent", "SessionEnd"},
+    ),
+}
+
+
+def gb(wt: Path, *args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, ["-C", str(wt), *args], env={"COLUMNS": "200"})
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture
+def joined(worktrees: list[Path]) -> list[Path]:
+    for wt, name in zip(worktrees, ("alice", "bob", "carol"), strict=True):
+        assert gb(wt, "join", "--name", name)[0] == 0
+    return worktrees
+
+
+def snapshot(worktrees: list[Path]) -> dict[str, bytes]:
+    """Every file of every worktree (git's own dir aside), and info/exclude, as bytes."""
+    files = {}
+    for wt in worktrees:
+        for f in wt.rglob("*"):
+            if f.is_file() and ".git" not in f.relative_to(wt).parts:
+                files[str(f)] = f.read_bytes()
+    exclude = worktrees[0] / ".git" / "info" / "exclude"
+    # `/.gitbus/` (the context files' folder) is excluded once for good by any install: not ours to undo
+    files["exclude"] = (exclude.read_bytes() if exclude.exists() else b"").replace(b"/.gitbus/\n", b"")
+    return files
+
+
+def our_commands(settings: dict[str, object], client: str) -> dict[str, list[str]]:
+    hooks = settings.get("hooks")
+    assert isinstance(hooks, dict)
+    return {
+        event: [h["command"] for g in groups for h in g["hooks"] if h["command"].endswith(f"hook {client}")]
+        for event, groups in hooks.items()
+    }
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_install_wires_every_worktree_once_and_dirties_nothing(joined: list[Path], client: str) -> None:
+    hooks_file, instructions, events = FILES[client]
+    code, out, _ = gb(joined[1], "install", client)
+    assert code == 0, out
+    for wt in joined:
+        settings = json.loads((wt / hooks_file).read_text())
+        assert {e: len(c) for e, c in our_commands(settings, client).items()} == dict.fromkeys(events, 1)
+        assert "gitbus" in (wt / instructions).read_text()
+        assert git(wt, "status", "--porcelain") == ""
+    if client == "codex":
+        config = tomllib.loads((joined[2] / ".codex/config.toml").read_text())
+        assert config["mcp_servers"]["gitbus"]["args"][-1] == "mcp"
+        assert "Trust all and continue" in out  # how the user trusts the hooks
+    else:
+        assert settings["mcpServers"]["gitbus"]["args"][-1] == "mcp"
+    before = snapshot(joined)
+    assert (
+        gb(joined[0], "install", client)[1] == f"gitbus is installed for {client} already; nothing changed\n"
+    )
+    assert snapshot(joined) == before
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_uninstall_gives_back_the_users_files_byte_for_byte(joined: list[Path], client: str) -> None:
+    main = joined[0]
+    hooks_file, instructions, _ = FILES[client]
+    (main / hooks_file).parent.mkdir()
+    mine = '{\n\t"hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "./mine.sh"}]}]},\n'
+    mine += '\t"mcpServers": {"other": {"command": "x"}}\n}'  # tabs, no final newline
+    (main / hooks_file).write_text(mine)
+    (main / instructions).write_text("# Ours\n\nkeep this\n")
+    if client == "codex":
+        (main / ".codex/config.toml").write_text('model = "o3"\n\n[mcp_servers.other]\ncommand = "x"\n')
+    before = snapshot(joined)
+    assert gb(main, "install", client)[0] == 0
+    settings = json.loads((main / hooks_file).read_text())
+    assert settings["hooks"]["SessionStart"][0]["hooks"][0]["command"] == "./mine.sh"
+    assert settings["mcpServers"]["other"] == {"command": "x"}
+    assert (main / instructions).read_text().startswith("# Ours\n\nkeep this\n")
+    if client == "codex":
+        config = tomllib.loads((main / ".codex/config.toml").read_text())
+        assert config["model"] == "o3" and set(config["mcp_servers"]) == {"other", "gitbus"}
+    assert gb(main, "install", "claude")[0] == 0  # another client's install and uninstall on the side
+    assert gb(main, "uninstall", "claude")[0] == 0
+    code, out, _ = gb(main, "uninstall", client)
+    assert code == 0 and "cleaned" in out
+    assert snapshot(joined) == before
+    assert gb(main, "uninstall", client)[1] == "nothing to remove\n"
+
+
+def test_a_tracked_settings_file_refuses_before_anything_is_written(joined: list[Path]) -> None:
+    main = joined[0]
+    (main / ".gemini").mkdir()
+    (main / ".gemini/settings.json").write_text("{}\n")
+    git(main, "add", ".gemini/settings.json")
+    git(main, "commit", "-qm", "team settings")
+    before = snapshot(joined)
+    code, _, err = gb(joined[1], "install", "gemini")
+    assert code != 0 and "tracked by git" in err and "docs/agents.md" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert snapshot(joined) == before
+
+
+def test_a_tracked_instructions_file_is_left_alone(joined: list[Path]) -> None:
+    main = joined[0]
+    (main / "AGENTS.md").write_text("# Team rules\n")
+    git(main, "add", "AGENTS.md")
+    git(main, "commit", "-qm", "agents")
+    assert gb(main, "install", "codex")[0] == 0
+    assert (main / "AGENTS.md").read_text() == "# Team rules\n"
+    assert git(main, "status", "--porcelain") == ""
+    assert gb(main, "uninstall", "codex")[0] == 0
+    assert (main / "AGENTS.md").read_text() == "# Team rules\n"
+
+
+def test_a_codex_config_that_is_not_toml_or_names_our_server_is_refused_in_one_line(
+    joined: list[Path],
+) -> None:
+    main = joined[0]
+    (main / ".codex").mkdir()
+    for text, said in (
+        ("model = \n", "not valid TOML"),
+        ('[mcp_servers.gitbus]\ncommand = "x"\n', "already"),
+    ):
+        (main / ".codex/config.toml").write_text(text)
+        code, _, err = gb(main, "install", "codex")
+        assert code != 0 and said in err and err.count("\n") == 1, err
+        assert (main / ".codex/config.toml").read_text() == text
+
+
+def test_a_bad_file_in_one_worktree_stops_the_install_before_any_worktree_is_written(
+    joined: list[Path],
+) -> None:
+    (joined[2] / ".codex").mkdir()
+    (joined[2] / ".codex/config.toml").write_text("model = \n")
+    before = snapshot(joined)
+    code, _, err = gb(joined[0], "install", "codex")
+    assert code != 0 and "not valid TOML" in err
+    assert snapshot(joined) == before
+
+
+def test_shared_is_for_claude_only(joined: list[Path]) -> None:
+    code, _, err = gb(joined[0], "install", "codex", "--shared")
+    assert code == 2 and "--shared is for claude only" in err
