@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import helpers
 from live import percentile
 from measure import Series, verdict
 
@@ -51,6 +52,7 @@ STEPS = 6  # tool calls in the scripted turn; the model is called once more for 
 PROMPT = "Carry on with the task."
 TIMEOUT = 90.0  # seconds one `claude -p` may take at the most (a few, normally)
 NUMBER = 13  # the section's number in docs/benchmarks.md
+QUICK_RUNS, FULL_RUNS = 4, 10  # `claude -p` turns per arm (--quick, else), with and without gitbus
 WITHOUT, WITH, DELIVERY = "without gitbus", "gitbus installed", "gitbus installed, a discovery mid-turn"
 HOOKS = "gitbus's hooks only (its MCP server entry removed)"  # splits the cost: hooks vs the MCP server
 ARMS = (WITHOUT, HOOKS, WITH, DELIVERY)
@@ -460,18 +462,16 @@ def write_doc(doc: Path, b: RealClientBench) -> None:
 
 
 def main(argv: list[str]) -> int:
-    import run
-
-    cfg = run.QUICK if "--quick" in argv else run.FULL
-    runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else cfg.realclient_runs
-    with run.workdir() as work:
-        env = run.hermetic_env(work / "home")
-        b = realclient_bench(work, env, runs, log=run.log)
+    default = QUICK_RUNS if "--quick" in argv else FULL_RUNS
+    runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else default
+    with helpers.workdir() as work:
+        env = helpers.hermetic_env(work / "home")
+        b = realclient_bench(work, env, runs, log=helpers.log)
     if b.skipped:
         print(f"bench/realclient.py: not measured: {b.skipped}", file=sys.stderr)
     if "--doc" in argv:
-        write_doc(run.DOC, b)
-        run.log(f"wrote section {NUMBER} into {run.DOC}")
+        write_doc(helpers.DOC, b)
+        helpers.log(f"wrote section {NUMBER} into {helpers.DOC}")
     else:
         print("\n".join([*goal_rows(b), "", *section(b)]))
     return 1 if b.skipped else 0

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -42,6 +42,7 @@ import startup
 import sync
 import synth
 import tui
+from helpers import DOC, fstype, gitbus_exe, hermetic_env, log, out, tmpfs, workdir
 from measure import Command, Op, Series, cli_times, interleaved, interleaved_on, profile, timed_calls
 
 from gitbus.bus import Bus
@@ -49,8 +50,6 @@ from gitbus.clock import SystemClock
 from gitbus.git import Repository, init_repository
 from gitbus.ids import agent_name
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 AGENT = "bench"
 
 
@@ -80,24 +79,19 @@ class Config:
     claims_reps: int = 5
     claims_ops: int = 50
     read_reps: int = 5  # whole-history reads (history.py)
-    realclient_runs: int = 10  # `claude -p` turns per arm, with and without gitbus (realclient.py)
+    realclient_runs: int = realclient.FULL_RUNS  # `claude -p` turns per arm, with and without gitbus
     startup_reps: int = 20  # rounds of the everyday commands in a regular install (startup.py)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
                big=10_000, hook_reps=20, live_posts=60, sync_reps=2, crowd_reps=2, crowd_ops=160,
-               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3, realclient_runs=4,
-               startup_reps=8)
+               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3,
+               realclient_runs=realclient.QUICK_RUNS, startup_reps=8)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
 
 
-_T0 = time.perf_counter()
 _LOAD_AT_START = os.getloadavg()[0]  # other work on the machine shows in every absolute figure
-
-
-def log(text: str) -> None:
-    print(f"[{time.perf_counter() - _T0:5.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 # -- the sides --------------------------------------------------------------------------------------
@@ -209,17 +203,6 @@ def verify(gitbus: str, built: Built, env: Mapping[str, str]) -> None:
 # -- machine ----------------------------------------------------------------------------------------
 
 
-def _out(*argv: str) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT).stdout.strip()
-    except OSError:
-        return "?"
-
-
-def fstype(path: Path) -> str:
-    return _out("df", "--output=fstype", str(path)).splitlines()[-1:][0] if path.exists() else "?"
-
-
 def machine() -> dict[str, str]:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -228,56 +211,21 @@ def machine() -> dict[str, str]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    head = _out("git", "rev-parse", "--short", "HEAD")
-    dirty = _out("git", "status", "--porcelain", "--", "gitbus")
+    head = out("git", "rev-parse", "--short", "HEAD")
+    dirty = out("git", "status", "--porcelain", "--", "gitbus")
     dirty = " + uncommitted changes in gitbus/" if dirty else ""
     return {
         "nproc": f"{usable} ({cpu})",
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "pygit2 / libgit2": f"{version('pygit2')} / {pygit2.LIBGIT2_VERSION}",
-        "git": _out("git", "--version"),
+        "git": out("git", "--version"),
         "gitbus": f"{version('gitbus')} at {head}{dirty}",
         "load average (1 min)": f"{_LOAD_AT_START:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
     }
 
 
 # -- main -------------------------------------------------------------------------------------------
-
-
-def hermetic_env(home: Path) -> dict[str, str]:
-    """Seal subprocesses from the user's git config and identity; pygit2 in-process the same way."""
-    home.mkdir(parents=True, exist_ok=True)
-    for level in (pygit2.enums.ConfigLevel.GLOBAL, pygit2.enums.ConfigLevel.XDG,
-                  pygit2.enums.ConfigLevel.SYSTEM):
-        pygit2.settings.search_path[level] = str(home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GITBUS_"))}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
-               GITBUS_AGENT="reader", LC_ALL="C.UTF-8")
-    return env
-
-
-def gitbus_exe() -> str:
-    beside = Path(sys.executable).with_name("gitbus")
-    found = str(beside) if beside.exists() else shutil.which("gitbus")
-    if not found:
-        raise SystemExit("bench: the `gitbus` command is not installed next to this Python.")
-    return found
-
-
-@contextlib.contextmanager
-def workdir(parent: str | None = None) -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="gitbus-bench-", dir=parent))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def tmpfs() -> str | None:
-    """A RAM file system to measure on without disk noise, if this machine has one."""
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) and fstype(shm) == "tmpfs" else None
 
 
 def with_agentmail(work: Path, workers: int) -> tuple[agentmail.Outcome, agentmail.Servers | None]:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import helpers
 import synth
 from measure import Command, Series, cli_times, verdict
 
@@ -185,18 +186,16 @@ def section(b: SearchBench, number: int) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    import run
-
     quick = "--quick" in argv
     n = 10_000 if quick else GOAL_MESSAGES
-    with run.workdir() as work:
-        env = run.hermetic_env(work / "home")
+    with helpers.workdir() as work:
+        env = helpers.hermetic_env(work / "home")
         msgs = synth.messages(n, 8, end_ms=time.time_ns() // 1_000_000 - 60_000)
         buses = {}
         for layout in LAYOUTS:
             buses[layout] = work / f"bus-{layout}"
             synth.build(buses[layout], synth.fast_import_stream(msgs), env, layout=layout)
-        b = search_bench(buses, env, run.gitbus_exe(), n, 8, 3 if quick else 5)
+        b = search_bench(buses, env, helpers.gitbus_exe(), n, 8, 3 if quick else 5)
     print("\n".join([*goal_rows(b), "", *section(b, 7)]))
     return 0
 

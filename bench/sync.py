@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import helpers
 import synth
 from measure import Series, verdict
 
@@ -190,12 +191,10 @@ def section(b: SyncBench, number: int) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    import run
-
     quick = "--quick" in argv
-    with run.workdir() as work:
-        env = run.hermetic_env(work / "home")
-        b = sync_bench(work, env, run.gitbus_exe(), GOAL_MESSAGES, 8, 2 if quick else 5)
+    with helpers.workdir() as work:
+        env = helpers.hermetic_env(work / "home")
+        b = sync_bench(work, env, helpers.gitbus_exe(), GOAL_MESSAGES, 8, 2 if quick else 5)
     print("\n".join([*goal_rows(b), "", *section(b, 6)]))
     return 0
 

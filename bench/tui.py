@@ -147,12 +147,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         child(argv[1])
         return 0
-    import run
+    import helpers  # not at the top: a child imports only what it measures
 
     quick = "--quick" in argv
     n = int(argv[argv.index("--messages") + 1]) if "--messages" in argv else 10_000
-    with run.workdir() as work:
-        b = tui_bench(work, run.hermetic_env(work / "home"), n, 3 if quick else 7)
+    with helpers.workdir() as work:
+        b = tui_bench(work, helpers.hermetic_env(work / "home"), n, 3 if quick else 7)
     print("\n".join(section(b, 1) + goal_rows(b)))
     return 0
 

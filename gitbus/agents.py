@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from gitbus import state
 from gitbus.gitfiles import read_refs
 from gitbus.ids import AGENTS_PREFIX, AgentName, agent_name, derive_agent_name
 
@@ -29,10 +30,6 @@ class Place(Protocol):
     def common_dir(self) -> Path: ...
 
 
-def _setting(repo: Place) -> Path:
-    return repo.git_dir / "gitbus" / "agent"
-
-
 def resolve(repo: Place, explicit: str | None = None, env: Mapping[str, str] | None = None) -> AgentName:
     """This worktree's agent name, by the precedence above; always validated."""
     env = os.environ if env is None else env
@@ -40,7 +37,7 @@ def resolve(repo: Place, explicit: str | None = None, env: Mapping[str, str] | N
         return agent_name(explicit)
     if env.get(ENV_VAR):
         return agent_name(env[ENV_VAR])
-    f = _setting(repo)
+    f = state.agent_setting(repo.git_dir)
     if f.is_file():
         return agent_name(f.read_text().strip())
     return derive_agent_name(repo.root.name)
@@ -50,16 +47,12 @@ def named(repo: Place, explicit: str | None = None, env: Mapping[str, str] | Non
     """True when this worktree's agent name was asked for (`-a`, `GITBUS_AGENT`, `gitbus join --name`)
     rather than derived from the folder's name."""
     env = os.environ if env is None else env
-    return explicit is not None or bool(env.get(ENV_VAR)) or _setting(repo).is_file()
+    return explicit is not None or bool(env.get(ENV_VAR)) or state.agent_setting(repo.git_dir).is_file()
 
 
 def remember(repo: Place, name: AgentName) -> None:
     """Make `name` this worktree's agent for later commands (no env var needed)."""
-    f = _setting(repo)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
-    tmp.write_text(name + "\n")
-    os.replace(tmp, f)
+    state.write_atomic(state.agent_setting(repo.git_dir), name + "\n", prefix=".agent-")
 
 
 def known(repo: Place) -> dict[AgentName, str]:

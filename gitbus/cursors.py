@@ -14,12 +14,12 @@ light: hooks read it on every tool call.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from gitbus import state
 from gitbus.gitfiles import Oid
 from gitbus.state import locked, write_atomic
 
@@ -27,14 +27,10 @@ if TYPE_CHECKING:
     from gitbus.git import Repository
 
 
-def _file(repo: Repository, name: str) -> Path:
-    return repo.common_dir / "gitbus" / "cursors" / f"{name}.json"
-
-
 def load(repo: Repository, name: str) -> dict[str, Oid]:
     """The cursor `name`; a missing or unreadable one means nothing was seen yet."""
     try:
-        obj = json.loads(_file(repo, name).read_text())
+        obj = json.loads(state.cursor(repo.common_dir, name).read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(obj, dict):
@@ -44,20 +40,15 @@ def load(repo: Repository, name: str) -> dict[str, Oid]:
 
 def save(repo: Repository, name: str, tips: Mapping[str, Oid]) -> None:
     """Replace the cursor `name` atomically (temp file + rename)."""
-    f = _file(repo, name)
-    _write(f, json.dumps(dict(sorted(tips.items()))))
+    _write(state.cursor(repo.common_dir, name), json.dumps(dict(sorted(tips.items()))))
 
 
 @contextmanager
 def agent_lock(repo: Repository, name: str) -> Iterator[None]:
     """Serialise changes to agent `name`'s cursor and shown ids (hook sessions, inbox and MCP
     update them at once; a read-modify-write that interleaved would lose one of them)."""
-    with locked(repo.common_dir / "gitbus" / "cursors" / f"{name}.lock"):
+    with locked(state.cursor_lock(repo.common_dir, name)):
         yield
-
-
-def _shown_file(repo: Repository, name: str) -> Path:
-    return repo.common_dir / "gitbus" / "shown" / f"{name}.json"
 
 
 SHOWN_MAX = 1000  # ids remembered past an agent's cursor (what its sessions were shown)
@@ -70,24 +61,20 @@ def load_shown(repo: Repository, name: str) -> list[str]:
     keeps its cursor behind, so what the session showed past that gap is remembered by id instead:
     `gitbus inbox` then lists the gap without repeating what the model already saw."""
     try:
-        obj = json.loads(_shown_file(repo, name).read_text())
+        obj = json.loads(state.shown(repo.common_dir, name).read_text())
     except (OSError, ValueError):
         return []
     return [str(x) for x in obj] if isinstance(obj, list) else []
 
 
 def save_shown(repo: Repository, name: str, ids: list[str]) -> None:
-    f = _shown_file(repo, name)
-    _write(f, json.dumps(ids[-SHOWN_MAX:]))
+    _write(state.shown(repo.common_dir, name), json.dumps(ids[-SHOWN_MAX:]))
 
 
 def _write(f: Path, data: str) -> None:
     """Replace `f` atomically: a unique temp file beside it, then rename (one line when the disk
     refuses, and no temp file left)."""
     write_atomic(f, data, prefix=".cursor-")
-
-
-_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 class SessionCursor(NamedTuple):
@@ -104,18 +91,9 @@ class SessionCursor(NamedTuple):
         return {"tips": self.tips, "seq": self.seq, "reminded": list(self.reminded), "skip": list(self.skip)}
 
 
-def _dir(common_dir: Path, agent: str, session: str) -> Path:
-    if not _SAFE.match(session):
-        import hashlib
-
-        session = hashlib.sha256(session.encode()).hexdigest()[:32]
-    key = session
-    return common_dir / "gitbus" / "sessions" / agent / key
-
-
 def sessions_of(common_dir: Path, agent: str) -> list[str]:
     """The sessions of `agent` that have a cursor on this clone."""
-    d = common_dir / "gitbus" / "sessions" / agent
+    d = state.agent_sessions(common_dir, agent)
     return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
 
 
@@ -123,16 +101,16 @@ def sessions_of(common_dir: Path, agent: str) -> list[str]:
 def session_lock(common_dir: Path, agent: str, session: str) -> Iterator[None]:
     """Serialise one session's hook calls (Claude Code runs parallel tool calls' hooks at once):
     read cursor, select, save must not interleave, or two calls would show the same message."""
-    with locked(_dir(common_dir, agent, session) / "lock"):
+    with locked(state.session_dir(common_dir, agent, session) / state.SESSION_LOCK):
         yield
 
 
 def load_session(common_dir: Path, agent: str, session: str) -> SessionCursor | None:
     """The session's cursor from whichever slot is valid and newest; None for a new session."""
     best: SessionCursor | None = None
-    for slot in ("a.json", "b.json"):
+    for slot in state.SESSION_SLOTS:
         try:
-            obj = json.loads((_dir(common_dir, agent, session) / slot).read_text())
+            obj = json.loads((state.session_dir(common_dir, agent, session) / slot).read_text())
             c = SessionCursor(
                 {str(k): str(v) for k, v in obj["tips"].items()},
                 int(obj["seq"]),
@@ -148,9 +126,9 @@ def load_session(common_dir: Path, agent: str, session: str) -> SessionCursor | 
 
 def save_session(common_dir: Path, agent: str, session: str, cursor: SessionCursor) -> SessionCursor:
     """Write `cursor` (with the next sequence number) to both slots; returns what was written."""
-    d = _dir(common_dir, agent, session)
+    d = state.session_dir(common_dir, agent, session)
     written = SessionCursor(cursor.tips, cursor.seq + 1, cursor.reminded[-200:], cursor.skip[-SHOWN_MAX:])
     data = json.dumps(written.to_json())
-    for slot in ("a.json", "b.json"):
+    for slot in state.SESSION_SLOTS:
         _write(d / slot, data)
     return written

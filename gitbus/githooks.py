@@ -16,6 +16,7 @@ import os
 import shlex
 from pathlib import Path
 
+from gitbus import state
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.install import gitbus_command
@@ -65,21 +66,13 @@ exit 0
 """
 
 
-def _own_dir(repo: Repository) -> Path:
-    return repo.common_dir / "gitbus" / "hooks"
-
-
-def _state_file(repo: Repository) -> Path:
-    return repo.common_dir / "gitbus" / "hooks-path.json"
-
-
 def _relative_hooks_path(repo: Repository) -> str | None:
     """`core.hooksPath` when it is relative (resolved per worktree), else None; once our own folder
     stands in front of it, the relative path it replaced."""
     value = repo.git("config", "--get", "core.hooksPath", check=False).strip()
-    if value == str(_own_dir(repo)):
+    if value == str(state.own_hooks(repo.common_dir)):
         try:
-            was = json.loads(_state_file(repo).read_text())
+            was = json.loads(state.hooks_path_record(repo.common_dir).read_text())
         except (OSError, ValueError):
             raise GitbusError(
                 f"core.hooksPath points at {value} but gitbus has no record of what it replaced; "
@@ -125,19 +118,17 @@ def _put(hook: Path, script: str) -> bool:
             return False
     except (OSError, ValueError):
         pass
-    hook.write_text(script)
-    hook.chmod(0o755)
+    state.write_atomic(hook, script, prefix=f".{hook.name}.gitbus-", mode=0o755)
     return True
 
 
 def _install_own_dir(repo: Repository, relative: str) -> list[Path]:
     """Our own hooks folder in front of a relative `core.hooksPath`, which each hook still runs."""
-    d = _own_dir(repo)
-    state = _state_file(repo)
+    d = state.own_hooks(repo.common_dir)
     local = repo.git("config", "--local", "--get", "core.hooksPath", check=False).strip()
     if local != str(d):  # not installed yet: remember what to put back
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"local": local or None, "relative": relative}))
+        record = json.dumps({"local": local or None, "relative": relative})
+        state.write_atomic(state.hooks_path_record(repo.common_dir), record, prefix=".hooks-path-")
     d.mkdir(parents=True, exist_ok=True)
     folder = relative.rstrip("/")
     written = []
@@ -156,13 +147,13 @@ def _install_own_dir(repo: Repository, relative: str) -> list[Path]:
 def uninstall_git_hooks(repo: Repository) -> list[Path]:
     """Remove our hooks and put back the user's (and their `core.hooksPath`) as they were."""
     removed = []
-    state = _state_file(repo)
-    if state.exists():
+    record = state.hooks_path_record(repo.common_dir)
+    if record.exists():
         try:
-            was = json.loads(state.read_text())
+            was = json.loads(record.read_text())
         except ValueError:
             was = {}
-        d = _own_dir(repo)
+        d = state.own_hooks(repo.common_dir)
         if isinstance(was, dict) and was.get("local"):
             repo.git("config", "--local", "core.hooksPath", str(was["local"]))
         elif repo.git("config", "--local", "--get", "core.hooksPath", check=False).strip() == str(d):
@@ -175,7 +166,7 @@ def uninstall_git_hooks(repo: Repository) -> list[Path]:
                     removed.append(hook)
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
-        state.unlink()
+        record.unlink()
     d = hooks_dir(repo)
     for name in HOOKS:
         hook, chained = d / name, d / f"{name}.before-gitbus"

@@ -23,7 +23,7 @@ from gitbus.errors import Conflict, GitbusError
 from gitbus.gitfiles import read_refs
 from gitbus.ids import LEDGER_REF, AgentName
 from gitbus.inert import inert
-from gitbus.state import write_atomic
+from gitbus.state import claims_cache, write_atomic
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,6 @@ class Snapshot:
         return [c for c in self.claims if c.owner == me and P.covers(c.path, path, ignorecase=True)]
 
 
-def _file(common_dir: Path) -> Path:
-    return common_dir / "gitbus" / "cache" / "claims.json"
-
-
 def ledger_tip(common_dir: Path) -> str | None:
     return read_refs(common_dir, LEDGER_REF).get(LEDGER_REF)
 
@@ -61,7 +57,7 @@ def cached(common_dir: Path) -> Snapshot | None:
     """The snapshot, if it was taken at the current ledger tip."""
     tip = ledger_tip(common_dir)
     try:
-        obj: dict[str, Any] = json.loads(_file(common_dir).read_text())
+        obj: dict[str, Any] = json.loads(claims_cache(common_dir).read_text())
         if obj.get("ledger") != tip:
             return None
         return Snapshot(tip, bool(obj["ignorecase"]), tuple(Claim.from_json(c) for c in obj["claims"]))
@@ -72,7 +68,7 @@ def cached(common_dir: Path) -> Snapshot | None:
 def store(common_dir: Path, snap: Snapshot) -> None:
     """Cache `snap`; a `GitbusError` in one sentence when the disk refuses (no temp file left)."""
     obj = {"ledger": snap.ledger, "ignorecase": snap.ignorecase, "claims": [c.to_json() for c in snap.claims]}
-    write_atomic(_file(common_dir), json.dumps(obj), prefix=".claims-")
+    write_atomic(claims_cache(common_dir), json.dumps(obj), prefix=".claims-")
 
 
 def snapshot(root: Path, common_dir: Path) -> Snapshot:

@@ -19,7 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitbus import agents, cursors
+from gitbus import agents, cursors, state
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import Location, Oid, bus_tips, locate
 from gitbus.ids import AgentName
@@ -276,7 +276,7 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
 
 
 def wake_pid_file(s: Session) -> Path:
-    return s.loc.common_dir / "gitbus" / "sessions" / s.agent / f"{s.id}.wake.pid"
+    return state.wake_pid(s.loc.common_dir, s.agent, s.id)
 
 
 def wake(s: Session, env: Mapping[str, str]) -> int:
@@ -292,9 +292,8 @@ def wake(s: Session, env: Mapping[str, str]) -> int:
     if headless(env, life.client_argv()):
         return 0
     pid_file = wake_pid_file(s)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
     me = str(os.getpid())
-    pid_file.write_text(me)
+    state.write_atomic(pid_file, me, prefix=".wake-")
     try:
         return _wait(s, life, lambda: pid_file.read_text().strip() == me)
     except OSError:

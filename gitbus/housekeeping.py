@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from gitbus import state
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -124,7 +124,7 @@ def run(repo: Repository, *, force: bool = False, limits: Limits | None = None) 
     lim = limits or Limits()
     common = repo.common_dir
     before = check(common)
-    with _exclusive(common) as mine:
+    with state.locked(state.housekeeping_lock(common), wait=False) as mine:
         if not mine:
             return Outcome(before, before, skipped="another housekeeping run is under way")
         commands: list[tuple[str, ...]] = []
@@ -159,7 +159,7 @@ def maybe_run(
     """Run if the last look was over `min_interval` seconds ago and something is due; else None.
 
     Costs one `stat` when a look was recent: a watcher can call it after every update."""
-    stamp = _stamp_file(repo.common_dir)
+    stamp = state.housekeeping_stamp(repo.common_dir)
     try:
         if time.time() - stamp.stat().st_mtime < min_interval:
             return None
@@ -171,28 +171,7 @@ def maybe_run(
     return run(repo, limits=limits)
 
 
-def _stamp_file(common_dir: Path) -> Path:
-    return common_dir / "gitbus" / "housekeeping.stamp"
-
-
 def _stamp(common_dir: Path) -> None:
-    f = _stamp_file(common_dir)
+    f = state.housekeeping_stamp(common_dir)
     f.parent.mkdir(parents=True, exist_ok=True)
     f.touch()
-
-
-@contextlib.contextmanager
-def _exclusive(common_dir: Path) -> Iterator[bool]:
-    """Hold `<common>/gitbus/housekeeping.lock` if it is free; yields whether we got it."""
-    f = common_dir / "gitbus" / "housekeeping.lock"
-    f.parent.mkdir(parents=True, exist_ok=True)
-    with f.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

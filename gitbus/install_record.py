@@ -19,7 +19,7 @@ from typing import Any
 
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.state import write_atomic
+from gitbus.state import install_record, write_atomic
 
 
 def read_json(f: Path) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class Record:
     back; kept in the common git dir, outside every worktree."""
 
     def __init__(self, repo: Repository) -> None:
-        self.file = repo.common_dir / "gitbus" / "created.json"
+        self.file = install_record(repo.common_dir)
         self.items: set[str] = set()
         self.originals: dict[str, str] = {}
         try:
@@ -137,8 +137,7 @@ class Record:
             self._save()
 
     def _save(self) -> None:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        self.file.write_text(json.dumps({"items": sorted(self.items), "originals": self.originals}))
+        write_atomic(self.file, json.dumps({"items": sorted(self.items), "originals": self.originals}))
 
 
 def folder(path: Path) -> str:

@@ -10,14 +10,12 @@ that no longer contains a commit the index covered (it cannot happen through git
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gitbus import state
 from gitbus.chains import all_tips, history
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import Oid
@@ -27,10 +25,6 @@ if TYPE_CHECKING:
     from gitbus.git import Repository
 
 
-def _dir(repo: Repository) -> Path:
-    return repo.common_dir / "gitbus" / "search"
-
-
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
@@ -38,15 +32,6 @@ def _escape(text: str) -> str:
 def _searchable(m: Message) -> str:
     """What a search matches: the subject line and the text, folded, on one line."""
     return _escape(f"{m.summary()}\x1f{m.text}".casefold())
-
-
-@contextlib.contextmanager
-def _locked(repo: Repository) -> Iterator[Path]:
-    d = _dir(repo)
-    d.mkdir(parents=True, exist_ok=True)
-    with (d / "lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield d
 
 
 def _refresh(repo: Repository, d: Path) -> None:
@@ -63,14 +48,13 @@ def _refresh(repo: Repository, d: Path) -> None:
     moved = any(c != tips[ref] and not repo.is_ancestor(c, tips[ref]) for ref, c in kept.items())
     if moved or not index.exists() or len(kept) < len(covered):
         kept = {}  # something the index holds is no longer on the bus as it was: start again
-        index.write_text("")
+        state.write_atomic(index, "", prefix=".index-")
     with index.open("a", encoding="utf-8") as out:
         for e in history(repo, tips, kept):
             m = e.message
             out.write(f"{m.time}\t{m.id}\t{e.commit}\t{_searchable(m)}\n")
-    tmp = covered_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(tips))
-    os.replace(tmp, covered_file)  # after the lines: a crash in between leaves lines written twice
+    # After the lines: a crash in between leaves lines written twice, which a search counts once.
+    state.write_atomic(covered_file, json.dumps(tips), prefix=".covered-")
 
 
 def matching(repo: Repository, text: str) -> Iterator[Message]:
@@ -80,7 +64,8 @@ def matching(repo: Repository, text: str) -> Iterator[Message]:
     needle = text.casefold()
     escaped = _escape(needle)
     hits: dict[str, tuple[int, int, str]] = {}  # commit -> sort key; a line written twice counts once
-    with _locked(repo) as d:
+    d = state.search(repo.common_dir)
+    with state.locked(d / "lock"):
         _refresh(repo, d)
         with (d / "index.tsv").open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
@@ -109,7 +94,7 @@ def _entries(repo: Repository, wanted: Callable[[str], bool]) -> list[tuple[int,
     the index as it stands (read without its lock: `covered.json` is replaced only after its lines
     are appended, so what it names is in the file) plus, in memory, what the bus holds beyond it.
     Without a usable index, the whole bus is walked."""
-    d = _dir(repo)
+    d = state.search(repo.common_dir)
     tips = all_tips(repo)
     try:
         covered = {str(k): Oid(str(v)) for k, v in json.loads((d / "covered.json").read_text()).items()}

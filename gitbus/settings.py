@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gitbus import state
 from gitbus.errors import GitbusError
-from gitbus.state import write_atomic
 
 DEFAULTS: dict[str, Any] = {
     "remote": None,  # the git remote that carries the bus (docs/sync.md)
@@ -24,14 +24,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _file(common_dir: Path) -> Path:
-    return common_dir / "gitbus" / "config.json"
-
-
 def load(common_dir: Path) -> dict[str, Any]:
     """Settings with defaults filled in; an unreadable file counts as empty."""
     try:
-        stored = json.loads(_file(common_dir).read_text())
+        stored = json.loads(state.settings(common_dir).read_text())
     except (OSError, ValueError):
         stored = {}
     if not isinstance(stored, dict):
@@ -81,8 +77,8 @@ def _seconds(value: str) -> int:
 
 def save(common_dir: Path, key: str, value: Any) -> None:
     """Set one key (already validated by `parse`), atomically."""
-    f = _file(common_dir)
     current = load(common_dir)
     current[key] = value
     kept = {k: v for k, v in current.items() if v != DEFAULTS[k]}
-    write_atomic(f, json.dumps(kept, indent=2, sort_keys=True), prefix=".config-")
+    text = json.dumps(kept, indent=2, sort_keys=True)
+    state.write_atomic(state.settings(common_dir), text, prefix=".config-")

@@ -1,9 +1,29 @@
-"""gitbus's own files beside git's: one atomic writer, and what a full or read-only disk means.
+"""gitbus's own files beside git's: every name in them, one atomic writer, one lock, and what a full
+or read-only disk means.
 
-Every small state file (cursors, settings, the claims cache) is replaced atomically: a unique temp
-file beside it, then a rename. When the disk is full or read-only the write fails at once with one
-sentence and the temp file is removed, so a failed write leaves nothing behind and waits for nothing.
-Standard library only.
+All of it lives in `<common git dir>/gitbus/` (one clone, every worktree), except the agent name,
+which is one worktree's and lives in `<worktree git dir>/gitbus/agent`. Nothing there is shared
+through a remote; deleting any of it loses at most a position or a cache (docs/format.md):
+
+    <common git dir>/gitbus/
+        config.json                  settings                  (settings)
+        cursors/<agent>.json, .lock  an agent's read cursor    (cursors)
+        shown/<agent>.json           ids sessions showed       (cursors)
+        sessions/<agent>/<key>/      a hook session: a.json, b.json, lock   (cursors)
+        sessions/<agent>/<key>.wake.pid   its background waiter           (hooks)
+        cache/claims.json            the edit guard's claims   (guard)
+        search/                      index.tsv, covered.json, lock        (searchindex)
+        hooks/, hooks-path.json      git hooks in front of a relative core.hooksPath (githooks)
+        created.json                 what install changed      (install_record)
+        housekeeping.stamp, .lock    the last look, one housekeeper       (housekeeping)
+        refused.json, sync-status.json   the last pull's refusals, the last background sync (sync)
+        watch.lock, watch.log        one watcher, its output   (watch)
+
+Every module names its files through the functions below, never by spelling a path. Every small file
+is replaced atomically (`write_atomic`: a unique temp file beside it, then a rename, so two writers
+never share a temp name), and every lock is an `flock` (`locked`), which the kernel releases when its
+holder dies. When the disk is full or read-only a write fails at once with one sentence and the temp
+file is removed, so a failed write leaves nothing behind and waits for nothing. Standard library only.
 """
 
 from __future__ import annotations
@@ -11,11 +31,133 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from gitbus.errors import GitbusError
+
+# -- the names ---------------------------------------------------------------------------------------
+
+DIR = "gitbus"  # the folder in the common git dir, and in each worktree's git dir (the agent name)
+
+
+def root(common_dir: Path) -> Path:
+    """`<common git dir>/gitbus`: the folder all of this clone's gitbus state lives in."""
+    return common_dir / DIR
+
+
+def agent_setting(git_dir: Path) -> Path:
+    """The worktree's own agent name (`gitbus join --name`), in its private git dir."""
+    return git_dir / DIR / "agent"
+
+
+def settings(common_dir: Path) -> Path:
+    return root(common_dir) / "config.json"
+
+
+def cursor(common_dir: Path, agent: str) -> Path:
+    """Agent `agent`'s read cursor."""
+    return root(common_dir) / "cursors" / f"{agent}.json"
+
+
+def cursor_lock(common_dir: Path, agent: str) -> Path:
+    """Held while `agent`'s cursor and shown ids change."""
+    return root(common_dir) / "cursors" / f"{agent}.lock"
+
+
+def shown(common_dir: Path, agent: str) -> Path:
+    """The ids `agent`'s hook sessions showed past its cursor."""
+    return root(common_dir) / "shown" / f"{agent}.json"
+
+
+def agent_sessions(common_dir: Path, agent: str) -> Path:
+    """The folder of `agent`'s hook sessions, one folder each."""
+    return root(common_dir) / "sessions" / agent
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def _session_key(session: str) -> str:
+    """A session id as a file name: itself when it is a safe one, else a hash of it."""
+    if _SAFE.match(session):
+        return session
+    import hashlib  # rarely needed, and the hooks' fast path pays for every import
+
+    return hashlib.sha256(session.encode()).hexdigest()[:32]
+
+
+def session_dir(common_dir: Path, agent: str, session: str) -> Path:
+    """One hook session's folder: its two cursor slots and its lock."""
+    return agent_sessions(common_dir, agent) / _session_key(session)
+
+
+SESSION_SLOTS = ("a.json", "b.json")  # a session cursor is written to both, the newer valid one wins
+SESSION_LOCK = "lock"
+
+
+def wake_pid(common_dir: Path, agent: str, session: str) -> Path:
+    """The pid of a session's background waiter (one per session; a newer one replaces it)."""
+    return agent_sessions(common_dir, agent) / f"{_session_key(session)}.wake.pid"
+
+
+def claims_cache(common_dir: Path) -> Path:
+    """The edit guard's snapshot of the claims, keyed by the ledger tip."""
+    return root(common_dir) / "cache" / "claims.json"
+
+
+def search(common_dir: Path) -> Path:
+    """The search index's folder: `index.tsv`, `covered.json` and `lock`."""
+    return root(common_dir) / "search"
+
+
+def own_hooks(common_dir: Path) -> Path:
+    """gitbus's hooks folder, put in front of a relative `core.hooksPath`."""
+    return root(common_dir) / "hooks"
+
+
+def hooks_path_record(common_dir: Path) -> Path:
+    """What `core.hooksPath` was before gitbus put its own hooks folder in front of it."""
+    return root(common_dir) / "hooks-path.json"
+
+
+def install_record(common_dir: Path) -> Path:
+    """What `gitbus install` created and the user's text it changed."""
+    return root(common_dir) / "created.json"
+
+
+def housekeeping_stamp(common_dir: Path) -> Path:
+    """Touched at each housekeeping look: its age says whether to look again."""
+    return root(common_dir) / "housekeeping.stamp"
+
+
+def housekeeping_lock(common_dir: Path) -> Path:
+    return root(common_dir) / "housekeeping.lock"
+
+
+def refused(common_dir: Path) -> Path:
+    """What the last pull refused."""
+    return root(common_dir) / "refused.json"
+
+
+def sync_status(common_dir: Path) -> Path:
+    """How the last background sync went."""
+    return root(common_dir) / "sync-status.json"
+
+
+def watch_lock(common_dir: Path) -> Path:
+    """Held by the one watcher of this clone, with its pid inside."""
+    return root(common_dir) / "watch.lock"
+
+
+def watch_log(common_dir: Path) -> Path:
+    """Where a background watcher's output goes."""
+    return root(common_dir) / "watch.log"
+
+
+# -- writing and locking -----------------------------------------------------------------------------
 
 _DISK_ERRORS = {
     errno.ENOSPC: "the disk is full",
@@ -59,9 +201,10 @@ def write_atomic(f: Path, data: str, prefix: str = ".gitbus-", mode: int | None 
 
 
 @contextlib.contextmanager
-def locked(f: Path) -> Iterator[None]:
+def locked(f: Path, wait: bool = True) -> Iterator[bool]:
     """Hold an exclusive `flock` on the file `f` (created if missing); one sentence when the disk
-    cannot hold even that."""
+    cannot hold even that. Without `wait`, yields False at once when another holder has it (and
+    holds nothing), else True."""
     import fcntl
 
     try:
@@ -70,5 +213,9 @@ def locked(f: Path) -> Iterator[None]:
     except OSError as e:
         raise GitbusError(f"Could not create the lock {f}: {disk_problem(e) or e.strerror or e}.") from None
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True

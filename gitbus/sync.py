@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import random
 import re
 import time
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitbus import claims as C
 from gitbus import delegation as D
-from gitbus import notes, settings, vouch
+from gitbus import notes, settings, state, vouch
 from gitbus.chains import all_tips, chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.git import STALE_LOCK_SECONDS, network_timeout
@@ -446,55 +445,37 @@ def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True)
     raise RemoteError(f"The bus remote '{remote}' kept moving; {_ROUNDS} sync rounds did not settle.")
 
 
-def _refused_file(repo: Repository) -> Path:
-    return repo.common_dir / "gitbus" / "refused.json"
-
-
 def record_refused(repo: Repository, remote: str, report: Report) -> None:
     """Remember what the last pull refused, for `gitbus status` (cleared by a pull that refused
     nothing). A disk that cannot take the file loses only this reminder."""
-    f = _refused_file(repo)
+    f = state.refused(repo.common_dir)
     lines = [r.line() for r in report.refused]
     if not lines and not f.exists():
         return
-    try:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f"refused-{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({"remote": remote, "refused": lines}))
-            os.replace(tmp, f)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError:
-        pass
+    with contextlib.suppress(GitbusError):
+        state.write_atomic(f, json.dumps({"remote": remote, "refused": lines}), prefix=".refused-")
 
 
 def last_refused(repo: Repository) -> list[str]:
     """The refusal lines of the last pull (see `record_refused`)."""
     try:
-        obj = json.loads(_refused_file(repo).read_text())
+        obj = json.loads(state.refused(repo.common_dir).read_text())
         lines = obj["refused"] if isinstance(obj, dict) else []
     except (OSError, ValueError, KeyError):
         return []
     return [str(x) for x in lines] if isinstance(lines, list) else []
 
 
-def _status_file(repo: Repository) -> Path:
-    return repo.common_dir / "gitbus" / "sync-status.json"
-
-
 def record(repo: Repository, remote: str, now_ms: int, error: str | None) -> None:
     """Remember how the last background sync went, for `gitbus status`."""
-    f = _status_file(repo)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"remote": remote, "at": now_ms, "error": error}))
-    os.replace(tmp, f)
+    f = state.sync_status(repo.common_dir)
+    status = json.dumps({"remote": remote, "at": now_ms, "error": error})
+    state.write_atomic(f, status, prefix=".sync-status-")
 
 
 def last_status(repo: Repository) -> dict[str, Any] | None:
     try:
-        obj = json.loads(_status_file(repo).read_text())
+        obj = json.loads(state.sync_status(repo.common_dir).read_text())
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None

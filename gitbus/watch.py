@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from gitbus import context, guard, housekeeping
+from gitbus import context, guard, housekeeping, state
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
@@ -41,10 +41,6 @@ REFRESH_SECONDS = 30.0
 ACQUIRE_SECONDS = 0.25  # how long `acquire` outlasts `running_pid` probes before giving up
 
 
-def _lock_file(common_dir: Path) -> Path:
-    return common_dir / "gitbus" / "watch.lock"
-
-
 def running_pid(common_dir: Path) -> int | None:
     """The pid of the live watcher of this repository, -1 while one starts, or None.
 
@@ -52,7 +48,7 @@ def running_pid(common_dir: Path) -> int | None:
     once never mistake each other for a watcher (whose lock is exclusive) and report the pid a dead
     watcher left in the file. `acquire` retries briefly, as a probe may hold the lock for an instant."""
     try:
-        handle = _lock_file(common_dir).open()
+        handle = state.watch_lock(common_dir).open()
     except FileNotFoundError:
         return None
     with handle:
@@ -131,7 +127,7 @@ class Watcher:
 
     def acquire(self) -> bool:
         """Take the one-watcher lock; False if another live watcher holds it."""
-        f = _lock_file(self.repo.common_dir)
+        f = state.watch_lock(self.repo.common_dir)
         f.parent.mkdir(parents=True, exist_ok=True)
         handle = f.open("a+")
         deadline = time.monotonic() + ACQUIRE_SECONDS
@@ -365,7 +361,7 @@ def start_daemon(repo: Repository, timeout: float = 10.0) -> int:
     pid = _wait_for_pid(repo.common_dir, deadline)
     if pid is not None:
         return pid
-    log = repo.common_dir / "gitbus" / "watch.log"
+    log = state.watch_log(repo.common_dir)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
         subprocess.Popen(

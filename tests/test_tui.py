@@ -737,3 +737,18 @@ def test_each_type_has_its_colour_in_the_feed(scene: GitbusApp) -> None:
         assert len({str(style) for style in KIND_STYLE.values()}) >= 6  # the kinds tell apart at a glance
 
     drive(scene, scenario)
+
+
+def test_a_subclass_of_the_app_in_another_folder_keeps_its_stylesheet(
+    worktrees: list[Path], clock: FakeClock
+) -> None:
+    """Textual reads a relative `CSS_PATH` beside the subclass's own module: bench/tui.py's subclass
+    (which times the first paint) found no stylesheet and never painted."""
+
+    class Elsewhere(GitbusApp):
+        pass
+
+    async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
+        assert "operator" in screen(app)[0]
+
+    drive(Elsewhere(worktrees[0], clock=clock), scenario)

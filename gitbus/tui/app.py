@@ -68,7 +68,7 @@ TICK_SECONDS = 1.0  # the lease countdown
 
 class GitbusApp(App[None]):
     TITLE = "gitbus"
-    CSS_PATH = "gitbus.tcss"
+    CSS_PATH = Path(__file__).with_name("gitbus.tcss")  # absolute: a subclass elsewhere finds it too
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "pane('feed')", "Feed", show=False),
         Binding("2", "pane('claims')", "Claims", show=False),
