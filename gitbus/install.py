@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,16 @@ def gitbus_command() -> str:
     ):
         return shlex.quote(os.path.abspath(script))
     return f"{shlex.quote(sys.executable)} -m gitbus"
+
+
+def instructions(cmd: str) -> str:
+    """The instructions for the model, naming the gitbus that ran install as `cmd` does: a bare
+    `gitbus` only when that is the one PATH finds, else the model's shell would run another or none."""
+    exe, *rest = shlex.split(cmd)
+    on_path = shutil.which("gitbus")
+    if not rest and on_path is not None and os.path.realpath(on_path) == os.path.realpath(exe):
+        return CLAUDE_TEXT
+    return CLAUDE_TEXT.replace("`gitbus ", f"`{cmd} ")
 
 
 def _hook_entries(cmd: str) -> dict[str, list[dict[str, Any]]]:
@@ -250,7 +261,7 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if write_json(f, settings):
         changed.append(f)
     for mem in _memory_files(repo, shared):
-        if put_section(mem, CLAUDE_TEXT, record):
+        if put_section(mem, instructions(cmd), record):
             changed.append(mem)
     exe, *args = shlex.split(cmd)
     entry = {"command": exe, "args": [*args, "mcp"]}

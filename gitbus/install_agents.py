@@ -25,7 +25,6 @@ from typing import Any
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.install import (
-    CLAUDE_TEXT,
     MCP_SERVER,
     _strip_hooks,
     _unexclude,
@@ -33,6 +32,7 @@ from gitbus.install import (
     check_servers,
     exclude,
     gitbus_command,
+    instructions,
     put_section,
     take_section,
 )
@@ -147,7 +147,7 @@ def install(repo: Repository, t: Target) -> list[Path]:
         mem = wt / t.instructions
         if not _tracked(repo, wt, t.instructions):  # a team's AGENTS.md / GEMINI.md is theirs
             made_instructions |= not mem.exists() or str(mem) in record.items
-            if put_section(mem, CLAUDE_TEXT, record):
+            if put_section(mem, instructions(cmd), record):
                 changed.append(mem)
     exclude(repo, _excluded(t, made_instructions), record)
     return changed

@@ -359,6 +359,44 @@ def test_the_hooks_and_the_mcp_server_run_the_gitbus_that_ran_install(
     assert commands and all(c.startswith(named + " ") for c in commands), commands
 
 
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        ([str(VENV_BIN / "gitbus")], shlex.quote(str(VENV_BIN / "gitbus"))),
+        ([sys.executable, "-m", "gitbus"], f"{shlex.quote(sys.executable)} -m gitbus"),
+    ],
+    ids=["the-console-script", "python-m-gitbus"],
+)
+def test_the_instructions_name_the_gitbus_that_ran_install_when_path_finds_another(
+    worktrees: list[Path], tmp_path: Path, argv: list[str], named: str
+) -> None:
+    env = another_gitbus_first_on_path(tmp_path)
+    p = subprocess.run(
+        [*argv, "install", "claude"], cwd=worktrees[1], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    for wt in worktrees:
+        text = (wt / "CLAUDE.local.md").read_text()
+        assert f"`{named} claim " in text and f"`{named} status`" in text
+        assert "`gitbus " not in text, text
+
+
+def test_the_instructions_say_plain_gitbus_when_path_finds_the_one_that_ran_install(
+    worktrees: list[Path],
+) -> None:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}/usr/bin:/bin"}
+    p = subprocess.run(
+        [str(VENV_BIN / "gitbus"), "install", "claude"],
+        cwd=worktrees[0],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "`gitbus claim " in (worktrees[0] / "CLAUDE.local.md").read_text()
+
+
 def test_a_second_install_changes_nothing_and_says_so_in_one_line(worktrees: list[Path]) -> None:
     first = gb(worktrees[0], "install", "claude")[1]
     assert first.count("wrote ") == 1 + len(worktrees) * 2, first

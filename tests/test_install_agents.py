@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gitbus.cli import app
+from gitbus.install import gitbus_command
 
 from .conftest import git
 
@@ -152,6 +153,13 @@ def test_the_users_own_gitbus_hooks_and_server_come_back_after_uninstall(
     assert gb(main, "install", client)[0] == 0
     assert gb(main, "uninstall", client)[0] == 0
     assert snapshot(joined) == before
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_the_instructions_name_the_gitbus_that_ran_install(joined: list[Path], client: str) -> None:
+    assert gb(joined[0], "install", client)[0] == 0
+    text = (joined[1] / FILES[client][1]).read_text()
+    assert f"`{gitbus_command()} claim " in text and "`gitbus " not in text
 
 
 @pytest.mark.parametrize("client", ["codex", "gemini"])
