@@ -983,27 +983,30 @@ def remote(
 def push(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Send local bus messages and ledger steps to the remote (all or nothing)."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), pull=False), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name), pull=False), json_out)
 
 
 @app.command()
 def pull(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Fetch the remote's bus and merge it in (no message is lost or rewritten)."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), send=False), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name), send=False), json_out)
 
 
 @app.command("sync")
 def sync_cmd(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Pull, then push: afterwards this clone and the remote hold the same bus."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name)), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name)), json_out)
 
 
 def main() -> None:
