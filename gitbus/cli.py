@@ -846,10 +846,10 @@ def note(
     json_out: JsonOpt = False,
 ) -> None:
     """Attach this agent's coordination note to a commit (the post-commit hook runs this)."""
-    from gitbus import notes
+    from gitbus import notes, story
 
     bus = _bus(ctx, json_out)
-    text = notes.note_for_commit(bus, commit)
+    text = story.note_for_commit(bus, commit)
     notes.add(bus.repo, commit, text, bus.clock.now_ms())
     if json_out:
         render.dump(out, {"commit": commit, "note": text})
@@ -864,10 +864,10 @@ def history(
     json_out: JsonOpt = False,
 ) -> None:
     """The story of a path: claims, discoveries, questions and answers, and commits with their notes."""
-    from gitbus import notes
+    from gitbus import story
 
     bus = _bus(ctx, json_out)
-    events = notes.story(bus, path)
+    events = story.story(bus, path)
     if json_out:
         render.dump(
             out,

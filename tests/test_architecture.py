@@ -49,9 +49,7 @@ UI_PACKAGES = ("typer", "rich", "textual", "mcp")
 
 # Modules the table places that do not exist yet, with where they come from; drop an entry once the
 # module is merged.
-COMING = {
-    "story": "issue 15: a path's story and a commit's note, split out of notes.py",
-}
+COMING: dict[str, str] = {}
 
 # Imports that cross a floor upward today, with why; remove an entry when the import is fixed (the
 # test fails on an entry that no longer occurs, so the list cannot go stale).
