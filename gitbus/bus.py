@@ -42,6 +42,7 @@ from gitbus.ids import (
 from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.inert import inert
 from gitbus.message import LEDGER_KINDS, MAX_PATHS, Kind, Message, clean_text, decode, kind_named
+from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
@@ -140,9 +141,9 @@ class Bus:
     def _adopt_remote(self) -> None:
         """With no bus remote set, make `origin` the bus remote and pull its bus when it carries one
         (asked once, by init and join only: never on an everyday command or a hook)."""
-        if self.offline or sync.bus_remote(self.repo) is not None:
+        if self.offline or bus_remote(self.repo) is not None:
             return
-        found = sync.remote_carrying_bus(self.repo)
+        found = remote_carrying_bus(self.repo)
         if found is not None:
             self.set_remote(found)
             sync.sync(self.repo, found, send=False)
@@ -158,7 +159,7 @@ class Bus:
     def set_remote(self, remote: str) -> str:
         """Share the bus through git remote `remote` from now on; refused, with nothing stored, if
         git has no such remote (every later claim would fail on it)."""
-        name = sync.require_remote(self.repo, settings.parse("remote", remote))
+        name = require_remote(self.repo, settings.parse("remote", remote))
         settings.save(self.repo.common_dir, "remote", name)
         return name
 
@@ -414,9 +415,9 @@ class Bus:
 
     def _arbiter(self) -> ledger.Arbiter:
         """The remote decides ledger steps when a bus remote is set, unless this bus is offline."""
-        remote = None if self.offline else sync.bus_remote(self.repo)
+        remote = None if self.offline else bus_remote(self.repo)
         return (
-            sync.RemoteArbiter(self.repo, sync.require_remote(self.repo, remote))
+            sync.RemoteArbiter(self.repo, require_remote(self.repo, remote))
             if remote
             else ledger.LocalArbiter(self.repo)
         )
@@ -566,7 +567,7 @@ class Bus:
         """The read model every overview is drawn from (`gitbus.board`): the newest `window`
         messages, the claims, the request states, and what the last sync refused."""
         b = read_board(self.repo, self.clock.now_ms(), window, also=also)
-        return replace(b, skipped=len(self.repo.skipped), refused=tuple(sync.last_refused(self.repo)))
+        return replace(b, skipped=len(self.repo.skipped), refused=tuple(last_refused(self.repo)))
 
     def status(self) -> Status:
         b = read_board(self.repo, self.clock.now_ms(), OPEN_WINDOW)
@@ -577,10 +578,10 @@ class Bus:
             my_claims=[c for c in b.claims if c.owner == me],
             other_claims=[c for c in b.claims if c.owner != me and c.live(now)],
             open_questions=[q for q in b.open_questions() if concerns(q, me)],
-            sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
+            sync=last_status(self.repo) if bus_remote(self.repo) else None,
             requests=[r for r in b.open_requests() if concerns(r.message, me)],
             unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
             skipped=len(self.repo.skipped),
             taken_over=b.taken_from(me),
-            refused=tuple(sync.last_refused(self.repo)),
+            refused=tuple(last_refused(self.repo)),
         )
