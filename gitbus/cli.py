@@ -117,7 +117,7 @@ class _Group(TyperGroup):
             if not standalone_mode:
                 raise
             usage = e.ctx.get_usage() if e.ctx else "Usage: gitbus [OPTIONS] COMMAND [ARGS]..."
-            err.print(f"gitbus: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"gitbus: {_usage_sentence(e)}", markup=False, highlight=False, soft_wrap=True)
             usage = "usage: " + usage.removeprefix("Usage: ")
             err.print(usage, markup=False, highlight=False, soft_wrap=True)
             sys.exit(USAGE)
@@ -140,6 +140,25 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except GitbusError as e:
             raise typer.Exit(quick.fail(e, out, err, bool(ctx.obj and ctx.obj.get("json")))) from None
+
+
+def _usage_sentence(e: UsageError) -> str:
+    """Click's message for a malformed command line as one plain sentence: typer 0.29 checks values
+    with pydantic, whose words ("Value error, …", "Input should be …") and line breaks leak through."""
+    message = e.format_message()
+    cause = e.__cause__
+    errors = getattr(cause, "errors", None)
+    if callable(errors) and errors():
+        first = errors()[0]
+        got, limits = first.get("input"), first.get("ctx") or {}
+        plain = {
+            "greater_than_equal": f"{got} is less than the minimum, {limits.get('ge')}.",
+            "int_parsing": f"{got!r} is not a whole number.",
+            "value_error": str(limits.get("error", "")),
+        }.get(first.get("type"), str(first.get("msg", "")).replace("Input", repr(got), 1))
+        message = message.replace(str(first.get("msg", "")), plain)
+    message = " ".join(message.split())  # "Choose from:\n\tclaude,\n\tgit-hooks" on one line
+    return message if message.endswith((".", "?", "!")) else message + "."
 
 
 app = typer.Typer(
@@ -381,6 +400,8 @@ def release(
     json_out: JsonOpt = False,
 ) -> None:
     """Release claims you hold (or, with --force --reason, another's; recorded)."""
+    if not paths and not all_:
+        raise UsageError("Name the paths to release, or use --all.", ctx)
     bus = _bus(ctx, json_out, offline)
     msg = bus.release(paths or [], everything=all_, force=force, reason=reason)
     if json_out:

@@ -192,7 +192,6 @@ BAD_INPUTS = [
     (["renew", "--ttl", "30d"], None, "lease must be"),
     (["log", "--path", "."], None, "repository root"),
     (["release", "nothing/here/"], None, "no claim on"),
-    (["release"], None, "--all"),
     (["answer", "zz", "text"], None, "not a message id"),
     (["answer", "abcdef12", "text"], None, "No message has id"),
     (["take", "1234"], None, "No message has id"),

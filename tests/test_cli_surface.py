@@ -24,7 +24,15 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "args",
-    [["frob"], ["log", "--bogus"], ["show"], ["install", "foo"], ["uninstall", "foo"], ["log", "-n", "0"]],
+    [
+        ["frob"],
+        ["log", "--bogus"],
+        ["show"],
+        ["install"],
+        ["install", "foo"],
+        ["uninstall", "foo"],
+        ["log", "-n", "0"],
+    ],
     ids=" ".join,
 )
 def test_a_usage_error_exits_2_with_one_error_line_and_one_usage_line(args: list[str]) -> None:
@@ -33,6 +41,26 @@ def test_a_usage_error_exits_2_with_one_error_line_and_one_usage_line(args: list
     assert r.exit_code == 2, r.output
     assert len(lines) == 2 and lines[0].startswith("gitbus: ") and lines[1].startswith("usage: gitbus"), lines
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["install"], "gitbus: Missing argument 'claude|git-hooks'. Choose from: claude, git-hooks."),
+        (
+            ["install", "foo"],
+            "gitbus: Invalid value for 'claude|git-hooks': 'foo' is not one of 'claude', 'git-hooks'.",
+        ),
+        (["log", "-n", "0"], "gitbus: Invalid value for '-n': 0 is less than the minimum, 1."),
+        (["log", "-n", "x"], "gitbus: Invalid value for '-n': 'x' is not a whole number."),
+        (["release"], "gitbus: Name the paths to release, or use --all."),
+    ],
+    ids=["install", "install foo", "log -n 0", "log -n x", "release"],
+)
+def test_a_usage_error_is_said_in_one_plain_sentence(args: list[str], said: str) -> None:
+    r = runner.invoke(app, args, prog_name="gitbus")
+    assert r.exit_code == 2 and r.stderr.splitlines()[0] == said, r.stderr
+    assert len(r.stderr.splitlines()) == 2
 
 
 def test_version_prints_the_installed_version() -> None:
