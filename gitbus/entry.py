@@ -1,4 +1,5 @@
-"""The `gitbus` executable: `gitbus hook …` goes straight to the light hook handler, the everyday
+"""The `gitbus` executable: `gitbus hook` and `gitbus hook wake` go straight to the light hook handler
+(any other `hook` line — `--help`, a typo — to the typer CLI, for its help and usage errors), the everyday
 commands (log, status, claims, discover, claim) to `gitbus.quick`; all else, and anything `quick`
 does not take, to the typer CLI.
 
@@ -12,7 +13,7 @@ import sys
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "hook":
+    if sys.argv[1:] in (["hook"], ["hook", "wake"]):  # anything else (--help, a typo) is typer's
         from gitbus.hooks import main as hook_main
 
         sys.exit(hook_main(sys.argv[2:]))

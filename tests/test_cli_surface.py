@@ -185,3 +185,36 @@ def test_the_shell_completes_command_names() -> None:
     r = subprocess.run([str(gitbus)], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.split() == ["claim", "claims"]
     assert "--install-completion" in help_of() and "--show-completion" in help_of()
+
+
+def entry_process(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """The real `gitbus` entry point as a whole process, with `-X importtime` on stderr."""
+    code = "import sys; sys.argv[0] = 'gitbus'; from gitbus.entry import main; main()"
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+
+
+def said(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("import time:")]
+
+
+def test_hook_help_is_the_documented_help_and_a_bad_mode_is_a_usage_error(repo: Path) -> None:
+    shown = entry_process(repo, "hook", "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == help_of("hook").split()  # the same words; click wraps at 80 here
+    bad = entry_process(repo, "hook", "bogus")
+    assert bad.returncode == 2 and len(said(bad.stderr)) == 2, bad.stderr
+    assert said(bad.stderr)[0].startswith("gitbus: ") and said(bad.stderr)[1].startswith("usage: gitbus hook")
+
+
+def test_the_hook_itself_still_starts_without_typer(repo: Path) -> None:
+    r = entry_process(repo, "hook", stdin="{}")
+    loaded = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
+    assert "typer" not in loaded and "gitbus" in loaded
