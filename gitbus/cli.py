@@ -13,7 +13,6 @@ are declared here, once, and docs/gen_cli.py copies them into `gitbus/quick_args
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
@@ -33,7 +32,16 @@ from gitbus.inert import inert, inert_block
 from gitbus.message import Message
 from gitbus.settings import DEFAULTS
 
-out = Console(highlight=False, soft_wrap=True)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich exits 1 when the reader of a pipe goes away; for gitbus that is a quiet success."""
+        self.quiet = True
+        quick.reader_gone()
+        raise SystemExit(0)
+
+
+out = _Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
@@ -140,6 +148,9 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except GitbusError as e:
             raise typer.Exit(quick.fail(e, out, err, bool(ctx.obj and ctx.obj.get("json")))) from None
+        except BrokenPipeError:  # a plain write to a closed pipe (`gitbus show … | head -1`)
+            quick.reader_gone()
+            raise typer.Exit(0) from None
 
 
 def _usage_sentence(e: UsageError) -> str:
@@ -527,8 +538,7 @@ def _follow(
     except KeyboardInterrupt:
         return
     except BrokenPipeError:  # `gitbus log -f | head`: the reader is gone, so are we, quietly
-        # (Python's advice: point stdout at /dev/null so the flush at exit does not fail again)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        quick.reader_gone()
 
 
 def _reader_gone(wait: float) -> bool:

@@ -265,7 +265,13 @@ def run(argv: Sequence[str]) -> int | None:
         sys.stderr.write("\n")
         render.say(render.console_for(stderr=True), "gitbus: aborted")
         return 1
-    except BrokenPipeError:  # the reader went away (`gitbus log | head -1`): exit 1, as click does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BrokenPipeError:  # the reader went away (`gitbus log | head -1`): done, quietly
+        reader_gone()
+        return 0
     return 0
+
+
+def reader_gone() -> None:
+    """After a write to a closed pipe: point stdout at /dev/null (Python's advice), so the flush at
+    exit does not fail again; the command then ends quietly with 0, as `log -f` does."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

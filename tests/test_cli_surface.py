@@ -218,3 +218,42 @@ def test_the_hook_itself_still_starts_without_typer(repo: Path) -> None:
     r = entry_process(repo, "hook", stdin="{}")
     loaded = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
     assert "typer" not in loaded and "gitbus" in loaded
+
+
+def into_a_closed_pipe(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`gitbus ARGS` writing to a pipe whose reader has already gone (`| head -1` that finished)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "gitbus"), "-C", str(cwd), "-a", "api-1", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+
+
+def test_every_printing_command_exits_0_quietly_when_its_reader_has_gone(joined: list[Path]) -> None:  # noqa: F811
+    found = json.loads(gb(joined[0], "api-1", "discover", "slow tests", "-p", "README.md", "--json")[1])
+    gb(joined[0], "api-1", "claim", "config/")
+    for args in (
+        ["log"],
+        ["log", "--json"],
+        ["status"],
+        ["status", "--json"],
+        ["claims"],
+        ["agents"],
+        ["show", found["id"]],
+        ["inbox"],
+        ["search", "slow"],
+        ["config"],
+        ["history", "README.md"],
+        ["discover", "more"],
+        ["demo"],
+    ):
+        r = into_a_closed_pipe(joined[0], *args)
+        assert (r.returncode, r.stderr) == (0, ""), (args, r.returncode, r.stderr)
