@@ -251,7 +251,8 @@ def init(
     bus = _bus(ctx, json_out)
     joined = bus.init(remote)
     if json_out:
-        render.dump(out, {"agent": bus.agent, "joined": joined is not None, "remote": remote})
+        agent = quick.acting_as(bus)
+        render.dump(out, {"agent": agent, "joined": joined is not None, "remote": remote})
     elif not bus.on_bus():
         out.print(
             f"gitbus ready in {bus.repo.root}; the main checkout is not an agent"

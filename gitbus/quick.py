@@ -80,12 +80,20 @@ def log(
         render.messages(out, msgs, now)
 
 
+def acting_as(bus: Bus) -> str | None:
+    """The agent this command acts as; None in a main checkout that neither joined nor was given a
+    name: it is not an agent (docs/cli.md § Who am I), so it is not shown as one."""
+    if bus.is_main_checkout and not bus.named and not bus.on_bus():
+        return None
+    return bus.agent
+
+
 def status(bus: Bus, out: Out, *, json_out: bool) -> None:
     s = bus.status()
     if json_out:
-        render.dump(out, render.status_json(s))
+        render.dump(out, render.status_json(s, acting_as(bus)))
     else:
-        render.status(out, s)
+        render.status(out, s, acting_as(bus))
 
 
 def claims(bus: Bus, out: Out, *, all_: bool, json_out: bool) -> None:

@@ -320,9 +320,16 @@ def _heading(console: Out, title: str) -> None:
         console.print(f"\n[bold]{title}[/bold]")
 
 
-def status(console: Out, s: Status) -> None:
+NOT_AN_AGENT = "The main checkout is not an agent (gitbus join --name NAME makes it one)."
+
+
+def status(console: Out, s: Status, me: str | None) -> None:
+    """`s` for people; `me` None in a main checkout that is not an agent (`quick.acting_as`)."""
     unread = f"; {count_text(s.unread)} unread (gitbus inbox)."
-    _spans(console, ("You are ", ""), (s.me, "bold"), (unread, ""))
+    if me is None:
+        _spans(console, (NOT_AN_AGENT, ""))
+    else:
+        _spans(console, ("You are ", ""), (me, "bold"), (unread, ""))
     if s.sync:
         when = ago(int(s.sync.get("at") or 0), s.now)
         failed = f"failed: {inert(str(s.sync['error']))}" if s.sync.get("error") else ""
@@ -351,9 +358,9 @@ def status(console: Out, s: Status) -> None:
         _spans(console, (f"{inert(req.id[:8])} from {inert(req.sender)} ({how}): {inert(req.summary())}", ""))
 
 
-def status_json(s: Status) -> dict[str, Any]:
+def status_json(s: Status, me: str | None) -> dict[str, Any]:
     return {
-        "me": s.me,
+        "me": me,
         "unread": s.unread,
         "sync": s.sync,
         "skipped": s.skipped,

@@ -257,3 +257,17 @@ def test_every_printing_command_exits_0_quietly_when_its_reader_has_gone(joined:
     ):
         r = into_a_closed_pipe(joined[0], *args)
         assert (r.returncode, r.stderr) == (0, ""), (args, r.returncode, r.stderr)
+
+
+def test_the_main_checkout_does_not_call_itself_an_agent_until_it_joins(repo: Path) -> None:
+    r = runner.invoke(app, ["-C", str(repo), "init", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"agent": None, "joined": False, "remote": None}
+    for typer_only in (False, True):  # the quick path and typer's print the same
+        shown = entry_process(repo, "status") if not typer_only else None
+        text = shown.stdout if shown else runner.invoke(app, ["-C", str(repo), "status"]).stdout
+        assert text.splitlines()[0].startswith("The main checkout is not an agent"), text
+        assert "You are" not in text
+    as_json = json.loads(entry_process(repo, "status", "--json").stdout)
+    assert as_json["me"] is None
+    named = runner.invoke(app, ["-C", str(repo), "-a", "ops", "status"]).stdout
+    assert named.startswith("You are ops;")
