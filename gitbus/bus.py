@@ -531,7 +531,7 @@ class Bus:
             open_questions=[q for q in b.open_questions() if concerns(q, me)],
             sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
             requests=[r for r in b.open_requests() if concerns(r.message, me)],
-            unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
+            unread=len(self.unread(limit=UNREAD_COUNT_MAX + 1)[0]),  # one more: past the cap, or not
             skipped=len(self.repo.skipped),
             taken_over=b.taken_from(me),
             refused=tuple(sync.last_refused(self.repo)),

@@ -22,7 +22,7 @@ from gitbus.bus import AgentInfo, Status
 from gitbus.claims import Claim
 from gitbus.clock import hhmm, iso, span
 from gitbus.ids import EVERYONE
-from gitbus.inbox import count_text
+from gitbus.inbox import capped, count_text
 from gitbus.inert import inert, inert_block, json_text
 from gitbus.message import Kind, Message
 
@@ -361,7 +361,8 @@ def status(console: Out, s: Status, me: str | None) -> None:
 def status_json(s: Status, me: str | None) -> dict[str, Any]:
     return {
         "me": me,
-        "unread": s.unread,
+        "unread": capped(s.unread)[0],
+        "unread_capped": capped(s.unread)[1],
         "sync": s.sync,
         "skipped": s.skipped,
         "refused": list(s.refused),

@@ -116,11 +116,33 @@ def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -
     assert [m["text"] for m in rest] == ["finding 2"]
 
 
-def test_an_unread_count_that_stopped_at_the_cap_prints_with_a_plus(joined: list[Path]) -> None:  # noqa: F811
+def test_an_unread_count_past_the_cap_prints_with_a_plus_and_exactly_the_cap_without() -> None:
     from gitbus.inbox import UNREAD_COUNT_MAX, count_text
 
-    assert count_text(UNREAD_COUNT_MAX) == f"{UNREAD_COUNT_MAX}+"
+    assert count_text(UNREAD_COUNT_MAX + 1) == f"{UNREAD_COUNT_MAX}+"
+    assert count_text(UNREAD_COUNT_MAX) == str(UNREAD_COUNT_MAX)
     assert count_text(UNREAD_COUNT_MAX - 1) == str(UNREAD_COUNT_MAX - 1)
+
+
+def test_status_says_whether_the_unread_count_stopped_at_the_cap(
+    joined: list[Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gitbus.bus
+    import gitbus.inbox
+
+    for module in (gitbus.bus, gitbus.inbox):
+        monkeypatch.setattr(module, "UNREAD_COUNT_MAX", 3)
+    gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
+    for i in range(3):
+        gb(joined[0], "api-1", "discover", f"finding {i}")
+    exact = json.loads(gb(joined[1], "web-1", "status", "--json")[1])
+    assert (exact["unread"], exact["unread_capped"]) == (3, False)
+    assert "; 3 unread" in gb(joined[1], "web-1", "status")[1]
+    gb(joined[0], "api-1", "discover", "finding 3")
+    capped = json.loads(gb(joined[1], "web-1", "status", "--json")[1])
+    assert (capped["unread"], capped["unread_capped"]) == (3, True)
+    assert "; 3+ unread" in gb(joined[1], "web-1", "status")[1]
 
 
 def test_log_follow_ends_soon_after_its_reader_goes_away(joined: list[Path]) -> None:  # noqa: F811
