@@ -589,8 +589,8 @@ def inbox(
 
     bus = _bus(ctx, json_out)
     msgs, more = Inbox(bus.repo, bus.agent).page(mark_read, n)
-    if json_out:
-        render.dump(out, [m.to_json() for m in msgs])
+    if json_out:  # an object, not a list: `more` says what waits past the page (`-n`)
+        render.dump(out, {"messages": [m.to_json() for m in msgs], "more": more})
         return
     render.messages(out, msgs, bus.clock.now_ms())
     if more:  # on stderr under a pipe, so the lines stay rows

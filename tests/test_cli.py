@@ -142,9 +142,9 @@ def test_messages_in_json_have_the_documented_fields(joined: list[Path]) -> None
 def test_question_answer_and_inbox_through_the_cli(joined: list[Path]) -> None:
     q = json.loads(gb(joined[1], "web-1", "ask", "where is the db config?", "--to", "db-1", "--json")[1])
     gb(joined[2], "db-1", "answer", q["id"][:8], "config/db.yaml")
-    inbox = json.loads(gb(joined[1], "web-1", "inbox", "--json", "--mark-read")[1])
+    inbox = json.loads(gb(joined[1], "web-1", "inbox", "--json", "--mark-read")[1])["messages"]
     assert [m["type"] for m in inbox][-1] == "answer" and inbox[-1]["reply_to"] == q["id"]
-    assert json.loads(gb(joined[1], "web-1", "inbox", "--json")[1]) == []
+    assert json.loads(gb(joined[1], "web-1", "inbox", "--json")[1]) == {"messages": [], "more": 0}
     shown = json.loads(gb(joined[0], "api-1", "show", q["id"], "--json")[1])
     assert [r["text"] for r in shown["replies"]] == ["config/db.yaml"]
 

@@ -104,7 +104,21 @@ def test_inbox_n_caps_what_it_prints_and_says_how_to_see_the_rest(joined: list[P
     code, out, err = gb(joined[1], "web-1", "inbox", "-n", "2")
     assert code == 0 and "finding 0" in out and "finding 1" in out and "finding 2" not in out
     assert err == "3 more: gitbus inbox -n 5\n"  # on stderr under a pipe: stdout stays rows
-    assert len(json.loads(gb(joined[1], "web-1", "inbox", "-n", "2", "--json")[1])) == 2
+    page = json.loads(gb(joined[1], "web-1", "inbox", "-n", "2", "--json")[1])
+    assert [m["text"] for m in page["messages"]] == ["finding 0", "finding 1"] and page["more"] == 3
+
+
+def test_inbox_json_says_how_many_more_wait_so_mark_read_loses_nothing(joined: list[Path]) -> None:  # noqa: F811
+    gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
+    for i in range(3):
+        gb(joined[0], "api-1", "discover", f"finding {i}")
+    seen: list[str] = []
+    for _ in range(5):  # a script reading pages until nothing more waits
+        page = json.loads(gb(joined[1], "web-1", "inbox", "-n", "2", "--json", "--mark-read")[1])
+        seen += [m["text"] for m in page["messages"]]
+        if not page["more"]:
+            break
+    assert seen == ["finding 0", "finding 1", "finding 2"]
 
 
 def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -> None:  # noqa: F811
@@ -113,7 +127,7 @@ def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -
         gb(joined[0], "api-1", "discover", f"finding {i}")
     gb(joined[1], "web-1", "inbox", "-n", "2", "--mark-read")
     rest = json.loads(gb(joined[1], "web-1", "inbox", "--json")[1])
-    assert [m["text"] for m in rest] == ["finding 2"]
+    assert [m["text"] for m in rest["messages"]] == ["finding 2"] and rest["more"] == 0
 
 
 def test_an_unread_count_past_the_cap_prints_with_a_plus_and_exactly_the_cap_without() -> None:
