@@ -102,6 +102,7 @@ class Bus:
         self.named = named  # the agent's name was asked for, not derived from the folder's name
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
+        self._remote_asked = False  # whether `_adopt_remote` looked at origin already
 
     @classmethod
     def open(
@@ -137,9 +138,10 @@ class Bus:
 
     def _adopt_remote(self) -> None:
         """With no bus remote set, make `origin` the bus remote and pull its bus when it carries one
-        (asked once, by init and join only: never on an everyday command or a hook)."""
-        if self.offline or sync.bus_remote(self.repo) is not None:
+        (asked by init and join, and by an agent's first post: `_ensure_joined`; never by a read)."""
+        if self.offline or self._remote_asked or sync.bus_remote(self.repo) is not None:
             return
+        self._remote_asked = True  # one `git ls-remote` per Bus at most
         found = sync.remote_carrying_bus(self.repo)
         if found is not None:
             self.set_remote(found)
@@ -223,11 +225,16 @@ class Bus:
                 return Path(where)
         return None
 
-    def _ensure_joined(self) -> Message | None:
+    def _ensure_joined(self, adopt_only: bool = False) -> Message | None:
+        """Start this agent's chain if it has none. In a clone with no bus remote set, an agent's
+        first post first adopts `origin` when it carries a bus (issue 14): else a fresh clone would
+        claim locally what another clone holds. `adopt_only`: just that, before a ledger step is
+        decided; the chain is started after it, so a refused step writes nothing."""
         ref = agent_ref(self.agent)
         if self.repo.ref(ref) is not None:
             return None
-        return chains.start(self.repo, ref, self._joining(self.agent))
+        self._adopt_remote()
+        return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
 
     def agents(self) -> list[AgentInfo]:
         live: dict[str, int] = {}
@@ -398,6 +405,7 @@ class Bus:
         return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
 
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
+        self._ensure_joined(adopt_only=True)  # the bus remote, if any, decides this step
         mid = new_message_id()
         past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
         msg = ledger.transact(
