@@ -291,11 +291,12 @@ class Bus:
             raise NotFound(f"Agent {who} is now {moved} (same worktree); nothing was sent. Send to {moved}.")
         return who
 
-    def paths(self, raw: Iterable[str]) -> tuple[str, ...]:
-        """Normalise user-typed paths against this bus's worktree and working directory."""
+    def paths(self, raw: Iterable[str], literal: bool = False) -> tuple[str, ...]:
+        """Normalise user-typed paths against this bus's worktree and working directory; `literal`
+        takes `*`, `?` and `[` as part of a file's name, never as a pattern (`paths.normalize`)."""
         out: list[str] = []
         for r in raw:
-            p = P.normalize(r, root=self.repo.root, cwd=self.cwd)
+            p = P.normalize(r, root=self.repo.root, cwd=self.cwd, literal=literal)
             if p not in out:
                 out.append(p)
         return tuple(out)
@@ -338,9 +339,12 @@ class Bus:
 
     # -- claims -----------------------------------------------------------------------------------
 
-    def claim(self, raw_paths: Iterable[str], ttl_ms: int | None = None, reason: str = "") -> Message:
-        """Claim every path or none; raises `ClaimConflict` naming the holder."""
-        wanted = list(self.paths(raw_paths))
+    def claim(
+        self, raw_paths: Iterable[str], ttl_ms: int | None = None, reason: str = "", literal: bool = False
+    ) -> Message:
+        """Claim every path or none; raises `ClaimConflict` naming the holder. `literal`: the paths
+        are files a tool names (`lib/n[1].py`, `app/[slug]/page.tsx`), never patterns."""
+        wanted = list(self.paths(raw_paths, literal))
         if not wanted:
             raise GitbusError("Name at least one path to claim.")
         reason = clean_text(reason, Kind.CLAIM)
@@ -365,8 +369,9 @@ class Bus:
         force: bool = False,
         reason: str = "",
     ) -> Message | None:
-        """Release claims; None when `everything` found nothing to release."""
-        wanted = list(self.paths(raw_paths))
+        """Release claims; None when `everything` found nothing to release. A path is taken as it
+        is written: it names a claim, which is never a pattern, and its file may be gone."""
+        wanted = list(self.paths(raw_paths, literal=True))
         if not wanted and not everything:
             raise GitbusError("Name the paths to release, or use --all.")
         if wanted and everything:
@@ -386,8 +391,8 @@ class Bus:
         )
 
     def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
-        """Extend this agent's leases; None when it holds nothing."""
-        wanted = list(self.paths(raw_paths))
+        """Extend this agent's leases; None when it holds nothing (paths taken as in `release`)."""
+        wanted = list(self.paths(raw_paths, literal=True))
         return self._ledger_maybe(
             lambda state, now, mid: decide_renew(
                 state,

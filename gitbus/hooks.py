@@ -221,7 +221,7 @@ def pre_tool_use(s: Session, data: Mapping[str, Any]) -> str:
     elif conf["autoclaim"]:
         from gitbus.bus import Bus
 
-        Bus.open(s.loc.root, s.agent).claim([rel], reason="auto-claimed on first edit")
+        Bus.open(s.loc.root, s.agent).claim([rel], reason="auto-claimed on first edit", literal=True)
     return emit("PreToolUse", f"gitbus: {snap.note}.") if snap.note else ""
 
 

@@ -393,3 +393,23 @@ def test_log_follow_keeps_its_filters_and_prints_json_one_object_a_line(
     ]
     assert f.stop() == 0
     assert f.lines.empty()  # the discovery never came through
+
+
+def test_a_claim_on_a_file_named_with_glob_characters_is_released_and_renewed_by_name(
+    joined: list[Path],
+) -> None:
+    for rel in ("lib/x*y.txt", "lib/n[1].py"):
+        (joined[0] / rel).parent.mkdir(parents=True, exist_ok=True)
+        (joined[0] / rel).write_text("x\n")
+    assert gb(joined[0], "api-1", "claim", "lib/x*y.txt", "lib/n[1].py", "--ttl", "10m")[0] == 0
+    for rel in ("lib/x*y.txt", "lib/n[1].py"):
+        (joined[0] / rel).unlink()  # gone from the worktree; the claims stay
+    code, _, err = gb(joined[0], "api-1", "renew", "lib/x*y.txt", "--ttl", "20m")
+    assert code == 0, err
+    code, out, err = gb(joined[0], "api-1", "release", "lib/x*y.txt")
+    assert (code, out) == (0, "released lib/x*y.txt\n"), err
+    code, out, err = gb(joined[1], "web-1", "release", "lib/n[1].py", "--force", "-r", "stale")
+    assert (code, out) == (0, "released lib/n[1].py\n"), err
+    assert json.loads(gb(joined[0], "api-1", "claims", "--json")[1]) == []
+    code, _, err = gb(joined[0], "api-1", "claim", "lib/*.py")  # typed, a pattern is still refused
+    assert code == 1 and "is a pattern" in err
