@@ -307,3 +307,43 @@ def test_the_main_checkout_does_not_call_itself_an_agent_until_it_joins(repo: Pa
     assert as_json["me"] is None
     named = runner.invoke(app, ["-C", str(repo), "-a", "ops", "status"]).stdout
     assert named.startswith("You are ops;")
+
+
+def test_a_piped_row_carries_the_whole_text_with_newlines_escaped(joined: list[Path]) -> None:  # noqa: F811
+    long = " ".join(["why"] * 60)
+    gb(joined[0], "api-1", "discover", f"line one\nline two\t{long}", "-p", "README.md")
+    for typer_only in (False, True):
+        out = (
+            runner.invoke(app, ["-C", str(joined[1]), "-a", "web-1", "log", "-n", "1"]).stdout
+            if typer_only
+            else entry_process(joined[1], "-a", "web-1", "log", "-n", "1").stdout
+        )
+        (row,) = [line.split("\t") for line in out.splitlines()]
+        assert row[5] == f"line one\\x0aline two\\x09{long}  README.md", row[5]
+
+
+def test_log_follow_under_a_pipe_prints_the_documented_rows(joined: list[Path]) -> None:  # noqa: F811
+    gb(joined[0], "api-1", "discover", "one row\nof two lines")
+    cmd = f"{sys.executable} -m gitbus -C {joined[0]} -a api-1 log -f -n 1 | head -1"
+    r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=20, env=os.environ)
+    (row,) = [line.split("\t") for line in r.stdout.splitlines()]
+    assert row[2:] == ["discovery", "api-1", "*", "one row\\x0aof two lines"], row
+    assert len(row[0]) == 16 and row[1].endswith("Z")
+
+
+def test_piped_status_lists_open_requests_as_rows(joined: list[Path]) -> None:  # noqa: F811
+    gb(joined[1], "web-1", "status")
+    empty = entry_process(joined[1], "-a", "web-1", "status").stdout
+    assert empty.endswith("Open requests\n"), empty  # an empty list prints nothing
+    asked = json.loads(gb(joined[0], "api-1", "request", "index users.email", "--json")[1])
+    gb(joined[0], "api-1", "request", "split the handlers")
+    gb(joined[2], "db-1", "take", asked["id"])
+    for out in (
+        entry_process(joined[1], "-a", "web-1", "status").stdout,
+        runner.invoke(app, ["-C", str(joined[1]), "-a", "web-1", "status"]).stdout,
+    ):
+        rows = [line.split("\t") for line in out.split("Open requests\n", 1)[1].splitlines()]
+        assert sorted((r[2], r[3], r[5], r[6], r[7]) for r in rows) == [
+            ("request", "api-1", "index users.email", "taken", "db-1"),
+            ("request", "api-1", "split the handlers", "open", "-"),
+        ], out
