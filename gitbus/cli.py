@@ -293,6 +293,7 @@ def agents_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 {
                     "name": a.name,
                     "last_active": iso(a.last_active) if a.last_active else None,
+                    "last_active_ms": a.last_active or None,
                     "live_claims": a.live_claims,
                     "last_message": a.last_summary,
                 }
@@ -879,10 +880,11 @@ def history(
         render.dump(
             out,
             [
-                {"time": iso(e.time), "message": e.message.to_json()}
+                {"time": iso(e.time), "time_ms": e.time, "message": e.message.to_json()}
                 if e.message
                 else {
                     "time": iso(e.time),
+                    "time_ms": e.time,
                     "commit": e.commit,
                     "author": e.author,
                     "subject": e.subject,

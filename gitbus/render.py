@@ -380,7 +380,7 @@ def status_json(s: Status, me: str | None) -> dict[str, Any]:
         "sync": s.sync,
         "skipped": s.skipped,
         "refused": list(s.refused),
-        "taken_over": [{"path": p, "by": by, "time": iso(t)} for p, by, t in s.taken_over],
+        "taken_over": [{"path": p, "by": by, "time": iso(t), "time_ms": t} for p, by, t in s.taken_over],
         "my_claims": [claim_json(c, s.now) for c in s.my_claims],
         "other_claims": [claim_json(c, s.now) for c in s.other_claims],
         "open_questions": [m.to_json() for m in s.open_questions],

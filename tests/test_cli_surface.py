@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from gitbus.cli import app
 
+from .conftest import git
 from .test_cli import gb, joined  # noqa: F401  (the fixture)
 
 runner = CliRunner()
@@ -347,3 +349,151 @@ def test_piped_status_lists_open_requests_as_rows(joined: list[Path]) -> None:  
             ("request", "api-1", "index users.email", "taken", "db-1"),
             ("request", "api-1", "split the handlers", "open", "-"),
         ], out
+
+
+# -- --json as docs/cli.md § `--json` documents it ------------------------------------------------
+
+Shapes = set[frozenset[str]]
+
+
+def json_table() -> dict[str, Shapes]:
+    """Each command of the `--json` table, with the key sets its cell writes as `{a, b, c}`."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    section = text.split("\n## `--json`\n", 1)[1].split("\n## ", 1)[0]
+    table: dict[str, Shapes] = {}
+    for line in section.splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("| `") or len(cells) != 2:
+            continue
+        shapes = {
+            frozenset(k.strip() for k in keys.split(","))
+            for keys in re.findall(r"`\{([a-z_, ]+)\}`", cells[1])
+        }
+        for name in re.findall(r"`([a-z]+)`", cells[0]):
+            table[name] = shapes
+    return table
+
+
+def keys(obj: object) -> Shapes:
+    return {frozenset(obj)} if isinstance(obj, dict) else set()
+
+
+def iso_without_twin(obj: object, where: str = "") -> list[str]:
+    """Every ISO time anywhere in `obj` that has no `<key>_ms` epoch-ms twin beside it."""
+    missing: list[str] = []
+    if isinstance(obj, list):
+        for i, item in enumerate(obj):
+            missing += iso_without_twin(item, f"{where}[{i}]")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", v):
+                if not isinstance(obj.get(f"{k}_ms"), int):
+                    missing.append(f"{where}.{k}")
+            else:
+                missing += iso_without_twin(v, f"{where}.{k}")
+    return missing
+
+
+def test_every_commands_json_has_the_fields_docs_cli_md_lists(
+    joined: list[Path],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gitbus.settings import DEFAULTS
+
+    monkeypatch.setattr("gitbus.claims.SKEW_MARGIN_MS", 0)  # an expired claim is open at once
+
+    message, claim, _ = (set(d) for d in documented_json())
+    table = json_table()
+    api, web, db = joined
+
+    def run(wt: Path, agent: str, *args: str) -> Any:
+        code, out, err = gb(wt, agent, *args, "--json")
+        assert code in (0, 3), (args, err)
+        return json.loads(out)
+
+    def is_message(obj: Any) -> None:
+        assert message <= set(obj) <= message | {"meta"}, sorted(obj)
+
+    # what each command printed: its own objects' key sets, messages and claims checked as they go
+    seen: dict[str, Shapes] = {}
+    seen["init"] = keys(run(db, "db-1", "init"))
+    seen["join"] = keys(run(db, "db-1", "join", "--name", "db-1"))
+    found = run(api, "api-1", "discover", "slow tests", "-p", "README.md")
+    q = run(api, "api-1", "ask", "who owns config?", "--to", "web-1")
+    req = run(api, "api-1", "request", "index users.email")
+    for posted in (found, q, req, run(web, "web-1", "answer", q["id"], "db-1 does")):
+        is_message(posted)
+    for name in ("discover", "ask", "answer", "request", "take", "done"):
+        seen[name] = set()
+    is_message(run(web, "web-1", "take", req["id"]))
+    is_message(run(web, "web-1", "done", req["id"], "indexed"))
+    api_claim = run(api, "api-1", "claim", "config/", "--ttl", "1s", "-r", "moving")
+    is_message({k: v for k, v in api_claim.items() if k != "claims"})
+    assert [set(c) for c in api_claim["claims"]] == [claim]
+    seen["claim"] = set()
+    time.sleep(1.2)  # api-1's claim lapses; web-1 takes config/ over
+    gb(web, "web-1", "claim", "config/db.yaml")
+    status = run(api, "api-1", "status")
+    seen["status"] = keys(status) | keys(status["taken_over"][0])
+    gb(api, "api-1", "request", "split the handlers")
+    open_req = run(web, "web-1", "status")["open_requests"][0]
+    is_message({k: v for k, v in open_req.items() if k not in ("state", "taker")})
+    assert {"state", "taker"} <= set(open_req)
+    seen["claims"] = set()
+    assert all(set(c) == claim for c in run(web, "web-1", "claims"))
+    is_message(run(web, "web-1", "renew", "config/db.yaml"))
+    is_message(run(web, "web-1", "release", "config/db.yaml"))
+    seen["release"] = seen["renew"] = set()
+    for name in ("log", "search"):
+        listed = run(web, "web-1", name, *(["slow"] if name == "search" else []))
+        assert listed and all(is_message(m) is None for m in listed)
+        seen[name] = set()
+    shown = run(web, "web-1", "show", q["id"])
+    is_message({k: v for k, v in shown.items() if k != "replies"})
+    assert shown["replies"] and all(is_message(r) is None for r in shown["replies"])
+    seen["show"] = set()
+    inbox = run(web, "web-1", "inbox")
+    seen["inbox"] = keys(inbox)
+    agents = run(web, "web-1", "agents")
+    seen["agents"] = keys(agents[0])
+    gb(api, "api-1", "claim", "internal/api/")
+    guard = run(web, "web-1", "guard", "internal/api/handler.go")
+    seen["guard"] = keys(guard[0])
+    assert set(guard[0]["claim"]) == claim
+    config = run(web, "web-1", "config")
+    assert set(config) == set(DEFAULTS)
+    seen["config"] = set()
+    seen["gc"] = keys(run(web, "web-1", "gc"))
+    seen["note"] = keys(run(web, "web-1", "note"))
+    (web / "README.md").write_text("changed\n")
+    git(web, "commit", "-qam", "readme")
+    gb(web, "web-1", "note")
+    history = run(web, "web-1", "history", "README.md")
+    seen["history"] = {frozenset(e) for e in history}
+    assert all(is_message(e["message"]) is None for e in history if "message" in e)
+    seen["watch"] = keys(run(web, "web-1", "watch", "--once")) | keys(run(web, "web-1", "watch", "--stop"))
+    seen["install"] = keys(run(web, "web-1", "install", "git-hooks"))
+    seen["uninstall"] = keys(run(web, "web-1", "uninstall", "git-hooks"))
+    bare = tmp_path / "bus.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(api, "remote", "add", "origin", str(bare))
+    seen["remote"] = keys(run(api, "api-1", "remote", "origin"))
+    for name in ("push", "pull", "sync"):
+        report = run(api, "api-1", name)
+        seen[name] = keys(report)
+    demo = json.loads(runner.invoke(app, ["demo", "--json"]).stdout)
+    seen["demo"] = keys(demo) | keys(demo["steps"][0])
+
+    documented_watch = table.pop("watch")  # {pid} and {running} need a daemon: listed, not run here
+    assert seen.pop("watch") <= documented_watch and len(documented_watch) == 4
+    sync_refused = frozenset({"ref", "reason", "kept"})
+    for name in ("push", "pull", "sync"):  # nothing refused here: the item shape is documented
+        assert sync_refused in table[name]
+        table[name] = table[name] - {sync_refused}
+    assert {n: table.get(n) for n in seen} == seen
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    with_json = {n for n, c in commands.items() if any(p.name == "json_out" for p in c.params)}
+    assert with_json == set(seen) | {"watch"}, sorted(with_json ^ (set(seen) | {"watch"}))
+    outputs = [status, agents, history, inbox, guard, shown, api_claim, demo]
+    assert [w for o in outputs for w in iso_without_twin(o)] == []
