@@ -658,9 +658,6 @@ def hook(
     """The Claude Code hook handler: hook JSON on stdin, hook JSON on stdout (see docs/claude-code.md)."""
     from gitbus.hooks import main as hook_main
 
-    if mode not in (None, "wake"):
-        raise UsageError(f"The hook's mode is wake or nothing, not {mode!r}.")
-
     raise typer.Exit(hook_main([mode] if mode else []))
 
 

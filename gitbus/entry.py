@@ -1,5 +1,6 @@
-"""The `gitbus` executable: `gitbus hook` and `gitbus hook wake` go straight to the light hook handler
-(any other `hook` line — `--help`, a typo — to the typer CLI, for its help and usage errors), the everyday
+"""The `gitbus` executable: `gitbus hook [MODE]` goes straight to the light hook handler (which
+refuses an unknown mode as a usage error; a `hook` line with an option, `--help`, goes to the typer
+CLI, for its help and usage errors), the everyday
 commands (log, status, claims, discover, claim) to `gitbus.quick`; all else, and anything `quick`
 does not take, to the typer CLI.
 
@@ -13,7 +14,7 @@ import sys
 
 
 def main() -> None:
-    if sys.argv[1:] in (["hook"], ["hook", "wake"]):  # anything else (--help, a typo) is typer's
+    if sys.argv[1:2] == ["hook"] and not any(a.startswith("-") for a in sys.argv[2:]):  # --help: typer's
         from gitbus.hooks import main as hook_main
 
         sys.exit(hook_main(sys.argv[2:]))

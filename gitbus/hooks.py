@@ -376,9 +376,9 @@ def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = Fa
 
 def main(argv: list[str]) -> int:
     wake_mode = argv[:1] == ["wake"]
-    if argv and not wake_mode:
-        sys.stderr.write("usage: gitbus hook [wake]  (reads the Claude Code hook JSON on stdin)\n")
-        return 1
+    if argv and not wake_mode:  # a usage error, as the CLI shows one: what is wrong, then the usage
+        sys.stderr.write(f"gitbus: {argv[0]!r} is not a hook mode.\nusage: gitbus hook [wake]\n")
+        return 2
     try:
         data = json.loads(sys.stdin.buffer.read() or b"{}")
         if not isinstance(data, dict):
