@@ -105,6 +105,7 @@ class Bus:
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
         self.notices: list[str] = []  # one-line news of the last ledger step (e.g. a refused tip replaced)
+        self._remote_asked = False  # whether `_adopt_remote` looked at origin already
 
     @classmethod
     def open(
@@ -140,9 +141,10 @@ class Bus:
 
     def _adopt_remote(self) -> None:
         """With no bus remote set, make `origin` the bus remote and pull its bus when it carries one
-        (asked once, by init and join only: never on an everyday command or a hook)."""
-        if self.offline or bus_remote(self.repo) is not None:
+        (asked by init and join, and by an agent's first post: `_ensure_joined`; never by a read)."""
+        if self.offline or self._remote_asked or bus_remote(self.repo) is not None:
             return
+        self._remote_asked = True  # one `git ls-remote` per Bus at most
         found = remote_carrying_bus(self.repo)
         if found is not None:
             self.set_remote(found)
@@ -226,11 +228,16 @@ class Bus:
                 return Path(where)
         return None
 
-    def _ensure_joined(self) -> Message | None:
+    def _ensure_joined(self, adopt_only: bool = False) -> Message | None:
+        """Start this agent's chain if it has none. In a clone with no bus remote set, an agent's
+        first post first adopts `origin` when it carries a bus (issue 14): else a fresh clone would
+        claim locally what another clone holds. `adopt_only`: just that, before a ledger step is
+        decided; the chain is started after it, so a refused step writes nothing."""
         ref = agent_ref(self.agent)
         if self.repo.ref(ref) is not None:
             return None
-        return chains.start(self.repo, ref, self._joining(self.agent))
+        self._adopt_remote()
+        return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
 
     def agents(self) -> list[AgentInfo]:
         live: dict[str, int] = {}
@@ -287,11 +294,12 @@ class Bus:
             raise NotFound(f"Agent {who} is now {moved} (same worktree); nothing was sent. Send to {moved}.")
         return who
 
-    def paths(self, raw: Iterable[str]) -> tuple[str, ...]:
-        """Normalise user-typed paths against this bus's worktree and working directory."""
+    def paths(self, raw: Iterable[str], literal: bool = False) -> tuple[str, ...]:
+        """Normalise user-typed paths against this bus's worktree and working directory; `literal`
+        takes `*`, `?` and `[` as part of a file's name, never as a pattern (`paths.normalize`)."""
         out: list[str] = []
         for r in raw:
-            p = P.normalize(r, root=self.repo.root, cwd=self.cwd)
+            p = P.normalize(r, root=self.repo.root, cwd=self.cwd, literal=literal)
             if p not in out:
                 out.append(p)
         return tuple(out)
@@ -334,9 +342,12 @@ class Bus:
 
     # -- claims -----------------------------------------------------------------------------------
 
-    def claim(self, raw_paths: Iterable[str], ttl_ms: int | None = None, reason: str = "") -> Message:
-        """Claim every path or none; raises `ClaimConflict` naming the holder."""
-        wanted = list(self.paths(raw_paths))
+    def claim(
+        self, raw_paths: Iterable[str], ttl_ms: int | None = None, reason: str = "", literal: bool = False
+    ) -> Message:
+        """Claim every path or none; raises `ClaimConflict` naming the holder. `literal`: the paths
+        are files a tool names (`lib/n[1].py`, `app/[slug]/page.tsx`), never patterns."""
+        wanted = list(self.paths(raw_paths, literal))
         if not wanted:
             raise GitbusError("Name at least one path to claim.")
         reason = clean_text(reason, Kind.CLAIM)
@@ -361,8 +372,9 @@ class Bus:
         force: bool = False,
         reason: str = "",
     ) -> Message | None:
-        """Release claims; None when `everything` found nothing to release."""
-        wanted = list(self.paths(raw_paths))
+        """Release claims; None when `everything` found nothing to release. A path is taken as it
+        is written: it names a claim, which is never a pattern, and its file may be gone."""
+        wanted = list(self.paths(raw_paths, literal=True))
         if not wanted and not everything:
             raise GitbusError("Name the paths to release, or use --all.")
         if wanted and everything:
@@ -382,8 +394,8 @@ class Bus:
         )
 
     def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
-        """Extend this agent's leases; None when it holds nothing."""
-        wanted = list(self.paths(raw_paths))
+        """Extend this agent's leases; None when it holds nothing (paths taken as in `release`)."""
+        wanted = list(self.paths(raw_paths, literal=True))
         return self._ledger_maybe(
             lambda state, now, mid: decide_renew(
                 state,
@@ -401,6 +413,7 @@ class Bus:
         return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
 
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
+        self._ensure_joined(adopt_only=True)  # the bus remote, if any, decides this step
         mid = new_message_id()
         past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
         arbiter = self._arbiter()
@@ -580,7 +593,7 @@ class Bus:
             open_questions=[q for q in b.open_questions() if concerns(q, me)],
             sync=last_status(self.repo) if bus_remote(self.repo) else None,
             requests=[r for r in b.open_requests() if concerns(r.message, me)],
-            unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
+            unread=len(self.unread(limit=UNREAD_COUNT_MAX + 1)[0]),  # one more: past the cap, or not
             skipped=len(self.repo.skipped),
             taken_over=b.taken_from(me),
             refused=tuple(last_refused(self.repo)),

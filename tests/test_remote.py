@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +62,32 @@ def test_a_fresh_clone_joining_by_name_claims_through_origin_without_gitbus_remo
     assert gb(fresh, "carol", "join", "--name", "carol")[0] == 0
     code, _, err = gb(fresh, "carol", "claim", "config/db.yaml")
     assert code == 3 and "alice holds config/" in err
+
+
+def test_a_fresh_clone_claiming_first_thing_claims_through_origin(
+    net: Net, pair: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    """No init, no join, no `gitbus remote`: the first post of an agent in a clone whose origin
+    carries a bus adopts it, before the step is decided (the typer path and the quick path)."""
+    assert gb(pair[0].repo.root, "alice", "claim", "src/")[0] == 0
+    fresh = clone(net.url, tmp_path / "carol")
+    code, _, err = gb(fresh, "carol", "claim", "src/a.py")
+    assert code == 3 and "alice holds src/" in err, (code, err)
+    assert settings.load(Repository.open(fresh).common_dir)["remote"] == "origin"
+    quick = clone(net.url, tmp_path / "erin")
+    code = subprocess.run(
+        [str(Path(sys.executable).parent / "gitbus"), "-a", "erin", "claim", "src/b.py"],
+        cwd=quick,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    ).returncode
+    assert code == 3
+    with pytest.raises(ClaimConflict):  # and a discovery first, then a claim, goes the same way
+        fred = Bus.open(clone(net.url, tmp_path / "fred"), "fred")
+        fred.discover("first post")
+        fred.claim(["src/c.py"])
 
 
 def test_a_clone_whose_origin_has_no_bus_stays_local_at_init(net: Net, clock: FakeClock) -> None:
