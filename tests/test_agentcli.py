@@ -161,4 +161,4 @@ def test_the_hook_entry_point_takes_the_client_and_refuses_unknown_ones(agents: 
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "codex|gemini" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 2 and "codex|gemini" in bad.stderr, bad.stderr
