@@ -2,8 +2,10 @@
 
 It offers domain verbs over plain values (hex object ids, bytes, strings) so the rest of gitbus never
 sees a pygit2 type. Ref writes are compare-and-swap only: `update_ref` names the value it replaces and
-raises `RefMoved` with the winner when someone else got there first. Lock contention is retried with
-jittered backoff, and a `.lock` file left by a killed process is recovered once it is clearly stale
+raises `RefMoved` with the winner when someone else got there first; `retry_cas` is the one loop that
+decides again after a lost race, with one limit, one give-up rule and jittered exponential backoff, so
+a loser is never starved by a winner that comes straight back. Lock contention is retried with the
+same backoff, and a `.lock` file left by a killed process is recovered once it is clearly stale
 (libgit2 never waits on a lock, and a stale one blocks every writer, git included).
 """
 
@@ -17,17 +19,18 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import pygit2
 
+from gitbus import state
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
 from gitbus.state import disk_problem
 
 T = TypeVar("T")
 
-__all__ = ["Commit", "Oid", "RefMoved", "Repository", "init_repository"]
+__all__ = ["Backoff", "Commit", "LostRaces", "Oid", "RefMoved", "Repository", "init_repository"]
 
 
 STALE_LOCK_SECONDS = 3.0
@@ -47,6 +50,43 @@ def network_timeout(whole_bus: bool = False) -> float:
 
 
 _LOCK_DEADLINE_SECONDS = 30.0
+# The one limit on lost races: a writer that lost this many in a row gives up (`LostRaces`). With the
+# backoff below that is tens of seconds of a crowd winning every time, not a few busy milliseconds.
+MAX_RACES = 1000
+STARVED_AFTER = 3  # lost races in a row after which a writer takes its turn (`retry_cas`)
+
+
+class Backoff(NamedTuple):
+    """How long a loser waits before deciding again: "full jitter" exponential backoff, a uniform
+    draw below `first * 2**lost`, capped. The jitter spreads the losers out, so they do not collide
+    again in step; the draw reaching down to zero keeps an old loser as likely to go first as the
+    winner coming back; the cap bounds what one more loss can cost."""
+
+    first: float  # seconds
+    cap: float
+
+    def delay(self, lost: int) -> float:
+        """Seconds to wait after the `lost`-th lost race in a row (from 0)."""
+        return random.uniform(0.0, min(self.cap, self.first * 2 ** min(lost, 32)))
+
+
+LOCAL_BACKOFF = Backoff(first=0.001, cap=0.1)  # a compare-and-swap in this clone costs about 1 ms
+REMOTE_BACKOFF = Backoff(first=0.02, cap=0.25)  # a push to the remote costs a round trip or more
+
+
+class LostRaces(Contended):
+    """A compare-and-swap lost `MAX_RACES` times in a row; names the ref and its last winner."""
+
+    def __init__(self, what: str, lost: RefMoved) -> None:
+        winner = lost.actual[:12] if lost.actual else "nothing (deleted)"
+        super().__init__(
+            f"Gave up {what} after {MAX_RACES} lost races in a row: other writers kept moving "
+            f"{lost.name} (last to {winner}). Nothing was changed; retry."
+        )
+        self.ref = lost.name
+        self.winner = lost.actual
+
+
 _FILE_MODE = pygit2.enums.FileMode.BLOB
 _TREE_MODE = pygit2.enums.FileMode.TREE
 
@@ -108,7 +148,7 @@ class Repository:
         libgit2 (`references.create(force=False)` races). Raises `RefMoved`.
         """
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
-        delay = 0.0005
+        waited = 0
         while True:
             try:
                 with self._repo.transaction() as txn:
@@ -128,8 +168,41 @@ class Repository:
                         f"({e})."
                     ) from None
                 self.recover_stale_lock(self.common_dir / f"{name}.lock")
-                time.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 0.05)
+                time.sleep(LOCAL_BACKOFF.delay(waited))
+                waited += 1
+
+    def retry_cas(self, ref: str, attempt: Callable[[], T], what: str, remote: bool = False) -> T:
+        """`attempt()` until it does not lose a race for `ref`: the one retry loop of every ref write.
+
+        `attempt` reads the ref, decides, and writes with a compare-and-swap (`update_ref`, or a push
+        with a lease when `remote`), raising `RefMoved` when another writer got there first; it is
+        then called again, on the winner's value, after a backoff (`Backoff`; `REMOTE_BACKOFF` for a
+        push). After `MAX_RACES` lost races in a row it raises `LostRaces`, naming the ref and the
+        winner; `what` says what was being done ("appending to refs/bus/agents/a").
+
+        Backoff alone favours the writer that just won and comes straight back for its next step,
+        so a writer of this clone that lost `STARVED_AFTER` races in a row takes the ref's turn
+        (`state.taking_turn`): every other writer of the ref here waits at the turn before its next
+        try (`state.wait_turn`), and the starved one races only those already under way."""
+        policy = REMOTE_BACKOFF if remote else LOCAL_BACKOFF
+        deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
+        turn_file = state.turn(self.common_dir, ref)
+        with contextlib.ExitStack() as turn:
+            holding = False
+            for lost in range(MAX_RACES):
+                try:
+                    if not holding:
+                        state.wait_turn(turn_file, LOCAL_BACKOFF.delay, deadline)
+                    return attempt()
+                except RefMoved as e:
+                    if lost + 1 == MAX_RACES:
+                        raise LostRaces(what, e) from None
+                    if lost + 1 == STARVED_AFTER:
+                        holding = turn.enter_context(
+                            state.taking_turn(turn_file, LOCAL_BACKOFF.delay, deadline)
+                        )
+                    time.sleep(policy.delay(0 if holding and not remote else lost))
+        raise AssertionError("unreachable")
 
     def delete_ref(self, name: str, expected: Oid) -> None:
         """Delete `name` if it still holds `expected`; raises `RefMoved` otherwise."""
