@@ -72,6 +72,7 @@ class Backoff(NamedTuple):
 
 LOCAL_BACKOFF = Backoff(first=0.001, cap=0.1)  # a compare-and-swap in this clone costs about 1 ms
 REMOTE_BACKOFF = Backoff(first=0.02, cap=0.25)  # a push to the remote costs a round trip or more
+_TURN_POLL = Backoff(first=0.0005, cap=0.002)  # a turn is short: its waiters look again often
 
 
 class LostRaces(Contended):
@@ -192,15 +193,13 @@ class Repository:
             for lost in range(MAX_RACES):
                 try:
                     if not holding:
-                        state.wait_turn(turn_file, LOCAL_BACKOFF.delay, deadline)
+                        state.wait_turn(turn_file, _TURN_POLL.delay, deadline)
                     return attempt()
                 except RefMoved as e:
                     if lost + 1 == MAX_RACES:
                         raise LostRaces(what, e) from None
                     if lost + 1 == STARVED_AFTER:
-                        holding = turn.enter_context(
-                            state.taking_turn(turn_file, LOCAL_BACKOFF.delay, deadline)
-                        )
+                        holding = turn.enter_context(state.taking_turn(turn_file, _TURN_POLL.delay, deadline))
                     time.sleep(policy.delay(0 if holding and not remote else lost))
         raise AssertionError("unreachable")
 
