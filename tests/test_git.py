@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import git
+from gitbus import git, races
 from gitbus.git import LostRaces, RefMoved, Repository
 
 REF = "refs/bus/test"
@@ -50,7 +50,7 @@ def test_retry_cas_decides_again_on_the_winners_value(repo: Path) -> None:
 def test_retry_cas_gives_up_after_the_one_limit_naming_the_ref_and_its_winner(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(git, "MAX_RACES", 5)
+    monkeypatch.setattr(races, "MAX_RACES", 5)
     r = Repository.open(repo)
     calls = 0
 
