@@ -13,20 +13,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, searchindex, settings, sync, vouch
+from gitbus import agents, chains, ledger, searchindex, settings, steps, sync, vouch
 from gitbus import paths as P
 from gitbus.board import Board, OpenRequest, concerns
 from gitbus.board import read as read_board
-from gitbus.claims import (
-    DEFAULT_TTL_MS,
-    Claim,
-    all_claims,
-    decide_claim,
-    decide_release,
-    decide_renew,
-)
+from gitbus.claims import DEFAULT_TTL_MS, Claim, all_claims
 from gitbus.clock import Clock, SystemClock
-from gitbus.delegation import decide_done, decide_take
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
 from gitbus.ids import (
@@ -44,8 +36,6 @@ from gitbus.inert import inert
 from gitbus.message import LEDGER_KINDS, MAX_PATHS, Kind, Message, clean_text, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
-# A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
-_Decide = Callable[[ledger.Ledger, int, MessageId], ledger.Change | None]
 
 
 @dataclass(frozen=True)
@@ -316,20 +306,11 @@ class Bus:
 
     def take(self, request_id: str) -> Message:
         req = self.find(request_id)
-        return self._ledger(
-            lambda state, now, mid: decide_take(
-                state, me=self.agent, request=req, now=max(now, req.time + 1), msg_id=mid
-            )
-        )
+        return self._ledger(steps.Take(self.agent, req, after=req.time + 1))
 
     def done(self, request_id: str, text: str = "") -> Message:
         req = self.find(request_id)
-        text = clean_text(text, Kind.DONE)
-        return self._ledger(
-            lambda state, now, mid: decide_done(
-                state, me=self.agent, request=req, text=text, now=now, msg_id=mid
-            )
-        )
+        return self._ledger(steps.Done(self.agent, req, clean_text(text, Kind.DONE)))
 
     # -- claims -----------------------------------------------------------------------------------
 
@@ -339,18 +320,7 @@ class Bus:
         if not wanted:
             raise GitbusError("Name at least one path to claim.")
         reason = clean_text(reason, Kind.CLAIM)
-        return self._ledger(
-            lambda state, now, mid: decide_claim(
-                state,
-                me=self.agent,
-                paths=wanted,
-                ttl_ms=ttl_ms or DEFAULT_TTL_MS,
-                reason=reason,
-                now=now,
-                msg_id=mid,
-                lease_now=self.clock.now_ms(),
-            )
-        )
+        return self._ledger(steps.Claim(self.agent, tuple(wanted), ttl_ms or DEFAULT_TTL_MS, reason))
 
     def release(
         self,
@@ -367,47 +337,28 @@ class Bus:
         if wanted and everything:
             raise GitbusError("Name paths or use --all, not both.")
         reason = clean_text(reason, Kind.RELEASE)
-        return self._ledger_maybe(
-            lambda state, now, mid: decide_release(
-                state,
-                me=self.agent,
-                paths=wanted,
-                everything=everything,
-                force=force,
-                reason=reason,
-                now=now,
-                msg_id=mid,
-            )
-        )
+        return self._ledger_maybe(steps.Release(self.agent, tuple(wanted), everything, force, reason))
 
     def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
         """Extend this agent's leases; None when it holds nothing."""
-        wanted = list(self.paths(raw_paths))
-        return self._ledger_maybe(
-            lambda state, now, mid: decide_renew(
-                state,
-                me=self.agent,
-                paths=wanted,
-                ttl_ms=ttl_ms,
-                now=now,
-                msg_id=mid,
-                lease_now=self.clock.now_ms(),
-            )
-        )
+        return self._ledger_maybe(steps.Renew(self.agent, self.paths(raw_paths), ttl_ms))
 
     def claims(self, include_expired: bool = False) -> list[Claim]:
         now = self.clock.now_ms()
         return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
 
-    def _ledger_maybe(self, decide: _Decide) -> Message | None:
+    def _ledger_maybe(self, step: steps.Step) -> Message | None:
+        """Take `step` on the ledger: decided on its tip, again after each lost race. Its time is
+        past every tip this agent could see; its leases go by this agent's clock."""
         mid = new_message_id()
         past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+
+        def decide(state: ledger.Ledger, min_time: int) -> ledger.Change | None:
+            now = self.clock.now_ms()
+            return step.decide(state, max(now, min_time, past), mid, lease_now=now)
+
         arbiter = self._arbiter()
-        msg = ledger.transact(
-            self.repo,
-            lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, past), mid),
-            arbiter,
-        )
+        msg = ledger.transact(self.repo, decide, arbiter)
         self.notices = [inert(n, 400) for n in arbiter.notices]
         self._ensure_joined()  # after: a refused step writes nothing, not even a join
         return msg
@@ -421,8 +372,8 @@ class Bus:
             else ledger.LocalArbiter(self.repo)
         )
 
-    def _ledger(self, decide: _Decide) -> Message:
-        msg = self._ledger_maybe(decide)
+    def _ledger(self, step: steps.Step) -> Message:
+        msg = self._ledger_maybe(step)
         assert msg is not None
         return msg
 
