@@ -33,7 +33,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
         "behaviours built on the bus",
         ("sync", "story", "context", "guard", "watch", "install", "install_agents"),
     ),
-    7: ("the library's front door", ("bus", "__init__")),
+    7: ("the library's front door", ("bus", "reading", "__init__")),
     6: (
         "services over the bus",
         ("delivery", "inbox", "board", "searchindex", "remote", "vouch", "housekeeping"),
