@@ -27,6 +27,7 @@ from gitbus.inbox import UNREAD_COUNT_MAX
 from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
 from gitbus.reading import OPEN_WINDOW, Reading
+from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
 
 __all__ = ["OPEN_WINDOW", "AgentInfo", "Bus", "OpenRequest", "Status"]
 
@@ -123,9 +124,9 @@ class Bus(Reading):
     def _adopt_remote(self) -> None:
         """With no bus remote set, make `origin` the bus remote and pull its bus when it carries one
         (asked once, by init and join only: never on an everyday command or a hook)."""
-        if self.offline or sync.bus_remote(self.repo) is not None:
+        if self.offline or bus_remote(self.repo) is not None:
             return
-        found = sync.remote_carrying_bus(self.repo)
+        found = remote_carrying_bus(self.repo)
         if found is not None:
             self.set_remote(found)
             sync.sync(self.repo, found, send=False)
@@ -141,7 +142,7 @@ class Bus(Reading):
     def set_remote(self, remote: str) -> str:
         """Share the bus through git remote `remote` from now on; refused, with nothing stored, if
         git has no such remote (every later claim would fail on it)."""
-        name = sync.require_remote(self.repo, settings.parse("remote", remote))
+        name = require_remote(self.repo, settings.parse("remote", remote))
         settings.save(self.repo.common_dir, "remote", name)
         return name
 
@@ -358,9 +359,9 @@ class Bus(Reading):
 
     def _arbiter(self) -> ledger.Arbiter:
         """The remote decides ledger steps when a bus remote is set, unless this bus is offline."""
-        remote = None if self.offline else sync.bus_remote(self.repo)
+        remote = None if self.offline else bus_remote(self.repo)
         return (
-            sync.RemoteArbiter(self.repo, sync.require_remote(self.repo, remote))
+            sync.RemoteArbiter(self.repo, require_remote(self.repo, remote))
             if remote
             else ledger.LocalArbiter(self.repo)
         )
@@ -376,7 +377,7 @@ class Bus(Reading):
         """The read model every overview is drawn from (`gitbus.board`): the newest `window`
         messages, the claims, the request states, and what the last sync refused."""
         b = read_board(self.repo, self.clock.now_ms(), window, also=also)
-        return replace(b, skipped=len(self.repo.skipped), refused=tuple(sync.last_refused(self.repo)))
+        return replace(b, skipped=len(self.repo.skipped), refused=tuple(last_refused(self.repo)))
 
     def status(self) -> Status:
         b = read_board(self.repo, self.clock.now_ms(), OPEN_WINDOW)
@@ -387,10 +388,10 @@ class Bus(Reading):
             my_claims=[c for c in b.claims if c.owner == me],
             other_claims=[c for c in b.claims if c.owner != me and c.live(now)],
             open_questions=[q for q in b.open_questions() if concerns(q, me)],
-            sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
+            sync=last_status(self.repo) if bus_remote(self.repo) else None,
             requests=[r for r in b.open_requests() if concerns(r.message, me)],
             unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
             skipped=len(self.repo.skipped),
             taken_over=b.taken_from(me),
-            refused=tuple(sync.last_refused(self.repo)),
+            refused=tuple(last_refused(self.repo)),
         )

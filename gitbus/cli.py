@@ -846,10 +846,10 @@ def note(
     json_out: JsonOpt = False,
 ) -> None:
     """Attach this agent's coordination note to a commit (the post-commit hook runs this)."""
-    from gitbus import notes
+    from gitbus import notes, story
 
     bus = _bus(ctx, json_out)
-    text = notes.note_for_commit(bus, commit)
+    text = story.note_for_commit(bus, commit)
     notes.add(bus.repo, commit, text, bus.clock.now_ms())
     if json_out:
         render.dump(out, {"commit": commit, "note": text})
@@ -864,10 +864,10 @@ def history(
     json_out: JsonOpt = False,
 ) -> None:
     """The story of a path: claims, discoveries, questions and answers, and commits with their notes."""
-    from gitbus import notes
+    from gitbus import story
 
     bus = _bus(ctx, json_out)
-    events = notes.story(bus, path)
+    events = story.story(bus, path)
     if json_out:
         render.dump(
             out,
@@ -983,27 +983,30 @@ def remote(
 def push(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Send local bus messages and ledger steps to the remote (all or nothing)."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), pull=False), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name), pull=False), json_out)
 
 
 @app.command()
 def pull(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Fetch the remote's bus and merge it in (no message is lost or rewritten)."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), send=False), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name), send=False), json_out)
 
 
 @app.command("sync")
 def sync_cmd(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Pull, then push: afterwards this clone and the remote hold the same bus."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name)), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name)), json_out)
 
 
 def main() -> None:
