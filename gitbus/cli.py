@@ -224,7 +224,9 @@ def _root(
 
 def _bus(ctx: typer.Context, json_out: bool = False, offline: bool = False) -> Bus:
     ctx.obj["json"] = json_out
-    return Bus.open(ctx.obj["dir"], ctx.obj["agent"], offline=offline)
+    bus = Bus.open(ctx.obj["dir"], ctx.obj["agent"], offline=offline)
+    ctx.call_on_close(lambda: quick.tell_notices(bus))
+    return bus
 
 
 _text = quick.stdin_text

@@ -182,7 +182,9 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
     def call(fn: Callable[[Bus], str]) -> str:
         try:
-            return for_tools(fn(Bus.open(path, agent)))
+            bus = Bus.open(path, agent)
+            said = fn(bus)
+            return for_tools("\n".join([said, *bus.notices]))  # what the step noticed, said too
         except GitbusError as e:
             raise ToolError(for_tools(inert_block(e.message, ERROR_CHARS), refusal=True)) from None
 

@@ -48,6 +48,13 @@ def stdin_text(text: str) -> str:
         raise GitbusError("Standard input is not valid UTF-8; nothing was sent.") from None
 
 
+def tell_notices(bus: Bus) -> None:
+    """What the library noticed while taking a step (a refused remote tip it replaced, …), one line
+    each on stderr, after the command's own output: the command that caused it says so."""
+    for notice in bus.notices:
+        sys.stderr.write(f"gitbus: {notice}\n")
+
+
 def posted(out: Out, msg: Any, json_out: bool) -> None:
     """What a post printed: the message as JSON, or one line naming it."""
     if msg is None:
@@ -268,6 +275,7 @@ def run(argv: Sequence[str]) -> int | None:
     try:
         bus = Bus.open(root["directory"], root["agent"], offline=bool(values.pop("offline", False)))
         BODIES[name](bus, out, **values)
+        tell_notices(bus)
     except GitbusError as e:
         return fail(e, out, render.console_for(stderr=True), json_out)
     except (KeyboardInterrupt, EOFError):  # as click does: a new line, then typer's abort line

@@ -5,6 +5,8 @@ foreign commit on the remote's ledger does not stop online claims."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,6 +153,29 @@ def test_an_online_claim_replaces_a_foreign_commit_on_the_remotes_ledger(world: 
     assert held == {("alice", "internal/api/"), ("alice", "config/")}, held
     code, _, err = gb(b, "carol", "claim", "docs/")
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_the_command_whose_step_replaced_a_foreign_ledger_commit_says_so(world: World) -> None:
+    """On stderr, in one line, for the quick path (a whole process) and the typer path alike."""
+    p = world.peer
+    for args in (["claim", "config/"], ["release", "config/"]):
+        tip = p.remote_ref("refs/bus/ledger")
+        assert tip is not None
+        foreign = p.commit("not a ledger step\n", (tip,), run_git(p.work, "rev-parse", f"{tip}^{{tree}}"))
+        p.push(foreign, "refs/bus/ledger")
+        if args[0] == "claim":
+            r = subprocess.run(
+                [sys.executable, "-m", "gitbus", "-a", "alice", *args],
+                cwd=world.honest,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            code, err = r.returncode, r.stderr
+        else:
+            code, _, err = gb(world.honest, "alice", *args)
+        told = [line for line in err.splitlines() if foreign[:12] in line]
+        assert code == 0 and len(told) == 1 and "refs/bus/ledger" in told[0], (args, err)
 
 
 def test_a_peers_message_reusing_bobs_question_id_is_skipped_by_show_and_answer(world: World) -> None:
