@@ -162,3 +162,71 @@ def test_the_hook_entry_point_takes_the_client_and_refuses_unknown_ones(agents: 
         timeout=60,
     )
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "codex|gemini" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cd internal && apply_patch <<'EOF'\n{p}EOF\n",
+        'cd "internal" && applypatch <<"EOF"\n{p}EOF',
+        "  cd 'internal'&&apply_patch <<-EOF\n{p}\tEOF\n",
+    ],
+)
+def test_codex_a_shell_patch_after_cd_is_read_from_that_folder(agents: list[Bus], command: str) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    patch = "*** Begin Patch\n*** Add File: api/cd.go\n+package api\n*** End Patch\n"
+    out = hook(
+        "codex",
+        web.repo.root,
+        "PreToolUse",
+        tool_name="Bash",
+        tool_input={"command": command.format(p=patch)},
+    )
+    spec = out["hookSpecificOutput"]
+    assert (
+        spec["permissionDecision"] == "deny"
+        and "api-1 holds internal/api/" in spec["permissionDecisionReason"]
+    ), out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cd internal; apply_patch <<'EOF'\n{p}EOF\n",  # cd may fail, and the patch applies here
+        "cd internal\napply_patch <<'EOF'\n{p}EOF\n",
+        "pushd internal && apply_patch <<'EOF'\n{p}EOF\n",
+        "cd $DIR && apply_patch <<'EOF'\n{p}EOF\n",
+        "apply_patch <<'EOF'\n{p}EOF\ncd internal && apply_patch <<'EOF'\n{p}EOF\n",
+        "apply_patch <<EOF\n{p}$(true)\nEOF\n",  # an unquoted heredoc expands what it holds
+        "bash -c \"cd internal && apply_patch <<'EOF'\n{p}EOF\"",
+    ],
+)
+def test_codex_a_shell_patch_whose_folder_cannot_be_told_is_refused_saying_why(
+    agents: list[Bus], command: str
+) -> None:
+    _, web = agents  # no claim at all: the guard cannot know where the patch lands
+    patch = "*** Begin Patch\n*** Add File: api/x.go\n+package api\n*** End Patch\n"
+    out = hook(
+        "codex",
+        web.repo.root,
+        "PreToolUse",
+        tool_name="Bash",
+        tool_input={"command": command.format(p=patch)},
+    )
+    spec = out["hookSpecificOutput"]
+    assert (
+        spec["permissionDecision"] == "deny"
+        and "cannot tell which folder" in spec["permissionDecisionReason"]
+    ), out
+    absolute = "*** Begin Patch\n*** Add File: " + str(web.repo.root / "notes.txt") + "\n+x\n*** End Patch\n"
+    assert (
+        hook(
+            "codex",
+            web.repo.root,
+            "PreToolUse",
+            tool_name="Bash",
+            tool_input={"command": command.format(p=absolute)},
+        )
+        == {}
+    )

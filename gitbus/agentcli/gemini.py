@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gitbus.agentcli import ClientMap, Out
+from gitbus.agentcli import ClientMap, Out, Writes
 
 EVENTS = {
     "SessionStart": "SessionStart",
@@ -28,9 +28,9 @@ EVENTS = {
 EDIT_TOOLS = ("write_file", "replace")
 
 
-def edit_paths(tool: str, tool_input: Mapping[str, Any]) -> list[str]:
+def edit_paths(tool: str, tool_input: Mapping[str, Any]) -> Writes:
     path = tool_input.get("file_path")
-    return [path] if tool in EDIT_TOOLS and isinstance(path, str) and path else []
+    return Writes([path] if tool in EDIT_TOOLS and isinstance(path, str) and path else [])
 
 
 def context(event: str, text: str) -> Out:
