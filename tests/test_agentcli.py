@@ -68,6 +68,15 @@ def test_a_patch_names_every_file_it_adds_changes_moves_or_deletes() -> None:
     assert written_paths("*** Begin Patch\n*** End Patch\n") == []
 
 
+def test_a_patch_header_is_read_however_it_is_indented() -> None:
+    """Codex trims each hunk's header line (tabs, spaces, a CR) before it reads it."""
+    patch = (
+        "*** Begin Patch\n  *** Add File: a.go\n+x\n\t*** Delete File: b.go\r\n"
+        " \t*** Update File: c.go\n@@\n-x\n+y\n*** End Patch\n"
+    )
+    assert written_paths(patch) == ["a.go", "b.go", "c.go"]
+
+
 def test_codex_apply_patch_into_a_claim_is_denied_naming_the_holder(agents: list[Bus]) -> None:
     api, web = agents
     api.claim(["internal/api/"], reason="splitting handlers")

@@ -174,3 +174,14 @@ def test_a_shell_patch_after_cd_is_read_from_the_folder_it_changes_to(team: Team
     [out] = final.outputs().values()
     assert "alice holds internal/api/" in out, out
     assert not (team.worktrees["bob"] / "internal/api/cd.go").exists()
+
+
+def test_a_patch_with_indented_headers_is_refused_too(team: Team, codex: rc.Client) -> None:
+    """Codex trims a patch's header lines before reading them: so does the guard."""
+    team.gitbus("alice", "claim", "internal/api/", "--reason", "splitting handlers")
+    patch = "*** Begin Patch\n  *** Add File: internal/api/indent.go\n+package api\n*** End Patch\n"
+    with OpenAIMock(steps(apply_patch(patch))) as api:
+        run(team, codex, api)
+    [out] = requests(api)[-1].outputs().values()
+    assert "alice holds internal/api/" in out, out
+    assert not (team.worktrees["bob"] / "internal/api/indent.go").exists()

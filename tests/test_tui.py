@@ -184,9 +184,13 @@ def test_the_status_line_counts_what_was_skipped_as_bad_data(
     worktrees: list[Path], team: dict[str, Bus], clock: FakeClock
 ) -> None:
     repo = worktrees[0]
-    blob = subprocess.run(
-        ["git", "hash-object", "-w", "--stdin"], cwd=repo, input=b"not a commit\n", capture_output=True
-    ).stdout.decode().strip()
+    blob = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"], cwd=repo, input=b"not a commit\n", capture_output=True
+        )
+        .stdout.decode()
+        .strip()
+    )
     subprocess.run(["git", "update-ref", "refs/bus/agents/mallory", blob], cwd=repo, check=True)
     app = GitbusApp(repo, clock=clock)
 
