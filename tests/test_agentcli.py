@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from gitbus import agentcli
+from gitbus import agentcli, settings
 from gitbus.agentcli.patch import written_paths
 from gitbus.bus import Bus
+from gitbus.hooks import GUARD_PATHS_MAX
 
 AGENTS = ("api-1", "web-1")
 
@@ -237,5 +238,41 @@ def test_codex_a_shell_patch_whose_folder_cannot_be_told_is_refused_saying_why(
             tool_name="Bash",
             tool_input={"command": command.format(p=absolute)},
         )
+        == {}
+    )
+
+
+def test_a_refused_patch_claims_none_of_its_other_files(agents: list[Bus]) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    settings.save(web.repo.common_dir, "autoclaim", True)
+    patch = (
+        "*** Begin Patch\n*** Add File: src/first.go\n+x\n*** Add File: internal/api/routes.go\n+x\n"
+        "*** Add File: src/last.go\n+x\n*** End Patch\n"
+    )
+    out = hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": patch})
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny", out
+    assert [(c.owner, c.path) for c in web.claims()] == [("api-1", "internal/api/")]
+    allowed = patch.replace("internal/api/routes.go", "src/middle.go")
+    assert (
+        hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": allowed})
+        == {}
+    )
+    mine = sorted(c.path for c in web.claims() if c.owner == "web-1")
+    assert mine == ["src/first.go", "src/last.go", "src/middle.go"]
+    assert len(web.log(kinds=["claim"])) == 2  # api-1's, and web-1's three files in one claim
+
+
+def test_a_patch_of_more_files_than_the_guard_checks_is_refused_in_one_line(agents: list[Bus]) -> None:
+    _, web = agents
+    many = GUARD_PATHS_MAX + 1
+    patch = "*** Begin Patch\n" + "".join(f"*** Add File: gen/f{i}.go\n+x\n" for i in range(many))
+    out = hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": patch})
+    reason = out["hookSpecificOutput"]["permissionDecisionReason"]
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny" and "\n" not in reason, out
+    assert f"{many} files" in reason and str(GUARD_PATHS_MAX) in reason, reason
+    fits = "*** Begin Patch\n" + "".join(f"*** Add File: gen/f{i}.go\n+x\n" for i in range(GUARD_PATHS_MAX))
+    assert (
+        hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": fits})
         == {}
     )

@@ -75,24 +75,21 @@ def answer(m: ClientMap, data: Mapping[str, Any], env: Mapping[str, str]) -> tup
 
 
 def _guard(m: ClientMap, event: str, data: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    """The edit guard over every file the call writes: the first refusal refuses the whole call
-    (a patch is applied whole or not at all); notes (a claim taken, a warning) are joined."""
+    """The edit guard over every file the call writes, in one check (`hooks.guard_writes`)."""
     tool_input = data.get("tool_input")
     writes = m.edit_paths(
         str(data.get("tool_name") or ""), tool_input if isinstance(tool_input, dict) else {}
     )
-    if writes.unknown:
-        return json.dumps(m.deny(writes.unknown))
-    cwd = str(data.get("cwd") or os.getcwd())
-    notes: list[str] = []
-    for raw in dict.fromkeys(writes.paths):  # the model's path is relative to the session's folder
-        one = {**data, "tool_name": "Write", "tool_input": {"file_path": os.path.join(cwd, raw)}}
-        got = said(hooks.handle(one, env)[1])
-        if got.deny:
-            return json.dumps(m.deny(got.deny))
-        if got.context and got.context not in notes:
-            notes.append(got.context)
-    return json.dumps(m.context(event, "\n".join(notes))) if notes else ""
+    if not (writes.paths or writes.unknown):
+        return ""
+    s = hooks.session_of(data, env)
+    if s is None:
+        return ""
+    cwd = str(data.get("cwd") or os.getcwd())  # the model's paths are relative to the session's folder
+    got = said(hooks.guard_writes(s, [os.path.join(cwd, raw) for raw in writes.paths], writes.unknown))
+    if got.deny:
+        return json.dumps(m.deny(got.deny))
+    return json.dumps(m.context(event, got.context)) if got.context else ""
 
 
 def client_map(name: str) -> ClientMap | None:
