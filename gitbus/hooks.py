@@ -409,11 +409,25 @@ def session_end(s: Session) -> str:
 def session_of(data: Mapping[str, Any], env: Mapping[str, str]) -> Session | None:
     """The session a hook call comes from: its worktree (of `cwd`), agent and id; None outside a
     repository."""
-    cwd = data.get("cwd") or os.getcwd()
-    loc = locate(Path(str(cwd)))
+    cwd = _text(data, "cwd") or os.getcwd()
+    session_id = _text(data, "session_id") or "default"
+    loc = locate(Path(cwd))
     if loc is None:
         return None
-    return Session(loc, agents.resolve(loc, None, env), str(data.get("session_id") or "default"))
+    return Session(loc, agents.resolve(loc, None, env), session_id)
+
+
+def _text(data: Mapping[str, Any], field: str) -> str:
+    """A field that names a file: refused in one sentence when no file name can hold it (JSON
+    can carry a NUL or a lone surrogate; a path or a session's file name cannot)."""
+    value = str(data.get(field) or "")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise GitbusError(f"the input's {field} is not valid text (it holds a lone surrogate).") from None
+    if "\0" in value:
+        raise GitbusError(f"the input's {field} holds a NUL character.")
+    return value
 
 
 def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = False) -> tuple[int, str]:
