@@ -1,14 +1,16 @@
 """`gitbus install codex|gemini`: wire gitbus into Codex CLI and Gemini CLI, reversibly.
 
 Both clients read their project files in the worktree a session starts in, so each worktree gets
-its own: Codex reads hooks from `.codex/hooks.json`, MCP servers from `.codex/config.toml` (ours in
-a marked block) and instructions from `AGENTS.md`; Gemini reads hooks and MCP servers from
-`.gemini/settings.json` and instructions from `GEMINI.md`. The guarantees are `install claude`'s
-(gitbus.install): merged with what is there, written only when the text changes, recorded so that
-uninstall takes out exactly what install added and gives back the user's bytes. A file git tracks
-is the team's: a tracked hooks or settings file stops the install with a hint before anything is
-written; a tracked instructions file is left alone (the session-start context, which names gitbus,
-stands in for it). What install makes is kept out of `git status` through `info/exclude`.
+its own: Codex reads MCP servers from `.codex/config.toml` (ours in a marked block) and
+instructions from `AGENTS.md` there, but hooks from the main checkout's `.codex/hooks.json` (a
+worktree's own is read only when the main repository is bare; both are written); Gemini reads
+hooks and MCP servers from `.gemini/settings.json` and instructions from `GEMINI.md`. The
+guarantees are `install claude`'s (gitbus.install): merged with what is there, written only when
+the text changes, recorded so that uninstall takes out exactly what install added and gives back
+the user's bytes. A file git tracks is the team's: a tracked hooks or settings file stops the
+install with a hint before anything is written; a tracked instructions file is left alone (the
+session-start context, which names gitbus, stands in for it). What install makes is kept out of
+`git status` through `info/exclude`.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ TOML_START = "# gitbus:start (managed by gitbus install; edit outside these mark
 TOML_END = "# gitbus:end"
 
 CODEX_TRUST_HINT = (
-    "Codex runs a project's hooks only in a trusted project, and each hook only once you trust it: "
-    "start codex in each worktree, trust the folder, and answer its 'Hooks need review' prompt with "
-    "'Trust all and continue' (or run codex with --dangerously-bypass-hook-trust). Until then gitbus "
-    "reaches Codex through MCP and AGENTS.md only."
+    "Codex runs a project's hooks only in a trusted project, and each hook only once you trust it; "
+    "in every worktree it runs the hooks of the main checkout's .codex/hooks.json: start codex in the "
+    "repository once, trust the folder, and answer its 'Hooks need review' prompt with 'Trust all "
+    "and continue' (or run codex with --dangerously-bypass-hook-trust). Until then gitbus reaches "
+    "Codex through MCP and AGENTS.md only."
 )
 
 

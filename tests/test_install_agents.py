@@ -76,6 +76,7 @@ def test_install_wires_every_worktree_once_and_dirties_nothing(joined: list[Path
         config = tomllib.loads((joined[2] / ".codex/config.toml").read_text())
         assert config["mcp_servers"]["gitbus"]["args"][-1] == "mcp"
         assert "Trust all and continue" in out  # how the user trusts the hooks
+        assert "main checkout" in out and "each worktree" not in out  # Codex runs the main checkout's
     else:
         assert settings["mcpServers"]["gitbus"]["args"][-1] == "mcp"
     before = snapshot(joined)
