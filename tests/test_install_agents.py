@@ -168,3 +168,22 @@ def test_a_bad_file_in_one_worktree_stops_the_install_before_any_worktree_is_wri
 def test_shared_is_for_claude_only(joined: list[Path]) -> None:
     code, _, err = gb(joined[0], "install", "codex", "--shared")
     assert code == 2 and "--shared is for claude only" in err
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_a_bare_main_repository_gets_nothing_its_worktrees_get_all(tmp_path: Path, client: str) -> None:
+    from .conftest import make_repo
+
+    source = make_repo(tmp_path / "source")
+    bare = tmp_path / "repo.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
+    trees = [tmp_path / "wt-a", tmp_path / "wt-b"]
+    for i, wt in enumerate(trees):
+        git(bare, "worktree", "add", "-q", "-b", f"b{i}", str(wt))
+    code, out, err = gb(trees[0], "install", client)
+    assert code == 0, out + err
+    hooks_file, instructions, _ = FILES[client]
+    for rel in (hooks_file, instructions, ".codex/config.toml"):
+        assert not (bare / rel).exists(), rel  # nothing in repo.git/
+    for wt in trees:
+        assert (wt / hooks_file).is_file() and "gitbus" in (wt / instructions).read_text()
