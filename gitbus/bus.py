@@ -42,6 +42,7 @@ from gitbus.ids import (
 from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.inert import inert
 from gitbus.message import LEDGER_KINDS, MAX_PATHS, Kind, Message, clean_text, decode, kind_named
+from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 # A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
@@ -104,6 +105,7 @@ class Bus:
         self.clock = clock or SystemClock()
         self.cwd = cwd or repo.root
         self.notices: list[str] = []  # one-line news of the last ledger step (e.g. a refused tip replaced)
+        self._remote_asked = False  # whether `_adopt_remote` looked at origin already
 
     @classmethod
     def open(
@@ -139,10 +141,11 @@ class Bus:
 
     def _adopt_remote(self) -> None:
         """With no bus remote set, make `origin` the bus remote and pull its bus when it carries one
-        (asked once, by init and join only: never on an everyday command or a hook)."""
-        if self.offline or sync.bus_remote(self.repo) is not None:
+        (asked by init and join, and by an agent's first post: `_ensure_joined`; never by a read)."""
+        if self.offline or self._remote_asked or bus_remote(self.repo) is not None:
             return
-        found = sync.remote_carrying_bus(self.repo)
+        self._remote_asked = True  # one `git ls-remote` per Bus at most
+        found = remote_carrying_bus(self.repo)
         if found is not None:
             self.set_remote(found)
             sync.sync(self.repo, found, send=False)
@@ -158,7 +161,7 @@ class Bus:
     def set_remote(self, remote: str) -> str:
         """Share the bus through git remote `remote` from now on; refused, with nothing stored, if
         git has no such remote (every later claim would fail on it)."""
-        name = sync.require_remote(self.repo, settings.parse("remote", remote))
+        name = require_remote(self.repo, settings.parse("remote", remote))
         settings.save(self.repo.common_dir, "remote", name)
         return name
 
@@ -225,11 +228,16 @@ class Bus:
                 return Path(where)
         return None
 
-    def _ensure_joined(self) -> Message | None:
+    def _ensure_joined(self, adopt_only: bool = False) -> Message | None:
+        """Start this agent's chain if it has none. In a clone with no bus remote set, an agent's
+        first post first adopts `origin` when it carries a bus (issue 14): else a fresh clone would
+        claim locally what another clone holds. `adopt_only`: just that, before a ledger step is
+        decided; the chain is started after it, so a refused step writes nothing."""
         ref = agent_ref(self.agent)
         if self.repo.ref(ref) is not None:
             return None
-        return chains.start(self.repo, ref, self._joining(self.agent))
+        self._adopt_remote()
+        return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
 
     def agents(self) -> list[AgentInfo]:
         live: dict[str, int] = {}
@@ -286,11 +294,12 @@ class Bus:
             raise NotFound(f"Agent {who} is now {moved} (same worktree); nothing was sent. Send to {moved}.")
         return who
 
-    def paths(self, raw: Iterable[str]) -> tuple[str, ...]:
-        """Normalise user-typed paths against this bus's worktree and working directory."""
+    def paths(self, raw: Iterable[str], literal: bool = False) -> tuple[str, ...]:
+        """Normalise user-typed paths against this bus's worktree and working directory; `literal`
+        takes `*`, `?` and `[` as part of a file's name, never as a pattern (`paths.normalize`)."""
         out: list[str] = []
         for r in raw:
-            p = P.normalize(r, root=self.repo.root, cwd=self.cwd)
+            p = P.normalize(r, root=self.repo.root, cwd=self.cwd, literal=literal)
             if p not in out:
                 out.append(p)
         return tuple(out)
@@ -333,9 +342,12 @@ class Bus:
 
     # -- claims -----------------------------------------------------------------------------------
 
-    def claim(self, raw_paths: Iterable[str], ttl_ms: int | None = None, reason: str = "") -> Message:
-        """Claim every path or none; raises `ClaimConflict` naming the holder."""
-        wanted = list(self.paths(raw_paths))
+    def claim(
+        self, raw_paths: Iterable[str], ttl_ms: int | None = None, reason: str = "", literal: bool = False
+    ) -> Message:
+        """Claim every path or none; raises `ClaimConflict` naming the holder. `literal`: the paths
+        are files a tool names (`lib/n[1].py`, `app/[slug]/page.tsx`), never patterns."""
+        wanted = list(self.paths(raw_paths, literal))
         if not wanted:
             raise GitbusError("Name at least one path to claim.")
         reason = clean_text(reason, Kind.CLAIM)
@@ -360,8 +372,9 @@ class Bus:
         force: bool = False,
         reason: str = "",
     ) -> Message | None:
-        """Release claims; None when `everything` found nothing to release."""
-        wanted = list(self.paths(raw_paths))
+        """Release claims; None when `everything` found nothing to release. A path is taken as it
+        is written: it names a claim, which is never a pattern, and its file may be gone."""
+        wanted = list(self.paths(raw_paths, literal=True))
         if not wanted and not everything:
             raise GitbusError("Name the paths to release, or use --all.")
         if wanted and everything:
@@ -381,8 +394,8 @@ class Bus:
         )
 
     def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
-        """Extend this agent's leases; None when it holds nothing."""
-        wanted = list(self.paths(raw_paths))
+        """Extend this agent's leases; None when it holds nothing (paths taken as in `release`)."""
+        wanted = list(self.paths(raw_paths, literal=True))
         return self._ledger_maybe(
             lambda state, now, mid: decide_renew(
                 state,
@@ -400,6 +413,7 @@ class Bus:
         return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
 
     def _ledger_maybe(self, decide: _Decide) -> Message | None:
+        self._ensure_joined(adopt_only=True)  # the bus remote, if any, decides this step
         mid = new_message_id()
         past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
         arbiter = self._arbiter()
@@ -414,9 +428,9 @@ class Bus:
 
     def _arbiter(self) -> ledger.Arbiter:
         """The remote decides ledger steps when a bus remote is set, unless this bus is offline."""
-        remote = None if self.offline else sync.bus_remote(self.repo)
+        remote = None if self.offline else bus_remote(self.repo)
         return (
-            sync.RemoteArbiter(self.repo, sync.require_remote(self.repo, remote))
+            sync.RemoteArbiter(self.repo, require_remote(self.repo, remote))
             if remote
             else ledger.LocalArbiter(self.repo)
         )
@@ -566,7 +580,7 @@ class Bus:
         """The read model every overview is drawn from (`gitbus.board`): the newest `window`
         messages, the claims, the request states, and what the last sync refused."""
         b = read_board(self.repo, self.clock.now_ms(), window, also=also)
-        return replace(b, skipped=len(self.repo.skipped), refused=tuple(sync.last_refused(self.repo)))
+        return replace(b, skipped=len(self.repo.skipped), refused=tuple(last_refused(self.repo)))
 
     def status(self) -> Status:
         b = read_board(self.repo, self.clock.now_ms(), OPEN_WINDOW)
@@ -577,10 +591,10 @@ class Bus:
             my_claims=[c for c in b.claims if c.owner == me],
             other_claims=[c for c in b.claims if c.owner != me and c.live(now)],
             open_questions=[q for q in b.open_questions() if concerns(q, me)],
-            sync=sync.last_status(self.repo) if sync.bus_remote(self.repo) else None,
+            sync=last_status(self.repo) if bus_remote(self.repo) else None,
             requests=[r for r in b.open_requests() if concerns(r.message, me)],
-            unread=len(self.unread(limit=UNREAD_COUNT_MAX)[0]),
+            unread=len(self.unread(limit=UNREAD_COUNT_MAX + 1)[0]),  # one more: past the cap, or not
             skipped=len(self.repo.skipped),
             taken_over=b.taken_from(me),
-            refused=tuple(sync.last_refused(self.repo)),
+            refused=tuple(last_refused(self.repo)),
         )

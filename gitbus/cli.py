@@ -13,7 +13,6 @@ are declared here, once, and docs/gen_cli.py copies them into `gitbus/quick_args
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
@@ -33,7 +32,16 @@ from gitbus.inert import inert, inert_block
 from gitbus.message import Message
 from gitbus.settings import DEFAULTS
 
-out = Console(highlight=False, soft_wrap=True)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich exits 1 when the reader of a pipe goes away; for gitbus that is a quiet success."""
+        self.quiet = True
+        quick.reader_gone()
+        raise SystemExit(0)
+
+
+out = _Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
@@ -117,7 +125,7 @@ class _Group(TyperGroup):
             if not standalone_mode:
                 raise
             usage = e.ctx.get_usage() if e.ctx else "Usage: gitbus [OPTIONS] COMMAND [ARGS]..."
-            err.print(f"gitbus: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"gitbus: {_usage_sentence(e)}", markup=False, highlight=False, soft_wrap=True)
             usage = "usage: " + usage.removeprefix("Usage: ")
             err.print(usage, markup=False, highlight=False, soft_wrap=True)
             sys.exit(USAGE)
@@ -140,6 +148,28 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except GitbusError as e:
             raise typer.Exit(quick.fail(e, out, err, bool(ctx.obj and ctx.obj.get("json")))) from None
+        except BrokenPipeError:  # a plain write to a closed pipe (`gitbus show … | head -1`)
+            quick.reader_gone()
+            raise typer.Exit(0) from None
+
+
+def _usage_sentence(e: UsageError) -> str:
+    """Click's message for a malformed command line as one plain sentence: typer 0.29 checks values
+    with pydantic, whose words ("Value error, …", "Input should be …") and line breaks leak through."""
+    message = e.format_message()
+    cause = e.__cause__
+    errors = getattr(cause, "errors", None)
+    if callable(errors) and errors():
+        first = errors()[0]
+        got, limits = first.get("input"), first.get("ctx") or {}
+        plain = {
+            "greater_than_equal": f"{got} is less than the minimum, {limits.get('ge')}.",
+            "int_parsing": f"{got!r} is not a whole number.",
+            "value_error": str(limits.get("error", "")),
+        }.get(first.get("type"), str(first.get("msg", "")).replace("Input", repr(got), 1))
+        message = message.replace(str(first.get("msg", "")), plain)
+    message = " ".join(message.split())  # "Choose from:\n\tclaude,\n\tgit-hooks" on one line
+    return message if message.endswith((".", "?", "!")) else message + "."
 
 
 app = typer.Typer(
@@ -221,7 +251,8 @@ def init(
     bus = _bus(ctx, json_out)
     joined = bus.init(remote)
     if json_out:
-        render.dump(out, {"agent": bus.agent, "joined": joined is not None, "remote": remote})
+        agent = quick.acting_as(bus)
+        render.dump(out, {"agent": agent, "joined": joined is not None, "remote": remote})
     elif not bus.on_bus():
         out.print(
             f"gitbus ready in {bus.repo.root}; the main checkout is not an agent"
@@ -262,6 +293,7 @@ def agents_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 {
                     "name": a.name,
                     "last_active": iso(a.last_active) if a.last_active else None,
+                    "last_active_ms": a.last_active or None,
                     "live_claims": a.live_claims,
                     "last_message": a.last_summary,
                 }
@@ -381,6 +413,8 @@ def release(
     json_out: JsonOpt = False,
 ) -> None:
     """Release claims you hold (or, with --force --reason, another's; recorded)."""
+    if not paths and not all_:
+        raise UsageError("Name the paths to release, or use --all.", ctx)
     bus = _bus(ctx, json_out, offline)
     msg = bus.release(paths or [], everything=all_, force=force, reason=reason)
     if json_out:
@@ -506,8 +540,7 @@ def _follow(
     except KeyboardInterrupt:
         return
     except BrokenPipeError:  # `gitbus log -f | head`: the reader is gone, so are we, quietly
-        # (Python's advice: point stdout at /dev/null so the flush at exit does not fail again)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        quick.reader_gone()
 
 
 def _reader_gone(wait: float) -> bool:
@@ -559,8 +592,8 @@ def inbox(
 
     bus = _bus(ctx, json_out)
     msgs, more = Inbox(bus.repo, bus.agent).page(mark_read, n)
-    if json_out:
-        render.dump(out, [m.to_json() for m in msgs])
+    if json_out:  # an object, not a list: `more` says what waits past the page (`-n`)
+        render.dump(out, {"messages": [m.to_json() for m in msgs], "more": more})
         return
     render.messages(out, msgs, bus.clock.now_ms())
     if more:  # on stderr under a pipe, so the lines stay rows
@@ -846,10 +879,10 @@ def note(
     json_out: JsonOpt = False,
 ) -> None:
     """Attach this agent's coordination note to a commit (the post-commit hook runs this)."""
-    from gitbus import notes
+    from gitbus import notes, story
 
     bus = _bus(ctx, json_out)
-    text = notes.note_for_commit(bus, commit)
+    text = story.note_for_commit(bus, commit)
     notes.add(bus.repo, commit, text, bus.clock.now_ms())
     if json_out:
         render.dump(out, {"commit": commit, "note": text})
@@ -864,18 +897,19 @@ def history(
     json_out: JsonOpt = False,
 ) -> None:
     """The story of a path: claims, discoveries, questions and answers, and commits with their notes."""
-    from gitbus import notes
+    from gitbus import story
 
     bus = _bus(ctx, json_out)
-    events = notes.story(bus, path)
+    events = story.story(bus, path)
     if json_out:
         render.dump(
             out,
             [
-                {"time": iso(e.time), "message": e.message.to_json()}
+                {"time": iso(e.time), "time_ms": e.time, "message": e.message.to_json()}
                 if e.message
                 else {
                     "time": iso(e.time),
+                    "time_ms": e.time,
                     "commit": e.commit,
                     "author": e.author,
                     "subject": e.subject,
@@ -983,27 +1017,30 @@ def remote(
 def push(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Send local bus messages and ledger steps to the remote (all or nothing)."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), pull=False), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name), pull=False), json_out)
 
 
 @app.command()
 def pull(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Fetch the remote's bus and merge it in (no message is lost or rewritten)."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name), send=False), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name), send=False), json_out)
 
 
 @app.command("sync")
 def sync_cmd(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOpt = False) -> None:
     """Pull, then push: afterwards this clone and the remote hold the same bus."""
     from gitbus import sync
+    from gitbus.remote import require_remote
 
     bus = _bus(ctx, json_out)
-    _report(sync.sync(bus.repo, sync.require_remote(bus.repo, remote_name)), json_out)
+    _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name)), json_out)
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
-"""The `gitbus` executable: `gitbus hook …` goes straight to the light hook handler, the everyday
+"""The `gitbus` executable: `gitbus hook [MODE]` goes straight to the light hook handler (which
+refuses an unknown mode as a usage error; a `hook` line with an option, `--help`, goes to the typer
+CLI, for its help and usage errors), the everyday
 commands (log, status, claims, discover, claim) to `gitbus.quick`; all else, and anything `quick`
 does not take, to the typer CLI.
 
@@ -12,7 +14,7 @@ import sys
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "hook":
+    if sys.argv[1:2] == ["hook"] and not any(a.startswith("-") for a in sys.argv[2:]):  # --help: typer's
         from gitbus.hooks import main as hook_main
 
         sys.exit(hook_main(sys.argv[2:]))

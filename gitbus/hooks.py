@@ -270,7 +270,7 @@ def _claim_or_renew(s: Session, snap: Snapshot, rels: list[str], now: int, autoc
     if renew:
         bus.renew(list(renew))
     if autoclaim and unclaimed:
-        bus.claim(unclaimed, reason="auto-claimed on first edit")
+        bus.claim(unclaimed, reason="auto-claimed on first edit", literal=True)
 
 
 def _repo_path(loc: Location, raw: str, owners: dict[str, Location | None] | None = None) -> str | None:
@@ -454,9 +454,10 @@ def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = Fa
 def main(argv: list[str]) -> int:
     wake_mode = argv[:1] == ["wake"]
     client = argv[0] if len(argv) == 1 and argv[0] in ("codex", "gemini") else None  # gitbus.agentcli
+    # an unknown mode is a usage error, as the CLI shows one: what is wrong, then the usage
     if argv and not (wake_mode or client):
-        sys.stderr.write("usage: gitbus hook [wake|codex|gemini]  (reads the client's hook JSON on stdin)\n")
-        return 1
+        sys.stderr.write(f"gitbus: {argv[0]!r} is not a hook mode.\nusage: gitbus hook [wake|codex|gemini]\n")
+        return 2
     try:
         data = json.loads(sys.stdin.buffer.read() or b"{}")
         if not isinstance(data, dict):

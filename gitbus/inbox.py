@@ -26,13 +26,19 @@ from gitbus.gitfiles import Oid
 from gitbus.ids import AgentName
 from gitbus.message import Message
 
-UNREAD_COUNT_MAX = 1000  # `status` counts unread messages up to this many
+UNREAD_COUNT_MAX = 1000  # `status` counts unread messages exactly up to this many (it reads one more)
 SESSION_BACKLOG = 20  # unread messages a new hook session is told; past that they wait in the inbox
 
 
+def capped(n: int) -> tuple[int, bool]:
+    """A count taken up to `UNREAD_COUNT_MAX + 1`: (at most `UNREAD_COUNT_MAX`, whether it went past)."""
+    return min(n, UNREAD_COUNT_MAX), n > UNREAD_COUNT_MAX
+
+
 def count_text(n: int) -> str:
-    """A count that stopped at `UNREAD_COUNT_MAX` reads `1000+`, not `1000`."""
-    return f"{n}+" if n >= UNREAD_COUNT_MAX else str(n)
+    """A count that went past `UNREAD_COUNT_MAX` reads `1000+`; exactly 1,000 reads `1000`."""
+    shown, more = capped(n)
+    return f"{shown}+" if more else str(shown)
 
 
 class Told(NamedTuple):

@@ -14,9 +14,11 @@ are `gitbus.githooks`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +75,16 @@ def gitbus_command() -> str:
     ):
         return shlex.quote(os.path.abspath(script))
     return f"{shlex.quote(sys.executable)} -m gitbus"
+
+
+def instructions(cmd: str) -> str:
+    """The instructions for the model, naming the gitbus that ran install as `cmd` does: a bare
+    `gitbus` only when that is the one PATH finds, else the model's shell would run another or none."""
+    exe, *rest = shlex.split(cmd)
+    on_path = shutil.which("gitbus")
+    if not rest and on_path is not None and os.path.realpath(on_path) == os.path.realpath(exe):
+        return CLAUDE_TEXT
+    return CLAUDE_TEXT.replace("`gitbus ", f"`{cmd} ")
 
 
 def _hook_entries(cmd: str) -> dict[str, list[dict[str, Any]]]:
@@ -189,9 +201,42 @@ def _with_section(text: str, section: str | None) -> str:
     return f"{text}{sep}{MARK_START}\n{section}\n{MARK_END}\n"
 
 
+def check_hooks(f: Path, settings: dict[str, Any], events: list[str]) -> None:
+    """Refuse, in one sentence, a settings file whose `hooks` install could not merge into."""
+    hooks = settings.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise GitbusError(f"{f} has a hooks entry that is not an object; fix it first.")
+    for event in events:
+        if not isinstance(hooks.get(event, []), list):
+            raise GitbusError(f"{f} has a hooks.{event} entry that is not a list; fix it first.")
+
+
+def check_servers(f: Path, config: dict[str, Any]) -> None:
+    if not isinstance(config.get("mcpServers", {}), dict):
+        raise GitbusError(f"{f} has an mcpServers entry that is not an object; fix it first.")
+
+
+def _check_claude(repo: Repository, shared: bool, local: bool) -> None:
+    """Read and check every file install or uninstall would write, in every worktree, before any
+    is written: a bad one stops everything with nothing changed."""
+    f = _settings_file(repo, shared)
+    settings = read_json(f)
+    check_hooks(f, settings, list(_hook_entries("gitbus")))
+    if not isinstance(settings.get(ENABLED, []), list):
+        raise GitbusError(f"{f} has an {ENABLED} entry that is not a list; fix it first.")
+    for mcp_file in [] if local else _mcp_files(repo, shared):
+        check_servers(mcp_file, read_json(mcp_file))
+    for mem in _memory_files(repo, shared):
+        text_of(mem)
+    if local:
+        _local_servers(claude_state_file(), read_json(claude_state_file()), str(repo.worktrees()[0]))
+
+
 def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
     """Add gitbus's hooks, instructions and MCP server; idempotent. Returns the files it changed
     (none when everything was in place already)."""
+    local = not shared and _tracked_mcp_json(repo)
+    _check_claude(repo, shared, local)
     record = Record(repo)
     changed: list[Path] = []
     cmd = gitbus_command()
@@ -203,7 +248,7 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
         record.add(str(f))
     current = parse(f, text) if text is not None else {}
     settings = _strip_ours(current, record.keys(f))
-    if text is not None and settings == current:
+    if text is not None and (settings == current or not record.knows(f)):
         record.keep_original(str(f), text)  # nothing of ours in it: the user's own bytes
     if "hooks" not in settings:
         record.add(f"{f}#hooks")
@@ -216,29 +261,28 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if write_json(f, settings):
         changed.append(f)
     for mem in _memory_files(repo, shared):
-        if put_section(mem, CLAUDE_TEXT, record):
+        if put_section(mem, instructions(cmd), record):
             changed.append(mem)
     exe, *args = shlex.split(cmd)
     entry = {"command": exe, "args": [*args, "mcp"]}
-    if not shared and _tracked_mcp_json(repo):
+    if local:
         changed += _register_locally(repo, entry, record)
     else:
         for mcp_file in _mcp_files(repo, shared):
-            text = text_of(mcp_file)
+            text, known = text_of(mcp_file), record.knows(mcp_file)
             if text is None:
                 record.add(str(mcp_file))
             config = parse(mcp_file, text) if text is not None else {}
+            if "mcpServers" not in config:
+                record.add(f"{mcp_file}#mcpServers")
             servers = config.setdefault("mcpServers", {})
-            if not isinstance(servers, dict):
-                raise GitbusError(f"{mcp_file} has an mcpServers entry that is not an object; fix it first.")
-            if text is not None and MCP_SERVER not in servers:
-                record.keep_original(str(mcp_file), text)
+            if text is not None and (MCP_SERVER not in servers or not known):
+                record.keep_original(str(mcp_file), text)  # a server named gitbus here is the user's
             servers[MCP_SERVER] = entry
             if write_json(mcp_file, config):
                 changed.append(mcp_file)
     if not shared:
-        for line in _exclude(repo, list(EXCLUDED)):
-            record.add(f"exclude:{line}")
+        exclude(repo, list(EXCLUDED), record)
     return changed
 
 
@@ -270,6 +314,7 @@ def _register_locally(repo: Repository, entry: dict[str, Any], record: Record) -
     if text is None:
         record.add(str(f))
     state = parse(f, text) if text is not None else {}
+    _local_servers(f, state, project)
     made = {
         "projects": "projects" not in state,
         f"project:{project}": project not in state.get("projects", {}),
@@ -281,13 +326,28 @@ def _register_locally(repo: Repository, entry: dict[str, Any], record: Record) -
     servers = mine.setdefault("mcpServers", {}) if isinstance(mine, dict) else None
     if not isinstance(servers, dict):
         raise GitbusError(f"{f} has no object for the MCP servers of {project}; fix it first.")
-    if MCP_SERVER not in servers:  # no copy of this file is kept: it is Claude Code's, and personal
+    if f"local:{project}" not in record.keys(f):  # no copy of this file is kept: it is Claude Code's
         for key, was_made in made.items():
             if was_made:
                 record.add(f"{f}#{key}")
+        if MCP_SERVER in servers:  # the user's own server of our name: uninstall puts it back
+            record.keep_original(_users_server(f, project), json.dumps(servers[MCP_SERVER]))
         record.add(f"{f}#local:{project}")
     servers[MCP_SERVER] = {"type": "stdio", **entry}
     return [f] if write_json(f, state, new_mode=0o600) else []  # private, as Claude Code keeps it
+
+
+def _local_servers(f: Path, state: dict[str, Any], project: str) -> None:
+    """Refuse, in one sentence, a Claude Code state file with no room for `project`'s servers."""
+    projects = state.get("projects", {})
+    mine = projects.get(project, {}) if isinstance(projects, dict) else None
+    if not isinstance(mine, dict) or not isinstance(mine.get("mcpServers", {}), dict):
+        raise GitbusError(f"{f} has no object for the MCP servers of {project}; fix it first.")
+
+
+def _users_server(f: Path, project: str) -> str:
+    """Where the record keeps the user's own server of our name in Claude Code's state file."""
+    return f"{f}#server:{project}"
 
 
 def _unregister_locally(record: Record) -> list[Path]:
@@ -304,7 +364,12 @@ def _unregister_locally(record: Record) -> list[Path]:
         servers = mine.get("mcpServers") if isinstance(mine, dict) else None
         if not (isinstance(projects, dict) and isinstance(mine, dict) and isinstance(servers, dict)):
             continue
-        servers.pop(MCP_SERVER, None)
+        users = record.originals.get(_users_server(f, project))
+        record.forget_original(_users_server(f, project))
+        if users is not None:
+            servers[MCP_SERVER] = json.loads(users)
+        else:
+            servers.pop(MCP_SERVER, None)
         if not servers and f"servers:{project}" in made:
             del mine["mcpServers"]
         if not mine and f"project:{project}" in made:
@@ -321,14 +386,22 @@ def _unregister_locally(record: Record) -> list[Path]:
 
 def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     """Remove exactly what `install_claude` added (files left empty by it are removed, files it
-    changed get their original bytes back when their content is the user's again)."""
+    changed get their original bytes back when their content is the user's again). Every file is
+    read and checked first: a bad one stops the uninstall with nothing changed."""
     changed: list[Path] = []
     record = Record(repo)
     ours = set(record.items)  # as install left it; `forget` below updates the record itself
     f = _settings_file(repo, shared)
-    if f.exists():
-        before = read_json(f)
-        after = _strip_ours(before, record.keys(f))
+    mcp_files = [m for m in _mcp_files(repo, shared) if shared or not _tracked(repo, m)]  # a team's is theirs
+    read = {m: read_json(m) for m in [f, *mcp_files] if m.exists()}  # every one readable, or none written
+    read = {m: obj for m, obj in read.items() if record.knows(m)}  # in a file install never touched, a
+    # server or hook named gitbus is the user's own
+    if not shared and record.keys(claude_state_file()):
+        read_json(claude_state_file())
+    if f in read:
+        before = read[f]
+        created = record.keys(f)
+        after = _strip_ours(before, created)
         if after != before:
             if not after and str(f) in ours:
                 f.unlink()
@@ -337,23 +410,26 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
                     f.parent.rmdir()  # the `.claude/` install made, now empty
                     record.forget(folder(f.parent))
             else:
-                give_back_json(f, after, record)
+                give_back_json(f, after, record, lambda x: _strip_ours(x, created))
             changed.append(f)
         record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
-    for mcp_file in _mcp_files(repo, shared):
-        if mcp_file.exists() and (shared or not _tracked(repo, mcp_file)):  # a team's file is theirs
-            config = read_json(mcp_file)
-            servers = config.get("mcpServers")
-            if isinstance(servers, dict) and MCP_SERVER in servers:
-                del servers[MCP_SERVER]
-                if not servers:
-                    del config["mcpServers"]
-                if not config and str(mcp_file) in ours:
-                    mcp_file.unlink()
-                    record.forget(str(mcp_file))
-                else:
-                    give_back_json(mcp_file, config, record)
-                changed.append(mcp_file)
+    for mcp_file in mcp_files:
+        config = read.get(mcp_file)
+        servers = config.get("mcpServers") if config is not None else None
+        if config is not None and isinstance(servers, dict) and MCP_SERVER in servers:
+            created = record.keys(mcp_file)
+
+            def users(c: dict[str, Any], created: set[str] = created) -> dict[str, Any]:
+                return _without_server(c, created)
+
+            config = users(config)
+            if not config and str(mcp_file) in ours:
+                mcp_file.unlink()
+                record.forget(str(mcp_file))
+            else:
+                give_back_json(mcp_file, config, record, users)
+            record.forget_keys(mcp_file)
+            changed.append(mcp_file)
     if not shared:
         changed += _unregister_locally(record)
     for mem in _memory_files(repo, shared):
@@ -362,6 +438,19 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if not shared:
         _unexclude(repo, record, EXCLUDED)
     return changed
+
+
+def _without_server(config: dict[str, Any], created: set[str]) -> dict[str, Any]:
+    """`config` (an `.mcp.json`) without a server named gitbus; `mcpServers` goes with it only if
+    install made it."""
+    servers = config.get("mcpServers")
+    if not isinstance(servers, dict):
+        return config
+    rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
+    out = {k: v for k, v in config.items() if k != "mcpServers" or rest or "mcpServers" not in created}
+    if "mcpServers" in out:
+        out["mcpServers"] = rest
+    return out
 
 
 def put_section(mem: Path, section: str, record: Record) -> bool:
@@ -377,9 +466,9 @@ def put_section(mem: Path, section: str, record: Record) -> bool:
 def take_section(mem: Path, record: Record, ours: set[str]) -> bool:
     """Take our marked section out of `mem`: the file goes if install made it and nothing else is
     in it; the user's original bytes come back when the rest is their text. True when it changed."""
-    if not mem.exists():
+    text = text_of(mem)
+    if text is None:
         return False
-    text = mem.read_text()
     stripped = _with_section(text, None)
     if stripped == text:
         return False
@@ -398,28 +487,37 @@ def take_section(mem: Path, record: Record, ours: set[str]) -> bool:
 EXCLUDED = ("/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json")  # personal files
 
 
-def _exclude(repo: Repository, lines: list[str]) -> list[str]:
-    """Add `lines` to `info/exclude`; returns those that were not there already."""
+def exclude(repo: Repository, lines: list[str], record: Record) -> None:
+    """Add `lines` to `info/exclude`, recording those that were not there already (and the newline
+    put after a last line that had none, so uninstall can take it back too)."""
     ensure_excluded(repo.common_dir)
     f = repo.common_dir / "info" / "exclude"
-    current = f.read_text().splitlines()
+    text = text_of(f) or ""
+    current = text.splitlines()
     missing = [line for line in lines if line not in current]
-    if missing:
-        with f.open("a") as out:
-            out.write(
-                ("" if not current or f.read_text().endswith("\n") else "\n") + "\n".join(missing) + "\n"
-            )
-    return missing
+    if not missing:
+        return
+    if text and not text.endswith("\n"):
+        record.add(f"exclude-newline:{current[-1]}")
+        text += "\n"
+    write_text(f, text + "\n".join(missing) + "\n")
+    for line in missing:
+        record.add(f"exclude:{line}")
 
 
 def _unexclude(repo: Repository, record: Record, lines: tuple[str, ...]) -> None:
-    """Take out of `info/exclude` those of `lines` install added there (and only those)."""
+    """Take out of `info/exclude` those of `lines` install added there (and only those), and the
+    newline install put after the user's last line once that line is last again."""
     added = {x[len("exclude:") :] for x in record.items if x.startswith("exclude:")} & set(lines)
     f = repo.common_dir / "info" / "exclude"
-    if not added or not f.exists():
+    text = text_of(f)
+    if not added or text is None:
         return
-    text = f.read_text()
-    kept = [line for line in text.splitlines() if line not in added]
-    f.write_text("\n".join(kept) + ("\n" if kept else ""))
+    kept = "".join(line for line in text.splitlines(keepends=True) if line.rstrip("\r\n") not in added)
+    last = kept.splitlines()[-1] if kept.strip() else ""
+    if f"exclude-newline:{last}" in record.items and kept.endswith("\n"):
+        kept = kept[:-1]
+        record.forget(f"exclude-newline:{last}")
+    write_text(f, kept)
     for line in added:
         record.forget(f"exclude:{line}")

@@ -27,12 +27,14 @@ from typing import Any
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.install import (
-    CLAUDE_TEXT,
     MCP_SERVER,
-    _exclude,
     _strip_hooks,
     _unexclude,
+    check_hooks,
+    check_servers,
+    exclude,
     gitbus_command,
+    instructions,
     put_section,
     take_section,
 )
@@ -130,7 +132,11 @@ def install(repo: Repository, t: Target) -> list[Path]:
                     f"{wt / rel} is tracked by git: gitbus will not change a file your team shares. "
                     f"Untrack it, or add gitbus's entries to it yourself (docs/agents.md)."
                 )
-        read_json(wt / t.hooks_file)  # each file readable as what it must be, in every worktree
+        settings = read_json(wt / t.hooks_file)  # each file readable as what it must be, everywhere
+        check_hooks(wt / t.hooks_file, settings, list(t.hooks("gitbus")))
+        if t.mcp_in_json:
+            check_servers(wt / t.hooks_file, settings)
+        text_of(wt / t.instructions)
         if not t.mcp_in_json:
             _users_toml(wt / CODEX_CONFIG)
     record, changed, cmd = Record(repo), [], gitbus_command()
@@ -144,10 +150,9 @@ def install(repo: Repository, t: Target) -> list[Path]:
         mem = wt / t.instructions
         if not _tracked(repo, wt, t.instructions):  # a team's AGENTS.md / GEMINI.md is theirs
             made_instructions |= not mem.exists() or str(mem) in record.items
-            if put_section(mem, CLAUDE_TEXT, record):
+            if put_section(mem, instructions(cmd), record):
                 changed.append(mem)
-    for line in _exclude(repo, _excluded(t, made_instructions)):
-        record.add(f"exclude:{line}")
+    exclude(repo, _excluded(t, made_instructions), record)
     return changed
 
 
@@ -156,7 +161,13 @@ def _excluded(t: Target, with_instructions: bool) -> list[str]:
 
 
 def uninstall(repo: Repository, t: Target) -> list[Path]:
-    """Remove exactly what `install` added for `t`, in every worktree."""
+    """Remove exactly what `install` added for `t`, in every worktree. Every file is read and
+    checked first: a bad one in any worktree stops the uninstall with nothing changed."""
+    for wt in repo.worktrees():
+        read_json(wt / t.hooks_file)
+        text_of(wt / t.instructions)
+        if not t.mcp_in_json:
+            text_of(wt / CODEX_CONFIG)
     record = Record(repo)
     ours = set(record.items)
     changed: list[Path] = []
@@ -189,9 +200,11 @@ def _strip(settings: dict[str, Any], t: Target, created: set[str]) -> dict[str, 
 
 
 def _merge_json(f: Path, t: Target, entries: dict[str, list[dict[str, Any]]], record: Record) -> bool:
+    text = text_of(f)
+    if text is not None and not record.knows(f):  # before any key is recorded: all in it is theirs
+        record.keep_original(str(f), text)
     if not f.parent.exists():
         record.add(folder(f.parent))
-    text = text_of(f)
     if text is None:
         record.add(str(f))
     current = parse(f, text) if text is not None else {}
@@ -221,10 +234,11 @@ def _merge_json(f: Path, t: Target, entries: dict[str, list[dict[str, Any]]], re
 
 
 def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
-    if not f.exists():
+    if not f.exists() or not record.knows(f):  # in a file install never touched, all is the user's
         return False
     before = read_json(f)
-    after = _strip(before, t, record.keys(f))
+    created = record.keys(f)
+    after = _strip(before, t, created)
     if after == before:
         record.forget_keys(f)
         return False
@@ -235,7 +249,7 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
             f.parent.rmdir()  # the folder install made, now empty
             record.forget(folder(f.parent))
     else:
-        give_back_json(f, after, record)
+        give_back_json(f, after, record, lambda x: _strip(x, t, created))
     record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     return True
 
@@ -296,7 +310,9 @@ def _put_toml_block(f: Path, block: str, record: Record) -> bool:
 def _take_toml_block(f: Path, record: Record, ours: set[str]) -> bool:
     if not f.exists():
         return False
-    text = f.read_text()
+    text = text_of(f)
+    if text is None:
+        return False
     stripped = _with_toml_block(text, None)
     if stripped == text:
         return False

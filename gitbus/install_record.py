@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,18 @@ from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.state import install_record, write_atomic
 
+BOM = "\ufeff"
+
 
 def read_json(f: Path) -> dict[str, Any]:
-    return parse(f, f.read_text()) if f.exists() else {}
+    text = text_of(f)
+    return parse(f, text) if text is not None else {}
 
 
 def parse(f: Path, text: str) -> dict[str, Any]:
+    """The JSON object `f` holds (`text`); a UTF-8 BOM before it is read past, as editors write it."""
     try:
-        obj = json.loads(text or "{}")
+        obj = json.loads(text.removeprefix(BOM) or "{}")
     except ValueError:
         raise GitbusError(f"{f} is not valid JSON; fix it first, gitbus will not overwrite it.") from None
     if not isinstance(obj, dict):
@@ -37,16 +42,31 @@ def parse(f: Path, text: str) -> dict[str, Any]:
 
 
 def text_of(f: Path) -> str | None:
-    return f.read_text() if f.exists() else None
+    """The text of `f` exactly as its bytes say: line ends and a BOM kept, bytes that are not UTF-8
+    carried as surrogates (`encode` gives them back), so a file round-trips byte for byte."""
+    try:
+        return f.read_bytes().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise GitbusError(f"Could not read {f}: {e.strerror or e}.") from None
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _json_like(obj: dict[str, Any], like: str | None) -> str:
-    """`obj` as JSON in the indentation of `like` (the file's text so far; two spaces without one)."""
+    """`obj` as JSON in the indentation, line ends and BOM of `like` (the file's text so far; two
+    spaces and LF without one)."""
     found = re.search(r"\n([ \t]+)\S", like or "")
     indent: str | int = 2 if found is None else ("\t" if "\t" in found[1] else len(found[1]))
-    ascii_only = like is None or like.isascii()
+    ascii_only = like is None or like.removeprefix(BOM).isascii()
     end = "" if like is not None and like and not like.endswith("\n") else "\n"
-    return json.dumps(obj, indent=indent, ensure_ascii=ascii_only) + end
+    out = json.dumps(obj, indent=indent, ensure_ascii=ascii_only) + end
+    if like is not None and "\r\n" in like:
+        out = out.replace("\n", "\r\n")  # JSON strings escape their newlines: only layout changes
+    return (BOM + out) if like is not None and like.startswith(BOM) else out
 
 
 def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
@@ -55,7 +75,7 @@ def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
     if text_of(f) == text:
         return False
     mode = stat.S_IMODE(f.stat().st_mode) if f.exists() else new_mode
-    write_atomic(f, text, prefix=f".{f.name}.gitbus-", mode=_umask_mode() if mode is None else mode)
+    write_atomic(f, encode(text), prefix=f".{f.name}.gitbus-", mode=_umask_mode() if mode is None else mode)
     return True
 
 
@@ -70,12 +90,19 @@ def write_json(f: Path, obj: dict[str, Any], new_mode: int | None = None) -> boo
     return write_text(f, _json_like(obj, text_of(f)), new_mode)
 
 
-def give_back_json(f: Path, obj: dict[str, Any], record: Record) -> bool:
+def give_back_json(
+    f: Path,
+    obj: dict[str, Any],
+    record: Record,
+    users: Callable[[dict[str, Any]], dict[str, Any]] = lambda x: x,
+) -> bool:
     """Write what uninstall leaves of `f`: the user's original bytes when the content is theirs
-    again, else `obj` in the file's indentation. True when the file changed."""
+    again (`users` of the original, what uninstall would leave of it, is `obj`: entries of the
+    user's that look like ours come back with it), else `obj` in the file's indentation. True when
+    the file changed."""
     original = record.originals.get(str(f))
     record.forget_original(str(f))
-    if original is not None and parse(f, original) == obj:
+    if original is not None and users(parse(f, original)) == obj:
         return write_text(f, original)
     return write_json(f, obj)
 
@@ -104,6 +131,11 @@ class Record:
     def keys(self, settings_file: Path) -> set[str]:
         prefix = f"{settings_file}#"
         return {x[len(prefix) :] for x in self.items if x.startswith(prefix)}
+
+    def knows(self, f: Path) -> bool:
+        """Whether install has been at `f` (made it, kept its original or made keys in it): in a
+        file it never touched, an entry that looks like gitbus's is the user's own."""
+        return str(f) in self.items or str(f) in self.originals or bool(self.keys(f))
 
     def add(self, item: str) -> None:
         if item not in self.items:

@@ -81,12 +81,20 @@ def log(
         render.messages(out, msgs, now, verified=verified)
 
 
+def acting_as(bus: Bus) -> str | None:
+    """The agent this command acts as; None in a main checkout that neither joined nor was given a
+    name: it is not an agent (docs/cli.md § Who am I), so it is not shown as one."""
+    if bus.is_main_checkout and not bus.named and not bus.on_bus():
+        return None
+    return bus.agent
+
+
 def status(bus: Bus, out: Out, *, json_out: bool) -> None:
     s = bus.status()
     if json_out:
-        render.dump(out, render.status_json(s))
+        render.dump(out, render.status_json(s, acting_as(bus)))
     else:
-        render.status(out, s)
+        render.status(out, s, acting_as(bus))
 
 
 def claims(bus: Bus, out: Out, *, all_: bool, json_out: bool) -> None:
@@ -266,7 +274,13 @@ def run(argv: Sequence[str]) -> int | None:
         sys.stderr.write("\n")
         render.say(render.console_for(stderr=True), "gitbus: aborted")
         return 1
-    except BrokenPipeError:  # the reader went away (`gitbus log | head -1`): exit 1, as click does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BrokenPipeError:  # the reader went away (`gitbus log | head -1`): done, quietly
+        reader_gone()
+        return 0
     return 0
+
+
+def reader_gone() -> None:
+    """After a write to a closed pipe: point stdout at /dev/null (Python's advice), so the flush at
+    exit does not fail again; the command then ends quietly with 0, as `log -f` does."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -7,7 +7,8 @@ a peer's `[/x]` is shown, not parsed, and its escape sequences are shown, not ru
 
 Tables are for people at a terminal. When stdout is a pipe or a file, each list is one line a row,
 fields separated by tabs in a fixed order (docs/cli.md § Output under a pipe); every field is
-inert, so a tab or newline inside one is shown as `\\t`, `\\n` and never splits it.
+inert, so a tab or newline inside one is shown as `\\x09`, `\\x0a` and never splits it. A row carries
+a message's whole text, not the cut one-line summary a table shows.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from gitbus.board import OpenRequest
 from gitbus.bus import AgentInfo, Status
 from gitbus.claims import Claim
 from gitbus.clock import hhmm, iso, span
 from gitbus.ids import EVERYONE
-from gitbus.inbox import count_text
+from gitbus.inbox import capped, count_text
 from gitbus.inert import inert, inert_block, json_text
 from gitbus.message import Kind, Message
 
@@ -146,11 +148,20 @@ def ago(ms: int, now: int) -> str:
 
 
 def message_row(m: Message) -> list[str]:
-    """id, time (ISO UTC), type, from, to (`*` for everyone), text (and its paths)."""
-    text = inert(m.summary())
-    if m.paths and m.kind not in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW):
-        text += "  " + " ".join(inert(p) for p in m.paths)
+    """id, time (ISO UTC), type, from, to (`*` for everyone), the whole text (and its paths)."""
+    if m.kind in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW) and m.paths:  # as `summary`, but whole
+        text = inert(", ".join(m.paths) + (f": {m.text}" if m.text else ""))
+    else:
+        text = inert(m.text or m.kind.value)
+        if m.paths:
+            text += "  " + " ".join(inert(p) for p in m.paths)
     return [inert(m.id), iso(m.time), m.kind.value, inert(m.sender), inert(m.to), text]
+
+
+def request_row(r: OpenRequest) -> list[str]:
+    """A message row, then the request's state (`open`, `taken`, `done`) and its taker (or `-`)."""
+    state, taker = (r.state.state, inert(r.state.taker)) if r.state else ("open", "-")
+    return [*message_row(r.message), state, taker]
 
 
 def signature_word(verified: bool) -> str:
@@ -207,11 +218,14 @@ def messages(
 
 
 def line(console: Console, m: Message, json_out: bool = False) -> None:
-    """One message on one line, flushed at once: `gitbus log --follow` (JSON: one object a line)."""
+    """One message on one line, flushed at once: `gitbus log --follow` (JSON: one object a line;
+    under a pipe, its row)."""
     from rich.text import Text
 
     if json_out:
         console.file.write(json_text(m.to_json()) + "\n")
+    elif piped(console):
+        rows(console, [message_row(m)])
     else:
         to = "" if m.to == EVERYONE else f"→{inert(m.to)}"
         paths = f"  [{' '.join(inert(p) for p in m.paths)}]" if m.paths else ""
@@ -353,9 +367,16 @@ def _heading(console: Out, title: str) -> None:
         console.print(f"\n[bold]{title}[/bold]")
 
 
-def status(console: Out, s: Status) -> None:
+NOT_AN_AGENT = "The main checkout is not an agent (gitbus join --name NAME makes it one)."
+
+
+def status(console: Out, s: Status, me: str | None) -> None:
+    """`s` for people; `me` None in a main checkout that is not an agent (`quick.acting_as`)."""
     unread = f"; {count_text(s.unread)} unread (gitbus inbox)."
-    _spans(console, ("You are ", ""), (s.me, "bold"), (unread, ""))
+    if me is None:
+        _spans(console, (NOT_AN_AGENT, ""))
+    else:
+        _spans(console, ("You are ", ""), (me, "bold"), (unread, ""))
     if s.sync:
         when = ago(int(s.sync.get("at") or 0), s.now)
         failed = f"failed: {inert(str(s.sync['error']))}" if s.sync.get("error") else ""
@@ -373,25 +394,26 @@ def status(console: Out, s: Status) -> None:
     _heading(console, "Open questions")
     messages(console, s.open_questions, s.now)
     _heading(console, "Open requests")
+    if piped(console):
+        rows(console, (request_row(r) for r in s.requests))
+        return
     if not s.requests:
-        if piped(console):
-            console.file.write("none\n")
-        else:
-            console.print("[dim]none[/dim]")
+        console.print("[dim]none[/dim]")
     for r in s.requests:
         req = r.message
         how = f"taken by {inert(r.state.taker)}" if r.state else "open"
         _spans(console, (f"{inert(req.id[:8])} from {inert(req.sender)} ({how}): {inert(req.summary())}", ""))
 
 
-def status_json(s: Status) -> dict[str, Any]:
+def status_json(s: Status, me: str | None) -> dict[str, Any]:
     return {
-        "me": s.me,
-        "unread": s.unread,
+        "me": me,
+        "unread": capped(s.unread)[0],
+        "unread_capped": capped(s.unread)[1],
         "sync": s.sync,
         "skipped": s.skipped,
         "refused": list(s.refused),
-        "taken_over": [{"path": p, "by": by, "time": iso(t)} for p, by, t in s.taken_over],
+        "taken_over": [{"path": p, "by": by, "time": iso(t), "time_ms": t} for p, by, t in s.taken_over],
         "my_claims": [claim_json(c, s.now) for c in s.my_claims],
         "other_claims": [claim_json(c, s.now) for c in s.other_claims],
         "open_questions": [m.to_json() for m in s.open_questions],

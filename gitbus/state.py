@@ -179,15 +179,16 @@ def disk_problem(e: BaseException) -> str | None:
     return next((why for needle, why in _DISK_TEXTS.items() if needle in text), None)
 
 
-def write_atomic(f: Path, data: str, prefix: str = ".gitbus-", mode: int | None = None) -> None:
+def write_atomic(f: Path, data: str | bytes, prefix: str = ".gitbus-", mode: int | None = None) -> None:
     """Replace `f` with `data` atomically (with permissions `mode`, else private to this user); a
-    `GitbusError` in one sentence when the disk refuses."""
+    `GitbusError` in one sentence when the disk refuses. Bytes are written as they are (a user's
+    file given back: its CRLFs and BOM included)."""
     tmp: str | None = None
     try:
         f.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=prefix)
-        with os.fdopen(fd, "w") as out:
-            out.write(data)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data if isinstance(data, bytes) else data.encode())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, f)

@@ -209,6 +209,7 @@ class Watcher:
         up the context files (what it fetches wakes the watcher like any ref write). Its error is
         recorded for `gitbus status`. A local write while a sync runs is pushed by the next one."""
         from gitbus import settings, sync
+        from gitbus.remote import record_status
 
         conf = settings.load(self.repo.common_dir)
         remote, interval = conf["remote"], int(conf["sync_interval"])
@@ -232,7 +233,7 @@ class Watcher:
                 error = None
             except GitbusError as e:
                 error = str(e)
-            sync.record(self.repo, str(remote), self.clock.now_ms(), error)
+            record_status(self.repo, str(remote), self.clock.now_ms(), error)
 
         self._syncer = _background("gitbus-sync", run)
         return self._syncer

@@ -31,7 +31,7 @@ from gitbus.delegation import state_of
 from gitbus.errors import Conflict, GitbusError, NotFound
 from gitbus.ledger import current
 from gitbus.message import Kind, Message
-from gitbus.sync import RemoteError
+from gitbus.remote import RemoteError
 
 from .test_sync import (
     assert_bus_order,

@@ -532,6 +532,20 @@ def test_autoclaim_claims_a_file_on_the_first_edit_only(agents: list[Bus]) -> No
     assert [c.owner for c in db.claims()] == ["web-1"]
 
 
+def test_autoclaim_takes_a_new_file_whose_name_has_glob_characters(agents: list[Bus]) -> None:
+    _, web, db = agents
+    assert gb(web.repo.root, "config", "autoclaim", "true")[0] == 0
+    for rel in ("lib/n[1].py", "app/[slug]/page.tsx", "lib/x*y?.txt"):  # Next.js routes, and worse
+        assert before_edit(web.repo.root, web.repo.root / rel, "Write") == {}
+    assert sorted((c.owner, c.path) for c in db.claims()) == [
+        ("web-1", "app/[slug]/page.tsx"),
+        ("web-1", "lib/n[1].py"),
+        ("web-1", "lib/x*y?.txt"),
+    ]
+    out = before_edit(db.repo.root, db.repo.root / "app/[slug]/page.tsx", "Write")
+    assert out["permissionDecision"] == "deny"
+
+
 def test_a_file_in_another_worktree_is_the_same_repository_path(agents: list[Bus]) -> None:
     api, web, db = agents
     api.claim(["internal/api/"])

@@ -80,8 +80,8 @@ def test_an_inbox_needs_only_the_repository_and_pages_without_repeating(trio: tu
     assert web.inbox() == [] and inbox.read_new() == ([], 0)
 
 
-def test_a_count_that_stopped_at_the_cap_says_so() -> None:
-    assert (count_text(3), count_text(1000)) == ("3", "1000+")
+def test_a_count_that_went_past_the_cap_says_so() -> None:
+    assert (count_text(3), count_text(1000), count_text(1001)) == ("3", "1000", "1000+")
 
 
 def test_the_inbox_does_not_import_the_bus() -> None:

@@ -359,6 +359,44 @@ def test_the_hooks_and_the_mcp_server_run_the_gitbus_that_ran_install(
     assert commands and all(c.startswith(named + " ") for c in commands), commands
 
 
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        ([str(VENV_BIN / "gitbus")], shlex.quote(str(VENV_BIN / "gitbus"))),
+        ([sys.executable, "-m", "gitbus"], f"{shlex.quote(sys.executable)} -m gitbus"),
+    ],
+    ids=["the-console-script", "python-m-gitbus"],
+)
+def test_the_instructions_name_the_gitbus_that_ran_install_when_path_finds_another(
+    worktrees: list[Path], tmp_path: Path, argv: list[str], named: str
+) -> None:
+    env = another_gitbus_first_on_path(tmp_path)
+    p = subprocess.run(
+        [*argv, "install", "claude"], cwd=worktrees[1], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    for wt in worktrees:
+        text = (wt / "CLAUDE.local.md").read_text()
+        assert f"`{named} claim " in text and f"`{named} status`" in text
+        assert "`gitbus " not in text, text
+
+
+def test_the_instructions_say_plain_gitbus_when_path_finds_the_one_that_ran_install(
+    worktrees: list[Path],
+) -> None:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}/usr/bin:/bin"}
+    p = subprocess.run(
+        [str(VENV_BIN / "gitbus"), "install", "claude"],
+        cwd=worktrees[0],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "`gitbus claim " in (worktrees[0] / "CLAUDE.local.md").read_text()
+
+
 def test_a_second_install_changes_nothing_and_says_so_in_one_line(worktrees: list[Path]) -> None:
     first = gb(worktrees[0], "install", "claude")[1]
     assert first.count("wrote ") == 1 + len(worktrees) * 2, first
@@ -393,9 +431,129 @@ def test_uninstall_gives_back_files_of_unusual_formatting_byte_for_byte(worktree
     gb(worktrees[0], "install", "claude")
     gb(worktrees[0], "install", "claude")
     assert gb(worktrees[1], "uninstall", "claude")[0] == 0
-    assert settings.read_text() == ODD_SETTINGS
-    assert mcp_json.read_text() == ODD_MCP
-    assert memo.read_text() == "# notes without a final newline"
+    assert settings.read_bytes() == ODD_SETTINGS.encode()
+    assert mcp_json.read_bytes() == ODD_MCP.encode()
+    assert memo.read_bytes() == b"# notes without a final newline"
+
+
+def snapshot(worktrees: list[Path]) -> dict[str, bytes]:
+    """Every file of every worktree (git's own dir aside), info/exclude and the record, as bytes."""
+    files = {}
+    for wt in worktrees:
+        for f in wt.rglob("*"):
+            if f.is_file() and ".git" not in f.relative_to(wt).parts:
+                files[str(f)] = f.read_bytes()
+    for f in (worktrees[0] / ".git" / "info" / "exclude", worktrees[0] / ".git" / "gitbus" / "created.json"):
+        files[str(f)] = f.read_bytes() if f.exists() else b""
+    return files
+
+
+CRLF_SETTINGS = b'{\r\n  "model": "opus",\r\n  "hooks": {}\r\n}\r\n'
+BOM_MCP = b'\xef\xbb\xbf{\r\n\t"mcpServers": {"docs": {"command": "npx"}}\r\n}'
+CRLF_MEMO = b"# notes\r\n\r\nUse tabs.\r\n"
+
+
+def test_uninstall_gives_back_crlf_and_bom_files_byte_for_byte(worktrees: list[Path]) -> None:
+    settings, mcp_json, memo = (
+        local_settings(worktrees),
+        worktrees[1] / ".mcp.json",
+        worktrees[2] / "CLAUDE.local.md",
+    )
+    settings.parent.mkdir()
+    settings.write_bytes(CRLF_SETTINGS)
+    mcp_json.write_bytes(BOM_MCP)  # a BOM is read, not refused
+    memo.write_bytes(CRLF_MEMO)
+    assert gb(worktrees[0], "install", "claude")[0] == 0
+    assert (
+        read(settings)["model"] == "opus" and "gitbus" in json.loads(mcp_json.read_bytes()[3:])["mcpServers"]
+    )
+    assert mcp_json.read_bytes().startswith(
+        b"\xef\xbb\xbf{\r\n"
+    ) and b"\n" not in mcp_json.read_bytes().replace(b"\r\n", b"")
+    assert settings.read_bytes().count(b"\n") == settings.read_bytes().count(b"\r\n")
+    assert gb(worktrees[0], "install", "claude")[1].endswith("nothing changed\n")
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert (settings.read_bytes(), mcp_json.read_bytes(), memo.read_bytes()) == (
+        CRLF_SETTINGS,
+        BOM_MCP,
+        CRLF_MEMO,
+    )
+
+
+def test_an_empty_mcp_servers_object_of_the_users_comes_back(worktrees: list[Path]) -> None:
+    mcp_json = worktrees[1] / ".mcp.json"
+    mcp_json.write_bytes(b'{"mcpServers": {}}')
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "uninstall", "claude")
+    assert mcp_json.read_bytes() == b'{"mcpServers": {}}'
+
+
+def test_a_shared_install_and_uninstall_leave_a_tracked_mcp_json_unmodified(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "main")
+    (repo / ".mcp.json").write_bytes(b'{\n  "mcpServers": {}\n}\n')
+    git(repo, "add", ".mcp.json")
+    git(repo, "commit", "-qm", "the team's MCP servers")
+    assert gb(repo, "install", "claude", "--shared")[0] == 0
+    assert gb(repo, "uninstall", "claude", "--shared")[0] == 0
+    assert git(repo, "status", "--porcelain", "--", ".mcp.json") == ""
+
+
+USERS_GITBUS = {"command": "/opt/my/gitbus", "args": ["mcp"], "env": {"GITBUS_AGENT": "me"}}
+HAND_HOOKS = {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "/opt/my/gitbus hook"}]}]}}
+
+
+def test_the_users_own_gitbus_server_and_hooks_come_back_after_uninstall(worktrees: list[Path]) -> None:
+    mcp_json, settings = worktrees[1] / ".mcp.json", local_settings(worktrees)
+    mine = json.dumps({"mcpServers": {"gitbus": USERS_GITBUS}}, indent=3).encode()
+    mcp_json.write_bytes(mine)
+    settings.parent.mkdir()
+    hand = json.dumps(HAND_HOOKS, indent=2).encode()
+    settings.write_bytes(hand)
+    gb(worktrees[0], "install", "claude")
+    gb(worktrees[0], "install", "claude")
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert (mcp_json.read_bytes(), settings.read_bytes()) == (mine, hand)
+
+
+def test_info_exclude_without_a_final_newline_comes_back_exactly(worktrees: list[Path]) -> None:
+    exclude = worktrees[0] / ".git" / "info" / "exclude"
+    exclude.write_bytes(b"# mine\r\n*.log\n/.gitbus/\nbuild")
+    gb(worktrees[0], "install", "claude")
+    assert "/.mcp.json" in exclude.read_text().splitlines()
+    gb(worktrees[0], "uninstall", "claude")
+    assert exclude.read_bytes() == b"# mine\r\n*.log\n/.gitbus/\nbuild"
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [(b'{"mcpServers": []}', "not an object"), (b"{,}", "not valid JSON")],
+    ids=["servers-a-list", "not-json"],
+)
+def test_a_bad_file_in_one_worktree_stops_install_and_uninstall_before_anything_is_written(
+    worktrees: list[Path], bad: bytes, said: str
+) -> None:
+    (worktrees[2] / ".mcp.json").write_bytes(bad)
+    before = snapshot(worktrees)
+    code, _, err = gb(worktrees[0], "install", "claude")
+    assert code == 1 and said in err and err.count("\n") == 1, err
+    assert snapshot(worktrees) == before
+    (worktrees[2] / ".mcp.json").unlink()
+    assert gb(worktrees[0], "install", "claude")[0] == 0
+    (worktrees[2] / ".mcp.json").write_bytes(b"{,}")  # uninstall can leave a list alone, not this
+    installed = snapshot(worktrees)
+    code, _, err = gb(worktrees[0], "uninstall", "claude")
+    assert code == 1 and "not valid JSON" in err and err.count("\n") == 1, err
+    assert snapshot(worktrees) == installed
+
+
+def test_a_bad_settings_entry_stops_the_install_before_anything_is_written(worktrees: list[Path]) -> None:
+    settings = local_settings(worktrees)
+    settings.parent.mkdir()
+    settings.write_bytes(b'{"enabledMcpjsonServers": "gitbus"}')
+    before = snapshot(worktrees)
+    code, _, err = gb(worktrees[0], "install", "claude")
+    assert code == 1 and "not a list" in err, err
+    assert snapshot(worktrees) == before
 
 
 def test_a_setting_the_user_changed_meanwhile_survives_uninstall_in_their_indentation(
@@ -493,3 +651,14 @@ def test_the_local_scope_follows_claude_config_dir(
     state = read(tmp_path / "claude-config" / ".claude.json")
     assert "gitbus" in state["projects"][str(tracked[0])]["mcpServers"]
     assert not claude_json().exists()
+
+
+def test_the_users_own_gitbus_server_in_claude_codes_local_scope_comes_back(tracked: list[Path]) -> None:
+    project = str(tracked[0])
+    home_state = {"projects": {project: {"mcpServers": {"gitbus": USERS_GITBUS}}}}
+    claude_json().write_text(json.dumps(home_state, indent=2))
+    assert gb(tracked[1], "install", "claude")[0] == 0
+    assert read(claude_json())["projects"][project]["mcpServers"]["gitbus"] != USERS_GITBUS
+    assert gb(tracked[1], "install", "claude")[1].endswith("nothing changed\n")
+    assert gb(tracked[2], "uninstall", "claude")[0] == 0
+    assert read(claude_json()) == home_state

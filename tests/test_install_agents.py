@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gitbus.cli import app
+from gitbus.install import gitbus_command
 
 from .conftest import git
 
@@ -112,6 +113,74 @@ def test_uninstall_gives_back_the_users_files_byte_for_byte(joined: list[Path], 
     assert code == 0 and "cleaned" in out
     assert snapshot(joined) == before
     assert gb(main, "uninstall", client)[1] == "nothing to remove\n"
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_uninstall_gives_back_crlf_and_bom_files_byte_for_byte(joined: list[Path], client: str) -> None:
+    main = joined[0]
+    hooks_file, instructions, _ = FILES[client]
+    (main / hooks_file).parent.mkdir()
+    (main / hooks_file).write_bytes(b'\xef\xbb\xbf{\r\n  "model": "x",\r\n  "hooks": {}\r\n}\r\n')
+    (main / instructions).write_bytes(b"# Ours\r\n\r\nkeep this")
+    if client == "codex":
+        (main / ".codex/config.toml").write_bytes(b'model = "o3"\r\n')
+    before = snapshot(joined)
+    assert gb(main, "install", client)[0] == 0
+    settings = (main / hooks_file).read_bytes()
+    assert settings.startswith(b"\xef\xbb\xbf{\r\n") and b"\n" not in settings.replace(b"\r\n", b"")
+    assert json.loads(settings[3:])["model"] == "x"
+    assert gb(main, "install", client)[1].endswith("nothing changed\n")
+    assert gb(main, "uninstall", client)[0] == 0
+    assert snapshot(joined) == before
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_the_users_own_gitbus_hooks_and_server_come_back_after_uninstall(
+    joined: list[Path], client: str
+) -> None:
+    main = joined[0]
+    hooks_file = FILES[client][0]
+    (main / hooks_file).parent.mkdir()
+    hand = {"type": "command", "command": f"/opt/my/gitbus hook {client}"}
+    mine = {
+        "hooks": {"SessionStart": [{"hooks": [hand]}]},
+        "mcpServers": {"gitbus": {"command": "/opt/my/gitbus"}},
+    }
+    (main / hooks_file).write_bytes(json.dumps(mine, indent=3).encode())
+    before = snapshot(joined)
+    assert gb(main, "uninstall", client)[1] == "nothing to remove\n"  # never installed: all theirs
+    assert snapshot(joined) == before
+    assert gb(main, "install", client)[0] == 0
+    assert gb(main, "install", client)[0] == 0
+    assert gb(main, "uninstall", client)[0] == 0
+    assert snapshot(joined) == before
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_the_instructions_name_the_gitbus_that_ran_install(joined: list[Path], client: str) -> None:
+    assert gb(joined[0], "install", client)[0] == 0
+    text = (joined[1] / FILES[client][1]).read_text()
+    assert f"`{gitbus_command()} claim " in text and "`gitbus " not in text
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_a_hooks_entry_of_the_wrong_shape_in_one_worktree_stops_everything(
+    joined: list[Path], client: str
+) -> None:
+    hooks_file = FILES[client][0]
+    (joined[2] / hooks_file).parent.mkdir()
+    (joined[2] / hooks_file).write_bytes(b'{"hooks": {"SessionStart": {}}}')
+    before = snapshot(joined)
+    code, _, err = gb(joined[0], "install", client)
+    assert code == 1 and "not a list" in err and err.count("\n") == 1, err
+    assert snapshot(joined) == before
+    (joined[2] / hooks_file).write_bytes(b"{}")
+    assert gb(joined[0], "install", client)[0] == 0
+    (joined[2] / hooks_file).write_bytes(b"{,}")
+    installed = snapshot(joined)
+    code, _, err = gb(joined[0], "uninstall", client)
+    assert code == 1 and "not valid JSON" in err and err.count("\n") == 1, err
+    assert snapshot(joined) == installed
 
 
 def test_a_tracked_settings_file_refuses_before_anything_is_written(joined: list[Path]) -> None:

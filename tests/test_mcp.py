@@ -387,14 +387,12 @@ def test_unknown_ids_and_missing_arguments_are_refused(worktrees: list[Path], se
         ("done", {"request_id": "deadbeef"}, ["done", "deadbeef"]),
         ("answer", {"question_id": "deadbeef", "text": "x"}, ["answer", "deadbeef", "x"]),
         ("discover", {"text": "  "}, ["discover", "  "]),
-        ("release", {}, ["release"]),
     ]:
-        sentence = (
-            cli_error(worktrees[0], *cli)
-            .replace("`gitbus log`", "the search tool")
-            .replace(", or use --all.", ", or set all to release every claim you hold.")
-        )
+        sentence = cli_error(worktrees[0], *cli).replace("`gitbus log`", "the search tool")
         assert refused(call(server, tool, **args)) == refusal(tool, sentence), tool
+    # the CLI refuses a bare `release` as a usage error (exit 2), before the library is asked
+    nothing = "Name the paths to release, or set all to release every claim you hold."
+    assert refused(call(server, "release")) == refusal("release", nothing)
     assert refused(call(server, "claim", paths=[])) == refusal("claim", "Name at least one path to claim.")
 
 

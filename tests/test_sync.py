@@ -3,8 +3,9 @@
 Each clone stands for a machine. Messages travel only through `gitbus sync` / `pull` / `push`;
 ledger steps (claim, release, take) are decided by the remote as soon as a bus remote is set, or
 locally with `offline=True` and re-decided at the next sync. The helpers here (a bare remote, clones,
-a dead address, a walk of the remote's ledger) are shared by test_sync_daemon.py and
-test_convergence.py.
+a dead address, a walk of the remote's ledger) are shared by test_remote.py, test_sync_daemon.py,
+test_convergence.py and test_hostile_remote.py. Fetch, push and which remote carries the bus are
+tested in test_remote.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gitbus import settings, sync
+from gitbus import remote, settings, sync
 from gitbus.bus import Bus
 from gitbus.claims import Claim, all_claims
 from gitbus.cli import app
@@ -42,7 +43,7 @@ from .conftest import git, make_repo
 runner = CliRunner()
 
 
-# -- helpers shared with test_sync_daemon.py and test_convergence.py ------------------------------
+# -- helpers shared with test_remote, test_sync_daemon, test_convergence, test_hostile_remote -----
 
 
 def bare_remote(root: Path, name: str = "remote.git") -> Path:
@@ -185,19 +186,26 @@ class Net:
     url: str
     clones: list[Path]
 
+    @classmethod
+    def make(cls, root: Path) -> Net:
+        """A bare remote reached over file:// and two clones of it, `a` and `b`."""
+        bare = bare_remote(root)
+        url = bare.as_uri()
+        return cls(bare, url, [clone(url, root / name) for name in ("a", "b")])
+
+    def pair(self, clock: FakeClock) -> tuple[Bus, Bus]:
+        """alice on clone a and bob on clone b, both sharing the bus through origin."""
+        return sharing(self.clones[0], "alice", clock), sharing(self.clones[1], "bob", clock)
+
 
 @pytest.fixture
 def net(tmp_path: Path) -> Net:
-    """A bare remote reached over file:// and two clones of it, `a` and `b`."""
-    bare = bare_remote(tmp_path)
-    url = bare.as_uri()
-    return Net(bare, url, [clone(url, tmp_path / name) for name in ("a", "b")])
+    return Net.make(tmp_path)
 
 
 @pytest.fixture
 def pair(net: Net, clock: FakeClock) -> tuple[Bus, Bus]:
-    """alice on clone a and bob on clone b, both sharing the bus through origin."""
-    return sharing(net.clones[0], "alice", clock), sharing(net.clones[1], "bob", clock)
+    return net.pair(clock)
 
 
 # -- messages -----------------------------------------------------------------------------------------
@@ -215,36 +223,6 @@ def test_git_clone_alone_never_brings_the_bus(net: Net, pair: tuple[Bus, Bus], t
     assert bus_refs(fresh) == {}, "a plain git fetch brought refs/bus"
     sync.sync(Repository.open(fresh), "origin", send=False)
     assert bus_refs(fresh)[agent_ref(AgentName("alice"))] == bus_refs(net.clones[0])["refs/bus/agents/alice"]
-
-
-def test_a_fresh_clone_whose_origin_carries_a_bus_joins_it_through_origin_at_init(
-    net: Net, pair: tuple[Bus, Bus], clock: FakeClock, tmp_path: Path
-) -> None:
-    alice, _ = pair
-    alice.claim(["config/"], reason="moving the db")
-    sync.sync(alice.repo, "origin")
-    fresh = Bus.open(clone(net.url, tmp_path / "fresh"), "carol", clock)
-    assert fresh.init() is not None
-    assert settings.load(fresh.repo.common_dir)["remote"] == "origin"
-    assert agent_ref(AgentName("alice")) in bus_refs(fresh.repo.root)
-    with pytest.raises(ClaimConflict, match="alice holds config/"):
-        fresh.claim(["config/db.yaml"])
-
-
-def test_a_fresh_clone_joining_by_name_claims_through_origin_without_gitbus_remote(
-    net: Net, pair: tuple[Bus, Bus], tmp_path: Path
-) -> None:
-    assert gb(pair[0].repo.root, "alice", "claim", "config/")[0] == 0  # on the wall clock, like carol's
-    fresh = clone(net.url, tmp_path / "fresh")
-    assert gb(fresh, "carol", "join", "--name", "carol")[0] == 0
-    code, _, err = gb(fresh, "carol", "claim", "config/db.yaml")
-    assert code == 3 and "alice holds config/" in err
-
-
-def test_a_clone_whose_origin_has_no_bus_stays_local_at_init(net: Net, clock: FakeClock) -> None:
-    lone = Bus.open(net.clones[0], "alice", clock)
-    assert lone.init() is not None
-    assert settings.load(lone.repo.common_dir)["remote"] in (None, "")
 
 
 def test_messages_reach_the_other_clone_with_the_same_ids_in_the_same_order(pair: tuple[Bus, Bus]) -> None:
@@ -289,19 +267,6 @@ def test_a_remote_chain_under_a_name_gitbus_refuses_is_never_taken_in(
     assert report.ignored == [f"refs/remotes/origin/bus/agents/{name}"]
     assert f"refs/bus/agents/{name}" not in bus_refs(bob.repo.root)
     assert "alice" in {a.name for a in bob.agents()} and name not in {a.name for a in bob.agents()}
-
-
-def test_syncing_leaves_the_users_fetch_config_alone(net: Net, pair: tuple[Bus, Bus]) -> None:
-    alice, bob = pair
-    before = [git(c, "config", "--get-all", "remote.origin.fetch") for c in net.clones]
-    alice.discover("one")
-    bob.discover("two")
-    for bus in (alice, bob, alice):
-        sync.sync(bus.repo, "origin")
-    assert [git(c, "config", "--get-all", "remote.origin.fetch") for c in net.clones] == before
-    assert before[0].strip() == "+refs/heads/*:refs/remotes/origin/*"
-    tracked = git(net.clones[0], "for-each-ref", "--format=%(refname)", "refs/remotes/origin/bus/").split()
-    assert "refs/remotes/origin/bus/agents/bob" in tracked
 
 
 def test_pull_never_deletes_a_local_only_bus_ref(net: Net, pair: tuple[Bus, Bus], clock: FakeClock) -> None:
@@ -419,64 +384,7 @@ def test_two_clones_taking_one_request_one_wins(net: Net, pair: tuple[Bus, Bus],
     assert took.id in ids(alice)
 
 
-# -- an unreachable remote, and offline mode -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("where", ["missing path", "closed port"])
-def test_an_unreachable_remote_refuses_a_claim_and_writes_nothing(
-    net: Net, pair: tuple[Bus, Bus], where: str, tmp_path: Path
-) -> None:
-    _, bob = pair
-    b = net.clones[1]
-    bob.claim(["README.md"])  # a ledger exists already
-    dead = (tmp_path / "gone.git").as_uri() if where == "missing path" else f"git://127.0.0.1:{dead_port()}/x"
-    set_url(b, dead)
-    before = bus_refs(b)
-
-    code, out, err = gb(b, "bob", "claim", "config/")
-    assert code == 1 and out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("gitbus: The bus remote 'origin' could not be reached: ")
-    assert "--offline" in lines[0]
-    assert bus_refs(b) == before, "a refused claim wrote to the bus"
-
-    code, out, err = gb(b, "bob", "claim", "config/", "--offline", "--json")
-    assert code == 0, err
-    assert json.loads(out)["paths"] == ["config/"]
-    assert bus_refs(b)[LEDGER_REF] != before[LEDGER_REF]
-
-
-def test_a_remote_that_never_answers_refuses_a_claim_in_bounded_time(
-    net: Net, pair: tuple[Bus, Bus], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, bob = pair
-    b = net.clones[1]
-    bob.claim(["README.md"])
-    monkeypatch.setenv("GITBUS_NETWORK_TIMEOUT", "2")
-    with stalled_port() as port:
-        set_url(b, f"git://127.0.0.1:{port}/x")
-        before = bus_refs(b)
-        started = time.monotonic()
-        code, out, err = gb(b, "bob", "claim", "config/")
-        took = time.monotonic() - started
-    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
-    assert "could not be reached: no answer within 2s" in err and "--offline" in err
-    assert took < 20, f"the claim waited {took:.0f}s on a silent remote"
-    assert bus_refs(b) == before
-
-
-@pytest.mark.parametrize("where", ["missing path", "closed port"])
-def test_the_unreachable_remote_error_gives_gits_reason(net: Net, pair: tuple[Bus, Bus], where: str) -> None:
-    b = net.clones[1]
-    dead = (b.parent / "gone.git").as_uri() if where == "missing path" else f"git://127.0.0.1:{dead_port()}/x"
-    set_url(b, dead)
-    for command in (["claim", "config/"], ["sync"]):
-        code, _, err = gb(b, "bob", *command)
-        assert code == 1
-        cause = "does not appear to be a git repository" if where == "missing path" else "Connection refused"
-        assert cause in err, f"`gitbus {command[0]}` hides git's reason: {err}"
-        assert ".." not in err, err
+# -- offline ledger steps, decided again at sync ---------------------------------------------------------
 
 
 def test_an_offline_claim_nobody_contested_survives_sync_with_its_id(
@@ -691,38 +599,15 @@ def test_the_watcher_pulls_and_pushes_the_bus_in_the_background(
         )
         sync.sync(alice.repo, "origin", send=False)
         assert mine.id in ids(alice)
-        assert (sync.last_status(bob.repo) or {}).get("error") is None
+        assert (remote.last_status(bob.repo) or {}).get("error") is None
 
         set_url(b, (tmp_path / "gone.git").as_uri())  # the remote goes away: recorded, not fatal
-        _wait_until(lambda: bool((sync.last_status(bob.repo) or {}).get("error")), "the failure was recorded")
+        _wait_until(
+            lambda: bool((remote.last_status(bob.repo) or {}).get("error")), "the failure was recorded"
+        )
         assert bob.status().sync is not None
         later = bob.discover("still working locally")
         assert later.id in ids(bob)
-
-
-def test_a_tracking_ref_lock_left_by_a_killed_fetch_does_not_block_syncing(pair: tuple[Bus, Bus]) -> None:
-    alice, bob = pair
-    alice.discover("first")
-    sync.sync(alice.repo, "origin")
-    sync.sync(bob.repo, "origin")
-    news = alice.discover("second")
-    sync.sync(alice.repo, "origin")
-    lock = bob.repo.common_dir / "refs" / "remotes" / "origin" / "bus" / "agents" / "alice.lock"
-    lock.write_text("")  # what git leaves when it is killed between taking the lock and renaming
-    old = time.time() - 60
-    os.utime(lock, (old, old))
-    sync.sync(bob.repo, "origin")
-    assert news.id in ids(bob) and not lock.exists()
-
-
-@pytest.mark.parametrize("value", ["soon", "inf", "nan", "0", "-5"])
-def test_a_network_timeout_setting_that_makes_no_sense_falls_back_to_the_default(
-    value: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from gitbus.git import NETWORK_TIMEOUT_SECONDS, network_timeout
-
-    monkeypatch.setenv("GITBUS_NETWORK_TIMEOUT", value)
-    assert network_timeout() == NETWORK_TIMEOUT_SECONDS
 
 
 def test_a_remote_that_never_answers_does_not_hold_up_the_watchers_context_files(
@@ -808,89 +693,7 @@ def test_push_pull_and_sync_print_json_reports(net: Net, tmp_path: Path) -> None
     assert settings.load(Repository.open(a).common_dir)["remote"] == "origin"
 
 
-@pytest.mark.parametrize("command", ["push", "pull", "sync"])
-def test_without_a_bus_remote_push_pull_and_sync_exit_1_in_one_line(net: Net, command: str) -> None:
-    a = net.clones[0]
-    assert gb(a, "alice", "init")[0] == 0
-    code, out, err = gb(a, "alice", command)
-    assert code == 1 and out == ""
-    assert err.strip().splitlines() == [
-        "gitbus: No bus remote is set; run `gitbus remote NAME` (a git remote) first."
-    ]
-
-
-def test_gitbus_remote_names_an_existing_git_remote(net: Net) -> None:
-    a = net.clones[0]
-    assert gb(a, "alice", "init")[0] == 0
-    code, out, err = gb(a, "alice", "remote", "nonexistent")
-    assert code == 1 and out == ""
-    assert len(err.strip().splitlines()) == 1 and "no remote named 'nonexistent'" in err
-    assert settings.load(Repository.open(a).common_dir)["remote"] is None
-    code, out, err = gb(a, "alice", "remote", "origin", "--json")
-    assert code == 0 and json.loads(out) == {"remote": "origin"}
-    assert settings.load(Repository.open(a).common_dir)["remote"] == "origin"
-    code, _, err = gb(a, "alice", "push", "nonexistent")
-    assert code == 1 and "no remote named 'nonexistent'" in err
-
-
-# -- hosts that refuse refs/bus --------------------------------------------------------------------------
-
-_DENY_BUS_HOOK = """#!/bin/sh
-while read old new ref; do
-  case "$ref" in refs/bus/*) echo "custom refs are not allowed: $ref" >&2; exit 1;; esac
-done
-exit 0
-"""
-
-
-def _refuse_bus_refs(bare: Path, how: str) -> None:
-    if how == "pre-receive hook":
-        hook = bare / "hooks" / "pre-receive"
-        hook.write_text(_DENY_BUS_HOOK)
-        hook.chmod(0o755)
-    else:
-        git(bare, "config", "receive.hideRefs", "refs/bus")
-
-
-@pytest.mark.parametrize("how", ["pre-receive hook", "hidden refs"])
-def test_a_host_that_refuses_bus_refs_is_named_clearly(net: Net, how: str) -> None:
-    a = net.clones[0]
-    assert gb(a, "alice", "init", "--remote", "origin")[0] == 0
-    assert gb(a, "alice", "discover", "hello")[0] == 0
-    _refuse_bus_refs(net.bare, how)
-    for command in ("push", "sync"):
-        code, out, err = gb(a, "alice", command)
-        assert code == 1 and out == "", err
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and "refused refs under refs/bus/" in lines[0], err
-        assert "docs/sync.md" in lines[0]
-    assert bus_refs(net.bare) == {}
-    # Heads still work: the refusal is about the bus namespace only.
-    git(a, "push", "-q", "origin", "main:refs/heads/other")
-
-
-@pytest.mark.parametrize("how", ["pre-receive hook", "hidden refs"])
-def test_a_claim_on_a_host_that_refuses_bus_refs_says_so(net: Net, how: str) -> None:
-    a = net.clones[0]
-    assert gb(a, "alice", "init", "--remote", "origin")[0] == 0
-    _refuse_bus_refs(net.bare, how)
-    before = bus_refs(a)
-    code, _, err = gb(a, "alice", "claim", "config/")
-    assert code == 1
-    assert "refused refs under refs/bus/" in err, f"a refusing host is reported as unreachable: {err}"
-    assert bus_refs(a) == before
-
-
-def test_a_claim_fetches_only_the_ledger(pair: tuple[Bus, Bus]) -> None:
-    """No branch of the user's moves, and no FETCH_HEAD is written."""
-    alice, bob = pair
-    a = alice.repo.root
-    git(bob.repo.root, "commit", "-q", "--allow-empty", "-m", "new work")
-    git(bob.repo.root, "push", "-q", "origin", "main")
-    before = git(a, "rev-parse", "refs/remotes/origin/main")
-    alice.claim(["config/"])
-    assert git(a, "rev-parse", "refs/remotes/origin/main") == before
-    assert not (alice.repo.git_dir / "FETCH_HEAD").exists()
+# -- no two clones ever both hold overlapping claims -----------------------------------------------------
 
 
 def test_every_remote_ledger_state_is_free_of_overlaps(

@@ -1,0 +1,319 @@
+"""The bus remote: which git remote carries the bus, fetch and push over git, and what its errors mean.
+
+Fetches go into `refs/remotes/<remote>/bus/*` with an explicit refspec (the user's fetch config is
+never touched, and no local-only bus ref is ever pruned); a fetched ref is taken in only as far as
+`gitbus.vouch` can vouch for it. Pushes use the git CLI with `--atomic` and a `--force-with-lease` per
+ref and no `+`, so the remote takes a ref only on top of the tip it was built on. git's failures are
+turned into one sentence each: unreachable, refusing bus refs, or moved under us (`RefMoved`, for the
+caller to pull and try again). What the last pull refused and how the last background sync went are
+remembered here for `gitbus status`. Taking in what was fetched is `gitbus.sync`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitbus import settings, state, vouch
+from gitbus.chains import all_tips
+from gitbus.errors import GitbusError
+from gitbus.git import STALE_LOCK_SECONDS, network_timeout
+from gitbus.gitfiles import Oid, RefMoved
+from gitbus.ids import BUS_PREFIX, LEDGER_REF
+from gitbus.message import Message
+from gitbus.notes import NOTES_REF
+
+if TYPE_CHECKING:
+    from gitbus.git import Repository
+
+ROUNDS = 8  # how often a fetch, a push or a sync is tried again after losing a race
+
+
+class RemoteError(GitbusError):
+    """The bus remote could not be reached or refused the bus refs."""
+
+
+@dataclass
+class Report:
+    """What one sync did."""
+
+    remote: str
+    updated: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    dropped: list[Message] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # remote refs that no gitbus could have written
+    refused: list[vouch.Refusal] = field(default_factory=list)  # remote refs sync could not vouch for
+
+    def refuse(self, refusal: vouch.Refusal) -> None:
+        self.refused = [r for r in self.refused if r.ref != refusal.ref] + [refusal]
+
+    def refused_refs(self) -> set[str]:
+        return {r.ref for r in self.refused}
+
+
+# -- which remote --------------------------------------------------------------------------------------
+
+
+def bus_remote(repo: Repository, explicit: str | None = None) -> str | None:
+    """The remote named on the command line, else the configured one, else None (local bus)."""
+    name = explicit or settings.load(repo.common_dir)["remote"]
+    return str(name) if name else None
+
+
+def require_remote(repo: Repository, explicit: str | None) -> str:
+    name = bus_remote(repo, explicit)
+    if not name:
+        raise GitbusError("No bus remote is set; run `gitbus remote NAME` (a git remote) first.")
+    settings.parse("remote", name)
+    code, _, _ = repo.git_result("remote", "get-url", name)
+    if code != 0:
+        raise GitbusError(f"git has no remote named '{name}'; add it with `git remote add {name} URL`.")
+    return name
+
+
+# `gitbus init` asks the remote once whether it carries a bus; a dead host must not hold it up long.
+DISCOVER_TIMEOUT_SECONDS = 10.0
+
+
+def remote_carrying_bus(repo: Repository, name: str = "origin") -> str | None:
+    """`name` when git knows that remote and it holds refs under refs/bus/ (one `git ls-remote`), else
+    None: a clone of a repository that already carries a bus shares it without `gitbus remote`. Any
+    failure (no network, no such remote) is None, and the bus stays local."""
+    if repo.git_result("remote", "get-url", name)[0] != 0:
+        return None
+    code, out, _ = repo.git_result(
+        "ls-remote", "--refs", name, "refs/bus/*", network=True, timeout=DISCOVER_TIMEOUT_SECONDS
+    )
+    return name if code == 0 and out.strip() else None
+
+
+# -- where fetched refs go -----------------------------------------------------------------------------
+
+
+def tracking(remote: str) -> str:
+    """The namespace the remote's bus refs are fetched into."""
+    return f"refs/remotes/{remote}/bus/"
+
+
+def notes_tracking(remote: str) -> str:
+    """Where the remote's coordination notes are fetched to."""
+    return f"refs/remotes/{remote}/notes/gitbus"
+
+
+def tracking_of(remote: str, lref: str) -> str:
+    """The tracking ref of the local bus ref (or notes ref) `lref`."""
+    if lref == NOTES_REF:
+        return notes_tracking(remote)
+    return tracking(remote) + lref[len(BUS_PREFIX) :]
+
+
+# -- fetch ---------------------------------------------------------------------------------------------
+
+
+def fetch(repo: Repository, remote: str, what: str = "*") -> None:
+    """Copy the remote's bus refs (all, or one like `ledger`) into the tracking namespace."""
+    specs = [f"+{BUS_PREFIX}{what}:{tracking(remote)}{what}"]
+    if what == "*":  # coordination notes travel with the bus (a glob: the remote may have none yet)
+        specs.append(f"+refs/notes/gitbus*:refs/remotes/{remote}/notes/gitbus*")
+    for attempt in range(ROUNDS):
+        code, _, err = repo.git_result(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            remote,
+            *specs,
+            network=True,
+            timeout=network_timeout(whole_bus=what == "*"),
+        )
+        if code == 0:
+            return
+        if what != "*" and "couldn't find remote ref" in err:
+            return  # the remote has no ledger yet
+        stale = _STALE_LOCK.search(err)
+        if stale:
+            # A git killed mid-fetch left a tracking ref's lock, and git never removes one itself:
+            # once it is clearly stale (no live writer holds a lock that long), move it aside.
+            deadline = time.monotonic() + STALE_LOCK_SECONDS + 2
+            while not repo.recover_stale_lock(Path(stale.group(1))) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            continue
+        if not _lost_local_race(err):
+            break
+        # Another process of this repository fetched the same tracking ref first (git's own CAS on it
+        # failed): what it wrote is as new as what we got, so fetch again after a short jittered wait.
+        time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+    raise RemoteError(f"The bus remote '{remote}' could not be reached: {reason(err)}.")
+
+
+def fetch_vouched(repo: Repository, remote: str, report: Report, what: str = "*") -> None:
+    """`fetch`, then vouch for every bus ref that moved (`gitbus.vouch`): what cannot be vouched for
+    is refused in `report`, its tracking ref put back to what can."""
+    before = repo.refs(tracking(remote))
+    before_notes = repo.ref(notes_tracking(remote))
+    signed = bool(settings.load(repo.common_dir)["require_signed"])
+    fetch(repo, remote, what)
+    for tref in sorted(repo.refs(tracking(remote))):
+        ref = vouch.bus_ref_of(tracking(remote), tref)
+        if ref is None:
+            continue
+        refusal = vouch.check(repo, remote, ref, tref, before.get(tref), require_signed=signed)
+        if refusal is not None:
+            report.refuse(refusal)
+    if what == "*":
+        refusal = vouch.check(
+            repo, remote, NOTES_REF, notes_tracking(remote), before_notes, require_signed=signed
+        )
+        if refusal is not None:
+            report.refuse(refusal)
+
+
+# -- what git's errors mean ----------------------------------------------------------------------------
+
+_STALE_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+
+
+def _lost_local_race(err: str) -> bool:
+    """git fetch failed on a local tracking ref moved or locked by a concurrent fetch, not on the remote."""
+    return "cannot lock ref" in err or "unable to update local ref" in err
+
+
+_NOISE = (
+    "Please make sure you have",
+    "and the repository exists",
+    "Could not read from remote",
+    "To ",
+    "Done",
+)
+
+
+def reason(err: str) -> str:
+    """git's own reason for a failed fetch or push, in one line, without its boilerplate."""
+    lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
+    lines = [x for x in lines if not x.startswith(_NOISE) and "failed to push some refs" not in x] or lines
+    return (
+        " ".join(x.removeprefix("fatal: ").removeprefix("error: ") for x in lines).rstrip(".") or "no answer"
+    )
+
+
+def push_failed(remote: str, ref: str, out: str, err: str) -> None:
+    """Raise what a failed push means when git says: the host refuses bus refs (`RemoteError`), or
+    the remote moved under us (`RefMoved`, so the caller pulls and tries again); else return."""
+    text = out + err
+    if "funny refname" in text or "deny" in text.lower() or "hook declined" in text:
+        raise RemoteError(
+            f"The bus remote '{remote}' refused refs under refs/bus/ ({reason(out + err)}); "
+            "some hosts accept only branches and tags. See docs/sync.md for the fallback."
+        )
+    if any(
+        k in text
+        for k in (
+            "stale info",
+            "fetch first",
+            "non-fast-forward",
+            "atomic transaction failed",
+            "failed to update ref",
+            "cannot lock ref",
+            "failed to lock",
+        )
+    ):
+        raise RefMoved(ref, None)
+
+
+# -- push ----------------------------------------------------------------------------------------------
+
+
+def push(repo: Repository, remote: str, report: Report, only: list[str] | None = None) -> None:
+    """Push every bus ref that is ahead of the remote, all or nothing, each with a lease."""
+    local = all_tips(repo)
+    note_tip = repo.ref(NOTES_REF)
+    if note_tip:
+        local[NOTES_REF] = note_tip
+    specs: list[tuple[str, Oid, Oid | None]] = []
+    refused = report.refused_refs()
+    for lref, ours in sorted(local.items()):
+        if (only is not None and lref not in only) or lref in refused:
+            continue  # a refused ref: the remote holds what we will not build on, nor overwrite
+        theirs = repo.ref(tracking_of(remote, lref))
+        if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
+            continue  # up to date, or the remote has more: pull first
+        specs.append((lref, ours, theirs))
+    if not specs:
+        return
+    args = ["push", "--porcelain", "--atomic", "--quiet", remote]
+    args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
+    args += [f"{ours}:{lref}" for lref, ours, _ in specs]
+    code, out, err = repo.git_result(
+        *args, network=True, timeout=network_timeout(whole_bus=only != [LEDGER_REF])
+    )
+    if code != 0:
+        push_failed(remote, specs[0][0], out, err)
+        raise RemoteError(f"Pushing the bus to '{remote}' failed: {reason(err or out)}.")
+    for lref, ours, theirs in specs:
+        tref = tracking_of(remote, lref)
+        # A concurrent fetch may already have recorded something at least as new: fine either way.
+        with contextlib.suppress(RefMoved):
+            repo.update_ref(tref, ours, theirs, "gitbus push")
+        report.pushed.append(lref)
+
+
+def push_ledger(repo: Repository, remote: str, new: Oid, expected: Oid | None) -> tuple[int, str, str]:
+    """Offer `new` as the remote's ledger, leased on `expected` (None: the remote has none): git's
+    (exit code, stdout, stderr); 124 when it timed out, and the remote may have taken it anyway."""
+    return repo.git_result(
+        "push",
+        "--porcelain",
+        "--atomic",
+        "--quiet",
+        remote,
+        f"--force-with-lease={LEDGER_REF}:{expected or ''}",
+        f"{new}:{LEDGER_REF}",
+        network=True,
+    )
+
+
+# -- what the last sync did, for `gitbus status` ------------------------------------------------------
+
+
+def record_refused(repo: Repository, remote: str, report: Report) -> None:
+    """Remember what the last pull refused, for `gitbus status` (cleared by a pull that refused
+    nothing). A disk that cannot take the file loses only this reminder."""
+    f = state.refused(repo.common_dir)
+    lines = [r.line() for r in report.refused]
+    if not lines and not f.exists():
+        return
+    with contextlib.suppress(GitbusError):
+        state.write_atomic(f, json.dumps({"remote": remote, "refused": lines}), prefix=".refused-")
+
+
+def last_refused(repo: Repository) -> list[str]:
+    """The refusal lines of the last pull (see `record_refused`)."""
+    try:
+        obj = json.loads(state.refused(repo.common_dir).read_text())
+        lines = obj["refused"] if isinstance(obj, dict) else []
+    except (OSError, ValueError, KeyError):
+        return []
+    return [str(x) for x in lines] if isinstance(lines, list) else []
+
+
+def record_status(repo: Repository, remote: str, now_ms: int, error: str | None) -> None:
+    """Remember how the last background sync went, for `gitbus status`."""
+    f = state.sync_status(repo.common_dir)
+    status = json.dumps({"remote": remote, "at": now_ms, "error": error})
+    state.write_atomic(f, status, prefix=".sync-status-")
+
+
+def last_status(repo: Repository) -> dict[str, Any] | None:
+    """How the last background sync went (`remote`, `at`, `error`), or None if none was recorded."""
+    try:
+        obj = json.loads(state.sync_status(repo.common_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None

@@ -1,0 +1,188 @@
+"""A commit's note and a path's story (`gitbus.story`): what the post-commit hook writes, and
+`gitbus history`, over real commits with the real hooks (helpers from test_notes.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gitbus.bus import Bus
+from gitbus.clock import FakeClock
+from gitbus.story import story
+
+from .conftest import git
+from .test_notes import at_second, commit, gb, gb_json, join_team, note
+
+
+@pytest.fixture
+def team(worktrees: list[Path]) -> list[Bus]:
+    return join_team(worktrees)
+
+
+# -- the note on a commit ------------------------------------------------------------------------
+
+
+def test_a_commit_gets_a_note_with_its_agent_covering_claims_posts_and_answers(team: list[Bus]) -> None:
+    api, web = team[0], team[1]
+    wt = api.repo.root
+    api.claim(["internal/api/"], reason="splitting handlers")
+    api.claim(["config/"], reason="db settings")  # held, but the commit does not touch config/
+    found = api.discover("handler.go retries thrice before giving up", ["internal/api/handler.go"])
+    question = web.ask("who runs the migrations?", to="api-1")
+    theirs = web.discover("the CSS build is slow")
+    answer = api.answer(question.id, "I do, from cmd/migrate\nthis second line stays out of the note")
+    sha = commit(wt, "internal/api/handler.go")
+
+    assert git(wt, "notes", "--ref=gitbus", "list", sha).strip(), "no note under refs/notes/gitbus"
+    lines = note(wt, sha).splitlines()
+    assert lines[0] == "gitbus: committed by agent api-1"
+    claims = [line for line in lines if line.startswith("claim: ")]
+    assert len(claims) == 1, lines
+    assert claims[0].startswith("claim: api-1 holds internal/api/ until ")
+    assert claims[0].endswith('(reason: "splitting handlers")')
+    posted = f"posted: {found.id[:8]} discovery: handler.go retries thrice before giving up"
+    answered = f"answered: {answer.id[:8]} answer: I do, from cmd/migrate"
+    assert posted in lines and answered in lines
+    assert lines.index(posted) < lines.index(answered)  # oldest first
+    text = "\n".join(lines)
+    assert "this second line" not in text  # one line each
+    assert question.id[:8] not in text and theirs.id[:8] not in text and "CSS" not in text  # not web-1's
+
+    shown = git(wt, "log", "-1", "--notes=gitbus")
+    assert "\nNotes (gitbus):\n    gitbus: committed by agent api-1\n" in shown
+    assert f"\n    {posted}\n" in shown and f"\n    {answered}\n" in shown
+
+
+def test_a_note_lists_only_what_the_agent_posted_since_its_previous_commit(team: list[Bus]) -> None:
+    api = team[0]
+    wt = api.repo.root
+    first = api.discover("first finding, before the first commit")
+    # git stamps whole seconds: this commit is made in the same second as the post, after it.
+    c1 = commit(wt, "README.md", **at_second(first.time))
+    assert f"posted: {first.id[:8]} discovery: first finding" in note(wt, c1)
+    second = api.discover("second finding, after the first commit")
+    c2 = commit(wt, "README.md")
+    text = note(wt, c2)
+    assert f"posted: {second.id[:8]} discovery: second finding" in text
+    assert first.id[:8] not in text, f"a post from before the previous commit is listed again:\n{text}"
+
+
+def test_a_note_reaches_back_past_other_agents_commits_to_the_agents_own_previous_one(
+    team: list[Bus],
+) -> None:
+    api, web = team[0], team[1]
+    here, there = api.repo.root, web.repo.root
+    c1 = commit(here, "README.md")
+    found = api.discover("found after my first commit")
+    branch = git(there, "branch", "--show-current").strip()
+    git(there, "merge", "-q", "--ff-only", "main")
+    c2 = commit(there, "web/app.ts", **at_second(found.time + 1500))  # web-1's, a second later, on mine
+    assert note(there, c2).startswith("gitbus: committed by agent web-1")
+    git(here, "merge", "-q", "--ff-only", branch)
+    c3 = commit(here, "README.md")
+    text = note(here, c3)
+    assert f"posted: {found.id[:8]} discovery: found after my first commit" in text, text
+    assert found.id[:8] not in note(here, c1) + note(here, c2)
+
+
+def test_a_post_made_after_the_previous_commit_in_the_same_second_is_still_listed(
+    team: list[Bus],
+) -> None:
+    wt = team[0].repo.root
+    clock = FakeClock(start_ms=(time.time_ns() // 1_000_000_000 + 120) * 1000)  # a whole second, ahead
+    api = Bus.open(wt, "api-1", clock)
+    c1 = commit(wt, "README.md", **at_second(clock.now_ms()))
+    clock.advance(10)  # still c1's second on git's clock, but after c1's note was written
+    late = api.discover("found just after the first commit")
+    assert late.id[:8] not in note(wt, c1)
+    c2 = commit(wt, "README.md")
+    assert f"posted: {late.id[:8]} discovery: found just after the first commit" in note(wt, c2)
+
+
+# -- the story of a path -------------------------------------------------------------------------
+
+
+def test_history_of_a_path_interleaves_its_messages_and_commits_in_time(team: list[Bus]) -> None:
+    wt, web_wt = team[0].repo.root, team[1].repo.root
+    clock = FakeClock(start_ms=(time.time_ns() // 1_000_000_000 + 120) * 1000)  # whole seconds, ahead
+    api, web = Bus.open(wt, "api-1", clock), Bus.open(web_wt, "web-1", clock)
+
+    def tick() -> None:
+        clock.advance(1000)
+
+    tick()
+    claim = api.claim(["internal/api/"], reason="splitting handlers")
+    tick()
+    question = web.ask("who calls handler.go?", to="api-1", paths=["internal/api/handler.go"])
+    tick()
+    answer = api.answer(question.id, "only the router")
+    tick()
+    found = api.discover("handler.go retries thrice", ["internal/api/handler.go"])
+    tick()
+    c1 = commit(wt, "internal/api/handler.go", "split the handler", **at_second(clock.now_ms()))
+    tick()
+    released = api.release(["internal/api/"], reason="done splitting")
+    assert released is not None
+    tick()
+    unrelated = [web.discover("db.yaml is read twice", ["config/db.yaml"]).id, web.ask("lunch?").id]
+    tick()
+    commit(wt, "README.md", "touch the readme", **at_second(clock.now_ms()))
+    initial = git(wt, "rev-list", "--max-parents=0", "HEAD").strip()
+
+    story = gb_json(wt, "history", "internal/api/handler.go")
+    kinds = [e["message"]["type"] if "message" in e else "commit" for e in story]
+    assert kinds == ["commit", "claim", "question", "answer", "discovery", "commit", "release"]
+    ids = [e["message"]["id"] if "message" in e else e["commit"] for e in story]
+    assert ids == [initial, claim.id, question.id, answer.id, found.id, c1, released.id]
+    assert [e["time"] for e in story] == sorted(e["time"] for e in story)
+    assert not set(unrelated) & set(ids)
+    c1_entry = story[5]
+    assert c1_entry["subject"] == "split the handler" and c1_entry["author"] == "Test"
+    assert c1_entry["note"].startswith("gitbus: committed by agent api-1\n")
+    assert "claim: api-1 holds internal/api/" in c1_entry["note"]
+    assert f"posted: {found.id[:8]} discovery: handler.go retries thrice" in c1_entry["note"]
+    assert f"answered: {answer.id[:8]} answer: only the router" in c1_entry["note"]
+    assert story[2]["message"]["from"] == "web-1" and story[3]["message"]["reply_to"] == question.id
+
+    same_dir = gb_json(web_wt, "history", "internal/api/")  # the directory, from another worktree
+    assert [e["message"]["id"] for e in same_dir if "message" in e] == ids[1:5] + ids[6:]
+
+    code, out, _ = gb(wt, "history", "internal/api/handler.go")
+    assert code == 0
+    marks = [claim.id[:8], question.id[:8], answer.id[:8], found.id[:8], c1[:10], released.id[:8]]
+    where = [out.index(m) for m in marks]
+    assert where == sorted(where), out
+    assert f"commit    {c1[:10]} Test: split the handler\n" in out
+    assert "\n                 gitbus: committed by agent api-1\n" in out
+
+    code, out, _ = gb(wt, "history", "docs/nothing-here.md")
+    assert (code, out.strip()) == (0, "nothing on the bus or in the history touches this path")
+
+
+def test_history_places_a_commit_after_the_posts_its_note_lists_from_the_same_second(
+    team: list[Bus],
+) -> None:
+    wt = team[0].repo.root
+    clock = FakeClock(start_ms=(time.time_ns() // 1_000_000_000 + 120) * 1000 + 500)  # mid-second, ahead
+    api = Bus.open(wt, "api-1", clock)
+    before = api.discover("handler.go retries thrice", ["internal/api/handler.go"])
+    c1 = commit(wt, "internal/api/handler.go", **at_second(clock.now_ms()))  # git says: .000 of it
+    clock.advance(200)
+    after = api.discover("handler.go now retries once", ["internal/api/handler.go"])
+    story = gb_json(wt, "history", "internal/api/handler.go")
+    ids = [e["message"]["id"] if "message" in e else e["commit"] for e in story]
+    assert ids[-3:] == [before.id, c1, after.id]
+    assert [e["time"] for e in story] == sorted(e["time"] for e in story)
+
+
+def test_a_note_with_a_bidi_override_is_left_out_of_a_paths_history_and_counted(team: list[Bus]) -> None:
+    wt = team[0].repo.root
+    (wt / "README.md").write_text("changed\n")
+    git(wt, "commit", "-q", "-am", "touch readme")
+    git(wt, "notes", "--ref=gitbus", "add", "-f", "-m", "evil \u202e txt.exe", "HEAD")
+    [touched] = [e for e in story(team[0], "README.md") if e.subject == "touch readme"]
+    assert touched.note == ""
+    assert any(k.startswith("note ") for k in team[0].repo.skipped)
