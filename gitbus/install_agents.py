@@ -138,7 +138,7 @@ def install(repo: Repository, t: Target) -> list[Path]:
             check_servers(wt / t.hooks_file, settings)
         text_of(wt / t.instructions)
         if not t.mcp_in_json:
-            _users_toml(wt / CODEX_CONFIG)
+            _with_our_block(wt / CODEX_CONFIG, _codex_mcp_block())
     record, changed, cmd = Record(repo), [], gitbus_command()
     made_instructions = False
     for wt in repo.worktrees():
@@ -297,14 +297,35 @@ def _put_toml_block(f: Path, block: str, record: Record) -> bool:
     if not f.parent.exists():
         record.add(folder(f.parent))
     text = text_of(f)
-    users = _users_toml(f)
+    new = _with_our_block(f, block)
     if text is None:
         record.add(str(f))
     if text is not None and TOML_START not in text:
         record.keep_original(str(f), text)
-    new = _with_toml_block(users, block)
-    _toml(f, new)
     return write_text(f, new)
+
+
+def _with_our_block(f: Path, block: str) -> str:
+    """The text of `f` with our block in place of any old one. Refused in one sentence when the
+    user's part is not TOML, names our server, or cannot take our table: TOML lets no table header
+    extend an inline `mcp_servers = { … }`, nor a `mcp_servers` that is not a table at all."""
+    users = _users_toml(f)
+    new = _with_toml_block(users, block)
+    try:
+        tomllib.loads(new)
+    except tomllib.TOMLDecodeError:
+        servers = tomllib.loads(users).get("mcp_servers")
+        how = (
+            "an inline table (mcp_servers = { … }), which no [table] may extend; write its servers as "
+            "[mcp_servers.NAME] tables"
+            if isinstance(servers, dict)
+            else "not a table; fix it"
+        )
+        raise GitbusError(
+            f"{f} is valid TOML, but its mcp_servers is {how}, so that gitbus can add its "
+            f"[mcp_servers.{MCP_SERVER}] table (or add the server yourself: docs/agents.md)."
+        ) from None
+    return new
 
 
 def _take_toml_block(f: Path, record: Record, ours: set[str]) -> bool:

@@ -256,3 +256,27 @@ def test_a_bare_main_repository_gets_nothing_its_worktrees_get_all(tmp_path: Pat
         assert not (bare / rel).exists(), rel  # nothing in repo.git/
     for wt in trees:
         assert (wt / hooks_file).is_file() and "gitbus" in (wt / instructions).read_text()
+
+
+@pytest.mark.parametrize(
+    ("client", "rel", "text", "said"),
+    [
+        ("gemini", ".gemini/settings.json", '{"hooks": []}', "hooks entry that is not an object"),
+        ("gemini", ".gemini/settings.json", '{"mcpServers": []}', "mcpServers entry that is not an object"),
+        ("codex", ".codex/hooks.json", '{"hooks": {"Stop": 1}}', "not a list"),
+        ("codex", ".codex/config.toml", 'mcp_servers = { other = { command = "x" } }\n', "inline"),
+        ("codex", ".codex/config.toml", "mcp_servers = 3\n", "[mcp_servers.gitbus]"),
+    ],
+)
+def test_a_file_install_cannot_merge_into_in_the_last_worktree_changes_nothing_anywhere(
+    joined: list[Path], client: str, rel: str, text: str, said: str
+) -> None:
+    last = joined[-1]
+    (last / rel).parent.mkdir()
+    (last / rel).write_text(text)
+    before = snapshot(joined)
+    code, _, err = gb(joined[0], "install", client)
+    assert code == 1 and said in err and err.count("\n") == 1, err
+    assert "not valid TOML" not in err, err  # the user's file is valid: say what is wrong with it
+    assert snapshot(joined) == before
+    assert [git(wt, "status", "--porcelain") for wt in joined[:-1]] == ["", ""]
