@@ -132,7 +132,7 @@ def install(repo: Repository, t: Target) -> list[Path]:
                     f"{wt / rel} is tracked by git: gitbus will not change a file your team shares. "
                     f"Untrack it, or add gitbus's entries to it yourself (docs/agents.md)."
                 )
-        settings = read_json(wt / t.hooks_file)  # each file readable as what it must be, everywhere
+        settings = _read_settings(wt / t.hooks_file, t)  # each file readable as what it must be, everywhere
         check_hooks(wt / t.hooks_file, settings, list(t.hooks("gitbus")))
         if t.mcp_in_json:
             check_servers(wt / t.hooks_file, settings)
@@ -164,7 +164,7 @@ def uninstall(repo: Repository, t: Target) -> list[Path]:
     """Remove exactly what `install` added for `t`, in every worktree. Every file is read and
     checked first: a bad one in any worktree stops the uninstall with nothing changed."""
     for wt in repo.worktrees():
-        read_json(wt / t.hooks_file)
+        _read_settings(wt / t.hooks_file, t)
         text_of(wt / t.instructions)
         if not t.mcp_in_json:
             text_of(wt / CODEX_CONFIG)
@@ -185,6 +185,34 @@ def uninstall(repo: Repository, t: Target) -> list[Path]:
 
 
 # -- JSON: hooks (and Gemini's MCP server) ------------------------------------------------------
+
+
+def _read_settings(f: Path, t: Target) -> dict[str, Any]:
+    """`read_json`, saying so when the file is JSON but for comments: Gemini CLI reads its settings
+    with `//` and `/* */` comments allowed, and gitbus, which writes the file back as JSON, would
+    lose them, so such a file is refused with the reason rather than called broken."""
+    try:
+        return read_json(f)
+    except GitbusError as e:
+        if t is not GEMINI:
+            raise
+        try:
+            json.loads(_without_comments((text_of(f) or "").removeprefix("\ufeff")))
+        except ValueError:
+            raise e from None
+        raise GitbusError(
+            f"{f} has comments (// or /* */), which Gemini CLI reads but gitbus cannot keep when it "
+            "merges its entries: move them out of the file, or add gitbus's entries yourself "
+            "(docs/agents.md)."
+        ) from None
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|/\*.*?\*/|[^"/]+|/', re.S)
+
+
+def _without_comments(text: str) -> str:
+    """JSON text with its comments taken out (strings kept whole, as Gemini's reader does)."""
+    return "".join(t if not t.startswith(("//", "/*")) else " " for t in _JSON_TOKEN.findall(text))
 
 
 def _strip(settings: dict[str, Any], t: Target, created: set[str]) -> dict[str, Any]:

@@ -280,3 +280,19 @@ def test_a_file_install_cannot_merge_into_in_the_last_worktree_changes_nothing_a
     assert "not valid TOML" not in err, err  # the user's file is valid: say what is wrong with it
     assert snapshot(joined) == before
     assert [git(wt, "status", "--porcelain") for wt in joined[:-1]] == ["", ""]
+
+
+def test_gemini_settings_with_comments_are_refused_saying_comments_are_why(joined: list[Path]) -> None:
+    """Gemini CLI reads its settings with comments allowed; gitbus cannot merge into them and keep
+    them, so it says so rather than calling the file broken."""
+    f = joined[1] / ".gemini/settings.json"
+    f.parent.mkdir()
+    f.write_text('{\n  // the team\'s model\n  "model": {"name": "x // not a comment"} /* end */\n}\n')
+    before = snapshot(joined)
+    for verb in ("install", "uninstall"):
+        code, _, err = gb(joined[0], verb, "gemini")
+        assert code == 1 and "comments" in err and err.count("\n") == 1, err
+        assert "not valid JSON" not in err, err
+        assert snapshot(joined) == before
+    f.write_text('{"model": "/* a string, not a comment */", "x": "//"}')
+    assert gb(joined[0], "install", "gemini")[0] == 0
