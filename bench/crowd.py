@@ -12,6 +12,12 @@ Posts go to each agent's own chain (gitbus's layout); claims all go through the 
 claims measure contention on a single compare-and-swap point. The pygit2 floor retries a lost race or
 a held lock with jittered backoff, as any correct libgit2 writer must.
 
+Fairness (issue #16): `python crowd.py fairness [K] [OPS]` runs K gitbus claimants of distinct paths
+on one ledger, each coming straight back for its next claim, and prints how long each one's claims
+took: the slowest claim against the typical one, and each claimant's grants per second against the
+mean. A lost race never starving a claimant shows as a slowest claim a few times the median, and
+every claimant's rate near the mean.
+
 `python crowd.py worker KIND SIDE DIR AGENT FIRST OPS` is one worker.
 """
 
@@ -26,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from measure import WARMUP_OPS, Op, Series
 
@@ -84,9 +91,12 @@ def worker(kind: str, side: str, d: Path, agent: str, first: int, ops: int) -> N
     print("ready", flush=True)
     sys.stdin.readline()
     t0 = time.monotonic()
+    took: list[float] = []
     for i in range(first, first + ops):
+        t = time.monotonic()
         op(i)
-    print(json.dumps({"start": t0, "end": time.monotonic()}), flush=True)
+        took.append(time.monotonic() - t)
+    print(json.dumps({"start": t0, "end": time.monotonic(), "took": took}), flush=True)
 
 
 # -- the parent --------------------------------------------------------------------------------------
@@ -123,6 +133,18 @@ def count(kind: str, side: str, d: Path) -> int:
 
 def run_crowd(kind: str, side: str, d: Path, k: int, ops: int, env: Mapping[str, str]) -> float:
     """Aggregate ops/s of `k` workers doing `ops` each, on a fresh `d`; checks nothing was lost."""
+    spans = _run_workers(kind, side, d, k, ops, env)
+    rate = float(k * ops / (max(s["end"] for s in spans) - min(s["start"] for s in spans)))
+    want = k * (ops + WARMUP_OPS) + (k if side == "gitbus" and kind == "post" else 0)  # gitbus joins first
+    got = count(kind, side, d)
+    if got != want:
+        raise AssertionError(f"{k} {side} workers: {got} {kind}s in {d}, expected {want}")
+    shutil.rmtree(d)
+    return rate
+
+
+def _run_workers(kind: str, side: str, d: Path, k: int, ops: int, env: Mapping[str, str]) -> list[Any]:
+    """What each of `k` workers doing `ops` each on a fresh `d` reports: start, end, each op's time."""
     prepare(side, d)
     here = Path(__file__).resolve().parent
     procs = [
@@ -167,13 +189,27 @@ def run_crowd(kind: str, side: str, d: Path, k: int, ops: int, env: Mapping[str,
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    rate = float(k * ops / (max(s["end"] for s in spans) - min(s["start"] for s in spans)))
-    want = k * (ops + WARMUP_OPS) + (k if side == "gitbus" and kind == "post" else 0)  # gitbus joins first
-    got = count(kind, side, d)
-    if got != want:
-        raise AssertionError(f"{k} {side} workers: {got} {kind}s in {d}, expected {want}")
-    shutil.rmtree(d)
-    return rate
+    return spans
+
+
+def fairness(k: int, ops: int) -> None:
+    """Print how fairly `k` gitbus claimants of distinct paths share one ledger (see the docstring)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spans = _run_workers("claim", "gitbus", Path(tmp) / "fair", k, ops, os.environ)
+    took = sorted(t for s in spans for t in s["took"])
+    rates = [ops / (s["end"] - s["start"]) for s in spans]
+    mean = sum(rates) / len(rates)
+    p50, p99 = took[len(took) // 2], took[min(len(took) - 1, int(len(took) * 0.99))]
+    print(f"{k} claimants x {ops} claims: claim p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, ", end="")
+    print(f"slowest {took[-1] * 1000:.1f} ms ({took[-1] / p50:.1f}x p50)")
+    print(
+        f"grants/s per claimant: mean {mean:.0f}, lowest {min(rates):.0f} ({min(rates) / mean:.2f}x mean), ",
+        end="",
+    )
+    print(f"highest {max(rates):.0f} ({max(rates) / mean:.2f}x mean)")
 
 
 @dataclass(frozen=True)
@@ -322,3 +358,5 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
         kind, side, d, agent, first, ops = sys.argv[2:8]
         worker(kind, side, Path(d), agent, int(first), int(ops))
+    elif sys.argv[1:2] == ["fairness"]:
+        fairness(int(sys.argv[2]) if len(sys.argv) > 2 else 8, int(sys.argv[3]) if len(sys.argv) > 3 else 100)

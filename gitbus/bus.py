@@ -2,51 +2,34 @@
 
 A `Bus` is one agent's handle on one repository. Free messages go on the agent's own chain;
 anything two agents could race for goes through the ledger. The clock and the identity are injected
-so orchestrators and tests can drive several agents in one process.
+so orchestrators and tests can drive several agents in one process. What a `Bus` reads (history,
+log, find, the inbox) is `gitbus.reading.Reading`'s, which `Bus` takes on; `Bus` itself joins,
+posts, takes ledger steps (`gitbus.steps`) and draws the overviews.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, searchindex, settings, sync, vouch
+from gitbus import agents, chains, ledger, settings, steps, sync
 from gitbus import paths as P
 from gitbus.board import Board, OpenRequest, concerns
 from gitbus.board import read as read_board
-from gitbus.claims import (
-    DEFAULT_TTL_MS,
-    Claim,
-    all_claims,
-    decide_claim,
-    decide_release,
-    decide_renew,
-)
+from gitbus.claims import DEFAULT_TTL_MS, Claim, all_claims
 from gitbus.clock import Clock, SystemClock
-from gitbus.delegation import decide_done, decide_take
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
-from gitbus.ids import (
-    EVERYONE,
-    LEDGER_REF,
-    AgentName,
-    MessageId,
-    agent_name,
-    agent_ref,
-    message_id_prefix,
-    new_message_id,
-)
-from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
+from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name, agent_ref, new_message_id
+from gitbus.inbox import UNREAD_COUNT_MAX
 from gitbus.inert import inert
-from gitbus.message import LEDGER_KINDS, MAX_PATHS, Kind, Message, clean_text, decode, kind_named
+from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
+from gitbus.reading import OPEN_WINDOW, Reading
 from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
 
-OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
-# A ledger decision: (state at the tip, the time to use, the new message's id) -> change or nothing.
-_Decide = Callable[[ledger.Ledger, int, MessageId], ledger.Change | None]
+__all__ = ["OPEN_WINDOW", "AgentInfo", "Bus", "OpenRequest", "Status"]
 
 
 @dataclass(frozen=True)
@@ -86,8 +69,8 @@ class Status:
         return "; ".join(parts) + "."
 
 
-class Bus:
-    """One agent's handle on the bus of one repository."""
+class Bus(Reading):
+    """One agent's handle on the bus of one repository (its read side: `gitbus.reading.Reading`)."""
 
     def __init__(
         self,
@@ -325,20 +308,11 @@ class Bus:
 
     def take(self, request_id: str) -> Message:
         req = self.find(request_id)
-        return self._ledger(
-            lambda state, now, mid: decide_take(
-                state, me=self.agent, request=req, now=max(now, req.time + 1), msg_id=mid
-            )
-        )
+        return self._ledger(steps.Take(self.agent, req, after=req.time + 1))
 
     def done(self, request_id: str, text: str = "") -> Message:
         req = self.find(request_id)
-        text = clean_text(text, Kind.DONE)
-        return self._ledger(
-            lambda state, now, mid: decide_done(
-                state, me=self.agent, request=req, text=text, now=now, msg_id=mid
-            )
-        )
+        return self._ledger(steps.Done(self.agent, req, clean_text(text, Kind.DONE)))
 
     # -- claims -----------------------------------------------------------------------------------
 
@@ -351,18 +325,7 @@ class Bus:
         if not wanted:
             raise GitbusError("Name at least one path to claim.")
         reason = clean_text(reason, Kind.CLAIM)
-        return self._ledger(
-            lambda state, now, mid: decide_claim(
-                state,
-                me=self.agent,
-                paths=wanted,
-                ttl_ms=ttl_ms or DEFAULT_TTL_MS,
-                reason=reason,
-                now=now,
-                msg_id=mid,
-                lease_now=self.clock.now_ms(),
-            )
-        )
+        return self._ledger(steps.Claim(self.agent, tuple(wanted), ttl_ms or DEFAULT_TTL_MS, reason))
 
     def release(
         self,
@@ -380,48 +343,29 @@ class Bus:
         if wanted and everything:
             raise GitbusError("Name paths or use --all, not both.")
         reason = clean_text(reason, Kind.RELEASE)
-        return self._ledger_maybe(
-            lambda state, now, mid: decide_release(
-                state,
-                me=self.agent,
-                paths=wanted,
-                everything=everything,
-                force=force,
-                reason=reason,
-                now=now,
-                msg_id=mid,
-            )
-        )
+        return self._ledger_maybe(steps.Release(self.agent, tuple(wanted), everything, force, reason))
 
     def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
         """Extend this agent's leases; None when it holds nothing (paths taken as in `release`)."""
-        wanted = list(self.paths(raw_paths, literal=True))
-        return self._ledger_maybe(
-            lambda state, now, mid: decide_renew(
-                state,
-                me=self.agent,
-                paths=wanted,
-                ttl_ms=ttl_ms,
-                now=now,
-                msg_id=mid,
-                lease_now=self.clock.now_ms(),
-            )
-        )
+        return self._ledger_maybe(steps.Renew(self.agent, self.paths(raw_paths, literal=True), ttl_ms))
 
     def claims(self, include_expired: bool = False) -> list[Claim]:
         now = self.clock.now_ms()
         return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
 
-    def _ledger_maybe(self, decide: _Decide) -> Message | None:
+    def _ledger_maybe(self, step: steps.Step) -> Message | None:
+        """Take `step` on the ledger: decided on its tip, again after each lost race. Its time is
+        past every tip this agent could see; its leases go by this agent's clock."""
         self._ensure_joined(adopt_only=True)  # the bus remote, if any, decides this step
         mid = new_message_id()
         past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+
+        def decide(state: ledger.Ledger, min_time: int) -> ledger.Change | None:
+            now = self.clock.now_ms()
+            return step.decide(state, max(now, min_time, past), mid, lease_now=now)
+
         arbiter = self._arbiter()
-        msg = ledger.transact(
-            self.repo,
-            lambda state, min_time: decide(state, max(self.clock.now_ms(), min_time, past), mid),
-            arbiter,
-        )
+        msg = ledger.transact(self.repo, decide, arbiter)
         self.notices = [inert(n, 400) for n in arbiter.notices]
         self._ensure_joined()  # after: a refused step writes nothing, not even a join
         return msg
@@ -435,146 +379,12 @@ class Bus:
             else ledger.LocalArbiter(self.repo)
         )
 
-    def _ledger(self, decide: _Decide) -> Message:
-        msg = self._ledger_maybe(decide)
+    def _ledger(self, step: steps.Step) -> Message:
+        msg = self._ledger_maybe(step)
         assert msg is not None
         return msg
 
-    # -- reading ----------------------------------------------------------------------------------
-
-    def tips(self, sender: str | None = None) -> dict[str, Oid]:
-        """The chain tips to read: every agent and the ledger, or one agent and the ledger."""
-        if sender is None:
-            return chains.all_tips(self.repo)
-        ref = agent_ref(agent_name(sender))
-        tip = self.repo.ref(ref)
-        tips: dict[str, Oid] = {ref: tip} if tip else {}
-        led = self.repo.ref(LEDGER_REF)
-        if led:
-            tips[LEDGER_REF] = led
-        return tips
-
-    def history(self, sender: str | None = None) -> Iterator[Message]:
-        """Every message, newest first, in the bus order shared by all clones."""
-        for entry in chains.history(self.repo, self.tips(sender)):
-            if sender is None or entry.message.sender == sender:
-                yield entry.message
-
-    def log(
-        self,
-        n: int | None = 20,
-        *,
-        kinds: Iterable[str] = (),
-        sender: str | None = None,
-        path: str | None = None,
-        since: int | None = None,
-        grep: str | None = None,
-    ) -> list[Message]:
-        """The newest `n` messages matching every filter given, newest first."""
-        want = {kind_named(k) for k in kinds} if kinds else None
-        norm = self.paths([path])[0] if path else None
-        needle = grep.casefold() if grep is not None else None
-
-        def matches(m: Message) -> bool:
-            return (
-                (want is None or m.kind in want)
-                and (norm is None or any(P.overlaps(norm, p, self.repo.ignorecase) for p in m.paths))
-                and (needle is None or needle in m.text.casefold() or needle in m.summary().casefold())
-            )
-
-        def until_since(ms: Iterator[Message]) -> Iterator[Message]:
-            for m in ms:
-                if since is not None and m.time < since:
-                    return
-                yield m
-
-        if grep is not None:  # the search index finds candidates, newest first; the exact filter decides
-            from gitbus.searchindex import matching
-
-            source: Iterator[Message] = matching(self.repo, grep)
-        else:
-            source = self.history(sender)
-        picked = (m for m in until_since(source) if matches(m) and (sender is None or m.sender == sender))
-        return list(islice(picked, n) if n is not None else picked)
-
-    def find(self, prefix: str) -> Message:
-        """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix.
-
-        Ids are chosen by their writers, so a peer can post another message's id. Every clone then
-        takes the same one, the first carrier: the earliest in (time, chain, commit) order. Later
-        carriers of that id are skipped and counted in `repo.skipped` (docs/format.md, Ids)."""
-        want = message_id_prefix(prefix)
-        firsts: dict[MessageId, tuple[tuple[int, str, str], Message]] = {}
-        for commit in self._carriers(want):
-            try:
-                msg = decode(self.repo.read_commit(commit).message)
-            except GitbusError:
-                continue
-            if not msg.id.startswith(want):
-                continue
-            key = (msg.time, LEDGER_REF if msg.kind in LEDGER_KINDS else agent_ref(msg.sender), commit)
-            first = firsts.get(msg.id)
-            if first is None or key < first[0]:
-                if first is not None:
-                    self._skip_reused(first[0][2], msg.id)
-                firsts[msg.id] = (key, msg)
-            else:
-                self._skip_reused(commit, msg.id)
-        if not firsts:
-            raise NotFound(f"No message has id {want}; see `gitbus log`.")
-        if len(firsts) > 1:
-            a, b = sorted(firsts)[:2]
-            raise GitbusError(f"The id {want} is ambiguous ({a}, {b}, …); give more digits.")
-        return next(iter(firsts.values()))[1]
-
-    def _carriers(self, want: str) -> list[Oid]:
-        """Every commit carrying a message whose id starts with `want` (`searchindex.carriers`)."""
-        return [c for _, _, c in searchindex.carriers(self.repo, want)]
-
-    def verified(self, msgs: Iterable[Message]) -> dict[str, bool] | None:
-        """For each of `msgs`: True when git verifies its commit's signature as good and the signer
-        is its sender (`vouch.signed_by`, docs/format.md). None where this clone neither signs nor
-        requires signatures: there, nobody is verified, and listings do not ask git."""
-        if not (self.repo.signing or settings.load(self.repo.common_dir)["require_signed"]):
-            return None
-        wanted = {m.id: m for m in msgs}
-        carriers = searchindex.commits_of(self.repo, set(wanted))
-        verdicts = self.repo.verdicts([c for cs in carriers.values() for c in cs])
-        result: dict[str, bool] = {}
-        for mid, m in wanted.items():
-            result[mid] = False
-            for commit in carriers.get(mid, []):
-                verdict, signer = verdicts.get(commit, ("N", ""))
-                if verdict == "G" and vouch.signed_by(signer, m.sender) and self._carries(commit, m):
-                    result[mid] = True
-        return result
-
-    def _carries(self, commit: Oid, m: Message) -> bool:
-        try:
-            return decode(self.repo.read_commit(commit).message) == m
-        except GitbusError:
-            return False
-
-    def _skip_reused(self, commit: str, mid: str) -> None:
-        self.repo.skipped[f"{commit} id"] = f"a message that reuses the id {mid} of an earlier one"
-
-    def replies(self, message_id: MessageId, window: int = OPEN_WINDOW) -> list[Message]:
-        """Messages replying to `message_id` among the recent `window`, oldest first."""
-        return [m for m in islice(self.history(), window) if m.reply_to == message_id][::-1]
-
-    def unread(
-        self, cursor: str | None = None, limit: int | None = None
-    ) -> tuple[list[Message], dict[str, Oid]]:
-        """Messages for this agent not yet seen by `cursor` (oldest first), and the tips read."""
-        return Inbox(self.repo, self.agent).unread(cursor, limit)
-
-    def inbox(self, mark_read: bool = False) -> list[Message]:
-        """Everything unread, oldest first; with `mark_read`, the cursor moves past it."""
-        return Inbox(self.repo, self.agent).page(mark_read)[0]
-
-    def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
-        """What this agent has not seen, as much as fits in `budget`; marks seen what it returns."""
-        return Inbox(self.repo, self.agent).read_new(budget)
+    # -- overviews (the rest of the read side is `Reading`'s) ---------------------------------------
 
     def board(self, window: int = OPEN_WINDOW, also: Iterable[Message] = ()) -> Board:
         """The read model every overview is drawn from (`gitbus.board`): the newest `window`

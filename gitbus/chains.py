@@ -14,16 +14,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from gitbus.clock import sane
-from gitbus.errors import Contended, CorruptMessage, GitbusError, Unreadable
-from gitbus.gitfiles import Commit, Oid, RefMoved
+from gitbus.errors import CorruptMessage, GitbusError, Unreadable
+from gitbus.gitfiles import Commit, Oid
 from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
 from gitbus.inert import inert
 from gitbus.message import LEDGER_KINDS, Message, decode, encode
-
-_MAX_RACES = 10_000
 
 
 class Entry(NamedTuple):
@@ -165,7 +163,7 @@ def start(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message
 
 
 def _append(repo: Repository, ref: str, make: Callable[[int], Message], start: bool) -> Message | None:
-    for _ in range(_MAX_RACES):
+    def attempt() -> Message | None:
         tip = repo.ref(ref)
         if start and tip is not None:
             return None
@@ -177,13 +175,11 @@ def _append(repo: Repository, ref: str, make: Callable[[int], Message], start: b
             author=msg.sender,
             time_ms=msg.time,
         )
-        try:
-            repo.update_ref(ref, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
-            remember_time(oid, msg.time)
-            return msg
-        except RefMoved:
-            continue
-    raise Contended(f"Gave up appending to {ref} after {_MAX_RACES} lost races.")
+        repo.update_ref(ref, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
+        remember_time(oid, msg.time)
+        return msg
+
+    return repo.retry_cas(ref, attempt, f"appending to {ref}")
 
 
 def _key(msg: Message) -> tuple[int, int]:

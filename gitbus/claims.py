@@ -1,4 +1,5 @@
-"""Claims: leases on files and directories, decided on the ledger.
+"""Claims: leases on files and directories, as the ledger holds them (the steps that change them,
+`Claim`, `Release`, `Renew`, are in `gitbus.steps`).
 
 A claim lives at `claims/_<c1>/_<c2>/…/@` in the ledger tree, one level per path component, case-folded
 (the `_` prefix keeps names like `.gitmodules` from meaning anything to `git fsck`). Claims compare
@@ -17,10 +18,10 @@ from typing import Any
 
 from gitbus import paths as P
 from gitbus.clock import hhmm, sane, span
-from gitbus.errors import ClaimConflict, GitbusError, NotFound
-from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
-from gitbus.ledger import Change, Ledger
-from gitbus.message import Kind, Message, clean_text, full_id, quote
+from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.ids import AgentName, MessageId, agent_name
+from gitbus.ledger import Ledger
+from gitbus.message import Kind, clean_text, full_id, quote
 
 DEFAULT_TTL_MS = 30 * 60_000
 MIN_TTL_MS = 1000
@@ -217,147 +218,3 @@ def conflict_error(claim: Claim, wanted: str, now: int) -> ClaimConflict:
         reason=claim.reason,
         expires_at=claim.expires_at,
     )
-
-
-def decide_claim(
-    ledger: Ledger,
-    *,
-    me: AgentName,
-    paths: list[str],
-    ttl_ms: int,
-    reason: str,
-    now: int,
-    msg_id: MessageId,
-    lease_now: int | None = None,
-) -> Change:
-    """Grant all of `paths` to `me` or refuse with the first live claim of another agent.
-
-    `now` stamps the message (the bus's hybrid clock, which a peer with a fast clock can push ahead);
-    leases are judged and set by `lease_now`, the decider's own wall clock (at most `now`), so one
-    fast clock on the bus cannot make everyone else's live leases look expired."""
-    check_ttl(ttl_ms)
-    stamp, now = now, min(now, lease_now if lease_now is not None else now)
-    writes: dict[str, dict[str, Any] | None] = {}
-    meta: list[tuple[str, str]] = []
-    for path in paths:
-        previous: Claim | None = None
-        for c in overlapping(ledger, path):
-            if c.owner == me:
-                if same_path(c.path, path):
-                    previous = c
-                continue
-            if not c.open_to_others(now):
-                raise conflict_error(c, f"Claim on {path}", now)
-            gone = c.where
-            if gone not in writes:  # not when an earlier path of this same claim already took the slot
-                writes[gone] = None
-                meta.append(("took-over", f"{c.owner} {c.path}"))
-        claim = Claim(
-            path=path,
-            owner=me,
-            reason=reason or (previous.reason if previous else ""),
-            claimed_at=previous.claimed_at if previous and previous.live(now) else now,
-            expires_at=now + ttl_ms,
-            ttl_ms=ttl_ms,
-            id=msg_id,
-        )
-        if previous is not None and previous.where != slot(path):
-            writes[previous.where] = None  # a claim in its spelling's slot moves to the folded one
-        writes[slot(path)] = claim.to_json()
-    meta += [("expires", str(now + ttl_ms)), ("ttl", str(ttl_ms))]
-    msg = Message(
-        id=msg_id,
-        kind=Kind.CLAIM,
-        sender=me,
-        to=EVERYONE,
-        text=reason,
-        time=stamp,
-        paths=tuple(paths),
-        meta=tuple(meta),
-    )
-    return Change(msg, writes)
-
-
-def decide_release(
-    ledger: Ledger,
-    *,
-    me: AgentName,
-    paths: list[str],
-    everything: bool,
-    force: bool,
-    reason: str,
-    now: int,
-    msg_id: MessageId,
-) -> Change | None:
-    """Release `me`'s claims on `paths` (or all of them); another's only with force and a reason."""
-    if everything:
-        targets = [c for c in all_claims(ledger) if c.owner == me]
-        if not targets:
-            return None
-    else:
-        targets = []
-        for path in paths:
-            c = held_at(ledger, path)
-            if c is None:
-                raise NotFound(f"There is no claim on {path}; see `gitbus claims`.")
-            if c.owner != me and not force:
-                raise GitbusError(
-                    f"{c.describe(now)}; only {c.owner} can release it "
-                    '(or use --force --reason "…", which is recorded and tells them).'
-                )
-            if c.owner != me and not reason.strip():
-                raise GitbusError('A forced release needs --reason "…"; it is recorded for the owner.')
-            targets.append(c)
-    meta = tuple(("forced", f"{c.owner} {c.path}") for c in targets if c.owner != me)
-    msg = Message(
-        id=msg_id,
-        kind=Kind.RELEASE,
-        sender=me,
-        to=EVERYONE,
-        text=reason,
-        time=now,
-        paths=tuple(c.path for c in targets),
-        meta=meta,
-    )
-    return Change(msg, {c.where: None for c in targets})
-
-
-def decide_renew(
-    ledger: Ledger,
-    *,
-    me: AgentName,
-    paths: list[str],
-    ttl_ms: int | None,
-    now: int,
-    msg_id: MessageId,
-    lease_now: int | None = None,
-) -> Change | None:
-    """Extend `me`'s claims (all, or those on `paths`) by their lease, or by `ttl_ms` (leases by
-    `lease_now`, as in `decide_claim`)."""
-    if ttl_ms is not None:
-        check_ttl(ttl_ms)
-    stamp, now = now, min(now, lease_now if lease_now is not None else now)
-    mine = [c for c in all_claims(ledger) if c.owner == me]
-    if paths:
-        missing = [p for p in paths if not any(same_path(p, c.path) for c in mine)]
-        if missing:
-            raise NotFound(f"You hold no claim on {missing[0]}; claim it again with `gitbus claim`.")
-        mine = [c for c in mine if any(same_path(p, c.path) for p in paths)]
-    if not mine:
-        return None
-    writes: dict[str, dict[str, Any] | None] = {}
-    for c in mine:
-        ttl = ttl_ms or c.ttl_ms
-        renewed = Claim(c.path, me, c.reason, c.claimed_at if c.live(now) else now, now + ttl, ttl, c.id)
-        writes[c.where] = renewed.to_json()
-    msg = Message(
-        id=msg_id,
-        kind=Kind.RENEW,
-        sender=me,
-        to=EVERYONE,
-        text="",
-        time=stamp,
-        paths=tuple(c.path for c in mine),
-        meta=(("expires", str(max(now + (ttl_ms or c.ttl_ms) for c in mine))),),
-    )
-    return Change(msg, writes)

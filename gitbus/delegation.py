@@ -2,7 +2,8 @@
 
 The request itself is an ordinary message on its sender's chain; who took it and whether it is done
 is ledger state at `requests/<id[:2]>/<id>`, so `take` is decided by the ledger's single
-compare-and-swap and two agents can never both take one request.
+compare-and-swap and two agents can never both take one request. The steps themselves (`Take`,
+`Done`) are in `gitbus.steps`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gitbus.clock import hhmm, sane
-from gitbus.errors import Conflict, GitbusError
-from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
-from gitbus.ledger import Change, Ledger
-from gitbus.message import Kind, Message, full_id
+from gitbus.clock import sane
+from gitbus.errors import GitbusError
+from gitbus.ids import AgentName, MessageId, agent_name
+from gitbus.ledger import Ledger
+from gitbus.message import full_id
 
 
 @dataclass(frozen=True)
@@ -69,57 +70,3 @@ def state_of(ledger: Ledger, request: MessageId) -> RequestState | None:
         ledger.repo.skipped[slot(request)] = str(e)
         return None
     return state if state.request == request else None
-
-
-def decide_take(ledger: Ledger, *, me: AgentName, request: Message, now: int, msg_id: MessageId) -> Change:
-    if request.kind is not Kind.REQUEST:
-        raise GitbusError(f"{request.id} is a {request.kind.value}, not a request.")
-    if request.to not in (EVERYONE, me):
-        raise Conflict(f"Request {request.id} is addressed to {request.to}, not to {me}.")
-    held = state_of(ledger, request.id)
-    if held is not None:
-        if held.taker == me:
-            done = " and it is done" if held.done_at else ""
-            raise GitbusError(f"You already took request {request.id}{done}.")
-        raise Conflict(
-            f"Request {request.id} was already taken by {held.taker} at "
-            f"{hhmm(held.taken_at)}" + (" and is done." if held.done_at else ".")
-        )
-    state = RequestState(request.id, me, now)
-    msg = Message(
-        id=msg_id,
-        kind=Kind.TAKE,
-        sender=me,
-        to=request.sender,
-        text=request.summary(),
-        time=now,
-        paths=request.paths,
-        reply_to=request.id,
-    )
-    return Change(msg, {slot(request.id): state.to_json()})
-
-
-def decide_done(
-    ledger: Ledger, *, me: AgentName, request: Message, text: str, now: int, msg_id: MessageId
-) -> Change:
-    if request.kind is not Kind.REQUEST:
-        raise GitbusError(f"{request.id} is a {request.kind.value}, not a request.")
-    held = state_of(ledger, request.id)
-    if held is None:
-        raise GitbusError(f"Request {request.id} has not been taken; `gitbus take {request.id}` first.")
-    if held.taker != me:
-        raise Conflict(f"Request {request.id} was taken by {held.taker}; only they can finish it.")
-    if held.done_at is not None:
-        raise GitbusError(f"Request {request.id} is already done.")
-    state = RequestState(request.id, me, held.taken_at, now)
-    msg = Message(
-        id=msg_id,
-        kind=Kind.DONE,
-        sender=me,
-        to=request.sender,
-        text=text,
-        time=now,
-        paths=request.paths,
-        reply_to=request.id,
-    )
-    return Change(msg, {slot(request.id): state.to_json()})

@@ -1,19 +1,19 @@
 """The one door to git: every pygit2 call and every git subprocess in gitbus goes through here.
 
 It offers domain verbs over plain values (hex object ids, bytes, strings) so the rest of gitbus never
-sees a pygit2 type. Ref writes are compare-and-swap only: `update_ref` names the value it replaces and
-raises `RefMoved` with the winner when someone else got there first. Lock contention is retried with
-jittered backoff, and a `.lock` file left by a killed process is recovered once it is clearly stale
+sees a pygit2 type; the verbs that run git itself (push, signing, gc) are `gitcli.GitCli`'s, which
+`Repository` takes on. Ref writes are compare-and-swap only: `update_ref` names the value it replaces and
+raises `RefMoved` with the winner when someone else got there first; `retry_cas` is the one loop that
+decides again after a lost race, with one limit, one give-up rule and jittered exponential backoff, so
+a loser is never starved by a winner that comes straight back. Lock contention is retried with the
+same backoff, and a `.lock` file left by a killed process is recovered once it is clearly stale
 (libgit2 never waits on a lock, and a stale one blocks every writer, git included).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -21,29 +21,17 @@ from typing import TypeVar
 
 import pygit2
 
+from gitbus import races, state
 from gitbus.errors import Contended, GitbusError, Unreadable
+from gitbus.gitcli import NETWORK_TIMEOUT_SECONDS, STALE_LOCK_SECONDS, GitCli, network_timeout
 from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
+from gitbus.races import LOCAL_BACKOFF, REMOTE_BACKOFF, STARVED_AFTER, TURN_POLL, LostRaces
 from gitbus.state import disk_problem
 
 T = TypeVar("T")
 
-__all__ = ["Commit", "Oid", "RefMoved", "Repository", "init_repository"]
-
-
-STALE_LOCK_SECONDS = 3.0
-NETWORK_TIMEOUT_SECONDS = 30.0  # a claim's fetch or push that takes longer: the remote is unreachable
-SYNC_TIMEOUT_SECONDS = 300.0  # a whole-bus fetch or push may carry thousands of messages
-
-
-def network_timeout(whole_bus: bool = False) -> float:
-    """Seconds a fetch or push may take: `GITBUS_NETWORK_TIMEOUT` if set, else a claim's 30 or a whole
-    bus's 300."""
-    default = SYNC_TIMEOUT_SECONDS if whole_bus else NETWORK_TIMEOUT_SECONDS
-    try:
-        value = float(os.environ.get("GITBUS_NETWORK_TIMEOUT", ""))
-    except ValueError:
-        return default
-    return value if 0 < value < 86_400 else default  # nan, inf, 0 and negatives: the default
+__all__ = ["STALE_LOCK_SECONDS", "Commit", "LostRaces", "Oid", "RefMoved", "Repository", "init_repository"]
+__all__ += ["NETWORK_TIMEOUT_SECONDS", "network_timeout"]  # kept where callers knew them
 
 
 _LOCK_DEADLINE_SECONDS = 30.0
@@ -51,7 +39,7 @@ _FILE_MODE = pygit2.enums.FileMode.BLOB
 _TREE_MODE = pygit2.enums.FileMode.TREE
 
 
-class Repository:
+class Repository(GitCli):
     """An opened repository (from any of its worktrees), with the verbs gitbus needs."""
 
     def __init__(self, repo: pygit2.Repository, root: Path, git_dir: Path, common_dir: Path) -> None:
@@ -108,7 +96,7 @@ class Repository:
         libgit2 (`references.create(force=False)` races). Raises `RefMoved`.
         """
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
-        delay = 0.0005
+        waited = 0
         while True:
             try:
                 with self._repo.transaction() as txn:
@@ -128,8 +116,39 @@ class Repository:
                         f"({e})."
                     ) from None
                 self.recover_stale_lock(self.common_dir / f"{name}.lock")
-                time.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 0.05)
+                time.sleep(LOCAL_BACKOFF.delay(waited))
+                waited += 1
+
+    def retry_cas(self, ref: str, attempt: Callable[[], T], what: str, remote: bool = False) -> T:
+        """`attempt()` until it does not lose a race for `ref`: the one retry loop of every ref write.
+
+        `attempt` reads the ref, decides, and writes with a compare-and-swap (`update_ref`, or a push
+        with a lease when `remote`), raising `RefMoved` when another writer got there first; it is
+        then called again, on the winner's value, after a backoff (`Backoff`; `REMOTE_BACKOFF` for a
+        push). After `MAX_RACES` lost races in a row it raises `LostRaces`, naming the ref and the
+        winner; `what` says what was being done ("appending to refs/bus/agents/a").
+
+        Backoff alone favours the writer that just won and comes straight back for its next step,
+        so a writer of this clone that lost `STARVED_AFTER` races in a row takes the ref's turn
+        (`state.taking_turn`): every other writer of the ref here waits at the turn before its next
+        try (`state.wait_turn`), and the starved one races only those already under way."""
+        policy = REMOTE_BACKOFF if remote else LOCAL_BACKOFF
+        deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
+        turn_file = state.turn(self.common_dir, ref)
+        with contextlib.ExitStack() as turn:
+            holding = False
+            for lost in range(races.MAX_RACES):
+                try:
+                    if not holding:
+                        state.wait_turn(turn_file, TURN_POLL.delay, deadline)
+                    return attempt()
+                except RefMoved as e:
+                    if lost + 1 == races.MAX_RACES:
+                        raise LostRaces(what, e) from None
+                    if lost + 1 == STARVED_AFTER:
+                        holding = turn.enter_context(state.taking_turn(turn_file, TURN_POLL.delay, deadline))
+                    time.sleep(policy.delay(0 if holding and not remote else lost))
+        raise AssertionError("unreachable")
 
     def delete_ref(self, name: str, expected: Oid) -> None:
         """Delete `name` if it still holds `expected`; raises `RefMoved` otherwise."""
@@ -139,30 +158,6 @@ class Repository:
             if actual != expected:
                 raise RefMoved(name, actual)
             txn.remove(name)
-
-    def recover_stale_lock(self, lock: Path) -> bool:
-        """Remove the lock file `lock` (a ref's `.lock`) when it is older than any live writer holds
-        one: a killed process, ours or git's, left it. True if it is gone now.
-
-        The lock is first moved aside under a unique name and checked to be the same old file: two
-        recoverers racing never delete a lock that a live writer has just taken."""
-        try:
-            seen = lock.stat()
-        except FileNotFoundError:
-            return True
-        if time.time() - seen.st_mtime <= STALE_LOCK_SECONDS:
-            return False
-        aside = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{random.getrandbits(32):08x}")
-        try:
-            os.rename(lock, aside)
-        except FileNotFoundError:
-            return True
-        fresh = aside.stat().st_ino != seen.st_ino
-        if fresh:  # we moved a fresh lock: give it back if still free
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, lock)
-        aside.unlink()
-        return not fresh
 
     # -- objects ----------------------------------------------------------------------------------
 
@@ -179,50 +174,6 @@ class Repository:
             )
         )
         return Oid(str(oid))
-
-    def _signed_commit(self, tree: Oid, parents: list[Oid], message: str, author: str, time_ms: int) -> Oid:
-        who = {"NAME": author, "EMAIL": f"{author}@gitbus.invalid", "DATE": f"@{time_ms // 1000} +0000"}
-        env = {
-            **os.environ,
-            **{f"GIT_{role}_{k}": v for role in ("AUTHOR", "COMMITTER") for k, v in who.items()},
-        }
-        args = ["git", "commit-tree", tree, *(a for p in parents for a in ("-p", p)), "-S", "-F", "-"]
-        proc = subprocess.run(
-            args, cwd=self.root, input=message.encode(), env=env, capture_output=True, check=False
-        )
-        if proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            why = err[-1] if err else f"exit {proc.returncode}"
-            raise GitbusError(
-                f"git could not sign the bus commit ({why}); fix the signing setup or unset commit.gpgsign."
-            )
-        return Oid(proc.stdout.decode().strip())
-
-    def signers(self, tip: Oid, hide: list[Oid]) -> dict[Oid, tuple[str, str]]:
-        """For every commit reachable from `tip` and not from `hide`: git's verdict on its signature
-        (`%G?`: G good, B bad, U unknown validity, N none, …) and the signer git names (`%GS`: an SSH
-        principal from `gpg.ssh.allowedSignersFile`, or an OpenPGP user id)."""
-        args = ["log", "--format=%H%x00%G?%x00%GS", tip, *(f"^{h}" for h in hide), "--"]
-        code, out, _ = self.git_result(*args)
-        result: dict[Oid, tuple[str, str]] = {}
-        for line in out.splitlines() if code == 0 else ():
-            oid, _, rest = line.partition("\0")
-            verdict, _, signer = rest.partition("\0")
-            result[Oid(oid)] = (verdict, signer)
-        return result
-
-    def verdicts(self, commits: list[Oid]) -> dict[Oid, tuple[str, str]]:
-        """git's verdict and signer (as in `signers`) for each of `commits`, in one `git log`."""
-        if not commits:
-            return {}
-        args = ["log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GS", *commits, "--"]
-        code, out, _ = self.git_result(*args)
-        result: dict[Oid, tuple[str, str]] = {}
-        for line in out.splitlines() if code == 0 else ():
-            oid, _, rest = line.partition("\0")
-            verdict, _, signer = rest.partition("\0")
-            result[Oid(oid)] = (verdict, signer)
-        return result
 
     def read_commit(self, oid: Oid) -> Commit:
         """The commit `oid`; raises `Unreadable` when it is missing or another kind of object (a ref
@@ -390,83 +341,12 @@ class Repository:
                 tb.insert(name, pygit2.Oid(hex=new_sub), _TREE_MODE)
         return Oid(str(_write_object(tb.write)))
 
-    # -- files and the git CLI --------------------------------------------------------------------
-
-    def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
-        """Run the git CLI in this worktree (for what libgit2 lacks: leases, gc, worktree lists)."""
-        proc = subprocess.run(["git", *args], cwd=self.root, input=input, capture_output=True, check=False)
-        if check and proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
-        return proc.stdout.decode(errors="replace")
-
-    def git_result(
-        self, *args: str, network: bool = False, timeout: float | None = None
-    ) -> tuple[int, str, str]:
-        """Run the git CLI and return (exit code, stdout, stderr) for callers that read failures.
-
-        `network`: a fetch or push, which must fail rather than wait: no prompt for credentials, ssh
-        in batch mode (unless the user set their own ssh command), and at most `timeout` seconds for
-        a remote that accepts a connection and never answers."""
-        env, limit = None, network_timeout() if timeout is None else timeout
-        if network:
-            env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-            if (
-                "GIT_SSH_COMMAND" not in env
-                and "GIT_SSH" not in env
-                and not self._has_config("core.sshCommand")
-            ):
-                env["GIT_SSH_COMMAND"] = (
-                    "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=10 "
-                    "-o ServerAliveCountMax=3"
-                )
-        if not network:
-            proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
-            return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-        # A session of its own, so a timeout ends git *and* its ssh or remote helper, not git alone.
-        with subprocess.Popen(
-            ["git", *args],
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        ) as child:
-            try:
-                out, err = child.communicate(timeout=limit)
-            except BaseException as e:  # the timeout, or Ctrl-C: git and its helpers go too
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-                child.communicate()
-                if isinstance(e, subprocess.TimeoutExpired):
-                    return 124, "", f"fatal: no answer within {limit:g}s"
-                raise
-        return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
     def _has_config(self, key: str) -> bool:
         try:
             self._repo.config[key]
         except KeyError:
             return False
         return True
-
-    def staged_paths(self) -> list[str]:
-        """Paths the next commit of this worktree changes (old and new names of renames)."""
-        out = self.git("diff", "--cached", "--name-only", "--no-renames", "-z")
-        return [p for p in out.split("\0") if p]
-
-    def worktrees(self) -> list[Path]:
-        """Every worktree of this repository that still exists on disk, the main one first; a bare
-        main repository is no worktree (`bare` in its porcelain entry): nothing is checked out there."""
-        out: list[Path] = []
-        for entry in self.git("worktree", "list", "--porcelain").split("\n\n"):
-            lines = entry.splitlines()
-            if lines and lines[0].startswith("worktree ") and "bare" not in lines[1:]:
-                p = Path(lines[0][len("worktree ") :])
-                if p.is_dir():
-                    out.append(p)
-        return out
 
 
 def _write_object(write: Callable[[], T]) -> T:

@@ -167,10 +167,13 @@ def _packed(common: str) -> dict[str, str]:
 
 
 class RefMoved(Exception):
-    """A compare-and-swap lost: the ref no longer holds the expected value (internal, retried)."""
+    """A compare-and-swap lost: the ref `name` no longer holds the expected value but `actual`, the
+    winner's (None: deleted, or unknown after a refused push). Internal: `Repository.retry_cas`
+    decides again, and gives up with `LostRaces`."""
 
     def __init__(self, name: str, actual: Oid | None) -> None:
         super().__init__(f"{name} moved to {actual}")
+        self.name = name
         self.actual = actual
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gitbus.chains import chain_time, remember_time
-from gitbus.errors import Contended, GitbusError, Unreadable
-from gitbus.gitfiles import Oid, RefMoved
+from gitbus.errors import GitbusError, Unreadable
+from gitbus.gitfiles import Oid
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -23,7 +23,6 @@ from gitbus.ids import LEDGER_REF
 from gitbus.inert import inert
 from gitbus.message import Message, encode
 
-_MAX_RACES = 10_000
 MAX_ENTRY_BYTES = 128 * 1024  # a claim holds a reason of at most 64 KiB; nothing gitbus writes is larger
 MAX_DEPTH = 80  # folders below the ledger root: `claims/` plus a path at most 64 deep, with room
 
@@ -161,12 +160,14 @@ def write_change(repo: Repository, tip: Oid | None, change: Change) -> Oid:
 def transact(
     repo: Repository, decide: Callable[[Ledger, int], Change | None], arbiter: Arbiter | None = None
 ) -> Message | None:
-    """Apply `decide(state, min_time)` to the ledger tip atomically, re-deciding on lost races.
+    """Apply `decide(state, min_time)` to the ledger tip atomically, re-deciding on lost races
+    (`Repository.retry_cas`, with the remote's backoff when a remote arbitrates).
 
     `decide` may raise to refuse (nothing is written) or return None when there is nothing to do.
     """
     arbiter = arbiter or LocalArbiter(repo)
-    for _ in range(_MAX_RACES):
+
+    def attempt() -> Message | None:
         tip = arbiter.base()
         tree = tree_of(repo, tip)
         change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)  # the time read is cached
@@ -174,13 +175,13 @@ def transact(
             return None
         oid = write_change(repo, tip, change)
         msg = change.message
-        try:
-            arbiter.publish(tip, oid, f"gitbus: {msg.kind.value} {msg.id}")
-            remember_time(oid, msg.time)
-            return msg
-        except RefMoved:
-            continue
-    raise Contended(f"Gave up updating the ledger after {_MAX_RACES} lost races.")
+        arbiter.publish(tip, oid, f"gitbus: {msg.kind.value} {msg.id}")
+        remember_time(oid, msg.time)
+        return msg
+
+    return repo.retry_cas(
+        LEDGER_REF, attempt, "updating the ledger", remote=not isinstance(arbiter, LocalArbiter)
+    )
 
 
 def _dump(obj: dict[str, Any]) -> bytes:

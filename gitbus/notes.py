@@ -11,20 +11,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gitbus.errors import Contended
-from gitbus.gitfiles import Oid, RefMoved
+from gitbus.gitfiles import Oid
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
 
 NOTES_REF = "refs/notes/gitbus"
-_RACES = 1000
 
 
 def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
     """Attach `text` to `commit` as a gitbus note (appended to an existing one), by compare-and-swap."""
     full = Oid(repo.git("rev-parse", "--verify", f"{commit}^{{commit}}").strip())
-    for _ in range(_RACES):
+
+    def attempt() -> None:
         tip = repo.ref(NOTES_REF)
         tree = repo.read_commit(tip).tree if tip else None
         old = _existing(repo, tree, full)
@@ -37,12 +36,9 @@ def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
             author="gitbus",
             time_ms=time_ms,
         )
-        try:
-            repo.update_ref(NOTES_REF, oid, tip, "gitbus: note")
-            return
-        except RefMoved:
-            continue
-    raise Contended("Gave up writing a note after many lost races.")
+        repo.update_ref(NOTES_REF, oid, tip, "gitbus: note")
+
+    repo.retry_cas(NOTES_REF, attempt, f"writing a note on {full[:12]}")
 
 
 def _note_path(repo: Repository, tree: Oid | None, commit: Oid) -> str:

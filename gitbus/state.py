@@ -18,6 +18,7 @@ through a remote; deleting any of it loses at most a position or a cache (docs/f
         housekeeping.stamp, .lock    the last look, one housekeeper       (housekeeping)
         refused.json, sync-status.json   the last pull's refusals, the last background sync (sync)
         watch.lock, watch.log        one watcher, its output   (watch)
+        turns/<hash of a ref>        a writer starved of that ref takes its turn (git)
 
 Every module names its files through the functions below, never by spelling a path. Every small file
 is replaced atomically (`write_atomic`: a unique temp file beside it, then a rename, so two writers
@@ -33,7 +34,7 @@ import errno
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gitbus.errors import GitbusError
@@ -157,6 +158,13 @@ def watch_log(common_dir: Path) -> Path:
     return root(common_dir) / "watch.log"
 
 
+def turn(common_dir: Path, ref: str) -> Path:
+    """Held by a writer of `ref` that lost several races in a row, while it tries once more."""
+    import hashlib
+
+    return root(common_dir) / "turns" / hashlib.sha1(ref.encode()).hexdigest()[:16]
+
+
 # -- writing and locking -----------------------------------------------------------------------------
 
 _DISK_ERRORS = {
@@ -220,3 +228,53 @@ def locked(f: Path, wait: bool = True) -> Iterator[bool]:
             yield False
             return
         yield True
+
+
+@contextlib.contextmanager
+def taking_turn(f: Path, pause: Callable[[int], float], deadline: float) -> Iterator[bool]:
+    """Hold an exclusive `flock` on `f` (created if missing), polled with `pause(n)` seconds between
+    tries until the monotonic `deadline`: True while held, False when the deadline passed or the disk
+    cannot hold the file (then nothing is held: a turn is for fairness, never for correctness)."""
+    import fcntl
+    import time
+
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        handle = f.open("a")
+    except OSError:
+        yield False
+        return
+    with handle:
+        for n in range(1_000_000):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(pause(n))
+        yield True
+
+
+def wait_turn(f: Path, pause: Callable[[int], float], deadline: float) -> None:
+    """Return once nobody holds `f` by `taking_turn` (at once when there is no such file), or at the
+    monotonic `deadline`: a writer that lost many races goes first."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(f, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        for n in range(1_000_000):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(pause(n))
+    finally:
+        os.close(fd)

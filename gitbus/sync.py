@@ -16,19 +16,16 @@ a bus it finds on `origin`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gitbus import claims as C
-from gitbus import delegation as D
 from gitbus import notes
 from gitbus.chains import chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import AGENTS_PREFIX, EVERYONE, LEDGER_REF, agent_name, new_message_id
+from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name, new_message_id
 from gitbus.ledger import Change, Ledger, write_change
 from gitbus.message import Kind, Message, decode
 from gitbus.notes import NOTES_REF
@@ -46,6 +43,7 @@ from gitbus.remote import (
     record_refused,
     tracking,
 )
+from gitbus.steps import redecide
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -191,63 +189,6 @@ def replay(repo: Repository, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]
         if change is not None:
             tip = write_change(repo, tip, change)
     return tip, dropped
-
-
-def redecide(state: Ledger, msg: Message, now: int, lease_now: int | None = None) -> Change | None:
-    """Decide `msg` again on another ledger state, keeping its id; raise if it cannot stand.
-
-    Leases are judged by `lease_now`, the wall clock of the machine deciding again (see
-    `claims.decide_claim`)."""
-    me = msg.sender
-    if msg.kind is Kind.CLAIM:
-        stated = msg.get("ttl")
-        ttl = (
-            int(stated)
-            if stated and stated.isdigit()
-            else int(msg.get("expires") or msg.time + C.DEFAULT_TTL_MS) - msg.time
-        )
-        return C.decide_claim(
-            state,
-            me=me,
-            paths=list(msg.paths),
-            ttl_ms=min(max(ttl, C.MIN_TTL_MS), C.MAX_TTL_MS),
-            reason=msg.text,
-            now=now,
-            msg_id=msg.id,
-            lease_now=lease_now,
-        )
-    if msg.get("dropped"):  # a note already decided: keep it, or its agent is never told
-        return Change(dataclasses.replace(msg, time=now), {})
-    if msg.kind in (Kind.RELEASE, Kind.RENEW):
-        present = [p for p in msg.paths if C.held_at(state, p) is not None]
-        if not present or msg.get("dropped"):
-            return None  # already gone: nothing left to release or renew
-        if msg.kind is Kind.RELEASE:
-            return C.decide_release(
-                state,
-                me=me,
-                paths=present,
-                everything=False,
-                force=bool(msg.get("forced")),
-                reason=msg.text or "re-decided at sync",
-                now=now,
-                msg_id=msg.id,
-            )
-        return C.decide_renew(
-            state,
-            me=me,
-            paths=present,
-            ttl_ms=None,
-            now=now,
-            msg_id=msg.id,
-            lease_now=lease_now,
-        )
-    if msg.kind in (Kind.TAKE, Kind.DONE) and msg.reply_to:
-        request = Message(msg.reply_to, Kind.REQUEST, msg.to, EVERYONE, msg.text, msg.time, msg.paths)
-        if msg.kind is Kind.TAKE:
-            return D.decide_take(state, me=me, request=request, now=now, msg_id=msg.id)
-        return D.decide_done(state, me=me, request=request, text=msg.text, now=now, msg_id=msg.id)
-    return None
 
 
 def _dropped(msg: Message, why: str, now: int) -> Change:

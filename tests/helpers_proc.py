@@ -27,6 +27,8 @@ from gitbus import paths as P
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.errors import ClaimConflict, Conflict
+from gitbus.git import Oid, Repository
+from gitbus.ids import LEDGER_REF, agent_name
 from gitbus.message import Message, decode
 
 SPAWN = mp.get_context("spawn")
@@ -62,6 +64,13 @@ class TakeOutcome:
     request: str
     taken: str | None  # the take message id when this agent won
     refusal: str | None  # the Conflict's sentence when it lost
+
+
+@dataclass(frozen=True)
+class Attempts:
+    agent: str
+    granted: int  # claims granted, of all it asked for
+    tries: tuple[int, ...]  # compare-and-swaps of the ledger each claim took, in order
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,37 @@ def take_rounds(
                 out.put(TakeOutcome(r, agent, request, msg.id, None))
             except Conflict as e:
                 out.put(TakeOutcome(r, agent, request, None, str(e)))
+    except BaseException:
+        out.put(Failure(agent, traceback.format_exc()))
+        barrier.abort()
+
+
+class _CountingRepository(Repository):
+    """A real repository that counts its compare-and-swaps of the ledger (won and lost)."""
+
+    ledger_writes = 0
+
+    def update_ref(self, name: str, new: Oid, expected: Oid | None, log: str) -> None:
+        if name == LEDGER_REF:
+            self.ledger_writes += 1
+        super().update_ref(name, new, expected, log)
+
+
+def claim_one_by_one(
+    worktree: str, agent: str, paths: Sequence[str], barrier: Barrier, out: Queue[Any]
+) -> None:
+    """Claim each of `paths` in turn, as fast as possible once every claimant is ready, and report
+    how many compare-and-swaps of the ledger each grant took."""
+    try:
+        repo = _CountingRepository.open(worktree)
+        bus = Bus(repo, agent_name(agent), cwd=Path(worktree))
+        tries: list[int] = []
+        barrier.wait(WAIT_SECONDS)
+        for path in paths:
+            before = repo.ledger_writes
+            bus.claim([path])
+            tries.append(repo.ledger_writes - before)
+        out.put(Attempts(agent, len(tries), tuple(tries)))
     except BaseException:
         out.put(Failure(agent, traceback.format_exc()))
         barrier.abort()

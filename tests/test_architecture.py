@@ -33,15 +33,15 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
         "behaviours built on the bus",
         ("story", "context", "guard", "watch", "install", "install_agents"),
     ),
-    7: ("the library's front door", ("bus", "__init__")),
+    7: ("the library's front door", ("bus", "reading", "__init__")),
     6: (
         "services over the bus",
         ("delivery", "inbox", "board", "searchindex", "remote", "sync", "vouch", "housekeeping"),
     ),
     5: ("the bus's data and decisions", ("chains", "ledger", "claims", "delegation", "steps", "notes")),
     4: ("encodings and small stores", ("message", "cursors", "settings", "agents", "install_record")),
-    3: ("the one door to git", ("git",)),
-    2: ("files and processes, no libgit2", ("gitfiles", "state", "lifeline")),
+    3: ("the one door to git", ("git", "gitcli")),
+    2: ("files and processes, no libgit2", ("gitfiles", "state", "races", "lifeline")),
     1: ("values and rules, stdlib only", ("errors", "ids", "paths", "clock", "inert")),
 }
 FACES = 9  # from this floor up a module may speak UI (typer, rich, textual, mcp)

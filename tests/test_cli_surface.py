@@ -48,10 +48,15 @@ def test_a_usage_error_exits_2_with_one_error_line_and_one_usage_line(args: list
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["install"], "gitbus: Missing argument 'claude|git-hooks'. Choose from: claude, git-hooks."),
+        (
+            ["install"],
+            "gitbus: Missing argument 'claude|codex|gemini|git-hooks'. "
+            "Choose from: claude, codex, gemini, git-hooks.",
+        ),
         (
             ["install", "foo"],
-            "gitbus: Invalid value for 'claude|git-hooks': 'foo' is not one of 'claude', 'git-hooks'.",
+            "gitbus: Invalid value for 'claude|codex|gemini|git-hooks': "
+            "'foo' is not one of 'claude', 'codex', 'gemini', 'git-hooks'.",
         ),
         (["log", "-n", "0"], "gitbus: Invalid value for '-n': 0 is less than the minimum, 1."),
         (["log", "-n", "x"], "gitbus: Invalid value for '-n': 'x' is not a whole number."),
@@ -445,12 +450,15 @@ def test_every_commands_json_has_the_fields_docs_cli_md_lists(
     is_message(run(web, "web-1", "renew", "config/db.yaml"))
     is_message(run(web, "web-1", "release", "config/db.yaml"))
     seen["release"] = seen["renew"] = set()
-    for name in ("log", "search"):
-        listed = run(web, "web-1", name, *(["slow"] if name == "search" else []))
-        assert listed and all(is_message(m) is None for m in listed)
-        seen[name] = set()
+    searched = run(web, "web-1", "search", "slow")
+    assert searched and all(is_message(m) is None for m in searched)
+    logged = run(web, "web-1", "log")  # each with whether its sender's signature verifies
+    assert logged and all(m["verified"] is False for m in logged)  # this clone signs nothing
+    assert all(is_message({k: v for k, v in m.items() if k != "verified"}) is None for m in logged)
+    seen["log"] = seen["search"] = set()
     shown = run(web, "web-1", "show", q["id"])
-    is_message({k: v for k, v in shown.items() if k != "replies"})
+    assert shown["verified"] is False
+    is_message({k: v for k, v in shown.items() if k not in ("replies", "verified")})
     assert shown["replies"] and all(is_message(r) is None for r in shown["replies"])
     seen["show"] = set()
     inbox = run(web, "web-1", "inbox")

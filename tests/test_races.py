@@ -26,10 +26,12 @@ from gitbus.paths import overlaps
 from .helpers_proc import (
     SPAWN,
     WAIT_SECONDS,
+    Attempts,
     ClaimOutcome,
     Posted,
     TakeOutcome,
     chain,
+    claim_one_by_one,
     claim_rounds,
     collect,
     join_rounds,
@@ -201,3 +203,30 @@ def test_a_claim_over_an_expired_lease_holds_every_path_it_was_granted(
     granted = new.claim(["src/a/", "src/a/x.py"])
     held = {c.path for c in new.claims() if c.owner == "new-1"}
     assert held == set(granted.paths), f"granted {granted.paths}, but the ledger holds only {sorted(held)}"
+
+
+def test_claimants_of_distinct_paths_each_get_every_grant_within_a_bounded_number_of_tries(
+    worktrees: list[Path], long_mode: bool
+) -> None:
+    """A lost race never starves a process: each claimant, coming back for its next path straight
+    after each grant, gets every grant, and no grant takes more than a few rounds of the crowd."""
+    n, per = 6, (60 if long_mode else 20)
+    claimants = [f"crowd-{i}" for i in range(n)]
+    for i, agent in enumerate(claimants):
+        Bus.open(_home(worktrees, i), agent).init()
+    barrier, out = SPAWN.Barrier(n), SPAWN.Queue()
+    procs = [
+        SPAWN.Process(
+            target=claim_one_by_one,
+            args=(str(_home(worktrees, i)), a, [f"area{i}/f{k}.py" for k in range(per)], barrier, out),
+        )
+        for i, a in enumerate(claimants)
+    ]
+    with running(procs, barrier):
+        reports: list[Attempts] = collect(out, n)
+    tries = sorted(t for r in reports for t in r.tries)
+    assert {r.agent: r.granted for r in reports} == dict.fromkeys(claimants, per)
+    # A writer that lost a few races in a row takes its turn, and then races only those under way.
+    assert tries[-1] <= 2 * n, f"a grant took {tries[-1]} compare-and-swaps (all: {tries})"
+    held = Bus.open(worktrees[0], "observer").claims()
+    assert sorted(c.path for c in held) == sorted(f"area{i}/f{k}.py" for i in range(n) for k in range(per))

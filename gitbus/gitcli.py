@@ -1,0 +1,184 @@
+"""The git CLI side of the door to git: what gitbus asks of git itself, never of libgit2.
+
+libgit2 cannot push with leases, sign commits with the user's configured key, verify signatures, run gc
+or list worktrees, so these run `git` as a subprocess: a fetch or push with a bounded time and no
+prompt (`git_result(network=True)`), signing through `git commit-tree -S`, git's verdicts on signatures.
+It also owns git's own lock files as git leaves them: a `.lock` older than any live writer holds one is
+a killed process's, and `recover_stale_lock` removes it safely. `Repository` (gitbus.git) takes these
+verbs from `GitCli`, so callers see one door; this module never imports pygit2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from gitbus.errors import GitbusError
+from gitbus.gitfiles import Oid
+
+STALE_LOCK_SECONDS = 3.0
+NETWORK_TIMEOUT_SECONDS = 30.0  # a claim's fetch or push that takes longer: the remote is unreachable
+SYNC_TIMEOUT_SECONDS = 300.0  # a whole-bus fetch or push may carry thousands of messages
+
+
+def network_timeout(whole_bus: bool = False) -> float:
+    """Seconds a fetch or push may take: `GITBUS_NETWORK_TIMEOUT` if set, else a claim's 30 or a whole
+    bus's 300."""
+    default = SYNC_TIMEOUT_SECONDS if whole_bus else NETWORK_TIMEOUT_SECONDS
+    try:
+        value = float(os.environ.get("GITBUS_NETWORK_TIMEOUT", ""))
+    except ValueError:
+        return default
+    return value if 0 < value < 86_400 else default  # nan, inf, 0 and negatives: the default
+
+
+class GitCli:
+    """The verbs of `Repository` that run git itself (a mixin: `Repository` supplies `root` and
+    `_has_config`)."""
+
+    root: Path
+
+    def _has_config(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def recover_stale_lock(self, lock: Path) -> bool:
+        """Remove the lock file `lock` (a ref's `.lock`) when it is older than any live writer holds
+        one: a killed process, ours or git's, left it. True if it is gone now.
+
+        The lock is first moved aside under a unique name and checked to be the same old file: two
+        recoverers racing never delete a lock that a live writer has just taken."""
+        try:
+            seen = lock.stat()
+        except FileNotFoundError:
+            return True
+        if time.time() - seen.st_mtime <= STALE_LOCK_SECONDS:
+            return False
+        aside = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{random.getrandbits(32):08x}")
+        try:
+            os.rename(lock, aside)
+        except FileNotFoundError:
+            return True
+        fresh = aside.stat().st_ino != seen.st_ino
+        if fresh:  # we moved a fresh lock: give it back if still free
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, lock)
+        aside.unlink()
+        return not fresh
+
+    def _signed_commit(self, tree: Oid, parents: list[Oid], message: str, author: str, time_ms: int) -> Oid:
+        who = {"NAME": author, "EMAIL": f"{author}@gitbus.invalid", "DATE": f"@{time_ms // 1000} +0000"}
+        env = {
+            **os.environ,
+            **{f"GIT_{role}_{k}": v for role in ("AUTHOR", "COMMITTER") for k, v in who.items()},
+        }
+        args = ["git", "commit-tree", tree, *(a for p in parents for a in ("-p", p)), "-S", "-F", "-"]
+        proc = subprocess.run(
+            args, cwd=self.root, input=message.encode(), env=env, capture_output=True, check=False
+        )
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            why = err[-1] if err else f"exit {proc.returncode}"
+            raise GitbusError(
+                f"git could not sign the bus commit ({why}); fix the signing setup or unset commit.gpgsign."
+            )
+        return Oid(proc.stdout.decode().strip())
+
+    def signers(self, tip: Oid, hide: list[Oid]) -> dict[Oid, tuple[str, str]]:
+        """For every commit reachable from `tip` and not from `hide`: git's verdict on its signature
+        (`%G?`: G good, B bad, U unknown validity, N none, …) and the signer git names (`%GS`: an SSH
+        principal from `gpg.ssh.allowedSignersFile`, or an OpenPGP user id)."""
+        args = ["log", "--format=%H%x00%G?%x00%GS", tip, *(f"^{h}" for h in hide), "--"]
+        code, out, _ = self.git_result(*args)
+        result: dict[Oid, tuple[str, str]] = {}
+        for line in out.splitlines() if code == 0 else ():
+            oid, _, rest = line.partition("\0")
+            verdict, _, signer = rest.partition("\0")
+            result[Oid(oid)] = (verdict, signer)
+        return result
+
+    def verdicts(self, commits: list[Oid]) -> dict[Oid, tuple[str, str]]:
+        """git's verdict and signer (as in `signers`) for each of `commits`, in one `git log`."""
+        if not commits:
+            return {}
+        args = ["log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GS", *commits, "--"]
+        code, out, _ = self.git_result(*args)
+        result: dict[Oid, tuple[str, str]] = {}
+        for line in out.splitlines() if code == 0 else ():
+            oid, _, rest = line.partition("\0")
+            verdict, _, signer = rest.partition("\0")
+            result[Oid(oid)] = (verdict, signer)
+        return result
+
+    def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
+        """Run the git CLI in this worktree (for what libgit2 lacks: leases, gc, worktree lists)."""
+        proc = subprocess.run(["git", *args], cwd=self.root, input=input, capture_output=True, check=False)
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
+        return proc.stdout.decode(errors="replace")
+
+    def git_result(
+        self, *args: str, network: bool = False, timeout: float | None = None
+    ) -> tuple[int, str, str]:
+        """Run the git CLI and return (exit code, stdout, stderr) for callers that read failures.
+
+        `network`: a fetch or push, which must fail rather than wait: no prompt for credentials, ssh
+        in batch mode (unless the user set their own ssh command), and at most `timeout` seconds for
+        a remote that accepts a connection and never answers."""
+        env, limit = None, network_timeout() if timeout is None else timeout
+        if network:
+            env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+            if (
+                "GIT_SSH_COMMAND" not in env
+                and "GIT_SSH" not in env
+                and not self._has_config("core.sshCommand")
+            ):
+                env["GIT_SSH_COMMAND"] = (
+                    "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=10 "
+                    "-o ServerAliveCountMax=3"
+                )
+        if not network:
+            proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
+            return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        # A session of its own, so a timeout ends git *and* its ssh or remote helper, not git alone.
+        with subprocess.Popen(
+            ["git", *args],
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        ) as child:
+            try:
+                out, err = child.communicate(timeout=limit)
+            except BaseException as e:  # the timeout, or Ctrl-C: git and its helpers go too
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.communicate()
+                if isinstance(e, subprocess.TimeoutExpired):
+                    return 124, "", f"fatal: no answer within {limit:g}s"
+                raise
+        return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def staged_paths(self) -> list[str]:
+        """Paths the next commit of this worktree changes (old and new names of renames)."""
+        out = self.git("diff", "--cached", "--name-only", "--no-renames", "-z")
+        return [p for p in out.split("\0") if p]
+
+    def worktrees(self) -> list[Path]:
+        """Every worktree of this repository that still exists on disk, the main one first; a bare
+        main repository is no worktree (`bare` in its porcelain entry): nothing is checked out there."""
+        out: list[Path] = []
+        for entry in self.git("worktree", "list", "--porcelain").split("\n\n"):
+            lines = entry.splitlines()
+            if lines and lines[0].startswith("worktree ") and "bare" not in lines[1:]:
+                p = Path(lines[0][len("worktree ") :])
+                if p.is_dir():
+                    out.append(p)
+        return out
