@@ -172,11 +172,13 @@ class GitCli:
         return [p for p in out.split("\0") if p]
 
     def worktrees(self) -> list[Path]:
-        """Every worktree of this repository that still exists on disk, the main one first."""
+        """Every worktree of this repository that still exists on disk, the main one first; a bare
+        main repository is no worktree (`bare` in its porcelain entry): nothing is checked out there."""
         out: list[Path] = []
-        for line in self.git("worktree", "list", "--porcelain").splitlines():
-            if line.startswith("worktree "):
-                p = Path(line[len("worktree ") :])
+        for entry in self.git("worktree", "list", "--porcelain").split("\n\n"):
+            lines = entry.splitlines()
+            if lines and lines[0].startswith("worktree ") and "bare" not in lines[1:]:
+                p = Path(lines[0][len("worktree ") :])
                 if p.is_dir():
                     out.append(p)
         return out

@@ -27,6 +27,7 @@ from gitbus.ids import AgentName
 if TYPE_CHECKING:
     from gitbus import delivery
     from gitbus.bus import Bus
+    from gitbus.guard import Snapshot
     from gitbus.inbox import Inbox, Told
     from gitbus.lifeline import Lifeline
 
@@ -192,46 +193,102 @@ def first_brief(s: Session, bus: Bus, head: str, origin: Mapping[str, Oid]) -> s
 def pre_tool_use(s: Session, data: Mapping[str, Any]) -> str:
     if data.get("tool_name") not in EDIT_TOOLS:
         return ""
-    from gitbus import guard, settings
-
-    conf = settings.load(s.loc.common_dir)
-    if conf["guard"] == "off":
-        return ""
     tool_input = data.get("tool_input") or {}
     raw = tool_input.get("file_path") or tool_input.get("notebook_path")
     if not isinstance(raw, str) or not raw:
         return ""
-    rel = _repo_path(s.loc, raw)
-    if rel is None:
+    return guard_writes(s, [raw])
+
+
+GUARD_PATHS_MAX = 1000  # files checked in one call; a call writing more is refused, not let through
+
+
+def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
+    """The edit guard over every file one tool call writes (absolute, or relative to the worktree),
+    as PreToolUse output. Every file is checked, against one snapshot of the claims, before any is
+    claimed: the first refusal refuses the whole call (a patch applies whole or not at all) and
+    claims nothing. `unknown` says why the files cannot be told; the call is then refused (fails
+    closed), as is one writing more than `GUARD_PATHS_MAX` files: checking them all would outlast
+    the client's hook timeout, and a client lets a call through when its hook times out."""
+    from gitbus import guard, settings
+
+    conf = settings.load(s.loc.common_dir)
+    if conf["guard"] == "off" or not (raws or unknown):
         return ""
+    rels: list[str] = []
+    warnings: list[str] = []
     now = int(time.time() * 1000)
-    snap = guard.snapshot(s.loc.root, s.loc.common_dir)
-    blocking = snap.blocking(s.agent, rel, now)
-    if blocking or snap.blind is not None:  # a guard that cannot read the claims refuses (fails closed)
-        reason = guard.denial(blocking, rel, now) if blocking else guard.blind_denial(snap, rel)
-        if conf["guard"] == "warn":
-            return emit("PreToolUse", "gitbus warning: " + reason)
-        return emit("PreToolUse", permissionDecision="deny", permissionDecisionReason=reason)
-    mine = snap.mine_covering(s.agent, rel)
-    if mine:
-        if any(c.expires_at - now < c.ttl_ms // 2 for c in mine):
-            from gitbus.bus import Bus
+    snap = None
+    if unknown:
+        warnings.append(unknown)
+    elif len(raws) > GUARD_PATHS_MAX:
+        warnings.append(
+            f"this call writes {len(raws)} files, more than the {GUARD_PATHS_MAX} the gitbus edit "
+            "guard checks in one call, so it refuses it: write them in smaller parts."
+        )
+    else:
+        snap = guard.snapshot(s.loc.root, s.loc.common_dir)
+        owners: dict[str, Location | None] = {}
+        for raw in dict.fromkeys(raws):
+            rel = _repo_path(s.loc, raw, owners)
+            if rel is None or rel in rels:
+                continue
+            blocking = snap.blocking(s.agent, rel, now)
+            if blocking or snap.blind is not None:  # a guard that cannot read the claims refuses
+                warnings.append(
+                    guard.denial(blocking, rel, now) if blocking else guard.blind_denial(snap, rel)
+                )
+                if conf["guard"] != "warn":
+                    break
+                continue
+            rels.append(rel)
+    if warnings and conf["guard"] != "warn":
+        return emit("PreToolUse", permissionDecision="deny", permissionDecisionReason=warnings[0])
+    notes = ["gitbus warning: " + w for w in dict.fromkeys(warnings)]
+    if snap is not None and rels:
+        _claim_or_renew(s, snap, rels, now, bool(conf["autoclaim"]))
+        if snap.note:
+            notes.append(f"gitbus: {snap.note}.")
+    return emit("PreToolUse", "\n".join(notes)) if notes else ""
 
-            Bus.open(s.loc.root, s.agent).renew([c.path for c in mine])
-    elif conf["autoclaim"]:
-        from gitbus.bus import Bus
 
-        Bus.open(s.loc.root, s.agent).claim([rel], reason="auto-claimed on first edit", literal=True)
-    return emit("PreToolUse", f"gitbus: {snap.note}.") if snap.note else ""
+def _claim_or_renew(s: Session, snap: Snapshot, rels: list[str], now: int, autoclaim: bool) -> None:
+    """Renew my claims over `rels` past half their time; with autoclaim, claim the rest, in one go."""
+    renew: dict[str, None] = {}
+    unclaimed: list[str] = []
+    for rel in rels:
+        mine = snap.mine_covering(s.agent, rel)
+        if not mine:
+            unclaimed.append(rel)
+        elif any(c.expires_at - now < c.ttl_ms // 2 for c in mine):
+            renew.update(dict.fromkeys(c.path for c in mine))
+    if not (renew or (autoclaim and unclaimed)):
+        return
+    from gitbus.bus import Bus
+
+    bus = Bus.open(s.loc.root, s.agent)
+    if renew:
+        bus.renew(list(renew))
+    if autoclaim and unclaimed:
+        bus.claim(unclaimed, reason="auto-claimed on first edit", literal=True)
 
 
-def _repo_path(loc: Location, raw: str) -> str | None:
-    """`raw` (absolute, or relative to the worktree) as a repo path, if it is in this repository."""
+def _repo_path(loc: Location, raw: str, owners: dict[str, Location | None] | None = None) -> str | None:
+    """`raw` (absolute, or relative to the worktree) as a repo path, if it is in this repository.
+    `owners` remembers the worktree found for each folder (a patch writes many files in few)."""
     from gitbus import paths as P
 
     full = Path(raw) if os.path.isabs(raw) else loc.root / raw
     try:
-        owner = locate(full.parent if not full.is_dir() else full) or loc
+        where = full if full.is_dir() else full.parent
+        key = str(where)
+        if owners is None or key not in owners:
+            found = locate(where)
+            if owners is not None:
+                owners[key] = found
+        else:
+            found = owners[key]
+        owner = found or loc
     except OSError:  # a name the file system refuses (too long, say): judged by its text alone
         owner = loc
     if owner.common_dir != loc.common_dir:
@@ -349,14 +406,35 @@ def session_end(s: Session) -> str:
     return ""
 
 
+def session_of(data: Mapping[str, Any], env: Mapping[str, str]) -> Session | None:
+    """The session a hook call comes from: its worktree (of `cwd`), agent and id; None outside a
+    repository."""
+    cwd = _text(data, "cwd") or os.getcwd()
+    session_id = _text(data, "session_id") or "default"
+    loc = locate(Path(cwd))
+    if loc is None:
+        return None
+    return Session(loc, agents.resolve(loc, None, env), session_id)
+
+
+def _text(data: Mapping[str, Any], field: str) -> str:
+    """A field that names a file: refused in one sentence when no file name can hold it (JSON
+    can carry a NUL or a lone surrogate; a path or a session's file name cannot)."""
+    value = str(data.get(field) or "")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise GitbusError(f"the input's {field} is not valid text (it holds a lone surrogate).") from None
+    if "\0" in value:
+        raise GitbusError(f"the input's {field} holds a NUL character.")
+    return value
+
+
 def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = False) -> tuple[int, str]:
     """Answer one hook call: (exit code, stdout)."""
-    cwd = data.get("cwd") or os.getcwd()
-    loc = locate(Path(str(cwd)))
-    session_id = str(data.get("session_id") or "default")
-    if loc is None:
+    s = session_of(data, env)
+    if s is None:
         return 0, ""
-    s = Session(loc, agents.resolve(loc, None, env), session_id)
     if wake_mode:
         return wake(s, env), ""
     event = data.get("hook_event_name")

@@ -1,14 +1,16 @@
 """`gitbus install codex|gemini`: wire gitbus into Codex CLI and Gemini CLI, reversibly.
 
 Both clients read their project files in the worktree a session starts in, so each worktree gets
-its own: Codex reads hooks from `.codex/hooks.json`, MCP servers from `.codex/config.toml` (ours in
-a marked block) and instructions from `AGENTS.md`; Gemini reads hooks and MCP servers from
-`.gemini/settings.json` and instructions from `GEMINI.md`. The guarantees are `install claude`'s
-(gitbus.install): merged with what is there, written only when the text changes, recorded so that
-uninstall takes out exactly what install added and gives back the user's bytes. A file git tracks
-is the team's: a tracked hooks or settings file stops the install with a hint before anything is
-written; a tracked instructions file is left alone (the session-start context, which names gitbus,
-stands in for it). What install makes is kept out of `git status` through `info/exclude`.
+its own: Codex reads MCP servers from `.codex/config.toml` (ours in a marked block) and
+instructions from `AGENTS.md` there, but hooks from the main checkout's `.codex/hooks.json` (a
+worktree's own is read only when the main repository is bare; both are written); Gemini reads
+hooks and MCP servers from `.gemini/settings.json` and instructions from `GEMINI.md`. The
+guarantees are `install claude`'s (gitbus.install): merged with what is there, written only when
+the text changes, recorded so that uninstall takes out exactly what install added and gives back
+the user's bytes. A file git tracks is the team's: a tracked hooks or settings file stops the
+install with a hint before anything is written; a tracked instructions file is left alone (the
+session-start context, which names gitbus, stands in for it). What install makes is kept out of
+`git status` through `info/exclude`.
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ TOML_START = "# gitbus:start (managed by gitbus install; edit outside these mark
 TOML_END = "# gitbus:end"
 
 CODEX_TRUST_HINT = (
-    "Codex runs a project's hooks only in a trusted project, and each hook only once you trust it: "
-    "start codex in each worktree, trust the folder, and answer its 'Hooks need review' prompt with "
-    "'Trust all and continue' (or run codex with --dangerously-bypass-hook-trust). Until then gitbus "
-    "reaches Codex through MCP and AGENTS.md only."
+    "Codex runs a project's hooks only in a trusted project, and each hook only once you trust it; "
+    "in every worktree it runs the hooks of the main checkout's .codex/hooks.json: start codex in the "
+    "repository once, trust the folder, and answer its 'Hooks need review' prompt with 'Trust all "
+    "and continue' (or run codex with --dangerously-bypass-hook-trust). Until then gitbus reaches "
+    "Codex through MCP and AGENTS.md only."
 )
 
 
@@ -129,13 +132,13 @@ def install(repo: Repository, t: Target) -> list[Path]:
                     f"{wt / rel} is tracked by git: gitbus will not change a file your team shares. "
                     f"Untrack it, or add gitbus's entries to it yourself (docs/agents.md)."
                 )
-        settings = read_json(wt / t.hooks_file)  # each file readable as what it must be, everywhere
+        settings = _read_settings(wt / t.hooks_file, t)  # each file readable as what it must be, everywhere
         check_hooks(wt / t.hooks_file, settings, list(t.hooks("gitbus")))
         if t.mcp_in_json:
             check_servers(wt / t.hooks_file, settings)
         text_of(wt / t.instructions)
         if not t.mcp_in_json:
-            _users_toml(wt / CODEX_CONFIG)
+            _with_our_block(wt / CODEX_CONFIG, _codex_mcp_block())
     record, changed, cmd = Record(repo), [], gitbus_command()
     made_instructions = False
     for wt in repo.worktrees():
@@ -161,7 +164,7 @@ def uninstall(repo: Repository, t: Target) -> list[Path]:
     """Remove exactly what `install` added for `t`, in every worktree. Every file is read and
     checked first: a bad one in any worktree stops the uninstall with nothing changed."""
     for wt in repo.worktrees():
-        read_json(wt / t.hooks_file)
+        _read_settings(wt / t.hooks_file, t)
         text_of(wt / t.instructions)
         if not t.mcp_in_json:
             text_of(wt / CODEX_CONFIG)
@@ -182,6 +185,34 @@ def uninstall(repo: Repository, t: Target) -> list[Path]:
 
 
 # -- JSON: hooks (and Gemini's MCP server) ------------------------------------------------------
+
+
+def _read_settings(f: Path, t: Target) -> dict[str, Any]:
+    """`read_json`, saying so when the file is JSON but for comments: Gemini CLI reads its settings
+    with `//` and `/* */` comments allowed, and gitbus, which writes the file back as JSON, would
+    lose them, so such a file is refused with the reason rather than called broken."""
+    try:
+        return read_json(f)
+    except GitbusError as e:
+        if t is not GEMINI:
+            raise
+        try:
+            json.loads(_without_comments((text_of(f) or "").removeprefix("\ufeff")))
+        except ValueError:
+            raise e from None
+        raise GitbusError(
+            f"{f} has comments (// or /* */), which Gemini CLI reads but gitbus cannot keep when it "
+            "merges its entries: move them out of the file, or add gitbus's entries yourself "
+            "(docs/agents.md)."
+        ) from None
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|/\*.*?\*/|[^"/]+|/', re.S)
+
+
+def _without_comments(text: str) -> str:
+    """JSON text with its comments taken out (strings kept whole, as Gemini's reader does)."""
+    return "".join(t if not t.startswith(("//", "/*")) else " " for t in _JSON_TOKEN.findall(text))
 
 
 def _strip(settings: dict[str, Any], t: Target, created: set[str]) -> dict[str, Any]:
@@ -294,14 +325,35 @@ def _put_toml_block(f: Path, block: str, record: Record) -> bool:
     if not f.parent.exists():
         record.add(folder(f.parent))
     text = text_of(f)
-    users = _users_toml(f)
+    new = _with_our_block(f, block)
     if text is None:
         record.add(str(f))
     if text is not None and TOML_START not in text:
         record.keep_original(str(f), text)
-    new = _with_toml_block(users, block)
-    _toml(f, new)
     return write_text(f, new)
+
+
+def _with_our_block(f: Path, block: str) -> str:
+    """The text of `f` with our block in place of any old one. Refused in one sentence when the
+    user's part is not TOML, names our server, or cannot take our table: TOML lets no table header
+    extend an inline `mcp_servers = { … }`, nor a `mcp_servers` that is not a table at all."""
+    users = _users_toml(f)
+    new = _with_toml_block(users, block)
+    try:
+        tomllib.loads(new)
+    except tomllib.TOMLDecodeError:
+        servers = tomllib.loads(users).get("mcp_servers")
+        how = (
+            "an inline table (mcp_servers = { … }), which no [table] may extend; write its servers as "
+            "[mcp_servers.NAME] tables"
+            if isinstance(servers, dict)
+            else "not a table; fix it"
+        )
+        raise GitbusError(
+            f"{f} is valid TOML, but its mcp_servers is {how}, so that gitbus can add its "
+            f"[mcp_servers.{MCP_SERVER}] table (or add the server yourself: docs/agents.md)."
+        ) from None
+    return new
 
 
 def _take_toml_block(f: Path, record: Record, ours: set[str]) -> bool:

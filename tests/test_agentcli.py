@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from gitbus import agentcli
+from gitbus import agentcli, settings
 from gitbus.agentcli.patch import written_paths
 from gitbus.bus import Bus
+from gitbus.hooks import GUARD_PATHS_MAX
 
 AGENTS = ("api-1", "web-1")
 
@@ -66,6 +67,15 @@ PATCH = """*** Begin Patch
 def test_a_patch_names_every_file_it_adds_changes_moves_or_deletes() -> None:
     assert written_paths(PATCH) == ["internal/api/routes.go", "README.md", "docs/README.md", "old.txt"]
     assert written_paths("*** Begin Patch\n*** End Patch\n") == []
+
+
+def test_a_patch_header_is_read_however_it_is_indented() -> None:
+    """Codex trims each hunk's header line (tabs, spaces, a CR) before it reads it."""
+    patch = (
+        "*** Begin Patch\n  *** Add File: a.go\n+x\n\t*** Delete File: b.go\r\n"
+        " \t*** Update File: c.go\n@@\n-x\n+y\n*** End Patch\n"
+    )
+    assert written_paths(patch) == ["a.go", "b.go", "c.go"]
 
 
 def test_codex_apply_patch_into_a_claim_is_denied_naming_the_holder(agents: list[Bus]) -> None:
@@ -162,3 +172,107 @@ def test_the_hook_entry_point_takes_the_client_and_refuses_unknown_ones(agents: 
         timeout=60,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 2 and "codex|gemini" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cd internal && apply_patch <<'EOF'\n{p}EOF\n",
+        'cd "internal" && applypatch <<"EOF"\n{p}EOF',
+        "  cd 'internal'&&apply_patch <<-EOF\n{p}\tEOF\n",
+    ],
+)
+def test_codex_a_shell_patch_after_cd_is_read_from_that_folder(agents: list[Bus], command: str) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    patch = "*** Begin Patch\n*** Add File: api/cd.go\n+package api\n*** End Patch\n"
+    out = hook(
+        "codex",
+        web.repo.root,
+        "PreToolUse",
+        tool_name="Bash",
+        tool_input={"command": command.format(p=patch)},
+    )
+    spec = out["hookSpecificOutput"]
+    assert (
+        spec["permissionDecision"] == "deny"
+        and "api-1 holds internal/api/" in spec["permissionDecisionReason"]
+    ), out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cd internal; apply_patch <<'EOF'\n{p}EOF\n",  # cd may fail, and the patch applies here
+        "cd internal\napply_patch <<'EOF'\n{p}EOF\n",
+        "pushd internal && apply_patch <<'EOF'\n{p}EOF\n",
+        "cd $DIR && apply_patch <<'EOF'\n{p}EOF\n",
+        "apply_patch <<'EOF'\n{p}EOF\ncd internal && apply_patch <<'EOF'\n{p}EOF\n",
+        "apply_patch <<EOF\n{p}$(true)\nEOF\n",  # an unquoted heredoc expands what it holds
+        "bash -c \"cd internal && apply_patch <<'EOF'\n{p}EOF\"",
+    ],
+)
+def test_codex_a_shell_patch_whose_folder_cannot_be_told_is_refused_saying_why(
+    agents: list[Bus], command: str
+) -> None:
+    _, web = agents  # no claim at all: the guard cannot know where the patch lands
+    patch = "*** Begin Patch\n*** Add File: api/x.go\n+package api\n*** End Patch\n"
+    out = hook(
+        "codex",
+        web.repo.root,
+        "PreToolUse",
+        tool_name="Bash",
+        tool_input={"command": command.format(p=patch)},
+    )
+    spec = out["hookSpecificOutput"]
+    assert (
+        spec["permissionDecision"] == "deny"
+        and "cannot tell which folder" in spec["permissionDecisionReason"]
+    ), out
+    absolute = "*** Begin Patch\n*** Add File: " + str(web.repo.root / "notes.txt") + "\n+x\n*** End Patch\n"
+    assert (
+        hook(
+            "codex",
+            web.repo.root,
+            "PreToolUse",
+            tool_name="Bash",
+            tool_input={"command": command.format(p=absolute)},
+        )
+        == {}
+    )
+
+
+def test_a_refused_patch_claims_none_of_its_other_files(agents: list[Bus]) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    settings.save(web.repo.common_dir, "autoclaim", True)
+    patch = (
+        "*** Begin Patch\n*** Add File: src/first.go\n+x\n*** Add File: internal/api/routes.go\n+x\n"
+        "*** Add File: src/last.go\n+x\n*** End Patch\n"
+    )
+    out = hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": patch})
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny", out
+    assert [(c.owner, c.path) for c in web.claims()] == [("api-1", "internal/api/")]
+    allowed = patch.replace("internal/api/routes.go", "src/middle.go")
+    assert (
+        hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": allowed})
+        == {}
+    )
+    mine = sorted(c.path for c in web.claims() if c.owner == "web-1")
+    assert mine == ["src/first.go", "src/last.go", "src/middle.go"]
+    assert len(web.log(kinds=["claim"])) == 2  # api-1's, and web-1's three files in one claim
+
+
+def test_a_patch_of_more_files_than_the_guard_checks_is_refused_in_one_line(agents: list[Bus]) -> None:
+    _, web = agents
+    many = GUARD_PATHS_MAX + 1
+    patch = "*** Begin Patch\n" + "".join(f"*** Add File: gen/f{i}.go\n+x\n" for i in range(many))
+    out = hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": patch})
+    reason = out["hookSpecificOutput"]["permissionDecisionReason"]
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny" and "\n" not in reason, out
+    assert f"{many} files" in reason and str(GUARD_PATHS_MAX) in reason, reason
+    fits = "*** Begin Patch\n" + "".join(f"*** Add File: gen/f{i}.go\n+x\n" for i in range(GUARD_PATHS_MAX))
+    assert (
+        hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": fits})
+        == {}
+    )

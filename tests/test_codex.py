@@ -162,3 +162,26 @@ def test_a_question_posted_as_the_turn_ends_is_told_at_stop_once(team: Team, cod
     assert hit.n > asked[0], "the question was not told after the turn's end"
     [block] = hit.where(question)
     assert "alice asked you" in block.text, block
+
+
+def test_a_shell_patch_after_cd_is_read_from_the_folder_it_changes_to(team: Team, codex: rc.Client) -> None:
+    """The hook's `cwd` is the session's folder; a `cd internal &&` in front of the patch moves it."""
+    team.gitbus("alice", "claim", "internal/api/", "--reason", "splitting handlers")
+    patch = "*** Begin Patch\n*** Add File: api/cd.go\n+package api\n*** End Patch\n"
+    with OpenAIMock(steps(shell(f"cd internal && apply_patch <<'EOF'\n{patch}EOF\n"))) as api:
+        run(team, codex, api)
+    final = requests(api)[-1]
+    [out] = final.outputs().values()
+    assert "alice holds internal/api/" in out, out
+    assert not (team.worktrees["bob"] / "internal/api/cd.go").exists()
+
+
+def test_a_patch_with_indented_headers_is_refused_too(team: Team, codex: rc.Client) -> None:
+    """Codex trims a patch's header lines before reading them: so does the guard."""
+    team.gitbus("alice", "claim", "internal/api/", "--reason", "splitting handlers")
+    patch = "*** Begin Patch\n  *** Add File: internal/api/indent.go\n+package api\n*** End Patch\n"
+    with OpenAIMock(steps(apply_patch(patch))) as api:
+        run(team, codex, api)
+    [out] = requests(api)[-1].outputs().values()
+    assert "alice holds internal/api/" in out, out
+    assert not (team.worktrees["bob"] / "internal/api/indent.go").exists()

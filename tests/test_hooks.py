@@ -1066,3 +1066,43 @@ def test_session_cursors_live_in_the_common_dir_and_git_status_stays_clean(agent
     tool_used(web.repo.root)
     assert session_dir(web, "s1").is_dir()
     assert git(web.repo.root, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("client", [[], ["codex"], ["gemini"]])
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"session_id": "\ud800"},  # a lone surrogate: valid JSON, not text a file name can hold
+        {"cwd": "/tmp\x00/x"},
+        {"cwd": "/tmp/\ud800"},
+    ],
+)
+def test_hostile_hook_input_is_one_line_not_a_traceback(
+    agents: list[Bus], client: list[str], field: dict[str, str]
+) -> None:
+    _, web, _ = agents
+    event = {"codex": "PostToolUse", "gemini": "AfterTool"}.get(client[0] if client else "", "PostToolUse")
+    data = {**payload(web.repo.root, event, tool_name="x", tool_input={}), **field}
+    r = subprocess.run(
+        [sys.executable, "-m", "gitbus", "hook", *client],
+        input=json.dumps(data),  # ensure_ascii: the surrogate travels as \ud800, as a client may send it
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and r.stdout == "", r
+    assert r.stderr.startswith("gitbus hook: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_hostile_path_in_an_edit_is_one_line_not_a_traceback(agents: list[Bus]) -> None:
+    _, web, _ = agents
+    for raw in ("internal/\x00x.go", "internal/\ud800.go"):
+        data = payload(web.repo.root, "PreToolUse", tool_name="Write", tool_input={"file_path": raw})
+        r = subprocess.run(
+            [sys.executable, "-m", "gitbus", "hook"],
+            input=json.dumps(data),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") <= 1, r.stderr

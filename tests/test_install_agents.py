@@ -77,6 +77,7 @@ def test_install_wires_every_worktree_once_and_dirties_nothing(joined: list[Path
         config = tomllib.loads((joined[2] / ".codex/config.toml").read_text())
         assert config["mcp_servers"]["gitbus"]["args"][-1] == "mcp"
         assert "Trust all and continue" in out  # how the user trusts the hooks
+        assert "main checkout" in out and "each worktree" not in out  # Codex runs the main checkout's
     else:
         assert settings["mcpServers"]["gitbus"]["args"][-1] == "mcp"
     before = snapshot(joined)
@@ -236,3 +237,62 @@ def test_a_bad_file_in_one_worktree_stops_the_install_before_any_worktree_is_wri
 def test_shared_is_for_claude_only(joined: list[Path]) -> None:
     code, _, err = gb(joined[0], "install", "codex", "--shared")
     assert code == 2 and "--shared is for claude only" in err
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_a_bare_main_repository_gets_nothing_its_worktrees_get_all(tmp_path: Path, client: str) -> None:
+    from .conftest import make_repo
+
+    source = make_repo(tmp_path / "source")
+    bare = tmp_path / "repo.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
+    trees = [tmp_path / "wt-a", tmp_path / "wt-b"]
+    for i, wt in enumerate(trees):
+        git(bare, "worktree", "add", "-q", "-b", f"b{i}", str(wt))
+    code, out, err = gb(trees[0], "install", client)
+    assert code == 0, out + err
+    hooks_file, instructions, _ = FILES[client]
+    for rel in (hooks_file, instructions, ".codex/config.toml"):
+        assert not (bare / rel).exists(), rel  # nothing in repo.git/
+    for wt in trees:
+        assert (wt / hooks_file).is_file() and "gitbus" in (wt / instructions).read_text()
+
+
+@pytest.mark.parametrize(
+    ("client", "rel", "text", "said"),
+    [
+        ("gemini", ".gemini/settings.json", '{"hooks": []}', "hooks entry that is not an object"),
+        ("gemini", ".gemini/settings.json", '{"mcpServers": []}', "mcpServers entry that is not an object"),
+        ("codex", ".codex/hooks.json", '{"hooks": {"Stop": 1}}', "not a list"),
+        ("codex", ".codex/config.toml", 'mcp_servers = { other = { command = "x" } }\n', "inline"),
+        ("codex", ".codex/config.toml", "mcp_servers = 3\n", "[mcp_servers.gitbus]"),
+    ],
+)
+def test_a_file_install_cannot_merge_into_in_the_last_worktree_changes_nothing_anywhere(
+    joined: list[Path], client: str, rel: str, text: str, said: str
+) -> None:
+    last = joined[-1]
+    (last / rel).parent.mkdir()
+    (last / rel).write_text(text)
+    before = snapshot(joined)
+    code, _, err = gb(joined[0], "install", client)
+    assert code == 1 and said in err and err.count("\n") == 1, err
+    assert "not valid TOML" not in err, err  # the user's file is valid: say what is wrong with it
+    assert snapshot(joined) == before
+    assert [git(wt, "status", "--porcelain") for wt in joined[:-1]] == ["", ""]
+
+
+def test_gemini_settings_with_comments_are_refused_saying_comments_are_why(joined: list[Path]) -> None:
+    """Gemini CLI reads its settings with comments allowed; gitbus cannot merge into them and keep
+    them, so it says so rather than calling the file broken."""
+    f = joined[1] / ".gemini/settings.json"
+    f.parent.mkdir()
+    f.write_text('{\n  // the team\'s model\n  "model": {"name": "x // not a comment"} /* end */\n}\n')
+    before = snapshot(joined)
+    for verb in ("install", "uninstall"):
+        code, _, err = gb(joined[0], verb, "gemini")
+        assert code == 1 and "comments" in err and err.count("\n") == 1, err
+        assert "not valid JSON" not in err, err
+        assert snapshot(joined) == before
+    f.write_text('{"model": "/* a string, not a comment */", "x": "//"}')
+    assert gb(joined[0], "install", "gemini")[0] == 0

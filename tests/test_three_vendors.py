@@ -5,7 +5,8 @@ alice runs Claude Code in the main checkout, bob Codex in `wt-bob`, carol Gemini
 gitbus is installed for all three. Every step is taken by a model through its client's own tools
 (the mocks' scripts decide the calls; the clients run them and their hooks): carol claims a folder,
 bob's patch into it is refused naming carol, bob asks alice a question, alice is told it at the
-start of her session and answers it, and bob's next session is told the answer, once.
+start of her session, answers it and posts a discovery, and bob's next Codex session and carol's next
+Gemini session are told what is new for them, once.
 
 Outside CI the module is skipped when any of the three clients is missing; under `CI` that fails.
 """
@@ -46,6 +47,7 @@ if not os.environ.get("CI") and (_why := "; ".join(filter(None, map(rc.missing, 
 GITBUS = shlex.quote(str(rc.VENV_BIN / "gitbus"))  # Codex's shell is a login shell: its own PATH
 QUESTION = "where do the migrations run?"
 ANSWER = "at boot, from migrations/; never by hand"
+DISCOVERY = "the test fixtures live in testdata/, one folder per service"
 
 
 @pytest.fixture
@@ -95,6 +97,8 @@ def test_three_vendors_share_one_claim_and_answer_one_question(team: Team) -> No
             assert found, f"alice was not told the question: {req.received()[-2000:]}"
             answered.append(found.group(1))
             return use("Bash", command=f'gitbus answer {found.group(1)} "{ANSWER}"', description="answer")
+        if req.step() == 1:
+            return use("Bash", command=f'gitbus discover "{DISCOVERY}"', description="share a finding")
         return say("Done.")
 
     with MockAPI(alice) as claude_api:
@@ -110,8 +114,17 @@ def test_three_vendors_share_one_claim_and_answer_one_question(team: Team) -> No
     assert answered and not claude_api.errors, claude_api.errors
     assert told_once(claude_api, QUESTION)
 
-    # bob's next Codex session is told the answer, once.
+    # bob's next Codex session is told the answer, and alice's discovery, once each.
     with OpenAIMock(rc.once_per_step({0: shell("true")})) as codex_api:
         codex(team, codex_api)
     hit = told_once(codex_api, ANSWER)
     assert "alice answered question" in hit.received(), seen(codex_api)
+    assert f'alice reported: "{DISCOVERY}"' in told_once(codex_api, DISCOVERY).received(), seen(codex_api)
+
+    # …and carol's next Gemini session is told the discovery once.
+    with GeminiMock(rc.once_per_step({0: call("run_shell_command", command="true")})) as gemini_api:
+        run_gemini(
+            rc.pinned("gemini"), team.worktrees["carol"], "Go.", gemini_env(team.home, gemini_api), gemini_api
+        )
+    told = told_once(gemini_api, DISCOVERY)
+    assert f'alice reported: "{DISCOVERY}"' in told.received(), seen(gemini_api)

@@ -21,6 +21,14 @@ from gitbus import hooks
 Out = dict[str, Any]
 
 
+class Writes(NamedTuple):
+    """The files one tool call writes, relative to the session's folder or absolute; or why they
+    cannot be told (the call is then refused: the guard fails closed)."""
+
+    paths: list[str]
+    unknown: str = ""
+
+
 class ClientMap(NamedTuple):  # not a dataclass: importing dataclasses costs the hook ~15 ms
     """One client's hook contract, as gitbus uses it."""
 
@@ -28,7 +36,7 @@ class ClientMap(NamedTuple):  # not a dataclass: importing dataclasses costs the
     # the client's event name -> the part it plays, named by the Claude Code event that plays it
     events: Mapping[str, str]
     # (tool name, tool input) -> the file paths the call writes, as the model wrote them
-    edit_paths: Callable[[str, Mapping[str, Any]], list[str]]
+    edit_paths: Callable[[str, Mapping[str, Any]], Writes]
     context: Callable[[str, str], Out]  # (client event, text) -> text put in front of the model
     deny: Callable[[str], Out]  # reason -> the tool call refused, with the reason for the model
     carry_on: Callable[[str], Out]  # text -> the turn goes on with it (the Stop reminder)
@@ -67,20 +75,21 @@ def answer(m: ClientMap, data: Mapping[str, Any], env: Mapping[str, str]) -> tup
 
 
 def _guard(m: ClientMap, event: str, data: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    """The edit guard over every file the call writes: the first refusal refuses the whole call
-    (a patch is applied whole or not at all); notes (a claim taken, a warning) are joined."""
+    """The edit guard over every file the call writes, in one check (`hooks.guard_writes`)."""
     tool_input = data.get("tool_input")
-    paths = m.edit_paths(str(data.get("tool_name") or ""), tool_input if isinstance(tool_input, dict) else {})
-    cwd = str(data.get("cwd") or os.getcwd())
-    notes: list[str] = []
-    for raw in dict.fromkeys(paths):  # the model's path is relative to the session's folder
-        one = {**data, "tool_name": "Write", "tool_input": {"file_path": os.path.join(cwd, raw)}}
-        got = said(hooks.handle(one, env)[1])
-        if got.deny:
-            return json.dumps(m.deny(got.deny))
-        if got.context and got.context not in notes:
-            notes.append(got.context)
-    return json.dumps(m.context(event, "\n".join(notes))) if notes else ""
+    writes = m.edit_paths(
+        str(data.get("tool_name") or ""), tool_input if isinstance(tool_input, dict) else {}
+    )
+    if not (writes.paths or writes.unknown):
+        return ""
+    s = hooks.session_of(data, env)
+    if s is None:
+        return ""
+    cwd = str(data.get("cwd") or os.getcwd())  # the model's paths are relative to the session's folder
+    got = said(hooks.guard_writes(s, [os.path.join(cwd, raw) for raw in writes.paths], writes.unknown))
+    if got.deny:
+        return json.dumps(m.deny(got.deny))
+    return json.dumps(m.context(event, got.context)) if got.context else ""
 
 
 def client_map(name: str) -> ClientMap | None:

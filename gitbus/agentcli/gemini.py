@@ -4,8 +4,9 @@ Gemini names its events differently (BeforeAgent, BeforeTool, AfterTool, AfterAg
 tool call with a top-level `decision: deny` and a reason. Text reaches the model from SessionStart,
 BeforeAgent and AfterTool (`hookSpecificOutput.additionalContext`), not from BeforeTool: a guard
 warning in `guard = warn` mode is not shown. AfterAgent with `decision: deny` runs the agent loop
-again with the reason, which is how the Stop reminder is given; Gemini does not set
-`stop_hook_active`, and the reminder cannot loop: what it tells is marked told. Files are written by
+again with the reason, which is how the Stop reminder is given; Gemini sets `stop_hook_active`
+(true on the run a refusal started), which keeps the reminder from looping, as what it tells is
+marked told would anyway. Files are written by
 `write_file` and `replace` (`file_path`, relative to the session's folder or absolute); shell
 commands are not read (docs/agents.md). No asyncRewake: an idle session is not woken.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gitbus.agentcli import ClientMap, Out
+from gitbus.agentcli import ClientMap, Out, Writes
 
 EVENTS = {
     "SessionStart": "SessionStart",
@@ -28,9 +29,9 @@ EVENTS = {
 EDIT_TOOLS = ("write_file", "replace")
 
 
-def edit_paths(tool: str, tool_input: Mapping[str, Any]) -> list[str]:
+def edit_paths(tool: str, tool_input: Mapping[str, Any]) -> Writes:
     path = tool_input.get("file_path")
-    return [path] if tool in EDIT_TOOLS and isinstance(path, str) and path else []
+    return Writes([path] if tool in EDIT_TOOLS and isinstance(path, str) and path else [])
 
 
 def context(event: str, text: str) -> Out:

@@ -2,7 +2,8 @@
 
 A patch is a block of `*** Begin Patch` … `*** End Patch`; each file it touches has a header line
 `*** Add File: P`, `*** Update File: P` or `*** Delete File: P`, and a move adds `*** Move to: P`.
-Paths are as the model wrote them, relative to the session's folder or absolute.
+Paths are as the model wrote them, relative to the session's folder or absolute. Codex trims a
+header line before it reads it, so an indented header writes its file too: it is read here alike.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 
 BEGIN = "*** Begin Patch"
-_HEADER = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.M)
+_HEADER = re.compile(r"^[^\S\n]*\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.M)
 
 
 def written_paths(patch: str) -> list[str]:
