@@ -3,7 +3,7 @@
 (a) Claude Code runs `gitbus hook` on every prompt and tool call. Its common case is a PostToolUse
     call for a session whose cursor is already at the bus tips: nothing to say. That whole process is
     timed against a bare `python -c pass`, in both forms the installed hooks can take (`python -m
-    gitbus hook` and the `gitbus` executable, see `gitbus.install.gitbus_command`), interleaved, and
+    gitbus hook` and the `gitbus` executable, see `gitbus.install_files.gitbus_command`), interleaved, and
     its imports are listed with `PYTHONPROFILEIMPORTTIME`.
 (b) A `gitbus watch` process runs; another process posts through the library in one worktree; this
     process polls the context files of all the other worktrees until each shows the post. Latency is
@@ -35,7 +35,7 @@ from gitbus import agents, context, gitfiles, guard, watch
 from gitbus.bus import Bus
 from gitbus.clock import SystemClock
 from gitbus.git import Repository, init_repository
-from gitbus.install import gitbus_command
+from gitbus.install_files import gitbus_command
 
 SESSION = "bench-session"
 TRAFFIC = 200  # messages on the bus before measuring: a bus in use, not an empty one

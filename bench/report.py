@@ -158,7 +158,7 @@ def _live(r: Results) -> list[str]:
         "",
         f"The installed hooks run `{h.installed}` here, that is the `{h.installed_label}` form: "
         "`gitbus install claude` writes the gitbus that ran it: its `gitbus` script when that is what ran, "
-        "else `<this python> -m gitbus` (`gitbus.install.gitbus_command`). Both "
+        "else `<this python> -m gitbus` (`gitbus.install_files.gitbus_command`). Both "
         "forms reach the same light handler (`gitbus.entry` sends `hook` past the CLI); the executable's "
         "wrapper script costs an extra `import re`.",
         "",

@@ -19,7 +19,7 @@ from pathlib import Path
 from gitbus import state
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.install import gitbus_command
+from gitbus.install_files import gitbus_command
 
 GUARD_TAG = "# gitbus commit guard"
 HOOKS = ("pre-commit", "post-commit")

@@ -26,17 +26,17 @@ from typing import Any
 
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.install import (
+from gitbus.install_files import (
     MCP_SERVER,
-    _strip_hooks,
-    _unexclude,
     check_hooks,
     check_servers,
     exclude,
     gitbus_command,
     instructions,
     put_section,
+    strip_hooks,
     take_section,
+    unexclude,
 )
 from gitbus.install_record import (
     Record,
@@ -180,7 +180,7 @@ def uninstall(repo: Repository, t: Target) -> list[Path]:
         mem = wt / t.instructions
         if not _tracked(repo, wt, t.instructions) and take_section(mem, record, ours):
             changed.append(mem)
-    _unexclude(repo, record, tuple(_excluded(t, True)))
+    unexclude(repo, record, tuple(_excluded(t, True)))
     return changed
 
 
@@ -217,7 +217,7 @@ def _without_comments(text: str) -> str:
 
 def _strip(settings: dict[str, Any], t: Target, created: set[str]) -> dict[str, Any]:
     """`settings` without gitbus's hooks and MCP server (the keys install made go with them)."""
-    out = _strip_hooks(settings, created, t.is_ours)
+    out = strip_hooks(settings, created, t.is_ours)
     servers = out.get("mcpServers")
     if t.mcp_in_json and f"mcpServers.{MCP_SERVER}" in created and isinstance(servers, dict):
         rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
@@ -292,7 +292,7 @@ def _codex_mcp_block() -> str:
 
 
 def _with_toml_block(text: str, block: str | None) -> str:
-    """`text` with our marked block replaced (or removed, for None); as `install._with_section`."""
+    """`text` with our marked block replaced (or removed, for None); as `install_files.with_section`."""
     pattern = re.compile(
         r"(?:(?<=\n)\n)?" + re.escape(TOML_START) + r".*?" + re.escape(TOML_END) + r"\n?", re.S
     )

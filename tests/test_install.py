@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gitbus.cli import app
-from gitbus.install import MARK_END, MARK_START, gitbus_command
+from gitbus.install_files import MARK_END, MARK_START, gitbus_command
 
 from .conftest import git, make_repo
 

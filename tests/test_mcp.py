@@ -30,7 +30,7 @@ from gitbus.cli import app
 from gitbus.clock import DURATION_FORMS
 from gitbus.errors import ClaimConflict
 from gitbus.hooks import handle
-from gitbus.install import gitbus_command
+from gitbus.install_files import gitbus_command
 from gitbus.mcp_server import INSTRUCTIONS, build
 from gitbus.message import MAX_TEXT_BYTES, Kind
 
