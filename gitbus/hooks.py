@@ -29,11 +29,8 @@ if TYPE_CHECKING:
     from gitbus.bus import Bus
     from gitbus.guard import Snapshot
     from gitbus.inbox import Inbox, Told
-    from gitbus.lifeline import Lifeline
 
 EDIT_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
-WAKE_POLL_SECONDS = 0.5
-WAKE_MAX_SECONDS = 8 * 3600
 STOP_REMINDERS = 5  # open questions recalled per Stop; the rest at the next ones
 CLAIMS_CHARS = 1500  # each list of claims at session start
 
@@ -332,77 +329,10 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
     return emit("Stop", text) if text else ""
 
 
-def wake_pid_file(s: Session) -> Path:
-    return state.wake_pid(s.loc.common_dir, s.agent, s.id)
-
-
-def wake(s: Session, env: Mapping[str, str]) -> int:
-    """asyncRewake: wait in the background until a message for this agent arrives; exit 2 with it.
-
-    One per session: a newer waiter replaces the pid file and the older one exits quietly. It ends
-    with its session however that ends: SessionEnd removes the pid file, and the client's death or
-    its end of our stderr closing is noticed at the next poll (`lifeline`). A headless run waits for
-    this hook before it exits, so there it returns at once."""
-    from gitbus.lifeline import Lifeline, headless  # only the waiter needs it: not on every tool call
-
-    life = Lifeline(env)
-    if headless(env, life.client_argv()):
-        return 0
-    pid_file = wake_pid_file(s)
-    me = str(os.getpid())
-    state.write_atomic(pid_file, me, prefix=".wake-")
-    try:
-        return _wait(s, life, lambda: pid_file.read_text().strip() == me)
-    except OSError:
-        return 0
-    finally:
-        with suppress(OSError):
-            if pid_file.read_text().strip() == me:
-                pid_file.unlink()
-
-
-def _wait(s: Session, life: Lifeline, still_mine: Callable[[], bool]) -> int:
-    started = time.monotonic()
-    # From what the session was last told, not from the bus as it is now: a message posted between
-    # the Stop hook and this waiter starting must wake the session too.
-    last = dict(s.cursor.tips) if s.cursor is not None else bus_tips(s.loc.common_dir)
-    while time.monotonic() - started < WAKE_MAX_SECONDS:
-        time.sleep(WAKE_POLL_SECONDS)
-        if not still_mine() or not life.alive():
-            return 0
-        tips = bus_tips(s.loc.common_dir)
-        if tips == last:
-            continue
-        last = tips
-        with s.locked():
-            if s.cursor is None and not s.resume(tips):
-                continue
-            # Wake only for a message addressed to this agent, but then tell everything new, so
-            # broadcasts before it are not skipped.
-            if not s.new_batch(tips, only_direct=True).shown:
-                continue
-            told = s.tell(tips, send=lambda text: _send(text, life, still_mine))
-        return 2 if told.text else 0
-    return 0
-
-
-def _send(text: str, life: Lifeline, still_mine: Callable[[], bool]) -> bool:
-    """Write the wake text to the client; False if it cannot have been read (the client gone, or
-    its session ended: SessionEnd took the pid file while the client was shutting down)."""
-    if not (still_mine() and life.alive()):
-        return False
-    try:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-    except OSError:
-        return False
-    return still_mine() and life.alive()
-
-
 def session_end(s: Session) -> str:
     """The session is over: its waiter, if any, sees its pid file gone and exits."""
     with suppress(OSError):
-        wake_pid_file(s).unlink()
+        state.wake_pid(s.loc.common_dir, s.agent, s.id).unlink()
     return ""
 
 
@@ -436,6 +366,8 @@ def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = Fa
     if s is None:
         return 0, ""
     if wake_mode:
+        from gitbus.waiter import wake
+
         return wake(s, env), ""
     event = data.get("hook_event_name")
     if event == "SessionStart":

@@ -26,7 +26,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
         "faces",
         (
             *("cli", "quick", "quick_args", "render", "tui/"),
-            *("mcp_server", "hooks", "agentcli/", "githooks", "demo"),
+            *("mcp_server", "hooks", "waiter", "agentcli/", "githooks", "demo"),
         ),
     ),
     8: (
@@ -285,7 +285,7 @@ def test_only_the_door_to_git_imports_pygit2() -> None:
 def test_the_import_reader_sees_function_level_imports_and_skips_type_checking() -> None:
     seen = {(i, top) for i, _line, top in imports("gitbus.hooks")}
     assert ("gitbus.cursors", True) in seen  # module level
-    assert ("gitbus.lifeline", False) in seen  # inside a function
+    assert ("gitbus.waiter", False) in seen  # inside a function
     assert ("gitbus.bus", False) in seen  # inside a function; also under TYPE_CHECKING, skipped there
     assert all(not (i == "gitbus.bus" and top) for i, top in seen)
     assert ("gitbus.tui.app", True) in {(i, top) for i, _line, top in imports("gitbus.tui")}
