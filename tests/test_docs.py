@@ -105,3 +105,14 @@ def test_config_help_names_every_setting() -> None:
 
     help_text = (ROOT / "docs" / "cli.md").read_text().split("\n## gitbus config\n", 1)[1]
     assert all(key in help_text.split("```", 2)[1] for key in settings.DEFAULTS)
+
+
+def test_the_test_index_names_every_module_and_only_test_files_that_exist() -> None:
+    index = (ROOT / "tests" / "README.md").read_text()
+    listed = set(re.findall(r"`([a-z_]+/?)`", index.split("| module | tests |", 1)[1].split("\n\n", 1)[0]))
+    modules = {p.stem for p in (ROOT / "gitbus").glob("*.py") if not p.stem.startswith("__")}
+    packages = {f"{p.name}/" for p in (ROOT / "gitbus").iterdir() if (p / "__init__.py").exists()}
+    assert modules | packages <= listed, sorted((modules | packages) - listed)
+    named = set(re.findall(r"`(test_[a-z_]+\.py)`", index))
+    missing = sorted(n for n in named if not (ROOT / "tests" / n).exists())
+    assert missing == [], missing
