@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gitbus import render
+from gitbus import render, statusview
 from gitbus.bus import Bus
 from gitbus.clock import hhmm, iso, parse_duration, parse_since
 from gitbus.errors import ClaimConflict, GitbusError
@@ -99,9 +99,9 @@ def acting_as(bus: Bus) -> str | None:
 def status(bus: Bus, out: Out, *, json_out: bool) -> None:
     s = bus.status()
     if json_out:
-        render.dump(out, render.status_json(s, acting_as(bus)))
+        render.dump(out, statusview.status_json(s, acting_as(bus)))
     else:
-        render.status(out, s, acting_as(bus))
+        statusview.status(out, s, acting_as(bus))
 
 
 def claims(bus: Bus, out: Out, *, all_: bool, json_out: bool) -> None:

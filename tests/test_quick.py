@@ -132,7 +132,7 @@ def typer_reading(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str
 
         return record
 
-    monkeypatch.setattr(cli, "_bus", opened)
+    monkeypatch.setattr(cli.root, "open_bus", opened)
     for name in COMMANDS:
         monkeypatch.setattr(quick, name, body(name))
     try:

@@ -26,7 +26,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
-from gitbus import context, render
+from gitbus import context, render, statusview
 from gitbus import paths as P
 from gitbus.bus import AgentInfo, Bus, OpenRequest, Status
 from gitbus.claims import Claim
@@ -557,8 +557,8 @@ def test_the_cli_renderers_show_forged_values_inert() -> None:
         printed(lambda con: render.message_full(con, msgs[1], msgs[2:], NOW)),
         printed(lambda con: render.claims(con, [c], NOW)),
         printed(lambda con: render.agents(con, [AgentInfo(AgentName("eve" + BAD), NOW, BAD, 1)], NOW, ME)),
-        printed(lambda con: render.status(con, status, status.me)),
-        printed(lambda con: render.dump(con, render.status_json(status, status.me))),
+        printed(lambda con: statusview.status(con, status, status.me)),
+        printed(lambda con: render.dump(con, statusview.status_json(status, status.me))),
     ]
     for out in outs:
         assert_inert(out)
