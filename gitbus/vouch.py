@@ -186,8 +186,9 @@ def _walk(
             bad[oid] = unsigned
         elif msg is None:
             bad[oid] = repo.skipped.get(oid, "not a gitbus message")
-            if bad[oid].startswith("A bus "):
-                bad[oid] = "a commit that is no valid gitbus message (" + bad[oid] + ")"
+            for prefix in ("A bus commit ", "A bus message "):  # message.decode's reasons, as one clause
+                if bad[oid].startswith(prefix):
+                    bad[oid] = "a commit that " + bad[oid][len(prefix) :].rstrip(".")
         elif msg.time > now_ms + FUTURE_MS:
             bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
         elif ref == LEDGER_REF:

@@ -178,6 +178,7 @@ def test_the_command_whose_step_replaced_a_foreign_ledger_commit_says_so(world: 
             code, _, err = gb(world.honest, "alice", *args)
         told = [line for line in err.splitlines() if foreign[:12] in line]
         assert code == 0 and len(told) == 1 and "refs/bus/ledger" in told[0], (args, err)
+        assert "(" not in told[0] and "a commit that has no gitbus trailers" in told[0], told[0]
 
 
 def test_a_peers_message_reusing_bobs_question_id_is_skipped_by_show_and_answer(world: World) -> None:
