@@ -259,6 +259,21 @@ class Repository(GitCli):
             return None
         return t if isinstance(t, pygit2.Tree) else None
 
+    def _sorted_tree(self, oid: Oid) -> pygit2.Tree | None:
+        """Tree `oid` (None: none), refused as git fsck refuses it when two entries share a name or
+        the entries are out of git's order: a reader keyed by name would see only one of the two."""
+        tree = self._tree(oid)
+        if tree is None:
+            return None
+        last: bytes | None = None
+        for e in tree:
+            raw = e.raw_name if e.raw_name is not None else b""
+            key = raw + b"/" if e.type == pygit2.enums.ObjectType.TREE else raw
+            if last is not None and key <= last:
+                raise Unreadable(f"tree {oid[:12]} has entries out of order or sharing a name")
+            last = key
+        return tree
+
     def tree_blobs(
         self, tree: Oid, prefix: str = "", max_depth: int | None = None
     ) -> Iterator[tuple[str, Oid]]:
@@ -293,8 +308,8 @@ class Repository(GitCli):
         todo: list[tuple[str, Oid | None, Oid | None]] = [("", old, new)]
         while todo:
             prefix, a, b = todo.pop()
-            ta = self._tree(a) if a else None
-            tb = self._tree(b) if b else None
+            ta = self._sorted_tree(a) if a else None
+            tb = self._sorted_tree(b) if b else None
             left = {e.name: e for e in ta if e.name is not None} if ta is not None else {}
             right = {e.name: e for e in tb if e.name is not None} if tb is not None else {}
             for name in sorted(left.keys() | right.keys()):

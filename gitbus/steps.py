@@ -9,11 +9,13 @@ lost race. `Bus` builds steps from what the user asked; sync rebuilds them from 
 
 What a step may do is checked on every ledger commit sync takes in (`problem`): the ledger's state is
 its tip's tree, and anyone with push access to the remote can write a tree.
-So a ledger commit sync takes in must be a step gitbus could have written: its tree differs from
-its parent's only in ways the step its message names, by the agent it names, may change it. A claim
-adds or refreshes entries owned by its sender on the paths it names, and removes only its sender's
-own entries or others' that were open to take-over (expired past the skew margin) at its time; a
-release removes its sender's entries (another's only when it records the release as forced); a
+So a ledger commit sync takes in must be a step gitbus could have written: one parent (gitbus
+writes no ledger merge), and a tree that differs from its parent's only in ways the step its message
+names, by the agent it names, may change it. A claim adds or refreshes entries owned by its sender on
+the paths it names, in their folded slots, overlapping no other agent's live claim, and removes only
+its sender's own entries or others' that were open to take-over (expired past the skew margin) at
+the earlier of its time and the checking clone's clock; a release removes its sender's entries
+(another's only when it records the release as forced, with a reason); a
 renew changes only its sender's entries, which stay its; a take writes the request's entry for its
 sender; a done marks done a request its sender took; anything else changes nothing. An entry that
 does not read as a claim or request holds nothing: a step may remove or replace it, never write one.
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gitbus import claims as C
 from gitbus import delegation as D
 from gitbus.clock import hhmm
-from gitbus.errors import Conflict, GitbusError, NotFound
+from gitbus.errors import Conflict, GitbusError, NotFound, Unreadable
 from gitbus.gitfiles import Commit, Oid
 from gitbus.ids import EVERYONE, AgentName, MessageId
 from gitbus.ledger import Change, Ledger, load_entry
@@ -276,22 +278,41 @@ def redecide(state: Ledger, msg: Message, now: int, lease_now: int | None = None
     return None if step is None else step.decide(state, now, msg.id, lease_now)
 
 
-def problem(repo: Repository, commit: Commit, msg: Message) -> str | None:
+def problem(repo: Repository, commit: Commit, msg: Message, now_ms: int | None = None) -> str | None:
     """Why ledger commit `commit` (whose message is `msg`) is no step its sender may take on its
-    parent's state, or None when it is one."""
+    parent's state, or None when it is one. Take-overs are judged at the earlier of the step's time
+    and `now_ms`, the vouching clone's clock: a step stamped ahead cannot make live claims expire."""
+    if len(commit.parents) > 1:
+        return f"a ledger merge by {msg.sender} ({msg.id}): gitbus writes the ledger one step at a time"
     parent_tree: Oid | None = None
     if commit.parents:
         try:
             parent_tree = repo.read_commit(commit.parents[0]).tree
         except GitbusError:
             parent_tree = None
-    diff = repo.tree_diff(parent_tree, commit.tree, MAX_STEP_CHANGES)
+    try:
+        diff = repo.tree_diff(parent_tree, commit.tree, MAX_STEP_CHANGES)
+    except Unreadable as e:
+        return f"a {msg.kind.value} by {msg.sender} whose {str(e).rstrip('.')} ({msg.id})"
     if diff is None:
         return f"a ledger step changing more than {MAX_STEP_CHANGES} entries ({msg.id})"
+    lease_now = msg.time if now_ms is None else min(msg.time, now_ms)
+    written: list[C.Claim] = []
     for path, old, new in diff:
-        why = _entry_problem(repo, msg, path, old, new)
+        why = _entry_problem(repo, msg, path, old, new, lease_now)
         if why is not None:
             return f"a {msg.kind.value} by {msg.sender} that {why} ({msg.id})"
+        claim = _claim(repo, new, path) if path.startswith(C.ROOT + "/") and path.endswith("/@") else None
+        if claim is not None:
+            written.append(claim)
+    state = Ledger(repo, commit.tree)
+    for claim in written:  # the same rule as `Claim.decide`: no live claim of another overlaps it
+        for c in C.overlapping(state, claim.path):
+            if c.owner != claim.owner and not c.open_to_others(lease_now):
+                return (
+                    f"a {msg.kind.value} by {msg.sender} that writes a claim on {claim.path} "
+                    f"over {c.owner}'s live claim on {c.path} ({msg.id})"
+                )
     return None
 
 
@@ -323,13 +344,22 @@ def _request(repo: Repository, oid: Oid | None, path: str) -> D.RequestState | N
     return state if path == D.slot(state.request) else None
 
 
-def _entry_problem(repo: Repository, msg: Message, path: str, old: Oid | None, new: Oid | None) -> str | None:
+def _entry_problem(
+    repo: Repository, msg: Message, path: str, old: Oid | None, new: Oid | None, lease_now: int
+) -> str | None:
     """Why this one changed entry is not the step's to change, or None."""
     if path.startswith(C.ROOT + "/") and path.endswith("/@"):
         before, after = _claim(repo, old, path), _claim(repo, new, path)
         if new is not None and after is None:
             return f"writes an entry at {path} that is no claim in its slot"
-        return _claim_change(msg, before, after)  # an unreadable entry holds no claim: nothing lost
+        if after is not None and path != C.slot(after.path):
+            # gitbus writes a claim in its folded slot; only a claim an older gitbus wrote in its
+            # spelling's slot is renewed where it stands
+            renewed = before is not None and before.owner == after.owner
+            renewed = renewed and before is not None and C.same_path(before.path, after.path)
+            if not renewed or msg.kind is not Kind.RENEW:
+                return f"writes a claim on {after.path} at {path}, not in its slot {C.slot(after.path)}"
+        return _claim_change(msg, before, after, lease_now)  # an unreadable entry holds no claim
     if path.startswith("requests/"):
         was, now = _request(repo, old, path), _request(repo, new, path)
         if new is not None and now is None:
@@ -338,7 +368,9 @@ def _entry_problem(repo: Repository, msg: Message, path: str, old: Oid | None, n
     return None if new is None else f"writes {path}, outside claims/ and requests/"
 
 
-def _claim_change(msg: Message, before: C.Claim | None, after: C.Claim | None) -> str | None:
+def _claim_change(
+    msg: Message, before: C.Claim | None, after: C.Claim | None, lease_now: int
+) -> str | None:
     me, kind = msg.sender, msg.kind
     if after is not None:
         if kind not in (Kind.CLAIM, Kind.RENEW) or msg.get("dropped"):
@@ -354,8 +386,11 @@ def _claim_change(msg: Message, before: C.Claim | None, after: C.Claim | None) -
             return f"renews {before.owner}'s claim on {before.path}"
         forced = f"{before.owner} {before.path}" in {v for k, v in msg.meta if k == "forced"}
         if kind is Kind.RELEASE and forced and not msg.get("dropped"):
-            return None
-        if kind is Kind.CLAIM and not msg.get("dropped") and before.open_to_others(msg.time):
+            # as `Release.decide`: a forced release records its reason for the owner
+            if msg.text.strip():
+                return None
+            return f"force-releases {before.owner}'s claim on {before.path} giving no reason"
+        if kind is Kind.CLAIM and not msg.get("dropped") and before.open_to_others(lease_now):
             return None
         return f"removes {before.owner}'s claim on {before.path}"
     if before is not None and after is None and kind not in (Kind.CLAIM, Kind.RELEASE):

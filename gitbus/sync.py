@@ -295,8 +295,8 @@ class RemoteArbiter:
         if self.replaces is not None:
             refusal = next(r for r in self.report.refused if r.ref == LEDGER_REF)
             self.notices.append(
-                f"replaced {self.replaces[:12]} on {LEDGER_REF} of '{self.remote}', which sync refuses "
-                f"({refusal.reason}), with this step on the last one it vouched for"
+                f"replaced {self.replaces[:12]} on {LEDGER_REF} of '{self.remote}' with this step, decided "
+                f"on the last step sync vouched for, since sync refuses what was there: {refusal.reason}"
             )
         for ref in (tracking(self.remote) + "ledger", LEDGER_REF):
             for _ in range(ROUNDS):  # a compare-and-swap retry loop

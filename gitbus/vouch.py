@@ -67,7 +67,7 @@ def check(
     if kind != "commit":
         what = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
         return _put_back(repo, remote, ref, tracking_ref, after, before, what)
-    if before is not None and repo.object_kind(before) == "commit" and not repo.is_ancestor(before, after):
+    if before is not None and repo.object_kind(before) == "commit" and not _keeps(repo, ref, before, after):
         return _put_back(
             repo,
             remote,
@@ -90,6 +90,24 @@ def check(
     if bad is None:
         return None
     return _put_back(repo, remote, ref, tracking_ref, after, keep if keep is not None else before, bad)
+
+
+def _keeps(repo: Repository, ref: str, old: Oid, tip: Oid) -> bool:
+    """True when `tip` still holds `old`: as an ancestor, and on the ledger by first parents."""
+    return _on_first_parents(repo, old, tip) if ref == LEDGER_REF else repo.is_ancestor(old, tip)
+
+
+def _on_first_parents(repo: Repository, old: Oid, tip: Oid) -> bool:
+    """True when ledger commit `old` is reached from `tip` by first parents: the ledger is one line
+    of steps, so an old tip reached only through a merge's other parent was dropped from its state."""
+    at: Oid | None = tip
+    while at is not None and at != old:  # iterative; each step is a new commit the walk reads anyway
+        try:
+            parents = repo.read_commit(at).parents
+        except Unreadable:
+            return False
+        at = parents[0] if parents else None
+    return at == old
 
 
 def signed_by(signer: str, sender: str) -> bool:
@@ -168,12 +186,13 @@ def _walk(
             bad[oid] = unsigned
         elif msg is None:
             bad[oid] = repo.skipped.get(oid, "not a gitbus message")
-            if bad[oid].startswith("A bus "):
-                bad[oid] = "a commit that is no valid gitbus message (" + bad[oid] + ")"
+            for prefix in ("A bus commit ", "A bus message "):  # message.decode's reasons, as one clause
+                if bad[oid].startswith(prefix):
+                    bad[oid] = "a commit that " + bad[oid][len(prefix) :].rstrip(".")
         elif msg.time > now_ms + FUTURE_MS:
             bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
         elif ref == LEDGER_REF:
-            why = steps.problem(repo, commit, msg)
+            why = steps.problem(repo, commit, msg, now_ms)
             if why is not None:
                 bad[oid] = why
     if not bad:

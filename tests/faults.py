@@ -1156,8 +1156,10 @@ def hostile_remote_scenario(root: Path, size: Size) -> Result:
         "the hooks SessionStart, UserPromptSubmit, PostToolUse, PreToolUse and Stop: each exits with its "
         "normal code, with no traceback. Every valid message is still shown; the clone that held the "
         f"ledger keeps all of it after syncing. **{working} of {clones} clones kept working; messages lost: "
-        f"{lost}; the {after} messages posted after the attacks reached {delivered} of the {expected} "
-        "clones asked for them.** The "
+        f"{lost}; the {after} messages posted after the attacks were shown {delivered} of the {expected} "
+        "times a clone was asked for one"
+        + (f" (these {clones} clones and the clone requiring signatures)" if signer_pushed else "")
+        + ".** The "
         f"clones that synced refused {refused} of the {pushed - signer_pushed} bad refs pushed to them, one "
         "line each naming the ref and the reason "
         "(a ledger step whose tree plants, drops or renews a claim in another agent's name among them); "

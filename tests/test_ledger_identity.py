@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from .conftest import git
 from .conftest import raw_git as run_git
 from .test_hostile_remote import (
     BASE_TIME,
+    EMPTY_TREE,
     World,
     alice_claim,
     claim_tree,
@@ -176,6 +178,7 @@ def test_the_command_whose_step_replaced_a_foreign_ledger_commit_says_so(world: 
             code, _, err = gb(world.honest, "alice", *args)
         told = [line for line in err.splitlines() if foreign[:12] in line]
         assert code == 0 and len(told) == 1 and "refs/bus/ledger" in told[0], (args, err)
+        assert "(" not in told[0] and "a commit that has no gitbus trailers" in told[0], told[0]
 
 
 def test_a_peers_message_reusing_bobs_question_id_is_skipped_by_show_and_answer(world: World) -> None:
@@ -198,3 +201,117 @@ def test_a_peers_message_reusing_bobs_question_id_is_skipped_by_show_and_answer(
     alice = Bus.open(world.honest, "alice")
     assert alice.answer(q.id, "alice does").to == "bob"
     assert any("reuses the id" in why for why in alice.repo.skipped.values()), alice.repo.skipped
+
+
+def _mallorys_claim(w: World, path: str, at: int, mid: str) -> dict[str, object]:
+    """A claim entry of mallory's on `path` as gitbus would write it, stamped `at`."""
+    return {
+        **alice_claim(w),
+        "path": path,
+        "owner": "mallory",
+        "claimed_at": at,
+        "expires_at": at + 1_800_000,
+        "ttl_ms": 1_800_000,
+        "id": mid,
+    }
+
+
+def _claim_msg(path: str, at: int, mid: str, *meta: str) -> str:
+    return trailers(
+        kind="claim",
+        sender="mallory",
+        paths=(path,),
+        time=at,
+        mid=mid,
+        meta=(f"expires={at + 1_800_000}", "ttl=1800000", *meta),
+    )
+
+
+def test_a_ledger_merge_is_refused_whichever_parent_holds_the_old_tip(world: World) -> None:
+    """gitbus writes the ledger one step at a time: a merge could set any state, judged against one
+    parent only; and an old tip reached only through a merge's second parent was dropped."""
+    p, now = world.peer, int(time.time() * 1000)
+    tip = p.remote_ref("refs/bus/ledger")
+    assert tip
+    empty = p.commit(
+        trailers(kind="renew", sender="mallory", mid="00000000000000c5", time=now), (), EMPTY_TREE
+    )
+    merge = trailers(kind="renew", sender="mallory", mid="00000000000000c6", time=now)
+    _refused_and_kept(world, p.commit(merge, (tip, empty), EMPTY_TREE), "a ledger merge by mallory")
+    honest_tip = git(world.honest, "rev-parse", "refs/bus/ledger").strip()
+    p.push(p.commit(merge, (empty, tip), EMPTY_TREE), "refs/bus/ledger")
+    code, _, err = gb(world.honest, "alice", "sync")
+    lines = [line for line in err.splitlines() if "refs/bus/ledger" in line]
+    assert code == 0 and len(lines) == 1 and "rewritten" in lines[0], err
+    assert git(world.honest, "rev-parse", "refs/bus/ledger").strip() == honest_tip
+    held = {(c.owner, c.path) for c in all_claims(current(Repository.open(world.honest)))}
+    assert held == {("alice", "internal/api/")}, held
+
+
+def test_a_claim_stamped_hours_ahead_does_not_take_over_a_live_claim(world: World) -> None:
+    """Within the day ahead a clock may be, a step's own time must not make a live lease expire."""
+    ahead = int(time.time() * 1000) + 3 * 3_600_000
+    entry = _mallorys_claim(world, "internal/api/", ahead, "00000000000000c1")
+    tree = claim_tree(world, ["claims", "_internal", "_api", "@"], entry)
+    msg = _claim_msg("internal/api/", ahead, "00000000000000c1", "took-over=alice internal/api/")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg), "removes alice's claim on internal/api/")
+
+
+@pytest.mark.parametrize("planted_first", [True, False])
+def test_a_tree_with_two_entries_of_one_name_is_refused(world: World, planted_first: bool) -> None:
+    """A reader keyed by name sees one of two same-named entries: git fsck refuses such a tree."""
+    p, now = world.peer, int(time.time() * 1000)
+    tip = p.remote_ref("refs/bus/ledger")
+    alices = run_git(p.work, "rev-parse", f"{tip}:claims/_internal/_api")
+    entry = _mallorys_claim(world, "internal/api/", now, "00000000000000f1")
+    mallorys = p.tree({"@": ("blob", p.blob((json.dumps(entry) + "\n").encode()))})
+
+    def raw_tree(entries: list[tuple[str, str]]) -> str:
+        data = b"".join(f"40000 {name}".encode() + b"\0" + bytes.fromhex(oid) for name, oid in entries)
+        return run_git(p.work, "hash-object", "--literally", "-t", "tree", "-w", "--stdin", input=data)
+
+    pair = [mallorys, alices] if planted_first else [alices, mallorys]
+    internal = raw_tree([("_api", pair[0]), ("_api", pair[1])])
+    root = raw_tree([("claims", raw_tree([("_internal", internal)]))])
+    msg = trailers(kind="renew", sender="mallory", time=now, mid="00000000000000f2")
+    _refused_and_kept(world, ledger_on_top(world, root, msg), "entries out of order or sharing a name")
+
+
+def test_a_claim_inside_alices_live_claim_is_refused(world: World) -> None:
+    now = int(time.time() * 1000)
+    entry = _mallorys_claim(world, "internal/api/x.go", now, "00000000000000c3")
+    tree = claim_tree(world, ["claims", "_internal", "_api", "_x.go", "@"], entry)
+    msg = _claim_msg("internal/api/x.go", now, "00000000000000c3")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg), "over alice's live claim on internal/api/")
+
+
+def test_a_claim_in_a_case_variant_slot_is_refused(world: World) -> None:
+    """gitbus writes a claim in its folded slot: another spelling would stand beside a live claim."""
+    now = int(time.time() * 1000)
+    entry = _mallorys_claim(world, "internal/api/", now, "00000000000000c4")
+    tree = claim_tree(world, ["claims", "_Internal", "_api", "@"], entry)
+    msg = _claim_msg("internal/api/", now, "00000000000000c4")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg), "not in its slot claims/_internal/_api/@")
+
+
+def test_a_forced_release_giving_no_reason_is_refused(world: World) -> None:
+    tree = tree_without(world, "claims/_internal/_api/@")
+    msg = trailers(
+        kind="release",
+        sender="mallory",
+        paths=("internal/api/",),
+        text="",
+        mid="00000000000000e1",
+        meta=("forced=alice internal/api/",),
+    )
+    _refused_and_kept(world, ledger_on_top(world, tree, msg), "giving no reason")
+
+
+def test_a_forced_release_with_its_reason_from_another_clone_is_taken_in(world: World) -> None:
+    b = fresh_clone(world, "b")
+    assert gb(b, "carol", "sync")[0] == 0
+    Bus.open(b, "carol").release(["internal/api/"], force=True, reason="alice is away")
+    assert gb(b, "carol", "sync")[0] == 0
+    code, _, err = gb(world.honest, "alice", "sync")
+    assert code == 0 and "refused" not in err, err
+    assert not all_claims(current(Repository.open(world.honest)))
