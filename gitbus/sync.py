@@ -26,6 +26,7 @@ from gitbus.chains import chain_time
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name, new_message_id
+from gitbus.inert import inert
 from gitbus.ledger import Change, Ledger, write_change
 from gitbus.message import Kind, Message, decode
 from gitbus.notes import NOTES_REF
@@ -244,7 +245,13 @@ class RemoteArbiter:
                     "pass --offline to act locally, and have the remote's ledger repaired."
                 )
             if theirs:
+                told = len(self.report.dropped)
                 follow(self.repo, LEDGER_REF, theirs, self.report, LEDGER)
+                # An earlier offline step that lost on the remote's tip: the command says so (issue 16).
+                for m in self.report.dropped[told:]:
+                    line = inert(m.text, 400)
+                    if line not in self.notices:  # a round after a lost race replays it again
+                        self.notices.append(line)
             ours = self.repo.ref(LEDGER_REF)
             if refusal is not None:
                 self.replaces = refusal.fetched

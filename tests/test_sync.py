@@ -431,6 +431,19 @@ def test_an_offline_claim_that_lost_is_dropped_at_sync_and_its_agent_told(pair: 
     assert not [m for m in alice.inbox() if m.get("dropped")], "alice was told of bob's drop"
 
 
+def test_the_online_step_that_drops_an_earlier_offline_claim_says_so(pair: tuple[Bus, Bus]) -> None:
+    """Issue 16: reconciliation is told by the command that caused it, not only in the inbox."""
+    alice, bob = pair
+    lost = offline(bob).claim(["internal/"], reason="offline on a train")
+    alice.claim(["internal/api/"])  # the remote grants alice: it never saw bob's claim
+    bob.claim(["docs/"])  # online: bob's offline steps are re-decided on the remote's tip first
+    told = [n for n in bob.notices if lost.id in n]
+    assert len(told) == 1 and "dropped" in told[0] and "\n" not in told[0], bob.notices
+    assert "alice holds internal/api/" in told[0], told[0]
+    code, _, err = gb(bob.repo.root, "bob", "claim", "config/")  # and nothing twice
+    assert code == 0 and lost.id not in err, err
+
+
 def test_a_dropped_note_survives_a_second_pull_before_it_is_pushed(pair: tuple[Bus, Bus]) -> None:
     alice, bob = pair
     lost = offline(bob).claim(["internal/"])
