@@ -11,16 +11,34 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gitbus import state
-from gitbus.gitfiles import bus_tips
+from gitbus.gitfiles import Location, bus_tips
+from gitbus.ids import AgentName
 from gitbus.lifeline import Lifeline, headless
 
 if TYPE_CHECKING:
-    from gitbus.hooks import Session
+    from gitbus.cursors import SessionCursor
+    from gitbus.delivery import Batch
+    from gitbus.inbox import Told
+
+
+class Session(Protocol):
+    """What the waiter needs of a hook session (`hooks.Session` is one); a protocol, so the waiter
+    does not import the hook handler that starts it."""
+
+    loc: Location
+    agent: AgentName
+    id: str
+    cursor: SessionCursor | None
+
+    def locked(self) -> AbstractContextManager[None]: ...
+    def resume(self, tips: Mapping[str, str]) -> bool: ...
+    def new_batch(self, tips: Mapping[str, str], only_direct: bool = False) -> Batch: ...
+    def tell(self, tips: Mapping[str, str], send: Callable[[str], bool] | None = None) -> Told: ...
 
 WAKE_POLL_SECONDS = 0.5
 WAKE_MAX_SECONDS = 8 * 3600
