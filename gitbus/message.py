@@ -208,6 +208,24 @@ def decode(raw: str) -> Message:
     return msg
 
 
+def stamped_after(raw: str, limit: int) -> bool:
+    """True when commit message `raw` may be a message stamped after `limit`: a `Gitbus-Time` line
+    holds such a time. False proves that `decode(raw)`, if it succeeds, has a time at or before
+    `limit`, without decoding: vouching for a long fetched chain reads only that line of each."""
+    at = raw.find(_TIME_LINE)
+    while at >= 0:
+        start = at + len(_TIME_LINE)
+        end = raw.find("\n", start)
+        value = raw[start : end if end >= 0 else len(raw)]
+        if _TIME.match(value) and int(value) > limit:
+            return True
+        at = raw.find(_TIME_LINE, start)
+    return False
+
+
+_TIME_LINE = "\nGitbus-Time: "
+
+
 def full_id(text: str) -> str:
     """`text` if it is a whole message id (16 lowercase hex digits), else a one-line error."""
     if not _FULL_ID.match(text):
