@@ -27,6 +27,7 @@ from pathlib import Path
 
 import synth
 from helpers import ROOT, hermetic_env, log, workdir
+from measure import verdict
 
 from gitbus import cursors
 from gitbus.bus import Bus
@@ -132,56 +133,115 @@ def _med(v: Sequence[float]) -> str:
     return f"{statistics.median(v):,.0f}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--messages", type=int, default=100_000)
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--before", type=Path, help="an unpacked older gitbus tree to measure beside this one")
-    ap.add_argument("--layout", default="gc", choices=("gc", "loose"))
-    args = ap.parse_args(argv)
-    with workdir() as work:
-        env = hermetic_env(work / "home")
-        log(f"flood: building {args.messages:,} messages ({args.layout})")
-        f = build(work / "bus", args.messages, env, args.layout)
-        hook_in = json.dumps(POST_TOOL_USE | {"cwd": str(f.root)}).encode()
-        trees = {"now": ROOT} | ({"before": args.before} if args.before else {})
-        cases = []
-        for who, code in trees.items():
-            cases += [
-                Case(f"{who}|hook|flood", code, ("hook",), "flood", hook_in),
-                Case(f"{who}|hook|one", code, ("hook",), "one", hook_in),
-                Case(f"{who}|inbox|flood", code, ("inbox",), "flood"),
-                Case(f"{who}|inbox|one", code, ("inbox",), "one"),
-            ]
-        cases.append(Case("python|import pygit2|-", ROOT, ("-c", "import pygit2"), "one"))
-        log(f"flood: {len(cases)} commands x {args.reps}")
-        runs = timed(f, cases, args.reps, env)
-        log("flood: the whole history through the library")
-        reads = history_reads(f.root, args.reps)
-    n = f"{args.messages:,}"
+HOOK_GOAL_S, HOOK_GOAL_MB, INBOX_GOAL_S, HISTORY_GOAL_S = 0.100, 80, 0.200, 1.0  # issue 16's figures
+
+
+@dataclass(frozen=True)
+class FloodBench:
+    messages: int
+    layout: str
+    reps: int
+    before: str | None  # what the "before" tree is, when measured
+    runs: dict[str, Runs]  # "who|what|state" -> runs
+    reads: dict[str, tuple[float, ...]]  # "all" / "tail" -> seconds
+
+
+def flood_bench(work: Path, messages: int, reps: int, before: Path | None, layout: str = "gc",
+                before_label: str | None = None) -> FloodBench:
+    env = hermetic_env(work / "home")
+    log(f"flood: building {messages:,} messages ({layout})")
+    f = build(work / "flood-bus", messages, env, layout)
+    hook_in = json.dumps(POST_TOOL_USE | {"cwd": str(f.root)}).encode()
+    trees = {"now": ROOT} | ({"before": before} if before else {})
+    cases = []
+    for who, code in trees.items():
+        cases += [
+            Case(f"{who}|hook|flood", code, ("hook",), "flood", hook_in),
+            Case(f"{who}|hook|one", code, ("hook",), "one", hook_in),
+            Case(f"{who}|inbox|flood", code, ("inbox",), "flood"),
+            Case(f"{who}|inbox|one", code, ("inbox",), "one"),
+        ]
+    cases.append(Case("python|import pygit2|-", ROOT, ("-c", "import pygit2"), "one"))
+    log(f"flood: {len(cases)} commands x {reps}")
+    runs = timed(f, cases, reps, env)
+    log("flood: the whole history through the library")
+    reads = history_reads(f.root, reps)
+    return FloodBench(messages, layout, reps, before_label or (str(before) if before else None), runs, reads)
+
+
+def _median(r: Runs) -> float:
+    return statistics.median(r.seconds)
+
+
+def goal_rows(fb: FloodBench) -> list[str]:
+    n = f"{fb.messages:,}"
+    hook, inbox = fb.runs["now|hook|flood"], fb.runs["now|inbox|flood"]
+    whole = statistics.median(fb.reads["all"])
+    rss = statistics.median(hook.rss_mb)
+    return [
+        f"| a hook call (PostToolUse), {n} unread, whole process ≤ {HOOK_GOAL_S * 1000:.0f} ms (§ 14) | "
+        f"{_median(hook) * 1000:,.0f} ms | {verdict(_median(hook) <= HOOK_GOAL_S)} |",
+        f"| a hook call, {n} unread, peak memory ≤ {HOOK_GOAL_MB} MB (§ 14) | {rss:,.0f} MB | "
+        f"{verdict(rss <= HOOK_GOAL_MB)} |",
+        f"| `gitbus inbox` first page, {n} unread, whole process ≤ {INBOX_GOAL_S * 1000:.0f} ms (§ 14) | "
+        f"{_median(inbox) * 1000:,.0f} ms | {verdict(_median(inbox) <= INBOX_GOAL_S)} |",
+        f"| the whole history of {n} messages through the library (`Bus.log(None)`) ≤ {HISTORY_GOAL_S:.0f} s "
+        f"(§ 14) | {whole:,.2f} s | {verdict(whole <= HISTORY_GOAL_S)} |",
+    ]
+
+
+def section(fb: FloodBench, number: int) -> list[str]:
+    n = f"{fb.messages:,}"
+    before = (f' "before" is {fb.before}, run the same way (its code first on PYTHONPATH).'
+              if fb.before else "")
     lines = [
-        "| command | code | unread | wall median (ms) | min – max | peak RSS (MB) | printed |",
+        f"## {number}. Under a flood",
+        "",
+        f"A session far behind (issue 16): a bus of {n} messages over {AGENTS} agent chains "
+        f"({'after `git gc`' if fb.layout == 'gc' else 'loose objects'}), agent `reader`'s read cursor and "
+        f"its hook session's on each chain's first message, so {n} are unread; beside it the same bus "
+        "with 1 unread. Before each run the state directory is put back, so every run does the same "
+        f"work. Whole process, {fb.reps} runs each after an untimed one, the order rotating; peak memory "
+        f"is GNU time's maximum resident set (`bench/flood.py`).{before} A hook call reads back from the "
+        "tips at most `HOOK_WINDOW` (200) messages for the agent and tells the newest; `gitbus inbox` "
+        "past `INBOX_WINDOW` (1,000) unread prints the newest page and stops (docs/claude-code.md, "
+        "docs/cli.md).",
+        "",
+        "| command | code | unread | wall median | min – max | peak RSS | printed |",
         "|---|---|---:|---:|---|---:|---:|",
     ]
-    for label, r in runs.items():
+    for label, r in fb.runs.items():
         who, what, state = label.split("|")
         cmd = COMMANDS.get(what, f"`python -c '{what}'`")
         unread = {"flood": n, "one": "1"}.get(state, "–")
         lines.append(
-            f"| {cmd} | {who} | {unread} | {_med([s * 1000 for s in r.seconds])} | "
-            f"{min(r.seconds) * 1000:,.0f} – {max(r.seconds) * 1000:,.0f} | {_med(r.rss_mb)} | "
+            f"| {cmd} | {who} | {unread} | {_med([s * 1000 for s in r.seconds])} ms | "
+            f"{min(r.seconds) * 1000:,.0f} – {max(r.seconds) * 1000:,.0f} | {_med(r.rss_mb)} MB | "
             f"{r.out_bytes:,} B |"
         )
     lines += [
         "",
-        "| library read | median (ms) | min – max |",
+        "| library read, in process | median | min – max |",
         "|---|---:|---|",
     ]
-    for label, v in reads.items():
-        what = f"`Bus.log(None)`: all {n} messages" if label == "all" else "`Bus.log(20)`"
+    for label, v in fb.reads.items():
+        what = f"`Bus.log(None)`: all {n} messages, newest first" if label == "all" else "`Bus.log(20)`"
         spread = f"{min(v) * 1000:,.0f} – {max(v) * 1000:,.0f}"
-        lines.append(f"| {what} | {_med([s * 1000 for s in v])} | {spread} |")
-    print("\n".join(lines))
+        lines.append(f"| {what} | {_med([s * 1000 for s in v])} ms | {spread} |")
+    return [*lines, ""]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--before", type=Path, help="an unpacked older gitbus tree to measure beside this one")
+    ap.add_argument("--before-label", help="how the report names that tree (say, `main` at 527e864)")
+    ap.add_argument("--layout", default="gc", choices=("gc", "loose"))
+    args = ap.parse_args(argv)
+    with workdir() as work:
+        fb = flood_bench(work, args.messages, args.reps, args.before, args.layout, args.before_label)
+    print("\n".join([*section(fb, 14), "", *goal_rows(fb)]))
     return 0
 
 
