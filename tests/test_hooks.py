@@ -728,6 +728,19 @@ def test_a_long_backlog_waits_in_the_inbox_and_the_sessions_news_is_not_repeated
     assert web.inbox() == [] and tool_used(here) == ""
 
 
+def test_session_start_counts_unread_past_the_cap_as_more_than_the_cap(
+    agents: list[Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count stops one past the cap: it says "more than N", not that one-past figure."""
+    api, web, _ = agents
+    monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 5)
+    monkeypatch.setattr("gitbus.bus.UNREAD_COUNT_MAX", 5)
+    web.inbox(mark_read=True)
+    for k in range(7):
+        api.discover(f"news {k}")
+    assert "more than 5 unread message(s)" in start(web.repo.root)
+
+
 def test_a_session_far_behind_reads_a_window_is_told_the_newest_and_the_rest_stays_unread(
     agents: list[Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
