@@ -28,11 +28,10 @@ from gitbus.message import Message
 
 UNREAD_COUNT_MAX = 1000  # `status` counts unread messages exactly up to this many (it reads one more)
 SESSION_BACKLOG = 20  # unread messages a new hook session is told; past that they wait in the inbox
-HOOK_WINDOW = (
-    200  # messages for the agent one hook call reads back from the tips; a session further behind is
-)
-# told the newest, and the older ones wait in `gitbus inbox` (issue 16: a flood must not outlast the
-# client's hook timeout)
+# Messages for the agent one hook call reads back from the tips: a session further behind is told
+# the newest, and the older ones wait in `gitbus inbox` (issue 16: a flood must not outlast the
+# client's hook timeout, nor be decoded whole on every tool call).
+HOOK_WINDOW = 200
 WALK_MAX = 4  # a windowed walk reads at most this many commits per message it wants
 INBOX_WINDOW = 1000  # messages `gitbus inbox` and the MCP inbox read back at most per page
 
@@ -199,7 +198,7 @@ class Inbox:
         """What this agent has not seen, as much as fits in `budget` characters of facts, and how
         many more wait; marks seen only what is returned (for the agent and its hook sessions).
 
-        Oldest first while the unread fit in `INBOX_WINDOW` commits; past that, the newest that fit
+        Oldest first while the unread fit in `INBOX_WINDOW` messages; past that, the newest that fit
         (`Page.newest`), remembered by id, and the next call gives the ones before them."""
         with cursors.agent_lock(self.repo, self.agent):  # two servers of one agent: each gets its own
             tips = self.tips()
