@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import crowd
+import flood
 import history
 import live
 import manyclaims
@@ -61,6 +62,7 @@ class Results:
     tui: tui.TuiBench | None = None  # first paint of `gitbus tui` (bench/tui.py)
     realclient: realclient.RealClientBench | None = None  # a real `claude -p` turn, with and without gitbus
     startup: startup.StartupBench | None = None  # the everyday commands in a regular install (startup.py)
+    flood: flood.FloodBench | None = None  # a hook call and `gitbus inbox` far behind (flood.py)
 
 
 def _ops(s: Series) -> str:
@@ -127,6 +129,7 @@ def _goal_rows(r: Results) -> list[str]:
     rows += search.goal_rows(r.searched) if r.searched else []
     rows += crowd.goal_rows(r.crowd) if r.crowd else []
     rows += tui.goal_rows(r.tui) if r.tui else []
+    rows += flood.goal_rows(r.flood) if r.flood else []
     rows += realclient.goal_rows(r.realclient) if r.realclient else []
     return rows
 
@@ -372,6 +375,7 @@ def render(r: Results) -> str:
         *(history.section(r.reads, r.sizes, 10) if r.reads and r.sizes else []),
         *(tui.section(r.tui, 12) if r.tui else []),
         *(realclient.section(r.realclient, 13) if r.realclient else []),
+        *(flood.section(r.flood, 14) if r.flood else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import agentmail
 import crowd
+import flood
 import floor
 import history
 import live
@@ -81,6 +82,7 @@ class Config:
     read_reps: int = 5  # whole-history reads (history.py)
     realclient_runs: int = realclient.FULL_RUNS  # `claude -p` turns per arm, with and without gitbus
     startup_reps: int = 20  # rounds of the everyday commands in a regular install (startup.py)
+    flood_reps: int = 7  # runs of each command with a flood unread (flood.py)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
@@ -338,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("start-up: `pip install` of this checkout into a fresh venv (a regular install, not editable)")
         regular = startup.regular_install(work / "startup")
         log(f"start-up: the everyday commands in that install, {cfg.startup_reps} rounds")
-        started = startup.startup_bench(work / "startup", env, regular, cfg.startup_reps)
+        startups = startup.startup_bench(work / "startup", env, regular, cfg.startup_reps)
 
         live_env = {k: v for k, v in env.items() if k != "GITBUS_AGENT"}  # agents come from worktrees here
         log(f"live: the hook's nothing-new path, {cfg.hook_reps} repetitions")
@@ -366,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jsonl, cfg.big, env, gitbus, cfg.read_reps, max(2, cfg.read_reps - 2))
         log("bytes per message, before and after git gc")
         sizes = history.size_bench(builds["big loose"].root, msgs, jsonl, env)
+        log(f"flood: a hook call and `gitbus inbox` with {cfg.big:,} unread")
+        flooded = flood.flood_bench(work, cfg.big, cfg.flood_reps, None)
         log("gitbus tui: first paint, an empty bus and 10,000 messages")
         tui_first = tui.tui_bench(work, env, 10_000, 3 if cfg.quick else 7)
         log(f"real client: a {realclient.STEPS}-step `claude -p` turn with and without gitbus, "
@@ -384,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
-        tui=tui_first, realclient=real, startup=started,
+        tui=tui_first, realclient=real, startup=startups, flood=flooded,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
