@@ -105,8 +105,8 @@ def wake_pid(common_dir: Path, agent: str, session: str) -> Path:
 
 
 def claims_cache(common_dir: Path) -> Path:
-    """The edit guard's snapshot of the claims, keyed by the ledger tip."""
-    return root(common_dir) / "cache" / "claims.json"
+    """The edit guard's index of the claims, keyed by the ledger tip."""
+    return root(common_dir) / "cache" / "claims.idx"
 
 
 def search(common_dir: Path) -> Path:
