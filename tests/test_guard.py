@@ -28,6 +28,7 @@ from gitbus.git import Repository
 from gitbus.ids import agent_name
 
 from .conftest import git, make_repo
+from .crowded import HOLDERS, PER_HOLDER, counted, crowd
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -360,30 +361,6 @@ def test_on_a_read_only_disk_the_guards_still_decide_and_writes_fail_in_one_line
 
 
 # -- the claims index: a check costs the path's depth, not the number of claims (issue 16) ----------
-
-HOLDERS = ("api-1", "web-1", "db-1", "ops-1")
-PER_HOLDER = 100
-
-
-def crowd(root: Path, bus_for: BusFor) -> list[Bus]:
-    """Four holders with a hundred `area<k>/mod<j>/` claims each, granted in one step each."""
-    buses = [bus_for(root, name) for name in HOLDERS]
-    for k, bus in enumerate(buses):
-        bus.claim([f"area{k}/mod{j}/" for j in range(PER_HOLDER)], reason="crowd")
-    return buses
-
-
-def counted(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
-    """Count the calls of `owner.name` (the real one still runs)."""
-    calls = [0]
-    original = getattr(owner, name)
-
-    def spy(*args: object, **kwargs: object) -> object:
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, spy)
-    return calls
 
 
 def test_a_guard_check_among_many_claims_reads_only_the_claims_along_its_path(
