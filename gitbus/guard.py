@@ -136,7 +136,7 @@ def render(tip: str | None, ignorecase: bool, lines: list[bytes]) -> bytes:
     return b"\n".join([head, *sorted(lines)]) + b"\n"
 
 
-def _parse(data: bytes | mmap.mmap) -> Loaded:
+def parse_index(data: bytes | mmap.mmap) -> Loaded:
     """The tip, `ignorecase` and index in an index file's bytes; `Damaged` when it is none."""
     end = data.find(b"\n")
     head = bytes(data[: max(end, 0)]).split(b" ")
@@ -165,7 +165,7 @@ class Snapshot:
         except Damaged:
             if self.root is None:
                 raise
-        fresh = _from_ledger(self.root, self.ledger, None)  # a damaged cache is never guessed at
+        fresh = from_ledger(self.root, self.ledger, None)  # a damaged cache is never guessed at
         if fresh.blind is not None:
             raise GitbusError(f"gitbus could not read the claims ({inert(fresh.blind)}).")
         common = _common_dir(self.root)
@@ -205,7 +205,7 @@ def _load(common_dir: Path) -> Loaded | None:
     except (OSError, ValueError):  # no file, or an empty one (mmap refuses length 0)
         return None
     try:
-        return _parse(data)
+        return parse_index(data)
     except Damaged:
         return None
 
@@ -225,7 +225,7 @@ def store(common_dir: Path, snap: Snapshot) -> None:
     write_atomic(claims_cache(common_dir), bytes(data), prefix=".claims-")
 
 
-def _from_ledger(root: Path, tip: str | None, before: Loaded | None) -> Snapshot:
+def from_ledger(root: Path, tip: str | None, before: Loaded | None) -> Snapshot:
     """The snapshot at ledger commit `tip`, brought up from `before` (an index at an earlier tip)
     when git can diff the two states, else read whole. Raises what reading the ledger raises."""
     from gitbus import ledger
@@ -244,7 +244,7 @@ def _from_ledger(root: Path, tip: str | None, before: Loaded | None) -> Snapshot
 
         lines = [_line(c) for c in all_claims(ledger.Ledger(repo, tree))]
     data = render(tip, repo.ignorecase, lines)
-    return Snapshot(tip, repo.ignorecase, _parse(data)[2], root=root)
+    return Snapshot(tip, repo.ignorecase, parse_index(data)[2], root=root)
 
 
 def _updated(repo: Repository, tree: str | None, before: Loaded) -> list[bytes] | None:
@@ -291,7 +291,7 @@ def snapshot(root: Path, common_dir: Path) -> Snapshot:
         return snap
     try:
         # Read the tip once and key the snapshot by exactly what was read.
-        snap = _from_ledger(root, ledger_tip(common_dir), _load(common_dir))
+        snap = from_ledger(root, ledger_tip(common_dir), _load(common_dir))
     except (GitbusError, OSError) as e:
         return Snapshot(None, True, EMPTY, blind=str(e).rstrip("."))
     if snap.blind is not None:
