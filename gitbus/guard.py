@@ -125,7 +125,7 @@ class Index:
 
     def lines(self) -> list[bytes]:
         """Every claim line (for bringing the index up to a newer ledger state)."""
-        return bytes(self.data[self.start :]).splitlines()
+        return [line for line in bytes(self.data[self.start :]).split(b"\n") if line]
 
 
 Loaded = tuple[str | None, bool, Index]  # an index file read back: its tip, ignorecase, and lines
