@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import floor
 import shared_file
 from measure import Command, Op, Series, cli_times, interleaved_on, run_ops, verdict
 
@@ -169,6 +170,7 @@ def _ops(root: Path, files: Path) -> dict[str, Op]:
 
 
 AGENTMAIL = "Agent Mail `file_reservation_paths`"
+FLOOR = "pygit2 floor (`bench/floor.py`), a fresh repository"
 VERSUS_BASE = 1_000_000  # grants beside Agent Mail take paths of their own
 
 
@@ -195,7 +197,8 @@ def claims_bench(
     for what in (GRANT, REFUSE, GUARD_IN, GUARD_OUT, UPDATE, REBUILD, SF_CLAIM, SF_CHECK):
         few = max(2, ops // 10) if what == REBUILD else ops
         rates[what] = interleaved_on({label: o[what] for label, o in by_side.items()}, reps, few)
-    versus = _versus({label: o[GRANT] for label, o in by_side.items()}, reserve, reps, ops, agentmail_ops)
+    grants = {label: o[GRANT] for label, o in by_side.items()}
+    versus = _versus(grants, work / "claims-floor", reserve, reps, ops, agentmail_ops)
     cmds = []
     hook_env = {**env, "GITBUS_AGENT": ME}
     for n, root in roots.items():
@@ -220,19 +223,31 @@ def claims_bench(
 
 
 def _versus(
-    grants: Mapping[str, Op], reserve: Callable[[int], float] | None, reps: int, ops: int, am_ops: int
+    grants: Mapping[str, Op],
+    floor_dir: Path,
+    reserve: Callable[[int], float] | None,
+    reps: int,
+    ops: int,
+    am_ops: int,
 ) -> dict[str, Series]:
-    """Grants on both repositories and Agent Mail's reservations, in the same rounds, the order
-    alternating (none of it when Agent Mail is not there)."""
-    if reserve is None:
-        return {}
-    got: dict[str, list[float]] = {name: [] for name in (*grants, AGENTMAIL)}
+    """Grants on both repositories, the pygit2 floor's (the same git work, no gitbus: floor.py) on a
+    fresh one, and Agent Mail's reservations when it is there, in the same rounds, the order
+    alternating."""
+    init_repository(floor_dir)
+    sides: dict[str, Op] = {**grants, FLOOR: floor.ClaimFloor(floor_dir, ME).claim}
+    got: dict[str, list[float]] = {name: [] for name in (*sides, *([AGENTMAIL] if reserve else []))}
     names = list(got)
-    reserve(2)  # its warm-up (the driver warms up too)
+    for op in sides.values():
+        for i in range(5):
+            op(VERSUS_BASE - 1 - i)
+    if reserve is not None:
+        reserve(2)  # its warm-up (the driver warms up too)
     for rep in range(reps):
         for name in names if rep % 2 == 0 else names[::-1]:
             start = VERSUS_BASE + rep * ops
-            got[name].append(reserve(am_ops) if name == AGENTMAIL else run_ops(grants[name], start, ops))
+            got[name].append(
+                reserve(am_ops) if reserve and name == AGENTMAIL else run_ops(sides[name], start, ops)
+            )
     return {name: Series(tuple(v)) for name, v in got.items()}
 
 
@@ -268,7 +283,7 @@ def goal_rows(b: ClaimsBench) -> list[str]:
         f"| `gitbus hook`, PreToolUse `Edit` outside every claim, whole process, regular install: "
         f"{many} ≤ {HOOK_GOAL}× {few} | {hook:.2f}× | {verdict(hook <= HOOK_GOAL)} |"
     )
-    if b.versus:
+    if AGENTMAIL in b.versus:
         am = _ms(b.versus[AGENTMAIL])
         for label in (few, many):
             x = am / _ms(b.versus[label])
@@ -277,10 +292,10 @@ def goal_rows(b: ClaimsBench) -> list[str]:
                 f"| {x:.0f}× | {verdict(x >= AGENTMAIL_GOAL)} |"
             )
     for label in (few, many):
-        t = _ms(b.versus[label] if b.versus else b.rates[GRANT][label])
+        t = _ms(b.versus[label])
         rows.append(
-            f"| a claim in process (`Bus.claim`, {label}) ≤ {CLAIM_GOAL_MS} ms, ext4 | {t:.2f} ms "
-            f"| {verdict(t <= CLAIM_GOAL_MS)} |"
+            f"| a claim in process (`Bus.claim`, {label}) ≤ {CLAIM_GOAL_MS} ms, ext4 (the pygit2 floor: "
+            f"{_ms(b.versus[FLOOR]):.2f} ms) | {t:.2f} ms | {verdict(t <= CLAIM_GOAL_MS)} |"
         )
     return rows
 
@@ -313,24 +328,29 @@ def section(b: ClaimsBench, number: int) -> list[str]:
         f"{h_many.median / h_few.median:,.2f}× |",
         "",
     ]
-    if b.versus:
-        am = b.versus[AGENTMAIL]
-        out += [
-            f"Beside {AGENTMAIL} ({b.agentmail}; one server, one caller, through its MCP tool in "
-            "process as in § 8), in the same rounds, the order alternating:",
-            "",
-            "| side | per claim | fastest – slowest | Agent Mail ÷ side |",
-            "|---|---:|---|---:|",
-            *(
-                f"| {name} | {_per_op(r)} | {_ms(am) / _ms(r):,.0f}× |"
-                for name, r in b.versus.items()
-                if name != AGENTMAIL
-            ),
-            f"| {AGENTMAIL}, one fresh `pkg<i>/**` pattern | {_per_op(am)} | 1× |",
-            "",
-        ]
-    else:
-        out += [f"Agent Mail: {b.agentmail}.", ""]
+    am = b.versus.get(AGENTMAIL)
+    out += [
+        "Grants beside the pygit2 floor"
+        + (
+            f" and {AGENTMAIL} ({b.agentmail}; one server, one caller, through its MCP tool in "
+            "process as in § 8)"
+            if am
+            else f" (Agent Mail: {b.agentmail})"
+        )
+        + f", in the same rounds, the order alternating ({b.reps} × {b.ops} grants per side"
+        + (f", Agent Mail {b.reps} × its own count)" if am else ")")
+        + ":",
+        "",
+        "| side | per claim | fastest – slowest |" + (" Agent Mail ÷ side |" if am else ""),
+        "|---|---:|---|" + ("---:|" if am else ""),
+        *(
+            f"| {name} | {_per_op(r)} |" + (f" {_ms(am) / _ms(r):,.0f}× |" if am else "")
+            for name, r in b.versus.items()
+            if name != AGENTMAIL
+        ),
+        *([f"| {AGENTMAIL}, one fresh `pkg<i>/**` pattern | {_per_op(am)} | 1× |"] if am else []),
+        "",
+    ]
     out += [
         "Goals (issue 16):",
         "",

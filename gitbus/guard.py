@@ -21,6 +21,7 @@ says why (`note`). Neither waits nor leaves a temp file behind. An index line th
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import mmap
 from dataclasses import dataclass, replace
@@ -267,20 +268,28 @@ def _updated(repo: Repository, tree: str | None, before: Loaded) -> list[bytes] 
     if diff is None:
         return None
     changed = {path for path, _, _ in diff if path.startswith(ROOT + "/") and path.endswith("/@")}
-    out = []
-    for line in kept:
-        fields = line.split(b"\t", 3)
-        if len(fields) != 4:
-            return None
-        if fields[2].decode() not in changed:
-            out.append(line)
+    gone: set[int] = set()
+    for where in changed:  # the lines of a slot are found by its key, never by reading every line
+        head, slot = _slot_key(where) + b"\t", where.encode()
+        i = bisect.bisect_left(kept, head)
+        while i < len(kept) and kept[i].startswith(head):
+            if kept[i].split(b"\t", 3)[2:3] == [slot]:
+                gone.add(i)
+            i += 1
+    for i in sorted(gone, reverse=True):
+        del kept[i]
     state = ledger.Ledger(repo, Oid(tree) if tree else None)
     for where in sorted(changed):
         obj = state.read(where)
         claim = read_claim(state, where, obj) if obj is not None else None
         if claim is not None:
-            out.append(_line(claim))
-    return out
+            kept.append(_line(claim))
+    return kept
+
+
+def _slot_key(where: str) -> bytes:
+    """The index key of the claim a ledger slot `claims/_a/_b/@` holds, in any spelling."""
+    return "".join(c[1:] + "/" for c in where.casefold().split("/")[1:-1]).encode()
 
 
 def snapshot(root: Path, common_dir: Path) -> Snapshot:

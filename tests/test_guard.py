@@ -395,6 +395,8 @@ def test_after_a_ledger_step_the_guard_reads_only_the_entries_that_changed(
     assert snap.blocking(agent_name("me-1"), "area0/mod3/x.py", now) == []
     assert [c.path for c in snap.blocking(agent_name("me-1"), "area0/mod4/x.py", now)] == ["area0/mod4/"]
     assert guard.cached(common) is not None
+    whole = guard.from_ledger(root, snap.ledger, None)  # the same index as one read whole
+    assert bytes(snap.index.data) == bytes(whole.index.data)
 
 
 def test_the_index_answers_as_a_scan_of_every_claim_would(
