@@ -161,6 +161,16 @@ def _by_fold(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+def _spellings(names: list[str], want: str) -> list[str] | tuple[str, ...]:
+    """The names among `names` that fold to `want` (itself folded). When every name is folded, as
+    gitbus writes them, that is `want` alone, found without folding name by name (a casefold that
+    changes nothing changes no character); else by `_by_fold`."""
+    joined = "/".join(names)
+    if joined == joined.casefold():
+        return [want] if want in names else []
+    return _by_fold(tuple(names)).get(want, ())
+
+
 def _folders_along(ledger: Ledger, path: str) -> list[list[str]]:
     """For each depth of `path`, the ledger folders that stand for it in any case: the folded one
     gitbus writes, and any other spelling a gitbus that folded only with `core.ignorecase` wrote."""
@@ -168,7 +178,7 @@ def _folders_along(ledger: Ledger, path: str) -> list[list[str]]:
     current = [ROOT]
     for comp in P.key(path, True):
         want = "_" + comp
-        current = [f"{d}/{n}" for d in current for n in _by_fold(tuple(ledger.folders(d))).get(want, ())]
+        current = [f"{d}/{n}" for d in current for n in _spellings(ledger.folders(d), want)]
         if not current:
             break
         levels.append(current)
