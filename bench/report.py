@@ -128,6 +128,7 @@ def _goal_rows(r: Results) -> list[str]:
     rows += sync.goal_rows(r.shared)
     rows += search.goal_rows(r.searched) if r.searched else []
     rows += crowd.goal_rows(r.crowd) if r.crowd else []
+    rows += manyclaims.goal_rows(r.many) if r.many else []
     rows += tui.goal_rows(r.tui) if r.tui else []
     rows += flood.goal_rows(r.flood) if r.flood else []
     rows += realclient.goal_rows(r.realclient) if r.realclient else []

@@ -304,13 +304,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"agent mail: {cfg.agents} callers at once on one server")
                 rate, error = servers.gather("send", cfg.agents, 2)
                 outcome.probe = f"{rate:,.1f} calls/s" if rate else f"failed: {error}"
+            log("start-up: `pip install` of this checkout into a fresh venv (regular, not editable)")
+            regular = startup.regular_install(work / "startup")
+            log(f"claims: {cfg.claims[0]:,} vs {cfg.claims[1]:,} live claims, and Agent Mail reserving")
+            am = servers if servers and not outcome.errors else None
+            many = manyclaims.claims_bench(
+                work, env, str(regular.with_name("gitbus")), cfg.claims, cfg.claims_reps, cfg.claims_ops,
+                cfg.hook_reps, "`pip install .` of this checkout into a fresh venv (not editable)",
+                (lambda n: am.run("reserve", 1, n)) if am else None,
+                f"PyPI `{agentmail.PACKAGE}` {outcome.install.version}" if am else "not in this run")
         finally:
             if servers:
                 servers.close()
-
-        log(f"claims: {cfg.claims[0]:,} vs {cfg.claims[1]:,} live claims")
-        many = manyclaims.claims_bench(work, env, gitbus, cfg.claims, cfg.claims_reps, cfg.claims_ops,
-                                       cfg.hook_reps)
 
         log("post scaling")
         scale = scaling(cfg, prof_dir, env)
@@ -337,8 +342,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         cli = cli_times(cmds, cfg.cli_reps, env)
         library = timed_calls({key: _log20(b.root) for key, b in builds.items()}, cfg.cli_reps * 3)
-        log("start-up: `pip install` of this checkout into a fresh venv (a regular install, not editable)")
-        regular = startup.regular_install(work / "startup")
         log(f"start-up: the everyday commands in that install, {cfg.startup_reps} rounds")
         startups = startup.startup_bench(work / "startup", env, regular, cfg.startup_reps)
 
