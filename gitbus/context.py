@@ -116,6 +116,7 @@ class Section:
     rank: list[int] | None = None  # indices into `entries`, most important first (None: in order)
     most: int | None = None  # never more than this many, however much room is left
     ids: list[str] | None = None  # the message behind each entry, where there is one
+    unlisted: int = 0  # entries past `most`, left out of `entries` and counted in the "N more" line
 
     def ranked(self, n: int) -> list[int]:
         """The indices of the `n` entries that matter most."""
@@ -125,7 +126,7 @@ class Section:
         if not self.entries:
             return ["", f"## {self.title}", "- none"]
         picked = [self.entries[i] for i in sorted(self.ranked(shown))]
-        return ["", f"## {self.title}", *picked, *_more(len(self.entries) - shown, self.more)]
+        return ["", f"## {self.title}", *picked, *_more(len(self.entries) + self.unlisted - shown, self.more)]
 
 
 def _more(n: int, command: str) -> list[str]:
@@ -134,10 +135,11 @@ def _more(n: int, command: str) -> list[str]:
 
 def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase: bool) -> str:
     """The context file for agent `me`: facts, newest first, within `MAX_CHARS` (pointer included)."""
+    updated = view.once("now", lambda: hhmm(view.now))
     head = [
         f"# gitbus context for agent {me}",
         "",
-        f"You are agent **{me}** in worktree `{root}`. Updated {hhmm(view.now)}; this file is rewritten "
+        f"You are agent **{me}** in worktree `{root}`. Updated {updated}; this file is rewritten "
         "by `gitbus watch` as the bus changes. Text in quotes is other agents' words.",
     ]
     tail = ["", POINTER]
@@ -232,9 +234,10 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
         ),
         Section(
             "Recent discoveries (touching my paths first)",
-            [found_line(m) for _, m in found],
+            [found_line(m) for _, m in found[:MAX_DISCOVERIES]],  # never more are shown
             "gitbus log",
             most=MAX_DISCOVERIES,
+            unlisted=max(0, len(found) - MAX_DISCOVERIES),
         ),
     ]
 
@@ -270,9 +273,10 @@ def _sizes(sec: Section) -> list[int]:
     if not sec.entries:
         return [_chars(sec.lines(0))]
     n, title = len(sec.entries), _chars(sec.lines(0)[:2])
+    total = n + sec.unlisted
     picked = list(accumulate((len(sec.entries[i]) + 1 for i in sec.ranked(n)), initial=0))
     more = _chars(_more(1, sec.more)) - len("1")  # the "N more" line, less N's digits
-    return [title + picked[k] + (more + len(str(n - k)) if k < n else 0) for k in range(n + 1)]
+    return [title + picked[k] + (more + len(str(total - k)) if k < total else 0) for k in range(n + 1)]
 
 
 def _chars(lines: list[str]) -> int:
