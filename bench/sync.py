@@ -7,8 +7,9 @@ reached over file://, so git's pack protocol runs but no network), and `gitbus s
 fetch into the tracking namespace and a fast-forward of every chain). The sum is the end-to-end figure.
 Afterwards B must read A's newest messages back, and one more message makes the same trip (the cost of
 a sync once the clones are level). Beside it, in the same repetition and order alternating, plain git
-moves the same refs and objects from the same A through a second bare repository to a second clone: `git
-push` of `refs/bus/*`, then `git fetch` of them in the clone (issue 16: gitbus's trip ≤ 1.2× that).
+moves the same refs and objects from a copy of A as it was built through a second bare repository to a
+second clone: `git push` of `refs/bus/*`, then `git fetch` of them in the clone (issue 16: gitbus's trip
+≤ 1.2× that).
 Run alone, `python bench/sync.py [--quick]` prints the figures.
 """
 
@@ -87,7 +88,9 @@ class _Trip:
 
 
 def _plain_git(work: Path, a: Path, env: Mapping[str, str]) -> tuple[float, float]:
-    """The same refs and objects moved by plain git: A → a second bare repository → its clone."""
+    """The same refs and objects moved by plain git: `a` (a copy of A as it was built, loose objects
+    and all: gitbus's sync may leave A packed, by the automatic gc its fetch starts) → a second bare
+    repository → its clone."""
     bare, c = work / "plain.git", work / "c"
     _git(work, env, "init", "-q", "--bare", "-b", "main", str(bare))
     _git(a, env, "push", "-q", bare.as_uri(), "main")
@@ -113,9 +116,11 @@ def _trip(work: Path, env: Mapping[str, str], gitbus: str, n: int, agents: int, 
     _git(a, env, "push", "-q", "origin", "main")
     _git(work, env, "clone", "-q", bare.as_uri(), str(b))
     objects = int(_git(a, env, "count-objects").split()[0])
+    a_copy = work / "a-copy"
+    shutil.copytree(a, a_copy, symlinks=True)
 
     if git_first:
-        git_push, git_fetch = _plain_git(work, a, env)
+        git_push, git_fetch = _plain_git(work, a_copy, env)
     push, out = _timed([gitbus, "sync", "origin", "--json"], a, env)
     if len(json.loads(out)["pushed"]) != agents:
         raise AssertionError(f"gitbus sync in A pushed {out}")
@@ -129,7 +134,7 @@ def _trip(work: Path, env: Mapping[str, str], gitbus: str, n: int, agents: int, 
     if newest != [m.id for m in reversed(msgs[-5:])]:
         raise AssertionError(f"B reads {newest} as its newest messages, not A's")
     if not git_first:
-        git_push, git_fetch = _plain_git(work, a, env)
+        git_push, git_fetch = _plain_git(work, a_copy, env)
 
     Bus(Repository.open(a), agent_name(msgs[0].sender), SystemClock()).discover("one more")
     one_push, _ = _timed([gitbus, "sync", "origin"], a, env)
