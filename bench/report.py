@@ -121,7 +121,7 @@ def _goal_rows(r: Results) -> list[str]:
         rows.append(f"| `{label}` with nothing new, whole process{used} ≤ {live.HOOK_GOAL:g}× "
                     f"`python -c pass` | {x:.2f}× | {verdict(x <= live.HOOK_GOAL)} |")
     for p in r.propagation:
-        for q, goal in ((50, live.P50_GOAL), (99, live.P99_GOAL)):
+        for q, goal in zip((50, 99), live.goals(p.worktrees), strict=True):
             x = percentile(p.every, q)
             rows.append(f"| a post → every context file, {p.worktrees} worktrees: p{q} ≤ "
                         f"{goal * 1000:.0f} ms | {x * 1000:.0f} ms | {verdict(x <= goal)} |")
@@ -236,7 +236,8 @@ def _live_verdict(r: Results) -> list[str]:
         step = {s.name: s.ms for s in p.steps}
         diff = next(ms for name, ms in step.items() if name.startswith("changed files"))
         rendering = next(ms for name, ms in step.items() if name.startswith("render"))
-        ok = p50 <= live.P50_GOAL and p99 <= live.P99_GOAL
+        p50_goal, p99_goal = live.goals(p.worktrees)
+        ok = p50 <= p50_goal and p99 <= p99_goal
         lines.append(
             f"- {p.worktrees} worktrees: every file shows a post {p50 * 1000:.0f} ms (p50) and "
             f"{p99 * 1000:.0f} ms (p99) after it: goals {'met' if ok else '**missed**'}. That is the "

@@ -71,7 +71,7 @@ class Config:
     tags: int = 1000  # unrelated refs in the scaling scenarios
     hook_reps: int = 60  # runs of each command in the hook comparison
     live_posts: int = 200  # posts timed through the watcher, per scenario
-    live_worktrees: tuple[int, ...] = (4, 16)
+    live_worktrees: tuple[int, ...] = (4, 16, 64)  # 64: issue 16's crowd
     sync_reps: int = 5  # fresh A → remote → B trips of sync.GOAL_MESSAGES messages
     crowd_reps: int = 5  # repetitions of 1 and of 8 processes at once (crowd.py)
     crowd_ops: int = 800  # ops per run, split over the processes

@@ -37,6 +37,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from gitbus import fastpath
 from gitbus.errors import GitbusError
 
 # -- the names ---------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def session_dir(common_dir: Path, agent: str, session: str) -> Path:
     return agent_sessions(common_dir, agent) / _session_key(session)
 
 
-SESSION_SLOTS = ("a.json", "b.json")  # a session cursor is written to both, the newer valid one wins
+SESSION_SLOTS = fastpath.SLOTS  # a session cursor is written to both, the newer valid one wins
 SESSION_LOCK = "lock"
 
 
