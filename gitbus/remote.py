@@ -249,14 +249,15 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
     if not specs:
         return
     timeout = network_timeout(whole_bus=only != [LEDGER_REF])
-    code, out, err = _push_leased(repo, remote, specs, timeout, atomic=True)
-    if code != 0 and NO_ATOMIC in out + err:
+    atomic = len(specs) > 1  # one ref needs no `--atomic`, so hosts without it take it at once
+    code, out, err = _push_leased(repo, remote, specs, timeout, atomic=atomic)
+    if atomic and code != 0 and NO_ATOMIC in out + err:
         # The host does not offer atomic pushes: each ref goes on its own lease, and the remote may
         # take some and refuse others. Safe all the same, since every ref is a stream of its own.
+        atomic = False
         code, out, err = _push_leased(repo, remote, specs, timeout, atomic=False)
-        taken = _taken(out)
-    else:
-        taken = {lref for lref, _, _ in specs} if code == 0 else set()
+    everything = {lref for lref, _, _ in specs}
+    taken = everything if code == 0 else _taken(out) & everything if not atomic else set()
     for lref, ours, theirs in specs:
         if lref not in taken:
             continue
@@ -277,7 +278,8 @@ def _push_leased(
     repo: Repository, remote: str, specs: list[tuple[str, Oid, Oid | None]], timeout: float, *, atomic: bool
 ) -> tuple[int, str, str]:
     """One `git push` of `specs` (ref, ours, the remote tip it must still be), each with its lease."""
-    args = ["push", "--porcelain", *(["--atomic"] if atomic else []), "--quiet", remote]
+    # Without `--atomic`, not `--quiet`: git then names each ref it took or refused (`_taken`).
+    args = ["push", "--porcelain", *(["--atomic", "--quiet"] if atomic else []), remote]
     args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
     args += [f"{ours}:{lref}" for lref, ours, _ in specs]
     return repo.git_result(*args, network=True, timeout=timeout)

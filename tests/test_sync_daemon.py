@@ -238,3 +238,17 @@ def test_without_atomic_push_the_refs_the_remote_took_are_kept_when_one_is_refus
     tracked = str(alice.repo.ref("refs/remotes/origin/bus/agents/alice"))
     assert remote.get(chain) == bus_refs(a)[chain] == tracked
     assert "refs/bus/ledger" not in remote and alice.repo.ref("refs/remotes/origin/bus/ledger") is None
+
+
+def test_without_atomic_push_a_push_the_remote_took_whole_is_recorded_as_pushed(
+    daemon_without_atomic: Served, tmp_path: Path, clock: FakeClock
+) -> None:
+    a = clone(daemon_without_atomic.url, tmp_path / "a")
+    alice = offline(sharing(a, "alice", clock))
+    alice.discover("from a")
+    alice.claim(["src/"])
+    report = sync.sync(alice.repo, "origin", pull=False)
+    assert sorted(report.pushed) == ["refs/bus/agents/alice", "refs/bus/ledger"]
+    remote = bus_refs(daemon_without_atomic.bare)
+    for ref in report.pushed:  # recorded at once: the next push leases what the remote holds
+        assert str(alice.repo.ref("refs/remotes/origin/bus/" + ref[len("refs/bus/") :])) == remote[ref]
