@@ -166,7 +166,10 @@ class Snapshot:
         except Damaged:
             if self.root is None:
                 raise
-        fresh = from_ledger(self.root, self.ledger, None)  # a damaged cache is never guessed at
+        try:
+            fresh = from_ledger(self.root, self.ledger, None)  # a damaged cache is never guessed at
+        except Exception as e:  # the caller refuses the edit on this error
+            raise GitbusError(f"gitbus could not read the claims ({type(e).__name__}).") from None
         if fresh.blind is not None:
             raise GitbusError(f"gitbus could not read the claims ({inert(fresh.blind)}).")
         common = _common_dir(self.root)
@@ -270,7 +273,7 @@ def _updated(repo: Repository, tree: str | None, before: Loaded) -> list[bytes] 
     changed = {path for path, _, _ in diff if path.startswith(ROOT + "/") and path.endswith("/@")}
     gone: set[int] = set()
     for where in changed:  # the lines of a slot are found by its key, never by reading every line
-        head, slot = _slot_key(where) + b"\t", where.encode()
+        head, slot = _slot_key(where) + b"\t", _bytes(where)
         i = bisect.bisect_left(kept, head)
         while i < len(kept) and kept[i].startswith(head):
             if kept[i].split(b"\t", 3)[2:3] == [slot]:
@@ -289,7 +292,13 @@ def _updated(repo: Repository, tree: str | None, before: Loaded) -> list[bytes] 
 
 def _slot_key(where: str) -> bytes:
     """The index key of the claim a ledger slot `claims/_a/_b/@` holds, in any spelling."""
-    return "".join(c[1:] + "/" for c in where.casefold().split("/")[1:-1]).encode()
+    return _bytes("".join(c[1:] + "/" for c in where.casefold().split("/")[1:-1]))
+
+
+def _bytes(name: str) -> bytes:
+    """A ledger tree name as bytes: a peer's tree may hold names that are not UTF-8 (git hands
+    them over with surrogate escapes); such a slot matches no claim's key, and is skipped."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 def snapshot(root: Path, common_dir: Path) -> Snapshot:
@@ -303,6 +312,8 @@ def snapshot(root: Path, common_dir: Path) -> Snapshot:
         snap = from_ledger(root, ledger_tip(common_dir), _load(common_dir))
     except (GitbusError, OSError) as e:
         return Snapshot(None, True, EMPTY, blind=str(e).rstrip("."))
+    except Exception as e:  # whatever a peer's ledger breaks, the guard stays closed
+        return Snapshot(None, True, EMPTY, blind=f"reading the ledger failed ({type(e).__name__})")
     if snap.blind is not None:
         return snap
     try:

@@ -10,6 +10,7 @@ PostToolUse); PreToolUse denies with `permissionDecision: deny`; a session is id
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -230,7 +231,10 @@ def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
             rel = _repo_path(s.loc, raw, owners)
             if rel is None or rel in rels:
                 continue
-            blocking = snap.blocking(s.agent, rel, now)
+            try:
+                blocking = snap.blocking(s.agent, rel, now)
+            except GitbusError as e:  # a damaged index that could not be read again: blind
+                blocking, snap = [], dataclasses.replace(snap, blind=str(e).rstrip("."))
             if blocking or snap.blind is not None:  # a guard that cannot read the claims refuses
                 warnings.append(
                     guard.denial(blocking, rel, now) if blocking else guard.blind_denial(snap, rel)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -452,3 +453,83 @@ def test_a_damaged_index_is_read_again_from_the_ledger_never_guessed_at(
     hit_now = guard.conflicts(root, common, agent_name("me-1"), ["area2/mod7/x.py"], clock.now_ms())
     assert [c.owner for _, c in hit_now] == ["db-1"]
     assert b"garbage" not in f.read_bytes()
+
+
+def test_a_ledger_folder_named_in_bytes_that_are_not_utf8_keeps_the_edit_guard_closed(
+    agents: list[Bus], clock: FakeClock
+) -> None:
+    """A peer's tree (plain git) may name a slot in any bytes: the index, brought up by a tree diff
+    from the one before, must still deny the edit into the live claim, not crash and let it through."""
+    api, web = agents[0], agents[1]
+    root, common = api.repo.root, api.repo.common_dir
+    api.claim(["docs/"])
+    guard.snapshot(root, common)  # an index at this tip: the next is brought up by a diff
+
+    def mktree(entries: bytes) -> str:
+        return (
+            subprocess.run(["git", "mktree"], cwd=root, input=entries, capture_output=True, check=True)
+            .stdout.decode()
+            .strip()
+        )
+
+    tip = git(root, "rev-parse", "refs/bus/ledger").strip()
+    entry = git(root, "rev-parse", "refs/bus/ledger:claims/_docs/@").strip()
+    docs = git(root, "rev-parse", "refs/bus/ledger:claims/_docs").strip()
+    odd = mktree(f"100644 blob {entry}\t@\n".encode())
+    claims = mktree(f"040000 tree {docs}\t_docs\n040000 tree {odd}\t_".encode() + b"\xff\n")
+    hostile = git(
+        root, "commit-tree", mktree(f"040000 tree {claims}\tclaims\n".encode()), "-p", tip, "-m", "x"
+    )
+    git(root, "update-ref", "refs/bus/ledger", hostile.strip(), tip)
+    wt = web.repo.root
+    call = {
+        "hook_event_name": "PreToolUse",
+        "session_id": "s1",
+        "cwd": str(wt),
+        "tool_name": "Write",
+        "tool_input": {"file_path": str(wt / "docs" / "a.md"), "content": "x"},
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gitbus", "hook"],
+        input=json.dumps(call).encode(),
+        cwd=wt,
+        env={**os.environ, "GITBUS_AGENT": "web-1"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()[-600:]
+    decision = json.loads(done.stdout)["hookSpecificOutput"]
+    assert decision["permissionDecision"] == "deny" and "api-1" in decision["permissionDecisionReason"]
+
+
+def test_a_damaged_index_whose_ledger_cannot_be_read_again_refuses_the_edit(
+    agents: list[Bus], clock: FakeClock
+) -> None:
+    api, web = agents[0], agents[1]
+    root, common = api.repo.root, api.repo.common_dir
+    api.claim(["docs/"])
+    guard.snapshot(root, common)
+    f = state.claims_cache(common)
+    f.write_bytes(
+        b"\n".join(b"docs/\tgarbage" if x.startswith(b"docs/\t") else x for x in f.read_bytes().split(b"\n"))
+    )
+    tip = git(root, "rev-parse", "refs/bus/ledger").strip()
+    (common / "objects" / tip[:2] / tip[2:]).unlink()  # the ledger's commit is gone from disk
+    wt = web.repo.root
+    call = {
+        "hook_event_name": "PreToolUse",
+        "session_id": "s1",
+        "cwd": str(wt),
+        "tool_name": "Write",
+        "tool_input": {"file_path": str(wt / "docs" / "a.md"), "content": "x"},
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gitbus", "hook"],
+        input=json.dumps(call).encode(),
+        cwd=wt,
+        env={**os.environ, "GITBUS_AGENT": "web-1"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-600:]
+    assert json.loads(done.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
