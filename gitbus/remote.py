@@ -129,6 +129,7 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
             "--quiet",
             "--no-tags",
             "--no-write-fetch-head",
+            "--no-auto-gc",  # packing is housekeeping's; a gc here would race sync's own push
             remote,
             *specs,
             network=True,

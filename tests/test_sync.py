@@ -11,6 +11,7 @@ tested in test_remote.py.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ from gitbus.message import Kind, Message, decode
 from gitbus.paths import overlaps
 from gitbus.watch import Watcher
 
-from .conftest import git, make_repo
+from .conftest import git, make_repo, raw_git
 
 runner = CliRunner()
 
@@ -890,3 +891,26 @@ def test_log_and_show_mark_senders_whose_signature_verifies_and_say_when_unverif
     assert json.loads(out)["verified"] is False
     code, out, _ = gb(b, "bob", "log")
     assert code == 0 and "unverified" in out and "\x1b" not in out, out
+
+
+def test_a_sync_leaves_packing_to_housekeeping_not_to_a_gc_its_fetch_starts(
+    pair: tuple[Bus, Bus], clock: FakeClock
+) -> None:
+    """git's fetch runs `gc --auto` when it finds many loose objects; right before sync's push that
+    packs the same objects twice, at once. Packing is housekeeping's (gitbus.housekeeping)."""
+    alice, bob = pair
+    bob.discover("news for alice's fetch")
+    sync.sync(bob.repo, "origin")
+    root = alice.repo.root
+    in_17 = [d for d in (f"loose {i}\n".encode() for i in range(100_000)) if _blob_id(d).startswith("17")][:3]
+    for data in in_17:  # git samples objects/17 to guess how many loose objects there are
+        raw_git(root, "hash-object", "-w", "--stdin", input=data)
+    git(root, "config", "gc.auto", "1")  # git's own threshold: more than one object in objects/17
+    git(root, "config", "gc.autoDetach", "false")  # a gc git starts would run before fetch returns
+    loose = int(git(root, "count-objects").split()[0])
+    sync.sync(alice.repo, "origin", send=False)
+    assert int(git(root, "count-objects").split()[0]) >= loose, "a gc packed the loose objects"
+
+
+def _blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
