@@ -176,7 +176,7 @@ class Bus(Reading):
     def _joining(self, name: AgentName, moved_to: AgentName | None = None) -> Callable[[int], Message]:
         """The `make` of a join message on `name`'s chain (`chains.start`/`append`): it joined from
         this worktree, or, with `moved_to`, it goes by that name now. Stamped past every tip."""
-        mid, past = new_message_id(), chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        mid, past = new_message_id(), chains.past(self.repo, self.clock.now_ms())
         where = self.repo.root
         if moved_to is None:
             text, meta = f"{name} joined from {where.name}", (("worktree", str(where)),)
@@ -259,7 +259,7 @@ class Bus(Reading):
             self._require_agent(to)
         self._ensure_joined()
         mid = new_message_id()
-        past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        past = chains.past(self.repo, self.clock.now_ms())
 
         def make(min_time: int) -> Message:
             t = max(self.clock.now_ms(), min_time, after, past)
@@ -358,11 +358,13 @@ class Bus(Reading):
         past every tip this agent could see; its leases go by this agent's clock."""
         self._ensure_joined(adopt_only=True)  # the bus remote, if any, decides this step
         mid = new_message_id()
-        past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        past = chains.past(self.repo, self.clock.now_ms())
 
         def decide(state: ledger.Ledger, min_time: int) -> ledger.Change | None:
             now = self.clock.now_ms()
-            return step.decide(state, max(now, min_time, past), mid, lease_now=now)
+            at = max(now, min_time, past)
+            chains.raise_mark(self.repo, at)  # before the step is published (chains.past)
+            return step.decide(state, at, mid, lease_now=now)
 
         arbiter = self._arbiter()
         msg = ledger.transact(self.repo, decide, arbiter)

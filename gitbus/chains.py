@@ -3,20 +3,24 @@
 Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledger (`refs/bus/ledger`) holds
 claims, releases, takes. Bus order is by (time, id) on every clone: time is a hybrid logical clock in
 epoch ms, strictly increasing along a chain and past every tip the poster could see, so an answer
-never sorts before its question. Reading from new tips down to remembered ones costs O(new): we walk
+never sorts before its question. "Every tip" is one number, the horizon mark (`past`): each writer
+raises it before its compare-and-swap and sync raises it for what it takes in, so a post costs the
+same with two agents or two thousand. Reading from new tips down to remembered ones costs O(new): we walk
 parents ourselves rather than libgit2's revwalk, whose `hide` degrades on equal times (§2).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
+from gitbus import state
 from gitbus.clock import sane
 from gitbus.errors import CorruptMessage, GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -146,6 +150,73 @@ def horizon(repo: Repository, tips: Mapping[str, Oid], now_ms: int | None = None
     return max(times, default=0)
 
 
+def read_mark(repo: Repository) -> int | None:
+    """The horizon mark: the newest message time this clone's writers and syncs have put on the bus,
+    or None when no gitbus that keeps it has written here yet (or it cannot be read)."""
+    import fcntl
+
+    try:
+        fd = os.open(state.horizon(repo.common_dir), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a writer rewrites it in place: never read half of it
+        text = os.pread(fd, 32, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int(text) if text.strip().isdigit() and sane(int(text)) else None
+
+
+def raise_mark(repo: Repository, time_ms: int) -> None:
+    """Make the horizon mark at least `time_ms` (never lower it), under an exclusive `flock`: two
+    writers raising it at once both count. Called before the compare-and-swap that publishes a
+    message, so whoever can see the message can also see a mark at least its time."""
+    import fcntl
+
+    if not sane(time_ms):
+        return
+    f = state.horizon(repo.common_dir)
+    try:
+        try:
+            fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            text = os.pread(fd, 32, 0)
+            if not (text.strip().isdigit() and int(text) >= time_ms):
+                data = b"%013d\n" % time_ms
+                os.pwrite(fd, data, 0)
+                if len(text) > len(data):
+                    os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise GitbusError(f"Could not write {f}: {state.disk_problem(e) or e.strerror or e}.") from None
+
+
+def past(repo: Repository, now_ms: int) -> int:
+    """The least time a new message may carry to sort after every tip of the bus: the horizon mark
+    + 1. Without a mark (a clone a gitbus without it wrote), or with one more than a day past
+    `now_ms` (this clock was set back), every tip is read once (`horizon`) and the mark raised."""
+    mark = read_mark(repo)
+    if mark is None or mark > now_ms + FUTURE_MS:
+        mark = horizon(repo, all_tips(repo), now_ms)
+        raise_mark(repo, mark)
+    return mark + 1
+
+
+def raise_past(repo: Repository, refs: Iterable[str], now_ms: int | None = None) -> None:
+    """Raise the horizon mark past the tips of `refs`, the chains sync just moved: a later post then
+    sorts after what came in (tips stamped more than a day ahead of `now_ms` are not followed)."""
+    tips = {r: tip for r in refs if r.startswith(BUS_PREFIX) and (tip := repo.ref(r)) is not None}
+    if tips:
+        raise_mark(repo, horizon(repo, tips, now_ms))
+
+
 def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message:
     """Append the message `make(min_time)` to chain `ref` with a compare-and-swap, retrying races.
 
@@ -175,6 +246,7 @@ def _append(repo: Repository, ref: str, make: Callable[[int], Message], start: b
             author=msg.sender,
             time_ms=msg.time,
         )
+        raise_mark(repo, msg.time)
         repo.update_ref(ref, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
         remember_time(oid, msg.time)
         return msg
