@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, settings, steps, sync
+from gitbus import agents, chains, ledger, roster, settings, steps, sync
 from gitbus import paths as P
 from gitbus.board import Board, OpenRequest, concerns
 from gitbus.board import read as read_board
@@ -28,16 +28,9 @@ from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
 from gitbus.reading import OPEN_WINDOW, Reading
 from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
+from gitbus.roster import AgentInfo
 
 __all__ = ["OPEN_WINDOW", "AgentInfo", "Bus", "OpenRequest", "Status"]
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    name: AgentName
-    last_active: int
-    last_summary: str
-    live_claims: int
 
 
 @dataclass(frozen=True)
@@ -190,7 +183,8 @@ class Bus(Reading):
         return make
 
     def _moved_to(self, name: AgentName) -> str | None:
-        """The name `name`'s worktree took instead, if its chain ends by saying so."""
+        """The name `name`'s worktree took instead, if its chain ends by saying so ("" when its
+        chain ends with a retirement)."""
         tip = self.repo.ref(agent_ref(name))
         if tip is None:
             return None
@@ -198,7 +192,9 @@ class Bus(Reading):
             last = decode(self.repo.read_commit(tip).message)
         except GitbusError:
             return None
-        return last.get("moved-to") if last.kind is Kind.JOIN else None
+        if last.kind is not Kind.JOIN:
+            return None
+        return "" if roster.is_retirement(last) else last.get("moved-to")
 
     def _joined_from(self, name: AgentName) -> Path | None:
         """The worktree `name` last joined from, if it is on the bus (a walk of its chain)."""
@@ -222,23 +218,14 @@ class Bus(Reading):
         self._adopt_remote()
         return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
 
-    def agents(self) -> list[AgentInfo]:
-        live: dict[str, int] = {}
-        for c in self.claims():
-            live[c.owner] = live.get(c.owner, 0) + 1
-        out = []
-        for name, tip in sorted(agents.known(self.repo).items()):
-            entry = next(chains.history(self.repo, {agent_ref(name): Oid(tip)}), None)
-            last = entry.message if entry else None
-            out.append(
-                AgentInfo(
-                    name,
-                    last.time if last else 0,
-                    f"{last.kind.value}: {last.summary()}" if last else "",
-                    live.get(name, 0),
-                )
-            )
-        return out
+    def agents(self, retired: bool = False) -> list[AgentInfo]:
+        """Every agent on the bus with its newest message; those retired only with `retired`."""
+        return roster.listing(self.repo, self.claims(), retired)
+
+    def retire(self, name: str) -> Message | None:
+        """Retire agent `name`, which left (`gitbus.roster.retire`): it drops out of `agents` and
+        takes no more messages; all it said stays on the bus. None when it was retired already."""
+        return roster.retire(self.repo, name, self.agent, self.claims(), self.clock.now_ms)
 
     # -- posting ----------------------------------------------------------------------------------
 
@@ -273,6 +260,8 @@ class Bus(Reading):
             known = ", ".join(sorted(agents.known(self.repo))) or "none yet"
             raise NotFound(f"No agent named '{who}' is on the bus (known: {known}); nothing was sent.")
         moved = self._moved_to(who)
+        if moved == "":
+            raise NotFound(f"Agent {who} was retired; nothing was sent.")
         if moved:
             raise NotFound(f"Agent {who} is now {moved} (same worktree); nothing was sent. Send to {moved}.")
         return who

@@ -254,6 +254,18 @@ def _append(repo: Repository, ref: str, make: Callable[[int], Message], start: b
     return repo.retry_cas(ref, attempt, f"appending to {ref}")
 
 
+def last_message(repo: Repository, ref: str, tip: Oid) -> Message | None:
+    """The newest message on chain `ref` at `tip`: the tip's own, read directly (times rise along a
+    chain), unless the tip is no message there (a sync merge, a foreign commit): then the walk's."""
+    try:
+        commit = repo.read_commit(tip)
+    except Unreadable as e:
+        repo.skipped[ref] = str(e)
+        return None
+    msg = read_message(repo, commit, ref) if len(commit.parents) <= 1 else None
+    return msg if msg is not None else next((e.message for e in history(repo, {ref: tip})), None)
+
+
 def _key(msg: Message) -> tuple[int, int]:
     """Heap key for newest-first order: larger (time, id) pops first."""
     try:

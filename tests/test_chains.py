@@ -1,5 +1,5 @@
-"""Posting costs the same however many agents are on the bus, and still sorts after every tip
-(the horizon mark, docs/format.md#times); agents that left are retired without losing a message."""
+"""Posting costs the same however many agents are on the bus, and still sorts after every tip (the
+horizon mark, docs/format.md#times)."""
 
 from __future__ import annotations
 
