@@ -82,6 +82,7 @@ class Bus(Reading):
         self.cwd = cwd or repo.root
         self.notices: list[str] = []  # one-line news of the last ledger step (e.g. a refused tip replaced)
         self._remote_asked = False  # whether `_adopt_remote` looked at origin already
+        self._has_chain: AgentName | None = None  # an agent whose chain this Bus saw (never deleted)
 
     @classmethod
     def open(
@@ -169,7 +170,7 @@ class Bus(Reading):
     def _joining(self, name: AgentName, moved_to: AgentName | None = None) -> Callable[[int], Message]:
         """The `make` of a join message on `name`'s chain (`chains.start`/`append`): it joined from
         this worktree, or, with `moved_to`, it goes by that name now. Stamped past every tip."""
-        mid, past = new_message_id(), chains.past(self.repo, self.clock.now_ms())
+        mid, past = new_message_id(), chains.stamp(self.repo, self.clock.now_ms())
         where = self.repo.root
         if moved_to is None:
             text, meta = f"{name} joined from {where.name}", (("worktree", str(where)),)
@@ -213,7 +214,8 @@ class Bus(Reading):
         claim locally what another clone holds. `adopt_only`: just that, before a ledger step is
         decided; the chain is started after it, so a refused step writes nothing."""
         ref = agent_ref(self.agent)
-        if self.repo.ref(ref) is not None:
+        if self._has_chain == self.agent or self.repo.ref(ref) is not None:
+            self._has_chain = self.agent  # a chain is never deleted: no need to look again
             return None
         self._adopt_remote()
         return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
@@ -246,10 +248,10 @@ class Bus(Reading):
             self._require_agent(to)
         self._ensure_joined()
         mid = new_message_id()
-        past = chains.past(self.repo, self.clock.now_ms())
+        past = chains.stamp(self.repo, self.clock.now_ms())  # the clock read once: the mark holds it
 
         def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, after, past)
+            t = max(min_time, after, past)
             return Message(mid, kind, self.agent, to, text, t, norm, reply_to)
 
         return chains.append(self.repo, agent_ref(self.agent), make)
@@ -347,13 +349,15 @@ class Bus(Reading):
         past every tip this agent could see; its leases go by this agent's clock."""
         self._ensure_joined(adopt_only=True)  # the bus remote, if any, decides this step
         mid = new_message_id()
-        past = chains.past(self.repo, self.clock.now_ms())
+        past = chains.past(self.repo, self.clock.now_ms())  # a refused step writes nothing, not even this
 
         def decide(state: ledger.Ledger, min_time: int) -> ledger.Change | None:
             now = self.clock.now_ms()
             at = max(now, min_time, past)
-            chains.raise_mark(self.repo, at)  # before the step is published (chains.past)
-            return step.decide(state, at, mid, lease_now=now)
+            change = step.decide(state, at, mid, lease_now=now)
+            if change is not None:
+                chains.raise_mark(self.repo, at)  # before the step is published (chains.stamp)
+            return change
 
         arbiter = self._arbiter()
         msg = ledger.transact(self.repo, decide, arbiter)

@@ -3,7 +3,7 @@
 Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledger (`refs/bus/ledger`) holds
 claims, releases, takes. Bus order is by (time, id) on every clone: time is a hybrid logical clock in
 epoch ms, strictly increasing along a chain and past every tip the poster could see, so an answer
-never sorts before its question. "Every tip" is one number, the horizon mark (`past`): each writer
+never sorts before its question. "Every tip" is one number, the horizon mark (`stamp`): each writer
 raises it before its compare-and-swap and sync raises it for what it takes in, so a post costs the
 same with two agents or two thousand. Reading from new tips down to remembered ones costs O(new): we walk
 parents ourselves rather than libgit2's revwalk, whose `hide` degrades on equal times (§2).
@@ -150,45 +150,60 @@ def horizon(repo: Repository, tips: Mapping[str, Oid], now_ms: int | None = None
     return max(times, default=0)
 
 
+_MARKS: dict[str, str] = {}  # common dir -> its horizon mark file (spares pathlib on every post)
+# common dir -> a value its mark has reached: the mark never falls, so raising it to this or less is a
+# no-op that needs no system call (a post raises it once, at `stamp`, not again before publishing).
+_REACHED: dict[str, int] = {}
+
+
+def _mark_file(repo: Repository) -> str:
+    key = str(repo.common_dir)
+    if key not in _MARKS:
+        _MARKS[key] = os.fspath(state.horizon(repo.common_dir))
+    return _MARKS[key]
+
+
+def _parse_mark(text: bytes) -> int | None:
+    return int(text) if text.strip().isdigit() and sane(int(text)) else None
+
+
 def read_mark(repo: Repository) -> int | None:
     """The horizon mark: the newest message time this clone's writers and syncs have put on the bus,
     or None when no gitbus that keeps it has written here yet (or it cannot be read)."""
     import fcntl
 
     try:
-        fd = os.open(state.horizon(repo.common_dir), os.O_RDONLY)
+        fd = os.open(_mark_file(repo), os.O_RDONLY)
     except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # a writer rewrites it in place: never read half of it
-        text = os.pread(fd, 32, 0)
+        return _parse_mark(os.pread(fd, 32, 0))
     except OSError:
         return None
     finally:
         os.close(fd)
-    return int(text) if text.strip().isdigit() and sane(int(text)) else None
 
 
-def raise_mark(repo: Repository, time_ms: int) -> None:
-    """Make the horizon mark at least `time_ms` (never lower it), under an exclusive `flock`: two
-    writers raising it at once both count. Called before the compare-and-swap that publishes a
-    message, so whoever can see the message can also see a mark at least its time."""
+def _update_mark(repo: Repository, to: Callable[[int | None], int]) -> int:
+    """Set the horizon mark to `to(mark now)` under an exclusive `flock`, never lowering it; the
+    value `to` gave."""
     import fcntl
 
-    if not sane(time_ms):
-        return
-    f = state.horizon(repo.common_dir)
+    f = _mark_file(repo)
     try:
         try:
             fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
-            f.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(f), exist_ok=True)
             fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             text = os.pread(fd, 32, 0)
-            if not (text.strip().isdigit() and int(text) >= time_ms):
-                data = b"%013d\n" % time_ms
+            now = _parse_mark(text)
+            value = to(now)
+            if sane(value) and (now is None or value > now):
+                data = b"%013d\n" % value
                 os.pwrite(fd, data, 0)
                 if len(text) > len(data):
                     os.ftruncate(fd, len(data))
@@ -196,17 +211,40 @@ def raise_mark(repo: Repository, time_ms: int) -> None:
             os.close(fd)
     except OSError as e:
         raise GitbusError(f"Could not write {f}: {state.disk_problem(e) or e.strerror or e}.") from None
+    key = str(repo.common_dir)
+    _REACHED[key] = max(_REACHED.get(key, 0), value, now or 0)
+    return value
+
+
+def raise_mark(repo: Repository, time_ms: int) -> None:
+    """Make the horizon mark at least `time_ms` (never lower it), under an exclusive `flock`: two
+    writers raising it at once both count. Called before the compare-and-swap that publishes a
+    message, so whoever can see the message can also see a mark at least its time."""
+    if sane(time_ms) and _REACHED.get(str(repo.common_dir), 0) < time_ms:
+        _update_mark(repo, lambda now: max(now or 0, time_ms))
 
 
 def past(repo: Repository, now_ms: int) -> int:
-    """The least time a new message may carry to sort after every tip of the bus: the horizon mark
-    + 1. Without a mark (a clone a gitbus without it wrote), or with one more than a day past
-    `now_ms` (this clock was set back), every tip is read once (`horizon`) and the mark raised."""
+    """`stamp` without raising the mark: for a step that may yet be refused, which writes nothing
+    (it raises the mark with `raise_mark` once it is decided, before it is published)."""
     mark = read_mark(repo)
     if mark is None or mark > now_ms + FUTURE_MS:
         mark = horizon(repo, all_tips(repo), now_ms)
-        raise_mark(repo, mark)
-    return mark + 1
+    return max(now_ms, mark + 1)
+
+
+def stamp(repo: Repository, now_ms: int) -> int:
+    """The time of a new message: `now_ms`, or past every tip of the bus when one is later (the
+    horizon mark + 1); the mark is raised to it at once, in the same locked look. Without a mark (a
+    clone a gitbus without it wrote), or with one more than a day past `now_ms` (this clock was set
+    back), every tip is read once (`horizon`)."""
+
+    def to(mark: int | None) -> int:
+        if mark is None or mark > now_ms + FUTURE_MS:
+            mark = horizon(repo, all_tips(repo), now_ms)
+        return max(now_ms, mark + 1)
+
+    return _update_mark(repo, to)
 
 
 def raise_past(repo: Repository, refs: Iterable[str], now_ms: int | None = None) -> None:

@@ -79,7 +79,7 @@ def retire(
         )
     if is_retirement(chains.last_message(repo, agent_ref(who), tip)):
         return None
-    mid, past = new_message_id(), chains.past(repo, now())
+    mid, past = new_message_id(), chains.stamp(repo, now())
     text, meta = f"{who} retired (by {by})", (("retired", by),)
 
     def make(min_time: int) -> Message:

@@ -106,15 +106,17 @@ def test_a_clone_without_a_horizon_mark_reads_every_tip_once(repo: Path, clock: 
     assert chains.read_mark(me.repo) == posted.time
 
 
-def test_the_mark_only_rises(repo: Path) -> None:
+def test_the_mark_only_rises_and_a_damaged_one_is_rebuilt_from_the_tips(repo: Path, clock: FakeClock) -> None:
+    crowd(repo, clock, 2)
     r = Repository.open(repo)
-    chains.raise_mark(r, 1_800_000_000_000)
-    chains.raise_mark(r, 1_700_000_000_000)
-    assert chains.read_mark(r) == 1_800_000_000_000
+    newest = chains.read_mark(r)
+    assert newest is not None
+    chains.raise_mark(r, newest - 5000)
+    assert chains.read_mark(r) == newest
     state.horizon(r.common_dir).write_text("not a time at all, and longer than one\n")
     assert chains.read_mark(r) is None
-    chains.raise_mark(r, 1_700_000_000_000)
-    assert chains.read_mark(r) == 1_700_000_000_000
+    assert chains.stamp(r, clock.now_ms() - 60_000) == newest + 1  # a clock behind: past every tip
+    assert chains.read_mark(r) == newest + 1
 
 
 def test_a_post_sorts_after_what_sync_took_in_from_a_clock_ahead(tmp_path: Path) -> None:
