@@ -100,9 +100,36 @@ def goal_rows(results: list[Result]) -> list[str]:
     return out
 
 
+def section(results: list[Result], number: int) -> list[str]:
+    r, counts = results[0], ", ".join(f"{n:,}" for n in SCENARIOS)
+    return [
+        f"## {number}. Posting and `gitbus agents` as agents pile up",
+        "",
+        f"`Bus.discover` against the pygit2 floor on buses of {counts} agents (each other agent with "
+        "a join and a discovery, refs loose), one long-lived repository per side and scenario, all "
+        f"six sides interleaved in one loop ({r.reps} × {r.ops} posts each): the "
+        "1-agent and the 2,000-agent rates are measured side by side. A post reads one number for the "
+        "hybrid clock, the horizon mark (docs/format.md, Times), not every chain's tip. Whole process: "
+        "`gitbus agents` (piped: the plain rows) and `gitbus discover` on buses of 8 and 2,000 agents, "
+        "the order rotating (`bench/agentrefs.py`).",
+        "",
+        *rows(results),
+        "",
+        "`gitbus agents` still reads one ref and one commit per agent (the newest message it shows); "
+        "the rest of its time is start-up. A retired agent (`gitbus agents --retire`) keeps its ref, "
+        "so it still costs that read.",
+        "",
+    ]
+
+
+def sizes(quick: bool) -> tuple[int, int, int]:
+    """Repetitions, posts per repetition, whole-process runs of each command."""
+    return (3, 100, 3) if quick else (7, 300, 9)
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    reps, ops, cli_reps = (3, 100, 3) if quick else (7, 300, 9)
+    reps, ops, cli_reps = sizes(quick)
     results = []
     with helpers.workdir() as work:
         env = helpers.hermetic_env(work / "home")
@@ -113,7 +140,7 @@ def main(argv: list[str]) -> int:
                 places[f"{ram} (tmpfs)"] = ramwork
             for fs, where in places.items():
                 results.append(run(where, fs, env, reps, ops, cli_reps))
-    print("\n".join([*goal_rows(results), "", *rows(results)]))
+    print("\n".join([*goal_rows(results), "", *section(results, 14)]))
     return 0
 
 

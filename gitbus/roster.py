@@ -17,7 +17,7 @@ from gitbus import agents, chains
 from gitbus.claims import Claim
 from gitbus.errors import GitbusError, NotFound
 from gitbus.gitfiles import Oid
-from gitbus.ids import EVERYONE, AgentName, agent_name, agent_ref, new_message_id
+from gitbus.ids import AGENTS_PREFIX, EVERYONE, AgentName, agent_name, agent_ref, new_message_id
 from gitbus.message import Kind, Message
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ def listing(repo: Repository, claims: Iterable[Claim], retired: bool = False) ->
     for name, tip in sorted(agents.known(repo).items()):
         try:
             ref = agent_ref(agent_name(name))
-        except GitbusError:  # a name no agent can have: no chain gitbus reads
+        except GitbusError:  # a name no agent can have: no chain gitbus reads (skipped and counted)
+            repo.skipped[AGENTS_PREFIX + name] = "not a valid agent name"
             continue
         last = chains.last_message(repo, ref, Oid(tip))
         gone = is_retirement(last)
