@@ -19,6 +19,7 @@ from gitbus.git import Repository
 from gitbus.ids import AGENTS_PREFIX, agent_name
 from gitbus.sync import sync
 
+from .helpers_proc import SPAWN, collect, post_after_what_it_saw, running
 from .test_sync import Net
 
 _WATCHING: list[Counter[str]] = []  # the counter of the test that is looking, if any
@@ -134,3 +135,25 @@ def test_a_post_sorts_after_what_sync_took_in_from_a_clock_ahead(tmp_path: Path)
     assert reply.time > told.time
     assert [m.id for m in bob.log(n=2)] == [reply.id, told.id]
     assert AGENTS_PREFIX + "alice" in bob.tips()
+
+
+def test_processes_posting_at_once_on_a_still_clock_each_stamp_past_what_they_saw(
+    worktrees: list[Path], clock: FakeClock
+) -> None:
+    """The mark is raised under a lock: no two posts of a clone share a time, and each is later than
+    everything its poster could read before it, whichever process wrote that."""
+    agents = [f"poster-{i}" for i in range(6)]
+    for i, a in enumerate(agents):
+        Bus.open(worktrees[i % len(worktrees)], a, clock).init()
+    barrier, out = SPAWN.Barrier(len(agents)), SPAWN.Queue()
+    procs = [
+        SPAWN.Process(
+            target=post_after_what_it_saw, args=(str(worktrees[i % len(worktrees)]), a, 25, barrier, out)
+        )
+        for i, a in enumerate(agents)
+    ]
+    with running(procs, barrier):
+        results: list[tuple[str, list[tuple[int, int]]]] = collect(out, len(agents))
+    stamped = [t for _, pairs in results for _, t in pairs]
+    assert all(t > seen for _, pairs in results for seen, t in pairs), "a post sorts before what it saw"
+    assert len(set(stamped)) == len(stamped) == 6 * 25, "two posts share a time: the mark lost an update"
