@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
                 places[f"{ram} (tmpfs)"] = ramwork
             for fs, where in places.items():
                 results.append(run(where, fs, env, reps, ops, cli_reps))
-    print("\n".join([*goal_rows(results), "", *section(results, 14)]))
+    print("\n".join([*goal_rows(results), "", *section(results, 15)]))
     return 0
 
 

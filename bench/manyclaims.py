@@ -8,25 +8,33 @@ granted through the library (`Bus.claim`, a hundred paths at a time). Then, side
 - a refusal: `Bus.claim(["area0/mod0/f<i>.py"])`, inside a holder's claim (`ClaimConflict`);
 - the guard's check, in process: `guard.conflicts(...)` for a path inside a claim and one outside,
   the claims snapshot current (what the PreToolUse hook does, minus process start-up);
-- the snapshot rebuilt: what the first guard check after a ledger change costs when no watcher
-  refreshed it (the cache file removed, then `guard.snapshot`);
+- the index brought up one ledger step (what the first guard check after a claim adds, when no
+  watcher did it first: the tree diff of the two states, in memory), and the index read whole (the
+  cache file removed, then `guard.snapshot`);
 - the shared-file reference (shared_file.py) with as many live claims: its claim and its check.
 
 And whole process: `gitbus hook` with a PreToolUse `Edit` payload outside any claim (the hook's common
-case), checked to print nothing, in both repositories, the order rotating.
+case), checked to print nothing, in both repositories, the order rotating, from a regular install
+(`pip install .` of this checkout into a fresh venv, as users install it; startup.regular_install).
+
+Beside the grants, when Agent Mail is installed (agentmail.py), one Agent Mail server's
+`file_reservation_paths` in the same rounds: issue 16 asks a claim to cost a hundredth of it.
+
+    python bench/manyclaims.py [--reps 5] [--ops 50] [--hook-reps 40]   # prints the section
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import floor
 import shared_file
-from measure import Command, Op, Series, cli_times, interleaved_on
+from measure import Command, Op, Series, cli_times, interleaved_on, run_ops, verdict
 
-from gitbus import guard
+from gitbus import guard, state
 from gitbus.bus import Bus
 from gitbus.clock import SystemClock
 from gitbus.errors import ClaimConflict
@@ -36,6 +44,10 @@ from gitbus.ids import agent_name
 HOLDERS = 8
 BATCH = 100
 ME = "bench"
+GUARD_GOAL_MS = 1.0  # issue 16: a guard check at 10,000 claims, in process
+HOOK_GOAL = 1.2  # the PreToolUse hook at 10,000 claims against 10, whole process
+AGENTMAIL_GOAL = 100.0  # a claim in process against Agent Mail's `file_reservation_paths`
+CLAIM_GOAL_MS = 0.5  # what that means here, on ext4
 
 
 def holder_paths(n: int) -> dict[str, list[str]]:
@@ -84,14 +96,18 @@ class ClaimsBench:
     rates: dict[str, dict[str, Series]]  # operation -> label ("10 claims") -> ops/s
     hook: dict[str, Series]  # label -> seconds, whole process
     hook_reps: int
+    hook_install: str  # how the gitbus the hook rows ran was installed
+    versus: dict[str, Series]  # grants (label -> ops/s) and Agent Mail's reservations, in the same rounds
+    agentmail: str  # Agent Mail's version, or why it is not in the run
 
 
-GRANT, REFUSE, GUARD_IN, GUARD_OUT, REBUILD, SF_CLAIM, SF_CHECK = (
+GRANT, REFUSE, GUARD_IN, GUARD_OUT, UPDATE, REBUILD, SF_CLAIM, SF_CHECK = (
     "grant: `Bus.claim` on a fresh path",
     "refusal: `Bus.claim` inside a held claim",
     "guard check in process, a path inside a claim",
     "guard check in process, a path outside every claim",
-    "guard snapshot rebuilt from the ledger (cache missing)",
+    "guard index brought up one ledger step (tree diff, in memory)",
+    "guard index read whole from the ledger (cache missing)",
     "shared file: claim a fresh path",
     "shared file: check a path outside every claim",
 )
@@ -107,7 +123,14 @@ def _ops(root: Path, files: Path) -> dict[str, Op]:
     me = agent_name(ME)
     clock = SystemClock()
     sf = shared_file.SharedFile(files, ME)
-    cache = repo.common_dir / "gitbus" / "cache" / "claims.json"
+    cache = state.claims_cache(repo.common_dir)
+    # Two ledger states one step apart, and the index of the earlier: what the first check after a
+    # claim starts from when no watcher brought the index up.
+    before = guard.snapshot(repo.root, repo.common_dir)
+    assert before.ledger is not None
+    bus.claim(["one-step-on/"])
+    after = guard.ledger_tip(repo.common_dir)
+    old = guard.render(before.ledger, before.ignorecase, before.index.lines())
 
     def refuse(i: int) -> None:
         try:
@@ -123,6 +146,10 @@ def _ops(root: Path, files: Path) -> dict[str, Op]:
 
         return op
 
+    def update(_i: int) -> None:
+        snap = guard.from_ledger(repo.root, after, guard.parse_index(old))
+        assert snap.ledger == after and snap.blind is None
+
     def rebuild(_i: int) -> None:
         cache.unlink(missing_ok=True)
         guard.snapshot(repo.root, repo.common_dir)
@@ -135,10 +162,16 @@ def _ops(root: Path, files: Path) -> dict[str, Op]:
         REFUSE: refuse,
         GUARD_IN: check("area0/mod0/x.py", True),
         GUARD_OUT: check("src/free.py", False),
+        UPDATE: update,
         REBUILD: rebuild,
         SF_CLAIM: lambda i: sf.claim_path(f"new{i}/"),
         SF_CHECK: sf_check,
     }
+
+
+AGENTMAIL = "Agent Mail `file_reservation_paths`"
+FLOOR = "pygit2 floor (`bench/floor.py`), a fresh repository"
+VERSUS_BASE = 1_000_000  # grants beside Agent Mail take paths of their own
 
 
 def claims_bench(
@@ -149,15 +182,23 @@ def claims_bench(
     reps: int,
     ops: int,
     hook_reps: int,
+    hook_install: str = "the gitbus running the bench",
+    reserve: Callable[[int], float] | None = None,
+    agentmail: str = "not in this run",
+    agentmail_ops: int = 10,
 ) -> ClaimsBench:
+    """`gitbus` runs the hook rows (say, from a regular install); `reserve(n)` makes `n` Agent Mail
+    reservations and answers calls/s."""
     roots = {n: work / f"claims-{n}" for n in counts}
     for n, root in roots.items():
         build(root, n, work / f"claims-{n}-file")
     by_side = {_label(n): _ops(root, work / f"claims-{n}-file") for n, root in roots.items()}
     rates: dict[str, dict[str, Series]] = {}
-    for what in (GRANT, REFUSE, GUARD_IN, GUARD_OUT, REBUILD, SF_CLAIM, SF_CHECK):
+    for what in (GRANT, REFUSE, GUARD_IN, GUARD_OUT, UPDATE, REBUILD, SF_CLAIM, SF_CHECK):
         few = max(2, ops // 10) if what == REBUILD else ops
         rates[what] = interleaved_on({label: o[what] for label, o in by_side.items()}, reps, few)
+    grants = {label: o[GRANT] for label, o in by_side.items()}
+    versus = _versus(grants, work / "claims-floor", reserve, reps, ops, agentmail_ops)
     cmds = []
     hook_env = {**env, "GITBUS_AGENT": ME}
     for n, root in roots.items():
@@ -178,7 +219,36 @@ def claims_bench(
         cmds.append(Command(_label(n), (gitbus, "hook"), root, edit))
     _quiet_hooks(cmds, hook_env)
     hook = cli_times(cmds, hook_reps, hook_env)
-    return ClaimsBench(counts, reps, ops, rates, hook, hook_reps)
+    return ClaimsBench(counts, reps, ops, rates, hook, hook_reps, hook_install, versus, agentmail)
+
+
+def _versus(
+    grants: Mapping[str, Op],
+    floor_dir: Path,
+    reserve: Callable[[int], float] | None,
+    reps: int,
+    ops: int,
+    am_ops: int,
+) -> dict[str, Series]:
+    """Grants on both repositories, the pygit2 floor's (the same git work, no gitbus: floor.py) on a
+    fresh one, and Agent Mail's reservations when it is there, in the same rounds, the order
+    alternating."""
+    init_repository(floor_dir)
+    sides: dict[str, Op] = {**grants, FLOOR: floor.ClaimFloor(floor_dir, ME).claim}
+    got: dict[str, list[float]] = {name: [] for name in (*sides, *([AGENTMAIL] if reserve else []))}
+    names = list(got)
+    for op in sides.values():
+        for i in range(5):
+            op(VERSUS_BASE - 1 - i)
+    if reserve is not None:
+        reserve(2)  # its warm-up (the driver warms up too)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            start = VERSUS_BASE + rep * ops
+            got[name].append(
+                reserve(am_ops) if reserve and name == AGENTMAIL else run_ops(sides[name], start, ops)
+            )
+    return {name: Series(tuple(v)) for name, v in got.items()}
 
 
 def _quiet_hooks(cmds: list[Command], env: Mapping[str, str]) -> None:
@@ -198,6 +268,38 @@ def _per_op(s: Series) -> str:
     return f"{1000 / s.median:,.2f} ms | {1000 / s.hi:,.2f} – {1000 / s.lo:,.2f}"
 
 
+def _ms(rate: Series) -> float:
+    return 1000 / rate.median
+
+
+def goal_rows(b: ClaimsBench) -> list[str]:
+    few, many = (_label(n) for n in b.counts)
+    rows = []
+    for what in (GUARD_IN, GUARD_OUT):
+        t = _ms(b.rates[what][many])
+        rows.append(f"| {what}, {many} ≤ {GUARD_GOAL_MS:g} ms | {t:.3f} ms | {verdict(t <= GUARD_GOAL_MS)} |")
+    hook = b.hook[many].median / b.hook[few].median
+    rows.append(
+        f"| `gitbus hook`, PreToolUse `Edit` outside every claim, whole process, regular install: "
+        f"{many} ≤ {HOOK_GOAL}× {few} | {hook:.2f}× | {verdict(hook <= HOOK_GOAL)} |"
+    )
+    if AGENTMAIL in b.versus:
+        am = _ms(b.versus[AGENTMAIL])
+        for label in (few, many):
+            x = am / _ms(b.versus[label])
+            rows.append(
+                f"| a claim in process (`Bus.claim`, {label}) ≥ {AGENTMAIL_GOAL:.0f}× {AGENTMAIL} "
+                f"| {x:.0f}× | {verdict(x >= AGENTMAIL_GOAL)} |"
+            )
+    for label in (few, many):
+        t = _ms(b.versus[label])
+        rows.append(
+            f"| a claim in process (`Bus.claim`, {label}) ≤ {CLAIM_GOAL_MS} ms, ext4 (the pygit2 floor: "
+            f"{_ms(b.versus[FLOOR]):.2f} ms) | {t:.2f} ms | {verdict(t <= CLAIM_GOAL_MS)} |"
+        )
+    return rows
+
+
 def section(b: ClaimsBench, number: int) -> list[str]:
     few, many = (_label(n) for n in b.counts)
     out = [
@@ -206,10 +308,10 @@ def section(b: ClaimsBench, number: int) -> list[str]:
         f"Eight holder agents hold `area<k>/mod<j>/` claims: {b.counts[0]:,} in one repository, "
         f"{b.counts[1]:,} in the other, granted through `Bus.claim` a hundred at a time. Another agent "
         "then claims and checks paths in both, side by side on the two long-lived repositories "
-        f"({b.reps} × {b.ops} ops each, interleaved; the rebuild {b.reps} × {max(2, b.ops // 10)}). The "
+        f"({b.reps} × {b.ops} ops each, interleaved; the whole read {b.reps} × {max(2, b.ops // 10)}). The "
         "guard rows are `guard.conflicts`, what the PreToolUse hook does once it runs; the shared-file "
         "reference (`bench/shared_file.py`) holds the same claims in its file and in memory "
-        "(`bench/manyclaims.py`).",
+        f"(`bench/manyclaims.py`). The hook rows run the gitbus installed by {b.hook_install}.",
         "",
         f"| operation | {few}: per op | fastest – slowest | {many}: per op | fastest – slowest "
         "| time ratio |",
@@ -223,12 +325,100 @@ def section(b: ClaimsBench, number: int) -> list[str]:
         f"| `gitbus hook`, PreToolUse `Edit` outside every claim, whole process ({b.hook_reps} runs) | "
         f"{h_few.median * 1000:,.1f} ms | {h_few.lo * 1000:,.1f} – {h_few.hi * 1000:,.1f} | "
         f"{h_many.median * 1000:,.1f} ms | {h_many.lo * 1000:,.1f} – {h_many.hi * 1000:,.1f} | "
-        f"{h_many.median / h_few.median:,.1f}× |",
+        f"{h_many.median / h_few.median:,.2f}× |",
         "",
-        "A claim decision reads only the ledger entries on the path's ancestors and below it, so a grant "
-        "or a refusal barely depends on the number of claims; a grant still rewrites the `claims` tree, "
-        "whose size grows with every top-level claimed directory. The guard reads a snapshot of every "
-        "claim (a JSON file keyed by the ledger tip) and scans it: linear in the live claims.",
+    ]
+    am = b.versus.get(AGENTMAIL)
+    out += [
+        "Grants beside the pygit2 floor"
+        + (
+            f" and {AGENTMAIL} ({b.agentmail}; one server, one caller, through its MCP tool in "
+            "process as in § 8)"
+            if am
+            else f" (Agent Mail: {b.agentmail})"
+        )
+        + f", in the same rounds, the order alternating ({b.reps} × {b.ops} grants per side"
+        + (f", Agent Mail {b.reps} × its own count)" if am else ")")
+        + ":",
+        "",
+        "| side | per claim | fastest – slowest |" + (" Agent Mail ÷ side |" if am else ""),
+        "|---|---:|---|" + ("---:|" if am else ""),
+        *(
+            f"| {name} | {_per_op(r)} |" + (f" {_ms(am) / _ms(r):,.0f}× |" if am else "")
+            for name, r in b.versus.items()
+            if name != AGENTMAIL
+        ),
+        *([f"| {AGENTMAIL}, one fresh `pkg<i>/**` pattern | {_per_op(am)} | 1× |"] if am else []),
+        "",
+    ]
+    out += [
+        "Goals (issue 16):",
+        "",
+        "| goal | measured | |",
+        "|---|---:|---|",
+        *goal_rows(b),
+        "",
+        "A guard check looks its path up in an index of the claims keyed by the ledger tip "
+        "(`<common git dir>/gitbus/cache/claims.idx`): sorted lines, binary-searched in the mapped file for "
+        "the path's ancestors and the run of keys below it, so only the claims it returns are parsed. When "
+        "the ledger moves, the first check brings the index up through the tree diff of the two ledger "
+        "states (git opens only the folders that changed) and writes it again; it is read whole only when "
+        "there is no earlier index. A claim decision reads only the ledger entries on the path's ancestors "
+        "and below it, and remembers the folders it lists by tree id; a grant still writes one blob, a tree "
+        "per level and a commit, and moves the ledger ref under its lock, which is most of its time on disk.",
         "",
     ]
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    import agentmail
+    import startup
+    from helpers import gitbus_exe, hermetic_env, log
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--ops", type=int, default=50)
+    parser.add_argument("--hook-reps", type=int, default=40)
+    parser.add_argument("--agentmail-ops", type=int, default=10)
+    args = parser.parse_args(argv)
+    gitbus_exe()  # the library runs in this process: gitbus must be installed beside it
+    with tempfile.TemporaryDirectory(prefix="gitbus-manyclaims-", dir="/tmp") as tmp:
+        work = Path(tmp)
+        env = hermetic_env(work / "home")
+        log("installing this checkout into a fresh venv (a regular install) for the hook rows")
+        python = startup.regular_install(work / "install")
+        install = agentmail.ensure_installed()
+        servers = None
+        note = f"not installed here: {install.error.splitlines()[-1:] or install.tried}"
+        if install.python is not None:
+            log("starting one Agent Mail server")
+            servers = agentmail.Servers(install.python, work / "agentmail" / "store", 1)
+            note = f"PyPI `{agentmail.PACKAGE}` {install.version}"
+        try:
+            log(f"measuring: {args.reps} × {args.ops} ops, the hook {args.hook_reps} runs")
+            b = claims_bench(
+                work,
+                env,
+                str(python.with_name("gitbus")),
+                (10, 10_000),
+                args.reps,
+                args.ops,
+                args.hook_reps,
+                "`pip install .` of this checkout into a fresh venv (not editable)",
+                (lambda n: servers.run("reserve", 1, n)) if servers is not None else None,
+                note,
+                args.agentmail_ops,
+            )
+        finally:
+            if servers is not None:
+                servers.close()
+    print("\n".join(section(b, 9)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import agentrefs
 import crowd
+import flood
 import history
 import live
 import manyclaims
@@ -63,6 +64,7 @@ class Results:
     tui: tui.TuiBench | None = None  # first paint of `gitbus tui` (bench/tui.py)
     realclient: realclient.RealClientBench | None = None  # a real `claude -p` turn, with and without gitbus
     startup: startup.StartupBench | None = None  # the everyday commands in a regular install (startup.py)
+    flood: flood.FloodBench | None = None  # a hook call and `gitbus inbox` far behind (flood.py)
 
 
 def _ops(s: Series) -> str:
@@ -121,14 +123,16 @@ def _goal_rows(r: Results) -> list[str]:
         rows.append(f"| `{label}` with nothing new, whole process{used} ≤ {live.HOOK_GOAL:g}× "
                     f"`python -c pass` | {x:.2f}× | {verdict(x <= live.HOOK_GOAL)} |")
     for p in r.propagation:
-        for q, goal in ((50, live.P50_GOAL), (99, live.P99_GOAL)):
+        for q, goal in zip((50, 99), live.goals(p.worktrees), strict=True):
             x = percentile(p.every, q)
             rows.append(f"| a post → every context file, {p.worktrees} worktrees: p{q} ≤ "
                         f"{goal * 1000:.0f} ms | {x * 1000:.0f} ms | {verdict(x <= goal)} |")
     rows += sync.goal_rows(r.shared)
     rows += search.goal_rows(r.searched) if r.searched else []
     rows += crowd.goal_rows(r.crowd) if r.crowd else []
+    rows += manyclaims.goal_rows(r.many) if r.many else []
     rows += tui.goal_rows(r.tui) if r.tui else []
+    rows += flood.goal_rows(r.flood) if r.flood else []
     rows += realclient.goal_rows(r.realclient) if r.realclient else []
     rows += agentrefs.goal_rows(r.refs) if r.refs else []
     return rows
@@ -235,7 +239,8 @@ def _live_verdict(r: Results) -> list[str]:
         step = {s.name: s.ms for s in p.steps}
         diff = next(ms for name, ms in step.items() if name.startswith("changed files"))
         rendering = next(ms for name, ms in step.items() if name.startswith("render"))
-        ok = p50 <= live.P50_GOAL and p99 <= live.P99_GOAL
+        p50_goal, p99_goal = live.goals(p.worktrees)
+        ok = p50 <= p50_goal and p99 <= p99_goal
         lines.append(
             f"- {p.worktrees} worktrees: every file shows a post {p50 * 1000:.0f} ms (p50) and "
             f"{p99 * 1000:.0f} ms (p99) after it: goals {'met' if ok else '**missed**'}. That is the "
@@ -375,7 +380,8 @@ def render(r: Results) -> str:
         *(history.section(r.reads, r.sizes, 10) if r.reads and r.sizes else []),
         *(tui.section(r.tui, 12) if r.tui else []),
         *(realclient.section(r.realclient, 13) if r.realclient else []),
-        *(agentrefs.section(r.refs, 14) if r.refs else []),
+        *(flood.section(r.flood, 14) if r.flood else []),
+        *(agentrefs.section(r.refs, 16) if r.refs else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

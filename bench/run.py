@@ -31,6 +31,7 @@ from pathlib import Path
 import agentmail
 import agentrefs
 import crowd
+import flood
 import floor
 import history
 import live
@@ -71,7 +72,7 @@ class Config:
     tags: int = 1000  # unrelated refs in the scaling scenarios
     hook_reps: int = 60  # runs of each command in the hook comparison
     live_posts: int = 200  # posts timed through the watcher, per scenario
-    live_worktrees: tuple[int, ...] = (4, 16)
+    live_worktrees: tuple[int, ...] = (4, 16, 64)  # 64: issue 16's crowd
     sync_reps: int = 5  # fresh A → remote → B trips of sync.GOAL_MESSAGES messages
     crowd_reps: int = 5  # repetitions of 1 and of 8 processes at once (crowd.py)
     crowd_ops: int = 800  # ops per run, split over the processes
@@ -82,6 +83,7 @@ class Config:
     read_reps: int = 5  # whole-history reads (history.py)
     realclient_runs: int = realclient.FULL_RUNS  # `claude -p` turns per arm, with and without gitbus
     startup_reps: int = 20  # rounds of the everyday commands in a regular install (startup.py)
+    flood_reps: int = 7  # runs of each command with a flood unread (flood.py)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
@@ -303,13 +305,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"agent mail: {cfg.agents} callers at once on one server")
                 rate, error = servers.gather("send", cfg.agents, 2)
                 outcome.probe = f"{rate:,.1f} calls/s" if rate else f"failed: {error}"
+            log("start-up: `pip install` of this checkout into a fresh venv (regular, not editable)")
+            regular = startup.regular_install(work / "startup")
+            log(f"claims: {cfg.claims[0]:,} vs {cfg.claims[1]:,} live claims, and Agent Mail reserving")
+            am = servers if servers and not outcome.errors else None
+            many = manyclaims.claims_bench(
+                work, env, str(regular.with_name("gitbus")), cfg.claims, cfg.claims_reps, cfg.claims_ops,
+                cfg.hook_reps, "`pip install .` of this checkout into a fresh venv (not editable)",
+                (lambda n: am.run("reserve", 1, n)) if am else None,
+                f"PyPI `{agentmail.PACKAGE}` {outcome.install.version}" if am else "not in this run")
         finally:
             if servers:
                 servers.close()
-
-        log(f"claims: {cfg.claims[0]:,} vs {cfg.claims[1]:,} live claims")
-        many = manyclaims.claims_bench(work, env, gitbus, cfg.claims, cfg.claims_reps, cfg.claims_ops,
-                                       cfg.hook_reps)
 
         log("post scaling")
         scale = scaling(cfg, prof_dir, env)
@@ -338,10 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         cli = cli_times(cmds, cfg.cli_reps, env)
         library = timed_calls({key: _log20(b.root) for key, b in builds.items()}, cfg.cli_reps * 3)
-        log("start-up: `pip install` of this checkout into a fresh venv (a regular install, not editable)")
-        regular = startup.regular_install(work / "startup")
         log(f"start-up: the everyday commands in that install, {cfg.startup_reps} rounds")
-        started = startup.startup_bench(work / "startup", env, regular, cfg.startup_reps)
+        startups = startup.startup_bench(work / "startup", env, regular, cfg.startup_reps)
 
         live_env = {k: v for k, v in env.items() if k != "GITBUS_AGENT"}  # agents come from worktrees here
         log(f"live: the hook's nothing-new path, {cfg.hook_reps} repetitions")
@@ -369,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jsonl, cfg.big, env, gitbus, cfg.read_reps, max(2, cfg.read_reps - 2))
         log("bytes per message, before and after git gc")
         sizes = history.size_bench(builds["big loose"].root, msgs, jsonl, env)
+        log(f"flood: a hook call and `gitbus inbox` with {cfg.big:,} unread")
+        flooded = flood.flood_bench(work, cfg.big, cfg.flood_reps, None)
         log("gitbus tui: first paint, an empty bus and 10,000 messages")
         tui_first = tui.tui_bench(work, env, 10_000, 3 if cfg.quick else 7)
         log(f"real client: a {realclient.STEPS}-step `claude -p` turn with and without gitbus, "
@@ -387,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
-        tui=tui_first, realclient=real, startup=started, refs=refs,
+        tui=tui_first, realclient=real, startup=startups, flood=flooded, refs=refs,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -6,7 +6,11 @@ processes: `gitbus sync origin` in A (one atomic, leased push of every chain to 
 reached over file://, so git's pack protocol runs but no network), and `gitbus sync origin` in B (a
 fetch into the tracking namespace and a fast-forward of every chain). The sum is the end-to-end figure.
 Afterwards B must read A's newest messages back, and one more message makes the same trip (the cost of
-a sync once the clones are level). Run alone, `python bench/sync.py [--quick]` prints the figures.
+a sync once the clones are level). Beside it, in the same repetition and order alternating, plain git
+moves the same refs and objects from a copy of A as it was built through a second bare repository to a
+second clone: `git push` of `refs/bus/*`, then `git fetch` of them in the clone (issue 16: gitbus's trip
+≤ 1.2× that).
+Run alone, `python bench/sync.py [--quick]` prints the figures.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from gitbus.ids import agent_name
 
 SYNC_GOAL = 5.0  # seconds, A → remote → B, for GOAL_MESSAGES messages
 GOAL_MESSAGES = 10_000
+GIT_GOAL = 1.2  # issue 16: the trip ≤ 1.2× plain `git push` + `git fetch` of the same refs
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class SyncBench:
     objects: int  # loose objects in A before the push
     one_push: Series  # then one new message: `gitbus sync` in A
     one_pull: Series  # and in B
+    git_push: Series  # plain `git push` of refs/bus/* from A to a second bare repository
+    git_fetch: Series  # plain `git fetch` of them into a clone of that one
+    git_total: Series
 
 
 def _git(cwd: Path, env: Mapping[str, str], *args: str) -> str:
@@ -75,10 +83,29 @@ class _Trip:
     pull: float
     one_push: float
     one_pull: float
+    git_push: float
+    git_fetch: float
 
 
-def _trip(work: Path, env: Mapping[str, str], gitbus: str, n: int, agents: int) -> _Trip:
-    """One fresh A, bare remote and B; the big sync, checked; then one more message."""
+def _plain_git(work: Path, a: Path, env: Mapping[str, str]) -> tuple[float, float]:
+    """The same refs and objects moved by plain git: `a` (a copy of A as it was built, loose objects
+    and all: gitbus's sync may leave A packed, by the automatic gc its fetch starts) → a second bare
+    repository → its clone."""
+    bare, c = work / "plain.git", work / "c"
+    _git(work, env, "init", "-q", "--bare", "-b", "main", str(bare))
+    _git(a, env, "push", "-q", bare.as_uri(), "main")
+    _git(work, env, "clone", "-q", bare.as_uri(), str(c))
+    push, _ = _timed(["git", "push", "-q", bare.as_uri(), "refs/bus/*:refs/bus/*"], a, env)
+    fetch, _ = _timed(["git", "fetch", "-q", "origin", "refs/bus/*:refs/remotes/origin/bus/*"], c, env)
+    theirs = _git(c, env, "for-each-ref", "--format=%(refname) %(objectname)", "refs/remotes/origin/bus/")
+    if theirs.replace("refs/remotes/origin/bus/", "refs/bus/") != _bus_refs(a, env):
+        raise AssertionError("plain git did not bring A's bus refs to its clone")
+    return push, fetch
+
+
+def _trip(work: Path, env: Mapping[str, str], gitbus: str, n: int, agents: int, git_first: bool) -> _Trip:
+    """One fresh A, bare remote and B; the big sync, checked; then one more message. Plain git's
+    trip of the same refs runs before or after gitbus's (`git_first`), from the same A."""
     bare, a, b = work / "remote.git", work / "a", work / "b"
     t0 = time.perf_counter()
     msgs = synth.messages(n, agents, end_ms=time.time_ns() // 1_000_000 - 60_000)
@@ -89,7 +116,11 @@ def _trip(work: Path, env: Mapping[str, str], gitbus: str, n: int, agents: int) 
     _git(a, env, "push", "-q", "origin", "main")
     _git(work, env, "clone", "-q", bare.as_uri(), str(b))
     objects = int(_git(a, env, "count-objects").split()[0])
+    a_copy = work / "a-copy"
+    shutil.copytree(a, a_copy, symlinks=True)
 
+    if git_first:
+        git_push, git_fetch = _plain_git(work, a_copy, env)
     push, out = _timed([gitbus, "sync", "origin", "--json"], a, env)
     if len(json.loads(out)["pushed"]) != agents:
         raise AssertionError(f"gitbus sync in A pushed {out}")
@@ -102,13 +133,15 @@ def _trip(work: Path, env: Mapping[str, str], gitbus: str, n: int, agents: int) 
     newest = [m["id"] for m in json.loads(out)]
     if newest != [m.id for m in reversed(msgs[-5:])]:
         raise AssertionError(f"B reads {newest} as its newest messages, not A's")
+    if not git_first:
+        git_push, git_fetch = _plain_git(work, a_copy, env)
 
     Bus(Repository.open(a), agent_name(msgs[0].sender), SystemClock()).discover("one more")
     one_push, _ = _timed([gitbus, "sync", "origin"], a, env)
     one_pull, _ = _timed([gitbus, "sync", "origin"], b, env)
     if _bus_refs(a, env) != _bus_refs(b, env):
         raise AssertionError("the one more message did not reach B")
-    return _Trip(built, objects, push, pull, one_push, one_pull)
+    return _Trip(built, objects, push, pull, one_push, one_pull, git_push, git_fetch)
 
 
 def sync_bench(
@@ -118,7 +151,7 @@ def sync_bench(
     for rep in range(reps):
         d = work / f"sync-{rep}"
         d.mkdir()
-        trips.append(_trip(d, env, gitbus, messages, agents))
+        trips.append(_trip(d, env, gitbus, messages, agents, git_first=rep % 2 == 1))
         shutil.rmtree(d)
 
     def series(field: str) -> Series:
@@ -135,6 +168,9 @@ def sync_bench(
         objects=trips[0].objects,
         one_push=series("one_push"),
         one_pull=series("one_pull"),
+        git_push=series("git_push"),
+        git_fetch=series("git_fetch"),
+        git_total=Series(tuple(t.git_push + t.git_fetch for t in trips)),
     )
 
 
@@ -152,9 +188,12 @@ def _ms(s: Series) -> str:
 def goal_rows(b: SyncBench) -> list[str]:
     x = b.total.median
     ok = verdict(x <= SYNC_GOAL)
+    vs = b.total.median / b.git_total.median
     return [
         f"| {b.messages:,} messages from clone A through a bare remote to clone B (`gitbus sync` in A, "
-        f"then in B) ≤ {SYNC_GOAL:g} s | {x:.2f} s | {ok} |"
+        f"then in B) ≤ {SYNC_GOAL:g} s | {x:.2f} s | {ok} |",
+        f"| the same {b.messages:,}-message trip ≤ {GIT_GOAL:g}× plain `git push` + `git fetch` of the "
+        f"same refs, measured beside it (issue 16) | {vs:.2f}× | {verdict(vs <= GIT_GOAL)} |",
     ]
 
 
@@ -182,6 +221,12 @@ def section(b: SyncBench, number: int) -> list[str]:
         f"| then one new message: `gitbus sync` in A | {_ms(b.one_push)} |",
         f"| and `gitbus sync` in B | {_ms(b.one_pull)} |",
         f"| (not timed in the trip: writing A's bus with fast-import) | {_s(b.built)} |",
+        f"| plain `git push` of `refs/bus/*` from A to a second bare repository | {_s(b.git_push)} |",
+        f"| plain `git fetch` of them into a clone of it | {_s(b.git_fetch)} |",
+        f"| **plain git, end to end** | **{b.git_total.median:,.2f} s** | "
+        f"{b.git_total.lo:,.2f} – {b.git_total.hi:,.2f} |",
+        f"| **gitbus ÷ plain git** (goal ≤ {GIT_GOAL:g}×) | **{b.total.median / b.git_total.median:.2f}×** | "
+        f"up {b.push.median / b.git_push.median:.2f}×, down {b.pull.median / b.git_fetch.median:.2f}× |",
         "",
         "A sync once the clones are level costs a `git fetch` and, when there is news, a `git push`: "
         "two git processes besides gitbus's own start-up (section 4). Over a real network add the "

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from gitbus import state
+from gitbus import fastpath, state
 from gitbus.gitfiles import read_refs
 from gitbus.ids import AGENTS_PREFIX, AgentName, agent_name, derive_agent_name
 
-ENV_VAR = "GITBUS_AGENT"
+ENV_VAR = fastpath.ENV_VAR
 
 
 class Place(Protocol):

@@ -14,6 +14,7 @@ entries of different owners overlap (an expired one is removed when another agen
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from gitbus import paths as P
@@ -150,6 +151,26 @@ def same_path(a: str, b: str) -> bool:
     return P.key(a, True) == P.key(b, True)
 
 
+@lru_cache(maxsize=64)
+def _by_fold(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """A folder's names by their case-folded form (remembered: a folder of thousands of claims is
+    looked into by every decision below it, and folding every name each time cost more than git)."""
+    out: dict[str, list[str]] = {}
+    for n in names:
+        out.setdefault(n.casefold(), []).append(n)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _spellings(names: list[str], want: str) -> list[str] | tuple[str, ...]:
+    """The names among `names` that fold to `want` (itself folded). When every name is folded, as
+    gitbus writes them, that is `want` alone, found without folding name by name (a casefold that
+    changes nothing changes no character); else by `_by_fold`."""
+    joined = "/".join(names)
+    if joined == joined.casefold():
+        return [want] if want in names else []
+    return _by_fold(tuple(names)).get(want, ())
+
+
 def _folders_along(ledger: Ledger, path: str) -> list[list[str]]:
     """For each depth of `path`, the ledger folders that stand for it in any case: the folded one
     gitbus writes, and any other spelling a gitbus that folded only with `core.ignorecase` wrote."""
@@ -157,7 +178,7 @@ def _folders_along(ledger: Ledger, path: str) -> list[list[str]]:
     current = [ROOT]
     for comp in P.key(path, True):
         want = "_" + comp
-        current = [f"{d}/{n}" for d in current for n in ledger.folders(d) if n.casefold() == want]
+        current = [f"{d}/{n}" for d in current for n in _spellings(ledger.folders(d), want)]
         if not current:
             break
         levels.append(current)
@@ -175,6 +196,21 @@ def held_at(ledger: Ledger, path: str) -> Claim | None:
         if claim is not None:
             return claim
     return None
+
+
+def claims_at(ledger: Ledger, path: str) -> list[Claim]:
+    """Every claim whose path is `path` (any case), in whichever slot it is: reads only that slot
+    and its older spellings, never the whole ledger."""
+    levels = _folders_along(ledger, path)
+    if len(levels) < len(P.key(path, True)):
+        return []
+    found = []
+    for folder in levels[-1]:
+        obj = ledger.read(folder + "/@")
+        claim = read_claim(ledger, folder + "/@", obj) if obj is not None else None
+        if claim is not None:
+            found.append(claim)
+    return found
 
 
 def all_claims(ledger: Ledger) -> list[Claim]:

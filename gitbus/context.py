@@ -59,6 +59,46 @@ class View:
     def board(self) -> Board:
         return self.source or Board(self.now, tuple(self.recent), tuple(self.claims))
 
+    @cached_property
+    def _made(self) -> dict[object, str]:
+        return {}
+
+    def once(self, key: object, make: Callable[[], str]) -> str:
+        """`make()`, made once per view: what every worktree's file shows alike (a peer's words,
+        names and paths made inert, a claim's fact) is made once per update, not once per worktree
+        (at 64 worktrees that was most of an update)."""
+        made = self._made
+        if key not in made:
+            made[key] = make()
+        return made[key]
+
+    @cached_property
+    def _paths(self) -> dict[bool, tuple[dict[tuple[str, ...], set[int]], dict[tuple[str, ...], set[int]]]]:
+        return {}
+
+    def touching(self, near: list[str], ignorecase: bool) -> set[int]:
+        """The indices into `recent` of the messages naming a path that overlaps one of `near`
+        (`paths.overlaps`), found through an index of every recent message's paths made once per
+        view, so ranking costs each worktree a few lookups, not a comparison per message."""
+        if ignorecase not in self._paths:
+            below: dict[tuple[str, ...], set[int]] = {}  # every prefix of a path -> its messages
+            exact: dict[tuple[str, ...], set[int]] = {}  # every whole path -> its messages
+            for i, m in enumerate(self.recent):
+                for p in m.paths:
+                    k = P.key(p, ignorecase)
+                    exact.setdefault(k, set()).add(i)
+                    for n in range(1, len(k) + 1):
+                        below.setdefault(k[:n], set()).add(i)
+            self._paths[ignorecase] = (below, exact)
+        below, exact = self._paths[ignorecase]
+        out: set[int] = set()
+        for q in near:
+            k = P.key(q, ignorecase)
+            out |= below.get(k, set())  # paths at or below q
+            for n in range(1, len(k)):
+                out |= exact.get(k[:n], set())  # paths above q
+        return out
+
 
 def read_view(repo: Repository, now: int, tips: Mapping[str, Oid] | None = None) -> View:
     """The recent bus up to `tips` (default: as it is now) and the claims as they are now."""
@@ -76,6 +116,7 @@ class Section:
     rank: list[int] | None = None  # indices into `entries`, most important first (None: in order)
     most: int | None = None  # never more than this many, however much room is left
     ids: list[str] | None = None  # the message behind each entry, where there is one
+    unlisted: int = 0  # entries past `most`, left out of `entries` and counted in the "N more" line
 
     def ranked(self, n: int) -> list[int]:
         """The indices of the `n` entries that matter most."""
@@ -85,7 +126,7 @@ class Section:
         if not self.entries:
             return ["", f"## {self.title}", "- none"]
         picked = [self.entries[i] for i in sorted(self.ranked(shown))]
-        return ["", f"## {self.title}", *picked, *_more(len(self.entries) - shown, self.more)]
+        return ["", f"## {self.title}", *picked, *_more(len(self.entries) + self.unlisted - shown, self.more)]
 
 
 def _more(n: int, command: str) -> list[str]:
@@ -94,10 +135,11 @@ def _more(n: int, command: str) -> list[str]:
 
 def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase: bool) -> str:
     """The context file for agent `me`: facts, newest first, within `MAX_CHARS` (pointer included)."""
+    updated = view.once("now", lambda: hhmm(view.now))
     head = [
         f"# gitbus context for agent {me}",
         "",
-        f"You are agent **{me}** in worktree `{root}`. Updated {hhmm(view.now)}; this file is rewritten "
+        f"You are agent **{me}** in worktree `{root}`. Updated {updated}; this file is rewritten "
         "by `gitbus watch` as the bus changes. Text in quotes is other agents' words.",
     ]
     tail = ["", POINTER]
@@ -132,61 +174,70 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
     now = view.now
     mine = [c for c in view.claims if c.owner == me]
     near = [c.path for c in mine] + changed
+    near_keys = [P.key(p, ignorecase) for p in near]
 
-    def touches_mine(paths: tuple[str, ...]) -> bool:
-        return any(P.overlaps(p, q, ignorecase) for p in paths for q in near)
+    def touches_mine(path: str) -> bool:
+        k = P.key(path, ignorecase)
+        return any(P.keys_overlap(k, q) for q in near_keys)
+
+    def claim(c: Claim) -> str:
+        return view.once(c, lambda: f"- {claim_fact(c, now)}")
+
+    def said(m: Message) -> str:  # the peer's words, quoted
+        return view.once(("said", m.id), lambda: quoted(m.text, 200))
+
+    def who(m: Message) -> str:
+        return view.once(("who", m.id), lambda: name(m.sender))
+
+    def short(text: str) -> str:
+        return view.once(("id", text), lambda: inert(text[:8]))
+
+    def found_line(m: Message) -> str:
+        def make() -> str:
+            on = " on " + path_list(m.paths) if m.paths else ""
+            return f"- {who(m)}{on}: {said(m)}"
+
+        return view.once(("found", m.id), make)
 
     others = [c for c in view.claims if c.owner != me and c.live(now)]
-    others.sort(key=lambda c: not touches_mine((c.path,)))
+    if near:
+        others.sort(key=lambda c: not touches_mine(c.path))
     open_qs = [m for m in view.board.open_questions() if m.sender != me and m.to in (EVERYONE, me)]
     mine_qs = {m.id for m in view.recent if m.kind is Kind.QUESTION and m.sender == me}
     answers = [m for m in view.recent if m.kind is Kind.ANSWER and m.reply_to in mine_qs]
     requests = [m for m in view.open_requests if m.to in (EVERYONE, me)]
-    found = [m for m in view.recent if m.kind is Kind.DISCOVERY and m.sender != me]
-    found.sort(key=lambda m: not touches_mine(m.paths))
+    found = [(i, m) for i, m in enumerate(view.recent) if m.kind is Kind.DISCOVERY and m.sender != me]
+    if near:
+        touching = view.touching(near, ignorecase)
+        found.sort(key=lambda im: im[0] not in touching)
     return [  # in the order of the file
-        Section("My claims", [f"- {claim_fact(c, now)}" for c in mine], "gitbus claims"),
-        Section(
-            "Others' claims (edits there are refused)",
-            [f"- {claim_fact(c, now)}" for c in others],
-            "gitbus claims",
-        ),
+        Section("My claims", [claim(c) for c in mine], "gitbus claims"),
+        Section("Others' claims (edits there are refused)", [claim(c) for c in others], "gitbus claims"),
         Section(
             "Open questions to me or to all",
-            [
-                f"- [{inert(m.id[:8])}] {name(m.sender)} asks{' me' * (m.to == me)}: {quoted(m.text, 200)}"
-                for m in open_qs
-            ],
+            [f"- [{short(m.id)}] {who(m)} asks{' me' * (m.to == me)}: {said(m)}" for m in open_qs],
             "gitbus status",
             _to_me_first(open_qs, me),
             ids=[m.id for m in open_qs],
         ),
         Section(
             "Answers to my questions",
-            [
-                f"- {name(m.sender)} on [{inert((m.reply_to or '')[:8])}]: {quoted(m.text, 200)}"
-                for m in answers
-            ],
+            [f"- {who(m)} on [{short(m.reply_to or '')}]: {said(m)}" for m in answers],
             "gitbus inbox",
         ),
         Section(
             "Open requests",
-            [
-                f"- [{inert(m.id[:8])}] from {name(m.sender)}{' to me' * (m.to == me)}: {quoted(m.text, 200)}"
-                for m in requests
-            ],
+            [f"- [{short(m.id)}] from {who(m)}{' to me' * (m.to == me)}: {said(m)}" for m in requests],
             "gitbus status",
             _to_me_first(requests, me),
             ids=[m.id for m in requests],
         ),
         Section(
             "Recent discoveries (touching my paths first)",
-            [
-                f"- {name(m.sender)}{' on ' + path_list(m.paths) if m.paths else ''}: {quoted(m.text, 200)}"
-                for m in found
-            ],
+            [found_line(m) for _, m in found[:MAX_DISCOVERIES]],  # never more are shown
             "gitbus log",
             most=MAX_DISCOVERIES,
+            unlisted=max(0, len(found) - MAX_DISCOVERIES),
         ),
     ]
 
@@ -222,8 +273,10 @@ def _sizes(sec: Section) -> list[int]:
     if not sec.entries:
         return [_chars(sec.lines(0))]
     n, title = len(sec.entries), _chars(sec.lines(0)[:2])
+    total = n + sec.unlisted
     picked = list(accumulate((len(sec.entries[i]) + 1 for i in sec.ranked(n)), initial=0))
-    return [title + picked[k] + _chars(_more(n - k, sec.more)) for k in range(n + 1)]
+    more = _chars(_more(1, sec.more)) - len("1")  # the "N more" line, less N's digits
+    return [title + picked[k] + (more + len(str(total - k)) if k < total else 0) for k in range(n + 1)]
 
 
 def _chars(lines: list[str]) -> int:
@@ -286,25 +339,39 @@ class ChangedPaths:
     """`changed_paths` per worktree, remembered for `ttl` seconds.
 
     They only rank discoveries, while a `git status` per worktree is most of an update's time with
-    many worktrees: a watcher reuses them across the updates of a burst of posts, and a file edit
-    reaches the ranking at the first update after `ttl`."""
+    many worktrees (64 of them: ~180 ms): a watcher reuses them across the updates of a burst of
+    posts. With `stale_ok`, an update never waits for them once a worktree has been looked at: a
+    value past `ttl` is still used, and the worktree is listed in `stale()` for the caller to
+    `refresh` off the update's path (the watcher does, on a thread of its own), so a file edit
+    reaches the ranking at the first update after that refresh. Without it, a value past `ttl` is
+    looked up again at once."""
 
-    def __init__(self, ttl: float = 5.0) -> None:
-        self.ttl = ttl
+    def __init__(self, ttl: float = 5.0, stale_ok: bool = False) -> None:
+        self.ttl, self.stale_ok = ttl, stale_ok
         self._seen: dict[Path, tuple[float, list[str]]] = {}
 
     def __call__(self, repo: Repository, worktree: Path) -> list[str]:
-        now = time.monotonic()
         hit = self._seen.get(worktree)
-        if hit is None or now - hit[0] >= self.ttl:
-            hit = (now, changed_paths(repo, worktree))
+        if hit is None or (not self.stale_ok and time.monotonic() - hit[0] >= self.ttl):
+            hit = (time.monotonic(), changed_paths(repo, worktree))
             self._seen[worktree] = hit
         return hit[1]
+
+    def stale(self) -> list[Path]:
+        """The worktrees whose remembered value is older than `ttl`."""
+        now = time.monotonic()
+        return [wt for wt, (when, _) in list(self._seen.items()) if now - when >= self.ttl]
+
+    def refresh(self, repo: Repository, worktrees: list[Path]) -> None:
+        """Look `worktrees` up again (each entry is replaced whole: safe beside a reader thread)."""
+        for wt in worktrees:
+            if wt in self._seen:
+                self._seen[wt] = (time.monotonic(), changed_paths(repo, wt))
 
     def forget_except(self, worktrees: list[Path]) -> None:
         """Drop what is remembered of worktrees that are gone."""
         keep = set(worktrees)
-        self._seen = {wt: v for wt, v in self._seen.items() if wt in keep}
+        self._seen = {wt: v for wt, v in list(self._seen.items()) if wt in keep}
 
 
 def update_all(
@@ -323,19 +390,50 @@ def update_all(
     is skipped so the others still are; each such problem is passed to `on_problem` as a sentence."""
     ensure_excluded(repo.common_dir)
     view = read_view(repo, now)
-    written: list[Path] = []
+    texts: list[tuple[Path, str]] = []
+    problems: dict[Path, Exception] = {}
     for wt in repo.worktrees() if worktrees is None else worktrees:
         try:
             place = locate(wt)
             if place is None:
                 continue
             me = agents.resolve(place, None, env or {})
-            if write(wt, render(view, me, wt, changed(repo, wt), repo.ignorecase)):
-                written.append(wt)
+            texts.append((wt, render(view, me, wt, changed(repo, wt), repo.ignorecase)))
         except (GitbusError, OSError) as e:
-            if on_problem and wt.is_dir():  # a worktree removed meanwhile is no problem
-                on_problem(f"the context file of {wt} was not updated: {_reason(e)}")
+            problems[wt] = e
+    written: list[Path] = []
+    for (wt, _), outcome in zip(texts, _write_all(texts), strict=True):
+        if isinstance(outcome, OSError):
+            problems[wt] = outcome
+        elif outcome:
+            written.append(wt)
+    for wt, problem in problems.items():
+        if on_problem and wt.is_dir():  # a worktree removed meanwhile is no problem
+            on_problem(f"the context file of {wt} was not updated: {_reason(problem)}")
     return written
+
+
+WRITERS = 8  # context files written at once
+
+
+def _write_all(texts: list[tuple[Path, str]]) -> list[bool | OSError]:
+    """`write` each (worktree, text), several at once: a rename over an existing file waits for the
+    disk (ext4 starts writing the new file's data then, and frees the old file's blocks, a discard
+    on some mounts: ~2 ms each on this machine's), so 64 files one after another took most of an
+    update. The result of each, in order: written or not, or the error that stopped it."""
+
+    def one(job: tuple[Path, str]) -> bool | OSError:
+        try:
+            return write(*job)
+        except OSError as e:
+            return e
+
+    if len(texts) < 3:
+        return [one(job) for job in texts]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(WRITERS, len(texts)), thread_name_prefix="gitbus-context") as pool:
+        return list(pool.map(one, texts))
 
 
 def _reason(e: Exception) -> str:

@@ -38,6 +38,10 @@ class Batch:
     tips: dict[str, str]
     refs: dict[str, str] = field(default_factory=dict)  # shown message id -> its chain ref
     passed: list[str] = field(default_factory=list)  # ids of every message the cursor moved over
+    # Set when the reader was further behind than the window read: `shown` are the newest that fit,
+    # and at least `older` more for it (older ones) were left unread, for `gitbus inbox` to page.
+    flood: bool = False
+    older: int = 0
 
 
 def select(
@@ -75,6 +79,34 @@ def select(
         tips[ref] = commit
         passed.append(msg.id)
     return Batch(shown, waiting, tips, refs, passed)
+
+
+def select_newest(
+    entries: Iterable[tuple[Message, str, str]],
+    tips: Mapping[str, str],
+    me: AgentName,
+    budget: int = BUDGET_CHARS,
+    only_direct: bool = False,
+    skip: frozenset[str] = frozenset(),
+) -> Batch:
+    """For a reader further behind than the window read (`entries`, newest first): the newest
+    messages for `me` that fit in `budget`, shown oldest first, and how many more for it the window
+    held (older ones, left unread). The cursor tips become `tips`: the rest waits in the agent's
+    inbox, which nothing here moves."""
+    shown: list[Message] = []
+    refs: dict[str, str] = {}
+    used, older = 0, 0
+    for msg, _commit, ref in entries:
+        if not (for_agent(msg, me) and (not only_direct or msg.to == me) and msg.id not in skip):
+            continue
+        cost = len(fact(msg, me)) + 1
+        if older or (used + cost > budget and shown):
+            older += 1
+            continue
+        shown.append(msg)
+        refs[msg.id] = ref
+        used += cost
+    return Batch(shown[::-1], 0, dict(tips), refs, flood=True, older=older)
 
 
 def path_list(paths: Sequence[str], most: int = 5) -> str:
@@ -139,9 +171,20 @@ def claim_list(claims: Sequence[Claim], now: int, budget: int, most: int | None 
 def render(batch: Batch, me: AgentName) -> str:
     """The text put in front of the model for `batch` (empty when nothing is shown)."""
     if not batch.shown:
-        return ""
+        return f"gitbus, for agent {me}: {flood_note(batch.older)}" if batch.flood else ""
     lines = [f"gitbus, new for agent {me} (peers' words in quotes):"]
     lines += [fact(m, me) for m in batch.shown]
     if batch.waiting:
         lines.append(f"{batch.waiting} more will follow (or run: gitbus inbox).")
+    if batch.flood:
+        lines.append(flood_note(batch.older))
     return "\n".join(lines)
+
+
+def flood_note(older: int) -> str:
+    """What a reader far behind is told about the messages older than those shown: they wait unread."""
+    waiting = f"{older} or more older message(s)" if older else "older messages"
+    return (
+        f"More arrived than one call reads: the newest are shown here; {waiting} for you wait "
+        "unread in gitbus inbox (it pages them: --page N)."
+    )

@@ -5,7 +5,10 @@ commands (log, status, claims, discover, claim) to `gitbus.quick`; all else, and
 does not take, to the typer CLI.
 
 Claude Code runs the hook on every tool call, and agents the everyday commands on every step, so
-neither may import typer (with pydantic) and rich (~130 ms).
+neither may import typer (with pydantic) and rich (~130 ms). A plain `gitbus hook` call is first
+offered to `gitbus.fastpath`, which answers "nothing new" from files before `json`, `re`, `typing`
+or `pathlib` load (each costs more than the answer); anything else goes to `gitbus.hooks` with the
+same input.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import sys
 
 
 def main() -> None:
+    if sys.argv[1:] == ["hook"]:
+        _hook_fast_path()
     if sys.argv[1:2] == ["hook"] and not any(a.startswith("-") for a in sys.argv[2:]):  # --help: typer's
         from gitbus.hooks import main as hook_main
 
@@ -26,3 +31,17 @@ def main() -> None:
     from gitbus.cli import main as cli_main
 
     cli_main()
+
+
+def _hook_fast_path() -> None:
+    """Exit at once when the hook call has nothing to say; else leave its input, read here, for
+    `gitbus.hooks` to read as it reads stdin."""
+    import io
+    import os
+
+    from gitbus.fastpath import nothing_new
+
+    raw = sys.stdin.buffer.read()
+    if nothing_new(raw, os.environ):
+        sys.exit(0)
+    sys.stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")

@@ -35,6 +35,10 @@ __all__ += ["NETWORK_TIMEOUT_SECONDS", "network_timeout"]  # kept where callers 
 
 
 _LOCK_DEADLINE_SECONDS = 30.0
+# libgit2 keeps no tree over 4 KiB in its object cache, so each path lookup in a ledger folder of
+# thousands of claims inflated and parsed that folder again (issue 16): trees up to 1 MiB are kept.
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)
+_LISTINGS_KEPT = 64  # folder listings remembered per handle, by tree id (a tree never changes)
 _FILE_MODE = pygit2.enums.FileMode.BLOB
 _TREE_MODE = pygit2.enums.FileMode.TREE
 
@@ -51,6 +55,7 @@ class Repository(GitCli):
         self.ignorecase = _config_bool(repo, "core.ignorecase")
         self.signing = _config_bool(repo, "commit.gpgsign")  # git signs commits here: so does gitbus
         self._empty_tree: Oid | None = None
+        self._listings: dict[Oid, list[tuple[str, str]]] = {}
         # What the readers of this handle met under refs/bus that is not valid gitbus data and
         # passed over (a commit, ref or ledger entry -> why): shown by `gitbus status`, never fatal.
         self.skipped: dict[str, str] = {}
@@ -245,13 +250,23 @@ class Repository(GitCli):
         return ("blob", Oid(str(obj.id))) if obj.type == pygit2.enums.ObjectType.BLOB else None
 
     def tree_list(self, tree: Oid, path: str) -> list[tuple[str, str]]:
-        """(name, 'blob'|'tree') of every entry of the folder `path` inside `tree` ('' for the root)."""
+        """(name, 'blob'|'tree') of every entry of the folder `path` inside `tree` ('' for the root).
+        Remembered by the folder's id: a claim decision lists the same few folders again and again."""
         found = ("tree", tree) if not path else self.tree_entry(tree, path)
-        t = self._tree(found[1]) if found and found[0] == "tree" else None
-        if t is None:
+        if not found or found[0] != "tree":
             return []
-        kinds = {pygit2.enums.ObjectType.TREE: "tree", pygit2.enums.ObjectType.BLOB: "blob"}
-        return [(e.name, kinds[e.type]) for e in t if e.type in kinds and e.name is not None]
+        listing = self._listings.get(found[1])
+        if listing is None:
+            t = self._tree(found[1])
+            if t is None:
+                return []
+            kinds = {pygit2.enums.ObjectType.TREE: "tree", pygit2.enums.ObjectType.BLOB: "blob"}
+            listing = [(e.name, kinds[e.type]) for e in t if e.type in kinds and e.name is not None]
+            if len(self._listings) >= _LISTINGS_KEPT:
+                with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                    del self._listings[next(iter(self._listings))]
+            self._listings[found[1]] = listing
+        return list(listing)
 
     def _tree(self, oid: Oid) -> pygit2.Tree | None:
         try:

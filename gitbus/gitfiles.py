@@ -5,7 +5,9 @@ Importing pygit2 costs ~150 ms and a hook runs on every tool call, so the questi
 refs under `<common>/refs/` and `packed-refs` (`bus_tips`: the chain tips a session reads), or their
 `stat` alone (`bus_stamp`: the TUI's poll). Everything that writes still goes through `gitbus.git`. Loose
 refs are read before `packed-refs`, the order that cannot miss a ref being packed concurrently
-(git writes `packed-refs` before deleting the loose file).
+(git writes `packed-refs` before deleting the loose file). The ref readers themselves live in
+`gitbus.fastpath`, which imports nothing but `os` so that the nothing-new hook can use them before
+anything else loads; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import os
 from pathlib import Path
 from typing import NamedTuple, NewType
 
-from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF
+from gitbus.fastpath import bus_tips as bus_tips
+from gitbus.fastpath import read_refs as read_refs
+from gitbus.ids import BUS_PREFIX
 
 Oid = NewType("Oid", str)
-
-_HEX = frozenset("0123456789abcdef")
 
 
 class Location(NamedTuple):
@@ -52,49 +54,6 @@ def locate(start: Path) -> Location | None:
     return None
 
 
-def _oid(text: str) -> str | None:
-    t = text.strip()
-    return t if len(t) in (40, 64) and set(t) <= _HEX else None
-
-
-def read_refs(common_dir: Path, prefix: str) -> dict[str, str]:
-    """Every ref under `prefix` (e.g. `refs/bus/`) with its object id; loose values win.
-
-    Plain `os` calls rather than pathlib: this runs on every post, once per agent chain, and
-    pathlib's parsing cost more than the reads themselves (5× at 64 agents)."""
-    out: dict[str, str] = {}
-    common = os.fspath(common_dir)
-    base = os.path.join(common, prefix.rstrip("/"))
-    oid = _read_oid(base)  # the prefix may name one ref
-    if oid:
-        out[prefix] = oid
-    stack = [(base, prefix.rstrip("/") + "/")]
-    while stack:
-        folder, name_prefix = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, name_prefix + entry.name + "/"))
-            elif not entry.name.endswith(".lock"):
-                oid = _read_oid(entry.path)
-                if oid:
-                    out[name_prefix + entry.name] = oid
-    for name, value in _packed(common).items():
-        if name.startswith(prefix) and name not in out:
-            out[name] = value
-    return out
-
-
-def bus_tips(common_dir: Path) -> dict[str, str]:
-    """The chain tips a session reads: every agent chain and the ledger (from files, no libgit2)."""
-    tips = read_refs(common_dir, AGENTS_PREFIX)
-    tips.update(read_refs(common_dir, LEDGER_REF))
-    return tips
-
-
 Stamp = tuple[tuple[str, int, int, int], ...]
 
 
@@ -114,56 +73,6 @@ def bus_stamp(common_dir: Path) -> Stamp:
             continue
         out.append((str(f), st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(sorted(out))
-
-
-def _read_oid(path: str) -> str | None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
-    try:
-        raw = os.read(fd, 128)
-    except IsADirectoryError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        return _oid(raw.decode("ascii"))
-    except UnicodeDecodeError:
-        return None
-
-
-_PACKED: dict[str, tuple[tuple[int, int, int, int], dict[str, str]]] = {}
-
-
-def _packed(common: str) -> dict[str, str]:
-    """`packed-refs` parsed, cached by its stat: git replaces it by rename (a new inode) on every
-    change, so an unchanged (inode, size, mtime, ctime) is an unchanged file."""
-    path = os.path.join(common, "packed-refs")
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return {}
-    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    hit = _PACKED.get(common)
-    if hit and hit[0] == key:
-        return hit[1]
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return {}
-    refs: dict[str, str] = {}
-    for line in text.splitlines():
-        if line[:1] in ("#", "^", ""):
-            continue
-        value, _, name = line.partition(" ")
-        if _oid(value):
-            refs[name] = value
-    if len(_PACKED) > 64:
-        _PACKED.clear()
-    _PACKED[common] = (key, refs)
-    return refs
 
 
 class RefMoved(Exception):

@@ -1,21 +1,32 @@
 """The guards: may this agent edit or commit these paths, given the other agents' live claims?
 
-The edit guard runs before every Write/Edit of a Claude Code session, so it reads claims from a
-snapshot keyed by the ledger tip (`<common>/gitbus/cache/claims.json`): while the ledger has not
-moved, no libgit2 is loaded. A stale snapshot is never used: its key is the exact ledger commit.
+The edit guard runs before every Write/Edit of a Claude Code session, so it reads claims from an
+index keyed by the ledger tip (`<common>/gitbus/cache/claims.idx`): while the ledger has not moved,
+no libgit2 is loaded. A stale index is never used for a decision: its key is the exact ledger commit.
+
+A check costs the path's depth, not the number of claims (issue 16): the index is a sorted text file,
+one line per claim, `<folded key>\t<path>\t<slot>\t<claim JSON>`, where the key is the claim's path
+case-folded with a `/` after every component. The claims that overlap a path are then the lines whose
+key is one of the path's ancestors (one binary search each, on the mapped file) and the run of lines
+whose key starts with the path's own key (the claims below it). When the ledger moves, the index is
+brought up to the new tip from the one before through the tree diff of the two states (git opens only
+the folders that changed), or read whole when there is none to start from.
 
 It fails closed: when the ledger cannot be read (a ledger ref at no commit, a repository git cannot
 open) the snapshot says so (`blind`) and the faces refuse every edit and commit with that reason; when
 the cache cannot be written (a full or read-only disk) it decides from the ledger all the same and
-says why (`note`). Neither waits nor leaves a temp file behind.
+says why (`note`). Neither waits nor leaves a temp file behind. An index line that does not read back
+(a damaged cache) is never guessed at: the index is read again from the ledger at the same tip.
 """
 
 from __future__ import annotations
 
-import json
+import bisect
+import contextlib
+import mmap
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gitbus import paths as P
 from gitbus.claims import Claim
@@ -25,73 +36,275 @@ from gitbus.ids import LEDGER_REF, AgentName
 from gitbus.inert import inert
 from gitbus.state import claims_cache, write_atomic
 
+if TYPE_CHECKING:
+    from gitbus.git import Repository
+
+MAGIC = b"gitbus claims index 1"
+MAX_INDEX_CHANGES = 20_000  # entries a tree diff may bring in before the index is read whole instead
+
+
+class Damaged(GitbusError):
+    """An index line that does not read back as gitbus wrote it."""
+
+
+def key_of(path: str) -> bytes:
+    """A path's index key: its components case-folded, each followed by `/` (so a key's prefixes
+    are exactly its ancestors' keys)."""
+    return "".join(c + "/" for c in P.key(path, True)).encode()
+
+
+def _line(c: Claim) -> bytes:
+    import json
+
+    return b"\t".join((key_of(c.path), c.path.encode(), c.where.encode(), json.dumps(c.to_json()).encode()))
+
+
+class Index:
+    """The claims of one ledger state, sorted by key (bytes: `_line`s, one per line, after the header).
+    Lookups binary-search the buffer (a mapped file, or the bytes just built): nothing is parsed but
+    the lines a lookup returns."""
+
+    def __init__(self, data: bytes | mmap.mmap, start: int) -> None:
+        self.data, self.start = data, start
+
+    def _key_at(self, pos: int) -> tuple[bytes, int]:
+        """The key of the line starting at `pos`, and where the next line starts."""
+        end = self.data.find(b"\n", pos)
+        if end < 0:
+            raise Damaged("The claims index ends inside a line.")
+        tab = self.data.find(b"\t", pos, end)
+        if tab < 0:
+            raise Damaged("A claims index line has no key.")
+        return self.data[pos:tab], end + 1
+
+    def _first(self, key: bytes) -> int:
+        """Where the first line whose key is at least `key` starts."""
+        lo, hi = self.start, len(self.data)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            pos = max(self.data.rfind(b"\n", self.start, mid) + 1, self.start)  # its line's start
+            k, nxt = self._key_at(pos)
+            if k < key:
+                lo = nxt
+            else:
+                hi = pos
+        return lo
+
+    def _run(self, key: bytes, below: bool) -> list[Claim]:
+        """The claims whose key is `key` (and with `below`, every key under it)."""
+        import json
+
+        out: list[Claim] = []
+        pos = self._first(key)
+        while pos < len(self.data):
+            k, nxt = self._key_at(pos)
+            if not (k == key or (below and k.startswith(key))):
+                break
+            try:
+                _, path, where, obj = bytes(self.data[pos : nxt - 1]).split(b"\t", 3)
+                claim = Claim.from_json(json.loads(obj))
+            except (ValueError, GitbusError):
+                raise Damaged("A claims index line does not read back as a claim.") from None
+            if key_of(claim.path) != k or claim.path.encode() != path:
+                raise Damaged("A claims index line is not under its claim's key.")
+            out.append(replace(claim, stored_at=where.decode()))
+            pos = nxt
+        return out
+
+    def covering(self, path: str) -> list[Claim]:
+        """Claims on `path` and on every folder above it, by path."""
+        k = key_of(path)
+        cuts = [i + 1 for i in range(len(k)) if k[i : i + 1] == b"/"]
+        return sorted((c for cut in cuts for c in self._run(k[:cut], False)), key=lambda c: c.path)
+
+    def overlapping(self, path: str) -> list[Claim]:
+        """Claims on `path`, above it and below it, by path (the order `all_claims` gives)."""
+        k = key_of(path)
+        cuts = [i + 1 for i in range(len(k) - 1) if k[i : i + 1] == b"/"]
+        found = [c for cut in cuts for c in self._run(k[:cut], False)] + self._run(k, True)
+        return sorted(found, key=lambda c: c.path)
+
+    def lines(self) -> list[bytes]:
+        """Every claim line (for bringing the index up to a newer ledger state)."""
+        return [line for line in bytes(self.data[self.start :]).split(b"\n") if line]
+
+
+Loaded = tuple[str | None, bool, Index]  # an index file read back: its tip, ignorecase, and lines
+
+
+def render(tip: str | None, ignorecase: bool, lines: list[bytes]) -> bytes:
+    head = b" ".join((MAGIC, (tip or "-").encode(), b"1" if ignorecase else b"0"))
+    return b"\n".join([head, *sorted(lines)]) + b"\n"
+
+
+def parse_index(data: bytes | mmap.mmap) -> Loaded:
+    """The tip, `ignorecase` and index in an index file's bytes; `Damaged` when it is none."""
+    end = data.find(b"\n")
+    head = bytes(data[: max(end, 0)]).split(b" ")
+    if end < 0 or len(head) != 6 or b" ".join(head[:4]) != MAGIC or head[5] not in (b"0", b"1"):
+        raise Damaged("The claims index has no header.")
+    if len(data) > end + 1 and data[len(data) - 1 : len(data)] != b"\n":
+        raise Damaged("The claims index ends inside a line.")
+    tip = head[4].decode()
+    return (None if tip == "-" else tip), head[5] == b"1", Index(data, end + 1)
+
 
 @dataclass(frozen=True)
 class Snapshot:
-    """All claims in the ledger at commit `ledger` (None: no ledger yet)."""
+    """The claims in the ledger at commit `ledger` (None: no ledger yet), looked up by path."""
 
     ledger: str | None
     ignorecase: bool
-    claims: tuple[Claim, ...]
+    index: Index
     blind: str | None = None  # why the claims could not be read: the guard then refuses everything
     note: str | None = None  # why the decision was made without the cache (it could not be written)
+    root: Path | None = None  # the worktree, to read the index again should a line of it be damaged
+
+    def _lookup(self, path: str, below: bool) -> list[Claim]:
+        try:
+            return self.index.overlapping(path) if below else self.index.covering(path)
+        except Damaged:
+            if self.root is None:
+                raise
+        fresh = from_ledger(self.root, self.ledger, None)  # a damaged cache is never guessed at
+        if fresh.blind is not None:
+            raise GitbusError(f"gitbus could not read the claims ({inert(fresh.blind)}).")
+        common = _common_dir(self.root)
+        if common is not None:
+            with contextlib.suppress(GitbusError):
+                store(common, fresh)
+        return fresh.index.overlapping(path) if below else fresh.index.covering(path)
 
     def blocking(self, me: AgentName, path: str, now: int) -> list[Claim]:
         """Live claims of other agents overlapping `path`."""
-        return [
-            c
-            for c in self.claims
-            if c.owner != me and c.live(now) and P.overlaps(c.path, path, ignorecase=True)
-        ]
+        return [c for c in self._lookup(path, True) if c.owner != me and c.live(now)]
 
     def mine_covering(self, me: AgentName, path: str) -> list[Claim]:
         """My claims (live or lapsed but still mine) at or above `path`."""
-        return [c for c in self.claims if c.owner == me and P.covers(c.path, path, ignorecase=True)]
+        return [c for c in self._lookup(path, False) if c.owner == me]
+
+
+EMPTY = Index(b"", 0)
+
+
+def _common_dir(root: Path) -> Path | None:
+    from gitbus.gitfiles import locate
+
+    loc = locate(root)
+    return loc.common_dir if loc is not None else None
 
 
 def ledger_tip(common_dir: Path) -> str | None:
     return read_refs(common_dir, LEDGER_REF).get(LEDGER_REF)
 
 
-def cached(common_dir: Path) -> Snapshot | None:
-    """The snapshot, if it was taken at the current ledger tip."""
-    tip = ledger_tip(common_dir)
+def _load(common_dir: Path) -> Loaded | None:
+    """The index file as it is (any tip), or None when there is none that reads."""
     try:
-        obj: dict[str, Any] = json.loads(claims_cache(common_dir).read_text())
-        if obj.get("ledger") != tip:
-            return None
-        return Snapshot(tip, bool(obj["ignorecase"]), tuple(Claim.from_json(c) for c in obj["claims"]))
-    except (OSError, ValueError, KeyError, TypeError, GitbusError):
+        with claims_cache(common_dir).open("rb") as f:
+            data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # no file, or an empty one (mmap refuses length 0)
         return None
+    try:
+        return parse_index(data)
+    except Damaged:
+        return None
+
+
+def cached(common_dir: Path, root: Path | None = None) -> Snapshot | None:
+    """The snapshot, if the index was taken at the current ledger tip."""
+    tip = ledger_tip(common_dir)
+    found = _load(common_dir)
+    if found is None or found[0] != tip:
+        return None
+    return Snapshot(tip, found[1], found[2], root=root)
 
 
 def store(common_dir: Path, snap: Snapshot) -> None:
     """Cache `snap`; a `GitbusError` in one sentence when the disk refuses (no temp file left)."""
-    obj = {"ledger": snap.ledger, "ignorecase": snap.ignorecase, "claims": [c.to_json() for c in snap.claims]}
-    write_atomic(claims_cache(common_dir), json.dumps(obj), prefix=".claims-")
+    data = snap.index.data
+    write_atomic(claims_cache(common_dir), bytes(data), prefix=".claims-")
+
+
+def from_ledger(root: Path, tip: str | None, before: Loaded | None) -> Snapshot:
+    """The snapshot at ledger commit `tip`, brought up from `before` (an index at an earlier tip)
+    when git can diff the two states, else read whole. Raises what reading the ledger raises."""
+    from gitbus import ledger
+    from gitbus.git import Repository
+    from gitbus.gitfiles import Oid
+
+    repo = Repository.open(root)
+    oid = Oid(tip) if tip is not None else None
+    if oid is not None and repo.object_kind(oid) != "commit":
+        kind = repo.object_kind(oid)
+        return Snapshot(tip, True, EMPTY, blind=f"{LEDGER_REF} points at a {kind or 'missing object'}")
+    tree = ledger.tree_of(repo, oid)
+    lines = _updated(repo, tree, before) if before is not None else None
+    if lines is None:
+        from gitbus.claims import all_claims
+
+        lines = [_line(c) for c in all_claims(ledger.Ledger(repo, tree))]
+    data = render(tip, repo.ignorecase, lines)
+    return Snapshot(tip, repo.ignorecase, parse_index(data)[2], root=root)
+
+
+def _updated(repo: Repository, tree: str | None, before: Loaded) -> list[bytes] | None:
+    """The index lines of ledger state `tree`, from those of `before` and the entries that differ
+    between the two states; None when that cannot be told (a state git no longer has, a diff too big)."""
+    from gitbus import ledger
+    from gitbus.claims import ROOT, read_claim
+    from gitbus.errors import Unreadable
+    from gitbus.gitfiles import Oid
+
+    old_tip, _, old = before
+    try:
+        old_tree = ledger.tree_of(repo, Oid(old_tip)) if old_tip else None
+        if old_tip and old_tree is None:
+            return None
+        diff = repo.tree_diff(old_tree, Oid(tree) if tree else None, MAX_INDEX_CHANGES)
+        kept = old.lines()
+    except (Unreadable, Damaged):
+        return None
+    if diff is None:
+        return None
+    changed = {path for path, _, _ in diff if path.startswith(ROOT + "/") and path.endswith("/@")}
+    gone: set[int] = set()
+    for where in changed:  # the lines of a slot are found by its key, never by reading every line
+        head, slot = _slot_key(where) + b"\t", where.encode()
+        i = bisect.bisect_left(kept, head)
+        while i < len(kept) and kept[i].startswith(head):
+            if kept[i].split(b"\t", 3)[2:3] == [slot]:
+                gone.add(i)
+            i += 1
+    for i in sorted(gone, reverse=True):
+        del kept[i]
+    state = ledger.Ledger(repo, Oid(tree) if tree else None)
+    for where in sorted(changed):
+        obj = state.read(where)
+        claim = read_claim(state, where, obj) if obj is not None else None
+        if claim is not None:
+            kept.append(_line(claim))
+    return kept
+
+
+def _slot_key(where: str) -> bytes:
+    """The index key of the claim a ledger slot `claims/_a/_b/@` holds, in any spelling."""
+    return "".join(c[1:] + "/" for c in where.casefold().split("/")[1:-1]).encode()
 
 
 def snapshot(root: Path, common_dir: Path) -> Snapshot:
-    """The claims now: from the snapshot if current, else read from the ledger and cached. Never
-    raises: what goes wrong is in `blind` or `note`."""
-    snap = cached(common_dir)
+    """The claims now: from the index if current, else read from the ledger (from the index of an
+    earlier tip when there is one) and cached. Never raises: what goes wrong is in `blind` or `note`."""
+    snap = cached(common_dir, root)
     if snap is not None:
         return snap
-    from gitbus import ledger
-    from gitbus.claims import all_claims
-    from gitbus.git import Repository
-
     try:
-        repo = Repository.open(root)
         # Read the tip once and key the snapshot by exactly what was read.
-        tip = repo.ref(LEDGER_REF)
-        if not ledger.readable(repo):
-            kind = repo.object_kind(tip) if tip else None
-            return Snapshot(tip, True, (), blind=f"{LEDGER_REF} points at a {kind or 'missing object'}")
-        state = ledger.Ledger(repo, ledger.tree_of(repo, tip))
-        snap = Snapshot(tip, repo.ignorecase, tuple(all_claims(state)))
+        snap = from_ledger(root, ledger_tip(common_dir), _load(common_dir))
     except (GitbusError, OSError) as e:
-        return Snapshot(None, True, (), blind=str(e).rstrip("."))
+        return Snapshot(None, True, EMPTY, blind=str(e).rstrip("."))
+    if snap.blind is not None:
+        return snap
     try:
         store(common_dir, snap)
     except GitbusError as e:

@@ -138,8 +138,8 @@ def session_start(s: Session, source: str) -> str:
             + "."
         )
 
-    def count(n: int) -> str:  # the counts stop at UNREAD_COUNT_MAX
-        return f"{n} or more" if n >= UNREAD_COUNT_MAX else str(n)
+    def count(n: int) -> str:  # the count reads one past UNREAD_COUNT_MAX, to tell "more than"
+        return f"more than {UNREAD_COUNT_MAX}" if n > UNREAD_COUNT_MAX else str(n)
 
     waiting = ""
     if st.unread:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import NewType
 
+from gitbus import fastpath
 from gitbus.errors import GitbusError
+from gitbus.fastpath import RESERVED as RESERVED
 
 AgentName = NewType("AgentName", str)
 MessageId = NewType("MessageId", str)
@@ -17,12 +19,11 @@ RefName = NewType("RefName", str)
 
 EVERYONE = AgentName("*")
 BUS_PREFIX = "refs/bus/"
-AGENTS_PREFIX = "refs/bus/agents/"
-LEDGER_REF = RefName("refs/bus/ledger")
+AGENTS_PREFIX = fastpath.AGENTS_PREFIX  # one spelling, shared with the hooks' fast path
+LEDGER_REF = RefName(fastpath.LEDGER_REF)
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}$")
 _ID = re.compile(r"^[0-9a-f]{4,16}$")
-RESERVED = {"all", "everyone", "ledger", "head", "operator-all"}
 
 
 def agent_name(text: str) -> AgentName:
@@ -44,13 +45,7 @@ def agent_name(text: str) -> AgentName:
 
 def derive_agent_name(text: str) -> AgentName:
     """Turn a worktree folder name into a valid agent name (lowercase, unsafe characters to '-')."""
-    name = re.sub(r"[^a-z0-9_.-]+", "-", text.lower())
-    name = re.sub(r"\.{2,}", ".", name).strip("-._")[:63].rstrip("-._")
-    if name.endswith(".lock"):
-        name = name[: -len(".lock")] + "-lock"
-    if not name or name in RESERVED:
-        name = f"agent-{name}" if name else "agent"
-    return agent_name(name)
+    return agent_name(fastpath.derive_name(text))  # the hooks' fast path derives the name the same way
 
 
 def agent_ref(name: AgentName) -> RefName:

@@ -20,7 +20,7 @@ from itertools import islice
 from typing import NamedTuple
 
 from gitbus import chains, cursors
-from gitbus.delivery import Batch, for_agent, render, select
+from gitbus.delivery import Batch, for_agent, render, select, select_newest
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid
 from gitbus.ids import AgentName
@@ -28,6 +28,22 @@ from gitbus.message import Message
 
 UNREAD_COUNT_MAX = 1000  # `status` counts unread messages exactly up to this many (it reads one more)
 SESSION_BACKLOG = 20  # unread messages a new hook session is told; past that they wait in the inbox
+# Messages for the agent one hook call reads back from the tips: a session further behind is told
+# the newest, and the older ones wait in `gitbus inbox` (issue 16: a flood must not outlast the
+# client's hook timeout, nor be decoded whole on every tool call).
+HOOK_WINDOW = 200
+WALK_MAX = 4  # a windowed walk reads at most this many commits per message it wants
+INBOX_WINDOW = 1000  # messages `gitbus inbox` and the MCP inbox read back at most per page
+
+
+class Page(NamedTuple):
+    """A page of the inbox: its messages (oldest first) and how many more wait past it. `newest`:
+    the unread went past the window read, so the page counts from the newest back (page 2 is older)
+    and `more` is a lower bound."""
+
+    messages: list[Message]
+    more: int
+    newest: bool = False
 
 
 def capped(n: int) -> tuple[int, bool]:
@@ -98,38 +114,122 @@ class Inbox:
             return (dict(read) if len(waiting) <= backlog else dict(tips)), 0
 
     def page(self, mark_read: bool = False, limit: int | None = None) -> tuple[list[Message], int]:
-        """The oldest `limit` unread messages (all without it) and how many more wait behind them.
+        """The first page of `limit` unread messages (`read_page`) and how many more wait."""
+        got = self.read_page(mark_read, limit)
+        return got.messages, got.more
 
-        With `mark_read`, only what is returned is marked seen: all of it moves the cursor to the
-        tips read; a page is remembered by id past the cursor (as a hook session's is), so the next
-        page starts after it."""
-        msgs, tips = self.unread()
-        page, more = (msgs, 0) if limit is None else (msgs[:limit], max(0, len(msgs) - limit))
-        if mark_read and not more:
+    def read_page(self, mark_read: bool = False, limit: int | None = None, number: int = 1) -> Page:
+        """Page `number` of `limit` unread messages (all without `limit`) and how many more wait.
+
+        Oldest first while the unread fit in `INBOX_WINDOW`; past that, reading to the oldest would
+        cost the whole backlog, so pages count from the newest back (`Page.newest`), and the walk
+        stops after the page. With `mark_read`, only what is returned is marked seen: all of it
+        moves the cursor to the tips read; a page is remembered by id past the cursor (as a hook
+        session's is), so the next page leaves it out."""
+        tips = self.tips()
+        read = cursors.load(self.repo, self.agent)
+        shown = set(cursors.load_shown(self.repo, self.agent))
+        want = None if limit is None else max(INBOX_WINDOW, number * limit)
+        found, complete = self._walk(tips, read, lambda m: m.id not in shown, want)
+        start = 0 if limit is None else (number - 1) * limit
+        if complete:
+            msgs = found[::-1]
+            page = msgs[start:] if limit is None else msgs[start : start + limit]
+        else:
+            page = found[start : start + (limit or 0)][::-1]
+        more = max(0, len(found) - start - len(page))
+        if mark_read and complete and not start and not more:
             self._read_elsewhere(tips, [m.id for m in page], everything=True)
-        elif mark_read:
+        elif mark_read and page:
             with cursors.agent_lock(self.repo, self.agent):
                 known = cursors.load_shown(self.repo, self.agent)
                 cursors.save_shown(self.repo, self.agent, known + [m.id for m in page if m.id not in known])
             self._read_elsewhere({}, [m.id for m in page])
-        return page, more
+        return Page(page, more, not complete)
+
+    def _window(
+        self,
+        tips: Mapping[str, Oid],
+        stops: Mapping[str, Oid],
+        window: int,
+        skip: frozenset[str],
+        only_direct: bool = False,
+    ) -> tuple[list[chains.Entry], bool]:
+        """The entries between `stops` and `tips`, newest first, up to the `window`-th message for
+        this agent not in `skip` (those were read already), and whether that is all of them. Other
+        messages (lease renewals, peers' direct messages) count too, at most `WALK_MAX` times the
+        window beyond what `skip` holds, so the walk stops even in a flood of them."""
+        entries: list[chains.Entry] = []
+        fresh = 0
+        for e in chains.history(self.repo, tips, stops):
+            if fresh >= window or len(entries) >= WALK_MAX * window + len(skip):
+                return entries, False
+            entries.append(e)
+            m = e.message
+            fresh += for_agent(m, self.agent) and (not only_direct or m.to == self.agent) and m.id not in skip
+        return entries, True
+
+    def _walk(
+        self,
+        tips: Mapping[str, Oid],
+        stops: Mapping[str, Oid],
+        keep: Callable[[Message], bool],
+        want: int | None,
+    ) -> tuple[list[Message], bool]:
+        """Messages for this agent between `stops` and `tips` that `keep` takes, newest first: all
+        of them, or the newest `want` and one more (the walk then stops there: the one more says
+        that more wait); and whether that is all. A walk over messages that are not for the agent
+        stops too, after `WALK_MAX` times `want` commits."""
+        found: list[Message] = []
+        for walked, e in enumerate(chains.history(self.repo, tips, stops), 1):
+            if want is not None and (len(found) > want or walked > WALK_MAX * want):
+                return found, False
+            if for_agent(e.message, self.agent) and keep(e.message):
+                found.append(e.message)
+        return found, True
 
     def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
         """What this agent has not seen, oldest first, as much as fits in `budget` characters of
-        facts, and how many more wait; marks seen only what is returned (for the agent and its
-        hook sessions)."""
+        facts, and how many more wait; marks seen only what is returned (`read_batch`)."""
+        page = self.read_batch(budget)
+        return page.messages, page.more
+
+    def read_batch(self, budget: int = 4000) -> Page:
+        """What this agent has not seen, as much as fits in `budget` characters of facts, and how
+        many more wait; marks seen only what is returned (for the agent and its hook sessions).
+
+        Oldest first while the unread fit in `INBOX_WINDOW` messages; past that, the newest that fit
+        (`Page.newest`), remembered by id, and the next call gives the ones before them."""
         with cursors.agent_lock(self.repo, self.agent):  # two servers of one agent: each gets its own
             tips = self.tips()
             old = cursors.load(self.repo, self.agent)
-            entries = list(chains.history(self.repo, tips, old))
             shown = frozenset(cursors.load_shown(self.repo, self.agent))
-            batch = select(
-                ((e.message, e.commit, e.ref) for e in reversed(entries)), old, self.agent, budget, skip=shown
-            )
-            self._advance({r: Oid(t) for r, t in batch.tips.items()})
-            self._forget_shown(set(batch.passed))
+            entries, complete = self._window(tips, old, INBOX_WINDOW, shown)
+            if not complete:
+                batch = select_newest(
+                    ((e.message, e.commit, e.ref) for e in entries),
+                    tips,
+                    self.agent,
+                    budget,
+                    skip=shown,
+                )
+                known = cursors.load_shown(self.repo, self.agent)
+                cursors.save_shown(
+                    self.repo, self.agent, known + [m.id for m in batch.shown if m.id not in shown]
+                )
+            else:
+                batch = select(
+                    ((e.message, e.commit, e.ref) for e in reversed(entries)),
+                    old,
+                    self.agent,
+                    budget,
+                    skip=shown,
+                )
+                self._advance({r: Oid(t) for r, t in batch.tips.items()})
+                self._forget_shown(set(batch.passed))
         self._read_elsewhere({}, [m.id for m in batch.shown])
-        return batch.shown, batch.waiting
+        # past the window, at least one more entry waits: the caller asks again (it may hold nothing for us)
+        return Page(batch.shown, max(batch.older, 1) if batch.flood else batch.waiting, batch.flood)
 
     def mark_shown(
         self, shown: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
@@ -213,18 +313,33 @@ class Inbox:
     def new_batch(
         self, cursor: cursors.SessionCursor, tips: Mapping[str, str], only_direct: bool = False
     ) -> Batch:
-        """What is new for the session at `cursor` up to `tips`, as much as fits a hook's text."""
-        entries = list(
-            chains.history(
-                self.repo, {r: Oid(t) for r, t in tips.items()}, {r: Oid(t) for r, t in cursor.tips.items()}
-            )
+        """What is new for the session at `cursor` up to `tips`, as much as fits a hook's text.
+
+        The walk reads back from the tips up to `HOOK_WINDOW` messages for the agent (`_window`): a
+        session further behind is told the newest that fit (`delivery.select_newest`), and the rest
+        waits unread in the agent's inbox (`tell` leaves the agent's cursor behind it)."""
+        skip = frozenset(cursor.skip)
+        entries, complete = self._window(
+            {r: Oid(t) for r, t in tips.items()},
+            {r: Oid(t) for r, t in cursor.tips.items()},
+            HOOK_WINDOW,
+            skip,
+            only_direct,
         )
+        if not complete:
+            return select_newest(
+                ((e.message, e.commit, e.ref) for e in entries),
+                tips,
+                self.agent,
+                only_direct=only_direct,
+                skip=skip,
+            )
         return select(
             ((e.message, e.commit, e.ref) for e in reversed(entries)),
             cursor.tips,
             self.agent,
             only_direct=only_direct,
-            skip=frozenset(cursor.skip),
+            skip=skip,
         )
 
     def tell(
@@ -249,7 +364,9 @@ class Inbox:
         saved = self._save(
             session, cursor._replace(tips=dict(batch.tips if batch.waiting else {**batch.tips, **tips}))
         )
-        if batch.tips != before:
+        if batch.flood:  # the agent's cursor stays behind what was left unread; what was shown is remembered
+            self.mark_shown(batch.refs, before, {})
+        elif batch.tips != before:
             self.mark_shown(batch.refs, before, batch.tips)
         return told, saved
 

@@ -29,7 +29,7 @@ from gitbus.clock import hhmm, parse_duration, span
 from gitbus.delivery import claim_fact, fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.ids import EVERYONE
-from gitbus.inbox import count_text
+from gitbus.inbox import Inbox, count_text
 from gitbus.inert import QUOTE_CHARS, inert, inert_block, quoted, within
 from gitbus.message import Message
 
@@ -271,11 +271,16 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         """Read what is new for you (messages to you, answers, broadcasts) and mark it seen."""
 
         def run(b: Bus) -> str:
-            shown, waiting = b.read_new(budget=4000)
-            if not shown:
+            got = Inbox(b.repo, b.agent).read_batch(budget=4000)
+            if got.newest:  # past the window: the newest first, and each call the ones before
+                more = f"\nThese are the newest; {got.more} or more older: call inbox again."
+            else:
+                more = f"\n{got.more} more: call inbox again." if got.more else ""
+            if not got.messages and got.newest:  # the newest held nothing for us: the inbox pages further
+                return "nothing new among the newest messages; older ones may wait: gitbus inbox --page 2"
+            if not got.messages:
                 return "nothing new"
-            more = f"\n{waiting} more: call inbox again." if waiting else ""
-            return "\n".join(fact(m, b.agent) for m in shown) + more
+            return "\n".join(fact(m, b.agent) for m in got.messages) + more
 
         return call(run)
 

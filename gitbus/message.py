@@ -23,6 +23,7 @@ MAX_TEXT_BYTES = 64 * 1024
 _SUBJECT_CHARS = 100
 _FULL_ID = re.compile(r"^[0-9a-f]{16}$")
 _TIME = re.compile(r"^[0-9]{1,20}$")
+_VERSION = str(FORMAT_VERSION)
 MAX_PATHS = 1000  # Gitbus-Path trailers one message may carry (posting refuses more too)
 MAX_META = 64
 MAX_META_CHARS = 4096
@@ -146,8 +147,27 @@ def encode(msg: Message) -> str:
     return f"{subject}\n\n{body}" + "\n".join(trailers) + "\n"
 
 
+_KINDS = {k.value: k for k in Kind}
+_VALID: dict[tuple[str, str], str] = {}  # (what, value) -> value, for names and paths already checked
+
+
+def _valid(what: str, value: str) -> str:
+    """`value` checked as an agent name (`what` "name") or a repo path ("path"); repeated values
+    (a bus has few senders and many messages on the same paths) are checked once per process."""
+    key = (what, value)
+    if key not in _VALID:
+        checked = agent_name(value) if what == "name" else canonical(value)
+        if len(_VALID) > 50_000:
+            _VALID.clear()
+        _VALID[key] = checked
+    return _VALID[key]
+
+
 def decode(raw: str) -> Message:
-    """Parse a commit message written by `encode`; raise `CorruptMessage` for anything else."""
+    """Parse a commit message written by `encode`; raise `CorruptMessage` for anything else.
+
+    Reading a whole history decodes every message, so this is written for speed (issue 16): one
+    pass over the trailer lines, and names and paths checked once per process."""
     head, sep, rest = raw.partition("\n\n")
     if not sep:
         raise CorruptMessage("A bus commit has no gitbus trailers.")
@@ -158,7 +178,11 @@ def decode(raw: str) -> Message:
         k, colon, v = line.partition(": ")
         if not colon or not k.startswith("Gitbus-"):
             raise CorruptMessage(f"A bus commit has a malformed trailer line: {line[:60]!r}.")
-        fields.setdefault(k[len("Gitbus-") :], []).append(v)
+        got = fields.get(k[7:])
+        if got is None:
+            fields[k[7:]] = [v]
+        else:
+            got.append(v)
 
     def one(name: str) -> str:
         vals = fields.get(name)
@@ -166,25 +190,25 @@ def decode(raw: str) -> Message:
             raise CorruptMessage(f"A bus commit lacks exactly one Gitbus-{name} trailer.")
         return vals[0]
 
-    if one("Version") != str(FORMAT_VERSION):
+    version = one("Version")
+    if version != _VERSION:
         raise CorruptMessage(
-            f"A bus message has format version {one('Version')}; this gitbus reads "
-            f"{FORMAT_VERSION}. Upgrade gitbus."
+            f"A bus message has format version {version}; this gitbus reads {FORMAT_VERSION}. Upgrade gitbus."
         )
-    try:
-        kind = Kind(one("Type"))
-        if not _TIME.match(one("Time")) or not sane(int(one("Time"))):
-            raise ValueError
-        time_ms = int(one("Time"))
-    except ValueError:
+    kind = _KINDS.get(one("Type"))
+    when = one("Time") if kind is not None else ""
+    if kind is None or not _TIME.match(when) or not sane(int(when)):
         raise CorruptMessage(
             f"A bus message has a bad type, or a time outside {MIN_TIME_MS}-{MAX_TIME_MS}: {head[:60]!r}."
-        ) from None
-    meta = tuple(tuple(m.split("=", 1)) for m in fields.get("Meta", []) if "=" in m)
+        )
+    time_ms = int(when)
+    metas = fields.get("Meta")
+    meta = tuple(tuple(m.split("=", 1)) for m in metas if "=" in m) if metas else ()
     reply = fields.get("Reply-To")
+    paths = fields.get("Path", ())
     # Messages may come from other clones or tools: hold them to the rules our own writers follow.
     try:
-        if len(fields.get("Path", [])) > MAX_PATHS or len(meta) > MAX_META:
+        if len(paths) > MAX_PATHS or len(meta) > MAX_META:
             raise GitbusError("too many paths or meta entries")
         for k, v in meta:
             if not k or len(k) + len(v) > MAX_META_CHARS or unsafe(k + v, one_line=True) is not None:
@@ -195,17 +219,35 @@ def decode(raw: str) -> Message:
         msg = Message(
             id=MessageId(full_id(one("Id"))),
             kind=kind,
-            sender=agent_name(one("From")),
-            to=EVERYONE if to == EVERYONE else agent_name(to),
+            sender=AgentName(_valid("name", one("From"))),
+            to=EVERYONE if to == EVERYONE else AgentName(_valid("name", to)),
             text=text,
             time=time_ms,
-            paths=tuple(canonical(p) for p in fields.get("Path", [])),
+            paths=tuple(_valid("path", p) for p in paths),
             reply_to=MessageId(full_id(reply[0])) if reply else None,
             meta=meta,  # type: ignore[arg-type]
         )
     except GitbusError as e:
         raise CorruptMessage(f"A bus message breaks the format: {e}") from None
     return msg
+
+
+def stamped_after(raw: str, limit: int) -> bool:
+    """True when commit message `raw` may be a message stamped after `limit`: a `Gitbus-Time` line
+    holds such a time. False proves that `decode(raw)`, if it succeeds, has a time at or before
+    `limit`, without decoding: vouching for a long fetched chain reads only that line of each."""
+    at = raw.find(_TIME_LINE)
+    while at >= 0:
+        start = at + len(_TIME_LINE)
+        end = raw.find("\n", start)
+        value = raw[start : end if end >= 0 else len(raw)]
+        if _TIME.match(value) and int(value) > limit:
+            return True
+        at = raw.find(_TIME_LINE, start)
+    return False
+
+
+_TIME_LINE = "\nGitbus-Time: "
 
 
 def full_id(text: str) -> str:

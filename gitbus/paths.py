@@ -132,7 +132,11 @@ def key(path: str, ignorecase: bool) -> tuple[str, ...]:
 
 def overlaps(a: str, b: str, ignorecase: bool = False) -> bool:
     """True when one path contains the other (or they are the same), by whole components."""
-    ka, kb = key(a, ignorecase), key(b, ignorecase)
+    return keys_overlap(key(a, ignorecase), key(b, ignorecase))
+
+
+def keys_overlap(ka: tuple[str, ...], kb: tuple[str, ...]) -> bool:
+    """`overlaps` of two paths' `key`s (for a caller that compares one path with many)."""
     n = min(len(ka), len(kb))
     return ka[:n] == kb[:n]
 

@@ -1,4 +1,4 @@
-"""The everyday commands — log, status, claims, discover, claim — started without typer (issue 14).
+"""The everyday commands — log, status, claims, discover, claim, inbox — started without typer (issue 14).
 
 People run these dozens of times an hour and agents on every step; typer (with pydantic) and rich
 cost more to import than the command costs to run. So `entry` offers every command line to `run`
@@ -126,12 +126,40 @@ def claim(bus: Bus, out: Out, *, paths: list[str], ttl: str | None, reason: str,
         render.say(out, f"claimed {', '.join(msg.paths)} until {hhmm(int(msg.get('expires') or 0))}")
 
 
+def inbox(bus: Bus, out: Out, *, mark_read: bool, n: int, page: int, json_out: bool) -> None:
+    """A page of what this agent has not seen, and a line saying how to reach the rest (on stderr
+    under a pipe, so the lines stay rows). Past `inbox.INBOX_WINDOW` unread, pages count from the
+    newest back and the walk stops after the page (issue 16)."""
+    from gitbus.inbox import Inbox
+
+    got = Inbox(bus.repo, bus.agent).read_page(mark_read, n, page)
+    if json_out:  # an object, not a list: `more` says what waits past the page (`-n`)
+        doc: dict[str, Any] = {"messages": [m.to_json() for m in got.messages], "more": got.more}
+        if got.newest:  # `more` is then a lower bound: the walk stopped after the page
+            doc |= {"newest_first": True, "next": f"gitbus inbox --page {page + 1} -n {n}"}
+        render.dump(out, doc)
+        return
+    render.messages(out, got.messages, bus.clock.now_ms())
+    where = render.console_for(stderr=True) if render.piped(out) else out
+    if got.newest:
+        then = f"gitbus inbox --page {page + 1}" + (f" -n {n}" if n != INBOX_PAGE else "")
+        render.say(where, f"the newest unread; {got.more} or more older: {then}")
+    elif got.more:
+        more = f"gitbus inbox -n {n + got.more}" if page == 1 else f"gitbus inbox --page {page + 1} -n {n}"
+        render.say(where, f"{got.more} more: {more}")
+    elif got.messages and not mark_read and not render.piped(out):
+        out.print("[dim]gitbus inbox --mark-read marks these as seen[/dim]")
+
+
+INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
+
 BODIES: dict[str, Callable[..., None]] = {  # one for each command in quick_args.COMMANDS
     "log": log,
     "status": status,
     "claims": claims,
     "discover": discover,
     "claim": claim,
+    "inbox": inbox,
 }
 
 

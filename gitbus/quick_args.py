@@ -51,4 +51,10 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
         Param("offline", "flag", ("--offline",), False, None),
         Param("json_out", "flag", ("--json",), False, None),
     ),
+    "inbox": (
+        Param("mark_read", "flag", ("--mark-read",), False, None),
+        Param("n", "int", ("-n",), 50, 1),
+        Param("page", "int", ("--page",), 1, 1),
+        Param("json_out", "flag", ("--json",), False, None),
+    ),
 }

@@ -2,8 +2,9 @@
 
 Fetches go into `refs/remotes/<remote>/bus/*` with an explicit refspec (the user's fetch config is
 never touched, and no local-only bus ref is ever pruned); a fetched ref is taken in only as far as
-`gitbus.vouch` can vouch for it. Pushes use the git CLI with `--atomic` and a `--force-with-lease` per
-ref and no `+`, so the remote takes a ref only on top of the tip it was built on. git's failures are
+`gitbus.vouch` can vouch for it. Pushes use the git CLI with a `--force-with-lease` per ref and no `+`,
+so the remote takes a ref only on top of the tip it was built on; several refs go in one `--atomic`
+push where the host offers it, else each on its own lease. git's failures are
 turned into one sentence each: unreachable, refusing bus refs, or moved under us (`RefMoved`, for the
 caller to pull and try again). What the last pull refused and how the last background sync went are
 remembered here for `gitbus status`. Taking in what was fetched is `gitbus.sync`.
@@ -247,30 +248,58 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
         specs.append((lref, ours, theirs))
     if not specs:
         return
-    args = ["push", "--porcelain", "--atomic", "--quiet", remote]
-    args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
-    args += [f"{ours}:{lref}" for lref, ours, _ in specs]
-    code, out, err = repo.git_result(
-        *args, network=True, timeout=network_timeout(whole_bus=only != [LEDGER_REF])
-    )
+    timeout = network_timeout(whole_bus=only != [LEDGER_REF])
+    code, out, err = _push_leased(repo, remote, specs, timeout, atomic=True)
+    if code != 0 and NO_ATOMIC in out + err:
+        # The host does not offer atomic pushes: each ref goes on its own lease, and the remote may
+        # take some and refuse others. Safe all the same, since every ref is a stream of its own.
+        code, out, err = _push_leased(repo, remote, specs, timeout, atomic=False)
+        taken = _taken(out)
+    else:
+        taken = {lref for lref, _, _ in specs} if code == 0 else set()
+    for lref, ours, theirs in specs:
+        if lref not in taken:
+            continue
+        # A concurrent fetch may already have recorded something at least as new: fine either way.
+        with contextlib.suppress(RefMoved):
+            repo.update_ref(tracking_of(remote, lref), ours, theirs, "gitbus push")
+        report.pushed.append(lref)
     if code != 0:
         push_failed(remote, specs[0][0], out, err)
         raise RemoteError(f"Pushing the bus to '{remote}' failed: {reason(err or out)}.")
-    for lref, ours, theirs in specs:
-        tref = tracking_of(remote, lref)
-        # A concurrent fetch may already have recorded something at least as new: fine either way.
-        with contextlib.suppress(RefMoved):
-            repo.update_ref(tref, ours, theirs, "gitbus push")
-        report.pushed.append(lref)
+
+
+# What git says when the remote does not advertise `atomic` (`receive.advertiseAtomic=false`).
+NO_ATOMIC = "does not support --atomic push"
+
+
+def _push_leased(
+    repo: Repository, remote: str, specs: list[tuple[str, Oid, Oid | None]], timeout: float, *, atomic: bool
+) -> tuple[int, str, str]:
+    """One `git push` of `specs` (ref, ours, the remote tip it must still be), each with its lease."""
+    args = ["push", "--porcelain", *(["--atomic"] if atomic else []), "--quiet", remote]
+    args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
+    args += [f"{ours}:{lref}" for lref, ours, _ in specs]
+    return repo.git_result(*args, network=True, timeout=timeout)
+
+
+def _taken(porcelain: str) -> set[str]:
+    """The refs a non-atomic `git push --porcelain` says the remote took (or already had)."""
+    taken: set[str] = set()
+    for line in porcelain.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0] in (" ", "+", "*", "=") and ":" in parts[1]:
+            taken.add(parts[1].rsplit(":", 1)[1])
+    return taken
 
 
 def push_ledger(repo: Repository, remote: str, new: Oid, expected: Oid | None) -> tuple[int, str, str]:
     """Offer `new` as the remote's ledger, leased on `expected` (None: the remote has none): git's
     (exit code, stdout, stderr); 124 when it timed out, and the remote may have taken it anyway."""
+    # One ref: no `--atomic`, so hosts that do not offer it decide claims too.
     return repo.git_result(
         "push",
         "--porcelain",
-        "--atomic",
         "--quiet",
         remote,
         f"--force-with-lease={LEDGER_REF}:{expected or ''}",

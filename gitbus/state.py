@@ -11,7 +11,7 @@ through a remote; deleting any of it loses at most a position or a cache (docs/f
         shown/<agent>.json           ids sessions showed       (cursors)
         sessions/<agent>/<key>/      a hook session: a.json, b.json, lock   (cursors)
         sessions/<agent>/<key>.wake.pid   its background waiter           (hooks)
-        cache/claims.json            the edit guard's claims   (guard)
+        cache/claims.idx             the edit guard's claims   (guard)
         search/                      index.tsv, covered.json, lock        (searchindex)
         hooks/, hooks-path.json      git hooks in front of a relative core.hooksPath (githooks)
         created.json                 what install changed      (install_record)
@@ -38,6 +38,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from gitbus import fastpath
 from gitbus.errors import GitbusError
 
 # -- the names ---------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ def session_dir(common_dir: Path, agent: str, session: str) -> Path:
     return agent_sessions(common_dir, agent) / _session_key(session)
 
 
-SESSION_SLOTS = ("a.json", "b.json")  # a session cursor is written to both, the newer valid one wins
+SESSION_SLOTS = fastpath.SLOTS  # a session cursor is written to both, the newer valid one wins
 SESSION_LOCK = "lock"
 
 
@@ -106,8 +107,8 @@ def wake_pid(common_dir: Path, agent: str, session: str) -> Path:
 
 
 def claims_cache(common_dir: Path) -> Path:
-    """The edit guard's snapshot of the claims, keyed by the ledger tip."""
-    return root(common_dir) / "cache" / "claims.json"
+    """The edit guard's index of the claims, keyed by the ledger tip."""
+    return root(common_dir) / "cache" / "claims.idx"
 
 
 def search(common_dir: Path) -> Path:

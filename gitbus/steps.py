@@ -159,12 +159,14 @@ class Renew:
             paths = tuple(p for p in paths if C.held_at(state, p) is not None)
             if not paths:
                 return None
-        mine = [c for c in C.all_claims(state) if c.owner == me]
-        if paths:
+        if paths:  # only the named slots are read: renewing costs the paths' depth, not the ledger's size
+            held = {c.where: c for p in paths for c in C.claims_at(state, p) if c.owner == me}
+            mine = sorted(held.values(), key=lambda c: c.path)
             missing = [p for p in paths if not any(C.same_path(p, c.path) for c in mine)]
             if missing:
                 raise NotFound(f"You hold no claim on {missing[0]}; claim it again with `gitbus claim`.")
-            mine = [c for c in mine if any(C.same_path(p, c.path) for p in paths)]
+        else:
+            mine = [c for c in C.all_claims(state) if c.owner == me]
         if not mine:
             return None
         writes: dict[str, dict[str, Any] | None] = {}

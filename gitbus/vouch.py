@@ -12,7 +12,8 @@ that step by its sender may change (`gitbus.steps`): a peer cannot plant, drop o
 another agent's name. A ref that fails is taken in
 only up to its newest commit that holds nothing bad (or not at all), its tracking ref is put back
 there, and the report says which ref and why, in one line; the rest of the bus is taken in as usual.
-The walk is iterative and costs what is new.
+The walk is iterative and costs what is new; on an agent chain it reads only each new commit's
+parents and its time line (`message.stamped_after`), and decodes a message only when that line is late.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gitbus.errors import GitbusError, Unreadable
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name
 from gitbus.inert import inert
+from gitbus.message import stamped_after
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -171,6 +173,8 @@ def _walk(
             if unsigned:
                 bad[oid] = unsigned
             continue
+        if owner is not None and signatures is None and not stamped_after(commit.message, now_ms + FUTURE_MS):
+            continue  # on an agent chain only a stamp far ahead is refused: nothing here can be
         msg = read_message(repo, commit, ref)
         if msg is None and ref != LEDGER_REF:
             # Not a message gitbus takes on this agent chain (a foreign commit, a newer format

@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
+from gitbus.message import Message
 
 # Property tests are reproducible: a fixed derivation of examples, no wall-clock deadline.
 settings.register_profile("gitbus", derandomize=True, deadline=None)
@@ -101,3 +102,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def long_mode(request: pytest.FixtureRequest) -> bool:
     """True under --long: stress tests scale their rounds up from the short CI mode."""
     return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many commit messages the chain walks decode from here on (one-element list): what a read
+    costs, counted, never timed (issue 16: a flood must not be decoded whole)."""
+    from gitbus import chains
+
+    count = [0]
+    real = chains.decode
+
+    def counting(raw: str) -> Message:
+        count[0] += 1
+        return real(raw)
+
+    monkeypatch.setattr(chains, "decode", counting)
+    return count

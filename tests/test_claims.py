@@ -14,9 +14,11 @@ from gitbus.bus import Bus
 from gitbus.claims import DEFAULT_TTL_MS, SKEW_MARGIN_MS, all_claims
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, GitbusError, NotFound
+from gitbus.git import Repository
 from gitbus.message import Kind
 
 from .conftest import git
+from .crowded import PER_HOLDER, counted, crowd
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -290,3 +292,30 @@ def test_an_agent_whose_expired_claim_was_taken_over_is_told_plainly(
     assert msg.id in [m.id for m in api.inbox()]
     api.claim(["config/"])  # acting on claims again: the notice has been seen
     assert api.status().taken_over == ()
+
+
+def test_renewing_a_path_among_many_claims_reads_only_its_slot(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = crowd(worktrees[0], bus_for)[0]
+    clock.advance(DEFAULT_TTL_MS // 2)
+    blobs = counted(monkeypatch, Repository, "read_blob")
+    api.renew(["area0/mod3/"])
+    assert blobs[0] <= 1, f"{blobs[0]} ledger entries read to renew one claim among {4 * PER_HOLDER}"
+    renewed = {c.path: c.expires_at for c in api.claims() if c.owner == "api-1"}
+    assert renewed["area0/mod3/"] == clock.now_ms() + DEFAULT_TTL_MS
+    assert renewed["area0/mod4/"] == clock.now_ms() + DEFAULT_TTL_MS // 2
+    with pytest.raises(NotFound, match="area1/mod3/"):
+        api.renew(["area1/mod3/"])  # web-1's: not api-1's to renew
+
+
+def test_claim_decisions_among_many_claims_read_only_the_entries_along_their_path(
+    worktrees: list[Path], bus_for: BusFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, web, _, _ = crowd(worktrees[0], bus_for)
+    blobs = counted(monkeypatch, Repository, "read_blob")
+    with pytest.raises(ClaimConflict, match="api-1 holds area0/mod3/"):
+        web.claim(["area0/mod3/x.py"])
+    web.claim(["area1/mod3/y.py", "fresh/"])
+    api.release(["area0/mod3/"])
+    assert blobs[0] <= 4, f"{blobs[0]} ledger entries read for three decisions among {4 * PER_HOLDER}"

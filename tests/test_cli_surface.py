@@ -128,6 +128,35 @@ def test_inbox_json_says_how_many_more_wait_so_mark_read_loses_nothing(joined: l
     assert seen == ["finding 0", "finding 1", "finding 2"]
 
 
+def test_a_flooded_inbox_reads_only_its_first_page_and_pages_to_every_message_once(
+    joined: list[Path],  # noqa: F811
+    decoded: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the window (1,000 unread; 10 here) the first page is the newest and the walk stops
+    after it (issue 16); `--page` reaches older ones, and paging with --mark-read loses nothing."""
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
+    for i in range(30):
+        gb(joined[0], "api-1", "discover", f"finding {i:02d}")
+    decoded[0] = 0
+    code, out, err = gb(joined[1], "web-1", "inbox", "-n", "5")
+    assert code == 0 and decoded[0] <= 10 + 4
+    assert [line.split("\t")[5] for line in out.splitlines()] == [f"finding {i}" for i in range(25, 30)]
+    assert err == "the newest unread; 6 or more older: gitbus inbox --page 2 -n 5\n"
+    page = json.loads(gb(joined[1], "web-1", "inbox", "-n", "5", "--page", "2", "--json")[1])
+    assert [m["text"] for m in page["messages"]] == [f"finding {i}" for i in range(20, 25)]
+    assert page["more"] >= 1 and page["newest_first"] is True
+    seen: list[str] = []
+    for _ in range(10):  # a script reading pages until nothing more waits
+        page = json.loads(gb(joined[1], "web-1", "inbox", "-n", "5", "--json", "--mark-read")[1])
+        seen += [m["text"] for m in page["messages"]]
+        if not page["more"]:
+            break
+    assert sorted(seen) == [f"finding {i:02d}" for i in range(30)] and len(seen) == 30
+    assert json.loads(gb(joined[1], "web-1", "inbox", "--json")[1]) == {"messages": [], "more": 0}
+
+
 def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -> None:  # noqa: F811
     gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
     for i in range(3):

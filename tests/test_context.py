@@ -11,6 +11,8 @@ from itertools import count, pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitbus import context
 from gitbus.bus import Bus
@@ -19,6 +21,7 @@ from gitbus.clock import FakeClock
 from gitbus.git import Repository
 from gitbus.ids import EVERYONE, AgentName, MessageId
 from gitbus.message import Kind, Message
+from gitbus.paths import overlaps
 
 from .conftest import git
 
@@ -422,6 +425,23 @@ def test_changed_paths_are_the_worktrees_uncommitted_changes(trio: tuple[Bus, Bu
     assert sorted(context.changed_paths(trio[1].repo, wt)) == sorted([first, second])
 
 
+def test_a_watchers_changed_files_never_hold_up_an_update_once_looked_at(trio: tuple[Bus, Bus, Bus]) -> None:
+    """Past their time to live they are used as they were and listed stale, for a refresh off the
+    update's path; the refresh brings the edit in."""
+    repo, wt = trio[1].repo, trio[1].repo.root
+    changed = context.ChangedPaths(ttl=0.0, stale_ok=True)
+    assert changed(repo, wt) == [] and changed.stale() == [wt]
+    first = git(wt, "ls-files").split()[0]
+    (wt / first).write_text("edited\n")
+    assert changed(repo, wt) == []  # stale, not looked up again here
+    changed.refresh(repo, changed.stale())
+    assert changed(repo, wt) == [first]
+    eager = context.ChangedPaths(ttl=0.0)  # without stale_ok: looked up again at once
+    assert eager(repo, wt) == [first]
+    (wt / first).write_text(git(wt, "show", f"HEAD:{first}"))
+    assert eager(repo, wt) == []
+
+
 def test_a_worktree_that_cannot_take_its_file_is_reported_and_the_others_are_written(
     trio: tuple[Bus, Bus, Bus], clock: FakeClock
 ) -> None:
@@ -445,3 +465,33 @@ def test_the_file_is_replaced_whole_never_written_in_place(tmp_path: Path) -> No
     assert (tmp_path / context.FILE).read_text() == "new text\n"
     assert not context.write(tmp_path, "new text\n")  # the same text: left alone
     assert [p.name for p in (tmp_path / ".gitbus").iterdir()] == ["context.md"]
+
+
+PATHISH = st.lists(st.sampled_from(["a", "a/", "a/b", "a/b/", "a/b/c.py", "A/B", "b", "b/c/", "c.py", "ab"]),
+                   max_size=3)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(PATHISH, max_size=12), PATHISH, st.booleans())
+def test_the_messages_touching_my_paths_are_found_as_overlaps_finds_them(
+    paths: list[list[str]], near: list[str], ignorecase: bool
+) -> None:
+    """The per-view index that ranks discoveries agrees with comparing every path with every path."""
+    recent = [msg(Kind.DISCOVERY, "web-1", f"m{i}", paths=tuple(p)) for i, p in enumerate(paths)]
+    v = view(recent)
+    brute = {
+        i for i, m in enumerate(recent) if any(overlaps(p, q, ignorecase) for p in m.paths for q in near)
+    }
+    assert v.touching(near, ignorecase) == brute
+    assert v.touching(near, ignorecase) == brute  # and again, from the index made once
+
+
+def test_the_lines_every_file_shows_alike_are_made_once_per_view() -> None:
+    found = [msg(Kind.DISCOVERY, "web-1", f"finding {i}", paths=(f"lib{i}/m.py",)) for i in range(30)]
+    v = view(found, [claim("web-1", "pkg1/"), claim("db-1", "pkg2/")])
+    texts = [context.render(v, AgentName(a), ROOT, [], False) for a in ("api-1", "ops-1", "qa-1")]
+    made = dict(v._made)
+    assert all("finding 0" in t for t in texts)
+    for a in ("api-1", "ops-1", "qa-1"):  # rendering again makes nothing new
+        context.render(v, AgentName(a), ROOT, [], False)
+    assert v._made == made

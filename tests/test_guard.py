@@ -12,16 +12,25 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from gitbus import guard, ledger, state
+from gitbus import paths as P
 from gitbus.bus import Bus
+from gitbus.claims import Claim, all_claims
 from gitbus.cli import app
+from gitbus.clock import FakeClock
+from gitbus.git import Repository
+from gitbus.ids import agent_name
 
 from .conftest import git, make_repo
+from .crowded import HOLDERS, PER_HOLDER, counted, crowd
+
+BusFor = Callable[[Path, str], Bus]
 
 NAMES = ("api-1", "web-1", "db-1")
 BARE_PATH = "/usr/bin:/bin"
@@ -349,3 +358,97 @@ def test_on_a_read_only_disk_the_guards_still_decide_and_writes_fail_in_one_line
     code, _, err = gb(repo, "-a", "web-1", "claim", "README.md")
     assert code == 1 and "read-only" in err and len(err.strip().splitlines()) == 1, err
     assert time.monotonic() - started < 10
+
+
+# -- the claims index: a check costs the path's depth, not the number of claims (issue 16) ----------
+
+
+def test_a_guard_check_among_many_claims_reads_only_the_claims_along_its_path(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = worktrees[0]
+    crowd(root, bus_for)
+    common = Bus.open(root).repo.common_dir
+    guard.snapshot(root, common)  # the index is current, as after any earlier check
+    parsed = counted(monkeypatch, Claim, "from_json")
+    hit = guard.conflicts(
+        root, common, agent_name("me-1"), ["area2/mod7/x.py", "src/free.py"], clock.now_ms()
+    )
+    assert [(p, c.owner, c.path) for p, c in hit] == [("area2/mod7/x.py", "db-1", "area2/mod7/")]
+    assert parsed[0] <= 2, f"{parsed[0]} claims read for two checks among {len(HOLDERS) * PER_HOLDER}"
+
+
+def test_after_a_ledger_step_the_guard_reads_only_the_entries_that_changed(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = worktrees[0]
+    api = crowd(root, bus_for)[0]
+    common = api.repo.common_dir
+    guard.snapshot(root, common)
+    api.claim(["extra/"])
+    api.release(["area0/mod3/"])
+    blobs = counted(monkeypatch, Repository, "read_blob")
+    snap = guard.snapshot(root, common)
+    assert blobs[0] <= 2, f"{blobs[0]} ledger entries read to follow two steps"
+    now = clock.now_ms()
+    assert [c.path for c in snap.blocking(agent_name("me-1"), "extra/x.py", now)] == ["extra/"]
+    assert snap.blocking(agent_name("me-1"), "area0/mod3/x.py", now) == []
+    assert [c.path for c in snap.blocking(agent_name("me-1"), "area0/mod4/x.py", now)] == ["area0/mod4/"]
+    assert guard.cached(common) is not None
+    whole = guard.from_ledger(root, snap.ledger, None)  # the same index as one read whole
+    assert bytes(snap.index.data) == bytes(whole.index.data)
+
+
+def test_the_index_answers_as_a_scan_of_every_claim_would(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock
+) -> None:
+    """Every way a path can meet a claim: above, below, the same path in another case, a name that
+    only starts like a claimed one, a file and a folder of one name, a claim in an older slot."""
+    root = worktrees[0]
+    api, web, db, ops = crowd(root, bus_for)
+    web.claim(["Docs/Guide.md", "docs/api/", "lib/a b/ü.py", "area1/mod3/deep/x.py"])
+    db.claim(["area10/", "tmp/"], ttl_ms=1000)
+    ops.claim(["zz/"])
+    clock.advance(5000)
+    paths = [
+        f"{top}{rest}"
+        for top in (
+            "area1/",
+            "AREA1/",
+            "area10/",
+            "area1",
+            "docs/",
+            "DOCS/",
+            "lib/",
+            "lib/A B/",
+            "zz",
+            "tmp/",
+        )
+        for rest in ("", "mod3/", "mod3", "mod3/deep/", "mod3/deep/x.py", "guide.md", "API/v1.py", "Ü.py")
+    ]
+    every = all_claims(ledger.current(api.repo))
+    snap = guard.snapshot(root, api.repo.common_dir)
+    now = clock.now_ms()
+    for me in (agent_name("web-1"), agent_name("me-1")):
+        for p in paths:
+            scan = [c for c in every if c.owner != me and c.live(now) and P.overlaps(c.path, p, True)]
+            assert snap.blocking(me, p, now) == scan, p
+            mine = [c for c in every if c.owner == me and P.covers(c.path, p, True)]
+            assert snap.mine_covering(me, p) == mine, p
+
+
+def test_a_damaged_index_is_read_again_from_the_ledger_never_guessed_at(
+    worktrees: list[Path], bus_for: BusFor, clock: FakeClock
+) -> None:
+    root = worktrees[0]
+    crowd(root, bus_for)
+    common = Bus.open(root).repo.common_dir
+    guard.snapshot(root, common)
+    f = state.claims_cache(common)
+    lines = f.read_bytes().split(b"\n")
+    hit = next(i for i, line in enumerate(lines) if line.startswith(b"area2/mod7/\t"))
+    lines[hit] = b"area2/mod7/\tgarbage"
+    f.write_bytes(b"\n".join(lines))
+    hit_now = guard.conflicts(root, common, agent_name("me-1"), ["area2/mod7/x.py"], clock.now_ms())
+    assert [c.owner for _, c in hit_now] == ["db-1"]
+    assert b"garbage" not in f.read_bytes()

@@ -728,6 +728,44 @@ def test_a_long_backlog_waits_in_the_inbox_and_the_sessions_news_is_not_repeated
     assert web.inbox() == [] and tool_used(here) == ""
 
 
+def test_session_start_counts_unread_past_the_cap_as_more_than_the_cap(
+    agents: list[Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count stops one past the cap: it says "more than N", not that one-past figure."""
+    api, web, _ = agents
+    monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 5)
+    monkeypatch.setattr("gitbus.bus.UNREAD_COUNT_MAX", 5)
+    web.inbox(mark_read=True)
+    for k in range(7):
+        api.discover(f"news {k}")
+    assert "more than 5 unread message(s)" in start(web.repo.root)
+
+
+def test_a_session_far_behind_reads_a_window_is_told_the_newest_and_the_rest_stays_unread(
+    agents: list[Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood (issue 16): one hook call decodes a bounded window, not every message since the
+    session's cursor; it tells the newest, says the older wait, and leaves them unread in the inbox
+    (each message told exactly once between the hook and the inbox)."""
+    api, web, _ = agents
+    here = web.repo.root
+    monkeypatch.setattr("gitbus.inbox.HOOK_WINDOW", 10, raising=False)
+    web.inbox(mark_read=True)  # the joins
+    start(here)
+    sent = [api.discover(f"flood {k:02d}").id for k in range(60)]
+    decoded[0] = 0
+    told = tool_used(here)
+    assert decoded[0] <= 10 + 4  # the window, and a chain tip or so each
+    assert f"[{sent[-1][:8]}]" in told and f"[{sent[0][:8]}]" not in told
+    assert "the newest are shown here; older messages for you wait unread in gitbus inbox" in told
+    assert tool_used(here) == ""  # the session is level with the bus now; nothing is told twice
+    waiting = [m.id for m in web.inbox(mark_read=True)]
+    assert sorted(waiting + [i for i in sent if f"[{i[:8]}]" in told]) == sorted(sent)
+    assert not set(waiting) & {i for i in sent if f"[{i[:8]}]" in told}
+    api.discover("after the flood")
+    assert "after the flood" in tool_used(here) and web.inbox() == []
+
+
 def test_reading_through_a_tool_does_not_hide_news_from_another_session_of_the_agent(
     agents: list[Bus],
 ) -> None:

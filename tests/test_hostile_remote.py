@@ -10,6 +10,7 @@ with plain `git fetch` (no sync to refuse them), so the readers themselves are h
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gitbus import chains, sync
 from gitbus.bus import Bus
 from gitbus.hooks import handle
+from gitbus.message import Message
 
 from .conftest import git
 from .conftest import raw_git as run_git
@@ -578,3 +581,46 @@ def test_a_bad_ref_does_not_keep_the_hooks_off_their_fast_path(world: World) -> 
     assert loc is not None
     cursor = load_session(loc.common_dir, "carol", "fast")
     assert cursor is not None and cursor.tips == bus_tips(loc.common_dir)
+
+
+def test_a_chain_message_stamped_days_ahead_is_refused_and_what_came_before_kept(world: World) -> None:
+    p = world.peer
+    now = int(time.time() * 1000)
+    first = p.commit(trailers(sender="mallory", mid="00000000000000c1", time=now))
+    ahead = p.commit(trailers(sender="mallory", mid="00000000000000c2", time=now + 2 * 86_400_000), (first,))
+    # Not a message readers take (two time trailers): taken in and skipped, whatever its stamps say.
+    twice = trailers(sender="mallory", mid="00000000000000c3", time=now).replace(
+        "Gitbus-Time:", f"Gitbus-Time: {now + 9 * 86_400_000}\nGitbus-Time:", 1
+    )
+    p.push(ahead, "refs/bus/agents/mallory")
+    p.push(p.commit(twice, (first,)), "refs/bus/agents/oddone")
+    b = fresh_clone(world, "b")
+    code, _, err = gb(b, "carol", "sync")
+    assert code == 0 and "refused refs/bus/agents/mallory" in err and "a day ahead" in err, err
+    assert "oddone" not in err, err
+    repo = Bus.open(b, "carol").repo
+    assert repo.ref("refs/bus/agents/mallory") == first and repo.ref("refs/bus/agents/oddone") is not None
+
+
+def test_vouching_a_long_fetched_chain_decodes_none_of_its_messages(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = Bus.open(world.honest, "alice")
+    for i in range(60):
+        alice.discover(f"finding {i}")
+    assert gb(world.honest, "alice", "sync")[0] == 0
+    b = clone(world.url, world.tmp / "b")
+    carol = Bus.open(b, "carol")
+    decoded: list[str] = []
+    real = chains.decode
+
+    def counting(raw: str) -> Message:
+        decoded.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(chains, "decode", counting)
+    report = sync.sync(carol.repo, "origin", send=False)
+    assert "refs/bus/agents/alice" in report.updated and not report.refused
+    ledger_kinds = [f"Gitbus-Type: {k}\n" for k in ("claim", "release", "renew", "take", "done")]
+    agent_messages = [r for r in decoded if not any(k in r for k in ledger_kinds)]
+    assert len(agent_messages) < 5, f"{len(agent_messages)} chain messages decoded to vouch for them"

@@ -80,6 +80,30 @@ def test_an_inbox_needs_only_the_repository_and_pages_without_repeating(trio: tu
     assert web.inbox() == [] and inbox.read_new() == ([], 0)
 
 
+def test_a_flooded_agent_reading_through_mcp_decodes_a_window_and_gets_every_message_once(
+    trio: tuple[Bus, Bus, Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MCP inbox tool (`read_new`) past the window: each call decodes about a window, gives the
+    newest that fit and remembers them, the next call the ones before (issue 16)."""
+    api, web, _ = trio
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    web.inbox(mark_read=True)
+    sent = [api.discover(f"finding {i}").id for i in range(30)]
+    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    decoded[0] = 0
+    first, more = inbox.read_new()
+    assert decoded[0] <= 10 + 4
+    assert [m.id for m in first] == sent[-10:] and more >= 1
+    got = [m.id for m in first]
+    for _ in range(5):
+        shown, more = inbox.read_new()
+        got += [m.id for m in shown]
+        if not more:
+            break
+    assert sorted(got) == sorted(sent) and len(got) == 30
+    assert inbox.read_new() == ([], 0) and web.inbox() == []
+
+
 def test_a_count_that_went_past_the_cap_says_so() -> None:
     assert (count_text(3), count_text(1000), count_text(1001)) == ("3", "1000", "1000+")
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from gitbus.clock import MAX_TIME_MS, MIN_TIME_MS
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.ids import AgentName, MessageId
-from gitbus.message import MAX_TEXT_BYTES, Kind, Message, clean_text, decode, encode
+from gitbus.message import MAX_TEXT_BYTES, Kind, Message, clean_text, decode, encode, stamped_after
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
 names = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,12}", fullmatch=True).map(AgentName)
@@ -129,3 +129,27 @@ def test_every_character_gitbus_refuses_in_text_is_one_the_faces_would_escape() 
     refused = [chr(c) for c in range(0x3000) if unsafe(chr(c)) is not None]
     assert refused and all(is_forbidden_char(c) for c in refused)
     assert unsafe("family \U0001f468\u200d\U0001f469\u200d\U0001f467, soft\u00adhyphen") is None
+
+
+_JUNK = st.sampled_from(["", "0x10", "1e5", " 5", "5\r", "-1", "9" * 30])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stamps=st.lists(st.one_of(st.integers(-3, 3), _JUNK), min_size=0, max_size=3),
+    limit=st.integers(MIN_TIME_MS, MAX_TIME_MS - 3),
+    text=st.sampled_from(["", "hi", "Gitbus-Time: 9999999999999\n", "x\n\nGitbus-Time: 1"]),
+)
+def test_a_message_stamped_after_a_limit_is_always_seen_by_the_cheap_check(
+    stamps: list[int | str], limit: int, text: str
+) -> None:
+    """Vouching skips decoding when `stamped_after` is False; it must never hide a late stamp."""
+    times = [str(limit + s) if isinstance(s, int) else s for s in stamps]
+    lines = ["Gitbus-Version: 1", "Gitbus-Id: 00000000000000aa", "Gitbus-Type: discovery",
+             "Gitbus-From: mallory", "Gitbus-To: *", *(f"Gitbus-Time: {t}" for t in times)]
+    raw = f"discovery: x\n\n{text}\n\n" + "\n".join(lines) + "\n"
+    try:
+        late = decode(raw).time > limit
+    except CorruptMessage:
+        late = False
+    assert not late or stamped_after(raw, limit)

@@ -30,6 +30,8 @@ EVERYDAY = [
     ["discover", "found it", "--json"],
     ["claim", "config/db.yaml", "--ttl", "10m"],
     ["claim", "README.md", "--json"],
+    ["inbox", "-n", "1"],
+    ["inbox", "--json", "--page", "2", "-n", "1"],
 ]
 
 

@@ -56,8 +56,21 @@ class Served:
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Served]:
     """A real `git daemon` serving `remote.git` read-write on a free 127.0.0.1 port."""
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def daemon_without_atomic(tmp_path: Path) -> Iterator[Served]:
+    """The same, for a host that does not offer atomic pushes (`receive.advertiseAtomic=false`)."""
+    yield from _serve(tmp_path, "receive.advertiseAtomic=false")
+
+
+def _serve(tmp_path: Path, *config: str) -> Iterator[Served]:
     base = tmp_path / "served"
     bare = bare_remote(base)
+    for setting in config:
+        key, value = setting.split("=", 1)
+        subprocess.run(["git", "-C", str(bare), "config", key, value], check=True)
     proc: subprocess.Popen[bytes] | None = None
     port = 0
     for _ in range(3):  # another process may take the port between our probe and the daemon's bind
@@ -178,3 +191,50 @@ def test_two_clones_racing_overlapping_claims_through_the_daemon_never_both_win(
     final = {c.id: c.owner for c in steps[0].claims} if steps else {}
     assert final == winners, "the remote's claims are not exactly the winners'"
     assert not problems, f"{len(problems)} of {rounds} rounds went wrong:\n" + "\n".join(problems)
+
+
+def test_a_host_without_atomic_push_still_decides_claims_and_syncs(
+    daemon_without_atomic: Served, tmp_path: Path, clock: FakeClock
+) -> None:
+    url = daemon_without_atomic.url
+    a, b = clone(url, tmp_path / "a"), clone(url, tmp_path / "b")
+    alice, bob = sharing(a, "alice", clock), sharing(b, "bob", clock)
+    alice.discover("no atomic here")
+    lost = offline(bob).claim(["lib/"])
+    granted = alice.claim(["config/"])  # a single-ref step needs no atomic push
+    alice.claim(["lib/x.py"])
+    with pytest.raises(ClaimConflict, match="alice holds config/"):
+        bob.claim(["config/db.yaml"])
+    mine = offline(bob).claim(["README.md"])
+    asked = bob.ask("who has config?")
+    for bus in (alice, bob, alice):  # several refs each: per-ref pushes, each with its lease
+        sync.sync(bus.repo, "origin")
+    assert ids(alice) == ids(bob) and {granted.id, mine.id, asked.id} <= set(ids(alice))
+    assert lost.id not in {c.id for c in alice.claims()}
+    assert {(c.owner, c.path) for c in bob.claims()} == {
+        ("alice", "config/"),
+        ("alice", "lib/x.py"),
+        ("bob", "README.md"),
+    }
+    assert bus_refs(daemon_without_atomic.bare) == bus_refs(a) == bus_refs(b)
+
+
+def test_without_atomic_push_the_refs_the_remote_took_are_kept_when_one_is_refused(
+    daemon_without_atomic: Served, tmp_path: Path, clock: FakeClock
+) -> None:
+    hook = daemon_without_atomic.bare / "hooks" / "update"
+    refuse_ledger = '[ "$1" = refs/bus/ledger ] && { echo "no ledger here" >&2; exit 1; }'
+    hook.write_text(f"#!/bin/sh\n{refuse_ledger}\nexit 0\n")
+    hook.chmod(0o755)
+    a = clone(daemon_without_atomic.url, tmp_path / "a")
+    alice = offline(sharing(a, "alice", clock))
+    alice.discover("from a")
+    alice.claim(["src/"])
+    with pytest.raises(GitbusError, match="refused refs under refs/bus/") as refused:
+        sync.sync(alice.repo, "origin")
+    assert "\n" not in str(refused.value)
+    chain = "refs/bus/agents/alice"
+    remote = bus_refs(daemon_without_atomic.bare)
+    tracked = str(alice.repo.ref("refs/remotes/origin/bus/agents/alice"))
+    assert remote.get(chain) == bus_refs(a)[chain] == tracked
+    assert "refs/bus/ledger" not in remote and alice.repo.ref("refs/remotes/origin/bus/ledger") is None

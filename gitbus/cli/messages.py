@@ -15,12 +15,12 @@ import typer
 from gitbus import quick, render
 from gitbus.bus import Bus
 from gitbus.cli import root
-from gitbus.cli.root import JsonOpt, OfflineOpt, PathsOpt, ToOpt, err, out
+from gitbus.cli.root import JsonOpt, OfflineOpt, PathsOpt, ToOpt, out
 from gitbus.clock import hhmm, iso, parse_since
 from gitbus.inert import inert, inert_block
 from gitbus.message import Message
 
-INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
+INBOX_PAGE = quick.INBOX_PAGE
 
 
 _text = quick.stdin_text
@@ -221,23 +221,13 @@ def inbox(
     ctx: typer.Context,
     mark_read: Annotated[bool, typer.Option("--mark-read", help="Mark these as seen.")] = False,
     n: Annotated[int, typer.Option("-n", min=1, help="At most this many, oldest first.")] = INBOX_PAGE,
+    page: Annotated[
+        int, typer.Option("--page", min=1, help="This page of -n (past 1,000 unread: the newest first).")
+    ] = 1,
     json_out: JsonOpt = False,
 ) -> None:
     """What this agent has not seen: messages to it, answers to its questions, broadcasts."""
-    from gitbus.inbox import Inbox
-
-    bus = root.open_bus(ctx, json_out)
-    msgs, more = Inbox(bus.repo, bus.agent).page(mark_read, n)
-    if json_out:  # an object, not a list: `more` says what waits past the page (`-n`)
-        render.dump(out, {"messages": [m.to_json() for m in msgs], "more": more})
-        return
-    render.messages(out, msgs, bus.clock.now_ms())
-    if more:  # on stderr under a pipe, so the lines stay rows
-        (err if render.piped(out) else out).print(
-            f"{more} more: gitbus inbox -n {n + more}", markup=False, highlight=False
-        )
-    elif msgs and not mark_read and not render.piped(out):
-        out.print("[dim]gitbus inbox --mark-read marks these as seen[/dim]")
+    quick.inbox(root.open_bus(ctx, json_out), out, mark_read=mark_read, n=n, page=page, json_out=json_out)
 
 
 def search(

@@ -183,7 +183,6 @@ OfflineOpt = Annotated[
 PathsOpt = Annotated[
     list[str] | None, typer.Option("--path", "-p", metavar="PATH", help="A path this is about (repeatable).")
 ]
-INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
 
 ToOpt = Annotated[
     str | None, typer.Option("--to", metavar="AGENT", help="An agent's name; everyone when omitted.")

@@ -1,0 +1,35 @@
+"""A crowded ledger and a call counter: tests that count the work a decision does (entries read,
+claims parsed) among many claims, never its time (issue 16: costs that do not grow with the crowd)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gitbus.bus import Bus
+
+HOLDERS = ("api-1", "web-1", "db-1", "ops-1")
+PER_HOLDER = 100
+
+
+def crowd(root: Path, bus_for: Callable[[Path, str], Bus]) -> list[Bus]:
+    """Four holders with a hundred `area<k>/mod<j>/` claims each, granted in one step each."""
+    buses = [bus_for(root, name) for name in HOLDERS]
+    for k, bus in enumerate(buses):
+        bus.claim([f"area{k}/mod{j}/" for j in range(PER_HOLDER)], reason="crowd")
+    return buses
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Count the calls of `owner.name` from now on (the real one still runs)."""
+    calls = [0]
+    original = getattr(owner, name)
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
