@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import agentrefs
 import crowd
 import flood
 import history
@@ -57,6 +58,7 @@ class Results:
     crowd: crowd.CrowdBench | None = None  # 1 vs 8 processes at once, and the alternatives (bench/crowd.py)
     agentmail: object | None = None  # agentmail.Outcome: installed or why not, errors
     many: manyclaims.ClaimsBench | None = None  # claims and the guard at 10 vs 10,000 live claims
+    refs: list[agentrefs.Result] | None = None  # posting and `gitbus agents` at 1, 64 and 2,000 agents
     reads: history.ReadBench | None = None  # the whole history next to the tail
     sizes: history.SizeBench | None = None  # bytes per message before and after git gc
     tui: tui.TuiBench | None = None  # first paint of `gitbus tui` (bench/tui.py)
@@ -132,6 +134,7 @@ def _goal_rows(r: Results) -> list[str]:
     rows += tui.goal_rows(r.tui) if r.tui else []
     rows += flood.goal_rows(r.flood) if r.flood else []
     rows += realclient.goal_rows(r.realclient) if r.realclient else []
+    rows += agentrefs.goal_rows(r.refs) if r.refs else []
     return rows
 
 
@@ -378,6 +381,7 @@ def render(r: Results) -> str:
         *(tui.section(r.tui, 12) if r.tui else []),
         *(realclient.section(r.realclient, 13) if r.realclient else []),
         *(flood.section(r.flood, 14) if r.flood else []),
+        *(agentrefs.section(r.refs, 16) if r.refs else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

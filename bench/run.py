@@ -29,6 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import agentmail
+import agentrefs
 import crowd
 import flood
 import floor
@@ -319,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log("post scaling")
         scale = scaling(cfg, prof_dir, env)
+        refs = [agentrefs.run(where / "agentrefs", name, env, *agentrefs.sizes(cfg.quick))
+                for name, where in fs.items()]
 
         log(f"buses of {cfg.small} and {cfg.big:,} messages")
         builds = {
@@ -391,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
-        tui=tui_first, realclient=real, startup=startups, flood=flooded,
+        tui=tui_first, realclient=real, startup=startups, flood=flooded, refs=refs,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

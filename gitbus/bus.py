@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, settings, steps, sync
+from gitbus import agents, chains, ledger, roster, settings, steps, sync
 from gitbus import paths as P
 from gitbus.board import Board, OpenRequest, concerns
 from gitbus.board import read as read_board
@@ -28,16 +28,9 @@ from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
 from gitbus.reading import OPEN_WINDOW, Reading
 from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
+from gitbus.roster import AgentInfo
 
 __all__ = ["OPEN_WINDOW", "AgentInfo", "Bus", "OpenRequest", "Status"]
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    name: AgentName
-    last_active: int
-    last_summary: str
-    live_claims: int
 
 
 @dataclass(frozen=True)
@@ -89,6 +82,7 @@ class Bus(Reading):
         self.cwd = cwd or repo.root
         self.notices: list[str] = []  # one-line news of the last ledger step (e.g. a refused tip replaced)
         self._remote_asked = False  # whether `_adopt_remote` looked at origin already
+        self._has_chain: AgentName | None = None  # an agent whose chain this Bus saw (never deleted)
 
     @classmethod
     def open(
@@ -176,7 +170,7 @@ class Bus(Reading):
     def _joining(self, name: AgentName, moved_to: AgentName | None = None) -> Callable[[int], Message]:
         """The `make` of a join message on `name`'s chain (`chains.start`/`append`): it joined from
         this worktree, or, with `moved_to`, it goes by that name now. Stamped past every tip."""
-        mid, past = new_message_id(), chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        mid, past = new_message_id(), chains.stamp(self.repo, self.clock.now_ms())
         where = self.repo.root
         if moved_to is None:
             text, meta = f"{name} joined from {where.name}", (("worktree", str(where)),)
@@ -190,7 +184,8 @@ class Bus(Reading):
         return make
 
     def _moved_to(self, name: AgentName) -> str | None:
-        """The name `name`'s worktree took instead, if its chain ends by saying so."""
+        """The name `name`'s worktree took instead, if its chain ends by saying so ("" when its
+        chain ends with a retirement)."""
         tip = self.repo.ref(agent_ref(name))
         if tip is None:
             return None
@@ -198,7 +193,9 @@ class Bus(Reading):
             last = decode(self.repo.read_commit(tip).message)
         except GitbusError:
             return None
-        return last.get("moved-to") if last.kind is Kind.JOIN else None
+        if last.kind is not Kind.JOIN:
+            return None
+        return "" if roster.is_retirement(last) else last.get("moved-to")
 
     def _joined_from(self, name: AgentName) -> Path | None:
         """The worktree `name` last joined from, if it is on the bus (a walk of its chain)."""
@@ -217,28 +214,20 @@ class Bus(Reading):
         claim locally what another clone holds. `adopt_only`: just that, before a ledger step is
         decided; the chain is started after it, so a refused step writes nothing."""
         ref = agent_ref(self.agent)
-        if self.repo.ref(ref) is not None:
+        if self._has_chain == self.agent or self.repo.ref(ref) is not None:
+            self._has_chain = self.agent  # a chain is never deleted: no need to look again
             return None
         self._adopt_remote()
         return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
 
-    def agents(self) -> list[AgentInfo]:
-        live: dict[str, int] = {}
-        for c in self.claims():
-            live[c.owner] = live.get(c.owner, 0) + 1
-        out = []
-        for name, tip in sorted(agents.known(self.repo).items()):
-            entry = next(chains.history(self.repo, {agent_ref(name): Oid(tip)}), None)
-            last = entry.message if entry else None
-            out.append(
-                AgentInfo(
-                    name,
-                    last.time if last else 0,
-                    f"{last.kind.value}: {last.summary()}" if last else "",
-                    live.get(name, 0),
-                )
-            )
-        return out
+    def agents(self, retired: bool = False) -> list[AgentInfo]:
+        """Every agent on the bus with its newest message; those retired only with `retired`."""
+        return roster.listing(self.repo, self.claims(), retired)
+
+    def retire(self, name: str) -> Message | None:
+        """Retire agent `name`, which left (`gitbus.roster.retire`): it drops out of `agents` and
+        takes no more messages; all it said stays on the bus. None when it was retired already."""
+        return roster.retire(self.repo, name, self.agent, self.claims(), self.clock.now_ms)
 
     # -- posting ----------------------------------------------------------------------------------
 
@@ -259,10 +248,10 @@ class Bus(Reading):
             self._require_agent(to)
         self._ensure_joined()
         mid = new_message_id()
-        past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        past = chains.stamp(self.repo, self.clock.now_ms())  # the clock read once: the mark holds it
 
         def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, after, past)
+            t = max(min_time, after, past)
             return Message(mid, kind, self.agent, to, text, t, norm, reply_to)
 
         return chains.append(self.repo, agent_ref(self.agent), make)
@@ -273,6 +262,8 @@ class Bus(Reading):
             known = ", ".join(sorted(agents.known(self.repo))) or "none yet"
             raise NotFound(f"No agent named '{who}' is on the bus (known: {known}); nothing was sent.")
         moved = self._moved_to(who)
+        if moved == "":
+            raise NotFound(f"Agent {who} was retired; nothing was sent.")
         if moved:
             raise NotFound(f"Agent {who} is now {moved} (same worktree); nothing was sent. Send to {moved}.")
         return who
@@ -358,11 +349,15 @@ class Bus(Reading):
         past every tip this agent could see; its leases go by this agent's clock."""
         self._ensure_joined(adopt_only=True)  # the bus remote, if any, decides this step
         mid = new_message_id()
-        past = chains.horizon(self.repo, self.tips(), self.clock.now_ms()) + 1
+        past = chains.past(self.repo, self.clock.now_ms())  # a refused step writes nothing, not even this
 
         def decide(state: ledger.Ledger, min_time: int) -> ledger.Change | None:
             now = self.clock.now_ms()
-            return step.decide(state, max(now, min_time, past), mid, lease_now=now)
+            at = max(now, min_time, past)
+            change = step.decide(state, at, mid, lease_now=now)
+            if change is not None:
+                chains.raise_mark(self.repo, at)  # before the step is published (chains.stamp)
+            return change
 
         arbiter = self._arbiter()
         msg = ledger.transact(self.repo, decide, arbiter)

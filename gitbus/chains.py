@@ -3,20 +3,24 @@
 Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledger (`refs/bus/ledger`) holds
 claims, releases, takes. Bus order is by (time, id) on every clone: time is a hybrid logical clock in
 epoch ms, strictly increasing along a chain and past every tip the poster could see, so an answer
-never sorts before its question. Reading from new tips down to remembered ones costs O(new): we walk
+never sorts before its question. "Every tip" is one number, the horizon mark (`stamp`): each writer
+raises it before its compare-and-swap and sync raises it for what it takes in, so a post costs the
+same with two agents or two thousand. Reading from new tips down to remembered ones costs O(new): we walk
 parents ourselves rather than libgit2's revwalk, whose `hide` degrades on equal times (§2).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
+from gitbus import state
 from gitbus.clock import sane
 from gitbus.errors import CorruptMessage, GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -146,6 +150,111 @@ def horizon(repo: Repository, tips: Mapping[str, Oid], now_ms: int | None = None
     return max(times, default=0)
 
 
+_MARKS: dict[str, str] = {}  # common dir -> its horizon mark file (spares pathlib on every post)
+# common dir -> a value its mark has reached: the mark never falls, so raising it to this or less is a
+# no-op that needs no system call (a post raises it once, at `stamp`, not again before publishing).
+_REACHED: dict[str, int] = {}
+
+
+def _mark_file(repo: Repository) -> str:
+    key = str(repo.common_dir)
+    if key not in _MARKS:
+        _MARKS[key] = os.fspath(state.horizon(repo.common_dir))
+    return _MARKS[key]
+
+
+def _parse_mark(text: bytes) -> int | None:
+    return int(text) if text.strip().isdigit() and sane(int(text)) else None
+
+
+def read_mark(repo: Repository) -> int | None:
+    """The horizon mark: the newest message time this clone's writers and syncs have put on the bus,
+    or None when no gitbus that keeps it has written here yet (or it cannot be read)."""
+    import fcntl
+
+    try:
+        fd = os.open(_mark_file(repo), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a writer rewrites it in place: never read half of it
+        return _parse_mark(os.pread(fd, 32, 0))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _update_mark(repo: Repository, to: Callable[[int | None], int]) -> int:
+    """Set the horizon mark to `to(mark now)` under an exclusive `flock`, never lowering it; the
+    value `to` gave."""
+    import fcntl
+
+    f = _mark_file(repo)
+    try:
+        try:
+            fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(f), exist_ok=True)
+            fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            text = os.pread(fd, 32, 0)
+            now = _parse_mark(text)
+            value = to(now)
+            if sane(value) and (now is None or value > now):
+                data = b"%013d\n" % value
+                os.pwrite(fd, data, 0)
+                if len(text) > len(data):
+                    os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise GitbusError(f"Could not write {f}: {state.disk_problem(e) or e.strerror or e}.") from None
+    key = str(repo.common_dir)
+    _REACHED[key] = max(_REACHED.get(key, 0), value, now or 0)
+    return value
+
+
+def raise_mark(repo: Repository, time_ms: int) -> None:
+    """Make the horizon mark at least `time_ms` (never lower it), under an exclusive `flock`: two
+    writers raising it at once both count. Called before the compare-and-swap that publishes a
+    message, so whoever can see the message can also see a mark at least its time."""
+    if sane(time_ms) and _REACHED.get(str(repo.common_dir), 0) < time_ms:
+        _update_mark(repo, lambda now: max(now or 0, time_ms))
+
+
+def past(repo: Repository, now_ms: int) -> int:
+    """`stamp` without raising the mark: for a step that may yet be refused, which writes nothing
+    (it raises the mark with `raise_mark` once it is decided, before it is published)."""
+    mark = read_mark(repo)
+    if mark is None or mark > now_ms + FUTURE_MS:
+        mark = horizon(repo, all_tips(repo), now_ms)
+    return max(now_ms, mark + 1)
+
+
+def stamp(repo: Repository, now_ms: int) -> int:
+    """The time of a new message: `now_ms`, or past every tip of the bus when one is later (the
+    horizon mark + 1); the mark is raised to it at once, in the same locked look. Without a mark (a
+    clone a gitbus without it wrote), or with one more than a day past `now_ms` (this clock was set
+    back), every tip is read once (`horizon`)."""
+
+    def to(mark: int | None) -> int:
+        if mark is None or mark > now_ms + FUTURE_MS:
+            mark = horizon(repo, all_tips(repo), now_ms)
+        return max(now_ms, mark + 1)
+
+    return _update_mark(repo, to)
+
+
+def raise_past(repo: Repository, refs: Iterable[str], now_ms: int | None = None) -> None:
+    """Raise the horizon mark past the tips of `refs`, the chains sync just moved: a later post then
+    sorts after what came in (tips stamped more than a day ahead of `now_ms` are not followed)."""
+    tips = {r: tip for r in refs if r.startswith(BUS_PREFIX) and (tip := repo.ref(r)) is not None}
+    if tips:
+        raise_mark(repo, horizon(repo, tips, now_ms))
+
+
 def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message:
     """Append the message `make(min_time)` to chain `ref` with a compare-and-swap, retrying races.
 
@@ -175,11 +284,24 @@ def _append(repo: Repository, ref: str, make: Callable[[int], Message], start: b
             author=msg.sender,
             time_ms=msg.time,
         )
+        raise_mark(repo, msg.time)
         repo.update_ref(ref, oid, tip, f"gitbus: {msg.kind.value} {msg.id}")
         remember_time(oid, msg.time)
         return msg
 
     return repo.retry_cas(ref, attempt, f"appending to {ref}")
+
+
+def last_message(repo: Repository, ref: str, tip: Oid) -> Message | None:
+    """The newest message on chain `ref` at `tip`: the tip's own, read directly (times rise along a
+    chain), unless the tip is no message there (a sync merge, a foreign commit): then the walk's."""
+    try:
+        commit = repo.read_commit(tip)
+    except Unreadable as e:
+        repo.skipped[ref] = str(e)
+        return None
+    msg = read_message(repo, commit, ref) if len(commit.parents) <= 1 else None
+    return msg if msg is not None else next((e.message for e in history(repo, {ref: tip})), None)
 
 
 def _key(msg: Message) -> tuple[int, int]:

@@ -51,6 +51,7 @@ class Repository(GitCli):
         self.root = root
         self.git_dir = git_dir
         self.common_dir = common_dir
+        self._turns: dict[str, Path] = {}  # ref -> its turn file (`retry_cas`, on every write)
         self.ignorecase = _config_bool(repo, "core.ignorecase")
         self.signing = _config_bool(repo, "commit.gpgsign")  # git signs commits here: so does gitbus
         self._empty_tree: Oid | None = None
@@ -139,7 +140,7 @@ class Repository(GitCli):
         try (`state.wait_turn`), and the starved one races only those already under way."""
         policy = REMOTE_BACKOFF if remote else LOCAL_BACKOFF
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
-        turn_file = state.turn(self.common_dir, ref)
+        turn_file = self._turns.get(ref) or self._turns.setdefault(ref, state.turn(self.common_dir, ref))
         with contextlib.ExitStack() as turn:
             holding = False
             for lost in range(races.MAX_RACES):

@@ -19,6 +19,7 @@ through a remote; deleting any of it loses at most a position or a cache (docs/f
         refused.json, sync-status.json   the last pull's refusals, the last background sync (sync)
         watch.lock, watch.log        one watcher, its output   (watch)
         turns/<hash of a ref>        a writer starved of that ref takes its turn (git)
+        horizon                      the newest bus time this clone has seen   (chains)
 
 Every module names its files through the functions below, never by spelling a path. Every small file
 is replaced atomically (`write_atomic`: a unique temp file beside it, then a rename, so two writers
@@ -157,6 +158,11 @@ def watch_lock(common_dir: Path) -> Path:
 def watch_log(common_dir: Path) -> Path:
     """Where a background watcher's output goes."""
     return root(common_dir) / "watch.log"
+
+
+def horizon(common_dir: Path) -> Path:
+    """The newest message time on this clone's bus that a new message must be stamped past."""
+    return root(common_dir) / "horizon"
 
 
 def turn(common_dir: Path, ref: str) -> Path:

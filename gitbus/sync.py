@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gitbus import notes
-from gitbus.chains import chain_time
+from gitbus.chains import chain_time, raise_past
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name, new_message_id
@@ -140,6 +140,7 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
     theirs_notes = repo.ref(notes_tracking(remote))
     if theirs_notes:
         follow(repo, NOTES_REF, theirs_notes, report, NOTES)
+    raise_past(repo, report.updated + report.merged)  # a later post sorts after what came in
 
 
 # -- the rounds ----------------------------------------------------------------------------------------

@@ -379,3 +379,21 @@ def overlapping_owners(claims: Sequence[Claim]) -> list[tuple[Claim, Claim]]:
         for b in claims[i + 1 :]
         if a.owner != b.owner and P.overlaps(a.path, b.path)
     ]
+
+
+def post_after_what_it_saw(worktree: str, agent: str, count: int, barrier: Barrier, out: Queue[Any]) -> None:
+    """Post `count` discoveries on a clock that stands still, each after reading the newest time on
+    the bus: (the newest time seen, the time posted) per post. Only the horizon mark orders them."""
+    from gitbus.clock import FakeClock
+
+    try:
+        bus = Bus.open(worktree, agent, FakeClock())
+        barrier.wait(WAIT_SECONDS)
+        pairs = []
+        for k in range(count):
+            seen = max((m.time for m in bus.log(n=1)), default=0)
+            pairs.append((seen, bus.discover(f"{agent} says {k}").time))
+        out.put((agent, pairs))
+    except BaseException:
+        out.put(Failure(agent, traceback.format_exc()))
+        barrier.abort()

@@ -36,7 +36,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     7: ("the library's front door", ("bus", "reading", "__init__")),
     6: (
         "services over the bus",
-        ("delivery", "inbox", "board", "searchindex", "remote", "sync", "vouch", "housekeeping"),
+        ("delivery", "inbox", "board", "searchindex", "remote", "sync", "vouch", "housekeeping", "roster"),
     ),
     5: ("the bus's data and decisions", ("chains", "ledger", "claims", "delegation", "steps", "notes")),
     4: ("encodings and small stores", ("message", "cursors", "settings", "agents", "install_record")),

@@ -63,10 +63,31 @@ def join(
         out.print(f"this worktree is agent {bus.agent}", markup=False)
 
 
-def agents_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """List the agents on the bus with their last activity."""
+def agents_cmd(
+    ctx: typer.Context,
+    retire: Annotated[
+        str | None,
+        typer.Option(
+            "--retire",
+            metavar="NAME",
+            help="Retire agent NAME, which left: it drops out of this list and takes no more "
+            "messages; what it said stays on the bus.",
+        ),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="List retired agents too.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the agents on the bus with their last activity, or retire one that left."""
     bus = root.open_bus(ctx, json_out)
-    infos = bus.agents()
+    if retire is not None:
+        said = bus.retire(retire)
+        _said(
+            f"retired {said.sender}" if said else f"{retire} was retired already",
+            {"retired": retire, "id": said.id if said else None},
+            json_out,
+        )
+        return
+    infos = bus.agents(retired=all_)
     if json_out:
         render.dump(
             out,
@@ -77,6 +98,7 @@ def agents_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                     "last_active_ms": a.last_active or None,
                     "live_claims": a.live_claims,
                     "last_message": a.last_summary,
+                    "retired": a.retired,
                 }
                 for a in infos
             ],
