@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import agentrefs
+import clones
 import crowd
 import flood
 import history
@@ -65,6 +66,7 @@ class Results:
     realclient: realclient.RealClientBench | None = None  # a real `claude -p` turn, with and without gitbus
     startup: startup.StartupBench | None = None  # the everyday commands in a regular install (startup.py)
     flood: flood.FloodBench | None = None  # a hook call and `gitbus inbox` far behind (flood.py)
+    clones: clones.ClonesBench | None = None  # claims through git daemon, clone by clone (clones.py)
 
 
 def _ops(s: Series) -> str:
@@ -133,6 +135,7 @@ def _goal_rows(r: Results) -> list[str]:
     rows += manyclaims.goal_rows(r.many) if r.many else []
     rows += tui.goal_rows(r.tui) if r.tui else []
     rows += flood.goal_rows(r.flood) if r.flood else []
+    rows += clones.goal_rows(r.clones) if r.clones else []
     rows += realclient.goal_rows(r.realclient) if r.realclient else []
     rows += agentrefs.goal_rows(r.refs) if r.refs else []
     return rows
@@ -381,6 +384,7 @@ def render(r: Results) -> str:
         *(tui.section(r.tui, 12) if r.tui else []),
         *(realclient.section(r.realclient, 13) if r.realclient else []),
         *(flood.section(r.flood, 14) if r.flood else []),
+        *(clones.section(r.clones, 15) if r.clones else []),
         *(agentrefs.section(r.refs, 16) if r.refs else []),
         "## Notes on method",
         "",

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import agentmail
 import agentrefs
+import clones
 import crowd
 import flood
 import floor
@@ -84,12 +85,13 @@ class Config:
     realclient_runs: int = realclient.FULL_RUNS  # `claude -p` turns per arm, with and without gitbus
     startup_reps: int = 20  # rounds of the everyday commands in a regular install (startup.py)
     flood_reps: int = 7  # runs of each command with a flood unread (flood.py)
+    clones_seconds: float = 20.0  # each scenario's claiming time, 1 and 8 clones (clones.py)
 
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
                big=10_000, hook_reps=20, live_posts=60, sync_reps=2, crowd_reps=2, crowd_ops=160,
                agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3,
-               realclient_runs=realclient.QUICK_RUNS, startup_reps=8)
+               realclient_runs=realclient.QUICK_RUNS, startup_reps=8, clones_seconds=5.0)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
 
@@ -374,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jsonl, cfg.big, env, gitbus, cfg.read_reps, max(2, cfg.read_reps - 2))
         log("bytes per message, before and after git gc")
         sizes = history.size_bench(builds["big loose"].root, msgs, jsonl, env)
+        log("clones: 1 and 8 clones claiming through git daemon, loopback, 80 ms RTT and one path")
+        cloned = clones.clones_bench(work, env, 8, cfg.clones_seconds)
         log(f"flood: a hook call and `gitbus inbox` with {cfg.big:,} unread")
         flooded = flood.flood_bench(work, cfg.big, cfg.flood_reps, None)
         log("gitbus tui: first paint, an empty bus and 10,000 messages")
@@ -394,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builds={k: report.BusInfo(b.messages, b.layout, b.seconds) for k, b in builds.items()},
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
-        tui=tui_first, realclient=real, startup=startups, flood=flooded, refs=refs,
+        tui=tui_first, realclient=real, startup=startups, flood=flooded, refs=refs, clones=cloned,
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

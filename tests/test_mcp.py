@@ -56,7 +56,7 @@ TOOLS = {
 READ_ONLY = {"claims", "search", "status", "show", "agents"}  # inbox marks what it returns as seen
 ME, WEB, DB = "api-1", "web-1", "db-1"
 ID = "[0-9a-f]{8}"
-UNTIL = r"until \d\d:\d\d \(\d+m left\)"
+UNTIL = r"until (?:[A-Z][a-z]{2} \d\d )?\d\d:\d\d \(\d+m left\)"  # a lease past midnight names its day
 TIMEOUT_SECONDS = 20.0
 T = TypeVar("T")
 # What the hermetic fixture set that a child server must see too (stdio_client passes only HOME, PATH…).
