@@ -289,6 +289,7 @@ def section(b: ClonesBench, number: int) -> list[str]:
         "and checked: no state it accepted held two live overlapping claims of different agents "
         f"(`bench/clones.py`; load average {b.loads[0]:.1f} at the start and {b.loads[1]:.1f} at the end)."
         "",
+        "",
     ]
     for name, (one, many) in b.rounds.items():
         what = "every clone claiming one path" if name == "one path" else f"{name}, distinct subtrees"
