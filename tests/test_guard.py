@@ -455,6 +455,25 @@ def test_a_damaged_index_is_read_again_from_the_ledger_never_guessed_at(
     assert b"garbage" not in f.read_bytes()
 
 
+def write_through_the_hook(wt: Path, agent: str, rel: str) -> subprocess.CompletedProcess[bytes]:
+    """Claude Code's PreToolUse call for a Write of `rel`, to the real `gitbus hook` process."""
+    call = {
+        "hook_event_name": "PreToolUse",
+        "session_id": "s1",
+        "cwd": str(wt),
+        "tool_name": "Write",
+        "tool_input": {"file_path": str(wt / rel), "content": "x"},
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gitbus", "hook"],
+        input=json.dumps(call).encode(),
+        cwd=wt,
+        env={**os.environ, "GITBUS_AGENT": agent},
+        capture_output=True,
+        timeout=60,
+    )
+
+
 def test_a_ledger_folder_named_in_bytes_that_are_not_utf8_keeps_the_edit_guard_closed(
     agents: list[Bus], clock: FakeClock
 ) -> None:
@@ -481,22 +500,7 @@ def test_a_ledger_folder_named_in_bytes_that_are_not_utf8_keeps_the_edit_guard_c
         root, "commit-tree", mktree(f"040000 tree {claims}\tclaims\n".encode()), "-p", tip, "-m", "x"
     )
     git(root, "update-ref", "refs/bus/ledger", hostile.strip(), tip)
-    wt = web.repo.root
-    call = {
-        "hook_event_name": "PreToolUse",
-        "session_id": "s1",
-        "cwd": str(wt),
-        "tool_name": "Write",
-        "tool_input": {"file_path": str(wt / "docs" / "a.md"), "content": "x"},
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "gitbus", "hook"],
-        input=json.dumps(call).encode(),
-        cwd=wt,
-        env={**os.environ, "GITBUS_AGENT": "web-1"},
-        capture_output=True,
-        timeout=60,
-    )
+    done = write_through_the_hook(web.repo.root, "web-1", "docs/a.md")
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()[-600:]
     decision = json.loads(done.stdout)["hookSpecificOutput"]
     assert decision["permissionDecision"] == "deny" and "api-1" in decision["permissionDecisionReason"]
@@ -515,21 +519,6 @@ def test_a_damaged_index_whose_ledger_cannot_be_read_again_refuses_the_edit(
     )
     tip = git(root, "rev-parse", "refs/bus/ledger").strip()
     (common / "objects" / tip[:2] / tip[2:]).unlink()  # the ledger's commit is gone from disk
-    wt = web.repo.root
-    call = {
-        "hook_event_name": "PreToolUse",
-        "session_id": "s1",
-        "cwd": str(wt),
-        "tool_name": "Write",
-        "tool_input": {"file_path": str(wt / "docs" / "a.md"), "content": "x"},
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "gitbus", "hook"],
-        input=json.dumps(call).encode(),
-        cwd=wt,
-        env={**os.environ, "GITBUS_AGENT": "web-1"},
-        capture_output=True,
-        timeout=60,
-    )
+    done = write_through_the_hook(web.repo.root, "web-1", "docs/a.md")
     assert done.returncode == 0, done.stderr.decode()[-600:]
     assert json.loads(done.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
