@@ -29,6 +29,7 @@ from gitbus.git import Repository
 from gitbus.ids import agent_name
 
 from .conftest import git, make_repo
+from .conftest import raw_git as run_git
 from .crowded import HOLDERS, PER_HOLDER, counted, crowd
 
 BusFor = Callable[[Path, str], Bus]
@@ -522,3 +523,37 @@ def test_a_damaged_index_whose_ledger_cannot_be_read_again_refuses_the_edit(
     done = write_through_the_hook(web.repo.root, "web-1", "docs/a.md")
     assert done.returncode == 0, done.stderr.decode()[-600:]
     assert json.loads(done.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
+def test_a_claim_in_an_older_slot_is_followed_by_the_index_through_release_and_claim_again(
+    agents: list[Bus], clock: FakeClock
+) -> None:
+    """A gitbus that folded case only with core.ignorecase wrote `claims/_Docs/@`: the index brought
+    up by tree diffs must hold it, drop it on release and take the folded slot after, as a whole read."""
+    api = agents[0]
+    root, common = api.repo.root, api.repo.common_dir
+    api.claim(["Docs/"])
+    guard.snapshot(root, common)
+    tip = git(root, "rev-parse", "refs/bus/ledger").strip()
+    entry = git(root, "rev-parse", "refs/bus/ledger:claims/_docs/@").strip()
+    env = {"GIT_INDEX_FILE": str(common / "older-index")}
+    run_git(root, "read-tree", "--empty", env=env)
+    run_git(root, "update-index", "--add", "--cacheinfo", f"100644,{entry},claims/_Docs/@", env=env)
+    slots = run_git(root, "write-tree", env=env)
+    older = git(root, "commit-tree", slots, "-p", tip, "-m", "older slot").strip()
+    git(root, "update-ref", "refs/bus/ledger", older, tip)
+    now, web = clock.now_ms(), agent_name("web-1")
+
+    def as_read_whole(snap: guard.Snapshot) -> bool:
+        return bytes(snap.index.data) == bytes(guard.from_ledger(root, snap.ledger, None).index.data)
+
+    snap = guard.snapshot(root, common)
+    assert [c.where for c in snap.blocking(web, "docs/readme.md", now)] == ["claims/_Docs/@"]
+    assert as_read_whole(snap)
+    api.release(["docs/"])
+    snap = guard.snapshot(root, common)
+    assert snap.blocking(web, "docs/readme.md", now) == [] and as_read_whole(snap)
+    api.claim(["Docs/"])
+    snap = guard.snapshot(root, common)
+    assert [c.where for c in snap.blocking(web, "docs/readme.md", now)] == ["claims/_docs/@"]
+    assert as_read_whole(snap)
