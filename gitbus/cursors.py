@@ -71,6 +71,67 @@ def save_shown(repo: Repository, name: str, ids: list[str]) -> None:
     _write(state.shown(repo.common_dir, name), json.dumps(ids[-SHOWN_MAX:]))
 
 
+PAGES_MAX = 100  # continuation tokens an agent's inbox remembers (the newest)
+
+
+class Continuation(NamedTuple):
+    """Where an inbox page past the window stopped, so the next one goes on from there (issue 16):
+    the tips the first page read (`origin`), each chain's position reached (`frontier`), the (time,
+    id) order of the last message passed (`boundary`: it and everything newer were passed), and
+    whether every message for the agent passed so far was read (`clean`: then reaching the cursor
+    lets it move to `origin`)."""
+
+    origin: dict[str, str]
+    frontier: dict[str, str]
+    boundary: tuple[int, int] | None
+    clean: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "frontier": self.frontier,
+            "boundary": self.boundary,
+            "clean": self.clean,
+        }
+
+
+def save_page(repo: Repository, name: str, page: Continuation) -> str:
+    """Remember `page` for agent `name` and return its token (a hash of it: the same position is
+    the same token). The caller holds the agent's lock."""
+    import hashlib
+
+    data = json.dumps(page.to_json(), sort_keys=True)
+    token = hashlib.sha256(data.encode()).hexdigest()[:12]
+    known = _load_pages(repo, name)
+    known.pop(token, None)
+    known[token] = page.to_json()
+    _write(state.pages(repo.common_dir, name), json.dumps(dict(list(known.items())[-PAGES_MAX:])))
+    return token
+
+
+def load_page(repo: Repository, name: str, token: str) -> Continuation | None:
+    """The page `token` names for agent `name`, or None when it is not (or no longer) known."""
+    obj = _load_pages(repo, name).get(token)
+    try:
+        b = obj["boundary"]  # type: ignore[index]
+        return Continuation(
+            {str(k): str(v) for k, v in obj["origin"].items()},  # type: ignore[index]
+            {str(k): str(v) for k, v in obj["frontier"].items()},  # type: ignore[index]
+            None if b is None else (int(b[0]), int(b[1])),
+            bool(obj["clean"]),  # type: ignore[index]
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def _load_pages(repo: Repository, name: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(state.pages(repo.common_dir, name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def _write(f: Path, data: str) -> None:
     """Replace `f` atomically: a unique temp file beside it, then rename (one line when the disk
     refuses, and no temp file left)."""
