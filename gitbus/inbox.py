@@ -14,7 +14,7 @@ what is told, `cursors` stores where each reader is, and the faces (hooks, CLI, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
@@ -191,7 +191,7 @@ class Inbox:
             raise GitbusError(f"no inbox page {token[:20]!r} is known here: start again with gitbus inbox")
         return cont
 
-    def _remember(self, ids: list[str]) -> None:
+    def _remember(self, ids: Sequence[str]) -> None:
         """The model read `ids` past the agent's cursor: remembered by id, and sessions skip them."""
         with cursors.agent_lock(self.repo, self.agent):
             known = cursors.load_shown(self.repo, self.agent)
@@ -216,29 +216,43 @@ class Inbox:
         more = len(found) - len(taken)
         passed = walked[: taken[-1] + 1] if more else walked  # up to the last message returned
         page = [walked[i].message for i in taken]
-        clean = cont.clean and (mark_read or not page)
-        done = complete and not more
-        if mark_read and page:
-            self._remember([m.id for m in page])
+        ids = [m.id for m in page] if mark_read else []
+        with cursors.agent_lock(self.repo, self.agent):
+            token = self._settle(
+                cont, passed, cont.clean and (mark_read or not page), ids, complete and not more
+            )
+        if ids:
+            self._read_elsewhere({}, ids)
+        return Page(page[::-1], more if token else 0, True, token)
+
+    def _settle(
+        self,
+        cont: cursors.Continuation,
+        passed: list[chains.Entry],
+        clean: bool,
+        ids: Sequence[str],
+        done: bool,
+    ) -> str | None:
+        """After a page past the window (the caller holds the agent's lock): `ids` were read past the
+        cursor (remembered by id); once the walk is `done` and every page so far was read (`clean`),
+        the cursor moves to the tips the first page read. Else the token of the next page, once
+        `passed` (newest first) were walked over."""
+        if ids:
+            known = cursors.load_shown(self.repo, self.agent)
+            cursors.save_shown(self.repo, self.agent, known + [i for i in ids if i not in known])
         if done:
             if clean:
-                with cursors.agent_lock(self.repo, self.agent):
-                    self._advance({r: Oid(t) for r, t in cont.origin.items()})
-            return Page(page[::-1], 0, True)
-        return Page(page[::-1], more, True, self._next(cont, passed, clean))
-
-    def _next(self, cont: cursors.Continuation, passed: list[chains.Entry], clean: bool) -> str:
-        """The token of the page after `cont` once `passed` (newest first) were walked over."""
+                self._advance({r: Oid(t) for r, t in cont.origin.items()})
+            return None
         frontier = dict(cont.frontier)
         for e in passed:  # newest first: each chain ends at the oldest entry passed on it
             frontier[e.ref] = str(e.commit)
         boundary = cont.boundary
         if passed:  # history is newest first: the last one passed is the oldest
             boundary = min(boundary or order(passed[-1].message), order(passed[-1].message))
-        with cursors.agent_lock(self.repo, self.agent):
-            return cursors.save_page(
-                self.repo, self.agent, cont._replace(frontier=frontier, boundary=boundary, clean=clean)
-            )
+        return cursors.save_page(
+            self.repo, self.agent, cont._replace(frontier=frontier, boundary=boundary, clean=clean)
+        )
 
     def _scan(
         self,
@@ -320,23 +334,20 @@ class Inbox:
                 )
                 self._advance({r: Oid(t) for r, t in batch.tips.items()})
                 self._forget_shown(set(batch.passed))
+                token, more = None, batch.waiting
+            else:
+                mine = [walked[i] for i in found[:INBOX_WINDOW]]  # the one more found says more wait
+                entries = ((e.message, e.commit, e.ref) for e in mine)
+                batch = select_newest(entries, cont.frontier, self.agent, budget)
+                more = len(found) - len(batch.shown)
+                # up to the oldest message returned, when the budget left older ones in the window
+                passed = walked[: found[len(batch.shown) - 1] + 1] if more else walked
+                ids = [m.id for m in batch.shown]
+                token = self._settle(cont, passed, cont.clean, ids, complete and not more)
+        self._read_elsewhere({}, [m.id for m in batch.shown])
         if complete and before is None:
-            self._read_elsewhere({}, [m.id for m in batch.shown])
-            return Page(batch.shown, batch.waiting)
-        mine = [walked[i] for i in found[:INBOX_WINDOW]]  # the one more found says more wait
-        batch = select_newest(((e.message, e.commit, e.ref) for e in mine), cont.frontier, self.agent, budget)
-        ids: list[str] = [m.id for m in batch.shown]
-        if ids:
-            self._remember(ids)
-        more = len(found) - len(ids)
-        if complete and not more:
-            if cont.clean:
-                with cursors.agent_lock(self.repo, self.agent):
-                    self._advance({r: Oid(t) for r, t in cont.origin.items()})
-            return Page(batch.shown, 0, True)
-        # up to the oldest message returned, when the budget left older ones in the window
-        passed = walked[: found[len(ids) - 1] + 1] if more else walked
-        return Page(batch.shown, more, True, self._next(cont, passed, cont.clean))
+            return Page(batch.shown, more)
+        return Page(batch.shown, more if token else 0, True, token)
 
     def mark_shown(
         self, shown: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
@@ -365,7 +376,7 @@ class Inbox:
                 known = cursors.load_shown(self.repo, self.agent)
                 cursors.save_shown(self.repo, self.agent, known + [i for i in behind if i not in known])
 
-    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: list[str], everything: bool = False) -> None:
+    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: Sequence[str], everything: bool = False) -> None:
         """The model read `ids` through a tool (`gitbus inbox`, MCP), up to `tips` (all that was new,
         with `everything`): the agent's cursor moves there, and each hook session is told to skip
         those ids, and only those: a session still gets what the agent saw through another session."""
