@@ -97,39 +97,55 @@ class Continuation(NamedTuple):
 
 def save_page(repo: Repository, name: str, page: Continuation) -> str:
     """Remember `page` for agent `name` and return its token (a hash of it: the same position is
-    the same token). The caller holds the agent's lock."""
+    the same token). The caller holds the agent's lock. A page keeps only the chains it moved past
+    its origin, and pages of one walk share their origin: with thousands of agent refs the file
+    stays about one set of tips per walk, not one per page."""
     import hashlib
 
-    data = json.dumps(page.to_json(), sort_keys=True)
-    token = hashlib.sha256(data.encode()).hexdigest()[:12]
+    def digest(obj: object) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+    origin = digest(page.origin)
+    moved = {r: t for r, t in page.frontier.items() if page.origin.get(r) != t}
+    entry = {"origin": origin, "moved": moved, "boundary": page.boundary, "clean": page.clean}
+    token = digest(entry)
     known = _load_pages(repo, name)
-    known.pop(token, None)
-    known[token] = page.to_json()
-    _write(state.pages(repo.common_dir, name), json.dumps(dict(list(known.items())[-PAGES_MAX:])))
+    pages = {k: v for k, v in known["pages"].items() if k != token}
+    pages[token] = entry
+    kept = dict(list(pages.items())[-PAGES_MAX:])
+    used = {str(v.get("origin")) for v in kept.values() if isinstance(v, dict)}
+    origins = {k: v for k, v in known["origins"].items() if k in used}
+    origins[origin] = page.origin
+    _write(state.pages(repo.common_dir, name), json.dumps({"origins": origins, "pages": kept}))
     return token
 
 
 def load_page(repo: Repository, name: str, token: str) -> Continuation | None:
     """The page `token` names for agent `name`, or None when it is not (or no longer) known."""
-    obj = _load_pages(repo, name).get(token)
+    known = _load_pages(repo, name)
     try:
-        b = obj["boundary"]  # type: ignore[index]
+        entry = known["pages"][token]
+        origin = {str(k): str(v) for k, v in known["origins"][entry["origin"]].items()}
+        b = entry["boundary"]
         return Continuation(
-            {str(k): str(v) for k, v in obj["origin"].items()},  # type: ignore[index]
-            {str(k): str(v) for k, v in obj["frontier"].items()},  # type: ignore[index]
+            origin,
+            {**origin, **{str(k): str(v) for k, v in entry["moved"].items()}},
             None if b is None else (int(b[0]), int(b[1])),
-            bool(obj["clean"]),  # type: ignore[index]
+            bool(entry["clean"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         return None
 
 
-def _load_pages(repo: Repository, name: str) -> dict[str, Any]:
+def _load_pages(repo: Repository, name: str) -> dict[str, dict[str, Any]]:
     try:
         obj = json.loads(state.pages(repo.common_dir, name).read_text())
     except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
+        obj = None
+    if not isinstance(obj, dict):
+        obj = {}
+    parts = {k: obj.get(k) for k in ("origins", "pages")}
+    return {k: v if isinstance(v, dict) else {} for k, v in parts.items()}
 
 
 def _write(f: Path, data: str) -> None:

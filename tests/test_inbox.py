@@ -6,6 +6,7 @@ test_hooks.py; these read the inbox through the library, as `gitbus inbox` and M
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gitbus import state
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.git import Repository
@@ -147,8 +149,10 @@ def test_messages_behind_a_flood_of_others_traffic_are_reached_page_by_page_each
         if page.next is None:
             break
         token = page.next
-    assert got == mine[::-1] or sorted(got) == sorted(mine)
-    assert pages > 2 and len(got) == 3
+    assert sorted(got) == sorted(mine) and len(got) == 3 and pages > 2
+    # the pages of one walk share its origin (the tips of the first page) in the state
+    stored = json.loads(state.pages(inbox.repo.common_dir, "web-1").read_text())
+    assert len(stored["origins"]) == 1 and len(stored["pages"]) == pages - 1
     assert inbox.unread()[0] == [] and inbox.read_page(False, 5) == inbox.read_page(False, 5)._replace(
         messages=[], more=0, newest=False, next=None
     )
