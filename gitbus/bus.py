@@ -23,7 +23,7 @@ from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
 from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name, agent_ref, new_message_id
-from gitbus.inbox import UNREAD_COUNT_MAX
+from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
 from gitbus.reading import OPEN_WINDOW, Reading
@@ -49,6 +49,7 @@ class Status:
     refused: tuple[str, ...] = ()
     # My expired claims another agent took over since my last claim step: (path, by whom, when).
     taken_over: tuple[tuple[str, AgentName, int], ...] = ()
+    unread_partial: bool = False  # `unread` is a lower bound: its walk stopped in others' traffic
 
     def damage(self) -> str | None:
         """One line on what was skipped or refused, or None when nothing was."""
@@ -389,6 +390,7 @@ class Bus(Reading):
 
     def status(self) -> Status:
         b = read_board(self.repo, self.clock.now_ms(), OPEN_WINDOW)
+        unread, partial = Inbox(self.repo, self.agent).count_unread(UNREAD_COUNT_MAX + 1)
         now, me = b.now, self.agent
         return Status(
             me=me,
@@ -398,7 +400,9 @@ class Bus(Reading):
             open_questions=[q for q in b.open_questions() if concerns(q, me)],
             sync=last_status(self.repo) if bus_remote(self.repo) else None,
             requests=[r for r in b.open_requests() if concerns(r.message, me)],
-            unread=len(self.unread(limit=UNREAD_COUNT_MAX + 1)[0]),  # one more: past the cap, or not
+            # one more than the cap says "more than"; a walk cut short by others' traffic, "at least"
+            unread=unread,
+            unread_partial=partial,
             skipped=len(self.repo.skipped),
             taken_over=b.taken_from(me),
             refused=tuple(last_refused(self.repo)),

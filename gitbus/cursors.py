@@ -71,6 +71,83 @@ def save_shown(repo: Repository, name: str, ids: list[str]) -> None:
     _write(state.shown(repo.common_dir, name), json.dumps(ids[-SHOWN_MAX:]))
 
 
+PAGES_MAX = 100  # continuation tokens an agent's inbox remembers (the newest)
+
+
+class Continuation(NamedTuple):
+    """Where an inbox page past the window stopped, so the next one goes on from there (issue 16):
+    the tips the first page read (`origin`), each chain's position reached (`frontier`), the (time,
+    id) order of the last message passed (`boundary`: it and everything newer were passed), and
+    whether every message for the agent passed so far was read (`clean`: then reaching the cursor
+    lets it move to `origin`)."""
+
+    origin: dict[str, str]
+    frontier: dict[str, str]
+    boundary: tuple[int, int] | None
+    clean: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "frontier": self.frontier,
+            "boundary": self.boundary,
+            "clean": self.clean,
+        }
+
+
+def save_page(repo: Repository, name: str, page: Continuation) -> str:
+    """Remember `page` for agent `name` and return its token (a hash of it: the same position is
+    the same token). The caller holds the agent's lock. A page keeps only the chains it moved past
+    its origin, and pages of one walk share their origin: with thousands of agent refs the file
+    stays about one set of tips per walk, not one per page."""
+    import hashlib
+
+    def digest(obj: object) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+    origin = digest(page.origin)
+    moved = {r: t for r, t in page.frontier.items() if page.origin.get(r) != t}
+    entry = {"origin": origin, "moved": moved, "boundary": page.boundary, "clean": page.clean}
+    token = digest(entry)
+    known = _load_pages(repo, name)
+    pages = {k: v for k, v in known["pages"].items() if k != token}
+    pages[token] = entry
+    kept = dict(list(pages.items())[-PAGES_MAX:])
+    used = {str(v.get("origin")) for v in kept.values() if isinstance(v, dict)}
+    origins = {k: v for k, v in known["origins"].items() if k in used}
+    origins[origin] = page.origin
+    _write(state.pages(repo.common_dir, name), json.dumps({"origins": origins, "pages": kept}))
+    return token
+
+
+def load_page(repo: Repository, name: str, token: str) -> Continuation | None:
+    """The page `token` names for agent `name`, or None when it is not (or no longer) known."""
+    known = _load_pages(repo, name)
+    try:
+        entry = known["pages"][token]
+        origin = {str(k): str(v) for k, v in known["origins"][entry["origin"]].items()}
+        b = entry["boundary"]
+        return Continuation(
+            origin,
+            {**origin, **{str(k): str(v) for k, v in entry["moved"].items()}},
+            None if b is None else (int(b[0]), int(b[1])),
+            bool(entry["clean"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def _load_pages(repo: Repository, name: str) -> dict[str, dict[str, Any]]:
+    try:
+        obj = json.loads(state.pages(repo.common_dir, name).read_text())
+    except (OSError, ValueError):
+        obj = None
+    if not isinstance(obj, dict):
+        obj = {}
+    parts = {k: obj.get(k) for k in ("origins", "pages")}
+    return {k: v if isinstance(v, dict) else {} for k, v in parts.items()}
+
+
 def _write(f: Path, data: str) -> None:
     """Replace `f` atomically: a unique temp file beside it, then rename (one line when the disk
     refuses, and no temp file left)."""

@@ -171,7 +171,7 @@ def claim_list(claims: Sequence[Claim], now: int, budget: int, most: int | None 
 def render(batch: Batch, me: AgentName) -> str:
     """The text put in front of the model for `batch` (empty when nothing is shown)."""
     if not batch.shown:
-        return f"gitbus, for agent {me}: {flood_note(batch.older)}" if batch.flood else ""
+        return f"gitbus, for agent {me}: {flood_note(batch.older, shown=False)}" if batch.flood else ""
     lines = [f"gitbus, new for agent {me} (peers' words in quotes):"]
     lines += [fact(m, me) for m in batch.shown]
     if batch.waiting:
@@ -181,10 +181,15 @@ def render(batch: Batch, me: AgentName) -> str:
     return "\n".join(lines)
 
 
-def flood_note(older: int) -> str:
-    """What a reader far behind is told about the messages older than those shown: they wait unread."""
-    waiting = f"{older} or more older message(s)" if older else "older messages"
+def flood_note(older: int, shown: bool = True) -> str:
+    """What a reader far behind is told about the messages older than those shown (`shown`: some
+    were): they wait unread in the inbox, or may (the window held no more for it)."""
+    if older:
+        waiting = f"{older} or more older message(s) for you wait unread"
+    else:
+        waiting = "older messages for you may wait unread"
+    newest = "the newest are shown here" if shown else "none of the newest is for you"
     return (
-        f"More arrived than one call reads: the newest are shown here; {waiting} for you wait "
-        "unread in gitbus inbox (it pages them: --page N)."
+        f"More arrived than one call reads: {newest}; {waiting} in gitbus inbox "
+        "(past its newest page it names the next: --before TOKEN)."
     )

@@ -140,14 +140,18 @@ def session_start(s: Session, source: str) -> str:
         )
 
     def count(n: int) -> str:  # the count reads one past UNREAD_COUNT_MAX, to tell "more than"
+        if st.unread_partial:  # its walk stopped in others' traffic: at least this many
+            return f"{n} or more"
         return f"more than {UNREAD_COUNT_MAX}" if n > UNREAD_COUNT_MAX else str(n)
 
     waiting = ""
-    if st.unread:
+    if st.unread_partial and not st.unread:
+        waiting = "Messages for you may wait unread behind others' traffic: gitbus inbox."
+    elif st.unread:
         many = count(st.unread)
         waiting = (
             f"{many} unread message(s), told here as they fit (or read them now: gitbus inbox)."
-            if st.unread <= SESSION_BACKLOG
+            if st.unread <= SESSION_BACKLOG and not st.unread_partial
             else f"{many} unread message(s): gitbus inbox."
         )
     if st.open_questions:

@@ -14,13 +14,14 @@ what is told, `cursors` stores where each reader is, and the faces (hooks, CLI, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
 
 from gitbus import chains, cursors
 from gitbus.delivery import Batch, for_agent, render, select, select_newest
+from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid
 from gitbus.ids import AgentName
@@ -38,22 +39,34 @@ INBOX_WINDOW = 1000  # messages `gitbus inbox` and the MCP inbox read back at mo
 
 class Page(NamedTuple):
     """A page of the inbox: its messages (oldest first) and how many more wait past it. `newest`:
-    the unread went past the window read, so the page counts from the newest back (page 2 is older)
-    and `more` is a lower bound."""
+    the unread went past the window read, so the page counts from the newest back and `more` is a
+    lower bound (what the page's walk saw); `next` then names where the next, older page goes on
+    (`before=`), for as long as the walk has not reached the agent's cursor."""
 
     messages: list[Message]
     more: int
     newest: bool = False
+    next: str | None = None
 
 
-def capped(n: int) -> tuple[int, bool]:
-    """A count taken up to `UNREAD_COUNT_MAX + 1`: (at most `UNREAD_COUNT_MAX`, whether it went past)."""
-    return min(n, UNREAD_COUNT_MAX), n > UNREAD_COUNT_MAX
+def order(m: Message) -> tuple[int, int]:
+    """A message's place in `chains.history`'s newest-first order: larger is newer."""
+    try:
+        return (m.time, int(m.id, 16))
+    except ValueError:
+        return (m.time, 0)
 
 
-def count_text(n: int) -> str:
-    """A count that went past `UNREAD_COUNT_MAX` reads `1000+`; exactly 1,000 reads `1000`."""
-    shown, more = capped(n)
+def capped(n: int, partial: bool = False) -> tuple[int, bool]:
+    """A count taken up to `UNREAD_COUNT_MAX + 1`: (at most `UNREAD_COUNT_MAX`, whether it went past
+    or its walk stopped short, `partial`)."""
+    return min(n, UNREAD_COUNT_MAX), n > UNREAD_COUNT_MAX or partial
+
+
+def count_text(n: int, partial: bool = False) -> str:
+    """A count that went past `UNREAD_COUNT_MAX` reads `1000+`; exactly 1,000 reads `1000`; one whose
+    walk stopped short (`partial`) reads `n+` (at least that many)."""
+    shown, more = capped(n, partial)
     return f"{shown}+" if more else str(shown)
 
 
@@ -96,6 +109,17 @@ class Inbox:
         )
         return list(new)[::-1], tips
 
+    def count_unread(self, limit: int | None = None) -> tuple[int, bool]:
+        """How many messages for this agent are unread, counted up to `limit` (`UNREAD_COUNT_MAX` + 1:
+        one more says "more than"), and whether the count is a lower bound: the walk reads at most
+        `WALK_MAX` commits per message counted, so a crowd's traffic is not walked whole (issue 16)."""
+        want = UNREAD_COUNT_MAX + 1 if limit is None else limit
+        shown = frozenset(cursors.load_shown(self.repo, self.agent))
+        _, found, complete = self._scan(
+            self.tips(), cursors.load(self.repo, self.agent), None, shown, want - 1
+        )
+        return min(len(found), want), not complete and len(found) < want
+
     def session_origin(self, backlog: int = SESSION_BACKLOG) -> tuple[dict[str, Oid], int]:
         """Where a new hook session of this agent starts reading (chain tips), and how many messages
         for it became history just now (see below; else 0).
@@ -106,46 +130,154 @@ class Inbox:
         never read anything has the bus's past as history: its cursor starts at now too."""
         with cursors.agent_lock(self.repo, self.agent):
             read = cursors.load(self.repo, self.agent)
+            tips = self.tips()
             if not read:
-                earlier, tips = self.unread(limit=UNREAD_COUNT_MAX)
                 cursors.save(self.repo, self.agent, tips)
-                return dict(tips), len(earlier)
-            waiting, tips = self.unread(limit=backlog + 1)
-            return (dict(read) if len(waiting) <= backlog else dict(tips)), 0
+                return dict(tips), len(self._scan(tips, {}, None, frozenset(), UNREAD_COUNT_MAX - 1)[1])
+            shown = frozenset(cursors.load_shown(self.repo, self.agent))
+            _, waiting, complete = self._scan(tips, read, None, shown, backlog)
+            # a walk cut short by others' traffic counts as a long backlog: from now, the rest in the inbox
+            return (dict(read) if complete and len(waiting) <= backlog else dict(tips)), 0
 
     def page(self, mark_read: bool = False, limit: int | None = None) -> tuple[list[Message], int]:
         """The first page of `limit` unread messages (`read_page`) and how many more wait."""
         got = self.read_page(mark_read, limit)
         return got.messages, got.more
 
-    def read_page(self, mark_read: bool = False, limit: int | None = None, number: int = 1) -> Page:
+    def read_page(
+        self, mark_read: bool = False, limit: int | None = None, number: int = 1, before: str | None = None
+    ) -> Page:
         """Page `number` of `limit` unread messages (all without `limit`) and how many more wait.
 
         Oldest first while the unread fit in `INBOX_WINDOW`; past that, reading to the oldest would
-        cost the whole backlog, so pages count from the newest back (`Page.newest`), and the walk
-        stops after the page. With `mark_read`, only what is returned is marked seen: all of it
-        moves the cursor to the tips read; a page is remembered by id past the cursor (as a hook
-        session's is), so the next page leaves it out."""
-        tips = self.tips()
+        cost the whole backlog, so the page is the newest (`Page.newest`), its walk stops after
+        `WALK_MAX` commits per message it wants, and `Page.next` names where the next page goes on
+        (pass it as `before`): a position in the chains, not an offset, so pages neither shift
+        when one is marked read nor depend on how far a walk went. With `mark_read`, only what is
+        returned is marked seen: all of it moves the cursor to the tips read; a page is remembered
+        by id past the cursor (as a hook session's is); and once pages marked read reach the
+        cursor, it moves to the tips their first page read."""
         read = cursors.load(self.repo, self.agent)
-        shown = set(cursors.load_shown(self.repo, self.agent))
+        shown = frozenset(cursors.load_shown(self.repo, self.agent))
+        if before is not None:
+            if number != 1:
+                raise GitbusError("a page token is the page: give --before without --page")
+            cont = self._page(before)
+            return self._newest(cont, read, shown, mark_read, limit)
+        tips = self.tips()
         want = None if limit is None else max(INBOX_WINDOW, number * limit)
-        found, complete = self._walk(tips, read, lambda m: m.id not in shown, want)
-        start = 0 if limit is None else (number - 1) * limit
-        if complete:
-            msgs = found[::-1]
-            page = msgs[start:] if limit is None else msgs[start : start + limit]
-        else:
-            page = found[start : start + (limit or 0)][::-1]
-        more = max(0, len(found) - start - len(page))
-        if mark_read and complete and not start and not more:
+        walked, found, complete = self._scan(tips, read, None, shown, want)
+        if not complete:
+            if number != 1:
+                raise GitbusError(
+                    f"more than {INBOX_WINDOW} unread: pages past the first go on from the token it "
+                    "printed (gitbus inbox --before TOKEN)"
+                )
+            start = cursors.Continuation(dict(tips), dict(tips), None, True)
+            return self._newest(start, read, shown, mark_read, limit, (walked, found, complete))
+        msgs = [walked[i].message for i in found][::-1]
+        start_at = 0 if limit is None else (number - 1) * limit
+        page = msgs[start_at:] if limit is None else msgs[start_at : start_at + limit]
+        more = max(0, len(msgs) - start_at - len(page))
+        if mark_read and not start_at and not more:
             self._read_elsewhere(tips, [m.id for m in page], everything=True)
         elif mark_read and page:
-            with cursors.agent_lock(self.repo, self.agent):
-                known = cursors.load_shown(self.repo, self.agent)
-                cursors.save_shown(self.repo, self.agent, known + [m.id for m in page if m.id not in known])
-            self._read_elsewhere({}, [m.id for m in page])
-        return Page(page, more, not complete)
+            self._remember([m.id for m in page])
+        return Page(page, more)
+
+    def _page(self, token: str) -> cursors.Continuation:
+        cont = cursors.load_page(self.repo, self.agent, token)
+        if cont is None:
+            raise GitbusError(f"no inbox page {token[:20]!r} is known here: start again with gitbus inbox")
+        return cont
+
+    def _remember(self, ids: Sequence[str]) -> None:
+        """The model read `ids` past the agent's cursor: remembered by id, and sessions skip them."""
+        with cursors.agent_lock(self.repo, self.agent):
+            known = cursors.load_shown(self.repo, self.agent)
+            cursors.save_shown(self.repo, self.agent, known + [i for i in ids if i not in known])
+        self._read_elsewhere({}, ids)
+
+    def _newest(
+        self,
+        cont: cursors.Continuation,
+        read: Mapping[str, Oid],
+        shown: frozenset[str],
+        mark_read: bool,
+        limit: int | None,
+        scanned: tuple[list[chains.Entry], list[int], bool] | None = None,
+    ) -> Page:
+        """A page past the window: the newest `limit` unread from `cont` on, and the token of the
+        next (None once the walk reached the cursor and nothing more waits)."""
+        want = None if limit is None else max(INBOX_WINDOW, limit)
+        frontier = {r: Oid(t) for r, t in cont.frontier.items()}
+        walked, found, complete = scanned or self._scan(frontier, read, cont.boundary, shown, want)
+        taken = found if limit is None else found[:limit]
+        more = len(found) - len(taken)
+        passed = walked[: taken[-1] + 1] if more else walked  # up to the last message returned
+        page = [walked[i].message for i in taken]
+        ids = [m.id for m in page] if mark_read else []
+        with cursors.agent_lock(self.repo, self.agent):
+            token = self._settle(
+                cont, passed, cont.clean and (mark_read or not page), ids, complete and not more
+            )
+        if ids:
+            self._read_elsewhere({}, ids)
+        return Page(page[::-1], more if token else 0, True, token)
+
+    def _settle(
+        self,
+        cont: cursors.Continuation,
+        passed: list[chains.Entry],
+        clean: bool,
+        ids: Sequence[str],
+        done: bool,
+    ) -> str | None:
+        """After a page past the window (the caller holds the agent's lock): `ids` were read past the
+        cursor (remembered by id); once the walk is `done` and every page so far was read (`clean`),
+        the cursor moves to the tips the first page read. Else the token of the next page, once
+        `passed` (newest first) were walked over."""
+        if ids:
+            known = cursors.load_shown(self.repo, self.agent)
+            cursors.save_shown(self.repo, self.agent, known + [i for i in ids if i not in known])
+        if done:
+            if clean:
+                self._advance({r: Oid(t) for r, t in cont.origin.items()})
+            return None
+        frontier = dict(cont.frontier)
+        for e in passed:  # newest first: each chain ends at the oldest entry passed on it
+            frontier[e.ref] = str(e.commit)
+        boundary = cont.boundary
+        if passed:  # history is newest first: the last one passed is the oldest
+            boundary = min(boundary or order(passed[-1].message), order(passed[-1].message))
+        return cursors.save_page(
+            self.repo, self.agent, cont._replace(frontier=frontier, boundary=boundary, clean=clean)
+        )
+
+    def _scan(
+        self,
+        tips: Mapping[str, Oid],
+        stops: Mapping[str, Oid],
+        boundary: tuple[int, int] | None,
+        skip: frozenset[str],
+        want: int | None,
+    ) -> tuple[list[chains.Entry], list[int], bool]:
+        """The entries between `stops` and `tips` older than `boundary` (newest first), the indexes
+        among them of messages for this agent not in `skip`, and whether that is all of them. With
+        `want`, the walk stops at the `want`+1-th such message (one more says more wait) or after
+        `WALK_MAX` times `want` commits, whichever comes first: bounded in a crowd's traffic."""
+        walked: list[chains.Entry] = []
+        found: list[int] = []
+        for n, e in enumerate(chains.history(self.repo, tips, stops), 1):
+            if want is not None and (len(found) > want or n > WALK_MAX * max(want, 1) + len(skip)):
+                return walked, found, False
+            # at or newer than `boundary`: passed by an earlier page (each chain's position is re-read
+            # once), or arrived since on a chain it had not reached; walked over, never returned
+            older = boundary is None or order(e.message) < boundary
+            if older and for_agent(e.message, self.agent) and e.message.id not in skip:
+                found.append(len(walked))
+            walked.append(e)
+        return walked, found, True
 
     def _window(
         self,
@@ -169,57 +301,32 @@ class Inbox:
             fresh += for_agent(m, self.agent) and (not only_direct or m.to == self.agent) and m.id not in skip
         return entries, True
 
-    def _walk(
-        self,
-        tips: Mapping[str, Oid],
-        stops: Mapping[str, Oid],
-        keep: Callable[[Message], bool],
-        want: int | None,
-    ) -> tuple[list[Message], bool]:
-        """Messages for this agent between `stops` and `tips` that `keep` takes, newest first: all
-        of them, or the newest `want` and one more (the walk then stops there: the one more says
-        that more wait); and whether that is all. A walk over messages that are not for the agent
-        stops too, after `WALK_MAX` times `want` commits."""
-        found: list[Message] = []
-        for walked, e in enumerate(chains.history(self.repo, tips, stops), 1):
-            if want is not None and (len(found) > want or walked > WALK_MAX * want):
-                return found, False
-            if for_agent(e.message, self.agent) and keep(e.message):
-                found.append(e.message)
-        return found, True
-
     def read_new(self, budget: int = 4000) -> tuple[list[Message], int]:
         """What this agent has not seen, oldest first, as much as fits in `budget` characters of
         facts, and how many more wait; marks seen only what is returned (`read_batch`)."""
         page = self.read_batch(budget)
         return page.messages, page.more
 
-    def read_batch(self, budget: int = 4000) -> Page:
+    def read_batch(self, budget: int = 4000, before: str | None = None) -> Page:
         """What this agent has not seen, as much as fits in `budget` characters of facts, and how
         many more wait; marks seen only what is returned (for the agent and its hook sessions).
 
         Oldest first while the unread fit in `INBOX_WINDOW` messages; past that, the newest that fit
-        (`Page.newest`), remembered by id, and the next call gives the ones before them."""
+        (`Page.newest`), remembered by id, and `Page.next` names where the next call goes on (pass
+        it as `before`); each call walks at most `WALK_MAX` commits per message of the window."""
         with cursors.agent_lock(self.repo, self.agent):  # two servers of one agent: each gets its own
-            tips = self.tips()
             old = cursors.load(self.repo, self.agent)
             shown = frozenset(cursors.load_shown(self.repo, self.agent))
-            entries, complete = self._window(tips, old, INBOX_WINDOW, shown)
-            if not complete:
-                batch = select_newest(
-                    ((e.message, e.commit, e.ref) for e in entries),
-                    tips,
-                    self.agent,
-                    budget,
-                    skip=shown,
-                )
-                known = cursors.load_shown(self.repo, self.agent)
-                cursors.save_shown(
-                    self.repo, self.agent, known + [m.id for m in batch.shown if m.id not in shown]
-                )
+            if before is None:
+                tips = self.tips()
+                cont = cursors.Continuation(dict(tips), dict(tips), None, True)
             else:
+                cont = self._page(before)
+            start = {r: Oid(t) for r, t in cont.frontier.items()}
+            walked, found, complete = self._scan(start, old, cont.boundary, shown, INBOX_WINDOW)
+            if complete and before is None:
                 batch = select(
-                    ((e.message, e.commit, e.ref) for e in reversed(entries)),
+                    ((e.message, e.commit, e.ref) for e in reversed(walked)),
                     old,
                     self.agent,
                     budget,
@@ -227,9 +334,20 @@ class Inbox:
                 )
                 self._advance({r: Oid(t) for r, t in batch.tips.items()})
                 self._forget_shown(set(batch.passed))
+                token, more = None, batch.waiting
+            else:
+                mine = [walked[i] for i in found[:INBOX_WINDOW]]  # the one more found says more wait
+                entries = ((e.message, e.commit, e.ref) for e in mine)
+                batch = select_newest(entries, cont.frontier, self.agent, budget)
+                more = len(found) - len(batch.shown)
+                # up to the oldest message returned, when the budget left older ones in the window
+                passed = walked[: found[len(batch.shown) - 1] + 1] if more else walked
+                ids = [m.id for m in batch.shown]
+                token = self._settle(cont, passed, cont.clean, ids, complete and not more)
         self._read_elsewhere({}, [m.id for m in batch.shown])
-        # past the window, at least one more entry waits: the caller asks again (it may hold nothing for us)
-        return Page(batch.shown, max(batch.older, 1) if batch.flood else batch.waiting, batch.flood)
+        if complete and before is None:
+            return Page(batch.shown, more)
+        return Page(batch.shown, more if token else 0, True, token)
 
     def mark_shown(
         self, shown: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
@@ -258,7 +376,7 @@ class Inbox:
                 known = cursors.load_shown(self.repo, self.agent)
                 cursors.save_shown(self.repo, self.agent, known + [i for i in behind if i not in known])
 
-    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: list[str], everything: bool = False) -> None:
+    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: Sequence[str], everything: bool = False) -> None:
         """The model read `ids` through a tool (`gitbus inbox`, MCP), up to `tips` (all that was new,
         with `everything`): the agent's cursor moves there, and each hook session is told to skip
         those ids, and only those: a session still gets what the agent saw through another session."""
@@ -297,10 +415,15 @@ class Inbox:
 
     def start(self, session: str, cursor: cursors.SessionCursor | None) -> tuple[cursors.SessionCursor, int]:
         """Start (or restart) `session` at `session_origin`, keeping what it was reminded of and
-        told to skip; returns its saved cursor and how many messages became history just now."""
+        told to skip; returns its saved cursor and how many messages became history just now.
+
+        It skips what the agent's sessions were shown past its cursor (`resume` does the same): a
+        session that started at that cursor would otherwise show them again."""
         origin, earlier = self.session_origin()
         base = cursor or cursors.SessionCursor({})
-        return self._save(session, base._replace(tips=dict(origin))), earlier
+        seen = cursors.load_shown(self.repo, self.agent)
+        skip = base.skip + tuple(i for i in seen if i not in set(base.skip))
+        return self._save(session, base._replace(tips=dict(origin), skip=skip)), earlier
 
     def resume(self, session: str) -> cursors.SessionCursor:
         """A cursor for a session that has no readable one (hooks installed mid-session, both slots

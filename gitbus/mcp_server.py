@@ -267,17 +267,23 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         return call(run)
 
     @server.tool(structured_output=False, annotations=POSTS)
-    def inbox() -> str:
+    def inbox(
+        before: Annotated[
+            str, Field(description="Empty for the newest; past them, the token the call before named.")
+        ] = "",
+    ) -> str:
         """Read what is new for you (messages to you, answers, broadcasts) and mark it seen."""
 
         def run(b: Bus) -> str:
-            got = Inbox(b.repo, b.agent).read_batch(budget=4000)
-            if got.newest:  # past the window: the newest first, and each call the ones before
-                more = f"\nThese are the newest; {got.more} or more older: call inbox again."
+            got = Inbox(b.repo, b.agent).read_batch(budget=4000, before=before or None)
+            again = f'call inbox again with before="{got.next}"'
+            if got.next and not got.messages:  # the window held nothing for us: the next one goes on
+                return f"nothing new among the messages this call read; older ones may wait: {again}."
+            if got.next:
+                older = f"{got.more} or more older" if got.more else "older ones may wait"
+                more = f"\nThese are the newest; {older}: {again}."
             else:
                 more = f"\n{got.more} more: call inbox again." if got.more else ""
-            if not got.messages and got.newest:  # the newest held nothing for us: the inbox pages further
-                return "nothing new among the newest messages; older ones may wait: gitbus inbox --page 2"
             if not got.messages:
                 return "nothing new"
             return "\n".join(fact(m, b.agent) for m in got.messages) + more
@@ -312,7 +318,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
         def run(b: Bus) -> str:
             s = b.status()
-            lines = [f"you are {s.me}; {count_text(s.unread)} unread"]
+            lines = [f"you are {s.me}; {count_text(s.unread, s.unread_partial)} unread"]
             for prefix, held in (("- yours: ", s.my_claims), ("- ", s.other_claims)):
                 if held:  # within a budget, then how many more: a peer's path can be any length
                     shown = [prefix + claim_fact(c, s.now) for c in held[:20]]

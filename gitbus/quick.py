@@ -126,26 +126,38 @@ def claim(bus: Bus, out: Out, *, paths: list[str], ttl: str | None, reason: str,
         render.say(out, f"claimed {', '.join(msg.paths)} until {hhmm(int(msg.get('expires') or 0))}")
 
 
-def inbox(bus: Bus, out: Out, *, mark_read: bool, n: int, page: int, json_out: bool) -> None:
+def inbox(
+    bus: Bus, out: Out, *, mark_read: bool, n: int, page: int, json_out: bool, before: str | None = None
+) -> None:
     """A page of what this agent has not seen, and a line saying how to reach the rest (on stderr
-    under a pipe, so the lines stay rows). Past `inbox.INBOX_WINDOW` unread, pages count from the
-    newest back and the walk stops after the page (issue 16)."""
+    under a pipe, so the lines stay rows). Past `inbox.INBOX_WINDOW` unread, the page is the newest
+    and its walk is bounded; the line then gives the token the next, older page goes on from
+    (`--before`), never an offset (issue 16)."""
     from gitbus.inbox import Inbox
 
-    got = Inbox(bus.repo, bus.agent).read_page(mark_read, n, page)
+    got = Inbox(bus.repo, bus.agent).read_page(mark_read, n, page, before)
+    sized = f" -n {n}" if n != INBOX_PAGE else ""
+    then = f"gitbus inbox --before {got.next}{sized}" if got.next else None
     if json_out:  # an object, not a list: `more` says what waits past the page (`-n`)
         doc: dict[str, Any] = {"messages": [m.to_json() for m in got.messages], "more": got.more}
         if got.newest:  # `more` is then a lower bound: the walk stopped after the page
-            doc |= {"newest_first": True, "next": f"gitbus inbox --page {page + 1} -n {n}"}
+            doc |= {"newest_first": True, "next": then, "before": got.next}
         render.dump(out, doc)
         return
     render.messages(out, got.messages, bus.clock.now_ms())
     where = render.console_for(stderr=True) if render.piped(out) else out
-    if got.newest:
-        then = f"gitbus inbox --page {page + 1}" + (f" -n {n}" if n != INBOX_PAGE else "")
+    if then and got.more:
         render.say(where, f"the newest unread; {got.more} or more older: {then}")
+    elif then and got.messages:
+        render.say(where, f"the newest unread; older ones may wait: {then}")
+    elif then:
+        render.say(
+            where, f"nothing unread among the newest messages this page read; older ones may wait: {then}"
+        )
     elif got.more:
-        more = f"gitbus inbox -n {n + got.more}" if page == 1 else f"gitbus inbox --page {page + 1} -n {n}"
+        # marked read, a page's messages leave the list: the same page number then shows the next ones
+        at = page if mark_read else page + 1
+        more = f"gitbus inbox -n {n + got.more}" if page == 1 else f"gitbus inbox --page {at} -n {n}"
         render.say(where, f"{got.more} more: {more}")
     elif got.messages and not mark_read and not render.piped(out):
         out.print("[dim]gitbus inbox --mark-read marks these as seen[/dim]")

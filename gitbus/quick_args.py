@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
         Param("mark_read", "flag", ("--mark-read",), False, None),
         Param("n", "int", ("-n",), 50, 1),
         Param("page", "int", ("--page",), 1, 1),
+        Param("before", "str", ("--before",), None, None),
         Param("json_out", "flag", ("--json",), False, None),
     ),
 }

@@ -75,6 +75,11 @@ def shown(common_dir: Path, agent: str) -> Path:
     return root(common_dir) / "shown" / f"{agent}.json"
 
 
+def pages(common_dir: Path, agent: str) -> Path:
+    """Where `agent`'s inbox pages past the window go on: the recent continuation tokens."""
+    return root(common_dir) / "pages" / f"{agent}.json"
+
+
 def agent_sessions(common_dir: Path, agent: str) -> Path:
     """The folder of `agent`'s hook sessions, one folder each."""
     return root(common_dir) / "sessions" / agent

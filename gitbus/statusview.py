@@ -41,7 +41,7 @@ NOT_AN_AGENT = "The main checkout is not an agent (gitbus join --name NAME makes
 
 def status(console: Out, s: Status, me: str | None) -> None:
     """`s` for people; `me` None in a main checkout that is not an agent (`quick.acting_as`)."""
-    unread = f"; {count_text(s.unread)} unread (gitbus inbox)."
+    unread = f"; {count_text(s.unread, s.unread_partial)} unread (gitbus inbox)."
     if me is None:
         _spans(console, (NOT_AN_AGENT, ""))
     else:
@@ -77,8 +77,8 @@ def status(console: Out, s: Status, me: str | None) -> None:
 def status_json(s: Status, me: str | None) -> dict[str, Any]:
     return {
         "me": me,
-        "unread": capped(s.unread)[0],
-        "unread_capped": capped(s.unread)[1],
+        "unread": capped(s.unread, s.unread_partial)[0],
+        "unread_capped": capped(s.unread, s.unread_partial)[1],
         "sync": s.sync,
         "skipped": s.skipped,
         "refused": list(s.refused),

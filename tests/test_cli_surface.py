@@ -134,7 +134,8 @@ def test_a_flooded_inbox_reads_only_its_first_page_and_pages_to_every_message_on
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Past the window (1,000 unread; 10 here) the first page is the newest and the walk stops
-    after it (issue 16); `--page` reaches older ones, and paging with --mark-read loses nothing."""
+    after it (issue 16); the token it prints (`--before`) reaches older ones, and paging with
+    --mark-read loses nothing."""
     monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
     gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
     for i in range(30):
@@ -143,18 +144,64 @@ def test_a_flooded_inbox_reads_only_its_first_page_and_pages_to_every_message_on
     code, out, err = gb(joined[1], "web-1", "inbox", "-n", "5")
     assert code == 0 and decoded[0] <= 10 + 4
     assert [line.split("\t")[5] for line in out.splitlines()] == [f"finding {i}" for i in range(25, 30)]
-    assert err == "the newest unread; 6 or more older: gitbus inbox --page 2 -n 5\n"
-    page = json.loads(gb(joined[1], "web-1", "inbox", "-n", "5", "--page", "2", "--json")[1])
+    token = err.split("--before ")[1].split()[0]
+    assert err == f"the newest unread; 6 or more older: gitbus inbox --before {token} -n 5\n"
+    page = json.loads(gb(joined[1], "web-1", "inbox", "-n", "5", "--before", token, "--json")[1])
     assert [m["text"] for m in page["messages"]] == [f"finding {i}" for i in range(20, 25)]
     assert page["more"] >= 1 and page["newest_first"] is True
+    assert page["next"] == f"gitbus inbox --before {page['before']} -n 5"
     seen: list[str] = []
+    args = ["inbox", "-n", "5", "--json", "--mark-read"]
     for _ in range(10):  # a script reading pages until nothing more waits
-        page = json.loads(gb(joined[1], "web-1", "inbox", "-n", "5", "--json", "--mark-read")[1])
+        page = json.loads(gb(joined[1], "web-1", *args)[1])
         seen += [m["text"] for m in page["messages"]]
-        if not page["more"]:
+        if not page["more"] and not page.get("before"):
             break
+        args = [*args[:5], "--before", page["before"]] if page.get("before") else args[:5]
     assert sorted(seen) == [f"finding {i:02d}" for i in range(30)] and len(seen) == 30
     assert json.loads(gb(joined[1], "web-1", "inbox", "--json")[1]) == {"messages": [], "more": 0}
+
+
+def test_inbox_pages_marked_read_go_on_where_they_stopped(joined: list[Path]) -> None:  # noqa: F811
+    """`--page N --mark-read` takes its messages off the list: the hint then names the same page
+    number, which now holds the next ones, so following the hints skips nothing (issue 16)."""
+    gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
+    for i in range(7):
+        gb(joined[0], "api-1", "discover", f"finding {i}")
+    seen: list[str] = []
+    args = ["inbox", "-n", "2", "--page", "2", "--mark-read"]
+    for _ in range(5):
+        code, out, err = gb(joined[1], "web-1", *args)
+        assert code == 0
+        seen += [line.split("\t")[5] for line in out.splitlines()]
+        if not err:
+            break
+        args = [*err.split(": ", 1)[1].split()[1:], "--mark-read"]
+    assert seen == [f"finding {i}" for i in range(2, 7)]
+
+
+def test_a_flooded_inbox_past_others_traffic_names_the_next_page_and_reaches_mine(
+    joined: list[Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages for me behind a crowd's traffic (issue 16): the first page holds none of them and
+    says so; its token's pages reach them; each unknown token is one line."""
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 5, raising=False)
+    gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
+    gb(joined[0], "api-1", "ask", "for web", "--to", "web-1")
+    for i in range(40):
+        gb(joined[0], "api-1", "ask", f"chat {i}", "--to", "db-1")
+    code, out, err = gb(joined[1], "web-1", "inbox", "-n", "1")
+    assert code == 0 and out == "" and "nothing unread among the newest" in err and "--before" in err
+    args = err.split(": ")[-1].split()[1:]
+    for _ in range(20):
+        code, out, err = gb(joined[1], "web-1", *args)
+        if out:
+            break
+        args = err.split(": ")[-1].split()[1:]
+    assert code == 0 and "for web" in out
+    code, _, err = gb(joined[1], "web-1", "inbox", "--before", "feedfeedfeed")
+    assert code == 1 and "start again with gitbus inbox" in err and err.count("\n") == 1
 
 
 def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -> None:  # noqa: F811

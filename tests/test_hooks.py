@@ -757,13 +757,48 @@ def test_a_session_far_behind_reads_a_window_is_told_the_newest_and_the_rest_sta
     told = tool_used(here)
     assert decoded[0] <= 10 + 4  # the window, and a chain tip or so each
     assert f"[{sent[-1][:8]}]" in told and f"[{sent[0][:8]}]" not in told
-    assert "the newest are shown here; older messages for you wait unread in gitbus inbox" in told
+    assert "the newest are shown here; older messages for you may wait unread in gitbus inbox" in told
     assert tool_used(here) == ""  # the session is level with the bus now; nothing is told twice
     waiting = [m.id for m in web.inbox(mark_read=True)]
     assert sorted(waiting + [i for i in sent if f"[{i[:8]}]" in told]) == sorted(sent)
     assert not set(waiting) & {i for i in sent if f"[{i[:8]}]" in told}
     api.discover("after the flood")
     assert "after the flood" in tool_used(here) and web.inbox() == []
+
+
+def test_a_session_behind_a_crowds_traffic_points_to_an_inbox_that_reaches_what_it_did_not_read(
+    agents: list[Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages for the agent behind others' traffic (issue 16): the hook call reads its bounded
+    window, finds none of them, moves its session on and says older ones may wait; they stay unread
+    for the agent, and the inbox's pages (each bounded, each naming the next) reach every one."""
+    from gitbus.inbox import Inbox
+
+    api, web, db = agents
+    here = web.repo.root
+    monkeypatch.setattr("gitbus.inbox.HOOK_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    web.inbox(mark_read=True)  # the joins
+    start(here)
+    mine = [db.ask(f"for web {i}", to="web-1").id for i in range(3)]
+    for i in range(100):
+        api.ask(f"chat {i}", to="db-1")
+    decoded[0] = 0
+    told = tool_used(here)
+    assert decoded[0] <= 4 * 10 + 4
+    assert "older messages for you may wait unread in gitbus inbox" in told
+    assert not any(i[:8] in told for i in mine) and tool_used(here) == ""
+    inbox = Inbox(web.repo, web.agent)
+    got, token = [], None
+    for _ in range(30):
+        decoded[0] = 0
+        page = inbox.read_page(True, 5, before=token)
+        assert decoded[0] <= 4 * 10 + 4
+        got += [m.id for m in page.messages]
+        if page.next is None:
+            break
+        token = page.next
+    assert sorted(got) == sorted(mine) and web.inbox() == []
 
 
 def test_reading_through_a_tool_does_not_hide_news_from_another_session_of_the_agent(

@@ -6,6 +6,7 @@ test_hooks.py; these read the inbox through the library, as `gitbus inbox` and M
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gitbus import state
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.git import Repository
@@ -113,3 +115,120 @@ def test_the_inbox_does_not_import_the_bus() -> None:
     code = "import sys, gitbus.inbox; print('gitbus.bus' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def flood_behind(trio: tuple[Bus, Bus, Bus], others: int) -> list[str]:
+    """Three questions for web-1, then `others` messages between two peers (api-1 asks db-1): the
+    reviewer's flood (issue 16), where web-1's few unread lie behind a crowd's traffic."""
+    api, web, db = trio
+    web.inbox(mark_read=True)  # the joins
+    mine = [db.ask(f"question {i} for web", to="web-1").id for i in range(3)]
+    for i in range(others):
+        api.ask(f"chat {i}", to="db-1")
+    return mine
+
+
+def test_messages_behind_a_flood_of_others_traffic_are_reached_page_by_page_each_page_bounded(
+    trio: tuple[Bus, Bus, Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `gitbus inbox` page walks a bounded window (`WALK_MAX` x `INBOX_WINDOW` commits); past
+    it the page names where the next one goes on (`next`), not an offset, so following the tokens
+    reaches every unread message however much other traffic lies above it; read to the end with
+    --mark-read, the agent's cursor moves to the tips the first page read."""
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    mine = flood_behind(trio, 200)
+    inbox = Inbox(Repository.open(trio[1].repo.root), AgentName("web-1"))
+    got: list[str] = []
+    token, pages = None, 0
+    while pages < 20:
+        decoded[0] = 0
+        page = inbox.read_page(True, 5, before=token)
+        assert decoded[0] <= 4 * 10 + 4  # the window, and a chain tip or so each
+        got += [m.id for m in page.messages]
+        pages += 1
+        if page.next is None:
+            break
+        token = page.next
+    assert sorted(got) == sorted(mine) and len(got) == 3 and pages > 2
+    # the pages of one walk share its origin (the tips of the first page) in the state
+    stored = json.loads(state.pages(inbox.repo.common_dir, "web-1").read_text())
+    assert len(stored["origins"]) == 1 and len(stored["pages"]) == pages - 1
+    assert inbox.unread()[0] == [] and inbox.read_page(False, 5) == inbox.read_page(False, 5)._replace(
+        messages=[], more=0, newest=False, next=None
+    )
+
+
+def test_the_mcp_inbox_behind_a_flood_of_others_traffic_reaches_every_message_once(
+    trio: tuple[Bus, Bus, Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    mine = flood_behind(trio, 200)
+    inbox = Inbox(Repository.open(trio[1].repo.root), AgentName("web-1"))
+    got: list[str] = []
+    token = None
+    for _ in range(20):
+        decoded[0] = 0
+        batch = inbox.read_batch(before=token)
+        assert decoded[0] <= 4 * 10 + 4
+        got += [m.id for m in batch.messages]
+        if batch.next is None:
+            break
+        token = batch.next
+    assert sorted(got) == sorted(mine) and len(got) == 3
+    assert inbox.read_batch() == inbox.read_batch()._replace(messages=[], more=0, next=None)
+    assert inbox.unread()[0] == []
+
+
+def test_an_unknown_page_token_is_one_line(trio: tuple[Bus, Bus, Bus]) -> None:
+    from gitbus.errors import GitbusError
+
+    inbox = Inbox(Repository.open(trio[1].repo.root), AgentName("web-1"))
+    for bad in ("0123456789ab", "../../x"):
+        with pytest.raises(GitbusError, match="gitbus inbox") as e:
+            inbox.read_page(False, 5, before=bad)
+        assert "\n" not in str(e.value)
+
+
+def test_status_in_a_flood_of_others_traffic_walks_a_bounded_window_and_says_at_least(
+    trio: tuple[Bus, Bus, Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SessionStart's status and a session's origin count the unread within a bounded walk: a crowd's
+    traffic is not walked whole, and a count cut short says "or more" (issue 16)."""
+    monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 10, raising=False)
+    monkeypatch.setattr("gitbus.bus.UNREAD_COUNT_MAX", 10, raising=False)
+    flood_behind(trio, 200)
+    web = trio[1]
+    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    decoded[0] = 0
+    assert inbox.count_unread() == (0, True)  # 200 of others' above; the walk stopped before mine
+    assert decoded[0] <= 4 * 11 + 4
+    st = web.status()
+    assert (st.unread, st.unread_partial) == (0, True) and count_text(0, True) == "0+"
+    decoded[0] = 0
+    inbox.session_origin(backlog=5)
+    assert decoded[0] <= 4 * 6 + 4
+
+
+def test_a_new_session_does_not_show_again_what_an_earlier_session_showed(
+    trio: tuple[Bus, Bus, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session past the hook window shows the newest and remembers them by id (the agent's cursor
+    stays behind the rest); a session started later, once the rest were read, starts at that
+    cursor and must skip what the first one showed: each message once per agent (issue 16)."""
+    monkeypatch.setattr("gitbus.inbox.HOOK_WINDOW", 10, raising=False)
+    api, web, _ = trio
+    web.inbox(mark_read=True)
+    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    s1, _ = inbox.start("s1", None)
+    for i in range(25):
+        api.ask(f"q{i}", to="web-1")
+    tips = {r: str(t) for r, t in inbox.tips().items()}
+    told1, _ = inbox.tell("s1", s1, tips)
+    assert told1.shown
+    for _ in range(10):
+        if len(inbox.unread()[0]) <= 5:
+            break
+        inbox.read_page(True, 5)
+    s2, _ = inbox.start("s2", None)
+    told2, _ = inbox.tell("s2", s2, tips)
+    assert not set(told1.shown) & set(told2.shown)

@@ -255,6 +255,26 @@ def test_search_refuses_a_limit_below_one_in_words(server: MCPServer, peers: dic
         assert "limit" in refused(call(server, "search", text="migrations", limit=limit)), limit
 
 
+def test_the_inbox_tool_behind_others_traffic_names_the_call_that_goes_on(
+    server: MCPServer, peers: dict[str, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the window, a call whose walk held nothing for the agent says so and gives the token of
+    the next call; following the tokens reaches the message behind a crowd's traffic (issue 16)."""
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 5, raising=False)
+    said(call(server, "inbox"))
+    peers[WEB].ask("for api", to=ME)
+    for i in range(40):
+        peers[WEB].ask(f"chat {i}", to=DB)
+    text = said(call(server, "inbox"))
+    assert text.startswith("nothing new among the messages this call read; older ones may wait")
+    for _ in range(20):
+        if "for api" in text:
+            break
+        text = said(call(server, "inbox", before=re.findall(r'before="([0-9a-f]+)"', text)[0]))
+    assert "for api" in text and said(call(server, "inbox")) == "nothing new"
+    assert "start again with gitbus inbox" in text_of(call(server, "inbox", before="feedfeedfeed"))
+
+
 def test_status_says_who_i_am_and_what_is_open(server: MCPServer, peers: dict[str, Bus]) -> None:
     said(call(server, "inbox"))
     said(call(server, "claim", paths=["internal/api/"], reason="splitting handlers"))

@@ -222,12 +222,27 @@ def inbox(
     mark_read: Annotated[bool, typer.Option("--mark-read", help="Mark these as seen.")] = False,
     n: Annotated[int, typer.Option("-n", min=1, help="At most this many, oldest first.")] = INBOX_PAGE,
     page: Annotated[
-        int, typer.Option("--page", min=1, help="This page of -n (past 1,000 unread: the newest first).")
+        int, typer.Option("--page", min=1, help="This page of -n, oldest first (up to 1,000 unread).")
     ] = 1,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="Past 1,000 unread: the older page this token, printed by the page before, names.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """What this agent has not seen: messages to it, answers to its questions, broadcasts."""
-    quick.inbox(root.open_bus(ctx, json_out), out, mark_read=mark_read, n=n, page=page, json_out=json_out)
+    quick.inbox(
+        root.open_bus(ctx, json_out),
+        out,
+        mark_read=mark_read,
+        n=n,
+        page=page,
+        before=before,
+        json_out=json_out,
+    )
 
 
 def search(
