@@ -355,8 +355,8 @@ class Bus(Reading):
             now = self.clock.now_ms()
             at = max(now, min_time, past)
             change = step.decide(state, at, mid, lease_now=now)
-            if change is not None:
-                chains.raise_mark(self.repo, at)  # before the step is published (chains.stamp)
+            if change is not None:  # its time, which may pass `at` (a take: after its request)
+                chains.raise_mark(self.repo, change.message.time, now)  # before it is published
             return change
 
         arbiter = self._arbiter()
