@@ -226,8 +226,18 @@ class Bus(Reading):
 
     def retire(self, name: str) -> Message | None:
         """Retire agent `name`, which left (`gitbus.roster.retire`): it drops out of `agents` and
-        takes no more messages; all it said stays on the bus. None when it was retired already."""
-        return roster.retire(self.repo, name, self.agent, self.claims(), self.clock.now_ms)
+        takes no more messages; all it said stays on the bus. None when it was retired already.
+        Refused where this clone signs or requires signatures (`roster.retire`)."""
+        signs = self.repo.signing or bool(settings.load(self.repo.common_dir)["require_signed"])
+        return roster.retire(self.repo, name, self.agent, self._live_claims, self.clock.now_ms, signs)
+
+    def _live_claims(self) -> list[Claim]:
+        """The live claims as whoever decides the ledger has them: the bus remote's, fetched (as a
+        ledger step fetches them), when one is set and this bus is not offline; else this clone's."""
+        arbiter = self._arbiter()
+        arbiter.base()
+        self.notices = [inert(n, 400) for n in arbiter.notices]
+        return self.claims()
 
     # -- posting ----------------------------------------------------------------------------------
 
