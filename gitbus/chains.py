@@ -236,10 +236,13 @@ def raise_mark(repo: Repository, time_ms: int, now_ms: int | None = None) -> Non
 
 def past(repo: Repository, now_ms: int) -> int:
     """`stamp` without raising the mark: for a step that may yet be refused, which writes nothing
-    (it raises the mark with `raise_mark` once it is decided, before it is published). A missing
-    mark, or one more than a day ahead, is replaced by the time of every tip (that is no step)."""
+    (it raises the mark with `raise_mark` once it is decided, before it is published). Without a
+    mark, every tip is read; a mark more than a day ahead is replaced by what they say (it was never
+    this step's to write, and left there it would cost every later post a read of every tip)."""
     mark = read_mark(repo)
-    if mark is None or mark > now_ms + FUTURE_MS:
+    if mark is None:
+        mark = horizon(repo, all_tips(repo), now_ms)
+    elif mark > now_ms + FUTURE_MS:
         mark = _update_mark(repo, now_ms, lambda base: base)
     return max(now_ms, mark + 1)
 

@@ -265,3 +265,12 @@ def test_a_take_raises_the_mark_to_its_own_time_past_the_request(repo: Path, clo
     assert took.time > req.time
     after = me.discover("on it")
     assert after.time > took.time
+
+
+def test_a_ledger_step_replaces_a_mark_more_than_a_day_ahead(repo: Path, clock: FakeClock) -> None:
+    me = Bus.open(repo, "me", clock)
+    me.discover("first")
+    state.horizon(me.repo.common_dir).write_text(f"{clock.now_ms() + 2 * chains.FUTURE_MS:013d}\n")
+    held = me.claim(["README.md"])
+    assert held.time <= clock.now_ms() + chains.FUTURE_MS
+    assert chains.read_mark(me.repo) == held.time
