@@ -227,8 +227,18 @@ class Bus(Reading):
 
     def retire(self, name: str) -> Message | None:
         """Retire agent `name`, which left (`gitbus.roster.retire`): it drops out of `agents` and
-        takes no more messages; all it said stays on the bus. None when it was retired already."""
-        return roster.retire(self.repo, name, self.agent, self.claims(), self.clock.now_ms)
+        takes no more messages; all it said stays on the bus. None when it was retired already.
+        Refused where this clone signs or requires signatures (`roster.retire`)."""
+        signs = self.repo.signing or bool(settings.load(self.repo.common_dir)["require_signed"])
+        return roster.retire(self.repo, name, self.agent, self._live_claims, self.clock.now_ms, signs)
+
+    def _live_claims(self) -> list[Claim]:
+        """The live claims as whoever decides the ledger has them: the bus remote's, fetched (as a
+        ledger step fetches them), when one is set and this bus is not offline; else this clone's."""
+        arbiter = self._arbiter()
+        arbiter.base()
+        self.notices = [inert(n, 400) for n in arbiter.notices]
+        return self.claims()
 
     # -- posting ----------------------------------------------------------------------------------
 
@@ -356,8 +366,8 @@ class Bus(Reading):
             now = self.clock.now_ms()
             at = max(now, min_time, past)
             change = step.decide(state, at, mid, lease_now=now)
-            if change is not None:
-                chains.raise_mark(self.repo, at)  # before the step is published (chains.stamp)
+            if change is not None:  # its time, which may pass `at` (a take: after its request)
+                chains.raise_mark(self.repo, change.message.time, now)  # before it is published
             return change
 
         arbiter = self._arbiter()

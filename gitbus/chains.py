@@ -4,23 +4,24 @@ Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledger (`refs/
 claims, releases, takes. Bus order is by (time, id) on every clone: time is a hybrid logical clock in
 epoch ms, strictly increasing along a chain and past every tip the poster could see, so an answer
 never sorts before its question. "Every tip" is one number, the horizon mark (`stamp`): each writer
-raises it before its compare-and-swap and sync raises it for what it takes in, so a post costs the
-same with two agents or two thousand. Reading from new tips down to remembered ones costs O(new): we walk
-parents ourselves rather than libgit2's revwalk, whose `hide` degrades on equal times (§2).
+raises it before its compare-and-swap and sync before it moves a ref, so a post costs the same with
+two agents or two thousand (a stamp more than a day ahead never counts). Reading from new tips down
+to remembered ones costs O(new): we walk parents ourselves rather than libgit2's revwalk, whose
+`hide` degrades on equal times (§2).
 """
 
 from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from gitbus import state
 from gitbus.clock import sane
 from gitbus.errors import CorruptMessage, GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid
-from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name
+from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -185,9 +186,11 @@ def read_mark(repo: Repository) -> int | None:
         os.close(fd)
 
 
-def _update_mark(repo: Repository, to: Callable[[int | None], int]) -> int:
-    """Set the horizon mark to `to(mark now)` under an exclusive `flock`, never lowering it; the
-    value `to` gave."""
+def _update_mark(repo: Repository, now_ms: int, to: Callable[[int], int]) -> int:
+    """Set the horizon mark to `to(base)` under an exclusive `flock`; the value `to` gave. `base`
+    is the mark, or, when there is none or it is more than a day past `now_ms` (a clock set back, a
+    stamp from further ahead than vouching takes), the time of every tip read afresh (`horizon`):
+    such a mark is replaced, lower or not. Else the mark is never lowered."""
     import fcntl
 
     f = _mark_file(repo)
@@ -200,36 +203,47 @@ def _update_mark(repo: Repository, to: Callable[[int | None], int]) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             text = os.pread(fd, 32, 0)
-            now = _parse_mark(text)
-            value = to(now)
-            if sane(value) and (now is None or value > now):
+            stored = _parse_mark(text)
+            fresh = stored is None or stored > now_ms + FUTURE_MS
+            value = to(horizon(repo, all_tips(repo), now_ms) if stored is None or fresh else stored)
+            if sane(value) and (fresh or stored is None or value > stored):
                 data = b"%013d\n" % value
                 os.pwrite(fd, data, 0)
                 if len(text) > len(data):
                     os.ftruncate(fd, len(data))
+                stored = value
         finally:
             os.close(fd)
     except OSError as e:
         raise GitbusError(f"Could not write {f}: {state.disk_problem(e) or e.strerror or e}.") from None
-    key = str(repo.common_dir)
-    _REACHED[key] = max(_REACHED.get(key, 0), value, now or 0)
+    _REACHED[str(repo.common_dir)] = stored or 0  # what the file holds now: it may have been lowered
     return value
 
 
-def raise_mark(repo: Repository, time_ms: int) -> None:
+def raise_mark(repo: Repository, time_ms: int, now_ms: int | None = None) -> None:
     """Make the horizon mark at least `time_ms` (never lower it), under an exclusive `flock`: two
     writers raising it at once both count. Called before the compare-and-swap that publishes a
-    message, so whoever can see the message can also see a mark at least its time."""
-    if sane(time_ms) and _REACHED.get(str(repo.common_dir), 0) < time_ms:
-        _update_mark(repo, lambda now: max(now or 0, time_ms))
+    message, so whoever can see the message can also see a mark at least its time. A time more
+    than a day past `now_ms` (by default `time_ms` itself: a message this clone writes) does not
+    count: vouching refuses such stamps, and the mark would pin every later post to it."""
+    now = time_ms if now_ms is None else now_ms
+    if not sane(time_ms) or time_ms > now + FUTURE_MS:
+        return
+    if time_ms <= _REACHED.get(str(repo.common_dir), 0) <= now + FUTURE_MS:
+        return  # the mark never falls below what it reached, save a far-ahead one being replaced
+    _update_mark(repo, now, lambda base: max(base, time_ms))
 
 
 def past(repo: Repository, now_ms: int) -> int:
     """`stamp` without raising the mark: for a step that may yet be refused, which writes nothing
-    (it raises the mark with `raise_mark` once it is decided, before it is published)."""
+    (it raises the mark with `raise_mark` once it is decided, before it is published). Without a
+    mark, every tip is read; a mark more than a day ahead is replaced by what they say (it was never
+    this step's to write, and left there it would cost every later post a read of every tip)."""
     mark = read_mark(repo)
-    if mark is None or mark > now_ms + FUTURE_MS:
+    if mark is None:
         mark = horizon(repo, all_tips(repo), now_ms)
+    elif mark > now_ms + FUTURE_MS:
+        mark = _update_mark(repo, now_ms, lambda base: base)
     return max(now_ms, mark + 1)
 
 
@@ -237,22 +251,9 @@ def stamp(repo: Repository, now_ms: int) -> int:
     """The time of a new message: `now_ms`, or past every tip of the bus when one is later (the
     horizon mark + 1); the mark is raised to it at once, in the same locked look. Without a mark (a
     clone a gitbus without it wrote), or with one more than a day past `now_ms` (this clock was set
-    back), every tip is read once (`horizon`)."""
-
-    def to(mark: int | None) -> int:
-        if mark is None or mark > now_ms + FUTURE_MS:
-            mark = horizon(repo, all_tips(repo), now_ms)
-        return max(now_ms, mark + 1)
-
-    return _update_mark(repo, to)
-
-
-def raise_past(repo: Repository, refs: Iterable[str], now_ms: int | None = None) -> None:
-    """Raise the horizon mark past the tips of `refs`, the chains sync just moved: a later post then
-    sorts after what came in (tips stamped more than a day ahead of `now_ms` are not followed)."""
-    tips = {r: tip for r in refs if r.startswith(BUS_PREFIX) and (tip := repo.ref(r)) is not None}
-    if tips:
-        raise_mark(repo, horizon(repo, tips, now_ms))
+    back, or a stamp from far ahead got in), every tip is read once (`horizon`) and the mark
+    replaced."""
+    return _update_mark(repo, now_ms, lambda base: max(now_ms, base + 1))
 
 
 def append(repo: Repository, ref: str, make: Callable[[int], Message]) -> Message:

@@ -41,6 +41,9 @@ def _hook_fast_path() -> None:
 
     from gitbus.fastpath import nothing_new
 
+    if sys.stdin is None:  # started with stdin closed (`<&-`): no input at all, as `hooks.main` says
+        sys.stderr.write("gitbus hook: the input is not hook JSON (stdin is closed).\n")
+        sys.exit(1)
     raw = sys.stdin.buffer.read()
     if nothing_new(raw, os.environ):
         sys.exit(0)

@@ -399,10 +399,12 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"gitbus: {argv[0]!r} is not a hook mode.\nusage: gitbus hook [wake|codex|gemini]\n")
         return 2
     try:
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise ValueError("stdin is closed")
         data = json.loads(sys.stdin.buffer.read() or b"{}")
         if not isinstance(data, dict):
             raise ValueError("not an object")
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         sys.stderr.write(f"gitbus hook: the input is not hook JSON ({e}).\n")
         return 1
     try:

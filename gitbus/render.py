@@ -317,9 +317,11 @@ def claims(console: Out, cs: Sequence[Claim], now: int, me: str | None = None) -
 
 
 def agent_row(a: AgentInfo) -> list[str]:
-    """name, last active (ISO UTC, or -), live claims, last message."""
+    """name, last active (ISO UTC, or -), live claims, last message; then `retired` for one that is
+    (its last activity and message are its retirement)."""
     active = iso(a.last_active) if a.last_active else "-"
-    return [inert(a.name), active, str(a.live_claims), inert(a.last_summary)]
+    row = [inert(a.name), active, str(a.live_claims), inert(a.last_summary)]
+    return [*row, "retired"] if a.retired else row
 
 
 def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> None:
@@ -337,6 +339,8 @@ def agents(console: Console, infos: Sequence[AgentInfo], now: int, me: str) -> N
         table.add_column(col, overflow="fold")
     for a in infos:
         name = Text.assemble((inert(a.name), "bold"), " (you)") if a.name == me else Text(inert(a.name))
+        if a.retired:  # its newest message, and so its last activity, is the retirement
+            name.append(" (retired)", "dim")
         table.add_row(
             name,
             ago(a.last_active, now) if a.last_active else "-",

@@ -60,18 +60,31 @@ def listing(repo: Repository, claims: Iterable[Claim], retired: bool = False) ->
 
 
 def retire(
-    repo: Repository, name: str, by: AgentName, live: Iterable[Claim], now: Callable[[], int]
+    repo: Repository,
+    name: str,
+    by: AgentName,
+    live: Callable[[], Iterable[Claim]],
+    now: Callable[[], int],
+    signs: bool = False,
 ) -> Message | None:
-    """Retire agent `name` as `by`, who sees the live claims `live`; None when it was retired
-    already. Refused, with nothing written, for `by` itself, for an agent holding a live claim and
-    for a name with no chain."""
+    """Retire agent `name` as `by`, who sees the live claims `live()` (read last: it may fetch);
+    None when it was retired already. Refused, with nothing written, for `by` itself, for an agent
+    holding a live claim, for a name with no chain, and where this clone `signs` or requires
+    signatures: the retirement is `From` the retired agent but signed by `by`'s key, so a clone that
+    requires signatures would refuse that agent's chain from it on (docs/format.md, Retired agents)."""
     who = agent_name(name)
     if who == by:
         raise GitbusError(f"{who} is this worktree's own agent; retire it from another worktree.")
+    if signs:
+        raise GitbusError(
+            f"This clone signs or requires signed messages, and a retirement would carry {who}'s name "
+            f"under {by}'s signature, which clones requiring signatures refuse; nothing was retired "
+            f"({who} stays listed)."
+        )
     tip = repo.ref(agent_ref(who))
     if tip is None:
         raise NotFound(f"No agent named '{who}' is on the bus; nothing was retired.")
-    held = [c.path for c in live if c.owner == who]
+    held = [c.path for c in live() if c.owner == who]
     if held:
         more = ", …" if len(held) > 3 else ""
         raise GitbusError(

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gitbus import notes
-from gitbus.chains import chain_time, raise_past
+from gitbus.chains import chain_time, raise_mark
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name, new_message_id
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name, new_message_id
 from gitbus.inert import inert
 from gitbus.ledger import Change, Ledger, write_change
 from gitbus.message import Kind, Message, decode
@@ -99,22 +99,34 @@ LEDGER = Way(
 def follow(repo: Repository, lref: str, theirs: Oid, report: Report, way: Way) -> None:
     """Bring `lref` up to the fetched `theirs` without rewriting anything: fast-forward when ours is
     behind, join when both moved, leave it when ours is ahead. A lost race reads again (up to
-    `ROUNDS` times; after that the next sync tries again)."""
+    `ROUNDS` times; after that the next sync tries again).
+
+    A bus ref moved here raises the horizon mark to its new tip's time first (`chains.raise_mark`),
+    as every writer does before publishing: a post made once the move is visible, by this command or
+    a concurrent one, sorts after it, even when the step that fetched it was refused or had nothing
+    to do. A tip stamped more than a day ahead of this clock does not count."""
     for _ in range(ROUNDS):  # a compare-and-swap retry loop
         ours = repo.ref(lref)
         try:
             if ours is None or _behind(repo, ours, theirs):
                 if ours != theirs:
+                    _raise_to(repo, lref, theirs)
                     repo.update_ref(lref, theirs, ours, way.forward)
                     report.updated.append(lref)
             elif not repo.is_ancestor(theirs, ours):
                 new, dropped = way.join(repo, lref, ours, theirs)
+                _raise_to(repo, lref, new)
                 repo.update_ref(lref, new, ours, way.joined)
                 (report.merged if way.merged else report.updated).append(lref)
                 report.dropped += dropped
             return
         except RefMoved:
             continue
+
+
+def _raise_to(repo: Repository, lref: str, tip: Oid) -> None:
+    if lref.startswith(BUS_PREFIX):  # notes carry no message time
+        raise_mark(repo, chain_time(repo, tip), int(time.time() * 1000))
 
 
 def _behind(repo: Repository, ours: Oid | None, theirs: Oid) -> bool:
@@ -140,7 +152,6 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
     theirs_notes = repo.ref(notes_tracking(remote))
     if theirs_notes:
         follow(repo, NOTES_REF, theirs_notes, report, NOTES)
-    raise_past(repo, report.updated + report.merged)  # a later post sorts after what came in
 
 
 # -- the rounds ----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ horizon mark, docs/format.md#times)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ import pytest
 from gitbus import chains, state
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
+from gitbus.errors import ClaimConflict
 from gitbus.git import Repository
+from gitbus.gitfiles import Oid
 from gitbus.ids import AGENTS_PREFIX, agent_name
 from gitbus.sync import sync
 
@@ -157,3 +160,117 @@ def test_processes_posting_at_once_on_a_still_clock_each_stamp_past_what_they_sa
     stamped = [t for _, pairs in results for _, t in pairs]
     assert all(t > seen for _, pairs in results for seen, t in pairs), "a post sorts before what it saw"
     assert len(set(stamped)) == len(stamped) == 6 * 25, "two posts share a time: the mark lost an update"
+
+
+def test_a_post_sorts_after_a_ledger_step_that_a_refused_claim_brought_in(tmp_path: Path) -> None:
+    """Every online step fetches the remote's ledger and moves the local one forward: what it shows
+    raises the mark even when the step itself is refused and writes nothing."""
+    net = Net.make(tmp_path)
+    ahead, behind = FakeClock(1_764_000_600_000), FakeClock(1_764_000_000_000)
+    alice = Bus.open(net.clones[0], "alice", ahead)
+    alice.init("origin")
+    bob = Bus.open(net.clones[1], "bob", behind)
+    bob.init("origin")
+    bob.discover("bob is here")
+    held = alice.claim(["README.md"])  # decided on the remote, ten minutes ahead of bob's clock
+    with pytest.raises(ClaimConflict):
+        bob.claim(["README.md"])
+    assert [c.owner for c in bob.claims()] == ["alice"]  # bob sees it now
+    reply = bob.discover("I see alice holds README.md")
+    assert reply.time > held.time
+
+
+def test_sync_raises_the_mark_before_it_moves_a_bus_ref(tmp_path: Path) -> None:
+    """A post made while a long sync runs, once a ref it moved is visible, sorts after that ref's tip:
+    the mark is raised first, as every writer raises it before its compare-and-swap."""
+    net = Net.make(tmp_path)
+    ahead, behind = FakeClock(1_764_000_600_000), FakeClock(1_764_000_000_000)
+    alice = Bus.open(net.clones[0], "alice", ahead)
+    alice.init("origin")
+    alice.discover("from ten minutes ahead")
+    alice.claim(["README.md"])
+    sync(alice.repo, "origin")
+    bob = Bus.open(net.clones[1], "bob", behind)
+    seen: list[tuple[str, int, int | None]] = []
+    real = bob.repo.update_ref
+
+    def update_ref(ref: str, new: Oid, old: Oid | None, log: str) -> None:
+        seen.append((ref, chains.chain_time(bob.repo, new), chains.read_mark(bob.repo)))
+        real(ref, new, old, log)
+
+    bob.repo.update_ref = update_ref  # type: ignore[method-assign]
+    sync(bob.repo, "origin")
+    moved = [(ref, t, mark) for ref, t, mark in seen if ref.startswith("refs/bus/")]
+    assert {ref for ref, _, _ in moved} >= {"refs/bus/agents/alice", "refs/bus/ledger"}
+    assert all(mark is not None and mark >= t for _, t, mark in moved), moved
+
+
+def test_a_peer_commit_dated_far_ahead_does_not_pin_the_mark(tmp_path: Path, clock: FakeClock) -> None:
+    """A foreign commit on a chain counts by its committer date, which its peer chose: sync takes it
+    in (it is no message to vouch for), but a time more than a day ahead never reaches the mark."""
+    net = Net.make(tmp_path)
+    alice = Bus.open(net.clones[0], "alice", clock)
+    alice.init("origin")
+    alice.discover("hi")
+    a = alice.repo
+    tip = a.ref("refs/bus/agents/alice")
+    assert tip is not None
+    year_2200 = 7_258_118_400
+    date = f"@{year_2200} +0000"
+    env = {**os.environ, "GIT_COMMITTER_DATE": date, "GIT_AUTHOR_DATE": date}
+    git = ["git", "-C", str(net.clones[0])]
+    new = subprocess.run(
+        [*git, "commit-tree", f"{tip}^{{tree}}", "-p", tip, "-m", "not a gitbus message"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run([*git, "update-ref", "refs/bus/agents/alice", new, tip], check=True)
+    sync(a, "origin")
+    bob = Bus.open(net.clones[1], "bob", clock)
+    bob.init("origin")
+    sync(bob.repo, "origin")
+    assert bob.repo.ref("refs/bus/agents/alice") == new  # taken in
+    mark = chains.read_mark(bob.repo)
+    assert mark is not None and mark < year_2200 * 1000 - chains.FUTURE_MS
+    assert bob.discover("still now").time <= clock.now_ms() + chains.FUTURE_MS
+
+
+def test_a_mark_more_than_a_day_ahead_is_replaced_by_the_tips_at_the_next_post(
+    repo: Path, clock: FakeClock
+) -> None:
+    me = Bus.open(repo, "me", clock)
+    first = me.discover("first")
+    state.horizon(me.repo.common_dir).write_text(f"{clock.now_ms() + 2 * chains.FUTURE_MS:013d}\n")
+    reads = []
+    for k in range(3):
+        b = Bus.open(repo, "me", clock)
+        counted = Counted(b.repo)
+        posted = b.discover(f"post {k}")
+        reads.append(counted.reads["refs"])
+        assert first.time < posted.time <= clock.now_ms() + chains.FUTURE_MS
+    assert reads == [1, 0, 0], "the far-ahead mark was not replaced: every post reads every tip"
+    assert chains.read_mark(me.repo) == posted.time
+
+
+def test_a_take_raises_the_mark_to_its_own_time_past_the_request(repo: Path, clock: FakeClock) -> None:
+    """`take` is stamped past its request, which may be later than everything else its taker saw (a
+    request fetched with plain git never raised the mark): the mark follows the take's own time."""
+    asker = Bus.open(repo, "asker", FakeClock(clock.now_ms() + 600_000))
+    req = asker.request("please do this")
+    state.horizon(asker.repo.common_dir).write_text(f"{clock.now_ms() - 1000:013d}\n")  # as plain git
+    me = Bus.open(repo, "me", clock)
+    took = me.take(req.id)
+    assert took.time > req.time
+    after = me.discover("on it")
+    assert after.time > took.time
+
+
+def test_a_ledger_step_replaces_a_mark_more_than_a_day_ahead(repo: Path, clock: FakeClock) -> None:
+    me = Bus.open(repo, "me", clock)
+    me.discover("first")
+    state.horizon(me.repo.common_dir).write_text(f"{clock.now_ms() + 2 * chains.FUTURE_MS:013d}\n")
+    held = me.claim(["README.md"])
+    assert held.time <= clock.now_ms() + chains.FUTURE_MS
+    assert chains.read_mark(me.repo) == held.time

@@ -1179,3 +1179,16 @@ def test_a_hostile_path_in_an_edit_is_one_line_not_a_traceback(agents: list[Bus]
             timeout=60,
         )
         assert "Traceback" not in r.stderr and r.stderr.count("\n") <= 1, r.stderr
+
+
+@pytest.mark.parametrize("mode", [(), ("wake",)])
+def test_a_hook_started_with_stdin_closed_says_so_in_one_line(tmp_path: Path, mode: tuple[str, ...]) -> None:
+    p = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m gitbus hook "$@" <&-', sys.executable, *mode],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS * 3,
+    )
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == "gitbus hook: the input is not hook JSON (stdin is closed).\n"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from gitbus import searchindex
+from gitbus import render, searchindex
 from gitbus.bus import Bus
 from gitbus.claims import DEFAULT_TTL_MS
 from gitbus.clock import FakeClock
@@ -16,6 +18,7 @@ from gitbus.git import Repository
 from gitbus.ids import AGENTS_PREFIX, agent_name
 from gitbus.sync import sync
 
+from .conftest import git
 from .test_sync import Net, gb
 
 
@@ -97,3 +100,53 @@ def test_a_retirement_travels_and_a_stale_clone_does_not_undo_it(tmp_path: Path,
     for b in (alice, stale):
         assert [a.name for a in b.agents() if a.name == "bob"] == []
         assert said.id in [m.id for m in b.log(n=None)]
+
+
+def test_retiring_is_refused_where_this_clone_signs_or_requires_signatures(
+    repo: Path, clock: FakeClock
+) -> None:
+    """A retirement is `From` the agent retired but signed by the retiring worktree: a clone that
+    requires signatures would refuse the retired agent's chain from it on, later posts and all."""
+    r = Repository.open(repo)
+    Bus(r, agent_name("gone"), clock).discover("bye")
+    before = r.refs("refs/bus/")
+    assert gb(repo, "me", "config", "require_signed", "true")[0] == 0
+    code, out, err = gb(repo, "me", "agents", "--retire", "gone")
+    assert (code, out) == (1, "") and len(err.strip().splitlines()) == 1
+    assert "signed" in err and "nothing was retired" in err
+    assert Repository.open(repo).refs("refs/bus/") == before
+    assert gb(repo, "me", "config", "require_signed", "false")[0] == 0
+    git(repo, "config", "commit.gpgsign", "true")  # this clone signs: its peers may require it
+    with pytest.raises(GitbusError, match="signs or requires signed messages"):
+        Bus.open(repo, "me", clock).retire("gone")
+
+
+def test_retiring_counts_the_live_claims_on_the_bus_remotes_ledger(tmp_path: Path, clock: FakeClock) -> None:
+    """Who holds what is decided on the remote's ledger: a claim this clone has not synced yet
+    still stops the retirement, as it would stop a claim."""
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    bob.discover("here")
+    sync(bob.repo, "origin")
+    sync(alice.repo, "origin")
+    bob.claim(["README.md"])  # on the remote; alice's clone has not fetched it
+    assert all(c.owner != "bob" for c in alice.claims())
+    with pytest.raises(GitbusError, match="live claim"):
+        alice.retire("bob")
+    assert [c.owner for c in alice.claims()] == ["bob"]
+    assert "bob" in [a.name for a in alice.agents()]
+
+
+def test_agents_all_marks_the_retired_in_text(repo: Path, clock: FakeClock) -> None:
+    r = Repository.open(repo)
+    Bus(r, agent_name("gone"), clock).discover("bye")
+    Bus(r, agent_name("here"), clock).discover("hi")
+    Bus(r, agent_name("me"), clock).retire("gone")
+    code, out, _ = gb(repo, "me", "agents", "--all")
+    rows = {line.split("\t")[0]: line.split("\t") for line in out.splitlines()}
+    assert code == 0 and rows["gone"][-1] == "retired" and rows["here"][-1] != "retired"
+    table = io.StringIO()
+    console = Console(file=table, width=200, force_terminal=True, color_system=None)
+    render.agents(console, Bus(r, agent_name("me"), clock).agents(retired=True), clock.now_ms(), "me")
+    shown = {line.split("│")[1].strip() for line in table.getvalue().splitlines() if line.count("│") > 2}
+    assert {"gone (retired)", "here"} <= shown

@@ -15,7 +15,7 @@ from typer._click.exceptions import UsageError
 
 from gitbus import quick, render
 from gitbus.cli import root
-from gitbus.cli.root import JsonOpt, out
+from gitbus.cli.root import JsonOpt, OfflineOpt, out
 from gitbus.clock import iso
 from gitbus.errors import GitbusError
 from gitbus.settings import DEFAULTS
@@ -75,10 +75,14 @@ def agents_cmd(
         ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="List retired agents too.")] = False,
+    offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the agents on the bus with their last activity, or retire one that left."""
-    bus = root.open_bus(ctx, json_out)
+    """List the agents on the bus with their last activity, or retire one that left.
+
+    Retiring is refused while the agent holds a live claim on the bus remote's ledger (this clone's
+    with --offline), and where this clone signs or requires signatures."""
+    bus = root.open_bus(ctx, json_out, offline)
     if retire is not None:
         said = bus.retire(retire)
         _said(
