@@ -14,6 +14,7 @@ light: hooks read it on every tool call.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ def load(repo: Repository, name: str) -> dict[str, Oid]:
     """The cursor `name`; a missing or unreadable one means nothing was seen yet."""
     try:
         obj = json.loads(state.cursor(repo.common_dir, name).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(obj, dict):
         return {}
@@ -62,7 +63,7 @@ def load_shown(repo: Repository, name: str) -> list[str]:
     `gitbus inbox` then lists the gap without repeating what the model already saw."""
     try:
         obj = json.loads(state.shown(repo.common_dir, name).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return []
     return [str(x) for x in obj] if isinstance(obj, list) else []
 
@@ -71,7 +72,7 @@ def save_shown(repo: Repository, name: str, ids: list[str]) -> None:
     _write(state.shown(repo.common_dir, name), json.dumps(ids[-SHOWN_MAX:]))
 
 
-PAGES_MAX = 100  # continuation tokens an agent's inbox remembers (the newest)
+PAGES_MAX = 20  # continuation tokens an agent's inbox remembers (the newest); each names every chain moved
 
 
 class Continuation(NamedTuple):
@@ -85,6 +86,7 @@ class Continuation(NamedTuple):
     frontier: dict[str, str]
     boundary: tuple[int, int] | None
     clean: bool
+    stops: dict[str, str]  # the agent's cursor when the first page was read: where walks end
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +94,7 @@ class Continuation(NamedTuple):
             "frontier": self.frontier,
             "boundary": self.boundary,
             "clean": self.clean,
+            "stops": self.stops,
         }
 
 
@@ -105,42 +108,67 @@ def save_page(repo: Repository, name: str, page: Continuation) -> str:
     def digest(obj: object) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
-    origin = digest(page.origin)
+    origin, stops = digest(page.origin), digest(page.stops)
     moved = {r: t for r, t in page.frontier.items() if page.origin.get(r) != t}
-    entry = {"origin": origin, "moved": moved, "boundary": page.boundary, "clean": page.clean}
+    entry = {"origin": origin, "stops": stops, "moved": moved, "boundary": page.boundary, "clean": page.clean}
     token = digest(entry)
     known = _load_pages(repo, name)
     pages = {k: v for k, v in known["pages"].items() if k != token}
     pages[token] = entry
     kept = dict(list(pages.items())[-PAGES_MAX:])
-    used = {str(v.get("origin")) for v in kept.values() if isinstance(v, dict)}
+    used = {str(v.get(k)) for v in kept.values() if isinstance(v, dict) for k in ("origin", "stops")}
     origins = {k: v for k, v in known["origins"].items() if k in used}
-    origins[origin] = page.origin
+    origins[origin], origins[stops] = page.origin, page.stops
     _write(state.pages(repo.common_dir, name), json.dumps({"origins": origins, "pages": kept}))
     return token
 
 
 def load_page(repo: Repository, name: str, token: str) -> Continuation | None:
-    """The page `token` names for agent `name`, or None when it is not (or no longer) known."""
+    """The page `token` names for agent `name`, or None when it is not (or no longer) known, or
+    what is stored for it is not what `save_page` writes (a damaged file is never guessed at)."""
     known = _load_pages(repo, name)
     try:
         entry = known["pages"][token]
-        origin = {str(k): str(v) for k, v in known["origins"][entry["origin"]].items()}
-        b = entry["boundary"]
-        return Continuation(
-            origin,
-            {**origin, **{str(k): str(v) for k, v in entry["moved"].items()}},
-            None if b is None else (int(b[0]), int(b[1])),
-            bool(entry["clean"]),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        origin = _tips(known["origins"][entry["origin"]])
+        stops = _tips(known["origins"][entry["stops"]])
+        moved = _tips(entry["moved"])
+        b, clean = entry["boundary"], entry["clean"]
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
+    if b is not None and not (
+        isinstance(b, list) and len(b) == 2 and all(type(x) is int and 0 <= x < 2**64 for x in b)
+    ):
+        return None
+    if type(clean) is not bool:
+        return None
+    return Continuation(origin, {**origin, **moved}, None if b is None else (b[0], b[1]), clean, stops)
+
+
+_OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def _tips(obj: object) -> dict[str, str]:
+    """Chain refs to commit ids, as `save_page` writes them; `ValueError` for anything else."""
+    if not isinstance(obj, dict):
+        raise ValueError("not a mapping")
+    out: dict[str, str] = {}
+    for ref, oid in obj.items():
+        if not (isinstance(ref, str) and ref.startswith("refs/bus/") and isinstance(oid, str)):
+            raise ValueError("not a chain tip")
+        if not _OID.fullmatch(oid):
+            raise ValueError("not a commit id")
+        out[ref] = oid
+    return out
+
+
+PAGES_BYTES_MAX = 32 << 20  # a page store past this is not read (20 pages of 10,000 moved chains fit)
 
 
 def _load_pages(repo: Repository, name: str) -> dict[str, dict[str, Any]]:
+    f = state.pages(repo.common_dir, name)
     try:
-        obj = json.loads(state.pages(repo.common_dir, name).read_text())
-    except (OSError, ValueError):
+        obj = json.loads(f.read_text()) if f.stat().st_size <= PAGES_BYTES_MAX else None
+    except (OSError, ValueError, RecursionError):
         obj = None
     if not isinstance(obj, dict):
         obj = {}

@@ -173,7 +173,7 @@ class Inbox:
                     f"more than {INBOX_WINDOW} unread: pages past the first go on from the token it "
                     "printed (gitbus inbox --before TOKEN)"
                 )
-            start = cursors.Continuation(dict(tips), dict(tips), None, True)
+            start = cursors.Continuation(dict(tips), dict(tips), None, True, dict(read))
             return self._newest(start, read, shown, mark_read, limit, (walked, found, complete))
         msgs = [walked[i].message for i in found][::-1]
         start_at = 0 if limit is None else (number - 1) * limit
@@ -210,8 +210,8 @@ class Inbox:
         """A page past the window: the newest `limit` unread from `cont` on, and the token of the
         next (None once the walk reached the cursor and nothing more waits)."""
         want = None if limit is None else max(INBOX_WINDOW, limit)
-        frontier = {r: Oid(t) for r, t in cont.frontier.items()}
-        walked, found, complete = scanned or self._scan(frontier, read, cont.boundary, shown, want)
+        frontier, stops = self._resume(cont, read)
+        walked, found, complete = scanned or self._scan(frontier, stops, cont.boundary, shown, want)
         taken = found if limit is None else found[:limit]
         more = len(found) - len(taken)
         passed = walked[: taken[-1] + 1] if more else walked  # up to the last message returned
@@ -224,6 +224,27 @@ class Inbox:
         if ids:
             self._read_elsewhere({}, ids)
         return Page(page[::-1], more if token else 0, True, token)
+
+    def _resume(
+        self, cont: cursors.Continuation, read: Mapping[str, Oid]
+    ) -> tuple[dict[str, Oid], dict[str, Oid]]:
+        """Where a page from `cont` walks each chain from, and where it stops: at the cursor the
+        first page read, or where the agent's cursor has moved since (a hook session, another page)
+        when that is newer. A chain whose cursor moved to or past where the walk stood on it is read
+        to the end already, and left out: walking it from there would never meet the cursor."""
+        frontier: dict[str, Oid] = {}
+        stops: dict[str, Oid] = {}
+        for ref, at in cont.frontier.items():
+            now, then = read.get(ref), cont.stops.get(ref)
+            if now is not None and now != then:
+                if now == at or self.repo.is_ancestor(Oid(at), now):
+                    continue
+                if then is None or self.repo.is_ancestor(Oid(then), now):
+                    then = now
+            frontier[ref] = Oid(at)
+            if then is not None:
+                stops[ref] = Oid(then)
+        return frontier, stops
 
     def _settle(
         self,
@@ -268,12 +289,14 @@ class Inbox:
         `WALK_MAX` times `want` commits, whichever comes first: bounded in a crowd's traffic."""
         walked: list[chains.Entry] = []
         found: list[int] = []
-        for n, e in enumerate(chains.history(self.repo, tips, stops), 1):
-            if want is not None and (len(found) > want or n > WALK_MAX * max(want, 1) + len(skip)):
-                return walked, found, False
+        n = 0  # what this walk reads anew: a chain's position, re-read once, is not counted
+        for e in chains.history(self.repo, tips, stops):
             # at or newer than `boundary`: passed by an earlier page (each chain's position is re-read
             # once), or arrived since on a chain it had not reached; walked over, never returned
             older = boundary is None or order(e.message) < boundary
+            n += older
+            if want is not None and (len(found) > want or n > WALK_MAX * max(want, 1) + len(skip)):
+                return walked, found, False
             if older and for_agent(e.message, self.agent) and e.message.id not in skip:
                 found.append(len(walked))
             walked.append(e)
@@ -319,11 +342,11 @@ class Inbox:
             shown = frozenset(cursors.load_shown(self.repo, self.agent))
             if before is None:
                 tips = self.tips()
-                cont = cursors.Continuation(dict(tips), dict(tips), None, True)
+                cont = cursors.Continuation(dict(tips), dict(tips), None, True, dict(old))
             else:
                 cont = self._page(before)
-            start = {r: Oid(t) for r, t in cont.frontier.items()}
-            walked, found, complete = self._scan(start, old, cont.boundary, shown, INBOX_WINDOW)
+            start, stops = self._resume(cont, old)
+            walked, found, complete = self._scan(start, stops, cont.boundary, shown, INBOX_WINDOW)
             if complete and before is None:
                 batch = select(
                     ((e.message, e.commit, e.ref) for e in reversed(walked)),

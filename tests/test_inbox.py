@@ -150,9 +150,10 @@ def test_messages_behind_a_flood_of_others_traffic_are_reached_page_by_page_each
             break
         token = page.next
     assert sorted(got) == sorted(mine) and len(got) == 3 and pages > 2
-    # the pages of one walk share its origin (the tips of the first page) in the state
+    # the pages of one walk share its origin (the tips of the first page) and where its walks stop
+    # (the cursor the first page read) in the state
     stored = json.loads(state.pages(inbox.repo.common_dir, "web-1").read_text())
-    assert len(stored["origins"]) == 1 and len(stored["pages"]) == pages - 1
+    assert len(stored["origins"]) == 2 and len(stored["pages"]) == pages - 1
     assert inbox.unread()[0] == [] and inbox.read_page(False, 5) == inbox.read_page(False, 5)._replace(
         messages=[], more=0, newest=False, next=None
     )
@@ -232,3 +233,117 @@ def test_a_new_session_does_not_show_again_what_an_earlier_session_showed(
     s2, _ = inbox.start("s2", None)
     told2, _ = inbox.tell("s2", s2, tips)
     assert not set(told1.shown) & set(told2.shown)
+
+
+def _page_through(inbox: Inbox, limit: int, pages_max: int = 40) -> tuple[list[str], int, list[str | None]]:
+    """Follow the tokens from the first page with --mark-read: (ids shown, pages, tokens seen)."""
+    got: list[str] = []
+    tokens: list[str | None] = []
+    token: str | None = None
+    for n in range(1, pages_max + 1):
+        page = inbox.read_page(True, limit, before=token)
+        got += [m.id for m in page.messages]
+        tokens.append(page.next)
+        if page.next is None or page.next == token:
+            return got, n, tokens
+        token = page.next
+    return got, pages_max, tokens
+
+
+def test_a_hook_call_between_pages_makes_no_page_show_again_what_was_read(
+    trio: tuple[Bus, Bus, Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session level with the agent moves its cursor on a quiet chain past where the pages' walk
+    stood there: the pages must not then walk that chain to its root and show what was read long ago."""
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    api, web, db = trio
+    old = [db.discover(f"old finding {i}").id for i in range(30)]
+    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    _page_through(inbox, 1000)
+    assert inbox.unread()[0] == []
+    session, _ = inbox.start("s1", None)
+    mine = [api.ask(f"q{i} for web", to="web-1").id for i in range(3)]
+    for i in range(200):
+        api.ask(f"chat {i}", to="db-1")
+    first = inbox.read_page(True, 5)
+    assert first.next is not None
+    new = db.discover("new finding").id  # the quiet chain moves; the hook call shows it
+    told, _ = inbox.tell("s1", session, {r: str(t) for r, t in inbox.tips().items()})
+    got: list[str] = [m.id for m in first.messages]
+    token = first.next
+    for _ in range(40):
+        decoded[0] = 0
+        page = inbox.read_page(True, 5, before=token)
+        assert decoded[0] <= 4 * 10 + 4
+        got += [m.id for m in page.messages]
+        if page.next is None:
+            break
+        token = page.next
+    assert not set(old) & set(got), "pages showed messages read long before"
+    assert set(mine) <= set(got) | set(told.shown) and new in set(got) | set(told.shown)
+    assert inbox.unread()[0] == []
+
+
+def test_pages_go_on_past_a_crowd_of_chains_each_moved_once(
+    worktrees: list[Path], bus_for: BusFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chain a page walked is where the next page goes on: with more chains moved than one
+    page's walk may read, the pages must still make progress and reach what lies behind."""
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 2, raising=False)
+    monkeypatch.setattr("gitbus.inbox.WALK_MAX", 2, raising=False)
+    web, db = bus_for(worktrees[1], "web-1"), bus_for(worktrees[2], "db-1")
+    crowd = [bus_for(worktrees[0], f"peer-{i}") for i in range(12)]
+    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    _page_through(inbox, 1000)
+    mine = [db.ask(f"q{i} for web", to="web-1").id for i in range(3)]
+    for r in range(3):
+        for peer in crowd:
+            peer.ask(f"chat {r}", to="db-1")
+    got, pages, tokens = _page_through(inbox, 1)
+    assert tokens[-1] is None, f"the pages stalled after {pages}: {tokens[-3:]}"
+    assert sorted(got) == sorted(mine)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        ("moved", "../../etc/passwd"),
+        ("moved", "abc"),
+        ("moved", "z" * 40),
+        ("boundary", "12"),
+        ("boundary", [True, False]),
+        ("boundary", [float("inf"), 0]),
+        ("clean", "false"),
+        ("origin_tip", "not-hex"),
+        ("nested", None),
+    ],
+    ids=lambda d: f"{d[0]}={str(d[1])[:10]}",
+)
+def test_a_damaged_page_store_is_an_unknown_page_never_a_moved_cursor(
+    trio: tuple[Bus, Bus, Bus], monkeypatch: pytest.MonkeyPatch, damage: tuple[str, object]
+) -> None:
+    from gitbus.errors import GitbusError
+
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    mine = flood_behind(trio, 200)
+    inbox = Inbox(Repository.open(trio[1].repo.root), AgentName("web-1"))
+    token = inbox.read_page(False, 5).next
+    assert token is not None
+    f = state.pages(inbox.repo.common_dir, "web-1")
+    store = json.loads(f.read_text())
+    entry = store["pages"][token]
+    what, value = damage
+    if what == "moved":
+        entry["moved"] = {r: value for r in (entry["moved"] or {"refs/bus/agents/api-1": ""})}
+    elif what == "origin_tip":
+        store["origins"][entry["origin"]] = {r: value for r in store["origins"][entry["origin"]]}
+    elif what == "nested":
+        f.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        entry[what] = value
+    if what != "nested":
+        f.write_text(json.dumps(store))
+    with pytest.raises(GitbusError, match="gitbus inbox") as refused:
+        inbox.read_page(True, 5, before=token)
+    assert "\n" not in str(refused.value)
+    assert set(mine) <= {m.id for m in inbox.unread()[0]}, "unread messages were lost"
