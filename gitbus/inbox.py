@@ -263,7 +263,8 @@ class Inbox:
             cursors.save_shown(self.repo, self.agent, known + [i for i in ids if i not in known])
         if done:
             if clean:
-                self._advance({r: Oid(t) for r, t in cont.origin.items()})
+                # the first page's tips hold the cursor it read: where that has not moved, no check
+                self._advance({r: Oid(t) for r, t in cont.origin.items()}, below={**cont.stops})
             return None
         frontier = dict(cont.frontier)
         for e in passed:  # newest first: each chain ends at the oldest entry passed on it
@@ -424,12 +425,17 @@ class Inbox:
         if kept != known:
             cursors.save_shown(self.repo, self.agent, kept)
 
-    def _advance(self, tips: Mapping[str, Oid]) -> None:
-        """Move this agent's cursor up to `tips`, never backwards."""
+    def _advance(self, tips: Mapping[str, Oid], below: Mapping[str, str] | None = None) -> None:
+        """Move this agent's cursor up to `tips`, never backwards. Where the cursor is still at its
+        value in `below`, known to be behind `tips` there, it moves without asking git (an ancestry
+        check can cost a long chain's whole history)."""
         out = dict(cursors.load(self.repo, self.agent))
         changed = False
         for ref, tip in tips.items():
-            if ref not in out or (out[ref] != tip and self.repo.is_ancestor(Oid(out[ref]), tip)):
+            if ref in out and out[ref] == tip:
+                continue
+            behind = ref not in out or (below or {}).get(ref) == out[ref]
+            if behind or self.repo.is_ancestor(Oid(out[ref]), tip):
                 out[ref], changed = tip, True
         if changed:
             cursors.save(self.repo, self.agent, out)

@@ -347,3 +347,30 @@ def test_a_damaged_page_store_is_an_unknown_page_never_a_moved_cursor(
         inbox.read_page(True, 5, before=token)
     assert "\n" not in str(refused.value)
     assert set(mine) <= {m.id for m in inbox.unread()[0]}, "unread messages were lost"
+
+
+def test_the_last_page_moves_the_cursor_without_an_ancestry_walk_per_chain(
+    worktrees: list[Path], bus_for: BusFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the cursor has not moved since the first page, the first page's tips are known to be
+    ahead of it: asking git (a walk of each chain's backlog) cost most of a flood's last page."""
+    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 2, raising=False)
+    web, db = bus_for(worktrees[1], "web-1"), bus_for(worktrees[2], "db-1")
+    crowd = [bus_for(worktrees[0], f"peer-{i}") for i in range(6)]
+    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    _page_through(inbox, 1000)
+    mine = [db.ask(f"q{i} for web", to="web-1").id for i in range(3)]
+    for r in range(4):
+        for peer in crowd:
+            peer.ask(f"chat {r}", to="db-1")
+    asked: list[tuple[str, str]] = []
+    real = inbox.repo.is_ancestor
+
+    def counting(a: str, b: str) -> bool:
+        asked.append((a, b))
+        return real(a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inbox.repo, "is_ancestor", counting)
+    got, _, tokens = _page_through(inbox, 1)
+    assert tokens[-1] is None and sorted(got) == sorted(mine)
+    assert asked == [] and inbox.unread()[0] == []
