@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from gitbus import chains, cursors
 from gitbus.delivery import Batch, for_agent, render, select, select_newest
-from gitbus.errors import GitbusError
+from gitbus.errors import Contended, GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid
 from gitbus.ids import AgentName
@@ -35,6 +35,15 @@ SESSION_BACKLOG = 20  # unread messages a new hook session is told; past that th
 HOOK_WINDOW = 200
 WALK_MAX = 4  # a windowed walk reads at most this many commits per message it wants
 INBOX_WINDOW = 1000  # messages `gitbus inbox` and the MCP inbox read back at most per page
+PAGE_ROUNDS = 8  # a page read again this often when other reads of the agent kept marking meanwhile
+
+# What a page was read from: the agent's cursor and the ids it remembered (see `Inbox.read_page`).
+_Seen = tuple[Mapping[str, Oid], list[str]]
+
+
+class _Moved(Exception):
+    """Another read of the agent marked messages between this page's read and its mark (private:
+    `read_page` reads the page again)."""
 
 
 class Page(NamedTuple):
@@ -156,14 +165,41 @@ class Inbox:
         when one is marked read nor depend on how far a walk went. With `mark_read`, only what is
         returned is marked seen: all of it moves the cursor to the tips read; a page is remembered
         by id past the cursor (as a hook session's is); and once pages marked read reach the
-        cursor, it moves to the tips their first page read."""
-        read = cursors.load(self.repo, self.agent)
-        shown = frozenset(cursors.load_shown(self.repo, self.agent))
+        cursor, it moves to the tips their first page read.
+
+        Marking is a compare-and-swap: under the agent's lock, the cursor and the ids remembered
+        must still be what the page was read from, else another read marked meanwhile and the page
+        is read again (two reads at once never list one message twice)."""
+        for _ in range(PAGE_ROUNDS if mark_read else 1):
+            read = cursors.load(self.repo, self.agent)
+            known = cursors.load_shown(self.repo, self.agent)
+            seen = (read, known) if mark_read else None
+            try:
+                return self._read_page(read, frozenset(known), seen, limit, number, before)
+            except _Moved:
+                continue
+        raise Contended(
+            f"other reads of {self.agent}'s inbox kept marking messages meanwhile; nothing was marked. "
+            "Retry."
+        )
+
+    def _read_page(
+        self,
+        read: Mapping[str, Oid],
+        shown: frozenset[str],
+        seen: _Seen | None,
+        limit: int | None,
+        number: int,
+        before: str | None,
+    ) -> Page:
+        """`read_page` from the cursor `read` and the ids `shown`; marks (when `seen`) only if the
+        agent's reads are still `seen` when it does, else raises `_Moved`."""
+        mark_read = seen is not None
         if before is not None:
             if number != 1:
                 raise GitbusError("a page token is the page: give --before without --page")
             cont = self._page(before)
-            return self._newest(cont, read, shown, mark_read, limit)
+            return self._newest(cont, read, shown, seen, limit)
         tips = self.tips()
         want = None if limit is None else max(INBOX_WINDOW, number * limit)
         walked, found, complete = self._scan(tips, read, None, shown, want)
@@ -174,16 +210,23 @@ class Inbox:
                     "printed (gitbus inbox --before TOKEN)"
                 )
             start = cursors.Continuation(dict(tips), dict(tips), None, True, dict(read))
-            return self._newest(start, read, shown, mark_read, limit, (walked, found, complete))
+            return self._newest(start, read, shown, seen, limit, (walked, found, complete))
         msgs = [walked[i].message for i in found][::-1]
         start_at = 0 if limit is None else (number - 1) * limit
         page = msgs[start_at:] if limit is None else msgs[start_at : start_at + limit]
         more = max(0, len(msgs) - start_at - len(page))
         if mark_read and not start_at and not more:
-            self._read_elsewhere(tips, [m.id for m in page], everything=True)
+            self._read_elsewhere(tips, [m.id for m in page], everything=True, expect=seen)
         elif mark_read and page:
-            self._remember([m.id for m in page])
+            self._remember([m.id for m in page], expect=seen)
         return Page(page, more)
+
+    def _still(self, expect: _Seen | None) -> None:
+        """Raise `_Moved` unless the agent's reads are `expect` (the caller holds the agent's lock)."""
+        if expect is None:
+            return
+        if (cursors.load(self.repo, self.agent), cursors.load_shown(self.repo, self.agent)) != expect:
+            raise _Moved
 
     def _page(self, token: str) -> cursors.Continuation:
         cont = cursors.load_page(self.repo, self.agent, token)
@@ -191,9 +234,10 @@ class Inbox:
             raise GitbusError(f"no inbox page {token[:20]!r} is known here: start again with gitbus inbox")
         return cont
 
-    def _remember(self, ids: Sequence[str]) -> None:
+    def _remember(self, ids: Sequence[str], expect: _Seen | None = None) -> None:
         """The model read `ids` past the agent's cursor: remembered by id, and sessions skip them."""
         with cursors.agent_lock(self.repo, self.agent):
+            self._still(expect)
             known = cursors.load_shown(self.repo, self.agent)
             cursors.save_shown(self.repo, self.agent, known + [i for i in ids if i not in known])
         self._read_elsewhere({}, ids)
@@ -203,7 +247,7 @@ class Inbox:
         cont: cursors.Continuation,
         read: Mapping[str, Oid],
         shown: frozenset[str],
-        mark_read: bool,
+        seen: _Seen | None,
         limit: int | None,
         scanned: tuple[list[chains.Entry], list[int], bool] | None = None,
     ) -> Page:
@@ -216,8 +260,10 @@ class Inbox:
         more = len(found) - len(taken)
         passed = walked[: taken[-1] + 1] if more else walked  # up to the last message returned
         page = [walked[i].message for i in taken]
+        mark_read = seen is not None
         ids = [m.id for m in page] if mark_read else []
         with cursors.agent_lock(self.repo, self.agent):
+            self._still(seen)
             token = self._settle(
                 cont, passed, cont.clean and (mark_read or not page), ids, complete and not more
             )
@@ -400,11 +446,18 @@ class Inbox:
                 known = cursors.load_shown(self.repo, self.agent)
                 cursors.save_shown(self.repo, self.agent, known + [i for i in behind if i not in known])
 
-    def _read_elsewhere(self, tips: Mapping[str, Oid], ids: Sequence[str], everything: bool = False) -> None:
+    def _read_elsewhere(
+        self,
+        tips: Mapping[str, Oid],
+        ids: Sequence[str],
+        everything: bool = False,
+        expect: _Seen | None = None,
+    ) -> None:
         """The model read `ids` through a tool (`gitbus inbox`, MCP), up to `tips` (all that was new,
         with `everything`): the agent's cursor moves there, and each hook session is told to skip
         those ids, and only those: a session still gets what the agent saw through another session."""
         with cursors.agent_lock(self.repo, self.agent):
+            self._still(expect)
             self._advance(tips)
             if everything:
                 cursors.save_shown(self.repo, self.agent, [])  # all behind the cursor now

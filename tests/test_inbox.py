@@ -374,3 +374,29 @@ def test_the_last_page_moves_the_cursor_without_an_ancestry_walk_per_chain(
     got, _, tokens = _page_through(inbox, 1)
     assert tokens[-1] is None and sorted(got) == sorted(mine)
     assert asked == [] and inbox.unread()[0] == []
+
+
+def test_two_reads_marking_at_once_never_list_one_message_twice(
+    trio: tuple[Bus, Bus, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `gitbus inbox --mark-read` of one agent at once (two terminals, two tools): what one
+    listed and marked, the other must not list again; each goes on from what the other left."""
+    _, web, db = trio
+    web.inbox(mark_read=True)
+    mine = [db.ask(f"q{i} for web", to="web-1").id for i in range(4)]
+    a = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    b = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    other: list[str] = []
+    real = Inbox._scan
+
+    def racing(self: Inbox, *args: object, **kw: object) -> object:
+        out = real(self, *args, **kw)  # type: ignore[arg-type]
+        if self is a and not other:  # b reads and marks while a is between its read and its mark
+            other.extend(m.id for m in b.read_page(True, 2).messages)
+        return out
+
+    monkeypatch.setattr(Inbox, "_scan", racing)
+    first = [m.id for m in a.read_page(True, 2).messages]
+    assert other and not set(first) & set(other), "both reads listed the same messages"
+    rest = [m.id for m in a.read_page(True, 10).messages]
+    assert sorted(first + other + rest) == sorted(mine)
