@@ -35,7 +35,7 @@ def agent_name(text: str) -> AgentName:
         )
     if text.endswith((".lock", ".")):
         raise GitbusError(f"'{shown}' is not a valid agent name; it may not end in '.lock' or '.'.")
-    if not _NAME.match(text):
+    if not _NAME.fullmatch(text):
         raise GitbusError(
             f"'{shown}' is not a valid agent name; use 1-63 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, with no '..'."
@@ -62,6 +62,6 @@ def new_message_id() -> MessageId:
 def message_id_prefix(text: str) -> str:
     """Validate a message id or unique prefix of one (4-16 hex digits)."""
     t = text.strip().lower()
-    if not _ID.match(t):
+    if not _ID.fullmatch(t):
         raise GitbusError(f"'{text}' is not a message id; ids are 4 to 16 hex digits (see `gitbus log`).")
     return t

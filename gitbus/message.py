@@ -197,7 +197,7 @@ def decode(raw: str) -> Message:
         )
     kind = _KINDS.get(one("Type"))
     when = one("Time") if kind is not None else ""
-    if kind is None or not _TIME.match(when) or not sane(int(when)):
+    if kind is None or not _TIME.fullmatch(when) or not sane(int(when)):
         raise CorruptMessage(
             f"A bus message has a bad type, or a time outside {MIN_TIME_MS}-{MAX_TIME_MS}: {head[:60]!r}."
         )
@@ -241,7 +241,7 @@ def stamped_after(raw: str, limit: int) -> bool:
         start = at + len(_TIME_LINE)
         end = raw.find("\n", start)
         value = raw[start : end if end >= 0 else len(raw)]
-        if _TIME.match(value) and int(value) > limit:
+        if _TIME.fullmatch(value) and int(value) > limit:
             return True
         at = raw.find(_TIME_LINE, start)
     return False
@@ -252,7 +252,7 @@ _TIME_LINE = "\nGitbus-Time: "
 
 def full_id(text: str) -> str:
     """`text` if it is a whole message id (16 lowercase hex digits), else a one-line error."""
-    if not _FULL_ID.match(text):
+    if not _FULL_ID.fullmatch(text):
         raise GitbusError(f"'{text[:40]}' is not a 16-hex-digit message id.")
     return text
 

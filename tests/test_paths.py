@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from gitbus import paths as P
 from gitbus.errors import GitbusError
+from gitbus.ids import agent_name, message_id_prefix
+from gitbus.message import full_id
 
 
 def norm(repo: Path, raw: str, cwd: Path | None = None) -> str:
@@ -184,3 +186,19 @@ def test_a_file_whose_name_really_has_glob_characters_is_taken_as_itself(repo: P
 
 def test_a_tool_call_names_a_file_as_is_glob_characters_and_all(repo: Path) -> None:
     assert P.normalize("new/a*b.txt", root=repo, cwd=repo, literal=True) == "new/a*b.txt"
+
+
+@pytest.mark.parametrize("text", ["alice\n", "a\n", "api-1\n"])
+def test_an_agent_name_with_a_trailing_newline_is_refused(text: str) -> None:
+    """`$` in a pattern matches before a final newline: a name read from a file or a peer's trailer
+    must not carry one into a ref name, a cursor file or a message."""
+    with pytest.raises(GitbusError, match="not a valid agent name"):
+        agent_name(text)
+
+
+def test_a_whole_message_id_with_a_trailing_newline_is_refused() -> None:
+    """A whole id comes from a peer's trailer or a ledger entry, never typed: no trailing newline
+    (a typed prefix is stripped of blank space on purpose, `message_id_prefix`)."""
+    with pytest.raises(GitbusError, match="not a 16-hex-digit message id"):
+        full_id("0123456789abcdef\n")
+    assert message_id_prefix(" abcd\n") == "abcd"
