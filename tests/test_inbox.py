@@ -284,6 +284,20 @@ def test_a_hook_call_between_pages_makes_no_page_show_again_what_was_read(
     assert inbox.unread()[0] == []
 
 
+def crowd_behind(worktrees: list[Path], bus_for: BusFor, peers: int, rounds: int) -> tuple[Inbox, list[str]]:
+    """web-1 has read everything; then db-1 asks it three questions, and `peers` other agents each
+    post `rounds` messages to db-1 on top: web-1's inbox, and the ids of its three unread."""
+    web, db = bus_for(worktrees[1], "web-1"), bus_for(worktrees[2], "db-1")
+    crowd = [bus_for(worktrees[0], f"peer-{i}") for i in range(peers)]
+    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
+    _page_through(inbox, 1000)
+    mine = [db.ask(f"q{i} for web", to="web-1").id for i in range(3)]
+    for r in range(rounds):
+        for peer in crowd:
+            peer.ask(f"chat {r}", to="db-1")
+    return inbox, mine
+
+
 def test_pages_go_on_past_a_crowd_of_chains_each_moved_once(
     worktrees: list[Path], bus_for: BusFor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,14 +305,7 @@ def test_pages_go_on_past_a_crowd_of_chains_each_moved_once(
     page's walk may read, the pages must still make progress and reach what lies behind."""
     monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 2, raising=False)
     monkeypatch.setattr("gitbus.inbox.WALK_MAX", 2, raising=False)
-    web, db = bus_for(worktrees[1], "web-1"), bus_for(worktrees[2], "db-1")
-    crowd = [bus_for(worktrees[0], f"peer-{i}") for i in range(12)]
-    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
-    _page_through(inbox, 1000)
-    mine = [db.ask(f"q{i} for web", to="web-1").id for i in range(3)]
-    for r in range(3):
-        for peer in crowd:
-            peer.ask(f"chat {r}", to="db-1")
+    inbox, mine = crowd_behind(worktrees, bus_for, 12, 3)
     got, pages, tokens = _page_through(inbox, 1)
     assert tokens[-1] is None, f"the pages stalled after {pages}: {tokens[-3:]}"
     assert sorted(got) == sorted(mine)
@@ -355,14 +362,7 @@ def test_the_last_page_moves_the_cursor_without_an_ancestry_walk_per_chain(
     """Where the cursor has not moved since the first page, the first page's tips are known to be
     ahead of it: asking git (a walk of each chain's backlog) cost most of a flood's last page."""
     monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 2, raising=False)
-    web, db = bus_for(worktrees[1], "web-1"), bus_for(worktrees[2], "db-1")
-    crowd = [bus_for(worktrees[0], f"peer-{i}") for i in range(6)]
-    inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
-    _page_through(inbox, 1000)
-    mine = [db.ask(f"q{i} for web", to="web-1").id for i in range(3)]
-    for r in range(4):
-        for peer in crowd:
-            peer.ask(f"chat {r}", to="db-1")
+    inbox, mine = crowd_behind(worktrees, bus_for, 6, 4)
     asked: list[tuple[str, str]] = []
     real = inbox.repo.is_ancestor
 
