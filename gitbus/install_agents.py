@@ -35,6 +35,7 @@ from gitbus.install_files import (
     instructions,
     put_section,
     strip_hooks,
+    take_marked,
     take_section,
     unexclude,
 )
@@ -357,24 +358,4 @@ def _with_our_block(f: Path, block: str) -> str:
 
 
 def _take_toml_block(f: Path, record: Record, ours: set[str]) -> bool:
-    if not f.exists():
-        return False
-    text = text_of(f)
-    if text is None:
-        return False
-    stripped = _with_toml_block(text, None)
-    if stripped == text:
-        return False
-    original = record.originals.get(str(f))
-    if not stripped.strip() and str(f) in ours:
-        f.unlink()
-        record.forget(str(f))
-        if folder(f.parent) in ours and f.parent.exists() and not any(f.parent.iterdir()):
-            f.parent.rmdir()
-            record.forget(folder(f.parent))
-    elif original is not None and original.rstrip("\n") == stripped.rstrip("\n"):
-        write_text(f, original)
-    else:
-        write_text(f, stripped)
-    record.forget_original(str(f))
-    return True
+    return take_marked(f, lambda text: _with_toml_block(text, None), record, ours)

@@ -19,7 +19,7 @@ from typing import Any
 from gitbus.context import ensure_excluded
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.install_record import Record, text_of, write_text
+from gitbus.install_record import Record, folder, text_of, write_text
 
 MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these marks) -->"
 MARK_END = "<!-- gitbus:end -->"
@@ -149,23 +149,32 @@ def put_section(mem: Path, section: str, record: Record) -> bool:
 
 
 def take_section(mem: Path, record: Record, ours: set[str]) -> bool:
-    """Take our marked section out of `mem`: the file goes if install made it and nothing else is
-    in it; the user's original bytes come back when the rest is their text. True when it changed."""
-    text = text_of(mem)
+    """Take our marked section out of the instructions file `mem` (see `take_marked`)."""
+    return take_marked(mem, lambda text: with_section(text, None), record, ours)
+
+
+def take_marked(f: Path, strip: Callable[[str], str], record: Record, ours: set[str]) -> bool:
+    """Take what install marked out of `f` (`strip` returns the text without it): the file goes if
+    install made it and nothing else is in it (and its folder, if install made that and it is now
+    empty); the user's original bytes come back when the rest is their text. True when it changed."""
+    text = text_of(f)
     if text is None:
         return False
-    stripped = with_section(text, None)
+    stripped = strip(text)
     if stripped == text:
         return False
-    original = record.originals.get(str(mem))
-    if not stripped.strip() and str(mem) in ours:
-        mem.unlink()
-        record.forget(str(mem))
+    original = record.originals.get(str(f))
+    if not stripped.strip() and str(f) in ours:
+        f.unlink()
+        record.forget(str(f))
+        if folder(f.parent) in ours and f.parent.exists() and not any(f.parent.iterdir()):
+            f.parent.rmdir()
+            record.forget(folder(f.parent))
     elif original is not None and original.rstrip("\n") == stripped.rstrip("\n"):
-        write_text(mem, original)  # the user's text, down to its last newline
+        write_text(f, original)  # the user's text, down to its last newline
     else:
-        write_text(mem, stripped)
-    record.forget_original(str(mem))
+        write_text(f, stripped)
+    record.forget_original(str(f))
     return True
 
 
