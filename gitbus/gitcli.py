@@ -92,21 +92,17 @@ class GitCli:
         """For every commit reachable from `tip` and not from `hide`: git's verdict on its signature
         (`%G?`: G good, B bad, U unknown validity, N none, …) and the signer git names (`%GS`: an SSH
         principal from `gpg.ssh.allowedSignersFile`, or an OpenPGP user id)."""
-        args = ["log", "--format=%H%x00%G?%x00%GS", tip, *(f"^{h}" for h in hide), "--"]
-        code, out, _ = self.git_result(*args)
-        result: dict[Oid, tuple[str, str]] = {}
-        for line in out.splitlines() if code == 0 else ():
-            oid, _, rest = line.partition("\0")
-            verdict, _, signer = rest.partition("\0")
-            result[Oid(oid)] = (verdict, signer)
-        return result
+        return self._signatures(tip, *(f"^{h}" for h in hide))
 
     def verdicts(self, commits: list[Oid]) -> dict[Oid, tuple[str, str]]:
         """git's verdict and signer (as in `signers`) for each of `commits`, in one `git log`."""
         if not commits:
             return {}
-        args = ["log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GS", *commits, "--"]
-        code, out, _ = self.git_result(*args)
+        return self._signatures("--no-walk=unsorted", *commits)
+
+    def _signatures(self, *revs: str) -> dict[Oid, tuple[str, str]]:
+        """`git log` of `revs`: each commit's signature verdict and signer (empty when git fails)."""
+        code, out, _ = self.git_result("log", "--format=%H%x00%G?%x00%GS", *revs, "--")
         result: dict[Oid, tuple[str, str]] = {}
         for line in out.splitlines() if code == 0 else ():
             oid, _, rest = line.partition("\0")

@@ -38,6 +38,7 @@ from gitbus.install_files import (
     take_marked,
     take_section,
     unexclude,
+    with_section,
 )
 from gitbus.install_record import (
     Record,
@@ -293,15 +294,8 @@ def _codex_mcp_block() -> str:
 
 
 def _with_toml_block(text: str, block: str | None) -> str:
-    """`text` with our marked block replaced (or removed, for None); as `install_files.with_section`."""
-    pattern = re.compile(
-        r"(?:(?<=\n)\n)?" + re.escape(TOML_START) + r".*?" + re.escape(TOML_END) + r"\n?", re.S
-    )
-    text = pattern.sub("", text)
-    if block is None:
-        return text
-    sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
-    return f"{text}{sep}{TOML_START}\n{block}\n{TOML_END}\n"
+    """`text` with our marked block replaced (or removed, for None), between TOML comment marks."""
+    return with_section(text, block, TOML_START, TOML_END)
 
 
 def _toml(f: Path, text: str) -> dict[str, Any]:

@@ -108,19 +108,17 @@ def strip_hooks(
     return {k: (cleaned if k == "hooks" else v) for k, v in settings.items() if k != "hooks" or keep}
 
 
-def with_section(text: str, section: str | None) -> str:
-    """`text` with our marked section replaced (or removed, for None).
+def with_section(text: str, section: str | None, start: str = MARK_START, end: str = MARK_END) -> str:
+    """`text` with our section between the marks `start` and `end` replaced (or removed, for None).
 
     The blank line install puts before the section belongs to it, so removing gives the user's
     text back as it was."""
-    pattern = re.compile(
-        r"(?:(?<=\n)\n)?" + re.escape(MARK_START) + r".*?" + re.escape(MARK_END) + r"\n?", re.S
-    )
+    pattern = re.compile(r"(?:(?<=\n)\n)?" + re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub("", text)
     if section is None:
         return text
     sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
-    return f"{text}{sep}{MARK_START}\n{section}\n{MARK_END}\n"
+    return f"{text}{sep}{start}\n{section}\n{end}\n"
 
 
 def check_hooks(f: Path, settings: dict[str, Any], events: list[str]) -> None:
