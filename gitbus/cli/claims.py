@@ -13,6 +13,7 @@ from gitbus import quick, render
 from gitbus.cli import root
 from gitbus.cli.root import JsonOpt, OfflineOpt, err, out
 from gitbus.clock import parse_duration
+from gitbus.message import Message
 
 
 def claim(
@@ -46,12 +47,17 @@ def release(
         raise UsageError("Name the paths to release, or use --all.", ctx)
     bus = root.open_bus(ctx, json_out, offline)
     msg = bus.release(paths or [], everything=all_, force=force, reason=reason)
+    _step_done(msg, "released", json_out)
+
+
+def _step_done(msg: Message | None, verb: str, json_out: bool) -> None:
+    """What a release or renew did: its message, or that the caller held nothing to do it to."""
     if json_out:
         render.dump(out, msg.to_json() if msg else None)
     elif msg is None:
         out.print("you hold no claims")
     else:
-        out.print(f"released {', '.join(msg.paths)}", markup=False)
+        out.print(f"{verb} {', '.join(msg.paths)}", markup=False)
 
 
 def renew(
@@ -66,12 +72,7 @@ def renew(
     """Extend the leases of your claims."""
     bus = root.open_bus(ctx, json_out, offline)
     msg = bus.renew(paths or [], parse_duration(ttl) if ttl else None)
-    if json_out:
-        render.dump(out, msg.to_json() if msg else None)
-    elif msg is None:
-        out.print("you hold no claims")
-    else:
-        out.print(f"renewed {', '.join(msg.paths)}", markup=False)
+    _step_done(msg, "renewed", json_out)
 
 
 def claims_cmd(
