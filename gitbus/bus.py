@@ -236,7 +236,7 @@ class Bus(Reading):
         """The live claims as whoever decides the ledger has them: the bus remote's, fetched (as a
         ledger step fetches them), when one is set and this bus is not offline; else this clone's."""
         arbiter = self._arbiter()
-        arbiter.base()
+        arbiter.tips()
         self.notices = [inert(n, 400) for n in arbiter.notices]
         return self.claims()
 
@@ -362,7 +362,7 @@ class Bus(Reading):
         mid = new_message_id()
         past = chains.past(self.repo, self.clock.now_ms())  # a refused step writes nothing, not even this
 
-        def decide(state: ledger.Ledger, min_time: int) -> ledger.Change | None:
+        def decide(state: ledger.State, min_time: int) -> ledger.Change | None:
             now = self.clock.now_ms()
             at = max(now, min_time, past)
             change = step.decide(state, at, mid, lease_now=now)
@@ -371,7 +371,7 @@ class Bus(Reading):
             return change
 
         arbiter = self._arbiter()
-        msg = ledger.transact(self.repo, decide, arbiter)
+        msg = ledger.transact(self.repo, decide, arbiter, step.ledgers())
         self.notices = [inert(n, 400) for n in arbiter.notices]
         self._ensure_joined()  # after: a refused step writes nothing, not even a join
         return msg

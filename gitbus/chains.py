@@ -1,13 +1,13 @@
 """Message chains: appending a message to a ref, and reading many refs as one ordered history.
 
-Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledger (`refs/bus/ledger`) holds
-claims, releases, takes. Bus order is by (time, id) on every clone: time is a hybrid logical clock in
-epoch ms, strictly increasing along a chain and past every tip the poster could see, so an answer
-never sorts before its question. "Every tip" is one number, the horizon mark (`stamp`): each writer
-raises it before its compare-and-swap and sync before it moves a ref, so a post costs the same with
-two agents or two thousand (a stamp more than a day ahead never counts). Reading from new tips down
-to remembered ones costs O(new): we walk parents ourselves rather than libgit2's revwalk, whose
-`hide` degrades on equal times (§2).
+Each agent posts on its own chain (`refs/bus/agents/<name>`); the ledgers (`refs/bus/ledgers/*`,
+`gitbus.ledger`) hold claims, releases, takes. Bus order is by (time, id) on every clone: time is a
+hybrid logical clock in epoch ms, strictly increasing along a chain and past every tip the poster
+could see, so an answer never sorts before its question. "Every tip" is one number, the horizon
+mark (`stamp`): each writer raises it before its compare-and-swap and sync before it moves a
+ref, so a post costs the same with two agents or two thousand (a stamp more than a day ahead never
+counts). Reading from new tips down to remembered ones costs O(new): we walk parents ourselves
+rather than libgit2's revwalk, whose `hide` degrades on equal times (§2).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gitbus import state
 from gitbus.clock import sane
 from gitbus.errors import CorruptMessage, GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid
-from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
+from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name, is_ledger
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -38,14 +38,21 @@ class Entry(NamedTuple):
 
 
 def all_tips(repo: Repository) -> dict[str, Oid]:
-    """The tip of every chain on the bus: each agent's and the ledger. A ref that is no chain (a
-    name no agent can have, or pointing at something other than a commit) is left out and counted
-    in `repo.skipped`."""
-    tips = repo.refs(AGENTS_PREFIX)
-    led = repo.ref(LEDGER_REF)
-    if led:
-        tips[LEDGER_REF] = led
-    return {ref: tip for ref, tip in tips.items() if chain_problem(repo, ref, tip) is None}
+    """The tip of every chain on the bus: each agent's, each ledger's, and the single ledger of
+    old while it has not moved. A ref that is no chain (a name no agent can have, or pointing at
+    something other than a commit) is left out and counted in `repo.skipped`."""
+    found = repo.refs(BUS_PREFIX)  # one read of the bus's refs
+    tips = {r: t for r, t in found.items() if r.startswith(AGENTS_PREFIX) or r == LEDGER_REF or is_ledger(r)}
+    # `refs/bus/ledger` stays whatever it holds, as a session's cursor records it (`gitfiles.bus_tips`):
+    # once the ledger moved, its tombstone is no chain, and reading passes over it without a count.
+    return {
+        ref: tip for ref, tip in tips.items() if ref == LEDGER_REF or chain_problem(repo, ref, tip) is None
+    }
+
+
+def is_ledger_chain(ref: str) -> bool:
+    """True for a chain of ledger steps: a ledger, or the single ledger of old."""
+    return ref == LEDGER_REF or is_ledger(ref)
 
 
 _COMMITS: set[Oid] = set()  # objects known to be commits (an object's kind never changes)
@@ -54,7 +61,7 @@ _COMMITS: set[Oid] = set()  # objects known to be commits (an object's kind neve
 def chain_problem(repo: Repository, ref: str, tip: Oid) -> str | None:
     """Why `ref` (at `tip`) is no chain gitbus reads, or None when it is one; counted when it is not."""
     why = None
-    if ref != LEDGER_REF:
+    if not is_ledger_chain(ref):
         try:
             agent_name(ref[len(AGENTS_PREFIX) :])
         except GitbusError:
@@ -65,6 +72,8 @@ def chain_problem(repo: Repository, ref: str, tip: Oid) -> str | None:
             if len(_COMMITS) > 100_000:
                 _COMMITS.clear()
             _COMMITS.add(tip)
+        elif ref == LEDGER_REF and kind == "blob":
+            return "the ledger moved"  # its tombstone (`gitbus.ledger`): nothing wrong, nothing to read
         else:
             why = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
     if why is not None:
@@ -75,7 +84,7 @@ def chain_problem(repo: Repository, ref: str, tip: Oid) -> str | None:
 def valid_on(msg: Message, ref: str) -> str | None:
     """Why `msg` cannot stand on chain `ref`, or None: an agent chain carries only its owner's free
     messages, the ledger only ledger steps (docs/format.md, Chains)."""
-    if ref == LEDGER_REF:
+    if is_ledger_chain(ref):
         return None if msg.kind in LEDGER_KINDS else f"a {msg.kind.value} message on the ledger"
     if msg.kind in LEDGER_KINDS:
         return f"a {msg.kind.value} message on an agent chain"
@@ -84,9 +93,10 @@ def valid_on(msg: Message, ref: str) -> str | None:
     return None
 
 
-def read_message(repo: Repository, commit: Commit, ref: str) -> Message | None:
+def read_message(repo: Repository, commit: Commit, ref: str, parts: bool = False) -> Message | None:
     """The message of `commit` as read on chain `ref`, or None when it is none gitbus takes there:
-    such commits are skipped (and counted in `repo.skipped`), their parents still walked."""
+    such commits are skipped (and counted in `repo.skipped`), their parents still walked. A step's
+    commit on another ledger than its first (`part=`) is left out unless `parts`: it is no news."""
     try:
         msg = decode(commit.message)
     except CorruptMessage as e:
@@ -97,7 +107,7 @@ def read_message(repo: Repository, commit: Commit, ref: str) -> Message | None:
     if why is not None:
         repo.skipped[commit.oid] = inert(why, 200)
         return None
-    return msg
+    return None if not parts and msg.get("part") is not None else msg
 
 
 def is_sync_merge(commit: Commit) -> bool:
@@ -121,6 +131,8 @@ def chain_time(repo: Repository, tip: Oid | None) -> int:
         try:
             commit = repo.read_commit(tip)
         except Unreadable:
+            if repo.object_kind(tip) is not None:  # an object that is no commit never becomes one
+                _TIMES[tip] = 0
             return 0  # no chain at all: nothing to sort after
         try:
             _TIMES[tip] = decode(commit.message).time

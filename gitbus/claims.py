@@ -21,7 +21,7 @@ from gitbus import paths as P
 from gitbus.clock import hhmm, sane, span
 from gitbus.errors import ClaimConflict, GitbusError
 from gitbus.ids import AgentName, MessageId, agent_name
-from gitbus.ledger import Ledger
+from gitbus.ledger import View as Ledger
 from gitbus.message import Kind, clean_text, full_id, quote
 
 DEFAULT_TTL_MS = 30 * 60_000

@@ -14,7 +14,7 @@ from typing import Any
 from gitbus.clock import sane
 from gitbus.errors import GitbusError
 from gitbus.ids import AgentName, MessageId, agent_name
-from gitbus.ledger import Ledger
+from gitbus.ledger import View as Ledger
 from gitbus.message import full_id
 
 

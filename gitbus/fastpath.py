@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 AGENTS_PREFIX = "refs/bus/agents/"  # = gitbus.ids.AGENTS_PREFIX (a test checks)
 LEDGER_REF = "refs/bus/ledger"  # = gitbus.ids.LEDGER_REF
+LEDGERS_PREFIX = "refs/bus/ledgers/"  # = gitbus.ids.LEDGERS_PREFIX
 ENV_VAR = "GITBUS_AGENT"  # = gitbus.agents.ENV_VAR
 DELIVERING = ("UserPromptSubmit", "PostToolUse", "PostToolBatch")  # the events `Session.deliver` answers
 SLOTS = ("a.json", "b.json")  # = gitbus.state.SESSION_SLOTS
@@ -85,16 +86,19 @@ def read_refs(common_dir: str | os.PathLike[str], prefix: str) -> dict[str, str]
                 oid = _read_oid(entry.path)
                 if oid:
                     out[name_prefix + entry.name] = oid
+    under = prefix if prefix.endswith("/") else prefix + "/"
     for name, value in _packed(common).items():
-        if name.startswith(prefix) and name not in out:
+        if (name == prefix or name.startswith(under)) and name not in out:
             out[name] = value
     return out
 
 
 def bus_tips(common_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """The chain tips a session reads: every agent chain and the ledger (from files, no libgit2)."""
+    """The chain tips a session reads: every agent chain, every ledger, and `refs/bus/ledger` (the
+    single ledger of old, or the mark that it moved) (from files, no libgit2)."""
     tips = read_refs(common_dir, AGENTS_PREFIX)
     tips.update(read_refs(common_dir, LEDGER_REF))
+    tips.update(read_refs(common_dir, LEDGERS_PREFIX))
     return tips
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -101,27 +101,42 @@ class Repository(GitCli):
         The comparison happens while holding the ref lock, which is the only safe create-if-absent in
         libgit2 (`references.create(force=False)` races). Raises `RefMoved`.
         """
+        self.update_refs([(name, new, expected)], log)
+
+    def update_refs(self, changes: Sequence[tuple[str, Oid | None, Oid | None]], log: str) -> None:
+        """Move every (ref, new, expected) of `changes` or none: each ref is locked (in name order,
+        so two writers never wait on each other), compared with what it must still hold, and all are
+        set together (a `new` of None deletes it). Raises `RefMoved` naming the first that moved."""
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
         waited = 0
+        ordered = sorted(changes, key=lambda c: c[0])
         while True:
             try:
                 with self._repo.transaction() as txn:
-                    txn.lock_ref(name)
-                    actual = self.ref(name)  # read while holding the lock
-                    if actual != expected:
-                        raise RefMoved(name, actual)
-                    txn.set_target(name, pygit2.Oid(hex=new), message=log)
+                    for name, _, _ in ordered:
+                        txn.lock_ref(name)
+                    for name, _, expected in ordered:
+                        actual = self.ref(name)  # read while holding the lock
+                        if actual != expected:
+                            raise RefMoved(name, actual)
+                    for name, new, _ in ordered:
+                        if new is None:
+                            txn.remove(name)
+                        else:
+                            txn.set_target(name, pygit2.Oid(hex=new), message=log)
                 return
-            except (pygit2.GitError, OSError) as e:  # the lock is held: back off with jitter
+            except (pygit2.GitError, OSError) as e:  # a lock is held: back off with jitter
                 disk = disk_problem(e)
+                names = ", ".join(n for n, _, _ in ordered)
                 if disk:  # no writer will ever get through: say so at once, not after 30 s
-                    raise GitbusError(f"Could not write {name}: {disk}.") from None
+                    raise GitbusError(f"Could not write {names}: {disk}.") from None
                 if time.monotonic() > deadline:
                     raise Contended(
-                        f"Could not lock {name} for {_LOCK_DEADLINE_SECONDS:.0f}s; another writer holds it "
+                        f"Could not lock {names} for {_LOCK_DEADLINE_SECONDS:.0f}s; another writer holds it "
                         f"({e})."
                     ) from None
-                self.recover_stale_lock(self.common_dir / f"{name}.lock")
+                for name, _, _ in ordered:
+                    self.recover_stale_lock(self.common_dir / f"{name}.lock")
                 time.sleep(LOCAL_BACKOFF.delay(waited))
                 waited += 1
 
@@ -343,6 +358,23 @@ class Repository(GitCli):
                 if len(out) > limit or len(todo) > limit:
                     return None
         return out
+
+    def tree_pick(self, tree: Oid, folder: str, keep: Callable[[str], bool]) -> Oid | None:
+        """A new tree holding only the entries of `folder` (one name, at the root of `tree`) whose
+        names `keep` takes, as they are (no blob is read); None when it would be empty."""
+        found = self.tree_entry(tree, folder)
+        sub = self._tree(found[1]) if found is not None and found[0] == "tree" else None
+        if sub is None:
+            return None
+        tb = self._repo.TreeBuilder()
+        for e in sub:
+            if e.name is not None and keep(e.name):
+                tb.insert(e.name, e.id, e.filemode)
+        if len(tb) == 0:
+            return None
+        top = self._repo.TreeBuilder()
+        top.insert(folder, _write_object(tb.write), _TREE_MODE)
+        return Oid(str(_write_object(top.write)))
 
     def tree_update(self, tree: Oid | None, changes: Mapping[str, Oid | None]) -> Oid:
         """A new tree: `tree` with each path set to a blob (or removed for None); empty dirs pruned."""

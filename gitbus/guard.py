@@ -32,12 +32,13 @@ from gitbus import paths as P
 from gitbus.claims import Claim
 from gitbus.errors import Conflict, GitbusError
 from gitbus.gitfiles import read_refs
-from gitbus.ids import LEDGER_REF, AgentName
+from gitbus.ids import BUS_PREFIX, LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, is_ledger
 from gitbus.inert import inert
 from gitbus.state import claims_cache, write_atomic
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
+    from gitbus.ledger import State, Tips
 
 MAGIC = b"gitbus claims index 1"
 MAX_INDEX_CHANGES = 20_000  # entries a tree diff may bring in before the index is read whole instead
@@ -198,7 +199,23 @@ def _common_dir(root: Path) -> Path | None:
 
 
 def ledger_tip(common_dir: Path) -> str | None:
-    return read_refs(common_dir, LEDGER_REF).get(LEDGER_REF)
+    """The index key of the ledgers now: every ledger ref and `refs/bus/ledger`, `name=oid` joined
+    by commas in name order (None: no ledger yet). Read from git's files, without libgit2."""
+    refs = read_refs(common_dir, LEDGERS_PREFIX)
+    refs.update(read_refs(common_dir, LEDGER_REF))
+    named = sorted((n[len(BUS_PREFIX) :], o) for n, o in refs.items() if n == LEDGER_REF or is_ledger(n))
+    return ",".join(f"{n}={o}" for n, o in named) or None
+
+
+def _tips_of(repo: Repository, key: str | None) -> Tips:
+    """The ledgers an index key names (`ledger_tip`)."""
+    from gitbus import ledger
+    from gitbus.gitfiles import Oid
+
+    refs = dict(part.split("=", 1) for part in key.split(",")) if key else {}
+    old = refs.pop(LEDGER_REF[len(BUS_PREFIX) :], None)
+    named = {BUS_PREFIX + n: Oid(o) for n, o in refs.items()}
+    return ledger.tips_of(repo, BUS_PREFIX, named, Oid(old) if old else None)
 
 
 def _load(common_dir: Path) -> Loaded | None:
@@ -230,47 +247,64 @@ def store(common_dir: Path, snap: Snapshot) -> None:
 
 
 def from_ledger(root: Path, tip: str | None, before: Loaded | None) -> Snapshot:
-    """The snapshot at ledger commit `tip`, brought up from `before` (an index at an earlier tip)
-    when git can diff the two states, else read whole. Raises what reading the ledger raises."""
+    """The snapshot at the ledgers index key `tip` names, brought up from `before` (an index at an
+    earlier key) when git can diff the states, else read whole. Raises what reading the ledger raises."""
     from gitbus import ledger
     from gitbus.git import Repository
-    from gitbus.gitfiles import Oid
 
     repo = Repository.open(root)
-    oid = Oid(tip) if tip is not None else None
-    if oid is not None and repo.object_kind(oid) != "commit":
-        kind = repo.object_kind(oid)
-        return Snapshot(tip, True, EMPTY, blind=f"{LEDGER_REF} points at a {kind or 'missing object'}")
-    tree = ledger.tree_of(repo, oid)
-    lines = _updated(repo, tree, before) if before is not None else None
+    tips = _tips_of(repo, tip)
+    for ref, oid in tips.refs.items():
+        if repo.object_kind(oid) != "commit":
+            kind = repo.object_kind(oid)
+            return Snapshot(tip, True, EMPTY, blind=f"{ref} points at a {kind or 'missing object'}")
+    if tips.broken is not None:
+        return Snapshot(tip, True, EMPTY, blind=tips.broken)
+    if not tips.moved and tips.old is not None and repo.object_kind(tips.old) != "commit":
+        return Snapshot(tip, True, EMPTY, blind=f"{LEDGER_REF} points at no commit")
+    state = ledger.State(repo, tips)
+    lines = _updated(repo, state, before) if before is not None else None
     if lines is None:
         from gitbus.claims import all_claims
 
-        lines = [_line(c) for c in all_claims(ledger.Ledger(repo, tree))]
+        lines = [_line(c) for c in all_claims(state)]
     data = render(tip, repo.ignorecase, lines)
     return Snapshot(tip, repo.ignorecase, parse_index(data)[2], root=root)
 
 
-def _updated(repo: Repository, tree: str | None, before: Loaded) -> list[bytes] | None:
-    """The index lines of ledger state `tree`, from those of `before` and the entries that differ
-    between the two states; None when that cannot be told (a state git no longer has, a diff too big)."""
+def _updated(repo: Repository, state: State, before: Loaded) -> list[bytes] | None:
+    """The index lines of ledger `state`, from those of `before` and the entries that differ
+    between the two states, ledger by ledger; None when that cannot be told (a state git no longer
+    has, a diff too big, other claims carried from the single ledger)."""
     from gitbus import ledger
     from gitbus.claims import ROOT, read_claim
     from gitbus.errors import Unreadable
-    from gitbus.gitfiles import Oid
 
-    old_tip, _, old = before
+    old_key, _, old = before
     try:
-        old_tree = ledger.tree_of(repo, Oid(old_tip)) if old_tip else None
-        if old_tip and old_tree is None:
+        was = _tips_of(repo, old_key)
+        if was.broken is not None or was.ended != state.tips.ended or was.moved != state.tips.moved:
             return None
-        diff = repo.tree_diff(old_tree, Oid(tree) if tree else None, MAX_INDEX_CHANGES)
+        earlier = ledger.State(repo, was)
+        changed: set[str] = set()
+        for ref in sorted(set(was.chains()) | set(state.tips.chains())):
+            if was.tip(ref) == state.tips.tip(ref) or (ref == MAIN_LEDGER and was.moved):
+                continue  # claims in the main ledger count only before the ledger moved
+            if was.tip(ref) is not None and earlier.tree(ref) is None:
+                return None
+            diff = repo.tree_diff(earlier.tree(ref), state.tree(ref), MAX_INDEX_CHANGES)
+            if diff is None:
+                return None
+            changed |= {
+                p
+                for p, _, _ in diff
+                if p.startswith(ROOT + "/")
+                and p.endswith("/@")
+                and (ref == MAIN_LEDGER or ledger.route(p) == ref)
+            }
         kept = old.lines()
-    except (Unreadable, Damaged):
+    except (Unreadable, Damaged, ValueError):
         return None
-    if diff is None:
-        return None
-    changed = {path for path, _, _ in diff if path.startswith(ROOT + "/") and path.endswith("/@")}
     gone: set[int] = set()
     for where in changed:  # the lines of a slot are found by its key, never by reading every line
         head, slot = _slot_key(where) + b"\t", _bytes(where)
@@ -281,7 +315,6 @@ def _updated(repo: Repository, tree: str | None, before: Loaded) -> list[bytes] 
             i += 1
     for i in sorted(gone, reverse=True):
         del kept[i]
-    state = ledger.Ledger(repo, Oid(tree) if tree else None)
     for where in sorted(changed):
         obj = state.read(where)
         claim = read_claim(state, where, obj) if obj is not None else None

@@ -20,7 +20,10 @@ RefName = NewType("RefName", str)
 EVERYONE = AgentName("*")
 BUS_PREFIX = "refs/bus/"
 AGENTS_PREFIX = fastpath.AGENTS_PREFIX  # one spelling, shared with the hooks' fast path
-LEDGER_REF = RefName(fastpath.LEDGER_REF)
+LEDGER_REF = RefName(fastpath.LEDGER_REF)  # the single ledger of old; now the mark that it moved
+LEDGERS_PREFIX = fastpath.LEDGERS_PREFIX  # the ledgers: `main` and the claim shards
+MAIN_LEDGER = RefName(LEDGERS_PREFIX + "main")
+_SHARD = re.compile(r"[0-9a-f]{4}")
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}$")
 _ID = re.compile(r"^[0-9a-f]{4,16}$")
@@ -50,6 +53,17 @@ def derive_agent_name(text: str) -> AgentName:
 
 def agent_ref(name: AgentName) -> RefName:
     return RefName(AGENTS_PREFIX + name)
+
+
+def ledger_ref(name: str) -> RefName | None:
+    """The ledger ref `refs/bus/ledgers/<name>`, or None when `name` names no ledger gitbus keeps
+    (`main`, or a shard: 4 hex digits)."""
+    return RefName(LEDGERS_PREFIX + name) if name == "main" or _SHARD.fullmatch(name) else None
+
+
+def is_ledger(ref: str) -> bool:
+    """True for a ledger ref gitbus reads as a chain of ledger steps (`ledger_ref`)."""
+    return ref.startswith(LEDGERS_PREFIX) and ledger_ref(ref[len(LEDGERS_PREFIX) :]) is not None
 
 
 def new_message_id() -> MessageId:

@@ -1,16 +1,31 @@
-"""The ledger: the one serialization point for everything two agents may race for.
+"""The ledgers: the serialization points for everything two agents may race for, sharded so that
+unrelated claims never wait on each other.
 
-`refs/bus/ledger` is a chain of message commits (claim, release, renew, take, done) whose tree is the
-full state after that message: `claims/…/@` blobs laid out along the claimed path, `requests/…`
-blobs for delegated work. A change is decided against the state read at the tip and published by one
-compare-and-swap of the ref, so the grant and its announcement are one atomic step: two agents can
-never both win, and no process death can leave a grant unannounced.
+A ledger is a chain of message commits (claim, release, renew, take, done) whose tree is the state
+after that step. `refs/bus/ledgers/main` holds `requests/…` (delegated work). Each claim shard
+`refs/bus/ledgers/<hhhh>` holds the `claims/…/@` blobs of the paths whose top component, case-folded,
+hashes to `hhhh` (`shard`). Two claims overlap only when their top components fold alike, so a claim
+is decided on its own shard's tip and published by one compare-and-swap of that ref: two agents can
+never both win, no process death can leave a grant unannounced, and claims on other top folders go
+on in parallel. A step on several shards (one claim of `src/` and `docs/`) writes one commit on each
+and moves them all at once: one ref transaction here, one atomic push with a lease on each to a
+remote. Its first commit, in ref-name order, carries the message; each other one is a full message
+of its own, marked `part=<first id>`, which readers leave out.
+
+`refs/bus/ledger` was the single ledger of gitbus before shards. The first writer that finds it a
+commit moves it, in the same transaction as its step: `ledgers/main` continues its chain, and
+`refs/bus/ledger` is set to a blob (the tombstone) naming the commit it ended at. The claims held
+there are carried: a shard that has no ref yet has, as its state, those claims of its paths
+(`carried`), and its first commit builds on them. An older gitbus refuses a ledger ref that points at
+a blob with one line, so it can no longer grant claims the shards would not see (docs/format.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gitbus.chains import chain_time, remember_time
@@ -19,12 +34,15 @@ from gitbus.gitfiles import Oid
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
-from gitbus.ids import LEDGER_REF
+from gitbus.ids import BUS_PREFIX, LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, RefName, is_ledger, new_message_id
 from gitbus.inert import inert
 from gitbus.message import Message, encode
 
 MAX_ENTRY_BYTES = 128 * 1024  # a claim holds a reason of at most 64 KiB; nothing gitbus writes is larger
 MAX_DEPTH = 80  # folders below the ledger root: `claims/` plus a path at most 64 deep, with room
+CLAIMS = "claims"  # the folder of claims in a ledger tree (`gitbus.claims` lays it out)
+TOMBSTONE = "gitbus: this ledger moved to refs/bus/ledgers/ (docs/format.md); it ended at "
+_TOMBSTONE_MAX = len(TOMBSTONE) + 66
 
 
 class Ledger(NamedTuple):
@@ -64,11 +82,80 @@ class Ledger(NamedTuple):
                 yield sub, obj
 
 
+class View(Protocol):
+    """A ledger state to decide on: one ledger's tree (`Ledger`) or every ledger at once (`State`)."""
+
+    @property
+    def repo(self) -> Repository: ...
+
+    def read(self, path: str) -> dict[str, Any] | None: ...
+
+    def folders(self, path: str) -> list[str]: ...
+
+    def below(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]: ...
+
+
 class Change(NamedTuple):
-    """What a ledger step publishes: its message, and the state blobs it sets (None deletes)."""
+    """What a ledger step publishes: its message, and the state blobs it sets (None deletes). A
+    change that sets nothing is written on `home` (default: the main ledger)."""
 
     message: Message
     writes: dict[str, dict[str, Any] | None]
+    home: str | None = None
+
+
+# -- where state lives ---------------------------------------------------------------------------------
+
+
+def shard(top: str) -> RefName:
+    """The ledger of the claims below top path component `top` (any case)."""
+    digest = hashlib.sha1(top.casefold().encode("utf-8", "surrogateescape")).hexdigest()[:4]
+    return RefName(LEDGERS_PREFIX + digest)
+
+
+def shard_of_path(path: str) -> RefName:
+    """The ledger that holds the claim on repository path `path`."""
+    return shard(path.split("/", 1)[0])
+
+
+def route(entry: str) -> RefName:
+    """The ledger that holds state entry `entry`: a claim's slot (`claims/_<top>/…`) its top's
+    shard, anything else the main ledger."""
+    head, _, rest = entry.partition("/")
+    if head != CLAIMS or not rest:
+        return MAIN_LEDGER
+    top = rest.split("/", 1)[0]
+    return shard(top[1:] if top.startswith("_") else top)
+
+
+def tombstone(ended_at: Oid | None) -> bytes:
+    """The blob `refs/bus/ledger` points at once the ledger moved: it names the commit the single
+    ledger ended at (whose claims are carried), or `nothing` when there was none."""
+    return f"{TOMBSTONE}{ended_at or 'nothing'}\n".encode()
+
+
+_ENDED: dict[Oid, Oid | None] = {}  # tombstone -> the commit it names; objects never change
+
+
+def ended_at(repo: Repository, blob: Oid) -> Oid | None:
+    """The commit a tombstone names (None: `nothing`); raises `Unreadable` when `blob` is none."""
+    if blob in _ENDED:
+        return _ENDED[blob]
+    _ENDED[blob] = _ended_at(repo, blob)
+    return _ENDED[blob]
+
+
+def _ended_at(repo: Repository, blob: Oid) -> Oid | None:
+    try:
+        text = repo.read_blob(blob, limit=_TOMBSTONE_MAX).decode("ascii")
+    except (Unreadable, UnicodeDecodeError):
+        raise Unreadable(f"{LEDGER_REF} points at a blob that is no gitbus tombstone") from None
+    name = text[len(TOMBSTONE) : -1] if text.startswith(TOMBSTONE) and text.endswith("\n") else ""
+    if name == "nothing":
+        return None
+    if len(name) in (40, 64) and all(c in "0123456789abcdef" for c in name):
+        return Oid(name)
+    raise Unreadable(f"{LEDGER_REF} points at a blob that is no gitbus tombstone")
 
 
 def load_entry(repo: Repository, oid: Oid, path: str) -> dict[str, Any] | None:
@@ -84,7 +171,7 @@ def load_entry(repo: Repository, oid: Oid, path: str) -> dict[str, Any] | None:
     return obj
 
 
-def tree_of(repo: Repository, tip: Oid | None) -> Oid | None:
+def tree_of(repo: Repository, tip: Oid | None, ref: str = MAIN_LEDGER) -> Oid | None:
     """The state at ledger commit `tip`: None (empty) for no ledger, and for a ledger ref that is no
     commit (counted in `repo.skipped`): a ledger a peer broke holds no claims."""
     if tip is None:
@@ -92,29 +179,158 @@ def tree_of(repo: Repository, tip: Oid | None) -> Oid | None:
     try:
         return repo.read_commit(tip).tree
     except Unreadable as e:
-        repo.skipped[LEDGER_REF] = str(e)
+        repo.skipped[ref] = str(e)
         return None
 
 
-def current(repo: Repository) -> Ledger:
-    return Ledger(repo, tree_of(repo, repo.ref(LEDGER_REF)))
+class Tips(NamedTuple):
+    """The ledgers as one side (this clone, or a remote's tracking refs) holds them."""
+
+    root: str  # where the refs are: `refs/bus/`, or a remote's tracking namespace
+    refs: dict[str, Oid]  # every ledger ref (by its local name, `refs/bus/ledgers/…`) and its tip
+    old: Oid | None  # what `refs/bus/ledger` holds: nothing, the single ledger (a commit), a tombstone
+    ended: Oid | None  # the commit the single ledger ended at, whose claims are carried
+    moved: bool  # `refs/bus/ledger` is a tombstone: the ledger has moved
+    broken: str | None = None  # why `refs/bus/ledger` is neither: no step can be decided
+
+    def tip(self, ref: str) -> Oid | None:
+        """The tip of ledger `ref`; before the move, the main ledger is the single ledger."""
+        if ref == MAIN_LEDGER and not self.moved and self.old is not None:
+            return self.old
+        return self.refs.get(ref)
+
+    def chains(self) -> dict[str, Oid]:
+        """Every ledger chain to read, by ref."""
+        out = dict(self.refs)
+        main = self.tip(MAIN_LEDGER)
+        if main is not None:
+            out[MAIN_LEDGER] = main
+        return out
 
 
-def readable(repo: Repository) -> bool:
-    """False when the ledger ref points at something that is no commit."""
-    tip = repo.ref(LEDGER_REF)
-    return tip is None or repo.object_kind(tip) == "commit"
+def read_tips(repo: Repository, root: str = BUS_PREFIX, want: set[str] | None = None) -> Tips:
+    """The ledgers under `root`: this clone's (`refs/bus/`) or a remote's tracking namespace. A ref
+    under `ledgers/` that names no ledger gitbus keeps is left out. With `want`, once the ledger has
+    moved, only those ledgers are read: a step costs its own refs, however many shards there are."""
+    old = repo.ref(root + "ledger")
+    if want is not None and old is not None and repo.object_kind(old) == "blob":
+        picked = {r: repo.ref(root + r[len(BUS_PREFIX) :]) for r in want if is_ledger(r)}
+        return tips_of(repo, root, {r: o for r, o in picked.items() if o is not None}, old)
+    found = repo.refs(root + "ledgers/")
+    refs = {}
+    for name, oid in found.items():
+        local = LEDGERS_PREFIX + name[len(root + "ledgers/") :]
+        if is_ledger(local):
+            refs[local] = oid
+    return tips_of(repo, root, refs, old)
+
+
+def tips_of(repo: Repository, root: str, refs: dict[str, Oid], old: Oid | None) -> Tips:
+    """The ledgers `refs` (by local name) with `refs/bus/ledger` at `old`, as side `root` has them."""
+    if old is None:
+        return Tips(root, refs, None, None, False)
+    kind = repo.object_kind(old)
+    if kind == "commit":
+        return Tips(root, refs, old, old, False)
+    if kind == "blob":
+        try:
+            return Tips(root, refs, old, ended_at(repo, old), True)
+        except Unreadable as e:
+            return Tips(root, refs, old, None, True, str(e))
+    return Tips(root, refs, old, None, True, f"{LEDGER_REF} points at a {kind or 'missing object'}")
+
+
+_CARRIED: dict[tuple[Oid, str], Oid | None] = {}  # (ended at, shard) -> its carried state; never stale
+
+
+def carried(repo: Repository, ended: Oid | None, ref: str) -> Oid | None:
+    """The state shard `ref` starts from: the claims of its paths in the single ledger's last state."""
+    if ended is None or ref == MAIN_LEDGER:
+        return None
+    if (ended, ref) not in _CARRIED:
+        tree = tree_of(repo, ended, LEDGER_REF)
+        _CARRIED[(ended, ref)] = (
+            repo.tree_pick(tree, CLAIMS, lambda name: route(f"{CLAIMS}/{name}/@") == ref) if tree else None
+        )
+    return _CARRIED[(ended, ref)]
+
+
+class State:
+    """Every ledger at once, as one state: each entry is read from the ledger `route` names, whose
+    tree is read the first time it is needed."""
+
+    def __init__(self, repo: Repository, tips: Tips) -> None:
+        self._repo, self.tips = repo, tips
+        self._trees: dict[str, Oid | None] = {}
+
+    @property
+    def repo(self) -> Repository:
+        return self._repo
+
+    def tree(self, ref: str) -> Oid | None:
+        """The state of ledger `ref`: its tip's tree, or what it carries when it has no tip yet."""
+        if ref not in self._trees:
+            tip = self.tips.tip(ref)
+            self._trees[ref] = (
+                tree_of(self._repo, tip, ref)
+                if tip is not None
+                else carried(self._repo, self.tips.ended, ref)
+            )
+        return self._trees[ref]
+
+    def ledger(self, ref: str) -> Ledger:
+        return Ledger(self._repo, self.tree(ref))
+
+    def shards(self) -> list[str]:
+        """Every claim shard that has a ref, or claims carried from the single ledger."""
+        found = {r for r in self.tips.refs if r != MAIN_LEDGER}
+        if self.tips.ended is not None:
+            ended = Ledger(self._repo, tree_of(self._repo, self.tips.ended, LEDGER_REF))
+            found |= {route(f"{CLAIMS}/{name}/@") for name in ended.folders(CLAIMS)}
+        return sorted(found)
+
+    def read(self, path: str) -> dict[str, Any] | None:
+        return self.ledger(route(path)).read(path)
+
+    def folders(self, path: str) -> list[str]:
+        if path.rstrip("/") != CLAIMS:
+            return self.ledger(route(path)).folders(path)
+        return sorted(
+            {
+                n
+                for ref in self.shards()
+                for n in self.ledger(ref).folders(CLAIMS)
+                if route(f"{CLAIMS}/{n}/@") == ref
+            }
+        )
+
+    def below(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        if path.rstrip("/") != CLAIMS:
+            yield from self.ledger(route(path)).below(path)
+            return
+        for ref in self.shards():  # a shard holds only its own paths; anything else there is skipped
+            yield from ((p, obj) for p, obj in self.ledger(ref).below(CLAIMS) if route(p) == ref)
+
+
+def current(repo: Repository) -> State:
+    return State(repo, read_tips(repo))
+
+
+# A ref update a step publishes: (ref, new value, the value it replaces; None: it must not exist).
+Update = tuple[str, Oid, Oid | None]
 
 
 class Arbiter(Protocol):
-    """Who decides the ledger: this clone (`LocalArbiter`) or a remote (`gitbus.sync.RemoteArbiter`)."""
+    """Who decides the ledgers: this clone (`LocalArbiter`) or a remote (`gitbus.sync.RemoteArbiter`)."""
 
-    def base(self) -> Oid | None:
-        """The tip to decide on."""
+    def tips(self, want: set[str] | None = None) -> Tips:
+        """The ledgers to decide on; `want`, when known, names those the step reads (the others
+        may be as they were)."""
         ...
 
-    def publish(self, base: Oid | None, new: Oid, log: str) -> None:
-        """Make `new` the ledger if it still is `base`; raise `RefMoved` when someone won the race."""
+    def publish(self, updates: list[Update], log: str) -> None:
+        """Make every update or none, each only if its ref still holds what it replaces; raise
+        `RefMoved` when someone won the race."""
         ...
 
     @property
@@ -128,60 +344,137 @@ class LocalArbiter:
         self.repo = repo
         self.notices: list[str] = []
 
-    def base(self) -> Oid | None:
-        return self.repo.ref(LEDGER_REF)
+    def tips(self, want: set[str] | None = None) -> Tips:
+        return read_tips(self.repo, want=want)
 
-    def publish(self, base: Oid | None, new: Oid, log: str) -> None:
-        self.repo.update_ref(LEDGER_REF, new, base, log)
+    def publish(self, updates: list[Update], log: str) -> None:
+        self.repo.update_refs(updates, log)
 
 
-def write_change(repo: Repository, tip: Oid | None, change: Change) -> Oid:
-    """The commit for `change` on top of `tip` (no ref moves)."""
-    tree = tree_of(repo, tip)
-    if tip is not None and tree is None:
-        # Replacing it would drop every claim on it, and the guard would let edits into them through.
+def moving(repo: Repository, tips: Tips) -> list[Update]:
+    """What moves the single ledger `tips` still has (nothing once it moved): `ledgers/main` continues
+    its chain and `refs/bus/ledger` becomes the tombstone naming its last commit. Published with the
+    first step decided on it, so an older gitbus never sees a step it could overwrite."""
+    if tips.moved:
+        return []
+    stone = repo.blob(tombstone(tips.old))
+    if tips.old is None:
+        return [(LEDGER_REF, stone, None)]
+    main = tips.refs.get(MAIN_LEDGER)
+    if main is not None and main != tips.old and not repo.is_ancestor(main, tips.old):
         raise GitbusError(
-            f"The ledger {LEDGER_REF} points at {inert(repo.skipped.get(LEDGER_REF, 'no commit'), 200)}; "
-            "no claim can be decided on it. Put the last good one back: "
+            f"Both {LEDGER_REF} and {MAIN_LEDGER} hold ledger steps the other lacks; gitbus cannot "
+            f"tell which holds the claims. Keep one: git update-ref -d {MAIN_LEDGER}, or move "
+            f"{LEDGER_REF} aside."
+        )
+    return [(MAIN_LEDGER, tips.old, main), (LEDGER_REF, stone, tips.old)]
+
+
+def write_change(repo: Repository, state: State, change: Change) -> tuple[list[Update], list[Oid]]:
+    """The commits for `change` on the ledgers of `state`, one per ledger it writes, as ref updates
+    (no ref moves), and the commits themselves, the one carrying the message first."""
+    tips = state.tips
+    if tips.broken is not None:
+        raise GitbusError(
+            f"{inert(tips.broken, 200)}; no claim can be decided. Put the last good one back: "
             f"git update-ref {LEDGER_REF} <commit> (git reflog {LEDGER_REF} lists them)."
         )
-    parents = [tip] if tip else []
-    blobs = {path: None if obj is None else repo.blob(_dump(obj)) for path, obj in change.writes.items()}
-    msg = change.message
-    return repo.commit(
-        tree=repo.tree_update(tree, blobs),
-        parents=parents,
-        message=encode(msg),
-        author=msg.sender,
-        time_ms=msg.time,
-    )
+    groups: dict[str, dict[str, Oid | None]] = {}
+    for path, obj in change.writes.items():
+        groups.setdefault(route(path), {})[path] = None if obj is None else repo.blob(_dump(obj))
+    if not groups:
+        groups[change.home or MAIN_LEDGER] = {}
+    lead = change.message
+    updates: list[Update] = []
+    commits: list[Oid] = []
+    for i, ref in enumerate(sorted(groups)):
+        tip = tips.tip(ref)
+        tree = state.tree(ref)
+        if tip is not None and tree is None:
+            # Replacing it would drop every claim on it, and the guard would let edits into them through.
+            raise GitbusError(
+                f"The ledger {ref} points at {inert(repo.skipped.get(ref, 'no commit'), 200)}; no claim "
+                f"can be decided on it. Put the last good one back: git update-ref {ref} <commit> "
+                f"(git reflog {ref} lists them)."
+            )
+        msg = lead if i == 0 else _part(lead, ref)
+        oid = repo.commit(
+            tree=repo.tree_update(tree, groups[ref]),
+            parents=[tip] if tip else [],
+            message=encode(msg),
+            author=msg.sender,
+            time_ms=msg.time,
+        )
+        updates.append((ref, oid, tips.refs.get(ref)))
+        commits.append(oid)
+    written = {ref for ref, _, _ in updates}
+    updates += [u for u in moving(repo, tips) if u[0] not in written]
+    return updates, commits
+
+
+def _part(lead: Message, ref: str) -> Message:
+    """The message of a step's commit on another ledger than its first: its own id, the paths that
+    ledger holds, and `part=<the first's id>`, so readers show the step once."""
+    paths = tuple(p for p in lead.paths if shard_of_path(p) == ref)
+    return replace(lead, id=new_message_id(), paths=paths, meta=(*lead.meta, ("part", lead.id)))
+
+
+def is_part(msg: Message) -> bool:
+    """True for a step's commit on another ledger than its first (see `_part`): readers leave it out."""
+    return any(k == "part" for k, _ in msg.meta)
+
+
+def written_refs(change: Change) -> set[str]:
+    """The ledgers `change` writes."""
+    return {route(p) for p in change.writes} or {change.home or MAIN_LEDGER}
+
+
+def decide_past(repo: Repository, tips: Tips, decide: Callable[[int], Change | None]) -> Change | None:
+    """`decide(min_time)`, stamped past the tip of every ledger its change writes: each ledger's
+    times rise along its chain. Decided again past them when the first decision was not."""
+    floor = 0
+    for _ in range(2):
+        change = decide(floor + 1)
+        if change is None:
+            return None
+        floor = max(chain_time(repo, tips.tip(r)) for r in written_refs(change))  # cached reads
+        if change.message.time > floor:
+            return change
+    raise GitbusError("A ledger step could not be stamped past the ledgers it writes.")
 
 
 def transact(
-    repo: Repository, decide: Callable[[Ledger, int], Change | None], arbiter: Arbiter | None = None
+    repo: Repository,
+    decide: Callable[[State, int], Change | None],
+    arbiter: Arbiter | None = None,
+    want: set[str] | None = None,
 ) -> Message | None:
-    """Apply `decide(state, min_time)` to the ledger tip atomically, re-deciding on lost races
-    (`Repository.retry_cas`, with the remote's backoff when a remote arbitrates).
+    """Apply `decide(state, min_time)` to the ledgers atomically, re-deciding on lost races
+    (`Repository.retry_cas`, with the remote's backoff when a remote arbitrates). `want` names the
+    ledgers `decide` reads, when the step knows them (`steps.Step.ledgers`).
 
     `decide` may raise to refuse (nothing is written) or return None when there is nothing to do.
+    Its time must pass the tip of every ledger it writes: decided again past them when it does not.
     """
     arbiter = arbiter or LocalArbiter(repo)
 
     def attempt() -> Message | None:
-        tip = arbiter.base()
-        tree = tree_of(repo, tip)
-        change = decide(Ledger(repo, tree), chain_time(repo, tip) + 1)  # the time read is cached
+        tips = arbiter.tips(want)
+        state = State(repo, tips)
+        change = decide_past(repo, tips, lambda min_time: decide(state, min_time))
         if change is None:
             return None
-        oid = write_change(repo, tip, change)
+        updates, commits = write_change(repo, state, change)
         msg = change.message
-        arbiter.publish(tip, oid, f"gitbus: {msg.kind.value} {msg.id}")
-        remember_time(oid, msg.time)
+        arbiter.publish(updates, f"gitbus: {msg.kind.value} {msg.id}")
+        for oid in commits:
+            remember_time(oid, msg.time)
         return msg
 
-    return repo.retry_cas(
-        LEDGER_REF, attempt, "updating the ledger", remote=not isinstance(arbiter, LocalArbiter)
-    )
+    # One turn (`Repository.retry_cas`) per set of ledgers: a writer starved on one shard holds
+    # back only the writers of that shard.
+    turn = ",".join(sorted(want)) if want else LEDGERS_PREFIX.rstrip("/")
+    return repo.retry_cas(turn, attempt, "updating the ledger", remote=not isinstance(arbiter, LocalArbiter))
 
 
 def _dump(obj: dict[str, Any]) -> bytes:

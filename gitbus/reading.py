@@ -34,15 +34,14 @@ class Reading:
         raise NotImplementedError
 
     def tips(self, sender: str | None = None) -> dict[str, Oid]:
-        """The chain tips to read: every agent and the ledger, or one agent and the ledger."""
+        """The chain tips to read: every agent and the ledgers, or one agent and the ledgers."""
         if sender is None:
             return chains.all_tips(self.repo)
         ref = agent_ref(agent_name(sender))
         tip = self.repo.ref(ref)
-        tips: dict[str, Oid] = {ref: tip} if tip else {}
-        led = self.repo.ref(LEDGER_REF)
-        if led:
-            tips[LEDGER_REF] = led
+        tips = {r: t for r, t in chains.all_tips(self.repo).items() if chains.is_ledger_chain(r)}
+        if tip:
+            tips[ref] = tip
         return tips
 
     def history(self, sender: str | None = None) -> Iterator[Message]:

@@ -17,6 +17,7 @@ import json
 import random
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from gitbus.chains import all_tips
 from gitbus.errors import GitbusError
 from gitbus.git import STALE_LOCK_SECONDS, network_timeout
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import BUS_PREFIX, LEDGER_REF
+from gitbus.ids import BUS_PREFIX, LEDGER_REF, is_ledger
 from gitbus.message import Message
 from gitbus.notes import NOTES_REF
 
@@ -118,9 +119,15 @@ def tracking_of(remote: str, lref: str) -> str:
 # -- fetch ---------------------------------------------------------------------------------------------
 
 
-def fetch(repo: Repository, remote: str, what: str = "*") -> None:
-    """Copy the remote's bus refs (all, or one like `ledger`) into the tracking namespace."""
-    specs = [f"+{BUS_PREFIX}{what}:{tracking(remote)}{what}"]
+def fetch(repo: Repository, remote: str, what: str = "*", ledgers: Iterable[str] | None = None) -> None:
+    """Copy the remote's bus refs (all, or the ledgers: `ledger`) into the tracking namespace. With
+    `ledgers`, only those ledger refs come, beside `refs/bus/ledger` (which says whether it moved):
+    a step costs what its own ledgers hold, not what every other clone did meanwhile."""
+    if what == "ledger" and ledgers is not None:  # a glob each: a shard the remote lacks is no error
+        names = ["ledger", *(f"{ref[len(BUS_PREFIX) :]}*" for ref in sorted(ledgers))]
+    else:
+        names = ["ledger*" if what == "ledger" else what]  # `ledger*`: `refs/bus/ledger` and `ledgers/…`
+    specs = [f"+{BUS_PREFIX}{n}:{tracking(remote)}{n}" for n in names]
     if what == "*":  # coordination notes travel with the bus (a glob: the remote may have none yet)
         specs.append(f"+refs/notes/gitbus*:refs/remotes/{remote}/notes/gitbus*")
     for attempt in range(ROUNDS):
@@ -138,7 +145,10 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
         if code == 0:
             return
         if what != "*" and "couldn't find remote ref" in err:
-            return  # the remote has no ledger yet
+            specs = [spec for spec in specs if not spec.startswith(f"+{LEDGER_REF}:")]
+            if not specs:
+                return  # the remote has no ledger yet
+            continue
         stale = _STALE_LOCK.search(err)
         if stale:
             # A git killed mid-fetch left a tracking ref's lock, and git never removes one itself:
@@ -155,13 +165,15 @@ def fetch(repo: Repository, remote: str, what: str = "*") -> None:
     raise RemoteError(f"The bus remote '{remote}' could not be reached: {reason(err)}.")
 
 
-def fetch_vouched(repo: Repository, remote: str, report: Report, what: str = "*") -> None:
+def fetch_vouched(
+    repo: Repository, remote: str, report: Report, what: str = "*", ledgers: Iterable[str] | None = None
+) -> None:
     """`fetch`, then vouch for every bus ref that moved (`gitbus.vouch`): what cannot be vouched for
     is refused in `report`, its tracking ref put back to what can."""
     before = repo.refs(tracking(remote))
     before_notes = repo.ref(notes_tracking(remote))
     signed = bool(settings.load(repo.common_dir)["require_signed"])
-    fetch(repo, remote, what)
+    fetch(repo, remote, what, ledgers)
     for tref in sorted(repo.refs(tracking(remote))):
         ref = vouch.bus_ref_of(tracking(remote), tref)
         if ref is None:
@@ -241,15 +253,17 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
     specs: list[tuple[str, Oid, Oid | None]] = []
     refused = report.refused_refs()
     for lref, ours in sorted(local.items()):
-        if (only is not None and lref not in only) or lref in refused:
-            continue  # a refused ref: the remote holds what we will not build on, nor overwrite
+        if (only is not None and lref not in only) or lref in refused or lref == LEDGER_REF:
+            # a refused ref: the remote holds what we will not build on, nor overwrite; the single
+            # ledger of old goes out only as the tombstone that moves it (`sync.migrate_remote`)
+            continue
         theirs = repo.ref(tracking_of(remote, lref))
         if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
             continue  # up to date, or the remote has more: pull first
         specs.append((lref, ours, theirs))
     if not specs:
         return
-    timeout = network_timeout(whole_bus=only != [LEDGER_REF])
+    timeout = network_timeout(whole_bus=only is None or not all(is_ledger(r) for r in only))
     atomic = len(specs) > 1  # one ref needs no `--atomic`, so hosts without it take it at once
     code, out, err = _push_leased(repo, remote, specs, timeout, atomic=atomic)
     if atomic and code != 0 and NO_ATOMIC in out + err:
@@ -296,19 +310,27 @@ def _taken(porcelain: str) -> set[str]:
     return taken
 
 
-def push_ledger(repo: Repository, remote: str, new: Oid, expected: Oid | None) -> tuple[int, str, str]:
-    """Offer `new` as the remote's ledger, leased on `expected` (None: the remote has none): git's
-    (exit code, stdout, stderr); 124 when it timed out, and the remote may have taken it anyway."""
-    # One ref: no `--atomic`, so hosts that do not offer it decide claims too.
-    return repo.git_result(
-        "push",
-        "--porcelain",
-        "--quiet",
-        remote,
-        f"--force-with-lease={LEDGER_REF}:{expected or ''}",
-        f"{new}:{LEDGER_REF}",
-        network=True,
-    )
+def push_ledgers(
+    repo: Repository, remote: str, specs: list[tuple[str, Oid, Oid | None]]
+) -> tuple[int, str, str, set[str]]:
+    """Offer each (ref, new, expected) of `specs` to the remote, each leased on `expected` (None: the
+    remote has none): git's (exit code, stdout, stderr) and the refs the remote took. Several refs
+    go in one atomic push; a host that offers none takes them one by one, in the order given, up to
+    the first it refuses. 124: it timed out, and the remote may have taken them anyway."""
+    timeout = network_timeout(whole_bus=False)
+    atomic = len(specs) > 1
+    if atomic:
+        code, out, err = _push_leased(repo, remote, specs, timeout, atomic=True)
+        if code == 0 or NO_ATOMIC not in out + err:
+            return code, out, err, {lref for lref, _, _ in specs} if code == 0 else set()
+    taken: set[str] = set()
+    code, out, err = 0, "", ""
+    for spec in specs:
+        code, out, err = _push_leased(repo, remote, [spec], timeout, atomic=False)
+        if code != 0:
+            break
+        taken.add(spec[0])
+    return code, out, err, taken
 
 
 # -- what the last sync did, for `gitbus status` ------------------------------------------------------

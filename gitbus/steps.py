@@ -36,8 +36,8 @@ from gitbus import delegation as D
 from gitbus.clock import hhmm
 from gitbus.errors import Conflict, GitbusError, NotFound, Unreadable
 from gitbus.gitfiles import Commit, Oid
-from gitbus.ids import EVERYONE, AgentName, MessageId
-from gitbus.ledger import Change, Ledger, load_entry
+from gitbus.ids import EVERYONE, MAIN_LEDGER, AgentName, MessageId
+from gitbus.ledger import Change, Ledger, View, load_entry, route, shard_of_path
 from gitbus.message import Kind, Message
 
 if TYPE_CHECKING:
@@ -48,7 +48,11 @@ MAX_STEP_CHANGES = 20_000
 
 
 class Step(Protocol):
-    def decide(self, state: Ledger, time: int, id: MessageId, lease_now: int | None = None) -> Change | None:
+    def ledgers(self) -> set[str] | None:
+        """The ledgers this step reads and may write; None: any of them (it reads them all)."""
+        ...
+
+    def decide(self, state: View, time: int, id: MessageId, lease_now: int | None = None) -> Change | None:
         """The change that takes this step on `state`, as message `id` stamped `time` (the bus's
         hybrid clock); leases are judged and set by `lease_now`, the decider's own wall clock (at
         most `time`), so one fast clock on the bus cannot make everyone else's live leases look
@@ -65,7 +69,10 @@ class Claim:
     ttl_ms: int = C.DEFAULT_TTL_MS
     reason: str = ""
 
-    def decide(self, state: Ledger, time: int, id: MessageId, lease_now: int | None = None) -> Change:
+    def ledgers(self) -> set[str] | None:
+        return {shard_of_path(p) for p in self.paths}
+
+    def decide(self, state: View, time: int, id: MessageId, lease_now: int | None = None) -> Change:
         me, ttl_ms = self.me, self.ttl_ms
         C.check_ttl(ttl_ms)
         now = min(time, lease_now if lease_now is not None else time)
@@ -112,7 +119,10 @@ class Release:
     reason: str = ""
     only_held: bool = False
 
-    def decide(self, state: Ledger, time: int, id: MessageId, lease_now: int | None = None) -> Change | None:
+    def ledgers(self) -> set[str] | None:
+        return None if self.everything else {shard_of_path(p) for p in self.paths}
+
+    def decide(self, state: View, time: int, id: MessageId, lease_now: int | None = None) -> Change | None:
         me = self.me
         if self.everything:
             targets = [c for c in C.all_claims(state) if c.owner == me]
@@ -150,7 +160,10 @@ class Renew:
     ttl_ms: int | None = None
     only_held: bool = False
 
-    def decide(self, state: Ledger, time: int, id: MessageId, lease_now: int | None = None) -> Change | None:
+    def ledgers(self) -> set[str] | None:
+        return {shard_of_path(p) for p in self.paths} if self.paths else None
+
+    def decide(self, state: View, time: int, id: MessageId, lease_now: int | None = None) -> Change | None:
         me, paths, ttl_ms = self.me, self.paths, self.ttl_ms
         if ttl_ms is not None:
             C.check_ttl(ttl_ms)
@@ -190,7 +203,10 @@ class Take:
     request: Message
     after: int = 0
 
-    def decide(self, state: Ledger, time: int, id: MessageId, lease_now: int | None = None) -> Change:
+    def ledgers(self) -> set[str] | None:
+        return {MAIN_LEDGER}
+
+    def decide(self, state: View, time: int, id: MessageId, lease_now: int | None = None) -> Change:
         me, request, now = self.me, self.request, max(time, self.after)
         _require_request(request)
         if request.to not in (EVERYONE, me):
@@ -217,7 +233,10 @@ class Done:
     request: Message
     text: str = ""
 
-    def decide(self, state: Ledger, time: int, id: MessageId, lease_now: int | None = None) -> Change:
+    def ledgers(self) -> set[str] | None:
+        return {MAIN_LEDGER}
+
+    def decide(self, state: View, time: int, id: MessageId, lease_now: int | None = None) -> Change:
         me, request = self.me, self.request
         _require_request(request)
         held = D.state_of(state, request.id)
@@ -239,7 +258,10 @@ class Note:
 
     message: Message
 
-    def decide(self, state: Ledger, time: int, id: MessageId, lease_now: int | None = None) -> Change:
+    def ledgers(self) -> set[str] | None:
+        return None
+
+    def decide(self, state: View, time: int, id: MessageId, lease_now: int | None = None) -> Change:
         return Change(replace(self.message, time=time), {})
 
 
@@ -273,20 +295,30 @@ def from_message(msg: Message) -> Step | None:
     return None
 
 
-def redecide(state: Ledger, msg: Message, now: int, lease_now: int | None = None) -> Change | None:
+def redecide(state: View, msg: Message, now: int, lease_now: int | None = None) -> Change | None:
     """Decide ledger message `msg` again on another state, keeping its id; raise if it cannot stand.
     Leases are judged by `lease_now`, the wall clock of the machine deciding again."""
     step = from_message(msg)
     return None if step is None else step.decide(state, now, msg.id, lease_now)
 
 
-def problem(repo: Repository, commit: Commit, msg: Message, now_ms: int | None = None) -> str | None:
+def problem(
+    repo: Repository,
+    commit: Commit,
+    msg: Message,
+    now_ms: int | None = None,
+    ref: str | None = None,
+    root_tree: Oid | None = None,
+) -> str | None:
     """Why ledger commit `commit` (whose message is `msg`) is no step its sender may take on its
     parent's state, or None when it is one. Take-overs are judged at the earlier of the step's time
-    and `now_ms`, the vouching clone's clock: a step stamped ahead cannot make live claims expire."""
+    and `now_ms`, the vouching clone's clock: a step stamped ahead cannot make live claims expire.
+
+    On claim shard `ref`, every entry it changes must be one that shard holds (`ledger.route`), and
+    its first commit builds on `root_tree`, the claims the shard carried from the single ledger."""
     if len(commit.parents) > 1:
         return f"a ledger merge by {msg.sender} ({msg.id}): gitbus writes the ledger one step at a time"
-    parent_tree: Oid | None = None
+    parent_tree: Oid | None = root_tree
     if commit.parents:
         try:
             parent_tree = repo.read_commit(commit.parents[0]).tree
@@ -301,6 +333,10 @@ def problem(repo: Repository, commit: Commit, msg: Message, now_ms: int | None =
     lease_now = msg.time if now_ms is None else min(msg.time, now_ms)
     written: list[C.Claim] = []
     for path, old, new in diff:
+        if ref is not None and ref != MAIN_LEDGER and route(path) != ref:
+            return (
+                f"a {msg.kind.value} by {msg.sender} that writes {path}, which {ref} does not hold ({msg.id})"
+            )
         why = _entry_problem(repo, msg, path, old, new, lease_now)
         if why is not None:
             return f"a {msg.kind.value} by {msg.sender} that {why} ({msg.id})"
@@ -370,9 +406,7 @@ def _entry_problem(
     return None if new is None else f"writes {path}, outside claims/ and requests/"
 
 
-def _claim_change(
-    msg: Message, before: C.Claim | None, after: C.Claim | None, lease_now: int
-) -> str | None:
+def _claim_change(msg: Message, before: C.Claim | None, after: C.Claim | None, lease_now: int) -> str | None:
     me, kind = msg.sender, msg.kind
     if after is not None:
         if kind not in (Kind.CLAIM, Kind.RENEW) or msg.get("dropped"):

@@ -18,16 +18,34 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from gitbus import notes
-from gitbus.chains import chain_time, raise_mark
+from gitbus.chains import chain_time, is_ledger_chain, raise_mark
 from gitbus.errors import Contended, CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name, new_message_id
+from gitbus.ids import (
+    AGENTS_PREFIX,
+    BUS_PREFIX,
+    LEDGER_REF,
+    MAIN_LEDGER,
+    MessageId,
+    agent_name,
+    new_message_id,
+)
 from gitbus.inert import inert
-from gitbus.ledger import Change, Ledger, write_change
+from gitbus.ledger import (
+    Change,
+    State,
+    Tips,
+    Update,
+    decide_past,
+    read_tips,
+    shard_of_path,
+    tombstone,
+    write_change,
+)
 from gitbus.message import Kind, Message, decode
 from gitbus.notes import NOTES_REF
 from gitbus.remote import (
@@ -39,10 +57,11 @@ from gitbus.remote import (
     notes_tracking,
     push,
     push_failed,
-    push_ledger,
+    push_ledgers,
     reason,
     record_refused,
     tracking,
+    tracking_of,
 )
 from gitbus.steps import redecide
 
@@ -82,18 +101,8 @@ def _join_notes(repo: Repository, _lref: str, ours: Oid, theirs: Oid) -> tuple[O
     return notes.merge(repo, ours, theirs), []
 
 
-def _join_ledger(repo: Repository, _lref: str, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]]:
-    return replay(repo, ours, theirs)
-
-
 CHAIN = Way("gitbus sync: fast-forward", "gitbus sync: merge", _join_chain)
 NOTES = Way("gitbus sync: notes from remote", "gitbus sync: notes merged", _join_notes)
-LEDGER = Way(
-    "gitbus sync: ledger from remote",
-    "gitbus sync: offline ledger steps re-decided",
-    _join_ledger,
-    merged=False,
-)
 
 
 def follow(repo: Repository, lref: str, theirs: Oid, report: Report, way: Way) -> None:
@@ -146,9 +155,7 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
             report.ignored.append(tref)
             continue
         follow(repo, AGENTS_PREFIX + name, theirs, report, CHAIN)
-    theirs_ledger = repo.ref(tracking(remote) + "ledger")
-    if theirs_ledger:
-        follow(repo, LEDGER_REF, theirs_ledger, report, LEDGER)
+    follow_ledgers(repo, read_tips(repo, tracking(remote)), report)
     theirs_notes = repo.ref(notes_tracking(remote))
     if theirs_notes:
         follow(repo, NOTES_REF, theirs_notes, report, NOTES)
@@ -158,7 +165,8 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
 
 
 def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True) -> Report:
-    """Fetch, integrate and push until the remote takes our refs (or the rounds run out)."""
+    """Fetch, integrate and push until the remote takes our refs (or the rounds run out). A remote
+    that still has the single ledger is moved first when this clone has ledger steps for it."""
     report = Report(remote)
     for _ in range(ROUNDS):
         if pull:
@@ -168,6 +176,11 @@ def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True)
             record_refused(repo, remote, report)
             return report
         try:
+            theirs = read_tips(repo, tracking(remote))
+            if _must_move(repo, theirs):
+                migrate_remote(repo, remote, theirs, report)
+                pull = True  # take in the moved ledger: this clone's steps are decided again on it
+                continue
             push(repo, remote, report)
             if pull:
                 record_refused(repo, remote, report)
@@ -177,102 +190,289 @@ def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True)
     raise RemoteError(f"The bus remote '{remote}' kept moving; {ROUNDS} sync rounds did not settle.")
 
 
+def _must_move(repo: Repository, theirs: Tips) -> bool:
+    """True when the remote still has the single ledger and this clone has ledger steps it lacks:
+    they can go out only on the remote's moved ledgers."""
+    if theirs.moved:
+        return False
+    ours = read_tips(repo)
+    if ours.moved:
+        return bool(ours.refs)
+    return (
+        ours.old is not None
+        and ours.old != theirs.old
+        and not (theirs.old is not None and repo.is_ancestor(ours.old, theirs.old))
+    )
+
+
+# -- moving the remote's single ledger -----------------------------------------------------------------
+
+
+def migrate_remote(repo: Repository, remote: str, theirs: Tips, report: Report) -> None:
+    """Move the remote's single ledger as `gitbus.ledger.moving` moves a clone's: `ledgers/main`
+    continues it, then `refs/bus/ledger` becomes the tombstone, leased on the tip it names (one
+    atomic push; in that order where the host offers none, so no step is ever decided on a
+    ledger an older gitbus still writes). Raises `RefMoved` when the remote moved meanwhile."""
+    if theirs.broken is not None or (theirs.old is not None and repo.object_kind(theirs.old) != "commit"):
+        raise RemoteError(
+            f"The bus remote's {LEDGER_REF} cannot be moved: {theirs.broken or 'it is no commit'}. Nothing "
+            "was changed; have the remote's ledger repaired."
+        )
+    end = theirs.old
+    specs: list[Update] = []
+    main = theirs.refs.get(MAIN_LEDGER)
+    if end is not None and main != end:
+        if main is not None and not repo.is_ancestor(main, end):
+            raise RemoteError(
+                f"The bus remote holds steps on both {LEDGER_REF} and {MAIN_LEDGER}; gitbus cannot tell "
+                "which holds the claims. Nothing was changed; have one of them removed on the remote."
+            )
+        specs.append((MAIN_LEDGER, end, main))
+    specs.append((LEDGER_REF, repo.blob(tombstone(end)), end))
+    code, out, err, taken = push_ledgers(repo, remote, specs)
+    for lref, new, _ in specs:
+        if lref in taken:
+            tref = tracking_of(remote, lref)
+            with contextlib.suppress(RefMoved):
+                repo.update_ref(tref, new, repo.ref(tref), "gitbus push")
+            report.pushed.append(lref)
+    if code != 0:
+        push_failed(remote, LEDGER_REF, out, err)
+        raise RemoteError(f"Moving the bus remote's ledger failed: {reason(err or out)}.")
+
+
 # -- offline ledger steps, decided again ------------------------------------------------------------
 
 
-def replay(repo: Repository, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]]:
-    """Re-decide our ledger steps since the common base on top of `theirs`; the losers are told."""
-    base = repo.merge_base(ours, theirs)
-    mine: list[Message] = []
-    at: Oid | None = ours
+def follow_ledgers(repo: Repository, theirs: Tips, report: Report, want: set[str] | None = None) -> None:
+    """Bring this clone's ledgers up to the remote's `theirs`, rewriting nothing of the remote's.
+
+    A ledger the remote has moved on fast-forwards; one where this clone is ahead keeps its steps
+    (they go out at the push); one where both moved, or every ledger this clone kept while it
+    carried other claims (a single ledger of its own, or one moved elsewhere), is built again from
+    the remote's: this clone's steps there are decided again on the remote's state (`_rebuild`), and
+    one that lost is dropped and its agent told, never silently kept. Before the remote's ledger
+    has moved, a single ledger this clone has not moved only fast-forwards. With `want`, only those
+    ledgers are followed (an online step's own), unless the two sides carry different claims."""
+    if theirs.broken is not None or (theirs.old is None and not theirs.refs):
+        return
+    for _ in range(ROUNDS):  # a compare-and-swap retry loop
+        ours = read_tips(repo, want=want)
+        if want is not None and ours.ended != theirs.ended:
+            ours, theirs = read_tips(repo), read_tips(repo, theirs.root)
+        try:
+            if not theirs.moved:
+                forward = theirs.old is not None and not ours.moved and ours.old != theirs.old
+                if forward and theirs.old and (ours.old is None or _behind(repo, ours.old, theirs.old)):
+                    _raise_to(repo, LEDGER_REF, theirs.old)
+                    repo.update_ref(LEDGER_REF, theirs.old, ours.old, "gitbus sync: ledger from remote")
+                    report.updated.append(LEDGER_REF)
+                return
+            _rebuild(repo, ours, theirs, report)
+            return
+        except RefMoved:
+            continue
+
+
+def _rebuild(repo: Repository, ours: Tips, theirs: Tips, report: Report) -> None:
+    same = ours.ended == theirs.ended  # both carry the same claims of the single ledger
+    work = Tips(BUS_PREFIX, dict(theirs.refs), theirs.old, theirs.ended, True)
+    again: dict[str, list[Message]] = {}  # ledger -> our steps on it, decided again
+    kept: dict[str, list[Message]] = {}  # ledger -> our steps on it, ahead of the remote's: they stand
+    leave: set[str] = set()
+    for ref, o in sorted(ours.chains().items()):
+        t = theirs.refs.get(ref)
+        if repo.object_kind(o) != "commit":  # a peer's damage taken in with plain git: it holds nothing
+            if t is None:
+                leave.add(ref)  # nothing vouched for to put there: it stays as it is, refusing steps
+            continue
+        if o == t or (t is not None and repo.is_ancestor(o, t)):
+            continue  # the remote has it all
+        if same and (t is None or repo.is_ancestor(t, o)):
+            work.refs[ref] = o  # ahead: our steps stand as decided, and go out at the push
+            kept[ref] = _steps_since(repo, o, t)
+            continue
+        again[ref] = _steps_since(repo, o, repo.merge_base(o, t) if t is not None else None)
+    # A step on several ledgers is decided again on all of them, or its other commits would stand
+    # (or stay hidden) whatever became of its first.
+    steps = {m.get("part") or m.id for ms in again.values() for m in ms}
+    while moved := [r for r, ms in kept.items() if any((m.get("part") or m.id) in steps for m in ms)]:
+        for ref in moved:
+            again[ref] = kept.pop(ref)
+            steps |= {m.get("part") or m.id for m in again[ref]}
+            if ref in theirs.refs:
+                work.refs[ref] = theirs.refs[ref]
+            else:
+                del work.refs[ref]
+    mine = [(m, ref) for ref, ms in again.items() for m in ms]
+    dropped: list[Message] = []
+    lost_steps: set[str] = set()  # steps whose first commit lost: their other commits now show
+
+    def order(e: tuple[Message, str]) -> tuple[int, str, bool]:  # a step's first commit before its others
+        return (e[0].time, e[0].get("part") or e[0].id, e[0].get("part") is not None)
+
+    for msg, ref in sorted(mine, key=order):
+        one = _on_ledger(msg, ref)
+        part = one.get("part")
+        if part is not None and part in lost_steps:
+            one = replace(one, meta=tuple((k, v) for k, v in one.meta if k != "part"))
+        change, lost = _decided_again(repo, work, one, ref, MessageId(part or one.id))
+        if change is None:
+            continue
+        updates, _ = write_change(repo, State(repo, work), change)
+        work.refs.update((r, new) for r, new, _ in updates)
+        if lost:
+            dropped.append(change.message)
+            lost_steps.add(part or one.id)
+    changes: list[tuple[str, Oid | None, Oid | None]] = [
+        (ref, work.refs.get(ref), ours.refs.get(ref))
+        for ref in sorted(set(ours.refs) | set(work.refs))
+        if work.refs.get(ref) != ours.refs.get(ref) and ref not in leave
+    ]
+    if ours.old != theirs.old:
+        changes.append((LEDGER_REF, theirs.old, ours.old))
+    if not changes:
+        return
+    for ref, new, _ in changes:
+        if new is not None and ref != LEDGER_REF:
+            _raise_to(repo, ref, new)
+    log = "gitbus sync: offline ledger steps re-decided" if mine else "gitbus sync: ledger from remote"
+    repo.update_refs(changes, log)
+    report.updated += [ref for ref, _, _ in changes]
+    report.dropped += dropped
+
+
+def _steps_since(repo: Repository, tip: Oid, base: Oid | None) -> list[Message]:
+    """The ledger messages from `tip` down to `base` by first parents, newest first."""
+    found: list[Message] = []
+    at: Oid | None = tip
     while at is not None and at != base:
         commit = repo.read_commit(at)
         with contextlib.suppress(CorruptMessage):
-            mine.append(decode(commit.message))
+            found.append(decode(commit.message))
         at = commit.parents[0] if commit.parents else None
-    tip, dropped = theirs, []
-    for msg in reversed(mine):
-        state = Ledger(repo, repo.read_commit(tip).tree)
-        now = max(msg.time, chain_time(repo, tip) + 1)
-        try:
-            change = redecide(state, msg, now, lease_now=int(time.time() * 1000))
-        except GitbusError as e:
-            change = _dropped(msg, str(e), now)
-            dropped.append(change.message)
-        if change is not None:
-            tip = write_change(repo, tip, change)
-    return tip, dropped
+    return found
 
 
-def _dropped(msg: Message, why: str, now: int) -> Change:
-    """A ledger note telling `msg`'s agent that its offline step lost at sync (no state change)."""
+def _on_ledger(msg: Message, ref: str) -> Message:
+    """`msg` as a step on ledger `ref` alone: a claim shard's commit of a step on several shards
+    decides only the paths that shard holds (each shard's commit is decided again on its own)."""
+    if ref == MAIN_LEDGER or msg.kind not in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW) or msg.get("dropped"):
+        return msg
+    return replace(msg, paths=tuple(p for p in msg.paths if shard_of_path(p) == ref))
+
+
+def _decided_again(
+    repo: Repository, work: Tips, msg: Message, ref: str, step: MessageId
+) -> tuple[Change | None, bool]:
+    """Ledger message `msg` (from ledger `ref`, of step `step`) decided again on `work`, keeping its
+    id, or the note that drops it (True) when it cannot stand there."""
+    lease_now = int(time.time() * 1000)
+
+    def decide(min_time: int) -> Change | None:
+        change = redecide(State(repo, work), msg, max(msg.time, min_time), lease_now=lease_now)
+        part = msg.get("part")
+        if change is not None and part is not None:  # still a step's other commit: shown once
+            change = change._replace(
+                message=replace(change.message, meta=(*change.message.meta, ("part", part)))
+            )
+        return change
+
+    try:
+        return decide_past(repo, work, decide), False
+    except GitbusError as e:
+        now = max(msg.time, chain_time(repo, work.tip(ref)) + 1)
+        return _dropped(msg, str(e), now, ref, step), True
+
+
+def _dropped(msg: Message, why: str, now: int, home: str, step: MessageId) -> Change:
+    """A ledger note telling `msg`'s agent that its offline step `step` lost at sync (no state
+    change). A step's other commit is told as the step its agent knows, by the first commit's id."""
+    what = f"{msg.kind.value} {step}" + (f" of {', '.join(msg.paths)}" if step != msg.id else "")
     note = Message(
         new_message_id(),
         Kind.RELEASE,
         msg.sender,
         msg.sender,
-        f"Your offline {msg.kind.value} {msg.id} was dropped at sync: {why}",
+        f"Your offline {what} was dropped at sync: {why}",
         now,
         msg.paths,
-        msg.id,
-        (("dropped", msg.id),),
+        MessageId(step),
+        (("dropped", step),),
     )
-    return Change(note, {})
+    return Change(note, {}, home)
 
 
-# -- the remote as the ledger's arbiter ---------------------------------------------------------------
+# -- the remote as the ledgers' arbiter ---------------------------------------------------------------
 
 
 class RemoteArbiter:
-    """Decide ledger steps on the remote's tip and publish them only if the remote accepts."""
+    """Decide ledger steps on the remote's tips and publish them only if the remote accepts."""
 
     def __init__(self, repo: Repository, remote: str) -> None:
         self.repo, self.remote = repo, remote
         self.report = Report(remote)
-        self.replaces: Oid | None = None  # a refused remote ledger tip the next step replaces
+        self.replaces: dict[str, Oid] = {}  # refused remote ledger tips the next step replaces
         self.notices: list[str] = []  # one line each, for the command to show
 
-    def base(self) -> Oid | None:
-        """The remote's ledger, with our offline steps published on top of it first.
+    def tips(self, want: set[str] | None = None) -> Tips:
+        """The remote's ledgers (those in `want`, when given), with our offline steps there published
+        on top of them first (and a remote single ledger moved first).
 
-        When the remote's ledger holds what sync refuses (a foreign commit, a step that breaks the
-        rules) on top of steps it vouched for, the step is decided on the last vouched one and
+        When a remote ledger holds what sync refuses (a foreign commit, a step that breaks the
+        rules) on top of steps it vouched for, a step is decided on the last vouched one and
         replaces the refused tip: its push leases that tip (`publish`), so it still names the value
         it replaces, and claims keep working without anyone repairing the remote by hand."""
         for _ in range(ROUNDS):  # a retry loop: the remote moved while we published
-            self.report.refused = [r for r in self.report.refused if r.ref != LEDGER_REF]
-            self.replaces = None
+            self.report.refused = [r for r in self.report.refused if not is_ledger_chain(r.ref)]
+            self.replaces = {}
             try:
-                fetch_vouched(self.repo, self.remote, self.report, "ledger")
+                fetch_vouched(self.repo, self.remote, self.report, "ledger", want)
             except RemoteError as e:
                 raise RemoteError(
                     f"{e} Nothing was changed; retry, or pass --offline to act locally and "
                     "reconcile at the next sync."
                 ) from None
-            refusal = next((r for r in self.report.refused if r.ref == LEDGER_REF), None)
-            theirs = self.repo.ref(tracking(self.remote) + "ledger")
-            if refusal is not None and not self._on_top(theirs, refusal.fetched):
-                raise RemoteError(
-                    f"The bus remote's ledger cannot be decided on: {refusal.line()}. Nothing was changed; "
-                    "pass --offline to act locally, and have the remote's ledger repaired."
-                )
-            if theirs:
-                told = len(self.report.dropped)
-                follow(self.repo, LEDGER_REF, theirs, self.report, LEDGER)
-                # An earlier offline step that lost on the remote's tip: the command says so (issue 16).
-                for m in self.report.dropped[told:]:
-                    line = inert(m.text, 400)
-                    if line not in self.notices:  # a round after a lost race replays it again
-                        self.notices.append(line)
-            ours = self.repo.ref(LEDGER_REF)
-            if refusal is not None:
-                self.replaces = refusal.fetched
-                return ours  # our offline steps, if any, go out with the step that replaces it
-            if not ours or ours == theirs:
-                return ours
+            refusals = {r.ref: r for r in self.report.refused if is_ledger_chain(r.ref)}
+            theirs = read_tips(self.repo, tracking(self.remote), want)
+            if LEDGER_REF in refusals and not theirs.moved and want is not None:
+                want = None  # a tombstone is vouched for against the main ledger: take that in too
+                continue
+            for ref, refusal in refusals.items():
+                vouched = self.repo.ref(tracking_of(self.remote, ref))
+                if ref == LEDGER_REF and theirs.moved and theirs.broken is None:
+                    continue  # a tombstone replaced after the move: the one vouched for still says it all
+                if ref == LEDGER_REF or not self._on_top(vouched, refusal.fetched):
+                    raise RemoteError(
+                        f"The bus remote's ledger cannot be decided on: {refusal.line()}. Nothing was "
+                        "changed; pass --offline to act locally, and have the remote's ledger repaired."
+                    )
+            if not theirs.moved:
+                if want is not None:  # before the remote's ledger moves, or first takes it in: all of it
+                    want = None
+                    continue
+                with contextlib.suppress(RefMoved):
+                    migrate_remote(self.repo, self.remote, theirs, self.report)
+                continue
+            told = len(self.report.dropped)
+            follow_ledgers(self.repo, theirs, self.report, want)
+            # An earlier offline step that lost on the remote's tips: the command says so (issue 16).
+            for m in self.report.dropped[told:]:
+                line = inert(m.text, 400)
+                if line not in self.notices:  # a round after a lost race replays it again
+                    self.notices.append(line)
+            ours = read_tips(self.repo, want=want)
+            self.replaces = {ref: r.fetched for ref, r in refusals.items() if r.fetched is not None}
+            ahead = [
+                r
+                for r, tip in ours.refs.items()
+                if tip != theirs.refs.get(r) and r not in refusals and (want is None or r in want)
+            ]
+            if not ahead:
+                return read_tips(self.repo, want=want)  # offline steps on a refused ledger go out with it
             try:  # offline steps not yet on the remote: publish them first
-                push(self.repo, self.remote, self.report, only=[LEDGER_REF])
-                return self.repo.ref(LEDGER_REF)
+                push(self.repo, self.remote, self.report, only=ahead)
+                return read_tips(self.repo, want=want)
             except RefMoved:
                 continue  # the remote moved meanwhile: take its news and publish again
         raise Contended(
@@ -290,40 +490,59 @@ class RemoteArbiter:
             and self.repo.is_ancestor(vouched, refused)
         )
 
-    def _landed(self, new: Oid) -> bool:
-        """After a push that timed out: did the remote take `new` anyway? A second look; if that
-        fails too, the step is reported as not made, and should the remote have taken it after all,
-        it arrives with the next sync like any other ledger step (a claim's lease then runs out)."""
+    def _landed(self, specs: list[Update]) -> bool:
+        """After a push that timed out: did the remote take every update anyway? A second look; if
+        that fails too, the step is reported as not made, and should the remote have taken it after
+        all, it arrives with the next sync like any other ledger step (a claim's lease then runs out)."""
         try:
-            fetch(self.repo, self.remote, "ledger")
+            fetch(self.repo, self.remote, "ledger", {ref for ref, _, _ in specs})
         except RemoteError:
             return False
-        theirs = self.repo.ref(tracking(self.remote) + "ledger")
-        return theirs is not None and (theirs == new or self.repo.is_ancestor(new, theirs))
+        for ref, new, _ in specs:
+            theirs = self.repo.ref(tracking_of(self.remote, ref))
+            if theirs is None or not (theirs == new or self.repo.is_ancestor(new, theirs)):
+                return False
+        return True
 
-    def publish(self, base: Oid | None, new: Oid, log: str) -> None:
-        code, out, err = push_ledger(self.repo, self.remote, new, self.replaces or base)
-        if code == 124 and self._landed(new):
-            code = 0  # it timed out after the remote took it: a grant all the same
+    def publish(self, updates: list[Update], log: str) -> None:
+        specs = [(ref, new, self.replaces.get(ref, expected)) for ref, new, expected in updates]
+        code, out, err, taken = push_ledgers(self.repo, self.remote, specs)
+        if code == 124 and self._landed(specs):
+            code, taken = 0, {ref for ref, _, _ in specs}  # it timed out after the remote took it
+        self._record([s for s in specs if s[0] in taken], log)
         if code != 0:
-            push_failed(self.remote, LEDGER_REF, out, err)
+            if taken:  # a host without atomic push took this step's first ledgers, then refused one
+                push_failed(self.remote, specs[0][0], out, err)  # a lost race: decided again, to finish it
+                left = ", ".join(ref for ref, _, _ in specs if ref not in taken)
+                raise RemoteError(
+                    f"The bus remote '{self.remote}' offers no atomic push and took this step on "
+                    f"{', '.join(sorted(taken))} but not on {left} ({reason(err or out)}); what it took "
+                    "stands as a step of its own. Retry to finish it, or release what it took."
+                )
+            push_failed(self.remote, specs[0][0], out, err)
             raise RemoteError(
                 f"The bus remote '{self.remote}' could not be reached: {reason(err or out)}; nothing was "
                 "changed. Retry, or pass --offline to act locally and reconcile at the next sync."
             )
-        if self.replaces is not None:
-            refusal = next(r for r in self.report.refused if r.ref == LEDGER_REF)
-            self.notices.append(
-                f"replaced {self.replaces[:12]} on {LEDGER_REF} of '{self.remote}' with this step, decided "
-                f"on the last step sync vouched for, since sync refuses what was there: {refusal.reason}"
-            )
-        for ref in (tracking(self.remote) + "ledger", LEDGER_REF):
-            for _ in range(ROUNDS):  # a compare-and-swap retry loop
-                current = self.repo.ref(ref)
-                if current == new or (current and not self.repo.is_ancestor(current, new)):
-                    break
-                try:
-                    self.repo.update_ref(ref, new, current, log)
-                    break
-                except RefMoved:
-                    continue
+        for ref, _, _ in specs:
+            if ref in self.replaces:
+                refusal = next(r for r in self.report.refused if r.ref == ref)
+                self.notices.append(
+                    f"replaced {self.replaces[ref][:12]} on {ref} of '{self.remote}' with this step, "
+                    f"decided on the last step sync vouched for, since sync refuses what was there: "
+                    f"{refusal.reason}"
+                )
+
+    def _record(self, landed: list[Update], log: str) -> None:
+        """Move the tracking and local refs of what the remote took (where no one moved them past)."""
+        for lref, new, _ in landed:
+            for ref in (tracking_of(self.remote, lref), lref):
+                for _ in range(ROUNDS):  # a compare-and-swap retry loop
+                    current = self.repo.ref(ref)
+                    if current == new or (current and not self.repo.is_ancestor(current, new)):
+                        break
+                    try:
+                        self.repo.update_ref(ref, new, current, log)
+                        break
+                    except RefMoved:
+                        continue

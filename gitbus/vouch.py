@@ -23,11 +23,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gitbus import steps
-from gitbus.chains import FUTURE_MS, is_sync_merge, read_message
+from gitbus import ledger, steps
+from gitbus.chains import FUTURE_MS, is_ledger_chain, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import AGENTS_PREFIX, BUS_PREFIX, LEDGER_REF, agent_name
+from gitbus.ids import (
+    AGENTS_PREFIX,
+    BUS_PREFIX,
+    LEDGER_REF,
+    LEDGERS_PREFIX,
+    MAIN_LEDGER,
+    agent_name,
+    ledger_ref,
+)
 from gitbus.inert import inert
 from gitbus.message import stamped_after
 
@@ -66,6 +74,9 @@ def check(
     if after is None or after == before:
         return None
     kind = repo.object_kind(after)
+    if ref == LEDGER_REF and (kind == "blob" or (before is not None and repo.object_kind(before) == "blob")):
+        why = _moved_problem(repo, tracking_ref, before, after)
+        return _put_back(repo, remote, ref, tracking_ref, after, before, why) if why else None
     if kind != "commit":
         what = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
         return _put_back(repo, remote, ref, tracking_ref, after, before, what)
@@ -88,15 +99,44 @@ def check(
         unsigned = _unsigned_notes(signatures) if signatures is not None else None
         return _put_back(repo, remote, ref, tracking_ref, after, before, unsigned) if unsigned else None
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    bad, keep = _walk(repo, ref, after, stops, now, signatures)
+    root = tracking_ref[: len(tracking_ref) - len(ref) + len(BUS_PREFIX)]
+    bad, keep = _walk(repo, ref, after, stops, now, signatures, root)
     if bad is None:
         return None
     return _put_back(repo, remote, ref, tracking_ref, after, keep if keep is not None else before, bad)
 
 
+def _moved_problem(repo: Repository, tracking_ref: str, before: Oid | None, after: Oid) -> str | None:
+    """Why the fetched `refs/bus/ledger` is no move of the single ledger sync can take in, or None.
+    It must be a tombstone (`gitbus.ledger`) that is never replaced, naming a commit the remote's
+    main ledger holds, and no earlier than the single ledger this clone last took from there."""
+    if repo.object_kind(after) != "blob":
+        return "it went back to a single ledger after the ledger moved to refs/bus/ledgers/"
+    if before is not None and repo.object_kind(before) == "blob":
+        return "its tombstone was replaced; the ledger moved once, where the first tombstone says"
+    try:
+        ended = ledger.ended_at(repo, after)
+    except GitbusError as e:
+        return str(e).replace(f"{LEDGER_REF} points at ", "it points at ")
+    if ended is None:
+        return None if before is None else f"its tombstone names no ledger, but it held {before[:12]}"
+    main = repo.ref(tracking_ref + "s/main")
+    if (
+        repo.object_kind(ended) != "commit"
+        or main is None
+        or (not repo.is_ancestor(ended, main) and main != ended)
+    ):
+        return f"its tombstone names {ended[:12]}, which the remote's {MAIN_LEDGER} does not hold"
+    if before is not None and before != ended and not repo.is_ancestor(before, ended):
+        return (
+            f"its tombstone names {ended[:12]}, which no longer holds {before[:12]}, fetched from it before"
+        )
+    return None
+
+
 def _keeps(repo: Repository, ref: str, old: Oid, tip: Oid) -> bool:
-    """True when `tip` still holds `old`: as an ancestor, and on the ledger by first parents."""
-    return _on_first_parents(repo, old, tip) if ref == LEDGER_REF else repo.is_ancestor(old, tip)
+    """True when `tip` still holds `old`: as an ancestor, and on a ledger by first parents."""
+    return _on_first_parents(repo, old, tip) if is_ledger_chain(ref) else repo.is_ancestor(old, tip)
 
 
 def _on_first_parents(repo: Repository, old: Oid, tip: Oid) -> bool:
@@ -148,9 +188,12 @@ def _walk(
     stops: set[Oid],
     now_ms: int,
     signatures: Mapping[Oid, tuple[str, str]] | None = None,
+    root: str = BUS_PREFIX,
 ) -> tuple[str | None, Oid | None]:
     """Check every commit reachable from `tip` and not from `stops`: (why the first bad one is bad,
-    or None; the newest first-parent commit from `tip` with nothing bad below it, or None)."""
+    or None; the newest first-parent commit from `tip` with nothing bad below it, or None). `root`
+    is where the ref's side keeps its ledgers: a claim shard's first commit builds on the claims its
+    side's tombstone carries."""
     parents: dict[Oid, tuple[Oid, ...]] = {}
     bad: dict[Oid, str] = {}
     todo = [tip]
@@ -175,8 +218,8 @@ def _walk(
             continue
         if owner is not None and signatures is None and not stamped_after(commit.message, now_ms + FUTURE_MS):
             continue  # on an agent chain only a stamp far ahead is refused: nothing here can be
-        msg = read_message(repo, commit, ref)
-        if msg is None and ref != LEDGER_REF:
+        msg = read_message(repo, commit, ref, parts=True)
+        if msg is None and not is_ledger_chain(ref):
             # Not a message gitbus takes on this agent chain (a foreign commit, a newer format
             # version, a forged sender): every reader skips it and counts it, so it is taken in as
             # it is. Refusing it would stop the chain there, and every later message of its owner.
@@ -197,6 +240,13 @@ def _walk(
             bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
         elif ref == LEDGER_REF:
             why = steps.problem(repo, commit, msg, now_ms)
+            if why is not None:
+                bad[oid] = why
+        elif ref.startswith(LEDGERS_PREFIX):
+            carried = None
+            if not commit.parents and ref != MAIN_LEDGER:
+                carried = ledger.carried(repo, ledger.read_tips(repo, root).ended, ref)
+            why = steps.problem(repo, commit, msg, now_ms, ref, carried)
             if why is not None:
                 bad[oid] = why
     if not bad:
@@ -251,6 +301,8 @@ def bus_ref_of(tracking_prefix: str, tracking_ref: str) -> str | None:
     rest = tracking_ref[len(tracking_prefix) :]
     if rest == LEDGER_REF[len(BUS_PREFIX) :]:
         return LEDGER_REF
+    if rest.startswith("ledgers/"):
+        return ledger_ref(rest[len("ledgers/") :])
     if rest.startswith("agents/"):
         try:
             return AGENTS_PREFIX + agent_name(rest[len("agents/") :])

@@ -28,7 +28,7 @@ from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.errors import ClaimConflict, Conflict
 from gitbus.git import Oid, Repository
-from gitbus.ids import LEDGER_REF, agent_name
+from gitbus.ids import agent_name, is_ledger
 from gitbus.message import Message, decode
 
 SPAWN = mp.get_context("spawn")
@@ -128,10 +128,10 @@ class _CountingRepository(Repository):
 
     ledger_writes = 0
 
-    def update_ref(self, name: str, new: Oid, expected: Oid | None, log: str) -> None:
-        if name == LEDGER_REF:
+    def update_refs(self, changes: Sequence[tuple[str, Oid | None, Oid | None]], log: str) -> None:
+        if any(is_ledger(name) for name, _, _ in changes):
             self.ledger_writes += 1
-        super().update_ref(name, new, expected, log)
+        super().update_refs(changes, log)
 
 
 def claim_one_by_one(

@@ -19,7 +19,8 @@ from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid
-from gitbus.ids import AGENTS_PREFIX, agent_name
+from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
+from gitbus.ledger import shard_of_path
 from gitbus.sync import sync
 
 from .helpers_proc import SPAWN, collect, post_after_what_it_saw, running
@@ -192,16 +193,18 @@ def test_sync_raises_the_mark_before_it_moves_a_bus_ref(tmp_path: Path) -> None:
     sync(alice.repo, "origin")
     bob = Bus.open(net.clones[1], "bob", behind)
     seen: list[tuple[str, int, int | None]] = []
-    real = bob.repo.update_ref
+    real = bob.repo.update_refs
 
-    def update_ref(ref: str, new: Oid, old: Oid | None, log: str) -> None:
-        seen.append((ref, chains.chain_time(bob.repo, new), chains.read_mark(bob.repo)))
-        real(ref, new, old, log)
+    def update_refs(changes: list[tuple[str, Oid | None, Oid | None]], log: str) -> None:
+        for ref, new, _ in changes:
+            if new is not None and ref != LEDGER_REF:  # the tombstone is no message
+                seen.append((ref, chains.chain_time(bob.repo, new), chains.read_mark(bob.repo)))
+        real(changes, log)
 
-    bob.repo.update_ref = update_ref  # type: ignore[method-assign]
+    bob.repo.update_refs = update_refs  # type: ignore[method-assign]
     sync(bob.repo, "origin")
     moved = [(ref, t, mark) for ref, t, mark in seen if ref.startswith("refs/bus/")]
-    assert {ref for ref, _, _ in moved} >= {"refs/bus/agents/alice", "refs/bus/ledger"}
+    assert {ref for ref, _, _ in moved} >= {"refs/bus/agents/alice", shard_of_path("README.md")}
     assert all(mark is not None and mark >= t for _, t, mark in moved), moved
 
 

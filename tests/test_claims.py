@@ -15,10 +15,12 @@ from gitbus.claims import DEFAULT_TTL_MS, SKEW_MARGIN_MS, all_claims
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, GitbusError, NotFound
 from gitbus.git import Repository
+from gitbus.gitfiles import Oid
+from gitbus.ids import LEDGER_REF
 from gitbus.message import Kind
 
 from .conftest import git
-from .crowded import PER_HOLDER, counted, crowd
+from .crowded import PER_HOLDER, crowd
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -76,10 +78,11 @@ def test_sibling_with_a_common_prefix_does_not_overlap(pair: tuple[Bus, Bus]) ->
 def test_a_refused_claim_grants_none_of_its_paths(pair: tuple[Bus, Bus]) -> None:
     api, web = pair
     api.claim(["config/"])
-    before = git(api.repo.root, "rev-parse", "refs/bus/ledger")
+    # `web/` and `config/` are on different shards: no ledger ref at all may move.
+    before = git(api.repo.root, "for-each-ref", "refs/bus/ledger", "refs/bus/ledgers/")
     with pytest.raises(ClaimConflict):
         web.claim(["web/", "config/db.yaml"])
-    assert git(api.repo.root, "rev-parse", "refs/bus/ledger") == before
+    assert git(api.repo.root, "for-each-ref", "refs/bus/ledger", "refs/bus/ledgers/") == before
     assert [c.owner for c in web.claims()] == ["api-1"]
 
 
@@ -219,40 +222,59 @@ def test_claims_compare_case_insensitively_whatever_core_ignorecase_says(
     api2.claim(["Internal/API/"])
     with pytest.raises(ClaimConflict, match="Internal/API/"):
         web2.claim(["internal/api/handler.go"])
-    assert git(api.repo.root, "ls-tree", "-r", "--name-only", "refs/bus/ledger").split() == [
-        "claims/_internal/_api/@"
-    ]
+    assert ledger.shard_of_path("Internal/API/") == ledger.shard_of_path("internal/api/")
+    shard = ledger.shard_of_path("internal/api/")
+    assert git(api.repo.root, "ls-tree", "-r", "--name-only", shard).split() == ["claims/_internal/_api/@"]
 
 
-def test_a_claim_in_the_slot_an_older_gitbus_spelled_still_blocks_and_is_released(
-    pair: tuple[Bus, Bus],
-) -> None:
-    """Before slots were always folded, a case-sensitive clone wrote `claims/_Docs/@`."""
-    api, web = pair
-    api.claim(["Docs/"])
-    led = git(api.repo.root, "rev-parse", "refs/bus/ledger").strip()
-    blob = git(api.repo.root, "rev-parse", "refs/bus/ledger:claims/_docs/@").strip()
-    index = {"GIT_INDEX_FILE": str(api.repo.common_dir / "old-index")}
+def _commit_with_one_entry(repo: Repository, blob: str, entry: str, parent: str | None, message: str) -> str:
+    """A ledger commit whose tree holds only `blob` at `entry`, on `parent`, written by plain git."""
+    root = repo.root
+    index = {**os.environ, "GIT_INDEX_FILE": str(repo.common_dir / "old-index")}
     for args in (
         ["read-tree", "--empty"],
-        ["update-index", "--add", "--cacheinfo", f"100644,{blob},claims/_Docs/@"],
+        ["update-index", "--add", "--cacheinfo", f"100644,{blob},{entry}"],
     ):
-        subprocess.run(["git", *args], cwd=api.repo.root, env={**os.environ, **index}, check=True)
+        subprocess.run(["git", *args], cwd=root, env=index, check=True)
     tree = subprocess.run(
-        ["git", "write-tree"],
-        cwd=api.repo.root,
-        env={**os.environ, **index},
-        check=True,
-        capture_output=True,
-        text=True,
+        ["git", "write-tree"], cwd=root, env=index, check=True, capture_output=True, text=True
     ).stdout.strip()
-    old = git(api.repo.root, "commit-tree", tree, "-p", led, "-m", "an older gitbus's slot").strip()
-    git(api.repo.root, "update-ref", "refs/bus/ledger", old, led)
+    return git(root, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", message).strip()
+
+
+@pytest.mark.parametrize("where", ["on-its-shard", "in-the-single-ledger-before-the-move"])
+def test_a_claim_in_the_slot_an_older_gitbus_spelled_still_blocks_and_is_released(
+    pair: tuple[Bus, Bus], where: str
+) -> None:
+    """Before slots were always folded, a case-sensitive clone wrote `claims/_Docs/@`: on the single
+    ledger, whose claims the shards carry after the move, and on the shard it routes to."""
+    api, web = pair
+    root = api.repo.root
+    shard = ledger.shard_of_path("docs/")
+    assert ledger.route("claims/_Docs/@") == shard
+    api.claim(["Docs/"])
+    tip = git(root, "rev-parse", shard).strip()
+    blob = git(root, "rev-parse", f"{shard}:claims/_docs/@").strip()
+    if where == "on-its-shard":
+        old = _commit_with_one_entry(api.repo, blob, "claims/_Docs/@", tip, "an older gitbus's slot")
+        git(root, "update-ref", shard, old, tip)
+    else:
+        # This clone as an older gitbus left it: one ledger ref, a commit holding the claim.
+        old = _commit_with_one_entry(api.repo, blob, "claims/_Docs/@", None, "an older gitbus's slot")
+        stone = git(root, "rev-parse", "refs/bus/ledger").strip()
+        git(root, "update-ref", "-d", shard, tip)
+        assert git(root, "for-each-ref", "refs/bus/ledgers/") == ""
+        git(root, "update-ref", "refs/bus/ledger", old, stone)
     with pytest.raises(ClaimConflict, match="Docs/"):
         web.claim(["docs/readme.md"])
     assert [c.path for c in web.claims()] == ["Docs/"]
     api.release(["docs/"])
-    assert web.claims() == [] and git(api.repo.root, "ls-tree", "-r", "refs/bus/ledger") == ""
+    assert web.claims() == [] and git(root, "ls-tree", "-r", shard) == ""
+    # The release moved the single ledger: it is the tombstone naming where it ended.
+    assert git(root, "cat-file", "-t", "refs/bus/ledger").strip() == "blob"
+    if where != "on-its-shard":
+        assert git(root, "cat-file", "blob", "refs/bus/ledger") == ledger.tombstone(Oid(old)).decode()
+        assert git(root, "rev-parse", "refs/bus/ledgers/main").strip() == old
 
 
 def test_every_grant_release_and_takeover_is_a_message_on_the_ledger(
@@ -265,7 +287,7 @@ def test_every_grant_release_and_takeover_is_a_message_on_the_ledger(
     web.release(["a/b/"])
     kinds = [m.kind for m in api.log(n=None) if m.kind in (Kind.CLAIM, Kind.RELEASE)]
     assert kinds == [Kind.RELEASE, Kind.CLAIM, Kind.CLAIM]
-    subjects = git(api.repo.root, "log", "--format=%s", "refs/bus/ledger").splitlines()
+    subjects = git(api.repo.root, "log", "--format=%s", ledger.shard_of_path("a/")).splitlines()
     assert subjects == ["release: a/b/", "claim: a/b/", "claim: a/"]
 
 
@@ -294,12 +316,28 @@ def test_an_agent_whose_expired_claim_was_taken_over_is_told_plainly(
     assert api.status().taken_over == ()
 
 
+def entries_read(monkeypatch: pytest.MonkeyPatch, repo: Repository) -> list[int]:
+    """Count the blobs read from now on, but for the tombstone at `refs/bus/ledger`: every step reads
+    it once to learn where the single ledger ended, whatever the crowd (it holds no entry)."""
+    stone = repo.ref(LEDGER_REF)
+    assert stone is not None and repo.object_kind(stone) == "blob"
+    calls = [0]
+    original = Repository.read_blob
+
+    def spy(self: Repository, oid: Oid, limit: int | None = None) -> bytes:
+        calls[0] += oid != stone
+        return original(self, oid, limit)
+
+    monkeypatch.setattr(Repository, "read_blob", spy)
+    return calls
+
+
 def test_renewing_a_path_among_many_claims_reads_only_its_slot(
     worktrees: list[Path], bus_for: BusFor, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = crowd(worktrees[0], bus_for)[0]
     clock.advance(DEFAULT_TTL_MS // 2)
-    blobs = counted(monkeypatch, Repository, "read_blob")
+    blobs = entries_read(monkeypatch, api.repo)
     api.renew(["area0/mod3/"])
     assert blobs[0] <= 1, f"{blobs[0]} ledger entries read to renew one claim among {4 * PER_HOLDER}"
     renewed = {c.path: c.expires_at for c in api.claims() if c.owner == "api-1"}
@@ -313,7 +351,7 @@ def test_claim_decisions_among_many_claims_read_only_the_entries_along_their_pat
     worktrees: list[Path], bus_for: BusFor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api, web, _, _ = crowd(worktrees[0], bus_for)
-    blobs = counted(monkeypatch, Repository, "read_blob")
+    blobs = entries_read(monkeypatch, api.repo)
     with pytest.raises(ClaimConflict, match="api-1 holds area0/mod3/"):
         web.claim(["area0/mod3/x.py"])
     web.claim(["area1/mod3/y.py", "fresh/"])

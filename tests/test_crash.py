@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gitbus import ledger
 from gitbus.bus import Bus
 from gitbus.git import STALE_LOCK_SECONDS
 from gitbus.ids import LEDGER_REF, agent_ref
@@ -73,8 +74,11 @@ def _assert_sound(repo: Path, observer: Bus, acked: set[str]) -> None:
     assert_fsck_clean(repo)
     decoded = decoded_bus_messages(repo)
     logged = observer.log(n=None)
-    assert sorted(m.id for m in logged) == sorted(m.id for m in decoded), "log and git disagree"
+    # A step's commit on a further shard (`part=`) is no message of its own: it names its step's.
+    whole = [m.id for m in decoded if not ledger.is_part(m)]
+    assert sorted(m.id for m in logged) == sorted(whole), "log and git disagree"
     ids = {m.id for m in logged}
+    assert {m.get("part") for m in decoded if ledger.is_part(m)} <= ids, "a part of a step that is not logged"
     assert len(ids) == len(logged), "a message appears twice in the log"
     assert acked <= ids, f"acknowledged writes are missing: {sorted(acked - ids)}"
     claims = observer.claims(include_expired=True)
@@ -135,11 +139,14 @@ def test_a_stale_lock_left_on_the_ledger_is_recovered_within_seconds(repo: Path,
     claimer.init()
     if claims_before:
         holder.claim(["config/"])
-    lock = _plant_lock(_common(claimer), LEDGER_REF, age_seconds=60)
+    # The refs the claim must move: its shard, and before the first step `refs/bus/ledger` too
+    # (the step leaves the tombstone there).
+    moved = [ledger.shard_of_path("internal/api/")] + ([] if claims_before else [LEDGER_REF])
+    locks = [_plant_lock(_common(claimer), ref, age_seconds=60) for ref in moved]
     start = time.monotonic()
     claimer.claim(["internal/api/"])
     assert time.monotonic() - start < 5.0
-    assert not lock.exists()
+    assert not any(lock.exists() for lock in locks)
     expected = ([("holder-1", "config/")] if claims_before else []) + [("claimer-1", "internal/api/")]
     assert [(c.owner, c.path) for c in claimer.claims()] == expected
     assert_fsck_clean(repo)
@@ -160,26 +167,28 @@ def test_a_stale_lock_left_on_an_agent_chain_is_recovered_within_seconds(repo: P
 def test_a_ledger_lock_left_by_a_git_process_killed_with_sigkill_is_recovered(repo: Path) -> None:
     bus = Bus.open(repo, "claimer-1")
     bus.init()
-    bus.claim(["config/"])
-    tip = bus.repo.ref(LEDGER_REF)
+    bus.claim(["config/", "internal/old.go"])
+    shard = ledger.shard_of_path("internal/api/")  # the ref the next claim must move
+    tip = bus.repo.ref(shard)
     assert tip is not None
     # A prepared `update-ref --stdin` transaction holds the ref lock until told to commit.
     git = subprocess.Popen(
         ["git", "update-ref", "--stdin"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert git.stdin is not None and git.stdout is not None
-    git.stdin.write(f"start\nupdate {LEDGER_REF} {tip} {tip}\nprepare\n")
+    git.stdin.write(f"start\nupdate {shard} {tip} {tip}\nprepare\n")
     git.stdin.flush()
     assert git.stdout.readline() == "start: ok\n"
     assert git.stdout.readline() == "prepare: ok\n"
     locked_at = time.monotonic()
     git.send_signal(signal.SIGKILL)
     git.wait()
-    assert (_common(bus) / f"{LEDGER_REF}.lock").exists()
+    assert (_common(bus) / f"{shard}.lock").exists()
 
     bus.claim(["internal/api/"])
     assert time.monotonic() - locked_at < RECOVERY_SECONDS
-    assert {c.path for c in bus.claims()} == {"config/", "internal/api/"}
+    assert {c.path for c in bus.claims()} == {"config/", "internal/old.go", "internal/api/"}
+    assert bus.repo.ref(shard) != tip
     assert_fsck_clean(repo)
 
 
@@ -188,15 +197,18 @@ def test_a_fresh_ledger_lock_makes_a_writer_wait_until_it_is_stale_instead_of_de
 ) -> None:
     bus = Bus.open(repo, "holder-1")
     bus.init()
-    bus.claim(["config/"])
-    tip = bus.repo.ref(LEDGER_REF)
+    bus.claim(["config/", "internal/x.go"])
+    bus.release(["internal/x.go"])
+    shard = ledger.shard_of_path("internal/")  # the ref the waiter's claim must move: it exists
+    tip = bus.repo.ref(shard)
+    assert tip is not None
     done = tmp_path / "done"
-    lock = _plant_lock(_common(bus), LEDGER_REF, age_seconds=0)
+    lock = _plant_lock(_common(bus), shard, age_seconds=0)
     born, identity = lock.stat().st_mtime, _identity(lock)
     writer = FORK.Process(target=claim_and_record, args=(str(repo), "waiter-1", "internal/", str(done)))
     with running([writer]):
         while True:
-            moved = bus.repo.ref(LEDGER_REF) != tip
+            moved = bus.repo.ref(shard) != tip
             if _identity(lock) != identity:
                 gone = time.time()
                 break
@@ -216,7 +228,7 @@ def test_a_writer_waiting_on_a_live_lock_proceeds_as_soon_as_it_is_released(
     bus.init()
     bus.claim(["config/"])
     done = tmp_path / "done"
-    lock = _plant_lock(_common(bus), LEDGER_REF, age_seconds=0)
+    lock = _plant_lock(_common(bus), ledger.shard_of_path("internal/"), age_seconds=0)
     writer = FORK.Process(target=claim_and_record, args=(str(repo), "waiter-1", "internal/", str(done)))
     with running([writer]):
         time.sleep(min(1.0, STALE_LOCK_SECONDS / 3))
@@ -237,8 +249,10 @@ def test_eight_writers_meeting_one_stale_ledger_lock_all_keep_their_grants(
     for i, agent in enumerate(agents):
         Bus.open(worktrees[i % 3], agent).init()
     observer = Bus.open(worktrees[0], "observer")
-    seed = observer.claim(["seed/"]).id  # the ledger exists: every round updates it under the stale lock
-    plans = {a: [[f"round-{r}/{a}.py"] for r in range(rounds)] for a in agents}
+    # Every claim is below `work/`, on one shard: it exists, and every round updates it under the stale lock.
+    shard = ledger.shard_of_path("work/")
+    seed = observer.claim(["work/seed/"]).id
+    plans = {a: [[f"work/round-{r}/{a}.py"] for r in range(rounds)] for a in agents}
     barrier, out = SPAWN.Barrier(len(agents) + 1), SPAWN.Queue()
     procs = [
         SPAWN.Process(target=claim_rounds, args=(str(worktrees[i % 3]), a, plans[a], barrier, out))
@@ -246,13 +260,13 @@ def test_eight_writers_meeting_one_stale_ledger_lock_all_keep_their_grants(
     ]
     with running(procs, barrier):
         for r in range(rounds):
-            _plant_lock(_common(observer), LEDGER_REF, age_seconds=60)
+            _plant_lock(_common(observer), shard, age_seconds=60)
             barrier.wait(WAIT_SECONDS)
             outcomes: list[ClaimOutcome] = collect(out, len(agents))
             assert all(o.granted for o in outcomes), f"round {r}: a disjoint claim was refused"
             held = {(c.owner, c.path, c.id) for c in observer.claims()}
             won = {(o.agent, o.wanted[0], o.granted) for o in outcomes}
-            assert held == {("observer", "seed/", seed)} | won, f"round {r}: a granted claim was lost"
+            assert held == {("observer", "work/seed/", seed)} | won, f"round {r}: a granted claim was lost"
             barrier.wait(WAIT_SECONDS)
             barrier.wait(WAIT_SECONDS)
     assert_fsck_clean(worktrees[0])

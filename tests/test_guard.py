@@ -26,7 +26,8 @@ from gitbus.claims import Claim, all_claims
 from gitbus.cli import app
 from gitbus.clock import FakeClock
 from gitbus.git import Repository
-from gitbus.ids import agent_name
+from gitbus.gitfiles import Oid
+from gitbus.ids import LEDGER_REF, agent_name
 
 from .conftest import git, make_repo
 from .conftest import raw_git as run_git
@@ -280,17 +281,28 @@ def edit_hook(wt: Path, rel: str, agent: str) -> dict[str, object]:
     return json.loads(out)["hookSpecificOutput"] if out else {}
 
 
-def test_a_ledger_that_is_no_commit_makes_both_guards_refuse_and_say_why(agents: list[Bus]) -> None:
+@pytest.mark.parametrize("broken", ["ledger-blob", "shard-blob", "shard-tree"])
+def test_a_ledger_that_is_no_commit_makes_both_guards_refuse_and_say_why(
+    agents: list[Bus], broken: str
+) -> None:
+    """`refs/bus/ledger` at a blob that is no tombstone, or the shard of a claim at a blob or a tree:
+    the claims there cannot be read, so an edit into them is refused."""
     api, web, _ = agents
+    root = api.repo.root
     api.claim(["config/"])
     blob = subprocess.run(
-        ["git", "hash-object", "-w", "--stdin"], cwd=api.repo.root, input="x", capture_output=True, text=True
+        ["git", "hash-object", "-w", "--stdin"], cwd=root, input="x", capture_output=True, text=True
     ).stdout.strip()
-    git(api.repo.root, "update-ref", "refs/bus/ledger", blob)
-    out = edit_hook(web.repo.root, "README.md", "web-1")
+    if broken == "ledger-blob":
+        ref, path = "refs/bus/ledger", "README.md"
+        git(root, "update-ref", ref, blob)
+    else:
+        ref, path = ledger.shard_of_path("config/"), "config/db.yaml"
+        git(root, "update-ref", ref, blob if broken == "shard-blob" else git(root, "write-tree").strip())
+    out = edit_hook(web.repo.root, path, "web-1")
     assert out["permissionDecision"] == "deny"
     assert "could not read the claims" in str(out["permissionDecisionReason"])
-    code, _, err = gb(web.repo.root, "-a", "web-1", "guard", "README.md")
+    code, _, err = gb(web.repo.root, "-a", "web-1", "guard", path)
     assert code == 3 and "could not read the claims" in err and len(err.strip().splitlines()) == 1, err
 
 
@@ -380,6 +392,22 @@ def test_a_guard_check_among_many_claims_reads_only_the_claims_along_its_path(
     assert parsed[0] <= 2, f"{parsed[0]} claims read for two checks among {len(HOLDERS) * PER_HOLDER}"
 
 
+def entries_read(monkeypatch: pytest.MonkeyPatch, repo: Repository) -> list[int]:
+    """Count the blobs read from now on, but for the tombstone at `refs/bus/ledger`: reading where
+    the single ledger ended costs the same whatever the crowd (it holds no entry)."""
+    stone = repo.ref(LEDGER_REF)
+    assert stone is not None and repo.object_kind(stone) == "blob"
+    calls = [0]
+    original = Repository.read_blob
+
+    def spy(self: Repository, oid: Oid, limit: int | None = None) -> bytes:
+        calls[0] += oid != stone
+        return original(self, oid, limit)
+
+    monkeypatch.setattr(Repository, "read_blob", spy)
+    return calls
+
+
 def test_after_a_ledger_step_the_guard_reads_only_the_entries_that_changed(
     worktrees: list[Path], bus_for: BusFor, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -389,7 +417,7 @@ def test_after_a_ledger_step_the_guard_reads_only_the_entries_that_changed(
     guard.snapshot(root, common)
     api.claim(["extra/"])
     api.release(["area0/mod3/"])
-    blobs = counted(monkeypatch, Repository, "read_blob")
+    blobs = entries_read(monkeypatch, api.repo)
     snap = guard.snapshot(root, common)
     assert blobs[0] <= 2, f"{blobs[0]} ledger entries read to follow two steps"
     now = clock.now_ms()
@@ -492,15 +520,16 @@ def test_a_ledger_folder_named_in_bytes_that_are_not_utf8_keeps_the_edit_guard_c
             .strip()
         )
 
-    tip = git(root, "rev-parse", "refs/bus/ledger").strip()
-    entry = git(root, "rev-parse", "refs/bus/ledger:claims/_docs/@").strip()
-    docs = git(root, "rev-parse", "refs/bus/ledger:claims/_docs").strip()
+    shard = ledger.shard_of_path("docs/")
+    tip = git(root, "rev-parse", shard).strip()
+    entry = git(root, "rev-parse", f"{shard}:claims/_docs/@").strip()
+    docs = git(root, "rev-parse", f"{shard}:claims/_docs").strip()
     odd = mktree(f"100644 blob {entry}\t@\n".encode())
     claims = mktree(f"040000 tree {docs}\t_docs\n040000 tree {odd}\t_".encode() + b"\xff\n")
     hostile = git(
         root, "commit-tree", mktree(f"040000 tree {claims}\tclaims\n".encode()), "-p", tip, "-m", "x"
     )
-    git(root, "update-ref", "refs/bus/ledger", hostile.strip(), tip)
+    git(root, "update-ref", shard, hostile.strip(), tip)
     done = write_through_the_hook(web.repo.root, "web-1", "docs/a.md")
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()[-600:]
     decision = json.loads(done.stdout)["hookSpecificOutput"]
@@ -518,8 +547,8 @@ def test_a_damaged_index_whose_ledger_cannot_be_read_again_refuses_the_edit(
     f.write_bytes(
         b"\n".join(b"docs/\tgarbage" if x.startswith(b"docs/\t") else x for x in f.read_bytes().split(b"\n"))
     )
-    tip = git(root, "rev-parse", "refs/bus/ledger").strip()
-    (common / "objects" / tip[:2] / tip[2:]).unlink()  # the ledger's commit is gone from disk
+    tip = git(root, "rev-parse", ledger.shard_of_path("docs/")).strip()
+    (common / "objects" / tip[:2] / tip[2:]).unlink()  # the claim's shard commit is gone from disk
     done = write_through_the_hook(web.repo.root, "web-1", "docs/a.md")
     assert done.returncode == 0, done.stderr.decode()[-600:]
     assert json.loads(done.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
@@ -534,14 +563,16 @@ def test_a_claim_in_an_older_slot_is_followed_by_the_index_through_release_and_c
     root, common = api.repo.root, api.repo.common_dir
     api.claim(["Docs/"])
     guard.snapshot(root, common)
-    tip = git(root, "rev-parse", "refs/bus/ledger").strip()
-    entry = git(root, "rev-parse", "refs/bus/ledger:claims/_docs/@").strip()
+    shard = ledger.shard_of_path("docs/")
+    assert ledger.route("claims/_Docs/@") == shard
+    tip = git(root, "rev-parse", shard).strip()
+    entry = git(root, "rev-parse", f"{shard}:claims/_docs/@").strip()
     env = {"GIT_INDEX_FILE": str(common / "older-index")}
     run_git(root, "read-tree", "--empty", env=env)
     run_git(root, "update-index", "--add", "--cacheinfo", f"100644,{entry},claims/_Docs/@", env=env)
     slots = run_git(root, "write-tree", env=env)
     older = git(root, "commit-tree", slots, "-p", tip, "-m", "older slot").strip()
-    git(root, "update-ref", "refs/bus/ledger", older, tip)
+    git(root, "update-ref", shard, older, tip)
     now, web = clock.now_ms(), agent_name("web-1")
 
     def as_read_whole(snap: guard.Snapshot) -> bool:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from gitbus import chains, sync
 from gitbus.bus import Bus
 from gitbus.hooks import handle
+from gitbus.ledger import route, shard_of_path
 from gitbus.message import Message
 
 from .conftest import git
@@ -30,6 +31,8 @@ from .test_sync import bare_remote, clone, gb
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 BASE_TIME = 1_795_000_000_000
+API = shard_of_path("internal/api/")  # the claim shard holding alice's claim (and internal/db/)
+DOCS = shard_of_path("docs/")  # a claim shard no honest agent wrote yet
 
 
 # -- a hostile peer: plain git only ------------------------------------------------------------------
@@ -189,11 +192,12 @@ EVERYDAY: list[tuple[str, ...]] = [
 def assert_every_command_works(path: Path, valid: set[str], ledger_broken: bool = False) -> None:
     """Every everyday command and hook event exits normally with no traceback; nothing valid is lost.
 
-    `ledger_broken`: the remote's ledger is one no clone can decide on, so an online claim is refused
-    in one line naming it (its normal code, 1), and the claims are made `--offline`."""
+    `ledger_broken`: the remote's claim shard of internal/ is one no clone can decide on, so an online
+    claim there is refused in one line naming it (its normal code, 1), and the claims are made
+    `--offline`."""
     if ledger_broken:
-        code, _, err = gb(path, "carol", "claim", "config/")
-        assert code == 1 and "refs/bus/ledger" in err and len(err.strip().splitlines()) == 1, err
+        code, _, err = gb(path, "carol", "claim", "internal/db/")
+        assert code == 1 and API in err and len(err.strip().splitlines()) == 1, err
     for args in EVERYDAY:
         if ledger_broken and args[0] in ("claim", "release"):
             args = (*args, "--offline")
@@ -269,22 +273,21 @@ def push_bad_agent_refs(w: World) -> dict[str, str]:
     return bad
 
 
-def ledger_on_top(w: World, tree: str, message: str | None = None) -> str:
-    """A ledger commit the peer puts on top of the remote's ledger (not a rewrite), with `tree`."""
+def ledger_on_top(w: World, tree: str, message: str | None = None, *, ref: str) -> str:
+    """A commit the peer puts on top of the remote's ledger `ref` (not a rewrite), with `tree`: the
+    first commit of `ref` when the remote has none there yet."""
     p = w.peer
-    tip = p.remote_ref("refs/bus/ledger")
-    assert tip
+    tip = p.remote_ref(ref)
     msg = message or trailers(kind="claim", sender="mallory", paths=("docs/",), meta=("expires=1",))
-    return p.commit(msg, (tip,), tree)
+    return p.commit(msg, (tip,) if tip else (), tree)
 
 
 def claim_tree(w: World, slot: list[str], entry: dict[str, object] | bytes) -> str:
-    """A ledger tree with the honest claims plus one entry the peer wrote at `slot`."""
+    """The tree of the remote's claim shard that holds `slot`, with one entry the peer wrote there."""
     p = w.peer
     raw = entry if isinstance(entry, bytes) else (json.dumps(entry) + "\n").encode()
-    tip = p.remote_ref("refs/bus/ledger")
+    tip = p.remote_ref(route("/".join(slot)))
     base = run_git(p.work, "rev-parse", f"{tip}^{{tree}}") if tip else EMPTY_TREE
-    git(p.work, "fetch", "-q", "origin", "+refs/bus/ledger:refs/peer/ledger")
     index = p.work / ".git" / "peer-index"
     env = {"GIT_INDEX_FILE": str(index)}
     run_git(p.work, "read-tree", base, env=env)
@@ -316,24 +319,28 @@ BAD_LEDGERS: dict[str, str] = {
 
 
 def alice_claim(w: World) -> dict[str, object]:
-    """alice's claim on internal/api/ as the remote's ledger holds it."""
-    tip = w.peer.remote_ref("refs/bus/ledger")
+    """alice's claim on internal/api/ as the remote's claim shard holds it."""
+    tip = w.peer.remote_ref(API)
     blob = run_git(w.peer.work, "rev-parse", f"{tip}:claims/_internal/_api/@")
     return dict(json.loads(run_git(w.peer.work, "cat-file", "-p", blob)))
 
 
 def tree_without(w: World, slot: str) -> str:
-    """The remote's ledger tree with the entry at `slot` removed."""
+    """The tree of the remote's claim shard that holds `slot`, with the entry at `slot` removed."""
     p = w.peer
-    tip = p.remote_ref("refs/bus/ledger")
+    tip = p.remote_ref(route(slot))
     env = {"GIT_INDEX_FILE": str(p.work / ".git" / "peer-index")}
     run_git(p.work, "read-tree", f"{tip}^{{tree}}", env=env)
     run_git(p.work, "update-index", "--force-remove", slot, env=env)
     return run_git(p.work, "write-tree", env=env)
 
 
-def push_bad_ledger(w: World, how: str) -> None:
+def push_bad_ledger(w: World, how: str) -> str:
+    """Push the bad ledger `how` to the remote; returns the ledger ref it went to: the claim shard
+    the bad entry belongs on (`docs/`'s, or alice's for a blob, a tree, a rewrite, foreign commits
+    or a dropped claim)."""
     p = w.peer
+    ref = API
     if how == "blob":
         oid = p.blob(b"{}\n")
     elif how == "tree":
@@ -341,30 +348,38 @@ def push_bad_ledger(w: World, how: str) -> None:
     elif how == "rewrite":
         oid = p.commit(trailers(kind="claim", sender="mallory", paths=("internal/",), meta=("expires=1",)))
     elif how == "expiry":
-        oid = ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], {**BAD_CLAIM, "expires_at": 10**30}))
+        ref = DOCS
+        tree = claim_tree(w, ["claims", "_docs", "@"], {**BAD_CLAIM, "expires_at": 10**30})
+        oid = ledger_on_top(w, tree, ref=ref)
     elif how == "missing":
-        oid = ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], {"path": "docs/", "owner": "mallory"}))
+        ref = DOCS
+        tree = claim_tree(w, ["claims", "_docs", "@"], {"path": "docs/", "owner": "mallory"})
+        oid = ledger_on_top(w, tree, ref=ref)
     elif how == "notjson":
-        oid = ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], b"\xff{not json"))
+        ref = DOCS
+        oid = ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], b"\xff{not json"), ref=ref)
     elif how == "deeptree":
         leaf = ("blob", p.blob((json.dumps({**BAD_CLAIM, "expires_at": BASE_TIME * 2}) + "\n").encode()))
         deep = p.nested(["claims", *["_a"] * 2000], ("tree", p.tree({"@": leaf})))
-        oid = ledger_on_top(w, deep)
+        ref = shard_of_path("a")  # the shard that path belongs on
+        oid = ledger_on_top(w, deep, ref=ref)
     elif how == "deepchain":
-        tip = p.remote_ref("refs/bus/ledger")
+        tip = p.remote_ref(ref)
         assert tip
         for i in range(1200):
             tip = p.commit(f"foreign {i}\n", (tip,), run_git(p.work, "rev-parse", f"{tip}^{{tree}}"))
         oid = tip
     elif how == "planted":
+        ref = DOCS
         entry = {**alice_claim(w), "path": "docs/", "expires_at": BASE_TIME * 2, "id": "00000000000000b1"}
-        oid = ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], entry))
+        oid = ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], entry), ref=ref)
     elif how == "dropped":
         msg = trailers(kind="release", sender="mallory", paths=("internal/api/",))
-        oid = ledger_on_top(w, tree_without(w, "claims/_internal/_api/@"), msg)
+        oid = ledger_on_top(w, tree_without(w, "claims/_internal/_api/@"), msg, ref=ref)
     else:
         raise AssertionError(how)
-    p.push(oid, "refs/bus/ledger")
+    p.push(oid, ref)
+    return ref
 
 
 def test_every_command_works_after_syncing_every_kind_of_bad_agent_chain(world: World) -> None:
@@ -408,14 +423,20 @@ def test_a_message_on_bobs_chain_that_says_it_is_from_alice_is_not_shown_as_alic
     assert json.loads(out)["skipped"] > 0, out
 
 
+@pytest.mark.parametrize("where", ["alice's claim shard", "the tombstone"])
 def test_an_offline_claim_on_a_ledger_taken_in_broken_is_refused_and_the_guard_still_denies(
-    world: World,
+    world: World, where: str
 ) -> None:
-    push_bad_ledger(world, "blob")
+    if where == "the tombstone":  # no tombstone: which claims the shards carry is unknown
+        ref, path = "refs/bus/ledger", "bar/"
+        world.peer.push(world.peer.blob(b"{}\n"), ref)
+    else:
+        ref, path = push_bad_ledger(world, "blob"), "internal/db/"
     c = plain_fetch_clone(world, "c")
-    code, _, err = gb(c, "carol", "claim", "bar/", "--offline")
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "refs/bus/ledger" in err, err
-    assert git(c, "cat-file", "-t", "refs/bus/ledger").strip() == "blob"  # nothing written over it
+    code, _, err = gb(c, "carol", "claim", path, "--offline")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and ref in err, err
+    assert git(c, "rev-parse", ref).strip() == world.peer.remote_ref(ref)  # nothing written over it
+    assert git(c, "cat-file", "-t", ref).strip() == "blob"
     code, _, err = gb(c, "carol", "guard", "internal/api/handler.go")
     assert code == 3, err
 
@@ -473,21 +494,21 @@ def test_every_command_works_after_a_bad_ledger(world: World, what: str) -> None
 
 
 def test_a_rewritten_remote_ledger_is_refused_not_adopted_and_pushed_back(world: World) -> None:
-    honest_tip = world.peer.remote_ref("refs/bus/ledger")
-    push_bad_ledger(world, "rewrite")
+    honest_tip = world.peer.remote_ref(API)
+    assert push_bad_ledger(world, "rewrite") == API
     code, _, err = gb(world.honest, "alice", "sync")
     assert code == 0, err
-    assert "refs/bus/ledger" in err and "rewrit" in err, err
-    assert git(world.honest, "rev-parse", "refs/bus/ledger").strip() == honest_tip
-    assert world.peer.remote_ref("refs/bus/ledger") != honest_tip  # not pushed back over it either
-    code, _, err = gb(world.honest, "alice", "claim", "config/")
+    assert API in err and "rewrit" in err, err
+    assert git(world.honest, "rev-parse", API).strip() == honest_tip
+    assert world.peer.remote_ref(API) != honest_tip  # not pushed back over it either
+    code, _, err = gb(world.honest, "alice", "claim", "internal/db/")  # a claim on that shard
     assert code == 1 and "rewrit" in err and "Traceback" not in err, err
 
 
 def test_a_claim_entry_with_an_absurd_expiry_does_not_stop_its_agents_hooks(world: World) -> None:
     tree = claim_tree(world, ["claims", "_docs", "@"], {**BAD_CLAIM, "owner": "alice", "expires_at": 10**30})
-    world.peer.push(ledger_on_top(world, tree), "refs/bus/ledger")
-    git(world.honest, "fetch", "-q", "origin", "+refs/bus/ledger:refs/bus/ledger")
+    world.peer.push(ledger_on_top(world, tree, ref=DOCS), DOCS)
+    git(world.honest, "fetch", "-q", "origin", f"+{DOCS}:{DOCS}")
     for event, extra in HOOK_EVENTS:
         data = {"session_id": "h3", "cwd": str(world.honest), "hook_event_name": event, **extra}
         assert handle(data, {"GITBUS_AGENT": "alice"})[0] == 0
@@ -554,7 +575,7 @@ def test_a_stream_of_malformed_messages_and_ledger_entries_never_breaks_a_clone(
         tip = p.commit(m, (tip,) if tip else ())
     assert tip
     p.push(tip, "refs/bus/agents/fuzz")
-    p.push(ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], entry)), "refs/bus/ledger")
+    p.push(ledger_on_top(w, claim_tree(w, ["claims", "_docs", "@"], entry), ref=DOCS), DOCS)
     code, _, err = gb(b, "carol", "sync")
     assert code == 0 and "CRASHED" not in err, err
     for args in (("log", "--json"), ("status", "--json"), ("claims", "--all"), ("claim", "config/")):

@@ -20,7 +20,9 @@ from gitbus.ledger import current
 from .conftest import git
 from .conftest import raw_git as run_git
 from .test_hostile_remote import (
+    API,
     BASE_TIME,
+    DOCS,
     EMPTY_TREE,
     World,
     alice_claim,
@@ -39,19 +41,23 @@ def world(tmp_path: Path) -> World:
     return make_world(tmp_path)
 
 
-def _refused_and_kept(w: World, bad: str, reason: str) -> None:
-    """The honest clone refuses the peer's ledger commit in one line and keeps its own tip; a fresh
-    clone takes in the ledger only up to the honest tip."""
-    honest_tip = git(w.honest, "rev-parse", "refs/bus/ledger").strip()
-    w.peer.push(bad, "refs/bus/ledger")
+def _tip(path: Path, ref: str) -> str | None:
+    return Repository.open(path).ref(ref)
+
+
+def _refused_and_kept(w: World, bad: str, reason: str, ref: str) -> None:
+    """The honest clone refuses the peer's commit on ledger `ref` in one line and keeps its own tip
+    (or none); a fresh clone takes in that ledger only up to the honest tip."""
+    honest_tip = _tip(w.honest, ref)
+    w.peer.push(bad, ref)
     code, _, err = gb(w.honest, "alice", "sync")
     lines = [line for line in err.splitlines() if "refs/bus/ledger" in line]
-    assert code == 0 and len(lines) == 1 and reason in lines[0], err
-    assert git(w.honest, "rev-parse", "refs/bus/ledger").strip() == honest_tip
+    assert code == 0 and len(lines) == 1 and ref in lines[0] and reason in lines[0], err
+    assert _tip(w.honest, ref) == honest_tip
     b = fresh_clone(w, "b")
     code, _, err = gb(b, "carol", "sync")
-    assert code == 0 and "refs/bus/ledger" in err, err
-    assert git(b, "rev-parse", "refs/bus/ledger").strip() == honest_tip
+    assert code == 0 and ref in err, err
+    assert _tip(b, ref) == honest_tip
     held = {(c.owner, c.path) for c in all_claims(current(Repository.open(b)))}
     assert held == {("alice", "internal/api/")}, held
 
@@ -60,27 +66,29 @@ def test_a_peers_ledger_commit_planting_a_claim_in_alices_name_is_refused(world:
     entry = {**alice_claim(world), "path": "docs/", "expires_at": BASE_TIME * 2, "id": "00000000000000b1"}
     tree = claim_tree(world, ["claims", "_docs", "@"], entry)
     msg = trailers(kind="claim", sender="mallory", paths=("docs/",), meta=("expires=1",))
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "in alice's name")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg, ref=DOCS), "in alice's name", DOCS)
 
 
 def test_a_peers_release_of_alices_live_claim_is_refused(world: World) -> None:
     tree = tree_without(world, "claims/_internal/_api/@")
     msg = trailers(kind="release", sender="mallory", paths=("internal/api/",))
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "removes alice's claim on internal/api/")
+    _refused_and_kept(
+        world, ledger_on_top(world, tree, msg, ref=API), "removes alice's claim on internal/api/", API
+    )
 
 
 def test_a_peers_claim_that_drops_alices_live_claim_is_refused(world: World) -> None:
     entry = {**alice_claim(world), "owner": "mallory", "expires_at": BASE_TIME * 2}
     tree = claim_tree(world, ["claims", "_internal", "_api", "@"], entry)
     msg = trailers(kind="claim", sender="mallory", paths=("internal/api/",), meta=("expires=1",))
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "removes alice's claim")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg, ref=API), "removes alice's claim", API)
 
 
 def test_a_peers_renew_of_alices_claim_is_refused(world: World) -> None:
     entry = {**alice_claim(world), "expires_at": BASE_TIME * 2}
     tree = claim_tree(world, ["claims", "_internal", "_api", "@"], entry)
     msg = trailers(kind="renew", sender="mallory", paths=("internal/api/",))
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "alice")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg, ref=API), "alice", API)
 
 
 def test_a_ledger_step_with_too_many_entries_is_refused_without_reading_them_all(world: World) -> None:
@@ -90,7 +98,7 @@ def test_a_ledger_step_with_too_many_entries_is_refused_without_reading_them_all
     many = run_git(p.work, "mktree", input=flat.encode())
     tree = p.tree({"claims": ("tree", p.tree({"_docs": ("tree", many)}))})
     msg = trailers(kind="claim", sender="mallory", paths=("docs/",), meta=("expires=1",))
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "more than 20000 entries")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg, ref=DOCS), "more than 20000 entries", DOCS)
 
 
 def test_a_peers_own_claim_written_as_gitbus_writes_it_is_taken_in(world: World) -> None:
@@ -107,11 +115,11 @@ def test_a_peers_own_claim_written_as_gitbus_writes_it_is_taken_in(world: World)
     msg = trailers(
         kind="claim", sender="mallory", paths=("docs/",), meta=("expires=1",), mid="00000000000000b1"
     )
-    bad = ledger_on_top(world, tree, msg)
-    world.peer.push(bad, "refs/bus/ledger")
+    bad = ledger_on_top(world, tree, msg, ref=DOCS)
+    world.peer.push(bad, DOCS)
     code, _, err = gb(world.honest, "alice", "sync")
     assert code == 0 and "refused" not in err, err
-    assert git(world.honest, "rev-parse", "refs/bus/ledger").strip() == bad
+    assert _tip(world.honest, DOCS) == bad
 
 
 def test_honest_claims_releases_and_takes_from_another_clone_are_taken_in(world: World) -> None:
@@ -127,32 +135,31 @@ def test_honest_claims_releases_and_takes_from_another_clone_are_taken_in(world:
     assert gb(b, "carol", "sync")[0] == 0
     code, _, err = gb(world.honest, "alice", "sync")
     assert code == 0 and "refused" not in err, err
-    assert (
-        git(world.honest, "rev-parse", "refs/bus/ledger").strip()
-        == git(b, "rev-parse", "refs/bus/ledger").strip()
-    )
+    ledgers = git(b, "for-each-ref", "refs/bus/ledger", "refs/bus/ledgers/")
+    assert ledgers == git(world.honest, "for-each-ref", "refs/bus/ledger", "refs/bus/ledgers/")
+    assert DOCS in ledgers and "refs/bus/ledgers/main" in ledgers, ledgers
 
 
 def test_an_online_claim_replaces_a_foreign_commit_on_the_remotes_ledger(world: World) -> None:
     p = world.peer
-    honest_tip = git(world.honest, "rev-parse", "refs/bus/ledger").strip()
-    tip = p.remote_ref("refs/bus/ledger")
-    assert tip == honest_tip
+    honest_tip = _tip(world.honest, API)
+    tip = p.remote_ref(API)
+    assert tip is not None and tip == honest_tip
     foreign = p.commit("not a ledger step\n", (tip,), run_git(p.work, "rev-parse", f"{tip}^{{tree}}"))
-    p.push(foreign, "refs/bus/ledger")
+    p.push(foreign, API)
     alice = Bus.open(world.honest, "alice")
-    alice.claim(["config/"])
+    alice.claim(["internal/db/"])  # a claim on the shard the foreign commit is on
     assert len(alice.notices) == 1 and foreign[:12] in alice.notices[0], alice.notices
-    assert "refs/bus/ledger" in alice.notices[0] and "\n" not in alice.notices[0]
-    new = p.remote_ref("refs/bus/ledger")
+    assert API in alice.notices[0] and "\n" not in alice.notices[0]
+    new = p.remote_ref(API)
     assert new is not None and new != foreign
     assert run_git(p.work, "rev-parse", f"{new}^") == honest_tip  # built on the last vouched step
-    assert git(world.honest, "rev-parse", "refs/bus/ledger").strip() == new
+    assert _tip(world.honest, API) == new
     b = fresh_clone(world, "b")
     code, _, err = gb(b, "carol", "sync")
     assert code == 0 and "refused" not in err, err
     held = {(c.owner, c.path) for c in all_claims(current(Repository.open(b)))}
-    assert held == {("alice", "internal/api/"), ("alice", "config/")}, held
+    assert held == {("alice", "internal/api/"), ("alice", "internal/db/")}, held
     code, _, err = gb(b, "carol", "claim", "docs/")
     assert code == 0 and "Traceback" not in err, err
 
@@ -160,11 +167,11 @@ def test_an_online_claim_replaces_a_foreign_commit_on_the_remotes_ledger(world: 
 def test_the_command_whose_step_replaced_a_foreign_ledger_commit_says_so(world: World) -> None:
     """On stderr, in one line, for the quick path (a whole process) and the typer path alike."""
     p = world.peer
-    for args in (["claim", "config/"], ["release", "config/"]):
-        tip = p.remote_ref("refs/bus/ledger")
+    for args in (["claim", "internal/db/"], ["release", "internal/db/"]):
+        tip = p.remote_ref(API)
         assert tip is not None
         foreign = p.commit("not a ledger step\n", (tip,), run_git(p.work, "rev-parse", f"{tip}^{{tree}}"))
-        p.push(foreign, "refs/bus/ledger")
+        p.push(foreign, API)
         if args[0] == "claim":
             r = subprocess.run(
                 [sys.executable, "-m", "gitbus", "-a", "alice", *args],
@@ -177,7 +184,7 @@ def test_the_command_whose_step_replaced_a_foreign_ledger_commit_says_so(world: 
         else:
             code, _, err = gb(world.honest, "alice", *args)
         told = [line for line in err.splitlines() if foreign[:12] in line]
-        assert code == 0 and len(told) == 1 and "refs/bus/ledger" in told[0], (args, err)
+        assert code == 0 and len(told) == 1 and API in told[0], (args, err)
         assert "(" not in told[0] and "a commit that has no gitbus trailers" in told[0], told[0]
 
 
@@ -231,19 +238,19 @@ def test_a_ledger_merge_is_refused_whichever_parent_holds_the_old_tip(world: Wor
     """gitbus writes the ledger one step at a time: a merge could set any state, judged against one
     parent only; and an old tip reached only through a merge's second parent was dropped."""
     p, now = world.peer, int(time.time() * 1000)
-    tip = p.remote_ref("refs/bus/ledger")
+    tip = p.remote_ref(API)
     assert tip
     empty = p.commit(
         trailers(kind="renew", sender="mallory", mid="00000000000000c5", time=now), (), EMPTY_TREE
     )
     merge = trailers(kind="renew", sender="mallory", mid="00000000000000c6", time=now)
-    _refused_and_kept(world, p.commit(merge, (tip, empty), EMPTY_TREE), "a ledger merge by mallory")
-    honest_tip = git(world.honest, "rev-parse", "refs/bus/ledger").strip()
-    p.push(p.commit(merge, (empty, tip), EMPTY_TREE), "refs/bus/ledger")
+    _refused_and_kept(world, p.commit(merge, (tip, empty), EMPTY_TREE), "a ledger merge by mallory", API)
+    honest_tip = _tip(world.honest, API)
+    p.push(p.commit(merge, (empty, tip), EMPTY_TREE), API)
     code, _, err = gb(world.honest, "alice", "sync")
     lines = [line for line in err.splitlines() if "refs/bus/ledger" in line]
-    assert code == 0 and len(lines) == 1 and "rewritten" in lines[0], err
-    assert git(world.honest, "rev-parse", "refs/bus/ledger").strip() == honest_tip
+    assert code == 0 and len(lines) == 1 and API in lines[0] and "rewritten" in lines[0], err
+    assert _tip(world.honest, API) == honest_tip
     held = {(c.owner, c.path) for c in all_claims(current(Repository.open(world.honest)))}
     assert held == {("alice", "internal/api/")}, held
 
@@ -254,14 +261,16 @@ def test_a_claim_stamped_hours_ahead_does_not_take_over_a_live_claim(world: Worl
     entry = _mallorys_claim(world, "internal/api/", ahead, "00000000000000c1")
     tree = claim_tree(world, ["claims", "_internal", "_api", "@"], entry)
     msg = _claim_msg("internal/api/", ahead, "00000000000000c1", "took-over=alice internal/api/")
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "removes alice's claim on internal/api/")
+    _refused_and_kept(
+        world, ledger_on_top(world, tree, msg, ref=API), "removes alice's claim on internal/api/", API
+    )
 
 
 @pytest.mark.parametrize("planted_first", [True, False])
 def test_a_tree_with_two_entries_of_one_name_is_refused(world: World, planted_first: bool) -> None:
     """A reader keyed by name sees one of two same-named entries: git fsck refuses such a tree."""
     p, now = world.peer, int(time.time() * 1000)
-    tip = p.remote_ref("refs/bus/ledger")
+    tip = p.remote_ref(API)
     alices = run_git(p.work, "rev-parse", f"{tip}:claims/_internal/_api")
     entry = _mallorys_claim(world, "internal/api/", now, "00000000000000f1")
     mallorys = p.tree({"@": ("blob", p.blob((json.dumps(entry) + "\n").encode()))})
@@ -274,7 +283,9 @@ def test_a_tree_with_two_entries_of_one_name_is_refused(world: World, planted_fi
     internal = raw_tree([("_api", pair[0]), ("_api", pair[1])])
     root = raw_tree([("claims", raw_tree([("_internal", internal)]))])
     msg = trailers(kind="renew", sender="mallory", time=now, mid="00000000000000f2")
-    _refused_and_kept(world, ledger_on_top(world, root, msg), "entries out of order or sharing a name")
+    _refused_and_kept(
+        world, ledger_on_top(world, root, msg, ref=API), "entries out of order or sharing a name", API
+    )
 
 
 def test_a_claim_inside_alices_live_claim_is_refused(world: World) -> None:
@@ -282,7 +293,9 @@ def test_a_claim_inside_alices_live_claim_is_refused(world: World) -> None:
     entry = _mallorys_claim(world, "internal/api/x.go", now, "00000000000000c3")
     tree = claim_tree(world, ["claims", "_internal", "_api", "_x.go", "@"], entry)
     msg = _claim_msg("internal/api/x.go", now, "00000000000000c3")
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "over alice's live claim on internal/api/")
+    _refused_and_kept(
+        world, ledger_on_top(world, tree, msg, ref=API), "over alice's live claim on internal/api/", API
+    )
 
 
 def test_a_claim_in_a_case_variant_slot_is_refused(world: World) -> None:
@@ -291,7 +304,9 @@ def test_a_claim_in_a_case_variant_slot_is_refused(world: World) -> None:
     entry = _mallorys_claim(world, "internal/api/", now, "00000000000000c4")
     tree = claim_tree(world, ["claims", "_Internal", "_api", "@"], entry)
     msg = _claim_msg("internal/api/", now, "00000000000000c4")
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "not in its slot claims/_internal/_api/@")
+    _refused_and_kept(
+        world, ledger_on_top(world, tree, msg, ref=API), "not in its slot claims/_internal/_api/@", API
+    )
 
 
 def test_a_forced_release_giving_no_reason_is_refused(world: World) -> None:
@@ -304,7 +319,7 @@ def test_a_forced_release_giving_no_reason_is_refused(world: World) -> None:
         mid="00000000000000e1",
         meta=("forced=alice internal/api/",),
     )
-    _refused_and_kept(world, ledger_on_top(world, tree, msg), "giving no reason")
+    _refused_and_kept(world, ledger_on_top(world, tree, msg, ref=API), "giving no reason", API)
 
 
 def test_a_forced_release_with_its_reason_from_another_clone_is_taken_in(world: World) -> None:

@@ -21,7 +21,8 @@ from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict
 from gitbus.git import Repository
-from gitbus.ids import LEDGER_REF, AgentName, agent_ref
+from gitbus.ids import AgentName, agent_ref
+from gitbus.ledger import shard_of_path
 
 from .conftest import git
 from .test_sync import Net, bus_refs, clone, dead_port, gb, ids, set_url, stalled_port
@@ -183,12 +184,13 @@ def test_an_unreachable_remote_refuses_a_claim_and_writes_nothing(
 ) -> None:
     _, bob = pair
     b = net.clones[1]
-    bob.claim(["README.md"])  # a ledger exists already
+    bob.claim(["config/a.yaml"])  # the claim shard of config/ exists already
+    shard = shard_of_path("config/")
     dead = (tmp_path / "gone.git").as_uri() if where == "missing path" else f"git://127.0.0.1:{dead_port()}/x"
     set_url(b, dead)
     before = bus_refs(b)
 
-    code, out, err = gb(b, "bob", "claim", "config/")
+    code, out, err = gb(b, "bob", "claim", "config/b.yaml")
     assert code == 1 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -196,10 +198,10 @@ def test_an_unreachable_remote_refuses_a_claim_and_writes_nothing(
     assert "--offline" in lines[0]
     assert bus_refs(b) == before, "a refused claim wrote to the bus"
 
-    code, out, err = gb(b, "bob", "claim", "config/", "--offline", "--json")
+    code, out, err = gb(b, "bob", "claim", "config/b.yaml", "--offline", "--json")
     assert code == 0, err
-    assert json.loads(out)["paths"] == ["config/"]
-    assert bus_refs(b)[LEDGER_REF] != before[LEDGER_REF]
+    assert json.loads(out)["paths"] == ["config/b.yaml"]
+    assert bus_refs(b)[shard] != before[shard]
 
 
 def test_a_remote_that_never_answers_refuses_a_claim_in_bounded_time(

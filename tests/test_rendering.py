@@ -26,7 +26,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
-from gitbus import context, render, statusview
+from gitbus import context, ledger, render, statusview
 from gitbus import paths as P
 from gitbus.bus import AgentInfo, Bus, OpenRequest, Status
 from gitbus.claims import Claim
@@ -136,15 +136,15 @@ def post_raw(repo: Path, kind: str, text: str, **fields: Any) -> str:
 
 
 def claim_raw(repo: Path, path: str, reason: str, owner: str = EVE) -> None:
-    """A grant eve writes straight into the ledger tree, with its announcement."""
-    ref, now = "refs/bus/ledger", _now()
+    """A grant eve writes straight into the tree of the claim's shard, with its announcement."""
+    slot = "claims/" + "/".join("_" + c for c in P.key(path, False)) + "/@"
+    ref, now = ledger.route(slot), _now()
     index = {"GIT_INDEX_FILE": str(repo / ".git" / "eve-index")}
     tip = _tip(repo, ref)
     raw_git(repo, "read-tree", *([tip] if tip else ["--empty"]), env=index)
     blob = {"path": path, "owner": owner, "reason": reason, "claimed_at": now}
     blob |= {"expires_at": now + 3_600_000, "ttl_ms": 3_600_000, "id": secrets.token_hex(8)}
     oid = raw_git(repo, "hash-object", "-w", "--stdin", input=json.dumps(blob).encode())
-    slot = "claims/" + "/".join("_" + c for c in P.key(path, False)) + "/@"
     raw_git(repo, "update-index", "--add", "--cacheinfo", f"100644,{oid},{slot}", env=index)
     tree = raw_git(repo, "write-tree", env=index)
     _, message = raw_message("claim", reason, paths=(path,), meta=(f"expires={now + 3_600_000}",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, NotFound
 from gitbus.ids import AgentName, MessageId
-from gitbus.ledger import Ledger, current, tree_of
+from gitbus.ledger import State, Tips, current, read_tips
+from gitbus.message import Message
 
 ALICE, BOB = AgentName("alice"), AgentName("bob")
 
@@ -21,34 +23,31 @@ def test_each_step_rebuilt_from_its_message_decides_the_same_change_on_the_same_
 ) -> None:
     alice, bob = Bus.open(repo, ALICE, clock), Bus.open(repo, BOB, clock)
     request = bob.request("split the handlers")
+    # The ledgers before each step (every shard and the main ledger), to decide it again on.
+    before: list[Tips] = []
+
+    def step(act: Callable[[], Message | None]) -> Message | None:
+        before.append(read_tips(alice.repo))
+        return act()
+
     taken = [
-        alice.claim(["src/api/", "docs/x.md"], ttl_ms=600_000, reason="splitting"),
-        alice.renew(["src/api/"]),  # a renew by its own lease: what replay can rebuild
-        alice.release(["docs/x.md"], reason="done with it"),
-        alice.take(request.id),
-        alice.done(request.id, "split in two"),
+        step(lambda: alice.claim(["src/api/", "docs/x.md"], ttl_ms=600_000, reason="splitting")),
+        step(lambda: alice.renew(["src/api/"])),  # a renew by its own lease: what replay can rebuild
+        step(lambda: alice.release(["docs/x.md"], reason="done with it")),
+        step(lambda: alice.take(request.id)),
+        step(lambda: alice.done(request.id, "split in two")),
     ]
     kinds = []
-    for i, msg in enumerate(taken):
+    for msg, tips in zip(taken, before, strict=True):
         assert msg is not None
-        # Decide each again on the state it was decided on: walk back to it.
-        state = _state_before(alice, i, len(taken))
-        step = steps.from_message(msg)
-        assert step is not None
-        kinds.append(type(step).__name__)
-        change = step.decide(state, msg.time, msg.id, lease_now=clock.now_ms())
+        assert tips.refs != read_tips(alice.repo).refs  # decided again on the state before it, not now
+        state = State(alice.repo, tips)
+        rebuilt = steps.from_message(msg)
+        assert rebuilt is not None
+        kinds.append(type(rebuilt).__name__)
+        change = rebuilt.decide(state, msg.time, msg.id, lease_now=clock.now_ms())
         assert change is not None and change.message == msg
     assert kinds == ["Claim", "Renew", "Release", "Take", "Done"]
-
-
-def _state_before(bus: Bus, index: int, count: int) -> Ledger:
-    """The ledger state before the `index`-th of the last `count` ledger steps."""
-    at = bus.repo.ref("refs/bus/ledger")
-    for _ in range(count - index):
-        assert at is not None
-        commit = bus.repo.read_commit(at)
-        at = commit.parents[0] if commit.parents else None
-    return Ledger(bus.repo, tree_of(bus.repo, at))
 
 
 def test_a_step_value_refuses_on_a_state_where_it_cannot_stand(repo: Path, clock: FakeClock) -> None:

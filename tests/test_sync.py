@@ -33,8 +33,8 @@ from gitbus.cli import app
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, Conflict, CorruptMessage, GitbusError
 from gitbus.git import Oid, Repository
-from gitbus.ids import LEDGER_REF, AgentName, agent_ref
-from gitbus.ledger import Ledger
+from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, agent_ref
+from gitbus.ledger import Ledger, ended_at, shard_of_path
 from gitbus.message import Kind, Message, decode
 from gitbus.paths import overlaps
 from gitbus.watch import Watcher
@@ -157,25 +157,60 @@ def overlapping_live(claims: list[Claim], now: int) -> list[tuple[Claim, Claim]]
     ]
 
 
-def remote_ledger_history(bare: Path, observer: Path) -> list[LedgerStep]:
-    """Fetch the remote's ledger into `observer` (a clone) and check every state it ever accepted.
+def _reflog(bare: Path, ref: str) -> list[str]:
+    """Every value `ref` of the bare remote ever had, oldest first (read from the reflog file itself:
+    `git reflog` walks commits, and `refs/bus/ledger` ends at a blob)."""
+    log = bare / "logs" / ref
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [v for v in (line.split()[1] for line in lines) if v.strip("0")]
 
-    The bare remote keeps a reflog (`core.logAllRefUpdates=always`): every value its ledger ever had
-    must still be on the final chain (nothing accepted was later rewritten away), so walking the final
-    chain visits every accepted state. At each state, no two live claims of different agents overlap.
+
+def remote_ledger_history(bare: Path, observer: Path) -> dict[str, list[LedgerStep]]:
+    """Fetch the remote's ledgers into `observer` (a clone) and check every state each ever accepted;
+    returns each ledger's steps, newest first, by ref.
+
+    The bare remote keeps a reflog (`core.logAllRefUpdates=always`): every value a ledger ever had must
+    still be on its final chain (nothing accepted was later rewritten away), so walking the final
+    chains visits every accepted state. The single ledger of old, `refs/bus/ledger`, may only have
+    moved once, to a tombstone, and every commit it held is on the main ledger's chain. A claim shard
+    holds only claims of its own paths, so two claims that overlap (their top components fold alike)
+    are always on one shard: at each state of each ledger, no two live claims of different agents
+    overlap.
     """
-    git(observer, "fetch", "-q", "origin", f"+{LEDGER_REF}:refs/observed/ledger")
+    git(observer, "fetch", "-q", "origin", "+refs/bus/ledger*:refs/observed/ledger*")
     repo = Repository.open(observer)
-    tip = repo.ref("refs/observed/ledger")
-    steps = list(ledger_steps(repo, tip))
-    on_chain = {s.commit for s in steps}
-    reflog = git(bare, "reflog", "show", "--format=%H", LEDGER_REF).split() if tip else []
-    assert set(reflog) <= on_chain, "the remote's ledger was rewritten: an accepted state is gone"
-    for step in steps:
-        now = step.message.time if step.message else 0
-        bad = overlapping_live(step.claims, now)
-        assert not bad, f"the remote accepted overlapping live claims at {step.commit}: {bad}"
-    return steps
+    found = repo.refs("refs/observed/ledgers/")
+    tips = {LEDGERS_PREFIX + name[len("refs/observed/ledgers/") :]: tip for name, tip in found.items()}
+    single = repo.ref("refs/observed/ledger")
+    history = _reflog(bare, LEDGER_REF)
+    blobs = [v for v in history if git(bare, "cat-file", "-t", v).strip() == "blob"]
+    if single is not None and repo.object_kind(single) == "commit":
+        assert not blobs, "the remote's refs/bus/ledger went back to a commit after it moved"
+        tips[LEDGER_REF] = single
+    else:
+        assert len(set(blobs)) <= 1 and blobs == history[len(history) - len(blobs) :], history
+        assert single is None or ended_at(repo, single) in (None, *history), "the tombstone names another"
+    out: dict[str, list[LedgerStep]] = {}
+    for ref, tip in sorted(tips.items()):
+        steps = list(ledger_steps(repo, tip))
+        on_chain = {s.commit for s in steps}
+        assert set(_reflog(bare, ref)) <= on_chain, (
+            f"the remote's {ref} was rewritten: an accepted state is gone"
+        )
+        for step in steps:
+            now = step.message.time if step.message else 0
+            bad = overlapping_live(step.claims, now)
+            assert not bad, f"the remote accepted overlapping live claims at {step.commit}: {bad}"
+            if ref not in (LEDGER_REF, MAIN_LEDGER):
+                strays = [c.path for c in step.claims if shard_of_path(c.path) != ref]
+                assert not strays, (
+                    f"the remote's {ref} holds claims of other shards at {step.commit}: {strays}"
+                )
+        out[ref] = steps
+    if blobs:  # every commit the single ledger held is on the main ledger now
+        main = {s.commit for s in out.get(MAIN_LEDGER, [])}
+        assert set(history) - set(blobs) <= main, "a state of the single ledger is gone from ledgers/main"
+    return out
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -437,11 +472,13 @@ def test_the_online_step_that_drops_an_earlier_offline_claim_says_so(pair: tuple
     alice, bob = pair
     lost = offline(bob).claim(["internal/"], reason="offline on a train")
     alice.claim(["internal/api/"])  # the remote grants alice: it never saw bob's claim
-    bob.claim(["docs/"])  # online: bob's offline steps are re-decided on the remote's tip first
+    # Online, on the claim shard of internal/: bob's offline steps there are re-decided on the
+    # remote's tip first.
+    bob.claim(["internal/db/"])
     told = [n for n in bob.notices if lost.id in n]
     assert len(told) == 1 and "dropped" in told[0] and "\n" not in told[0], bob.notices
     assert "alice holds internal/api/" in told[0], told[0]
-    code, _, err = gb(bob.repo.root, "bob", "claim", "config/")  # and nothing twice
+    code, _, err = gb(bob.repo.root, "bob", "claim", "internal/web/")  # and nothing twice
     assert code == 0 and lost.id not in err, err
 
 
@@ -497,7 +534,7 @@ def test_an_offline_release_and_take_are_replayed_on_the_remote(
 _RIVAL_IN_HOOK = """#!/bin/sh
 if [ ! -e "{marker}" ]; then
   touch "{marker}"
-  env -u GIT_QUARANTINE_PATH git update-ref refs/bus/ledger {target}
+  printf '{updates}' | env -u GIT_QUARANTINE_PATH git update-ref --stdin
 fi
 exit 0
 """
@@ -505,7 +542,7 @@ exit 0
 _RIVAL_BEFORE_PUSH = """#!/bin/sh
 if [ "$1" = push ] && [ ! -e "{marker}" ]; then
   touch "{marker}"
-  "{git}" --git-dir="{bare}" update-ref refs/bus/ledger {target}
+  printf '{updates}' | "{git}" --git-dir="{bare}" update-ref --stdin
 fi
 exec "{git}" "$@"
 """
@@ -513,20 +550,29 @@ exec "{git}" "$@"
 INTERLEAVINGS = ["before our push", "inside our push"]
 
 
+def _ledgers(repo: Repository) -> dict[str, Oid]:
+    """Every ledger ref of `repo`, `refs/bus/ledger` (the tombstone) too."""
+    single = repo.ref(LEDGER_REF)
+    return {**repo.refs(LEDGERS_PREFIX), **({LEDGER_REF: single} if single else {})}
+
+
 def rival_lands_during_next_push(
     net: Net, rival: Bus, paths: list[str], when: str, monkeypatch: pytest.MonkeyPatch
 ) -> Message:
-    """Decide `rival`'s claim on the remote's tip without publishing it; it lands on the remote
-    during the next push anyone makes (`when`: one of INTERLEAVINGS)."""
+    """Decide `rival`'s claim on the remote's tips without publishing it; every ledger ref it moved
+    lands on the remote at once during the next push anyone makes (`when`: one of INTERLEAVINGS)."""
     sync.sync(rival.repo, "origin")
+    before = _ledgers(rival.repo)
     staged = offline(rival).claim(paths)
-    tip = rival.repo.ref(LEDGER_REF)
-    assert tip is not None
-    git(rival.repo.root, "push", "-q", "origin", f"{tip}:refs/staged/ledger")  # the objects only
+    moved = {r: t for r, t in _ledgers(rival.repo).items() if before.get(r) != t}
+    assert shard_of_path(paths[0]) in moved, moved
+    for i, tip in enumerate(moved.values()):  # the objects only
+        git(rival.repo.root, "push", "-q", "origin", f"{tip}:refs/staged/ledger{i}")
+    updates = "".join(f"update {r} {t}\\n" for r, t in moved.items())
     marker = net.bare / "rival-landed"
     if when == "inside our push":
         hook = net.bare / "hooks" / "pre-receive"
-        hook.write_text(_RIVAL_IN_HOOK.format(marker=marker, target=tip))
+        hook.write_text(_RIVAL_IN_HOOK.format(marker=marker, updates=updates))
         hook.chmod(0o755)
     else:
         real = shutil.which("git")
@@ -534,7 +580,7 @@ def rival_lands_during_next_push(
         shim = net.bare.parent / "shim"
         shim.mkdir()
         (shim / "git").write_text(
-            _RIVAL_BEFORE_PUSH.format(marker=marker, git=real, bare=net.bare, target=tip)
+            _RIVAL_BEFORE_PUSH.format(marker=marker, git=real, bare=net.bare, updates=updates)
         )
         (shim / "git").chmod(0o755)
         monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
@@ -561,10 +607,12 @@ def test_a_sync_whose_ledger_push_loses_the_race_pulls_and_retries(
 ) -> None:
     alice, bob = pair
     sync.sync(bob.repo, "origin")
-    theirs = rival_lands_during_next_push(net, alice, ["README.md"], when, monkeypatch)
-    mine = offline(bob).claim(["config/"])
+    # Two claims that do not overlap, on one claim shard: the second push there loses the race.
+    theirs = rival_lands_during_next_push(net, alice, ["src/a.py"], when, monkeypatch)
+    mine = offline(bob).claim(["src/b.py"])
     report = sync.sync(bob.repo, "origin")
-    assert LEDGER_REF in report.pushed and report.dropped == []
+    assert (net.bare / "rival-landed").exists()
+    assert shard_of_path("src/") in report.pushed and report.dropped == []
     sync.sync(alice.repo, "origin")
     for bus in (alice, bob):
         assert {c.id for c in bus.claims()} == {theirs.id, mine.id}
@@ -576,13 +624,15 @@ def test_an_online_claim_that_first_publishes_offline_steps_survives_the_remote_
 ) -> None:
     alice, bob = pair
     sync.sync(bob.repo, "origin")
-    theirs = rival_lands_during_next_push(net, alice, ["README.md"], when, monkeypatch)
-    pending = offline(bob).claim(["config/"])
+    # `pending` is on the shard the rival lands on (no overlap): publishing it loses the race once.
+    theirs = rival_lands_during_next_push(net, alice, ["lib/a.py"], when, monkeypatch)
+    pending = offline(bob).claim(["lib/b.py"])
     code, _, err = gb(bob.repo.root, "bob", "claim", "internal/")  # publishes `pending` first
     assert code == 0, err
+    assert (net.bare / "rival-landed").exists()
     sync.sync(alice.repo, "origin")
     held = {c.path: c.owner for c in alice.claims()}
-    assert held == {"README.md": "alice", "config/": "bob", "internal/": "bob"}
+    assert held == {"lib/a.py": "alice", "lib/b.py": "bob", "internal/": "bob"}
     assert {pending.id, theirs.id} <= set(ids(alice))
 
 
@@ -719,8 +769,9 @@ def test_every_remote_ledger_state_is_free_of_overlaps(
         with contextlib.suppress(ClaimConflict):
             bob.claim([p])
     observer = clone(net.url, tmp_path / "observer")
-    steps = remote_ledger_history(net.bare, observer)
-    assert [s.message.kind for s in steps if s.message] == [Kind.CLAIM, Kind.CLAIM]
+    history = remote_ledger_history(net.bare, observer)
+    kinds = {ref: [s.message.kind for s in steps if s.message] for ref, steps in history.items()}
+    assert kinds == {shard_of_path("internal/"): [Kind.CLAIM], shard_of_path("config/"): [Kind.CLAIM]}
 
 
 def test_two_clones_that_differ_in_core_ignorecase_never_both_hold_docs_and_docs_readme(
@@ -768,7 +819,7 @@ def test_bus_commits_are_signed_where_git_signs_commits_and_verify_as_their_send
     msg = alice.discover("signed and sealed")
     alice.claim(["config/"])
     assert git(a, "log", "-1", "--format=%G? %GS", "refs/bus/agents/alice").split() == ["G", "alice"]
-    assert git(a, "log", "-1", "--format=%G? %GS", "refs/bus/ledger").split() == ["G", "alice"]
+    assert git(a, "log", "-1", "--format=%G? %GS", shard_of_path("config/")).split() == ["G", "alice"]
     assert alice.find(msg.id) == msg
 
 

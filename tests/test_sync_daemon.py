@@ -25,6 +25,8 @@ from gitbus import sync
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.ids import LEDGER_REF
+from gitbus.ledger import shard_of_path
 from gitbus.message import Message
 
 from .test_sync import bare_remote, bus_refs, clone, ids, offline, order_keys, remote_ledger_history, sharing
@@ -160,7 +162,7 @@ def test_two_clones_racing_overlapping_claims_through_the_daemon_never_both_win(
     deadline = time.monotonic() + (600 if long_mode else 60)
     for r in range(rounds):
         assert time.monotonic() < deadline, f"the race rounds took too long (round {r})"
-        wants = [f"r{r}/", f"r{r}/x.py"]
+        wants = [f"race/r{r}/", f"race/r{r}/x.py"]  # one claim shard (race/) for every round
         rng.shuffle(wants)
         outcomes = [Outcome(bus.agent, w) for bus, w in zip(racers, wants, strict=True)]
         start = threading.Barrier(len(racers))
@@ -187,8 +189,9 @@ def test_two_clones_racing_overlapping_claims_through_the_daemon_never_both_win(
             )
 
     observer = clone(daemon.url, tmp_path / "observer")
-    steps = remote_ledger_history(daemon.bare, observer)  # no accepted state had overlapping live claims
-    final = {c.id: c.owner for c in steps[0].claims} if steps else {}
+    history = remote_ledger_history(daemon.bare, observer)  # no accepted state had overlapping live claims
+    assert set(history) <= {shard_of_path("race/")}, history.keys()
+    final = {c.id: c.owner for steps in history.values() if steps for c in steps[0].claims}
     assert final == winners, "the remote's claims are not exactly the winners'"
     assert not problems, f"{len(problems)} of {rounds} rounds went wrong:\n" + "\n".join(problems)
 
@@ -223,7 +226,8 @@ def test_without_atomic_push_the_refs_the_remote_took_are_kept_when_one_is_refus
     daemon_without_atomic: Served, tmp_path: Path, clock: FakeClock
 ) -> None:
     hook = daemon_without_atomic.bare / "hooks" / "update"
-    refuse_ledger = '[ "$1" = refs/bus/ledger ] && { echo "no ledger here" >&2; exit 1; }'
+    # The claim shards: the tombstone that moves the remote's ledger first goes out on its own.
+    refuse_ledger = 'case "$1" in refs/bus/ledgers/*) echo "no ledger here" >&2; exit 1;; esac'
     hook.write_text(f"#!/bin/sh\n{refuse_ledger}\nexit 0\n")
     hook.chmod(0o755)
     a = clone(daemon_without_atomic.url, tmp_path / "a")
@@ -237,7 +241,8 @@ def test_without_atomic_push_the_refs_the_remote_took_are_kept_when_one_is_refus
     remote = bus_refs(daemon_without_atomic.bare)
     tracked = str(alice.repo.ref("refs/remotes/origin/bus/agents/alice"))
     assert remote.get(chain) == bus_refs(a)[chain] == tracked
-    assert "refs/bus/ledger" not in remote and alice.repo.ref("refs/remotes/origin/bus/ledger") is None
+    shard = shard_of_path("src/")
+    assert shard not in remote and alice.repo.ref("refs/remotes/origin/bus/ledgers/" + shard[-4:]) is None
 
 
 def test_without_atomic_push_a_push_the_remote_took_whole_is_recorded_as_pushed(
@@ -248,7 +253,7 @@ def test_without_atomic_push_a_push_the_remote_took_whole_is_recorded_as_pushed(
     alice.discover("from a")
     alice.claim(["src/"])
     report = sync.sync(alice.repo, "origin", pull=False)
-    assert sorted(report.pushed) == ["refs/bus/agents/alice", "refs/bus/ledger"]
+    assert sorted(report.pushed) == ["refs/bus/agents/alice", LEDGER_REF, shard_of_path("src/")]
     remote = bus_refs(daemon_without_atomic.bare)
     for ref in report.pushed:  # recorded at once: the next push leases what the remote holds
         assert str(alice.repo.ref("refs/remotes/origin/bus/" + ref[len("refs/bus/") :])) == remote[ref]

@@ -1,0 +1,258 @@
+"""Sharded ledgers: claims on unrelated top folders live on their own refs, a step on several shards
+is one step, and the single ledger of an older gitbus is moved without losing a claim.
+
+Real repositories, real clones over file://, real git; an older gitbus is the project's own code
+from before the shards, taken from git history.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitbus import sync
+from gitbus.bus import Bus
+from gitbus.claims import Claim
+from gitbus.clock import FakeClock
+from gitbus.errors import ClaimConflict
+from gitbus.git import Oid, Repository
+from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, MessageId
+from gitbus.ledger import shard_of_path, tombstone
+from gitbus.message import Kind, Message, decode, encode
+
+from .conftest import git, raw_git
+from .test_sync import Net, offline, sharing
+
+# The last commit of gitbus with one ledger ref: an older gitbus a bus may still meet.
+BEFORE_SHARDS = "951810d"
+SRC, DOCS = shard_of_path("src/"), shard_of_path("docs/")
+
+
+def ledgers(path: Path) -> dict[str, str]:
+    """Every ref under refs/bus/ledgers/ and refs/bus/ledger, by plain git."""
+    out = git(
+        path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/bus/ledger", "refs/bus/ledgers"
+    )
+    return dict(line.split() for line in out.splitlines())
+
+
+def as_single_ledger(path: Path) -> str:
+    """Lay this clone's ledgers out as a gitbus before shards did: its one claim step becomes the
+    single ledger `refs/bus/ledger`, and no ledger has moved. Returns that commit."""
+    refs = ledgers(path)
+    steps = {r: o for r, o in refs.items() if r.startswith(LEDGERS_PREFIX)}
+    assert len(steps) == 1, steps
+    ((shard, commit),) = steps.items()
+    git(path, "update-ref", LEDGER_REF, commit)
+    git(path, "update-ref", "-d", shard)
+    return commit
+
+
+def test_the_two_folders_these_tests_use_fall_on_different_shards() -> None:
+    assert SRC != DOCS and SRC == shard_of_path("SRC/x.py") == shard_of_path("src")
+
+
+def test_claims_on_unrelated_top_folders_are_decided_on_their_own_ledgers(
+    repo: Path, clock: FakeClock
+) -> None:
+    a, b = Bus.open(repo, "a", clock), Bus.open(repo, "b", clock)
+    a.claim(["src/"])
+    b.claim(["docs/"])
+    refs = ledgers(repo)
+    assert {SRC, DOCS} <= set(refs) and MAIN_LEDGER not in refs
+    assert git(repo, "ls-tree", "-r", "--name-only", SRC).split() == ["claims/_src/@"]
+    assert git(repo, "ls-tree", "-r", "--name-only", DOCS).split() == ["claims/_docs/@"]
+    with pytest.raises(ClaimConflict, match="a holds src/"):
+        b.claim(["SRC/main.py"])  # the same folder in another case: the same shard, refused there
+    assert ledgers(repo) == refs
+
+
+def test_a_claim_on_several_shards_is_one_step_shown_once(repo: Path, clock: FakeClock) -> None:
+    a, b = Bus.open(repo, "a", clock), Bus.open(repo, "b", clock)
+    msg = a.claim(["src/", "docs/"])
+    lead, part = (decode(git(repo, "log", "-1", "--format=%B", ref)) for ref in sorted([SRC, DOCS]))
+    assert lead.id == msg.id and set(lead.paths) == {"src/", "docs/"}
+    assert part.id != msg.id and part.get("part") == msg.id and len(part.paths) == 1
+    assert [m.id for m in b.log(kinds=["claim"])] == [msg.id]
+    assert {c.path for c in b.claims()} == {"src/", "docs/"}
+    with pytest.raises(ClaimConflict):
+        b.claim(["docs/guide.md"])
+    a.release(["src/", "docs/"])
+    assert b.claims() == []
+    assert git(repo, "ls-tree", "-r", SRC) == "" and git(repo, "ls-tree", "-r", DOCS) == ""
+
+
+def test_a_claim_refused_on_one_shard_writes_on_none(repo: Path, clock: FakeClock) -> None:
+    a, b = Bus.open(repo, "a", clock), Bus.open(repo, "b", clock)
+    b.claim(["docs/"])
+    before = ledgers(repo)
+    with pytest.raises(ClaimConflict, match="b holds docs/"):
+        a.claim(["src/", "docs/guide.md"])
+    assert ledgers(repo) == before and SRC not in before
+
+
+def test_the_single_ledger_moves_at_the_first_step_and_its_claims_are_carried(
+    repo: Path, clock: FakeClock
+) -> None:
+    old = Bus.open(repo, "old", clock)
+    old.claim(["docs/"])
+    end = as_single_ledger(repo)
+    new = Bus.open(repo, "new", clock)
+    assert [c.path for c in new.claims()] == ["docs/"]  # read before anything moved
+    with pytest.raises(ClaimConflict, match="old holds docs/"):
+        new.claim(["docs/guide.md"])
+    assert ledgers(repo) == {LEDGER_REF: end}  # a refused step moves nothing
+    new.claim(["src/"])
+    refs = ledgers(repo)
+    assert refs[MAIN_LEDGER] == end and DOCS not in refs
+    assert git(repo, "cat-file", "-t", LEDGER_REF).strip() == "blob"
+    assert git(repo, "cat-file", "blob", LEDGER_REF).encode() == tombstone(
+        Repository.open(repo).ref(MAIN_LEDGER)
+    )
+    with pytest.raises(ClaimConflict, match="old holds docs/"):
+        new.claim(["docs/guide.md"])  # carried
+    old.release(["docs/"])  # the shard's first commit builds on what it carried
+    assert [c.path for c in new.claims()] == ["src/"]
+    assert git(repo, "ls-tree", "-r", DOCS) == ""
+    assert [m.kind for m in new.log()].count(Kind.CLAIM) == 2  # the old step is still in the history, once
+
+
+def _before_shards(tmp_path: Path) -> Path:
+    """The gitbus package from before the shards, from this checkout's git history."""
+    here = Path(__file__).resolve().parents[1]
+    found = subprocess.run(
+        ["git", "-C", str(here), "cat-file", "-e", f"{BEFORE_SHARDS}^{{commit}}"], check=False
+    )
+    if found.returncode != 0:
+        pytest.skip(f"this checkout's history lacks {BEFORE_SHARDS}, the gitbus before shards")
+    dest = tmp_path / "older-gitbus"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(here), "archive", BEFORE_SHARDS, "gitbus"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def test_an_older_gitbus_is_refused_in_one_line_once_the_ledger_moved(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    older = _before_shards(tmp_path)
+    net = Net.make(tmp_path)
+    alice = sharing(net.clones[0], "alice", clock)
+    alice.claim(["src/"])  # the remote's ledger moves with this step
+    on_remote = ledgers(net.bare)
+    env = {**os.environ, "PYTHONPATH": str(older), "GITBUS_AGENT": "bob"}
+    run = [sys.executable, "-m", "gitbus", "-C", str(net.clones[1])]
+    # run from the clone: `python -m` puts the working folder first on the import path
+    kw = {"env": env, "cwd": net.clones[1], "capture_output": True, "text": True, "timeout": 60}
+    subprocess.run([*run, "init", "--remote", "origin"], check=True, **kw)  # type: ignore[call-overload]
+    p = subprocess.run([*run, "claim", "docs/"], **kw)  # type: ignore[call-overload]
+    assert p.returncode != 0 and p.stderr.count("\n") == 1, p.stderr
+    assert "points at a blob" in p.stderr and "Traceback" not in p.stderr
+    assert ledgers(net.bare) == on_remote  # it wrote nothing the shards would not see
+
+
+def test_a_remote_single_ledger_is_moved_by_the_first_step_and_keeps_its_claims(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    net = Net.make(tmp_path)
+    a, b = net.clones
+    alice = sharing(a, "alice", clock, remote=None)
+    alice.claim(["docs/"])
+    end = as_single_ledger(a)
+    git(
+        a, "push", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}", "refs/bus/agents/alice:refs/bus/agents/alice"
+    )
+    bob = sharing(b, "bob", clock)
+    with pytest.raises(ClaimConflict, match="alice holds docs/"):
+        bob.claim(["docs/guide.md"])
+    bob.claim(["src/"])
+    remote = ledgers(net.bare)
+    assert remote[MAIN_LEDGER] == end and SRC in remote
+    assert git(net.bare, "cat-file", "blob", LEDGER_REF).encode() == tombstone(end)
+    alice.init("origin")
+    report = sync.sync(alice.repo, "origin")
+    assert report.dropped == [] and ledgers(a) == ledgers(net.bare)
+    assert {c.path for c in alice.claims()} == {"docs/", "src/"}
+
+
+def test_an_offline_claim_on_two_shards_keeps_the_one_that_stands_and_tells_the_other(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    sync.sync(alice.repo, "origin")
+    mine = offline(alice).claim(["src/", "docs/"])
+    bob.claim(["docs/"])
+    report = sync.sync(alice.repo, "origin")
+    assert [c.path for c in alice.claims() if c.owner == "alice"] == ["src/"]
+    assert [c.path for c in bob.claims() if c.owner == "bob"] == ["docs/"]
+    (note,) = report.dropped  # told once, as the step alice knows, naming what it lost
+    assert note.reply_to == mine.id and note.get("dropped") == mine.id
+    assert "docs/" in note.text and "bob holds docs/" in note.text
+    shown = [m for m in alice.log(kinds=["claim"]) if m.sender == "alice"]
+    assert [m.paths for m in shown] == [("src/",)]  # what stands of it shows in the log
+
+
+def _plant(path: Path, ref: str, msg: Message, entries: dict[str, bytes]) -> str:
+    """A commit by hand on `ref` (on its tip), setting `entries`: what a peer with push access can do."""
+    tip = git(path, "rev-parse", ref).strip()
+    index = path / ".git" / "plant-index"
+    env = {"GIT_INDEX_FILE": str(index)}
+    raw_git(path, "read-tree", tip, env=env)
+    for where, data in entries.items():
+        blob = raw_git(path, "hash-object", "-w", "--stdin", input=data)
+        raw_git(path, "update-index", "--add", "--cacheinfo", f"100644,{blob},{where}", env=env)
+    tree = raw_git(path, "write-tree", env=env)
+    index.unlink()
+    commit = raw_git(path, "commit-tree", tree, "-p", tip, input=encode(msg).encode())
+    git(path, "update-ref", ref, commit, tip)
+    return commit
+
+
+def test_a_shard_step_that_writes_another_shards_claim_is_refused_at_sync(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    alice.claim(["src/"])
+    now = clock.now_ms() + 1000
+    forged = Claim("docs/", AgentName("alice"), "", now, now + 60_000, 60_000, MessageId("00000000000000f1"))
+    msg = Message(forged.id, Kind.CLAIM, AgentName("alice"), AgentName("*"), "", now, ("src/", "docs/"))
+    _plant(
+        net.clones[0],
+        SRC,
+        msg,
+        {"claims/_docs/@": (__import__("json").dumps(forged.to_json()) + "\n").encode()},
+    )
+    git(net.clones[0], "push", "-q", "origin", f"{SRC}:{SRC}")
+    report = sync.sync(bob.repo, "origin")
+    (refusal,) = report.refused
+    assert refusal.ref == SRC and f"writes claims/_docs/@, which {SRC} does not hold" in refusal.line()
+    assert [c.path for c in bob.claims()] == ["src/"]
+    bob.claim(["docs/"])  # the forged claim holds nothing
+
+
+def test_a_tombstone_replaced_on_the_remote_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    alice.claim(["src/"])
+    sync.sync(bob.repo, "origin")
+    assert git(net.bare, "cat-file", "blob", LEDGER_REF).encode() == tombstone(None)  # a bus born sharded
+    head = Oid(git(net.clones[0], "rev-parse", "HEAD").strip())
+    other = raw_git(net.clones[0], "hash-object", "-w", "--stdin", input=tombstone(head))
+    git(net.clones[0], "push", "-q", "--force", "origin", f"{other}:{LEDGER_REF}")
+    assert git(net.bare, "rev-parse", LEDGER_REF).strip() == other
+    report = sync.sync(bob.repo, "origin")
+    assert len(report.refused) == 1, (report, ledgers(net.clones[1]))
+    (refusal,) = report.refused
+    assert refusal.ref == LEDGER_REF and "tombstone was replaced" in refusal.line()
+    with pytest.raises(ClaimConflict):
+        bob.claim(["src/x"])  # nothing was lost: the ledgers stand as they were, and decide online
+    bob.claim(["docs/"])
+    assert git(net.bare, "rev-parse", LEDGER_REF).strip() == other  # never overwritten either
