@@ -122,8 +122,9 @@ def count(kind: str, side: str, d: Path) -> int:
 
     repo = pygit2.Repository(str(d))
     if kind == "claim":
-        ledger = repo.references.get("refs/bus/ledger")
-        return 0 if ledger is None else len(repo[ledger.target].peel(pygit2.Tree)["claims"].peel(pygit2.Tree))
+        shards = [r for r in repo.references if r.startswith("refs/bus/ledgers/") and not r.endswith("/main")]
+        trees = (repo.references[r].peel(pygit2.Tree) for r in shards)
+        return sum(len(t["claims"].peel(pygit2.Tree)) for t in trees if "claims" in t)
     n = 0
     for ref in repo.references:
         if ref.startswith("refs/bus/agents/"):

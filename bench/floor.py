@@ -14,7 +14,7 @@ import pygit2
 
 _BLOB = pygit2.enums.FileMode.BLOB
 _TREE = pygit2.enums.FileMode.TREE
-LEDGER_REF = "refs/bus/ledger"
+LEDGER_REF = "refs/bus/ledgers/0000"  # one claim shard: a claim moves one ref
 
 # About the size of what gitbus.message.encode writes for a short discovery / claim.
 _POST_MESSAGE = (
