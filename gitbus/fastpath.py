@@ -98,8 +98,15 @@ def bus_tips(common_dir: str | os.PathLike[str]) -> dict[str, str]:
     single ledger of old, or the mark that it moved) (from files, no libgit2)."""
     tips = read_refs(common_dir, AGENTS_PREFIX)
     tips.update(read_refs(common_dir, LEDGER_REF))
-    tips.update(read_refs(common_dir, LEDGERS_PREFIX))
+    # only the ledgers the library reads (`ids.is_ledger`: `main` or 4 hex digits), so a peer's ref
+    # named otherwise cannot keep every session's cursor from matching
+    found = read_refs(common_dir, LEDGERS_PREFIX)
+    tips.update((r, o) for r, o in found.items() if _ledger_name(r[len(LEDGERS_PREFIX) :]))
     return tips
+
+
+def _ledger_name(name: str) -> bool:
+    return name == "main" or (len(name) == 4 and set(name) <= _HEX)
 
 
 def _read_oid(path: str) -> str | None:

@@ -409,6 +409,9 @@ def write_change(repo: Repository, state: State, change: Change) -> tuple[list[U
         commits.append(oid)
     written = {ref for ref, _, _ in updates}
     updates += [u for u in moving(repo, tips) if u[0] not in written]
+    if tips.moved and tips.old is not None and any(tips.refs.get(r) is None for r in written):
+        # A shard's first commit builds on the claims the tombstone carries: it must still be it.
+        updates.append((LEDGER_REF, tips.old, tips.old))
     return updates, commits
 
 

@@ -174,7 +174,8 @@ def fetch_vouched(
     before_notes = repo.ref(notes_tracking(remote))
     signed = bool(settings.load(repo.common_dir)["require_signed"])
     fetch(repo, remote, what, ledgers)
-    for tref in sorted(repo.refs(tracking(remote))):
+    # `refs/bus/ledger` last: its tombstone is vouched for against the main ledger as vouched for.
+    for tref in sorted(repo.refs(tracking(remote)), key=lambda t: (t == tracking(remote) + "ledger", t)):
         ref = vouch.bus_ref_of(tracking(remote), tref)
         if ref is None:
             continue

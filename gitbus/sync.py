@@ -319,8 +319,10 @@ def _rebuild(repo: Repository, ours: Tips, theirs: Tips, report: Report) -> None
         change, lost = _decided_again(repo, work, one, ref, MessageId(part or one.id))
         if change is None:
             continue
+        if not lost:
+            change = _as_told(change, msg)
         updates, _ = write_change(repo, State(repo, work), change)
-        work.refs.update((r, new) for r, new, _ in updates)
+        work.refs.update((r, new) for r, new, _ in updates if r != LEDGER_REF)  # not its lease
         if lost:
             dropped.append(change.message)
             lost_steps.add(part or one.id)
@@ -360,6 +362,14 @@ def _on_ledger(msg: Message, ref: str) -> Message:
     if ref == MAIN_LEDGER or msg.kind not in (Kind.CLAIM, Kind.RELEASE, Kind.RENEW) or msg.get("dropped"):
         return msg
     return replace(msg, paths=tuple(p for p in msg.paths if shard_of_path(p) == ref))
+
+
+def _as_told(change: Change, told: Message) -> Change:
+    """`change` with the paths its step's first commit told (a step on several shards names them
+    all there, though it decides only its own shard's): what the log shows stays what was asked."""
+    if told.get("part") is not None or change.message.paths == told.paths or told.get("dropped"):
+        return change
+    return change._replace(message=replace(change.message, paths=told.paths))
 
 
 def _decided_again(
@@ -423,6 +433,8 @@ class RemoteArbiter:
         rules) on top of steps it vouched for, a step is decided on the last vouched one and
         replaces the refused tip: its push leases that tip (`publish`), so it still names the value
         it replaces, and claims keep working without anyone repairing the remote by hand."""
+        if want is not None and self._offline_steps():
+            want = None  # they are followed and published whole first: a step may span shards
         for _ in range(ROUNDS):  # a retry loop: the remote moved while we published
             self.report.refused = [r for r in self.report.refused if not is_ledger_chain(r.ref)]
             self.replaces = {}
@@ -479,6 +491,12 @@ class RemoteArbiter:
             f"The bus remote '{self.remote}' kept moving while publishing offline steps; "
             "nothing was changed. Retry."
         )
+
+    def _offline_steps(self) -> bool:
+        """True when a ledger of this clone differs from what was last fetched from the remote:
+        steps made offline wait there (two listings of refs, no network)."""
+        ours, theirs = read_tips(self.repo), read_tips(self.repo, tracking(self.remote))
+        return ours.refs != theirs.refs
 
     def _on_top(self, vouched: Oid | None, refused: Oid | None) -> bool:
         """True when the refused remote tip is a commit on top of the vouched one: a step on the

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from gitbus import ledger, steps
 from gitbus.chains import FUTURE_MS, is_ledger_chain, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
-from gitbus.gitfiles import Oid, RefMoved
+from gitbus.gitfiles import Commit, Oid, RefMoved
 from gitbus.ids import (
     AGENTS_PREFIX,
     BUS_PREFIX,
@@ -37,7 +37,7 @@ from gitbus.ids import (
     ledger_ref,
 )
 from gitbus.inert import inert
-from gitbus.message import stamped_after
+from gitbus.message import Message, stamped_after
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -108,8 +108,10 @@ def check(
 
 def _moved_problem(repo: Repository, tracking_ref: str, before: Oid | None, after: Oid) -> str | None:
     """Why the fetched `refs/bus/ledger` is no move of the single ledger sync can take in, or None.
-    It must be a tombstone (`gitbus.ledger`) that is never replaced, naming a commit the remote's
-    main ledger holds, and no earlier than the single ledger this clone last took from there."""
+    It must be a tombstone (`gitbus.ledger`) that is never replaced, naming the commit of the
+    remote's main ledger (vouched for first) after which no step changes a claim (the claims it
+    carries are then all the single ledger held), and no earlier than the single ledger this clone
+    last took from there."""
     if repo.object_kind(after) != "blob":
         return "it went back to a single ledger after the ledger moved to refs/bus/ledgers/"
     if before is not None and repo.object_kind(before) == "blob":
@@ -118,19 +120,38 @@ def _moved_problem(repo: Repository, tracking_ref: str, before: Oid | None, afte
         ended = ledger.ended_at(repo, after)
     except GitbusError as e:
         return str(e).replace(f"{LEDGER_REF} points at ", "it points at ")
-    if ended is None:
-        return None if before is None else f"its tombstone names no ledger, but it held {before[:12]}"
     main = repo.ref(tracking_ref + "s/main")
-    if (
+    if ended is not None and (
         repo.object_kind(ended) != "commit"
         or main is None
         or (not repo.is_ancestor(ended, main) and main != ended)
     ):
         return f"its tombstone names {ended[:12]}, which the remote's {MAIN_LEDGER} does not hold"
-    if before is not None and before != ended and not repo.is_ancestor(before, ended):
-        return (
-            f"its tombstone names {ended[:12]}, which no longer holds {before[:12]}, fetched from it before"
-        )
+    later = _claims_changed(repo, main, ended)
+    if later is not None:
+        named = ended[:12] if ended else "no ledger"
+        return f"its tombstone names {named}, but {MAIN_LEDGER} changes claims after it (at {later[:12]})"
+    if before is not None and (ended is None or (before != ended and not repo.is_ancestor(before, ended))):
+        named = ended[:12] if ended else "no ledger"
+        return f"its tombstone names {named}, which lacks {before[:12]}, fetched from it before"
+    return None
+
+
+def _claims_changed(repo: Repository, tip: Oid | None, ended: Oid | None) -> Oid | None:
+    """The newest commit on `tip`'s first parents, down to `ended`, whose claims differ from its
+    parent's; None when there is none (the main ledger's steps since then are requests only)."""
+    at = tip
+    while at is not None and at != ended:  # iterative: one commit and two tree entries per step
+        try:
+            commit = repo.read_commit(at)
+            parent = repo.read_commit(commit.parents[0]) if commit.parents else None
+        except Unreadable:
+            return at
+        if repo.tree_entry(commit.tree, ledger.CLAIMS) != (
+            repo.tree_entry(parent.tree, ledger.CLAIMS) if parent else None
+        ):
+            return at
+        at = parent.oid if parent else None
     return None
 
 
@@ -247,6 +268,8 @@ def _walk(
             if not commit.parents and ref != MAIN_LEDGER:
                 carried = ledger.carried(repo, ledger.read_tips(repo, root).ended, ref)
             why = steps.problem(repo, commit, msg, now_ms, ref, carried)
+            if why is None and ref == MAIN_LEDGER:
+                why = _claims_after_move(repo, commit, msg)
             if why is not None:
                 bad[oid] = why
     if not bad:
@@ -259,6 +282,26 @@ def _walk(
     worst = next(iter(bad.items()))
     more = f" and {len(bad) - 1} more bad commit(s)" if len(bad) > 1 else ""
     return f"{worst[1].rstrip('.')} at {worst[0][:12]}{more}", at
+
+
+def _claims_after_move(repo: Repository, commit: Commit, msg: Message) -> str | None:
+    """Why main ledger commit `commit` changes claims after the ledger moved (claims live on the
+    shards then; such a step would make the move's tombstone, which names the last claims the main
+    ledger held, refused by every clone that reads it afresh), or None. Known from this clone's
+    own tombstone, once it took one in."""
+    local = ledger.read_tips(repo)
+    if not local.moved or local.ended is None or commit.oid == local.ended:
+        return None
+    if not repo.is_ancestor(local.ended, commit.oid):
+        return None  # a step of the single ledger, from before the move
+    parent = repo.read_commit(commit.parents[0]) if commit.parents else None
+    if repo.tree_entry(commit.tree, ledger.CLAIMS) == (
+        repo.tree_entry(parent.tree, ledger.CLAIMS) if parent else None
+    ):
+        return None
+    return (
+        f"a {msg.kind.value} by {msg.sender} that changes claims on {MAIN_LEDGER} after the move ({msg.id})"
+    )
 
 
 def _descendants(parents: Mapping[Oid, tuple[Oid, ...]], roots: set[Oid]) -> set[Oid]:

@@ -23,13 +23,15 @@ from gitbus.git import Oid, Repository
 from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, MessageId
 from gitbus.ledger import shard_of_path, tombstone
 from gitbus.message import Kind, Message, decode, encode
+from gitbus.remote import RemoteError
 
 from .conftest import git, raw_git
-from .test_sync import Net, offline, sharing
+from .test_sync import Net, clone, offline, sharing
 
 # The last commit of gitbus with one ledger ref: an older gitbus a bus may still meet.
 BEFORE_SHARDS = "951810d"
 SRC, DOCS = shard_of_path("src/"), shard_of_path("docs/")
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 def ledgers(path: Path) -> dict[str, str]:
@@ -254,5 +256,104 @@ def test_a_tombstone_replaced_on_the_remote_is_refused(tmp_path: Path, clock: Fa
     assert refusal.ref == LEDGER_REF and "tombstone was replaced" in refusal.line()
     with pytest.raises(ClaimConflict):
         bob.claim(["src/x"])  # nothing was lost: the ledgers stand as they were, and decide online
-    bob.claim(["docs/"])
-    assert git(net.bare, "rev-parse", LEDGER_REF).strip() == other  # never overwritten either
+    bob.claim(["docs/"])  # a shard's first step leases the tombstone: the one vouched for goes back
+    assert git(net.bare, "cat-file", "blob", LEDGER_REF).encode() == tombstone(None)
+    assert any("replaced" in n and LEDGER_REF in n for n in bob.notices), bob.notices
+
+
+def test_a_tombstone_naming_a_forged_main_is_refused_with_it(tmp_path: Path, clock: FakeClock) -> None:
+    """A peer moves the ledger itself, naming a commit that releases another agent's claim: the main
+    ledger is vouched for first, and the tombstone is held to what it vouched for."""
+    net = Net.make(tmp_path)
+    a, b = net.clones
+    alice = sharing(a, "alice", clock, remote=None)
+    alice.claim(["docs/"])
+    end = as_single_ledger(a)
+    git(
+        a, "push", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}", "refs/bus/agents/alice:refs/bus/agents/alice"
+    )
+    bob = sharing(b, "bob", clock)
+    sync.sync(bob.repo, "origin")
+    now = clock.now_ms() + 1000
+    release = Message(
+        MessageId("00000000000000f1"), Kind.RELEASE, AgentName("mallory"), AgentName("*"), "", now, ("docs/",)
+    )
+    forged = raw_git(a, "commit-tree", EMPTY_TREE, "-p", end, input=encode(release).encode())
+    stone = raw_git(a, "hash-object", "-w", "--stdin", input=tombstone(Oid(forged)))
+    git(a, "push", "-q", "--force", "origin", f"{forged}:{MAIN_LEDGER}", f"{stone}:{LEDGER_REF}")
+    report = sync.sync(bob.repo, "origin")
+    assert {r.ref for r in report.refused} == {MAIN_LEDGER, LEDGER_REF}, [r.line() for r in report.refused]
+    assert [(c.path, c.owner) for c in bob.claims()] == [("docs/", "alice")]
+    with pytest.raises(ClaimConflict, match="alice holds docs/"):
+        offline(bob).claim(["docs/x"])
+
+
+def test_a_tombstone_naming_an_older_commit_than_the_last_claims_is_refused(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Naming an earlier commit of the single ledger would drop the claims granted after it: the
+    tombstone must name the main ledger's last step that changed claims."""
+    net = Net.make(tmp_path)
+    a = net.clones[0]
+    alice = sharing(a, "alice", clock, remote=None)
+    alice.claim(["docs/"])
+    first = as_single_ledger(a)
+    alice.claim(["docs/more/"])  # a second step: laid on top of the first, as a single ledger
+    step = git(a, "rev-parse", DOCS).strip()
+    message = git(a, "log", "-1", "--format=%B", step).encode()
+    second = raw_git(a, "commit-tree", f"{step}^{{tree}}", "-p", first, input=message)
+    git(a, "update-ref", "-d", DOCS)
+    git(a, "update-ref", "-d", MAIN_LEDGER)
+    git(a, "update-ref", LEDGER_REF, second)  # the single ledger of two steps: first, then second
+    stone = raw_git(a, "hash-object", "-w", "--stdin", input=tombstone(Oid(first)))
+    git(
+        a,
+        "push",
+        "-q",
+        "origin",
+        f"{second}:{MAIN_LEDGER}",
+        f"{stone}:{LEDGER_REF}",
+        "refs/bus/agents/alice:refs/bus/agents/alice",
+    )
+    carol = sharing(clone(net.url, tmp_path / "c"), "carol", clock)
+    report = sync.sync(carol.repo, "origin")
+    (refusal,) = report.refused
+    assert refusal.ref == LEDGER_REF and "changes claims after it" in refusal.line()
+    with pytest.raises(RemoteError, match="changes claims after it"):
+        carol.claim(["docs/more/x"])  # decided on nothing it cannot vouch for
+
+
+def test_an_online_step_beside_an_offline_step_on_several_shards_keeps_that_step_whole(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    sync.sync(alice.repo, "origin")
+    mine = offline(alice).claim(["src/", "docs/"])
+    bob.claim(["docs/a"])
+    alice.claim(["docs/b"])  # online, on one shard: the offline step is followed whole first
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin")
+    held = {(c.path, c.owner) for c in bob.claims()}
+    shown = {m.paths for m in bob.log(kinds=["claim"]) if m.sender == "alice"}
+    assert ("docs/b", "alice") in held
+    for path, owner in held:  # whatever alice holds, the log shows
+        if owner == "alice":
+            assert any(path in paths for paths in shown), (path, shown)
+    notes = [m for m in bob.log(n=None) if m.get("dropped") == mine.id]
+    assert notes and all("docs/" in m.text for m in notes)
+
+
+def test_a_step_decided_again_on_two_shards_still_names_both(tmp_path: Path, clock: FakeClock) -> None:
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    sync.sync(alice.repo, "origin")
+    mine = offline(alice).claim(["src/", "docs/"])
+    other = next(f"d{i}/" for i in range(100_000) if shard_of_path(f"d{i}/") == DOCS)
+    bob.claim([other])  # the docs shard moves, with nothing in alice's way
+    report = sync.sync(alice.repo, "origin")
+    assert report.dropped == []
+    sync.sync(bob.repo, "origin")
+    assert {c.path for c in bob.claims() if c.owner == "alice"} == {"src/", "docs/"}
+    (shown,) = [m for m in bob.log(kinds=["claim"]) if m.sender == "alice"]
+    assert shown.id == mine.id and set(shown.paths) == {"src/", "docs/"}
