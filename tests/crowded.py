@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from gitbus.bus import Bus
+from gitbus.git import Repository
+from gitbus.gitfiles import Oid
+from gitbus.ids import LEDGER_REF
 
 HOLDERS = ("api-1", "web-1", "db-1", "ops-1")
 PER_HOLDER = 100
@@ -32,4 +35,20 @@ def counted(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[i
         return original(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+def entries_read(monkeypatch: pytest.MonkeyPatch, repo: Repository) -> list[int]:
+    """Count the blobs read from now on, but for the tombstone at `refs/bus/ledger`: reading where the
+    single ledger ended costs the same whatever the crowd (it holds no entry)."""
+    stone = repo.ref(LEDGER_REF)
+    assert stone is not None and repo.object_kind(stone) == "blob"
+    calls = [0]
+    original = Repository.read_blob
+
+    def spy(self: Repository, oid: Oid, limit: int | None = None) -> bytes:
+        calls[0] += oid != stone
+        return original(self, oid, limit)
+
+    monkeypatch.setattr(Repository, "read_blob", spy)
     return calls

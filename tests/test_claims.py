@@ -16,11 +16,10 @@ from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, GitbusError, NotFound
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid
-from gitbus.ids import LEDGER_REF
 from gitbus.message import Kind
 
 from .conftest import git
-from .crowded import PER_HOLDER, crowd
+from .crowded import PER_HOLDER, crowd, entries_read
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -314,22 +313,6 @@ def test_an_agent_whose_expired_claim_was_taken_over_is_told_plainly(
     assert msg.id in [m.id for m in api.inbox()]
     api.claim(["config/"])  # acting on claims again: the notice has been seen
     assert api.status().taken_over == ()
-
-
-def entries_read(monkeypatch: pytest.MonkeyPatch, repo: Repository) -> list[int]:
-    """Count the blobs read from now on, but for the tombstone at `refs/bus/ledger`: every step reads
-    it once to learn where the single ledger ended, whatever the crowd (it holds no entry)."""
-    stone = repo.ref(LEDGER_REF)
-    assert stone is not None and repo.object_kind(stone) == "blob"
-    calls = [0]
-    original = Repository.read_blob
-
-    def spy(self: Repository, oid: Oid, limit: int | None = None) -> bytes:
-        calls[0] += oid != stone
-        return original(self, oid, limit)
-
-    monkeypatch.setattr(Repository, "read_blob", spy)
-    return calls
 
 
 def test_renewing_a_path_among_many_claims_reads_only_its_slot(

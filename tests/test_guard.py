@@ -25,13 +25,11 @@ from gitbus.bus import Bus
 from gitbus.claims import Claim, all_claims
 from gitbus.cli import app
 from gitbus.clock import FakeClock
-from gitbus.git import Repository
-from gitbus.gitfiles import Oid
-from gitbus.ids import LEDGER_REF, agent_name
+from gitbus.ids import agent_name
 
 from .conftest import git, make_repo
 from .conftest import raw_git as run_git
-from .crowded import HOLDERS, PER_HOLDER, counted, crowd
+from .crowded import HOLDERS, PER_HOLDER, counted, crowd, entries_read
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -390,22 +388,6 @@ def test_a_guard_check_among_many_claims_reads_only_the_claims_along_its_path(
     )
     assert [(p, c.owner, c.path) for p, c in hit] == [("area2/mod7/x.py", "db-1", "area2/mod7/")]
     assert parsed[0] <= 2, f"{parsed[0]} claims read for two checks among {len(HOLDERS) * PER_HOLDER}"
-
-
-def entries_read(monkeypatch: pytest.MonkeyPatch, repo: Repository) -> list[int]:
-    """Count the blobs read from now on, but for the tombstone at `refs/bus/ledger`: reading where
-    the single ledger ended costs the same whatever the crowd (it holds no entry)."""
-    stone = repo.ref(LEDGER_REF)
-    assert stone is not None and repo.object_kind(stone) == "blob"
-    calls = [0]
-    original = Repository.read_blob
-
-    def spy(self: Repository, oid: Oid, limit: int | None = None) -> bytes:
-        calls[0] += oid != stone
-        return original(self, oid, limit)
-
-    monkeypatch.setattr(Repository, "read_blob", spy)
-    return calls
 
 
 def test_after_a_ledger_step_the_guard_reads_only_the_entries_that_changed(

@@ -54,6 +54,29 @@ def as_single_ledger(path: Path) -> str:
     return commit
 
 
+def single_ledger_on_remote(tmp_path: Path, clock: FakeClock) -> tuple[Net, Bus, str]:
+    """A remote whose single ledger holds alice's claim on `docs/`, as a gitbus before shards left
+    it (alice's clone has no bus remote yet); returns that commit too."""
+    net = Net.make(tmp_path)
+    a = net.clones[0]
+    alice = sharing(a, "alice", clock, remote=None)
+    alice.claim(["docs/"])
+    end = as_single_ledger(a)
+    git(
+        a, "push", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}", "refs/bus/agents/alice:refs/bus/agents/alice"
+    )
+    return net, alice, end
+
+
+def offline_on_two_shards(tmp_path: Path, clock: FakeClock) -> tuple[Net, Bus, Bus, Message]:
+    """alice and bob sharing a remote, and alice's offline claim of `src/` and `docs/` (one step,
+    its first commit on the `docs/` shard), not yet synced."""
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    sync.sync(alice.repo, "origin")
+    return net, alice, bob, offline(alice).claim(["src/", "docs/"])
+
+
 def test_the_two_folders_these_tests_use_fall_on_different_shards() -> None:
     assert SRC != DOCS and SRC == shard_of_path("SRC/x.py") == shard_of_path("src")
 
@@ -162,14 +185,8 @@ def test_an_older_gitbus_is_refused_in_one_line_once_the_ledger_moved(
 def test_a_remote_single_ledger_is_moved_by_the_first_step_and_keeps_its_claims(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    net = Net.make(tmp_path)
+    net, alice, end = single_ledger_on_remote(tmp_path, clock)
     a, b = net.clones
-    alice = sharing(a, "alice", clock, remote=None)
-    alice.claim(["docs/"])
-    end = as_single_ledger(a)
-    git(
-        a, "push", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}", "refs/bus/agents/alice:refs/bus/agents/alice"
-    )
     bob = sharing(b, "bob", clock)
     with pytest.raises(ClaimConflict, match="alice holds docs/"):
         bob.claim(["docs/guide.md"])
@@ -186,10 +203,7 @@ def test_a_remote_single_ledger_is_moved_by_the_first_step_and_keeps_its_claims(
 def test_an_offline_claim_on_two_shards_keeps_the_one_that_stands_and_tells_the_other(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    net = Net.make(tmp_path)
-    alice, bob = net.pair(clock)
-    sync.sync(alice.repo, "origin")
-    mine = offline(alice).claim(["src/", "docs/"])
+    _, alice, bob, mine = offline_on_two_shards(tmp_path, clock)
     bob.claim(["docs/"])
     report = sync.sync(alice.repo, "origin")
     assert [c.path for c in alice.claims() if c.owner == "alice"] == ["src/"]
@@ -264,14 +278,8 @@ def test_a_tombstone_replaced_on_the_remote_is_refused(tmp_path: Path, clock: Fa
 def test_a_tombstone_naming_a_forged_main_is_refused_with_it(tmp_path: Path, clock: FakeClock) -> None:
     """A peer moves the ledger itself, naming a commit that releases another agent's claim: the main
     ledger is vouched for first, and the tombstone is held to what it vouched for."""
-    net = Net.make(tmp_path)
+    net, _, end = single_ledger_on_remote(tmp_path, clock)
     a, b = net.clones
-    alice = sharing(a, "alice", clock, remote=None)
-    alice.claim(["docs/"])
-    end = as_single_ledger(a)
-    git(
-        a, "push", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}", "refs/bus/agents/alice:refs/bus/agents/alice"
-    )
     bob = sharing(b, "bob", clock)
     sync.sync(bob.repo, "origin")
     now = clock.now_ms() + 1000
@@ -326,10 +334,7 @@ def test_a_tombstone_naming_an_older_commit_than_the_last_claims_is_refused(
 def test_an_online_step_beside_an_offline_step_on_several_shards_keeps_that_step_whole(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    net = Net.make(tmp_path)
-    alice, bob = net.pair(clock)
-    sync.sync(alice.repo, "origin")
-    mine = offline(alice).claim(["src/", "docs/"])
+    _, alice, bob, mine = offline_on_two_shards(tmp_path, clock)
     bob.claim(["docs/a"])
     alice.claim(["docs/b"])  # online, on one shard: the offline step is followed whole first
     sync.sync(alice.repo, "origin")
@@ -345,10 +350,7 @@ def test_an_online_step_beside_an_offline_step_on_several_shards_keeps_that_step
 
 
 def test_a_step_decided_again_on_two_shards_still_names_both(tmp_path: Path, clock: FakeClock) -> None:
-    net = Net.make(tmp_path)
-    alice, bob = net.pair(clock)
-    sync.sync(alice.repo, "origin")
-    mine = offline(alice).claim(["src/", "docs/"])
+    _, alice, bob, mine = offline_on_two_shards(tmp_path, clock)
     other = next(f"d{i}/" for i in range(100_000) if shard_of_path(f"d{i}/") == DOCS)
     bob.claim([other])  # the docs shard moves, with nothing in alice's way
     report = sync.sync(alice.repo, "origin")
