@@ -358,14 +358,16 @@ def section(b: ClaimsBench, number: int) -> list[str]:
         "|---|---:|---|",
         *goal_rows(b),
         "",
-        "A guard check looks its path up in an index of the claims keyed by the ledger tip "
-        "(`<common git dir>/gitbus/cache/claims.idx`): sorted lines, binary-searched in the mapped file for "
-        "the path's ancestors and the run of keys below it, so only the claims it returns are parsed. When "
-        "the ledger moves, the first check brings the index up through the tree diff of the two ledger "
-        "states (git opens only the folders that changed) and writes it again; it is read whole only when "
-        "there is no earlier index. A claim decision reads only the ledger entries on the path's ancestors "
-        "and below it, and remembers the folders it lists by tree id; a grant still writes one blob, a tree "
-        "per level and a commit, and moves the ledger ref under its lock, which is most of its time on disk.",
+        "A guard check looks its path up in an index of the claims keyed by the ledger tips "
+        "(`<common git dir>/gitbus/cache/claims.idx`), current for the path while its top folder's shard "
+        "and `refs/bus/ledger` are unchanged (two refs read, however many shards): sorted lines, "
+        "binary-searched in the mapped file for the path's ancestors and the run of keys below it, so only "
+        "the claims it returns are parsed. When a ledger moves, the first check brings the index up through "
+        "the tree diff of each ledger that moved (git opens only the folders that changed) and writes it "
+        "again; it is read whole only when there is no earlier index. A claim decision reads only the "
+        "ledger entries on the path's ancestors and below it, and remembers the folders it lists by tree "
+        "id; a grant still writes one blob, a tree per level and a commit, and moves its shard's ref "
+        "under its lock, which is most of its time on disk.",
         "",
     ]
     return out

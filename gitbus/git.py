@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -221,13 +221,20 @@ class Repository(GitCli):
             return None
 
     def is_ancestor(self, ancestor: Oid, descendant: Oid) -> bool:
-        """True when `ancestor` is `descendant` or reachable from it."""
+        """True when `ancestor` is `descendant` or reachable from it (never when either is no
+        commit: a peer's ref may point at a blob, and that holds no history)."""
         if ancestor == descendant:
             return True
-        return bool(self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)))
+        try:
+            return bool(self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)))
+        except (pygit2.GitError, ValueError, KeyError):
+            return False
 
     def merge_base(self, a: Oid, b: Oid) -> Oid | None:
-        base = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        try:
+            base = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        except (pygit2.GitError, ValueError, KeyError):
+            return None  # either is no commit: no history in common
         return Oid(str(base)) if base else None
 
     def blob(self, data: bytes) -> Oid:
@@ -359,17 +366,20 @@ class Repository(GitCli):
                     return None
         return out
 
-    def tree_pick(self, tree: Oid, folder: str, keep: Callable[[str], bool]) -> Oid | None:
-        """A new tree holding only the entries of `folder` (one name, at the root of `tree`) whose
-        names `keep` takes, as they are (no blob is read); None when it would be empty."""
+    def tree_pick(self, tree: Oid, folder: str, names: Iterable[str]) -> Oid | None:
+        """A new tree holding only the entries `names` of `folder` (one name, at the root of `tree`),
+        as they are (no blob is read, each looked up by name); None when it would be empty."""
         found = self.tree_entry(tree, folder)
         sub = self._tree(found[1]) if found is not None and found[0] == "tree" else None
         if sub is None:
             return None
         tb = self._repo.TreeBuilder()
-        for e in sub:
-            if e.name is not None and keep(e.name):
-                tb.insert(e.name, e.id, e.filemode)
+        for name in names:
+            try:
+                e = sub[name]
+            except (KeyError, ValueError, pygit2.GitError):
+                continue
+            tb.insert(name, e.id, e.filemode)
         if len(tb) == 0:
             return None
         top = self._repo.TreeBuilder()

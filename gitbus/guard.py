@@ -1,16 +1,18 @@
 """The guards: may this agent edit or commit these paths, given the other agents' live claims?
 
 The edit guard runs before every Write/Edit of a Claude Code session, so it reads claims from an
-index keyed by the ledger tip (`<common>/gitbus/cache/claims.idx`): while the ledger has not moved,
-no libgit2 is loaded. A stale index is never used for a decision: its key is the exact ledger commit.
+index keyed by the ledger tips (`<common>/gitbus/cache/claims.idx`): every ledger ref and its commit.
+A stale index is never used for a decision: a path's claims all lie on its top folder's shard, so the
+index decides a path only while that shard and `refs/bus/ledger` are what it was taken at (two refs
+read, however many shards), and no libgit2 is loaded then.
 
 A check costs the path's depth, not the number of claims (issue 16): the index is a sorted text file,
 one line per claim, `<folded key>\t<path>\t<slot>\t<claim JSON>`, where the key is the claim's path
 case-folded with a `/` after every component. The claims that overlap a path are then the lines whose
 key is one of the path's ancestors (one binary search each, on the mapped file) and the run of lines
-whose key starts with the path's own key (the claims below it). When the ledger moves, the index is
-brought up to the new tip from the one before through the tree diff of the two states (git opens only
-the folders that changed), or read whole when there is none to start from.
+whose key starts with the path's own key (the claims below it). When a ledger moves, the index is
+brought up to the new tips from the ones before through the tree diff of each ledger that moved (git
+opens only the folders that changed), or read whole when there is none to start from.
 
 It fails closed: when the ledger cannot be read (a ledger ref at no commit, a repository git cannot
 open) the snapshot says so (`blind`) and the faces refuse every edit and commit with that reason; when
@@ -24,6 +26,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import mmap
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -231,13 +234,25 @@ def _load(common_dir: Path) -> Loaded | None:
         return None
 
 
-def cached(common_dir: Path, root: Path | None = None) -> Snapshot | None:
-    """The snapshot, if the index was taken at the current ledger tip."""
-    tip = ledger_tip(common_dir)
+def cached(common_dir: Path, root: Path | None = None, paths: Iterable[str] | None = None) -> Snapshot | None:
+    """The snapshot, if the index was taken at the current ledgers. With `paths`, current for those
+    paths: the claims that overlap a path are all on its top folder's shard, so only that shard and
+    `refs/bus/ledger` (the claims it carries) must still be what the index was taken at, and a check
+    reads two refs however many shards there are."""
     found = _load(common_dir)
-    if found is None or found[0] != tip:
+    if found is None:
         return None
-    return Snapshot(tip, found[1], found[2], root=root)
+    if paths is None:
+        return (
+            Snapshot(found[0], found[1], found[2], root=root) if found[0] == ledger_tip(common_dir) else None
+        )
+    from gitbus.ledger import shard_of_path
+
+    taken = dict(part.split("=", 1) for part in found[0].split(",")) if found[0] else {}
+    for ref in {LEDGER_REF, *(shard_of_path(p) for p in paths)}:
+        if read_refs(common_dir, ref).get(ref) != taken.get(ref[len(BUS_PREFIX) :]):
+            return None
+    return Snapshot(found[0], found[1], found[2], root=root)
 
 
 def store(common_dir: Path, snap: Snapshot) -> None:
@@ -334,10 +349,11 @@ def _bytes(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
 
 
-def snapshot(root: Path, common_dir: Path) -> Snapshot:
-    """The claims now: from the index if current, else read from the ledger (from the index of an
-    earlier tip when there is one) and cached. Never raises: what goes wrong is in `blind` or `note`."""
-    snap = cached(common_dir, root)
+def snapshot(root: Path, common_dir: Path, paths: Iterable[str] | None = None) -> Snapshot:
+    """The claims now (for `paths`, when given: see `cached`): from the index if current, else read
+    from the ledgers (from the index of earlier tips when there is one) and cached. Never raises:
+    what goes wrong is in `blind` or `note`."""
+    snap = cached(common_dir, root, paths)
     if snap is not None:
         return snap
     try:
@@ -385,7 +401,7 @@ def conflicts(
     root: Path, common_dir: Path, me: AgentName, rel_paths: list[str], now: int
 ) -> list[tuple[str, Claim]]:
     """For each path inside another agent's live claim, the path and that claim."""
-    snap = snapshot(root, common_dir)
+    snap = snapshot(root, common_dir, rel_paths)
     if snap.blind is not None and rel_paths:
         raise GuardBlind(
             blind_denial(snap, rel_paths[0])

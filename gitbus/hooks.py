@@ -229,12 +229,10 @@ def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
             "guard checks in one call, so it refuses it: write them in smaller parts."
         )
     else:
-        snap = guard.snapshot(s.loc.root, s.loc.common_dir)
         owners: dict[str, Location | None] = {}
-        for raw in dict.fromkeys(raws):
-            rel = _repo_path(s.loc, raw, owners)
-            if rel is None or rel in rels:
-                continue
+        wanted = [r for r in dict.fromkeys(_repo_path(s.loc, raw, owners) for raw in raws) if r is not None]
+        snap = guard.snapshot(s.loc.root, s.loc.common_dir, wanted)  # current for these paths
+        for rel in wanted:
             try:
                 blocking = snap.blocking(s.agent, rel, now)
             except GitbusError as e:  # a damaged index that could not be read again: blind

@@ -179,8 +179,7 @@ class Inbox:
             except _Moved:
                 continue
         raise Contended(
-            f"other reads of {self.agent}'s inbox kept marking messages meanwhile; nothing was marked. "
-            "Retry."
+            f"other reads of {self.agent}'s inbox kept marking messages meanwhile; nothing was marked. Retry."
         )
 
     def _read_page(

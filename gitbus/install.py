@@ -345,5 +345,3 @@ def _without_server(config: dict[str, Any], created: set[str]) -> dict[str, Any]
 
 
 EXCLUDED = ("/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json")  # personal files
-
-

@@ -241,6 +241,22 @@ def tips_of(repo: Repository, root: str, refs: dict[str, Oid], old: Oid | None) 
 
 
 _CARRIED: dict[tuple[Oid, str], Oid | None] = {}  # (ended at, shard) -> its carried state; never stale
+_CARRIED_TOPS: dict[Oid, dict[str, list[str]]] = {}  # ended at -> shard -> its top folders there
+
+
+def carried_tops(repo: Repository, ended: Oid | None) -> dict[str, list[str]]:
+    """The top folders of the claims the single ledger ended with, by shard: one listing, hashed once."""
+    if ended is None:
+        return {}
+    if ended not in _CARRIED_TOPS:
+        tree = tree_of(repo, ended, LEDGER_REF)
+        by_shard: dict[str, list[str]] = {}
+        for name in Ledger(repo, tree).folders(CLAIMS):
+            by_shard.setdefault(route(f"{CLAIMS}/{name}/@"), []).append(name)
+        if len(_CARRIED_TOPS) > 64:
+            _CARRIED_TOPS.clear()
+        _CARRIED_TOPS[ended] = by_shard
+    return _CARRIED_TOPS[ended]
 
 
 def carried(repo: Repository, ended: Oid | None, ref: str) -> Oid | None:
@@ -248,10 +264,9 @@ def carried(repo: Repository, ended: Oid | None, ref: str) -> Oid | None:
     if ended is None or ref == MAIN_LEDGER:
         return None
     if (ended, ref) not in _CARRIED:
-        tree = tree_of(repo, ended, LEDGER_REF)
-        _CARRIED[(ended, ref)] = (
-            repo.tree_pick(tree, CLAIMS, lambda name: route(f"{CLAIMS}/{name}/@") == ref) if tree else None
-        )
+        names = carried_tops(repo, ended).get(ref)
+        tree = tree_of(repo, ended, LEDGER_REF) if names else None
+        _CARRIED[(ended, ref)] = repo.tree_pick(tree, CLAIMS, names) if tree and names else None
     return _CARRIED[(ended, ref)]
 
 
@@ -284,10 +299,13 @@ class State:
     def shards(self) -> list[str]:
         """Every claim shard that has a ref, or claims carried from the single ledger."""
         found = {r for r in self.tips.refs if r != MAIN_LEDGER}
-        if self.tips.ended is not None:
-            ended = Ledger(self._repo, tree_of(self._repo, self.tips.ended, LEDGER_REF))
-            found |= {route(f"{CLAIMS}/{name}/@") for name in ended.folders(CLAIMS)}
-        return sorted(found)
+        return sorted(found | set(carried_tops(self._repo, self.tips.ended)))
+
+    def tops(self, want: str) -> list[str]:
+        """The folders at `claims/` whose names fold to `want` (`_<top>`, folded): only its shard
+        is read, so finding a path's claims costs its shard, not the number of shards."""
+        ref = route(f"{CLAIMS}/{want}/@")
+        return [n for n in self.ledger(ref).folders(CLAIMS) if n.casefold() == want]
 
     def read(self, path: str) -> dict[str, Any] | None:
         return self.ledger(route(path)).read(path)

@@ -175,7 +175,7 @@ def fetch_vouched(
     signed = bool(settings.load(repo.common_dir)["require_signed"])
     fetch(repo, remote, what, ledgers)
     # `refs/bus/ledger` last: its tombstone is vouched for against the main ledger as vouched for.
-    for tref in sorted(repo.refs(tracking(remote)), key=lambda t: (t == tracking(remote) + "ledger", t)):
+    for tref in sorted(repo.refs(tracking(remote)), key=lambda t: (_vouch_order(remote, t), t)):
         ref = vouch.bus_ref_of(tracking(remote), tref)
         if ref is None:
             continue
@@ -188,6 +188,13 @@ def fetch_vouched(
         )
         if refusal is not None:
             report.refuse(refusal)
+
+
+def _vouch_order(remote: str, tref: str) -> int:
+    """The main ledger first, then `refs/bus/ledger` (whose tombstone must name what the vouched main
+    ledger holds), then everything else (a claim shard's first commit builds on the vouched
+    tombstone's carried claims)."""
+    return {tracking(remote) + "ledgers/main": 0, tracking(remote) + "ledger": 1}.get(tref, 2)
 
 
 # -- what git's errors mean ----------------------------------------------------------------------------

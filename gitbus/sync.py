@@ -524,6 +524,9 @@ class RemoteArbiter:
 
     def publish(self, updates: list[Update], log: str) -> None:
         specs = [(ref, new, self.replaces.get(ref, expected)) for ref, new, expected in updates]
+        # the tombstone's lease first: one by one (a host without atomic push), it is checked before
+        # any shard built on its carried claims lands
+        specs.sort(key=lambda spec: spec[0] != LEDGER_REF)
         code, out, err, taken = push_ledgers(self.repo, self.remote, specs)
         if code == 124 and self._landed(specs):
             code, taken = 0, {ref for ref, _, _ in specs}  # it timed out after the remote took it

@@ -40,6 +40,7 @@ class Session(Protocol):
     def new_batch(self, tips: Mapping[str, str], only_direct: bool = False) -> Batch: ...
     def tell(self, tips: Mapping[str, str], send: Callable[[str], bool] | None = None) -> Told: ...
 
+
 WAKE_POLL_SECONDS = 0.5
 WAKE_MAX_SECONDS = 8 * 3600
 

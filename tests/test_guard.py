@@ -570,3 +570,28 @@ def test_a_claim_in_an_older_slot_is_followed_by_the_index_through_release_and_c
     snap = guard.snapshot(root, common)
     assert [c.where for c in snap.blocking(web, "docs/readme.md", now)] == ["claims/_docs/@"]
     assert as_read_whole(snap)
+
+
+def test_a_check_reads_two_refs_however_many_shards_and_never_misses_a_move(
+    agents: list[Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index is current for a path when its top folder's shard and the tombstone are as it was
+    taken at: other shards moving does not make a check read them all, or read the ledgers again;
+    its own shard moving does, and the new claim is seen."""
+    api, web, _ = agents
+    api.claim([f"top{i}/" for i in range(60)])  # 60 top folders: dozens of shards
+    root, common = web.repo.root, web.repo.common_dir
+    assert guard.snapshot(root, common).blocking(web.agent, "top3/x.py", web.clock.now_ms())
+    api.claim(["elsewhere/"])  # one more shard moves: unrelated to top3/
+    reads = counted(monkeypatch, guard, "read_refs")
+    rebuilt = counted(monkeypatch, guard, "from_ledger")
+    snap = guard.snapshot(root, common, ["top3/x.py"])
+    assert snap.blocking(web.agent, "top3/x.py", web.clock.now_ms())
+    assert rebuilt[0] == 0 and reads[0] <= 2, (rebuilt, reads)
+    api.release(["top5/"])  # its own shard moves
+    snap = guard.snapshot(root, common, ["top5/y.py"])
+    assert rebuilt[0] == 1 and snap.blocking(web.agent, "top5/y.py", web.clock.now_ms()) == []
+    api.claim(["top5/z/"])
+    assert guard.snapshot(root, common, ["top5/z/a.py"]).blocking(
+        web.agent, "top5/z/a.py", web.clock.now_ms()
+    )

@@ -68,6 +68,19 @@ def single_ledger_on_remote(tmp_path: Path, clock: FakeClock) -> tuple[Net, Bus,
     return net, alice, end
 
 
+def counted_listings(repo: Repository) -> list[int]:
+    """Count the folder listings `repo` makes from now on (each a tree git opens)."""
+    calls = [0]
+    original = repo.tree_list
+
+    def spy(tree: Oid, path: str) -> list[tuple[str, str]]:
+        calls[0] += 1
+        return original(tree, path)
+
+    repo.tree_list = spy  # type: ignore[method-assign]
+    return calls
+
+
 def offline_on_two_shards(tmp_path: Path, clock: FakeClock) -> tuple[Net, Bus, Bus, Message]:
     """alice and bob sharing a remote, and alice's offline claim of `src/` and `docs/` (one step,
     its first commit on the `docs/` shard), not yet synced."""
@@ -359,3 +372,57 @@ def test_a_step_decided_again_on_two_shards_still_names_both(tmp_path: Path, clo
     assert {c.path for c in bob.claims() if c.owner == "alice"} == {"src/", "docs/"}
     (shown,) = [m for m in bob.log(kinds=["claim"]) if m.sender == "alice"]
     assert shown.id == mine.id and set(shown.paths) == {"src/", "docs/"}
+
+
+def test_a_shard_built_on_a_forged_tombstone_is_refused_with_it(tmp_path: Path, clock: FakeClock) -> None:
+    """A peer swaps the tombstone for one that carries nothing and starts the `docs/` shard empty,
+    dropping alice's carried claim: the shard is held to the tombstone as vouched for, after it."""
+    net, _, end = single_ledger_on_remote(tmp_path, clock)
+    a, b = net.clones
+    bob = sharing(b, "bob", clock)
+    bob.claim(["src/"])  # the remote's ledger moves; alice's docs/ is carried from `end`
+    assert DOCS not in ledgers(net.bare) and ledgers(net.bare)[MAIN_LEDGER] == end
+    now = clock.now_ms() + 1000
+    release = Message(
+        MessageId("00000000000000f1"), Kind.RELEASE, AgentName("mallory"), AgentName("*"), "", now, ("docs/",)
+    )
+    empty = raw_git(a, "commit-tree", EMPTY_TREE, input=encode(release).encode())  # the shard's first
+    stone = raw_git(a, "hash-object", "-w", "--stdin", input=tombstone(None))
+    git(a, "push", "-q", "--force", "origin", f"{empty}:{DOCS}", f"{stone}:{LEDGER_REF}")
+    report = sync.sync(bob.repo, "origin")
+    assert {r.ref for r in report.refused} == {LEDGER_REF, DOCS}, [r.line() for r in report.refused]
+    with pytest.raises(ClaimConflict, match="alice holds docs/"):
+        offline(bob).claim(["docs/x"])
+
+
+def test_a_claim_among_many_carried_top_folders_reads_only_its_own(tmp_path: Path, clock: FakeClock) -> None:
+    """Claims the single ledger held under 300 top folders are carried into as many shards; a claim
+    reads its own shard's folder, never every carried shard (it did: quadratic in top folders)."""
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    git(repo, "commit", "-q", "--allow-empty", "-m", "init")
+    old = Bus.open(repo, "old", clock)
+    old.claim([f"top{i}/" for i in range(300)])
+    one = Repository.open(repo)
+    shards = [r for r in one.refs(LEDGERS_PREFIX) if r != MAIN_LEDGER]
+    lead = next(r for r in shards if decode(git(repo, "log", "-1", "--format=%B", r)).get("part") is None)
+    # one single ledger holding all 300, as a gitbus before shards wrote it (`git mktree`)
+    lines = [
+        line.replace("\tclaims/", "\t")
+        for r in shards
+        for line in git(repo, "ls-tree", r, "claims/").splitlines()
+    ]
+    claims_tree = raw_git(repo, "mktree", input="\n".join(lines).encode() + b"\n")
+    root_tree = raw_git(repo, "mktree", input=f"040000 tree {claims_tree}\tclaims\n".encode())
+    message = git(repo, "log", "-1", "--format=%B", lead).encode()
+    single = raw_git(repo, "commit-tree", root_tree, input=message)
+    for r in [*shards, MAIN_LEDGER]:
+        git(repo, "update-ref", "-d", r)
+    git(repo, "update-ref", LEDGER_REF, single)
+    new = Bus.open(repo, "new", clock)
+    assert len(new.claims()) == 300
+    listed = counted_listings(new.repo)
+    new.claim(["elsewhere/"])
+    with pytest.raises(ClaimConflict, match="old holds top7/"):
+        new.claim(["top7/x"])
+    assert listed[0] <= 40, f"{listed[0]} folder listings for two claims among 300 carried top folders"
