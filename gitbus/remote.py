@@ -263,7 +263,7 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
     for lref, ours in sorted(local.items()):
         if (only is not None and lref not in only) or lref in refused or lref == LEDGER_REF:
             # a refused ref: the remote holds what we will not build on, nor overwrite; the single
-            # ledger of old goes out only as the tombstone that moves it (`sync.migrate_remote`)
+            # ledger of old goes out only as the tombstone that moves it (`ledger_sync.migrate_remote`)
             continue
         theirs = repo.ref(tracking_of(remote, lref))
         if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
