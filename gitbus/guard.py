@@ -210,12 +210,25 @@ def ledger_tip(common_dir: Path) -> str | None:
     return ",".join(f"{n}={o}" for n, o in named) or None
 
 
+def _key_refs(key: str | None) -> dict[str, str] | None:
+    """The refs (relative to `refs/bus/`) and commits an index key names (`ledger_tip`), or None when
+    it is no such key (an older gitbus keyed the index by one ledger commit; a header can be damaged)."""
+    if not key:
+        return {}
+    parts = [part.partition("=") for part in key.split(",")]
+    if any(not name or not sep or not oid for name, sep, oid in parts):
+        return None
+    return {name: oid for name, _, oid in parts}
+
+
 def _tips_of(repo: Repository, key: str | None) -> Tips:
-    """The ledgers an index key names (`ledger_tip`)."""
+    """The ledgers an index key names (`ledger_tip`); `Damaged` when it names none."""
     from gitbus import ledger
     from gitbus.gitfiles import Oid
 
-    refs = dict(part.split("=", 1) for part in key.split(",")) if key else {}
+    refs = _key_refs(key)
+    if refs is None:
+        raise Damaged("The claims index is keyed by something other than the ledgers' tips.")
     old = refs.pop(LEDGER_REF[len(BUS_PREFIX) :], None)
     named = {BUS_PREFIX + n: Oid(o) for n, o in refs.items()}
     return ledger.tips_of(repo, BUS_PREFIX, named, Oid(old) if old else None)
@@ -248,7 +261,9 @@ def cached(common_dir: Path, root: Path | None = None, paths: Iterable[str] | No
         )
     from gitbus.ledger import shard_of_path
 
-    taken = dict(part.split("=", 1) for part in found[0].split(",")) if found[0] else {}
+    taken = _key_refs(found[0])
+    if taken is None:
+        return None  # an index an older gitbus keyed by one ledger commit, or a damaged header
     for ref in {LEDGER_REF, *(shard_of_path(p) for p in paths)}:
         if read_refs(common_dir, ref).get(ref) != taken.get(ref[len(BUS_PREFIX) :]):
             return None
@@ -353,7 +368,10 @@ def snapshot(root: Path, common_dir: Path, paths: Iterable[str] | None = None) -
     """The claims now (for `paths`, when given: see `cached`): from the index if current, else read
     from the ledgers (from the index of earlier tips when there is one) and cached. Never raises:
     what goes wrong is in `blind` or `note`."""
-    snap = cached(common_dir, root, paths)
+    try:
+        snap = cached(common_dir, root, paths)
+    except Exception:  # a cache that does not read as one is read again from the ledgers, never trusted
+        snap = None
     if snap is not None:
         return snap
     try:

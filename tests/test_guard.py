@@ -595,3 +595,37 @@ def test_a_check_reads_two_refs_however_many_shards_and_never_misses_a_move(
     assert guard.snapshot(root, common, ["top5/z/a.py"]).blocking(
         web.agent, "top5/z/a.py", web.clock.now_ms()
     )
+
+
+@pytest.mark.parametrize("header", ["a" * 40, "ledgers/0a1b", "ledger=" + "b" * 40 + ",,"])
+def test_an_index_from_before_shards_or_damaged_is_read_again_not_trusted(
+    agents: list[Bus], header: str
+) -> None:
+    """An index an older gitbus wrote keys its claims by one ledger commit; a damaged header may say
+    anything: neither reads as the ledgers now, so the guard reads them again, and stays closed."""
+    api, web, _ = agents
+    api.claim(["docs/"])
+    root, common = web.repo.root, web.repo.common_dir
+    state.claims_cache(common).parent.mkdir(parents=True, exist_ok=True)
+    state.claims_cache(common).write_bytes(guard.render(header, web.repo.ignorecase, []))
+    assert guard.snapshot(root, common, ["docs/x.md"]).blocking(web.agent, "docs/x.md", web.clock.now_ms())
+    state.claims_cache(common).write_bytes(guard.render(header, web.repo.ignorecase, []))
+    data = {
+        "hook_event_name": "PreToolUse",
+        "cwd": str(root),
+        "session_id": "s1",
+        "tool_name": "Write",
+        "tool_input": {"file_path": str(root / "docs" / "x.md"), "content": "x"},
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "gitbus", "hook"],
+        input=json.dumps(data),
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "GITBUS_AGENT": web.agent},
+        timeout=60,
+    )
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    decision = json.loads(p.stdout)["hookSpecificOutput"]
+    assert decision["permissionDecision"] == "deny" and "api-1" in decision["permissionDecisionReason"]
