@@ -29,6 +29,7 @@ from gitbus.ids import (
     AGENTS_PREFIX,
     LEDGER_REF,
     agent_name,
+    ledger_ref,
 )
 from gitbus.inert import inert
 from gitbus.ledger import (
@@ -134,6 +135,9 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
             report.ignored.append(tref)
             continue
         follow(repo, AGENTS_PREFIX + name, theirs, report, CHAIN)
+    ledgers = tracking(remote) + "ledgers/"
+    # a name that is no ledger gitbus keeps (`main`, or a shard's 4 hex digits): never taken in
+    report.ignored += [t for t in sorted(repo.refs(ledgers)) if ledger_ref(t[len(ledgers) :]) is None]
     follow_ledgers(repo, read_tips(repo, tracking(remote)), report)
     theirs_notes = repo.ref(notes_tracking(remote))
     if theirs_notes:

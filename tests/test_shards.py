@@ -26,6 +26,7 @@ from gitbus.message import Kind, Message, decode, encode
 from gitbus.remote import RemoteError
 
 from .conftest import git, raw_git
+from .test_cli import gb
 from .test_sync import Net, clone, offline, sharing
 
 # The last commit of gitbus with one ledger ref: an older gitbus a bus may still meet.
@@ -426,3 +427,30 @@ def test_a_claim_among_many_carried_top_folders_reads_only_its_own(tmp_path: Pat
     with pytest.raises(ClaimConflict, match="old holds top7/"):
         new.claim(["top7/x"])
     assert listed[0] <= 40, f"{listed[0]} folder listings for two claims among 300 carried top folders"
+
+
+def test_a_ref_under_ledgers_that_names_no_ledger_is_ignored_and_named(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A peer pushes refs under `refs/bus/ledgers/` that no gitbus writes: sync takes none of them in,
+    counts them, and says which in one line each; claims go on."""
+    net = Net.make(tmp_path)
+    alice, bob = net.pair(clock)
+    alice.claim(["src/"])
+    tip = git(net.clones[0], "rev-parse", SRC).strip()
+    git(
+        net.clones[0],
+        "push",
+        "-q",
+        "origin",
+        f"{tip}:refs/bus/ledgers/nothex",
+        f"{tip}:refs/bus/ledgers/abcd/x",
+    )
+    report = sync.sync(bob.repo, "origin")
+    junk = {"refs/remotes/origin/bus/ledgers/nothex", "refs/remotes/origin/bus/ledgers/abcd/x"}
+    assert set(report.ignored) == junk and report.refused == []
+    assert not git(net.clones[1], "for-each-ref", "refs/bus/ledgers/nothex", "refs/bus/ledgers/abcd")
+    code, _, err = gb(net.clones[1], "bob", "sync")
+    assert code == 0 and "ignored refs/remotes/origin/bus/ledgers/nothex: not a ledger" in err, err
+    with pytest.raises(ClaimConflict, match="alice holds src/"):
+        bob.claim(["src/x"])

@@ -46,11 +46,11 @@ def _report(report: Any, json_out: bool) -> None:
     # A peer can push any number of bad refs: name a few, count the rest (`--json` lists them all).
     for ref in report.ignored[:SYNC_NAMED]:
         err.print(
-            f"gitbus: ignored {inert(ref)}: not a valid agent name, so no gitbus wrote it", markup=False
+            f"gitbus: ignored {inert(ref)}: {_not_ours(ref)}, so no gitbus wrote it", markup=False
         )
     if len(report.ignored) > SYNC_NAMED:
         more = len(report.ignored) - SYNC_NAMED
-        err.print(f"gitbus: ignored {more} more ref(s) with names no agent can have", markup=False)
+        err.print(f"gitbus: ignored {more} more ref(s) with names no gitbus writes", markup=False)
     for refusal in report.refused[:SYNC_NAMED]:
         err.print(f"gitbus: {inert(refusal.line(), 600)}", markup=False, soft_wrap=True)
     if len(report.refused) > SYNC_NAMED:
@@ -97,3 +97,10 @@ def sync_cmd(ctx: typer.Context, remote_name: RemoteArg = None, json_out: JsonOp
 
     bus = root.open_bus(ctx, json_out)
     _report(sync.sync(bus.repo, require_remote(bus.repo, remote_name)), json_out)
+
+
+def _not_ours(ref: str) -> str:
+    """Why sync left remote ref `ref` alone, in a few words."""
+    if "/bus/ledgers/" in ref:
+        return "not a ledger (`main`, or a shard's 4 hex digits)"
+    return "not a valid agent name"
