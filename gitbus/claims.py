@@ -21,7 +21,6 @@ from gitbus import paths as P
 from gitbus.clock import hhmm, sane, span
 from gitbus.errors import ClaimConflict, GitbusError
 from gitbus.ids import AgentName, MessageId, agent_name
-from gitbus.ledger import State
 from gitbus.ledger import View as Ledger
 from gitbus.message import Kind, clean_text, full_id, quote
 
@@ -179,8 +178,8 @@ def _folders_along(ledger: Ledger, path: str) -> list[list[str]]:
     current = [ROOT]
     for comp in P.key(path, True):
         want = "_" + comp
-        if current == [ROOT] and isinstance(ledger, State):  # only the top's shard is read
-            current = [f"{ROOT}/{n}" for n in ledger.tops(want)]
+        if current == [ROOT]:  # the top folder: only the ledger that holds it is read
+            current = [f"{ROOT}/{n}" for n in _spellings(ledger.top_folders(want), want)]
         else:
             current = [f"{d}/{n}" for d in current for n in _spellings(ledger.folders(d), want)]
         if not current:

@@ -101,11 +101,13 @@ def bus_tips(common_dir: str | os.PathLike[str]) -> dict[str, str]:
     # only the ledgers the library reads (`ids.is_ledger`: `main` or 4 hex digits), so a peer's ref
     # named otherwise cannot keep every session's cursor from matching
     found = read_refs(common_dir, LEDGERS_PREFIX)
-    tips.update((r, o) for r, o in found.items() if _ledger_name(r[len(LEDGERS_PREFIX) :]))
+    tips.update((r, o) for r, o in found.items() if ledger_name(r[len(LEDGERS_PREFIX) :]))
     return tips
 
 
-def _ledger_name(name: str) -> bool:
+def ledger_name(name: str) -> bool:
+    """True for a ledger gitbus keeps under `refs/bus/ledgers/`: `main`, or a shard's 4 hex digits
+    (the one rule; `gitbus.ids.ledger_ref` asks it too)."""
     return name == "main" or (len(name) == 4 and set(name) <= _HEX)
 
 

@@ -23,7 +23,6 @@ AGENTS_PREFIX = fastpath.AGENTS_PREFIX  # one spelling, shared with the hooks' f
 LEDGER_REF = RefName(fastpath.LEDGER_REF)  # the single ledger of old; now the mark that it moved
 LEDGERS_PREFIX = fastpath.LEDGERS_PREFIX  # the ledgers: `main` and the claim shards
 MAIN_LEDGER = RefName(LEDGERS_PREFIX + "main")
-_SHARD = re.compile(r"[0-9a-f]{4}")
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}$")
 _ID = re.compile(r"^[0-9a-f]{4,16}$")
@@ -58,7 +57,7 @@ def agent_ref(name: AgentName) -> RefName:
 def ledger_ref(name: str) -> RefName | None:
     """The ledger ref `refs/bus/ledgers/<name>`, or None when `name` names no ledger gitbus keeps
     (`main`, or a shard: 4 hex digits)."""
-    return RefName(LEDGERS_PREFIX + name) if name == "main" or _SHARD.fullmatch(name) else None
+    return RefName(LEDGERS_PREFIX + name) if fastpath.ledger_name(name) else None
 
 
 def is_ledger(ref: str) -> bool:

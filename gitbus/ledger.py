@@ -67,6 +67,10 @@ class Ledger(NamedTuple):
             return []
         return [name for name, kind in self.repo.tree_list(self.tree, path) if kind == "tree"]
 
+    def top_folders(self, top: str) -> list[str]:
+        """The folders at `claims/` (one tree holds every top folder)."""
+        return self.folders(CLAIMS)
+
     def below(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every (path, object) stored under the directory `path`; what is no JSON object, or lies
         deeper than any path gitbus takes, is skipped and counted."""
@@ -93,6 +97,10 @@ class View(Protocol):
     def folders(self, path: str) -> list[str]: ...
 
     def below(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]: ...
+
+    def top_folders(self, top: str) -> list[str]:
+        """The folders at `claims/` among which top folder `top` (`_<name>`) is, in any spelling."""
+        ...
 
 
 class Change(NamedTuple):
@@ -301,11 +309,10 @@ class State:
         found = {r for r in self.tips.refs if r != MAIN_LEDGER}
         return sorted(found | set(carried_tops(self._repo, self.tips.ended)))
 
-    def tops(self, want: str) -> list[str]:
-        """The folders at `claims/` whose names fold to `want` (`_<top>`, folded): only its shard
-        is read, so finding a path's claims costs its shard, not the number of shards."""
-        ref = route(f"{CLAIMS}/{want}/@")
-        return [n for n in self.ledger(ref).folders(CLAIMS) if n.casefold() == want]
+    def top_folders(self, top: str) -> list[str]:
+        """The folders at `claims/` of the shard that holds top folder `top` (`_<name>`): finding a
+        path's claims reads its shard, not every shard."""
+        return self.ledger(route(f"{CLAIMS}/{top}/@")).folders(CLAIMS)
 
     def read(self, path: str) -> dict[str, Any] | None:
         return self.ledger(route(path)).read(path)

@@ -144,15 +144,21 @@ def _claims_changed(repo: Repository, tip: Oid | None, ended: Oid | None) -> Oid
     while at is not None and at != ended:  # iterative: one commit and two tree entries per step
         try:
             commit = repo.read_commit(at)
-            parent = repo.read_commit(commit.parents[0]) if commit.parents else None
+            if _changes_claims(repo, commit):
+                return at
         except Unreadable:
             return at
-        if repo.tree_entry(commit.tree, ledger.CLAIMS) != (
-            repo.tree_entry(parent.tree, ledger.CLAIMS) if parent else None
-        ):
-            return at
-        at = parent.oid if parent else None
+        at = commit.parents[0] if commit.parents else None
     return None
+
+
+def _changes_claims(repo: Repository, commit: Commit) -> bool:
+    """True when ledger commit `commit`'s `claims/` differs from its first parent's (raises
+    `Unreadable` when the parent cannot be read)."""
+    parent = repo.read_commit(commit.parents[0]) if commit.parents else None
+    return repo.tree_entry(commit.tree, ledger.CLAIMS) != (
+        repo.tree_entry(parent.tree, ledger.CLAIMS) if parent else None
+    )
 
 
 def _keeps(repo: Repository, ref: str, old: Oid, tip: Oid) -> bool:
@@ -289,16 +295,16 @@ def _claims_after_move(repo: Repository, commit: Commit, msg: Message) -> str | 
     shards then; such a step would make the move's tombstone, which names the last claims the main
     ledger held, refused by every clone that reads it afresh), or None. Known from this clone's
     own tombstone, once it took one in."""
-    local = ledger.read_tips(repo)
+    local = ledger.read_tips(repo, want=set())  # the tombstone alone, not every shard
     if not local.moved or local.ended is None or commit.oid == local.ended:
         return None
     if not repo.is_ancestor(local.ended, commit.oid):
         return None  # a step of the single ledger, from before the move
-    parent = repo.read_commit(commit.parents[0]) if commit.parents else None
-    if repo.tree_entry(commit.tree, ledger.CLAIMS) == (
-        repo.tree_entry(parent.tree, ledger.CLAIMS) if parent else None
-    ):
-        return None
+    try:
+        if not _changes_claims(repo, commit):
+            return None
+    except Unreadable as e:
+        return str(e)
     return (
         f"a {msg.kind.value} by {msg.sender} that changes claims on {MAIN_LEDGER} after the move ({msg.id})"
     )
