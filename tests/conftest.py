@@ -77,6 +77,20 @@ def worktrees(repo: Path) -> list[Path]:
     return out
 
 
+NAMES = ("api-1", "web-1", "db-1")  # the agents of `agents`, one per worktree
+
+
+@pytest.fixture
+def agents(worktrees: list[Path]) -> list[Bus]:
+    """api-1 in the main checkout, web-1 and db-1 in two more worktrees; each joined by name."""
+    buses = []
+    for wt, name in zip(worktrees, NAMES, strict=True):
+        bus = Bus.open(wt)
+        bus.join(name)
+        buses.append(bus)
+    return buses
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -124,13 +124,18 @@ def test_the_mark_only_rises_and_a_damaged_one_is_rebuilt_from_the_tips(repo: Pa
     assert chains.read_mark(r) == newest + 1
 
 
-def test_a_post_sorts_after_what_sync_took_in_from_a_clock_ahead(tmp_path: Path) -> None:
+def ahead_and_behind(tmp_path: Path) -> tuple[Bus, Bus]:
+    """alice and bob sharing one remote, alice's clock ten minutes ahead of bob's."""
     net = Net.make(tmp_path)
-    ahead, behind = FakeClock(1_764_000_600_000), FakeClock(1_764_000_000_000)
-    alice = Bus.open(net.clones[0], "alice", ahead)
+    alice = Bus.open(net.clones[0], "alice", FakeClock(1_764_000_600_000))
     alice.init("origin")
-    bob = Bus.open(net.clones[1], "bob", behind)
+    bob = Bus.open(net.clones[1], "bob", FakeClock(1_764_000_000_000))
     bob.init("origin")
+    return alice, bob
+
+
+def test_a_post_sorts_after_what_sync_took_in_from_a_clock_ahead(tmp_path: Path) -> None:
+    alice, bob = ahead_and_behind(tmp_path)
     bob.discover("bob is here")
     told = alice.discover("ten minutes ahead of bob's clock")
     sync(alice.repo, "origin")
@@ -166,12 +171,7 @@ def test_processes_posting_at_once_on_a_still_clock_each_stamp_past_what_they_sa
 def test_a_post_sorts_after_a_ledger_step_that_a_refused_claim_brought_in(tmp_path: Path) -> None:
     """Every online step fetches the remote's ledger and moves the local one forward: what it shows
     raises the mark even when the step itself is refused and writes nothing."""
-    net = Net.make(tmp_path)
-    ahead, behind = FakeClock(1_764_000_600_000), FakeClock(1_764_000_000_000)
-    alice = Bus.open(net.clones[0], "alice", ahead)
-    alice.init("origin")
-    bob = Bus.open(net.clones[1], "bob", behind)
-    bob.init("origin")
+    alice, bob = ahead_and_behind(tmp_path)
     bob.discover("bob is here")
     held = alice.claim(["README.md"])  # decided on the remote, ten minutes ahead of bob's clock
     with pytest.raises(ClaimConflict):

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitbus import agents, fastpath, gitfiles, ids, state
+from gitbus import agents as agent_names
+from gitbus import fastpath, gitfiles, ids, state
 from gitbus.bus import Bus
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import locate
@@ -28,23 +29,11 @@ from gitbus.hooks import handle
 
 from .conftest import git
 
-NAMES = ("api-1", "web-1", "db-1")
 WAIT_SECONDS = 30.0
 # What a nothing-new hook call may import beyond what Python's start-up already has: the package, the
 # executable, this module and the C JSON scanner. Not json, re, typing, pathlib, tempfile, enum, nor
 # the hook handler.
 LIGHT = {"gitbus", "gitbus.entry", "gitbus.fastpath", "_json", "errno"}
-
-
-@pytest.fixture
-def agents_(worktrees: list[Path]) -> list[Bus]:
-    """api-1 in the main checkout, web-1 and db-1 in two more worktrees; each joined by name."""
-    buses = []
-    for wt, name in zip(worktrees, NAMES, strict=True):
-        bus = Bus.open(wt)
-        bus.join(name)
-        buses.append(bus)
-    return buses
 
 
 def payload(
@@ -105,8 +94,8 @@ def entry(stdin: bytes, probe_imports: bool = False) -> subprocess.CompletedProc
 # -- light: what a nothing-new call imports --------------------------------------------------------
 
 
-def test_a_nothing_new_hook_call_imports_only_the_fast_path(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_a_nothing_new_hook_call_imports_only_the_fast_path(agents: list[Bus]) -> None:
+    _, web, _ = agents
     started(web.repo.root)
     p = entry(json.dumps(payload(web.repo.root)).encode(), probe_imports=True)
     assert (p.returncode, p.stdout) == (0, "")
@@ -114,8 +103,8 @@ def test_a_nothing_new_hook_call_imports_only_the_fast_path(agents_: list[Bus]) 
     assert imported <= LIGHT, f"the nothing-new hook imported {sorted(imported - LIGHT)}"
 
 
-def test_a_hook_call_with_news_still_reaches_the_handler_with_the_same_input(agents_: list[Bus]) -> None:
-    api, web, _ = agents_
+def test_a_hook_call_with_news_still_reaches_the_handler_with_the_same_input(agents: list[Bus]) -> None:
+    api, web, _ = agents
     started(web.repo.root)
     api.discover("past the fast path")
     p = entry(json.dumps(payload(web.repo.root)).encode(), probe_imports=True)
@@ -127,7 +116,7 @@ def test_a_hook_call_with_news_still_reaches_the_handler_with_the_same_input(age
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
 
 
-def test_input_the_fast_path_leaves_alone_is_refused_by_the_handler_as_before(agents_: list[Bus]) -> None:
+def test_input_the_fast_path_leaves_alone_is_refused_by_the_handler_as_before(agents: list[Bus]) -> None:
     p = entry(b"{not json")
     assert p.returncode == 1 and p.stdout == "" and p.stderr.startswith("gitbus hook: ")
     assert p.stderr.count("\n") == 1
@@ -136,16 +125,16 @@ def test_input_the_fast_path_leaves_alone_is_refused_by_the_handler_as_before(ag
 # -- never silent where the handler speaks ----------------------------------------------------------
 
 
-def test_nothing_new_after_session_start_in_every_worktree(agents_: list[Bus]) -> None:
-    for bus in agents_:
+def test_nothing_new_after_session_start_in_every_worktree(agents: list[Bus]) -> None:
+    for bus in agents:
         started(bus.repo.root)
         assert agrees(payload(bus.repo.root))
         assert agrees(payload(bus.repo.root, "UserPromptSubmit", prompt="hi"))
         assert agrees(payload(bus.repo.root / "internal" / "api"))  # a folder inside the worktree
 
 
-def test_a_post_by_another_agent_is_news(agents_: list[Bus]) -> None:
-    api, web, _ = agents_
+def test_a_post_by_another_agent_is_news(agents: list[Bus]) -> None:
+    api, web, _ = agents
     started(web.repo.root)
     api.discover("news")
     assert not fast(payload(web.repo.root))
@@ -153,23 +142,23 @@ def test_a_post_by_another_agent_is_news(agents_: list[Bus]) -> None:
     assert agrees(payload(web.repo.root))  # told: quiet again
 
 
-def test_a_claim_moves_the_ledger_and_is_not_answered_fast(agents_: list[Bus]) -> None:
-    api, web, _ = agents_
+def test_a_claim_moves_the_ledger_and_is_not_answered_fast(agents: list[Bus]) -> None:
+    api, web, _ = agents
     started(web.repo.root)
     api.claim(["internal/api/"])
     assert not fast(payload(web.repo.root))
 
 
-def test_a_session_without_a_cursor_and_other_events_go_to_the_handler(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_a_session_without_a_cursor_and_other_events_go_to_the_handler(agents: list[Bus]) -> None:
+    _, web, _ = agents
     assert not fast(payload(web.repo.root, session="never-started"))
     started(web.repo.root)
     for event in ("SessionStart", "PreToolUse", "Stop", "SessionEnd", "Notification", None):
         assert not fast(payload(web.repo.root, event))  # type: ignore[arg-type]
 
 
-def test_packed_refs_read_the_same(agents_: list[Bus]) -> None:
-    api, web, _ = agents_
+def test_packed_refs_read_the_same(agents: list[Bus]) -> None:
+    api, web, _ = agents
     started(web.repo.root)
     git(web.repo.root, "pack-refs", "--all")
     assert agrees(payload(web.repo.root))
@@ -188,19 +177,19 @@ def test_the_agent_is_named_as_the_library_names_it(worktrees: list[Path]) -> No
         loc = locate(wt)
         assert loc is not None
         got = fastpath.agent_of(str(loc.root), str(loc.git_dir), env)
-        assert got == agents.resolve(loc, None, env)
+        assert got == agent_names.resolve(loc, None, env)
 
 
-def test_the_agent_in_the_environment_picks_its_own_cursor(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_the_agent_in_the_environment_picks_its_own_cursor(agents: list[Bus]) -> None:
+    _, web, _ = agents
     started(web.repo.root)
     assert not fast(payload(web.repo.root), {"GITBUS_AGENT": "db-1"})  # db-1's session s1: none
     started(web.repo.root, env={"GITBUS_AGENT": "db-1"})
     assert agrees(payload(web.repo.root), {"GITBUS_AGENT": "db-1"})
 
 
-def test_a_bad_agent_name_in_the_environment_is_the_handlers_to_refuse(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_a_bad_agent_name_in_the_environment_is_the_handlers_to_refuse(agents: list[Bus]) -> None:
+    _, web, _ = agents
     started(web.repo.root)
     for bad in ("../x", "Web", "all", "x.lock", "a" * 64, "web-1\n"):
         assert not fast(payload(web.repo.root), {"GITBUS_AGENT": bad})
@@ -208,16 +197,16 @@ def test_a_bad_agent_name_in_the_environment_is_the_handlers_to_refuse(agents_: 
         handle(payload(web.repo.root), {"GITBUS_AGENT": "../x"})
 
 
-def test_a_session_id_that_is_hashed_goes_to_the_handler(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_a_session_id_that_is_hashed_goes_to_the_handler(agents: list[Bus]) -> None:
+    _, web, _ = agents
     session = "a/b c"
     started(web.repo.root, session)
     assert state.session_dir(web.repo.common_dir, "web-1", session).is_dir()
     assert not fast(payload(web.repo.root, session=session))
 
 
-def test_cursor_slots_are_picked_as_the_library_picks_them(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_cursor_slots_are_picked_as_the_library_picks_them(agents: list[Bus]) -> None:
+    _, web, _ = agents
     started(web.repo.root)
     folder = state.session_dir(web.repo.common_dir, "web-1", "s1")
     a, b = (folder / slot for slot in state.SESSION_SLOTS)
@@ -260,8 +249,8 @@ def test_odd_input_is_never_answered_fast_and_never_raises(raw: bytes) -> None:
     assert fastpath.nothing_new(raw, {}) is False
 
 
-def test_odd_fields_go_to_the_handler(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_odd_fields_go_to_the_handler(agents: list[Bus]) -> None:
+    _, web, _ = agents
     started(web.repo.root)
     root = str(web.repo.root)
     for fields in (
@@ -300,7 +289,7 @@ def test_the_library_reads_refs_and_names_through_the_fast_path() -> None:
         fastpath.LEDGER_REF,
         fastpath.RESERVED,
     )
-    assert (agents.ENV_VAR, state.SESSION_SLOTS) == (fastpath.ENV_VAR, fastpath.SLOTS)
+    assert (agent_names.ENV_VAR, state.SESSION_SLOTS) == (fastpath.ENV_VAR, fastpath.SLOTS)
 
 
 def _derived_as_before(text: str) -> str:
@@ -337,8 +326,8 @@ def test_folder_names_make_plain_agent_names() -> None:
         assert fastpath.plain_agent_name(fastpath.derive_name(text)), text
 
 
-def test_the_hook_fast_path_reads_no_file_it_would_have_to_write(agents_: list[Bus]) -> None:
-    _, web, _ = agents_
+def test_the_hook_fast_path_reads_no_file_it_would_have_to_write(agents: list[Bus]) -> None:
+    _, web, _ = agents
     started(web.repo.root)
     common = web.repo.common_dir
     before = sorted((str(p), p.stat().st_mtime_ns) for p in (common / "gitbus").rglob("*"))

@@ -33,7 +33,6 @@ from .crowded import HOLDERS, PER_HOLDER, counted, crowd, entries_read
 
 BusFor = Callable[[Path, str], Bus]
 
-NAMES = ("api-1", "web-1", "db-1")
 BARE_PATH = "/usr/bin:/bin"
 
 
@@ -60,16 +59,6 @@ def commit(wt: Path, rel: str, *flags: str, **env: str) -> subprocess.CompletedP
 
 def head_subject(wt: Path) -> str:
     return git(wt, "log", "-1", "--format=%s").strip()
-
-
-@pytest.fixture
-def agents(worktrees: list[Path]) -> list[Bus]:
-    buses = []
-    for wt, name in zip(worktrees, NAMES, strict=True):
-        bus = Bus.open(wt)
-        bus.join(name)
-        buses.append(bus)
-    return buses
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from gitbus.hooks import STOP_REMINDERS, handle
 from gitbus.inbox import SESSION_BACKLOG
 
 from .conftest import git, make_repo
+from .test_inbox import walk_pages
 
-NAMES = ("api-1", "web-1", "db-1")
 WAIT_SECONDS = 10.0
 CLAUDE_OUTPUT_CAP = 10_000  # Claude Code truncates hook output strings past this
 
@@ -135,17 +135,6 @@ def assert_quoted(text: str, peer_words: str) -> None:
         while at >= 0:
             assert line[:at].count('"') % 2 == 1 and '"' in line[at + len(peer_words) :], line
             at = line.find(peer_words, at + 1)
-
-
-@pytest.fixture
-def agents(worktrees: list[Path]) -> list[Bus]:
-    """api-1 in the main checkout, web-1 and db-1 in two more worktrees; each joined by name."""
-    buses = []
-    for wt, name in zip(worktrees, NAMES, strict=True):
-        bus = Bus.open(wt)
-        bus.join(name)
-        buses.append(bus)
-    return buses
 
 
 # -- delivery: exactly once ------------------------------------------------------------------------
@@ -788,16 +777,7 @@ def test_a_session_behind_a_crowds_traffic_points_to_an_inbox_that_reaches_what_
     assert decoded[0] <= 4 * 10 + 4
     assert "older messages for you may wait unread in gitbus inbox" in told
     assert not any(i[:8] in told for i in mine) and tool_used(here) == ""
-    inbox = Inbox(web.repo, web.agent)
-    got, token = [], None
-    for _ in range(30):
-        decoded[0] = 0
-        page = inbox.read_page(True, 5, before=token)
-        assert decoded[0] <= 4 * 10 + 4
-        got += [m.id for m in page.messages]
-        if page.next is None:
-            break
-        token = page.next
+    got = walk_pages(Inbox(web.repo, web.agent), None, decoded, 30)
     assert sorted(got) == sorted(mine) and web.inbox() == []
 
 
