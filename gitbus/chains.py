@@ -81,10 +81,11 @@ def chain_problem(repo: Repository, ref: str, tip: Oid) -> str | None:
     return why
 
 
-def valid_on(msg: Message, ref: str) -> str | None:
+def valid_on(msg: Message, ref: str, ledger: bool | None = None) -> str | None:
     """Why `msg` cannot stand on chain `ref`, or None: an agent chain carries only its owner's free
-    messages, the ledger only ledger steps (docs/format.md, Chains)."""
-    if is_ledger_chain(ref):
+    messages, the ledger only ledger steps (docs/format.md, Chains). `ledger`: whether `ref` is a
+    ledger, when the caller knows."""
+    if is_ledger_chain(ref) if ledger is None else ledger:
         return None if msg.kind in LEDGER_KINDS else f"a {msg.kind.value} message on the ledger"
     if msg.kind in LEDGER_KINDS:
         return f"a {msg.kind.value} message on an agent chain"
@@ -97,17 +98,22 @@ def read_message(repo: Repository, commit: Commit, ref: str, parts: bool = False
     """The message of `commit` as read on chain `ref`, or None when it is none gitbus takes there:
     such commits are skipped (and counted in `repo.skipped`), their parents still walked. A step's
     commit on another ledger than its first (`part=`) is left out unless `parts`: it is no news."""
+    return _read_on(repo, commit, ref, is_ledger_chain(ref), parts)
+
+
+def _read_on(repo: Repository, commit: Commit, ref: str, ledger: bool, parts: bool) -> Message | None:
+    """`read_message` with whether `ref` is a ledger already known: a walk asks it once a chain."""
     try:
         msg = decode(commit.message)
     except CorruptMessage as e:
         if not is_sync_merge(commit):
             repo.skipped[commit.oid] = inert(str(e), 200)
         return None
-    why = valid_on(msg, ref)
+    why = valid_on(msg, ref, ledger)
     if why is not None:
         repo.skipped[commit.oid] = inert(why, 200)
         return None
-    return None if not parts and msg.get("part") is not None else msg
+    return None if not parts and msg.meta and msg.get("part") is not None else msg
 
 
 def is_sync_merge(commit: Commit) -> bool:
@@ -338,36 +344,38 @@ def history(
     # A commit is walked once per chain that reaches it: whether it is a message there depends on
     # the chain (bob's chain never carries alice's messages), and one chain's forgery must not hide
     # the genuine message on its owner's chain.
-    seen: set[tuple[Oid, str]] = set()
+    seen: dict[str, set[Oid]] = {ref: set() for ref in tips}  # each chain's commits walked
+    ledgers = {ref: is_ledger_chain(ref) for ref in tips}
     yielded: set[Oid] = set()
-    heap: list[tuple[tuple[int, int], Oid, str, Message]] = []
-    pending: dict[tuple[Oid, str], tuple[Oid, ...]] = {}
+    # A message waits in the heap with its commit's parents: popping it walks on from there.
+    heap: list[tuple[tuple[int, int], Oid, str, Message, tuple[Oid, ...]]] = []
+    read, push_heap = repo.read_commit, heapq.heappush  # looked up once: a walk calls them per commit
 
     def push(start: Oid, ref: str) -> None:
+        walked, ledger = seen[ref], ledgers[ref]
         todo = [start]  # iterative: a chain may carry any number of foreign commits in a row
         while todo:
             oid = todo.pop()
-            if (oid, ref) in seen or oid in stop_set:
+            if oid in walked or oid in stop_set:
                 continue
-            seen.add((oid, ref))
+            walked.add(oid)
             try:
-                commit = repo.read_commit(oid)
+                commit = read(oid)
             except Unreadable as e:
                 repo.skipped[oid] = str(e)
                 continue
-            msg = read_message(repo, commit, ref)
+            msg = _read_on(repo, commit, ref, ledger, False)
             if msg is None:
                 todo.extend(reversed(commit.parents))
                 continue
-            heapq.heappush(heap, (_key(msg), oid, ref, msg))
-            pending[(oid, ref)] = commit.parents
+            push_heap(heap, (_key(msg), oid, ref, msg, commit.parents))
 
     for ref, tip in sorted(tips.items()):
         if chain_problem(repo, ref, tip) is None:
             push(tip, ref)
     while heap:
-        _, oid, ref, msg = heapq.heappop(heap)
-        for parent in pending.pop((oid, ref), ()):
+        _, oid, ref, msg, parents = heapq.heappop(heap)
+        for parent in parents:
             push(parent, ref)
         if oid not in yielded:
             yielded.add(oid)

@@ -145,6 +145,7 @@ _UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u20
 _UNSAFE_TEXT = re.compile(f"[{_UNSAFE}]")
 _UNSAFE_LINE = re.compile(f"[\n\t{_UNSAFE}]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSAFE_OR_SURROGATE = re.compile(f"[{_UNSAFE}\ud800-\udfff]")
 
 
 def unsafe(text: str, *, one_line: bool = False) -> str | None:
@@ -153,6 +154,11 @@ def unsafe(text: str, *, one_line: bool = False) -> str | None:
     counts."""
     found = (_UNSAFE_LINE if one_line else _UNSAFE_TEXT).search(text) or _SURROGATE.search(text)
     return found.group() if found else None
+
+
+def clean(text: str) -> bool:
+    """`unsafe(text) is None` in one scan: what reading a whole history asks of every message."""
+    return _UNSAFE_OR_SURROGATE.search(text) is None
 
 
 def describe(char: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from gitbus.clock import MAX_TIME_MS, MIN_TIME_MS, iso, sane
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
-from gitbus.inert import describe, unsafe
+from gitbus.inert import clean, describe, unsafe
 from gitbus.paths import canonical
 
 FORMAT_VERSION = 1
@@ -163,49 +163,92 @@ def _valid(what: str, value: str) -> str:
     return _VALID[key]
 
 
+def _stored_as_posted(text: str, kind: Kind) -> bool:
+    """True when `clean_text(text, kind)` would return `text` as it is, found without copying it:
+    what nearly every message read is. False sends the text through `clean_text` for the error."""
+    return (
+        len(text) <= MAX_TEXT_BYTES // 4  # at most 4 bytes a character: within the byte limit
+        and clean(text)
+        and text == text.strip()
+        and (bool(text) or kind not in TEXT_KINDS)
+    )
+
+
+_SINGLE = ("Version", "Id", "Type", "From", "To", "Time")  # the trailers a message has once
+_PATH_LINE, _META_LINE = "\nGitbus-Path: ", "\nGitbus-Meta: "
+_CANONICAL = re.compile(
+    "".join(f"Gitbus-{k}: ([^\\n]*)\\n" for k in _SINGLE).removesuffix("\\n")
+    + r"(?P<paths>(?:\nGitbus-Path: [^\n]*)*)(?:\nGitbus-Reply-To: (?P<reply>[^\n]*))?"
+    + r"(?P<metas>(?:\nGitbus-Meta: [^\n]*)*)"
+)
+
+
+def _any_order(block: str) -> tuple[dict[str, str], list[str], list[str], str | None]:
+    """The trailer lines of `block` in any order (docs/format.md, decoding rules 3 and 5): each
+    once-only key's value (left out when the key came twice, so it reads as lacking), the paths and
+    meta entries in order, and the first `Reply-To`; unknown `Gitbus-*` keys are passed over."""
+    single: dict[str, str] = {}
+    twice: set[str] = set()
+    paths: list[str] = []
+    metas: list[str] = []
+    reply: str | None = None
+    for line in block.split("\n"):
+        k, colon, v = line.partition(": ")
+        if not colon or not k.startswith("Gitbus-"):
+            raise CorruptMessage(f"A bus commit has a malformed trailer line: {line[:60]!r}.")
+        k = k[7:]
+        if k == "Path":
+            paths.append(v)
+        elif k == "Meta":
+            metas.append(v)
+        elif k in _SINGLE:
+            if k in single:
+                twice.add(k)
+            single[k] = v
+        elif k == "Reply-To" and reply is None:
+            reply = v
+    for k in twice:
+        del single[k]
+    return single, paths, metas, reply
+
+
 def decode(raw: str) -> Message:
     """Parse a commit message written by `encode`; raise `CorruptMessage` for anything else.
 
-    Reading a whole history decodes every message, so this is written for speed (issue 16): one
-    pass over the trailer lines, and names and paths checked once per process."""
+    Reading a whole history decodes every message, so this is written for speed (issue 16): the
+    trailers in the order `encode` writes them are read by one pattern (any other order line by
+    line, to the same result), names and paths are checked once per process, and the text in place.
+    The checks, and the order of their refusals, are docs/format.md's decoding rules."""
     head, sep, rest = raw.partition("\n\n")
     if not sep:
         raise CorruptMessage("A bus commit has no gitbus trailers.")
     cut = rest.rstrip("\n").rfind("\n\n")
     text, block = ("", rest) if cut < 0 else (rest[:cut], rest[cut + 2 :])
-    fields: dict[str, list[str]] = {}
-    for line in block.strip("\n").split("\n"):
-        k, colon, v = line.partition(": ")
-        if not colon or not k.startswith("Gitbus-"):
-            raise CorruptMessage(f"A bus commit has a malformed trailer line: {line[:60]!r}.")
-        got = fields.get(k[7:])
-        if got is None:
-            fields[k[7:]] = [v]
-        else:
-            got.append(v)
-
-    def one(name: str) -> str:
-        vals = fields.get(name)
-        if not vals or len(vals) != 1:
-            raise CorruptMessage(f"A bus commit lacks exactly one Gitbus-{name} trailer.")
-        return vals[0]
-
-    version = one("Version")
+    block = block.strip("\n")
+    canonical = _CANONICAL.fullmatch(block)
+    if canonical is not None:  # the order encode writes: one match instead of a pass over lines
+        version, mid, kind_name, sender, to, when, path_lines, reply, meta_lines = canonical.groups()
+        paths = path_lines[len(_PATH_LINE) :].split(_PATH_LINE) if path_lines else []
+        metas = meta_lines[len(_META_LINE) :].split(_META_LINE) if meta_lines else []
+    else:
+        once, paths, metas, reply = _any_order(block)
+        version, mid, kind_name, sender, to, when = (once.get(k) for k in _SINGLE)
+    if version is None:
+        raise _lacks("Version")
     if version != _VERSION:
         raise CorruptMessage(
             f"A bus message has format version {version}; this gitbus reads {FORMAT_VERSION}. Upgrade gitbus."
         )
-    kind = _KINDS.get(one("Type"))
-    when = one("Time") if kind is not None else ""
-    if kind is None or not _TIME.fullmatch(when) or not sane(int(when)):
+    if kind_name is None:
+        raise _lacks("Type")
+    kind = _KINDS.get(kind_name)
+    if kind is not None and when is None:
+        raise _lacks("Time")
+    if kind is None or when is None or not _TIME.fullmatch(when) or not sane(int(when)):
         raise CorruptMessage(
             f"A bus message has a bad type, or a time outside {MIN_TIME_MS}-{MAX_TIME_MS}: {head[:60]!r}."
         )
-    time_ms = int(when)
-    metas = fields.get("Meta")
-    meta = tuple(tuple(m.split("=", 1)) for m in metas if "=" in m) if metas else ()
-    reply = fields.get("Reply-To")
-    paths = fields.get("Path", ())
+    meta = tuple([tuple(m.split("=", 1)) for m in metas if "=" in m]) if metas else ()
     # Messages may come from other clones or tools: hold them to the rules our own writers follow.
     try:
         if len(paths) > MAX_PATHS or len(meta) > MAX_META:
@@ -213,23 +256,32 @@ def decode(raw: str) -> Message:
         for k, v in meta:
             if not k or len(k) + len(v) > MAX_META_CHARS or unsafe(k + v, one_line=True) is not None:
                 raise GitbusError("a meta entry is too long or has characters gitbus refuses")
-        if clean_text(text, kind) != text:
+        if not _stored_as_posted(text, kind) and clean_text(text, kind) != text:
             raise GitbusError("the text is not as gitbus writes it (surrounding blank space)")
-        to = one("To")
-        msg = Message(
-            id=MessageId(full_id(one("Id"))),
-            kind=kind,
-            sender=AgentName(_valid("name", one("From"))),
-            to=EVERYONE if to == EVERYONE else AgentName(_valid("name", to)),
-            text=text,
-            time=time_ms,
-            paths=tuple(_valid("path", p) for p in paths),
-            reply_to=MessageId(full_id(reply[0])) if reply else None,
-            meta=meta,  # type: ignore[arg-type]
+        if to is None:
+            raise _lacks("To")
+        if mid is None:
+            raise _lacks("Id")
+        mid = full_id(mid)
+        if sender is None:
+            raise _lacks("From")
+        return Message(  # by position: a third quicker than by keyword, on every message read
+            MessageId(mid),
+            kind,
+            AgentName(_valid("name", sender)),
+            EVERYONE if to == EVERYONE else AgentName(_valid("name", to)),
+            text,
+            int(when),
+            tuple([_valid("path", p) for p in paths]) if paths else (),
+            MessageId(full_id(reply)) if reply is not None else None,
+            meta,
         )
     except GitbusError as e:
         raise CorruptMessage(f"A bus message breaks the format: {e}") from None
-    return msg
+
+
+def _lacks(name: str) -> CorruptMessage:
+    return CorruptMessage(f"A bus commit lacks exactly one Gitbus-{name} trailer.")
 
 
 def stamped_after(raw: str, limit: int) -> bool:

@@ -153,3 +153,52 @@ def test_a_message_stamped_after_a_limit_is_always_seen_by_the_cheap_check(
     except CorruptMessage:
         late = False
     assert not late or stamped_after(raw, limit)
+
+
+_ONCE = ("Version", "Id", "Type", "From", "To", "Time")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(list(Kind)),
+    sender=names,
+    paths=path_list,
+    reply=st.one_of(st.none(), ids),
+    meta=st.lists(st.tuples(st.sampled_from(["expires", "part", "k"]), st.sampled_from(["1", "x y", "a=b"])),
+                  max_size=2),
+    order=st.randoms(use_true_random=False),
+    extra=st.booleans(),
+    twice=st.one_of(st.none(), st.sampled_from(_ONCE)),
+)
+def test_trailers_read_the_same_in_any_order_and_a_repeated_one_is_refused(
+    kind: Kind, sender: AgentName, paths: list[str], reply: MessageId | None,
+    meta: list[tuple[str, str]], order: object, extra: bool, twice: str | None,
+) -> None:
+    """What encode writes is read by one pattern; any other order goes line by line (docs/format.md,
+    decoding rules 3-5). Both must give the same message, and the same refusals."""
+    import random
+
+    assert isinstance(order, random.Random)
+    text = "" if kind not in (Kind.DISCOVERY, Kind.QUESTION, Kind.ANSWER, Kind.REQUEST) else "hi"
+    msg = Message(MessageId("00000000000000ab"), kind, sender, AgentName("*"), text, MIN_TIME_MS,
+                  tuple(p.strip() for p in paths if p.strip()), reply, tuple(meta))
+    head, _, block = encode(msg).rstrip("\n").rpartition("\n\n")
+    lines = block.split("\n")
+    ordered = [line for line in lines if line.startswith(("Gitbus-Path:", "Gitbus-Meta:"))]
+    moved = [line for line in lines if line not in ordered]
+    order.shuffle(moved)
+    at = 0
+    for line in ordered:  # paths and meta keep their own order among the other lines
+        at = order.randint(at, len(moved))
+        moved.insert(at, line)
+        at += 1
+    if extra:
+        moved.insert(order.randint(0, len(moved)), "Gitbus-Later-Key: ignored")
+    if twice is not None:
+        moved.append(next(line for line in lines if line.startswith(f"Gitbus-{twice}: ")))
+    shuffled = f"{head}\n\n" + "\n".join(moved) + "\n"
+    if twice is None:
+        assert decode(shuffled) == decode(encode(msg)) == msg
+    else:
+        with pytest.raises(CorruptMessage, match=f"exactly one Gitbus-{twice} trailer"):
+            decode(shuffled)
