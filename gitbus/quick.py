@@ -1,4 +1,5 @@
-"""The everyday commands — log, status, claims, discover, claim, inbox — started without typer (issue 14).
+"""The everyday commands — log, status, claims, discover, claim, inbox, and push, pull, sync — started
+without typer (issues 14 and 16).
 
 People run these dozens of times an hour and agents on every step; typer (with pydantic) and rich
 cost more to import than the command costs to run. So `entry` offers every command line to `run`
@@ -165,6 +166,72 @@ def inbox(
 
 INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
 
+
+def sync(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
+    _share(bus, out, remote_name, json_out)
+
+
+def push(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
+    _share(bus, out, remote_name, json_out, pull=False)
+
+
+def pull(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
+    _share(bus, out, remote_name, json_out, send=False)
+
+
+SYNC_NAMED = 5  # bad refs a sync names one by one
+
+
+def _share(
+    bus: Bus, out: Out, remote_name: str | None, json_out: bool, pull: bool = True, send: bool = True
+) -> None:
+    """Pull and/or push the bus through a remote, then say what moved; what sync refused or passed
+    over goes to stderr, named up to `SYNC_NAMED` times and counted past that."""
+    from gitbus import sync
+    from gitbus.remote import require_remote
+
+    report = sync.sync(bus.repo, require_remote(bus.repo, remote_name), pull=pull, send=send)
+    if json_out:
+        render.dump(
+            out,
+            {
+                "remote": report.remote,
+                "updated": report.updated,
+                "merged": report.merged,
+                "pushed": report.pushed,
+                "dropped": [m.to_json() for m in report.dropped],
+                "ignored": report.ignored,
+                "refused": [{"ref": r.ref, "reason": r.reason, "kept": r.kept} for r in report.refused],
+            },
+        )
+        return
+    render.say(
+        out,
+        f"{report.remote}: {len(report.updated)} ref(s) updated, {len(report.merged)} merged, "
+        f"{len(report.pushed)} pushed",
+    )
+    err = render.console_for(stderr=True)
+    for m in report.dropped:
+        render.say(err, f"gitbus: {inert_block(m.text)}")
+    # A peer can push any number of bad refs: name a few, count the rest (`--json` lists them all).
+    for ref in report.ignored[:SYNC_NAMED]:
+        render.say(err, f"gitbus: ignored {inert(ref)}: {_not_ours(ref)}, so no gitbus wrote it")
+    if len(report.ignored) > SYNC_NAMED:
+        more = len(report.ignored) - SYNC_NAMED
+        render.say(err, f"gitbus: ignored {more} more ref(s) with names no gitbus writes")
+    for refusal in report.refused[:SYNC_NAMED]:
+        render.say(err, f"gitbus: {inert(refusal.line(), 600)}")
+    if len(report.refused) > SYNC_NAMED:
+        more = len(report.refused) - SYNC_NAMED
+        render.say(err, f"gitbus: refused {more} more ref(s) (gitbus sync --json lists them)")
+
+
+def _not_ours(ref: str) -> str:
+    """Why sync left remote ref `ref` alone, in a few words."""
+    if "/bus/ledgers/" in ref:
+        return "not a ledger (`main`, or a shard's 4 hex digits)"
+    return "not a valid agent name"
+
 BODIES: dict[str, Callable[..., None]] = {  # one for each command in quick_args.COMMANDS
     "log": log,
     "status": status,
@@ -172,6 +239,9 @@ BODIES: dict[str, Callable[..., None]] = {  # one for each command in quick_args
     "discover": discover,
     "claim": claim,
     "inbox": inbox,
+    "push": push,
+    "pull": pull,
+    "sync": sync,
 }
 
 
@@ -285,6 +355,8 @@ def parse(argv: Sequence[str]) -> tuple[str, Values, Values] | None:
             if not words:
                 return None
             values[p.name], words = words[0], words[1:]
+        elif p.kind == "word":
+            values[p.name], words = (words[0], words[1:]) if words else (p.default, words)
         else:
             values.setdefault(p.name, p.default)
     if words or (name == "log" and values.pop("follow")):  # too many words; log -f stays in cli

@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 class Param(NamedTuple):
     name: str  # the command function's parameter
-    kind: str  # flag, str, int, path, list (a repeatable option), arg (one word), args (one or more)
+    kind: str  # flag, str, int, path, list (a repeatable option), arg (one word), args (one or more),
+    # word (one word or none)
     flags: tuple[str, ...]  # the option's names; none for an argument
     default: Any
     min: int | None = None
@@ -56,6 +57,18 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
         Param("n", "int", ("-n",), 50, 1),
         Param("page", "int", ("--page",), 1, 1),
         Param("before", "str", ("--before",), None, None),
+        Param("json_out", "flag", ("--json",), False, None),
+    ),
+    "push": (
+        Param("remote_name", "word", (), None, None),
+        Param("json_out", "flag", ("--json",), False, None),
+    ),
+    "pull": (
+        Param("remote_name", "word", (), None, None),
+        Param("json_out", "flag", ("--json",), False, None),
+    ),
+    "sync": (
+        Param("remote_name", "word", (), None, None),
         Param("json_out", "flag", ("--json",), False, None),
     ),
 }
