@@ -94,7 +94,9 @@ def console_for(stderr: bool = False) -> Out:
         return Plain(file)
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False) if stderr else Console(highlight=False, soft_wrap=True)
+    if stderr:
+        return Console(stderr=True, highlight=False, emoji=False)
+    return Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def _isatty(file: IO[str]) -> bool:
@@ -114,7 +116,7 @@ def say(console: Out, text: str) -> None:
     if piped(console):
         console.file.write(text + "\n")
     else:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print(text, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
 def rows(console: Out, lines: Iterable[Sequence[str]]) -> None:

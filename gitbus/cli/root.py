@@ -36,8 +36,8 @@ class _Console(Console):
         raise SystemExit(0)
 
 
-out = _Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = _Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
 
 
 USAGE = 2  # a malformed command line: unknown command or option, a missing or invalid argument
