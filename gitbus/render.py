@@ -60,6 +60,7 @@ class Out(Protocol):
         markup: bool | None = None,
         highlight: bool | None = None,
         soft_wrap: bool | None = None,
+        emoji: bool | None = None,
     ) -> None: ...
 
 
@@ -80,6 +81,7 @@ class Plain:
         markup: bool | None = None,
         highlight: bool | None = None,
         soft_wrap: bool | None = None,
+        emoji: bool | None = None,
     ) -> None:
         raise TypeError("Plain output takes text through render.say, rows and dump only")
 
