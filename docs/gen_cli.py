@@ -153,7 +153,7 @@ def _kind(p: typer.core.TyperArgument | typer.core.TyperOption) -> str:
             return "args"
         if p.nargs == 1 and p.required:
             return "arg"
-        if p.nargs == 1 and p.default is None:
+        if p.nargs == 1 and p.default is None and annotation is str:
             return "word"
     elif p.is_flag and annotation is bool and not p.secondary_opts:
         return "flag"

@@ -98,10 +98,10 @@ def read_message(repo: Repository, commit: Commit, ref: str, parts: bool = False
     """The message of `commit` as read on chain `ref`, or None when it is none gitbus takes there:
     such commits are skipped (and counted in `repo.skipped`), their parents still walked. A step's
     commit on another ledger than its first (`part=`) is left out unless `parts`: it is no news."""
-    return _read_on(repo, commit, ref, is_ledger_chain(ref), parts)
+    return _read_on(repo, commit, ref, is_ledger_chain(ref), parts=parts)
 
 
-def _read_on(repo: Repository, commit: Commit, ref: str, ledger: bool, parts: bool) -> Message | None:
+def _read_on(repo: Repository, commit: Commit, ref: str, ledger: bool, *, parts: bool) -> Message | None:
     """`read_message` with whether `ref` is a ledger already known: a walk asks it once a chain."""
     try:
         msg = decode(commit.message)
@@ -364,7 +364,7 @@ def history(
             except Unreadable as e:
                 repo.skipped[oid] = str(e)
                 continue
-            msg = _read_on(repo, commit, ref, ledger, False)
+            msg = _read_on(repo, commit, ref, ledger, parts=False)
             if msg is None:
                 todo.extend(reversed(commit.parents))
                 continue

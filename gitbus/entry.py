@@ -1,8 +1,8 @@
 """The `gitbus` executable: `gitbus hook [MODE]` goes straight to the light hook handler (which
 refuses an unknown mode as a usage error; a `hook` line with an option, `--help`, goes to the typer
 CLI, for its help and usage errors), the everyday
-commands (log, status, claims, discover, claim) to `gitbus.quick`; all else, and anything `quick`
-does not take, to the typer CLI.
+commands (log, status, claims, discover, claim, inbox) and push, pull and sync to `gitbus.quick`; all
+else, and anything `quick` does not take, to the typer CLI.
 
 Claude Code runs the hook on every tool call, and agents the everyday commands on every step, so
 neither may import typer (with pydantic) and rich (~130 ms). A plain `gitbus hook` call is first

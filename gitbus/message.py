@@ -176,10 +176,12 @@ def _stored_as_posted(text: str, kind: Kind) -> bool:
 
 _SINGLE = ("Version", "Id", "Type", "From", "To", "Time")  # the trailers a message has once
 _PATH_LINE, _META_LINE = "\nGitbus-Path: ", "\nGitbus-Meta: "
+# Possessive (`*+`, `?+`): a line, once read, is never given back, so a peer's block that fails
+# to match (a junk last line after megabytes of paths) fails in one pass, not by backtracking.
 _CANONICAL = re.compile(
-    "".join(f"Gitbus-{k}: ([^\\n]*)\\n" for k in _SINGLE).removesuffix("\\n")
-    + r"(?P<paths>(?:\nGitbus-Path: [^\n]*)*)(?:\nGitbus-Reply-To: (?P<reply>[^\n]*))?"
-    + r"(?P<metas>(?:\nGitbus-Meta: [^\n]*)*)"
+    "".join(f"Gitbus-{k}: ([^\\n]*+)\\n" for k in _SINGLE).removesuffix("\\n")
+    + r"(?P<paths>(?:\nGitbus-Path: [^\n]*+)*+)(?:\nGitbus-Reply-To: (?P<reply>[^\n]*+))?+"
+    + r"(?P<metas>(?:\nGitbus-Meta: [^\n]*+)*+)"
 )
 
 

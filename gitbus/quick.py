@@ -172,65 +172,23 @@ def sync(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None
 
 
 def push(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
-    _share(bus, out, remote_name, json_out, pull=False)
+    _share(bus, out, remote_name, json_out, taking=False)
 
 
 def pull(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
-    _share(bus, out, remote_name, json_out, send=False)
-
-
-SYNC_NAMED = 5  # bad refs a sync names one by one
+    _share(bus, out, remote_name, json_out, sending=False)
 
 
 def _share(
-    bus: Bus, out: Out, remote_name: str | None, json_out: bool, pull: bool = True, send: bool = True
+    bus: Bus, out: Out, remote_name: str | None, json_out: bool, taking: bool = True, sending: bool = True
 ) -> None:
-    """Pull and/or push the bus through a remote, then say what moved; what sync refused or passed
-    over goes to stderr, named up to `SYNC_NAMED` times and counted past that."""
-    from gitbus import sync
+    """Take the remote's bus in and/or send ours out, then say what moved (`syncview`)."""
+    from gitbus import sync, syncview
     from gitbus.remote import require_remote
 
-    report = sync.sync(bus.repo, require_remote(bus.repo, remote_name), pull=pull, send=send)
-    if json_out:
-        render.dump(
-            out,
-            {
-                "remote": report.remote,
-                "updated": report.updated,
-                "merged": report.merged,
-                "pushed": report.pushed,
-                "dropped": [m.to_json() for m in report.dropped],
-                "ignored": report.ignored,
-                "refused": [{"ref": r.ref, "reason": r.reason, "kept": r.kept} for r in report.refused],
-            },
-        )
-        return
-    render.say(
-        out,
-        f"{report.remote}: {len(report.updated)} ref(s) updated, {len(report.merged)} merged, "
-        f"{len(report.pushed)} pushed",
-    )
-    err = render.console_for(stderr=True)
-    for m in report.dropped:
-        render.say(err, f"gitbus: {inert_block(m.text)}")
-    # A peer can push any number of bad refs: name a few, count the rest (`--json` lists them all).
-    for ref in report.ignored[:SYNC_NAMED]:
-        render.say(err, f"gitbus: ignored {inert(ref)}: {_not_ours(ref)}, so no gitbus wrote it")
-    if len(report.ignored) > SYNC_NAMED:
-        more = len(report.ignored) - SYNC_NAMED
-        render.say(err, f"gitbus: ignored {more} more ref(s) with names no gitbus writes")
-    for refusal in report.refused[:SYNC_NAMED]:
-        render.say(err, f"gitbus: {inert(refusal.line(), 600)}")
-    if len(report.refused) > SYNC_NAMED:
-        more = len(report.refused) - SYNC_NAMED
-        render.say(err, f"gitbus: refused {more} more ref(s) (gitbus sync --json lists them)")
+    report = sync.sync(bus.repo, require_remote(bus.repo, remote_name), pull=taking, send=sending)
+    syncview.report(out, report, json_out)
 
-
-def _not_ours(ref: str) -> str:
-    """Why sync left remote ref `ref` alone, in a few words."""
-    if "/bus/ledgers/" in ref:
-        return "not a ledger (`main`, or a shard's 4 hex digits)"
-    return "not a valid agent name"
 
 BODIES: dict[str, Callable[..., None]] = {  # one for each command in quick_args.COMMANDS
     "log": log,

@@ -64,8 +64,9 @@ class Reading:
         """Every message, newest first, in the bus order shared by all clones."""
         entries = chains.history(self.repo, self.tips(sender))
         if sender is None:
-            return map(attrgetter("message"), entries)  # no layer of Python per message
-        return (e.message for e in entries if e.message.sender == sender)
+            yield from map(attrgetter("message"), entries)  # no layer of Python per message
+        else:
+            yield from (e.message for e in entries if e.message.sender == sender)
 
     def log(
         self,

@@ -25,7 +25,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     9: (
         "faces",
         (
-            *("cli/", "quick", "quick_args", "render", "statusview", "tui/"),
+            *("cli/", "quick", "quick_args", "render", "statusview", "syncview", "tui/"),
             *("mcp_server", "hooks", "waiter", "agentcli/", "githooks", "demo"),
         ),
     ),
