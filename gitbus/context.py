@@ -72,6 +72,41 @@ class View:
             made[key] = make()
         return made[key]
 
+    # What every file filters for its own agent, sorted out of `recent` once per view, not once per
+    # worktree: at 64 worktrees four passes over 500 messages each were a fifth of an update.
+    @cached_property
+    def open_questions(self) -> list[Message]:
+        return self.board.open_questions()
+
+    @cached_property
+    def asked(self) -> dict[str, set[str]]:
+        """Each agent's questions in the window, by id."""
+        out: dict[str, set[str]] = {}
+        for m in self.recent:
+            if m.kind is Kind.QUESTION:
+                out.setdefault(m.sender, set()).add(m.id)
+        return out
+
+    @cached_property
+    def answers(self) -> list[Message]:
+        return [m for m in self.recent if m.kind is Kind.ANSWER]
+
+    @cached_property
+    def discoveries(self) -> list[tuple[int, Message]]:
+        """The discoveries in the window, with their indices into `recent`."""
+        return [(i, m) for i, m in enumerate(self.recent) if m.kind is Kind.DISCOVERY]
+
+    @cached_property
+    def _keys(self) -> dict[tuple[str, bool], tuple[str, ...]]:
+        return {}
+
+    def key(self, path: str, ignorecase: bool) -> tuple[str, ...]:
+        """`paths.key(path, ignorecase)`, made once per view (every file ranks the same claims)."""
+        got = self._keys.get((path, ignorecase))
+        if got is None:
+            got = self._keys[(path, ignorecase)] = P.key(path, ignorecase)
+        return got
+
     @cached_property
     def _paths(self) -> dict[bool, tuple[dict[tuple[str, ...], set[int]], dict[tuple[str, ...], set[int]]]]:
         return {}
@@ -174,14 +209,14 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
     now = view.now
     mine = [c for c in view.claims if c.owner == me]
     near = [c.path for c in mine] + changed
-    near_keys = [P.key(p, ignorecase) for p in near]
+    near_keys = [view.key(p, ignorecase) for p in near]
 
     def touches_mine(path: str) -> bool:
-        k = P.key(path, ignorecase)
+        k = view.key(path, ignorecase)
         return any(P.keys_overlap(k, q) for q in near_keys)
 
-    def claim(c: Claim) -> str:
-        return view.once(c, lambda: f"- {claim_fact(c, now)}")
+    def claim(c: Claim) -> str:  # by identity: the view holds its claims, and hashing one is slow
+        return view.once(("claim", id(c)), lambda: f"- {claim_fact(c, now)}")
 
     def said(m: Message) -> str:  # the peer's words, quoted
         return view.once(("said", m.id), lambda: quoted(m.text, 200))
@@ -202,14 +237,14 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
     others = [c for c in view.claims if c.owner != me and c.live(now)]
     if near:
         others.sort(key=lambda c: not touches_mine(c.path))
-    open_qs = [m for m in view.board.open_questions() if m.sender != me and m.to in (EVERYONE, me)]
-    mine_qs = {m.id for m in view.recent if m.kind is Kind.QUESTION and m.sender == me}
-    answers = [m for m in view.recent if m.kind is Kind.ANSWER and m.reply_to in mine_qs]
+    open_qs = [m for m in view.open_questions if m.sender != me and m.to in (EVERYONE, me)]
+    mine_qs = view.asked.get(me, set())
+    answers = [m for m in view.answers if m.reply_to in mine_qs] if mine_qs else []
     requests = [m for m in view.open_requests if m.to in (EVERYONE, me)]
-    found = [(i, m) for i, m in enumerate(view.recent) if m.kind is Kind.DISCOVERY and m.sender != me]
-    if near:
+    found = [(i, m) for i, m in view.discoveries if m.sender != me]
+    if near:  # those touching my paths first, each part in bus order
         touching = view.touching(near, ignorecase)
-        found.sort(key=lambda im: im[0] not in touching)
+        found = [im for im in found if im[0] in touching] + [im for im in found if im[0] not in touching]
     return [  # in the order of the file
         Section("My claims", [claim(c) for c in mine], "gitbus claims"),
         Section("Others' claims (edits there are refused)", [claim(c) for c in others], "gitbus claims"),
