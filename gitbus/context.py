@@ -28,7 +28,7 @@ from gitbus.clock import hhmm
 from gitbus.delivery import claim_fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.gitfiles import Oid, locate
+from gitbus.gitfiles import Location, Oid, locate
 from gitbus.ids import EVERYONE, AgentName
 from gitbus.inert import inert, quoted
 from gitbus.message import Kind, Message
@@ -417,22 +417,25 @@ def update_all(
     *,
     worktrees: list[Path] | None = None,
     changed: Callable[[Repository, Path], list[str]] = changed_paths,
+    place: Callable[[Path], Location | None] = locate,
 ) -> list[Path]:
     """Rewrite the context file of every worktree (or of `worktrees`, the caller's listing); the
     ones that changed are returned.
 
     A worktree that cannot be updated (its file cannot be written, its agent name setting is bad)
-    is skipped so the others still are; each such problem is passed to `on_problem` as a sentence."""
+    is skipped so the others still are; each such problem is passed to `on_problem` as a sentence.
+    `changed` and `place` find a worktree's changed files and git dirs (a watcher passes its own,
+    remembered while its listing of worktrees stands)."""
     ensure_excluded(repo.common_dir)
     view = read_view(repo, now)
     texts: list[tuple[Path, str]] = []
     problems: dict[Path, Exception] = {}
     for wt in repo.worktrees() if worktrees is None else worktrees:
         try:
-            place = locate(wt)
-            if place is None:
+            where = place(wt)
+            if where is None:
                 continue
-            me = agents.resolve(place, None, env or {})
+            me = agents.resolve(where, None, env or {})
             texts.append((wt, render(view, me, wt, changed(repo, wt), repo.ignorecase)))
         except (GitbusError, OSError) as e:
             problems[wt] = e

@@ -29,7 +29,7 @@ from gitbus import context, guard, housekeeping, state
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.gitfiles import read_refs
+from gitbus.gitfiles import Location, locate, read_refs
 
 if TYPE_CHECKING:
     from watchdog.observers.api import ObservedWatch
@@ -125,6 +125,7 @@ class Watcher:
         self._syncer: threading.Thread | None = None
         self._push_pending = False
         self._worktrees: tuple[tuple[object, ...], list[Path]] | None = None
+        self._places: dict[Path, Location | None] = {}  # `locate` of each listed worktree
 
     def acquire(self) -> bool:
         """Take the one-watcher lock; False if another live watcher holds it."""
@@ -168,6 +169,7 @@ class Watcher:
         if worktrees_sig is None or self._worktrees is None or self._worktrees[0] != worktrees_sig:
             listing = self.repo.worktrees()
             self._changed.forget_except(listing)
+            self._places.clear()  # where each worktree's git dirs are: as the listing, until it changes
             self._worktrees = (worktrees_sig, listing) if worktrees_sig is not None else None
         else:
             listing = self._worktrees[1]
@@ -178,6 +180,7 @@ class Watcher:
             on_problem=problems.append,
             worktrees=listing,
             changed=self._changed,
+            place=self._place,
         )
         for problem in problems:
             if problem not in self._problems:
@@ -188,6 +191,13 @@ class Watcher:
             self.on_update(written)
         self._refresh_changed()
         return written
+
+    def _place(self, worktree: Path) -> Location | None:
+        """`locate(worktree)`, remembered while the listing stands: the worktrees' part of the
+        signature (each one's gitdir and whether it is there) changes whenever the answer can."""
+        if worktree not in self._places:
+            self._places[worktree] = locate(worktree)
+        return self._places[worktree]
 
     def _refresh_changed(self) -> threading.Thread | None:
         """Look the worktrees' changed files up again where they are older than their time to live,
