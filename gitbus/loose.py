@@ -1,0 +1,176 @@
+"""Git's loose objects written directly, as git writes them, without libgit2: the ledger's write path.
+
+A ledger step writes five small objects (a blob, three trees, a commit), and each cost libgit2 more than
+the file itself: before every write it looks the object up, and on the miss it rescans the pack folder
+(`git_odb__freshen` then `git_odb_refresh`), and the tree builder reads each entry it is given back from
+disk to check it (issue 16). Here an object is hashed, deflated and made to appear under its name in
+one step: written into an unnamed file (`O_TMPFILE`) and linked in, or, where that is not offered,
+written to `objects/xx/tmp_obj_*` and linked in (renamed where hard links are not). A reader never
+sees a partial object; one that is already there is only touched, as git freshens it. An object git
+has only in a pack is written loose once more, which git tolerates (`git prune-packed` drops it).
+
+Trees are small here (a ledger folder holds the few top folders of its shard), so they are laid out
+here too: `tree_bytes` in git's canonical order. `parse_tree` reads one back only when it is as git
+writes trees (sorted, no repeated name, canonical modes); anything else is left to libgit2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import zlib
+
+TREE = b"40000"  # git's mode of a folder entry (no leading zero)
+BLOB = b"100644"
+MODES = frozenset({TREE, BLOB, b"100755", b"120000", b"160000"})
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_RAW_LEN = 20
+
+# name -> (mode, raw id) of a tree's entries, as git stores them.
+Entries = dict[bytes, tuple[bytes, bytes]]
+
+_tmpfile = hasattr(os, "O_TMPFILE")  # False once the system refused it: named temp files from then on
+_proc: tuple[int, int] | None = None  # (pid, fd of /proc/self/fd) to link an unnamed file in by
+
+
+def object_id(kind: bytes, body: bytes) -> tuple[str, bytes]:
+    """The id of object `kind` (`blob`, `tree`, `commit`) holding `body`, and its loose file's bytes."""
+    raw = b"%s %d\0" % (kind, len(body)) + body
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest(), zlib.compress(raw, 1)
+
+
+def write(objects: str, oid: str, data: bytes, fsync: bool = False) -> None:
+    """Make `data` (from `object_id`) the loose object `oid` under the object folder `objects`.
+
+    Raises `OSError` when it could not: the caller tries again (gc may delete `objects/xx/` at any
+    moment), as for any write into the repository."""
+    global _tmpfile
+    folder = f"{objects}/{oid[:2]}"
+    final = f"{folder}/{oid[2:]}"
+    if _tmpfile:
+        proc = _proc_fd()
+        try:
+            fd = _open(folder, folder, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC) if proc is not None else -1
+        except OSError as e:
+            if e.errno not in (errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            fd, _tmpfile = -1, False  # a file system or kernel without unnamed files
+        if fd >= 0:
+            try:
+                _fill(fd, data, fsync)
+                with contextlib.suppress(FileExistsError):
+                    os.link(str(fd), final, src_dir_fd=proc, follow_symlinks=True)
+                    return
+                _freshen(final)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                _tmpfile = False  # linking a file by its descriptor is refused here
+            finally:
+                os.close(fd)
+    _write_named(folder, final, data, fsync)
+
+
+def _write_named(folder: str, final: str, data: bytes, fsync: bool) -> None:
+    tmp = f"{folder}/tmp_obj_{secrets.token_hex(6)}"  # the name git's gc knows to clean up
+    fd = _open(tmp, folder, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+    try:
+        try:
+            _fill(fd, data, fsync)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            _freshen(final)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+                raise
+            os.rename(tmp, final)  # no hard links here: the object is the same whoever wrote it
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _open(path: str, folder: str, flags: int) -> int:
+    """Open `path` (in, or with `O_TMPFILE` being, the folder `folder`), making the folder when it is
+    not there (gc deletes empty ones)."""
+    try:
+        return os.open(path, flags, 0o444)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return os.open(path, flags, 0o444)
+
+
+def _fill(fd: int, data: bytes, fsync: bool) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if fsync:
+        os.fsync(fd)
+
+
+def _freshen(path: str) -> None:
+    """Touch an object that is already there, as git does, so a prune does not take it meanwhile."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _proc_fd() -> int | None:
+    """`/proc/self/fd` of this process (a child opens its own), or None where there is none."""
+    global _proc, _tmpfile
+    pid = os.getpid()
+    if _proc is None or _proc[0] != pid:
+        try:
+            _proc = (pid, os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError:
+            _tmpfile = False
+            return None
+    return _proc[1]
+
+
+def plain(name: str) -> bytes | None:
+    """`name` as a tree entry name, when it is plainly one every git takes (not empty, no `/`, NUL
+    or `\\`, nothing `.git` could be read as); None leaves the decision to libgit2."""
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    low = raw.lower()
+    if not raw or raw in (b".", b"..") or any(c in raw for c in b"/\0\\:") or raw[-1:] in (b".", b" "):
+        return None
+    if low.startswith((b".git", b"git~")):
+        return None
+    return raw
+
+
+def parse_tree(raw: bytes) -> Entries | None:
+    """The entries of tree `raw` (its body), or None when it is not as git writes trees."""
+    out: Entries = {}
+    pos, end = 0, len(raw)
+    last = b""
+    while pos < end:
+        space = raw.find(b" ", pos)
+        nul = raw.find(b"\0", space + 1) if space >= 0 else -1
+        if nul < 0 or nul + 1 + _RAW_LEN > end:
+            return None
+        mode, name = raw[pos:space], raw[space + 1 : nul]
+        if mode not in MODES or not name or b"/" in name:
+            return None
+        key = name + b"/" if mode == TREE else name
+        if key <= last:  # out of git's order, or a name twice
+            return None
+        last = key
+        out[name] = (mode, raw[nul + 1 : nul + 1 + _RAW_LEN])
+        pos = nul + 1 + _RAW_LEN
+    return out
+
+
+def tree_bytes(entries: Entries) -> bytes:
+    """The body of the tree holding `entries`, in git's order (a folder sorts as its name and `/`)."""
+    order = sorted(entries, key=lambda n: n + b"/" if entries[n][0] == TREE else n)
+    return b"".join(b"%s %s\0%s" % (entries[n][0], n, entries[n][1]) for n in order)

@@ -1,0 +1,156 @@
+"""Loose objects written without libgit2: byte for byte what git writes, read back by git itself."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from gitbus import git, loose
+from gitbus.errors import GitbusError
+from gitbus.git import Repository
+
+from .conftest import git as run_git
+from .conftest import raw_git
+
+
+def _objects_left_over(repo: Path) -> list[str]:
+    return [str(p) for p in (repo / ".git" / "objects").rglob("tmp_obj_*")]
+
+
+def test_blobs_trees_and_commits_are_the_objects_git_writes(repo: Path) -> None:
+    r = Repository.open(repo)
+    blob = r.blob(b'{"owner": "a"}\n')
+    assert blob == raw_git(repo, "hash-object", "--stdin", input=b'{"owner": "a"}\n')
+    tree = r.tree_update(None, {"claims/_src/@": blob, "claims/_docs/_a/@": blob, "requests/x": blob})
+    assert run_git(repo, "ls-tree", "-r", "--name-only", tree).split() == [
+        "claims/_docs/_a/@",
+        "claims/_src/@",
+        "requests/x",
+    ]
+    parent = r.commit(tree=tree, parents=[], message="first\n", author="a", time_ms=1_700_000_000_000)
+    who = {"NAME": "a", "EMAIL": "a@gitbus.invalid", "DATE": "1700000000 +0000"}
+    env = {f"GIT_{role}_{k}": v for role in ("AUTHOR", "COMMITTER") for k, v in who.items()}
+    assert raw_git(repo, "commit-tree", tree, input=b"first\n", env=env) == parent
+    tip = r.commit(tree=tree, parents=[parent], message="second ü\n", author="a", time_ms=1_700_000_001_000)
+    assert run_git(repo, "rev-parse", f"{tip}^") == parent + "\n"
+    assert (
+        run_git(repo, "log", "-1", "--format=%an <%ae> %at%n%B", tip)
+        == "a <a@gitbus.invalid> 1700000001\nsecond ü\n\n"
+    )
+    run_git(repo, "fsck", "--strict", "--no-dangling")
+    assert _objects_left_over(repo) == []
+
+
+def test_trees_laid_out_here_are_the_trees_libgit2_lays_out(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Git's order puts a folder `a` after a file `a.b` and before `a0` (it sorts as `a/`)."""
+    rng = random.Random(16)
+    names = ["a", "a.b", "a-b", "a0", "a_", "_a", "b", "@", "ab", "ä", "Z", "z.", "x y"]
+    steps: list[dict[str, git.Oid | None]] = []
+    r = Repository.open(repo)
+    blob = r.blob(b"x\n")
+    for _ in range(40):
+        step: dict[str, git.Oid | None] = {}
+        for _ in range(rng.randint(1, 4)):
+            depth = rng.randint(1, 3)
+            path = "/".join(rng.choice(names) for _ in range(depth))
+            step[path] = None if rng.random() < 0.3 else blob
+        steps.append(step)
+
+    def run() -> list[git.Oid]:
+        fresh = Repository.open(repo)
+        tree: git.Oid | None = None
+        out: list[git.Oid] = []
+        for step in steps:
+            # A path may not be both a file and a folder in one step: keep the deepest.
+            clean = {p: v for p, v in step.items() if not any(q.startswith(p + "/") for q in step)}
+            tree = fresh.tree_update(tree, clean)
+            out.append(tree)
+        return out
+
+    ours = run()
+    monkeypatch.setattr(git, "_SMALL_TREE", -1)  # every tree by libgit2's builder
+    assert run() == ours
+    run_git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_tree_not_as_git_writes_trees_is_left_to_libgit2(repo: Path) -> None:
+    """A peer's tree with a zero-padded folder mode is kept as libgit2 keeps it, not rewritten here."""
+    r = Repository.open(repo)
+    blob = r.blob(b"x\n")
+    inner = r.tree_update(None, {"@": blob})
+    odd = raw_git(
+        repo,
+        "hash-object",
+        "-t",
+        "tree",
+        "-w",
+        "--literally",
+        "--stdin",
+        input=b"040000 _a\0" + bytes.fromhex(inner),
+    )
+    assert loose.parse_tree(b"040000 _a\0" + bytes.fromhex(inner)) is None
+    new = r.tree_update(git.Oid(odd), {"_b/@": blob})
+    assert run_git(repo, "ls-tree", "-r", "--name-only", new).split() == ["_a/@", "_b/@"]
+
+
+def test_a_large_tree_is_laid_out_by_libgit2_with_the_same_result(repo: Path) -> None:
+    r = Repository.open(repo)
+    blob = r.blob(b"x\n")
+    big = r.tree_update(None, {f"_{i}/@": blob for i in range(git._SMALL_TREE + 5)})
+    assert len(run_git(repo, "ls-tree", big).splitlines()) == git._SMALL_TREE + 5
+    grown = r.tree_update(git.Oid(big), {"_new/@": blob})
+    expected = r.tree_update(None, {**{f"_{i}/@": blob for i in range(git._SMALL_TREE + 5)}, "_new/@": blob})
+    assert grown == expected
+
+
+def test_an_object_already_there_is_written_again_without_error(repo: Path) -> None:
+    r = Repository.open(repo)
+    first = r.blob(b"same\n")
+    assert r.blob(b"same\n") == first
+    assert Repository.open(repo).blob(b"same\n") == first
+    assert _objects_left_over(repo) == []
+
+
+def test_named_temp_files_where_unnamed_ones_are_not_offered(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loose, "_tmpfile", False)
+    r = Repository.open(repo)
+    blob = r.blob(b"named\n")
+    tree = r.tree_update(None, {"claims/_x/@": blob})
+    assert r.blob(b"named\n") == blob  # already there: the temp file is removed all the same
+    r.commit(tree=tree, parents=[], message="m\n", author="a", time_ms=1_700_000_000_000)
+    run_git(repo, "fsck", "--strict", "--no-dangling")
+    assert _objects_left_over(repo) == []
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_an_object_folder_gc_removed_is_made_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    monkeypatch.setattr(loose, "_tmpfile", unnamed and hasattr(os, "O_TMPFILE"))
+    r = Repository.open(repo)
+    data = b"after gc\n"
+    oid, _ = loose.object_id(b"blob", data)
+    folder = repo / ".git" / "objects" / oid[:2]
+    for f in folder.glob("*") if folder.exists() else ():
+        f.unlink()
+    if folder.exists():
+        folder.rmdir()
+    assert r.blob(data) == oid
+    assert run_git(repo, "cat-file", "-p", oid) == "after gc\n"
+
+
+def test_a_commit_on_a_tree_or_parent_that_is_not_there_is_refused_in_one_line(repo: Path) -> None:
+    r = Repository.open(repo)
+    missing = git.Oid("1" * 40)
+    with pytest.raises(GitbusError, match="its tree 111111111111 is not in the repository"):
+        r.commit(tree=missing, parents=[], message="m\n", author="a", time_ms=1_700_000_000_000)
+    blob = r.blob(b"not a commit\n")
+    with pytest.raises(GitbusError, match=f"its parent {blob[:12]} is no commit"):
+        r.commit(tree=r.empty_tree, parents=[blob], message="m\n", author="a", time_ms=1_700_000_000_000)
