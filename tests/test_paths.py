@@ -202,3 +202,47 @@ def test_a_whole_message_id_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(GitbusError, match="not a 16-hex-digit message id"):
         full_id("0123456789abcdef\n")
     assert message_id_prefix(" abcd\n") == "abcd"
+
+
+def test_a_bus_resolving_its_folders_once_normalises_every_path_as_normalize_does(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Links among the paths below the root, chained, dangling, out of it, and a root reached through a link."""
+    (tmp_path / "elsewhere").mkdir()
+    (repo / "alias").symlink_to("internal")
+    (repo / "chain").symlink_to("alias/api")
+    (repo / "dangling").symlink_to("nowhere/at/all")
+    (repo / "out").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "via").symlink_to(repo)
+    raws = [
+        "alias/api/h.go",
+        "chain/",
+        "chain/x/y",
+        "dangling",
+        "dangling/z",
+        "out/x",
+        "README.md/x",
+        "new/a/b/",
+    ]
+    raws += [
+        str(tmp_path / "via" / "alias" / "x"),
+        str(repo / "chain" / "x"),
+        "internal/api",
+        "../main/alias/",
+    ]
+    for root, cwd in (
+        (repo, repo),
+        (tmp_path / "via", tmp_path / "via" / "internal"),
+        (repo, repo / "alias"),
+    ):
+        real_root, real_cwd = P.real_dirs(root, cwd)
+        for raw in raws:
+            try:
+                expected: str | None = P.normalize(raw, root=root, cwd=cwd)
+            except GitbusError as e:
+                expected = str(e)
+            try:
+                got: str | None = P.normalize(raw, root=real_root, cwd=real_cwd, resolved=True)
+            except GitbusError as e:
+                got = str(e)
+            assert got == expected, (root, cwd, raw)
