@@ -28,6 +28,7 @@ BLOB = b"100644"
 MODES = frozenset({TREE, BLOB, b"100755", b"120000", b"160000"})
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _RAW_LEN = 20
+_STORED_MAX = 4096  # bytes: an object up to this size is stored in its zlib stream, not deflated
 
 # name -> (mode, raw id) of a tree's entries, as git stores them.
 Entries = dict[bytes, tuple[bytes, bytes]]
@@ -39,7 +40,12 @@ _proc: tuple[int, int] | None = None  # (pid, fd of /proc/self/fd) to link an un
 def object_id(kind: bytes, body: bytes) -> tuple[str, bytes]:
     """The id of object `kind` (`blob`, `tree`, `commit`) holding `body`, and its loose file's bytes."""
     raw = b"%s %d\0" % (kind, len(body)) + body
-    return hashlib.sha1(raw, usedforsecurity=False).hexdigest(), zlib.compress(raw, 1)
+    # zlib's default state (256 KiB, allocated and cleared for every object) cost more than the file
+    # itself, and a file under one disk block takes a block however well it deflates: an object that
+    # small is stored (level 0, as `core.looseCompression=0` has git write it), a larger one deflated
+    # with a 4 KiB window. Either is a zlib stream that git inflates as any other.
+    deflate = zlib.compressobj(0 if len(raw) <= _STORED_MAX else 1, zlib.DEFLATED, 12, 4)
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest(), deflate.compress(raw) + deflate.flush()
 
 
 def write(objects: str, oid: str, data: bytes, fsync: bool = False) -> None:

@@ -154,3 +154,15 @@ def test_a_commit_on_a_tree_or_parent_that_is_not_there_is_refused_in_one_line(r
     blob = r.blob(b"not a commit\n")
     with pytest.raises(GitbusError, match=f"its parent {blob[:12]} is no commit"):
         r.commit(tree=r.empty_tree, parents=[blob], message="m\n", author="a", time_ms=1_700_000_000_000)
+
+
+def test_small_objects_are_stored_and_larger_ones_deflated_and_git_reads_both(repo: Path) -> None:
+    r = Repository.open(repo)
+    small, large = b"s" * 100, bytes(range(256)) * 64
+    for data in (small, large):
+        oid = r.blob(data)
+        assert oid == raw_git(repo, "hash-object", "--stdin", input=data)
+        assert run_git(repo, "cat-file", "-s", oid) == f"{len(data)}\n"
+    stored = (repo / ".git" / "objects" / r.blob(small)[:2] / r.blob(small)[2:]).read_bytes()
+    assert len(stored) > len(small)  # kept as it is, in one stored block
+    run_git(repo, "fsck", "--strict", "--no-dangling")
