@@ -66,6 +66,8 @@ class Repository(GitCli):
             else None
         )
         self._fsync = _config_bool(repo, "core.fsyncobjectfiles")
+        self._common = str(common_dir)
+        self._reflog_always = _config_str(repo, "core.logallrefupdates") == "always"
         self._entries: dict[Oid, loose.Entries] = {}
         # What the readers of this handle met under refs/bus that is not valid gitbus data and
         # passed over (a commit, ref or ledger entry -> why): shown by `gitbus status`, never fatal.
@@ -121,8 +123,17 @@ class Repository(GitCli):
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
         waited = 0
         ordered = sorted(changes, key=lambda c: c[0])
+        # The plain case (gitbus's own refs, set, not deleted) by git's lock protocol (`gitbus.loose`).
+        plain = [(n, new, old) for n, new, old in ordered if new is not None]
+        fast = self._objects is not None and len(plain) == len(ordered)
         while True:
             try:
+                if fast:
+                    try:
+                        loose.update_refs(self._common, plain, self._reflog_always)
+                        return
+                    except loose.NotPlain:
+                        fast = False
                 with self._repo.transaction() as txn:
                     for name, _, _ in ordered:
                         txn.lock_ref(name)

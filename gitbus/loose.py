@@ -1,4 +1,5 @@
-"""Git's loose objects written directly, as git writes them, without libgit2: the ledger's write path.
+"""Git's loose objects and loose refs written directly, as git writes them, without libgit2: the
+ledger's write path.
 
 A ledger step writes five small objects (a blob, three trees, a commit), and each cost libgit2 more than
 the file itself: before every write it looks the object up, and on the miss it rescans the pack folder
@@ -12,6 +13,13 @@ has only in a pack is written loose once more, which git tolerates (`git prune-p
 Trees are small here (a ledger folder holds the few top folders of its shard), so they are laid out
 here too: `tree_bytes` in git's canonical order. `parse_tree` reads one back only when it is as git
 writes trees (sorted, no repeated name, canonical modes); anything else is left to libgit2.
+
+Refs are moved by git's own lock protocol for the files ref store (`update_refs`), which git, libgit2
+and gitbus all keep: `<ref>.lock` created exclusively, the value compared while it is held, the new
+value written to the lock and renamed over the ref. libgit2's transaction did the same with some
+forty system calls and a read of the user's identity per ref for a reflog gitbus refs do not keep;
+whatever is not the plain case (a symbolic or damaged ref, a deletion, a ref that keeps a reflog) is
+still libgit2's (`NotPlain`).
 """
 
 from __future__ import annotations
@@ -20,8 +28,12 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
 import zlib
+from collections.abc import Sequence
+
+from gitbus.gitfiles import Oid, RefMoved, packed_refs
 
 TREE = b"40000"  # git's mode of a folder entry (no leading zero)
 BLOB = b"100644"
@@ -180,3 +192,82 @@ def tree_bytes(entries: Entries) -> bytes:
     """The body of the tree holding `entries`, in git's order (a folder sorts as its name and `/`)."""
     order = sorted(entries, key=lambda n: n + b"/" if entries[n][0] == TREE else n)
     return b"".join(b"%s %s\0%s" % (entries[n][0], n, entries[n][1]) for n in order)
+
+
+# -- refs ------------------------------------------------------------------------------------------
+
+# The refs gitbus names (agent chains, ledgers, the tombstone): plain components, no `..`, no `.lock`.
+_PLAIN_REF = re.compile(r"refs/bus/(?:[a-z0-9](?:[a-z0-9_-]|\.(?!\.))*/)*[a-z0-9](?:[a-z0-9_-]|\.(?!\.))*")
+_HEX = frozenset("0123456789abcdef")
+
+
+class NotPlain(Exception):
+    """The refs to move are not the plain case `update_refs` handles: libgit2 moves them."""
+
+
+def plain_ref(name: str) -> bool:
+    """True for a ref name `update_refs` may write: one of gitbus's own under `refs/bus/`."""
+    return _PLAIN_REF.fullmatch(name) is not None and not name.endswith((".lock", "."))
+
+
+def update_refs(common: str, changes: Sequence[tuple[str, Oid, Oid | None]], keeps_log: bool) -> None:
+    """Point each ref of `changes` (name, new, expected; sorted by name) at `new` if it still holds
+    `expected` (None: it must not exist), all or none: every ref is locked first (`<ref>.lock`,
+    created exclusively; `FileExistsError` while another writer holds one), then compared, then
+    set. A ref whose new value is the one it holds (a lease) is only compared. Raises `RefMoved`
+    naming the first that moved, and `NotPlain` before locking anything when libgit2 must do it:
+    a ref gitbus does not name, a reflog to keep (`keeps_log`: core.logAllRefUpdates=always, or the
+    ref has one), or, once locked, a ref that is no plain object id (symbolic, damaged)."""
+    for name, _, _ in changes:
+        if not plain_ref(name) or keeps_log or os.path.exists(f"{common}/logs/{name}"):
+            raise NotPlain(name)
+    held: list[tuple[str, str, int]] = []  # (ref file, lock file, open descriptor or -1)
+    try:
+        for name, _, _ in changes:
+            path = f"{common}/{name}"
+            lock = f"{path}.lock"
+            held.append((path, lock, _lock(lock)))
+        for (name, _, expected), (path, _, _) in zip(changes, held, strict=True):
+            actual = _held_ref(common, name, path)
+            if actual != expected:
+                raise RefMoved(name, actual)
+        for i, ((_, new, expected), (path, lock, fd)) in enumerate(zip(changes, held, strict=True)):
+            if new == expected:
+                continue
+            _fill(fd, f"{new}\n".encode(), False)
+            os.close(fd)
+            held[i] = (path, lock, -1)
+            os.rename(lock, path)
+            held[i] = (path, "", -1)
+    finally:
+        for _, lock, fd in held:
+            if fd >= 0:
+                os.close(fd)
+            if lock:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
+
+
+def _lock(lock: str) -> int:
+    try:
+        return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileNotFoundError:  # the ref's folder is not there yet
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+
+
+def _held_ref(common: str, name: str, path: str) -> Oid | None:
+    """The value of locked ref `name`: its loose file, else `packed-refs` (git's order), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        packed = packed_refs(common).get(name)
+        return Oid(packed) if packed is not None else None
+    try:
+        raw = os.read(fd, 128)
+    finally:
+        os.close(fd)
+    text = raw.decode("ascii", "replace")
+    if len(text) == 41 and text[40] == "\n" and set(text[:40]) <= _HEX:
+        return Oid(text[:40])
+    raise NotPlain(name)

@@ -166,3 +166,91 @@ def test_small_objects_are_stored_and_larger_ones_deflated_and_git_reads_both(re
     stored = (repo / ".git" / "objects" / r.blob(small)[:2] / r.blob(small)[2:]).read_bytes()
     assert len(stored) > len(small)  # kept as it is, in one stored block
     run_git(repo, "fsck", "--strict", "--no-dangling")
+
+
+# -- refs --------------------------------------------------------------------------------------------
+
+LEDGER = "refs/bus/ledgers/abcd"
+TOMB = "refs/bus/ledger"
+
+
+def _commits(r: Repository, n: int) -> list[git.Oid]:
+    return [
+        r.commit(tree=r.empty_tree, parents=[], message=f"c{i}\n", author="a", time_ms=1_700_000_000_000)
+        for i in range(n)
+    ]
+
+
+def test_refs_move_by_git_s_lock_protocol_and_git_reads_them(repo: Path) -> None:
+    r = Repository.open(repo)
+    a, b = _commits(r, 2)
+    r.update_refs([(LEDGER, a, None), (TOMB, a, None)], "test")
+    assert run_git(repo, "rev-parse", LEDGER, TOMB).split() == [a, a]
+    tomb_file = repo / ".git" / TOMB
+    before = tomb_file.stat()
+    r.update_refs([(LEDGER, b, a), (TOMB, a, a)], "test")  # a lease on the tombstone: compared, not written
+    assert run_git(repo, "rev-parse", LEDGER) == b + "\n"
+    assert (tomb_file.stat().st_ino, tomb_file.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert list((repo / ".git" / "refs").rglob("*.lock")) == []
+
+
+def test_a_step_whose_lease_moved_writes_none_of_its_refs(repo: Path) -> None:
+    r = Repository.open(repo)
+    a, b, c = _commits(r, 3)
+    r.update_refs([(LEDGER, a, None), (TOMB, a, None)], "test")
+    r.update_ref(TOMB, b, a, "a sync replaced it")
+    with pytest.raises(git.RefMoved) as lost:
+        r.update_refs([(LEDGER, c, a), (TOMB, a, a)], "test")
+    assert (lost.value.name, lost.value.actual) == (TOMB, b)
+    assert r.ref(LEDGER) == a
+    assert list((repo / ".git" / "refs").rglob("*.lock")) == []
+
+
+def test_a_packed_ref_is_compared_by_its_packed_value(repo: Path) -> None:
+    r = Repository.open(repo)
+    a, b = _commits(r, 2)
+    r.update_ref(LEDGER, a, None, "test")
+    run_git(repo, "pack-refs", "--all")
+    assert not (repo / ".git" / LEDGER).exists()
+    with pytest.raises(git.RefMoved) as lost:
+        r.update_ref(LEDGER, b, None, "test")
+    assert lost.value.actual == a
+    r.update_ref(LEDGER, b, a, "test")
+    assert run_git(repo, "rev-parse", LEDGER) == b + "\n"
+
+
+def test_a_symbolic_or_damaged_ref_is_left_to_libgit2_as_before(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (a,) = _commits(Repository.open(repo), 1)
+    outcomes = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(loose, "plain_ref", lambda name: False)
+        r = Repository.open(repo)
+        (repo / ".git" / LEDGER).parent.mkdir(parents=True, exist_ok=True)
+        (repo / ".git" / LEDGER).write_text("ref: refs/heads/main\n")
+        with pytest.raises(git.RefMoved) as lost:
+            r.update_ref(LEDGER, a, None, "test")
+        outcomes.append((lost.value.name, lost.value.actual))
+        (repo / ".git" / LEDGER).unlink()
+    assert outcomes[0] == outcomes[1]
+    assert list((repo / ".git" / "refs").rglob("*.lock")) == []
+
+
+@pytest.mark.parametrize("how", ["its own reflog", "logAllRefUpdates=always"])
+def test_a_ref_that_keeps_a_reflog_still_gets_its_entry(repo: Path, how: str) -> None:
+    if how == "logAllRefUpdates=always":
+        run_git(repo, "config", "core.logAllRefUpdates", "always")
+    else:
+        log = repo / ".git" / "logs" / LEDGER
+        log.parent.mkdir(parents=True)
+        log.touch()
+    r = Repository.open(repo)
+    a, b = _commits(r, 2)
+    r.update_ref(LEDGER, a, None, "gitbus: first")
+    r.update_ref(LEDGER, b, a, "gitbus: second")
+    assert run_git(repo, "reflog", "show", "--format=%gs", LEDGER).split("\n")[:2] == [
+        "gitbus: second",
+        "gitbus: first",
+    ]
