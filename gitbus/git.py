@@ -211,26 +211,27 @@ class Repository(GitCli):
         if self.signing:
             return self._signed_commit(tree, parents, message, author, time_ms)
         sig = pygit2.Signature(author, f"{author}@gitbus.invalid", time_ms // 1000, 0)
-        tree_id = pygit2.Oid(hex=tree)
-        parent_ids: list[str | pygit2.Oid] = [pygit2.Oid(hex=p) for p in parents]
-        if self._objects is None:
-            return Oid(
-                str(
-                    _write_object(
-                        lambda: self._repo.create_commit(None, sig, sig, message, tree_id, parent_ids)
-                    )
-                )
+        if self._objects is None or not all(loose.full_id(o) for o in (tree, *parents)):
+            tree_id, parent_ids = pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
+            oid = _write_object(
+                lambda: self._repo.create_commit(None, sig, sig, message, tree_id, parent_ids)
             )
-        # What libgit2's strict object creation checked: the tree and the parents are there, as such.
-        if tree not in self._entries and self.object_kind(tree) != "tree":
+            return Oid(str(oid))
+        # What libgit2's strict object creation checked: the tree and the parents are there, as such
+        # (a tree this handle wrote is; a parent, the writer's own tip, was read, so comes from cache).
+        known = tree in self._entries or tree == self._empty_tree
+        if not known and self._stored_kind(tree) != "tree":
             raise GitbusError(f"Could not write a commit: its tree {tree[:12]} is not in the repository.")
         for p in parents:
-            if self.object_kind(p) != "commit":
+            if self._stored_kind(p) != "commit":
                 raise GitbusError(
                     f"Could not write a commit: its parent {p[:12]} is no commit in the repository."
                 )
-        text = str(self._repo.create_commit_string(sig, sig, message, tree_id, list(parent_ids)))  # a str
-        return self._put(b"commit", text.encode("utf-8"))
+        # Laid out as libgit2 lays it out (`git_commit_create_buffer`), which would read the tree and
+        # every parent back from disk first; `sig` holds the name and email as libgit2 checked them.
+        who = f"{sig.name} <{sig.email}> {sig.time} +0000\n"
+        head = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
+        return self._put(b"commit", f"{head}author {who}committer {who}\n{message}".encode())
 
     def read_commit(self, oid: Oid) -> Commit:
         """The commit `oid`; raises `Unreadable` when it is missing or another kind of object (a ref
@@ -272,6 +273,13 @@ class Repository(GitCli):
         except (pygit2.GitError, ValueError, KeyError):
             return None  # either is no commit: no history in common
         return Oid(str(base)) if base else None
+
+    def _stored_kind(self, oid: Oid) -> str | None:
+        """`object_kind` for the checks of the write path."""
+        try:
+            return _kind_of(self._repo[oid])
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
 
     def blob(self, data: bytes) -> Oid:
         if self._objects is None:

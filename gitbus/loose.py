@@ -210,6 +210,11 @@ def plain_ref(name: str) -> bool:
     return _PLAIN_REF.fullmatch(name) is not None and not name.endswith((".lock", "."))
 
 
+def full_id(oid: str) -> bool:
+    """True for a full SHA-1 object id as git spells it (40 lowercase hex digits)."""
+    return len(oid) == 40 and set(oid) <= _HEX
+
+
 def update_refs(common: str, changes: Sequence[tuple[str, Oid, Oid | None]], keeps_log: bool) -> None:
     """Point each ref of `changes` (name, new, expected; sorted by name) at `new` if it still holds
     `expected` (None: it must not exist), all or none: every ref is locked first (`<ref>.lock`,
@@ -268,6 +273,6 @@ def _held_ref(common: str, name: str, path: str) -> Oid | None:
     finally:
         os.close(fd)
     text = raw.decode("ascii", "replace")
-    if len(text) == 41 and text[40] == "\n" and set(text[:40]) <= _HEX:
+    if len(text) == 41 and text[40] == "\n" and full_id(text[:40]):
         return Oid(text[:40])
     raise NotPlain(name)
