@@ -79,10 +79,12 @@ def write(objects: str, oid: str, data: bytes, fsync: bool = False) -> None:
         if fd >= 0:
             try:
                 _fill(fd, data, fsync)
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.link(str(fd), final, src_dir_fd=proc, follow_symlinks=True)
-                    return
-                _freshen(final)
+                except FileExistsError:
+                    _freshen(final)
+                if fsync:
+                    _sync_folder(folder)
                 return
             except OSError as e:
                 if e.errno not in (errno.EXDEV, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
@@ -109,6 +111,8 @@ def _write_named(folder: str, final: str, data: bytes, fsync: bool) -> None:
             if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
                 raise
             os.rename(tmp, final)  # no hard links here: the object is the same whoever wrote it
+        if fsync:
+            _sync_folder(folder)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -130,6 +134,15 @@ def _fill(fd: int, data: bytes, fsync: bool) -> None:
         view = view[os.write(fd, view) :]
     if fsync:
         os.fsync(fd)
+
+
+def _sync_folder(folder: str) -> None:
+    """Make the new name durable too, as libgit2 does with `core.fsyncObjectFiles`."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _freshen(path: str) -> None:

@@ -254,3 +254,18 @@ def test_a_ref_that_keeps_a_reflog_still_gets_its_entry(repo: Path, how: str) ->
         "gitbus: second",
         "gitbus: first",
     ]
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_objects_are_fsynced_where_git_is_told_to(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    monkeypatch.setattr(loose, "_tmpfile", unnamed and hasattr(os, "O_TMPFILE"))
+    run_git(repo, "config", "core.fsyncObjectFiles", "true")
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    r = Repository.open(repo)
+    oid = r.blob(b"durable\n")
+    assert len(synced) == 2  # the file, then its folder
+    assert run_git(repo, "cat-file", "-p", oid) == "durable\n"

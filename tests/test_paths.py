@@ -207,7 +207,7 @@ def test_a_whole_message_id_with_a_trailing_newline_is_refused() -> None:
 def test_a_bus_resolving_its_folders_once_normalises_every_path_as_normalize_does(
     repo: Path, tmp_path: Path
 ) -> None:
-    """Links among the paths below the root, chained, dangling, out of it, and a root reached through a link."""
+    """Links below the root: chained, dangling, leading out; and a root reached through a link."""
     (tmp_path / "elsewhere").mkdir()
     (repo / "alias").symlink_to("internal")
     (repo / "chain").symlink_to("alias/api")
