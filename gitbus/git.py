@@ -40,6 +40,7 @@ _LOCK_DEADLINE_SECONDS = 30.0
 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)
 _LISTINGS_KEPT = 64  # folder listings remembered per handle, by tree id (a tree never changes)
 _ENTRIES_KEPT = 64  # the entries of trees this handle wrote or read to write, by id
+_WRITTEN_KEPT = 256  # objects a handle remembers writing, so what refers to them need not read them
 _SMALL_TREE = 64  # entries: a tree up to this size is laid out here (`gitbus.loose`), a larger one by libgit2
 _FILE_MODE = pygit2.enums.FileMode.BLOB
 _TREE_MODE = pygit2.enums.FileMode.TREE
@@ -69,6 +70,7 @@ class Repository(GitCli):
         self._common = str(common_dir)
         self._reflog_always = _config_str(repo, "core.logallrefupdates") == "always"
         self._entries: dict[Oid, loose.Entries] = {}
+        self._written: dict[Oid, bytes] = {}  # objects this handle wrote lately, with their kind
         # What the readers of this handle met under refs/bus that is not valid gitbus data and
         # passed over (a commit, ref or ledger entry -> why): shown by `gitbus status`, never fatal.
         self.skipped: dict[str, str] = {}
@@ -219,11 +221,10 @@ class Repository(GitCli):
             return Oid(str(oid))
         # What libgit2's strict object creation checked: the tree and the parents are there, as such
         # (a tree this handle wrote is; a parent, the writer's own tip, was read, so comes from cache).
-        known = tree in self._entries or tree == self._empty_tree
-        if not known and self._stored_kind(tree) != "tree":
+        if not self._is(tree, b"tree"):
             raise GitbusError(f"Could not write a commit: its tree {tree[:12]} is not in the repository.")
         for p in parents:
-            if self._stored_kind(p) != "commit":
+            if not self._is(p, b"commit"):
                 raise GitbusError(
                     f"Could not write a commit: its parent {p[:12]} is no commit in the repository."
                 )
@@ -274,12 +275,15 @@ class Repository(GitCli):
             return None  # either is no commit: no history in common
         return Oid(str(base)) if base else None
 
-    def _stored_kind(self, oid: Oid) -> str | None:
-        """`object_kind` for the checks of the write path."""
+    def _is(self, oid: Oid, kind: bytes) -> bool:
+        """True when object `oid` is there and of `kind`: what libgit2's strict object creation checks
+        of what a new object refers to. One this handle wrote lately is known without a read."""
+        if self._written.get(oid) == kind or (kind == b"tree" and oid == self._empty_tree):
+            return True
         try:
-            return _kind_of(self._repo[oid])
+            return _kind_of(self._repo[oid]) == kind.decode()
         except (KeyError, ValueError, pygit2.GitError):
-            return None
+            return False
 
     def blob(self, data: bytes) -> Oid:
         if self._objects is None:
@@ -292,6 +296,10 @@ class Repository(GitCli):
         objects = self._objects
         assert objects is not None
         _write_object(lambda: loose.write(objects, oid, data, self._fsync))
+        if len(self._written) >= _WRITTEN_KEPT:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del self._written[next(iter(self._written))]
+        self._written[Oid(oid)] = kind
         return Oid(oid)
 
     def read_blob(self, oid: Oid, limit: int | None = None) -> bytes:
@@ -452,7 +460,8 @@ class Repository(GitCli):
                 leaves[head] = value
         entries = self._small_tree(tree)
         names = {name: loose.plain(name) for name in (*leaves, *groups)}
-        if entries is None or None in names.values():
+        blobs = all(v is None or (loose.full_id(v) and self._is(v, b"blob")) for v in leaves.values())
+        if entries is None or None in names.values() or not blobs:  # libgit2 refuses a bad entry, as before
             return self._built_tree(tree, leaves, groups)
         for name, value in leaves.items():
             if value is None:

@@ -236,8 +236,9 @@ def update_refs(common: str, changes: Sequence[tuple[str, Oid, Oid | None]], kee
     naming the first that moved, and `NotPlain` before locking anything when libgit2 must do it:
     a ref gitbus does not name, a reflog to keep (`keeps_log`: core.logAllRefUpdates=always, or the
     ref has one), or, once locked, a ref that is no plain object id (symbolic, damaged)."""
-    for name, _, _ in changes:
-        if not plain_ref(name) or keeps_log or os.path.exists(f"{common}/logs/{name}"):
+    for name, new, expected in changes:  # a lease writes no value, so no reflog entry (nor does libgit2)
+        logged = new != expected and (keeps_log or os.path.exists(f"{common}/logs/{name}"))
+        if not plain_ref(name) or logged:
             raise NotPlain(name)
     held: list[tuple[str, str, int]] = []  # (ref file, lock file, open descriptor or -1)
     try:

@@ -269,3 +269,12 @@ def test_objects_are_fsynced_where_git_is_told_to(
     oid = r.blob(b"durable\n")
     assert len(synced) == 2  # the file, then its folder
     assert run_git(repo, "cat-file", "-p", oid) == "durable\n"
+
+
+def test_a_tree_entry_naming_no_blob_is_refused_as_libgit2_refuses_it(repo: Path) -> None:
+    r = Repository.open(repo)
+    commit = r.commit(tree=r.empty_tree, parents=[], message="m\n", author="a", time_ms=1_700_000_000_000)
+    for bad in (git.Oid("2" * 40), commit):
+        with pytest.raises(Exception, match="invalid object specified") as refused:
+            r.tree_update(None, {"claims/_x/@": bad})
+        assert type(refused.value).__name__ == "GitError"
