@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,56 @@ def test_a_bus_resolving_its_folders_once_normalises_every_path_as_normalize_doe
             except GitbusError as e:
                 got = str(e)
             assert got == expected, (root, cwd, raw)
+
+
+# A generated tree below a real root: folders, files, links inside (relative, absolute, to a parent,
+# chained), links leading out, dangling links; then a path of names and `..` through it.
+_NAMES = ["a", "b", "c"]
+_NODE = st.tuples(
+    st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3),
+    st.sampled_from(["folder", "file", "link in", "link abs", "link up", "link out", "dangling"]),
+    st.lists(st.sampled_from([*_NAMES, ".."]), min_size=0, max_size=3),
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes=st.lists(_NODE, min_size=1, max_size=8), data=st.data())
+def test_real_below_is_realpath_for_any_path_below_the_root(
+    nodes: list[tuple[list[str], str, list[str]]], data: st.DataObject
+) -> None:
+    # Through a node the tree has, mostly, and on into what lies behind it.
+    start = data.draw(st.sampled_from([[], *(parts for parts, _, _ in nodes)]))
+    query = start + data.draw(st.lists(st.sampled_from([*_NAMES, "..", "x"]), max_size=3))
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.realpath(tmp)
+        root, outside = f"{base}/root", f"{base}/outside"
+        os.makedirs(f"{outside}/a")
+        os.mkdir(root)
+        for parts, kind, target in nodes:
+            at = os.path.join(root, *parts)
+            try:
+                os.makedirs(os.path.dirname(at), exist_ok=True)  # through a link, when one is on the way
+            except OSError:
+                continue  # a file, or a dangling link, is on the way
+            if os.path.lexists(at):
+                continue
+            rel = os.path.join(*target) if target else "."
+            if kind == "folder":
+                os.mkdir(at)
+            elif kind == "file":
+                Path(at).write_text("x")
+            else:
+                os.symlink(
+                    {
+                        "link in": rel,
+                        "link abs": os.path.join(root, rel),
+                        "link up": os.path.join("..", rel),
+                        "link out": os.path.join(outside, rel),
+                        "dangling": os.path.join("nowhere", rel),
+                    }[kind],
+                    at,
+                )
+        full = os.path.normpath(os.path.join(root, *query))
+        if full != root and not full.startswith(root + os.sep):
+            return  # `normalize` refuses such a path before it resolves anything
+        assert P._real_below(root, full) == os.path.realpath(full), (nodes, query)
