@@ -125,6 +125,9 @@ class Repository(GitCli):
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
         waited = 0
         ordered = sorted(changes, key=lambda c: c[0])
+        for name, new, _ in ordered:  # a short or multi-line value would be written as it is
+            if new is not None and self._objects is not None and not loose.full_id(new):
+                raise GitbusError(f"Could not write {name}: {new!r} is not a full object id.")
         # The plain case (gitbus's own refs, set, not deleted) by git's lock protocol (`gitbus.loose`).
         plain = [(n, new, old) for n, new, old in ordered if new is not None]
         fast = self._objects is not None and len(plain) == len(ordered)
@@ -132,7 +135,7 @@ class Repository(GitCli):
             try:
                 if fast:
                     try:
-                        loose.update_refs(self._common, plain, self._reflog_always)
+                        loose.update_refs(self._common, plain, self._reflog_always, self._fsync)
                         return
                     except loose.NotPlain:
                         fast = False
@@ -213,7 +216,8 @@ class Repository(GitCli):
         if self.signing:
             return self._signed_commit(tree, parents, message, author, time_ms)
         sig = pygit2.Signature(author, f"{author}@gitbus.invalid", time_ms // 1000, 0)
-        if self._objects is None or not all(loose.full_id(o) for o in (tree, *parents)):
+        # A message holding NUL is libgit2's, which ends it there (a NUL in a commit fails `fsck --strict`).
+        if self._objects is None or "\0" in message or not all(loose.full_id(o) for o in (tree, *parents)):
             tree_id, parent_ids = pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
             oid = _write_object(
                 lambda: self._repo.create_commit(None, sig, sig, message, tree_id, parent_ids)

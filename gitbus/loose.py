@@ -16,10 +16,11 @@ writes trees (sorted, no repeated name, canonical modes); anything else is left 
 
 Refs are moved by git's own lock protocol for the files ref store (`update_refs`), which git, libgit2
 and gitbus all keep: `<ref>.lock` created exclusively, the value compared while it is held, the new
-value written to the lock and renamed over the ref. libgit2's transaction did the same with some
-forty system calls and a read of the user's identity per ref for a reflog gitbus refs do not keep;
-whatever is not the plain case (a symbolic or damaged ref, a deletion, a ref that keeps a reflog) is
-still libgit2's (`NotPlain`).
+value written to the lock and, once every lock of the update holds its value, renamed over the
+ref (synced first where `core.fsyncObjectFiles` asks, as libgit2 does). libgit2's transaction did
+the same with some forty system calls and a read of the user's identity per ref for a reflog
+gitbus refs do not keep; whatever is not the plain case (a symbolic or damaged ref, a deletion, a
+ref that keeps a reflog, a name git would refuse) is still libgit2's (`NotPlain`).
 """
 
 from __future__ import annotations
@@ -165,14 +166,14 @@ def _proc_fd() -> int | None:
 
 
 def plain(name: str) -> bytes | None:
-    """`name` as a tree entry name, when it is plainly one every git takes (not empty, no `/`, NUL
-    or `\\`, nothing `.git` could be read as); None leaves the decision to libgit2."""
-    try:
-        raw = name.encode("utf-8")
-    except UnicodeEncodeError:
+    """`name` as a tree entry name, when it is plainly one every git takes: printable ASCII (so no
+    character git's core.protectHFS/protectNTFS ignore when they compare a name with `.git`), not
+    empty, no `/`, `\\` or `:`, nothing `.git` could be read as. None leaves the decision to libgit2."""
+    if not (name.isascii() and name.isprintable()):
         return None
+    raw = name.encode("ascii")
     low = raw.lower()
-    if not raw or raw in (b".", b"..") or any(c in raw for c in b"/\0\\:") or raw[-1:] in (b".", b" "):
+    if not raw or raw in (b".", b"..") or any(c in raw for c in b"/\\:") or raw[-1:] in (b".", b" "):
         return None
     if low.startswith((b".git", b"git~")):
         return None
@@ -220,7 +221,11 @@ class NotPlain(Exception):
 
 def plain_ref(name: str) -> bool:
     """True for a ref name `update_refs` may write: one of gitbus's own under `refs/bus/`."""
-    return _PLAIN_REF.fullmatch(name) is not None and not name.endswith((".lock", "."))
+    return (
+        _PLAIN_REF.fullmatch(name) is not None
+        and not name.endswith((".lock", "."))
+        and ".lock/" not in name  # git refuses a component ending `.lock` anywhere in the name
+    )
 
 
 def full_id(oid: str) -> bool:
@@ -228,43 +233,57 @@ def full_id(oid: str) -> bool:
     return len(oid) == 40 and set(oid) <= _HEX
 
 
-def update_refs(common: str, changes: Sequence[tuple[str, Oid, Oid | None]], keeps_log: bool) -> None:
+def update_refs(
+    common: str, changes: Sequence[tuple[str, Oid, Oid | None]], keeps_log: bool, fsync: bool = False
+) -> None:
     """Point each ref of `changes` (name, new, expected; sorted by name) at `new` if it still holds
-    `expected` (None: it must not exist), all or none: every ref is locked first (`<ref>.lock`,
-    created exclusively; `FileExistsError` while another writer holds one), then compared, then
-    set. A ref whose new value is the one it holds (a lease) is only compared. Raises `RefMoved`
-    naming the first that moved, and `NotPlain` before locking anything when libgit2 must do it:
-    a ref gitbus does not name, a reflog to keep (`keeps_log`: core.logAllRefUpdates=always, or the
-    ref has one), or, once locked, a ref that is no plain object id (symbolic, damaged)."""
+    `expected` (None: it must not exist), all or none, as git does: every ref is locked first
+    (`<ref>.lock`, created exclusively; `FileExistsError` while another writer holds one), then
+    compared, then every new value is written into its lock, and only then are the locks renamed
+    over the refs; a failure before the renames removes every lock and moves nothing. A ref whose
+    new value is the one it holds (a lease) is only compared. `fsync` (core.fsyncObjectFiles) syncs
+    each lock's data before the renames and the refs' folders after them, as libgit2 does.
+
+    Raises `RefMoved` naming the first that moved, and `NotPlain` before locking anything when
+    libgit2 must do it: a ref gitbus does not name, a reflog to keep (`keeps_log`:
+    core.logAllRefUpdates=always, or the ref has one), or, once locked, a ref that is no plain
+    object id (symbolic, damaged)."""
     for name, new, expected in changes:  # a lease writes no value, so no reflog entry (nor does libgit2)
         logged = new != expected and (keeps_log or os.path.exists(f"{common}/logs/{name}"))
         if not plain_ref(name) or logged:
             raise NotPlain(name)
-    held: list[tuple[str, str, int]] = []  # (ref file, lock file, open descriptor or -1)
+    locks: list[str] = []  # taken and not yet renamed: removed on the way out
+    fds: list[int] = []  # their open descriptors
     try:
         for name, _, _ in changes:
-            path = f"{common}/{name}"
-            lock = f"{path}.lock"
-            held.append((path, lock, _lock(lock)))
-        for (name, _, expected), (path, _, _) in zip(changes, held, strict=True):
-            actual = _held_ref(common, name, path)
+            lock = f"{common}/{name}.lock"
+            fds.append(_lock(lock))
+            locks.append(lock)
+        for name, _, expected in changes:
+            actual = _held_ref(common, name, f"{common}/{name}")
             if actual != expected:
                 raise RefMoved(name, actual)
-        for i, ((_, new, expected), (path, lock, fd)) in enumerate(zip(changes, held, strict=True)):
-            if new == expected:
-                continue
-            _fill(fd, f"{new}\n".encode(), False)
-            os.close(fd)
-            held[i] = (path, lock, -1)
-            os.rename(lock, path)
-            held[i] = (path, "", -1)
+        for (_, new, expected), fd in zip(changes, fds, strict=True):
+            if new != expected:
+                _fill(fd, f"{new}\n".encode(), fsync)
+        while fds:
+            os.close(fds.pop())
+        moved: list[str] = []
+        for (name, new, expected), lock in zip(changes, list(locks), strict=True):
+            if new != expected:
+                path = f"{common}/{name}"
+                os.rename(lock, path)
+                locks.remove(lock)
+                moved.append(path)
+        if fsync:
+            for folder in dict.fromkeys(os.path.dirname(path) for path in moved):
+                _sync_folder(folder)
     finally:
-        for _, lock, fd in held:
-            if fd >= 0:
-                os.close(fd)
-            if lock:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock)
+        for fd in fds:
+            os.close(fd)
+        for lock in locks:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
 
 
 def _lock(lock: str) -> int:

@@ -278,3 +278,112 @@ def test_a_tree_entry_naming_no_blob_is_refused_as_libgit2_refuses_it(repo: Path
         with pytest.raises(Exception, match="invalid object specified") as refused:
             r.tree_update(None, {"claims/_x/@": bad})
         assert type(refused.value).__name__ == "GitError"
+
+
+def test_a_step_that_cannot_write_its_second_ref_moves_neither(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Git's protocol: every lock is written before any is renamed, so a full disk moves nothing."""
+    r = Repository.open(repo)
+    a, b, c = _commits(r, 3)
+    r.update_refs([(LEDGER, a, None), (TOMB, a, None)], "test")
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        if bytes(data) == f"{b}\n".encode():  # the second lock in name order: the ledger's
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(loose.os, "write", full_disk)
+    with pytest.raises(GitbusError) as refused:
+        r.update_refs([(LEDGER, b, a), (TOMB, c, a)], "test")
+    monkeypatch.undo()
+    assert "\n" not in str(refused.value)
+    assert run_git(repo, "rev-parse", TOMB, LEDGER).split() == [a, a]
+    assert list((repo / ".git" / "refs").rglob("*.lock")) == []
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_refs_are_fsynced_where_git_is_told_to(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    """As libgit2 with `core.fsyncObjectFiles`: each lock's data before any rename, the folders after."""
+    if configured:
+        run_git(repo, "config", "core.fsyncObjectFiles", "true")
+    r = Repository.open(repo)
+    a, b = _commits(r, 2)
+    r.update_refs([(LEDGER, a, None), (TOMB, a, None)], "test")
+    events: list[str] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append("folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    def rename(src: str, dst: str) -> None:
+        events.append("rename")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(loose.os, "fsync", fsync)
+    monkeypatch.setattr(loose.os, "rename", rename)
+    r.update_refs([(LEDGER, b, a), (TOMB, b, a)], "test")
+    monkeypatch.undo()
+    synced = ["file", "file", "rename", "rename", "folder", "folder"]
+    assert events == (synced if configured else ["rename", "rename"])
+    assert run_git(repo, "rev-parse", TOMB, LEDGER).split() == [b, b]
+
+
+def test_a_new_value_that_is_no_full_object_id_is_refused_and_nothing_written(repo: Path) -> None:
+    r = Repository.open(repo)
+    a, b = _commits(r, 2)
+    for bad in (a[:12], f"{a}\n{b}"):
+        with pytest.raises(GitbusError, match="is not a full object id") as refused:
+            r.update_ref(LEDGER, git.Oid(bad), None, "test")
+        assert "\n" not in str(refused.value)
+        assert not (repo / ".git" / LEDGER).exists()
+        assert list((repo / ".git" / "refs").rglob("*.lock")) == []
+    assert r.ref(LEDGER) is None
+
+
+def test_a_tree_entry_name_that_is_not_printable_ascii_goes_to_libgit2(repo: Path) -> None:
+    """Names libgit2 refuses under core.protectHFS/protectNTFS (`.git` with an invisible joiner) are
+    refused as before, and any other such name is written as libgit2 writes it."""
+    run_git(repo, "config", "core.protectHFS", "true")
+    run_git(repo, "config", "core.protectNTFS", "true")
+    outcomes: list[list[str]] = []
+    for fast in (True, False):
+        r = Repository.open(repo)
+        if not fast:
+            r._objects = None  # every object by libgit2, as before
+        blob = r.blob(b"x\n")
+        seen = []
+        for name in (".g\u200cit", "\u200c.git", "\u200c", "tab\there"):
+            try:
+                seen.append(r.tree_update(None, {f"claims/{name}/@": blob}))
+            except Exception as e:  # what libgit2 raises, compared as it is
+                seen.append(f"{type(e).__name__}: {e}")
+        outcomes.append(seen)
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0].startswith("GitError: failed to insert entry: invalid name for a tree entry")
+    assert loose.plain("\u200c") is None and loose.plain("tab\there") is None
+
+
+def test_a_commit_message_holding_nul_is_written_as_libgit2_writes_it(repo: Path) -> None:
+    """libgit2 takes the message up to the NUL; a NUL in a commit is what `fsck --strict` refuses."""
+    oids = []
+    for fast in (True, False):
+        r = Repository.open(repo)
+        if not fast:
+            r._objects = None
+        oids.append(r.commit(tree=r.empty_tree, parents=[], message="cut\0here\n", author="a", time_ms=1))
+    assert oids[0] == oids[1]
+    assert run_git(repo, "cat-file", "commit", oids[0]).endswith("\n\ncut")
+    run_git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_ref_name_written_here_is_one_git_takes(repo: Path) -> None:
+    names = ["refs/bus/x.lock/y", "refs/bus/a/b.lock/c", "refs/bus/x.lock", "refs/bus/a./b", "refs/bus/a.b/c"]
+    for name in names:
+        if loose.plain_ref(name):
+            run_git(repo, "check-ref-format", name)
+    assert not loose.plain_ref("refs/bus/x.lock/y")
