@@ -84,6 +84,8 @@ class Bus(Reading):
         self.notices: list[str] = []  # one-line news of the last ledger step (e.g. a refused tip replaced)
         self._remote_asked = False  # whether `_adopt_remote` looked at origin already
         self._has_chain: AgentName | None = None  # an agent whose chain this Bus saw (never deleted)
+        # The worktree root and working directory resolved through symlinks once, for `paths`.
+        self._real_dirs: tuple[tuple[Path, Path], tuple[str, str]] | None = None
 
     @classmethod
     def open(
@@ -283,8 +285,11 @@ class Bus(Reading):
         """Normalise user-typed paths against this bus's worktree and working directory; `literal`
         takes `*`, `?` and `[` as part of a file's name, never as a pattern (`paths.normalize`)."""
         out: list[str] = []
+        if self._real_dirs is None or self._real_dirs[0] != (self.repo.root, self.cwd):
+            self._real_dirs = ((self.repo.root, self.cwd), P.real_dirs(self.repo.root, self.cwd))
+        root, cwd = self._real_dirs[1]
         for r in raw:
-            p = P.normalize(r, root=self.repo.root, cwd=self.cwd, literal=literal)
+            p = P.normalize(r, root=root, cwd=cwd, literal=literal, resolved=True)
             if p not in out:
                 out.append(p)
         return tuple(out)

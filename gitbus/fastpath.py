@@ -131,6 +131,11 @@ def _read_oid(path: str) -> str | None:
 _PACKED: dict[str, tuple[tuple[int, int, int, int], dict[str, str]]] = {}
 
 
+def packed_refs(common_dir: str) -> dict[str, str]:
+    """Every ref `packed-refs` holds, with its object id (parsed once per version of the file)."""
+    return _packed(common_dir)
+
+
 def _packed(common: str) -> dict[str, str]:
     """`packed-refs` parsed, cached by its stat: git replaces it by rename (a new inode) on every
     change, so an unchanged (inode, size, mtime, ctime) is an unchanged file."""

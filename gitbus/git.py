@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pygit2
 
-from gitbus import races, state
+from gitbus import loose, races, state
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitcli import NETWORK_TIMEOUT_SECONDS, STALE_LOCK_SECONDS, GitCli, network_timeout
 from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
@@ -46,6 +46,9 @@ pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)
 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.COMMIT, 0)
 pygit2.option(pygit2.enums.Option.ENABLE_STRICT_HASH_VERIFICATION, 0)
 _LISTINGS_KEPT = 64  # folder listings remembered per handle, by tree id (a tree never changes)
+_ENTRIES_KEPT = 64  # the entries of trees this handle wrote or read to write, by id
+_WRITTEN_KEPT = 256  # objects a handle remembers writing, so what refers to them need not read them
+_SMALL_TREE = 64  # entries: a tree up to this size is laid out here (`gitbus.loose`), a larger one by libgit2
 _FILE_MODE = pygit2.enums.FileMode.BLOB
 _TREE_MODE = pygit2.enums.FileMode.TREE
 
@@ -63,6 +66,18 @@ class Repository(GitCli):
         self.signing = _config_bool(repo, "commit.gpgsign")  # git signs commits here: so does gitbus
         self._empty_tree: Oid | None = None
         self._listings: dict[Oid, list[tuple[str, str]]] = {}
+        # Objects are written as loose files by `gitbus.loose` in a SHA-1 repository (libgit2 reads
+        # and writes no other format here), fsynced where libgit2 would (`core.fsyncObjectFiles`).
+        self._objects = (
+            str(common_dir / "objects")
+            if _config_str(repo, "extensions.objectformat") in ("", "sha1")
+            else None
+        )
+        self._fsync = _config_bool(repo, "core.fsyncobjectfiles")
+        self._common = str(common_dir)
+        self._reflog_always = _config_str(repo, "core.logallrefupdates") == "always"
+        self._entries: dict[Oid, loose.Entries] = {}
+        self._written: dict[Oid, bytes] = {}  # objects this handle wrote lately, with their kind
         # What the readers of this handle met under refs/bus that is not valid gitbus data and
         # passed over (a commit, ref or ledger entry -> why): shown by `gitbus status`, never fatal.
         self.skipped: dict[str, str] = {}
@@ -117,8 +132,20 @@ class Repository(GitCli):
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
         waited = 0
         ordered = sorted(changes, key=lambda c: c[0])
+        for name, new, _ in ordered:  # a short or multi-line value would be written as it is
+            if new is not None and self._objects is not None and not loose.full_id(new):
+                raise GitbusError(f"Could not write {name}: {new!r} is not a full object id.")
+        # The plain case (gitbus's own refs, set, not deleted) by git's lock protocol (`gitbus.loose`).
+        plain = [(n, new, old) for n, new, old in ordered if new is not None]
+        fast = self._objects is not None and len(plain) == len(ordered)
         while True:
             try:
+                if fast:
+                    try:
+                        loose.update_refs(self._common, plain, self._reflog_always, self._fsync)
+                        return
+                    except loose.NotPlain:
+                        fast = False
                 with self._repo.transaction() as txn:
                     for name, _, _ in ordered:
                         txn.lock_ref(name)
@@ -196,12 +223,27 @@ class Repository(GitCli):
         if self.signing:
             return self._signed_commit(tree, parents, message, author, time_ms)
         sig = pygit2.Signature(author, f"{author}@gitbus.invalid", time_ms // 1000, 0)
-        oid = _write_object(
-            lambda: self._repo.create_commit(
-                None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
+        # A message holding NUL is libgit2's, which ends it there (a NUL in a commit fails `fsck --strict`).
+        if self._objects is None or "\0" in message or not all(loose.full_id(o) for o in (tree, *parents)):
+            tree_id, parent_ids = pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
+            oid = _write_object(
+                lambda: self._repo.create_commit(None, sig, sig, message, tree_id, parent_ids)
             )
-        )
-        return Oid(str(oid))
+            return Oid(str(oid))
+        # What libgit2's strict object creation checked: the tree and the parents are there, as such
+        # (a tree this handle wrote is; a parent, the writer's own tip, was read, so comes from cache).
+        if not self._is(tree, b"tree"):
+            raise GitbusError(f"Could not write a commit: its tree {tree[:12]} is not in the repository.")
+        for p in parents:
+            if not self._is(p, b"commit"):
+                raise GitbusError(
+                    f"Could not write a commit: its parent {p[:12]} is no commit in the repository."
+                )
+        # Laid out as libgit2 lays it out (`git_commit_create_buffer`), which would read the tree and
+        # every parent back from disk first; `sig` holds the name and email as libgit2 checked them.
+        who = f"{sig.name} <{sig.email}> {sig.time} +0000\n"
+        head = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
+        return self._put(b"commit", f"{head}author {who}committer {who}\n{message}".encode())
 
     def read_commit(self, oid: Oid) -> Commit:
         """The commit `oid`; raises `Unreadable` when it is missing or another kind of object (a ref
@@ -244,8 +286,32 @@ class Repository(GitCli):
             return None  # either is no commit: no history in common
         return Oid(str(base)) if base else None
 
+    def _is(self, oid: Oid, kind: bytes) -> bool:
+        """True when object `oid` is there and of `kind`: what libgit2's strict object creation checks
+        of what a new object refers to. One this handle wrote lately is known without a read."""
+        if self._written.get(oid) == kind or (kind == b"tree" and oid == self._empty_tree):
+            return True
+        try:
+            return _kind_of(self._repo[oid]) == kind.decode()
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
     def blob(self, data: bytes) -> Oid:
-        return Oid(str(_write_object(lambda: self._repo.create_blob(data))))
+        if self._objects is None:
+            return Oid(str(_write_object(lambda: self._repo.create_blob(data))))
+        return self._put(b"blob", data)
+
+    def _put(self, kind: bytes, body: bytes) -> Oid:
+        """Write object `kind` holding `body` as a loose object (`gitbus.loose`)."""
+        oid, data = loose.object_id(kind, body)
+        objects = self._objects
+        assert objects is not None
+        _write_object(lambda: loose.write(objects, oid, data, self._fsync))
+        if len(self._written) >= _WRITTEN_KEPT:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del self._written[next(iter(self._written))]
+        self._written[Oid(oid)] = kind
+        return Oid(oid)
 
     def read_blob(self, oid: Oid, limit: int | None = None) -> bytes:
         """The bytes of blob `oid`; `Unreadable` when it is not a blob or is over `limit` bytes."""
@@ -403,6 +469,60 @@ class Repository(GitCli):
                 groups.setdefault(head, {})[rest] = value
             else:
                 leaves[head] = value
+        entries = self._small_tree(tree)
+        names = {name: loose.plain(name) for name in (*leaves, *groups)}
+        blobs = all(v is None or (loose.full_id(v) and self._is(v, b"blob")) for v in leaves.values())
+        if entries is None or None in names.values() or not blobs:  # libgit2 refuses a bad entry, as before
+            return self._built_tree(tree, leaves, groups)
+        for name, value in leaves.items():
+            if value is None:
+                entries.pop(names[name] or b"", None)
+            else:
+                entries[names[name] or b""] = (loose.BLOB, bytes.fromhex(value))
+        for name, sub in groups.items():
+            key = names[name] or b""
+            existing = entries.get(key)
+            new_sub = self.tree_update(
+                Oid(existing[1].hex()) if existing and existing[0] == loose.TREE else None, sub
+            )
+            if new_sub == loose.EMPTY_TREE:
+                entries.pop(key, None)
+            else:
+                entries[key] = (loose.TREE, bytes.fromhex(new_sub))
+        if not entries:
+            return self.empty_tree
+        oid = self._put(b"tree", loose.tree_bytes(entries))
+        self._remember_entries(oid, entries)
+        return oid
+
+    def _small_tree(self, tree: Oid | None) -> loose.Entries | None:
+        """A copy of the entries of `tree` (None: none) when this handle lays the tree out itself: a
+        SHA-1 repository, a tree of at most `_SMALL_TREE` entries, as git writes trees. Else None."""
+        if self._objects is None:
+            return None
+        if tree is None:
+            return {}
+        known = self._entries.get(tree)
+        if known is not None:
+            return dict(known)
+        t = self._tree(tree)
+        if t is None or len(t) > _SMALL_TREE:
+            return None
+        entries = loose.parse_tree(t.read_raw())
+        if entries is not None:
+            self._remember_entries(tree, entries)
+        return None if entries is None else dict(entries)
+
+    def _remember_entries(self, oid: Oid, entries: loose.Entries) -> None:
+        if len(self._entries) >= _ENTRIES_KEPT:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del self._entries[next(iter(self._entries))]
+        self._entries[oid] = entries
+
+    def _built_tree(
+        self, tree: Oid | None, leaves: dict[str, Oid | None], groups: dict[str, dict[str, Oid | None]]
+    ) -> Oid:
+        """`tree_update` by libgit2's tree builder: for a large tree, or one not as git writes it."""
         tb = self._repo.TreeBuilder(pygit2.Oid(hex=tree)) if tree else self._repo.TreeBuilder()
         for name, value in leaves.items():
             if value is None:
@@ -458,6 +578,13 @@ def _kind_of(obj: pygit2.Object) -> str:
         pygit2.enums.ObjectType.BLOB: "blob",
         pygit2.enums.ObjectType.TAG: "tag",
     }.get(obj.type, "object")
+
+
+def _config_str(repo: pygit2.Repository, name: str) -> str:
+    try:
+        return str(repo.config[name]).lower()
+    except (KeyError, pygit2.GitError):
+        return ""
 
 
 def _config_bool(repo: pygit2.Repository, name: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple, NewType
 
 from gitbus.fastpath import bus_tips as bus_tips
+from gitbus.fastpath import packed_refs as packed_refs
 from gitbus.fastpath import read_refs as read_refs
 from gitbus.ids import BUS_PREFIX
 

@@ -221,23 +221,27 @@ def read_tips(repo: Repository, root: str = BUS_PREFIX, want: set[str] | None = 
     under `ledgers/` that names no ledger gitbus keeps is left out. With `want`, once the ledger has
     moved, only those ledgers are read: a step costs its own refs, however many shards there are."""
     old = repo.ref(root + "ledger")
-    if want is not None and old is not None and repo.object_kind(old) == "blob":
+    kind = repo.object_kind(old) if old is not None else None
+    if want is not None and kind == "blob":
         picked = {r: repo.ref(root + r[len(BUS_PREFIX) :]) for r in want if is_ledger(r)}
-        return tips_of(repo, root, {r: o for r, o in picked.items() if o is not None}, old)
+        return tips_of(repo, root, {r: o for r, o in picked.items() if o is not None}, old, kind)
     found = repo.refs(root + "ledgers/")
     refs = {}
     for name, oid in found.items():
         local = LEDGERS_PREFIX + name[len(root + "ledgers/") :]
         if is_ledger(local):
             refs[local] = oid
-    return tips_of(repo, root, refs, old)
+    return tips_of(repo, root, refs, old, kind)
 
 
-def tips_of(repo: Repository, root: str, refs: dict[str, Oid], old: Oid | None) -> Tips:
-    """The ledgers `refs` (by local name) with `refs/bus/ledger` at `old`, as side `root` has them."""
+def tips_of(
+    repo: Repository, root: str, refs: dict[str, Oid], old: Oid | None, kind: str | None = None
+) -> Tips:
+    """The ledgers `refs` (by local name) with `refs/bus/ledger` at `old` (of object kind `kind`, when
+    the caller looked already), as side `root` has them."""
     if old is None:
         return Tips(root, refs, None, None, False)
-    kind = repo.object_kind(old)
+    kind = kind or repo.object_kind(old)
     if kind == "commit":
         return Tips(root, refs, old, old, False)
     if kind == "blob":

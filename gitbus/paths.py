@@ -15,6 +15,7 @@ is always taken as itself.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from gitbus.errors import GitbusError
@@ -63,29 +64,32 @@ def _refuse_pattern(raw: str, full: str, root: str) -> None:
     raise GitbusError(f"'{raw}' is a pattern, and gitbus takes paths and folders, not patterns; {instead}.")
 
 
-def normalize(raw: str, *, root: Path, cwd: Path, literal: bool = False) -> str:
+def normalize(
+    raw: str, *, root: Path | str, cwd: Path | str, literal: bool = False, resolved: bool = False
+) -> str:
     """Make a user-typed path repo-relative and canonical, or refuse it in one sentence.
 
     `raw` may be relative to `cwd`, or absolute inside the worktree at `root`. A trailing `/`, or an
     existing directory, makes it a directory claim. Symlinks inside the worktree are followed. A glob
     (`*`, `?`, `[`) that names no existing file is refused unless `literal` (a tool call's file).
+    `resolved`: `root` and `cwd` are real paths already (`real_dirs`), so they are not resolved again.
     """
     _check_chars(raw)
-    root_s = os.path.realpath(root)
+    root_s = str(root) if resolved else os.path.realpath(root)
     wants_dir = raw.endswith(("/", os.sep))
     if os.path.isabs(raw):
         full = os.path.normpath(raw)
         if not _inside(full, root_s):
             full = os.path.normpath(os.path.realpath(raw))
     else:
-        full = os.path.normpath(os.path.join(os.path.realpath(cwd), raw))
+        full = os.path.normpath(os.path.join(str(cwd) if resolved else os.path.realpath(cwd), raw))
     if not _inside(full, root_s):
         raise GitbusError(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
     if not literal:
         _refuse_pattern(raw, full, root_s)
     # Through symlinks: an edit of `alias/x` is an edit of what `alias` points at, so the claim is
     # on that; and a link out of the repository is refused like any outside path.
-    real = os.path.realpath(full)
+    real = _real_below(root_s, full)
     if not _inside(real, root_s):
         raise GitbusError(
             f"The path '{raw}' leads outside the repository through a symlink; name a path inside {root_s}."
@@ -101,6 +105,26 @@ def normalize(raw: str, *, root: Path, cwd: Path, literal: bool = False) -> str:
     if wants_dir or os.path.isdir(full):
         return rel + "/"
     return rel
+
+
+def real_dirs(root: Path, cwd: Path) -> tuple[str, str]:
+    """`root` and `cwd` resolved (`os.path.realpath`), for `normalize(..., resolved=True)`."""
+    return os.path.realpath(root), os.path.realpath(cwd)
+
+
+def _real_below(root: str, full: str) -> str:
+    """`os.path.realpath(full)` for a path `full` inside the real path `root`: the folders above root
+    are real already, so only the components below it are looked at, and a symlink among them is
+    resolved by realpath itself. Nothing below a component that is not there is a link."""
+    at = root.rstrip(os.sep)
+    for name in full[len(at) + 1 :].split(os.sep) if full != root else ():
+        at = f"{at}{os.sep}{name}"
+        try:
+            if stat.S_ISLNK(os.lstat(at).st_mode):
+                return os.path.realpath(full)
+        except OSError:
+            return full
+    return full
 
 
 def canonical(path: str) -> str:

@@ -52,7 +52,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     5: ("the bus's data and decisions", ("chains", "ledger", "claims", "delegation", "steps", "notes")),
     4: ("encodings and small stores", ("message", "cursors", "settings", "agents", "install_record")),
     3: ("the one door to git", ("git", "gitcli")),
-    2: ("files and processes, no libgit2", ("gitfiles", "state", "races", "lifeline")),
+    2: ("files and processes, no libgit2", ("gitfiles", "loose", "state", "races", "lifeline")),
     1: ("values and rules, stdlib only", ("errors", "ids", "paths", "clock", "inert", "fastpath")),
 }
 FACES = 9  # from this floor up a module may speak UI (typer, rich, textual, mcp)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,100 @@ def test_a_whole_message_id_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(GitbusError, match="not a 16-hex-digit message id"):
         full_id("0123456789abcdef\n")
     assert message_id_prefix(" abcd\n") == "abcd"
+
+
+def test_a_bus_resolving_its_folders_once_normalises_every_path_as_normalize_does(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Links below the root: chained, dangling, leading out; and a root reached through a link."""
+    (tmp_path / "elsewhere").mkdir()
+    (repo / "alias").symlink_to("internal")
+    (repo / "chain").symlink_to("alias/api")
+    (repo / "dangling").symlink_to("nowhere/at/all")
+    (repo / "out").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "via").symlink_to(repo)
+    raws = [
+        "alias/api/h.go",
+        "chain/",
+        "chain/x/y",
+        "dangling",
+        "dangling/z",
+        "out/x",
+        "README.md/x",
+        "new/a/b/",
+    ]
+    raws += [
+        str(tmp_path / "via" / "alias" / "x"),
+        str(repo / "chain" / "x"),
+        "internal/api",
+        "../main/alias/",
+    ]
+    for root, cwd in (
+        (repo, repo),
+        (tmp_path / "via", tmp_path / "via" / "internal"),
+        (repo, repo / "alias"),
+    ):
+        real_root, real_cwd = P.real_dirs(root, cwd)
+        for raw in raws:
+            try:
+                expected: str | None = P.normalize(raw, root=root, cwd=cwd)
+            except GitbusError as e:
+                expected = str(e)
+            try:
+                got: str | None = P.normalize(raw, root=real_root, cwd=real_cwd, resolved=True)
+            except GitbusError as e:
+                got = str(e)
+            assert got == expected, (root, cwd, raw)
+
+
+# A generated tree below a real root: folders, files, links inside (relative, absolute, to a parent,
+# chained), links leading out, dangling links; then a path of names and `..` through it.
+_NAMES = ["a", "b", "c"]
+_NODE = st.tuples(
+    st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3),
+    st.sampled_from(["folder", "file", "link in", "link abs", "link up", "link out", "dangling"]),
+    st.lists(st.sampled_from([*_NAMES, ".."]), min_size=0, max_size=3),
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes=st.lists(_NODE, min_size=1, max_size=8), data=st.data())
+def test_real_below_is_realpath_for_any_path_below_the_root(
+    nodes: list[tuple[list[str], str, list[str]]], data: st.DataObject
+) -> None:
+    # Through a node the tree has, mostly, and on into what lies behind it.
+    start = data.draw(st.sampled_from([[], *(parts for parts, _, _ in nodes)]))
+    query = start + data.draw(st.lists(st.sampled_from([*_NAMES, "..", "x"]), max_size=3))
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.realpath(tmp)
+        root, outside = f"{base}/root", f"{base}/outside"
+        os.makedirs(f"{outside}/a")
+        os.mkdir(root)
+        for parts, kind, target in nodes:
+            at = os.path.join(root, *parts)
+            try:
+                os.makedirs(os.path.dirname(at), exist_ok=True)  # through a link, when one is on the way
+            except OSError:
+                continue  # a file, or a dangling link, is on the way
+            if os.path.lexists(at):
+                continue
+            rel = os.path.join(*target) if target else "."
+            if kind == "folder":
+                os.mkdir(at)
+            elif kind == "file":
+                Path(at).write_text("x")
+            else:
+                os.symlink(
+                    {
+                        "link in": rel,
+                        "link abs": os.path.join(root, rel),
+                        "link up": os.path.join("..", rel),
+                        "link out": os.path.join(outside, rel),
+                        "dangling": os.path.join("nowhere", rel),
+                    }[kind],
+                    at,
+                )
+        full = os.path.normpath(os.path.join(root, *query))
+        if full != root and not full.startswith(root + os.sep):
+            return  # `normalize` refuses such a path before it resolves anything
+        assert P._real_below(root, full) == os.path.realpath(full), (nodes, query)

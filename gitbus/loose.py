@@ -1,0 +1,311 @@
+"""Git's loose objects and loose refs written directly, as git writes them, without libgit2: the
+ledger's write path.
+
+A ledger step writes five small objects (a blob, three trees, a commit), and each cost libgit2 more than
+the file itself: before every write it looks the object up, and on the miss it rescans the pack folder
+(`git_odb__freshen` then `git_odb_refresh`), and the tree builder reads each entry it is given back from
+disk to check it (issue 16). Here an object is hashed, deflated and made to appear under its name in
+one step: written into an unnamed file (`O_TMPFILE`) and linked in, or, where that is not offered,
+written to `objects/xx/tmp_obj_*` and linked in (renamed where hard links are not). A reader never
+sees a partial object; one that is already there is only touched, as git freshens it. An object git
+has only in a pack is written loose once more, which git tolerates (`git prune-packed` drops it).
+
+Trees are small here (a ledger folder holds the few top folders of its shard), so they are laid out
+here too: `tree_bytes` in git's canonical order. `parse_tree` reads one back only when it is as git
+writes trees (sorted, no repeated name, canonical modes); anything else is left to libgit2.
+
+Refs are moved by git's own lock protocol for the files ref store (`update_refs`), which git, libgit2
+and gitbus all keep: `<ref>.lock` created exclusively, the value compared while it is held, the new
+value written to the lock and, once every lock of the update holds its value, renamed over the
+ref (synced first where `core.fsyncObjectFiles` asks, as libgit2 does). libgit2's transaction did
+the same with some forty system calls and a read of the user's identity per ref for a reflog
+gitbus refs do not keep; whatever is not the plain case (a symbolic or damaged ref, a deletion, a
+ref that keeps a reflog, a name git would refuse) is still libgit2's (`NotPlain`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import secrets
+import zlib
+from collections.abc import Sequence
+
+from gitbus.gitfiles import Oid, RefMoved, packed_refs
+
+TREE = b"40000"  # git's mode of a folder entry (no leading zero)
+BLOB = b"100644"
+MODES = frozenset({TREE, BLOB, b"100755", b"120000", b"160000"})
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_RAW_LEN = 20
+_STORED_MAX = 4096  # bytes: an object up to this size is stored in its zlib stream, not deflated
+
+# name -> (mode, raw id) of a tree's entries, as git stores them.
+Entries = dict[bytes, tuple[bytes, bytes]]
+
+_tmpfile = hasattr(os, "O_TMPFILE")  # False once the system refused it: named temp files from then on
+_proc: tuple[int, int] | None = None  # (pid, fd of /proc/self/fd) to link an unnamed file in by
+
+
+def object_id(kind: bytes, body: bytes) -> tuple[str, bytes]:
+    """The id of object `kind` (`blob`, `tree`, `commit`) holding `body`, and its loose file's bytes."""
+    raw = b"%s %d\0" % (kind, len(body)) + body
+    # zlib's default state (256 KiB, allocated and cleared for every object) cost more than the file
+    # itself, and a file under one disk block takes a block however well it deflates: an object that
+    # small is stored (level 0, as `core.looseCompression=0` has git write it), a larger one deflated
+    # with a 4 KiB window. Either is a zlib stream that git inflates as any other.
+    deflate = zlib.compressobj(0 if len(raw) <= _STORED_MAX else 1, zlib.DEFLATED, 12, 4)
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest(), deflate.compress(raw) + deflate.flush()
+
+
+def write(objects: str, oid: str, data: bytes, fsync: bool = False) -> None:
+    """Make `data` (from `object_id`) the loose object `oid` under the object folder `objects`.
+
+    Raises `OSError` when it could not: the caller tries again (gc may delete `objects/xx/` at any
+    moment), as for any write into the repository."""
+    global _tmpfile
+    folder = f"{objects}/{oid[:2]}"
+    final = f"{folder}/{oid[2:]}"
+    if _tmpfile:
+        proc = _proc_fd()
+        try:
+            fd = _open(folder, folder, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC) if proc is not None else -1
+        except OSError as e:
+            if e.errno not in (errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            fd, _tmpfile = -1, False  # a file system or kernel without unnamed files
+        if fd >= 0:
+            try:
+                _fill(fd, data, fsync)
+                try:
+                    os.link(str(fd), final, src_dir_fd=proc, follow_symlinks=True)
+                except FileExistsError:
+                    _freshen(final)
+                if fsync:
+                    _sync_folder(folder)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                _tmpfile = False  # linking a file by its descriptor is refused here
+            finally:
+                os.close(fd)
+    _write_named(folder, final, data, fsync)
+
+
+def _write_named(folder: str, final: str, data: bytes, fsync: bool) -> None:
+    tmp = f"{folder}/tmp_obj_{secrets.token_hex(6)}"  # the name git's gc knows to clean up
+    fd = _open(tmp, folder, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+    try:
+        try:
+            _fill(fd, data, fsync)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            _freshen(final)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+                raise
+            os.rename(tmp, final)  # no hard links here: the object is the same whoever wrote it
+        if fsync:
+            _sync_folder(folder)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _open(path: str, folder: str, flags: int) -> int:
+    """Open `path` (in, or with `O_TMPFILE` being, the folder `folder`), making the folder when it is
+    not there (gc deletes empty ones)."""
+    try:
+        return os.open(path, flags, 0o444)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return os.open(path, flags, 0o444)
+
+
+def _fill(fd: int, data: bytes, fsync: bool) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if fsync:
+        os.fsync(fd)
+
+
+def _sync_folder(folder: str) -> None:
+    """Make the new name durable too, as libgit2 does with `core.fsyncObjectFiles`."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _freshen(path: str) -> None:
+    """Touch an object that is already there, as git does, so a prune does not take it meanwhile."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _proc_fd() -> int | None:
+    """`/proc/self/fd` of this process (a child opens its own), or None where there is none."""
+    global _proc, _tmpfile
+    pid = os.getpid()
+    if _proc is None or _proc[0] != pid:
+        try:
+            _proc = (pid, os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError:
+            _tmpfile = False
+            return None
+    return _proc[1]
+
+
+def plain(name: str) -> bytes | None:
+    """`name` as a tree entry name, when it is plainly one every git takes: printable ASCII (so no
+    character git's core.protectHFS/protectNTFS ignore when they compare a name with `.git`), not
+    empty, no `/`, `\\` or `:`, nothing `.git` could be read as. None leaves the decision to libgit2."""
+    if not (name.isascii() and name.isprintable()):
+        return None
+    raw = name.encode("ascii")
+    low = raw.lower()
+    if not raw or raw in (b".", b"..") or any(c in raw for c in b"/\\:") or raw[-1:] in (b".", b" "):
+        return None
+    if low.startswith((b".git", b"git~")):
+        return None
+    return raw
+
+
+def parse_tree(raw: bytes) -> Entries | None:
+    """The entries of tree `raw` (its body), or None when it is not as git writes trees."""
+    out: Entries = {}
+    pos, end = 0, len(raw)
+    last = b""
+    while pos < end:
+        space = raw.find(b" ", pos)
+        nul = raw.find(b"\0", space + 1) if space >= 0 else -1
+        if nul < 0 or nul + 1 + _RAW_LEN > end:
+            return None
+        mode, name = raw[pos:space], raw[space + 1 : nul]
+        if mode not in MODES or not name or b"/" in name:
+            return None
+        key = name + b"/" if mode == TREE else name
+        if key <= last:  # out of git's order, or a name twice
+            return None
+        last = key
+        out[name] = (mode, raw[nul + 1 : nul + 1 + _RAW_LEN])
+        pos = nul + 1 + _RAW_LEN
+    return out
+
+
+def tree_bytes(entries: Entries) -> bytes:
+    """The body of the tree holding `entries`, in git's order (a folder sorts as its name and `/`)."""
+    order = sorted(entries, key=lambda n: n + b"/" if entries[n][0] == TREE else n)
+    return b"".join(b"%s %s\0%s" % (entries[n][0], n, entries[n][1]) for n in order)
+
+
+# -- refs ------------------------------------------------------------------------------------------
+
+# The refs gitbus names (agent chains, ledgers, the tombstone): plain components, no `..`, no `.lock`.
+_PLAIN_REF = re.compile(r"refs/bus/(?:[a-z0-9](?:[a-z0-9_-]|\.(?!\.))*/)*[a-z0-9](?:[a-z0-9_-]|\.(?!\.))*")
+_HEX = frozenset("0123456789abcdef")
+
+
+class NotPlain(Exception):
+    """The refs to move are not the plain case `update_refs` handles: libgit2 moves them."""
+
+
+def plain_ref(name: str) -> bool:
+    """True for a ref name `update_refs` may write: one of gitbus's own under `refs/bus/`."""
+    return (
+        _PLAIN_REF.fullmatch(name) is not None
+        and not name.endswith((".lock", "."))
+        and ".lock/" not in name  # git refuses a component ending `.lock` anywhere in the name
+    )
+
+
+def full_id(oid: str) -> bool:
+    """True for a full SHA-1 object id as git spells it (40 lowercase hex digits)."""
+    return len(oid) == 40 and set(oid) <= _HEX
+
+
+def update_refs(
+    common: str, changes: Sequence[tuple[str, Oid, Oid | None]], keeps_log: bool, fsync: bool = False
+) -> None:
+    """Point each ref of `changes` (name, new, expected; sorted by name) at `new` if it still holds
+    `expected` (None: it must not exist), all or none, as git does: every ref is locked first
+    (`<ref>.lock`, created exclusively; `FileExistsError` while another writer holds one), then
+    compared, then every new value is written into its lock, and only then are the locks renamed
+    over the refs; a failure before the renames removes every lock and moves nothing. A ref whose
+    new value is the one it holds (a lease) is only compared. `fsync` (core.fsyncObjectFiles) syncs
+    each lock's data before the renames and the refs' folders after them, as libgit2 does.
+
+    Raises `RefMoved` naming the first that moved, and `NotPlain` before locking anything when
+    libgit2 must do it: a ref gitbus does not name, a reflog to keep (`keeps_log`:
+    core.logAllRefUpdates=always, or the ref has one), or, once locked, a ref that is no plain
+    object id (symbolic, damaged)."""
+    for name, new, expected in changes:  # a lease writes no value, so no reflog entry (nor does libgit2)
+        logged = new != expected and (keeps_log or os.path.exists(f"{common}/logs/{name}"))
+        if not plain_ref(name) or logged:
+            raise NotPlain(name)
+    locks: list[str] = []  # taken and not yet renamed: removed on the way out
+    fds: list[int] = []  # their open descriptors
+    try:
+        for name, _, _ in changes:
+            lock = f"{common}/{name}.lock"
+            fds.append(_lock(lock))
+            locks.append(lock)
+        for name, _, expected in changes:
+            actual = _held_ref(common, name, f"{common}/{name}")
+            if actual != expected:
+                raise RefMoved(name, actual)
+        for (_, new, expected), fd in zip(changes, fds, strict=True):
+            if new != expected:
+                _fill(fd, f"{new}\n".encode(), fsync)
+        while fds:
+            os.close(fds.pop())
+        moved: list[str] = []
+        for (name, new, expected), lock in zip(changes, list(locks), strict=True):
+            if new != expected:
+                path = f"{common}/{name}"
+                os.rename(lock, path)
+                locks.remove(lock)
+                moved.append(path)
+        if fsync:
+            for folder in dict.fromkeys(os.path.dirname(path) for path in moved):
+                _sync_folder(folder)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for lock in locks:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+
+
+def _lock(lock: str) -> int:
+    try:
+        return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileNotFoundError:  # the ref's folder is not there yet
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+
+
+def _held_ref(common: str, name: str, path: str) -> Oid | None:
+    """The value of locked ref `name`: its loose file, else `packed-refs` (git's order), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        packed = packed_refs(common).get(name)
+        return Oid(packed) if packed is not None else None
+    try:
+        raw = os.read(fd, 128)
+    finally:
+        os.close(fd)
+    text = raw.decode("ascii", "replace")
+    if len(text) == 41 and text[40] == "\n" and full_id(text[:40]):
+        return Oid(text[:40])
+    raise NotPlain(name)
