@@ -333,16 +333,18 @@ def write(worktree: Path, text: str) -> bool:
 
     Raises OSError when the worktree cannot take it (e.g. `.gitbus` is a file, or no space left)."""
     target = worktree / FILE
+    data = text.encode()
     try:
-        if target.read_text() == text:
-            return False
-    except (OSError, UnicodeDecodeError):
+        with open(target, "rb") as now:
+            if now.read(len(data) + 1) == data:
+                return False
+    except OSError:
         pass
     target.parent.mkdir(exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".context-")
     try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
+        with os.fdopen(fd, "wb") as out:  # bytes: no text layer to build, 64 files an update
+            out.write(data)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
