@@ -18,7 +18,7 @@ from gitbus import chains, searchindex, settings, vouch
 from gitbus import paths as P
 from gitbus.clock import Clock
 from gitbus.errors import GitbusError, NotFound
-from gitbus.git import Oid, Repository
+from gitbus.git import Oid, Repository, commits_read_once
 from gitbus.ids import LEDGER_REF, AgentName, MessageId, agent_name, agent_ref, message_id_prefix
 from gitbus.inbox import Inbox
 from gitbus.message import LEDGER_KINDS, Message, decode, kind_named
@@ -106,8 +106,11 @@ class Reading:
             picked = source  # the walk as it comes: each layer costs on every message of a history
         else:
             picked = (m for m in until_since(source) if matches(m) and (sender is None or m.sender == sender))
-        with _collector_paused():
-            return list(islice(picked, n) if n is not None else picked)
+        if n is not None:
+            with _collector_paused():
+                return list(islice(picked, n))
+        with _collector_paused(), commits_read_once():  # the whole history: each commit read once
+            return list(picked)
 
     def find(self, prefix: str) -> Message:
         """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix.
