@@ -127,17 +127,21 @@ def follow(repo: Repository, lref: str, theirs: Oid, report: Report, way: Way) -
 def integrate(repo: Repository, remote: str, report: Report) -> None:
     """Bring local bus refs up to what was fetched, without rewriting any message."""
     agents = tracking(remote) + "agents/"
+    told = set(report.ignored)  # a later round of the same sync passes over the same refs: told once
     for tref, theirs in sorted(repo.refs(agents).items()):
         name = tref[len(agents) :]
         try:
             agent_name(name)
         except GitbusError:  # not a name gitbus takes: never made into a local bus ref
-            report.ignored.append(tref)
+            if tref not in told:
+                report.ignored.append(tref)
             continue
         follow(repo, AGENTS_PREFIX + name, theirs, report, CHAIN)
     ledgers = tracking(remote) + "ledgers/"
     # a name that is no ledger gitbus keeps (`main`, or a shard's 4 hex digits): never taken in
-    report.ignored += [t for t in sorted(repo.refs(ledgers)) if ledger_ref(t[len(ledgers) :]) is None]
+    report.ignored += [
+        t for t in sorted(repo.refs(ledgers)) if ledger_ref(t[len(ledgers) :]) is None and t not in told
+    ]
     follow_ledgers(repo, read_tips(repo, tracking(remote)), report)
     theirs_notes = repo.ref(notes_tracking(remote))
     if theirs_notes:

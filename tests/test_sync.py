@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -32,7 +33,7 @@ from gitbus.claims import Claim, all_claims
 from gitbus.cli import app
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, Conflict, CorruptMessage, GitbusError
-from gitbus.git import Oid, Repository
+from gitbus.git import Oid, RefMoved, Repository
 from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, agent_ref
 from gitbus.ledger import Ledger, ended_at, shard_of_path
 from gitbus.message import Kind, Message, decode
@@ -288,6 +289,36 @@ def test_messages_reach_the_other_clone_with_the_same_ids_in_the_same_order(pair
     again = sync.sync(alice.repo, "origin")
     assert (again.updated, again.merged, again.pushed) == ([], [], [])
     assert bus_refs(alice.repo.root) == before and ids(alice) == ids(bob)
+
+
+def test_a_sync_of_several_rounds_names_each_ignored_ref_once(
+    net: Net, pair: tuple[Bus, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that loses its push takes the remote in again: what it passed over is still passed
+    over, and told once, not once per round."""
+    alice, bob = pair
+    alice.discover("a real message")
+    sync.sync(alice.repo, "origin")
+    tip = git(net.bare, "rev-parse", "refs/bus/agents/alice").strip()
+    git(net.bare, "update-ref", "refs/bus/agents/UPPER", tip)
+    git(net.bare, "update-ref", "refs/bus/ledgers/nothex", tip)
+    bob.discover("news of bob's, so the sync pushes")
+    lost = []
+    real = sync.push
+
+    def loses_once(*args: Any, **kw: Any) -> None:
+        if not lost:
+            lost.append(True)
+            raise RefMoved("refs/bus/agents/bob", None)  # as when another clone pushed meanwhile
+        real(*args, **kw)
+
+    monkeypatch.setattr(sync, "push", loses_once)
+    report = sync.sync(bob.repo, "origin")
+    assert lost and "refs/bus/agents/bob" in report.pushed
+    assert sorted(report.ignored) == [
+        "refs/remotes/origin/bus/agents/UPPER",
+        "refs/remotes/origin/bus/ledgers/nothex",
+    ]
 
 
 @pytest.mark.parametrize("name", ["UPPER", "all", "x/y"])
