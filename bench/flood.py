@@ -5,8 +5,9 @@ The bus is synthetic (synth.py, byte-identical to what the library writes): `mes
 and its hook session `s1`'s cursor sit on each chain's first message, so everything after is
 unread; a second copy of the state has the cursors one message behind the tips (1 unread), the
 everyday case. Before every timed run the state directory (`.git/gitbus`) is put back, so each run
-does the same work. Each command is a whole process, `python -m gitbus …` with the code on
-PYTHONPATH: this checkout ("now") and, when given, an unpacked older tree ("before", e.g. `git
+does the same work. Each command is a whole process, `python -m gitbus …` from a regular install
+(`pip install .` into a fresh venv, as users install; an editable install adds its finder to every
+start-up): this checkout ("now") and, when given, an unpacked older tree ("before", e.g. `git
 archive main gitbus`), side by side in one rotation; peak memory is the child's `ru_maxrss`.
 
     python bench/flood.py --before /tmp/main-src      # prints the section's markdown
@@ -19,14 +20,14 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import startup
 import synth
-from helpers import ROOT, hermetic_env, log, workdir
+from helpers import hermetic_env, log, workdir
 from measure import verdict
 
 from gitbus import cursors
@@ -74,7 +75,7 @@ def restore(f: Flooded, state: str) -> None:
 @dataclass(frozen=True)
 class Case:
     label: str
-    code: Path  # the gitbus tree put first on PYTHONPATH
+    python: Path  # the interpreter of a regular install (`pip install .`) of the tree measured
     argv: tuple[str, ...]  # after `python -m gitbus`
     state: str
     stdin: bytes | None = None
@@ -90,8 +91,8 @@ class Runs:
 def run_once(f: Flooded, c: Case, env: Mapping[str, str]) -> tuple[float, float, bytes]:
     """One whole-process run: (seconds, peak RSS in MB from GNU time's %M, stdout)."""
     restore(f, c.state)
-    full = dict(env) | {"PYTHONPATH": str(c.code), "GITBUS_AGENT": "reader"}
-    argv = [TIME, "-f", "%M", sys.executable, *(c.argv if c.argv[0] == "-c" else ("-m", "gitbus", *c.argv))]
+    full = dict(env) | {"GITBUS_AGENT": "reader"}
+    argv = [TIME, "-f", "%M", str(c.python), *(c.argv if c.argv[0] == "-c" else ("-m", "gitbus", *c.argv))]
     t0 = time.perf_counter()
     p = subprocess.run(argv, cwd=f.root, env=full, input=c.stdin, capture_output=True, check=False)
     took = time.perf_counter() - t0
@@ -152,16 +153,19 @@ def flood_bench(work: Path, messages: int, reps: int, before: Path | None, layou
     log(f"flood: building {messages:,} messages ({layout})")
     f = build(work / "flood-bus", messages, env, layout)
     hook_in = json.dumps(POST_TOOL_USE | {"cwd": str(f.root)}).encode()
-    trees = {"now": ROOT} | ({"before": before} if before else {})
+    log("flood: installing each tree measured into a fresh venv (a regular install, as users have it)")
+    trees = {"now": startup.regular_install(work / "install-now")}
+    if before:
+        trees["before"] = startup.regular_install(work / "install-before", before / "gitbus")
     cases = []
-    for who, code in trees.items():
+    for who, python in trees.items():
         cases += [
-            Case(f"{who}|hook|flood", code, ("hook",), "flood", hook_in),
-            Case(f"{who}|hook|one", code, ("hook",), "one", hook_in),
-            Case(f"{who}|inbox|flood", code, ("inbox",), "flood"),
-            Case(f"{who}|inbox|one", code, ("inbox",), "one"),
+            Case(f"{who}|hook|flood", python, ("hook",), "flood", hook_in),
+            Case(f"{who}|hook|one", python, ("hook",), "one", hook_in),
+            Case(f"{who}|inbox|flood", python, ("inbox",), "flood"),
+            Case(f"{who}|inbox|one", python, ("inbox",), "one"),
         ]
-    cases.append(Case("python|import pygit2|-", ROOT, ("-c", "import pygit2"), "one"))
+    cases.append(Case("python|import pygit2|-", trees["now"], ("-c", "import pygit2"), "one"))
     log(f"flood: {len(cases)} commands x {reps}")
     runs = timed(f, cases, reps, env)
     log("flood: the whole history through the library")
@@ -192,8 +196,7 @@ def goal_rows(fb: FloodBench) -> list[str]:
 
 def section(fb: FloodBench, number: int) -> list[str]:
     n = f"{fb.messages:,}"
-    before = (f' "before" is {fb.before}, run the same way (its code first on PYTHONPATH).'
-              if fb.before else "")
+    before = (f' "before" is {fb.before}, installed and run the same way.' if fb.before else "")
     lines = [
         f"## {number}. Under a flood",
         "",
@@ -201,7 +204,8 @@ def section(fb: FloodBench, number: int) -> list[str]:
         f"({'after `git gc`' if fb.layout == 'gc' else 'loose objects'}), agent `reader`'s read cursor and "
         f"its hook session's on each chain's first message, so {n} are unread; beside it the same bus "
         "with 1 unread. Before each run the state directory is put back, so every run does the same "
-        f"work. Whole process, {fb.reps} runs each after an untimed one, the order rotating; peak memory "
+        f"work. Whole process, from a regular install (`pip install .` into a fresh venv, as users "
+        f"install), {fb.reps} runs each after an untimed one, the order rotating; peak memory "
         f"is GNU time's maximum resident set (`bench/flood.py`).{before} A hook call reads back from the "
         "tips at most `HOOK_WINDOW` (200) messages for the agent and tells the newest; `gitbus inbox` "
         "past `INBOX_WINDOW` (1,000) unread prints the newest page and stops (docs/claude-code.md, "

@@ -43,14 +43,14 @@ class StartupBench:
     install: str  # how the measured gitbus was installed
 
 
-def regular_install(work: Path) -> Path:
+def regular_install(work: Path, package: Path | None = None) -> Path:
     """A fresh venv under `work` with this checkout `pip install`ed into it (a copy, so no build/
-    lands in the checkout); its python."""
+    lands in the checkout), or with `package` (another tree's `gitbus/`) in its place; its python."""
     src = work / "src"
     src.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "gitbus", src / "gitbus", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(package or ROOT / "gitbus", src / "gitbus", ignore=shutil.ignore_patterns("__pycache__"))
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
