@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple, NewType
 
+from gitbus.errors import GitbusError
 from gitbus.fastpath import bus_tips as bus_tips
 from gitbus.fastpath import packed_refs as packed_refs
 from gitbus.fastpath import read_refs as read_refs
@@ -48,7 +49,10 @@ def locate(start: Path) -> Location | None:
         if dot.is_dir():
             return Location(folder, dot, common_dir_of(dot))
         if dot.is_file():
-            text = dot.read_text().strip()
+            try:
+                text = dot.read_text().strip()
+            except UnicodeDecodeError:  # git refuses it too ("invalid gitfile format")
+                raise GitbusError(f"{dot} is not a git file: it is not UTF-8 text.") from None
             if text.startswith("gitdir:"):
                 git_dir = (folder / text[len("gitdir:") :].strip()).resolve()
                 return Location(folder, git_dir, common_dir_of(git_dir))

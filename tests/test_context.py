@@ -456,6 +456,18 @@ def test_a_worktree_that_cannot_take_its_file_is_reported_and_the_others_are_wri
     assert context.update_all(api.repo, clock.now_ms()) == []  # without a listener: skipped quietly
 
 
+def test_a_worktree_whose_git_file_is_not_text_is_reported_and_the_others_are_written(
+    trio: tuple[Bus, Bus, Bus], clock: FakeClock
+) -> None:
+    """A `.git` file that is not UTF-8 stopped every worktree's update (and a watcher's loop)."""
+    api, web, db = trio
+    (db.repo.root / ".git").write_bytes(b"gitdir: \xff\n")
+    problems: list[str] = []
+    written = context.update_all(Repository.open(api.repo.root), clock.now_ms(), on_problem=problems.append)
+    assert written == [api.repo.root, web.repo.root]
+    assert len(problems) == 1 and str(db.repo.root) in problems[0] and "not UTF-8" in problems[0], problems
+
+
 def test_the_file_is_replaced_whole_never_written_in_place(tmp_path: Path) -> None:
     """A reader holding the file sees the old text whole; no temporary file is left behind."""
     assert context.write(tmp_path, "old text\n")
