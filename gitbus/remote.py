@@ -59,6 +59,14 @@ class Report:
     def refused_refs(self) -> set[str]:
         return {r.ref for r in self.refused}
 
+    def settled(self) -> Report:
+        """This report with each ref, and each dropped step, told once: a sync takes the remote in
+        again in every round it needs, and a ref moved or passed over in two rounds is one fact."""
+        for refs in (self.updated, self.merged, self.pushed, self.ignored):
+            refs[:] = dict.fromkeys(refs)
+        self.dropped[:] = {m.id: m for m in self.dropped}.values()
+        return self
+
 
 # -- which remote --------------------------------------------------------------------------------------
 

@@ -127,21 +127,17 @@ def follow(repo: Repository, lref: str, theirs: Oid, report: Report, way: Way) -
 def integrate(repo: Repository, remote: str, report: Report) -> None:
     """Bring local bus refs up to what was fetched, without rewriting any message."""
     agents = tracking(remote) + "agents/"
-    told = set(report.ignored)  # a later round of the same sync passes over the same refs: told once
     for tref, theirs in sorted(repo.refs(agents).items()):
         name = tref[len(agents) :]
         try:
             agent_name(name)
         except GitbusError:  # not a name gitbus takes: never made into a local bus ref
-            if tref not in told:
-                report.ignored.append(tref)
+            report.ignored.append(tref)
             continue
         follow(repo, AGENTS_PREFIX + name, theirs, report, CHAIN)
     ledgers = tracking(remote) + "ledgers/"
     # a name that is no ledger gitbus keeps (`main`, or a shard's 4 hex digits): never taken in
-    report.ignored += [
-        t for t in sorted(repo.refs(ledgers)) if ledger_ref(t[len(ledgers) :]) is None and t not in told
-    ]
+    report.ignored += [t for t in sorted(repo.refs(ledgers)) if ledger_ref(t[len(ledgers) :]) is None]
     follow_ledgers(repo, read_tips(repo, tracking(remote)), report)
     theirs_notes = repo.ref(notes_tracking(remote))
     if theirs_notes:
@@ -161,7 +157,7 @@ def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True)
             integrate(repo, remote, report)
         if not send:
             record_refused(repo, remote, report)
-            return report
+            return report.settled()
         try:
             theirs = read_tips(repo, tracking(remote))
             if must_move(repo, theirs):
@@ -171,7 +167,7 @@ def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True)
             push(repo, remote, report)
             if pull:
                 record_refused(repo, remote, report)
-            return report
+            return report.settled()
         except RefMoved:
             pull = True  # the remote moved under us: take its news and try again
     raise RemoteError(f"The bus remote '{remote}' kept moving; {ROUNDS} sync rounds did not settle.")

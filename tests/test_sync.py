@@ -291,11 +291,11 @@ def test_messages_reach_the_other_clone_with_the_same_ids_in_the_same_order(pair
     assert bus_refs(alice.repo.root) == before and ids(alice) == ids(bob)
 
 
-def test_a_sync_of_several_rounds_names_each_ignored_ref_once(
+def test_a_sync_of_several_rounds_tells_each_ref_once(
     net: Net, pair: tuple[Bus, Bus], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A round that loses its push takes the remote in again: what it passed over is still passed
-    over, and told once, not once per round."""
+    """A round that loses its push takes the remote in again: what it passed over, and what it took
+    in, in both rounds, is told once, not once per round."""
     alice, bob = pair
     alice.discover("a real message")
     sync.sync(alice.repo, "origin")
@@ -309,7 +309,9 @@ def test_a_sync_of_several_rounds_names_each_ignored_ref_once(
     def loses_once(*args: Any, **kw: Any) -> None:
         if not lost:
             lost.append(True)
-            raise RefMoved("refs/bus/agents/bob", None)  # as when another clone pushed meanwhile
+            alice.discover("alice's news, pushed while bob's push loses its race")
+            real(alice.repo, "origin", remote.Report("origin"))
+            raise RefMoved("refs/bus/agents/bob", None)
         real(*args, **kw)
 
     monkeypatch.setattr(sync, "push", loses_once)
@@ -319,6 +321,7 @@ def test_a_sync_of_several_rounds_names_each_ignored_ref_once(
         "refs/remotes/origin/bus/agents/UPPER",
         "refs/remotes/origin/bus/ledgers/nothex",
     ]
+    assert report.updated.count("refs/bus/agents/alice") == 1, report.updated  # taken in two rounds
 
 
 @pytest.mark.parametrize("name", ["UPPER", "all", "x/y"])
