@@ -63,6 +63,8 @@ def commits_read_once() -> Iterator[None]:
             _once["walks"] -= 1
             if not _once["walks"]:
                 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.COMMIT, _COMMITS_KEPT)
+
+
 _LISTINGS_KEPT = 64  # folder listings remembered per handle, by tree id (a tree never changes)
 _ENTRIES_KEPT = 64  # the entries of trees this handle wrote or read to write, by id
 _WRITTEN_KEPT = 256  # objects a handle remembers writing, so what refers to them need not read them

@@ -85,17 +85,23 @@ def _wait_for_pid(common_dir: Path, deadline: float) -> int | None:
 def _signature(common_dir: Path) -> tuple[tuple[object, ...], tuple[object, ...]]:
     """What the context files depend on that a file event can miss: the bus refs' values, and
     which linked worktrees can take a file (`git worktree add` makes `worktrees/<name>` before
-    the worktree's `.git`; `rm -rf` of a worktree leaves its entry behind)."""
+    the worktree's `.git`; `rm -rf` of a worktree leaves its entry behind), each `.git` by its
+    inode and time (`Watcher._place` keeps what it found there while they stay the same)."""
     refs = read_refs(common_dir, "refs/bus/")
-    wts: list[tuple[str, str, bool]] = []
+    wts: list[tuple[str, str, tuple[int, int] | None]] = []
     with contextlib.suppress(FileNotFoundError):  # no linked worktree (left)
         for entry in sorted((common_dir / "worktrees").iterdir()):
-            try:  # where it is (`git worktree move` changes it) and whether it is there yet
+            try:  # where it is (`git worktree move` changes it)
                 where = entry.joinpath("gitdir").read_text().strip()
-                ready = Path(where).exists()
             except (OSError, UnicodeDecodeError):
-                where, ready = "", False
-            wts.append((entry.name, where, ready))
+                wts.append((entry.name, "", None))
+                continue
+            try:  # and which `.git` is there, if any: a clone put in its place is another one
+                st = os.stat(where)
+                there: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+            except OSError:
+                there = None
+            wts.append((entry.name, where, there))
     return (tuple(sorted(refs.items())), tuple(wts))
 
 
@@ -194,7 +200,8 @@ class Watcher:
 
     def _place(self, worktree: Path) -> Location | None:
         """`locate(worktree)`, remembered while the listing stands: the worktrees' part of the
-        signature (each one's gitdir and whether it is there) changes whenever the answer can."""
+        signature (each one's gitdir, and the inode and time of the `.git` there) changes whenever
+        the answer can (a move, a repair, a clone put in a worktree's place)."""
         if worktree not in self._places:
             self._places[worktree] = locate(worktree)
         return self._places[worktree]

@@ -317,6 +317,21 @@ def test_a_removed_worktree_is_left_alone_and_the_others_keep_updating(trio: tup
         assert not web.repo.root.exists() and not db.repo.root.exists()
 
 
+def test_a_worktree_replaced_by_a_clone_at_its_path_is_located_again(trio: tuple[Bus, Bus, Bus]) -> None:
+    """A watcher remembers where each worktree's git dirs are while its listing of worktrees stands:
+    a worktree folder deleted and replaced by a clone must be looked at again, or its file would go
+    on naming the agent that worked there before."""
+    api, web, _ = trio
+    w = Watcher(Repository.open(api.repo.root))
+    w.update(watch._signature(api.repo.common_dir)[1])
+    assert says(web.repo.root, "agent web-1")()
+    subprocess.run(["rm", "-rf", str(web.repo.root)], check=True)
+    git(api.repo.root.parent, "clone", "-q", str(api.repo.root), str(web.repo.root))
+    Bus.open(web.repo.root, "web-2").join("web-2")  # the clone's own agent
+    w.update(watch._signature(api.repo.common_dir)[1])
+    assert says(web.repo.root, "agent web-2")(), (web.repo.root / context.FILE).read_text()[:200]
+
+
 def test_a_worktree_it_cannot_write_to_does_not_stop_the_others(trio: tuple[Bus, Bus, Bus]) -> None:
     api, web, db = trio
     (db.repo.root / ".gitbus").write_text("not a folder\n")  # any OSError in one worktree will do
