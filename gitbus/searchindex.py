@@ -13,16 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gitbus import state
 from gitbus.chains import all_tips, history
 from gitbus.errors import GitbusError
+from gitbus.git import Repository, commits_read_once
 from gitbus.gitfiles import Oid
 from gitbus.message import Message, decode
-
-if TYPE_CHECKING:
-    from gitbus.git import Repository
 
 
 def _escape(text: str) -> str:
@@ -49,7 +46,7 @@ def _refresh(repo: Repository, d: Path) -> None:
     if moved or not index.exists() or len(kept) < len(covered):
         kept = {}  # something the index holds is no longer on the bus as it was: start again
         state.write_atomic(index, "", prefix=".index-")
-    with index.open("a", encoding="utf-8") as out:
+    with index.open("a", encoding="utf-8") as out, commits_read_once():  # a first build reads them all
         for e in history(repo, tips, kept):
             m = e.message
             out.write(f"{m.time}\t{m.id}\t{e.commit}\t{_searchable(m)}\n")
