@@ -81,11 +81,10 @@ def chain_problem(repo: Repository, ref: str, tip: Oid) -> str | None:
     return why
 
 
-def valid_on(msg: Message, ref: str, ledger: bool | None = None) -> str | None:
+def valid_on(msg: Message, ref: str, ledger: bool) -> str | None:
     """Why `msg` cannot stand on chain `ref`, or None: an agent chain carries only its owner's free
-    messages, the ledger only ledger steps (docs/format.md, Chains). `ledger`: whether `ref` is a
-    ledger, when the caller knows."""
-    if is_ledger_chain(ref) if ledger is None else ledger:
+    messages, a ledger (`ledger`: `is_ledger_chain(ref)`) only ledger steps (docs/format.md, Chains)."""
+    if ledger:
         return None if msg.kind in LEDGER_KINDS else f"a {msg.kind.value} message on the ledger"
     if msg.kind in LEDGER_KINDS:
         return f"a {msg.kind.value} message on an agent chain"

@@ -88,7 +88,7 @@ class View:
         return out
 
     @cached_property
-    def answers(self) -> list[Message]:
+    def answer_messages(self) -> list[Message]:
         return [m for m in self.recent if m.kind is Kind.ANSWER]
 
     @cached_property
@@ -239,7 +239,7 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
         others.sort(key=lambda c: not touches_mine(c.path))
     open_qs = [m for m in view.open_questions if m.sender != me and m.to in (EVERYONE, me)]
     mine_qs = view.asked.get(me, set())
-    answers = [m for m in view.answers if m.reply_to in mine_qs] if mine_qs else []
+    answers = [m for m in view.answer_messages if m.reply_to in mine_qs] if mine_qs else []
     requests = [m for m in view.open_requests if m.to in (EVERYONE, me)]
     found = [(i, m) for i, m in view.discoveries if m.sender != me]
     if near:  # those touching my paths first, each part in bus order

@@ -43,8 +43,8 @@ pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)
 # writes or git's index-pack, which checks each (a tenth of reading 100,000 messages).
 pygit2.option(pygit2.enums.Option.ENABLE_STRICT_HASH_VERIFICATION, 0)
 _COMMITS_KEPT = 4096  # libgit2's own limit: commits up to 4 KiB are kept in its object cache
-_once = {"walks": 0}  # whole-history walks under way (`commits_read_once`)
-_once_lock = threading.Lock()
+_walks = 0  # whole-history walks under way (`commits_read_once`), counted under `_walks_lock`
+_walks_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -53,15 +53,16 @@ def commits_read_once() -> Iterator[None]:
     commit once, and caching 100,000 of them cost more than it saved (a fifteenth of the walk). Only
     then: a watcher reads the same 500 recent commits on every update, 7 ms cached, 13 ms not. The
     setting is libgit2's, for the process: another thread's reads meanwhile are not cached either."""
-    with _once_lock:
-        _once["walks"] += 1
+    global _walks
+    with _walks_lock:
+        _walks += 1
         pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.COMMIT, 0)
     try:
         yield
     finally:
-        with _once_lock:
-            _once["walks"] -= 1
-            if not _once["walks"]:
+        with _walks_lock:
+            _walks -= 1
+            if not _walks:
                 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.COMMIT, _COMMITS_KEPT)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import islice
 from operator import attrgetter
 
@@ -106,11 +106,9 @@ class Reading:
             picked = source  # the walk as it comes: each layer costs on every message of a history
         else:
             picked = (m for m in until_since(source) if matches(m) and (sender is None or m.sender == sender))
-        if n is not None:
-            with _collector_paused():
-                return list(islice(picked, n))
-        with _collector_paused(), commits_read_once():  # the whole history: each commit read once
-            return list(picked)
+        whole = commits_read_once() if n is None else nullcontext()  # the whole history: each commit once
+        with _collector_paused(), whole:
+            return list(picked if n is None else islice(picked, n))
 
     def find(self, prefix: str) -> Message:
         """The message whose id is `prefix` or starts with it; refuses an ambiguous prefix.
