@@ -64,9 +64,10 @@ def object_id(kind: bytes, body: bytes) -> tuple[str, bytes]:
 def write(objects: str, oid: str, data: bytes, fsync: bool = False) -> None:
     """Make `data` (from `object_id`) the loose object `oid` under the object folder `objects`.
 
-    The file is made in `objects/` and linked into `objects/xx/`: ext4 gives a new file an inode near
-    its folder's, and the 256 `xx` folders lie all over the disk, so a file made in one often waited
-    for its inode table to be read (250 µs against 20 µs here, issue 16). Raises `OSError` when it
+    The file is made in `objects/` and linked into `objects/xx/`: ext4 takes a new file's inode from
+    its folder's block group, and the 256 `xx` folders lie in as many groups, each a new place where
+    the allocator may have to step over recently freed inodes (docs/benchmarks.md, Machine). Made
+    in one folder, a grant measured never slower and up to 1.7× faster. Raises `OSError` when it
     could not: the caller tries again (gc may delete `objects/xx/` at any moment), as for any write
     into the repository."""
     global _tmpfile
