@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gitbus import paths as P
 from gitbus.chains import history
+from gitbus.git import commits_read_once
 from gitbus.ids import MessageId
 from gitbus.inert import unsafe
 from gitbus.message import Kind, Message
@@ -151,8 +152,9 @@ def story(bus: Bus, path: str, rev: str = "HEAD") -> list[Event]:
 def history_replies(bus: Bus, questions: set[MessageId]) -> list[Message]:
     if not questions:
         return []
-    return [
-        e.message
-        for e in history(bus.repo, bus.tips())
-        if e.message.kind is Kind.ANSWER and e.message.reply_to in questions
-    ]
+    with commits_read_once():  # the whole history: caching each commit would only hold memory
+        return [
+            e.message
+            for e in history(bus.repo, bus.tips())
+            if e.message.kind is Kind.ANSWER and e.message.reply_to in questions
+        ]
