@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -145,6 +146,15 @@ def chain_time(repo: Repository, tip: Oid | None) -> int:
             fallback = (commit.time + 1) * 1000
             _TIMES[tip] = fallback if sane(fallback) else 0
     return _TIMES[tip]
+
+
+def time_to_follow(repo: Repository, tip: Oid | None, now_ms: int) -> int:
+    """`chain_time(tip)`, or 0 when it is more than a day past `now_ms`. What an agent's next commit
+    on its own chain is stamped past: a peer may put a commit dated in the year 2200 on any chain
+    (readers skip it, it is no message), and following it would stamp every later post of that
+    agent so far ahead that every clone refuses them. The horizon mark still orders the post."""
+    t = chain_time(repo, tip)
+    return t if t <= now_ms + FUTURE_MS else 0
 
 
 def remember_time(commit: Oid, time_ms: int) -> None:
@@ -294,7 +304,7 @@ def _append(repo: Repository, ref: str, make: Callable[[int], Message], start: b
         tip = repo.ref(ref)
         if start and tip is not None:
             return None
-        msg = make(chain_time(repo, tip) + 1)
+        msg = make(time_to_follow(repo, tip, int(time.time() * 1000)) + 1)
         oid = repo.commit(
             tree=repo.empty_tree,
             parents=[tip] if tip else [],

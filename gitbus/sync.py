@@ -17,12 +17,13 @@ a bus it finds on `origin`.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gitbus import notes
-from gitbus.chains import chain_time, is_ledger_chain
+from gitbus.chains import is_ledger_chain, time_to_follow
 from gitbus.errors import Contended, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import (
@@ -76,7 +77,8 @@ class Way:
 
 def _join_chain(repo: Repository, lref: str, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]]:
     """One agent name posting on two machines: join both histories, rewrite nothing."""
-    t = max(chain_time(repo, ours), chain_time(repo, theirs)) + 1
+    now = int(time.time() * 1000)  # a tip dated a day past this clock is not followed (`time_to_follow`)
+    t = max(time_to_follow(repo, ours, now), time_to_follow(repo, theirs, now)) + 1
     merge = repo.commit(
         tree=repo.empty_tree,
         parents=[ours, theirs],

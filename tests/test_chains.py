@@ -244,6 +244,75 @@ def test_a_peer_commit_dated_far_ahead_does_not_pin_the_mark(tmp_path: Path, clo
     assert bob.discover("still now").time <= clock.now_ms() + chains.FUTURE_MS
 
 
+def _far_ahead_on(clone: Path, ref: str, message: str) -> str:
+    """Put a commit dated in the year 2200 on top of `ref` with plain git, as a hostile peer could."""
+    date = "@7258118400 +0000"
+    env = {**os.environ, "GIT_COMMITTER_DATE": date, "GIT_AUTHOR_DATE": date}
+    git = ["git", "-C", str(clone)]
+    tip = subprocess.run([*git, "rev-parse", ref], capture_output=True, text=True, check=True).stdout.strip()
+    new = subprocess.run(
+        [*git, "commit-tree", f"{tip}^{{tree}}", "-p", tip, "-m", message],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run([*git, "update-ref", ref, new, tip], check=True)
+    return new
+
+
+FORGED_AHEAD = (
+    "discovery: x\n\nfrom the future\n\nGitbus-Version: 1\nGitbus-Id: 00000000000000aa\n"
+    "Gitbus-Type: discovery\nGitbus-From: mallory\nGitbus-To: *\nGitbus-Time: 7258118400000\n"
+)
+
+
+@pytest.mark.parametrize("message", ["just a commit", FORGED_AHEAD], ids=["foreign", "forged-sender"])
+def test_a_commit_dated_far_ahead_on_an_agents_own_chain_does_not_silence_it(
+    tmp_path: Path, clock: FakeClock, message: str
+) -> None:
+    """A peer puts a commit from the year 2200 on bob's chain. Readers skip it, and bob's next post
+    must not be stamped past it: every other clone refuses a message stamped a day ahead, so bob
+    would never be heard again."""
+    net = Net.make(tmp_path)
+    alice = Bus.open(net.clones[0], "alice", clock)
+    alice.init("origin")
+    bob = Bus.open(net.clones[1], "bob", clock)
+    bob.init("origin")
+    bob.discover("before")
+    _far_ahead_on(net.clones[1], "refs/bus/agents/bob", message)
+    after = bob.discover("after")
+    assert after.time <= clock.now_ms() + chains.FUTURE_MS
+    mark = chains.read_mark(bob.repo)
+    assert mark is not None and mark <= clock.now_ms() + chains.FUTURE_MS
+    sync(bob.repo, "origin")
+    report = sync(alice.repo, "origin")
+    assert not report.refused, report.refused
+    assert after.id in [m.id for m in alice.log(n=5)]
+
+
+def test_a_sync_join_past_a_commit_dated_far_ahead_is_stamped_now(tmp_path: Path, clock: FakeClock) -> None:
+    """One agent posting from two clones, one chain topped by a peer's commit from the year 2200:
+    the join of the two histories is stamped by this clock, and the agent's next post with it."""
+    net = Net.make(tmp_path)
+    one = Bus.open(net.clones[0], "bob", clock)
+    one.init("origin")
+    one.discover("from the first clone")
+    sync(one.repo, "origin")
+    two = Bus.open(net.clones[1], "bob", clock)
+    two.init("origin")
+    sync(two.repo, "origin")
+    two.discover("from the second clone")
+    _far_ahead_on(net.clones[0], "refs/bus/agents/bob", "just a commit")
+    one.discover("first clone again")
+    sync(one.repo, "origin")
+    sync(two.repo, "origin")  # both moved: joined
+    tip = two.repo.ref("refs/bus/agents/bob")
+    assert tip is not None and len(two.repo.read_commit(tip).parents) == 2
+    assert chains.chain_time(two.repo, tip) <= clock.now_ms() + chains.FUTURE_MS
+    assert two.discover("after the join").time <= clock.now_ms() + chains.FUTURE_MS
+
+
 def test_a_mark_more_than_a_day_ahead_is_replaced_by_the_tips_at_the_next_post(
     repo: Path, clock: FakeClock
 ) -> None:
