@@ -240,6 +240,9 @@ def tips_of(
     """The ledgers `refs` (by local name) with `refs/bus/ledger` at `old` (of object kind `kind`, when
     the caller looked already), as side `root` has them."""
     if old is None:
+        if refs:  # shards are only ever made with the tombstone: what they carry is unknown
+            why = f"{LEDGER_REF} is missing beside the claim shards {LEDGERS_PREFIX}*: removed"
+            return Tips(root, refs, None, None, True, why)
         return Tips(root, refs, None, None, False)
     kind = kind or repo.object_kind(old)
     if kind == "commit":

@@ -31,8 +31,9 @@ from gitbus.ledger import (
     write_change,
 )
 from gitbus.message import Kind, Message, decode
-from gitbus.remote import ROUNDS, RemoteError, Report, push_failed, push_ledgers, reason, tracking_of
+from gitbus.remote import ROUNDS, RemoteError, Report, landed, push_failed, push_ledgers, reason
 from gitbus.steps import redecide
+from gitbus.vouch import Refusal
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -91,9 +92,7 @@ def migrate_remote(repo: Repository, remote: str, theirs: Tips, report: Report) 
     code, out, err, taken = push_ledgers(repo, remote, specs)
     for lref, new, _ in specs:
         if lref in taken:
-            tref = tracking_of(remote, lref)
-            with contextlib.suppress(RefMoved):
-                repo.update_ref(tref, new, repo.ref(tref), "gitbus push")
+            landed(repo, remote, lref, new)
             report.pushed.append(lref)
     if code != 0:
         push_failed(remote, LEDGER_REF, out, err)
@@ -113,7 +112,10 @@ def follow_ledgers(repo: Repository, theirs: Tips, report: Report, want: set[str
     one that lost is dropped and its agent told, never silently kept. Before the remote's ledger
     has moved, a single ledger this clone has not moved only fast-forwards. With `want`, only those
     ledgers are followed (an online step's own), unless the two sides carry different claims."""
-    if theirs.broken is not None or (theirs.old is None and not theirs.refs):
+    if theirs.broken is not None:
+        _blind(repo, theirs, report)
+        return
+    if theirs.old is None and not theirs.refs:
         return
     for _ in range(ROUNDS):  # a compare-and-swap retry loop
         ours = read_tips(repo, want=want)
@@ -131,6 +133,21 @@ def follow_ledgers(repo: Repository, theirs: Tips, report: Report, want: set[str
             return
         except RefMoved:
             continue
+
+
+def _blind(repo: Repository, theirs: Tips, report: Report) -> None:
+    """The remote's ledgers cannot be read (`theirs.broken`): said in `report`. A clone that holds
+    no ledger yet takes the shards in as they are, so its guard knows it cannot read the claims and
+    refuses edits (guard `blind`) rather than seeing none; a clone that holds the ledger keeps it."""
+    if LEDGER_REF not in report.refused_refs():  # vouching said why already, more closely
+        why = f"the remote's ledger cannot be read: {theirs.broken}"
+        report.refuse(Refusal(LEDGER_REF, report.remote, why, None))
+    if read_tips(repo).chains() or not theirs.refs:
+        return
+    with contextlib.suppress(RefMoved):
+        repo.update_refs(
+            [(ref, tip, None) for ref, tip in sorted(theirs.refs.items())], "gitbus sync: unreadable"
+        )
 
 
 def _rebuild(repo: Repository, ours: Tips, theirs: Tips, report: Report) -> None:

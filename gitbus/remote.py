@@ -1,10 +1,13 @@
 """The bus remote: which git remote carries the bus, fetch and push over git, and what its errors mean.
 
-Fetches go into `refs/remotes/<remote>/bus/*` with an explicit refspec (the user's fetch config is
-never touched, and no local-only bus ref is ever pruned); a fetched ref is taken in only as far as
-`gitbus.vouch` can vouch for it. Pushes use the git CLI with a `--force-with-lease` per ref and no `+`,
-so the remote takes a ref only on top of the tip it was built on; several refs go in one `--atomic`
-push where the host offers it, else each on its own lease. git's failures are
+Fetches go into `refs/gitbus/fetched/<remote>/` with an explicit refspec and `--prune` (the user's
+fetch config is never touched): that namespace is the remote as it was at the last fetch, deletions
+included. A fetched ref is copied to `refs/remotes/<remote>/bus/*` and taken in only as far as
+`gitbus.vouch` can vouch for it there, so a ref the remote lost keeps what was vouched for. Pushes use
+the git CLI with a `--force-with-lease` per ref and no `+`, leased on what the remote held at the
+fetch: a ref the remote lost (deleted, or rewound to an ancestor) goes back with the next push, and
+a name no gitbus writes that is in its way is removed. Several refs go in one `--atomic` push where
+the host offers it, else each on its own lease. git's failures are
 turned into one sentence each: unreachable, refusing bus refs, or moved under us (`RefMoved`, for the
 caller to pull and try again). What the last pull refused and how the last background sync went are
 remembered here for `gitbus status`. Taking in what was fetched is `gitbus.sync`.
@@ -27,7 +30,7 @@ from gitbus.chains import all_tips
 from gitbus.errors import GitbusError
 from gitbus.git import STALE_LOCK_SECONDS, network_timeout
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import BUS_PREFIX, LEDGER_REF, is_ledger
+from gitbus.ids import BUS_PREFIX, LEDGER_REF, LEDGERS_PREFIX, is_ledger
 from gitbus.message import Message
 from gitbus.notes import NOTES_REF
 
@@ -52,6 +55,7 @@ class Report:
     dropped: list[Message] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # remote refs that no gitbus could have written
     refused: list[vouch.Refusal] = field(default_factory=list)  # remote refs sync could not vouch for
+    restored: list[str] = field(default_factory=list)  # one line each: a ref the remote lost, put back
 
     def refuse(self, refusal: vouch.Refusal) -> None:
         self.refused = [r for r in self.refused if r.ref != refusal.ref] + [refusal]
@@ -62,7 +66,7 @@ class Report:
     def settled(self) -> Report:
         """This report with each ref, and each dropped step, told once: a sync takes the remote in
         again in every round it needs, and a ref moved or passed over in two rounds is one fact."""
-        for refs in (self.updated, self.merged, self.pushed, self.ignored):
+        for refs in (self.updated, self.merged, self.pushed, self.ignored, self.restored):
             refs[:] = dict.fromkeys(refs)
         self.dropped[:] = {m.id: m for m in self.dropped}.values()
         return self
@@ -117,6 +121,22 @@ def notes_tracking(remote: str) -> str:
     return f"refs/remotes/{remote}/notes/gitbus"
 
 
+def fetched(remote: str) -> str:
+    """Where each fetch leaves the remote's bus refs as the remote holds them, pruned: what a push
+    leases. A peer may delete a ref, or put a name under it (`agents/alice/x`) that git cannot keep
+    beside it; here that never fails a fetch, and the tracking namespace keeps what was vouched for."""
+    return f"refs/gitbus/fetched/{remote}/bus/"
+
+
+def fetched_notes(remote: str) -> str:
+    return f"refs/gitbus/fetched/{remote}/notes/gitbus"
+
+
+def fetched_of(remote: str, lref: str) -> str:
+    """Where the fetch left the remote's value of local bus ref (or notes ref) `lref`."""
+    return fetched_notes(remote) if lref == NOTES_REF else fetched(remote) + lref[len(BUS_PREFIX) :]
+
+
 def tracking_of(remote: str, lref: str) -> str:
     """The tracking ref of the local bus ref (or notes ref) `lref`."""
     if lref == NOTES_REF:
@@ -135,13 +155,14 @@ def fetch(repo: Repository, remote: str, what: str = "*", ledgers: Iterable[str]
         names = ["ledger", *(f"{ref[len(BUS_PREFIX) :]}*" for ref in sorted(ledgers))]
     else:
         names = ["ledger*" if what == "ledger" else what]  # `ledger*`: `refs/bus/ledger` and `ledgers/…`
-    specs = [f"+{BUS_PREFIX}{n}:{tracking(remote)}{n}" for n in names]
+    specs = [f"+{BUS_PREFIX}{n}:{fetched(remote)}{n}" for n in names]
     if what == "*":  # coordination notes travel with the bus (a glob: the remote may have none yet)
-        specs.append(f"+refs/notes/gitbus*:refs/remotes/{remote}/notes/gitbus*")
+        specs.append(f"+refs/notes/gitbus*:{fetched_notes(remote)}*")
     for attempt in range(ROUNDS):
         code, _, err = repo.git_result(
             "fetch",
             "--quiet",
+            "--prune",  # what the remote deleted goes here too (before what it added: no name clash)
             "--no-tags",
             "--no-write-fetch-head",
             "--no-auto-gc",  # packing is housekeeping's; a gc here would race sync's own push
@@ -154,6 +175,10 @@ def fetch(repo: Repository, remote: str, what: str = "*", ledgers: Iterable[str]
             return
         if what != "*" and "couldn't find remote ref" in err:
             specs = [spec for spec in specs if not spec.startswith(f"+{LEDGER_REF}:")]
+            gone = repo.ref(fetched_of(remote, LEDGER_REF))
+            if gone is not None:  # the remote has none (now): the one name a prune cannot reach
+                with contextlib.suppress(RefMoved):
+                    repo.update_refs([(fetched_of(remote, LEDGER_REF), None, gone)], "gitbus fetch")
             if not specs:
                 return  # the remote has no ledger yet
             continue
@@ -182,6 +207,7 @@ def fetch_vouched(
     before_notes = repo.ref(notes_tracking(remote))
     signed = bool(settings.load(repo.common_dir)["require_signed"])
     fetch(repo, remote, what, ledgers)
+    _take_fetched(repo, remote, before, report, what, ledgers)
     # `refs/bus/ledger` last: its tombstone is vouched for against the main ledger as vouched for.
     for tref in sorted(repo.refs(tracking(remote)), key=lambda t: (_vouch_order(remote, t), t)):
         ref = vouch.bus_ref_of(tracking(remote), tref)
@@ -196,6 +222,36 @@ def fetch_vouched(
         )
         if refusal is not None:
             report.refuse(refusal)
+
+
+def _take_fetched(
+    repo: Repository,
+    remote: str,
+    before: dict[str, Oid],
+    report: Report,
+    what: str,
+    ledgers: Iterable[str] | None,
+) -> None:
+    """Copy what this fetch brought (`fetched`; `what` and `ledgers` as for `fetch`) to the tracking
+    refs, to be vouched for there. A name no gitbus writes is passed over and told; a ref the remote
+    no longer has keeps its tracking ref (what was vouched for, which a push puts back)."""
+    wanted = None if what == "*" else {LEDGER_REF, *(ledgers or ())}
+    pairs = []
+    for m, oid in sorted(repo.refs(fetched(remote)).items()):
+        lref = BUS_PREFIX + m[len(fetched(remote)) :]
+        if wanted is None or lref in wanted or (ledgers is None and lref.startswith(LEDGERS_PREFIX)):
+            pairs.append((tracking(remote) + m[len(fetched(remote)) :], oid))
+    theirs_notes = repo.ref(fetched_notes(remote)) if what == "*" else None
+    if theirs_notes is not None:
+        pairs.append((notes_tracking(remote), theirs_notes))
+    for tref, oid in pairs:
+        if tref != notes_tracking(remote) and vouch.bus_ref_of(tracking(remote), tref) is None:
+            report.ignored.append(tref)
+            continue
+        current = before.get(tref) if tref != notes_tracking(remote) else repo.ref(tref)
+        if current != oid:
+            with contextlib.suppress(RefMoved):  # a concurrent sync copied it first
+                repo.update_refs([(tref, oid, current)], "gitbus fetch")
 
 
 def _vouch_order(remote: str, tref: str) -> int:
@@ -261,24 +317,40 @@ def push_failed(remote: str, ref: str, out: str, err: str) -> None:
 
 
 def push(repo: Repository, remote: str, report: Report, only: list[str] | None = None) -> None:
-    """Push every bus ref that is ahead of the remote, all or nothing, each with a lease."""
+    """Push every bus ref that is ahead of the remote, all or nothing, each leased on what the
+    remote held at the fetch. A ref the remote lost goes back (`_lost`), even one sync refused
+    as rewritten: ours only adds to what the remote holds there."""
     local = all_tips(repo)
     note_tip = repo.ref(NOTES_REF)
     if note_tip:
         local[NOTES_REF] = note_tip
     specs: list[tuple[str, Oid, Oid | None]] = []
-    refused = report.refused_refs()
     for lref, ours in sorted(local.items()):
-        if (only is not None and lref not in only) or lref in refused or lref == LEDGER_REF:
-            # a refused ref: the remote holds what we will not build on, nor overwrite; the single
-            # ledger of old goes out only as the tombstone that moves it (`ledger_sync.migrate_remote`)
+        if only is not None and lref not in only:
             continue
-        theirs = repo.ref(tracking_of(remote, lref))
+        theirs = repo.ref(fetched_of(remote, lref))
+        if lref == LEDGER_REF:
+            # The single ledger of old goes out only as the tombstone that moves it
+            # (`ledger_sync.migrate_remote`). The ledger moves once: a tombstone the remote lost,
+            # deleted or replaced, goes back as sync vouched for it.
+            if (
+                theirs != ours
+                and repo.object_kind(ours) == "blob"
+                and repo.ref(tracking_of(remote, lref)) == ours
+            ):
+                how = "it was deleted there" if theirs is None else f"it was replaced there by {theirs[:12]}"
+                report.restored.append(f"put back {lref} on {remote}: {how}")
+                specs.append((lref, ours, theirs))
+            continue
         if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
-            continue  # up to date, or the remote has more: pull first
+            continue  # up to date, or the remote has more (or what sync refused): pull first
+        _lost(repo, remote, lref, ours, report)
         specs.append((lref, ours, theirs))
     if not specs:
         return
+    for name, _ in _in_the_way(repo, remote, [lref for lref, _, _ in specs]):
+        mine = next(r for r, _, _ in specs if name.startswith(f"{r}/") or r.startswith(f"{name}/"))
+        report.restored.append(f"removed {name} from {remote}: a name no gitbus writes, in the way of {mine}")
     timeout = network_timeout(whole_bus=only is None or not all(is_ledger(r) for r in only))
     atomic = len(specs) > 1  # one ref needs no `--atomic`, so hosts without it take it at once
     code, out, err = _push_leased(repo, remote, specs, timeout, atomic=atomic)
@@ -289,16 +361,47 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
         code, out, err = _push_leased(repo, remote, specs, timeout, atomic=False)
     everything = {lref for lref, _, _ in specs}
     taken = everything if code == 0 else _taken(out) & everything if not atomic else set()
-    for lref, ours, theirs in specs:
+    for lref, ours, _ in specs:
         if lref not in taken:
             continue
-        # A concurrent fetch may already have recorded something at least as new: fine either way.
-        with contextlib.suppress(RefMoved):
-            repo.update_ref(tracking_of(remote, lref), ours, theirs, "gitbus push")
+        landed(repo, remote, lref, ours)
         report.pushed.append(lref)
     if code != 0:
         push_failed(remote, specs[0][0], out, err)
         raise RemoteError(f"Pushing the bus to '{remote}' failed: {reason(err or out)}.")
+
+
+def _lost(repo: Repository, remote: str, lref: str, ours: Oid, report: Report) -> bool:
+    """True, and told in `report`, when the remote lost what sync last vouched for at `lref` (a peer
+    deleted it, or rewound it to an ancestor) and `ours` holds it all: our push puts it back."""
+    vouched = repo.ref(tracking_of(remote, lref))
+    theirs = repo.ref(fetched_of(remote, lref))
+    if vouched is None or theirs == vouched or not (vouched == ours or repo.is_ancestor(vouched, ours)):
+        return False
+    if theirs is None:
+        how = "it was deleted there"
+    elif repo.is_ancestor(theirs, vouched):
+        how = f"it was rewound there to {theirs[:12]}"
+    else:
+        return False
+    report.restored.append(f"put back {lref} on {remote}: {how}")
+    return True
+
+
+def landed(repo: Repository, remote: str, lref: str, new: Oid) -> None:
+    """Record that the remote took `new` at `lref`: its tracking ref and what was fetched move there,
+    unless a concurrent fetch recorded a commit `new` does not build on (the next fetch sorts it out)."""
+    for name, oid in _in_the_way(repo, remote, [lref]):  # the push removed them: not here either
+        with contextlib.suppress(RefMoved):
+            repo.update_refs([(fetched_of(remote, name), None, oid)], "gitbus push")
+    for ref in (tracking_of(remote, lref), fetched_of(remote, lref)):
+        current = repo.ref(ref)
+        if current == new or (
+            current is not None and repo.object_kind(new) == "commit" and not repo.is_ancestor(current, new)
+        ):
+            continue  # a fetch recorded something else meanwhile: the next one sorts it out
+        with contextlib.suppress(RefMoved):
+            repo.update_ref(ref, new, current, "gitbus push")
 
 
 # What git says when the remote does not advertise `atomic` (`receive.advertiseAtomic=false`).
@@ -308,12 +411,37 @@ NO_ATOMIC = "does not support --atomic push"
 def _push_leased(
     repo: Repository, remote: str, specs: list[tuple[str, Oid, Oid | None]], timeout: float, *, atomic: bool
 ) -> tuple[int, str, str]:
-    """One `git push` of `specs` (ref, ours, the remote tip it must still be), each with its lease."""
+    """One `git push` of `specs` (ref, ours, the remote tip it must still be), each with its lease. A
+    name the remote holds that git cannot keep beside one of them (`agents/alice/x` beside
+    `agents/alice`: no gitbus writes such a name) is removed first, on its own lease: git's atomic
+    transaction refuses a removal and a clashing name together."""
+    in_the_way = _in_the_way(repo, remote, [lref for lref, _, _ in specs])
+    if in_the_way:
+        args = ["push", "--porcelain", remote, *(f"--force-with-lease={n}:{oid}" for n, oid in in_the_way)]
+        code, out, err = repo.git_result(
+            *args, *(f":{n}" for n, _ in in_the_way), network=True, timeout=timeout
+        )
+        if code != 0:
+            return code, out, err  # moved meanwhile (`push_failed`: fetched again), or unreachable
     # Without `--atomic`, not `--quiet`: git then names each ref it took or refused (`_taken`).
     args = ["push", "--porcelain", *(["--atomic", "--quiet"] if atomic else []), remote]
     args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
     args += [f"{ours}:{lref}" for lref, ours, _ in specs]
     return repo.git_result(*args, network=True, timeout=timeout)
+
+
+def _in_the_way(repo: Repository, remote: str, lrefs: list[str]) -> list[tuple[str, Oid]]:
+    """The remote's refs (as last fetched) whose names clash with `lrefs` in git's ref store: one
+    is a folder of the other. No two names gitbus writes clash, so each is a name no gitbus wrote."""
+    mine = {lref for lref in lrefs if lref.startswith(BUS_PREFIX)}
+    if not mine:
+        return []
+    there = {BUS_PREFIX + m[len(fetched(remote)) :]: oid for m, oid in repo.refs(fetched(remote)).items()}
+    return sorted(
+        (name, oid)
+        for name, oid in there.items()
+        if name not in mine and any(name.startswith(f"{r}/") or r.startswith(f"{name}/") for r in mine)
+    )
 
 
 def _taken(porcelain: str) -> set[str]:
@@ -334,6 +462,7 @@ def push_ledgers(
     go in one atomic push; a host that offers none takes them one by one, in the order given, up to
     the first it refuses. 124: it timed out, and the remote may have taken them anyway."""
     timeout = network_timeout(whole_bus=False)
+    specs = [(ref, new, _lease(repo, remote, ref, expected)) for ref, new, expected in specs]
     atomic = len(specs) > 1
     if atomic:
         code, out, err = _push_leased(repo, remote, specs, timeout, atomic=True)
@@ -347,6 +476,15 @@ def push_ledgers(
             break
         taken.add(spec[0])
     return code, out, err, taken
+
+
+def _lease(repo: Repository, remote: str, ref: str, expected: Oid | None) -> Oid | None:
+    """What a push of `ref` leases: `expected` (what sync vouched for), or what the remote held at the
+    fetch when it lost some of that (a peer deleted it, or rewound it): the push puts it back."""
+    theirs = repo.ref(fetched_of(remote, ref))
+    if expected is not None and theirs != expected and (theirs is None or repo.is_ancestor(theirs, expected)):
+        return theirs
+    return expected
 
 
 # -- what the last sync did, for `gitbus status` ------------------------------------------------------

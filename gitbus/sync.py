@@ -47,6 +47,8 @@ from gitbus.remote import (
     Report,
     fetch,
     fetch_vouched,
+    fetched_of,
+    landed,
     notes_tracking,
     push,
     push_failed,
@@ -279,7 +281,7 @@ class RemoteArbiter:
         except RemoteError:
             return False
         for ref, new, _ in specs:
-            theirs = self.repo.ref(tracking_of(self.remote, ref))
+            theirs = self.repo.ref(fetched_of(self.remote, ref))
             if theirs is None or not (theirs == new or self.repo.is_ancestor(new, theirs)):
                 return False
         return True
@@ -316,16 +318,16 @@ class RemoteArbiter:
                     f"{refusal.reason}"
                 )
 
-    def _record(self, landed: list[Update], log: str) -> None:
+    def _record(self, took: list[Update], log: str) -> None:
         """Move the tracking and local refs of what the remote took (where no one moved them past)."""
-        for lref, new, _ in landed:
-            for ref in (tracking_of(self.remote, lref), lref):
-                for _ in range(ROUNDS):  # a compare-and-swap retry loop
-                    current = self.repo.ref(ref)
-                    if current == new or (current and not self.repo.is_ancestor(current, new)):
-                        break
-                    try:
-                        self.repo.update_ref(ref, new, current, log)
-                        break
-                    except RefMoved:
-                        continue
+        for lref, new, _ in took:
+            landed(self.repo, self.remote, lref, new)  # its tracking ref, and what was fetched
+            for _ in range(ROUNDS):  # a compare-and-swap retry loop
+                current = self.repo.ref(lref)
+                if current == new or (current and not self.repo.is_ancestor(current, new)):
+                    break
+                try:
+                    self.repo.update_ref(lref, new, current, log)
+                    break
+                except RefMoved:
+                    continue

@@ -26,6 +26,7 @@ def report(out: Out, got: Report, json_out: bool) -> None:
                 "dropped": [m.to_json() for m in got.dropped],
                 "ignored": got.ignored,
                 "refused": [{"ref": r.ref, "reason": r.reason, "kept": r.kept} for r in got.refused],
+                "restored": got.restored,
             },
         )
         return
@@ -43,6 +44,10 @@ def report(out: Out, got: Report, json_out: bool) -> None:
     if len(got.ignored) > SYNC_NAMED:
         more = len(got.ignored) - SYNC_NAMED
         render.say(err, f"gitbus: ignored {more} more ref(s) with names no gitbus writes")
+    for line in got.restored[:SYNC_NAMED]:  # what the remote lost, and this push put back
+        render.say(err, f"gitbus: {inert(line, 600)}")
+    if len(got.restored) > SYNC_NAMED:
+        render.say(err, f"gitbus: put back {len(got.restored) - SYNC_NAMED} more ref(s) on {got.remote}")
     for refusal in got.refused[:SYNC_NAMED]:
         render.say(err, f"gitbus: {inert(refusal.line(), 600)}")
     if len(got.refused) > SYNC_NAMED:

@@ -80,6 +80,13 @@ def check(
     if kind != "commit":
         what = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
         return _put_back(repo, remote, ref, tracking_ref, after, before, what)
+    if ref == LEDGER_REF and repo.refs(tracking_ref + "s/"):
+        # The move makes the shards and the tombstone in one push: a single ledger beside shards is
+        # a tombstone replaced, and taking it would hide every claim the shards hold.
+        why = (
+            f"it holds a single ledger beside the claim shards {LEDGERS_PREFIX}*: the tombstone was replaced"
+        )
+        return _put_back(repo, remote, ref, tracking_ref, after, before, why)
     if before is not None and repo.object_kind(before) == "commit" and not _keeps(repo, ref, before, after):
         return _put_back(
             repo,

@@ -645,3 +645,119 @@ def test_vouching_a_long_fetched_chain_decodes_none_of_its_messages(
     ledger_kinds = [f"Gitbus-Type: {k}\n" for k in ("claim", "release", "renew", "take", "done")]
     agent_messages = [r for r in decoded if not any(k in r for k in ledger_kinds)]
     assert len(agent_messages) < 5, f"{len(agent_messages)} chain messages decoded to vouch for them"
+
+
+# -- refs a peer deletes, rewinds, or puts in the way ------------------------------------------------------
+
+
+def _heard_by_a_new_clone(world: World, name: str, text: str) -> bool:
+    """True when a fresh clone that syncs sees a message with `text`."""
+    c = fresh_clone(world, name)
+    code, _, err = gb(c, "carol", "sync")
+    assert code == 0, err
+    return text in {m.text for m in Bus.open(c, "carol").log(n=None)}
+
+
+def _remote_tip(world: World, ref: str) -> str | None:
+    out = run_git(world.peer.work, "ls-remote", world.url, ref)
+    return out.split()[0] if out else None
+
+
+def test_an_agents_chain_deleted_on_the_remote_is_put_back_at_the_next_sync(world: World) -> None:
+    run_git(world.peer.work, "push", "-q", world.url, ":refs/bus/agents/alice")
+    assert gb(world.honest, "alice", "discover", "after the deletion")[0] == 0
+    code, _, err = gb(world.honest, "alice", "sync")
+    assert code == 0 and "CRASHED" not in err, err
+    assert "refs/bus/agents/alice" in err and "deleted" in err, err  # said, once
+    assert (
+        _remote_tip(world, "refs/bus/agents/alice")
+        == git(world.honest, "rev-parse", "refs/bus/agents/alice").strip()
+    )
+    assert _heard_by_a_new_clone(world, "c", "after the deletion")
+
+
+def test_a_name_pushed_under_a_deleted_chain_neither_stops_sync_nor_keeps_the_chain_off(world: World) -> None:
+    """One push deletes alice's chain and puts `agents/alice/x` in its place: a name no gitbus
+    writes, which git cannot keep beside `agents/alice`, neither here nor on the remote."""
+    p = world.peer
+    junk = p.commit(trailers(sender="mallory", mid="00000000000000d1"))
+    run_git(
+        p.work,
+        "push",
+        "-q",
+        "--force",
+        world.url,
+        ":refs/bus/agents/alice",
+        f"{junk}:refs/bus/agents/alice/x",
+    )
+    assert gb(world.tmp / "honest-bob", "bob", "discover", "bob after the push")[0] == 0
+    assert gb(world.honest, "alice", "discover", "alice after the push")[0] == 0
+    code, _, err = gb(world.honest, "alice", "sync")
+    assert code == 0 and "CRASHED" not in err, err
+    assert "refs/bus/agents/alice/x" in err, err
+    assert (
+        _remote_tip(world, "refs/bus/agents/alice")
+        == git(world.honest, "rev-parse", "refs/bus/agents/alice").strip()
+    )
+    assert _heard_by_a_new_clone(world, "c", "alice after the push")
+    assert _heard_by_a_new_clone(world, "d", "bob after the push")
+
+
+@pytest.mark.parametrize("which", ["shard", "tombstone"])
+def test_a_ledger_ref_deleted_on_the_remote_is_put_back_and_claims_go_on(world: World, which: str) -> None:
+    ref = API if which == "shard" else "refs/bus/ledger"
+    held = _remote_tip(world, ref)
+    assert held is not None
+    run_git(world.peer.work, "push", "-q", world.url, f":{ref}")
+    started = time.monotonic()
+    code, _, err = gb(world.honest, "alice", "renew", "internal/api/")
+    assert code == 0 and "CRASHED" not in err, err
+    code, _, err = gb(world.tmp / "honest-bob", "bob", "claim", "src/")
+    assert code == 0 and "CRASHED" not in err, err
+    assert time.monotonic() - started < 30, "a claim spun on a ref the remote no longer has"
+    assert _remote_tip(world, ref) is not None  # put back, with what came after it
+    code, _, err = gb(world.honest, "alice", "sync")
+    assert code == 0, err
+    c = fresh_clone(world, "c")
+    assert gb(c, "carol", "sync")[0] == 0
+    code, _, err = gb(c, "carol", "claim", "internal/api/x.go")
+    assert code == 3 and "alice" in err, err  # the new clone sees alice's claim
+
+
+def test_an_agents_chain_rewound_on_the_remote_is_put_back(world: World) -> None:
+    ref = "refs/bus/agents/alice"
+    first = git(world.honest, "rev-list", "--max-parents=0", ref).split()[0]
+    assert world.peer.remote_ref(ref)  # the peer has the chain's commits
+    world.peer.push(first, ref)
+    assert gb(world.honest, "alice", "discover", "after the rewind")[0] == 0
+    code, _, err = gb(world.honest, "alice", "sync")
+    assert code == 0 and "CRASHED" not in err, err
+    assert _remote_tip(world, ref) == git(world.honest, "rev-parse", ref).strip()
+    assert _heard_by_a_new_clone(world, "c", "after the rewind")
+
+
+@pytest.mark.parametrize("how", ["deleted", "a commit"])
+def test_a_new_clone_is_never_silently_blind_to_the_claims_when_the_tombstone_is_gone(
+    world: World, how: str
+) -> None:
+    """The remote's tombstone deleted, or replaced by a single-ledger commit, while the shards hold
+    alice's claim: a clone joining then must not take the remote to hold no claims."""
+    p = world.peer
+    if how == "deleted":
+        run_git(p.work, "push", "-q", world.url, ":refs/bus/ledger")
+    else:
+        p.push(
+            p.commit(trailers(kind="claim", sender="mallory", mid="00000000000000e1", text="")),
+            "refs/bus/ledger",
+        )
+    c = fresh_clone(world, "c")
+    code, _, err = gb(c, "carol", "sync")
+    assert "CRASHED" not in err, err
+    assert "refs/bus/ledger" in err, err  # said
+    code, _, err = gb(c, "carol", "guard", "internal/api/handler.go")
+    assert code == 3, f"the guard let an edit into alice's claim: {err}"
+    gb(world.honest, "alice", "sync")  # an honest clone puts the tombstone back
+    code, _, err = gb(c, "carol", "sync")
+    assert code == 0 and "CRASHED" not in err, err
+    code, _, err = gb(c, "carol", "claim", "internal/api/x.go")
+    assert code == 3 and "alice" in err, err

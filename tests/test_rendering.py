@@ -149,6 +149,9 @@ def claim_raw(repo: Path, path: str, reason: str, owner: str = EVE) -> None:
     tree = raw_git(repo, "write-tree", env=index)
     _, message = raw_message("claim", reason, paths=(path,), meta=(f"expires={now + 3_600_000}",))
     commit_raw(repo, ref, message, tree)
+    if _tip(repo, ledger.LEDGER_REF) is None:  # a bus's first shard comes with its tombstone
+        stone = raw_git(repo, "hash-object", "-w", "--stdin", input=ledger.tombstone(None))
+        raw_git(repo, "update-ref", ledger.LEDGER_REF, stone, ZERO)
 
 
 def attack(repo: Path) -> dict[str, str]:

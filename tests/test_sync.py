@@ -770,6 +770,7 @@ def test_push_pull_and_sync_print_json_reports(net: Net, tmp_path: Path) -> None
         "dropped": [],
         "ignored": [],
         "refused": [],
+        "restored": [],
     }
     code, out, err = gb(b, "bob", "pull", "--json")
     assert code == 0, err
