@@ -506,7 +506,7 @@ def last_refused(repo: Repository) -> list[str]:
     try:
         obj = json.loads(state.refused(repo.common_dir).read_text())
         lines = obj["refused"] if isinstance(obj, dict) else []
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, RecursionError):  # a damaged reminder is none
         return []
     return [str(x) for x in lines] if isinstance(lines, list) else []
 
@@ -522,6 +522,6 @@ def last_status(repo: Repository) -> dict[str, Any] | None:
     """How the last background sync went (`remote`, `at`, `error`), or None if none was recorded."""
     try:
         obj = json.loads(state.sync_status(repo.common_dir).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged record is none
         return None
     return obj if isinstance(obj, dict) else None

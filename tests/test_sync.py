@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gitbus import remote, settings, sync
+from gitbus import remote, settings, state, sync
 from gitbus.bus import Bus
 from gitbus.claims import Claim, all_claims
 from gitbus.cli import app
@@ -1000,3 +1000,16 @@ def test_a_sync_leaves_packing_to_housekeeping_not_to_a_gc_its_fetch_starts(
 
 def _blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_a_sync_record_nested_past_pythons_limit_reads_as_none(pair: tuple[Bus, Bus]) -> None:
+    """`refused.json` and `sync-status.json` are this clone's own files, but a damaged one must not
+    stop `gitbus status`: json.loads raises RecursionError, not ValueError, on deep nesting."""
+    _alice, bob = pair
+    deep = "[" * 100_000 + "]" * 100_000
+    state.refused(bob.repo.common_dir).write_text(deep)
+    state.sync_status(bob.repo.common_dir).write_text(deep)
+    assert remote.last_refused(bob.repo) == []
+    assert remote.last_status(bob.repo) is None
+    code, _, err = gb(bob.repo.root, "bob", "status")
+    assert code == 0 and "CRASHED" not in err, err
