@@ -85,12 +85,13 @@ def agent_sessions(common_dir: Path, agent: str) -> Path:
     return root(common_dir) / "sessions" / agent
 
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 def _session_key(session: str) -> str:
-    """A session id as a file name: itself when it is a safe one, else a hash of it."""
-    if _SAFE.match(session):
+    """A session id as a file name: itself when it is a safe one, else a hash of it. `.` and `..`
+    are hashed too: as themselves they would name the agent's sessions folder or the one above."""
+    if _SAFE.fullmatch(session) and session not in (".", ".."):
         return session
     import hashlib  # rarely needed, and the hooks' fast path pays for every import
 

@@ -131,3 +131,19 @@ def test_an_atomic_write_is_private_unless_a_mode_is_given(tmp_path: Path) -> No
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+@pytest.mark.parametrize("session", [".", "..", "s1\n", "...", "-"])
+def test_a_session_id_never_names_a_folder_outside_its_agents_own(tmp_path: Path, session: str) -> None:
+    from gitbus import fastpath
+
+    d = state.session_dir(tmp_path, "web-1", session)
+    assert d.parent == state.agent_sessions(tmp_path, "web-1")
+    assert d.name not in (".", "..") and "\n" not in d.name
+    try:  # the hooks' fast path names the same folder, or leaves the call to the handler
+        assert fastpath._session_key(session) == d.name
+    except fastpath.Undecided:
+        pass
+    if session in (".", "..", "s1\n"):
+        with pytest.raises(fastpath.Undecided):
+            fastpath._session_key(session)
