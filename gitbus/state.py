@@ -6,7 +6,7 @@ which is one worktree's and lives in `<worktree git dir>/gitbus/agent`. Nothing 
 through a remote; deleting any of it loses at most a position or a cache (docs/format.md):
 
     <common git dir>/gitbus/
-        config.json                  settings                  (settings)
+        config.json, config.lock     settings, their writers' lock     (settings)
         cursors/<agent>.json, .lock  an agent's read cursor    (cursors)
         shown/<agent>.json           ids sessions showed       (cursors)
         sessions/<agent>/<key>/      a hook session: a.json, b.json, lock   (cursors)
@@ -58,6 +58,11 @@ def agent_setting(git_dir: Path) -> Path:
 
 def settings(common_dir: Path) -> Path:
     return root(common_dir) / "config.json"
+
+
+def settings_lock(common_dir: Path) -> Path:
+    """Held while the settings file is read, changed and written back."""
+    return root(common_dir) / "config.lock"
 
 
 def cursor(common_dir: Path, agent: str) -> Path:
