@@ -21,7 +21,10 @@ def test_a_stored_value_of_the_wrong_type_counts_as_the_default_and_is_named(rep
     )
     conf = settings.load(common)
     assert (conf["autoclaim"], conf["sync_interval"], conf["guard"], conf["operator"]) == (
-        False, 30, "deny", "operator",
+        False,
+        30,
+        "deny",
+        "operator",
     )
     found = " ".join(settings.problems(common))
     assert all(k in found for k in ("autoclaim", "sync_interval", "guard", "operator"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -140,10 +141,8 @@ def test_a_session_id_never_names_a_folder_outside_its_agents_own(tmp_path: Path
     d = state.session_dir(tmp_path, "web-1", session)
     assert d.parent == state.agent_sessions(tmp_path, "web-1")
     assert d.name not in (".", "..") and "\n" not in d.name
-    try:  # the hooks' fast path names the same folder, or leaves the call to the handler
+    with contextlib.suppress(fastpath.Undecided):  # the fast path names the same folder, or passes
         assert fastpath._session_key(session) == d.name
-    except fastpath.Undecided:
-        pass
     if session in (".", "..", "s1\n"):
         with pytest.raises(fastpath.Undecided):
             fastpath._session_key(session)
