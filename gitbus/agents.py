@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gitbus import fastpath, state
+from gitbus.errors import GitbusError
 from gitbus.gitfiles import read_refs
 from gitbus.ids import AGENTS_PREFIX, AgentName, agent_name, derive_agent_name
 
@@ -39,8 +40,30 @@ def resolve(repo: Place, explicit: str | None = None, env: Mapping[str, str] | N
         return agent_name(env[ENV_VAR])
     f = state.agent_setting(repo.git_dir)
     if f.is_file():
-        return agent_name(f.read_text().strip())
+        return agent_name(_stored_name(f))
     return derive_agent_name(repo.root.name)
+
+
+NAME_FILE_BYTES = 1024  # read of the agent file: far more than a name (63), never a whole big file
+
+
+def _stored_name(f: Path) -> str:
+    """The name in the worktree's agent file, as text; one sentence when it holds none."""
+    try:
+        with f.open("rb") as handle:
+            raw = handle.read(NAME_FILE_BYTES + 1)
+    except OSError as e:
+        raise GitbusError(f"Could not read the agent name in {f}: {e.strerror or e}.") from None
+    if len(raw) > NAME_FILE_BYTES:
+        raise GitbusError(
+            f"{f} holds no agent name (it is far too long); set one with gitbus join --name NAME."
+        )
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise GitbusError(
+            f"{f} holds no agent name (it is not UTF-8 text); set one with gitbus join --name NAME."
+        ) from None
 
 
 def named(repo: Place, explicit: str | None = None, env: Mapping[str, str] | None = None) -> bool:

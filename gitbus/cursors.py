@@ -222,8 +222,8 @@ def load_session(common_dir: Path, agent: str, session: str) -> SessionCursor | 
                 tuple(str(x) for x in obj.get("reminded", [])),
                 tuple(str(x) for x in obj.get("skip", [])),
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            continue  # a slot nested too deep to parse is as damaged as one cut short
         if best is None or c.seq > best.seq:
             best = c
     return best

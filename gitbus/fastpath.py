@@ -206,7 +206,7 @@ def plain_agent_name(text: str) -> bool:
 
 def _session_key(session: str) -> str:
     """The session's folder name when `state.session_dir` uses the id itself (a safe name)."""
-    if 0 < len(session) <= 100 and set(session) <= _KEY_CHARS:
+    if 0 < len(session) <= 100 and set(session) <= _KEY_CHARS and session not in (".", ".."):
         return session
     raise Undecided("the session id is hashed into its folder name")
 

@@ -34,29 +34,70 @@ class Location(NamedTuple):
 
 
 def common_dir_of(git_dir: Path) -> Path:
-    """A worktree's git dir names the shared one in `commondir`; the main one is its own."""
+    """A worktree's git dir names the shared one in `commondir`; the main one is its own. One
+    sentence when the one it names is not there (git refuses such a worktree too)."""
     f = git_dir / "commondir"
-    if f.is_file():
-        return (git_dir / f.read_text().strip()).resolve()
-    return git_dir
+    if not f.is_file():
+        return git_dir
+    try:
+        common = (git_dir / f.read_text(encoding="utf-8").strip()).resolve()
+    except (UnicodeDecodeError, ValueError):
+        raise GitbusError(f"{f} is not a git commondir file: it does not name a folder.") from None
+    if not common.is_dir():
+        raise GitbusError(
+            f"{f} names the shared git dir {_shown(common)}, which does not exist (moved or deleted?): "
+            "git refuses this worktree too; `git worktree repair` run from the main checkout mends it."
+        )
+    return common
 
 
 def locate(start: Path) -> Location | None:
-    """The worktree containing `start`, found the way git does (a `.git` dir or `gitdir:` file)."""
-    here = start.resolve()
-    for folder in (here, *here.parents):
-        dot = folder / ".git"
-        if dot.is_dir():
-            return Location(folder, dot, common_dir_of(dot))
-        if dot.is_file():
-            try:
-                text = dot.read_text().strip()
-            except UnicodeDecodeError:  # git refuses it too ("invalid gitfile format")
-                raise GitbusError(f"{dot} is not a git file: it is not UTF-8 text.") from None
-            if text.startswith("gitdir:"):
-                git_dir = (folder / text[len("gitdir:") :].strip()).resolve()
-                return Location(folder, git_dir, common_dir_of(git_dir))
+    """The worktree containing `start`, found the way git does (a `.git` dir or `gitdir:` file).
+
+    A `gitdir:` file naming a git dir that is not there is one sentence, not a location: gitbus
+    would otherwise create its state in whatever folder the file names. A folder that cannot be
+    followed (a symlink loop, a name too long) is one sentence too."""
+    try:
+        here = start.resolve()
+        for folder in (here, *here.parents):
+            found = _at(folder)
+            if found is not None:
+                return found
+    except (OSError, RuntimeError, ValueError) as e:  # RuntimeError: pathlib's symlink loop
+        if isinstance(e, OSError):
+            why = e.strerror or "the system refuses it"
+        else:
+            why = "it holds a NUL" if isinstance(e, ValueError) else "it is a symlink loop"
+        raise GitbusError(f"gitbus cannot follow the folder {_shown(start)}: {why}.") from None
     return None
+
+
+def _shown(path: Path) -> str:
+    """A path for an error line: inert and short (it may be any length and hold anything)."""
+    from gitbus.inert import inert  # only on the way to an error: the hooks pay for every import
+
+    return inert(str(path), 160)
+
+
+def _at(folder: Path) -> Location | None:
+    dot = folder / ".git"
+    if dot.is_dir():
+        return Location(folder, dot, common_dir_of(dot))
+    if not dot.is_file():
+        return None
+    try:
+        text = dot.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:  # git refuses it too ("invalid gitfile format")
+        raise GitbusError(f"{dot} is not a git file: it is not UTF-8 text.") from None
+    if not text.startswith("gitdir:"):
+        return None
+    git_dir = (folder / text[len("gitdir:") :].strip()).resolve()
+    if not (git_dir / "HEAD").is_file():
+        raise GitbusError(
+            f"{dot} names the git dir {_shown(git_dir)}, which does not exist (moved or deleted?): "
+            "git refuses this worktree too; `git worktree repair` run from the main checkout mends it."
+        )
+    return Location(folder, git_dir, common_dir_of(git_dir))
 
 
 Stamp = tuple[tuple[str, int, int, int], ...]

@@ -73,7 +73,7 @@ def _relative_hooks_path(repo: Repository) -> str | None:
     if value == str(state.own_hooks(repo.common_dir)):
         try:
             was = json.loads(state.hooks_path_record(repo.common_dir).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             raise GitbusError(
                 f"core.hooksPath points at {value} but gitbus has no record of what it replaced; "
                 "set core.hooksPath back yourself, then install again."
@@ -151,7 +151,7 @@ def uninstall_git_hooks(repo: Repository) -> list[Path]:
     if record.exists():
         try:
             was = json.loads(record.read_text())
-        except ValueError:
+        except (ValueError, RecursionError):
             was = {}
         d = state.own_hooks(repo.common_dir)
         if isinstance(was, dict) and was.get("local"):

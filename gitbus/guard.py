@@ -107,7 +107,7 @@ class Index:
             try:
                 _, path, where, obj = bytes(self.data[pos : nxt - 1]).split(b"\t", 3)
                 claim = Claim.from_json(json.loads(obj))
-            except (ValueError, GitbusError):
+            except (ValueError, RecursionError, GitbusError):
                 raise Damaged("A claims index line does not read back as a claim.") from None
             if key_of(claim.path) != k or claim.path.encode() != path:
                 raise Damaged("A claims index line is not under its claim's key.")

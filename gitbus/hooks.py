@@ -49,8 +49,9 @@ class Session:
     It reads and saves the session cursor itself (small JSON files: the fast path); what to tell and
     where a session starts are the inbox's (`gitbus.inbox`), loaded only when the tips moved."""
 
-    def __init__(self, loc: Location, agent: AgentName, session_id: str) -> None:
+    def __init__(self, loc: Location, agent: AgentName, session_id: str, cwd: Path | None = None) -> None:
         self.loc, self.agent, self.id = loc, agent, session_id
+        self.cwd = cwd or loc.root  # the folder the client runs in (its relative paths start here)
         self.cursor = cursors.load_session(loc.common_dir, agent, session_id)
 
     def save(self, tips: Mapping[str, str], reminded: tuple[str, ...] | None = None) -> None:
@@ -82,8 +83,10 @@ class Session:
         self.cursor = self.inbox().resume(self.id)
         return self.cursor.tips != dict(tips)
 
-    def deliver(self, event: str) -> str:
-        """New messages for this session as hook output, advancing the cursor over what is shown."""
+    def deliver(self, event: str, send: Callable[[str], bool] | None = None) -> str:
+        """New messages for this session as hook output, advancing the cursor over what is shown.
+        With `send`, the output is handed to it (and "" returned), and the cursor moves only when it
+        says the output went out: a hook that cannot write its stdout loses nothing."""
         if self.cursor is not None and self.cursor.tips == bus_tips(self.loc.common_dir):
             return ""  # the fast path: nothing new, no lock, no libgit2
         with self.locked():
@@ -92,6 +95,9 @@ class Session:
                 return ""
             assert self.cursor is not None
             if self.cursor.tips == tips:
+                return ""
+            if send is not None:
+                self.tell(tips, lambda text: send(emit(event, text)) if text else True)
                 return ""
             text = self.tell(tips).text
         return emit(event, text) if text else ""
@@ -192,14 +198,57 @@ def first_brief(s: Session, bus: Bus, head: str, origin: Mapping[str, Oid]) -> s
     )
 
 
-def pre_tool_use(s: Session, data: Mapping[str, Any]) -> str:
-    if data.get("tool_name") not in EDIT_TOOLS:
+def is_edit(data: Mapping[str, Any]) -> bool:
+    """A PreToolUse call of one of Claude Code's editing tools (a tool name that is not text is none)."""
+    tool = data.get("tool_name")
+    return isinstance(tool, str) and tool in EDIT_TOOLS
+
+
+def pre_tool_use(data: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """The edit guard for one of Claude Code's editing tools; silence for any other tool."""
+    if not is_edit(data):
         return ""
-    tool_input = data.get("tool_input") or {}
-    raw = tool_input.get("file_path") or tool_input.get("notebook_path")
-    if not isinstance(raw, str) or not raw:
-        return ""
-    return guard_writes(s, [raw])
+
+    def judge() -> str:
+        s = session_of(data, env)
+        if s is None:
+            return ""
+        tool_input = data.get("tool_input")
+        if tool_input is None:
+            tool_input = {}
+        if not isinstance(tool_input, dict):
+            raise GitbusError("its tool_input is not a JSON object, so it names no file")
+        raw = tool_input.get("file_path") or tool_input.get("notebook_path")
+        if raw is None or raw == "":
+            return ""  # the tool refuses a call without a file on its own
+        if not isinstance(raw, str):
+            raise GitbusError("the file it names is not text")
+        return guard_writes(s, [raw])
+
+    return fail_closed(judge)
+
+
+# What can stop the guard judging a call: its own sentences, and a file system or a payload odd
+# enough that Python refuses it (a symlink loop is a RuntimeError before Python 3.13, JSON nested
+# too deep a RecursionError). Any of them refuses the call, saying why.
+GUARD_FAILURES = (GitbusError, OSError, RuntimeError, ValueError)
+
+
+def fail_closed(judge: Callable[[], str]) -> str:
+    """`judge()`, the edit guard's PreToolUse answer; when something stops it judging, the call
+    is refused with one line saying why: a client lets a call through when its hook fails."""
+    try:
+        return judge()
+    except GUARD_FAILURES as e:
+        from gitbus.inert import cap, inert
+
+        why = cap(inert(str(e) or type(e).__name__), 300).rstrip(".")
+        reason = f"the gitbus edit guard cannot judge this call, so it refuses it: {why}."
+        return emit(
+            "PreToolUse",
+            permissionDecision="deny",
+            permissionDecisionReason=reason,
+        )
 
 
 GUARD_PATHS_MAX = 1000  # files checked in one call; a call writing more is refused, not let through
@@ -219,6 +268,8 @@ def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
         return ""
     rels: list[str] = []
     warnings: list[str] = []
+    wanted: list[str] = []
+    deny = conf["guard"] != "warn"
     now = int(time.time() * 1000)
     snap = None
     if unknown:
@@ -230,22 +281,20 @@ def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
         )
     else:
         owners: dict[str, Location | None] = {}
-        wanted = [r for r in dict.fromkeys(_repo_path(s.loc, raw, owners) for raw in raws) if r is not None]
-        snap = guard.snapshot(s.loc.root, s.loc.common_dir, wanted)  # current for these paths
-        for rel in wanted:
+        for raw in raws:
             try:
-                blocking = snap.blocking(s.agent, rel, now)
-            except GitbusError as e:  # a damaged index that could not be read again: blind
-                blocking, snap = [], dataclasses.replace(snap, blind=str(e).rstrip("."))
-            if blocking or snap.blind is not None:  # a guard that cannot read the claims refuses
-                warnings.append(
-                    guard.denial(blocking, rel, now) if blocking else guard.blind_denial(snap, rel)
-                )
-                if conf["guard"] != "warn":
+                rel = _repo_path(s.loc, raw, owners)
+            except GitbusError as e:  # a path it cannot judge is refused: the guard fails closed
+                warnings.append(_cannot_judge(raw, e))
+                if deny:
                     break
                 continue
-            rels.append(rel)
-    if warnings and conf["guard"] != "warn":
+            if rel is not None and rel not in wanted:
+                wanted.append(rel)
+        if not (warnings and deny):
+            snap = guard.snapshot(s.loc.root, s.loc.common_dir, wanted)  # current for these paths
+            rels = _allowed(s, snap, wanted, now, deny, warnings)
+    if warnings and deny:
         return emit("PreToolUse", permissionDecision="deny", permissionDecisionReason=warnings[0])
     notes = ["gitbus warning: " + w for w in dict.fromkeys(warnings)]
     if snap is not None and rels:
@@ -253,6 +302,28 @@ def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
         if snap.note:
             notes.append(f"gitbus: {snap.note}.")
     return emit("PreToolUse", "\n".join(notes)) if notes else ""
+
+
+def _allowed(
+    s: Session, snap: Snapshot, wanted: list[str], now: int, deny: bool, warnings: list[str]
+) -> list[str]:
+    """The paths of `wanted` no other agent's claim blocks; a warning for each one blocked (the first
+    only, when it denies). A guard that cannot read the claims blocks every path."""
+    from gitbus import guard
+
+    rels: list[str] = []
+    for rel in wanted:
+        try:
+            blocking = snap.blocking(s.agent, rel, now)
+        except GitbusError as e:  # a damaged index that could not be read again: blind
+            blocking, snap = [], dataclasses.replace(snap, blind=str(e).rstrip("."))
+        if blocking or snap.blind is not None:
+            warnings.append(guard.denial(blocking, rel, now) if blocking else guard.blind_denial(snap, rel))
+            if deny:
+                break
+            continue
+        rels.append(rel)
+    return rels
 
 
 def _claim_or_renew(s: Session, snap: Snapshot, rels: list[str], now: int, autoclaim: bool) -> None:
@@ -276,12 +347,31 @@ def _claim_or_renew(s: Session, snap: Snapshot, rels: list[str], now: int, autoc
         bus.claim(unclaimed, reason="auto-claimed on first edit", literal=True)
 
 
+def _cannot_judge(raw: str, e: GitbusError) -> str:
+    from gitbus.inert import cap, quoted_path
+
+    why = cap(str(e), 200).rstrip(".")
+    shown = quoted_path(raw)
+    return f"gitbus cannot judge the path {shown} against the claims ({why}), so the edit guard refuses it."
+
+
 def _repo_path(loc: Location, raw: str, owners: dict[str, Location | None] | None = None) -> str | None:
-    """`raw` (absolute, or relative to the worktree) as a repo path, if it is in this repository.
-    `owners` remembers the worktree found for each folder (a patch writes many files in few)."""
+    """`raw` (absolute, or relative to the worktree) as a repo path; None when it is no file of
+    this repository (or no file any tool can write). A path the guard cannot judge against the
+    claims (a NUL, a lone surrogate, a character or depth no claim can name) is a `GitbusError`,
+    which refuses the call. `owners` remembers the worktree found for each folder (a patch writes
+    many files in few)."""
     from gitbus import paths as P
 
+    if "\0" in raw:  # no system call takes it, and a client might cut the name there
+        raise GitbusError("it holds a NUL character")
+    try:
+        raw.encode()
+    except UnicodeEncodeError:  # a client writes it as some other name (U+FFFD, say)
+        raise GitbusError("it holds a lone surrogate, which is no character") from None
     full = Path(raw) if os.path.isabs(raw) else loc.root / raw
+    if len(os.fsencode(full)) > P.MAX_BYTES:
+        return None  # longer than any system call takes (PATH_MAX): no tool can write it
     try:
         where = full if full.is_dir() else full.parent
         key = str(where)
@@ -292,20 +382,32 @@ def _repo_path(loc: Location, raw: str, owners: dict[str, Location | None] | Non
         else:
             found = owners[key]
         owner = found or loc
-    except OSError:  # a name the file system refuses (too long, say): judged by its text alone
+    except (OSError, GitbusError):  # a name the file system refuses, a symlink loop: judged by its text
         owner = loc
     if owner.common_dir != loc.common_dir:
         return None
+    root = os.path.realpath(owner.root)
+    text = os.path.normpath(full)
+    if not (_inside(text, root) or _inside(os.path.realpath(text), root)):
+        return None  # outside the worktree, whatever characters it holds
     try:
         return P.normalize(str(full), root=owner.root, cwd=owner.root, literal=True)
-    except (GitbusError, OSError):
+    except P.NotInRepository:
         return None
+    except OSError as e:
+        raise GitbusError(e.strerror or "the file system refuses it") from None
 
 
-def stop(s: Session, data: Mapping[str, Any]) -> str:
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool] | None = None) -> str:
+    """New messages and a few open questions to this agent not yet reminded, as Stop output. With
+    `send`, the output is handed to it first (and "" returned), and nothing counts as told or
+    reminded unless it went out."""
     if data.get("stop_hook_active"):
         return ""
-    from gitbus import delivery
     from gitbus.board import read
     from gitbus.bus import OPEN_WINDOW
 
@@ -314,25 +416,49 @@ def stop(s: Session, data: Mapping[str, Any]) -> str:
         if s.cursor is None and not s.resume(tips):
             return ""
         assert s.cursor is not None
-        text, shown = s.tell(tips) if s.cursor.tips != tips else ("", ())
-        assert s.cursor is not None
-        reminded = s.cursor.reminded + shown  # a question shown just now is not repeated below
+        moved = s.cursor.tips != tips
+        # a question the news shows now is not repeated in the reminder below
+        news = {m.id for m in s.new_batch(tips).shown} if moved else set()
         board = read(s.inbox().repo, int(time.time() * 1000), OPEN_WINDOW)
         pending = [  # oldest first: the longest waiting are reminded first
-            q for q in reversed(board.open_questions(to=s.agent)) if q.id not in reminded
+            q
+            for q in reversed(board.open_questions(to=s.agent))
+            if q.id not in s.cursor.reminded and q.id not in news
         ]
         open_qs, later = pending[:STOP_REMINDERS], len(pending) - STOP_REMINDERS
+        tail = _reminder(s, open_qs, later)
+        wrote: list[str] = []
+        went: list[bool] = []
+
+        def out(told: str) -> bool:
+            text = "\n".join(t for t in (told, tail) if t)
+            wrote.append(text)
+            went.append(send(emit("Stop", text)) if send is not None and text else True)
+            return went[-1]
+
+        shown: tuple[str, ...] = ()
+        if moved:
+            shown = s.tell(tips, out).shown
+            if not all(went):
+                return ""  # it did not go out: nothing is told or reminded, the next Stop tries again
+        elif not out(""):
+            return ""
+        assert s.cursor is not None
         if open_qs or shown:  # only what is shown counts as reminded: the rest waits for a later Stop
-            s.save(s.cursor.tips, reminded + tuple(q.id for q in open_qs))
-    if open_qs:
-        text += (
-            ("\n" if text else "")
-            + "Still unanswered questions to you:\n"
-            + "\n".join(delivery.fact(q, s.agent) for q in open_qs)
-        )
-        if later > 0:
-            text += f"\n{later} more unanswered question(s) to you (all open questions: gitbus status)."
-    return emit("Stop", text) if text else ""
+            s.save(s.cursor.tips, s.cursor.reminded + shown + tuple(q.id for q in open_qs))
+    text = wrote[0] if wrote else ""
+    return emit("Stop", text) if text and send is None else ""
+
+
+def _reminder(s: Session, open_qs: list[Any], later: int) -> str:
+    from gitbus import delivery
+
+    if not open_qs:
+        return ""
+    text = "Still unanswered questions to you:\n" + "\n".join(delivery.fact(q, s.agent) for q in open_qs)
+    if later > 0:
+        text += f"\n{later} more unanswered question(s) to you (all open questions: gitbus status)."
+    return text
 
 
 def session_end(s: Session) -> str:
@@ -345,18 +471,25 @@ def session_end(s: Session) -> str:
 def session_of(data: Mapping[str, Any], env: Mapping[str, str]) -> Session | None:
     """The session a hook call comes from: its worktree (of `cwd`), agent and id; None outside a
     repository."""
-    cwd = _text(data, "cwd") or os.getcwd()
+    cwd = _text(data, "cwd")
+    if not cwd:
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the folder the hook was started in is gone
+            raise GitbusError("the input names no cwd, and the hook's own folder is gone.") from None
     session_id = _text(data, "session_id") or "default"
     loc = locate(Path(cwd))
     if loc is None:
         return None
-    return Session(loc, agents.resolve(loc, None, env), session_id)
+    return Session(loc, agents.resolve(loc, None, env), session_id, Path(cwd))
 
 
 def _text(data: Mapping[str, Any], field: str) -> str:
     """A field that names a file: refused in one sentence when no file name can hold it (JSON
     can carry a NUL or a lone surrogate; a path or a session's file name cannot)."""
-    value = str(data.get(field) or "")
+    value = data.get(field) or ""
+    if not isinstance(value, str):
+        raise GitbusError(f"the input's {field} is not text.")
     try:
         value.encode()
     except UnicodeEncodeError:
@@ -366,8 +499,16 @@ def _text(data: Mapping[str, Any], field: str) -> str:
     return value
 
 
-def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = False) -> tuple[int, str]:
-    """Answer one hook call: (exit code, stdout)."""
+def handle(
+    data: Mapping[str, Any],
+    env: Mapping[str, str],
+    wake_mode: bool = False,
+    send: Callable[[str], bool] | None = None,
+) -> tuple[int, str]:
+    """Answer one hook call: (exit code, stdout). `send`, when given, writes news to the client at
+    once and says whether it went out: the session's cursor moves only over what did."""
+    if data.get("hook_event_name") == "PreToolUse" and not wake_mode:
+        return 0, pre_tool_use(data, env)  # before anything that could fail: the guard fails closed
     s = session_of(data, env)
     if s is None:
         return 0, ""
@@ -379,11 +520,9 @@ def handle(data: Mapping[str, Any], env: Mapping[str, str], wake_mode: bool = Fa
     if event == "SessionStart":
         return 0, session_start(s, str(data.get("source") or "startup"))
     if event in ("UserPromptSubmit", "PostToolUse", "PostToolBatch"):
-        return 0, s.deliver(str(event))
-    if event == "PreToolUse":
-        return 0, pre_tool_use(s, data)
+        return 0, s.deliver(str(event), send)
     if event == "Stop":
-        return 0, stop(s, data)
+        return 0, stop(s, data, send)
     if event == "SessionEnd":
         return 0, session_end(s)
     return 0, ""
@@ -402,9 +541,13 @@ def main(argv: list[str]) -> int:
         data = json.loads(sys.stdin.buffer.read() or b"{}")
         if not isinstance(data, dict):
             raise ValueError("not an object")
+    except RecursionError:
+        sys.stderr.write("gitbus hook: the input is not hook JSON (it is nested too deep to read).\n")
+        return 1
     except (ValueError, OSError) as e:
         sys.stderr.write(f"gitbus hook: the input is not hook JSON ({e}).\n")
         return 1
+    stdout = _Stdout()
     try:
         if client:
             from gitbus import agentcli
@@ -413,10 +556,38 @@ def main(argv: list[str]) -> int:
             assert m is not None
             code, out = agentcli.answer(m, data, os.environ)
         else:
-            code, out = handle(data, os.environ, wake_mode)
+            code, out = handle(data, os.environ, wake_mode, send=stdout)
     except GitbusError as e:
         sys.stderr.write(f"gitbus hook: {e}\n")
         return 1
     if out:
-        sys.stdout.write(out + "\n")
+        stdout(out)
+    if not stdout.ok:  # told again at the next call: the cursor moved only over what went out
+        with suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(f"gitbus hook: could not write the answer ({stdout.why}).\n")
+        return 1
     return code
+
+
+class _Stdout:
+    """The hook's stdout as `send` for `handle`: writes one answer, flushed, and says whether it
+    went out. A closed stdout or a reader gone (EPIPE) is False, never a traceback; stdout is then
+    pointed at /dev/null, so Python's own flush at exit does not fail again."""
+
+    def __init__(self) -> None:
+        self.ok, self.why = True, ""
+
+    def __call__(self, text: str) -> bool:
+        try:
+            if sys.stdout is None:
+                raise OSError("stdout is closed")
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            return True
+        except (OSError, ValueError) as e:
+            self.ok, self.why = False, (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+            with suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return False

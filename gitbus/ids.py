@@ -30,7 +30,7 @@ _ID = re.compile(r"^[0-9a-f]{4,16}$")
 
 def agent_name(text: str) -> AgentName:
     """Validate an agent name: 1-63 of a-z 0-9 . _ -, starting alphanumeric, no `..`, not `.lock`."""
-    shown = text if text.isprintable() else repr(text)
+    shown = _excerpt(text)
     if text in RESERVED:
         raise GitbusError(
             f"'{shown}' is not a valid agent name; it is reserved ({', '.join(sorted(RESERVED))})."
@@ -43,6 +43,17 @@ def agent_name(text: str) -> AgentName:
             "starting with a letter or digit, with no '..'."
         )
     return AgentName(text)
+
+
+SHOWN_CHARS = 70  # of a refused name in its error line: it may be any length and hold anything
+
+
+def _excerpt(text: str) -> str:
+    """A refused name as its error line shows it: inert (escaped when not printable) and short."""
+    shown = text if text.isprintable() else repr(text)[1:-1]
+    if len(shown) <= SHOWN_CHARS:
+        return shown
+    return f"{shown[: SHOWN_CHARS - 1]}… ({len(text)} characters)"
 
 
 def derive_agent_name(text: str) -> AgentName:

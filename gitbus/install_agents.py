@@ -200,7 +200,7 @@ def _read_settings(f: Path, t: Target) -> dict[str, Any]:
             raise
         try:
             json.loads(_without_comments((text_of(f) or "").removeprefix("\ufeff")))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise e from None
         raise GitbusError(
             f"{f} has comments (// or /* */), which Gemini CLI reads but gitbus cannot keep when it "

@@ -34,7 +34,7 @@ def parse(f: Path, text: str) -> dict[str, Any]:
     """The JSON object `f` holds (`text`); a UTF-8 BOM before it is read past, as editors write it."""
     try:
         obj = json.loads(text.removeprefix(BOM) or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise GitbusError(f"{f} is not valid JSON; fix it first, gitbus will not overwrite it.") from None
     if not isinstance(obj, dict):
         raise GitbusError(f"{f} does not hold a JSON object; fix it first.")
@@ -118,7 +118,7 @@ class Record:
         self.originals: dict[str, str] = {}
         try:
             saved = json.loads(self.file.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return
         if isinstance(saved, list):  # the record before originals were kept
             saved = {"items": saved}

@@ -21,6 +21,12 @@ from pathlib import Path
 from gitbus.errors import GitbusError
 from gitbus.inert import describe, unsafe
 
+
+class NotInRepository(GitbusError):
+    """The path is no file of the worktree: outside it (through a symlink too), in `.git`, or
+    the root itself. A path refused for any other reason is one gitbus cannot judge."""
+
+
 MAX_DEPTH = 64  # components: deeper than any real source tree, shallow enough for every walk
 MAX_BYTES = 4096  # UTF-8 bytes of one path: PATH_MAX on Linux
 
@@ -84,24 +90,26 @@ def normalize(
     else:
         full = os.path.normpath(os.path.join(str(cwd) if resolved else os.path.realpath(cwd), raw))
     if not _inside(full, root_s):
-        raise GitbusError(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
+        raise NotInRepository(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
     if not literal:
         _refuse_pattern(raw, full, root_s)
     # Through symlinks: an edit of `alias/x` is an edit of what `alias` points at, so the claim is
     # on that; and a link out of the repository is refused like any outside path.
     real = _real_below(root_s, full)
     if not _inside(real, root_s):
-        raise GitbusError(
+        raise NotInRepository(
             f"The path '{raw}' leads outside the repository through a symlink; name a path inside {root_s}."
         )
     full = real
     rel = os.path.relpath(full, root_s).replace(os.sep, "/")
     if rel == ".":
-        raise GitbusError("The repository root is not a path gitbus takes; name a directory or file in it.")
+        raise NotInRepository(
+            "The repository root is not a path gitbus takes; name a directory or file in it."
+        )
     parts = rel.split("/")
     _check_depth(rel)
     if any(p.casefold() == ".git" for p in parts):
-        raise GitbusError(f"The path '{raw}' is inside git's own directory; name a path in the worktree.")
+        raise NotInRepository(f"The path '{raw}' is inside git's own directory; name a path in the worktree.")
     if wants_dir or os.path.isdir(full):
         return rel + "/"
     return rel

@@ -36,7 +36,7 @@ def _refresh(repo: Repository, d: Path) -> None:
     index, covered_file = d / "index.tsv", d / "covered.json"
     try:
         covered = {str(k): Oid(str(v)) for k, v in json.loads(covered_file.read_text()).items()}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         covered = {}
     tips = all_tips(repo)
     if covered == tips and index.exists():
@@ -99,7 +99,7 @@ def _entries(repo: Repository, wanted: Callable[[str], bool]) -> list[tuple[int,
         usable = len(kept) == len(covered) and all(
             c == tips[ref] or repo.is_ancestor(c, tips[ref]) for ref, c in kept.items()
         )
-    except (OSError, ValueError, AttributeError, KeyError):
+    except (OSError, ValueError, AttributeError, KeyError, RecursionError):
         kept, usable = {}, False
     found: dict[str, tuple[int, str, Oid]] = {}  # commit -> entry; a line written twice counts once
     if usable:

@@ -13,6 +13,8 @@ from typing import Any
 
 from gitbus import state
 from gitbus.errors import GitbusError
+from gitbus.ids import agent_name
+from gitbus.inert import inert
 
 DEFAULTS: dict[str, Any] = {
     "remote": None,  # the git remote that carries the bus (docs/sync.md)
@@ -25,14 +27,61 @@ DEFAULTS: dict[str, Any] = {
 
 
 def load(common_dir: Path) -> dict[str, Any]:
-    """Settings with defaults filled in; an unreadable file counts as empty."""
+    """Settings with defaults filled in. A file that cannot be read counts as empty, and a stored
+    value of the wrong kind as its key's default (`problems` names both): the defaults are the
+    careful choices (guard: deny), so a damaged file never opens the edit guard."""
+    return {**DEFAULTS, **_stored(common_dir)[0]}
+
+
+def problems(common_dir: Path) -> list[str]:
+    """One sentence for each thing in the settings file that `load` could not use."""
+    return _stored(common_dir)[1]
+
+
+def _stored(common_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The stored settings `load` uses, and what it skipped."""
+    f = state.settings(common_dir)
     try:
-        stored = json.loads(state.settings(common_dir).read_text())
-    except (OSError, ValueError):
-        stored = {}
+        stored = json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, ValueError, RecursionError):
+        return {}, [f"{f} cannot be read as JSON, so every setting is at its default."]
     if not isinstance(stored, dict):
-        stored = {}
-    return {**DEFAULTS, **{k: v for k, v in stored.items() if k in DEFAULTS}}
+        return {}, [f"{f} holds no JSON object, so every setting is at its default."]
+    good: dict[str, Any] = {}
+    bad: list[str] = []
+    for k, v in stored.items():
+        if k not in DEFAULTS:
+            continue
+        if _valid(k, v):
+            good[k] = v
+        else:
+            shown = inert(json.dumps(v)[:40], 40)
+            bad.append(f"{f} holds {shown} for {k}, not a valid value; {k} is at its default.")
+    return good, bad
+
+
+def _valid(key: str, value: Any) -> bool:
+    """Whether a stored `value` is one `parse` could have produced for `key`."""
+    if key == "remote":
+        return value is None or (isinstance(value, str) and bool(_REMOTE.fullmatch(value)))
+    if key == "guard":
+        return value in ("deny", "warn", "off") and isinstance(value, str)
+    if key in ("autoclaim", "require_signed"):
+        return isinstance(value, bool)
+    if key == "sync_interval":
+        return type(value) is int and value >= 0
+    if not isinstance(value, str):
+        return False
+    try:
+        agent_name(value)
+    except GitbusError:
+        return False
+    return True
+
+
+_REMOTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
 
 def parse(key: str, value: str) -> Any:
@@ -40,7 +89,7 @@ def parse(key: str, value: str) -> Any:
     if key not in DEFAULTS:
         raise GitbusError(f"'{key}' is not a gitbus setting; use one of {', '.join(DEFAULTS)}.")
     if key == "remote":
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", value):
+        if not _REMOTE.fullmatch(value):
             raise GitbusError(f"'{value}' is not a valid remote name.")
         return value
     if key == "guard":
@@ -53,8 +102,6 @@ def parse(key: str, value: str) -> Any:
         if value.lower() not in ("true", "false", "on", "off", "1", "0"):
             raise GitbusError(f"{key} must be true or false, not '{value}'.")
         return value.lower() in ("true", "on", "1")
-    from gitbus.ids import agent_name
-
     return agent_name(value)
 
 
@@ -76,9 +123,17 @@ def _seconds(value: str) -> int:
 
 
 def save(common_dir: Path, key: str, value: Any) -> None:
-    """Set one key (already validated by `parse`), atomically."""
-    current = load(common_dir)
-    current[key] = value
-    kept = {k: v for k, v in current.items() if v != DEFAULTS[k]}
-    text = json.dumps(kept, indent=2, sort_keys=True)
-    state.write_atomic(state.settings(common_dir), text, prefix=".config-")
+    """Set one key (already validated by `parse`), atomically, under the settings lock: two
+    writers of different keys each read the other's change before writing their own. Every other
+    stored key is kept as it was, a bad value too (it is named by `problems`, not dropped)."""
+    f = state.settings(common_dir)
+    with state.locked(state.settings_lock(common_dir)):
+        try:
+            stored = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            stored = {}
+        if not isinstance(stored, dict):
+            stored = {}
+        stored[key] = value
+        kept = {k: v for k, v in stored.items() if k not in DEFAULTS or v != DEFAULTS[k]}
+        state.write_atomic(f, json.dumps(kept, indent=2, sort_keys=True), prefix=".config-")

@@ -6,7 +6,7 @@ which is one worktree's and lives in `<worktree git dir>/gitbus/agent`. Nothing 
 through a remote; deleting any of it loses at most a position or a cache (docs/format.md):
 
     <common git dir>/gitbus/
-        config.json                  settings                  (settings)
+        config.json, config.lock     settings, their writers' lock     (settings)
         cursors/<agent>.json, .lock  an agent's read cursor    (cursors)
         shown/<agent>.json           ids sessions showed       (cursors)
         sessions/<agent>/<key>/      a hook session: a.json, b.json, lock   (cursors)
@@ -60,6 +60,11 @@ def settings(common_dir: Path) -> Path:
     return root(common_dir) / "config.json"
 
 
+def settings_lock(common_dir: Path) -> Path:
+    """Held while the settings file is read, changed and written back."""
+    return root(common_dir) / "config.lock"
+
+
 def cursor(common_dir: Path, agent: str) -> Path:
     """Agent `agent`'s read cursor."""
     return root(common_dir) / "cursors" / f"{agent}.json"
@@ -85,12 +90,13 @@ def agent_sessions(common_dir: Path, agent: str) -> Path:
     return root(common_dir) / "sessions" / agent
 
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 def _session_key(session: str) -> str:
-    """A session id as a file name: itself when it is a safe one, else a hash of it."""
-    if _SAFE.match(session):
+    """A session id as a file name: itself when it is a safe one, else a hash of it. `.` and `..`
+    are hashed too: as themselves they would name the agent's sessions folder or the one above."""
+    if _SAFE.fullmatch(session) and session not in (".", ".."):
         return session
     import hashlib  # rarely needed, and the hooks' fast path pays for every import
 

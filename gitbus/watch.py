@@ -203,7 +203,10 @@ class Watcher:
         signature (each one's gitdir, and the inode and time of the `.git` there) changes whenever
         the answer can (a move, a repair, a clone put in a worktree's place)."""
         if worktree not in self._places:
-            self._places[worktree] = locate(worktree)
+            try:
+                self._places[worktree] = locate(worktree)
+            except GitbusError:  # its `.git` names a git dir that is gone: no agent to update there
+                self._places[worktree] = None
         return self._places[worktree]
 
     def _refresh_changed(self) -> threading.Thread | None:

@@ -866,6 +866,13 @@ def _invoke(case: dict[str, Any], repo: Path, subst: dict[str, str], real: bool)
 def check_bad_input(case: dict[str, Any], code: int, out: str, err: str) -> list[str]:
     """What is wrong with how gitbus answered one bad input (empty: all good)."""
     wrong = []
+    if case.get("denied"):  # an edit the guard cannot judge: refused on stdout, exit 0 (a hook that
+        # fails lets its edit through), with the reason, and nothing on stderr
+        if code != 0 or err.strip() or '"deny"' not in out:
+            wrong.append(f"not a refusal on stdout: exit {code}, stdout {out[:200]!r}, stderr {err[:200]!r}")
+        if case.get("error") and case["error"] not in out:
+            wrong.append(f"the refusal does not say {case['error']!r}: {out[:200]!r}")
+        return wrong
     want = int(case.get("exit", 1))
     lines = [x for x in err.splitlines() if x.strip()]
     if code != want:
@@ -930,7 +937,8 @@ def bad_inputs_scenario(root: Path, size: Size) -> Result:
     res.checked = [
         "Each: the expected non-zero exit (1 for a refused input, 3 for a conflict, 2 for a malformed "
         "command line), no traceback, one line on stderr starting `gitbus` (for exit 2: one `Error:` "
-        "line under click's usage lines) that says what was wrong, and nothing written: every ref and "
+        "line under click's usage lines) that says what was wrong (a hook call for an edit: a refusal on "
+        "stdout with exit 0 that says it), and nothing written: every ref and "
         "every file under .git/gitbus/ (settings, cursors, caches) byte-identical before and after."
         f" {written} inputs wrote something.",
     ]

@@ -276,3 +276,16 @@ def test_a_patch_of_more_files_than_the_guard_checks_is_refused_in_one_line(agen
         hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": fits})
         == {}
     )
+
+
+@pytest.mark.parametrize("name", ["src/\udc80.go", "internal/api/\udc80.go", "internal/api/x\0.go"])
+def test_codex_a_patch_path_the_guard_cannot_judge_is_refused_in_one_line(
+    agents: list[Bus], name: str
+) -> None:
+    api, web = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    patch = f"*** Begin Patch\n*** Add File: {name}\n+x\n*** End Patch\n"
+    out = hook("codex", web.repo.root, "PreToolUse", tool_name="apply_patch", tool_input={"command": patch})
+    reason = out["hookSpecificOutput"]["permissionDecisionReason"]
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny" and "\n" not in reason
+    assert "cannot judge" in reason

@@ -1172,3 +1172,245 @@ def test_a_hook_started_with_stdin_closed_says_so_in_one_line(tmp_path: Path, mo
     )
     assert (p.returncode, p.stdout) == (1, "")
     assert p.stderr == "gitbus hook: the input is not hook JSON (stdin is closed).\n"
+
+
+# -- bad input: one line or a clean skip, never a traceback; the edit guard fails closed ---------
+
+
+def pre_edit_payload(cwd: Path | str, tool_input: Any, tool: Any = "Write") -> dict[str, Any]:
+    return {
+        "session_id": "s1",
+        "cwd": str(cwd),
+        "hook_event_name": "PreToolUse",
+        "tool_name": tool,
+        "tool_input": tool_input,
+    }
+
+
+def denied_in_one_line(out: str) -> str:
+    """The reason of a PreToolUse refusal; fails unless `out` is one."""
+    inner = spec(out.strip(), "PreToolUse")
+    assert inner.get("permissionDecision") == "deny", out
+    reason = str(inner["permissionDecisionReason"])
+    assert "\n" not in reason and len(reason) < 600, reason
+    return reason
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "internal/api/\udc80y.go",
+        "internal/api/y\0.go",
+        "internal/a\0pi/y.go",
+        "{root}/internal/api/\udcffz.go",
+    ],
+)
+def test_an_edit_whose_path_the_guard_cannot_judge_is_denied_in_one_line(
+    agents: list[Bus], name: str
+) -> None:
+    api, web, _ = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    raw = name.replace("{root}", str(web.repo.root))
+    code, out = handle(pre_edit_payload(web.repo.root, {"file_path": raw}), {})
+    assert code == 0
+    assert "cannot judge" in denied_in_one_line(out)
+
+
+def test_an_edit_too_deep_for_the_guard_to_judge_is_denied(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    api.claim(["internal/"], reason="splitting handlers")
+    deep = web.repo.root / "internal" / "/".join(["d"] * 80) / "x.go"
+    code, out = handle(pre_edit_payload(web.repo.root, {"file_path": str(deep)}), {})
+    assert code == 0 and denied_in_one_line(out)
+
+
+@pytest.mark.parametrize("tool_input", ["internal/api/x.go", ["internal/api/x.go"], {"file_path": ["x"]}])
+def test_an_edit_whose_input_is_not_an_object_with_a_path_is_denied(
+    agents: list[Bus], tool_input: Any
+) -> None:
+    _, web, _ = agents
+    p = hook_process(stdin=json.dumps(pre_edit_payload(web.repo.root, tool_input)))
+    assert (p.returncode, p.stderr) == (0, "")
+    denied_in_one_line(p.stdout)
+
+
+def test_a_tool_name_that_is_not_text_is_no_edit_and_silence(agents: list[Bus]) -> None:
+    _, web, _ = agents
+    p = hook_process(stdin=json.dumps(pre_edit_payload(web.repo.root, {"file_path": "x.go"}, ["Write"])))
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+
+
+def test_deeply_nested_hook_input_is_refused_in_one_line(repo: Path) -> None:
+    p = hook_process(stdin="[" * 100_000 + "]" * 100_000)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("gitbus hook: ")
+
+
+def symlink_loop(where: Path) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "l1").symlink_to("l2")
+    (where / "l2").symlink_to("l1")
+    return where / "l1"
+
+
+def test_an_edit_under_a_symlink_loop_is_denied_in_one_line(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    api.claim(["internal/"])
+    loop = symlink_loop(web.repo.root / "internal")
+    p = hook_process(stdin=json.dumps(pre_edit_payload(web.repo.root, {"file_path": str(loop / "x.go")})))
+    assert (p.returncode, p.stderr) == (0, "")
+    denied_in_one_line(p.stdout)
+
+
+@pytest.mark.parametrize("bad", ["loop", "long"])
+def test_a_cwd_that_cannot_be_followed_is_one_line_or_a_denied_edit(
+    agents: list[Bus], tmp_path: Path, bad: str
+) -> None:
+    cwd = str(symlink_loop(tmp_path / "loop")) if bad == "loop" else "/tmp/" + "a" * 5000
+    p = hook_process(stdin=json.dumps({"hook_event_name": "PostToolUse", "cwd": cwd}))
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("gitbus hook: "), p.stderr
+    p = hook_process(stdin=json.dumps(pre_edit_payload(cwd, {"file_path": "x.go"})))
+    assert (p.returncode, p.stderr) == (0, "")
+    denied_in_one_line(p.stdout)
+
+
+def test_no_cwd_and_a_deleted_process_folder_is_one_line(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.rmdir(os.getcwd()); from gitbus.entry import main; main()",
+            "hook",
+        ],
+        cwd=gone,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = p.communicate('{"hook_event_name": "PostToolUse"}', timeout=WAIT_SECONDS * 3)
+    assert p.returncode == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("gitbus hook: "), err
+
+
+def test_deeply_nested_session_slots_are_skipped_and_the_guard_still_denies(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    api.claim(["internal/api/"])
+    d = session_dir(web, "s1")
+    d.mkdir(parents=True)
+    (d / "a.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert (
+        before_edit(web.repo.root, web.repo.root / "internal" / "api" / "x.go")["permissionDecision"]
+        == "deny"
+    )
+    tool_used(web.repo.root)  # no traceback
+
+
+def test_a_deeply_nested_config_counts_as_empty_so_the_guard_still_denies(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    api.claim(["internal/api/"])
+    (web.repo.common_dir / "gitbus" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    p = hook_process(stdin=json.dumps(pre_edit_payload(web.repo.root, {"file_path": "internal/api/x.go"})))
+    assert (p.returncode, p.stderr) == (0, "")
+    denied_in_one_line(p.stdout)
+
+
+def test_session_ids_dot_and_dotdot_stay_inside_the_agents_sessions_folder(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    for s in (".", ".."):
+        start(api.repo.root, s)
+        start(web.repo.root, s)
+    api.ask("are you done with the schema?", to="web-1")
+    assert tool_used(api.repo.root, "..") == ""
+    assert "done with the schema" in tool_used(web.repo.root, "..")
+    for bus in (api, web):
+        assert not (bus.repo.common_dir / "gitbus" / "sessions" / "a.json").exists()
+        assert not (bus.repo.common_dir / "gitbus" / "sessions" / bus.agent / "a.json").exists()
+
+
+def primed_with_news(agents: list[Bus]) -> Path:
+    api, web, _ = agents
+    start(web.repo.root)
+    api.discover("news from api")
+    return web.repo.root
+
+
+def test_a_hook_whose_stdout_is_closed_keeps_the_news_for_the_next_call(agents: list[Bus]) -> None:
+    root = primed_with_news(agents)
+    p = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m gitbus hook >&-'],
+        input=json.dumps(payload(root, "PostToolUse")),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS * 3,
+    )
+    assert "Traceback" not in p.stderr and p.stderr.count("\n") <= 1, p.stderr
+    assert "news from api" in tool_used(root)
+
+
+def test_a_hook_whose_reader_has_gone_keeps_the_news_for_the_next_call(agents: list[Bus]) -> None:
+    root = primed_with_news(agents)
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "gitbus", "hook"],
+            input=json.dumps(payload(root, "PostToolUse")).encode(),
+            stdout=w,
+            stderr=subprocess.PIPE,
+            timeout=WAIT_SECONDS * 3,
+        )
+    finally:
+        os.close(w)
+    err = p.stderr.decode()
+    assert "Traceback" not in err and "Exception" not in err and err.count("\n") <= 1, err
+    assert "news from api" in tool_used(root)
+
+
+def test_a_git_file_naming_a_missing_git_dir_is_one_line_and_writes_nothing(
+    agents: list[Bus], tmp_path: Path
+) -> None:
+    api, web, _ = agents
+    api.claim(["internal/api/"])
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    (web.repo.root / ".git").write_text(f"gitdir: {elsewhere / 'x'}\n")
+    p = hook_process(stdin=json.dumps(payload(web.repo.root, "PostToolUse")))
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "does not exist" in p.stderr, p.stderr
+    p = hook_process(stdin=json.dumps(pre_edit_payload(web.repo.root, {"file_path": "internal/api/x.go"})))
+    assert (p.returncode, p.stderr) == (0, "")
+    denied_in_one_line(p.stdout)
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"web-1\xff\n", b"a" * 10_000_000])
+def test_an_agent_file_that_is_no_name_is_one_short_line(agents: list[Bus], content: bytes) -> None:
+    _, web, _ = agents
+    (web.repo.git_dir / "gitbus" / "agent").write_bytes(content)
+    p = hook_process(stdin=json.dumps(payload(web.repo.root, "PostToolUse")))
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and len(p.stderr) < 400, p.stderr[:500]
+    p = hook_process(stdin=json.dumps(pre_edit_payload(web.repo.root, {"file_path": "x.go"})))
+    assert (p.returncode, p.stderr) == (0, "")
+    assert len(denied_in_one_line(p.stdout)) < 400
+
+
+def test_a_stop_hook_whose_stdout_is_closed_keeps_its_news_and_reminders(agents: list[Bus]) -> None:
+    api, web, _ = agents
+    start(web.repo.root)
+    api.ask("which port does the schema service use?", to="web-1")
+    api.discover("news from api")
+    p = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m gitbus hook >&-'],
+        input=json.dumps(payload(web.repo.root, "Stop", stop_hook_active=False)),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS * 3,
+    )
+    assert "Traceback" not in p.stderr and p.stderr.count("\n") <= 1, p.stderr
+    told = stopped(web.repo.root)
+    assert "which port" in told and "news from api" in told

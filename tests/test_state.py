@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -131,3 +132,17 @@ def test_an_atomic_write_is_private_unless_a_mode_is_given(tmp_path: Path) -> No
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+@pytest.mark.parametrize("session", [".", "..", "s1\n", "...", "-"])
+def test_a_session_id_never_names_a_folder_outside_its_agents_own(tmp_path: Path, session: str) -> None:
+    from gitbus import fastpath
+
+    d = state.session_dir(tmp_path, "web-1", session)
+    assert d.parent == state.agent_sessions(tmp_path, "web-1")
+    assert d.name not in (".", "..") and "\n" not in d.name
+    with contextlib.suppress(fastpath.Undecided):  # the fast path names the same folder, or passes
+        assert fastpath._session_key(session) == d.name
+    if session in (".", "..", "s1\n"):
+        with pytest.raises(fastpath.Undecided):
+            fastpath._session_key(session)

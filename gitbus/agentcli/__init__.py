@@ -82,11 +82,15 @@ def _guard(m: ClientMap, event: str, data: Mapping[str, Any], env: Mapping[str, 
     )
     if not (writes.paths or writes.unknown):
         return ""
-    s = hooks.session_of(data, env)
-    if s is None:
-        return ""
-    cwd = str(data.get("cwd") or os.getcwd())  # the model's paths are relative to the session's folder
-    got = said(hooks.guard_writes(s, [os.path.join(cwd, raw) for raw in writes.paths], writes.unknown))
+
+    def judge() -> str:
+        s = hooks.session_of(data, env)
+        if s is None:
+            return ""
+        cwd = str(s.cwd)  # the model's paths are relative to the session's folder
+        return hooks.guard_writes(s, [os.path.join(cwd, raw) for raw in writes.paths], writes.unknown)
+
+    got = said(hooks.fail_closed(judge))  # anything that stops the guard judging refuses the call
     if got.deny:
         return json.dumps(m.deny(got.deny))
     return json.dumps(m.context(event, got.context)) if got.context else ""

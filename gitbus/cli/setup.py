@@ -211,6 +211,8 @@ def config(
     current = settings.load(bus.repo.common_dir)
     if key is not None and key not in current:
         settings.parse(key, "")
+    for problem in settings.problems(bus.repo.common_dir):  # a value not acted on is named, not hidden
+        root.err.print(f"gitbus: {problem}", markup=False, soft_wrap=True)
     shown = {key: current[key]} if key else current
     if json_out:
         render.dump(out, shown)
