@@ -173,8 +173,15 @@ class Bus(Reading):
     def _joining(self, name: AgentName, moved_to: AgentName | None = None) -> Callable[[int], Message]:
         """The `make` of a join message on `name`'s chain (`chains.start`/`append`): it joined from
         this worktree, or, with `moved_to`, it goes by that name now. Stamped past every tip."""
-        mid, past = new_message_id(), chains.stamp(self.repo, self.clock.now_ms())
         where = self.repo.root
+        try:
+            str(where).encode("utf-8")  # a name that is not UTF-8 cannot be written in a message
+        except UnicodeEncodeError:
+            raise GitbusError(
+                f"This worktree's path {inert(str(where), 200)} is not UTF-8 text, and an agent's join "
+                "records where it joined from; move the worktree to such a path (git worktree move)."
+            ) from None
+        mid, past = new_message_id(), chains.stamp(self.repo, self.clock.now_ms())
         if moved_to is None:
             text, meta = f"{name} joined from {where.name}", (("worktree", str(where)),)
         else:

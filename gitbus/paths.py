@@ -102,6 +102,8 @@ def normalize(
         )
     full = real
     rel = os.path.relpath(full, root_s).replace(os.sep, "/")
+    if rel != raw:  # the folders it was taken from may hold what `raw` did not (bytes not UTF-8)
+        _check_chars(rel)
     if rel == ".":
         raise NotInRepository(
             "The repository root is not a path gitbus takes; name a directory or file in it."

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -239,3 +240,14 @@ def test_init_is_idempotent_and_stores_the_remote(repo: Path, clock: FakeClock) 
     assert settings.load(bus.repo.common_dir)["remote"] == "origin"
     with pytest.raises(GitbusError, match="not a valid remote"):
         bus.init(remote="-bad")
+
+
+def test_an_agent_in_a_worktree_whose_path_is_not_utf8_is_refused_in_one_line(repo: Path) -> None:
+    """The join message records the worktree it came from; a path that is not UTF-8 cannot be
+    written in a message, so posting from there says so instead of failing mid-commit."""
+    odd = repo.parent / os.fsdecode(b"wt-\xff")
+    git(repo, "worktree", "add", "-q", "-b", "odd", str(odd))
+    bus = Bus.open(odd, "odd-1")
+    with pytest.raises(GitbusError, match="not UTF-8"):
+        bus.discover("hi")
+    assert bus.repo.ref("refs/bus/agents/odd-1") is None  # nothing written

@@ -301,3 +301,12 @@ def test_real_below_is_realpath_for_any_path_below_the_root(
         if full != root and not full.startswith(root + os.sep):
             return  # `normalize` refuses such a path before it resolves anything
         assert P._real_below(root, full) == os.path.realpath(full), (nodes, query)
+
+
+def test_a_path_under_a_folder_whose_name_is_not_utf8_is_refused_in_one_line(repo: Path) -> None:
+    """Run from a folder named with bytes that are not UTF-8 (`d\\xff`): the repository-relative
+    path holds them, and no ledger entry or message can carry it."""
+    odd = repo / os.fsdecode(b"d\xff")
+    odd.mkdir()
+    with pytest.raises(GitbusError, match="not valid UTF-8"):
+        P.normalize("foo", root=repo, cwd=odd)
