@@ -25,7 +25,7 @@ import pygit2
 from gitbus import loose, races, state
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitcli import NETWORK_TIMEOUT_SECONDS, STALE_LOCK_SECONDS, GitCli, network_timeout
-from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
+from gitbus.gitfiles import Commit, DamagedRef, Oid, RefMoved, common_dir_of, damage_text, read_ref, read_refs
 from gitbus.races import LOCAL_BACKOFF, REMOTE_BACKOFF, STARVED_AFTER, TURN_POLL, LostRaces
 from gitbus.state import disk_problem
 
@@ -127,16 +127,35 @@ class Repository(GitCli):
     # -- refs -------------------------------------------------------------------------------------
 
     def ref(self, name: str) -> Oid | None:
-        """The object a ref points at, or None if it does not exist."""
-        ref = self._repo.references.get(name)
+        """The object a ref points at, or None if it does not exist. A bus ref (`refs/bus/`, and a
+        remote's tracking `refs/remotes/<remote>/bus/`) is read from git's files as `refs` reads
+        it, and one that is there but damaged raises `DamagedRef` (libgit2 would raise its own
+        error, or follow a symbolic value to another ref's commit)."""
+        if name.startswith("refs/bus/") or (name.startswith("refs/remotes/") and "/bus/" in name):
+            damaged: dict[str, str] = {}
+            oid = read_ref(self.common_dir, name, damaged)
+            for bad, why in damaged.items():
+                raise DamagedRef(self.common_dir, bad, why)
+            return None if oid is None else Oid(oid)
+        try:
+            ref = self._repo.references.get(name)
+        except pygit2.GitError as e:
+            raise DamagedRef(self.common_dir, name, f"cannot be read ({e})") from None
         return None if ref is None else Oid(str(ref.target))
 
-    def refs(self, prefix: str) -> dict[str, Oid]:
-        """All refs whose names start with `prefix`, with their targets.
+    def refs(self, prefix: str, damaged: dict[str, str] | None = None) -> dict[str, Oid]:
+        """All refs whose names start with `prefix`, with their targets; those that are there but
+        damaged are counted in `skipped` (and put in `damaged`, ref -> why), never read as absent.
 
         Read from git's files: libgit2 can only list every ref in the repository, which costs ~10 ms
         per call with a thousand unpacked tags, and this runs on every post."""
-        return {name: Oid(oid) for name, oid in read_refs(self.common_dir, prefix).items()}
+        bad: dict[str, str] = {}
+        found = {name: Oid(oid) for name, oid in read_refs(self.common_dir, prefix, bad).items()}
+        for name, why in bad.items():
+            self.skipped[name] = damage_text(self.common_dir, name, why)
+        if damaged is not None:
+            damaged.update(bad)
+        return found
 
     def update_ref(self, name: str, new: Oid, expected: Oid | None, log: str) -> None:
         """Point `name` at `new` if it still holds `expected` (None: must not exist).

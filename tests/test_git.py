@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from gitbus import git, races
+from gitbus.bus import Bus
+from gitbus.errors import GitbusError
 from gitbus.git import LostRaces, RefMoved, Repository
+
+from .test_fastpath import DAMAGES, damage
 
 REF = "refs/bus/test"
 
@@ -67,3 +72,36 @@ def test_retry_cas_gives_up_after_the_one_limit_naming_the_ref_and_its_winner(
     assert (gave_up.value.ref, gave_up.value.winner) == (REF, r.ref(REF))
     assert f"Gave up writing {REF} after 5 lost races" in str(gave_up.value)
     assert gave_up.value.exit_code == 4  # a `Contended`: one line at the CLI
+
+
+# -- damage and errors that never clear ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGES))
+def test_a_damaged_agent_ref_is_counted_and_never_written_over(agents: list[Bus], how: str) -> None:
+    """An agent's ref emptied, cut short, made symbolic or a symbolic link, or its packed-refs line
+    damaged: status counts it, and a post by that agent is refused in one sentence naming the file,
+    which stays as it is (no fresh chain is started over it)."""
+    api, _, _ = agents
+    api.discover("before the damage")
+    common = api.repo.common_dir
+    ref = "refs/bus/agents/api-1"
+    damage(common, ref, how)
+    files = _ref_files(common)
+    reader = Bus.open(agents[1].repo.root, "web-1")
+    assert reader.status().skipped >= 1
+    with pytest.raises(GitbusError) as refused:
+        Bus.open(api.repo.root, "api-1").discover("after the damage")
+    text = str(refused.value)
+    assert "\n" not in text and ("packed-refs" in text or str(common / ref) in text), text
+    assert _ref_files(common) == files
+
+
+def _ref_files(common: Path) -> dict[Path, bytes | str]:
+    """Every bus ref file and packed-refs, with its bytes (a symbolic link: where it points)."""
+    found = [common / "packed-refs", *(common / "refs" / "bus").rglob("*")]
+    return {
+        p: os.readlink(p) if p.is_symlink() else p.read_bytes()
+        for p in found
+        if p.is_symlink() or p.is_file()
+    }
