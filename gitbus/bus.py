@@ -378,7 +378,12 @@ class Bus(Reading):
         arbiter = self._arbiter()
         msg = ledger.transact(self.repo, decide, arbiter, step.ledgers())
         self.notices = [inert(n, 400) for n in arbiter.notices]
-        self._ensure_joined()  # after: a refused step writes nothing, not even a join
+        try:
+            self._ensure_joined()  # after: a refused step writes nothing, not even a join
+        except GitbusError as e:  # the step is taken: say so, and why the join is missing
+            self.notices.append(
+                inert(f"The step was taken, but {self.agent}'s chain could not be started: {e}", 400)
+            )
         return msg
 
     def _arbiter(self) -> ledger.Arbiter:

@@ -13,6 +13,7 @@ same backoff, and a `.lock` file left by a killed process is recovered once it i
 from __future__ import annotations
 
 import contextlib
+import errno
 import random
 import threading
 import time
@@ -26,6 +27,7 @@ from gitbus import loose, races, state
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitcli import NETWORK_TIMEOUT_SECONDS, STALE_LOCK_SECONDS, GitCli, network_timeout
 from gitbus.gitfiles import Commit, DamagedRef, Oid, RefMoved, common_dir_of, damage_text, read_ref, read_refs
+from gitbus.inert import inert
 from gitbus.races import LOCAL_BACKOFF, REMOTE_BACKOFF, STARVED_AFTER, TURN_POLL, LostRaces
 from gitbus.state import disk_problem
 
@@ -200,10 +202,10 @@ class Repository(GitCli):
                             txn.set_target(name, pygit2.Oid(hex=new), message=log)
                 return
             except (pygit2.GitError, OSError) as e:  # a lock is held: back off with jitter
-                disk = disk_problem(e)
                 names = ", ".join(n for n, _, _ in ordered)
-                if disk:  # no writer will ever get through: say so at once, not after 30 s
-                    raise GitbusError(f"Could not write {names}: {disk}.") from None
+                why = _lasting(e)
+                if why:  # no writer will ever get through: say so at once, not after 30 s
+                    raise GitbusError(f"Could not write {names}: {inert(why, 300)}.") from None
                 if time.monotonic() > deadline:
                     raise Contended(
                         f"Could not lock {names} for {_LOCK_DEADLINE_SECONDS:.0f}s; another writer holds it "
@@ -601,14 +603,38 @@ def _write_object(write: Callable[[], T]) -> T:
         try:
             return write()
         except (OSError, pygit2.GitError) as e:
-            disk = disk_problem(e)
-            if disk:
-                raise GitbusError(f"Could not write to the repository: {disk}.") from None
+            why = _lasting(e) if isinstance(e, OSError) else disk_problem(e)
+            if why:  # no permission, a full disk: no retry helps (git: "insufficient permission …")
+                raise GitbusError(f"Could not write to the repository: {inert(why, 300)}.") from None
             if attempt == 10 or not isinstance(e, OSError):
                 raise
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.05)
     raise AssertionError("unreachable")
+
+
+# Errors a writer may meet while another holds a lock or moves a folder: worth waiting for. Any
+# other error (a folder or a file in a ref's place, no permission, a full or read-only disk, a
+# setting libgit2 cannot parse) stays however long one waits, and is reported at once.
+_PASSING = frozenset({errno.EEXIST, errno.ENOENT, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ESTALE})
+
+
+def _lasting(e: pygit2.GitError | OSError) -> str | None:
+    """Why writing cannot succeed however long one waits, or None when `e` is contention (a lock
+    another writer holds, a folder gc just removed). libgit2 reports a held lock as "failed to lock
+    file '<ref>.lock' for writing" with no reason after it, or with EEXIST's."""
+    disk = disk_problem(e)
+    if disk:
+        return disk
+    if isinstance(e, OSError):
+        if e.errno in _PASSING:
+            return None
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{e.strerror or type(e).__name__}{where}"
+    text = str(e).strip()
+    if text.startswith("failed to lock file") and (text.endswith(":") or text.endswith("File exists")):
+        return None
+    return text or type(e).__name__
 
 
 def _kind_of(obj: pygit2.Object) -> str:

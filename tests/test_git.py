@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,89 @@ def _ref_files(common: Path) -> dict[Path, bytes | str]:
         for p in found
         if p.is_symlink() or p.is_file()
     }
+
+
+@pytest.fixture
+def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lock waits of 2 s: an error that never clears must not be waited on even that long."""
+    monkeypatch.setattr(git, "_LOCK_DEADLINE_SECONDS", 2.0)
+
+
+@pytest.mark.parametrize(
+    "blocker", ["a folder for the ref", "a file for its folder", "a folder for its lock"]
+)
+def test_a_ref_that_can_never_be_locked_fails_at_once_in_one_line(
+    repo: Path, short_wait: None, blocker: str
+) -> None:
+    r = Repository.open(repo)
+    ref = "refs/bus/agents/api-1"
+    path = r.common_dir / ref
+    if blocker == "a folder for the ref":
+        path.mkdir(parents=True)
+    elif blocker == "a file for its folder":
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.write_text("")
+    else:
+        Path(f"{path}.lock").mkdir(parents=True)
+        os.utime(f"{path}.lock", (time.time() - 3600, time.time() - 3600))  # old: as if stale
+    began = time.monotonic()
+    with pytest.raises(GitbusError) as refused:
+        r.update_ref(ref, _commit(r, "x\n"), None, "test")
+    assert time.monotonic() - began < 1.5
+    text = str(refused.value)
+    assert "another writer" not in text and "\n" not in text and str(path) in text, text
+    assert not [p for p in (r.common_dir / "refs").rglob("*") if ".stale-" in p.name]
+
+
+def test_a_setting_libgit2_cannot_parse_fails_a_write_at_once_in_one_line(
+    repo: Path, short_wait: None
+) -> None:
+    """A ref that keeps a reflog is libgit2's to write; with core.logAllRefUpdates set to nonsense
+    libgit2 refuses every time: that is no lock another writer holds."""
+    r = Repository.open(repo)
+    (r.common_dir / "logs" / "refs" / "bus").mkdir(parents=True)
+    (r.common_dir / "logs" / REF).touch()
+    (repo / ".git" / "config").write_text(
+        (repo / ".git" / "config").read_text() + "[core]\n\tlogAllRefUpdates = garbage\n"
+    )
+    r = Repository.open(repo)
+    began = time.monotonic()
+    with pytest.raises(GitbusError) as refused:
+        r.update_ref(REF, _commit(r, "x\n"), None, "test")
+    assert time.monotonic() - began < 1.5
+    text = str(refused.value)
+    assert "another writer" not in text and "\n" not in text and "garbage" in text, text
+
+
+def test_a_claim_taken_whose_join_cannot_be_written_succeeds_and_says_so(
+    agents: list[Bus], short_wait: None
+) -> None:
+    """The step is on the ledger: the command must not report failure; it says why the agent's
+    chain is missing."""
+    api, _, _ = agents
+    new = Bus.open(api.repo.root, "new-1")
+    Path(f"{api.repo.common_dir}/refs/bus/agents/new-1.lock").mkdir()
+    msg = new.claim(["lib/"])
+    assert msg is not None and [c.path for c in api.claims() if c.owner == "new-1"] == ["lib/"]
+    assert any("new-1's chain could not be started" in n and "new-1.lock" in n for n in new.notices)
+
+
+@pytest.fixture
+def immutable_objects(repo: Path) -> Iterator[Path]:
+    """The objects folder made immutable (chattr +i: refuses writes even to root), undone at the end."""
+    objects = repo / ".git" / "objects"
+    if subprocess.run(["chattr", "+i", str(objects)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here")
+    try:
+        yield objects
+    finally:
+        subprocess.run(["chattr", "-i", str(objects)], check=False)
+
+
+def test_an_objects_folder_that_refuses_writes_fails_in_one_line(repo: Path, immutable_objects: Path) -> None:
+    r = Repository.open(repo)
+    with pytest.raises(GitbusError) as refused:
+        r.blob(b"new content\n")
+    assert str(refused.value).startswith("Could not write to the repository:") and "\n" not in str(
+        refused.value
+    )
