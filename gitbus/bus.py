@@ -357,8 +357,13 @@ class Bus(Reading):
         return self._ledger_maybe(steps.Renew(self.agent, self.paths(raw_paths, literal=True), ttl_ms))
 
     def claims(self, include_expired: bool = False) -> list[Claim]:
+        """The claims on the ledgers; a `GitbusError` when a ledger cannot be read (a damaged
+        ref), whose claims are then unknown, not none."""
         now = self.clock.now_ms()
-        return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
+        state = ledger.current(self.repo)
+        if state.tips.broken is not None:
+            raise GitbusError(f"The claims cannot be read: {inert(state.tips.broken, 300)}.")
+        return [c for c in all_claims(state) if include_expired or c.live(now)]
 
     def _ledger_maybe(self, step: steps.Step) -> Message | None:
         """Take `step` on the ledger: decided on its tip, again after each lost race. Its time is
