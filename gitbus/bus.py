@@ -373,6 +373,11 @@ class Bus(Reading):
         past = chains.past(self.repo, self.clock.now_ms())  # a refused step writes nothing, not even this
 
         def decide(state: ledger.State, min_time: int) -> ledger.Change | None:
+            broken = state.tips.broken
+            if broken is not None and broken in self.repo.skipped.values():  # a damaged ledger ref:
+                # its claims are unknown, not none ("you hold none" would be no answer), and the
+                # sentence already says how to repair it
+                raise GitbusError(f"The claims cannot be read: {inert(broken, 300)}.")
             now = self.clock.now_ms()
             at = max(now, min_time, past)
             change = step.decide(state, at, mid, lease_now=now)

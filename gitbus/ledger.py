@@ -266,7 +266,7 @@ def read_tips(repo: Repository, root: str = BUS_PREFIX, want: set[str] | None = 
         raise DamagedRef(repo.common_dir, ref, why)
     for r, w in bad.items():
         repo.skipped[r] = damage_text(repo.common_dir, r, w)
-    return tips._replace(broken=f"{ref} {why} (see gitbus status)")
+    return tips._replace(broken=damage_text(repo.common_dir, ref, why))
 
 
 def tips_of(

@@ -642,5 +642,8 @@ def test_a_damaged_ledger_ref_makes_both_guards_refuse_and_claims_fail_in_one_li
     assert "packed-refs" in err or shard in err, err
     code, _, err = gb(web.repo.root, "-a", "web-1", "claims")  # unknown, not none
     assert code == 1 and len(err.strip().splitlines()) == 1 and "cannot be read" in err, err
+    code, _, err = gb(api.repo.root, "-a", "api-1", "release", "--all")  # not "you hold none"
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "cannot be read" in err or "CRLF" in err, err
     code, out_json, _ = gb(web.repo.root, "-a", "web-1", "status", "--json")
     assert code == 0 and json.loads(out_json)["skipped"] >= 1
