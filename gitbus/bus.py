@@ -364,8 +364,13 @@ class Bus(Reading):
         return self._ledger_maybe(steps.Renew(self.agent, self.paths(raw_paths, literal=True), ttl_ms))
 
     def claims(self, include_expired: bool = False) -> list[Claim]:
+        """The claims on the ledgers; a `GitbusError` when a ledger cannot be read (a damaged
+        ref), whose claims are then unknown, not none."""
         now = self.clock.now_ms()
-        return [c for c in all_claims(ledger.current(self.repo)) if include_expired or c.live(now)]
+        state = ledger.current(self.repo)
+        if state.tips.broken is not None:
+            raise GitbusError(f"The claims cannot be read: {inert(state.tips.broken, 300)}.")
+        return [c for c in all_claims(state) if include_expired or c.live(now)]
 
     def _ledger_maybe(self, step: steps.Step) -> Message | None:
         """Take `step` on the ledger: decided on its tip, again after each lost race. Its time is
@@ -375,6 +380,11 @@ class Bus(Reading):
         past = chains.past(self.repo, self.clock.now_ms())  # a refused step writes nothing, not even this
 
         def decide(state: ledger.State, min_time: int) -> ledger.Change | None:
+            broken = state.tips.broken
+            if broken is not None and broken in self.repo.skipped.values():  # a damaged ledger ref:
+                # its claims are unknown, not none ("you hold none" would be no answer), and the
+                # sentence already says how to repair it
+                raise GitbusError(f"The claims cannot be read: {inert(broken, 300)}.")
             now = self.clock.now_ms()
             at = max(now, min_time, past)
             change = step.decide(state, at, mid, lease_now=now)
@@ -385,7 +395,12 @@ class Bus(Reading):
         arbiter = self._arbiter()
         msg = ledger.transact(self.repo, decide, arbiter, step.ledgers())
         self.notices = [inert(n, 400) for n in arbiter.notices]
-        self._ensure_joined()  # after: a refused step writes nothing, not even a join
+        try:
+            self._ensure_joined()  # after: a refused step writes nothing, not even a join
+        except GitbusError as e:  # the step is taken: say so, and why the join is missing
+            self.notices.append(
+                inert(f"The step was taken, but {self.agent}'s chain could not be started: {e}", 400)
+            )
         return msg
 
     def _arbiter(self) -> ledger.Arbiter:

@@ -59,19 +59,29 @@ def _oid(text: str) -> str | None:
     return t if len(t) in (40, 64) and set(t) <= _HEX else None
 
 
-def read_refs(common_dir: str | os.PathLike[str], prefix: str) -> dict[str, str]:
+def read_refs(
+    common_dir: str | os.PathLike[str], prefix: str, damaged: dict[str, str] | None = None
+) -> dict[str, str]:
     """Every ref under `prefix` (e.g. `refs/bus/`) with its object id; loose values win.
+
+    A ref whose value cannot be read as an object id (an empty or cut-short file, a symbolic ref, a
+    symbolic link, an unreadable file, a damaged `packed-refs` line) is never in the answer, and is
+    never silently absent either: it goes into `damaged` (ref, or `packed-refs` for a file git cannot
+    read at all -> why), which the library counts and refuses to write over.
 
     Plain `os` calls rather than pathlib: this runs on every post, once per agent chain, and
     pathlib's parsing cost more than the reads themselves (5× at 64 agents). Loose refs are read
     before `packed-refs`, the order that cannot miss a ref being packed concurrently (git writes
     `packed-refs` before deleting the loose file)."""
     out: dict[str, str] = {}
+    bad: dict[str, str] = {}
     common = os.fspath(common_dir)
     base = os.path.join(common, prefix.rstrip("/"))
-    oid = _read_oid(base)  # the prefix may name one ref
+    oid, why = _read_value(base)  # the prefix may name one ref
     if oid:
         out[prefix] = oid
+    elif why:
+        bad[prefix] = why
     stack = [(base, prefix.rstrip("/") + "/")]
     while stack:
         folder, name_prefix = stack.pop()
@@ -79,28 +89,64 @@ def read_refs(common_dir: str | os.PathLike[str], prefix: str) -> dict[str, str]
             entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError as e:
+            bad[name_prefix] = f"its folder cannot be read ({e.strerror})"
+            continue
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, name_prefix + entry.name + "/"))
             elif not entry.name.endswith(".lock"):
-                oid = _read_oid(entry.path)
+                oid, why = _read_value(entry.path)
                 if oid:
                     out[name_prefix + entry.name] = oid
+                elif why:
+                    bad[name_prefix + entry.name] = why
     under = prefix if prefix.endswith("/") else prefix + "/"
-    for name, value in _packed(common).items():
-        if (name == prefix or name.startswith(under)) and name not in out:
+    refs, packed_bad = _packed(common)
+    for name, value in refs.items():
+        if (name == prefix or name.startswith(under)) and name not in out and name not in bad:
             out[name] = value
+    for name, why in packed_bad.items():
+        if name == PACKED or (
+            (name == prefix or name.startswith(under)) and name not in out and name not in bad
+        ):
+            bad[name] = why
+    if damaged is not None:
+        damaged.update(bad)
     return out
 
 
-def bus_tips(common_dir: str | os.PathLike[str]) -> dict[str, str]:
+def read_ref(common_dir: str | os.PathLike[str], name: str, damaged: dict[str, str]) -> str | None:
+    """The object id of ref `name`, None when there is none or it is damaged: then `damaged` gets
+    (`name`, or `PACKED` for a packed-refs file git cannot read) -> why, as `read_refs` judges; a
+    folder in the ref file's place is damage here too."""
+    common = os.fspath(common_dir)
+    path = os.path.join(common, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+        damaged[name] = "is a folder, not a ref file"
+        return None
+    oid, why = _read_value(path)
+    if why:
+        damaged[name] = why
+    if oid or why:
+        return oid
+    refs, bad = _packed(common)
+    for key in (name, PACKED):
+        if key in bad:
+            damaged[key] = bad[key]
+            return None
+    return refs.get(name)
+
+
+def bus_tips(common_dir: str | os.PathLike[str], damaged: dict[str, str] | None = None) -> dict[str, str]:
     """The chain tips a session reads: every agent chain, every ledger, and `refs/bus/ledger` (the
-    single ledger of old, or the mark that it moved) (from files, no libgit2)."""
-    tips = read_refs(common_dir, AGENTS_PREFIX)
-    tips.update(read_refs(common_dir, LEDGER_REF))
+    single ledger of old, or the mark that it moved) (from files, no libgit2); damaged refs among
+    them into `damaged` (see `read_refs`)."""
+    tips = read_refs(common_dir, AGENTS_PREFIX, damaged)
+    tips.update(read_refs(common_dir, LEDGER_REF, damaged))
     # only the ledgers the library reads (`ids.is_ledger`: `main` or 4 hex digits), so a peer's ref
     # named otherwise cannot keep every session's cursor from matching
-    found = read_refs(common_dir, LEDGERS_PREFIX)
+    found = read_refs(common_dir, LEDGERS_PREFIX, damaged)
     tips.update((r, o) for r, o in found.items() if ledger_name(r[len(LEDGERS_PREFIX) :]))
     return tips
 
@@ -111,59 +157,92 @@ def ledger_name(name: str) -> bool:
     return name == "main" or (len(name) == 4 and set(name) <= _HEX)
 
 
-def _read_oid(path: str) -> str | None:
+def _read_value(path: str) -> tuple[str | None, str | None]:
+    """(object id, None) of the loose ref file `path`; (None, None) when there is none (or a folder
+    is there: refs below it); (None, why) when the file is there but is no plain object id."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
+        return None, None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None, "is a symbolic link (gitbus never makes one)"
+        return None, f"cannot be read ({e.strerror})"
     try:
         raw = os.read(fd, 128)
     except IsADirectoryError:
-        return None
+        return None, None
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror})"
     finally:
         os.close(fd)
     try:
-        return _oid(raw.decode("ascii"))
+        oid = _oid(raw.decode("ascii"))
     except UnicodeDecodeError:
-        return None
+        oid = None
+    if oid:
+        return oid, None
+    if not raw:
+        return None, "is empty"
+    if raw.startswith(b"ref:"):
+        return None, "holds a symbolic ref (gitbus never makes one)"
+    return None, "holds no object id"
 
 
-_PACKED: dict[str, tuple[tuple[int, int, int, int], dict[str, str]]] = {}
+PACKED = "packed-refs"  # the key in `damaged` for a packed-refs file git cannot read at all
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_PACKED: dict[str, tuple[tuple[int, int, int, int], dict[str, str], dict[str, str]]] = {}
 
 
 def packed_refs(common_dir: str) -> dict[str, str]:
     """Every ref `packed-refs` holds, with its object id (parsed once per version of the file)."""
-    return _packed(common_dir)
+    return _packed(common_dir)[0]
 
 
-def _packed(common: str) -> dict[str, str]:
-    """`packed-refs` parsed, cached by its stat: git replaces it by rename (a new inode) on every
-    change, so an unchanged (inode, size, mtime, ctime) is an unchanged file."""
+def packed_damage(common_dir: str) -> dict[str, str]:
+    """What in `packed-refs` could not be read: ref -> why, and `PACKED` -> why for a line naming no
+    ref or line ends git does not read (git refuses the whole file then)."""
+    return _packed(common_dir)[1]
+
+
+def _packed(common: str) -> tuple[dict[str, str], dict[str, str]]:
+    """`packed-refs` parsed (refs, damage), cached by its stat: git replaces it by rename (a new
+    inode) on every change, so an unchanged (inode, size, mtime, ctime) is an unchanged file."""
     path = os.path.join(common, "packed-refs")
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return {}
+        return {}, {}
     key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     hit = _PACKED.get(common)
     if hit and hit[0] == key:
-        return hit[1]
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return {}
+        return hit[1], hit[2]
     refs: dict[str, str] = {}
-    for line in text.splitlines():
+    bad: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return {}, {}
+    except OSError as e:
+        return {}, {PACKED: f"cannot be read ({e.strerror})"}
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.endswith("\r"):
+            bad[PACKED] = "has Windows (CRLF) line ends, which git cannot read"
+            line = line[:-1]
         if line[:1] in ("#", "^", ""):
             continue
         value, _, name = line.partition(" ")
-        if _oid(value):
+        if not name.startswith("refs/"):
+            bad.setdefault(PACKED, f"line {number} names no ref")
+        elif _oid(value) and value == value.strip():
             refs[name] = value
+        else:
+            bad[name] = "has a damaged line in packed-refs"
     if len(_PACKED) > 64:
         _PACKED.clear()
-    _PACKED[common] = (key, refs)
-    return refs
+    _PACKED[common] = (key, refs, bad)
+    return refs, bad
 
 
 # -- names -------------------------------------------------------------------------------------------
@@ -398,6 +477,7 @@ def nothing_new(raw: bytes, env: Mapping[str, str]) -> bool:
             return False
         root, git_dir, common_dir = where
         tips = session_tips(common_dir, agent_of(root, git_dir, env), session)
-        return tips is not None and tips == bus_tips(common_dir)
+        damaged: dict[str, str] = {}  # a damaged ref is the handler's to count and report
+        return tips is not None and tips == bus_tips(common_dir, damaged) and not damaged
     except (Undecided, OSError, ValueError):
         return False

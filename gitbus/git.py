@@ -13,6 +13,7 @@ same backoff, and a `.lock` file left by a killed process is recovered once it i
 from __future__ import annotations
 
 import contextlib
+import errno
 import random
 import threading
 import time
@@ -25,7 +26,8 @@ import pygit2
 from gitbus import loose, races, state
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitcli import NETWORK_TIMEOUT_SECONDS, STALE_LOCK_SECONDS, GitCli, network_timeout
-from gitbus.gitfiles import Commit, Oid, RefMoved, common_dir_of, read_refs
+from gitbus.gitfiles import Commit, DamagedRef, Oid, RefMoved, common_dir_of, damage_text, read_ref, read_refs
+from gitbus.inert import inert
 from gitbus.races import LOCAL_BACKOFF, REMOTE_BACKOFF, STARVED_AFTER, TURN_POLL, LostRaces
 from gitbus.state import disk_problem
 
@@ -127,16 +129,35 @@ class Repository(GitCli):
     # -- refs -------------------------------------------------------------------------------------
 
     def ref(self, name: str) -> Oid | None:
-        """The object a ref points at, or None if it does not exist."""
-        ref = self._repo.references.get(name)
+        """The object a ref points at, or None if it does not exist. A bus ref (`refs/bus/`, and a
+        remote's tracking `refs/remotes/<remote>/bus/`) is read from git's files as `refs` reads
+        it, and one that is there but damaged raises `DamagedRef` (libgit2 would raise its own
+        error, or follow a symbolic value to another ref's commit)."""
+        if name.startswith("refs/bus/") or (name.startswith("refs/remotes/") and "/bus/" in name):
+            damaged: dict[str, str] = {}
+            oid = read_ref(self.common_dir, name, damaged)
+            for bad, why in damaged.items():
+                raise DamagedRef(self.common_dir, bad, why)
+            return None if oid is None else Oid(oid)
+        try:
+            ref = self._repo.references.get(name)
+        except pygit2.GitError as e:
+            raise DamagedRef(self.common_dir, name, f"cannot be read ({e})") from None
         return None if ref is None else Oid(str(ref.target))
 
-    def refs(self, prefix: str) -> dict[str, Oid]:
-        """All refs whose names start with `prefix`, with their targets.
+    def refs(self, prefix: str, damaged: dict[str, str] | None = None) -> dict[str, Oid]:
+        """All refs whose names start with `prefix`, with their targets; those that are there but
+        damaged are counted in `skipped` (and put in `damaged`, ref -> why), never read as absent.
 
         Read from git's files: libgit2 can only list every ref in the repository, which costs ~10 ms
         per call with a thousand unpacked tags, and this runs on every post."""
-        return {name: Oid(oid) for name, oid in read_refs(self.common_dir, prefix).items()}
+        bad: dict[str, str] = {}
+        found = {name: Oid(oid) for name, oid in read_refs(self.common_dir, prefix, bad).items()}
+        for name, why in bad.items():
+            self.skipped[name] = damage_text(self.common_dir, name, why)
+        if damaged is not None:
+            damaged.update(bad)
+        return found
 
     def update_ref(self, name: str, new: Oid, expected: Oid | None, log: str) -> None:
         """Point `name` at `new` if it still holds `expected` (None: must not exist).
@@ -181,10 +202,10 @@ class Repository(GitCli):
                             txn.set_target(name, pygit2.Oid(hex=new), message=log)
                 return
             except (pygit2.GitError, OSError) as e:  # a lock is held: back off with jitter
-                disk = disk_problem(e)
                 names = ", ".join(n for n, _, _ in ordered)
-                if disk:  # no writer will ever get through: say so at once, not after 30 s
-                    raise GitbusError(f"Could not write {names}: {disk}.") from None
+                why = _lasting(e)
+                if why:  # no writer will ever get through: say so at once, not after 30 s
+                    raise GitbusError(f"Could not write {names}: {inert(why, 300)}.") from None
                 if time.monotonic() > deadline:
                     raise Contended(
                         f"Could not lock {names} for {_LOCK_DEADLINE_SECONDS:.0f}s; another writer holds it "
@@ -582,14 +603,38 @@ def _write_object(write: Callable[[], T]) -> T:
         try:
             return write()
         except (OSError, pygit2.GitError) as e:
-            disk = disk_problem(e)
-            if disk:
-                raise GitbusError(f"Could not write to the repository: {disk}.") from None
+            why = _lasting(e) if isinstance(e, OSError) else disk_problem(e)
+            if why:  # no permission, a full disk: no retry helps (git: "insufficient permission …")
+                raise GitbusError(f"Could not write to the repository: {inert(why, 300)}.") from None
             if attempt == 10 or not isinstance(e, OSError):
                 raise
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.05)
     raise AssertionError("unreachable")
+
+
+# Errors a writer may meet while another holds a lock or moves a folder: worth waiting for. Any
+# other error (a folder or a file in a ref's place, no permission, a full or read-only disk, a
+# setting libgit2 cannot parse) stays however long one waits, and is reported at once.
+_PASSING = frozenset({errno.EEXIST, errno.ENOENT, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ESTALE})
+
+
+def _lasting(e: pygit2.GitError | OSError) -> str | None:
+    """Why writing cannot succeed however long one waits, or None when `e` is contention (a lock
+    another writer holds, a folder gc just removed). libgit2 reports a held lock as "failed to lock
+    file '<ref>.lock' for writing" with no reason after it, or with EEXIST's."""
+    disk = disk_problem(e)
+    if disk:
+        return disk
+    if isinstance(e, OSError):
+        if e.errno in _PASSING:
+            return None
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{e.strerror or type(e).__name__}{where}"
+    text = str(e).strip()
+    if text.startswith("failed to lock file") and (text.endswith(":") or text.endswith("File exists")):
+        return None
+    return text or type(e).__name__
 
 
 def _kind_of(obj: pygit2.Object) -> str:

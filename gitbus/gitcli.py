@@ -14,6 +14,7 @@ import contextlib
 import os
 import random
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -37,6 +38,10 @@ def network_timeout(whole_bus: bool = False) -> float:
     return value if 0 < value < 86_400 else default  # nan, inf, 0 and negatives: the default
 
 
+def _kind(mode: int) -> str:
+    return "folder" if stat.S_ISDIR(mode) else "symbolic link" if stat.S_ISLNK(mode) else "special file"
+
+
 class GitCli:
     """The verbs of `Repository` that run git itself (a mixin: `Repository` supplies `root` and
     `_has_config`)."""
@@ -53,9 +58,14 @@ class GitCli:
         The lock is first moved aside under a unique name and checked to be the same old file: two
         recoverers racing never delete a lock that a live writer has just taken."""
         try:
-            seen = lock.stat()
+            seen = lock.lstat()
         except FileNotFoundError:
             return True
+        if not stat.S_ISREG(seen.st_mode):  # no writer makes this: it blocks every writer for good
+            raise GitbusError(
+                f"{lock} is no lock file but a {_kind(seen.st_mode)}, and no writer can take the lock "
+                f"while it is there; remove it."
+            )
         if time.time() - seen.st_mtime <= STALE_LOCK_SECONDS:
             return False
         aside = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{random.getrandbits(32):08x}")

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import NamedTuple, NewType
 
 from gitbus.errors import GitbusError
+from gitbus.fastpath import PACKED as PACKED
 from gitbus.fastpath import bus_tips as bus_tips
+from gitbus.fastpath import packed_damage as packed_damage
 from gitbus.fastpath import packed_refs as packed_refs
+from gitbus.fastpath import read_ref as read_ref
 from gitbus.fastpath import read_refs as read_refs
 from gitbus.ids import BUS_PREFIX
 
@@ -119,6 +122,26 @@ def bus_stamp(common_dir: Path) -> Stamp:
             continue
         out.append((str(f), st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(sorted(out))
+
+
+class DamagedRef(GitbusError):
+    """Ref `ref` is there but cannot be read as an object id (`fastpath.read_refs` says `why`): it is
+    never written over as if absent, nor read as a guess. Its text says how to repair it."""
+
+    def __init__(self, common_dir: str | Path, ref: str, why: str) -> None:
+        self.ref, self.why = ref, why
+        super().__init__(damage_text(common_dir, ref, why) + "; gitbus will not write over it.")
+
+
+def damage_text(common_dir: str | Path, ref: str, why: str) -> str:
+    """One sentence naming damaged ref `ref` (or `packed-refs` itself), its file and the repair."""
+    packed = Path(common_dir, "packed-refs")
+    if ref == PACKED:
+        return f"{packed} {why}: put it back as git writes it ('<id> <ref>' lines, LF ends); do not delete it"
+    if "packed-refs" in why:
+        return f"{ref} {why} ({packed}): put a good commit id on that line, or delete the line"
+    path = Path(common_dir, ref)
+    return f"{ref} {why} ({path}): write a good commit id into that file, or delete it"
 
 
 class RefMoved(Exception):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from gitbus import paths as P
 from gitbus.claims import Claim
 from gitbus.errors import Conflict, GitbusError
-from gitbus.gitfiles import read_refs
+from gitbus.gitfiles import PACKED, DamagedRef, read_refs
 from gitbus.ids import BUS_PREFIX, LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, is_ledger
 from gitbus.inert import inert
 from gitbus.state import claims_cache, write_atomic
@@ -203,11 +203,21 @@ def _common_dir(root: Path) -> Path | None:
 
 def ledger_tip(common_dir: Path) -> str | None:
     """The index key of the ledgers now: every ledger ref and `refs/bus/ledger`, `name=oid` joined
-    by commas in name order (None: no ledger yet). Read from git's files, without libgit2."""
-    refs = read_refs(common_dir, LEDGERS_PREFIX)
-    refs.update(read_refs(common_dir, LEDGER_REF))
+    by commas in name order (None: no ledger yet). Read from git's files, without libgit2. A ledger
+    ref that is there but damaged leaves the claims unknown: `DamagedRef`, and the guard is blind."""
+    damaged: dict[str, str] = {}
+    refs = read_refs(common_dir, LEDGERS_PREFIX, damaged)
+    refs.update(read_refs(common_dir, LEDGER_REF, damaged))
+    _refuse_damage(common_dir, damaged)
     named = sorted((n[len(BUS_PREFIX) :], o) for n, o in refs.items() if n == LEDGER_REF or is_ledger(n))
     return ",".join(f"{n}={o}" for n, o in named) or None
+
+
+def _refuse_damage(common_dir: Path, damaged: dict[str, str]) -> None:
+    """Raise `DamagedRef` for the first damaged ledger ref of `damaged` (or packed-refs itself)."""
+    bad = sorted((r, w) for r, w in damaged.items() if r in (PACKED, LEDGER_REF) or is_ledger(r))
+    if bad:
+        raise DamagedRef(common_dir, *bad[0])
 
 
 def _key_refs(key: str | None) -> dict[str, str] | None:
@@ -265,8 +275,9 @@ def cached(common_dir: Path, root: Path | None = None, paths: Iterable[str] | No
     if taken is None:
         return None  # an index an older gitbus keyed by one ledger commit, or a damaged header
     for ref in {LEDGER_REF, *(shard_of_path(p) for p in paths)}:
-        if read_refs(common_dir, ref).get(ref) != taken.get(ref[len(BUS_PREFIX) :]):
-            return None
+        damaged: dict[str, str] = {}
+        if read_refs(common_dir, ref, damaged).get(ref) != taken.get(ref[len(BUS_PREFIX) :]) or damaged:
+            return None  # read again: a damaged ledger ref makes the guard blind
     return Snapshot(found[0], found[1], found[2], root=root)
 
 

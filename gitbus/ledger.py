@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gitbus.chains import chain_time, remember_time
 from gitbus.errors import GitbusError, Unreadable
-from gitbus.gitfiles import Oid
+from gitbus.gitfiles import PACKED, DamagedRef, Oid, damage_text
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -219,19 +219,54 @@ class Tips(NamedTuple):
 def read_tips(repo: Repository, root: str = BUS_PREFIX, want: set[str] | None = None) -> Tips:
     """The ledgers under `root`: this clone's (`refs/bus/`) or a remote's tracking namespace. A ref
     under `ledgers/` that names no ledger gitbus keeps is left out. With `want`, once the ledger has
-    moved, only those ledgers are read: a step costs its own refs, however many shards there are."""
-    old = repo.ref(root + "ledger")
+    moved, only those ledgers are read: a step costs its own refs, however many shards there are.
+
+    A ledger ref that is there but damaged (an emptied file, a damaged `packed-refs` line) is never
+    read as a ledger holding nothing: with `want` (a step about to be decided) it raises `DamagedRef`,
+    whose sentence says how to repair it; else the tips are `broken` (no step is decided on them, the
+    guard is blind) and the damage is counted in `repo.skipped`."""
+    damaged: dict[str, str] = {}
+    try:
+        old = repo.ref(root + "ledger")
+    except DamagedRef as e:
+        old, damaged[e.ref] = None, e.why
     kind = repo.object_kind(old) if old is not None else None
     if want is not None and kind == "blob":
-        picked = {r: repo.ref(root + r[len(BUS_PREFIX) :]) for r in want if is_ledger(r)}
-        return tips_of(repo, root, {r: o for r, o in picked.items() if o is not None}, old, kind)
-    found = repo.refs(root + "ledgers/")
-    refs = {}
-    for name, oid in found.items():
-        local = LEDGERS_PREFIX + name[len(root + "ledgers/") :]
-        if is_ledger(local):
-            refs[local] = oid
-    return tips_of(repo, root, refs, old, kind)
+        picked: dict[str, Oid] = {}
+        for r in want:
+            if not is_ledger(r):
+                continue
+            try:
+                oid = repo.ref(root + r[len(BUS_PREFIX) :])
+            except DamagedRef as e:
+                damaged[e.ref] = e.why
+                continue
+            if oid is not None:
+                picked[r] = oid
+        tips = tips_of(repo, root, picked, old, kind)
+    else:
+        found = repo.refs(root + "ledgers/", damaged)
+        refs = {}
+        for name, oid in found.items():
+            local = LEDGERS_PREFIX + name[len(root + "ledgers/") :]
+            if is_ledger(local):
+                refs[local] = oid
+        tips = tips_of(repo, root, refs, old, kind)
+    ledgers = root + "ledgers/"
+    bad = {
+        r: why
+        for r, why in damaged.items()
+        if r in (PACKED, root + "ledger")
+        or (r.startswith(ledgers) and is_ledger(LEDGERS_PREFIX + r[len(ledgers) :]))
+    }
+    if not bad:
+        return tips
+    ref, why = min(bad.items())
+    if want is not None:
+        raise DamagedRef(repo.common_dir, ref, why)
+    for r, w in bad.items():
+        repo.skipped[r] = damage_text(repo.common_dir, r, w)
+    return tips._replace(broken=damage_text(repo.common_dir, ref, why))
 
 
 def tips_of(

@@ -19,8 +19,10 @@ and gitbus all keep: `<ref>.lock` created exclusively, the value compared while 
 value written to the lock and, once every lock of the update holds its value, renamed over the
 ref (synced first where `core.fsyncObjectFiles` asks, as libgit2 does). libgit2's transaction did
 the same with some forty system calls and a read of the user's identity per ref for a reflog
-gitbus refs do not keep; whatever is not the plain case (a symbolic or damaged ref, a deletion, a
-ref that keeps a reflog, a name git would refuse) is still libgit2's (`NotPlain`).
+gitbus refs do not keep; whatever is not the plain case (a value git reads but did not write that
+way, a deletion, a ref that keeps a reflog, a name git would refuse) is still libgit2's (`NotPlain`).
+A ref that is there but damaged (empty, cut short, symbolic, a symbolic link or a folder in its
+place, a damaged `packed-refs` line) is refused (`DamagedRef`), never written over as if absent.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import secrets
 import zlib
 from collections.abc import Callable, Sequence
 
-from gitbus.gitfiles import Oid, RefMoved, packed_refs
+from gitbus.gitfiles import DamagedRef, Oid, RefMoved, read_ref
 
 TREE = b"40000"  # git's mode of a folder entry (no leading zero)
 BLOB = b"100644"
@@ -217,6 +219,7 @@ def tree_bytes(entries: Entries) -> bytes:
 # The refs gitbus names (agent chains, ledgers, the tombstone): plain components, no `..`, no `.lock`.
 _PLAIN_REF = re.compile(r"refs/bus/(?:[a-z0-9](?:[a-z0-9_-]|\.(?!\.))*/)*[a-z0-9](?:[a-z0-9_-]|\.(?!\.))*")
 _HEX = frozenset("0123456789abcdef")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a symbolic link in a ref's place is not followed
 
 
 class NotPlain(Exception):
@@ -250,8 +253,8 @@ def update_refs(
 
     Raises `RefMoved` naming the first that moved, and `NotPlain` before locking anything when
     libgit2 must do it: a ref gitbus does not name, a reflog to keep (`keeps_log`:
-    core.logAllRefUpdates=always, or the ref has one), or, once locked, a ref that is no plain
-    object id (symbolic, damaged)."""
+    core.logAllRefUpdates=always, or the ref has one), or, once locked, a ref git reads that is not
+    as git writes it; `DamagedRef` (every lock removed) for a ref that is there but damaged."""
     for name, new, expected in changes:  # a lease writes no value, so no reflog entry (nor does libgit2)
         logged = new != expected and (keeps_log or os.path.exists(f"{common}/logs/{name}"))
         if not plain_ref(name) or logged:
@@ -299,17 +302,32 @@ def _lock(lock: str) -> int:
 
 
 def _held_ref(common: str, name: str, path: str) -> Oid | None:
-    """The value of locked ref `name`: its loose file, else `packed-refs` (git's order), else None."""
+    """The value of locked ref `name`: its loose file, else `packed-refs` (git's order), else None.
+    A value that is there but damaged (`fastpath.read_refs`: empty, cut short, symbolic, a symbolic
+    link, a folder, a damaged packed line) raises `DamagedRef`: it is never written over as absent."""
+    raw: bytes | None = None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW)
     except FileNotFoundError:
-        packed = packed_refs(common).get(name)
-        return Oid(packed) if packed is not None else None
-    try:
-        raw = os.read(fd, 128)
-    finally:
-        os.close(fd)
-    text = raw.decode("ascii", "replace")
+        fd = -1
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        fd = -1  # a symbolic link: `read_ref` names it
+    if fd >= 0:
+        try:
+            raw = os.read(fd, 128)
+        except IsADirectoryError:
+            pass
+        finally:
+            os.close(fd)
+    text = raw.decode("ascii", "replace") if raw is not None else ""
     if len(text) == 41 and text[40] == "\n" and full_id(text[:40]):
         return Oid(text[:40])
-    raise NotPlain(name)
+    damaged: dict[str, str] = {}
+    oid = read_ref(common, name, damaged)
+    for ref, why in damaged.items():
+        raise DamagedRef(common, ref, why)
+    if raw is not None:
+        raise NotPlain(name)  # a value git reads, not as git writes it: libgit2's
+    return None if oid is None else Oid(oid)

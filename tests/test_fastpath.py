@@ -335,3 +335,54 @@ def test_the_hook_fast_path_reads_no_file_it_would_have_to_write(agents: list[Bu
         assert fast(payload(web.repo.root))
     assert sorted((str(p), p.stat().st_mtime_ns) for p in (common / "gitbus").rglob("*")) == before
     assert os.path.isdir(common / "gitbus")
+
+
+DAMAGES = {  # how a ref file or its packed-refs line is damaged -> what the reader says of it
+    "empty": ("loose", lambda oid: b"", "is empty"),
+    "cut short": ("loose", lambda oid: oid[:12].encode() + b"\n", "holds no object id"),
+    "symbolic": ("loose", lambda oid: b"ref: refs/bus/agents/web-1\n", "symbolic ref"),
+    "symbolic link": ("link", None, "symbolic link"),
+    "packed short": ("packed", lambda oid: oid[:12].encode(), "damaged line in packed-refs"),
+    "packed CRLF": ("crlf", None, "CRLF"),
+}
+
+
+def damage(common: Path, ref: str, how: str) -> None:
+    """Damage `ref` (loose now) as `DAMAGES[how]` says, in the shared git dir `common`."""
+    where, value, _ = DAMAGES[how]
+    oid = (common / ref).read_text().strip()
+    if where == "loose":
+        assert value is not None
+        (common / ref).write_bytes(value(oid))
+    elif where == "link":
+        (common / ref).unlink()
+        branch = common / git(common, "symbolic-ref", "HEAD").strip()  # a code branch's ref file
+        (common / ref).symlink_to(os.path.relpath(branch, (common / ref).parent))
+    else:
+        git(common, "pack-refs", "--all", "--prune")
+        packed = (common / "packed-refs").read_bytes()
+        if where == "crlf":
+            packed = packed.replace(b"\n", b"\r\n")
+        else:
+            assert value is not None
+            packed = packed.replace(oid.encode() + b" " + ref.encode(), value(oid) + b" " + ref.encode())
+        (common / "packed-refs").write_bytes(packed)
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGES))
+def test_a_damaged_ref_is_reported_never_silently_absent(agents: list[Bus], how: str) -> None:
+    """A bus ref that is there but cannot be read as an object id is never just missing from what
+    the reader returns: it is named in `damaged`, and the hook's fast path leaves the call to the
+    handler, which counts it."""
+    api, web, _ = agents
+    common = api.repo.common_dir
+    ref = "refs/bus/agents/api-1"
+    started(web.repo.root)
+    damage(common, ref, how)
+    damaged: dict[str, str] = {}
+    tips = fastpath.read_refs(common, "refs/bus/agents/", damaged)
+    assert ref not in tips or how == "packed CRLF"  # every line reads, but git refuses the file
+    named = damaged.get(ref) or damaged.get(fastpath.PACKED)
+    assert named is not None and DAMAGES[how][2] in named, damaged
+    assert "refs/bus/agents/web-1" in tips  # the others are read as ever
+    assert not fast(payload(web.repo.root))

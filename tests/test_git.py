@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gitbus import git, races
+from gitbus.bus import Bus
+from gitbus.errors import GitbusError
 from gitbus.git import LostRaces, RefMoved, Repository
+
+from .test_fastpath import DAMAGES, damage
 
 REF = "refs/bus/test"
 
@@ -67,3 +75,122 @@ def test_retry_cas_gives_up_after_the_one_limit_naming_the_ref_and_its_winner(
     assert (gave_up.value.ref, gave_up.value.winner) == (REF, r.ref(REF))
     assert f"Gave up writing {REF} after 5 lost races" in str(gave_up.value)
     assert gave_up.value.exit_code == 4  # a `Contended`: one line at the CLI
+
+
+# -- damage and errors that never clear ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGES))
+def test_a_damaged_agent_ref_is_counted_and_never_written_over(agents: list[Bus], how: str) -> None:
+    """An agent's ref emptied, cut short, made symbolic or a symbolic link, or its packed-refs line
+    damaged: status counts it, and a post by that agent is refused in one sentence naming the file,
+    which stays as it is (no fresh chain is started over it)."""
+    api, _, _ = agents
+    api.discover("before the damage")
+    common = api.repo.common_dir
+    ref = "refs/bus/agents/api-1"
+    damage(common, ref, how)
+    files = _ref_files(common)
+    reader = Bus.open(agents[1].repo.root, "web-1")
+    assert reader.status().skipped >= 1
+    with pytest.raises(GitbusError) as refused:
+        Bus.open(api.repo.root, "api-1").discover("after the damage")
+    text = str(refused.value)
+    assert "\n" not in text and ("packed-refs" in text or str(common / ref) in text), text
+    assert _ref_files(common) == files
+
+
+def _ref_files(common: Path) -> dict[Path, bytes | str]:
+    """Every bus ref file and packed-refs, with its bytes (a symbolic link: where it points)."""
+    found = [common / "packed-refs", *(common / "refs" / "bus").rglob("*")]
+    return {
+        p: os.readlink(p) if p.is_symlink() else p.read_bytes()
+        for p in found
+        if p.is_symlink() or p.is_file()
+    }
+
+
+@pytest.fixture
+def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lock waits of 2 s: an error that never clears must not be waited on even that long."""
+    monkeypatch.setattr(git, "_LOCK_DEADLINE_SECONDS", 2.0)
+
+
+@pytest.mark.parametrize(
+    "blocker", ["a folder for the ref", "a file for its folder", "a folder for its lock"]
+)
+def test_a_ref_that_can_never_be_locked_fails_at_once_in_one_line(
+    repo: Path, short_wait: None, blocker: str
+) -> None:
+    r = Repository.open(repo)
+    ref = "refs/bus/agents/api-1"
+    path = r.common_dir / ref
+    if blocker == "a folder for the ref":
+        path.mkdir(parents=True)
+    elif blocker == "a file for its folder":
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.write_text("")
+    else:
+        Path(f"{path}.lock").mkdir(parents=True)
+        os.utime(f"{path}.lock", (time.time() - 3600, time.time() - 3600))  # old: as if stale
+    began = time.monotonic()
+    with pytest.raises(GitbusError) as refused:
+        r.update_ref(ref, _commit(r, "x\n"), None, "test")
+    assert time.monotonic() - began < 1.5
+    text = str(refused.value)
+    assert "another writer" not in text and "\n" not in text and str(path) in text, text
+    assert not [p for p in (r.common_dir / "refs").rglob("*") if ".stale-" in p.name]
+
+
+def test_a_setting_libgit2_cannot_parse_fails_a_write_at_once_in_one_line(
+    repo: Path, short_wait: None
+) -> None:
+    """A ref that keeps a reflog is libgit2's to write; with core.logAllRefUpdates set to nonsense
+    libgit2 refuses every time: that is no lock another writer holds."""
+    r = Repository.open(repo)
+    (r.common_dir / "logs" / "refs" / "bus").mkdir(parents=True)
+    (r.common_dir / "logs" / REF).touch()
+    (repo / ".git" / "config").write_text(
+        (repo / ".git" / "config").read_text() + "[core]\n\tlogAllRefUpdates = garbage\n"
+    )
+    r = Repository.open(repo)
+    began = time.monotonic()
+    with pytest.raises(GitbusError) as refused:
+        r.update_ref(REF, _commit(r, "x\n"), None, "test")
+    assert time.monotonic() - began < 1.5
+    text = str(refused.value)
+    assert "another writer" not in text and "\n" not in text and "garbage" in text, text
+
+
+def test_a_claim_taken_whose_join_cannot_be_written_succeeds_and_says_so(
+    agents: list[Bus], short_wait: None
+) -> None:
+    """The step is on the ledger: the command must not report failure; it says why the agent's
+    chain is missing."""
+    api, _, _ = agents
+    new = Bus.open(api.repo.root, "new-1")
+    Path(f"{api.repo.common_dir}/refs/bus/agents/new-1.lock").mkdir()
+    msg = new.claim(["lib/"])
+    assert msg is not None and [c.path for c in api.claims() if c.owner == "new-1"] == ["lib/"]
+    assert any("new-1's chain could not be started" in n and "new-1.lock" in n for n in new.notices)
+
+
+@pytest.fixture
+def immutable_objects(repo: Path) -> Iterator[Path]:
+    """The objects folder made immutable (chattr +i: refuses writes even to root), undone at the end."""
+    objects = repo / ".git" / "objects"
+    if subprocess.run(["chattr", "+i", str(objects)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here")
+    try:
+        yield objects
+    finally:
+        subprocess.run(["chattr", "-i", str(objects)], check=False)
+
+
+def test_an_objects_folder_that_refuses_writes_fails_in_one_line(repo: Path, immutable_objects: Path) -> None:
+    r = Repository.open(repo)
+    with pytest.raises(GitbusError) as refused:
+        r.blob(b"new content\n")
+    assert str(refused.value).startswith("Could not write to the repository:") and "\n" not in str(
+        refused.value
+    )

@@ -30,6 +30,7 @@ from gitbus.ids import agent_name
 from .conftest import git, make_repo
 from .conftest import raw_git as run_git
 from .crowded import HOLDERS, PER_HOLDER, counted, crowd, entries_read
+from .test_fastpath import DAMAGES, damage
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -618,3 +619,31 @@ def test_an_index_from_before_shards_or_damaged_is_read_again_not_trusted(
     assert p.returncode == 0 and p.stderr == "", p.stderr
     decision = json.loads(p.stdout)["hookSpecificOutput"]
     assert decision["permissionDecision"] == "deny" and "api-1" in decision["permissionDecisionReason"]
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGES))
+def test_a_damaged_ledger_ref_makes_both_guards_refuse_and_claims_fail_in_one_line(
+    guarded: list[Bus], how: str
+) -> None:
+    """A claim's shard ref emptied, cut short, symbolic, a symbolic link, or its packed-refs line
+    damaged: its claims are unknown, never read as none. Both guards refuse with the reason, a claim
+    fails in one sentence naming the file, and status counts the damage."""
+    api, web, _ = guarded
+    api.claim(["config/"])
+    shard = ledger.shard_of_path("config/")
+    damage(api.repo.common_dir, shard, how)
+    out = edit_hook(web.repo.root, "config/db.yaml", "web-1")
+    assert out["permissionDecision"] == "deny"
+    assert "could not read the claims" in str(out["permissionDecisionReason"])
+    done = commit(web.repo.root, "config/db.yaml", GITBUS_AGENT="web-1")
+    assert done.returncode != 0 and "could not read the claims" in done.stderr, done.stderr
+    code, _, err = gb(web.repo.root, "-a", "web-1", "claim", "config/db.yaml")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "packed-refs" in err or shard in err, err
+    code, _, err = gb(web.repo.root, "-a", "web-1", "claims")  # unknown, not none
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "cannot be read" in err, err
+    code, _, err = gb(api.repo.root, "-a", "api-1", "release", "--all")  # not "you hold none"
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "cannot be read" in err or "CRLF" in err, err
+    code, out_json, _ = gb(web.repo.root, "-a", "web-1", "status", "--json")
+    assert code == 0 and json.loads(out_json)["skipped"] >= 1

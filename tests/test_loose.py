@@ -11,9 +11,11 @@ import pytest
 from gitbus import git, loose
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
+from gitbus.gitfiles import DamagedRef
 
 from .conftest import git as run_git
 from .conftest import raw_git
+from .test_fastpath import damage
 
 
 def _objects_left_over(repo: Path) -> list[str]:
@@ -218,9 +220,33 @@ def test_a_packed_ref_is_compared_by_its_packed_value(repo: Path) -> None:
     assert run_git(repo, "rev-parse", LEDGER) == b + "\n"
 
 
-def test_a_symbolic_or_damaged_ref_is_left_to_libgit2_as_before(
+@pytest.mark.parametrize("how", ["packed short", "packed CRLF", "symbolic link"])
+def test_a_damaged_packed_line_or_a_linked_ref_is_refused_never_started_afresh(repo: Path, how: str) -> None:
+    """The plain writer reads a ref it holds the lock of as git would: a damaged packed-refs line is
+    no absent ref (a new root chain over it would lose its history), and a symbolic link in a ref's
+    place is not followed to the commit it names."""
+    r = Repository.open(repo)
+    a, b = _commits(r, 2)
+    r.update_ref(LEDGER, a, None, "test")
+    common = r.common_dir
+    head = git.Oid(run_git(repo, "rev-parse", "HEAD").strip())  # what a followed link would give
+    damage(common, LEDGER, how)
+    before = {
+        p: p.read_bytes() for p in (common / "packed-refs", common / "refs" / "heads" / "main") if p.exists()
+    }
+    for expected in (None, a, head):
+        with pytest.raises(DamagedRef) as refused:
+            loose.update_refs(str(common), [(LEDGER, b, expected)], False)
+        assert ("packed-refs" in str(refused.value)) == how.startswith("packed"), refused.value
+    assert {p: p.read_bytes() for p in before} == before
+    assert list((common / "refs").rglob("*.lock")) == []
+
+
+def test_a_symbolic_or_damaged_ref_is_refused_alike_by_both_writers(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A symbolic value in a bus ref is damage (gitbus never writes one): refused in one sentence
+    naming the file, by the plain writer and by libgit2's alike, never written over."""
     (a,) = _commits(Repository.open(repo), 1)
     outcomes = []
     for fast in (True, False):
@@ -229,11 +255,13 @@ def test_a_symbolic_or_damaged_ref_is_left_to_libgit2_as_before(
         r = Repository.open(repo)
         (repo / ".git" / LEDGER).parent.mkdir(parents=True, exist_ok=True)
         (repo / ".git" / LEDGER).write_text("ref: refs/heads/main\n")
-        with pytest.raises(git.RefMoved) as lost:
+        with pytest.raises(DamagedRef) as refused:
             r.update_ref(LEDGER, a, None, "test")
-        outcomes.append((lost.value.name, lost.value.actual))
+        outcomes.append(str(refused.value))
+        assert (repo / ".git" / LEDGER).read_text() == "ref: refs/heads/main\n"
         (repo / ".git" / LEDGER).unlink()
     assert outcomes[0] == outcomes[1]
+    assert "symbolic ref" in outcomes[0] and str(repo / ".git" / LEDGER) in outcomes[0]
     assert list((repo / ".git" / "refs").rglob("*.lock")) == []
 
 
