@@ -23,9 +23,19 @@ def main() -> None:
         from gitbus.hooks import main as hook_main
 
         sys.exit(hook_main(sys.argv[2:]))
-    from gitbus.quick import run
+    from gitbus.quick_parse import early_fetch
 
-    code = run(sys.argv[1:])
+    early = early_fetch(sys.argv[1:])  # a sync's fetch runs while the rest loads
+    try:
+        from gitbus.quick import run
+
+        code = run(sys.argv[1:], early)
+    except BaseException:  # Ctrl-C while loading: the fetch ends, and what it took is undone
+        if early is not None:
+            early.close(stop=True)
+        raise
+    if early is not None:
+        early.close()
     if code is not None:
         sys.exit(code)
     from gitbus.cli import main as cli_main
