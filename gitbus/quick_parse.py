@@ -23,6 +23,12 @@ _COUNT = re.compile(r"[1-9][0-9]{0,17}")  # an INTEGER both parsers read alike; 
 Values = dict[str, Any]
 
 
+def sharing(argv: Sequence[str]) -> bool:
+    """True for a well-formed `gitbus sync`, `pull` or `push` (the light path runs it)."""
+    parsed = parse(argv)
+    return parsed is not None and parsed[0] in ("sync", "pull", "push")
+
+
 def early_fetch(argv: Sequence[str]) -> fetching.Early | None:
     """For a well-formed `gitbus sync` or `gitbus pull`: its first fetch, started now (else None).
     `quick.run` hands it to the sync, which takes it or undoes it; whoever started it closes it."""
