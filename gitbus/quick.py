@@ -188,7 +188,8 @@ def _share(
     from gitbus import sync, syncview
     from gitbus.remote import require_remote
 
-    name = require_remote(bus.repo, remote_name)
+    known = early.remote if early is not None and early.serves(bus.repo.common_dir, early.remote) else None
+    name = require_remote(bus.repo, remote_name, known)
     report = sync.sync(bus.repo, name, pull=taking, send=sending, early=early)
     syncview.report(out, report, json_out)
 

@@ -78,12 +78,14 @@ def bus_remote(repo: Repository, explicit: str | None = None) -> str | None:
     return str(name) if name else None
 
 
-def require_remote(repo: Repository, explicit: str | None) -> str:
+def require_remote(repo: Repository, explicit: str | None, known: str | None = None) -> str:
+    """The bus remote (`bus_remote`), refused in one sentence when none is set or git has no such
+    remote. `known`: a remote git named a moment ago (`fetching.start` asked it), not asked again."""
     name = bus_remote(repo, explicit)
     if not name:
         raise GitbusError("No bus remote is set; run `gitbus remote NAME` (a git remote) first.")
     settings.parse("remote", name)
-    code, _, _ = repo.git_result("remote", "get-url", name)
+    code = 0 if name == known else repo.git_result("remote", "get-url", name)[0]
     if code != 0:
         raise GitbusError(f"git has no remote named '{name}'; add it with `git remote add {name} URL`.")
     return name
