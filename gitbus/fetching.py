@@ -83,14 +83,19 @@ class Early:
 
     def result(self) -> tuple[int, str, str]:
         """git's (exit code, stdout, stderr), once the fetch ended; what it wrote is now the caller's
-        to vouch for."""
+        to vouch for (not if Ctrl-C came first: then `close` undoes it)."""
+        outcome = self._wait()
         self.taken = True
-        return self._wait()
+        return outcome
 
     def _wait(self) -> tuple[int, str, str]:
         if self._outcome is None:
             assert self._child is not None
-            self._outcome = finish(self._child, self.limit, self.deadline)
+            try:
+                self._outcome = finish(self._child, self.limit, self.deadline)
+            except BaseException:  # Ctrl-C: `finish` ended git; nothing more to wait for
+                self._outcome = (130, "", "interrupted")
+                raise
         return self._outcome
 
     def begin(self, env: Mapping[str, str]) -> None:

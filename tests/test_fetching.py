@@ -5,6 +5,7 @@ and a fetch the library does not take is undone."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -117,3 +118,31 @@ def test_no_fetch_starts_where_the_library_would_not_fetch(
         argv[-1] = how
     assert early_fetch(argv) is None
     assert tracking_refs(behind) == ""
+
+
+def test_ctrl_c_during_a_syncs_fetch_leaves_nothing_unvouched(behind: Path) -> None:
+    """git has written some tracking refs and is still running (here: held in a reference-transaction
+    hook) when Ctrl-C comes: git is ended, and the refs it wrote are put back, never left unvouched."""
+    hook = behind / ".git" / "hooks" / "reference-transaction"
+    hook.write_text(
+        '#!/bin/sh\nif [ "$1" = committed ] && [ ! -e .git/held ]; then touch .git/held; sleep 30; fi\n'
+    )
+    hook.chmod(0o755)
+    code = "import sys; sys.argv[0] = 'gitbus'; from gitbus.entry import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "sync"],
+        cwd=behind,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "GITBUS_AGENT": "carol"},
+    )
+    deadline = time.monotonic() + 20
+    while not (behind / ".git" / "held").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (behind / ".git" / "held").exists(), "the fetch never wrote a tracking ref"
+    assert tracking_refs(behind) != ""  # written by git, not yet vouched for
+    time.sleep(2)  # the library has loaded meanwhile, and waits for the fetch
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0, err
+    assert tracking_refs(behind) == "", err.decode(errors="replace")
