@@ -182,7 +182,11 @@ def fetch_vouched(
     else:
         before, before_notes = tracked(repo.common_dir, remote)
     signed = bool(settings.load(repo.common_dir)["require_signed"])
-    fetch(repo, remote, what, ledgers, early.result if early is not None else None)
+    try:
+        fetch(repo, remote, what, ledgers, early.result if early is not None else None)
+    except BaseException:  # git failed or was ended (Ctrl-C) after writing some tracking refs
+        _put_back_all(repo, remote, before, before_notes)
+        raise
     # `refs/bus/ledger` last: its tombstone is vouched for against the main ledger as vouched for.
     for tref in sorted(repo.refs(tracking(remote)), key=lambda t: (_vouch_order(remote, t), t)):
         ref = vouch.bus_ref_of(tracking(remote), tref)
@@ -203,6 +207,22 @@ def fetch_vouched(
         )
         if refusal is not None:
             report.refuse(refusal)
+
+
+def _put_back_all(repo: Repository, remote: str, before: dict[str, str], before_notes: str | None) -> None:
+    """Put every tracking ref of `remote` that moved since `before` back, by compare-and-swap: a
+    fetch that did not end well is vouched for by no one, and tracking refs hold only what was."""
+    now = {**repo.refs(tracking(remote)), notes_tracking(remote): repo.ref(notes_tracking(remote))}
+    held = {**before, notes_tracking(remote): before_notes}
+    for ref, oid in sorted(now.items()):
+        old = held.get(ref)
+        if oid is None or oid == old:
+            continue
+        with contextlib.suppress(RefMoved):  # another fetch moved it meanwhile: its own to vouch for
+            if old is None:
+                repo.delete_ref(ref, oid)
+            else:
+                repo.update_ref(ref, Oid(old), oid, "gitbus sync: not vouched for")
 
 
 def _vouch_order(remote: str, tref: str) -> int:

@@ -120,15 +120,17 @@ def test_no_fetch_starts_where_the_library_would_not_fetch(
     assert tracking_refs(behind) == ""
 
 
-def test_ctrl_c_during_a_syncs_fetch_leaves_nothing_unvouched(behind: Path) -> None:
+@pytest.mark.parametrize("entry", ["gitbus.entry", "gitbus.cli"])
+def test_ctrl_c_during_a_syncs_fetch_leaves_nothing_unvouched(behind: Path, entry: str) -> None:
     """git has written some tracking refs and is still running (here: held in a reference-transaction
-    hook) when Ctrl-C comes: git is ended, and the refs it wrote are put back, never left unvouched."""
+    hook) when Ctrl-C comes: git is ended, and the refs it wrote are put back, never left unvouched;
+    for the fetch started early (`gitbus.entry`) as for the library's own (typer's `gitbus.cli`)."""
     hook = behind / ".git" / "hooks" / "reference-transaction"
     hook.write_text(
         '#!/bin/sh\nif [ "$1" = committed ] && [ ! -e .git/held ]; then touch .git/held; sleep 30; fi\n'
     )
     hook.chmod(0o755)
-    code = "import sys; sys.argv[0] = 'gitbus'; from gitbus.entry import main; main()"
+    code = f"import sys; sys.argv[0] = 'gitbus'; from {entry} import main; main()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "sync"],
         cwd=behind,
