@@ -25,6 +25,8 @@ Values = dict[str, Any]
 
 def sharing(argv: Sequence[str]) -> bool:
     """True for a well-formed `gitbus sync`, `pull` or `push` (the light path runs it)."""
+    if "_GITBUS_COMPLETE" in os.environ:  # shell completion is typer's
+        return False
     parsed = parse(argv)
     return parsed is not None and parsed[0] in ("sync", "pull", "push")
 
