@@ -17,6 +17,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from gitbus.errors import GitbusError
@@ -40,6 +41,49 @@ def network_timeout(whole_bus: bool = False) -> float:
 
 def _kind(mode: int) -> str:
     return "folder" if stat.S_ISDIR(mode) else "symbolic link" if stat.S_ISLNK(mode) else "special file"
+
+
+def network_env(has_ssh_config: Callable[[], bool]) -> dict[str, str]:
+    """The environment of a fetch or push, which must fail rather than wait: no prompt for
+    credentials, and ssh in batch mode with bounded waits unless the user set their own ssh command
+    (`GIT_SSH_COMMAND`, `GIT_SSH`, or `core.sshCommand`: `has_ssh_config`, asked only then)."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env and not has_ssh_config():
+        env["GIT_SSH_COMMAND"] = (
+            "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=10 -o ServerAliveCountMax=3"
+        )
+    return env
+
+
+def start_network(args: Sequence[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start `git ARGS` (a fetch or push) in `cwd`, in a session of its own, so that `finish` can end
+    git *and* its ssh or remote helper, not git alone."""
+    return subprocess.Popen(
+        ["git", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def finish(child: subprocess.Popen[bytes], limit: float, deadline: float) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a `start_network` child, which may run until `deadline`
+    (`time.monotonic`); 124 when it had no answer by then (`limit`, the seconds it was given, is
+    named). A timeout or Ctrl-C ends its whole session."""
+    with child:
+        try:
+            out, err = child.communicate(timeout=max(deadline - time.monotonic(), 0.0))
+        except BaseException as e:  # the timeout, or Ctrl-C: git and its helpers go too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            if isinstance(e, subprocess.TimeoutExpired):
+                return 124, "", f"fatal: no answer within {limit:g}s"
+            raise
+    return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 class GitCli:
@@ -136,41 +180,12 @@ class GitCli:
         `network`: a fetch or push, which must fail rather than wait: no prompt for credentials, ssh
         in batch mode (unless the user set their own ssh command), and at most `timeout` seconds for
         a remote that accepts a connection and never answers."""
-        env, limit = None, network_timeout() if timeout is None else timeout
-        if network:
-            env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-            if (
-                "GIT_SSH_COMMAND" not in env
-                and "GIT_SSH" not in env
-                and not self._has_config("core.sshCommand")
-            ):
-                env["GIT_SSH_COMMAND"] = (
-                    "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=10 "
-                    "-o ServerAliveCountMax=3"
-                )
+        limit = network_timeout() if timeout is None else timeout
         if not network:
             proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
             return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-        # A session of its own, so a timeout ends git *and* its ssh or remote helper, not git alone.
-        with subprocess.Popen(
-            ["git", *args],
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        ) as child:
-            try:
-                out, err = child.communicate(timeout=limit)
-            except BaseException as e:  # the timeout, or Ctrl-C: git and its helpers go too
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-                child.communicate()
-                if isinstance(e, subprocess.TimeoutExpired):
-                    return 124, "", f"fatal: no answer within {limit:g}s"
-                raise
-        return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        env = network_env(lambda: self._has_config("core.sshCommand"))
+        return finish(start_network(args, self.root, env), limit, time.monotonic() + limit)
 
     def staged_paths(self) -> list[str]:
         """Paths the next commit of this worktree changes (old and new names of renames)."""

@@ -3,9 +3,10 @@ without typer (issues 14 and 16).
 
 People run these dozens of times an hour and agents on every step; typer (with pydantic) and rich
 cost more to import than the command costs to run. So `entry` offers every command line to `run`
-first. It parses one of these commands with the table in `quick_args`, which docs/gen_cli.py
-generates from the typer declarations in `cli` (the one place options are declared), opens the bus
-and calls the same body the typer command calls; rich is imported only to draw for a terminal.
+first. It parses one of these commands with the table in `quick_args` (`quick_parse`), which
+docs/gen_cli.py generates from the typer declarations in `cli` (the one place options are declared),
+opens the bus and calls the same body the typer command calls (a sync or pull with the fetch
+`quick_parse.early_fetch` started before any of this loaded); rich is imported only to draw for a terminal.
 Whatever it does not take as well formed — `--help`, `--version`, an unknown option, a missing or
 bad value, `log --follow`, shell completion — it hands back untouched, and typer does all of it as
 before: help, usage errors (exit 2) and every other command.
@@ -16,24 +17,18 @@ before: help, usage errors (exit 2) and every other command.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from gitbus import render, statusview
 from gitbus.bus import Bus
 from gitbus.clock import hhmm, iso, parse_duration, parse_since
 from gitbus.errors import ClaimConflict, GitbusError
+from gitbus.fetching import Early
 from gitbus.inert import inert, inert_block
-from gitbus.quick_args import COMMANDS, ROOT, Param
+from gitbus.quick_parse import parse as parse
 from gitbus.render import Out
-
-_COUNT = re.compile(r"[1-9][0-9]{0,17}")  # an INTEGER both parsers read alike; anything else goes to typer
-
-Values = dict[str, Any]
-
 
 # -- the bodies, shared with the typer commands in `cli` ----------------------------------------
 
@@ -167,26 +162,35 @@ def inbox(
 INBOX_PAGE = 50  # `gitbus inbox` prints at most this many unless -n says otherwise
 
 
-def sync(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
-    _share(bus, out, remote_name, json_out)
+def sync(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool, early: Early | None = None) -> None:
+    _share(bus, out, remote_name, json_out, early=early)
 
 
 def push(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
     _share(bus, out, remote_name, json_out, taking=False)
 
 
-def pull(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool) -> None:
-    _share(bus, out, remote_name, json_out, sending=False)
+def pull(bus: Bus, out: Out, *, remote_name: str | None, json_out: bool, early: Early | None = None) -> None:
+    _share(bus, out, remote_name, json_out, sending=False, early=early)
 
 
 def _share(
-    bus: Bus, out: Out, remote_name: str | None, json_out: bool, taking: bool = True, sending: bool = True
+    bus: Bus,
+    out: Out,
+    remote_name: str | None,
+    json_out: bool,
+    taking: bool = True,
+    sending: bool = True,
+    early: Early | None = None,
 ) -> None:
-    """Take the remote's bus in and/or send ours out, then say what moved (`syncview`)."""
+    """Take the remote's bus in and/or send ours out, then say what moved (`syncview`). `early`: the
+    fetch `quick_parse.early_fetch` started, for the sync to take or undo."""
     from gitbus import sync, syncview
     from gitbus.remote import require_remote
 
-    report = sync.sync(bus.repo, require_remote(bus.repo, remote_name), pull=taking, send=sending)
+    known = early.remote if early is not None and early.serves(bus.repo.common_dir, early.remote) else None
+    name = require_remote(bus.repo, remote_name, known)
+    report = sync.sync(bus.repo, name, pull=taking, send=sending, early=early)
     syncview.report(out, report, json_out)
 
 
@@ -225,114 +229,10 @@ def fail(e: GitbusError, out: Out, err: Out, json_out: bool) -> int:
 # -- the command line ---------------------------------------------------------------------------
 
 
-def _value(param: Param, raw: str) -> Any:
-    """`raw` as `param` takes it, or None where typer might read it otherwise."""
-    if param.kind == "int":
-        if not _COUNT.fullmatch(raw) or (param.min is not None and int(raw) < param.min):
-            return None
-        return int(raw)
-    if param.kind == "path":
-        return Path(raw) if raw else None
-    return raw
-
-
-def _options(
-    params: Sequence[Param], argv: Sequence[str], interspersed: bool
-) -> tuple[Values, list[str]] | None:
-    """Click's reading of `argv` against `params`: (values by name, the positional words); None for
-    anything click would refuse or read in a way this does not (then typer reads it).
-
-    Options may come between positional words unless `interspersed` is false (a group: the first
-    word is the command, and it and all after it are returned)."""
-    by_flag = {flag: p for p in params for flag in p.flags}
-    values: Values = {}
-    words: list[str] = []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        i += 1
-        if token == "--":
-            if not interspersed:
-                return None
-            words += argv[i:]
-            break
-        if token[:1] != "-" or token == "-":
-            words.append(token)
-            if not interspersed:
-                words += argv[i:]
-                break
-            continue
-        if token.startswith("--"):
-            flag, eq, attached = token.partition("=")
-        else:  # -n5, -tclaim: a short option's value may be attached
-            flag, attached = token[:2], token[2:]
-            eq = "=" if attached else ""
-        param = by_flag.get(flag)
-        if param is None:
-            return None
-        if param.kind == "flag":
-            if eq:
-                return None
-            values[param.name] = True
-            continue
-        if eq:
-            raw = attached
-        elif i < len(argv):
-            raw, i = argv[i], i + 1
-        else:
-            return None
-        value = _value(param, raw)
-        if value is None:
-            return None
-        if param.kind == "list":
-            values.setdefault(param.name, []).append(value)
-        else:
-            values[param.name] = value
-    return values, words
-
-
-def parse(argv: Sequence[str]) -> tuple[str, Values, Values] | None:
-    """(command, root values, command values) for a well-formed everyday command line, else None."""
-    if any(not a.isascii() and not _utf8(a) for a in argv):
-        return None
-    root = _options(ROOT, argv, interspersed=False)
-    if root is None or not root[1] or root[1][0] not in COMMANDS:
-        return None
-    name, rest = root[1][0], root[1][1:]
-    params = COMMANDS[name]
-    got = _options(params, rest, interspersed=True)
-    if got is None:
-        return None
-    values, words = got
-    for p in params:
-        if p.kind == "args":
-            if not words:
-                return None
-            values[p.name], words = list(words), []
-        elif p.kind == "arg":
-            if not words:
-                return None
-            values[p.name], words = words[0], words[1:]
-        elif p.kind == "word":
-            values[p.name], words = (words[0], words[1:]) if words else (p.default, words)
-        else:
-            values.setdefault(p.name, p.default)
-    if words or (name == "log" and values.pop("follow")):  # too many words; log -f stays in cli
-        return None
-    return name, {p.name: root[0].get(p.name, p.default) for p in ROOT}, values
-
-
-def _utf8(word: str) -> bool:
-    """False for a word holding bytes that were not UTF-8 (surrogate escapes): typer's to judge."""
-    try:
-        word.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def run(argv: Sequence[str]) -> int | None:
-    """Run an everyday command and return its exit code; None (nothing done) for typer to take."""
+def run(argv: Sequence[str], early: Early | None = None) -> int | None:
+    """Run an everyday command and return its exit code; None (nothing done) for typer to take.
+    `early`: the fetch `quick_parse.early_fetch` started for this sync or pull; the caller, who
+    started it, closes it after (which undoes it if it was not taken)."""
     if "_GITBUS_COMPLETE" in os.environ:  # shell completion is typer's
         return None
     parsed = parse(argv)
@@ -340,6 +240,8 @@ def run(argv: Sequence[str]) -> int | None:
         return None
     name, root, values = parsed
     json_out = bool(values["json_out"])
+    if early is not None and name in ("sync", "pull"):
+        values["early"] = early
     # JSON goes out through `render.dump` alone, which writes the file as it is: no rich for it.
     out = render.Plain(sys.stdout) if json_out else render.console_for()
     try:
@@ -349,6 +251,8 @@ def run(argv: Sequence[str]) -> int | None:
     except GitbusError as e:
         return fail(e, out, render.console_for(stderr=True), json_out)
     except (KeyboardInterrupt, EOFError):  # as click does: a new line, then typer's abort line
+        if early is not None:
+            early.close(stop=True)
         sys.stderr.write("\n")
         render.say(render.console_for(stderr=True), "gitbus: aborted")
         return 1

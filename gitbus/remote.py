@@ -20,7 +20,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from gitbus import settings, state, vouch
 from gitbus.chains import all_tips
 from gitbus.errors import GitbusError
+from gitbus.fetching import Early, fetch_args, fetched, fetched_notes, notes_tracking, tracked, tracking
 from gitbus.git import STALE_LOCK_SECONDS, network_timeout
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import BUS_PREFIX, LEDGER_REF, LEDGERS_PREFIX, is_ledger
@@ -81,12 +82,14 @@ def bus_remote(repo: Repository, explicit: str | None = None) -> str | None:
     return str(name) if name else None
 
 
-def require_remote(repo: Repository, explicit: str | None) -> str:
+def require_remote(repo: Repository, explicit: str | None, known: str | None = None) -> str:
+    """The bus remote (`bus_remote`), refused in one sentence when none is set or git has no such
+    remote. `known`: a remote git named a moment ago (`fetching.start` asked it), not asked again."""
     name = bus_remote(repo, explicit)
     if not name:
         raise GitbusError("No bus remote is set; run `gitbus remote NAME` (a git remote) first.")
     settings.parse("remote", name)
-    code, _, _ = repo.git_result("remote", "get-url", name)
+    code = 0 if name == known else repo.git_result("remote", "get-url", name)[0]
     if code != 0:
         raise GitbusError(f"git has no remote named '{name}'; add it with `git remote add {name} URL`.")
     return name
@@ -111,27 +114,6 @@ def remote_carrying_bus(repo: Repository, name: str = "origin") -> str | None:
 # -- where fetched refs go -----------------------------------------------------------------------------
 
 
-def tracking(remote: str) -> str:
-    """The namespace the remote's bus refs are fetched into."""
-    return f"refs/remotes/{remote}/bus/"
-
-
-def notes_tracking(remote: str) -> str:
-    """Where the remote's coordination notes are fetched to."""
-    return f"refs/remotes/{remote}/notes/gitbus"
-
-
-def fetched(remote: str) -> str:
-    """Where each fetch leaves the remote's bus refs as the remote holds them, pruned: what a push
-    leases. A peer may delete a ref, or put a name under it (`agents/alice/x`) that git cannot keep
-    beside it; here that never fails a fetch, and the tracking namespace keeps what was vouched for."""
-    return f"refs/gitbus/fetched/{remote}/bus/"
-
-
-def fetched_notes(remote: str) -> str:
-    return f"refs/gitbus/fetched/{remote}/notes/gitbus"
-
-
 def fetched_of(remote: str, lref: str) -> str:
     """Where the fetch left the remote's value of local bus ref (or notes ref) `lref`."""
     return fetched_notes(remote) if lref == NOTES_REF else fetched(remote) + lref[len(BUS_PREFIX) :]
@@ -147,39 +129,34 @@ def tracking_of(remote: str, lref: str) -> str:
 # -- fetch ---------------------------------------------------------------------------------------------
 
 
-def fetch(repo: Repository, remote: str, what: str = "*", ledgers: Iterable[str] | None = None) -> None:
+def fetch(
+    repo: Repository,
+    remote: str,
+    what: str = "*",
+    ledgers: Iterable[str] | None = None,
+    first: Callable[[], tuple[int, str, str]] | None = None,
+) -> None:
     """Copy the remote's bus refs (all, or the ledgers: `ledger`) into the tracking namespace. With
     `ledgers`, only those ledger refs come, beside `refs/bus/ledger` (which says whether it moved):
-    a step costs what its own ledgers hold, not what every other clone did meanwhile."""
-    if what == "ledger" and ledgers is not None:  # a glob each: a shard the remote lacks is no error
-        names = ["ledger", *(f"{ref[len(BUS_PREFIX) :]}*" for ref in sorted(ledgers))]
-    else:
-        names = ["ledger*" if what == "ledger" else what]  # `ledger*`: `refs/bus/ledger` and `ledgers/…`
-    specs = [f"+{BUS_PREFIX}{n}:{fetched(remote)}{n}" for n in names]
-    if what == "*":  # coordination notes travel with the bus (a glob: the remote may have none yet)
-        specs.append(f"+refs/notes/gitbus*:{fetched_notes(remote)}*")
+    a step costs what its own ledgers hold, not what every other clone did meanwhile. `first`: the
+    outcome of this same fetch, started already (`fetching.Early`), as the first try."""
+    args = fetch_args(remote, what, ledgers)
     for attempt in range(ROUNDS):
-        code, _, err = repo.git_result(
-            "fetch",
-            "--quiet",
-            "--prune",  # what the remote deleted goes here too (before what it added: no name clash)
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--no-auto-gc",  # packing is housekeeping's; a gc here would race sync's own push
-            remote,
-            *specs,
-            network=True,
-            timeout=network_timeout(whole_bus=what == "*"),
-        )
+        if first is not None:
+            (code, _, err), first = first(), None
+        else:
+            code, _, err = repo.git_result(
+                *args, network=True, timeout=network_timeout(whole_bus=what == "*")
+            )
         if code == 0:
             return
         if what != "*" and "couldn't find remote ref" in err:
-            specs = [spec for spec in specs if not spec.startswith(f"+{LEDGER_REF}:")]
+            args = [a for a in args if not a.startswith(f"+{LEDGER_REF}:")]
             gone = repo.ref(fetched_of(remote, LEDGER_REF))
             if gone is not None:  # the remote has none (now): the one name a prune cannot reach
                 with contextlib.suppress(RefMoved):
                     repo.update_refs([(fetched_of(remote, LEDGER_REF), None, gone)], "gitbus fetch")
-            if not specs:
+            if not any(a.startswith("+") for a in args):
                 return  # the remote has no ledger yet
             continue
         stale = _STALE_LOCK.search(err)
@@ -199,26 +176,44 @@ def fetch(repo: Repository, remote: str, what: str = "*", ledgers: Iterable[str]
 
 
 def fetch_vouched(
-    repo: Repository, remote: str, report: Report, what: str = "*", ledgers: Iterable[str] | None = None
+    repo: Repository,
+    remote: str,
+    report: Report,
+    what: str = "*",
+    ledgers: Iterable[str] | None = None,
+    early: Early | None = None,
 ) -> None:
     """`fetch`, then vouch for every bus ref that moved (`gitbus.vouch`): what cannot be vouched for
-    is refused in `report`, its tracking ref put back to what can."""
-    before = repo.refs(tracking(remote))
-    before_notes = repo.ref(notes_tracking(remote))
+    is refused in `report`, its tracking ref put back to what can. `early`: this fetch, started
+    before the library loaded (`gitbus.fetching`), taken when it is the one this would start, else
+    let go of (it wrote only what the remote holds, `fetching.fetched`)."""
+    if early is not None and not (what == "*" and ledgers is None and early.serves(repo.common_dir, remote)):
+        early.close()
+        early = None
+    if early is not None:
+        before, before_notes = early.before, early.before_notes
+    else:
+        before, before_notes = tracked(repo.common_dir, remote)
     signed = bool(settings.load(repo.common_dir)["require_signed"])
-    fetch(repo, remote, what, ledgers)
+    fetch(repo, remote, what, ledgers, early.result if early is not None else None)
     _take_fetched(repo, remote, before, report, what, ledgers)
     # `refs/bus/ledger` last: its tombstone is vouched for against the main ledger as vouched for.
     for tref in sorted(repo.refs(tracking(remote)), key=lambda t: (_vouch_order(remote, t), t)):
         ref = vouch.bus_ref_of(tracking(remote), tref)
         if ref is None:
             continue
-        refusal = vouch.check(repo, remote, ref, tref, before.get(tref), require_signed=signed)
+        old = before.get(tref)
+        refusal = vouch.check(repo, remote, ref, tref, Oid(old) if old else None, require_signed=signed)
         if refusal is not None:
             report.refuse(refusal)
     if what == "*":
         refusal = vouch.check(
-            repo, remote, NOTES_REF, notes_tracking(remote), before_notes, require_signed=signed
+            repo,
+            remote,
+            NOTES_REF,
+            notes_tracking(remote),
+            Oid(before_notes) if before_notes else None,
+            require_signed=signed,
         )
         if refusal is not None:
             report.refuse(refusal)
@@ -227,7 +222,7 @@ def fetch_vouched(
 def _take_fetched(
     repo: Repository,
     remote: str,
-    before: dict[str, Oid],
+    before: dict[str, str],
     report: Report,
     what: str,
     ledgers: Iterable[str] | None,
@@ -248,7 +243,8 @@ def _take_fetched(
         if tref != notes_tracking(remote) and vouch.bus_ref_of(tracking(remote), tref) is None:
             report.ignored.append(tref)
             continue
-        current = before.get(tref) if tref != notes_tracking(remote) else repo.ref(tref)
+        held = before.get(tref) if tref != notes_tracking(remote) else repo.ref(tref)
+        current = Oid(held) if held is not None else None
         if current != oid:
             with contextlib.suppress(RefMoved):  # a concurrent sync copied it first
                 repo.update_refs([(tref, oid, current)], "gitbus fetch")

@@ -34,7 +34,6 @@ import contextlib
 import errno
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -209,6 +208,8 @@ def write_atomic(f: Path, data: str | bytes, prefix: str = ".gitbus-", mode: int
     """Replace `f` with `data` atomically (with permissions `mode`, else private to this user); a
     `GitbusError` in one sentence when the disk refuses. Bytes are written as they are (a user's
     file given back: its CRLFs and BOM included)."""
+    import tempfile  # here: with shutil and random, 5 ms before a sync can start its fetch
+
     tmp: str | None = None
     try:
         f.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from gitbus import notes
 from gitbus.chains import is_ledger_chain, time_to_follow
 from gitbus.errors import Contended, GitbusError
+from gitbus.fetching import Early, notes_tracking, tracking
 from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import (
     AGENTS_PREFIX,
@@ -49,13 +50,11 @@ from gitbus.remote import (
     fetch_vouched,
     fetched_of,
     landed,
-    notes_tracking,
     push,
     push_failed,
     push_ledgers,
     reason,
     record_refused,
-    tracking,
     tracking_of,
 )
 
@@ -151,13 +150,20 @@ def integrate(repo: Repository, remote: str, report: Report) -> None:
 # -- the rounds ----------------------------------------------------------------------------------------
 
 
-def sync(repo: Repository, remote: str, *, pull: bool = True, send: bool = True) -> Report:
+def sync(
+    repo: Repository, remote: str, *, pull: bool = True, send: bool = True, early: Early | None = None
+) -> Report:
     """Fetch, integrate and push until the remote takes our refs (or the rounds run out). A remote
-    that still has the single ledger is moved first when this clone has ledger steps for it."""
+    that still has the single ledger is moved first when this clone has ledger steps for it.
+    `early`: the first fetch, started already (`gitbus.fetching`); let go of if it is not taken."""
     report = Report(remote)
+    if early is not None and not pull:
+        early.close()
+        early = None
     for _ in range(ROUNDS):
         if pull:
-            fetch_vouched(repo, remote, report)
+            fetch_vouched(repo, remote, report, early=early)
+            early = None
             integrate(repo, remote, report)
         if not send:
             record_refused(repo, remote, report)

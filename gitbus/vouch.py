@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gitbus import ledger, steps
 from gitbus.chains import FUTURE_MS, is_ledger_chain, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
+from gitbus.git import commits_read_once
 from gitbus.gitfiles import Commit, Oid, RefMoved
 from gitbus.ids import (
     AGENTS_PREFIX,
@@ -107,7 +109,10 @@ def check(
         return _put_back(repo, remote, ref, tracking_ref, after, before, unsigned) if unsigned else None
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     root = tracking_ref[: len(tracking_ref) - len(ref) + len(BUS_PREFIX)]
-    bad, keep = _walk(repo, ref, after, stops, now, signatures, root)
+    # A long agent chain is read once, commit by commit: libgit2 need not keep them (`commits_read_once`).
+    once = commits_read_once() if ref.startswith(AGENTS_PREFIX) and signatures is None else nullcontext()
+    with once:
+        bad, keep = _walk(repo, ref, after, stops, now, signatures, root)
     if bad is None:
         return None
     return _put_back(repo, remote, ref, tracking_ref, after, keep if keep is not None else before, bad)
@@ -230,12 +235,20 @@ def _walk(
     side's tombstone carries."""
     parents: dict[Oid, tuple[Oid, ...]] = {}
     bad: dict[Oid, str] = {}
+    owner = ref[len(AGENTS_PREFIX) :] if ref.startswith(AGENTS_PREFIX) else None
+    lean = owner is not None and signatures is None  # then only a stamp far ahead can be bad (below)
     todo = [tip]
     while todo:  # iterative: any number of commits in a row
         oid = todo.pop()
         if oid in parents or oid in stops:
             continue
         try:
+            if lean:  # of nearly every commit, its parents and its time line are all that is read
+                links, text = repo.read_links(oid)
+                if not stamped_after(text, now_ms + FUTURE_MS):
+                    parents[oid] = links
+                    todo.extend(links)
+                    continue  # as the checks below would: a sync merge, or nothing stamped far ahead
             commit = repo.read_commit(oid)
         except Unreadable as e:
             parents[oid] = ()
@@ -243,7 +256,6 @@ def _walk(
             continue
         parents[oid] = commit.parents
         todo.extend(commit.parents)
-        owner = ref[len(AGENTS_PREFIX) :] if ref.startswith(AGENTS_PREFIX) else None
         if owner is not None and is_sync_merge(commit):
             # A sync merge joins two histories of one agent's chain: only that agent writes one.
             unsigned = _unsigned(signatures, oid, owner) if signatures is not None else None

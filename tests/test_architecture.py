@@ -25,7 +25,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     9: (
         "faces",
         (
-            *("cli/", "quick", "quick_args", "render", "statusview", "syncview", "tui/"),
+            *("cli/", "quick", "quick_args", "quick_parse", "render", "statusview", "syncview", "tui/"),
             *("mcp_server", "hooks", "waiter", "agentcli/", "githooks", "demo"),
         ),
     ),
@@ -42,6 +42,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "board",
             "searchindex",
             "remote",
+            "fetching",
             "sync",
             "ledger_sync",
             "vouch",

@@ -114,6 +114,49 @@ def test_sharing_prints_the_same_bytes_and_exits_the_same_on_both_paths(
     assert quick_run.stdout == typer_run.stdout
 
 
+@pytest.mark.parametrize("args", SHARING, ids=" ".join)
+def test_sharing_prints_its_whole_report_when_python_buffers_its_output(
+    shared: list[Path], args: list[str]
+) -> None:
+    """push, pull and sync end without Python's teardown (`entry._leave`): what they printed is
+    flushed first, also when stdout is a buffered pipe (no PYTHONUNBUFFERED)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    code = "import sys; sys.argv[0] = 'gitbus'; from gitbus.entry import main; main()"
+    r = subprocess.run(
+        [sys.executable, "-c", code, "-a", "api-1", *args],
+        cwd=shared[0],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().startswith(("{", "origin:")) and r.stdout.endswith("\n"), r.stdout
+
+
+@pytest.mark.parametrize("args", [["log", "-n", "1"], ["status"], ["agents"]], ids=" ".join)
+def test_commands_other_than_sharing_keep_pythons_cycle_collector(
+    joined: list[Path],  # noqa: F811
+    args: list[str],
+) -> None:
+    """The executable turns the cycle collector off for push, pull and sync alone (they run for a
+    moment); the watcher, the TUI, the MCP server and every other command keep it."""
+    code = (
+        "import gc, sys; sys.argv[0] = 'gitbus'; from gitbus.entry import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write(f'collector={gc.isenabled()}')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=joined[0],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GITBUS_AGENT": "api-1"},
+    )
+    assert "collector=True" in r.stderr, r.stderr[-2000:]
+
+
 def test_help_and_other_commands_still_go_through_typer(joined: list[Path]) -> None:  # noqa: F811
     for args in (["--help"], ["log", "--help"], ["agents"], ["log", "--bogus"]):
         r = run_gitbus(joined[0], *args)
