@@ -66,7 +66,8 @@ def fetch_args(remote: str, what: str = "*", ledgers: Iterable[str] | None = Non
     if what == "*":  # coordination notes travel with the bus (a glob: the remote may have none yet)
         specs.append(f"+refs/notes/gitbus*:{fetched_notes(remote)}*")
     # packing is housekeeping's (`--no-auto-gc`): a gc here would race sync's own push
-    return ["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "--no-auto-gc", remote, *specs]
+    flags = ["--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "--no-auto-gc"]
+    return ["fetch", *flags, remote, *specs]
 
 
 def tracked(common_dir: Path, remote: str) -> tuple[dict[str, str], str | None]:

@@ -136,18 +136,10 @@ def follow_ledgers(repo: Repository, theirs: Tips, report: Report, want: set[str
 
 
 def _blind(repo: Repository, theirs: Tips, report: Report) -> None:
-    """The remote's ledgers cannot be read (`theirs.broken`): said in `report`. A clone that holds
-    no ledger yet takes the shards in as they are, so its guard knows it cannot read the claims and
-    refuses edits (guard `blind`) rather than seeing none; a clone that holds the ledger keeps it."""
+    """The remote's ledgers cannot be read (`theirs.broken`): said in `report`, nothing taken in."""
     if LEDGER_REF not in report.refused_refs():  # vouching said why already, more closely
         why = f"the remote's ledger cannot be read: {theirs.broken}"
         report.refuse(Refusal(LEDGER_REF, report.remote, why, None))
-    if read_tips(repo).chains() or not theirs.refs:
-        return
-    with contextlib.suppress(RefMoved):
-        repo.update_refs(
-            [(ref, tip, None) for ref, tip in sorted(theirs.refs.items())], "gitbus sync: unreadable"
-        )
 
 
 def _rebuild(repo: Repository, ours: Tips, theirs: Tips, report: Report) -> None:

@@ -116,7 +116,9 @@ def remote_carrying_bus(repo: Repository, name: str = "origin") -> str | None:
 
 def fetched_of(remote: str, lref: str) -> str:
     """Where the fetch left the remote's value of local bus ref (or notes ref) `lref`."""
-    return fetched_notes(remote) if lref == NOTES_REF else fetched(remote) + lref[len(BUS_PREFIX) :]
+    if lref.startswith(NOTES_REF):  # the notes ref, or a name under it (`_in_the_way`)
+        return fetched_notes(remote) + lref[len(NOTES_REF) :]
+    return fetched(remote) + lref[len(BUS_PREFIX) :]
 
 
 def tracking_of(remote: str, lref: str) -> str:
@@ -321,32 +323,33 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
     if note_tip:
         local[NOTES_REF] = note_tip
     specs: list[tuple[str, Oid, Oid | None]] = []
+    told: dict[str, str] = {}  # ref -> the line that says it goes back, told once the remote took it
     for lref, ours in sorted(local.items()):
         if only is not None and lref not in only:
             continue
         theirs = repo.ref(fetched_of(remote, lref))
         if lref == LEDGER_REF:
             # The single ledger of old goes out only as the tombstone that moves it
-            # (`ledger_sync.migrate_remote`). The ledger moves once: a tombstone the remote lost,
-            # deleted or replaced, goes back as sync vouched for it.
-            if (
-                theirs != ours
-                and repo.object_kind(ours) == "blob"
-                and repo.ref(tracking_of(remote, lref)) == ours
-            ):
-                how = "it was deleted there" if theirs is None else f"it was replaced there by {theirs[:12]}"
-                report.restored.append(f"put back {lref} on {remote}: {how}")
+            # (`ledger_sync.migrate_remote`). A tombstone the remote lost, deleted or turned back
+            # into a commit (the ledger moves once), goes back as vouched for; one replaced by
+            # another tombstone is refused at sync and replaced by the next ledger step that leases it.
+            vouched = repo.object_kind(ours) == "blob" and repo.ref(tracking_of(remote, lref)) == ours
+            if vouched and theirs != ours and (theirs is None or repo.object_kind(theirs) != "blob"):
+                lost = "it was deleted there" if theirs is None else f"it was replaced there by {theirs[:12]}"
+                told[lref] = f"put back {lref} on {remote}: {lost}"
                 specs.append((lref, ours, theirs))
             continue
         if theirs == ours or (theirs is not None and not repo.is_ancestor(theirs, ours)):
             continue  # up to date, or the remote has more (or what sync refused): pull first
-        _lost(repo, remote, lref, ours, report)
+        how = _lost(repo, remote, lref, ours)
+        if how is not None:
+            told[lref] = f"put back {lref} on {remote}: {how}"
         specs.append((lref, ours, theirs))
     if not specs:
         return
     for name, _ in _in_the_way(repo, remote, [lref for lref, _, _ in specs]):
-        mine = next(r for r, _, _ in specs if name.startswith(f"{r}/") or r.startswith(f"{name}/"))
-        report.restored.append(f"removed {name} from {remote}: a name no gitbus writes, in the way of {mine}")
+        ours_there = next(r for r, _, _ in specs if name.startswith(f"{r}/") or r.startswith(f"{name}/"))
+        told[name] = f"removed {name} from {remote}: a name no gitbus writes, in the way of {ours_there}"
     timeout = network_timeout(whole_bus=only is None or not all(is_ledger(r) for r in only))
     atomic = len(specs) > 1  # one ref needs no `--atomic`, so hosts without it take it at once
     code, out, err = _push_leased(repo, remote, specs, timeout, atomic=atomic)
@@ -357,6 +360,9 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
         code, out, err = _push_leased(repo, remote, specs, timeout, atomic=False)
     everything = {lref for lref, _, _ in specs}
     taken = everything if code == 0 else _taken(out) & everything if not atomic else set()
+    for name, line in told.items():
+        if name in taken or (name not in everything and taken):
+            report.restored.append(line)
     for lref, ours, _ in specs:
         if lref not in taken:
             continue
@@ -367,21 +373,18 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
         raise RemoteError(f"Pushing the bus to '{remote}' failed: {reason(err or out)}.")
 
 
-def _lost(repo: Repository, remote: str, lref: str, ours: Oid, report: Report) -> bool:
-    """True, and told in `report`, when the remote lost what sync last vouched for at `lref` (a peer
-    deleted it, or rewound it to an ancestor) and `ours` holds it all: our push puts it back."""
+def _lost(repo: Repository, remote: str, lref: str, ours: Oid) -> str | None:
+    """How the remote lost what sync last vouched for at `lref`, when it did and `ours` holds it all
+    (our push puts it back): a peer deleted it, or rewound it to an ancestor. Else None."""
     vouched = repo.ref(tracking_of(remote, lref))
     theirs = repo.ref(fetched_of(remote, lref))
     if vouched is None or theirs == vouched or not (vouched == ours or repo.is_ancestor(vouched, ours)):
-        return False
+        return None
     if theirs is None:
-        how = "it was deleted there"
-    elif repo.is_ancestor(theirs, vouched):
-        how = f"it was rewound there to {theirs[:12]}"
-    else:
-        return False
-    report.restored.append(f"put back {lref} on {remote}: {how}")
-    return True
+        return "it was deleted there"
+    if repo.is_ancestor(theirs, vouched):
+        return f"it was rewound there to {theirs[:12]}"
+    return None
 
 
 def landed(repo: Repository, remote: str, lref: str, new: Oid) -> None:
@@ -429,10 +432,13 @@ def _push_leased(
 def _in_the_way(repo: Repository, remote: str, lrefs: list[str]) -> list[tuple[str, Oid]]:
     """The remote's refs (as last fetched) whose names clash with `lrefs` in git's ref store: one
     is a folder of the other. No two names gitbus writes clash, so each is a name no gitbus wrote."""
-    mine = {lref for lref in lrefs if lref.startswith(BUS_PREFIX)}
+    mine = {lref for lref in lrefs if lref.startswith(BUS_PREFIX) or lref == NOTES_REF}
     if not mine:
         return []
     there = {BUS_PREFIX + m[len(fetched(remote)) :]: oid for m, oid in repo.refs(fetched(remote)).items()}
+    if NOTES_REF in mine:  # `refs/notes/gitbus/x`, which the notes' glob brings too
+        below = fetched_notes(remote) + "/"
+        there |= {f"{NOTES_REF}/{m[len(below) :]}": oid for m, oid in repo.refs(below).items()}
     return sorted(
         (name, oid)
         for name, oid in there.items()

@@ -82,9 +82,10 @@ def check(
     if kind != "commit":
         what = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
         return _put_back(repo, remote, ref, tracking_ref, after, before, what)
-    if ref == LEDGER_REF and repo.refs(tracking_ref + "s/"):
-        # The move makes the shards and the tombstone in one push: a single ledger beside shards is
-        # a tombstone replaced, and taking it would hide every claim the shards hold.
+    if ref == LEDGER_REF and any(not t.endswith("/main") for t in repo.refs(tracking_ref + "s/")):
+        # A claim shard is only made once the tombstone is there (a migration pushes `ledgers/main`
+        # first, then the tombstone): a single ledger beside one is a tombstone replaced, and taking
+        # it would hide every claim the shards hold.
         why = (
             f"it holds a single ledger beside the claim shards {LEDGERS_PREFIX}*: the tombstone was replaced"
         )
@@ -289,10 +290,13 @@ def _walk(
             if why is not None:
                 bad[oid] = why
         elif ref.startswith(LEDGERS_PREFIX):
-            carried = None
+            carried, why = None, None
             if not commit.parents and ref != MAIN_LEDGER:
-                carried = ledger.carried(repo, ledger.read_tips(repo, root).ended, ref)
-            why = steps.problem(repo, commit, msg, now_ms, ref, carried)
+                side = ledger.read_tips(repo, root)
+                if side.broken is not None:  # what it builds on is unknown: vouched for once it is known
+                    why = f"it builds on the claims {LEDGER_REF} carries, and {side.broken}"
+                carried = ledger.carried(repo, side.ended, ref)
+            why = why or steps.problem(repo, commit, msg, now_ms, ref, carried)
             if why is None and ref == MAIN_LEDGER:
                 why = _claims_after_move(repo, commit, msg)
             if why is not None:
