@@ -207,7 +207,7 @@ def section(b: SyncBench, number: int) -> list[str]:
         "over `file://` (git's pack protocol over pipes: the git work of a real remote, without network "
         "latency); clone B is a `git clone` of it, which brings no bus. Timed, as whole processes: "
         "`gitbus sync origin` in A (one atomic push of every chain, each with a lease), then "
-        "`gitbus sync origin` in B (a fetch into `refs/remotes/origin/bus/*` and a fast-forward of every "
+        "`gitbus sync origin` in B (a fetch into `refs/gitbus/fetched/origin/` and a fast-forward of every "
         "chain). Then B must list A's newest messages with `gitbus log`, and one more message, posted on "
         f"A, makes the same trip. Fresh repositories for each of {b.reps} repetitions "
         f"(`bench/sync.py`).",

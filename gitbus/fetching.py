@@ -27,31 +27,33 @@ from gitbus.errors import GitbusError
 from gitbus.fastpath import read_refs
 from gitbus.gitcli import finish, network_env, network_timeout, start_network
 from gitbus.gitfiles import locate
-from gitbus.ids import BUS_PREFIX
+from gitbus.ids import BUS_PREFIX, KEPT_PREFIX
 
 # What makes git find another repository than the worktree around the directory: then no early fetch.
 _ELSEWHERE = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
 
 
 def tracking(remote: str) -> str:
-    """The namespace the remote's bus refs are fetched into."""
-    return f"refs/remotes/{remote}/bus/"
+    """Where what sync vouched for of the remote's bus refs is kept. Not under `refs/remotes/`:
+    git's default fetch refspec writes `refs/remotes/<remote>/*` from the remote's branches, so a
+    branch a peer names `bus/ledgers/9f33` would overwrite it at the user's next plain `git fetch`."""
+    return f"{KEPT_PREFIX}vouched/{remote}/bus/"
 
 
 def notes_tracking(remote: str) -> str:
     """Where the remote's coordination notes are fetched to."""
-    return f"refs/remotes/{remote}/notes/gitbus"
+    return f"{KEPT_PREFIX}vouched/{remote}/notes/gitbus"
 
 
 def fetched(remote: str) -> str:
     """Where each fetch leaves the remote's bus refs as the remote holds them, pruned: what a push
     leases. A peer may delete a ref, or put a name under it (`agents/alice/x`) that git cannot keep
     beside it; here that never fails a fetch, and the tracking namespace keeps what was vouched for."""
-    return f"refs/gitbus/fetched/{remote}/bus/"
+    return f"{KEPT_PREFIX}fetched/{remote}/bus/"
 
 
 def fetched_notes(remote: str) -> str:
-    return f"refs/gitbus/fetched/{remote}/notes/gitbus"
+    return f"{KEPT_PREFIX}fetched/{remote}/notes/gitbus"
 
 
 def fetch_args(remote: str, what: str = "*", ledgers: Iterable[str] | None = None) -> list[str]:

@@ -27,6 +27,7 @@ from gitbus import loose, races, state
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitcli import NETWORK_TIMEOUT_SECONDS, STALE_LOCK_SECONDS, GitCli, network_timeout
 from gitbus.gitfiles import Commit, DamagedRef, Oid, RefMoved, common_dir_of, damage_text, read_ref, read_refs
+from gitbus.ids import BUS_PREFIX, KEPT_PREFIX
 from gitbus.inert import inert
 from gitbus.races import LOCAL_BACKOFF, REMOTE_BACKOFF, STARVED_AFTER, TURN_POLL, LostRaces
 from gitbus.state import disk_problem
@@ -129,13 +130,15 @@ class Repository(GitCli):
     # -- refs -------------------------------------------------------------------------------------
 
     def ref(self, name: str) -> Oid | None:
-        """The object a ref points at, or None if it does not exist. A bus ref (`refs/bus/`, and a
-        remote's tracking `refs/remotes/<remote>/bus/`) is read from git's files as `refs` reads
+        """The object a ref points at, or None if it does not exist. A bus ref (`refs/bus/`, and what
+        gitbus keeps of a remote's, `refs/gitbus/`) is read from git's files as `refs` reads
         it, and one that is there but damaged raises `DamagedRef` (libgit2 would raise its own
         error, or follow a symbolic value to another ref's commit)."""
-        if name.startswith("refs/bus/") or (name.startswith("refs/remotes/") and "/bus/" in name):
+        if name.startswith((BUS_PREFIX, KEPT_PREFIX)):
             damaged: dict[str, str] = {}
             oid = read_ref(self.common_dir, name, damaged)
+            if damaged and name.startswith(f"{KEPT_PREFIX}fetched/"):
+                return None  # the remote's, as fetched (a folder: it holds `name/x`): the next fetch mends it
             for bad, why in damaged.items():
                 raise DamagedRef(self.common_dir, bad, why)
             return None if oid is None else Oid(oid)

@@ -13,7 +13,6 @@ at a time (an `flock`, released by the kernel if it dies); a second one returns 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitbus import state
+from gitbus.ids import BUS_PREFIX, KEPT_PREFIX
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -105,10 +105,8 @@ def check(common_dir: Path) -> Clutter:
 
 
 def _loose_bus_refs(common_dir: Path) -> int:
-    """Loose ref files under refs/bus/ and every remote's refs/remotes/<name>/bus/."""
-    roots = [common_dir / "refs" / "bus"]
-    with contextlib.suppress(FileNotFoundError):
-        roots += [e / "bus" for e in (common_dir / "refs" / "remotes").iterdir()]
+    """Loose ref files under refs/bus/ and refs/gitbus/ (what gitbus keeps of each remote's bus)."""
+    roots = [common_dir / BUS_PREFIX, common_dir / KEPT_PREFIX]
     count = 0
     for root in roots:
         for _dir, _subdirs, files in os.walk(root):

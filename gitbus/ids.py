@@ -19,6 +19,7 @@ RefName = NewType("RefName", str)
 
 EVERYONE = AgentName("*")
 BUS_PREFIX = "refs/bus/"
+KEPT_PREFIX = "refs/gitbus/"  # what this clone keeps of each remote's bus: as fetched, as vouched for
 AGENTS_PREFIX = fastpath.AGENTS_PREFIX  # one spelling, shared with the hooks' fast path
 LEDGER_REF = RefName(fastpath.LEDGER_REF)  # the single ledger of old; now the mark that it moved
 LEDGERS_PREFIX = fastpath.LEDGERS_PREFIX  # the ledgers: `main` and the claim shards

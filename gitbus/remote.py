@@ -2,7 +2,7 @@
 
 Fetches go into `refs/gitbus/fetched/<remote>/` with an explicit refspec and `--prune` (the user's
 fetch config is never touched): that namespace is the remote as it was at the last fetch, deletions
-included. A fetched ref is copied to `refs/remotes/<remote>/bus/*` and taken in only as far as
+included. A fetched ref is copied to `refs/gitbus/vouched/<remote>/` and taken in only as far as
 `gitbus.vouch` can vouch for it there, so a ref the remote lost keeps what was vouched for. Pushes use
 the git CLI with a `--force-with-lease` per ref and no `+`, leased on what the remote held at the
 fetch: a ref the remote lost (deleted, or rewound to an ancestor) goes back with the next push, and
@@ -243,7 +243,7 @@ def _take_fetched(
         pairs.append((notes_tracking(remote), theirs_notes))
     for tref, oid in pairs:
         if tref != notes_tracking(remote) and vouch.bus_ref_of(tracking(remote), tref) is None:
-            report.ignored.append(tref)
+            report.ignored.append(BUS_PREFIX + tref[len(tracking(remote)) :])  # the remote's name
             continue
         held = before.get(tref) if tref != notes_tracking(remote) else repo.ref(tref)
         current = Oid(held) if held is not None else None
@@ -438,7 +438,8 @@ def _in_the_way(repo: Repository, remote: str, lrefs: list[str]) -> list[tuple[s
     there = {BUS_PREFIX + m[len(fetched(remote)) :]: oid for m, oid in repo.refs(fetched(remote)).items()}
     if NOTES_REF in mine:  # `refs/notes/gitbus/x`, which the notes' glob brings too
         below = fetched_notes(remote) + "/"
-        there |= {f"{NOTES_REF}/{m[len(below) :]}": oid for m, oid in repo.refs(below).items()}
+        under = {m: oid for m, oid in repo.refs(below).items() if len(m) > len(below)}  # not the notes ref
+        there |= {f"{NOTES_REF}/{m[len(below) :]}": oid for m, oid in under.items()}
     return sorted(
         (name, oid)
         for name, oid in there.items()

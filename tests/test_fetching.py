@@ -37,7 +37,7 @@ def run_gitbus(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess
 
 
 def tracking_refs(path: Path) -> str:
-    return git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/remotes/origin/bus/")
+    return git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/gitbus/vouched/origin/bus/")
 
 
 def fetched_refs(path: Path) -> str:
@@ -75,7 +75,7 @@ def test_what_the_early_fetch_brings_is_vouched_for_as_before(world: World) -> N
     assert "refused refs/bus/agents/mallory" in r.stderr and "a day ahead" in r.stderr, r.stderr
     repo = Repository.open(b)
     assert repo.ref("refs/bus/agents/mallory") == first
-    assert repo.ref("refs/remotes/origin/bus/agents/mallory") == first  # put back to what was vouched for
+    assert repo.ref("refs/gitbus/vouched/origin/bus/agents/mallory") == first  # put back: vouched for
     assert repo.ref("refs/bus/agents/alice") is not None
 
 

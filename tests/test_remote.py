@@ -134,8 +134,32 @@ def test_syncing_leaves_the_users_fetch_config_alone(net: Net, pair: tuple[Bus, 
         sync.sync(bus.repo, "origin")
     assert [git(c, "config", "--get-all", "remote.origin.fetch") for c in net.clones] == before
     assert before[0].strip() == "+refs/heads/*:refs/remotes/origin/*"
-    tracked = git(net.clones[0], "for-each-ref", "--format=%(refname)", "refs/remotes/origin/bus/").split()
-    assert "refs/remotes/origin/bus/agents/bob" in tracked
+    vouched = git(net.clones[0], "for-each-ref", "--format=%(refname)", "refs/gitbus/vouched/origin/bus/")
+    assert "refs/gitbus/vouched/origin/bus/agents/bob" in vouched.split()
+
+
+def test_a_branch_a_peer_names_like_a_bus_ref_changes_nothing_gitbus_vouched_for(
+    net: Net, pair: tuple[Bus, Bus]
+) -> None:
+    """git's default refspec writes the remote's branches to `refs/remotes/origin/*`: a branch named
+    `bus/agents/alice` lands at `refs/remotes/origin/bus/agents/alice` at the user's plain `git
+    fetch`. What gitbus vouched for is kept elsewhere, so such a branch neither is taken in nor is
+    pushed back over the remote's real chain."""
+    alice, bob = pair
+    alice.discover("the real one")
+    sync.sync(alice.repo, "origin")
+    sync.sync(bob.repo, "origin")
+    real = git(net.bare, "rev-parse", "refs/bus/agents/alice").strip()
+    forged = git(
+        net.clones[0], "commit-tree", "4b825dc642cb6eb9a060e54bf8d69288fbee4904", "-p", real, "-m", "x"
+    )
+    git(net.clones[0], "push", "-q", "origin", f"{forged.strip()}:refs/heads/bus/agents/alice")
+    git(net.clones[1], "fetch", "-q", "origin")  # the user's plain fetch
+    bob.discover("bob after the plain fetch")
+    report = sync.sync(bob.repo, "origin")
+    assert not report.refused and not report.restored, report
+    assert git(net.bare, "rev-parse", "refs/bus/agents/alice").strip() == real
+    assert bob.repo.ref("refs/bus/agents/alice") == real
 
 
 def test_a_tracking_ref_lock_left_by_a_killed_fetch_does_not_block_syncing(pair: tuple[Bus, Bus]) -> None:
@@ -145,7 +169,7 @@ def test_a_tracking_ref_lock_left_by_a_killed_fetch_does_not_block_syncing(pair:
     sync.sync(bob.repo, "origin")
     news = alice.discover("second")
     sync.sync(alice.repo, "origin")
-    lock = bob.repo.common_dir / "refs" / "remotes" / "origin" / "bus" / "agents" / "alice.lock"
+    lock = bob.repo.common_dir / "refs" / "gitbus" / "fetched" / "origin" / "bus" / "agents" / "alice.lock"
     lock.write_text("")  # what git leaves when it is killed between taking the lock and renaming
     old = time.time() - 60
     os.utime(lock, (old, old))

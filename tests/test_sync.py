@@ -318,8 +318,8 @@ def test_a_sync_of_several_rounds_tells_each_ref_once(
     report = sync.sync(bob.repo, "origin")
     assert lost and "refs/bus/agents/bob" in report.pushed
     assert sorted(report.ignored) == [
-        "refs/remotes/origin/bus/agents/UPPER",
-        "refs/remotes/origin/bus/ledgers/nothex",
+        "refs/bus/agents/UPPER",
+        "refs/bus/ledgers/nothex",
     ]
     assert report.updated.count("refs/bus/agents/alice") == 1, report.updated  # taken in two rounds
 
@@ -334,7 +334,7 @@ def test_a_remote_chain_under_a_name_gitbus_refuses_is_never_taken_in(
     tip = git(net.bare, "rev-parse", "refs/bus/agents/alice").strip()
     git(net.bare, "update-ref", f"refs/bus/agents/{name}", tip)  # written on the remote by hand
     report = sync.sync(bob.repo, "origin")
-    assert report.ignored == [f"refs/remotes/origin/bus/agents/{name}"]
+    assert report.ignored == [f"refs/bus/agents/{name}"]
     assert f"refs/bus/agents/{name}" not in bus_refs(bob.repo.root)
     assert "alice" in {a.name for a in bob.agents()} and name not in {a.name for a in bob.agents()}
 

@@ -239,10 +239,12 @@ def test_without_atomic_push_the_refs_the_remote_took_are_kept_when_one_is_refus
     assert "\n" not in str(refused.value)
     chain = "refs/bus/agents/alice"
     remote = bus_refs(daemon_without_atomic.bare)
-    tracked = str(alice.repo.ref("refs/remotes/origin/bus/agents/alice"))
+    tracked = str(alice.repo.ref("refs/gitbus/vouched/origin/bus/agents/alice"))
     assert remote.get(chain) == bus_refs(a)[chain] == tracked
     shard = shard_of_path("src/")
-    assert shard not in remote and alice.repo.ref("refs/remotes/origin/bus/ledgers/" + shard[-4:]) is None
+    assert (
+        shard not in remote and alice.repo.ref("refs/gitbus/vouched/origin/bus/ledgers/" + shard[-4:]) is None
+    )
 
 
 def test_without_atomic_push_a_push_the_remote_took_whole_is_recorded_as_pushed(
@@ -256,4 +258,4 @@ def test_without_atomic_push_a_push_the_remote_took_whole_is_recorded_as_pushed(
     assert sorted(report.pushed) == ["refs/bus/agents/alice", LEDGER_REF, shard_of_path("src/")]
     remote = bus_refs(daemon_without_atomic.bare)
     for ref in report.pushed:  # recorded at once: the next push leases what the remote holds
-        assert str(alice.repo.ref("refs/remotes/origin/bus/" + ref[len("refs/bus/") :])) == remote[ref]
+        assert str(alice.repo.ref("refs/gitbus/vouched/origin/bus/" + ref[len("refs/bus/") :])) == remote[ref]
