@@ -27,6 +27,7 @@ def main() -> None:
         from gitbus.hooks import main as hook_main
 
         sys.exit(hook_main(sys.argv[2:]))
+    _closed_as_nothing()
     import gc
 
     # push, pull and sync run for a moment and drop what they read by reference counting: Python's
@@ -55,6 +56,17 @@ def main() -> None:
     from gitbus.cli import main as cli_main
 
     cli_main()
+
+
+def _closed_as_nothing() -> None:
+    """A stream the caller closed (`gitbus discover x >&-`) reads and writes as /dev/null: Python
+    starts with no `sys.stdout` then, and a post already made must not end in a traceback (a retry
+    would post it twice). Not for the hook, whose cursor moves only over what it could write."""
+    import os
+
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115  (for the whole process)
 
 
 def _leave(code: int) -> None:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitbus import cli, quick
+from gitbus.bus import Bus
 from gitbus.quick_args import COMMANDS
 
 from .test_cli import gb, joined  # noqa: F401  (the fixture)
@@ -345,3 +346,33 @@ def test_quick_leaves_help_version_follow_and_errors_to_typer(argv: list[str]) -
 
 def test_every_command_quick_parses_has_a_body() -> None:
     assert set(quick.BODIES) == set(COMMANDS)
+
+
+def _closed(cwd: Path, fd: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """`gitbus ARGS` as a whole process started with its descriptor `fd` closed (`>&-`, `<&-`)."""
+    code = "import sys; sys.argv[0] = 'gitbus'; from gitbus.entry import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        stdout=None if fd == 1 else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(fd),
+        env={**os.environ, "GITBUS_AGENT": "api-1"},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_post_made_with_stdout_closed_exits_0_and_is_made_once(joined: list[Path]) -> None:  # noqa: F811
+    """`gitbus discover x >&-`: Python starts with no `sys.stdout`. The post was made, then printing
+    it crashed and the command exited 1, so a retry posted it twice."""
+    r = _closed(joined[0], 1, "discover", "with stdout closed")
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr[-2000:]
+    posted = [m for m in Bus.open(joined[0], "api-1").log(n=20) if m.text == "with stdout closed"]
+    assert len(posted) == 1
+
+
+def test_a_post_read_from_a_closed_stdin_is_refused_in_one_line(joined: list[Path]) -> None:  # noqa: F811
+    r = _closed(joined[0], 0, "discover", "-")
+    assert r.returncode == 1 and b"Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
