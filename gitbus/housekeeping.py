@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitbus import state
+from gitbus.errors import GitbusError
 from gitbus.ids import BUS_PREFIX, KEPT_PREFIX
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ def run(repo: Repository, *, force: bool = False, limits: Limits | None = None) 
     with state.locked(state.housekeeping_lock(common), wait=False) as mine:
         if not mine:
             return Outcome(before, before, skipped="another housekeeping run is under way")
+        dropped = _drop_forgotten_remotes(repo)
         commands: list[tuple[str, ...]] = []
         if force:
             commands.append(("gc", "--quiet"))  # packs refs too; prunes only what is 2 weeks unreferenced
@@ -135,7 +137,7 @@ def run(repo: Repository, *, force: bool = False, limits: Limits | None = None) 
                 commands.append(("gc", "--auto", "--quiet"))
         if not commands:
             _stamp(common)
-            return Outcome(before, before, skipped="nothing is due")
+            return Outcome(before, before, dropped, skipped=None if dropped else "nothing is due")
         # Our limits rather than the user's gc.auto, and in the foreground so `failed` tells the truth.
         config = ["-c", f"gc.auto={max(1, lim.loose_objects)}", "-c", f"gc.autoPackLimit={max(1, lim.packs)}"]
         config += ["-c", "gc.autoDetach=false"]
@@ -148,7 +150,34 @@ def run(repo: Repository, *, force: bool = False, limits: Limits | None = None) 
                 lines = err.strip().splitlines()
                 failed.append(f"git {args[0]} failed: {lines[-1] if lines else code}")
         _stamp(common)
-        return Outcome(before, check(common), tuple(ran), tuple(failed))
+        return Outcome(before, check(common), (*dropped, *ran), tuple(failed))
+
+
+def _drop_forgotten_remotes(repo: Repository) -> tuple[str, ...]:
+    """Delete what gitbus keeps of remotes git no longer knows (`refs/gitbus/{fetched,vouched}/<name>/`:
+    git renames and removes only a remote's `refs/remotes/<name>/`), each ref leased on its value;
+    what was done, as `ran` says it. Kept, they would hold their objects from gc for good; gitbus
+    syncs only with remotes git knows (`remote.require_remote`), so none in use is dropped."""
+    code, out, _ = repo.git_result("remote")
+    if code != 0:
+        return ()
+    known = set(out.split())
+    gone: dict[str, list[str]] = {}
+    for ref, oid in repo.refs(KEPT_PREFIX).items():
+        rest = ref[len(KEPT_PREFIX) :].partition("/")[2]  # past `fetched/` or `vouched/`
+        name = rest.split("/bus/", 1)[0] if "/bus/" in rest else rest.removesuffix("/notes/gitbus")
+        if name and name != rest and name not in known:
+            gone.setdefault(name, []).append(f"delete {ref} {oid}\n")
+    if not gone:
+        return ()
+    lines = "".join(line for refs in gone.values() for line in refs).encode()
+    try:
+        repo.git("update-ref", "--stdin", input=lines)
+    except GitbusError:
+        return ()  # changed meanwhile: the next run looks again
+    return tuple(
+        f"git update-ref -d refs/gitbus/*/{name}/ (a remote git no longer knows)" for name in sorted(gone)
+    )
 
 
 def maybe_run(

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import pytest
 
-from gitbus import housekeeping
+from gitbus import housekeeping, sync
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.clock import FakeClock
@@ -336,3 +336,26 @@ def test_gitbus_gc_packs_on_demand_and_says_what_it_did(worktrees: list[Path], b
     ), forced.stdout
     assert _loose_bus_refs(api.repo.common_dir) == []
     assert _snapshot(Bus.open(worktrees[0], "api-1")) == before
+
+
+def test_what_gitbus_kept_of_a_remote_git_no_longer_knows_is_dropped(tmp_path: Path) -> None:
+    """`refs/gitbus/{fetched,vouched}/<remote>/` hold a remote's bus, and git does not rename or
+    remove them with the remote: after `git remote rename` or `remove`, housekeeping drops them (they
+    would keep their objects from gc for good), and keeps those of the remotes git knows."""
+    from .conftest import git
+    from .test_sync import Net
+
+    net = Net.make(tmp_path)
+    alice, _ = net.pair(FakeClock(1_764_000_000_000))
+    alice.discover("hello")
+    sync.sync(alice.repo, "origin")
+    git(net.clones[0], "remote", "add", "other", net.url)
+    sync.sync(alice.repo, "other")
+    assert git(net.clones[0], "for-each-ref", "refs/gitbus/fetched/other/", "refs/gitbus/vouched/other/")
+    git(net.clones[0], "remote", "remove", "other")
+    housekeeping.run(alice.repo, force=True)
+    kept = git(net.clones[0], "for-each-ref", "--format=%(refname)", "refs/gitbus/").split()
+    assert kept and all(
+        r.startswith(("refs/gitbus/fetched/origin/", "refs/gitbus/vouched/origin/")) for r in kept
+    )
+    assert sync.sync(alice.repo, "origin").refused == []
