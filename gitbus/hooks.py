@@ -388,7 +388,7 @@ def _repo_path(loc: Location, raw: str, owners: dict[str, Location | None] | Non
         return None
     root = os.path.realpath(owner.root)
     text = os.path.normpath(full)
-    if not (_inside(text, root) or _inside(os.path.realpath(text), root)):
+    if not (P.inside(text, root) or P.inside(os.path.realpath(text), root)):
         return None  # outside the worktree, whatever characters it holds
     try:
         return P.normalize(str(full), root=owner.root, cwd=owner.root, literal=True)
@@ -396,10 +396,6 @@ def _repo_path(loc: Location, raw: str, owners: dict[str, Location | None] | Non
         return None
     except OSError as e:
         raise GitbusError(e.strerror or "the file system refuses it") from None
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool] | None = None) -> str:

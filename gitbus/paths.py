@@ -85,18 +85,18 @@ def normalize(
     wants_dir = raw.endswith(("/", os.sep))
     if os.path.isabs(raw):
         full = os.path.normpath(raw)
-        if not _inside(full, root_s):
+        if not inside(full, root_s):
             full = os.path.normpath(os.path.realpath(raw))
     else:
         full = os.path.normpath(os.path.join(str(cwd) if resolved else os.path.realpath(cwd), raw))
-    if not _inside(full, root_s):
+    if not inside(full, root_s):
         raise NotInRepository(f"The path '{raw}' is outside the repository; name a path inside {root_s}.")
     if not literal:
         _refuse_pattern(raw, full, root_s)
     # Through symlinks: an edit of `alias/x` is an edit of what `alias` points at, so the claim is
     # on that; and a link out of the repository is refused like any outside path.
     real = _real_below(root_s, full)
-    if not _inside(real, root_s):
+    if not inside(real, root_s):
         raise NotInRepository(
             f"The path '{raw}' leads outside the repository through a symlink; name a path inside {root_s}."
         )
@@ -148,7 +148,8 @@ def canonical(path: str) -> str:
     return path
 
 
-def _inside(full: str, root: str) -> bool:
+def inside(full: str, root: str) -> bool:
+    """True when path `full` is `root` or below it (both normalised, as text)."""
     return full == root or full.startswith(root.rstrip(os.sep) + os.sep)
 
 

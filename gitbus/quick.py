@@ -184,7 +184,7 @@ def _share(
     early: Early | None = None,
 ) -> None:
     """Take the remote's bus in and/or send ours out, then say what moved (`syncview`). `early`: the
-    fetch `quick_parse.early_fetch` started, for the sync to take or undo."""
+    fetch `quick_parse.early_fetch` started, for the sync to take or let go of."""
     from gitbus import sync, syncview
     from gitbus.remote import require_remote
 
@@ -232,7 +232,7 @@ def fail(e: GitbusError, out: Out, err: Out, json_out: bool) -> int:
 def run(argv: Sequence[str], early: Early | None = None) -> int | None:
     """Run an everyday command and return its exit code; None (nothing done) for typer to take.
     `early`: the fetch `quick_parse.early_fetch` started for this sync or pull; the caller, who
-    started it, closes it after (which undoes it if it was not taken)."""
+    started it, closes it after (which lets go of it if it was not taken)."""
     if "_GITBUS_COMPLETE" in os.environ:  # shell completion is typer's
         return None
     parsed = parse(argv)

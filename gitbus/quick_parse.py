@@ -33,7 +33,7 @@ def sharing(argv: Sequence[str]) -> bool:
 
 def early_fetch(argv: Sequence[str]) -> fetching.Early | None:
     """For a well-formed `gitbus sync` or `gitbus pull`: its first fetch, started now (else None).
-    `quick.run` hands it to the sync, which takes it or undoes it; whoever started it closes it."""
+    `quick.run` hands it to the sync, which takes it or lets go of it; whoever started it closes it."""
     if "_GITBUS_COMPLETE" in os.environ:  # shell completion is typer's
         return None
     parsed = parse(argv)

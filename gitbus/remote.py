@@ -347,22 +347,19 @@ def push(repo: Repository, remote: str, report: Report, only: list[str] | None =
         specs.append((lref, ours, theirs))
     if not specs:
         return
-    for name, _ in _in_the_way(repo, remote, [lref for lref, _, _ in specs]):
-        ours_there = next(r for r, _, _ in specs if name.startswith(f"{r}/") or r.startswith(f"{name}/"))
-        told[name] = f"removed {name} from {remote}: a name no gitbus writes, in the way of {ours_there}"
     timeout = network_timeout(whole_bus=only is None or not all(is_ledger(r) for r in only))
+    removed, failed = _clear_the_way(repo, remote, [lref for lref, _, _ in specs], timeout)
+    report.restored += removed
     atomic = len(specs) > 1  # one ref needs no `--atomic`, so hosts without it take it at once
-    code, out, err = _push_leased(repo, remote, specs, timeout, atomic=atomic)
-    if atomic and code != 0 and NO_ATOMIC in out + err:
+    code, out, err = failed or _push_leased(repo, remote, specs, timeout, atomic=atomic)
+    if atomic and not failed and code != 0 and NO_ATOMIC in out + err:
         # The host does not offer atomic pushes: each ref goes on its own lease, and the remote may
         # take some and refuse others. Safe all the same, since every ref is a stream of its own.
         atomic = False
         code, out, err = _push_leased(repo, remote, specs, timeout, atomic=False)
     everything = {lref for lref, _, _ in specs}
     taken = everything if code == 0 else _taken(out) & everything if not atomic else set()
-    for name, line in told.items():
-        if name in taken or (name not in everything and taken):
-            report.restored.append(line)
+    report.restored += [line for lref, line in told.items() if lref in taken]
     for lref, ours, _ in specs:
         if lref not in taken:
             continue
@@ -390,9 +387,6 @@ def _lost(repo: Repository, remote: str, lref: str, ours: Oid) -> str | None:
 def landed(repo: Repository, remote: str, lref: str, new: Oid) -> None:
     """Record that the remote took `new` at `lref`: its tracking ref and what was fetched move there,
     unless a concurrent fetch recorded a commit `new` does not build on (the next fetch sorts it out)."""
-    for name, oid in _in_the_way(repo, remote, [lref]):  # the push removed them: not here either
-        with contextlib.suppress(RefMoved):
-            repo.update_refs([(fetched_of(remote, name), None, oid)], "gitbus push")
     for ref in (tracking_of(remote, lref), fetched_of(remote, lref)):
         current = repo.ref(ref)
         if current == new or (
@@ -410,23 +404,39 @@ NO_ATOMIC = "does not support --atomic push"
 def _push_leased(
     repo: Repository, remote: str, specs: list[tuple[str, Oid, Oid | None]], timeout: float, *, atomic: bool
 ) -> tuple[int, str, str]:
-    """One `git push` of `specs` (ref, ours, the remote tip it must still be), each with its lease. A
-    name the remote holds that git cannot keep beside one of them (`agents/alice/x` beside
-    `agents/alice`: no gitbus writes such a name) is removed first, on its own lease: git's atomic
-    transaction refuses a removal and a clashing name together."""
-    in_the_way = _in_the_way(repo, remote, [lref for lref, _, _ in specs])
-    if in_the_way:
-        args = ["push", "--porcelain", remote, *(f"--force-with-lease={n}:{oid}" for n, oid in in_the_way)]
-        code, out, err = repo.git_result(
-            *args, *(f":{n}" for n, _ in in_the_way), network=True, timeout=timeout
-        )
-        if code != 0:
-            return code, out, err  # moved meanwhile (`push_failed`: fetched again), or unreachable
+    """One `git push` of `specs` (ref, ours, the remote tip it must still be), each with its lease."""
     # Without `--atomic`, not `--quiet`: git then names each ref it took or refused (`_taken`).
     args = ["push", "--porcelain", *(["--atomic", "--quiet"] if atomic else []), remote]
     args += [f"--force-with-lease={lref}:{theirs or ''}" for lref, _, theirs in specs]
     args += [f"{ours}:{lref}" for lref, ours, _ in specs]
     return repo.git_result(*args, network=True, timeout=timeout)
+
+
+def _clear_the_way(
+    repo: Repository, remote: str, lrefs: list[str], timeout: float
+) -> tuple[list[str], tuple[int, str, str] | None]:
+    """Remove the names the remote holds that git cannot keep beside `lrefs` (`agents/alice/x` beside
+    `agents/alice`: no gitbus writes such a name), each on its own lease, in a push of their own
+    before ours: git's atomic transaction refuses a removal and a clashing name together. Returns a
+    line per name removed, or git's (code, stdout, stderr) when that push failed (moved meanwhile:
+    `push_failed` fetches again; or unreachable)."""
+    in_the_way = _in_the_way(repo, remote, lrefs)
+    if not in_the_way:
+        return [], None
+    leases = [f"--force-with-lease={name}:{oid}" for name, oid in in_the_way]
+    removals = [f":{name}" for name, _ in in_the_way]
+    code, out, err = repo.git_result(
+        "push", "--porcelain", remote, *leases, *removals, network=True, timeout=timeout
+    )
+    if code != 0:
+        return [], (code, out, err)
+    lines = []
+    for name, oid in in_the_way:
+        with contextlib.suppress(RefMoved):  # gone there, so from what was fetched too
+            repo.update_refs([(fetched_of(remote, name), None, oid)], "gitbus push")
+        mine = next(r for r in lrefs if name.startswith(f"{r}/") or r.startswith(f"{name}/"))
+        lines.append(f"removed {name} from {remote}: a name no gitbus writes, in the way of {mine}")
+    return lines, None
 
 
 def _in_the_way(repo: Repository, remote: str, lrefs: list[str]) -> list[tuple[str, Oid]]:
@@ -466,6 +476,9 @@ def push_ledgers(
     the first it refuses. 124: it timed out, and the remote may have taken them anyway."""
     timeout = network_timeout(whole_bus=False)
     specs = [(ref, new, _lease(repo, remote, ref, expected)) for ref, new, expected in specs]
+    _removed, failed = _clear_the_way(repo, remote, [ref for ref, _, _ in specs], timeout)
+    if failed is not None:
+        return (*failed, set())
     atomic = len(specs) > 1
     if atomic:
         code, out, err = _push_leased(repo, remote, specs, timeout, atomic=True)

@@ -38,21 +38,26 @@ def report(out: Out, got: Report, json_out: bool) -> None:
     err = render.console_for(stderr=True)
     for m in got.dropped:
         render.say(err, f"gitbus: {inert_block(m.text)}")
-    # A peer can push any number of bad refs: name a few, count the rest.
-    for ref in got.ignored[:SYNC_NAMED]:
-        render.say(err, f"gitbus: ignored {inert(ref)}: {_not_ours(ref)}, so no gitbus wrote it")
-    if len(got.ignored) > SYNC_NAMED:
-        more = len(got.ignored) - SYNC_NAMED
-        render.say(err, f"gitbus: ignored {more} more ref(s) with names no gitbus writes")
-    for line in got.restored[:SYNC_NAMED]:  # what the remote lost, and this push put back
-        render.say(err, f"gitbus: {inert(line, 600)}")
-    if len(got.restored) > SYNC_NAMED:
-        render.say(err, f"gitbus: put back {len(got.restored) - SYNC_NAMED} more ref(s) on {got.remote}")
-    for refusal in got.refused[:SYNC_NAMED]:
-        render.say(err, f"gitbus: {inert(refusal.line(), 600)}")
-    if len(got.refused) > SYNC_NAMED:
-        more = len(got.refused) - SYNC_NAMED
-        render.say(err, f"gitbus: refused {more} more ref(s) (gitbus sync --json lists them)")
+    _a_few(
+        err,
+        [f"ignored {inert(ref)}: {_not_ours(ref)}, so no gitbus wrote it" for ref in got.ignored],
+        "ignored {} more ref(s) with names no gitbus writes",
+    )
+    _a_few(err, [inert(line, 600) for line in got.restored], f"put back {{}} more ref(s) on {got.remote}")
+    _a_few(
+        err,
+        [inert(r.line(), 600) for r in got.refused],
+        "refused {} more ref(s) (gitbus sync --json lists them)",
+    )
+
+
+def _a_few(err: Out, lines: list[str], more: str) -> None:
+    """A peer can push any number of bad refs: the first few `lines` (inert already), then `more`
+    with the count of the rest."""
+    for line in lines[:SYNC_NAMED]:
+        render.say(err, f"gitbus: {line}")
+    if len(lines) > SYNC_NAMED:
+        render.say(err, "gitbus: " + more.format(len(lines) - SYNC_NAMED))
 
 
 def _not_ours(ref: str) -> str:
