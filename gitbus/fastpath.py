@@ -121,15 +121,16 @@ def read_ref(common_dir: str | os.PathLike[str], name: str, damaged: dict[str, s
     (`name`, or `PACKED` for a packed-refs file git cannot read) -> why, as `read_refs` judges; a
     folder in the ref file's place is damage here too."""
     common = os.fspath(common_dir)
-    path = os.path.join(common, name)
-    if os.path.isdir(path) and not os.path.islink(path):
-        damaged[name] = "is a folder, not a ref file"
-        return None
-    oid, why = _read_value(path)
+    oid, why = _read_value(os.path.join(common, name), _FOLDER)
     if why:
         damaged[name] = why
     if oid or why:
         return oid
+    return packed_ref(common, name, damaged)
+
+
+def packed_ref(common: str, name: str, damaged: dict[str, str]) -> str | None:
+    """`read_ref` for a ref whose loose file is known not to be there: its `packed-refs` line."""
     refs, bad = _packed(common)
     for key in (name, PACKED):
         if key in bad:
@@ -157,9 +158,14 @@ def ledger_name(name: str) -> bool:
     return name == "main" or (len(name) == 4 and set(name) <= _HEX)
 
 
-def _read_value(path: str) -> tuple[str | None, str | None]:
+_FOLDER = "is a folder, not a ref file"
+
+
+def _read_value(path: str, folder: str | None = None) -> tuple[str | None, str | None]:
     """(object id, None) of the loose ref file `path`; (None, None) when there is none (or a folder
-    is there: refs below it); (None, why) when the file is there but is no plain object id."""
+    is there: refs below it; (None, `folder`) when that is given); (None, why) when the file is there
+    but is no plain object id. A folder is found by reading it, not by a `stat` first: this runs
+    for every ref a ledger step reads."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -171,7 +177,7 @@ def _read_value(path: str) -> tuple[str | None, str | None]:
     try:
         raw = os.read(fd, 128)
     except IsADirectoryError:
-        return None, None
+        return None, folder
     except OSError as e:
         return None, f"cannot be read ({e.strerror})"
     finally:

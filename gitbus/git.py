@@ -101,7 +101,7 @@ class Repository(GitCli):
         self._common = str(common_dir)
         self._reflog_always = _config_str(repo, "core.logallrefupdates") == "always"
         self._entries: dict[Oid, loose.Entries] = {}
-        self._written: dict[Oid, bytes] = {}  # objects this handle wrote lately, with their kind
+        self._written: dict[Oid, bytes] = {}  # objects this handle wrote or read lately, with their kind
         # What the readers of this handle met under refs/bus that is not valid gitbus data and
         # passed over (a commit, ref or ledger entry -> why): shown by `gitbus status`, never fatal.
         self.skipped: dict[str, str] = {}
@@ -314,11 +314,22 @@ class Repository(GitCli):
         return c
 
     def object_kind(self, oid: Oid) -> str | None:
-        """`commit`, `tree`, `blob` or `tag`, or None when the object is missing."""
+        """`commit`, `tree`, `blob` or `tag`, or None when the object is missing. An object's kind
+        never changes, so one this handle wrote or read lately is known without a read (every
+        ledger step asks it of the tombstone)."""
+        kind = self._kind(oid)
+        return None if kind is None else kind.decode()
+
+    def _kind(self, oid: Oid) -> bytes | None:
+        known = self._written.get(oid)
+        if known is not None:
+            return known
         try:
-            return _kind_of(self._repo[oid])
+            kind = _kind_of(self._repo[oid]).encode()
         except (KeyError, ValueError, pygit2.GitError):
             return None
+        self._remember(oid, kind)
+        return kind
 
     def is_ancestor(self, ancestor: Oid, descendant: Oid) -> bool:
         """True when `ancestor` is `descendant` or reachable from it (never when either is no
@@ -339,13 +350,8 @@ class Repository(GitCli):
 
     def _is(self, oid: Oid, kind: bytes) -> bool:
         """True when object `oid` is there and of `kind`: what libgit2's strict object creation checks
-        of what a new object refers to. One this handle wrote lately is known without a read."""
-        if self._written.get(oid) == kind or (kind == b"tree" and oid == self._empty_tree):
-            return True
-        try:
-            return _kind_of(self._repo[oid]) == kind.decode()
-        except (KeyError, ValueError, pygit2.GitError):
-            return False
+        of what a new object refers to. One this handle wrote or read lately is known without a read."""
+        return (kind == b"tree" and oid == self._empty_tree) or self._kind(oid) == kind
 
     def blob(self, data: bytes) -> Oid:
         if self._objects is None:
@@ -358,11 +364,14 @@ class Repository(GitCli):
         objects = self._objects
         assert objects is not None
         _write_object(lambda: loose.write(objects, oid, data, self._fsync))
+        self._remember(Oid(oid), kind)
+        return Oid(oid)
+
+    def _remember(self, oid: Oid, kind: bytes) -> None:
         if len(self._written) >= _WRITTEN_KEPT:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):
                 del self._written[next(iter(self._written))]
-        self._written[Oid(oid)] = kind
-        return Oid(oid)
+        self._written[oid] = kind
 
     def read_blob(self, oid: Oid, limit: int | None = None) -> bytes:
         """The bytes of blob `oid`; `Unreadable` when it is not a blob or is over `limit` bytes."""

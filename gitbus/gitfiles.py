@@ -20,6 +20,7 @@ from gitbus.errors import GitbusError
 from gitbus.fastpath import PACKED as PACKED
 from gitbus.fastpath import bus_tips as bus_tips
 from gitbus.fastpath import packed_damage as packed_damage
+from gitbus.fastpath import packed_ref as packed_ref
 from gitbus.fastpath import packed_refs as packed_refs
 from gitbus.fastpath import read_ref as read_ref
 from gitbus.fastpath import read_refs as read_refs

@@ -36,7 +36,7 @@ import secrets
 import zlib
 from collections.abc import Callable, Sequence
 
-from gitbus.gitfiles import DamagedRef, Oid, RefMoved, read_ref
+from gitbus.gitfiles import DamagedRef, Oid, RefMoved, packed_ref, read_ref
 
 TREE = b"40000"  # git's mode of a folder entry (no leading zero)
 BLOB = b"100644"
@@ -49,7 +49,7 @@ _STORED_MAX = 4096  # bytes: an object up to this size is stored in its zlib str
 Entries = dict[bytes, tuple[bytes, bytes]]
 
 _tmpfile = hasattr(os, "O_TMPFILE")  # False once the system refused it: named temp files from then on
-_proc: tuple[int, int] | None = None  # (pid, fd of /proc/self/fd) to link an unnamed file in by
+_proc: int | None = None  # fd of /proc/self/fd, to link an unnamed file in by (this process's)
 
 
 def object_id(kind: bytes, body: bytes) -> tuple[str, bytes]:
@@ -159,16 +159,28 @@ def _freshen(path: str) -> None:
 
 
 def _proc_fd() -> int | None:
-    """`/proc/self/fd` of this process (a child opens its own), or None where there is none."""
+    """`/proc/self/fd` of this process, or None where there is none. Opened once; a forked child
+    forgets its parent's (`_forget_proc`), whose numbers name the parent's files, and opens its own."""
     global _proc, _tmpfile
-    pid = os.getpid()
-    if _proc is None or _proc[0] != pid:
+    if _proc is None:
         try:
-            _proc = (pid, os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            _proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             _tmpfile = False
             return None
-    return _proc[1]
+    return _proc
+
+
+def _forget_proc() -> None:
+    global _proc
+    if _proc is not None:
+        with contextlib.suppress(OSError):
+            os.close(_proc)
+    _proc = None
+
+
+if hasattr(os, "register_at_fork"):  # asked at fork, not of every object: `getpid` is a system call
+    os.register_at_fork(after_in_child=_forget_proc)
 
 
 def plain(name: str) -> bytes | None:
@@ -308,8 +320,12 @@ def _held_ref(common: str, name: str, path: str) -> Oid | None:
     raw: bytes | None = None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW)
-    except FileNotFoundError:
-        fd = -1
+    except FileNotFoundError:  # no loose file (none can appear: its lock is held): packed, or none
+        bad: dict[str, str] = {}
+        packed = packed_ref(common, name, bad)
+        for ref, why in bad.items():
+            raise DamagedRef(common, ref, why) from None
+        return None if packed is None else Oid(packed)
     except OSError as e:
         if e.errno != errno.ELOOP:
             raise

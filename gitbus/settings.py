@@ -7,6 +7,7 @@ pay for a git config parser. Every key is validated here, so a bad value is one 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def _stored(common_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """The stored settings `load` uses, and what it skipped."""
     f = state.settings(common_dir)
     try:
-        stored = json.loads(f.read_text(encoding="utf-8"))
+        stored = json.loads(_read(os.fspath(f)).decode("utf-8"))
     except FileNotFoundError:
         return {}, []
     except (OSError, ValueError, RecursionError):
@@ -60,6 +61,19 @@ def _stored(common_dir: Path) -> tuple[dict[str, Any], list[str]]:
             shown = inert(json.dumps(v)[:40], 40)
             bad.append(f"{f} holds {shown} for {k}, not a valid value; {k} is at its default.")
     return good, bad
+
+
+def _read(path: str) -> bytes:
+    """The file's bytes, by plain `os` calls: read before every ledger step (is a remote set?),
+    where pathlib's text file cost more than the read. A folder there is an `OSError` as ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _valid(key: str, value: Any) -> bool:

@@ -14,6 +14,7 @@ from gitbus import git, races
 from gitbus.bus import Bus
 from gitbus.errors import GitbusError
 from gitbus.git import LostRaces, RefMoved, Repository
+from gitbus.gitfiles import DamagedRef
 
 from .test_fastpath import DAMAGES, damage
 
@@ -140,6 +141,20 @@ def test_a_ref_that_can_never_be_locked_fails_at_once_in_one_line(
     text = str(refused.value)
     assert "another writer" not in text and "\n" not in text and str(path) in text, text
     assert not [p for p in (r.common_dir / "refs").rglob("*") if ".stale-" in p.name]
+
+
+@pytest.mark.parametrize("empty", [True, False])
+def test_a_folder_in_a_bus_ref_s_place_is_damage_never_absent(repo: Path, empty: bool) -> None:
+    """Found by reading it (no `stat` first): a folder, empty or holding a ref, is named as such."""
+    r = Repository.open(repo)
+    path = r.common_dir / "refs" / "bus" / "ledger"
+    path.mkdir(parents=True)
+    if not empty:
+        (path / "x").write_text(_commit(r, "x\n") + "\n")
+    with pytest.raises(DamagedRef) as refused:
+        r.ref("refs/bus/ledger")
+    assert "is a folder, not a ref file" in str(refused.value)
+    assert r.ref("refs/bus/agents/nobody") is None  # an absent ref is still just absent
 
 
 def test_a_setting_libgit2_cannot_parse_fails_a_write_at_once_in_one_line(

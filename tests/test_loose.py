@@ -130,6 +130,33 @@ def test_named_temp_files_where_unnamed_ones_are_not_offered(
     assert _objects_left_over(repo) == []
 
 
+def test_a_forked_child_links_its_own_files_not_its_parent_s(repo: Path) -> None:
+    """An unnamed file is linked in through `/proc/self/fd`, opened once: a child made by fork must
+    not use its parent's, whose numbers name the parent's open files."""
+    r = Repository.open(repo)
+    r.blob(b"parent, before\n")  # the parent has opened its /proc/self/fd
+    # a file of the parent's, on the same disk, under the number the child's object file will get
+    keep = os.open(repo / "decoy", os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(keep, b"decoy")
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: write, then leave at once (no pytest teardown in here)
+            code = 1
+            try:
+                os.close(keep)
+                code = 0 if Repository.open(repo).blob(b"child\n") else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(keep)
+    assert os.waitstatus_to_exitcode(status) == 0
+    oid, _ = loose.object_id(b"blob", b"child\n")
+    assert run_git(repo, "cat-file", "-p", oid) == "child\n"
+    assert r.blob(b"parent, after\n")
+    run_git(repo, "fsck", "--strict", "--no-dangling")
+
+
 @pytest.mark.parametrize("unnamed", [True, False])
 def test_an_object_folder_gc_removed_is_made_again(
     repo: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
