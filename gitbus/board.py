@@ -24,8 +24,8 @@ from gitbus.chains import all_tips, history
 from gitbus.claims import Claim, all_claims
 from gitbus.delegation import RequestState, state_of
 from gitbus.git import Repository
-from gitbus.gitfiles import Oid
-from gitbus.ids import EVERYONE, AgentName
+from gitbus.gitfiles import Oid, read_ref
+from gitbus.ids import BUS_PREFIX, EVERYONE, AgentName
 from gitbus.message import Kind, Message
 
 
@@ -120,3 +120,17 @@ def read(
         m.id: state_of(state, m.id) for m in (*recent, *also) if m.kind is Kind.REQUEST
     }
     return Board(now, recent, tuple(all_claims(state)), requests, len(repo.skipped))
+
+
+def damaged_refs(repo: Repository) -> dict[str, str]:
+    """Every ref under refs/bus that is there but cannot be read as an object id, and `packed-refs`
+    when git cannot read it at all (-> why, as `gitfiles.read_refs` judges): what `gitbus status`
+    names. Each is counted in `repo.skipped` too. A folder in a ref's place shows only to a reader
+    that asks for that ref by name (the tombstone, a shard), so the refs the readers passed over
+    are judged again here, one by one."""
+    damaged: dict[str, str] = {}
+    repo.refs(BUS_PREFIX, damaged)
+    for name in list(repo.skipped):
+        if name.startswith(BUS_PREFIX) and name not in damaged:
+            read_ref(repo.common_dir, name, damaged)
+    return damaged

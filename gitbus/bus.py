@@ -16,12 +16,13 @@ from typing import Any
 
 from gitbus import agents, chains, ledger, roster, settings, steps, sync
 from gitbus import paths as P
-from gitbus.board import Board, OpenRequest, concerns
+from gitbus.board import Board, OpenRequest, concerns, damaged_refs
 from gitbus.board import read as read_board
 from gitbus.claims import DEFAULT_TTL_MS, Claim, all_claims
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
+from gitbus.gitfiles import PACKED
 from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name, agent_ref, new_message_id
 from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.inert import inert
@@ -47,6 +48,10 @@ class Status:
     # gitbus data, met while reading this status (never fatal), and what the last pull refused.
     skipped: int = 0
     refused: tuple[str, ...] = ()
+    # Among them, the refs that are there but cannot be read (ref, or `packed-refs` itself -> why,
+    # by name), and the shared git dir whose files they are: status names them and their repair.
+    damaged: tuple[tuple[str, str], ...] = ()
+    common_dir: str = ""
     # My expired claims another agent took over since my last claim step: (path, by whom, when).
     taken_over: tuple[tuple[str, AgentName, int], ...] = ()
     unread_partial: bool = False  # `unread` is a lower bound: its walk stopped in others' traffic
@@ -61,6 +66,23 @@ class Status:
         if self.refused:
             parts.append(f"the last sync refused {len(self.refused)} ref(s) (gitbus sync names them)")
         return "; ".join(parts) + "."
+
+    def repair(self) -> str | None:
+        """One line on mending the `damaged` refs (as `gitfiles.damage_text` says it for one), or None."""
+        packed = f"{self.common_dir}/packed-refs"
+        kinds = {
+            "all" if r == PACKED else "line" if "packed-refs" in why else "file" for r, why in self.damaged
+        }
+        how = []
+        if "file" in kinds:
+            how.append(f"write a good commit id into its file, {self.common_dir}/<ref>, or delete that file")
+        if "line" in kinds:
+            how.append(f"put a good commit id on the ref's line in {packed}, or delete the line")
+        if "all" in kinds:
+            how.append(f"put {packed} back as git writes it ('<id> <ref>' lines, LF ends), never delete it")
+        return (
+            f"To repair a damaged ref: {'; '.join(how)}. gitbus writes over none till then." if how else None
+        )
 
 
 class Bus(Reading):
@@ -427,6 +449,7 @@ class Bus(Reading):
 
     def status(self) -> Status:
         b = read_board(self.repo, self.clock.now_ms(), OPEN_WINDOW)
+        damaged = damaged_refs(self.repo)
         unread, partial = Inbox(self.repo, self.agent).count_unread(UNREAD_COUNT_MAX + 1)
         now, me = b.now, self.agent
         return Status(
@@ -441,6 +464,8 @@ class Bus(Reading):
             unread=unread,
             unread_partial=partial,
             skipped=len(self.repo.skipped),
+            damaged=tuple(sorted(damaged.items())),
+            common_dir=str(self.repo.common_dir),
             taken_over=b.taken_from(me),
             refused=tuple(last_refused(self.repo)),
         )

@@ -116,23 +116,46 @@ class Session:
             yield
 
 
-def session_start(s: Session, source: str) -> str:
+def session_start(s: Session, source: str, send: Callable[[str], bool] | None = None) -> str:
+    """Who the agent is and what concerns it, as SessionStart output; for an agent's first session,
+    what the team knows (`first_brief`). Under the session's lock, its cursor (and a new agent's read
+    cursor) is saved only after the output: with `send`, only when `send` says it went out (and ""
+    is returned), so a start that could not be written is made again, the same, at the next."""
     from gitbus.bus import Bus
+
+    bus = Bus.open(s.loc.root, s.agent)
+    with s.locked():
+        cursor, earlier = s.cursor, 0
+        starting = cursor is None or source in ("startup", "clear")
+        if starting:  # what the agent has not seen is told from here on
+            cursor, earlier = s.inbox().start(s.id, s.cursor)
+        assert cursor is not None
+        head = (
+            f"gitbus: you are agent {s.agent} in worktree {s.loc.root}. Other agents work in other "
+            "worktrees of this repository and coordinate through gitbus (gitbus --help)."
+        )
+        if earlier:
+            text, ids = first_brief(s, bus, head, {ref: Oid(tip) for ref, tip in cursor.tips.items()})
+            cursor = cursor._replace(
+                reminded=cursor.reminded + tuple(i for i in ids if i not in cursor.reminded)
+            )
+        else:
+            text = _summary(bus, head)
+        out = emit("SessionStart", text)
+        if send is not None:
+            if not send(out):
+                return ""  # nothing saved: the next start tells it again
+            out = ""
+        if starting:
+            s.cursor = s.inbox().started(s.id, cursor)
+    return out
+
+
+def _summary(bus: Bus, head: str) -> str:
+    """A later session's start: `head`, the claims, open questions and how many messages wait."""
     from gitbus.delivery import claim_list
     from gitbus.inbox import SESSION_BACKLOG, UNREAD_COUNT_MAX
 
-    bus = Bus.open(s.loc.root, s.agent)
-    earlier = 0
-    if s.cursor is None or source in ("startup", "clear"):
-        with s.locked():  # what the agent has not seen is told from here on
-            s.cursor, earlier = s.inbox().start(s.id, s.cursor)
-            origin = {ref: Oid(tip) for ref, tip in s.cursor.tips.items()}
-    head = (
-        f"gitbus: you are agent {s.agent} in worktree {s.loc.root}. Other agents work in other "
-        "worktrees of this repository and coordinate through gitbus (gitbus --help)."
-    )
-    if earlier:
-        return emit("SessionStart", first_brief(s, bus, head, origin))
     st = bus.status()
     lines = [head]
     # Claims are listed inert and within a budget: a peer's path or reason can be any length.
@@ -165,37 +188,34 @@ def session_start(s: Session, source: str) -> str:
     elif waiting:
         lines.append(waiting)
     lines.append(LIVE_NOTE)
-    return emit("SessionStart", "\n".join(lines))
+    return "\n".join(lines)
 
 
 LIVE_NOTE = "New messages from other agents will appear here as they arrive."
 BRIEF_CHARS = 6000  # of Claude Code's 10,000 per hook output string
 
 
-def first_brief(s: Session, bus: Bus, head: str, origin: Mapping[str, Oid]) -> str:
+def first_brief(s: Session, bus: Bus, head: str, origin: Mapping[str, Oid]) -> tuple[str, list[str]]:
     """An agent's first session starts knowing what the team knows: claims, open questions and
     requests for it, and the discoveries that touch its claimed and changed paths first, as the
-    context file ranks them, within `BRIEF_CHARS`. What came before is behind the agent's cursor
-    now, so nothing here is told again (the messages are read up to `origin`, where the session's
-    cursor starts); the questions named are not reminded at Stop either."""
+    context file ranks them, within `BRIEF_CHARS`; and the ids of the questions it names, which are
+    not reminded at Stop either. What came before is behind the agent's cursor once this is out,
+    so nothing here is told again (the messages are read up to `origin`, where the session's
+    cursor starts)."""
     from gitbus import context
 
     view = context.read_view(bus.repo, bus.clock.now_ms(), origin)
     changed = context.changed_paths(bus.repo, s.loc.root)
     text, ids = context.brief(view, s.agent, changed, bus.repo.ignorecase, BRIEF_CHARS)
-    with s.locked():
-        assert s.cursor is not None
-        s.save(s.cursor.tips, s.cursor.reminded + tuple(i for i in ids if i not in s.cursor.reminded))
     known = [text] if text else ["No claims, open questions, requests or discoveries yet."]
-    return "\n".join(
-        [
-            head,
-            "This is your first session. What the team knows now (peers' words in quotes; all that "
-            "came before: gitbus log):",
-            *known,
-            LIVE_NOTE,
-        ]
-    )
+    brief = [
+        head,
+        "This is your first session. What the team knows now (peers' words in quotes; all that "
+        "came before: gitbus log):",
+        *known,
+        LIVE_NOTE,
+    ]
+    return "\n".join(brief), list(ids)
 
 
 def is_edit(data: Mapping[str, Any]) -> bool:
@@ -514,7 +534,7 @@ def handle(
         return wake(s, env), ""
     event = data.get("hook_event_name")
     if event == "SessionStart":
-        return 0, session_start(s, str(data.get("source") or "startup"))
+        return 0, session_start(s, str(data.get("source") or "startup"), send)
     if event in ("UserPromptSubmit", "PostToolUse", "PostToolBatch"):
         return 0, s.deliver(str(event), send)
     if event == "Stop":

@@ -129,19 +129,21 @@ class Inbox:
         )
         return min(len(found), want), not complete and len(found) < want
 
-    def session_origin(self, backlog: int = SESSION_BACKLOG) -> tuple[dict[str, Oid], int]:
+    def session_origin(self, backlog: int = SESSION_BACKLOG, keep: bool = True) -> tuple[dict[str, Oid], int]:
         """Where a new hook session of this agent starts reading (chain tips), and how many messages
         for it became history just now (see below; else 0).
 
         At the agent's cursor, so the session is told, once, what the agent has not seen yet, and
         what it shows then moves that cursor along with it. With more than `backlog` unread: from
         now, and those wait in `gitbus inbox` (the session start says how many). An agent that has
-        never read anything has the bus's past as history: its cursor starts at now too."""
+        never read anything has the bus's past as history: its cursor starts at now too (without
+        `keep`, not yet: `started` sets it once the session's start went out)."""
         with cursors.agent_lock(self.repo, self.agent):
             read = cursors.load(self.repo, self.agent)
             tips = self.tips()
             if not read:
-                cursors.save(self.repo, self.agent, tips)
+                if keep:
+                    cursors.save(self.repo, self.agent, tips)
                 return dict(tips), len(self._scan(tips, {}, None, frozenset(), UNREAD_COUNT_MAX - 1)[1])
             shown = frozenset(cursors.load_shown(self.repo, self.agent))
             _, waiting, complete = self._scan(tips, read, None, shown, backlog)
@@ -495,16 +497,27 @@ class Inbox:
     # -- its sessions (the caller holds the session's lock) -----------------------------------------
 
     def start(self, session: str, cursor: cursors.SessionCursor | None) -> tuple[cursors.SessionCursor, int]:
-        """Start (or restart) `session` at `session_origin`, keeping what it was reminded of and
-        told to skip; returns its saved cursor and how many messages became history just now.
+        """Where `session` starts (or restarts): at `session_origin`, keeping what it was reminded
+        of and told to skip; returns that cursor and how many messages became history just now.
+        Nothing is saved: the caller hands the cursor to `started` once the start went out, so a
+        start that could not be written is made again at the next, the same.
 
         It skips what the agent's sessions were shown past its cursor (`resume` does the same): a
         session that started at that cursor would otherwise show them again."""
-        origin, earlier = self.session_origin()
+        origin, earlier = self.session_origin(keep=False)
         base = cursor or cursors.SessionCursor({})
         seen = cursors.load_shown(self.repo, self.agent)
         skip = base.skip + tuple(i for i in seen if i not in set(base.skip))
-        return self._save(session, base._replace(tips=dict(origin), skip=skip)), earlier
+        return base._replace(tips=dict(origin), skip=skip), earlier
+
+    def started(self, session: str, cursor: cursors.SessionCursor) -> cursors.SessionCursor:
+        """Save `cursor` (from `start`) as `session`'s, its start having gone out; returns what was
+        saved. An agent that has never read anything gets its read cursor there too, unless another
+        reader gave it one meanwhile: the bus's past is history from then on."""
+        with cursors.agent_lock(self.repo, self.agent):
+            if not cursors.load(self.repo, self.agent):
+                cursors.save(self.repo, self.agent, {r: Oid(t) for r, t in cursor.tips.items()})
+        return self._save(session, cursor)
 
     def resume(self, session: str) -> cursors.SessionCursor:
         """A cursor for a session that has no readable one (hooks installed mid-session, both slots

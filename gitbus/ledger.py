@@ -444,9 +444,13 @@ def write_change(repo: Repository, state: State, change: Change) -> tuple[list[U
     (no ref moves), and the commits themselves, the one carrying the message first."""
     tips = state.tips
     if tips.broken is not None:
+        # The damaged ref, as `read_tips` counted it: a shard, the tombstone, or packed-refs itself
+        # (whose own repair `broken` says). Not `git update-ref`: git refuses to update a ref it
+        # cannot read, and follows a symbolic one to the ref it names.
+        bad = inert(next((r for r, why in repo.skipped.items() if why == tips.broken), PACKED), 200)
+        again = f" Put the last good one back into {bad} (git reflog {bad} lists them where kept)."
         raise GitbusError(
-            f"{inert(tips.broken, 200)}; no claim can be decided. Put the last good one back: "
-            f"git update-ref {LEDGER_REF} <commit> (git reflog {LEDGER_REF} lists them)."
+            f"{inert(tips.broken, 200)}; no claim can be decided.{again if bad != PACKED else ''}"
         )
     groups: dict[str, dict[str, Oid | None]] = {}
     for path, obj in change.writes.items():

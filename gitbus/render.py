@@ -121,6 +121,19 @@ def say(console: Out, text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
+NAMED = 5  # bad refs a command names one by one; `--json` lists them all
+
+
+def a_few(console: Out, lines: Sequence[str], more: str, prefix: str = "gitbus: ") -> None:
+    """Any number of bad refs (a peer can push, or a crash leave, as many as it likes): the first
+    `NAMED` `lines` (inert already), then `more` with the count of the rest in place of its first
+    `{}` (not `str.format`: `more` may hold a name with braces of its own), each after `prefix`."""
+    for line in lines[:NAMED]:
+        say(console, prefix + line)
+    if len(lines) > NAMED:
+        say(console, prefix + more.replace("{}", str(len(lines) - NAMED), 1))
+
+
 def rows(console: Out, lines: Iterable[Sequence[str]]) -> None:
     """Tab-separated lines, each field already inert (so it holds no tab or newline)."""
     console.file.write("".join("\t".join(fields) + "\n" for fields in lines))

@@ -13,7 +13,7 @@ from gitbus.bus import Status
 from gitbus.clock import hhmm, iso
 from gitbus.inbox import capped, count_text
 from gitbus.inert import inert
-from gitbus.render import Out, ago, claim_json, claims, messages, piped, request_row, rows, say
+from gitbus.render import Out, a_few, ago, claim_json, claims, messages, piped, request_row, rows, say
 
 Span = tuple[str, str]  # a piece of a line and its rich style ("" for none)
 
@@ -54,6 +54,10 @@ def status(console: Out, s: Status, me: str | None) -> None:
         _spans(console, (f"Last background sync with {remote}: {when}, ", ""), state)
     if s.damage():
         _spans(console, (s.damage() or "", "yellow"))
+    damaged = [f"{inert(ref, 200)} {inert(why, 200)}" for ref, why in s.damaged]  # a name is any file name
+    a_few(console, damaged, "and {} more damaged ref(s) (gitbus status --json lists them)", prefix="")
+    if s.repair():
+        say(console, inert(s.repair() or ""))
     for path, by, at in s.taken_over:
         say(console, f"Your expired claim on {inert(path)} was taken over by {inert(by)} at {hhmm(at)}.")
     _heading(console, "Your claims")
@@ -81,6 +85,7 @@ def status_json(s: Status, me: str | None) -> dict[str, Any]:
         "unread_capped": capped(s.unread, s.unread_partial)[1],
         "sync": s.sync,
         "skipped": s.skipped,
+        "damaged_refs": [ref for ref, _ in s.damaged],
         "refused": list(s.refused),
         "taken_over": [{"path": p, "by": by, "time": iso(t), "time_ms": t} for p, by, t in s.taken_over],
         "my_claims": [claim_json(c, s.now) for c in s.my_claims],

@@ -11,8 +11,6 @@ from gitbus.inert import inert, inert_block
 from gitbus.remote import Report
 from gitbus.render import Out
 
-SYNC_NAMED = 5  # bad refs a sync names one by one; `--json` lists them all
-
 
 def report(out: Out, got: Report, json_out: bool) -> None:
     if json_out:
@@ -38,26 +36,19 @@ def report(out: Out, got: Report, json_out: bool) -> None:
     err = render.console_for(stderr=True)
     for m in got.dropped:
         render.say(err, f"gitbus: {inert_block(m.text)}")
-    _a_few(
+    render.a_few(
         err,
         [f"ignored {inert(ref)}: {_not_ours(ref)}, so no gitbus wrote it" for ref in got.ignored],
         "ignored {} more ref(s) with names no gitbus writes",
     )
-    _a_few(err, [inert(line, 600) for line in got.restored], f"put back {{}} more ref(s) on {got.remote}")
-    _a_few(
+    render.a_few(
+        err, [inert(line, 600) for line in got.restored], f"put back {{}} more ref(s) on {got.remote}"
+    )
+    render.a_few(
         err,
         [inert(r.line(), 600) for r in got.refused],
         "refused {} more ref(s) (gitbus sync --json lists them)",
     )
-
-
-def _a_few(err: Out, lines: list[str], more: str) -> None:
-    """A peer can push any number of bad refs: the first few `lines` (inert already), then `more`
-    with the count of the rest."""
-    for line in lines[:SYNC_NAMED]:
-        render.say(err, f"gitbus: {line}")
-    if len(lines) > SYNC_NAMED:
-        render.say(err, "gitbus: " + more.format(len(lines) - SYNC_NAMED))
 
 
 def _not_ours(ref: str) -> str:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from gitbus.cli import app
 
 from .conftest import git
+from .test_fastpath import DAMAGES, damage
 
 runner = CliRunner()
 
@@ -173,6 +174,54 @@ def test_status_and_agents_render_for_people_and_programs(joined: list[Path]) ->
     assert {x["name"] for x in a} == {"api-1", "web-1", "db-1"}
     assert gb(joined[1], "web-1", "agents")[0] == 0
     assert gb(joined[1], "web-1", "log")[0] == 0
+
+
+@pytest.mark.parametrize("how", [*sorted(DAMAGES), "folder"])
+def test_status_names_a_damaged_ref_and_how_to_repair_it(joined: list[Path], how: str) -> None:
+    """A bus ref that is there but cannot be read (emptied, cut short, symbolic, a symbolic link, a
+    folder in its place, its packed-refs line damaged, or packed-refs unreadable) is named by
+    `gitbus status`, with a line on the repair, and listed by `status --json` beside the count."""
+    gb(joined[0], "api-1", "claim", "internal/api/")  # refs/bus/ledger: the tombstone
+    common = joined[0] / ".git"
+    if how == "folder":
+        ref = "refs/bus/ledger"
+        (common / ref).unlink()
+        (common / ref).mkdir()
+    else:
+        ref = "refs/bus/agents/api-1"
+        damage(common, ref, how)
+    named = "packed-refs" if how == "packed CRLF" else ref
+    code, out, err = gb(joined[1], "web-1", "status")
+    assert code == 0 and err == "", err
+    lines = out.splitlines()
+    shown = [line for line in lines if line.startswith(f"{named} ")]
+    assert len(shown) == 1 and (how == "folder" or DAMAGES[how][2] in shown[0]), out
+    repair = [line for line in lines if line.startswith("To repair a damaged ref: ")]
+    assert len(repair) == 1 and str(common) in repair[0], out
+    assert ("packed-refs" in repair[0]) == how.startswith("packed"), repair
+    s = json.loads(gb(joined[1], "web-1", "status", "--json")[1])
+    assert s["damaged_refs"] == [named] and s["skipped"] >= 1, s
+
+
+def test_status_names_a_few_damaged_refs_inert_and_counts_the_rest(joined: list[Path]) -> None:
+    """Any number of refs can be damaged, and a ref's name is any file name: status names the
+    first few, escape sequences and markup shown as text, and counts the rest; --json lists all."""
+    common = joined[0] / ".git"
+    hostile = "refs/bus/agents/\x1b[31mred[bold]"
+    (common / hostile).write_bytes(b"0123abcd\n")  # cut short
+    flood = [f"refs/bus/agents/ghost-{i}" for i in range(8)]
+    for ref in flood:
+        (common / ref).write_bytes(b"")
+    for env in ({}, {"FORCE_COLOR": "1"}):  # under a pipe, and at a terminal (rich)
+        r = runner.invoke(app, ["-C", str(joined[1]), "-a", "web-1", "status"], env={"COLUMNS": "200", **env})
+        assert r.exit_code == 0, r.stdout
+        assert (
+            "\x1b[31m" not in r.stdout and "refs/bus/agents/\\x1b[31mred[bold] holds no object id" in r.stdout
+        )
+        assert "ghost-3 is empty" in r.stdout and "ghost-4" not in r.stdout, r.stdout
+        assert "4 more damaged ref(s)" in r.stdout, r.stdout
+    s = json.loads(gb(joined[1], "web-1", "status", "--json")[1])
+    assert s["damaged_refs"] == sorted([hostile, *flood]) and s["skipped"] >= 9, s
 
 
 BAD_INPUTS = [

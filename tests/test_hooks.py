@@ -1370,6 +1370,51 @@ def test_a_hook_whose_reader_has_gone_keeps_the_news_for_the_next_call(agents: l
     assert "news from api" in tool_used(root)
 
 
+def hook_unwritten(root: Path, payload_: dict[str, Any], how: str) -> subprocess.CompletedProcess[bytes]:
+    """The real `gitbus hook` with its stdout closed (`>&-`) or its reader gone (EPIPE)."""
+    if how == "closed":
+        return subprocess.run(
+            ["sh", "-c", f'exec "{sys.executable}" -m gitbus hook >&-'],
+            input=json.dumps(payload_).encode(),
+            capture_output=True,
+            timeout=WAIT_SECONDS * 3,
+        )
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "gitbus", "hook"],
+            input=json.dumps(payload_).encode(),
+            stdout=w,
+            stderr=subprocess.PIPE,
+            timeout=WAIT_SECONDS * 3,
+        )
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("how", ["closed", "reader gone"])
+def test_a_session_start_that_cannot_be_written_is_told_at_the_next_start(
+    agents: list[Bus], how: str
+) -> None:
+    """SessionStart saves the session's cursor (and a new agent's read cursor) only once its output
+    went out: an agent's first session whose start could not be written is still its first at the
+    next start, told what the team knows then, and nothing of it is told twice after."""
+    api, web, _ = agents
+    news = api.discover("auth uses JWT tokens in internal/auth/", paths=["internal/auth/"])
+    question = api.ask("who owns the schema?", to="web-1")
+    p = hook_unwritten(web.repo.root, payload(web.repo.root, "SessionStart", source="startup"), how)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "could not write the answer" in err, err
+    told = start(web.repo.root, source="resume")  # the client's next start of that session
+    assert "This is your first session" in told, told
+    assert told.count(news.text) == 1 and told.count(question.text) == 1, told
+    assert tool_used(web.repo.root) == "" and stopped(web.repo.root) == ""  # nothing repeats
+    api.discover("during the session")
+    assert "during the session" in tool_used(web.repo.root)
+
+
 def test_a_git_file_naming_a_missing_git_dir_is_one_line_and_writes_nothing(
     agents: list[Bus], tmp_path: Path
 ) -> None:

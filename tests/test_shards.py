@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import sync
+from gitbus import ledger, steps, sync
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.clock import FakeClock
-from gitbus.errors import ClaimConflict
+from gitbus.errors import ClaimConflict, GitbusError
 from gitbus.git import Oid, Repository
 from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, MessageId
 from gitbus.ledger import shard_of_path, tombstone
@@ -471,3 +471,40 @@ def test_a_migration_half_pushed_to_a_host_without_atomic_push_is_finished_by_a_
         bob.claim(["docs/x.md"])  # alice's claim, carried
     bob.claim(["src/"])
     assert git(net.bare, "cat-file", "-t", LEDGER_REF).strip() == "blob"  # moved
+
+
+@pytest.mark.parametrize("damaged", ["a shard", "the tombstone", "packed-refs"])
+def test_a_step_on_a_damaged_ledger_ref_names_that_ref_in_its_hint(
+    repo: Path, clock: FakeClock, damaged: str
+) -> None:
+    """A step decided on ledgers one of whose refs is damaged is refused, and the hint on putting the
+    last good value back names the ref that is damaged: not the tombstone when a shard is; and no
+    ref command at all when `packed-refs` itself cannot be read (its own repair is said)."""
+    a = Bus.open(repo, "a", clock)
+    a.claim(["src/"])
+    a.claim(["docs/"])
+    common = a.repo.common_dir
+    bad = {"a shard": SRC, "the tombstone": LEDGER_REF, "packed-refs": "packed-refs"}[damaged]
+    if damaged == "packed-refs":
+        git(repo, "pack-refs", "--all", "--prune")
+        packed = common / "packed-refs"
+        packed.write_bytes(packed.read_bytes().replace(b"\n", b"\r\n"))  # git reads no CRLF
+    else:
+        (common / bad).write_bytes(b"")  # emptied: a crash, a full disk
+    reader = Repository.open(repo)
+    state = ledger.current(reader)
+    assert state.tips.broken is not None
+    change = steps.Claim(AgentName("a"), ("lib/",)).decide(
+        state, clock.now_ms(), MessageId("0123456789abcdef")
+    )
+    with pytest.raises(GitbusError) as refused:
+        ledger.write_change(reader, state, change)
+    text = str(refused.value)
+    assert "\n" not in text and "no claim can be decided" in text, text
+    hint = text[text.index("no claim can be decided") :]
+    if damaged == "packed-refs":
+        assert "refs/bus/" not in hint and "CRLF" in text, text
+    else:
+        assert hint.count(bad) == 2 and f"{bad} <" not in hint, hint  # put back into it; its reflog
+        if bad != LEDGER_REF:
+            assert f"{LEDGER_REF} " not in hint, hint
