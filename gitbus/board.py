@@ -26,6 +26,7 @@ from gitbus.delegation import RequestState, state_of
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid, read_ref
 from gitbus.ids import BUS_PREFIX, EVERYONE, AgentName
+from gitbus.inert import inert
 from gitbus.message import Kind, Message
 
 
@@ -50,6 +51,7 @@ class Board:
     requests: Mapping[str, RequestState | None] = field(default_factory=dict)  # request id -> state
     skipped: int = 0  # entries under refs/bus that are no valid gitbus data, met while reading
     refused: tuple[str, ...] = ()  # refs the last sync would not take in (filled in by `Bus`)
+    claims_unknown: str | None = None  # why the claims could not all be read (a damaged ledger ref)
 
     @cached_property
     def answers(self) -> Counter[str]:
@@ -119,7 +121,18 @@ def read(
     requests: dict[str, RequestState | None] = {
         m.id: state_of(state, m.id) for m in (*recent, *also) if m.kind is Kind.REQUEST
     }
-    return Board(now, recent, tuple(all_claims(state)), requests, len(repo.skipped))
+    return Board(
+        now, recent, tuple(all_claims(state)), requests, len(repo.skipped), claims_unknown=state.tips.broken
+    )
+
+
+def unknown_claims(why: str) -> str:
+    """The one sentence every face says where it lists claims it could not all read: some may be
+    missing, so "none" would be no answer, and the guard refuses every edit meanwhile."""
+    return (
+        f"The claims cannot be read ({inert(why, 300)}): some may be missing here, and edits are "
+        "refused until it is repaired (gitbus status names the ref)."
+    )
 
 
 def damaged_refs(repo: Repository) -> dict[str, str]:

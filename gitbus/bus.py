@@ -51,6 +51,7 @@ class Status:
     # Among them, the refs that are there but cannot be read (ref, or `packed-refs` itself -> why,
     # by name), and the shared git dir whose files they are: status names them and their repair.
     damaged: tuple[tuple[str, str], ...] = ()
+    claims_unknown: str | None = None  # why the claims could not all be read: those listed may lack some
     common_dir: str = ""
     # My expired claims another agent took over since my last claim step: (path, by whom, when).
     taken_over: tuple[tuple[str, AgentName, int], ...] = ()
@@ -252,9 +253,12 @@ class Bus(Reading):
         self._adopt_remote()
         return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
 
-    def agents(self, retired: bool = False) -> list[AgentInfo]:
-        """Every agent on the bus with its newest message; those retired only with `retired`."""
-        return roster.listing(self.repo, self.claims(), retired)
+    def agents(self, retired: bool = False, board: Board | None = None) -> list[AgentInfo]:
+        """Every agent on the bus with its newest message; those retired only with `retired`. Their
+        claims are counted from `board` when given (which may say they are unknown), else read here
+        (refused when they cannot be read)."""
+        held = self.claims() if board is None else [c for c in board.claims if c.live(board.now)]
+        return roster.listing(self.repo, held, retired)
 
     def retire(self, name: str) -> Message | None:
         """Retire agent `name`, which left (`gitbus.roster.retire`): it drops out of `agents` and
@@ -465,6 +469,7 @@ class Bus(Reading):
             unread_partial=partial,
             skipped=len(self.repo.skipped),
             damaged=tuple(sorted(damaged.items())),
+            claims_unknown=b.claims_unknown,
             common_dir=str(self.repo.common_dir),
             taken_over=b.taken_from(me),
             refused=tuple(last_refused(self.repo)),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gitbus import agents
 from gitbus import paths as P
-from gitbus.board import Board
+from gitbus.board import Board, unknown_claims
 from gitbus.board import read as read_board
 from gitbus.claims import Claim
 from gitbus.clock import hhmm
@@ -245,9 +245,16 @@ def sections(view: View, me: AgentName, changed: list[str], ignorecase: bool) ->
     if near:  # those touching my paths first, each part in bus order
         touching = view.touching(near, ignorecase)
         found = [im for im in found if im[0] in touching] + [im for im in found if im[0] not in touching]
+    # Claims that could not all be read are unknown, not none: said first in both claims sections.
+    why = view.board.claims_unknown
+    unknown = [view.once("unknown", lambda: f"- {unknown_claims(why)}")] if why is not None else []
     return [  # in the order of the file
-        Section("My claims", [claim(c) for c in mine], "gitbus claims"),
-        Section("Others' claims (edits there are refused)", [claim(c) for c in others], "gitbus claims"),
+        Section("My claims", [*unknown, *(claim(c) for c in mine)], "gitbus claims"),
+        Section(
+            "Others' claims (edits there are refused)",
+            [*unknown, *(claim(c) for c in others)],
+            "gitbus claims",
+        ),
         Section(
             "Open questions to me or to all",
             [f"- [{short(m.id)}] {who(m)} asks{' me' * (m.to == me)}: {said(m)}" for m in open_qs],

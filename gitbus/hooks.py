@@ -153,11 +153,14 @@ def session_start(s: Session, source: str, send: Callable[[str], bool] | None = 
 
 def _summary(bus: Bus, head: str) -> str:
     """A later session's start: `head`, the claims, open questions and how many messages wait."""
+    from gitbus.board import unknown_claims
     from gitbus.delivery import claim_list
     from gitbus.inbox import SESSION_BACKLOG, UNREAD_COUNT_MAX
 
     st = bus.status()
     lines = [head]
+    if st.claims_unknown is not None:  # unknown, not none: the lists below may lack some
+        lines.append(unknown_claims(st.claims_unknown))
     # Claims are listed inert and within a budget: a peer's path or reason can be any length.
     if st.my_claims:
         lines.append("Your claims: " + claim_list(st.my_claims, st.now, CLAIMS_CHARS, 10) + ".")

@@ -309,7 +309,8 @@ def claim_row(c: Claim, now: int) -> list[str]:
     return [inert(c.path), inert(c.owner), iso(c.expires_at), state, inert(c.reason)]
 
 
-def claims(console: Out, cs: Sequence[Claim], now: int, me: str | None = None) -> None:
+def claims(console: Out, cs: Sequence[Claim], now: int, me: str | None = None, unknown: bool = False) -> None:
+    """A table of `cs` ("no claims" when there are none, unless the claims are `unknown`: not all read)."""
     if piped(console):
         rows(console, (claim_row(c, now) for c in cs))
         return
@@ -317,7 +318,7 @@ def claims(console: Out, cs: Sequence[Claim], now: int, me: str | None = None) -
     from rich.text import Text
 
     if not cs:
-        console.print("[dim]no claims[/dim]")
+        console.print("[dim]none that could be read[/dim]" if unknown else "[dim]no claims[/dim]")
         return
     table = Table(pad_edge=False)
     for col in ("path", "holder", "expires", "reason"):

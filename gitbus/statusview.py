@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gitbus.board import unknown_claims
 from gitbus.bus import Status
 from gitbus.clock import hhmm, iso
 from gitbus.inbox import capped, count_text
@@ -60,10 +61,12 @@ def status(console: Out, s: Status, me: str | None) -> None:
         say(console, inert(s.repair() or ""))
     for path, by, at in s.taken_over:
         say(console, f"Your expired claim on {inert(path)} was taken over by {inert(by)} at {hhmm(at)}.")
+    if s.claims_unknown is not None:
+        _spans(console, (unknown_claims(s.claims_unknown), "yellow"))
     _heading(console, "Your claims")
-    claims(console, s.my_claims, s.now, s.me)
+    claims(console, s.my_claims, s.now, s.me, unknown=s.claims_unknown is not None)
     _heading(console, "Others' claims")
-    claims(console, s.other_claims, s.now, s.me)
+    claims(console, s.other_claims, s.now, s.me, unknown=s.claims_unknown is not None)
     _heading(console, "Open questions")
     messages(console, s.open_questions, s.now)
     _heading(console, "Open requests")
@@ -86,6 +89,7 @@ def status_json(s: Status, me: str | None) -> dict[str, Any]:
         "sync": s.sync,
         "skipped": s.skipped,
         "damaged_refs": [ref for ref, _ in s.damaged],
+        "claims_unknown": s.claims_unknown,  # why the claims lists may lack some; None: they are whole
         "refused": list(s.refused),
         "taken_over": [{"path": p, "by": by, "time": iso(t), "time_ms": t} for p, by, t in s.taken_over],
         "my_claims": [claim_json(c, s.now) for c in s.my_claims],

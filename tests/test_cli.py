@@ -203,6 +203,27 @@ def test_status_names_a_damaged_ref_and_how_to_repair_it(joined: list[Path], how
     assert s["damaged_refs"] == [named] and s["skipped"] >= 1, s
 
 
+def test_status_says_the_claims_are_unknown_when_a_ledger_cannot_be_read(joined: list[Path]) -> None:
+    """A damaged ledger ref leaves its claims unknown, not none: status says so (and that edits are
+    refused meanwhile) where it lists the claims, and --json says it beside the lists."""
+    gb(joined[0], "api-1", "claim", "internal/api/")
+    common = joined[0] / ".git"
+    shard = next(p for p in (common / "refs" / "bus" / "ledgers").iterdir() if p.name != "main")
+    shard.write_bytes(b"")  # emptied: the claim on internal/api/ cannot be read
+    for env in ({}, {"FORCE_COLOR": "1"}):  # under a pipe, and at a terminal (rich)
+        r = runner.invoke(app, ["-C", str(joined[1]), "-a", "web-1", "status"], env={"COLUMNS": "200", **env})
+        assert r.exit_code == 0, r.stdout
+        unknown = [line for line in r.stdout.splitlines() if "claims cannot be read" in line]
+        assert len(unknown) == 1 and shard.name in unknown[0] and "refused" in unknown[0], r.stdout
+        assert "no claims" not in r.stdout, r.stdout
+    s = json.loads(gb(joined[1], "web-1", "status", "--json")[1])
+    assert s["claims_unknown"] and shard.name in s["claims_unknown"], s
+    gb(joined[0], "api-1", "claim", "docs/")  # a readable shard: no word of it
+    shard.unlink()  # the damaged one gone too (as if repaired by deleting it): claims known again
+    s = json.loads(gb(joined[1], "web-1", "status", "--json")[1])
+    assert s["claims_unknown"] is None, s
+
+
 def test_status_names_a_few_damaged_refs_inert_and_counts_the_rest(joined: list[Path]) -> None:
     """Any number of refs can be damaged, and a ref's name is any file name: status names the
     first few, escape sequences and markup shown as text, and counts the rest; --json lists all."""

@@ -364,6 +364,24 @@ def test_update_all_writes_each_worktrees_file_for_its_own_agent(
     assert context.update_all(api.repo, clock.now_ms()) == []  # nothing changed: nothing rewritten
 
 
+def test_claims_that_cannot_be_read_are_said_to_be_unknown_never_none(
+    trio: tuple[Bus, Bus, Bus], clock: FakeClock
+) -> None:
+    """A damaged ledger ref: its claims are unknown, and the guard refuses edits. The context file
+    must not tell an agent "none" under the claims (nor leave the warning out of a session's brief)."""
+    api, web, _ = trio
+    api.claim(["internal/api/"], reason="splitting handlers")
+    shard = next(p for p in (api.repo.common_dir / "refs" / "bus" / "ledgers").iterdir() if p.name != "main")
+    shard.write_bytes(b"")
+    view = context.read_view(web.repo, clock.now_ms())
+    text = context.render(view, web.agent, web.repo.root, [], False)
+    for title in ("My claims", "Others' claims"):
+        first = section(text, title)[0]
+        assert "cannot be read" in first and shard.name in first and "refused" in first, text
+    brief, _ = context.brief(view, web.agent, [], False, 4000)
+    assert "cannot be read" in brief, brief
+
+
 def test_open_requests_leave_the_file_once_done(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
     api, web, db = trio
     r = api.request("add an index on users.email")

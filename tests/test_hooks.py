@@ -351,6 +351,22 @@ def test_session_start_names_the_agent_its_claims_and_the_claims_of_others(
     assert "splitting handlers" in told
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["first session", "later session"])
+def test_session_start_says_the_claims_are_unknown_when_a_ledger_cannot_be_read(
+    agents: list[Bus], first: bool
+) -> None:
+    """A damaged ledger ref leaves claims unknown and the guard refusing edits: a starting session
+    is told so, not handed a claims list that silently lacks them."""
+    api, web, _ = agents
+    api.claim(["internal/api/"], reason="splitting handlers")
+    shard = next(p for p in (api.repo.common_dir / "refs" / "bus" / "ledgers").iterdir() if p.name != "main")
+    shard.write_bytes(b"")
+    if not first:
+        web.inbox(mark_read=True)
+    told = start(web.repo.root)
+    assert "The claims cannot be read" in told and shard.name in told and "refused" in told, told
+
+
 def test_a_new_agents_first_session_starts_knowing_what_the_team_knows_once(agents: list[Bus]) -> None:
     api, web, db = agents
     news = api.discover("auth uses JWT tokens in internal/auth/", paths=["internal/auth/"])

@@ -200,6 +200,23 @@ def test_the_status_line_counts_what_was_skipped_as_bad_data(
     drive(app, scenario)
 
 
+def test_the_status_line_and_claims_pane_say_the_claims_are_unknown_when_a_ledger_is_damaged(
+    worktrees: list[Path], team: dict[str, Bus], clock: FakeClock
+) -> None:
+    team["api-1"].claim(["internal/api/"])
+    common = team["api-1"].repo.common_dir
+    shard = next(p for p in (common / "refs" / "bus" / "ledgers").iterdir() if p.name != "main")
+    shard.write_bytes(b"")
+    app = GitbusApp(worktrees[0], clock=clock)
+
+    async def scenario(pilot: Pilot[None], app: GitbusApp) -> None:
+        assert "claims unknown" in screen(app)[0], shown(app)
+        await pilot.press("2")
+        assert "no claims" not in shown(app) and "cannot be read" in shown(app), shown(app)
+
+    drive(app, scenario)
+
+
 def test_keys_move_through_the_feed_and_switch_panes(app: GitbusApp, team: dict[str, Bus]) -> None:
     team["api-1"].discover("first finding")
     team["web-1"].discover("second finding")

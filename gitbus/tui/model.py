@@ -75,6 +75,7 @@ class Snapshot:
     requests: Mapping[str, RequestState | None] = field(default_factory=dict)
     skipped: int = 0  # entries under refs/bus that are no valid gitbus data (peers' or damaged)
     refused: int = 0  # refs the last sync would not take in
+    claims_unknown: str | None = None  # why the claims could not all be read (a damaged ledger ref)
 
     @cached_property
     def board(self) -> Board:
@@ -107,8 +108,8 @@ def load(bus: Bus, query: Query) -> Snapshot:
         if query
         else None
     )
-    agents = tuple(bus.agents())
     b = bus.board(WINDOW, also=feed or ())
+    agents = tuple(bus.agents(board=b))  # a damaged ledger: the board says the claims are unknown
     return Snapshot(
         b.now,
         b.recent,
@@ -118,6 +119,7 @@ def load(bus: Bus, query: Query) -> Snapshot:
         b.requests,
         b.skipped,
         len(b.refused),
+        b.claims_unknown,
     )
 
 

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
+from gitbus.board import unknown_claims
 from gitbus.claims import Claim
 from gitbus.clock import hhmm, span
 from gitbus.delivery import claim_fact
@@ -111,6 +112,13 @@ def claim_rows(s: Snapshot, me: str) -> Rows:
 
 
 def claim_detail(s: Snapshot, c: Claim | None) -> Text:
+    if s.claims_unknown is not None:  # unknown, not none: said above whatever could be read
+        said = Text(unknown_claims(s.claims_unknown), "bold red")
+        return said if c is None else Text.assemble(said, "\n", _claim_detail(s, c))
+    return _claim_detail(s, c)
+
+
+def _claim_detail(s: Snapshot, c: Claim | None) -> Text:
     if c is None:
         return Text("no claims", "dim")
     text = Text(claim_fact(c, s.now))
@@ -160,6 +168,8 @@ def status_line(s: Snapshot, me: str, where: str, filtered: bool) -> Text:
     else:
         text.append(f"{len(s.feed)} msgs")
     text.append(f" │ {len(s.open_questions())} open Qs │ {s.board.untaken()} open reqs │ {live} claims")
+    if s.claims_unknown is not None:
+        text.append(" (claims unknown)", "bold red")
     if len(s.claims) > live:
         text.append(f", {len(s.claims) - live} expired", "red")
     if s.skipped:  # a peer's bad data, read past: worth knowing, and `gitbus status` says more
