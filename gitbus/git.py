@@ -170,10 +170,17 @@ class Repository(GitCli):
         """
         self.update_refs([(name, new, expected)], log)
 
-    def update_refs(self, changes: Sequence[tuple[str, Oid | None, Oid | None]], log: str) -> None:
+    def update_refs(
+        self,
+        changes: Sequence[tuple[str, Oid | None, Oid | None]],
+        log: str,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         """Move every (ref, new, expected) of `changes` or none: each ref is locked (in name order,
         so two writers never wait on each other), compared with what it must still hold, and all are
-        set together (a `new` of None deletes it). Raises `RefMoved` naming the first that moved."""
+        set together (a `new` of None deletes it). Raises `RefMoved` naming the first that moved.
+        `check`, when given, runs once every lock is held and every ref compared, and may raise
+        `RefMoved` too: for what the refs' values alone do not say (another ref that appeared)."""
         deadline = time.monotonic() + _LOCK_DEADLINE_SECONDS
         waited = 0
         ordered = sorted(changes, key=lambda c: c[0])
@@ -187,7 +194,7 @@ class Repository(GitCli):
             try:
                 if fast:
                     try:
-                        loose.update_refs(self._common, plain, self._reflog_always, self._fsync)
+                        loose.update_refs(self._common, plain, self._reflog_always, self._fsync, check)
                         return
                     except loose.NotPlain:
                         fast = False
@@ -198,6 +205,8 @@ class Repository(GitCli):
                         actual = self.ref(name)  # read while holding the lock
                         if actual != expected:
                             raise RefMoved(name, actual)
+                    if check is not None:
+                        check()
                     for name, new, _ in ordered:
                         if new is None:
                             txn.remove(name)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from gitbus.chains import chain_time, raise_mark
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import BUS_PREFIX, LEDGER_REF, MAIN_LEDGER, MessageId, new_message_id
+from gitbus.ids import BUS_PREFIX, LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, MessageId, new_message_id
 from gitbus.ledger import (
     Change,
     State,
@@ -119,8 +120,8 @@ def follow_ledgers(repo: Repository, theirs: Tips, report: Report, want: set[str
         return
     for _ in range(ROUNDS):  # a compare-and-swap retry loop
         ours = read_tips(repo, want=want)
-        if want is not None and ours.ended != theirs.ended:
-            ours, theirs = read_tips(repo), read_tips(repo, theirs.root)
+        if want is not None and (ours.ended != theirs.ended or ours.old != theirs.old):
+            ours, theirs = read_tips(repo), read_tips(repo, theirs.root)  # every shard: see `_no_new_shard`
         try:
             if not theirs.moved:
                 forward = theirs.old is not None and not ours.moved and ours.old != theirs.old
@@ -207,9 +208,26 @@ def _rebuild(repo: Repository, ours: Tips, theirs: Tips, report: Report) -> None
         if new is not None and ref != LEDGER_REF:
             raise_to(repo, ref, new)
     log = "gitbus sync: offline ledger steps re-decided" if mine else "gitbus sync: ledger from remote"
-    repo.update_refs(changes, log)
+    repo.update_refs(changes, log, _no_new_shard(repo, ours, changes) if ours.old != theirs.old else None)
     report.updated += [ref for ref, _, _ in changes]
     report.dropped += dropped
+
+
+def _no_new_shard(
+    repo: Repository, ours: Tips, changes: list[tuple[str, Oid | None, Oid | None]]
+) -> Callable[[], None]:
+    """The check for a rebuild that swaps the tombstone, run while its locks are held: a claim shard
+    made here since `ours` was read was decided on the claims the old tombstone carries, and would
+    stand unseen beside the new one's (its grant leased the tombstone before this swap locked it).
+    Such a shard is a lost race: the ledgers are read again, and it is decided again with the rest."""
+    known = set(ours.refs) | {ref for ref, _, _ in changes}
+
+    def check() -> None:
+        for ref, oid in repo.refs(LEDGERS_PREFIX).items():
+            if ref not in known:
+                raise RefMoved(ref, oid)
+
+    return check
 
 
 def _steps_since(repo: Repository, tip: Oid, base: Oid | None) -> list[Message]:

@@ -253,7 +253,11 @@ def full_id(oid: str) -> bool:
 
 
 def update_refs(
-    common: str, changes: Sequence[tuple[str, Oid, Oid | None]], keeps_log: bool, fsync: bool = False
+    common: str,
+    changes: Sequence[tuple[str, Oid, Oid | None]],
+    keeps_log: bool,
+    fsync: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> None:
     """Point each ref of `changes` (name, new, expected; sorted by name) at `new` if it still holds
     `expected` (None: it must not exist), all or none, as git does: every ref is locked first
@@ -261,7 +265,8 @@ def update_refs(
     compared, then every new value is written into its lock, and only then are the locks renamed
     over the refs; a failure before the renames removes every lock and moves nothing. A ref whose
     new value is the one it holds (a lease) is only compared. `fsync` (core.fsyncObjectFiles) syncs
-    each lock's data before the renames and the refs' folders after them, as libgit2 does.
+    each lock's data before the renames and the refs' folders after them, as libgit2 does. `check`
+    runs once every ref is locked and compared (see `Repository.update_refs`).
 
     Raises `RefMoved` naming the first that moved, and `NotPlain` before locking anything when
     libgit2 must do it: a ref gitbus does not name, a reflog to keep (`keeps_log`:
@@ -282,6 +287,8 @@ def update_refs(
             actual = _held_ref(common, name, f"{common}/{name}")
             if actual != expected:
                 raise RefMoved(name, actual)
+        if check is not None:
+            check()
         for (_, new, expected), fd in zip(changes, fds, strict=True):
             if new != expected:
                 _fill(fd, f"{new}\n".encode(), fsync)

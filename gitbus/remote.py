@@ -204,8 +204,16 @@ def fetch_vouched(
         ref = vouch.bus_ref_of(tracking(remote), tref)
         if ref is None:
             continue
-        old = before.get(tref)
-        refusal = vouch.check(repo, remote, ref, tref, Oid(old) if old else None, require_signed=signed)
+        old, stone = before.get(tref), before.get(tracking(remote) + "ledger")
+        refusal = vouch.check(
+            repo,
+            remote,
+            ref,
+            tref,
+            Oid(old) if old else None,
+            require_signed=signed,
+            stone_before=Oid(stone) if stone else None,
+        )
         if refusal is not None:
             report.refuse(refusal)
     if what == "*":

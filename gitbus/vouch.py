@@ -68,10 +68,13 @@ def check(
     before: Oid | None,
     now_ms: int | None = None,
     require_signed: bool = False,
+    stone_before: Oid | None = None,
 ) -> Refusal | None:
     """Vouch for the fetched `tracking_ref` (which held `before` until the fetch), or refuse it and
     put the tracking ref back to what can be taken in. With `require_signed`, every new commit must
-    also carry a signature git verifies as good, by a signer named as its sender (see `signed_by`)."""
+    also carry a signature git verifies as good, by a signer named as its sender (see `signed_by`).
+    `stone_before`: what this side's `refs/bus/ledger` held until the fetch (for the main ledger:
+    whether this clone had taken a move of the remote's in already)."""
     after = repo.ref(tracking_ref)
     if after is None or after == before:
         return None
@@ -113,7 +116,7 @@ def check(
     # A long agent chain is read once, commit by commit: libgit2 need not keep them (`commits_read_once`).
     once = commits_read_once() if ref.startswith(AGENTS_PREFIX) and signatures is None else nullcontext()
     with once:
-        bad, keep = _walk(repo, ref, after, stops, now, signatures, root)
+        bad, keep = _walk(repo, ref, after, stops, now, signatures, root, stone_before)
     if bad is None:
         return None
     return _put_back(repo, remote, ref, tracking_ref, after, keep if keep is not None else before, bad)
@@ -229,6 +232,7 @@ def _walk(
     now_ms: int,
     signatures: Mapping[Oid, tuple[str, str]] | None = None,
     root: str = BUS_PREFIX,
+    stone_before: Oid | None = None,
 ) -> tuple[str | None, Oid | None]:
     """Check every commit reachable from `tip` and not from `stops`: (why the first bad one is bad,
     or None; the newest first-parent commit from `tip` with nothing bad below it, or None). `root`
@@ -298,7 +302,7 @@ def _walk(
                 carried = ledger.carried(repo, side.ended, ref)
             why = why or steps.problem(repo, commit, msg, now_ms, ref, carried)
             if why is None and ref == MAIN_LEDGER:
-                why = _claims_after_move(repo, commit, msg)
+                why = _claims_after_move(repo, commit, msg, root, stone_before)
             if why is not None:
                 bad[oid] = why
     if not bad:
@@ -313,16 +317,29 @@ def _walk(
     return f"{worst[1].rstrip('.')} at {worst[0][:12]}{more}", at
 
 
-def _claims_after_move(repo: Repository, commit: Commit, msg: Message) -> str | None:
+def _claims_after_move(
+    repo: Repository, commit: Commit, msg: Message, root: str = BUS_PREFIX, stone_before: Oid | None = None
+) -> str | None:
     """Why main ledger commit `commit` changes claims after the ledger moved (claims live on the
     shards then; such a step would make the move's tombstone, which names the last claims the main
     ledger held, refused by every clone that reads it afresh), or None. Known from this clone's
-    own tombstone, once it took one in."""
+    own tombstone, once it took one in.
+
+    This clone may have moved its own ledger (offline) before the remote did, while an older gitbus
+    still stepped on the remote's single ledger: a step up to where the remote's tombstone (side
+    `root`, as fetched) says its single ledger ended came before the move that stands, and is taken
+    in like any single-ledger step, when this clone had taken no move of the remote's in before
+    (`stone_before`: a commit, or nothing). That tombstone is then held to the main ledger as
+    vouched for (`_moved_problem`), and one replaced is refused."""
     local = ledger.read_tips(repo, want=set())  # the tombstone alone, not every shard
     if not local.moved or local.ended is None or commit.oid == local.ended:
         return None
     if not repo.is_ancestor(local.ended, commit.oid):
         return None  # a step of the single ledger, from before the move
+    if root != BUS_PREFIX and (stone_before is None or repo.object_kind(stone_before) == "commit"):
+        side = ledger.read_tips(repo, root, want=set())
+        if side.moved and side.ended is not None and repo.is_ancestor(commit.oid, side.ended):
+            return None  # before the remote's move, the one that stands
     try:
         if not _changes_claims(repo, commit):
             return None

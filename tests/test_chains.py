@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,11 +199,13 @@ def test_sync_raises_the_mark_before_it_moves_a_bus_ref(tmp_path: Path) -> None:
     seen: list[tuple[str, int, int | None]] = []
     real = bob.repo.update_refs
 
-    def update_refs(changes: list[tuple[str, Oid | None, Oid | None]], log: str) -> None:
+    def update_refs(
+        changes: list[tuple[str, Oid | None, Oid | None]], log: str, check: Callable[[], None] | None = None
+    ) -> None:
         for ref, new, _ in changes:
             if new is not None and ref != LEDGER_REF:  # the tombstone is no message
                 seen.append((ref, chains.chain_time(bob.repo, new), chains.read_mark(bob.repo)))
-        real(changes, log)
+        real(changes, log, check)
 
     bob.repo.update_refs = update_refs  # type: ignore[method-assign]
     sync(bob.repo, "origin")

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -508,3 +509,66 @@ def test_a_step_on_a_damaged_ledger_ref_names_that_ref_in_its_hint(
         assert hint.count(bad) == 2 and f"{bad} <" not in hint, hint  # put back into it; its reflog
         if bad != LEDGER_REF:
             assert f"{LEDGER_REF} " not in hint, hint
+
+
+def older_step_between_two_moves(tmp_path: Path, clock: FakeClock) -> tuple[Net, Bus]:
+    """Mixed versions: alice moves her single ledger offline (her `src/` claim); an older gitbus then
+    adds bob's `lib/` claim to the remote's single ledger, and carol's newer gitbus moves the remote
+    after that step (her `web/` claim). Returns the net and alice, not yet synced."""
+    older = _before_shards(tmp_path)
+    net, alice, end = single_ledger_on_remote(tmp_path, clock)
+    a, b = net.clones
+    alice.init("origin")
+    sync.sync(alice.repo, "origin")  # she took the remote's single ledger in, at `end`
+    offline(alice).claim(["src/"])  # her ledger moves here, at `end`
+    assert git(a, "cat-file", "blob", LEDGER_REF).encode() == tombstone(Oid(end))
+    env = {**os.environ, "PYTHONPATH": str(older), "GITBUS_AGENT": "bob"}
+    run = [sys.executable, "-m", "gitbus", "-C", str(b)]
+    kw = {"env": env, "cwd": b, "capture_output": True, "text": True, "timeout": 60}
+    subprocess.run([*run, "init", "--remote", "origin"], check=True, **kw)  # type: ignore[call-overload]
+    p = subprocess.run([*run, "claim", "lib/"], **kw)  # type: ignore[call-overload]
+    assert p.returncode == 0, p.stderr
+    stepped = git(net.bare, "rev-parse", LEDGER_REF).strip()  # the older gitbus's step, after `end`
+    assert git(net.bare, "rev-parse", f"{stepped}^").strip() == end
+    carol = sharing(clone(net.url, tmp_path / "c"), "carol", clock)
+    carol.claim(["web/"])  # the remote's ledger moves here, after the older gitbus's step
+    assert git(net.bare, "cat-file", "blob", LEDGER_REF).encode() == tombstone(Oid(stepped))
+    return net, alice
+
+
+def test_a_sync_settles_after_an_older_gitbus_stepped_between_two_moves(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The older gitbus's step came before the move that stands (the remote's): alice's sync takes
+    it in and settles, her offline claim decided again on the remote's ledgers, nothing lost."""
+    net, alice = older_step_between_two_moves(tmp_path, clock)
+    report = sync.sync(alice.repo, "origin")
+    assert report.refused == [] and report.dropped == [], [r.line() for r in report.refused]
+    assert ledgers(net.clones[0]) == ledgers(net.bare)
+    held = {(c.path, c.owner) for c in alice.claims()}
+    assert held == {("docs/", "alice"), ("src/", "alice"), ("lib/", "bob"), ("web/", "carol")}, held
+
+
+def test_a_shard_made_while_sync_swaps_the_tombstone_is_decided_again(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A grant on a new shard, made on this clone while its sync rebuilt the ledgers on the remote's
+    tombstone, was decided on the claims the old tombstone carries (no `lib/` claim). Swapping the
+    tombstone under it would let it stand beside bob's `lib/`: the swap sees the new shard, and the
+    grant is decided again, and dropped."""
+    net, alice = older_step_between_two_moves(tmp_path, clock)
+    a = net.clones[0]
+    real = alice.repo.update_refs
+    raced: list[Message] = []
+
+    def racing(changes: Any, log: str, check: Any = None) -> None:
+        if not raced and any(r == LEDGER_REF for r, _, _ in changes):  # the rebuild's swap, about to lock
+            raced.append(offline(Bus.open(a, "dave", clock)).claim(["lib/x.py"]))
+        real(changes, log, check)
+
+    alice.repo.update_refs = racing  # type: ignore[method-assign]
+    report = sync.sync(alice.repo, "origin")
+    assert raced, "the race was not run"
+    assert [m.get("dropped") for m in report.dropped] == [raced[0].id], report.dropped
+    holders = {(c.path, c.owner) for c in Bus.open(a, "dave", clock).claims()}
+    assert ("lib/", "bob") in holders and not any(p.startswith("lib/x") for p, _ in holders), holders
