@@ -9,14 +9,69 @@ concatenated, and two clones' notes are merged three-way at sync, both texts kep
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import codecs
+from typing import TYPE_CHECKING, NamedTuple
 
+from gitbus.errors import GitbusError
 from gitbus.gitfiles import Oid
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
 
 NOTES_REF = "refs/notes/gitbus"
+SHOWN_BYTES = 64 * 1024  # of a note, read for showing: as much as a bus message's text can hold
+
+
+class Note(NamedTuple):
+    """A commit's note as read for showing: its text (the first `SHOWN_BYTES` at most, cut at a
+    character), its whole size in bytes, and whether the text was cut."""
+
+    text: str
+    size: int
+    cut: bool
+
+
+def tree(repo: Repository) -> Oid | None:
+    """The tree of the notes commit (None: no notes yet). A notes ref that is there but cannot be
+    read raises a `GitbusError` that says what is wrong with it."""
+    tip = repo.ref(NOTES_REF)
+    if tip is None:
+        return None
+    try:
+        return repo.read_commit(tip).tree
+    except GitbusError as e:
+        raise GitbusError(f"{NOTES_REF} cannot be read: {str(e).rstrip('.')}") from None
+
+
+def find(repo: Repository, tree: Oid, commit: Oid) -> Oid | None:
+    """The note blob for `commit` in notes tree `tree`, wherever git's fanout put it (`ab/cdef…`,
+    `ab/cd/ef…`, or flat), or None. Only a folder named by the next two digits is entered, as git
+    reads a notes tree; nothing else there is ever taken for a note."""
+    at = ""
+    for i in range(0, len(commit) - 2, 2):
+        found = repo.tree_entry(tree, at + commit[i:])
+        if found is not None:
+            return found[1] if found[0] == "blob" else None
+        folder = repo.tree_entry(tree, at + commit[i : i + 2])
+        if folder is None or folder[0] != "tree":
+            return None
+        at += commit[i : i + 2] + "/"
+    return None
+
+
+def read(repo: Repository, tree: Oid, commit: Oid, limit: int = SHOWN_BYTES) -> Note | None:
+    """The note on `commit` in notes tree `tree` (None: it has none), read to at most `limit` bytes.
+    Bytes that are not UTF-8 become lone surrogates, which `gitbus.inert.unsafe` refuses."""
+    blob = find(repo, tree, commit)
+    if blob is None:
+        return None
+    data, size = repo.read_blob_start(blob, limit)
+    cut = size > len(data)
+    # An incremental decoder holds back a character the cut split, rather than mangle it.
+    text = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(data, final=not cut)
+    if cut and "\n" in text:
+        text = text[: text.rindex("\n") + 1]  # whole lines only
+    return Note(text, size, cut)
 
 
 def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
