@@ -74,6 +74,7 @@ _ENTRIES_KEPT = 64  # the entries of trees this handle wrote or read to write, b
 _WRITTEN_KEPT = 256  # objects a handle remembers writing, so what refers to them need not read them
 _SMALL_TREE = 64  # entries: a tree up to this size is laid out here (`gitbus.loose`), a larger one by libgit2
 _FILE_MODE = pygit2.enums.FileMode.BLOB
+_EXECUTABLE_MODE = pygit2.enums.FileMode.BLOB_EXECUTABLE
 _TREE_MODE = pygit2.enums.FileMode.TREE
 
 
@@ -467,10 +468,11 @@ class Repository(GitCli):
         return tree
 
     def tree_blobs(
-        self, tree: Oid, prefix: str = "", max_depth: int | None = None
+        self, tree: Oid, prefix: str = "", max_depth: int | None = None, others: list[str] | None = None
     ) -> Iterator[tuple[str, Oid]]:
         """Every blob below `tree`, depth first in name order, as (path, oid). Iterative, so a
-        tree of any depth is walked; subtrees below `max_depth` folders are left out."""
+        tree of any depth is walked; subtrees below `max_depth` folders are left out. With
+        `others`, only files are blobs: the paths of symbolic links and submodules go there."""
         first = self._tree(tree)
         if first is None:
             return
@@ -486,6 +488,8 @@ class Repository(GitCli):
                 sub = self._tree(Oid(str(entry.id)))
                 if sub is not None and (max_depth is None or depth < max_depth):
                     stack.append((iter(sub), path + "/", depth + 1))
+            elif others is not None and entry.filemode not in (_FILE_MODE, _EXECUTABLE_MODE):
+                others.append(path)
             elif entry.type == pygit2.enums.ObjectType.BLOB:
                 yield path, Oid(str(entry.id))
 

@@ -10,6 +10,7 @@ concatenated, and two clones' notes are merged three-way at sync, both texts kep
 from __future__ import annotations
 
 import codecs
+import re
 from typing import TYPE_CHECKING, NamedTuple
 
 from gitbus.errors import GitbusError
@@ -110,14 +111,24 @@ def _existing(repo: Repository, tree: Oid | None, commit: Oid) -> str:
     return repo.read_blob(found[1]).decode(errors="replace") if found and found[0] == "blob" else ""
 
 
-def merge(repo: Repository, ours: Oid, theirs: Oid) -> Oid:
+class Merged(NamedTuple):
+    """A notes merge: its commit, and one line for each entry of their notes tree that is no note
+    (a symbolic link, a submodule, a file at a path no commit id makes), passed over."""
+
+    commit: Oid
+    passed: list[str]
+
+
+def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
     """A notes commit holding both sides' notes, three-way from their merge base: a note changed on
     one side only takes that side; a note changed on both keeps ours and adds what theirs has more
-    (paragraph by paragraph), so a note added to after an earlier sync is not doubled."""
+    (paragraph by paragraph), so a note added to after an earlier sync is not doubled. An entry of
+    any side that is no note is never taken for one: ours stay as they are, theirs are passed over."""
     base = repo.merge_base(ours, theirs)
     ours_tree, theirs_tree = repo.read_commit(ours).tree, repo.read_commit(theirs).tree
-    b = _by_commit(repo, repo.read_commit(base).tree) if base else {}
-    o, t = _by_commit(repo, ours_tree), _by_commit(repo, theirs_tree)
+    odd: list[str] = []
+    b = _by_commit(repo, repo.read_commit(base).tree, []) if base else {}
+    o, t = _by_commit(repo, ours_tree, []), _by_commit(repo, theirs_tree, odd)
     changes: dict[str, Oid | None] = {}
     for commit in sorted(b.keys() | o.keys() | t.keys()):
         was, mine, their = b.get(commit), o.get(commit), t.get(commit)
@@ -136,14 +147,27 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Oid:
         changes[path] = repo.blob(("\n\n".join(kept + extra) + "\n").encode())
     tree = repo.tree_update(ours_tree, changes)
     when = max(repo.read_commit(ours).time, repo.read_commit(theirs).time) * 1000
-    return repo.commit(
+    commit = repo.commit(
         tree=tree, parents=[ours, theirs], message="Notes merged by gitbus\n", author="gitbus", time_ms=when
     )
+    return Merged(commit, [f"{NOTES_REF}: {path} is no note" for path in odd])
 
 
-def _by_commit(repo: Repository, tree: Oid) -> dict[Oid, tuple[str, Oid]]:
-    """Each noted commit in a notes tree: (its path there, fanout or flat; the note blob)."""
-    return {Oid(path.replace("/", "")): (path, blob) for path, blob in repo.tree_blobs(tree)}
+# A note's path: a commit id, in two-digit folders as git's fanout lays them out (`ab/cd/ef…`).
+_NOTE_PATH = re.compile(r"(?:[0-9a-f]{2}/)*[0-9a-f]{2,64}")
+
+
+def _by_commit(repo: Repository, tree: Oid, odd: list[str]) -> dict[Oid, tuple[str, Oid]]:
+    """Each noted commit in a notes tree: (its path there, fanout or flat; the note blob). What is
+    no note (a link, a submodule, a file whose path is no commit id) is put in `odd`, by path."""
+    found: dict[Oid, tuple[str, Oid]] = {}
+    for path, blob in repo.tree_blobs(tree, others=odd):
+        commit = path.replace("/", "")
+        if _NOTE_PATH.fullmatch(path) and len(commit) in (40, 64):
+            found[Oid(commit)] = (path, blob)
+        else:
+            odd.append(path)
+    return found
 
 
 def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str]:
