@@ -36,8 +36,10 @@ def tree(repo: Repository) -> Oid | None:
     """The tree of the notes commit (None: no notes yet). A notes ref that is there but cannot be
     read raises a `GitbusError` that says what is wrong with it."""
     tip = repo.ref(NOTES_REF)
-    if tip is None:
-        return None
+    return None if tip is None else _tree_of(repo, tip)
+
+
+def _tree_of(repo: Repository, tip: Oid) -> Oid:
     try:
         return repo.read_commit(tip).tree
     except GitbusError as e:
@@ -81,10 +83,10 @@ def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
 
     def attempt() -> None:
         tip = repo.ref(NOTES_REF)
-        tree = repo.read_commit(tip).tree if tip else None
-        old = _existing(repo, tree, full)
+        notes = _tree_of(repo, tip) if tip else None
+        old = _existing(repo, notes, full)
         blob = repo.blob(((old.rstrip("\n") + "\n\n") if old else "").encode() + text.encode())
-        new_tree = repo.tree_update(tree, {_note_path(repo, tree, full): blob})
+        new_tree = repo.tree_update(notes, {_note_path(repo, notes, full): blob})
         oid = repo.commit(
             tree=new_tree,
             parents=[tip] if tip else [],

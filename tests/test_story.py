@@ -264,6 +264,15 @@ def test_history_shows_the_commits_without_notes_when_the_notes_ref_is_damaged(t
     assert [e["commit"] for e in story if "commit" in e] == [initial, c1]
 
 
+def test_writing_a_note_on_a_damaged_notes_ref_names_the_ref(team: list[Bus]) -> None:
+    wt = team[0].repo.root
+    blob = raw_git(wt, "hash-object", "-w", "--stdin", input=b"x\n")
+    git(wt, "update-ref", "refs/notes/gitbus", blob)
+    code, _, err = gb(wt, "note", "HEAD")
+    assert code == 1 and "refs/notes/gitbus cannot be read" in err and "Traceback" not in err, err
+    assert git(wt, "rev-parse", "refs/notes/gitbus").strip() == blob  # nothing written over it
+
+
 def test_a_huge_note_is_cut_for_history_and_says_so(team: list[Bus]) -> None:
     wt = team[0].repo.root
     c1 = commit(wt, "README.md", "touch the readme")
