@@ -4,7 +4,9 @@ compare-and-swap.
 When an agent commits, the post-commit hook attaches a note (what goes in it is `gitbus.story`);
 `git log --notes=gitbus` shows them. Notes are written through our own compare-and-swap on the notes
 ref, because concurrent `git notes add` silently loses notes; two notes for one commit are
-concatenated, and two clones' notes are merged three-way at sync, both texts kept.
+concatenated, and two clones' notes are merged three-way at sync, both texts kept. Only an entry at
+a commit id in git's fanout is a note: anything else a peer put in its notes tree is never merged in.
+A note is read for showing by id, to `SHOWN_BYTES` at most.
 """
 
 from __future__ import annotations

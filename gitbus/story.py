@@ -5,6 +5,10 @@ held over the changed files, what it posted and answered since its previous comm
 history of one path: its claims, discoveries, questions and answers interleaved in time with the
 commits that changed it and their notes. Both read through a `Bus`; the notes ref itself is
 `gitbus.notes`, searching the whole history `gitbus.searchindex`.
+
+A note, like a commit message, may be a peer's words, so `git log` is asked for ids and times only
+and each commit and note is then read by id as one string: no separator inside either can start a
+record of its own. A note is read to 64 KiB at most and held to the text rules of a message.
 """
 
 from __future__ import annotations
