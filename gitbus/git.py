@@ -74,6 +74,7 @@ _ENTRIES_KEPT = 64  # the entries of trees this handle wrote or read to write, b
 _WRITTEN_KEPT = 256  # objects a handle remembers writing, so what refers to them need not read them
 _SMALL_TREE = 64  # entries: a tree up to this size is laid out here (`gitbus.loose`), a larger one by libgit2
 _FILE_MODE = pygit2.enums.FileMode.BLOB
+_EXECUTABLE_MODE = pygit2.enums.FileMode.BLOB_EXECUTABLE
 _TREE_MODE = pygit2.enums.FileMode.TREE
 
 
@@ -394,6 +395,27 @@ class Repository(GitCli):
             raise Unreadable(f"{oid} is {b.size} bytes, over the {limit} a gitbus entry can be.")
         return b.data
 
+    def read_blob_start(self, oid: Oid, limit: int) -> tuple[bytes, int]:
+        """The first `limit` bytes of blob `oid` and its whole size in bytes, never holding more of it
+        than that: libgit2 reads a whole object at once, so a blob over `limit` is streamed from
+        `git cat-file` instead. `Unreadable` when it is missing or no blob."""
+        try:
+            kind, size = self._repo.odb.read_header(oid)
+        except (KeyError, ValueError, pygit2.GitError):
+            raise Unreadable(f"{oid} is missing from the repository.") from None
+        if kind != pygit2.enums.ObjectType.BLOB:
+            raise Unreadable(f"{oid} is not a blob.")
+        if size <= limit:
+            return self.read_blob(oid), size
+        return self.blob_start(oid, limit), size
+
+    def commit_header(self, oid: Oid) -> tuple[int, str, str]:
+        """The committer time (seconds), the author's name and the subject of commit `oid`, as
+        `git log`'s `%ct`, `%an` and `%s` give them (the subject: the message's first paragraph on
+        one line), for showing; bytes that are not UTF-8 read as U+FFFD. Raises as `read_commit`."""
+        c = self._commit(oid)
+        return c.commit_time, c.author.raw_name.decode(errors="replace"), _subject(c.raw_message)
+
     @property
     def empty_tree(self) -> Oid:
         if self._empty_tree is None:
@@ -455,10 +477,11 @@ class Repository(GitCli):
         return tree
 
     def tree_blobs(
-        self, tree: Oid, prefix: str = "", max_depth: int | None = None
+        self, tree: Oid, prefix: str = "", max_depth: int | None = None, others: list[str] | None = None
     ) -> Iterator[tuple[str, Oid]]:
         """Every blob below `tree`, depth first in name order, as (path, oid). Iterative, so a
-        tree of any depth is walked; subtrees below `max_depth` folders are left out."""
+        tree of any depth is walked; subtrees below `max_depth` folders are left out. With
+        `others`, only files are blobs: the paths of symbolic links and submodules go there."""
         first = self._tree(tree)
         if first is None:
             return
@@ -474,6 +497,8 @@ class Repository(GitCli):
                 sub = self._tree(Oid(str(entry.id)))
                 if sub is not None and (max_depth is None or depth < max_depth):
                     stack.append((iter(sub), path + "/", depth + 1))
+            elif others is not None and entry.filemode not in (_FILE_MODE, _EXECUTABLE_MODE):
+                others.append(path)
             elif entry.type == pygit2.enums.ObjectType.BLOB:
                 yield path, Oid(str(entry.id))
 
@@ -624,6 +649,18 @@ def _text(c: pygit2.Commit) -> str:
         return c.raw_message.decode("utf-8")
     except UnicodeDecodeError:
         return ""
+
+
+def _subject(raw: bytes) -> str:
+    """A commit message's subject as git's `%s` gives it: its first paragraph, lines joined by a
+    space. Only git's own blanks count as space (Python's would take `\\x1c`-`\\x1f` too)."""
+    lines: list[str] = []
+    for line in raw.decode(errors="replace").split("\n"):
+        if line.strip(" \t\r"):
+            lines.append(line.rstrip(" \t\r"))
+        elif lines:
+            break
+    return " ".join(lines)
 
 
 def _write_object(write: Callable[[], T]) -> T:

@@ -187,6 +187,22 @@ class GitCli:
         env = network_env(lambda: self._has_config("core.sshCommand"))
         return finish(start_network(args, self.root, env), limit, time.monotonic() + limit)
 
+    def blob_start(self, oid: Oid, limit: int) -> bytes:
+        """The first `limit` bytes of blob `oid` (fewer when it is shorter or missing), streamed from
+        `git cat-file`, which is ended once they are read: the rest is never held here."""
+        with subprocess.Popen(
+            ["git", "cat-file", "blob", oid],
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ) as child:
+            assert child.stdout is not None
+            data = child.stdout.read(limit)
+            if child.poll() is None:
+                child.kill()
+        return data
+
     def staged_paths(self) -> list[str]:
         """Paths the next commit of this worktree changes (old and new names of renames)."""
         out = self.git("diff", "--cached", "--name-only", "--no-renames", "-z")

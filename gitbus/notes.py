@@ -4,19 +4,79 @@ compare-and-swap.
 When an agent commits, the post-commit hook attaches a note (what goes in it is `gitbus.story`);
 `git log --notes=gitbus` shows them. Notes are written through our own compare-and-swap on the notes
 ref, because concurrent `git notes add` silently loses notes; two notes for one commit are
-concatenated, and two clones' notes are merged three-way at sync, both texts kept.
+concatenated, and two clones' notes are merged three-way at sync, both texts kept. Only an entry at
+a commit id in git's fanout is a note: anything else a peer put in its notes tree is never merged in.
+A note is read for showing by id, to `SHOWN_BYTES` at most.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import codecs
+import re
+from typing import TYPE_CHECKING, NamedTuple
 
+from gitbus.errors import GitbusError
 from gitbus.gitfiles import Oid
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
 
 NOTES_REF = "refs/notes/gitbus"
+SHOWN_BYTES = 64 * 1024  # of a note, read for showing: as much as a bus message's text can hold
+
+
+class Note(NamedTuple):
+    """A commit's note as read for showing: its text (the first `SHOWN_BYTES` at most, cut at a
+    character), its whole size in bytes, and whether the text was cut."""
+
+    text: str
+    size: int
+    cut: bool
+
+
+def tree(repo: Repository) -> Oid | None:
+    """The tree of the notes commit (None: no notes yet). A notes ref that is there but cannot be
+    read raises a `GitbusError` that says what is wrong with it."""
+    tip = repo.ref(NOTES_REF)
+    return None if tip is None else _tree_of(repo, tip)
+
+
+def _tree_of(repo: Repository, tip: Oid) -> Oid:
+    try:
+        return repo.read_commit(tip).tree
+    except GitbusError as e:
+        raise GitbusError(f"{NOTES_REF} cannot be read: {str(e).rstrip('.')}") from None
+
+
+def find(repo: Repository, tree: Oid, commit: Oid) -> Oid | None:
+    """The note blob for `commit` in notes tree `tree`, wherever git's fanout put it (`ab/cdef…`,
+    `ab/cd/ef…`, or flat), or None. Only a folder named by the next two digits is entered, as git
+    reads a notes tree; nothing else there is ever taken for a note."""
+    at = ""
+    for i in range(0, len(commit) - 2, 2):
+        found = repo.tree_entry(tree, at + commit[i:])
+        if found is not None:
+            return found[1] if found[0] == "blob" else None
+        folder = repo.tree_entry(tree, at + commit[i : i + 2])
+        if folder is None or folder[0] != "tree":
+            return None
+        at += commit[i : i + 2] + "/"
+    return None
+
+
+def read(repo: Repository, tree: Oid, commit: Oid, limit: int = SHOWN_BYTES) -> Note | None:
+    """The note on `commit` in notes tree `tree` (None: it has none), read to at most `limit` bytes.
+    Bytes that are not UTF-8 become lone surrogates, which `gitbus.inert.unsafe` refuses."""
+    blob = find(repo, tree, commit)
+    if blob is None:
+        return None
+    data, size = repo.read_blob_start(blob, limit)
+    cut = size > len(data)
+    # An incremental decoder holds back a character the cut split, rather than mangle it.
+    text = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(data, final=not cut)
+    if cut and "\n" in text:
+        text = text[: text.rindex("\n") + 1]  # whole lines only
+    return Note(text, size, cut)
 
 
 def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
@@ -25,10 +85,10 @@ def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
 
     def attempt() -> None:
         tip = repo.ref(NOTES_REF)
-        tree = repo.read_commit(tip).tree if tip else None
-        old = _existing(repo, tree, full)
+        notes = _tree_of(repo, tip) if tip else None
+        old = _existing(repo, notes, full)
         blob = repo.blob(((old.rstrip("\n") + "\n\n") if old else "").encode() + text.encode())
-        new_tree = repo.tree_update(tree, {_note_path(repo, tree, full): blob})
+        new_tree = repo.tree_update(notes, {_note_path(repo, notes, full): blob})
         oid = repo.commit(
             tree=new_tree,
             parents=[tip] if tip else [],
@@ -55,14 +115,24 @@ def _existing(repo: Repository, tree: Oid | None, commit: Oid) -> str:
     return repo.read_blob(found[1]).decode(errors="replace") if found and found[0] == "blob" else ""
 
 
-def merge(repo: Repository, ours: Oid, theirs: Oid) -> Oid:
+class Merged(NamedTuple):
+    """A notes merge: its commit, and one line for each entry of their notes tree that is no note
+    (a symbolic link, a submodule, a file at a path no commit id makes), passed over."""
+
+    commit: Oid
+    passed: list[str]
+
+
+def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
     """A notes commit holding both sides' notes, three-way from their merge base: a note changed on
     one side only takes that side; a note changed on both keeps ours and adds what theirs has more
-    (paragraph by paragraph), so a note added to after an earlier sync is not doubled."""
+    (paragraph by paragraph), so a note added to after an earlier sync is not doubled. An entry of
+    any side that is no note is never taken for one: ours stay as they are, theirs are passed over."""
     base = repo.merge_base(ours, theirs)
     ours_tree, theirs_tree = repo.read_commit(ours).tree, repo.read_commit(theirs).tree
-    b = _by_commit(repo, repo.read_commit(base).tree) if base else {}
-    o, t = _by_commit(repo, ours_tree), _by_commit(repo, theirs_tree)
+    odd: list[str] = []
+    b = _by_commit(repo, repo.read_commit(base).tree, []) if base else {}
+    o, t = _by_commit(repo, ours_tree, []), _by_commit(repo, theirs_tree, odd)
     changes: dict[str, Oid | None] = {}
     for commit in sorted(b.keys() | o.keys() | t.keys()):
         was, mine, their = b.get(commit), o.get(commit), t.get(commit)
@@ -81,14 +151,27 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Oid:
         changes[path] = repo.blob(("\n\n".join(kept + extra) + "\n").encode())
     tree = repo.tree_update(ours_tree, changes)
     when = max(repo.read_commit(ours).time, repo.read_commit(theirs).time) * 1000
-    return repo.commit(
+    commit = repo.commit(
         tree=tree, parents=[ours, theirs], message="Notes merged by gitbus\n", author="gitbus", time_ms=when
     )
+    return Merged(commit, [f"{NOTES_REF}: {path} is no note" for path in odd])
 
 
-def _by_commit(repo: Repository, tree: Oid) -> dict[Oid, tuple[str, Oid]]:
-    """Each noted commit in a notes tree: (its path there, fanout or flat; the note blob)."""
-    return {Oid(path.replace("/", "")): (path, blob) for path, blob in repo.tree_blobs(tree)}
+# A note's path: a commit id, in two-digit folders as git's fanout lays them out (`ab/cd/ef…`).
+_NOTE_PATH = re.compile(r"(?:[0-9a-f]{2}/)*[0-9a-f]{2,64}")
+
+
+def _by_commit(repo: Repository, tree: Oid, odd: list[str]) -> dict[Oid, tuple[str, Oid]]:
+    """Each noted commit in a notes tree: (its path there, fanout or flat; the note blob). What is
+    no note (a link, a submodule, a file whose path is no commit id) is put in `odd`, by path."""
+    found: dict[Oid, tuple[str, Oid]] = {}
+    for path, blob in repo.tree_blobs(tree, others=odd):
+        commit = path.replace("/", "")
+        if _NOTE_PATH.fullmatch(path) and len(commit) in (40, 64):
+            found[Oid(commit)] = (path, blob)
+        else:
+            odd.append(path)
+    return found
 
 
 def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str]:

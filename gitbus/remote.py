@@ -57,6 +57,9 @@ class Report:
     ignored: list[str] = field(default_factory=list)  # remote refs that no gitbus could have written
     refused: list[vouch.Refusal] = field(default_factory=list)  # remote refs sync could not vouch for
     restored: list[str] = field(default_factory=list)  # one line each: a ref the remote lost, put back
+    passed: list[str] = field(
+        default_factory=list
+    )  # one line each: an entry of theirs that is no gitbus data
 
     def refuse(self, refusal: vouch.Refusal) -> None:
         self.refused = [r for r in self.refused if r.ref != refusal.ref] + [refusal]
@@ -67,7 +70,7 @@ class Report:
     def settled(self) -> Report:
         """This report with each ref, and each dropped step, told once: a sync takes the remote in
         again in every round it needs, and a ref moved or passed over in two rounds is one fact."""
-        for refs in (self.updated, self.merged, self.pushed, self.ignored, self.restored):
+        for refs in (self.updated, self.merged, self.pushed, self.ignored, self.restored, self.passed):
             refs[:] = dict.fromkeys(refs)
         self.dropped[:] = {m.id: m for m in self.dropped}.values()
         return self

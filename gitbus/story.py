@@ -5,16 +5,24 @@ held over the changed files, what it posted and answered since its previous comm
 history of one path: its claims, discoveries, questions and answers interleaved in time with the
 commits that changed it and their notes. Both read through a `Bus`; the notes ref itself is
 `gitbus.notes`, searching the whole history `gitbus.searchindex`.
+
+A note, like a commit message, may be a peer's words, so `git log` is asked for ids and times only
+and each commit and note is then read by id as one string: no separator inside either can start a
+record of its own. A note is read to 64 KiB at most and held to the text rules of a message.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gitbus import notes
 from gitbus import paths as P
 from gitbus.chains import history
+from gitbus.errors import GitbusError
 from gitbus.git import commits_read_once
+from gitbus.gitfiles import Oid
 from gitbus.ids import MessageId
 from gitbus.inert import unsafe
 from gitbus.message import Kind, Message
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
     from gitbus.git import Repository
 
 _LOOKBACK = 200  # first-parent commits searched for the agent's previous one
+_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a commit id, SHA-1 or SHA-256
 
 
 def note_for_commit(bus: Bus, commit: str) -> str:
@@ -63,28 +72,44 @@ def _previous(repo: Repository, commit: str, agent: str) -> tuple[int | None, se
     parent line (others' commits may lie between, after a rebase or a pull), and the ids that
     commit's note listed. git stamps whole seconds, so posts made in that commit's second, before
     it, are in range: its note says which of them it already listed. Without one: the parent."""
-    out = repo.git(
-        "log",
-        "--first-parent",
-        f"-{_LOOKBACK}",
-        "--format=%x1e%H %at%n%N",  # author time: a rebase or an amend keeps it
-        f"--notes={NOTES_REF}",
-        f"{commit}^",
-        "--",
-        check=False,
-    )
+    # Only ids and times come out of git log: no text of a peer's can pose as a record there.
+    code, out, _ = repo.git_result(
+        "log", "--first-parent", f"-{_LOOKBACK}", "--format=%H %at", f"{commit}^", "--"
+    )  # author time: a rebase or an amend keeps it
+    try:
+        tree = notes.tree(repo)
+    except GitbusError:
+        tree = None  # a damaged notes ref: no previous note to go by (writing the note says why)
     mark, first = f"gitbus: committed by agent {agent}", None
-    for record in out.split("\x1e")[1:]:
-        head, _, note = record.partition("\n")
-        _oid, _, when = head.partition(" ")
-        if not when.strip().isdigit():
-            continue
-        at = int(when) * 1000
+    for oid, when in _ids_and_times(out if code == 0 else ""):
+        at = when * 1000
         if first is None:
             first = at
-        if mark in note.splitlines():
-            return at, _listed(note)
+        note = _read_note(repo, tree, oid)
+        if note is not None and unsafe(note.text) is None and mark in note.text.split("\n"):
+            return at, _listed(note.text)
     return first, set()
+
+
+def _ids_and_times(out: str) -> list[tuple[Oid, int]]:
+    """The `%H %at` lines of a `git log`, as (commit, seconds)."""
+    found = []
+    for line in out.split("\n"):
+        oid, _, when = line.partition(" ")
+        if _HEX.fullmatch(oid) and when.isdigit():
+            found.append((Oid(oid), int(when)))
+    return found
+
+
+def _read_note(repo: Repository, tree: Oid | None, commit: Oid) -> notes.Note | None:
+    """The note on `commit` (None: none, or it cannot be read: counted in `repo.skipped`)."""
+    if tree is None:
+        return None
+    try:
+        return notes.read(repo, tree, commit)
+    except GitbusError as e:
+        repo.skipped[f"note {commit}"] = str(e)
+        return None
 
 
 def _listed(note: str) -> set[str]:
@@ -106,6 +131,8 @@ class Event:
     author: str = ""
     subject: str = ""
     note: str = ""
+    note_bytes: int = 0  # the whole note's size: `note` holds at most `notes.SHOWN_BYTES` of it
+    note_cut: bool = False
 
 
 def story(bus: Bus, path: str, rev: str = "HEAD") -> list[Event]:
@@ -116,37 +143,68 @@ def story(bus: Bus, path: str, rev: str = "HEAD") -> list[Event]:
     # Answers inherit their question's paths, so they are already in; add replies without paths too.
     asked = {e.message.id for e in events if e.message and e.message.kind is Kind.QUESTION}
     events += [Event(m.time, message=m) for m in history_replies(bus, asked)]
-    log = bus.repo.git(
-        "log",
-        "--notes=gitbus",
-        "--format=%H%x1f%ct%x1f%an%x1f%s%x1f%N%x1e",
-        rev,
-        "--",
-        norm.rstrip("/") or ".",
-        check=False,
-    )
+    repo = bus.repo
     posted = {e.message.id[:8]: e.time for e in events if e.message}
-    for record in log.split("\x1e"):
-        parts = record.strip("\n").split("\x1f")
-        if len(parts) == 5 and parts[0] and unsafe(parts[4]) is not None:
+    try:
+        tree = notes.tree(repo)
+    except GitbusError as e:
+        repo.skipped[NOTES_REF] = str(e)
+        tree = None
+    for oid in reversed(_changed(repo, rev, norm.rstrip("/") or ".")):  # same second: oldest first
+        try:
+            when, author, subject = repo.commit_header(oid)
+        except GitbusError as e:  # git listed it, so it is there: a repository losing objects
+            repo.skipped[f"commit {oid}"] = str(e)
+            continue
+        note = _read_note(repo, tree, oid)
+        if note is not None and unsafe(note.text) is not None:
             # A note is anyone's words (notes travel with the bus): held to the text rules, or left out.
-            bus.repo.skipped[f"note {parts[0]}"] = "a coordination note with characters gitbus refuses"
-            parts[4] = ""
-        if len(parts) == 5 and parts[0]:
-            # git stamps whole seconds: a commit is placed after the posts its note lists from its second.
-            second = int(parts[1]) * 1000
-            listed = [posted[i] for i in _listed(parts[4]) if i in posted]
-            events.append(
-                Event(
-                    max([second, *(t for t in listed if t < second + 1000)]),
-                    commit=parts[0],
-                    author=parts[2],
-                    subject=parts[3],
-                    note=parts[4].strip(),
-                )
+            repo.skipped[f"note {oid}"] = "a coordination note with characters gitbus refuses"
+            note = None
+        text = note.text.strip() if note else ""
+        # git stamps whole seconds: a commit is placed after the posts its note lists from its second.
+        second = when * 1000
+        listed = [posted[i] for i in _listed(text) if i in posted]
+        events.append(
+            Event(
+                max([second, *(t for t in listed if t < second + 1000)]),
+                commit=oid,
+                author=author,
+                subject=subject,
+                note=text,
+                note_bytes=note.size if note else 0,
+                note_cut=note.cut if note else False,
             )
+        )
     unique = {(e.message.id if e.message else e.commit): e for e in events}
     return sorted(unique.values(), key=lambda e: e.time)
+
+
+def _changed(repo: Repository, rev: str, path: str) -> list[Oid]:
+    """The commits of `rev` that changed `path`, newest first: ids only, so nothing a commit or a
+    note says can pose as another commit (their words are read by id, each as one string). None
+    when `rev` has no commit yet; git's failure otherwise is counted in `repo.skipped`."""
+    if repo.git_result("rev-parse", "--verify", "-q", f"{rev}^{{commit}}")[0] != 0:
+        return []  # a branch with no commit yet: no history to show
+    code, out, err = repo.git_result("log", "--format=%H", rev, "--", path)
+    if code != 0:
+        lines = err.strip().splitlines()
+        repo.skipped[f"git log {rev}"] = f"git log failed ({lines[-1] if lines else code}); no commits shown"
+        return []
+    return [Oid(line) for line in out.split("\n") if _HEX.fullmatch(line)]
+
+
+def left_out(repo: Repository) -> str | None:
+    """One line on what a path's story could not show (a damaged notes ref, notes left out), or
+    None when it showed everything. Peer words in it are made inert by the face."""
+    parts = []
+    if NOTES_REF in repo.skipped:
+        parts.append(f"{repo.skipped[NOTES_REF]}; commits are shown without notes")
+    parts += [why for key, why in repo.skipped.items() if key.startswith(("git log ", "commit "))]
+    bad = [why for key, why in repo.skipped.items() if key.startswith("note ")]
+    if bad:
+        parts.append(f"{len(bad)} note{'s' if len(bad) != 1 else ''} left out ({bad[0]})")
+    return "; ".join(parts) + "." if parts else None
 
 
 def history_replies(bus: Bus, questions: set[MessageId]) -> list[Message]:

@@ -61,9 +61,10 @@ from gitbus.remote import (
 if TYPE_CHECKING:
     from gitbus.git import Repository
 
-# Both sides moved: (repo, the local ref, ours, theirs) -> a commit holding both, and the offline
-# ledger steps that lost on the way (their drop notes are in the commit).
-Join = Callable[["Repository", str, Oid, Oid], tuple[Oid, list[Message]]]
+# Both sides moved: (repo, the local ref, ours, theirs) -> a commit holding both, the offline
+# ledger steps that lost on the way (their drop notes are in the commit), and one line for each
+# entry of theirs passed over as no gitbus data.
+Join = Callable[["Repository", str, Oid, Oid], tuple[Oid, list[Message], list[str]]]
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Way:
     merged: bool = True  # a join is reported as merged (chains, notes) or as updated (the ledger)
 
 
-def _join_chain(repo: Repository, lref: str, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]]:
+def _join_chain(repo: Repository, lref: str, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message], list[str]]:
     """One agent name posting on two machines: join both histories, rewrite nothing."""
     now = int(time.time() * 1000)  # a tip dated a day past this clock is not followed (`time_to_follow`)
     t = max(time_to_follow(repo, ours, now), time_to_follow(repo, theirs, now)) + 1
@@ -87,12 +88,14 @@ def _join_chain(repo: Repository, lref: str, ours: Oid, theirs: Oid) -> tuple[Oi
         message=f"gitbus: join diverged histories of {lref}\n",
         author="gitbus",
     )
-    return merge, []
+    return merge, [], []
 
 
-def _join_notes(repo: Repository, _lref: str, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message]]:
-    """Notes added on both sides are merged, never dropped (the same commit noted twice: both texts)."""
-    return notes.merge(repo, ours, theirs), []
+def _join_notes(repo: Repository, _lref: str, ours: Oid, theirs: Oid) -> tuple[Oid, list[Message], list[str]]:
+    """Notes added on both sides are merged, never dropped (the same commit noted twice: both texts);
+    what in theirs is no note is passed over."""
+    merged = notes.merge(repo, ours, theirs)
+    return merged.commit, [], merged.passed
 
 
 CHAIN = Way("gitbus sync: fast-forward", "gitbus sync: merge", _join_chain)
@@ -117,11 +120,12 @@ def follow(repo: Repository, lref: str, theirs: Oid, report: Report, way: Way) -
                     repo.update_ref(lref, theirs, ours, way.forward)
                     report.updated.append(lref)
             elif not repo.is_ancestor(theirs, ours):
-                new, dropped = way.join(repo, lref, ours, theirs)
+                new, dropped, passed = way.join(repo, lref, ours, theirs)
                 raise_to(repo, lref, new)
                 repo.update_ref(lref, new, ours, way.joined)
                 (report.merged if way.merged else report.updated).append(lref)
                 report.dropped += dropped
+                report.passed += passed
             return
         except RefMoved:
             continue

@@ -25,6 +25,7 @@ def report(out: Out, got: Report, json_out: bool) -> None:
                 "ignored": got.ignored,
                 "refused": [{"ref": r.ref, "reason": r.reason, "kept": r.kept} for r in got.refused],
                 "restored": got.restored,
+                "passed": got.passed,
             },
         )
         return
@@ -43,6 +44,11 @@ def report(out: Out, got: Report, json_out: bool) -> None:
     )
     render.a_few(
         err, [inert(line, 600) for line in got.restored], f"put back {{}} more ref(s) on {got.remote}"
+    )
+    render.a_few(
+        err,
+        [f"passed over {inert(line, 600)}" for line in got.passed],
+        "passed over {} more entries that are no gitbus data (gitbus sync --json lists them)",
     )
     render.a_few(
         err,

@@ -30,7 +30,7 @@ from gitbus.ids import EVERYONE, AgentName, agent_ref, new_message_id
 from gitbus.message import Kind, Message, encode
 from gitbus.notes import NOTES_REF
 
-from .conftest import git, make_repo
+from .conftest import git, make_repo, raw_git
 from .helpers_proc import FORK, WAIT_SECONDS, Failure, collect, running
 
 NAMES = ("api-1", "web-1", "db-1", "ops-1")
@@ -272,6 +272,39 @@ def test_a_note_added_to_after_a_sync_is_not_doubled_by_the_next_merge(
             f"ann's text doubled in {path.name}:\n{text}"
         )
         assert text == added
+
+
+def test_a_notes_merge_passes_over_entries_of_a_peers_notes_tree_that_are_no_notes_and_counts_them(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    _, a, b = clones
+    b1 = commit(b, "config/db.yaml")  # ben's note on b1, by the hook
+    initial = git(b, "rev-list", "--max-parents=0", "HEAD").strip()
+    tip = git(b, "rev-parse", NOTES_REF).strip()
+    listing = git(b, "ls-tree", tip)
+    blob = raw_git(b, "hash-object", "-w", "--stdin", input=b"not a note\n")
+    deep = raw_git(b, "mktree", input=f"100644 blob {blob}\tx\n".encode())
+    odd = f"040000 tree {deep}\tdeep\n120000 blob {blob}\tlink\n160000 commit {initial}\tsub\n"
+    tree = raw_git(b, "mktree", input=(listing + odd).encode())
+    crafted = raw_git(b, "commit-tree", tree, "-p", tip, "-m", "Notes added by hand")
+    git(b, "update-ref", NOTES_REF, crafted, tip)
+    sync(b)
+    a1 = commit(a, "README.md")  # ann's own note: the two notes refs have diverged
+    code, out, err = gb(a, "sync", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert NOTES_REF in report["merged"]
+    assert sorted(report["passed"]) == [
+        f"{NOTES_REF}: deep/x is no note",
+        f"{NOTES_REF}: link is no note",
+        f"{NOTES_REF}: sub is no note",
+    ], report
+    names = git(a, "ls-tree", "-r", "--name-only", NOTES_REF).split()
+    assert sorted(names) == sorted([a1, b1]), names  # no `deepx`, no `link` made a file
+    assert note(a, b1).startswith("gitbus: committed by agent ben\n")
+    assert note(a, a1).startswith("gitbus: committed by agent ann\n")
+    code, _, err = gb(a, "sync")  # nothing new: the merged notes hold none of them
+    assert code == 0 and "deep/x" not in err, err
 
 
 # -- search --------------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.story import story
 
-from .conftest import git
-from .test_notes import at_second, commit, gb, gb_json, join_team, note
+from .conftest import git, raw_git
+from .test_notes import at_second, clones, commit, gb, gb_json, join_team, note, sync
+
+__all__ = ["clones"]  # a fixture of test_notes.py, used here too
 
 
 @pytest.fixture
@@ -186,3 +188,100 @@ def test_a_note_with_a_bidi_override_is_left_out_of_a_paths_history_and_counted(
     [touched] = [e for e in story(team[0], "README.md") if e.subject == "touch readme"]
     assert touched.note == ""
     assert any(k.startswith("note ") for k in team[0].repo.skipped)
+
+
+# -- a peer's note or commit message can forge nothing ---------------------------------------------
+
+FORGED = "d" * 40
+
+
+def forging(text: str) -> str:
+    """A note or commit message crafted to start a record of its own in `git log`'s output, were
+    it split on the separators gitbus asked git for."""
+    record = f"{FORGED}\x1f1000000000\x1fmallory\x1fForged: alice approved the release\x1fsigned"
+    return f"{text}\x1e\n{record}\x1e"
+
+
+def test_a_peers_note_cannot_forge_a_commit_in_the_history_it_travels_to(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    _, a, b = clones
+    initial = git(b, "rev-list", "--max-parents=0", "HEAD").strip()
+    (b / "n").write_text(forging("ok"))
+    git(b, "notes", "--ref=gitbus", "add", "-f", "-F", "n", initial)
+    sync(b, a)
+    assert "mallory" in note(a, initial)  # the note travelled
+
+    story = gb_json(a, "history", "README.md")
+    commits = [e for e in story if "commit" in e]
+    assert [e["commit"] for e in commits] == [initial], story
+    assert commits[0]["author"] == "Test" and commits[0]["subject"] == "initial"
+    assert "mallory" not in commits[0]["note"]
+    code, out, err = gb(a, "history", "README.md")
+    assert code == 0 and "mallory" not in out and FORGED[:10] not in out, out
+    assert "1 note left out" in err, err
+
+
+def test_a_peers_note_cannot_forge_the_agents_previous_commit_for_its_next_note(team: list[Bus]) -> None:
+    api = team[0]
+    wt = api.repo.root
+    initial = git(wt, "rev-list", "--max-parents=0", "HEAD").strip()
+    forged = f"ok\x1e{initial} 4000000000\ngitbus: committed by agent api-1\n"  # a record far ahead
+    git(wt, "notes", "--ref=gitbus", "add", "-f", "-m", forged, initial)
+    found = api.discover("handler.go retries thrice")
+    c1 = commit(wt, "README.md")
+    assert f"posted: {found.id[:8]} discovery: handler.go retries thrice" in note(wt, c1)
+
+
+def test_a_commit_message_cannot_forge_a_commit_in_the_history(team: list[Bus]) -> None:
+    wt = team[0].repo.root
+    (wt / "README.md").write_text("changed\n")
+    git(wt, "add", "README.md")
+    msg = forging("touch readme")
+    raw_git(wt, "commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", "-", input=msg.encode())
+    sha = git(wt, "rev-parse", "HEAD").strip()
+    story = gb_json(wt, "history", "README.md")
+    commits = [e for e in story if "commit" in e]
+    assert [e["commit"] for e in commits][-1] == sha and FORGED not in [e["commit"] for e in commits]
+    assert not [e for e in commits if e["author"] == "mallory"], commits
+    assert commits[-1]["subject"].startswith("touch readme\x1e")  # its own subject, whole and exact
+    code, out, _ = gb(wt, "history", "README.md")
+    assert code == 0 and "\x1e" not in out and "touch readme\\x1e" in out  # shown inert
+
+
+def test_history_shows_the_commits_without_notes_when_the_notes_ref_is_damaged(team: list[Bus]) -> None:
+    wt = team[0].repo.root
+    c1 = commit(wt, "README.md", "touch the readme")
+    blob = raw_git(wt, "hash-object", "-w", "--stdin", input=b"x\n")
+    git(wt, "update-ref", "refs/notes/gitbus", blob)
+    initial = git(wt, "rev-list", "--max-parents=0", "HEAD").strip()
+    code, out, err = gb(wt, "history", "README.md")
+    assert code == 0
+    assert f"commit    {c1[:10]} Test: touch the readme" in out and initial[:10] in out, out
+    lines = [line for line in err.splitlines() if "refs/notes/gitbus" in line]
+    assert len(lines) == 1 and "without notes" in lines[0], err
+    story = gb_json(wt, "history", "README.md")
+    assert [e["commit"] for e in story if "commit" in e] == [initial, c1]
+
+
+def test_writing_a_note_on_a_damaged_notes_ref_names_the_ref(team: list[Bus]) -> None:
+    wt = team[0].repo.root
+    blob = raw_git(wt, "hash-object", "-w", "--stdin", input=b"x\n")
+    git(wt, "update-ref", "refs/notes/gitbus", blob)
+    code, _, err = gb(wt, "note", "HEAD")
+    assert code == 1 and "refs/notes/gitbus cannot be read" in err and "Traceback" not in err, err
+    assert git(wt, "rev-parse", "refs/notes/gitbus").strip() == blob  # nothing written over it
+
+
+def test_a_huge_note_is_cut_for_history_and_says_so(team: list[Bus]) -> None:
+    wt = team[0].repo.root
+    c1 = commit(wt, "README.md", "touch the readme")
+    (wt / "n").write_text("gitbus: committed by agent api-1\n" + "spam line\n" * 200_000)  # 2 MB
+    git(wt, "notes", "--ref=gitbus", "add", "-f", "-F", "n", c1)
+    [entry] = [e for e in gb_json(wt, "history", "README.md") if e.get("commit") == c1]
+    assert entry["note"].startswith("gitbus: committed by agent api-1\nspam line\n")
+    assert len(entry["note"].encode()) <= 64 * 1024 and entry["note_bytes"] == 33 + 10 * 200_000
+    assert entry["note_cut"] is True
+    code, out, _ = gb(wt, "history", "README.md")
+    assert code == 0 and out.count("spam line") <= 64 * 1024 // 10
+    assert "note cut" in out, out[-500:]

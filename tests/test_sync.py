@@ -771,6 +771,7 @@ def test_push_pull_and_sync_print_json_reports(net: Net, tmp_path: Path) -> None
         "ignored": [],
         "refused": [],
         "restored": [],
+        "passed": [],
     }
     code, out, err = gb(b, "bob", "pull", "--json")
     assert code == 0, err

@@ -292,6 +292,9 @@ def history(
 
     bus = root.open_bus(ctx, json_out)
     events = story.story(bus, path)
+    missing = story.left_out(bus.repo)
+    if missing:  # on stderr, as one line: stdout stays the story (or the JSON)
+        render.say(render.console_for(stderr=True), f"gitbus: {inert(missing, 600)}")
     if json_out:
         render.dump(
             out,
@@ -305,6 +308,8 @@ def history(
                     "author": e.author,
                     "subject": e.subject,
                     "note": e.note,
+                    "note_bytes": e.note_bytes,
+                    "note_cut": e.note_cut,
                 }
                 for e in events
             ],
@@ -320,7 +325,13 @@ def history(
                 f"{hhmm(e.time)}  commit    {(e.commit or '')[:10]} {inert(e.author)}: {inert(e.subject)}",
                 markup=False,
             )
-            for line in e.note.splitlines():
+            for line in e.note.split("\n") if e.note else ():
                 out.print(f"                 {inert(line)}", markup=False)
+            if e.note_cut:
+                shown = len(e.note.encode(errors="surrogateescape")) // 1024
+                out.print(
+                    f"                 (note cut: the first {shown} KiB of {e.note_bytes:,} bytes shown)",
+                    markup=False,
+                )
     if not events:
         out.print("nothing on the bus or in the history touches this path", markup=False)
