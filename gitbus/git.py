@@ -515,6 +515,9 @@ class Repository(GitCli):
             prefix, a, b = todo.pop()
             ta = self._sorted_tree(a) if a else None
             tb = self._sorted_tree(b) if b else None
+            for oid, found in ((a, ta), (b, tb)):
+                if oid and found is None:  # never read as empty: every entry would look added or removed
+                    raise Unreadable(f"tree {oid[:12]} is missing from the repository or no tree")
             left = {e.name: e for e in ta if e.name is not None} if ta is not None else {}
             right = {e.name: e for e in tb if e.name is not None} if tb is not None else {}
             for name in sorted(left.keys() | right.keys()):

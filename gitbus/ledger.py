@@ -292,34 +292,37 @@ def tips_of(
     return Tips(root, refs, old, None, True, f"{LEDGER_REF} points at a {kind or 'missing object'}")
 
 
-_CARRIED: dict[tuple[Oid, str], Oid | None] = {}  # (ended at, shard) -> its carried state; never stale
-_CARRIED_TOPS: dict[Oid, dict[str, list[str]]] = {}  # ended at -> shard -> its top folders there
+# Keyed by repository too: a carried state is a tree written into one repository, missing in another.
+_CARRIED: dict[tuple[str, Oid, str], Oid | None] = {}  # (repo, ended at, shard) -> its state; never stale
+_CARRIED_TOPS: dict[tuple[str, Oid], dict[str, list[str]]] = {}  # (repo, ended at) -> shard -> top folders
 
 
 def carried_tops(repo: Repository, ended: Oid | None) -> dict[str, list[str]]:
     """The top folders of the claims the single ledger ended with, by shard: one listing, hashed once."""
     if ended is None:
         return {}
-    if ended not in _CARRIED_TOPS:
+    key = (str(repo.common_dir), ended)
+    if key not in _CARRIED_TOPS:
         tree = tree_of(repo, ended, LEDGER_REF)
         by_shard: dict[str, list[str]] = {}
         for name in Ledger(repo, tree).folders(CLAIMS):
             by_shard.setdefault(route(f"{CLAIMS}/{name}/@"), []).append(name)
         if len(_CARRIED_TOPS) > 64:
             _CARRIED_TOPS.clear()
-        _CARRIED_TOPS[ended] = by_shard
-    return _CARRIED_TOPS[ended]
+        _CARRIED_TOPS[key] = by_shard
+    return _CARRIED_TOPS[key]
 
 
 def carried(repo: Repository, ended: Oid | None, ref: str) -> Oid | None:
     """The state shard `ref` starts from: the claims of its paths in the single ledger's last state."""
     if ended is None or ref == MAIN_LEDGER:
         return None
-    if (ended, ref) not in _CARRIED:
+    key = (str(repo.common_dir), ended, ref)
+    if key not in _CARRIED:
         names = carried_tops(repo, ended).get(ref)
         tree = tree_of(repo, ended, LEDGER_REF) if names else None
-        _CARRIED[(ended, ref)] = repo.tree_pick(tree, CLAIMS, names) if tree and names else None
-    return _CARRIED[(ended, ref)]
+        _CARRIED[key] = repo.tree_pick(tree, CLAIMS, names) if tree and names else None
+    return _CARRIED[key]
 
 
 class State:

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 from gitbus.chains import chain_time, raise_mark
 from gitbus.errors import CorruptMessage, GitbusError
 from gitbus.gitfiles import Oid, RefMoved
-from gitbus.ids import BUS_PREFIX, LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, MessageId, new_message_id
+from gitbus.ids import (
+    BUS_PREFIX,
+    LEDGER_REF,
+    LEDGERS_PREFIX,
+    MAIN_LEDGER,
+    MessageId,
+    is_ledger,
+    new_message_id,
+)
 from gitbus.ledger import (
     Change,
     State,
@@ -134,6 +142,10 @@ def follow_ledgers(repo: Repository, theirs: Tips, report: Report, want: set[str
             return
         except RefMoved:
             continue
+    # Given up silently, a sync would push steps decided on ledgers it never brought up to date.
+    raise RemoteError(
+        f"This clone's ledgers kept moving; {ROUNDS} rounds could not bring them up to the remote's."
+    )
 
 
 def _blind(repo: Repository, theirs: Tips, report: Report) -> None:
@@ -224,7 +236,7 @@ def _no_new_shard(
 
     def check() -> None:
         for ref, oid in repo.refs(LEDGERS_PREFIX).items():
-            if ref not in known:
+            if ref not in known and is_ledger(ref):  # a name no ledger has is read by no one
                 raise RefMoved(ref, oid)
 
     return check

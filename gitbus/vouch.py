@@ -240,6 +240,7 @@ def _walk(
     side's tombstone carries."""
     parents: dict[Oid, tuple[Oid, ...]] = {}
     bad: dict[Oid, str] = {}
+    relaxed: dict[Oid, str] = {}  # main steps after this clone's own move, before the remote's
     owner = ref[len(AGENTS_PREFIX) :] if ref.startswith(AGENTS_PREFIX) else None
     lean = owner is not None and signatures is None  # then only a stamp far ahead can be bad (below)
     todo = [tip]
@@ -302,9 +303,13 @@ def _walk(
                 carried = ledger.carried(repo, side.ended, ref)
             why = why or steps.problem(repo, commit, msg, now_ms, ref, carried)
             if why is None and ref == MAIN_LEDGER:
-                why = _claims_after_move(repo, commit, msg, root, stone_before)
+                why, after_ours = _claims_after_move(repo, commit, msg)
+                if after_ours and _before_their_move(repo, commit, root, stone_before):
+                    relaxed[oid], why = why or "", None
             if why is not None:
                 bad[oid] = why
+    if relaxed and (bad or not _their_move_stands(repo, root, tip)):
+        bad.update(relaxed)  # taken on the strength of a move that will not be vouched for: not at all
     if not bad:
         return None, None
     tainted = _descendants(parents, set(bad))
@@ -317,36 +322,53 @@ def _walk(
     return f"{worst[1].rstrip('.')} at {worst[0][:12]}{more}", at
 
 
-def _claims_after_move(
-    repo: Repository, commit: Commit, msg: Message, root: str = BUS_PREFIX, stone_before: Oid | None = None
-) -> str | None:
+def _before_their_move(repo: Repository, commit: Commit, root: str, stone_before: Oid | None) -> bool:
+    """True when main ledger step `commit`, after this clone's own move, comes before the remote's
+    (side `root`, as fetched): this clone moved its ledger offline while an older gitbus still
+    stepped on the remote's single ledger, and a newer one then moved the remote after those steps.
+    Only while this clone has taken no move of the remote's in (`stone_before`: a commit, or
+    nothing): the remote's move is then taken on first sight, as a new clone takes the whole bus,
+    and a step so taken stands only if the whole main ledger is vouched for and the remote's
+    tombstone would be (`_their_move_stands`)."""
+    if root == BUS_PREFIX or (stone_before is not None and repo.object_kind(stone_before) != "commit"):
+        return False
+    side = ledger.read_tips(repo, root, want=set())
+    return side.moved and side.ended is not None and repo.is_ancestor(commit.oid, side.ended)
+
+
+def _their_move_stands(repo: Repository, root: str, tip: Oid) -> bool:
+    """True when the fetched tombstone of side `root` names a commit of main ledger tip `tip` after
+    which no step changes claims: what vouching it (`_moved_problem`) will ask of it."""
+    side = ledger.read_tips(repo, root, want=set())
+    if side.broken is not None or not side.moved or side.ended is None:
+        return False
+    if not repo.is_ancestor(side.ended, tip):
+        return False
+    try:
+        return _claims_changed(repo, tip, side.ended) is None
+    except GitbusError:
+        return False
+
+
+def _claims_after_move(repo: Repository, commit: Commit, msg: Message) -> tuple[str | None, bool]:
     """Why main ledger commit `commit` changes claims after the ledger moved (claims live on the
     shards then; such a step would make the move's tombstone, which names the last claims the main
-    ledger held, refused by every clone that reads it afresh), or None. Known from this clone's
-    own tombstone, once it took one in.
-
-    This clone may have moved its own ledger (offline) before the remote did, while an older gitbus
-    still stepped on the remote's single ledger: a step up to where the remote's tombstone (side
-    `root`, as fetched) says its single ledger ended came before the move that stands, and is taken
-    in like any single-ledger step, when this clone had taken no move of the remote's in before
-    (`stone_before`: a commit, or nothing). That tombstone is then held to the main ledger as
-    vouched for (`_moved_problem`), and one replaced is refused."""
+    ledger held, refused by every clone that reads it afresh), or None; and whether that is the
+    only reason (not an unreadable tree). Known from this clone's own tombstone, once it took one
+    in (see `_before_their_move` for the remote's)."""
     local = ledger.read_tips(repo, want=set())  # the tombstone alone, not every shard
     if not local.moved or local.ended is None or commit.oid == local.ended:
-        return None
+        return None, False
     if not repo.is_ancestor(local.ended, commit.oid):
-        return None  # a step of the single ledger, from before the move
-    if root != BUS_PREFIX and (stone_before is None or repo.object_kind(stone_before) == "commit"):
-        side = ledger.read_tips(repo, root, want=set())
-        if side.moved and side.ended is not None and repo.is_ancestor(commit.oid, side.ended):
-            return None  # before the remote's move, the one that stands
+        return None, False  # a step of the single ledger, from before the move
     try:
         if not _changes_claims(repo, commit):
-            return None
+            return None, False
     except Unreadable as e:
-        return str(e)
+        return str(e), False
     return (
-        f"a {msg.kind.value} by {msg.sender} that changes claims on {MAIN_LEDGER} after the move ({msg.id})"
+        f"a {msg.kind.value} by {msg.sender} that changes claims on {MAIN_LEDGER} after the move ({msg.id})",
+        True,
     )
 
 

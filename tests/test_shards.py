@@ -7,6 +7,8 @@ from before the shards, taken from git history.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -511,16 +513,16 @@ def test_a_step_on_a_damaged_ledger_ref_names_that_ref_in_its_hint(
             assert f"{LEDGER_REF} " not in hint, hint
 
 
-def older_step_between_two_moves(tmp_path: Path, clock: FakeClock) -> tuple[Net, Bus]:
-    """Mixed versions: alice moves her single ledger offline (her `src/` claim); an older gitbus then
-    adds bob's `lib/` claim to the remote's single ledger, and carol's newer gitbus moves the remote
-    after that step (her `web/` claim). Returns the net and alice, not yet synced."""
+def older_step_between_two_moves(tmp_path: Path, clock: FakeClock, mine: str = "src/") -> tuple[Net, Bus]:
+    """Mixed versions: alice moves her single ledger offline (her claim on `mine`); an older gitbus
+    then adds bob's `lib/` claim to the remote's single ledger, and carol's newer gitbus moves the
+    remote after that step (her `web/` claim). Returns the net and alice, not yet synced."""
     older = _before_shards(tmp_path)
     net, alice, end = single_ledger_on_remote(tmp_path, clock)
     a, b = net.clones
     alice.init("origin")
     sync.sync(alice.repo, "origin")  # she took the remote's single ledger in, at `end`
-    offline(alice).claim(["src/"])  # her ledger moves here, at `end`
+    offline(alice).claim([mine])  # her ledger moves here, at `end`
     assert git(a, "cat-file", "blob", LEDGER_REF).encode() == tombstone(Oid(end))
     env = {**os.environ, "PYTHONPATH": str(older), "GITBUS_AGENT": "bob"}
     run = [sys.executable, "-m", "gitbus", "-C", str(b)]
@@ -572,3 +574,84 @@ def test_a_shard_made_while_sync_swaps_the_tombstone_is_decided_again(
     assert [m.get("dropped") for m in report.dropped] == [raced[0].id], report.dropped
     holders = {(c.path, c.owner) for c in Bus.open(a, "dave", clock).claims()}
     assert ("lib/", "bob") in holders and not any(p.startswith("lib/x") for p, _ in holders), holders
+
+
+@pytest.mark.parametrize("stray", [False, True], ids=["plain", "a stray ref under ledgers/"])
+def test_an_offline_claim_under_a_claim_the_remote_s_move_carries_is_dropped_never_pushed(
+    tmp_path: Path, clock: FakeClock, stray: bool
+) -> None:
+    """alice's offline `lib/a.py` was decided on her own tombstone's claims; the remote's carries
+    bob's `lib/`. Her claim is decided again there and dropped, never pushed, and a ref under
+    refs/bus/ledgers/ that names no ledger (read by no one) changes nothing of that."""
+    net, alice = older_step_between_two_moves(tmp_path, clock, mine="lib/a.py")
+    a = net.clones[0]
+    if stray:
+        git(a, "update-ref", f"{LEDGERS_PREFIX}nothex", git(a, "rev-parse", MAIN_LEDGER).strip())
+    report = sync.sync(alice.repo, "origin")
+    assert [m.paths for m in report.dropped] == [("lib/a.py",)], report.dropped
+    held = {(c.path, c.owner) for c in alice.claims()}
+    assert ("lib/", "bob") in held and not any(p == "lib/a.py" for p, _ in held), held
+    assert git(a, "cat-file", "blob", LEDGER_REF) == git(net.bare, "cat-file", "blob", LEDGER_REF)
+    fresh = sharing(clone(net.url, tmp_path / "d"), "dave", clock)
+    assert sync.sync(fresh.repo, "origin").refused == []
+    assert {(c.path, c.owner) for c in fresh.claims()} == held
+
+
+def test_main_steps_taken_on_a_tombstone_that_is_then_refused_are_not_taken_at_all(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The main ledger is vouched for before the tombstone. A peer offers main = E, K (a valid
+    claim), W (a forged release) with a tombstone naming W, to a clone that moved at E offline:
+    K must not stand on the strength of a tombstone that is refused, or the clone could never take
+    the honest ledgers in again once they are put back."""
+    net, alice, _ = single_ledger_on_remote(tmp_path, clock)
+    a, b = net.clones
+    alice.init("origin")
+    sync.sync(alice.repo, "origin")
+    offline(alice).claim(["src/"])  # alice's ledger moves at the remote's single ledger tip
+    bob = sharing(b, "bob", clock)
+    bob.claim(["web/"])  # the remote moves at `end` too
+    honest = ledgers(net.bare)
+    git(b, "update-ref", "refs/forged", git(b, "rev-parse", MAIN_LEDGER).strip())
+    now = clock.now_ms() + 1000
+    c = Claim("zzz/", AgentName("mallory"), "", now, now + 60_000, 60_000, MessageId("00000000000000e1"))
+    claim = Message(c.id, Kind.CLAIM, AgentName("mallory"), AgentName("*"), "", now, ("zzz/",))
+    k = _plant(b, "refs/forged", claim, {"claims/_zzz/@": (json.dumps(c.to_json()) + "\n").encode()})
+    mallory, everyone = AgentName("mallory"), AgentName("*")
+    release = Message(MessageId("00000000000000f1"), Kind.RELEASE, mallory, everyone, "", now + 1, ("docs/",))
+    w = raw_git(b, "commit-tree", EMPTY_TREE, "-p", k, input=encode(release).encode())  # drops every claim
+    stone = raw_git(b, "hash-object", "-w", "--stdin", input=tombstone(Oid(w)))
+    git(b, "push", "-q", "--force", "origin", f"{w}:{MAIN_LEDGER}", f"{stone}:{LEDGER_REF}")
+    with contextlib.suppress(RemoteError):  # her steps cannot go out against what she refuses
+        sync.sync(alice.repo, "origin")
+    vouched = "refs/gitbus/vouched/origin/bus/ledgers/main"
+    assert git(a, "rev-parse", vouched).strip() != k, "K was taken in on the refused tombstone"
+    git(b, "push", "-q", "--force", "origin", *[f"{o}:{r}" for r, o in honest.items()])  # put back
+    report = sync.sync(alice.repo, "origin")
+    assert report.refused == [], [r.line() for r in report.refused]
+    assert ledgers(a) == ledgers(net.bare) and SRC in ledgers(net.bare)  # her src/ went out
+
+
+def test_a_claim_shard_s_carried_state_is_read_in_its_own_repository(tmp_path: Path) -> None:
+    """The carried state is a tree written into the repository that asked; another repository in the
+    same process (a second clone) must get its own, never an id only the first holds."""
+    a_path, b_path = tmp_path / "a", tmp_path / "b"
+    for p in (a_path, b_path):
+        git(tmp_path, "init", "-q", str(p))
+    a, b = Repository.open(a_path), Repository.open(b_path)
+    entry = a.blob(b"{}\n")
+    tree = a.tree_update(None, {"claims/_docs/@": entry, "claims/_src/@": entry})
+    end = a.commit(tree=tree, parents=[], message="single ledger\n", author="a", time_ms=1_700_000_000_000)
+    git(a_path, "update-ref", "refs/ended", end)
+    git(b_path, "fetch", "-q", str(a_path), "refs/ended:refs/ended")
+    first = ledger.carried(a, end, DOCS)
+    second = ledger.carried(b, end, DOCS)
+    assert first is not None and first == second
+    assert b.object_kind(second) == "tree"  # written into b as well, not only remembered from a
+
+
+def test_a_tree_that_is_missing_is_never_diffed_as_empty(repo: Path) -> None:
+    r = Repository.open(repo)
+    tree = r.tree_update(None, {"claims/_x/@": r.blob(b"{}\n")})
+    with pytest.raises(GitbusError, match="missing"):
+        r.tree_diff(Oid("1" * 40), tree, 100)
