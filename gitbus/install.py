@@ -36,6 +36,7 @@ from gitbus.install_files import (
 )
 from gitbus.install_record import (
     Record,
+    check_inside,
     folder,
     give_back_json,
     parse,
@@ -111,6 +112,7 @@ def _check_claude(repo: Repository, shared: bool, local: bool) -> None:
     """Read and check every file install or uninstall would write, in every worktree, before any
     is written: a bad one stops everything with nothing changed."""
     f = _settings_file(repo, shared)
+    _check_places(repo, shared, [] if local else _mcp_files(repo, shared))
     settings = read_json(f)
     check_hooks(f, settings, list(_hook_entries("gitbus")))
     if not isinstance(settings.get(ENABLED, []), list):
@@ -121,6 +123,13 @@ def _check_claude(repo: Repository, shared: bool, local: bool) -> None:
         text_of(mem)
     if local:
         _local_servers(claude_state_file(), read_json(claude_state_file()), str(repo.worktrees()[0]))
+
+
+def _check_places(repo: Repository, shared: bool, mcp_files: list[Path]) -> None:
+    """Refuse a file of a worktree that a link puts outside the repository (see `check_inside`)."""
+    roots = repo.worktrees()
+    for f in [_settings_file(repo, shared), *mcp_files, *_memory_files(repo, shared)]:
+        check_inside(f, roots)
 
 
 def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
@@ -284,6 +293,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     ours = set(record.items)  # as install left it; `forget` below updates the record itself
     f = _settings_file(repo, shared)
     mcp_files = [m for m in _mcp_files(repo, shared) if shared or not _tracked(repo, m)]  # a team's is theirs
+    _check_places(repo, shared, mcp_files)
     read = {m: read_json(m) for m in [f, *mcp_files] if m.exists()}  # every one readable, or none written
     read = {m: obj for m, obj in read.items() if record.knows(m)}  # in a file install never touched, a
     # server or hook named gitbus is the user's own

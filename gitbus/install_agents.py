@@ -42,6 +42,7 @@ from gitbus.install_files import (
 )
 from gitbus.install_record import (
     Record,
+    check_inside,
     folder,
     give_back_json,
     parse,
@@ -127,6 +128,7 @@ def _mcp_entry() -> dict[str, Any]:
 def install(repo: Repository, t: Target) -> list[Path]:
     """Add gitbus's hooks, MCP server and instructions for `t` in every worktree; idempotent.
     Returns the files it changed (none when everything was in place already)."""
+    _check_places(repo, t)
     for wt in repo.worktrees():  # refuse before writing anything
         for rel in _shared_files(t):
             if _tracked(repo, wt, rel):
@@ -158,6 +160,14 @@ def install(repo: Repository, t: Target) -> list[Path]:
     return changed
 
 
+def _check_places(repo: Repository, t: Target) -> None:
+    """Refuse a file of a worktree that a link puts outside the repository (see `check_inside`)."""
+    roots = repo.worktrees()
+    for wt in roots:
+        for rel in [*_shared_files(t), t.instructions]:
+            check_inside(wt / rel, roots)
+
+
 def _excluded(t: Target, with_instructions: bool) -> list[str]:
     return [f"/{rel}" for rel in _shared_files(t)] + ([f"/{t.instructions}"] if with_instructions else [])
 
@@ -165,6 +175,7 @@ def _excluded(t: Target, with_instructions: bool) -> list[str]:
 def uninstall(repo: Repository, t: Target) -> list[Path]:
     """Remove exactly what `install` added for `t`, in every worktree. Every file is read and
     checked first: a bad one in any worktree stops the uninstall with nothing changed."""
+    _check_places(repo, t)
     for wt in repo.worktrees():
         _read_settings(wt / t.hooks_file, t)
         text_of(wt / t.instructions)

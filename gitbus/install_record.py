@@ -74,9 +74,40 @@ def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
     keeps its permissions (a new one gets `new_mode`, else the umask's): a private file stays so."""
     if text_of(f) == text:
         return False
-    mode = stat.S_IMODE(f.stat().st_mode) if f.exists() else new_mode
-    write_atomic(f, encode(text), prefix=f".{f.name}.gitbus-", mode=_umask_mode() if mode is None else mode)
+    real = Path(os.path.realpath(f))  # through a link (see `check_inside`): the link stays one
+    mode = stat.S_IMODE(real.stat().st_mode) if real.exists() else new_mode
+    write_atomic(
+        real, encode(text), prefix=f".{real.name}.gitbus-", mode=_umask_mode() if mode is None else mode
+    )
     return True
+
+
+def check_inside(f: Path, roots: list[Path]) -> None:
+    """Refuse, in one sentence, a file of a worktree whose real place is outside every one of
+    `roots` (the repository's worktrees): a symbolic link on the way, the file's own or a folder's,
+    leads out, and install would write, and uninstall delete, where nobody asked it to. A link that
+    stays inside is written through (`write_text`), so it stays a link."""
+    real = os.path.realpath(f)
+    if any(_within(real, os.path.realpath(r)) for r in roots):
+        return
+    link = next((p for p in _steps(f, roots) if p.is_symlink()), f)
+    raise GitbusError(
+        f"{link} is a symbolic link to {os.path.realpath(link)}, outside the repository: gitbus will "
+        "not write through it. Replace the link with the file, or add gitbus's entries yourself."
+    )
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _steps(f: Path, roots: list[Path]) -> list[Path]:
+    """The paths from the worktree `f` is in down to `f` (its first folder first)."""
+    root = next((r for r in roots if f.is_relative_to(r)), None)
+    if root is None:
+        return [f]
+    parts = f.relative_to(root).parts
+    return [root.joinpath(*parts[: i + 1]) for i in range(len(parts))]
 
 
 def _umask_mode() -> int:

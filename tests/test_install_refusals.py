@@ -1,0 +1,141 @@
+"""`gitbus install` / `uninstall` refuse, in one line and with nothing written, what they cannot
+change safely: a link out of the repository, a file that is not a regular file, JSON they could
+not write back as valid JSON, a gitbus whose path no config can hold; and they keep the user's
+own server named gitbus."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gitbus.cli import app
+
+from .conftest import git, make_repo
+
+# What each client's install writes, per worktree (the settings file of claude is the main checkout's)
+FILES = {
+    "claude": (".claude/settings.local.json", ".mcp.json", "CLAUDE.local.md"),
+    "codex": (".codex/hooks.json", ".codex/config.toml", "AGENTS.md"),
+    "gemini": (".gemini/settings.json", "GEMINI.md"),
+}
+
+
+def gb(wt: Path, *args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, ["-C", str(wt), *args], env={"COLUMNS": "200"})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def tree(root: Path) -> dict[str, bytes | str]:
+    """Every entry under `root` (git's own dir aside), links as their target, files as bytes."""
+    out: dict[str, bytes | str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in [*dirnames, *filenames]:
+            p = Path(dirpath) / name
+            out[str(p)] = (
+                f"-> {os.readlink(p)}" if p.is_symlink() else (p.read_bytes() if p.is_file() else "dir")
+            )
+    exclude = root / ".git" / "info" / "exclude"
+    out["exclude"] = exclude.read_bytes() if exclude.is_file() else b""
+    return out
+
+
+def everything(*roots: Path) -> dict[str, bytes | str]:
+    return {k: v for r in roots for k, v in tree(r).items()}
+
+
+def refused(code: int, out: str, err: str, *said: str) -> bool:
+    return code == 1 and out == "" and err.count("\n") == 1 and all(s in err for s in said)
+
+
+# -- links out of the repository ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("client", "folder", "wt"), [("codex", ".codex", 1), ("gemini", ".gemini", 1), ("claude", ".claude", 0)]
+)
+def test_a_folder_linked_out_of_the_repository_is_refused_and_nothing_is_written(
+    worktrees: list[Path], tmp_path: Path, client: str, folder: str, wt: int
+) -> None:
+    outside = tmp_path / "outside" / client
+    outside.mkdir(parents=True)
+    (outside / "keep.txt").write_text("mine\n")
+    link = worktrees[wt] / folder
+    link.symlink_to(outside)
+    before = everything(tmp_path / "outside", *worktrees)
+    code, out, err = gb(worktrees[0], "install", client)
+    assert refused(code, out, err, str(link), "outside the repository"), (code, out, err)
+    assert everything(tmp_path / "outside", *worktrees) == before
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini", "claude"])
+def test_uninstall_through_a_folder_relinked_out_of_the_repository_deletes_nothing_there(
+    worktrees: list[Path], tmp_path: Path, client: str
+) -> None:
+    assert gb(worktrees[0], "install", client)[0] == 0
+    folder = worktrees[1] / FILES[client][0].split("/")[0] if client != "claude" else worktrees[0] / ".claude"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder.rename(outside / folder.name)
+    folder.symlink_to(outside / folder.name)
+    before = everything(outside, *worktrees)
+    code, out, err = gb(worktrees[0], "uninstall", client)
+    assert refused(code, out, err, str(folder), "outside the repository"), (code, out, err)
+    assert everything(outside, *worktrees) == before
+
+
+@pytest.mark.parametrize(
+    ("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json"), ("claude", "CLAUDE.local.md")]
+)
+def test_a_file_linked_out_of_the_repository_is_refused_and_stays_a_link(
+    worktrees: list[Path], tmp_path: Path, client: str, name: str
+) -> None:
+    outside = tmp_path / "outside" / name
+    outside.parent.mkdir()
+    outside.write_text("{}\n" if name.endswith(".json") else "# mine\n")
+    (worktrees[1] / name).symlink_to(outside)
+    before = everything(tmp_path / "outside", *worktrees)
+    code, out, err = gb(worktrees[0], "install", client)
+    assert refused(code, out, err, str(worktrees[1] / name), "outside the repository"), (code, out, err)
+    assert everything(tmp_path / "outside", *worktrees) == before
+    assert gb(worktrees[0], "uninstall", client)[0] == 1
+    assert everything(tmp_path / "outside", *worktrees) == before
+
+
+@pytest.mark.parametrize(
+    ("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json"), ("claude", "CLAUDE.local.md")]
+)
+def test_a_file_linked_within_the_worktree_is_written_through_and_stays_a_link(
+    worktrees: list[Path], client: str, name: str
+) -> None:
+    wt = worktrees[1]
+    (wt / "shared").mkdir()
+    target = wt / "shared" / name
+    original = b'{"mcpServers": {"docs": {"command": "npx"}}}' if name.endswith(".json") else b"# mine\n"
+    target.write_bytes(original)
+    (wt / name).symlink_to(Path("shared") / name)
+    assert gb(worktrees[0], "install", client)[0] == 0
+    assert (wt / name).is_symlink() and b"gitbus" in target.read_bytes()
+    assert gb(worktrees[0], "uninstall", client)[0] == 0
+    assert (wt / name).is_symlink() and os.readlink(wt / name) == str(Path("shared") / name)
+    assert target.read_bytes() == original
+
+
+def test_the_users_own_claude_json_may_be_a_link_out_of_home_and_stays_one(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "main")
+    (repo / ".mcp.json").write_text('{"mcpServers": {}}\n')
+    git(repo, "add", ".mcp.json")
+    git(repo, "commit", "-qm", "the team's MCP servers")
+    dotfiles = tmp_path / "dotfiles" / "claude.json"
+    dotfiles.parent.mkdir()
+    dotfiles.write_text('{"numStartups": 3}')
+    home_file = Path(os.environ["HOME"]) / ".claude.json"
+    home_file.symlink_to(dotfiles)
+    assert gb(repo, "install", "claude")[0] == 0
+    assert home_file.is_symlink() and "gitbus" in dotfiles.read_text()
+    assert gb(repo, "uninstall", "claude")[0] == 0
+    assert home_file.is_symlink() and json.loads(dotfiles.read_text()) == {"numStartups": 3}
