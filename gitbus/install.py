@@ -14,7 +14,6 @@ are `gitbus.githooks`.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from pathlib import Path
@@ -30,9 +29,13 @@ from gitbus.install_files import (
     gitbus_command,
     instructions,
     put_section,
+    put_server,
     strip_hooks,
     take_section,
+    take_server,
     unexclude,
+    users_server,
+    without_server,
 )
 from gitbus.install_record import (
     Record,
@@ -178,7 +181,10 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
             servers = config.setdefault("mcpServers", {})
             if text is not None and (MCP_SERVER not in servers or not known):
                 record.keep_original(str(mcp_file), text)  # a server named gitbus here is the user's
-            servers[MCP_SERVER] = entry
+            mark = f"mcpServers.{MCP_SERVER}"
+            left = known and servers.get(MCP_SERVER) == entry  # by an install from before the mark
+            put_server(mcp_file, servers, entry, record, first=mark not in record.keys(mcp_file) and not left)
+            record.add(f"{mcp_file}#{mark}")
             if write_json(mcp_file, config):
                 changed.append(mcp_file)
     if not shared:
@@ -230,10 +236,9 @@ def _register_locally(repo: Repository, entry: dict[str, Any], record: Record) -
         for key, was_made in made.items():
             if was_made:
                 record.add(f"{f}#{key}")
-        if MCP_SERVER in servers:  # the user's own server of our name: uninstall puts it back
-            record.keep_original(_users_server(f, project), json.dumps(servers[MCP_SERVER]))
-        record.add(f"{f}#local:{project}")
-    servers[MCP_SERVER] = {"type": "stdio", **entry}
+    first = f"local:{project}" not in record.keys(f)
+    put_server(f, servers, {"type": "stdio", **entry}, record, first, where=project)
+    record.add(f"{f}#local:{project}")
     return [f] if write_json(f, state, new_mode=0o600) else []  # private, as Claude Code keeps it
 
 
@@ -243,11 +248,6 @@ def _local_servers(f: Path, state: dict[str, Any], project: str) -> None:
     mine = projects.get(project, {}) if isinstance(projects, dict) else None
     if not isinstance(mine, dict) or not isinstance(mine.get("mcpServers", {}), dict):
         raise GitbusError(f"{f} has no object for the MCP servers of {project}; fix it first.")
-
-
-def _users_server(f: Path, project: str) -> str:
-    """Where the record keeps the user's own server of our name in Claude Code's state file."""
-    return f"{f}#server:{project}"
 
 
 def _unregister_locally(record: Record) -> list[Path]:
@@ -264,12 +264,8 @@ def _unregister_locally(record: Record) -> list[Path]:
         servers = mine.get("mcpServers") if isinstance(mine, dict) else None
         if not (isinstance(projects, dict) and isinstance(mine, dict) and isinstance(servers, dict)):
             continue
-        users = record.originals.get(_users_server(f, project))
-        record.forget_original(_users_server(f, project))
-        if users is not None:
-            servers[MCP_SERVER] = json.loads(users)
-        else:
-            servers.pop(MCP_SERVER, None)
+        take_server(f, servers, record, where=project)
+        record.forget_original(users_server(f, project))
         if not servers and f"servers:{project}" in made:
             del mine["mcpServers"]
         if not mine and f"project:{project}" in made:
@@ -320,8 +316,8 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
         if config is not None and isinstance(servers, dict) and MCP_SERVER in servers:
             created = record.keys(mcp_file)
 
-            def users(c: dict[str, Any], created: set[str] = created) -> dict[str, Any]:
-                return _without_server(c, created)
+            def users(c: dict[str, Any], f: Path = mcp_file, created: set[str] = created) -> dict[str, Any]:
+                return without_server(f, c, created, record)
 
             config = users(config)
             if not config and str(mcp_file) in ours:
@@ -329,6 +325,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
                 record.forget(str(mcp_file))
             else:
                 give_back_json(mcp_file, config, record, users)
+            record.forget_original(users_server(mcp_file))
             record.forget_keys(mcp_file)
             changed.append(mcp_file)
     if not shared:
@@ -339,19 +336,6 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if not shared:
         unexclude(repo, record, EXCLUDED)
     return changed
-
-
-def _without_server(config: dict[str, Any], created: set[str]) -> dict[str, Any]:
-    """`config` (an `.mcp.json`) without a server named gitbus; `mcpServers` goes with it only if
-    install made it."""
-    servers = config.get("mcpServers")
-    if not isinstance(servers, dict):
-        return config
-    rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
-    out = {k: v for k, v in config.items() if k != "mcpServers" or rest or "mcpServers" not in created}
-    if "mcpServers" in out:
-        out["mcpServers"] = rest
-    return out
 
 
 EXCLUDED = ("/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json")  # personal files

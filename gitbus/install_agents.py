@@ -34,11 +34,14 @@ from gitbus.install_files import (
     gitbus_command,
     instructions,
     put_section,
+    put_server,
     strip_hooks,
     take_marked,
     take_section,
     unexclude,
+    users_server,
     with_section,
+    without_server,
 )
 from gitbus.install_record import (
     Record,
@@ -228,15 +231,12 @@ def _without_comments(text: str) -> str:
     return "".join(t if not t.startswith(("//", "/*")) else " " for t in _JSON_TOKEN.findall(text))
 
 
-def _strip(settings: dict[str, Any], t: Target, created: set[str]) -> dict[str, Any]:
-    """`settings` without gitbus's hooks and MCP server (the keys install made go with them)."""
+def _strip(f: Path, settings: dict[str, Any], t: Target, created: set[str], record: Record) -> dict[str, Any]:
+    """`settings` (of `f`) without gitbus's hooks and MCP server (the keys install made go with
+    them, the user's own server of our name comes back)."""
     out = strip_hooks(settings, created, t.is_ours)
-    servers = out.get("mcpServers")
-    if t.mcp_in_json and f"mcpServers.{MCP_SERVER}" in created and isinstance(servers, dict):
-        rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
-        out = {k: v for k, v in out.items() if k != "mcpServers" or rest or "mcpServers" not in created}
-        if "mcpServers" in out:
-            out["mcpServers"] = rest
+    if t.mcp_in_json and f"mcpServers.{MCP_SERVER}" in created:
+        out = without_server(f, out, created, record)
     return out
 
 
@@ -249,7 +249,8 @@ def _merge_json(f: Path, t: Target, entries: dict[str, list[dict[str, Any]]], re
     if text is None:
         record.add(str(f))
     current = parse(f, text) if text is not None else {}
-    settings = _strip(current, t, record.keys(f))
+    created = record.keys(f)
+    settings = _strip(f, current, t, created, record)
     if text is not None and settings == current:
         record.keep_original(str(f), text)  # nothing of ours in it: the user's own bytes
     if "hooks" not in settings:
@@ -269,8 +270,8 @@ def _merge_json(f: Path, t: Target, entries: dict[str, list[dict[str, Any]]], re
         servers = settings.setdefault("mcpServers", {})
         if not isinstance(servers, dict):
             raise GitbusError(f"{f} has an mcpServers entry that is not an object; fix it first.")
+        put_server(f, servers, _mcp_entry(), record, first=f"mcpServers.{MCP_SERVER}" not in created)
         record.add(f"{f}#mcpServers.{MCP_SERVER}")
-        servers[MCP_SERVER] = _mcp_entry()
     return write_json(f, settings)
 
 
@@ -279,7 +280,7 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
         return False
     before = read_json(f)
     created = record.keys(f)
-    after = _strip(before, t, created)
+    after = _strip(f, before, t, created, record)
     if after == before:
         record.forget_keys(f)
         return False
@@ -290,7 +291,8 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
             f.parent.rmdir()  # the folder install made, now empty
             record.forget(folder(f.parent))
     else:
-        give_back_json(f, after, record, lambda x: _strip(x, t, created))
+        give_back_json(f, after, record, lambda x: _strip(f, x, t, created, record))
+    record.forget_original(users_server(f))
     record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     return True
 

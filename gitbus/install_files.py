@@ -7,6 +7,7 @@ the lines added to (and taken back from) `info/exclude`. `install` (Claude Code)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -134,6 +135,47 @@ def check_hooks(f: Path, settings: dict[str, Any], events: list[str]) -> None:
 def check_servers(f: Path, config: dict[str, Any]) -> None:
     if not isinstance(config.get("mcpServers", {}), dict):
         raise GitbusError(f"{f} has an mcpServers entry that is not an object; fix it first.")
+
+
+def users_server(f: Path, where: str = "") -> str:
+    """Where the record keeps the user's own MCP server of our name from `f` (`where`: which of its
+    server objects, when it has several: Claude Code's state file holds one per project)."""
+    return f"{f}#server:{where}"
+
+
+def put_server(
+    f: Path, servers: dict[str, Any], entry: dict[str, Any], record: Record, first: bool, where: str = ""
+) -> None:
+    """Our MCP server `entry` into `servers`, a server object of `f`. On the first install
+    (`first`), a server of the user's by our name is kept in the record, and `take_server` puts it
+    back whatever else they changed in the file meanwhile: install never loses it. (Codex's TOML
+    cannot hold two tables of one name: there install refuses instead.)"""
+    if first and MCP_SERVER in servers:
+        record.keep_original(users_server(f, where), json.dumps(servers[MCP_SERVER]))
+    servers[MCP_SERVER] = entry
+
+
+def take_server(f: Path, servers: dict[str, Any], record: Record, where: str = "") -> None:
+    """Our MCP server out of `servers` (a server object of `f`), the user's own of our name back."""
+    users = record.originals.get(users_server(f, where))
+    if users is None:
+        servers.pop(MCP_SERVER, None)
+    else:
+        servers[MCP_SERVER] = json.loads(users)
+
+
+def without_server(f: Path, config: dict[str, Any], created: set[str], record: Record) -> dict[str, Any]:
+    """`config` (the object of `f`, whose `mcpServers` holds ours) as uninstall leaves it: our server
+    out, the user's own of our name back, and `mcpServers` gone if install made it and it is empty."""
+    servers = config.get("mcpServers")
+    if not isinstance(servers, dict):
+        return config
+    rest = dict(servers)
+    take_server(f, rest, record)
+    out = {k: v for k, v in config.items() if k != "mcpServers" or rest or "mcpServers" not in created}
+    if "mcpServers" in out:
+        out["mcpServers"] = rest
+    return out
 
 
 def put_section(mem: Path, section: str, record: Record) -> bool:

@@ -139,3 +139,26 @@ def test_the_users_own_claude_json_may_be_a_link_out_of_home_and_stays_one(tmp_p
     assert home_file.is_symlink() and "gitbus" in dotfiles.read_text()
     assert gb(repo, "uninstall", "claude")[0] == 0
     assert home_file.is_symlink() and json.loads(dotfiles.read_text()) == {"numStartups": 3}
+
+
+# -- the user's own server named gitbus ---------------------------------------------------------
+
+USERS_GITBUS = {"command": "/opt/my/gitbus", "args": ["-a", "boss", "mcp"]}
+
+
+@pytest.mark.parametrize(("client", "rel"), [("claude", ".mcp.json"), ("gemini", ".gemini/settings.json")])
+def test_the_users_own_gitbus_server_comes_back_after_they_changed_the_file(
+    worktrees: list[Path], client: str, rel: str
+) -> None:
+    f = worktrees[1] / rel
+    f.parent.mkdir(exist_ok=True)
+    f.write_text(json.dumps({"mcpServers": {"gitbus": USERS_GITBUS}}))
+    assert gb(worktrees[0], "install", client)[0] == 0
+    assert json.loads(f.read_text())["mcpServers"]["gitbus"] != USERS_GITBUS
+    config = json.loads(f.read_text())
+    config["mcpServers"]["other"] = {"command": "other"}
+    f.write_text(json.dumps(config))
+    assert gb(worktrees[0], "install", client)[0] == 0  # a second install keeps theirs aside still
+    assert gb(worktrees[0], "uninstall", client)[0] == 0
+    servers = json.loads(f.read_text())["mcpServers"]
+    assert servers == {"gitbus": USERS_GITBUS, "other": {"command": "other"}}
