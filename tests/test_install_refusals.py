@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from gitbus.cli import app
 
 from .conftest import git, make_repo
 
+GITBUS = Path(sys.executable).parent / "gitbus"
 # What each client's install writes, per worktree (the settings file of claude is the main checkout's)
 FILES = {
     "claude": (".claude/settings.local.json", ".mcp.json", "CLAUDE.local.md"),
@@ -162,3 +165,83 @@ def test_the_users_own_gitbus_server_comes_back_after_they_changed_the_file(
     assert gb(worktrees[0], "uninstall", client)[0] == 0
     servers = json.loads(f.read_text())["mcpServers"]
     assert servers == {"gitbus": USERS_GITBUS, "other": {"command": "other"}}
+
+
+# -- JSON that could not be written back as it was ---------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["\\ud800", "\\udcff", "\\udbff\\udfff"])
+def test_escaped_surrogates_are_written_back_as_escapes_in_valid_utf8(
+    worktrees: list[Path], value: str
+) -> None:
+    f = worktrees[0] / ".claude" / "settings.local.json"
+    f.parent.mkdir()
+    original = f'{{\n  "name": "café",\n  "odd": "{value}"\n}}\n'.encode()
+    f.write_bytes(original)
+    code, _, err = gb(worktrees[0], "install", "claude")
+    assert code == 0, err
+    written = f.read_bytes()
+    written.decode("utf-8")  # strict: no raw surrogate bytes
+    assert json.loads(written)["odd"] == json.loads(original)["odd"]
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert f.read_bytes() == original
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (b'{"n": 1e999}', "1e999"),
+        (b'{"n": -1E400}', "-1E400"),
+        (b'{"n": NaN}', "not valid JSON"),
+        (b'{"n": -Infinity}', "not valid JSON"),
+        (b'{"name": "caf\xe9"}', "not UTF-8"),
+    ],
+)
+def test_json_gitbus_could_not_write_back_is_refused_in_one_line(
+    worktrees: list[Path], text: bytes, said: str
+) -> None:
+    f = worktrees[0] / ".claude" / "settings.local.json"
+    f.parent.mkdir()
+    f.write_bytes(text)
+    before = everything(*worktrees)
+    code, out, err = gb(worktrees[0], "install", "claude")
+    assert refused(code, out, err, str(f), said), (code, out, err)
+    assert everything(*worktrees) == before
+
+
+def test_a_claude_json_gitbus_could_not_write_back_is_refused(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "main")
+    (repo / ".mcp.json").write_text('{"mcpServers": {}}\n')
+    git(repo, "add", ".mcp.json")
+    git(repo, "commit", "-qm", "the team's MCP servers")
+    home_file = Path(os.environ["HOME"]) / ".claude.json"
+    home_file.write_bytes(b'{"numStartups": 1e999}')
+    code, out, err = gb(repo, "install", "claude")
+    assert refused(code, out, err, str(home_file), "1e999"), (code, out, err)
+    assert home_file.read_bytes() == b'{"numStartups": 1e999}'
+    assert not (repo / ".claude").exists() and not (repo / "CLAUDE.local.md").exists()
+
+
+# -- a path that is not a regular file ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("client", "rel", "wt"),
+    [
+        ("claude", ".claude/settings.local.json", 0),
+        ("claude", ".mcp.json", 1),
+        ("gemini", ".gemini/settings.json", 2),
+    ],
+)
+def test_a_fifo_where_a_settings_file_goes_is_refused_without_hanging(
+    worktrees: list[Path], client: str, rel: str, wt: int
+) -> None:
+    f = worktrees[wt] / rel
+    f.parent.mkdir(exist_ok=True)
+    os.mkfifo(f)
+    for verb in ("install", "uninstall"):
+        p = subprocess.run(
+            [str(GITBUS), "-C", str(worktrees[0]), verb, client], capture_output=True, text=True, timeout=60
+        )
+        assert refused(p.returncode, p.stdout, p.stderr, str(f), "not a regular file"), (verb, p)
+    assert not (worktrees[0] / "CLAUDE.local.md").exists() and not (worktrees[0] / "GEMINI.md").exists()
