@@ -48,7 +48,9 @@ def gitbus_command() -> str:
     virtual environment never wires in another gitbus that happens to come first on PATH.
 
     Its console script when that is what runs (argv[0], made absolute; a symlink is kept, so an
-    upgrade in place behind it carries over), else this interpreter with `-m gitbus`."""
+    upgrade in place behind it carries over), else this interpreter with `-m gitbus`. Refused in
+    one sentence when that path is not UTF-8: JSON and TOML hold text, and no spelling of its bytes
+    there would run the same file (a hook's shell and an MCP client's spawn both get UTF-8)."""
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if (
         script is not None
@@ -56,8 +58,18 @@ def gitbus_command() -> str:
         and script.is_file()
         and os.access(script, os.X_OK)
     ):
-        return shlex.quote(os.path.abspath(script))
-    return f"{shlex.quote(sys.executable)} -m gitbus"
+        cmd = shlex.quote(os.path.abspath(script))
+    else:
+        cmd = f"{shlex.quote(sys.executable)} -m gitbus"
+    try:
+        cmd.encode()
+    except UnicodeEncodeError:
+        shown = os.fsencode(cmd).decode("utf-8", "backslashreplace")
+        raise GitbusError(
+            f"gitbus runs as {shown}, a path that is not UTF-8, so it cannot be written into the "
+            "agent's config; run install from a gitbus whose path is UTF-8."
+        ) from None
+    return cmd
 
 
 def instructions(cmd: str) -> str:

@@ -222,6 +222,28 @@ def test_a_claude_json_gitbus_could_not_write_back_is_refused(tmp_path: Path) ->
     assert not (repo / ".claude").exists() and not (repo / "CLAUDE.local.md").exists()
 
 
+# -- a gitbus whose path is not UTF-8 ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["claude", "codex", "gemini"])
+def test_a_gitbus_whose_path_is_not_utf8_is_refused_saying_why(
+    worktrees: list[Path], tmp_path: Path, client: str
+) -> None:
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    folder.mkdir()
+    (folder / "gitbus").symlink_to(GITBUS)
+    before = everything(*worktrees)
+    p = subprocess.run(
+        [str(folder / "gitbus"), "-C", str(worktrees[0]), "install", client],
+        capture_output=True,
+        timeout=60,
+    )
+    err = p.stderr.decode("utf-8", "replace")
+    assert refused(p.returncode, p.stdout.decode(), err, "not UTF-8"), (p.returncode, p.stdout, err)
+    assert "config.toml" not in err
+    assert everything(*worktrees) == before
+
+
 # -- a path that is not a regular file ----------------------------------------------------------
 
 
