@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,16 @@ from gitbus.install_files import (
     check_hooks,
     check_servers,
     exclude,
+    forget_server,
     gitbus_command,
     instructions,
+    original_servers,
     put_section,
     put_server,
     strip_hooks,
     take_section,
     take_server,
     unexclude,
-    users_server,
     without_server,
 )
 from gitbus.install_record import (
@@ -265,7 +267,7 @@ def _unregister_locally(record: Record) -> list[Path]:
         if not (isinstance(projects, dict) and isinstance(mine, dict) and isinstance(servers, dict)):
             continue
         take_server(f, servers, record, where=project)
-        record.forget_original(users_server(f, project))
+        forget_server(f, record, where=project)
         if not servers and f"servers:{project}" in made:
             del mine["mcpServers"]
         if not mine and f"project:{project}" in made:
@@ -316,16 +318,13 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
         if config is not None and isinstance(servers, dict) and MCP_SERVER in servers:
             created = record.keys(mcp_file)
 
-            def users(c: dict[str, Any], f: Path = mcp_file, created: set[str] = created) -> dict[str, Any]:
-                return without_server(f, c, created, record)
-
-            config = users(config)
+            config = without_server(mcp_file, config, created, record)
             if not config and str(mcp_file) in ours:
                 mcp_file.unlink()
                 record.forget(str(mcp_file))
             else:
-                give_back_json(mcp_file, config, record, users)
-            record.forget_original(users_server(mcp_file))
+                give_back_json(mcp_file, config, record, partial(original_servers, mcp_file, record=record))
+            forget_server(mcp_file, record)
             record.forget_keys(mcp_file)
             changed.append(mcp_file)
     if not shared:

@@ -31,15 +31,16 @@ from gitbus.install_files import (
     check_hooks,
     check_servers,
     exclude,
+    forget_server,
     gitbus_command,
     instructions,
+    original_servers,
     put_section,
     put_server,
     strip_hooks,
     take_marked,
     take_section,
     unexclude,
-    users_server,
     with_section,
     without_server,
 )
@@ -291,8 +292,13 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
             f.parent.rmdir()  # the folder install made, now empty
             record.forget(folder(f.parent))
     else:
-        give_back_json(f, after, record, lambda x: _strip(f, x, t, created, record))
-    record.forget_original(users_server(f))
+
+        def users(original: dict[str, Any]) -> dict[str, Any]:
+            hooks_out = strip_hooks(original, created, t.is_ours)
+            return original_servers(f, hooks_out, record) if t.mcp_in_json else hooks_out
+
+        give_back_json(f, after, record, users)
+    forget_server(f, record)
     record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     return True
 

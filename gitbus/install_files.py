@@ -20,7 +20,7 @@ from typing import Any
 from gitbus.context import ensure_excluded
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.install_record import Record, folder, text_of, write_text
+from gitbus.install_record import Record, folder, parse, text_of, write_text
 
 MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these marks) -->"
 MARK_END = "<!-- gitbus:end -->"
@@ -155,25 +155,82 @@ def users_server(f: Path, where: str = "") -> str:
     return f"{f}#server:{where}"
 
 
+def _our_server(f: Path, where: str) -> str:
+    """Where the record keeps the server entry install last wrote there."""
+    return f"{f}#our-server:{where}"
+
+
 def put_server(
     f: Path, servers: dict[str, Any], entry: dict[str, Any], record: Record, first: bool, where: str = ""
 ) -> None:
-    """Our MCP server `entry` into `servers`, a server object of `f`. On the first install
-    (`first`), a server of the user's by our name is kept in the record, and `take_server` puts it
-    back whatever else they changed in the file meanwhile: install never loses it. (Codex's TOML
-    cannot hold two tables of one name: there install refuses instead.)"""
-    if first and MCP_SERVER in servers:
+    """Our MCP server `entry` into `servers`, a server object of `f`. A server of our name that is
+    the user's (there before the first install, `first`, or not the entry install last wrote there:
+    they wrote over ours) is kept in the record, and `take_server` puts it back whatever else they
+    changed in the file meanwhile: install never loses it. (Codex's TOML cannot hold two tables of
+    one name: there install refuses instead.)"""
+    if MCP_SERVER in servers and (first or _theirs(f, servers, record, where)):
         record.keep_original(users_server(f, where), json.dumps(servers[MCP_SERVER]))
+    elif not first and _our_server(f, where) not in record.originals:
+        _carry_over(f, record, where)
     servers[MCP_SERVER] = entry
+    record.keep_original(_our_server(f, where), json.dumps(entry))
+
+
+def _carry_over(f: Path, record: Record, where: str) -> None:
+    """After an install from before the user's server was kept aside on its own: theirs, if they
+    had one, is in the text of `f` the record kept from before that install; keep it aside now."""
+    original = record.originals.get(str(f)) if not where else None
+    try:
+        servers = parse(f, original).get("mcpServers") if original is not None else None
+    except GitbusError:
+        return
+    if isinstance(servers, dict) and MCP_SERVER in servers:
+        record.keep_original(users_server(f, where), json.dumps(servers[MCP_SERVER]))
+
+
+def _theirs(f: Path, servers: dict[str, Any], record: Record, where: str) -> bool:
+    """Whether the server of our name in `servers` is not the one install last wrote (an install
+    from before this was recorded counts as having written whatever is there)."""
+    ours = _kept(record, _our_server(f, where))
+    return ours is not None and MCP_SERVER in servers and servers[MCP_SERVER] != ours
+
+
+def _kept(record: Record, key: str) -> Any:
+    """The server the record keeps under `key`; None if none (or the record was damaged by hand)."""
+    text = record.originals.get(key)
+    try:
+        return json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):
+        return None
 
 
 def take_server(f: Path, servers: dict[str, Any], record: Record, where: str = "") -> None:
-    """Our MCP server out of `servers` (a server object of `f`), the user's own of our name back."""
-    users = record.originals.get(users_server(f, where))
+    """Our MCP server out of `servers` (a server object of `f`), the user's own of our name back; a
+    server they wrote over ours since is theirs and stays."""
+    if _theirs(f, servers, record, where):
+        return
+    users = _kept(record, users_server(f, where))
     if users is None:
         servers.pop(MCP_SERVER, None)
     else:
-        servers[MCP_SERVER] = json.loads(users)
+        servers[MCP_SERVER] = users
+
+
+def original_servers(f: Path, original: dict[str, Any], record: Record) -> dict[str, Any]:
+    """The user's `original` of `f` (before install) as uninstall compares it with what it leaves,
+    to give back their bytes: as it is, since a server of theirs named gitbus is kept aside and put
+    back; only after an install from before that was recorded does uninstall leave no server of our
+    name, and their bytes bring theirs back."""
+    servers = original.get("mcpServers")
+    if _our_server(f, "") in record.originals or not isinstance(servers, dict):
+        return original
+    return {**original, "mcpServers": {k: v for k, v in servers.items() if k != MCP_SERVER}}
+
+
+def forget_server(f: Path, record: Record, where: str = "") -> None:
+    """Once uninstall has written `f`: what the record kept of its servers is no longer needed."""
+    record.forget_original(users_server(f, where))
+    record.forget_original(_our_server(f, where))
 
 
 def without_server(f: Path, config: dict[str, Any], created: set[str], record: Record) -> dict[str, Any]:

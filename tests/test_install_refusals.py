@@ -167,6 +167,62 @@ def test_the_users_own_gitbus_server_comes_back_after_they_changed_the_file(
     assert servers == {"gitbus": USERS_GITBUS, "other": {"command": "other"}}
 
 
+@pytest.mark.parametrize(("client", "rel"), [("claude", ".mcp.json"), ("gemini", ".gemini/settings.json")])
+def test_a_gitbus_server_the_user_wrote_over_ours_is_theirs_and_survives_install_and_uninstall(
+    worktrees: list[Path], client: str, rel: str
+) -> None:
+    f = worktrees[1] / rel
+    f.parent.mkdir(exist_ok=True)
+    f.write_text(json.dumps({"mcpServers": {"docs": {"command": "npx"}}}))
+    assert gb(worktrees[0], "install", client)[0] == 0
+    config = json.loads(f.read_text())
+    config["mcpServers"]["gitbus"] = USERS_GITBUS
+    f.write_text(json.dumps(config))
+    assert gb(worktrees[0], "install", client)[0] == 0
+    assert json.loads(f.read_text())["mcpServers"]["gitbus"] != USERS_GITBUS
+    assert gb(worktrees[0], "uninstall", client)[0] == 0
+    assert json.loads(f.read_text())["mcpServers"] == {"docs": {"command": "npx"}, "gitbus": USERS_GITBUS}
+
+
+def test_a_gitbus_server_the_user_wrote_over_ours_in_claude_codes_local_scope_survives(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "main")
+    (repo / ".mcp.json").write_text('{"mcpServers": {}}\n')
+    git(repo, "add", ".mcp.json")
+    git(repo, "commit", "-qm", "the team's MCP servers")
+    home_file = Path(os.environ["HOME"]) / ".claude.json"
+    assert gb(repo, "install", "claude")[0] == 0
+    state = json.loads(home_file.read_text())
+    state["projects"][str(repo)]["mcpServers"]["gitbus"] = USERS_GITBUS
+    home_file.write_text(json.dumps(state))
+    assert gb(repo, "install", "claude")[0] == 0
+    assert gb(repo, "uninstall", "claude")[0] == 0
+    assert json.loads(home_file.read_text())["projects"][str(repo)]["mcpServers"] == {"gitbus": USERS_GITBUS}
+
+
+@pytest.mark.parametrize(("client", "rel"), [("claude", ".mcp.json"), ("gemini", ".gemini/settings.json")])
+def test_after_an_install_by_an_older_gitbus_the_users_server_still_comes_back(
+    worktrees: list[Path], client: str, rel: str
+) -> None:
+    f = worktrees[1] / rel
+    f.parent.mkdir(exist_ok=True)
+    f.write_text(json.dumps({"mcpServers": {"gitbus": USERS_GITBUS, "docs": {"command": "npx"}}}))
+    assert gb(worktrees[0], "install", client)[0] == 0
+    record = worktrees[0] / ".git" / "gitbus" / "created.json"
+    saved = json.loads(record.read_text())  # as an older gitbus left it: only the file's original text
+    saved["originals"] = {k: v for k, v in saved["originals"].items() if "server:" not in k}
+    saved["items"] = [x for x in saved["items"] if not x.endswith(".mcp.json#mcpServers.gitbus")]
+    record.write_text(json.dumps(saved))
+    assert gb(worktrees[0], "install", client)[0] == 0  # the upgrade
+    config = json.loads(f.read_text())
+    config["mcpServers"]["other"] = {"command": "other"}
+    f.write_text(json.dumps(config))
+    assert gb(worktrees[0], "uninstall", client)[0] == 0
+    servers = json.loads(f.read_text())["mcpServers"]
+    assert servers == {"gitbus": USERS_GITBUS, "docs": {"command": "npx"}, "other": {"command": "other"}}
+
+
 # -- JSON that could not be written back as it was ---------------------------------------------
 
 
