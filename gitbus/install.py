@@ -36,6 +36,7 @@ from gitbus.install_files import (
     strip_hooks,
     take_section,
     take_server,
+    tracked,
     unexclude,
     without_server,
 )
@@ -205,7 +206,7 @@ def _tracked_mcp_json(repo: Repository) -> bool:
 
 
 def _tracked(repo: Repository, f: Path) -> bool:
-    return bool(repo.git("-C", str(f.parent), "ls-files", "--", f.name).strip())
+    return tracked(repo, f, f.parent)
 
 
 def claude_state_file() -> Path:

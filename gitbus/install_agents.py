@@ -40,6 +40,7 @@ from gitbus.install_files import (
     strip_hooks,
     take_marked,
     take_section,
+    tracked,
     unexclude,
     with_section,
     without_server,
@@ -116,8 +117,8 @@ TARGETS = {"codex": CODEX, "gemini": GEMINI}
 
 
 def _tracked(repo: Repository, worktree: Path, rel: str) -> bool:
-    """Whether git tracks `rel` in `worktree` (its folder need not exist)."""
-    return bool(repo.git("-C", str(worktree), "ls-files", "--", rel).strip())
+    """Whether git tracks `rel` in `worktree` (its folder need not exist), or the file it links to."""
+    return tracked(repo, worktree / rel, worktree)
 
 
 def _shared_files(t: Target) -> list[str]:

@@ -82,6 +82,17 @@ def instructions(cmd: str) -> str:
     return INSTRUCTIONS.replace("`gitbus ", f"`{cmd} ")
 
 
+def tracked(repo: Repository, f: Path, worktree: Path) -> bool:
+    """Whether git tracks `f`, a file of `worktree` (its folder need not exist), or the file a link
+    on its way leads to: writing through the link would change a file the team shares."""
+    if repo.git("-C", str(worktree), "ls-files", "--", str(f.relative_to(worktree))).strip():
+        return True
+    real = Path(os.path.realpath(f))
+    if real == f or not real.parent.is_dir():
+        return False
+    return bool(repo.git("-C", str(real.parent), "ls-files", "--", real.name, check=False).strip())
+
+
 def is_ours(hook: Any) -> bool:
     return (
         isinstance(hook, dict)

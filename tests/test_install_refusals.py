@@ -128,6 +128,24 @@ def test_a_file_linked_within_the_worktree_is_written_through_and_stays_a_link(
     assert target.read_bytes() == original
 
 
+@pytest.mark.parametrize(("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json")])
+def test_a_link_to_a_file_git_tracks_counts_as_that_file_and_is_left_alone(
+    tmp_path: Path, client: str, name: str
+) -> None:
+    repo = make_repo(tmp_path / "main")
+    (repo / "team").mkdir()
+    team = repo / "team" / name
+    team.write_text('{"mcpServers": {}}\n' if name.endswith(".json") else "# Team rules\n")
+    git(repo, "add", "team")
+    git(repo, "commit", "-qm", "the team's file")
+    git(repo, "worktree", "add", "-q", "-b", "wt-b", str(tmp_path / "wt-b"))
+    (tmp_path / "wt-b" / name).symlink_to(Path("team") / name)
+    assert gb(repo, "install", client)[0] == 0
+    assert git(tmp_path / "wt-b", "diff", "--stat") == "" and git(repo, "diff", "--stat") == ""
+    assert gb(repo, "uninstall", client)[0] == 0
+    assert (tmp_path / "wt-b" / name).is_symlink()
+
+
 def test_the_users_own_claude_json_may_be_a_link_out_of_home_and_stays_one(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "main")
     (repo / ".mcp.json").write_text('{"mcpServers": {}}\n')
