@@ -6,6 +6,11 @@ before install first touched it. Files are written only when their text changes,
 in their own indentation; uninstall writes the original bytes back when what is left parses to what
 the user had, so formatting json.dumps would not reproduce (tabs, key spacing, escapes, a missing
 final newline) survives an install and an uninstall.
+
+Only what can be written back safely is touched: a regular file (a FIFO would block the read),
+valid UTF-8 JSON whose every value json writes back as valid JSON, a place inside the repository
+(`check_inside`: a link leading out is refused, one staying in is written through). The record
+also keeps a server of the user's named gitbus, and the one install wrote (`install_files`).
 """
 
 from __future__ import annotations
