@@ -14,9 +14,9 @@ are `gitbus.githooks`.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,22 @@ from gitbus.install_files import (
     check_hooks,
     check_servers,
     exclude,
+    forget_server,
     gitbus_command,
     instructions,
+    original_servers,
     put_section,
+    put_server,
     strip_hooks,
     take_section,
+    take_server,
+    tracked,
     unexclude,
+    without_server,
 )
 from gitbus.install_record import (
     Record,
+    check_inside,
     folder,
     give_back_json,
     parse,
@@ -111,6 +118,7 @@ def _check_claude(repo: Repository, shared: bool, local: bool) -> None:
     """Read and check every file install or uninstall would write, in every worktree, before any
     is written: a bad one stops everything with nothing changed."""
     f = _settings_file(repo, shared)
+    _check_places(repo, shared, [] if local else _mcp_files(repo, shared))
     settings = read_json(f)
     check_hooks(f, settings, list(_hook_entries("gitbus")))
     if not isinstance(settings.get(ENABLED, []), list):
@@ -121,6 +129,13 @@ def _check_claude(repo: Repository, shared: bool, local: bool) -> None:
         text_of(mem)
     if local:
         _local_servers(claude_state_file(), read_json(claude_state_file()), str(repo.worktrees()[0]))
+
+
+def _check_places(repo: Repository, shared: bool, mcp_files: list[Path]) -> None:
+    """Refuse a file of a worktree that a link puts outside the repository (see `check_inside`)."""
+    roots = repo.worktrees()
+    for f in [_settings_file(repo, shared), *mcp_files, *_memory_files(repo, shared)]:
+        check_inside(f, roots)
 
 
 def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
@@ -169,7 +184,10 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
             servers = config.setdefault("mcpServers", {})
             if text is not None and (MCP_SERVER not in servers or not known):
                 record.keep_original(str(mcp_file), text)  # a server named gitbus here is the user's
-            servers[MCP_SERVER] = entry
+            mark = f"mcpServers.{MCP_SERVER}"
+            left = known and servers.get(MCP_SERVER) == entry  # by an install from before the mark
+            put_server(mcp_file, servers, entry, record, first=mark not in record.keys(mcp_file) and not left)
+            record.add(f"{mcp_file}#{mark}")
             if write_json(mcp_file, config):
                 changed.append(mcp_file)
     if not shared:
@@ -188,7 +206,7 @@ def _tracked_mcp_json(repo: Repository) -> bool:
 
 
 def _tracked(repo: Repository, f: Path) -> bool:
-    return bool(repo.git("-C", str(f.parent), "ls-files", "--", f.name).strip())
+    return tracked(repo, f, f.parent)
 
 
 def claude_state_file() -> Path:
@@ -221,10 +239,9 @@ def _register_locally(repo: Repository, entry: dict[str, Any], record: Record) -
         for key, was_made in made.items():
             if was_made:
                 record.add(f"{f}#{key}")
-        if MCP_SERVER in servers:  # the user's own server of our name: uninstall puts it back
-            record.keep_original(_users_server(f, project), json.dumps(servers[MCP_SERVER]))
-        record.add(f"{f}#local:{project}")
-    servers[MCP_SERVER] = {"type": "stdio", **entry}
+    first = f"local:{project}" not in record.keys(f)
+    put_server(f, servers, {"type": "stdio", **entry}, record, first, where=project)
+    record.add(f"{f}#local:{project}")
     return [f] if write_json(f, state, new_mode=0o600) else []  # private, as Claude Code keeps it
 
 
@@ -234,11 +251,6 @@ def _local_servers(f: Path, state: dict[str, Any], project: str) -> None:
     mine = projects.get(project, {}) if isinstance(projects, dict) else None
     if not isinstance(mine, dict) or not isinstance(mine.get("mcpServers", {}), dict):
         raise GitbusError(f"{f} has no object for the MCP servers of {project}; fix it first.")
-
-
-def _users_server(f: Path, project: str) -> str:
-    """Where the record keeps the user's own server of our name in Claude Code's state file."""
-    return f"{f}#server:{project}"
 
 
 def _unregister_locally(record: Record) -> list[Path]:
@@ -255,12 +267,8 @@ def _unregister_locally(record: Record) -> list[Path]:
         servers = mine.get("mcpServers") if isinstance(mine, dict) else None
         if not (isinstance(projects, dict) and isinstance(mine, dict) and isinstance(servers, dict)):
             continue
-        users = record.originals.get(_users_server(f, project))
-        record.forget_original(_users_server(f, project))
-        if users is not None:
-            servers[MCP_SERVER] = json.loads(users)
-        else:
-            servers.pop(MCP_SERVER, None)
+        take_server(f, servers, record, where=project)
+        forget_server(f, record, where=project)
         if not servers and f"servers:{project}" in made:
             del mine["mcpServers"]
         if not mine and f"project:{project}" in made:
@@ -284,6 +292,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     ours = set(record.items)  # as install left it; `forget` below updates the record itself
     f = _settings_file(repo, shared)
     mcp_files = [m for m in _mcp_files(repo, shared) if shared or not _tracked(repo, m)]  # a team's is theirs
+    _check_places(repo, shared, mcp_files)
     read = {m: read_json(m) for m in [f, *mcp_files] if m.exists()}  # every one readable, or none written
     read = {m: obj for m, obj in read.items() if record.knows(m)}  # in a file install never touched, a
     # server or hook named gitbus is the user's own
@@ -310,15 +319,13 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
         if config is not None and isinstance(servers, dict) and MCP_SERVER in servers:
             created = record.keys(mcp_file)
 
-            def users(c: dict[str, Any], created: set[str] = created) -> dict[str, Any]:
-                return _without_server(c, created)
-
-            config = users(config)
+            config = without_server(mcp_file, config, created, record)
             if not config and str(mcp_file) in ours:
                 mcp_file.unlink()
                 record.forget(str(mcp_file))
             else:
-                give_back_json(mcp_file, config, record, users)
+                give_back_json(mcp_file, config, record, partial(original_servers, mcp_file, record=record))
+            forget_server(mcp_file, record)
             record.forget_keys(mcp_file)
             changed.append(mcp_file)
     if not shared:
@@ -329,19 +336,6 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if not shared:
         unexclude(repo, record, EXCLUDED)
     return changed
-
-
-def _without_server(config: dict[str, Any], created: set[str]) -> dict[str, Any]:
-    """`config` (an `.mcp.json`) without a server named gitbus; `mcpServers` goes with it only if
-    install made it."""
-    servers = config.get("mcpServers")
-    if not isinstance(servers, dict):
-        return config
-    rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
-    out = {k: v for k, v in config.items() if k != "mcpServers" or rest or "mcpServers" not in created}
-    if "mcpServers" in out:
-        out["mcpServers"] = rest
-    return out
 
 
 EXCLUDED = ("/.claude/settings.local.json", "/CLAUDE.local.md", "/.mcp.json")  # personal files

@@ -31,17 +31,23 @@ from gitbus.install_files import (
     check_hooks,
     check_servers,
     exclude,
+    forget_server,
     gitbus_command,
     instructions,
+    original_servers,
     put_section,
+    put_server,
     strip_hooks,
     take_marked,
     take_section,
+    tracked,
     unexclude,
     with_section,
+    without_server,
 )
 from gitbus.install_record import (
     Record,
+    check_inside,
     folder,
     give_back_json,
     parse,
@@ -111,8 +117,8 @@ TARGETS = {"codex": CODEX, "gemini": GEMINI}
 
 
 def _tracked(repo: Repository, worktree: Path, rel: str) -> bool:
-    """Whether git tracks `rel` in `worktree` (its folder need not exist)."""
-    return bool(repo.git("-C", str(worktree), "ls-files", "--", rel).strip())
+    """Whether git tracks `rel` in `worktree` (its folder need not exist), or the file it links to."""
+    return tracked(repo, worktree / rel, worktree)
 
 
 def _shared_files(t: Target) -> list[str]:
@@ -127,6 +133,7 @@ def _mcp_entry() -> dict[str, Any]:
 def install(repo: Repository, t: Target) -> list[Path]:
     """Add gitbus's hooks, MCP server and instructions for `t` in every worktree; idempotent.
     Returns the files it changed (none when everything was in place already)."""
+    _check_places(repo, t)
     for wt in repo.worktrees():  # refuse before writing anything
         for rel in _shared_files(t):
             if _tracked(repo, wt, rel):
@@ -158,6 +165,14 @@ def install(repo: Repository, t: Target) -> list[Path]:
     return changed
 
 
+def _check_places(repo: Repository, t: Target) -> None:
+    """Refuse a file of a worktree that a link puts outside the repository (see `check_inside`)."""
+    roots = repo.worktrees()
+    for wt in roots:
+        for rel in [*_shared_files(t), t.instructions]:
+            check_inside(wt / rel, roots)
+
+
 def _excluded(t: Target, with_instructions: bool) -> list[str]:
     return [f"/{rel}" for rel in _shared_files(t)] + ([f"/{t.instructions}"] if with_instructions else [])
 
@@ -165,6 +180,7 @@ def _excluded(t: Target, with_instructions: bool) -> list[str]:
 def uninstall(repo: Repository, t: Target) -> list[Path]:
     """Remove exactly what `install` added for `t`, in every worktree. Every file is read and
     checked first: a bad one in any worktree stops the uninstall with nothing changed."""
+    _check_places(repo, t)
     for wt in repo.worktrees():
         _read_settings(wt / t.hooks_file, t)
         text_of(wt / t.instructions)
@@ -217,15 +233,12 @@ def _without_comments(text: str) -> str:
     return "".join(t if not t.startswith(("//", "/*")) else " " for t in _JSON_TOKEN.findall(text))
 
 
-def _strip(settings: dict[str, Any], t: Target, created: set[str]) -> dict[str, Any]:
-    """`settings` without gitbus's hooks and MCP server (the keys install made go with them)."""
+def _strip(f: Path, settings: dict[str, Any], t: Target, created: set[str], record: Record) -> dict[str, Any]:
+    """`settings` (of `f`) without gitbus's hooks and MCP server (the keys install made go with
+    them, the user's own server of our name comes back)."""
     out = strip_hooks(settings, created, t.is_ours)
-    servers = out.get("mcpServers")
-    if t.mcp_in_json and f"mcpServers.{MCP_SERVER}" in created and isinstance(servers, dict):
-        rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
-        out = {k: v for k, v in out.items() if k != "mcpServers" or rest or "mcpServers" not in created}
-        if "mcpServers" in out:
-            out["mcpServers"] = rest
+    if t.mcp_in_json and f"mcpServers.{MCP_SERVER}" in created:
+        out = without_server(f, out, created, record)
     return out
 
 
@@ -238,7 +251,8 @@ def _merge_json(f: Path, t: Target, entries: dict[str, list[dict[str, Any]]], re
     if text is None:
         record.add(str(f))
     current = parse(f, text) if text is not None else {}
-    settings = _strip(current, t, record.keys(f))
+    created = record.keys(f)
+    settings = _strip(f, current, t, created, record)
     if text is not None and settings == current:
         record.keep_original(str(f), text)  # nothing of ours in it: the user's own bytes
     if "hooks" not in settings:
@@ -258,8 +272,8 @@ def _merge_json(f: Path, t: Target, entries: dict[str, list[dict[str, Any]]], re
         servers = settings.setdefault("mcpServers", {})
         if not isinstance(servers, dict):
             raise GitbusError(f"{f} has an mcpServers entry that is not an object; fix it first.")
+        put_server(f, servers, _mcp_entry(), record, first=f"mcpServers.{MCP_SERVER}" not in created)
         record.add(f"{f}#mcpServers.{MCP_SERVER}")
-        servers[MCP_SERVER] = _mcp_entry()
     return write_json(f, settings)
 
 
@@ -268,7 +282,7 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
         return False
     before = read_json(f)
     created = record.keys(f)
-    after = _strip(before, t, created)
+    after = _strip(f, before, t, created, record)
     if after == before:
         record.forget_keys(f)
         return False
@@ -279,7 +293,13 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
             f.parent.rmdir()  # the folder install made, now empty
             record.forget(folder(f.parent))
     else:
-        give_back_json(f, after, record, lambda x: _strip(x, t, created))
+
+        def users(original: dict[str, Any]) -> dict[str, Any]:
+            hooks_out = strip_hooks(original, created, t.is_ours)
+            return original_servers(f, hooks_out, record) if t.mcp_in_json else hooks_out
+
+        give_back_json(f, after, record, users)
+    forget_server(f, record)
     record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     return True
 

@@ -7,6 +7,7 @@ the lines added to (and taken back from) `info/exclude`. `install` (Claude Code)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -19,7 +20,7 @@ from typing import Any
 from gitbus.context import ensure_excluded
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.install_record import Record, folder, text_of, write_text
+from gitbus.install_record import Record, folder, parse, text_of, write_text
 
 MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these marks) -->"
 MARK_END = "<!-- gitbus:end -->"
@@ -47,7 +48,9 @@ def gitbus_command() -> str:
     virtual environment never wires in another gitbus that happens to come first on PATH.
 
     Its console script when that is what runs (argv[0], made absolute; a symlink is kept, so an
-    upgrade in place behind it carries over), else this interpreter with `-m gitbus`."""
+    upgrade in place behind it carries over), else this interpreter with `-m gitbus`. Refused in
+    one sentence when that path is not UTF-8: JSON and TOML hold text, and no spelling of its bytes
+    there would run the same file (a hook's shell and an MCP client's spawn both get UTF-8)."""
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if (
         script is not None
@@ -55,8 +58,18 @@ def gitbus_command() -> str:
         and script.is_file()
         and os.access(script, os.X_OK)
     ):
-        return shlex.quote(os.path.abspath(script))
-    return f"{shlex.quote(sys.executable)} -m gitbus"
+        cmd = shlex.quote(os.path.abspath(script))
+    else:
+        cmd = f"{shlex.quote(sys.executable)} -m gitbus"
+    try:
+        cmd.encode()
+    except UnicodeEncodeError:
+        shown = os.fsencode(cmd).decode("utf-8", "backslashreplace")
+        raise GitbusError(
+            f"gitbus runs as {shown}, a path that is not UTF-8, so it cannot be written into the "
+            "agent's config; run install from a gitbus whose path is UTF-8."
+        ) from None
+    return cmd
 
 
 def instructions(cmd: str) -> str:
@@ -67,6 +80,17 @@ def instructions(cmd: str) -> str:
     if not rest and on_path is not None and os.path.realpath(on_path) == os.path.realpath(exe):
         return INSTRUCTIONS
     return INSTRUCTIONS.replace("`gitbus ", f"`{cmd} ")
+
+
+def tracked(repo: Repository, f: Path, worktree: Path) -> bool:
+    """Whether git tracks `f`, a file of `worktree` (its folder need not exist), or the file a link
+    on its way leads to: writing through the link would change a file the team shares."""
+    if repo.git("-C", str(worktree), "ls-files", "--", str(f.relative_to(worktree))).strip():
+        return True
+    real = Path(os.path.realpath(f))
+    if real == f or not real.parent.is_dir():
+        return False
+    return bool(repo.git("-C", str(real.parent), "ls-files", "--", real.name, check=False).strip())
 
 
 def is_ours(hook: Any) -> bool:
@@ -134,6 +158,104 @@ def check_hooks(f: Path, settings: dict[str, Any], events: list[str]) -> None:
 def check_servers(f: Path, config: dict[str, Any]) -> None:
     if not isinstance(config.get("mcpServers", {}), dict):
         raise GitbusError(f"{f} has an mcpServers entry that is not an object; fix it first.")
+
+
+def users_server(f: Path, where: str = "") -> str:
+    """Where the record keeps the user's own MCP server of our name from `f` (`where`: which of its
+    server objects, when it has several: Claude Code's state file holds one per project)."""
+    return f"{f}#server:{where}"
+
+
+def _our_server(f: Path, where: str) -> str:
+    """Where the record keeps the server entry install last wrote there."""
+    return f"{f}#our-server:{where}"
+
+
+def put_server(
+    f: Path, servers: dict[str, Any], entry: dict[str, Any], record: Record, first: bool, where: str = ""
+) -> None:
+    """Our MCP server `entry` into `servers`, a server object of `f`. A server of our name that is
+    the user's (there before the first install, `first`, or not the entry install last wrote there:
+    they wrote over ours) is kept in the record, and `take_server` puts it back whatever else they
+    changed in the file meanwhile: install never loses it. (Codex's TOML cannot hold two tables of
+    one name: there install refuses instead.)"""
+    if MCP_SERVER in servers and (first or _theirs(f, servers, record, where)):
+        record.keep_original(users_server(f, where), json.dumps(servers[MCP_SERVER]))
+    elif not first and _our_server(f, where) not in record.originals:
+        _carry_over(f, record, where)
+    servers[MCP_SERVER] = entry
+    record.keep_original(_our_server(f, where), json.dumps(entry))
+
+
+def _carry_over(f: Path, record: Record, where: str) -> None:
+    """After an install from before the user's server was kept aside on its own: theirs, if they
+    had one, is in the text of `f` the record kept from before that install; keep it aside now."""
+    original = record.originals.get(str(f)) if not where else None
+    try:
+        servers = parse(f, original).get("mcpServers") if original is not None else None
+    except GitbusError:
+        return
+    if isinstance(servers, dict) and MCP_SERVER in servers:
+        record.keep_original(users_server(f, where), json.dumps(servers[MCP_SERVER]))
+
+
+def _theirs(f: Path, servers: dict[str, Any], record: Record, where: str) -> bool:
+    """Whether the server of our name in `servers` is not the one install last wrote (an install
+    from before this was recorded counts as having written whatever is there)."""
+    ours = _kept(record, _our_server(f, where))
+    return ours is not None and MCP_SERVER in servers and servers[MCP_SERVER] != ours
+
+
+def _kept(record: Record, key: str) -> Any:
+    """The server the record keeps under `key`; None if none (or the record was damaged by hand)."""
+    text = record.originals.get(key)
+    try:
+        return json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def take_server(f: Path, servers: dict[str, Any], record: Record, where: str = "") -> None:
+    """Our MCP server out of `servers` (a server object of `f`), the user's own of our name back; a
+    server they wrote over ours since is theirs and stays."""
+    if _theirs(f, servers, record, where):
+        return
+    users = _kept(record, users_server(f, where))
+    if users is None:
+        servers.pop(MCP_SERVER, None)
+    else:
+        servers[MCP_SERVER] = users
+
+
+def original_servers(f: Path, original: dict[str, Any], record: Record) -> dict[str, Any]:
+    """The user's `original` of `f` (before install) as uninstall compares it with what it leaves,
+    to give back their bytes: as it is, since a server of theirs named gitbus is kept aside and put
+    back; only after an install from before that was recorded does uninstall leave no server of our
+    name, and their bytes bring theirs back."""
+    servers = original.get("mcpServers")
+    if _our_server(f, "") in record.originals or not isinstance(servers, dict):
+        return original
+    return {**original, "mcpServers": {k: v for k, v in servers.items() if k != MCP_SERVER}}
+
+
+def forget_server(f: Path, record: Record, where: str = "") -> None:
+    """Once uninstall has written `f`: what the record kept of its servers is no longer needed."""
+    record.forget_original(users_server(f, where))
+    record.forget_original(_our_server(f, where))
+
+
+def without_server(f: Path, config: dict[str, Any], created: set[str], record: Record) -> dict[str, Any]:
+    """`config` (the object of `f`, whose `mcpServers` holds ours) as uninstall leaves it: our server
+    out, the user's own of our name back, and `mcpServers` gone if install made it and it is empty."""
+    servers = config.get("mcpServers")
+    if not isinstance(servers, dict):
+        return config
+    rest = dict(servers)
+    take_server(f, rest, record)
+    out = {k: v for k, v in config.items() if k != "mcpServers" or rest or "mcpServers" not in created}
+    if "mcpServers" in out:
+        out["mcpServers"] = rest
+    return out
 
 
 def put_section(mem: Path, section: str, record: Record) -> bool:

@@ -6,11 +6,17 @@ before install first touched it. Files are written only when their text changes,
 in their own indentation; uninstall writes the original bytes back when what is left parses to what
 the user had, so formatting json.dumps would not reproduce (tabs, key spacing, escapes, a missing
 final newline) survives an install and an uninstall.
+
+Only what can be written back safely is touched: a regular file (a FIFO would block the read),
+valid UTF-8 JSON whose every value json writes back as valid JSON, a place inside the repository
+(`check_inside`: a link leading out is refused, one staying in is written through). The record
+also keeps a server of the user's named gitbus, and the one install wrote (`install_files`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -31,9 +37,21 @@ def read_json(f: Path) -> dict[str, Any]:
 
 
 def parse(f: Path, text: str) -> dict[str, Any]:
-    """The JSON object `f` holds (`text`); a UTF-8 BOM before it is read past, as editors write it."""
+    """The JSON object `f` holds (`text`); a UTF-8 BOM before it is read past, as editors write it.
+
+    Refused in one sentence: text that is not JSON (`NaN` and `Infinity` included, which Python
+    reads but JSON has not), bytes that are not UTF-8, and a number too large for a float (json
+    would write `1e999` back as `Infinity`, which Node's JSON.parse, and so Claude Code, rejects)."""
     try:
-        obj = json.loads(text.removeprefix(BOM) or "{}")
+        text.encode()
+    except UnicodeEncodeError:
+        raise GitbusError(f"{f} is not UTF-8; fix it first, gitbus will not overwrite it.") from None
+    try:
+        obj = json.loads(text.removeprefix(BOM) or "{}", parse_constant=_no_constant, parse_float=_finite)
+    except _TooLarge as e:
+        raise GitbusError(
+            f"{f} holds the number {e}, too large for gitbus to write back as it is; fix it first."
+        ) from None
     except (ValueError, RecursionError):
         raise GitbusError(f"{f} is not valid JSON; fix it first, gitbus will not overwrite it.") from None
     if not isinstance(obj, dict):
@@ -41,29 +59,58 @@ def parse(f: Path, text: str) -> dict[str, Any]:
     return obj
 
 
+class _TooLarge(Exception):
+    """A JSON number beyond a float's range (its text is the message)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _TooLarge(text)
+    return value
+
+
 def text_of(f: Path) -> str | None:
     """The text of `f` exactly as its bytes say: line ends and a BOM kept, bytes that are not UTF-8
-    carried as surrogates (`encode` gives them back), so a file round-trips byte for byte."""
+    carried as surrogates (`encode` gives them back), so a file round-trips byte for byte. Only a
+    regular file is read: a FIFO would block forever, a device is no settings file."""
     try:
-        return f.read_bytes().decode("utf-8", "surrogateescape")
+        fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise GitbusError(f"Could not read {f}: {e.strerror or e}.") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GitbusError(f"{f} is not a regular file; gitbus will not read or replace it.")
+        try:
+            return file.read().decode("utf-8", "surrogateescape")
+        except OSError as e:
+            raise GitbusError(f"Could not read {f}: {e.strerror or e}.") from None
 
 
 def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _json_like(obj: dict[str, Any], like: str | None) -> str:
     """`obj` as JSON in the indentation, line ends and BOM of `like` (the file's text so far; two
-    spaces and LF without one)."""
+    spaces and LF without one). A lone surrogate (`"\\ud800"` in the file) stays an escape: as a
+    character it has no UTF-8."""
     found = re.search(r"\n([ \t]+)\S", like or "")
     indent: str | int = 2 if found is None else ("\t" if "\t" in found[1] else len(found[1]))
     ascii_only = like is None or like.removeprefix(BOM).isascii()
     end = "" if like is not None and like and not like.endswith("\n") else "\n"
     out = json.dumps(obj, indent=indent, ensure_ascii=ascii_only) + end
+    # a surrogate can only be inside a string (JSON's own text is ASCII): write it as an escape
+    out = _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", out)
     if like is not None and "\r\n" in like:
         out = out.replace("\n", "\r\n")  # JSON strings escape their newlines: only layout changes
     return (BOM + out) if like is not None and like.startswith(BOM) else out
@@ -74,9 +121,40 @@ def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
     keeps its permissions (a new one gets `new_mode`, else the umask's): a private file stays so."""
     if text_of(f) == text:
         return False
-    mode = stat.S_IMODE(f.stat().st_mode) if f.exists() else new_mode
-    write_atomic(f, encode(text), prefix=f".{f.name}.gitbus-", mode=_umask_mode() if mode is None else mode)
+    real = Path(os.path.realpath(f))  # through a link (see `check_inside`): the link stays one
+    mode = stat.S_IMODE(real.stat().st_mode) if real.exists() else new_mode
+    write_atomic(
+        real, encode(text), prefix=f".{real.name}.gitbus-", mode=_umask_mode() if mode is None else mode
+    )
     return True
+
+
+def check_inside(f: Path, roots: list[Path]) -> None:
+    """Refuse, in one sentence, a file of a worktree whose real place is outside every one of
+    `roots` (the repository's worktrees): a symbolic link on the way, the file's own or a folder's,
+    leads out, and install would write, and uninstall delete, where nobody asked it to. A link that
+    stays inside is written through (`write_text`), so it stays a link."""
+    real = os.path.realpath(f)
+    if any(_within(real, os.path.realpath(r)) for r in roots):
+        return
+    link = next((p for p in _steps(f, roots) if p.is_symlink()), f)
+    raise GitbusError(
+        f"{link} is a symbolic link to {os.path.realpath(link)}, outside the repository: gitbus will "
+        "not write through it. Replace the link with the file, or add gitbus's entries yourself."
+    )
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _steps(f: Path, roots: list[Path]) -> list[Path]:
+    """The paths from the worktree `f` is in down to `f` (its first folder first)."""
+    root = next((r for r in roots if f.is_relative_to(r)), None)
+    if root is None:
+        return [f]
+    parts = f.relative_to(root).parts
+    return [root.joinpath(*parts[: i + 1]) for i in range(len(parts))]
 
 
 def _umask_mode() -> int:
