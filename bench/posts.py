@@ -8,10 +8,11 @@ message to one agent is `Bus.ask` (or `Bus.request`) with `to=`, which first che
 is on the bus, as Agent Mail checks its recipient is registered. The goal row is `Bus.discover`, the
 post issue 16 names; `Bus.ask` to one agent is measured beside it, the closer analogue in shape.
 
-Both gitbus sides run on long-lived repositories on disk where the recipient has joined, the pygit2
-floor (floor.py) on a fresh one, and Agent Mail's `send_message` on one server through its MCP tool in
-process, its store on the same disk; every round runs every side once, the order alternating
-(`measure.interleaved_beside`).
+Both gitbus sides run on long-lived repositories where the recipient has joined, the pygit2 floor
+(floor.py) on a fresh one, and Agent Mail's `send_message` on one server through its MCP tool in
+process, its store on the same file system; every round runs every side once, the order alternating
+(`measure.interleaved_beside`). Run alone (`cd bench && python posts.py`), it measures on the disk and
+again on /dev/shm, where the disk's file-creation cost (docs/benchmarks.md, Machine) is out of the way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import agentmail
 import floor
+import helpers
 from measure import Op, Series, interleaved_beside, verdict
 
 from gitbus.bus import Bus
@@ -29,8 +32,8 @@ from gitbus.clock import SystemClock
 from gitbus.git import init_repository
 from gitbus.ids import agent_name
 
-AGENT = "bluelake"  # Agent Mail's first sender and its recipient (agentmail.py), in the lowercase
-RECIPIENT = "quietharbor"  # a gitbus agent name takes
+# Agent Mail's first sender and its recipient (agentmail.py), lowercase as gitbus agent names are.
+AGENT, RECIPIENT = "bluelake", "quietharbor"
 GOAL = 100.0  # issue 16: a post in process ≥ 100× Agent Mail's send
 
 DISCOVER = "`Bus.discover`: a finding, to everyone"
@@ -41,6 +44,7 @@ AGENTMAIL = "Agent Mail `send_message`, one recipient"
 
 @dataclass(frozen=True)
 class PostsBench:
+    fs: str  # where the repositories and Agent Mail's store were
     reps: int
     ops: int  # posts per round, each gitbus side and the floor
     agentmail_ops: int  # sends per round
@@ -70,17 +74,19 @@ def sides(work: Path) -> dict[str, Op]:
 
 def posts_bench(
     work: Path,
+    fs: str,
     reps: int,
     ops: int,
     send: Callable[[int], float] | None = None,
-    agentmail: str = "not in this run",
+    note: str = "not in this run",
     agentmail_ops: int = 10,
 ) -> PostsBench:
-    """`send(n)` makes `n` Agent Mail sends to one recipient and answers calls/s."""
+    """`send(n)` makes `n` Agent Mail sends to one recipient and answers calls/s; `note` says which
+    Agent Mail that is, or why it is not in the run."""
     before = os.getloadavg()[0]
     outside = {AGENTMAIL: lambda: send(agentmail_ops)} if send is not None else {}
     rates = interleaved_beside(sides(work), outside, reps, ops)
-    return PostsBench(reps, ops, agentmail_ops, rates, agentmail, (before, os.getloadavg()[0]))
+    return PostsBench(fs, reps, ops, agentmail_ops, rates, note, (before, os.getloadavg()[0]))
 
 
 # -- the report's lines ------------------------------------------------------------------------------
@@ -95,53 +101,57 @@ def _per_op(s: Series) -> str:
     return f"{1000 / s.median:,.2f} ms | {1000 / s.hi:,.2f} – {1000 / s.lo:,.2f}"
 
 
-def goal_rows(b: PostsBench) -> list[str]:
-    am = b.rates.get(AGENTMAIL)
-    if am is None:
-        return []
+def goal_rows(results: list[PostsBench]) -> list[str]:
     rows = []
-    for side, what in (
-        (DISCOVER, "a post in process (`Bus.discover`)"),
-        (ASK, "a message to one agent in process (`Bus.ask`)"),
-    ):
-        x = _ms(am) / _ms(b.rates[side])
-        rows.append(
-            f"| {what} ≥ {GOAL:.0f}× Agent Mail `send_message` (one recipient) | {x:.0f}× "
-            f"| {verdict(x >= GOAL)} |"
-        )
+    for b in results:
+        am = b.rates.get(AGENTMAIL)
+        if am is None:
+            continue
+        for side, what in (
+            (DISCOVER, "a post in process (`Bus.discover`)"),
+            (ASK, "a message to one agent in process (`Bus.ask`)"),
+        ):
+            x = _ms(am) / _ms(b.rates[side])
+            rows.append(
+                f"| {what}, {b.fs} ≥ {GOAL:.0f}× Agent Mail `send_message` (one recipient) | {x:.0f}× "
+                f"| {verdict(x >= GOAL)} |"
+            )
     return rows
 
 
-def section(b: PostsBench, number: int) -> list[str]:
-    am = b.rates.get(AGENTMAIL)
+def section(results: list[PostsBench], number: int) -> list[str]:
+    b = results[0]
+    am = any(AGENTMAIL in r.rates for r in results)
+    loads = "; ".join(f"{r.fs}: {r.load[0]:.2f} – {r.load[1]:.2f}" for r in results)
     out = [
         f"## {number}. A post beside Agent Mail's `send_message` (in process)",
         "",
         "`Bus.discover` (what an agent posting a finding does) and `Bus.ask` to one agent, each on a "
-        "long-lived repository on disk where the recipient has joined, beside the pygit2 floor on a fresh "
-        "one"
+        "long-lived repository where the recipient has joined, beside the pygit2 floor on a fresh one"
         + (
             f" and Agent Mail `send_message` to one recipient ({b.agentmail}; one server, one caller, "
-            "through its MCP tool in process as in § 8, its store on the same disk)"
+            "through its MCP tool in process as in § 8, its store on the same file system)"
             if am
             else f" (Agent Mail: {b.agentmail})"
         )
         + f", in the same rounds, the order alternating ({b.reps} × {b.ops} posts per side"
         + (f", Agent Mail {b.reps} × {b.agentmail_ops} sends" if am else "")
-        + f"; load average {b.load[0]:.2f} at the start, {b.load[1]:.2f} at the end; `bench/posts.py`).",
+        + f"; load average at the start and the end, {loads}; `bench/posts.py`).",
         "",
-        "| side | per post | fastest – slowest |" + (" Agent Mail ÷ side |" if am else ""),
-        "|---|---:|---|" + ("---:|" if am else ""),
-        *(
-            f"| {name} | {_per_op(r)} |" + (f" {_ms(am) / _ms(r):,.0f}× |" if am else "")
-            for name, r in b.rates.items()
-            if name != AGENTMAIL
-        ),
-        *([f"| {AGENTMAIL} | {_per_op(am)} | 1× |"] if am else []),
-        "",
+        "| file system | side | per post | fastest – slowest |" + (" Agent Mail ÷ side |" if am else ""),
+        "|---|---|---:|---|" + ("---:|" if am else ""),
     ]
+    for r in results:
+        mail = r.rates.get(AGENTMAIL)
+        out += [
+            f"| {r.fs} | {name} | {_per_op(s)} |" + (f" {_ms(mail) / _ms(s):,.0f}× |" if mail else "")
+            for name, s in r.rates.items()
+            if name != AGENTMAIL
+        ]
+        out += [f"| {r.fs} | {AGENTMAIL} | {_per_op(mail)} | 1× |"] if mail else []
+    out.append("")
     if am:
-        out += ["Goals (issue 16):", "", "| goal | measured | |", "|---|---:|---|", *goal_rows(b), ""]
+        out += ["Goals (issue 16):", "", "| goal | measured | |", "|---|---:|---|", *goal_rows(results), ""]
     out += [
         "gitbus has no `send`: a finding is a discovery to everyone, and a message to one agent is a "
         "question (or a request) with its recipient. `Bus.ask` checks the recipient is on the bus "
@@ -153,41 +163,43 @@ def section(b: PostsBench, number: int) -> list[str]:
     return out
 
 
+def _measure(work: Path, fs: str, install: agentmail.Install, reps: int, ops: int, am_ops: int) -> PostsBench:
+    """One file system: an Agent Mail server with its store in `work`, and the sides beside it."""
+    servers = None
+    note = f"not installed here: {install.error.splitlines()[-1:] or install.tried}"
+    if install.python is not None:
+        helpers.log(f"{fs}: starting one Agent Mail server")
+        servers = agentmail.Servers(install.python, work / "agentmail" / "store", 1)
+        note = f"PyPI `{agentmail.PACKAGE}` {install.version}"
+    try:
+        helpers.log(f"{fs}: {reps} × {ops} posts per side, Agent Mail {reps} × {am_ops}")
+        send = (lambda n: servers.run("send", 1, n)) if servers is not None else None
+        return posts_bench(work, fs, reps, ops, send, note, am_ops)
+    finally:
+        if servers is not None:
+            servers.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    import agentmail
-    from helpers import gitbus_exe, hermetic_env, log, workdir
-
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=11)
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--agentmail-ops", type=int, default=10)
     args = parser.parse_args(argv)
-    gitbus_exe()  # the library runs in this process: gitbus must be installed beside it
-    with workdir() as work:
-        hermetic_env(work / "home")
-        install = agentmail.ensure_installed()
-        servers = None
-        note = f"not installed here: {install.error.splitlines()[-1:] or install.tried}"
-        if install.python is not None:
-            log("starting one Agent Mail server")
-            servers = agentmail.Servers(install.python, work / "agentmail" / "store", 1)
-            note = f"PyPI `{agentmail.PACKAGE}` {install.version}"
-        try:
-            log(f"measuring: {args.reps} × {args.ops} posts, Agent Mail {args.reps} × {args.agentmail_ops}")
-            b = posts_bench(
-                work,
-                args.reps,
-                args.ops,
-                (lambda n: servers.run("send", 1, n)) if servers is not None else None,
-                note,
-                args.agentmail_ops,
-            )
-        finally:
-            if servers is not None:
-                servers.close()
-    print("\n".join([*goal_rows(b), "", *section(b, 17)]))
+    helpers.gitbus_exe()  # the library runs in this process: gitbus must be installed beside it
+    install = agentmail.ensure_installed()
+    results = []
+    ram = helpers.tmpfs()
+    with helpers.workdir() as work, helpers.workdir(ram) as ramwork:
+        helpers.hermetic_env(work / "home")
+        places = {f"{work.parent} ({helpers.fstype(work)})": work} | (
+            {f"{ram} (tmpfs)": ramwork} if ram else {}
+        )
+        for fs, where in places.items():
+            results.append(_measure(where, fs, install, args.reps, args.ops, args.agentmail_ops))
+    print("\n".join([*goal_rows(results), "", *section(results, 17)]))
     return 0
 
 

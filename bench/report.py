@@ -68,7 +68,7 @@ class Results:
     startup: startup.StartupBench | None = None  # the everyday commands in a regular install (startup.py)
     flood: flood.FloodBench | None = None  # a hook call and `gitbus inbox` far behind (flood.py)
     clones: clones.ClonesBench | None = None  # claims through git daemon, clone by clone (clones.py)
-    posts: posts.PostsBench | None = None  # a post beside Agent Mail's send_message (posts.py)
+    posts: list[posts.PostsBench] | None = None  # a post beside Agent Mail's send_message (posts.py)
 
 
 def _ops(s: Series) -> str:

@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"PyPI `{agentmail.PACKAGE}` {outcome.install.version}" if am else "not in this run")
             log(f"posts beside Agent Mail's send: {cfg.posts_reps} x {cfg.posts_ops} per side")
             posted = posts.posts_bench(
-                work, cfg.posts_reps, cfg.posts_ops, (lambda n: am.run("send", 1, n)) if am else None,
+                work, disk, cfg.posts_reps, cfg.posts_ops, (lambda n: am.run("send", 1, n)) if am else None,
                 f"PyPI `{agentmail.PACKAGE}` {outcome.install.version}" if am else "not in this run",
                 cfg.posts_agentmail_ops)
         finally:
@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
         tui=tui_first, realclient=real, startup=startups, flood=flooded, refs=refs, clones=cloned,
-        posts=posted,
+        posts=[posted],
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
