@@ -95,6 +95,25 @@ def interleaved_on(ops_by_side: Mapping[str, Op], reps: int, ops: int) -> dict[s
     return {name: Series(tuple(v)) for name, v in got.items()}
 
 
+def interleaved_beside(
+    ops_by_side: Mapping[str, Op], outside: Mapping[str, Callable[[], float]], reps: int, ops: int
+) -> dict[str, Series]:
+    """Like `interleaved_on`, with sides that run elsewhere (another process, its own op count) in
+    the same rounds: each call of an outside side runs one round there and answers its ops/s."""
+    for op in ops_by_side.values():
+        for i in range(WARMUP_OPS):
+            op(-1 - i)
+    for run in outside.values():  # their warm-up round, not counted
+        run()
+    got: dict[str, list[float]] = {name: [] for name in (*ops_by_side, *outside)}
+    names = list(got)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            rate = outside[name]() if name in outside else run_ops(ops_by_side[name], rep * ops, ops)
+            got[name].append(rate)
+    return {name: Series(tuple(v)) for name, v in got.items()}
+
+
 @dataclass(frozen=True)
 class ProfileRow:
     name: str

@@ -12,6 +12,7 @@ import flood
 import history
 import live
 import manyclaims
+import posts
 import realclient
 import search
 import startup
@@ -67,6 +68,7 @@ class Results:
     startup: startup.StartupBench | None = None  # the everyday commands in a regular install (startup.py)
     flood: flood.FloodBench | None = None  # a hook call and `gitbus inbox` far behind (flood.py)
     clones: clones.ClonesBench | None = None  # claims through git daemon, clone by clone (clones.py)
+    posts: list[posts.PostsBench] | None = None  # a post beside Agent Mail's send_message (posts.py)
 
 
 def _ops(s: Series) -> str:
@@ -138,6 +140,7 @@ def _goal_rows(r: Results) -> list[str]:
     rows += clones.goal_rows(r.clones) if r.clones else []
     rows += realclient.goal_rows(r.realclient) if r.realclient else []
     rows += agentrefs.goal_rows(r.refs) if r.refs else []
+    rows += posts.goal_rows(r.posts) if r.posts else []
     return rows
 
 
@@ -386,6 +389,7 @@ def render(r: Results) -> str:
         *(flood.section(r.flood, 14) if r.flood else []),
         *(clones.section(r.clones, 15) if r.clones else []),
         *(agentrefs.section(r.refs, 16) if r.refs else []),
+        *(posts.section(r.posts, 17) if r.posts else []),
         "## Notes on method",
         "",
         "- Throughput is ops/s over a timed loop after a short untimed warm-up; a ratio is the ratio of "

@@ -37,6 +37,7 @@ import floor
 import history
 import live
 import manyclaims
+import posts
 import pygit2
 import realclient
 import report
@@ -81,6 +82,9 @@ class Config:
     claims: tuple[int, int] = (10, 10_000)  # live claims in the two repositories of manyclaims.py
     claims_reps: int = 5
     claims_ops: int = 50
+    posts_reps: int = 7  # rounds of a post beside Agent Mail's send (posts.py)
+    posts_ops: int = 200  # posts per round, each gitbus side and the floor
+    posts_agentmail_ops: int = 10  # Agent Mail sends per round
     read_reps: int = 5  # whole-history reads (history.py)
     realclient_runs: int = realclient.FULL_RUNS  # `claude -p` turns per arm, with and without gitbus
     startup_reps: int = 20  # rounds of the everyday commands in a regular install (startup.py)
@@ -90,7 +94,8 @@ class Config:
 
 QUICK = Config(quick=True, reps=5, post_ops=200, claim_ops=100, scale_reps=3, scale_ops=60, cli_reps=5,
                big=10_000, hook_reps=20, live_posts=60, sync_reps=2, crowd_reps=2, crowd_ops=160,
-               agentmail_ops=16, claims_reps=3, claims_ops=20, read_reps=3,
+               agentmail_ops=16, claims_reps=3, claims_ops=20, posts_reps=3, posts_ops=50,
+               posts_agentmail_ops=5, read_reps=3,
                realclient_runs=realclient.QUICK_RUNS, startup_reps=8, clones_seconds=5.0)
 FULL = Config(quick=False, reps=11, post_ops=1000, claim_ops=300, scale_reps=5, scale_ops=200, cli_reps=11,
               big=100_000)
@@ -316,6 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cfg.hook_reps, "`pip install .` of this checkout into a fresh venv (not editable)",
                 (lambda n: am.run("reserve", 1, n)) if am else None,
                 f"PyPI `{agentmail.PACKAGE}` {outcome.install.version}" if am else "not in this run")
+            log(f"posts beside Agent Mail's send: {cfg.posts_reps} x {cfg.posts_ops} per side")
+            posted = posts.posts_bench(
+                work, disk, cfg.posts_reps, cfg.posts_ops, (lambda n: am.run("send", 1, n)) if am else None,
+                f"PyPI `{agentmail.PACKAGE}` {outcome.install.version}" if am else "not in this run",
+                cfg.posts_agentmail_ops)
         finally:
             if servers:
                 servers.close()
@@ -399,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli=cli, library=library, hooks=hooks, propagation=propagation, shared=shared,
         searched=searched, crowd=crowded, agentmail=outcome, many=many, reads=reads, sizes=sizes,
         tui=tui_first, realclient=real, startup=startups, flood=flooded, refs=refs, clones=cloned,
+        posts=[posted],
     ))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
