@@ -27,11 +27,11 @@ from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name, agent_ref, ne
 from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
-from gitbus.reading import OPEN_WINDOW, Reading
+from gitbus.reading import OPEN_WINDOW, REPLIES_SHOWN, Reading, Replies
 from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
 from gitbus.roster import AgentInfo
 
-__all__ = ["OPEN_WINDOW", "AgentInfo", "Bus", "OpenRequest", "Status"]
+__all__ = ["OPEN_WINDOW", "REPLIES_SHOWN", "AgentInfo", "Bus", "OpenRequest", "Replies", "Status"]
 
 
 @dataclass(frozen=True)

@@ -120,9 +120,10 @@ def _shown(m: Message, b: Bus) -> str:
         lines.append(quoted(m.text, SHOW_CHARS))
     if m.reply_to:
         lines.append(f"in reply to {inert(m.reply_to[:8])}")
-    replies = b.replies(m.id)
-    said = within([fact(r, b.agent) for r in replies], LIST_CHARS // 2, "\n")  # then "and N more"
-    lines += ["replies:", said] if replies else ["no replies"]
+    replies = b.replies(m)
+    total = len(replies.messages) + replies.left_out
+    said = within([fact(r, b.agent) for r in replies.messages], LIST_CHARS // 2, "\n", total=total)
+    lines += ["replies:", said] if total else ["no replies"]  # the oldest that fit, then "and N more"
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,9 +26,9 @@ from mcp.types import CallToolResult, TextContent, Tool
 from typer.testing import CliRunner
 
 import gitbus
-from gitbus.bus import Bus
+from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
-from gitbus.clock import DURATION_FORMS
+from gitbus.clock import DURATION_FORMS, FakeClock
 from gitbus.errors import ClaimConflict
 from gitbus.hooks import handle
 from gitbus.install_files import gitbus_command
@@ -35,6 +36,7 @@ from gitbus.mcp_server import INSTRUCTIONS, build
 from gitbus.message import MAX_TEXT_BYTES, Kind
 
 from .conftest import git
+from .crowded import bulk_discoveries
 
 TOOLS = {
     "discover",
@@ -761,3 +763,29 @@ def test_show_keeps_a_long_thread_within_a_budget(server: MCPServer, peers: dict
         peers[DB].answer(q.id, f"answer {i}: " + "x" * 300)
     out = said(call(server, "show", id=q.id))
     assert len(out) < 8000 and out.endswith("more"), out[-200:]
+
+
+def test_show_finds_an_answer_behind_a_flood_of_replies_and_says_how_many_it_left_out(
+    server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    """More than 2,000 newer replies (a peer's flood) neither hide the answer nor reach the model whole."""
+    q = peers[WEB].ask("which port does the api use?", to=ME)
+    peers[ME].answer(q.id, "8080 since monday")
+    clock = FakeClock(time.time_ns() // 1_000_000 + 1000)
+    flood = [f"no, {i}" for i in range(OPEN_WINDOW + 1)]
+    bulk_discoveries(peers[DB].repo, DB, flood, clock, q)
+    out = said(call(server, "show", id=q.id))
+    lines = out.splitlines()
+    assert lines[lines.index("replies:") + 1].startswith(f"- {ME} answered"), out
+    assert "8080 since monday" in out and len(out) < 8000, out[-300:]
+    shown = len(lines) - lines.index("replies:") - 1  # those that fit in the budget, oldest first
+    assert out.endswith(f" and {len(flood) + 1 - shown} more"), out[-200:]
+
+
+def test_show_finds_an_answer_behind_many_newer_messages(server: MCPServer, peers: dict[str, Bus]) -> None:
+    q = peers[WEB].ask("which port does the api use?", to=ME)
+    peers[ME].answer(q.id, "8080 since monday")
+    clock = FakeClock(time.time_ns() // 1_000_000 + 1000)
+    bulk_discoveries(peers[DB].repo, DB, [f"finding {i}" for i in range(OPEN_WINDOW + 1)], clock)
+    out = said(call(server, "show", id=q.id))
+    assert "no replies" not in out and "8080 since monday" in out, out
