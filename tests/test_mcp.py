@@ -10,11 +10,12 @@ import asyncio
 import json
 import os
 import re
+import select
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -789,3 +790,124 @@ def test_show_finds_an_answer_behind_many_newer_messages(server: MCPServer, peer
     bulk_discoveries(peers[DB].repo, DB, [f"finding {i}" for i in range(OPEN_WINDOW + 1)], clock)
     out = said(call(server, "show", id=q.id))
     assert "no replies" not in out and "8080 since monday" in out, out
+
+
+# -- what cannot be parsed gets an answer ----------------------------------------------------------
+
+
+def _call_line(rid: int, tool: str, arguments: str) -> bytes:
+    """A tools/call written by hand: the arguments go on the wire exactly as given."""
+    head = f'{{"jsonrpc":"2.0","id":{rid},"method":"tools/call","params":{{"name":"{tool}","arguments":'
+    return (head + arguments + "}}").encode()
+
+
+UNPARSABLE = {  # what a client may send that the SDK's JSON parser refuses; each one line, with its id
+    "a-lone-surrogate": (_call_line(11, "discover", '{"text":"\\ud800"}'), 11),
+    "nesting-200-deep": (
+        _call_line(12, "discover", '{"text":"x","paths":' + "[" * 200 + "]" * 200 + "}"),
+        12,
+    ),
+    "a-5000-digit-integer": (_call_line(13, "search", '{"text":"x","limit":' + "9" * 5000 + "}"), 13),
+    "malformed-json": (b'{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":', None),
+    "not-json-at-all": (b"hello", None),
+}
+
+
+class RawServer:
+    """`gitbus mcp` as a child process spoken to line by line, every read bounded in time."""
+
+    def __init__(self, wt: Path, errlog: Path) -> None:
+        env = {k: os.environ[k] for k in ("PATH", "HOME", *HERMETIC_ENV) if k in os.environ}
+        self.err = errlog.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gitbus", "mcp"],
+            cwd=wt,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+        )
+        self.buffer = b""
+
+    def send(self, line: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
+
+    def reply(self) -> dict[str, Any] | None:
+        """The next line the server writes, parsed, or None when none comes within the timeout."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + TIMEOUT_SECONDS / 2
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        got: dict[str, Any] = json.loads(line)
+        return got
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(TIMEOUT_SECONDS)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(TIMEOUT_SECONDS)
+            self.err.close()
+
+
+@pytest.fixture
+def raw_server(worktrees: list[Path], peers: dict[str, Bus], tmp_path: Path) -> Iterator[RawServer]:
+    server = RawServer(worktrees[0], tmp_path / "server-stderr.txt")
+    try:
+        hello = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        }
+        server.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}).encode())
+        assert (server.reply() or {}).get("id") == 0
+        server.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("case", list(UNPARSABLE))
+def test_a_message_the_server_cannot_parse_gets_a_parse_error_and_the_server_goes_on(
+    raw_server: RawServer, worktrees: list[Path], tmp_path: Path, case: str
+) -> None:
+    """The SDK drops what its parser refuses, so the client would wait for its own timeout: each such
+    line gets a JSON-RPC parse error (with the request's id when it can be read, else null), and a
+    line on stderr; nothing is written and the next call is served."""
+    line, rid = UNPARSABLE[case]
+    before = git(worktrees[0], "for-each-ref", "refs/bus/")
+    raw_server.send(line)
+    got = raw_server.reply()
+    assert got is not None, "no reply to a message the server could not parse"
+    assert (got.get("id"), got.get("error", {}).get("code")) == (rid, -32700), got
+    message = got["error"]["message"]
+    assert message.startswith("Parse error") and "\n" not in message and len(message) < 300, message
+    raw_server.send(_call_line(20, "status", "{}"))
+    alive = raw_server.reply()
+    assert alive is not None and alive["id"] == 20 and "you are " in json.dumps(alive), alive
+    assert git(worktrees[0], "for-each-ref", "refs/bus/") == before
+    raw_server.close()
+    logged = (tmp_path / "server-stderr.txt").read_text().splitlines()
+    assert len(logged) == 1 and logged[0].startswith("gitbus mcp: "), logged
+
+
+def test_a_json_message_that_is_no_json_rpc_gets_an_invalid_request_error(raw_server: RawServer) -> None:
+    raw_server.send(b'{"jsonrpc":"2.0","id":31,"method":5}')
+    got = raw_server.reply()
+    assert got is not None and (got["id"], got["error"]["code"]) == (31, -32600), got
+    raw_server.send(b"[1, 2]")
+    got = raw_server.reply()
+    assert got is not None and (got["id"], got["error"]["code"]) == (None, -32600), got
