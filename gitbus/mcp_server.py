@@ -11,22 +11,15 @@ the model inert and capped, as in the hooks (`delivery`'s facts, `gitbus.inert`)
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
-from mcp.shared.message import SessionMessage
-from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, ToolAnnotations
-from mcp.types import RequestId as WireId
+from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -39,6 +32,7 @@ from gitbus.errors import GitbusError
 from gitbus.ids import EVERYONE
 from gitbus.inbox import Inbox, count_text
 from gitbus.inert import QUOTE_CHARS, inert, inert_block, quoted, within
+from gitbus.mcp_wire import Answering
 from gitbus.message import Message
 
 INSTRUCTIONS = """gitbus connects you with the other coding agents working in other git worktrees of this
@@ -172,95 +166,9 @@ def _one_sentence(e: ValidationError) -> str:
     return "; ".join(dict.fromkeys(_problem(err) for err in e.errors())) + "."
 
 
-def _request_id(message: object) -> WireId | None:
-    """The id of `message` (a request: a JSON object with a method) when it has a usable one."""
-    if not isinstance(message, dict) or "method" not in message:
-        return None  # no request (a client's response to us, say): its id is not ours to answer
-    rid = message.get("id")
-    if isinstance(rid, bool) or not isinstance(rid, int | str):
-        return None
-    if isinstance(rid, str) and (len(rid) > 200 or not rid.isprintable() or not rid.isascii()):
-        return None  # echoed back, it must encode, and it is a peer string: only a plain one is
-    return rid
-
-
-def _parsed(line: str) -> object:
-    """`line` read by the standard library, which takes what the SDK's parser refuses (a lone
-    surrogate, deep nesting); a long integer is read as None. None when even that fails."""
-    try:
-        return json.loads(line, parse_int=lambda digits: int(digits) if len(digits) <= 30 else None)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _answer_for(e: Exception) -> tuple[JSONRPCError, str]:
-    """The JSON-RPC error for a message the transport could not take (JSON-RPC 2.0: a parse error,
-    or an invalid request for JSON that is no message), and the line saying so on stderr."""
-    errors = e.errors() if isinstance(e, ValidationError) else []
-    if errors and errors[0]["type"] == "json_invalid":
-        line = errors[0].get("input")
-        rid = _request_id(_parsed(line)) if isinstance(line, str) else None
-        why = errors[0]["msg"].removeprefix("Invalid JSON: ")[:200]
-        code, said = PARSE_ERROR, f"Parse error: the message is no JSON this server reads ({why})"
-    elif errors:  # JSON, but no JSON-RPC message: the whole object is the input of some error
-        found = [err.get("input") for err in errors if len(err["loc"]) <= 2]
-        rid = next((r for r in map(_request_id, found) if r is not None), None)
-        code, said = INVALID_REQUEST, "Invalid Request: the message is no JSON-RPC 2.0 message"
-    else:
-        rid, code, said = None, PARSE_ERROR, f"Parse error: {type(e).__name__}"
-    answer = JSONRPCError(jsonrpc="2.0", id=rid, error=ErrorData(code=code, message=said))
-    return answer, f"gitbus mcp: answered a message it could not read (id {rid}): {said}."
-
-
-class _Answering:
-    """The stdio transport's read stream, less what it could not parse. The SDK passes such a line on
-    as an exception, which its dispatcher drops, so the client would wait for its own timeout: here
-    each is answered with a JSON-RPC error and a line on stderr, and the next message is read."""
-
-    def __init__(self, inner: Any, write: Any) -> None:
-        self._inner, self._write = inner, write
-
-    @property
-    def last_context(self) -> Any:  # the sender's context, which the dispatcher runs handlers in
-        return getattr(self._inner, "last_context", None)
-
-    async def receive(self) -> SessionMessage:
-        while True:
-            item = await self._inner.receive()
-            if not isinstance(item, Exception):
-                return item  # type: ignore[no-any-return]
-            errors = item.errors() if isinstance(item, ValidationError) else []
-            if errors and isinstance(errors[0].get("input"), str) and not errors[0]["input"].strip():
-                continue  # a blank line is no message
-            answer, line = _answer_for(item)
-            print(line, file=sys.stderr, flush=True)
-            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-                await self._write.send(SessionMessage(answer))  # unless the client left
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def __aiter__(self) -> _Answering:
-        return self
-
-    async def __anext__(self) -> SessionMessage:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> _Answering:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-
 class _Server(MCPServer[Any]):
     """The SDK's server, but arguments of the wrong shape are refused in one sentence, and a message
-    the stdio transport cannot parse is answered (`_Answering`)."""
+    the stdio transport cannot parse is answered (`mcp_wire.Answering`)."""
 
     async def run_stdio_async(self) -> None:
         # The SDK's own `run_stdio_async`, with the read stream wrapped: its dispatcher offers no
@@ -268,7 +176,7 @@ class _Server(MCPServer[Any]):
         async with stdio_server() as (read_stream, write_stream):
             low = self._lowlevel_server
             await low.run(
-                _Answering(read_stream, write_stream), write_stream, low.create_initialization_options()
+                Answering(read_stream, write_stream), write_stream, low.create_initialization_options()
             )
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
