@@ -56,12 +56,17 @@ REMOVES = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
 )
 
-Text = Annotated[str, Field(description="What to say, in plain words.")]
-Paths = Annotated[
-    list[str] | None, Field(description="Repository paths it is about; a trailing / names a directory.")
-]
-To = Annotated[str | None, Field(description="One agent's name; leave it out to address everyone.")]
-RequestId = Annotated[str, Field(description="The request's id, or a unique prefix of at least 4 digits.")]
+
+def _arg(description: str) -> Any:
+    """A tool argument: described in one sentence, and strict: only its own JSON type is taken (in
+    pydantic's lax mode `"yes"` passed for true, so `release` released every claim, and `true` for 1)."""
+    return Field(strict=True, description=description)
+
+
+Text = Annotated[str, _arg("What to say, in plain words.")]
+Paths = Annotated[list[str] | None, _arg("Repository paths it is about; a trailing / names a directory.")]
+To = Annotated[str | None, _arg("One agent's name; leave it out to address everyone.")]
+RequestId = Annotated[str, _arg("The request's id, or a unique prefix of at least 4 digits.")]
 
 # The library names CLI commands; here the same step is a tool (issue 14). The hint at the end of
 # a message line is ours (anchored there, so a peer's quoted words are never rewritten); the
@@ -213,7 +218,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
     @server.tool(structured_output=False, annotations=POSTS)
     def answer(
-        question_id: Annotated[str, Field(description="The question's id, or a unique prefix of it.")],
+        question_id: Annotated[str, _arg("The question's id, or a unique prefix of it.")],
         text: Text,
     ) -> str:
         """Answer a question by its id; the asker is told."""
@@ -232,7 +237,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     @server.tool(structured_output=False, annotations=POSTS)
     def done(
         request_id: RequestId,
-        text: Annotated[str, Field(description="What was done, in a sentence or two.")] = "",
+        text: Annotated[str, _arg("What was done, in a sentence or two.")] = "",
     ) -> str:
         """Mark a request you took as done, saying what was done."""
         return call(lambda b: _said(b.done(request_id, text)))
@@ -240,29 +245,25 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     @server.tool(structured_output=False, annotations=POSTS)
     def claim(
         paths: Annotated[
-            list[str], Field(description="Files, or directories with a trailing /, to claim all or none of.")
+            list[str], _arg("Files, or directories with a trailing /, to claim all or none of.")
         ],
-        ttl: Annotated[
-            str, Field(description="How long the lease lasts, like 30s, 10m, 1.5h or 1h30m.")
-        ] = "30m",
-        reason: Annotated[str, Field(description="Why you claim them, for the other agents.")] = "",
+        ttl: Annotated[str, _arg("How long the lease lasts, like 30s, 10m, 1.5h or 1h30m.")] = "30m",
+        reason: Annotated[str, _arg("Why you claim them, for the other agents.")] = "",
     ) -> str:
         """Claim files or directories so other agents keep out of them until you release them."""
         return call(lambda b: _said(b.claim(paths, parse_duration(ttl) if ttl else DEFAULT_TTL_MS, reason)))
 
     @server.tool(structured_output=False, annotations=REMOVES)
     def release(
-        paths: Annotated[list[str] | None, Field(description="The claimed paths to release.")] = None,
-        all: Annotated[bool, Field(description="Release every claim you hold instead.")] = False,
+        paths: Annotated[list[str] | None, _arg("The claimed paths to release.")] = None,
+        all: Annotated[bool, _arg("Release every claim you hold instead.")] = False,
     ) -> str:
         """Release your claims on paths, or all of them."""
         return call(lambda b: _said(b.release(paths or [], everything=all)))
 
     @server.tool(structured_output=False, annotations=POSTS)
     def renew(
-        paths: Annotated[
-            list[str] | None, Field(description="The claimed paths to renew; leave it out for all.")
-        ] = None,
+        paths: Annotated[list[str] | None, _arg("The claimed paths to renew; leave it out for all.")] = None,
     ) -> str:
         """Extend the leases of your claims, all of them or those on paths."""
         return call(lambda b: _said(b.renew(paths or [])))
@@ -282,7 +283,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     @server.tool(structured_output=False, annotations=POSTS)
     def inbox(
         before: Annotated[
-            str, Field(description="Empty for the newest; past them, the token the call before named.")
+            str, _arg("Empty for the newest; past them, the token the call before named.")
         ] = "",
     ) -> str:
         """Read what is new for you (messages to you, answers, broadcasts) and mark it seen."""
@@ -305,8 +306,8 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
     @server.tool(structured_output=False, annotations=READS)
     def search(
-        text: Annotated[str, Field(description="The words to look for in messages.")],
-        limit: Annotated[int, Field(description="How many matches at most, from 1 to 50.")] = 10,
+        text: Annotated[str, _arg("The words to look for in messages.")],
+        limit: Annotated[int, _arg("How many matches at most, from 1 to 50.")] = 10,
     ) -> str:
         """Search the bus history for text, newest first."""
         if not 1 <= limit <= 50:
@@ -315,7 +316,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
     @server.tool(structured_output=False, annotations=READS)
     def show(
-        id: Annotated[str, Field(description="The message's id, or a unique prefix of at least 4 digits.")],
+        id: Annotated[str, _arg("The message's id, or a unique prefix of at least 4 digits.")],
     ) -> str:
         """Read one message in full with the replies to it."""
         return call(lambda b: _shown(b.find(id), b))

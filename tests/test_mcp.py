@@ -540,6 +540,58 @@ def test_arguments_of_the_wrong_shape_are_refused_in_one_sentence(
     assert "\n" not in text and text.endswith(".") and "http" not in text and "pydantic" not in text, text
 
 
+WRONG = {  # JSON values of another type, each of which pydantic's lax mode would take for this one
+    "boolean": ["yes", "true", 1, 0, "no", None],
+    "integer": [True, 5.0, "5", None],
+    "string": [5, True, None],
+    "array": ["config/", [1], [True]],
+}
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types an argument's schema allows, `null` (an optional argument's absence) aside."""
+    found = {schema["type"]} if "type" in schema else {t["type"] for t in schema.get("anyOf", [])}
+    return found - {"null"}
+
+
+def test_every_argument_of_every_tool_takes_only_its_own_json_type(
+    worktrees: list[Path], server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    """`release {"all": "yes"}` released every claim and `search {"limit": true}` ran with limit 1:
+    a bool must be a JSON boolean, an integer a JSON integer, and so on; anything else is refused
+    in one sentence naming the argument, and nothing is done."""
+    said(call(server, "claim", paths=["config/"]))
+    q, r = peers[WEB].ask("which port?"), peers[WEB].request("bump the pool")
+    valid: dict[str, dict[str, Any]] = {
+        "discover": {"text": "x"},
+        "ask": {"text": "x"},
+        "answer": {"question_id": q.id, "text": "x"},
+        "request": {"text": "x"},
+        "take": {"request_id": r.id},
+        "done": {"request_id": r.id},
+        "claim": {"paths": ["README.md"]},
+        "release": {},  # `all` alone: "yes" released every claim
+        "search": {"text": "port"},
+        "show": {"id": q.id},
+    }
+    before = git(worktrees[0], "for-each-ref", "refs/bus/")
+    tried = 0
+    for tool in listed(server):
+        for arg, schema in tool.input_schema.get("properties", {}).items():
+            (kind,) = _types(schema)
+            for value in WRONG[kind]:
+                if value is None and arg not in tool.input_schema.get("required", []) and "anyOf" in schema:
+                    continue  # null is how an optional argument is left out
+                text = refused(call(server, tool.name, **{**valid.get(tool.name, {}), arg: value}))
+                named = re.match(f"Error executing tool {tool.name}: {arg}(\\[\\d+\\])? ", text)
+                assert named, (tool.name, arg, value, text)
+                assert "\n" not in text and text.endswith("."), text
+                tried += 1
+    assert tried > 40
+    assert git(worktrees[0], "for-each-ref", "refs/bus/") == before  # nothing was posted, nothing released
+    assert [c.path for c in peers[WEB].claims()] == ["config/"]
+
+
 def test_replies_name_the_tools_to_use_not_cli_commands(
     worktrees: list[Path], server: MCPServer, peers: dict[str, Bus]
 ) -> None:
