@@ -92,6 +92,7 @@ _SENTENCES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r", or use --all\.$"), ", or set all to release every claim you hold."),
     (re.compile(r"or use --all, not both\."), "or set all, not both."),
     (re.compile(r"`gitbus (claims|claim|inbox|status|agents|show)[^`]*`"), r"the \1 tool"),
+    (re.compile(r"start again with gitbus inbox$"), "start again: call inbox without before."),
 ]
 
 

@@ -27,6 +27,7 @@ from mcp.types import CallToolResult, TextContent, Tool
 from typer.testing import CliRunner
 
 import gitbus
+import gitbus.paths
 from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
 from gitbus.clock import DURATION_FORMS, FakeClock
@@ -37,7 +38,7 @@ from gitbus.mcp_server import INSTRUCTIONS, build
 from gitbus.message import MAX_TEXT_BYTES, Kind
 
 from .conftest import git
-from .crowded import bulk_discoveries
+from .crowded import bulk_discoveries, counted
 
 TOOLS = {
     "discover",
@@ -275,7 +276,8 @@ def test_the_inbox_tool_behind_others_traffic_names_the_call_that_goes_on(
             break
         text = said(call(server, "inbox", before=re.findall(r'before="([0-9a-f]+)"', text)[0]))
     assert "for api" in text and said(call(server, "inbox")) == "nothing new"
-    assert "start again with gitbus inbox" in text_of(call(server, "inbox", before="feedfeedfeed"))
+    unknown = refused(call(server, "inbox", before="feedfeedfeed"))
+    assert unknown.endswith("is known here: start again: call inbox without before."), unknown
 
 
 def test_status_says_who_i_am_and_what_is_open(server: MCPServer, peers: dict[str, Bus]) -> None:
@@ -590,6 +592,18 @@ def test_every_argument_of_every_tool_takes_only_its_own_json_type(
     assert tried > 40
     assert git(worktrees[0], "for-each-ref", "refs/bus/") == before  # nothing was posted, nothing released
     assert [c.path for c in peers[WEB].claims()] == ["config/"]
+
+
+def test_discover_with_100000_paths_is_refused_before_they_are_read(
+    server: MCPServer, peers: dict[str, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It took 13 s to normalise them all before the refusal: it comes at the first path too many."""
+    normalised = counted(monkeypatch, gitbus.paths, "normalize")
+    many = [f"src/f{i}.py" for i in range(100_000)]
+    text = refused(call(server, "discover", text="x", paths=many))
+    assert text == refusal("discover", "A message names at most 1000 paths; name their folders instead.")
+    assert normalised[0] == 1001
+    assert newest(peers[WEB]).text != "x"
 
 
 def test_replies_name_the_tools_to_use_not_cli_commands(
