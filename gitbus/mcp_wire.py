@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from types import TracebackType
 from typing import Any
@@ -34,12 +35,76 @@ def _request_id(message: object) -> WireId | None:
     return rid
 
 
-def _parsed(line: str) -> object:
-    """`line` read by the standard library, which takes what the SDK's parser refuses (a lone
-    surrogate, deep nesting); a long integer is read as None. None when even that fails."""
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_SCALAR = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null', re.S)
+_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_SPACE = re.compile(r"[ \t\r\n]+")
+_NESTED = object()  # the value of a member that is an object or an array, skipped
+
+
+def _space(line: str, at: int) -> int:
+    """Where the white space (JSON's) from `at` ends."""
+    m = _SPACE.match(line, at)
+    return m.end() if m else at
+
+
+def _skip_nested(line: str, at: int) -> int:
+    """Where the object or array opening at `at` ends, found by counting brackets outside strings
+    (no recursion: the SDK refused this line perhaps for its depth); -1 if it never closes."""
+    depth = 0
+    for m in _BRACKET_OR_STRING.finditer(line, at):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    return -1
+
+
+def _members(line: str) -> dict[str, object]:
+    """The members of the JSON object `line` up to the first fault (none when it is no object), each
+    nested value read as `_NESTED` and a long integer as None. It reads what the SDK's parser refuses
+    (a lone surrogate, deep nesting, a 5,000-digit number, a line cut short) in one pass without
+    recursion, so that a request's id can be read and the client told which request failed."""
+    out: dict[str, object] = {}
+    at = _space(line, 0)
+    if not line.startswith("{", at):
+        return out
+    at = _space(line, at + 1)
+    while (key := _STRING.match(line, at)) is not None:
+        at = _space(line, key.end())
+        if not line.startswith(":", at):
+            break
+        at = _space(line, at + 1)
+        if line.startswith(("{", "["), at):
+            at, value = _skip_nested(line, at), _NESTED
+        else:
+            scalar = _SCALAR.match(line, at)
+            if scalar is None:
+                break
+            at, value = scalar.end(), _scalar(scalar.group())
+        try:
+            out[json.loads(key.group())] = value
+        except ValueError:  # an escape JSON does not have
+            break
+        at = _space(line, at) if at >= 0 else -1
+        if at < 0 or not line.startswith(",", at):
+            break
+        at = _space(line, at + 1)
+    return out
+
+
+def _scalar(text: str) -> object:
+    """A JSON string, number, true, false or null as Python has it; a long integer or a string with
+    an escape JSON does not have as None."""
+    digits = text.lstrip("-")
+    if digits.isdigit() and len(digits) > 30:
+        return None
     try:
-        return json.loads(line, parse_int=lambda digits: int(digits) if len(digits) <= 30 else None)
-    except (ValueError, RecursionError):
+        return json.loads(text)
+    except ValueError:
         return None
 
 
@@ -49,7 +114,7 @@ def _answer_for(e: Exception) -> tuple[JSONRPCError, str]:
     errors = e.errors() if isinstance(e, ValidationError) else []
     if errors and errors[0]["type"] == "json_invalid":
         line = errors[0].get("input")
-        rid = _request_id(_parsed(line)) if isinstance(line, str) else None
+        rid = _request_id(_members(line)) if isinstance(line, str) else None
         why = errors[0]["msg"].removeprefix("Invalid JSON: ")[:200]
         code, said = PARSE_ERROR, f"Parse error: the message is no JSON this server reads ({why})"
     elif errors:  # JSON, but no JSON-RPC message: the whole object is the input of some error

@@ -874,7 +874,9 @@ UNPARSABLE = {  # what a client may send that the SDK's JSON parser refuses; eac
         12,
     ),
     "a-5000-digit-integer": (_call_line(13, "search", '{"text":"x","limit":' + "9" * 5000 + "}"), 13),
-    "malformed-json": (b'{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":', None),
+    "malformed-json-cut-short": (b'{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":', 14),
+    "nesting-100000-deep": (_call_line(15, "status", '{"x":' + "[" * 100_000 + "]" * 100_000 + "}"), 15),
+    "malformed-json": (b'{"jsonrpc":"2.0","method":"tools/call","id":}', None),
     "not-json-at-all": (b"hello", None),
 }
 
