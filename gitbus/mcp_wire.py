@@ -124,7 +124,7 @@ def _answer_for(e: Exception) -> tuple[JSONRPCError, str]:
     else:
         rid, code, said = None, PARSE_ERROR, f"Parse error: {type(e).__name__}"
     answer = JSONRPCError(jsonrpc="2.0", id=rid, error=ErrorData(code=code, message=said))
-    return answer, f"gitbus mcp: answered a message it could not read (id {rid}): {said}."
+    return answer, f"gitbus mcp: answered a message it could not read (id {json.dumps(rid)}): {said}."
 
 
 class Answering:

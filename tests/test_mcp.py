@@ -969,7 +969,10 @@ def test_a_message_the_server_cannot_parse_gets_a_parse_error_and_the_server_goe
     assert git(worktrees[0], "for-each-ref", "refs/bus/") == before
     raw_server.close()
     logged = (tmp_path / "server-stderr.txt").read_text().splitlines()
-    assert len(logged) == 1 and logged[0].startswith("gitbus mcp: "), logged
+    said_id = "null" if rid is None else str(rid)
+    assert len(logged) == 1 and logged[0].startswith(
+        f"gitbus mcp: answered a message it could not read (id {said_id}): "
+    ), logged
 
 
 def test_a_json_message_that_is_no_json_rpc_gets_an_invalid_request_error(raw_server: RawServer) -> None:
