@@ -27,11 +27,11 @@ from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name, agent_ref, ne
 from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
-from gitbus.reading import OPEN_WINDOW, Reading
+from gitbus.reading import OPEN_WINDOW, REPLIES_SHOWN, Reading, Replies
 from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
 from gitbus.roster import AgentInfo
 
-__all__ = ["OPEN_WINDOW", "AgentInfo", "Bus", "OpenRequest", "Status"]
+__all__ = ["OPEN_WINDOW", "REPLIES_SHOWN", "AgentInfo", "Bus", "OpenRequest", "Replies", "Status"]
 
 
 @dataclass(frozen=True)
@@ -314,30 +314,40 @@ class Bus(Reading):
             raise NotFound(f"Agent {who} is now {moved} (same worktree); nothing was sent. Send to {moved}.")
         return who
 
-    def paths(self, raw: Iterable[str], literal: bool = False) -> tuple[str, ...]:
-        """Normalise user-typed paths against this bus's worktree and working directory; `literal`
-        takes `*`, `?` and `[` as part of a file's name, never as a pattern (`paths.normalize`)."""
-        out: list[str] = []
+    def paths(self, raw: Iterable[str], literal: bool = False, most: int | None = None) -> tuple[str, ...]:
+        """Normalise user-typed paths against this bus's worktree and working directory, each once;
+        `literal` takes `*`, `?` and `[` as part of a file's name, never as a pattern
+        (`paths.normalize`). With `most`, more distinct paths than that are refused at the first
+        one too many, before the rest are read (normalising 100,000 took seconds)."""
+        out: dict[str, None] = {}
+        read: set[str] = set()  # a string given again is the same path: not normalised again
         if self._real_dirs is None or self._real_dirs[0] != (self.repo.root, self.cwd):
             self._real_dirs = ((self.repo.root, self.cwd), P.real_dirs(self.repo.root, self.cwd))
         root, cwd = self._real_dirs[1]
         for r in raw:
-            p = P.normalize(r, root=root, cwd=cwd, literal=literal, resolved=True)
-            if p not in out:
-                out.append(p)
+            if r in read:
+                continue
+            read.add(r)
+            out[P.normalize(r, root=root, cwd=cwd, literal=literal, resolved=True)] = None
+            if most is not None and len(out) > most:
+                raise GitbusError(f"A message names at most {most} paths; name their folders instead.")
         return tuple(out)
+
+    def _named(self, raw: Iterable[str], literal: bool = False) -> tuple[str, ...]:
+        """`paths` for a message to name: at most `MAX_PATHS` (readers refuse a message with more)."""
+        return self.paths(raw, literal, most=MAX_PATHS)
 
     def _recipient(self, to: str | None) -> AgentName:
         return EVERYONE if to in (None, "", "*", "all", "everyone") else self._require_agent(str(to))
 
     def discover(self, text: str, paths: Iterable[str] = ()) -> Message:
-        return self._post(Kind.DISCOVERY, text, paths=self.paths(paths))
+        return self._post(Kind.DISCOVERY, text, paths=self._named(paths))
 
     def ask(self, text: str, to: str | None = None, paths: Iterable[str] = ()) -> Message:
-        return self._post(Kind.QUESTION, text, to=self._recipient(to), paths=self.paths(paths))
+        return self._post(Kind.QUESTION, text, to=self._recipient(to), paths=self._named(paths))
 
     def request(self, text: str, to: str | None = None, paths: Iterable[str] = ()) -> Message:
-        return self._post(Kind.REQUEST, text, to=self._recipient(to), paths=self.paths(paths))
+        return self._post(Kind.REQUEST, text, to=self._recipient(to), paths=self._named(paths))
 
     def answer(self, question_id: str, text: str) -> Message:
         q = self.find(question_id)
@@ -361,7 +371,7 @@ class Bus(Reading):
     ) -> Message:
         """Claim every path or none; raises `ClaimConflict` naming the holder. `literal`: the paths
         are files a tool names (`lib/n[1].py`, `app/[slug]/page.tsx`), never patterns."""
-        wanted = list(self.paths(raw_paths, literal))
+        wanted = list(self._named(raw_paths, literal))
         if not wanted:
             raise GitbusError("Name at least one path to claim.")
         reason = clean_text(reason, Kind.CLAIM)
@@ -377,7 +387,7 @@ class Bus(Reading):
     ) -> Message | None:
         """Release claims; None when `everything` found nothing to release. A path is taken as it
         is written: it names a claim, which is never a pattern, and its file may be gone."""
-        wanted = list(self.paths(raw_paths, literal=True))
+        wanted = list(self._named(raw_paths, literal=True))
         if not wanted and not everything:
             raise GitbusError("Name the paths to release, or use --all.")
         if wanted and everything:
@@ -387,7 +397,7 @@ class Bus(Reading):
 
     def renew(self, raw_paths: Iterable[str] = (), ttl_ms: int | None = None) -> Message | None:
         """Extend this agent's leases; None when it holds nothing (paths taken as in `release`)."""
-        return self._ledger_maybe(steps.Renew(self.agent, self.paths(raw_paths, literal=True), ttl_ms))
+        return self._ledger_maybe(steps.Renew(self.agent, self._named(raw_paths, literal=True), ttl_ms))
 
     def claims(self, include_expired: bool = False) -> list[Claim]:
         """The claims on the ledgers; a `GitbusError` when a ledger cannot be read (a damaged

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.stdio import stdio_server
 from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -31,6 +32,7 @@ from gitbus.errors import GitbusError
 from gitbus.ids import EVERYONE
 from gitbus.inbox import Inbox, count_text
 from gitbus.inert import QUOTE_CHARS, inert, inert_block, quoted, within
+from gitbus.mcp_wire import Answering
 from gitbus.message import Message
 
 INSTRUCTIONS = """gitbus connects you with the other coding agents working in other git worktrees of this
@@ -54,12 +56,17 @@ REMOVES = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
 )
 
-Text = Annotated[str, Field(description="What to say, in plain words.")]
-Paths = Annotated[
-    list[str] | None, Field(description="Repository paths it is about; a trailing / names a directory.")
-]
-To = Annotated[str | None, Field(description="One agent's name; leave it out to address everyone.")]
-RequestId = Annotated[str, Field(description="The request's id, or a unique prefix of at least 4 digits.")]
+
+def _arg(description: str) -> Any:
+    """A tool argument: described in one sentence, and strict: only its own JSON type is taken (in
+    pydantic's lax mode `"yes"` passed for true, so `release` released every claim, and `true` for 1)."""
+    return Field(strict=True, description=description)
+
+
+Text = Annotated[str, _arg("What to say, in plain words.")]
+Paths = Annotated[list[str] | None, _arg("Repository paths it is about; a trailing / names a directory.")]
+To = Annotated[str | None, _arg("One agent's name; leave it out to address everyone.")]
+RequestId = Annotated[str, _arg("The request's id, or a unique prefix of at least 4 digits.")]
 
 # The library names CLI commands; here the same step is a tool (issue 14). The hint at the end of
 # a message line is ours (anchored there, so a peer's quoted words are never rewritten); the
@@ -85,6 +92,7 @@ _SENTENCES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r", or use --all\.$"), ", or set all to release every claim you hold."),
     (re.compile(r"or use --all, not both\."), "or set all, not both."),
     (re.compile(r"`gitbus (claims|claim|inbox|status|agents|show)[^`]*`"), r"the \1 tool"),
+    (re.compile(r"start again with gitbus inbox$"), "start again: call inbox without before."),
 ]
 
 
@@ -120,9 +128,10 @@ def _shown(m: Message, b: Bus) -> str:
         lines.append(quoted(m.text, SHOW_CHARS))
     if m.reply_to:
         lines.append(f"in reply to {inert(m.reply_to[:8])}")
-    replies = b.replies(m.id)
-    said = within([fact(r, b.agent) for r in replies], LIST_CHARS // 2, "\n")  # then "and N more"
-    lines += ["replies:", said] if replies else ["no replies"]
+    replies = b.replies(m)
+    total = len(replies.messages) + replies.left_out
+    said = within([fact(r, b.agent) for r in replies.messages], LIST_CHARS // 2, "\n", total=total)
+    lines += ["replies:", said] if total else ["no replies"]  # the oldest that fit, then "and N more"
     return "\n".join(lines)
 
 
@@ -164,7 +173,17 @@ def _one_sentence(e: ValidationError) -> str:
 
 
 class _Server(MCPServer[Any]):
-    """The SDK's server, but arguments of the wrong shape are refused in one sentence."""
+    """The SDK's server, but arguments of the wrong shape are refused in one sentence, and a message
+    the stdio transport cannot parse is answered (`mcp_wire.Answering`)."""
+
+    async def run_stdio_async(self) -> None:
+        # The SDK's own `run_stdio_async`, with the read stream wrapped: its dispatcher offers no
+        # other place to see a line the transport could not parse.
+        async with stdio_server() as (read_stream, write_stream):
+            low = self._lowlevel_server
+            await low.run(
+                Answering(read_stream, write_stream), write_stream, low.create_initialization_options()
+            )
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
@@ -200,7 +219,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
     @server.tool(structured_output=False, annotations=POSTS)
     def answer(
-        question_id: Annotated[str, Field(description="The question's id, or a unique prefix of it.")],
+        question_id: Annotated[str, _arg("The question's id, or a unique prefix of it.")],
         text: Text,
     ) -> str:
         """Answer a question by its id; the asker is told."""
@@ -219,7 +238,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     @server.tool(structured_output=False, annotations=POSTS)
     def done(
         request_id: RequestId,
-        text: Annotated[str, Field(description="What was done, in a sentence or two.")] = "",
+        text: Annotated[str, _arg("What was done, in a sentence or two.")] = "",
     ) -> str:
         """Mark a request you took as done, saying what was done."""
         return call(lambda b: _said(b.done(request_id, text)))
@@ -227,29 +246,25 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     @server.tool(structured_output=False, annotations=POSTS)
     def claim(
         paths: Annotated[
-            list[str], Field(description="Files, or directories with a trailing /, to claim all or none of.")
+            list[str], _arg("Files, or directories with a trailing /, to claim all or none of.")
         ],
-        ttl: Annotated[
-            str, Field(description="How long the lease lasts, like 30s, 10m, 1.5h or 1h30m.")
-        ] = "30m",
-        reason: Annotated[str, Field(description="Why you claim them, for the other agents.")] = "",
+        ttl: Annotated[str, _arg("How long the lease lasts, like 30s, 10m, 1.5h or 1h30m.")] = "30m",
+        reason: Annotated[str, _arg("Why you claim them, for the other agents.")] = "",
     ) -> str:
         """Claim files or directories so other agents keep out of them until you release them."""
         return call(lambda b: _said(b.claim(paths, parse_duration(ttl) if ttl else DEFAULT_TTL_MS, reason)))
 
     @server.tool(structured_output=False, annotations=REMOVES)
     def release(
-        paths: Annotated[list[str] | None, Field(description="The claimed paths to release.")] = None,
-        all: Annotated[bool, Field(description="Release every claim you hold instead.")] = False,
+        paths: Annotated[list[str] | None, _arg("The claimed paths to release.")] = None,
+        all: Annotated[bool, _arg("Release every claim you hold instead.")] = False,
     ) -> str:
         """Release your claims on paths, or all of them."""
         return call(lambda b: _said(b.release(paths or [], everything=all)))
 
     @server.tool(structured_output=False, annotations=POSTS)
     def renew(
-        paths: Annotated[
-            list[str] | None, Field(description="The claimed paths to renew; leave it out for all.")
-        ] = None,
+        paths: Annotated[list[str] | None, _arg("The claimed paths to renew; leave it out for all.")] = None,
     ) -> str:
         """Extend the leases of your claims, all of them or those on paths."""
         return call(lambda b: _said(b.renew(paths or [])))
@@ -269,7 +284,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
     @server.tool(structured_output=False, annotations=POSTS)
     def inbox(
         before: Annotated[
-            str, Field(description="Empty for the newest; past them, the token the call before named.")
+            str, _arg("Empty for the newest; past them, the token the call before named.")
         ] = "",
     ) -> str:
         """Read what is new for you (messages to you, answers, broadcasts) and mark it seen."""
@@ -292,8 +307,8 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
     @server.tool(structured_output=False, annotations=READS)
     def search(
-        text: Annotated[str, Field(description="The words to look for in messages.")],
-        limit: Annotated[int, Field(description="How many matches at most, from 1 to 50.")] = 10,
+        text: Annotated[str, _arg("The words to look for in messages.")],
+        limit: Annotated[int, _arg("How many matches at most, from 1 to 50.")] = 10,
     ) -> str:
         """Search the bus history for text, newest first."""
         if not 1 <= limit <= 50:
@@ -302,7 +317,7 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
 
     @server.tool(structured_output=False, annotations=READS)
     def show(
-        id: Annotated[str, Field(description="The message's id, or a unique prefix of at least 4 digits.")],
+        id: Annotated[str, _arg("The message's id, or a unique prefix of at least 4 digits.")],
     ) -> str:
         """Read one message in full with the replies to it."""
         return call(lambda b: _shown(b.find(id), b))

@@ -2,17 +2,20 @@
 
 The chain tips to read, every message newest first in the bus order every clone shares, `log`'s
 filters, finding a message by an id prefix (the first carrier of a reused id wins, on every clone),
-which messages git verifies as signed by their senders, replies, and the agent's inbox. `Bus` takes
-these verbs on (a mixin); the overviews built on them (`board`, `status`) stay with `Bus`.
+which messages git verifies as signed by their senders, replies (back to the message replied to,
+however old), and the agent's inbox. `Bus` takes these verbs on (a mixin); the overviews built on
+them (`board`, `status`) stay with `Bus`.
 """
 
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from itertools import islice
 from operator import attrgetter
+from typing import NamedTuple
 
 from gitbus import chains, searchindex, settings, vouch
 from gitbus import paths as P
@@ -24,6 +27,14 @@ from gitbus.inbox import Inbox
 from gitbus.message import LEDGER_KINDS, Message, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
+REPLIES_SHOWN = 100  # the replies to one message `show` lists; it counts the newer ones it leaves out
+
+
+class Replies(NamedTuple):
+    """The replies to one message: the oldest ones, oldest first, and how many newer ones were left out."""
+
+    messages: list[Message]
+    left_out: int
 
 
 @contextmanager
@@ -171,9 +182,23 @@ class Reading:
     def _skip_reused(self, commit: str, mid: str) -> None:
         self.repo.skipped[f"{commit} id"] = f"a message that reuses the id {mid} of an earlier one"
 
-    def replies(self, message_id: MessageId, window: int = OPEN_WINDOW) -> list[Message]:
-        """Messages replying to `message_id` among the recent `window`, oldest first."""
-        return [m for m in islice(self.history(), window) if m.reply_to == message_id][::-1]
+    def replies(self, message: Message, most: int = REPLIES_SHOWN) -> Replies:
+        """The replies to `message`, oldest first, at most `most` of them, and how many newer ones
+        were left out. A reply is stamped past every tip its poster could see (docs/format.md), so
+        it is never older than what it replies to: the walk goes back to `message`'s time, however
+        far, and no further. Only `most` replies are held, whatever a peer posts."""
+        kept: deque[Message] = deque(maxlen=most)  # walked newest first: the oldest `most` stay
+        found = 0
+        with ExitStack() as once:
+            for walked, m in enumerate(self.history()):
+                if m.time < message.time:
+                    break
+                if walked == OPEN_WINDOW:  # a long walk: each commit is read once, none kept cached
+                    once.enter_context(commits_read_once())
+                if m.reply_to == message.id:
+                    kept.append(m)
+                    found += 1
+        return Replies(list(reversed(kept)), found - len(kept))
 
     def unread(
         self, cursor: str | None = None, limit: int | None = None

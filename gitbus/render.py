@@ -259,10 +259,16 @@ def line(console: Console, m: Message, json_out: bool = False) -> None:
 
 
 def message_full(
-    console: Console, m: Message, replies: Iterable[Message], now: int, verified: bool | None = None
+    console: Console,
+    m: Message,
+    replies: Iterable[Message],
+    now: int,
+    verified: bool | None = None,
+    left_out: int = 0,
 ) -> None:
-    """One message in full; with `verified` (where this clone signs or requires signatures), a
-    line saying whether its sender's signature verifies."""
+    """One message in full, then `replies`, then how many newer replies were `left_out`; with
+    `verified` (where this clone signs or requires signatures), a line saying whether its sender's
+    signature verifies."""
     from rich.text import Text
 
     to = "all" if m.to == EVERYONE else inert(m.to)
@@ -301,6 +307,9 @@ def message_full(
         )
         if r.text:
             console.print(Text(inert_block(r.text)))
+    if left_out:
+        console.print()
+        console.print(Text(f"… and {left_out} newer {'reply' if left_out == 1 else 'replies'}, not shown."))
 
 
 def claim_row(c: Claim, now: int) -> list[str]:

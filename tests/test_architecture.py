@@ -26,7 +26,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
         "faces",
         (
             *("cli/", "quick", "quick_args", "quick_parse", "render", "statusview", "syncview", "tui/"),
-            *("mcp_server", "hooks", "waiter", "agentcli/", "githooks", "demo"),
+            *("mcp_server", "mcp_wire", "hooks", "waiter", "agentcli/", "githooks", "demo"),
         ),
     ),
     8: (

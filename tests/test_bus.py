@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 
 from gitbus import agents, settings
-from gitbus.bus import Bus
+from gitbus import paths as P
+from gitbus.bus import OPEN_WINDOW, Bus, Replies
 from gitbus.clock import FakeClock
 from gitbus.errors import Conflict, GitbusError, NotFound
 from gitbus.git import Repository
 from gitbus.ids import EVERYONE
-from gitbus.message import Kind
+from gitbus.message import MAX_PATHS, Kind
 
 from .conftest import git
+from .crowded import bulk_discoveries, counted
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -251,3 +253,71 @@ def test_an_agent_in_a_worktree_whose_path_is_not_utf8_is_refused_in_one_line(re
     with pytest.raises(GitbusError, match="not UTF-8"):
         bus.discover("hi")
     assert bus.repo.ref("refs/bus/agents/odd-1") is None  # nothing written
+
+
+# -- replies ----------------------------------------------------------------------------------------
+
+
+def test_replies_are_found_however_many_messages_came_after_them(
+    repo: Path, bus_for: BusFor, clock: FakeClock
+) -> None:
+    """Replies are looked for back to the message's own time, not among a fixed window of recent ones."""
+    web, api, filler = bus_for(repo, "web-1"), bus_for(repo, "api-1"), bus_for(repo, "filler")
+    q = web.ask("which port does the api use?", to="api-1")
+    clock.advance(1000)
+    a = api.answer(q.id, "8080")
+    bulk_discoveries(filler.repo, "filler", [f"finding {i}" for i in range(OPEN_WINDOW + 1)], clock)
+    got = web.replies(q)
+    assert ([m.id for m in got.messages], got.left_out) == ([a.id], 0)
+    assert web.replies(a) == Replies([], 0)
+
+
+def test_a_flood_of_replies_shows_the_first_ones_and_counts_the_rest(
+    repo: Path, bus_for: BusFor, clock: FakeClock
+) -> None:
+    """A peer answering thousands of times cannot push the genuine answer out of sight, nor make a
+    reader hold them all: the oldest are kept, the rest counted."""
+    web, api, spammer = bus_for(repo, "web-1"), bus_for(repo, "api-1"), bus_for(repo, "spammer")
+    q = web.ask("which port does the api use?")
+    clock.advance(1000)
+    a = api.answer(q.id, "8080")
+    spam = bulk_discoveries(spammer.repo, "spammer", [f"no, {i}" for i in range(OPEN_WINDOW + 1)], clock, q)
+    got = web.replies(q, most=10)
+    assert [m.id for m in got.messages] == [a.id] + [m.id for m in spam[:9]]
+    assert got.left_out == len(spam) - 9
+
+
+# -- how many paths a message names -----------------------------------------------------------------
+
+
+def test_too_many_paths_are_refused_before_the_rest_are_read(
+    trio: tuple[Bus, Bus, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100,000 paths took 13 s to normalise before the refusal: it comes at the first path too many."""
+    api, _, _ = trio
+    before = bus_refs(api.repo.root)
+    normalised = counted(monkeypatch, P, "normalize")
+    many = [f"src/f{i}.py" for i in range(100_000)]
+    for post in (api.discover, api.ask, api.request):
+        with pytest.raises(GitbusError, match=f"at most {MAX_PATHS} paths"):
+            post("x", paths=many)
+    assert normalised[0] <= 3 * (MAX_PATHS + 1)
+    assert bus_refs(api.repo.root) == before
+
+
+def test_a_claim_release_or_renew_of_more_paths_than_a_message_may_name_is_refused(
+    trio: tuple[Bus, Bus, Bus],
+) -> None:
+    """Every reader skips a message naming more than MAX_PATHS paths as broken (docs/format.md), so a
+    claim of 1,001 paths was granted by a message nobody could read: it is refused, nothing written."""
+    api, web, _ = trio
+    api.claim(["src/"])
+    before = bus_refs(api.repo.root)
+    many = [f"src/f{i}.py" for i in range(MAX_PATHS + 1)]
+    for step in (api.claim, api.release, api.renew):
+        with pytest.raises(GitbusError, match=f"at most {MAX_PATHS} paths"):
+            step(many)
+    assert bus_refs(api.repo.root) == before
+    assert [c.path for c in web.claims()] == ["src/"]
+    with_repeats = [*many[:MAX_PATHS], *many[:MAX_PATHS]]  # the same path named twice counts once
+    assert len(api.claim(with_repeats).paths) == MAX_PATHS

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,9 +16,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from gitbus.bus import OPEN_WINDOW, REPLIES_SHOWN, Bus
 from gitbus.cli import app
+from gitbus.clock import FakeClock
 
 from .conftest import git
+from .crowded import bulk_discoveries
 from .test_fastpath import DAMAGES, damage
 
 runner = CliRunner()
@@ -148,6 +152,26 @@ def test_question_answer_and_inbox_through_the_cli(joined: list[Path]) -> None:
     assert json.loads(gb(joined[1], "web-1", "inbox", "--json")[1]) == {"messages": [], "more": 0}
     shown = json.loads(gb(joined[0], "api-1", "show", q["id"], "--json")[1])
     assert [r["text"] for r in shown["replies"]] == ["config/db.yaml"]
+
+
+def test_show_finds_an_answer_behind_a_flood_of_replies_and_counts_what_it_leaves_out(
+    joined: list[Path],
+) -> None:
+    """More than 2,000 newer replies (a peer's flood) neither hide the answer nor come out whole."""
+    q = json.loads(gb(joined[1], "web-1", "ask", "which port?", "--to", "api-1", "--json")[1])
+    gb(joined[0], "api-1", "answer", q["id"], "8080 since monday")
+    spammer = Bus.open(joined[2], "db-1")
+    clock = FakeClock(time.time_ns() // 1_000_000 + 1000)
+    flood = bulk_discoveries(
+        spammer.repo, "db-1", [f"no, {i}" for i in range(OPEN_WINDOW + 1)], clock, spammer.find(q["id"])
+    )
+    code, out, _ = gb(joined[1], "web-1", "show", q["id"])
+    assert code == 0 and "8080 since monday" in out, out[-500:]
+    left_out = len(flood) + 1 - REPLIES_SHOWN
+    assert out.rstrip().endswith(f"… and {left_out} newer replies, not shown."), out[-200:]
+    shown = json.loads(gb(joined[1], "web-1", "show", q["id"], "--json")[1])
+    assert shown["replies"][0]["text"] == "8080 since monday" and len(shown["replies"]) == REPLIES_SHOWN
+    assert shown["replies_left_out"] == left_out
 
 
 def test_request_take_done_through_the_cli(joined: list[Path]) -> None:

@@ -534,8 +534,9 @@ def test_every_commands_json_has_the_fields_docs_cli_md_lists(
     seen["log"] = seen["search"] = set()
     shown = run(web, "web-1", "show", q["id"])
     assert shown["verified"] is False
-    is_message({k: v for k, v in shown.items() if k not in ("replies", "verified")})
+    is_message({k: v for k, v in shown.items() if k not in ("replies", "replies_left_out", "verified")})
     assert shown["replies"] and all(is_message(r) is None for r in shown["replies"])
+    assert shown["replies_left_out"] == 0
     seen["show"] = set()
     inbox = run(web, "web-1", "inbox")
     seen["inbox"] = keys(inbox)

@@ -10,10 +10,12 @@ import asyncio
 import json
 import os
 import re
+import select
 import shlex
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,9 +27,10 @@ from mcp.types import CallToolResult, TextContent, Tool
 from typer.testing import CliRunner
 
 import gitbus
-from gitbus.bus import Bus
+import gitbus.paths
+from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
-from gitbus.clock import DURATION_FORMS
+from gitbus.clock import DURATION_FORMS, FakeClock
 from gitbus.errors import ClaimConflict
 from gitbus.hooks import handle
 from gitbus.install_files import gitbus_command
@@ -35,6 +38,7 @@ from gitbus.mcp_server import INSTRUCTIONS, build
 from gitbus.message import MAX_TEXT_BYTES, Kind
 
 from .conftest import git
+from .crowded import bulk_discoveries, counted
 
 TOOLS = {
     "discover",
@@ -272,7 +276,8 @@ def test_the_inbox_tool_behind_others_traffic_names_the_call_that_goes_on(
             break
         text = said(call(server, "inbox", before=re.findall(r'before="([0-9a-f]+)"', text)[0]))
     assert "for api" in text and said(call(server, "inbox")) == "nothing new"
-    assert "start again with gitbus inbox" in text_of(call(server, "inbox", before="feedfeedfeed"))
+    unknown = refused(call(server, "inbox", before="feedfeedfeed"))
+    assert unknown.endswith("is known here: start again: call inbox without before."), unknown
 
 
 def test_status_says_who_i_am_and_what_is_open(server: MCPServer, peers: dict[str, Bus]) -> None:
@@ -537,6 +542,70 @@ def test_arguments_of_the_wrong_shape_are_refused_in_one_sentence(
     assert "\n" not in text and text.endswith(".") and "http" not in text and "pydantic" not in text, text
 
 
+WRONG = {  # JSON values of another type, each of which pydantic's lax mode would take for this one
+    "boolean": ["yes", "true", 1, 0, "no", None],
+    "integer": [True, 5.0, "5", None],
+    "string": [5, True, None],
+    "array": ["config/", [1], [True]],
+}
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types an argument's schema allows, `null` (an optional argument's absence) aside."""
+    found = {schema["type"]} if "type" in schema else {t["type"] for t in schema.get("anyOf", [])}
+    return found - {"null"}
+
+
+def test_every_argument_of_every_tool_takes_only_its_own_json_type(
+    worktrees: list[Path], server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    """`release {"all": "yes"}` released every claim and `search {"limit": true}` ran with limit 1:
+    a bool must be a JSON boolean, an integer a JSON integer, and so on; anything else is refused
+    in one sentence naming the argument, and nothing is done."""
+    said(call(server, "claim", paths=["config/"]))
+    q, r = peers[WEB].ask("which port?"), peers[WEB].request("bump the pool")
+    valid: dict[str, dict[str, Any]] = {
+        "discover": {"text": "x"},
+        "ask": {"text": "x"},
+        "answer": {"question_id": q.id, "text": "x"},
+        "request": {"text": "x"},
+        "take": {"request_id": r.id},
+        "done": {"request_id": r.id},
+        "claim": {"paths": ["README.md"]},
+        "release": {},  # `all` alone: "yes" released every claim
+        "search": {"text": "port"},
+        "show": {"id": q.id},
+    }
+    before = git(worktrees[0], "for-each-ref", "refs/bus/")
+    tried = 0
+    for tool in listed(server):
+        for arg, schema in tool.input_schema.get("properties", {}).items():
+            (kind,) = _types(schema)
+            for value in WRONG[kind]:
+                if value is None and arg not in tool.input_schema.get("required", []) and "anyOf" in schema:
+                    continue  # null is how an optional argument is left out
+                text = refused(call(server, tool.name, **{**valid.get(tool.name, {}), arg: value}))
+                named = re.match(f"Error executing tool {tool.name}: {arg}(\\[\\d+\\])? ", text)
+                assert named, (tool.name, arg, value, text)
+                assert "\n" not in text and text.endswith("."), text
+                tried += 1
+    assert tried > 40
+    assert git(worktrees[0], "for-each-ref", "refs/bus/") == before  # nothing was posted, nothing released
+    assert [c.path for c in peers[WEB].claims()] == ["config/"]
+
+
+def test_discover_with_100000_paths_is_refused_before_they_are_read(
+    server: MCPServer, peers: dict[str, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It took 13 s to normalise them all before the refusal: it comes at the first path too many."""
+    normalised = counted(monkeypatch, gitbus.paths, "normalize")
+    many = [f"src/f{i}.py" for i in range(100_000)]
+    text = refused(call(server, "discover", text="x", paths=many))
+    assert text == refusal("discover", "A message names at most 1000 paths; name their folders instead.")
+    assert normalised[0] == 1001
+    assert newest(peers[WEB]).text != "x"
+
+
 def test_replies_name_the_tools_to_use_not_cli_commands(
     worktrees: list[Path], server: MCPServer, peers: dict[str, Bus]
 ) -> None:
@@ -761,3 +830,155 @@ def test_show_keeps_a_long_thread_within_a_budget(server: MCPServer, peers: dict
         peers[DB].answer(q.id, f"answer {i}: " + "x" * 300)
     out = said(call(server, "show", id=q.id))
     assert len(out) < 8000 and out.endswith("more"), out[-200:]
+
+
+def test_show_finds_an_answer_behind_a_flood_of_replies_and_says_how_many_it_left_out(
+    server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    """More than 2,000 newer replies (a peer's flood) neither hide the answer nor reach the model whole."""
+    q = peers[WEB].ask("which port does the api use?", to=ME)
+    peers[ME].answer(q.id, "8080 since monday")
+    clock = FakeClock(time.time_ns() // 1_000_000 + 1000)
+    flood = [f"no, {i}" for i in range(OPEN_WINDOW + 1)]
+    bulk_discoveries(peers[DB].repo, DB, flood, clock, q)
+    out = said(call(server, "show", id=q.id))
+    lines = out.splitlines()
+    assert lines[lines.index("replies:") + 1].startswith(f"- {ME} answered"), out
+    assert "8080 since monday" in out and len(out) < 8000, out[-300:]
+    shown = len(lines) - lines.index("replies:") - 1  # those that fit in the budget, oldest first
+    assert out.endswith(f" and {len(flood) + 1 - shown} more"), out[-200:]
+
+
+def test_show_finds_an_answer_behind_many_newer_messages(server: MCPServer, peers: dict[str, Bus]) -> None:
+    q = peers[WEB].ask("which port does the api use?", to=ME)
+    peers[ME].answer(q.id, "8080 since monday")
+    clock = FakeClock(time.time_ns() // 1_000_000 + 1000)
+    bulk_discoveries(peers[DB].repo, DB, [f"finding {i}" for i in range(OPEN_WINDOW + 1)], clock)
+    out = said(call(server, "show", id=q.id))
+    assert "no replies" not in out and "8080 since monday" in out, out
+
+
+# -- what cannot be parsed gets an answer ----------------------------------------------------------
+
+
+def _call_line(rid: int, tool: str, arguments: str) -> bytes:
+    """A tools/call written by hand: the arguments go on the wire exactly as given."""
+    head = f'{{"jsonrpc":"2.0","id":{rid},"method":"tools/call","params":{{"name":"{tool}","arguments":'
+    return (head + arguments + "}}").encode()
+
+
+UNPARSABLE = {  # what a client may send that the SDK's JSON parser refuses; each one line, with its id
+    "a-lone-surrogate": (_call_line(11, "discover", '{"text":"\\ud800"}'), 11),
+    "nesting-200-deep": (
+        _call_line(12, "discover", '{"text":"x","paths":' + "[" * 200 + "]" * 200 + "}"),
+        12,
+    ),
+    "a-5000-digit-integer": (_call_line(13, "search", '{"text":"x","limit":' + "9" * 5000 + "}"), 13),
+    "malformed-json-cut-short": (b'{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":', 14),
+    "nesting-100000-deep": (_call_line(15, "status", '{"x":' + "[" * 100_000 + "]" * 100_000 + "}"), 15),
+    "malformed-json": (b'{"jsonrpc":"2.0","method":"tools/call","id":}', None),
+    "not-json-at-all": (b"hello", None),
+}
+
+
+class RawServer:
+    """`gitbus mcp` as a child process spoken to line by line, every read bounded in time."""
+
+    def __init__(self, wt: Path, errlog: Path) -> None:
+        env = {k: os.environ[k] for k in ("PATH", "HOME", *HERMETIC_ENV) if k in os.environ}
+        self.err = errlog.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gitbus", "mcp"],
+            cwd=wt,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+        )
+        self.buffer = b""
+
+    def send(self, line: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
+
+    def reply(self) -> dict[str, Any] | None:
+        """The next line the server writes, parsed, or None when none comes within the timeout."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + TIMEOUT_SECONDS / 2
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        got: dict[str, Any] = json.loads(line)
+        return got
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(TIMEOUT_SECONDS)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(TIMEOUT_SECONDS)
+            self.err.close()
+
+
+@pytest.fixture
+def raw_server(worktrees: list[Path], peers: dict[str, Bus], tmp_path: Path) -> Iterator[RawServer]:
+    server = RawServer(worktrees[0], tmp_path / "server-stderr.txt")
+    try:
+        hello = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        }
+        server.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}).encode())
+        assert (server.reply() or {}).get("id") == 0
+        server.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("case", list(UNPARSABLE))
+def test_a_message_the_server_cannot_parse_gets_a_parse_error_and_the_server_goes_on(
+    raw_server: RawServer, worktrees: list[Path], tmp_path: Path, case: str
+) -> None:
+    """The SDK drops what its parser refuses, so the client would wait for its own timeout: each such
+    line gets a JSON-RPC parse error (with the request's id when it can be read, else null), and a
+    line on stderr; nothing is written and the next call is served."""
+    line, rid = UNPARSABLE[case]
+    before = git(worktrees[0], "for-each-ref", "refs/bus/")
+    raw_server.send(line)
+    got = raw_server.reply()
+    assert got is not None, "no reply to a message the server could not parse"
+    assert (got.get("id"), got.get("error", {}).get("code")) == (rid, -32700), got
+    message = got["error"]["message"]
+    assert message.startswith("Parse error") and "\n" not in message and len(message) < 300, message
+    raw_server.send(_call_line(20, "status", "{}"))
+    alive = raw_server.reply()
+    assert alive is not None and alive["id"] == 20 and "you are " in json.dumps(alive), alive
+    assert git(worktrees[0], "for-each-ref", "refs/bus/") == before
+    raw_server.close()
+    logged = (tmp_path / "server-stderr.txt").read_text().splitlines()
+    said_id = "null" if rid is None else str(rid)
+    assert len(logged) == 1 and logged[0].startswith(
+        f"gitbus mcp: answered a message it could not read (id {said_id}): "
+    ), logged
+
+
+def test_a_json_message_that_is_no_json_rpc_gets_an_invalid_request_error(raw_server: RawServer) -> None:
+    raw_server.send(b'{"jsonrpc":"2.0","id":31,"method":5}')
+    got = raw_server.reply()
+    assert got is not None and (got["id"], got["error"]["code"]) == (31, -32600), got
+    raw_server.send(b"[1, 2]")
+    got = raw_server.reply()
+    assert got is not None and (got["id"], got["error"]["code"]) == (None, -32600), got

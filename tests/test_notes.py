@@ -25,12 +25,10 @@ from typer.testing import CliRunner
 from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
 from gitbus.clock import FakeClock
-from gitbus.git import Repository
-from gitbus.ids import EVERYONE, AgentName, agent_ref, new_message_id
-from gitbus.message import Kind, Message, encode
 from gitbus.notes import NOTES_REF
 
 from .conftest import git, make_repo, raw_git
+from .crowded import bulk_discoveries
 from .helpers_proc import FORK, WAIT_SECONDS, Failure, collect, running
 
 NAMES = ("api-1", "web-1", "db-1", "ops-1")
@@ -308,25 +306,6 @@ def test_a_notes_merge_passes_over_entries_of_a_peers_notes_tree_that_are_no_not
 
 
 # -- search --------------------------------------------------------------------------------------
-
-
-def bulk_discoveries(repo: Repository, agent: str, texts: list[str], clock: FakeClock) -> list[Message]:
-    """Append discoveries to `agent`'s chain as `chains.append` writes them (empty tree, the encoded
-    message, the agent as author and committer), through one `git fast-import`: posting thousands one
-    by one takes seconds."""
-    ref = agent_ref(AgentName(agent))
-    tip = repo.ref(ref)
-    assert tip is not None
-    out, stream = [], [f"reset {ref}\nfrom {tip}\n\n".encode()]
-    for text in texts:
-        clock.advance(1)
-        msg = Message(new_message_id(), Kind.DISCOVERY, AgentName(agent), EVERYONE, text, clock.now_ms())
-        data, sig = encode(msg).encode(), f"{agent} <{agent}@gitbus.invalid> {msg.time // 1000} +0000"
-        stream.append(f"commit {ref}\nauthor {sig}\ncommitter {sig}\ndata {len(data)}\n".encode())
-        stream.append(data + b"\n")
-        out.append(msg)
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo.root, input=b"".join(stream), check=True)
-    return out
 
 
 @pytest.fixture

@@ -340,7 +340,7 @@ def test_answering_a_question_shows_in_its_thread(app: GitbusApp, team: dict[str
         assert not isinstance(app.screen, ThreadScreen)
 
     drive(app, scenario)
-    (answer,) = team["web-1"].replies(q.id)
+    (answer,) = team["web-1"].replies(q).messages
     assert answer.sender == "operator" and answer.to == EVERYONE  # a question to all is answered to all
 
 

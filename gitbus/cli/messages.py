@@ -208,13 +208,21 @@ def show(
     """Show one message in full, with its replies."""
     bus = root.open_bus(ctx, json_out)
     msg = bus.find(id)
-    replies = bus.replies(msg.id)
+    replies = bus.replies(msg)
     verified = bus.verified([msg])
     mark = None if verified is None else verified.get(msg.id, False)
     if json_out:
-        render.dump(out, {**msg.to_json(), "verified": bool(mark), "replies": [r.to_json() for r in replies]})
+        render.dump(
+            out,
+            {
+                **msg.to_json(),
+                "verified": bool(mark),
+                "replies": [r.to_json() for r in replies.messages],
+                "replies_left_out": replies.left_out,
+            },
+        )
     else:
-        render.message_full(out, msg, replies, bus.clock.now_ms(), mark)
+        render.message_full(out, msg, replies.messages, bus.clock.now_ms(), mark, replies.left_out)
 
 
 def inbox(

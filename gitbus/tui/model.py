@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from gitbus.board import Board
-from gitbus.bus import AgentInfo, Bus
+from gitbus.bus import AgentInfo, Bus, Replies
 from gitbus.claims import Claim
 from gitbus.delegation import RequestState
 from gitbus.errors import NotFound
@@ -123,13 +123,13 @@ def load(bus: Bus, query: Query) -> Snapshot:
     )
 
 
-def thread_of(bus: Bus, message: Message) -> tuple[Message, list[Message]]:
+def thread_of(bus: Bus, message: Message) -> tuple[Message, Replies]:
     """The message a thread starts from (the question an answer replies to) and its replies."""
     root = message
     if message.reply_to:
         with contextlib.suppress(NotFound):  # older than the history we hold: show it alone
             root = bus.find(message.reply_to)
-    return root, bus.replies(root.id)
+    return root, bus.replies(root)
 
 
 def plain_paths(paths: Iterable[str]) -> list[str]:

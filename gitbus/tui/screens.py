@@ -132,14 +132,16 @@ class ThreadScreen(Screen[None]):
         if not self.is_attached:  # closed while the thread was read
             return
         self.root, snap = root, self.snapshot()
-        n = sum(r.kind is Kind.ANSWER for r in replies)
-        title = f" thread {inert(root.id[:8])} · replies: {len(replies)}, answers: {n} · esc back"
+        n = sum(r.kind is Kind.ANSWER for r in replies.messages)
+        more = f" (the first {len(replies.messages)} shown)" if replies.left_out else ""
+        total = len(replies.messages) + replies.left_out
+        title = f" thread {inert(root.id[:8])} · replies: {total}{more}, answers: {n} · esc back"
         self.query_one("#thread-title", Static).update(Text.assemble(label(root.kind), title))
         body = self.query_one("#thread-body", VerticalScroll)
         await body.remove_children()
         await body.mount_all(
             Static(describe(m, snap), classes="post root" if m is root else "post", markup=False)
-            for m in [root, *replies]
+            for m in [root, *replies.messages]
         )
         app.refresh_bindings()
 
