@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from gitbus import __version__
+from gitbus.board import unknown_claims
 from gitbus.bus import Bus
 from gitbus.claims import DEFAULT_TTL_MS
 from gitbus.clock import hhmm, parse_duration, span
@@ -334,6 +335,8 @@ def build(path: str | Path = ".", agent: str | None = None) -> MCPServer:
         def run(b: Bus) -> str:
             s = b.status()
             lines = [f"you are {s.me}; {count_text(s.unread, s.unread_partial)} unread"]
+            if s.claims_unknown is not None:  # unknown, not none: the lists below may lack some
+                lines.append(unknown_claims(s.claims_unknown))
             for prefix, held in (("- yours: ", s.my_claims), ("- ", s.other_claims)):
                 if held:  # within a budget, then how many more: a peer's path can be any length
                     shown = [prefix + claim_fact(c, s.now) for c in held[:20]]

@@ -299,6 +299,17 @@ def test_status_says_who_i_am_and_what_is_open(server: MCPServer, peers: dict[st
     assert len(lines) == 5
 
 
+def test_status_says_the_claims_are_unknown_when_a_ledger_cannot_be_read(
+    server: MCPServer, peers: dict[str, Bus]
+) -> None:
+    peers[WEB].claim(["config/"], reason="pool tuning")
+    common = peers[WEB].repo.common_dir
+    shard = next(p for p in (common / "refs" / "bus" / "ledgers").iterdir() if p.name != "main")
+    shard.write_bytes(b"")  # emptied: web's claim cannot be read
+    lines = said(call(server, "status")).splitlines()
+    assert "The claims cannot be read" in lines[1] and shard.name in lines[1] and "refused" in lines[1], lines
+
+
 def test_status_names_the_recipient_of_my_own_question_and_request(
     server: MCPServer, peers: dict[str, Bus]
 ) -> None:
