@@ -435,6 +435,19 @@ class Repository(GitCli):
             return ("tree", Oid(str(obj.id)))
         return ("blob", Oid(str(obj.id))) if obj.type == pygit2.enums.ObjectType.BLOB else None
 
+    def file_entry(self, tree: Oid, path: str) -> Oid | None:
+        """The blob at `path` inside `tree` when it is a regular file there (mode 100644 or 100755),
+        else None: what git reads as a note; a symbolic link or a gitlink in its place is none."""
+        t = self._tree(tree)
+        if t is None:
+            return None
+        try:
+            obj = t[path]
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        regular = obj.filemode in (pygit2.enums.FileMode.BLOB, pygit2.enums.FileMode.BLOB_EXECUTABLE)
+        return Oid(str(obj.id)) if regular and obj.type == pygit2.enums.ObjectType.BLOB else None
+
     def tree_list(self, tree: Oid, path: str) -> list[tuple[str, str]]:
         """(name, 'blob'|'tree') of every entry of the folder `path` inside `tree` ('' for the root).
         Remembered by the folder's id: a claim decision lists the same few folders again and again."""

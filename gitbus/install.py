@@ -47,6 +47,7 @@ from gitbus.install_record import (
     give_back_json,
     parse,
     read_json,
+    remove_made,
     text_of,
     write_json,
 )
@@ -277,7 +278,7 @@ def _unregister_locally(record: Record) -> list[Path]:
         del state["projects"]
     gone = not state and str(f) in record.items
     if gone:
-        f.unlink()
+        remove_made(f)
     changed = gone or give_back_json(f, state, record)
     record.forget(str(f))  # what is left of the file is the user's (or Claude Code's)
     return [f] if changed else []
@@ -304,7 +305,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
         after = _strip_ours(before, created)
         if after != before:
             if not after and str(f) in ours:
-                f.unlink()
+                remove_made(f)
                 record.forget(str(f))
                 if folder(f.parent) in ours and not any(f.parent.iterdir()):
                     f.parent.rmdir()  # the `.claude/` install made, now empty
@@ -321,7 +322,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
 
             config = without_server(mcp_file, config, created, record)
             if not config and str(mcp_file) in ours:
-                mcp_file.unlink()
+                remove_made(mcp_file)
                 record.forget(str(mcp_file))
             else:
                 give_back_json(mcp_file, config, record, partial(original_servers, mcp_file, record=record))

@@ -52,6 +52,7 @@ from gitbus.install_record import (
     give_back_json,
     parse,
     read_json,
+    remove_made,
     text_of,
     write_json,
     write_text,
@@ -287,7 +288,7 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
         record.forget_keys(f)
         return False
     if not after and str(f) in ours:
-        f.unlink()
+        remove_made(f)
         record.forget(str(f))
         if folder(f.parent) in ours and not any(f.parent.iterdir()):
             f.parent.rmdir()  # the folder install made, now empty

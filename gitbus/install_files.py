@@ -20,7 +20,7 @@ from typing import Any
 from gitbus.context import ensure_excluded
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.install_record import Record, folder, parse, text_of, write_text
+from gitbus.install_record import Record, folder, parse, remove_made, text_of, write_text
 
 MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these marks) -->"
 MARK_END = "<!-- gitbus:end -->"
@@ -285,7 +285,7 @@ def take_marked(f: Path, strip: Callable[[str], str], record: Record, ours: set[
         return False
     original = record.originals.get(str(f))
     if not stripped.strip() and str(f) in ours:
-        f.unlink()
+        remove_made(f)
         record.forget(str(f))
         if folder(f.parent) in ours and f.parent.exists() and not any(f.parent.iterdir()):
             f.parent.rmdir()

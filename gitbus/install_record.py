@@ -129,6 +129,12 @@ def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
     return True
 
 
+def remove_made(f: Path) -> None:
+    """Remove the file install made at `f`: through a link the user made, the file it names (what
+    install wrote, `write_text`), never the link itself."""
+    Path(os.path.realpath(f)).unlink()
+
+
 def check_inside(f: Path, roots: list[Path]) -> None:
     """Refuse, in one sentence, a file of a worktree whose real place is outside every one of
     `roots` (the repository's worktrees): a symbolic link on the way, the file's own or a folder's,

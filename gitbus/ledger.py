@@ -448,9 +448,11 @@ def write_change(repo: Repository, state: State, change: Change) -> tuple[list[U
     tips = state.tips
     if tips.broken is not None:
         # The damaged ref, as `read_tips` counted it: a shard, the tombstone, or packed-refs itself
-        # (whose own repair `broken` says). Not `git update-ref`: git refuses to update a ref it
-        # cannot read, and follows a symbolic one to the ref it names.
-        bad = inert(next((r for r, why in repo.skipped.items() if why == tips.broken), PACKED), 200)
+        # (whose own repair `broken` says); else the tombstone, which `tips_of` judged by its value
+        # (a tree, a missing object, missing beside the shards). Not `git update-ref`: git refuses
+        # to update a ref it cannot read, and follows a symbolic one to the ref it names.
+        found = (r for r, why in repo.skipped.items() if why == tips.broken)
+        bad = inert(next(found, LEDGER_REF), 200)
         again = f" Put the last good one back into {bad} (git reflog {bad} lists them where kept)."
         raise GitbusError(
             f"{inert(tips.broken, 200)}; no claim can be decided.{again if bad != PACKED else ''}"

@@ -37,7 +37,9 @@ def _request_id(message: object) -> WireId | None:
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _SCALAR = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null', re.S)
-_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+# A string, a bracket, or a quote that opens a string never closed: the line ends inside it. Without
+# that last one, every escaped quote in such a string started a new match to the end of the line.
+_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.S)
 _SPACE = re.compile(r"[ \t\r\n]+")
 _NESTED = object()  # the value of a member that is an object or an array, skipped
 
@@ -54,6 +56,8 @@ def _skip_nested(line: str, at: int) -> int:
     depth = 0
     for m in _BRACKET_OR_STRING.finditer(line, at):
         c = m.group()
+        if c == '"':  # a string that never closes: so neither does this
+            return -1
         if c in "[{":
             depth += 1
         elif c in "]}":

@@ -54,9 +54,8 @@ def find(repo: Repository, tree: Oid, commit: Oid) -> Oid | None:
     reads a notes tree; nothing else there is ever taken for a note."""
     at = ""
     for i in range(0, len(commit) - 2, 2):
-        found = repo.tree_entry(tree, at + commit[i:])
-        if found is not None:
-            return found[1] if found[0] == "blob" else None
+        if repo.tree_entry(tree, at + commit[i:]) is not None:  # a note only if a regular file
+            return repo.file_entry(tree, at + commit[i:])
         folder = repo.tree_entry(tree, at + commit[i : i + 2])
         if folder is None or folder[0] != "tree":
             return None

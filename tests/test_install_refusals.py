@@ -128,6 +128,24 @@ def test_a_file_linked_within_the_worktree_is_written_through_and_stays_a_link(
     assert target.read_bytes() == original
 
 
+@pytest.mark.parametrize(
+    ("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json"), ("claude", "CLAUDE.local.md")]
+)
+def test_a_link_within_the_worktree_to_no_file_yet_is_the_users_and_stays_after_uninstall(
+    worktrees: list[Path], client: str, name: str
+) -> None:
+    """Install writes the file the link names; uninstall removes that file, never the user's link."""
+    wt = worktrees[1]
+    (wt / "shared").mkdir()
+    target = wt / "shared" / name
+    (wt / name).symlink_to(Path("shared") / name)  # dangling: the file is not there yet
+    assert gb(worktrees[0], "install", client)[0] == 0
+    assert (wt / name).is_symlink() and b"gitbus" in target.read_bytes()
+    assert gb(worktrees[0], "uninstall", client)[0] == 0
+    assert (wt / name).is_symlink() and os.readlink(wt / name) == str(Path("shared") / name)
+    assert not target.exists() or b"gitbus" not in target.read_bytes()
+
+
 @pytest.mark.parametrize(("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json")])
 def test_a_link_to_a_file_git_tracks_counts_as_that_file_and_is_left_alone(
     tmp_path: Path, client: str, name: str

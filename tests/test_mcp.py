@@ -993,3 +993,17 @@ def test_a_json_message_that_is_no_json_rpc_gets_an_invalid_request_error(raw_se
     raw_server.send(b"[1, 2]")
     got = raw_server.reply()
     assert got is not None and (got["id"], got["error"]["code"]) == (None, -32600), got
+
+
+def test_a_request_cut_short_inside_a_string_is_read_in_one_pass() -> None:
+    """Reading a refused line's id must not cost more than one pass over it: a 1 MB line cut short
+    in a string full of escaped quotes once took time growing with its square (half an hour), with
+    the server's event loop blocked meanwhile. Run apart, so a regression fails rather than hangs."""
+    code = (
+        "from gitbus.mcp_wire import _members\n"
+        "line = '{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":[\"'\n"
+        "line += 'a\\\\\"' * 300_000\n"
+        "assert _members(line)['id'] == 7, _members(line)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -513,6 +513,23 @@ def test_a_step_on_a_damaged_ledger_ref_names_that_ref_in_its_hint(
             assert f"{LEDGER_REF} " not in hint, hint
 
 
+@pytest.mark.parametrize("kind", ["a tree", "a missing object"])
+def test_a_tombstone_pointing_at_no_blob_keeps_its_repair_hint(
+    repo: Path, clock: FakeClock, kind: str
+) -> None:
+    """The tombstone pointed at a tree (or at nothing there) is no damaged file but a wrong value:
+    the refusal still says to put the last good one back into it."""
+    a = Bus.open(repo, "a", clock)
+    a.claim(["src/"])
+    common = a.repo.common_dir
+    target = git(repo, "rev-parse", f"{SRC}^{{tree}}").strip() if kind == "a tree" else "1" * 40
+    (common / LEDGER_REF).write_text(target + "\n")
+    with pytest.raises(GitbusError) as refused:
+        Bus.open(repo, "a", clock).claim(["lib/"])
+    text = str(refused.value)
+    assert "\n" not in text and f"Put the last good one back into {LEDGER_REF}" in text, text
+
+
 def older_step_between_two_moves(tmp_path: Path, clock: FakeClock, mine: str = "src/") -> tuple[Net, Bus]:
     """Mixed versions: alice moves her single ledger offline (her claim on `mine`); an older gitbus
     then adds bob's `lib/` claim to the remote's single ledger, and carol's newer gitbus moves the

@@ -264,6 +264,22 @@ def test_history_shows_the_commits_without_notes_when_the_notes_ref_is_damaged(t
     assert [e["commit"] for e in story if "commit" in e] == [initial, c1]
 
 
+@pytest.mark.parametrize("mode", ["120000", "160000"])
+def test_a_notes_tree_entry_that_is_no_file_is_no_note(team: list[Bus], mode: str) -> None:
+    """git reads only a regular file at a commit's name as its note: a symbolic link (or a gitlink)
+    planted there is no note to `git log --notes` and none to history either."""
+    wt = team[0].repo.root
+    c1 = commit(wt, "README.md", "touch the readme")
+    blob = raw_git(wt, "hash-object", "-w", "--stdin", input=b"gitbus: committed by agent mallory\n")
+    entry = f"{mode} {'blob' if mode == '120000' else 'commit'} {blob if mode == '120000' else c1}\t{c1}\n"
+    tree = raw_git(wt, "mktree", input=entry.encode())
+    git(wt, "update-ref", "refs/notes/gitbus", raw_git(wt, "commit-tree", tree, input=b"planted\n"))
+    assert git(wt, "log", "-1", "--notes=gitbus", "--format=[%N]", c1).strip() == "[]"
+    [shown] = [e for e in gb_json(wt, "history", "README.md") if e.get("commit") == c1]
+    assert not shown.get("note"), shown
+    assert "mallory" not in gb(wt, "history", "README.md")[1]
+
+
 def test_writing_a_note_on_a_damaged_notes_ref_names_the_ref(team: list[Bus]) -> None:
     wt = team[0].repo.root
     blob = raw_git(wt, "hash-object", "-w", "--stdin", input=b"x\n")
