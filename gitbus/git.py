@@ -424,12 +424,8 @@ class Repository(GitCli):
 
     def tree_entry(self, tree: Oid, path: str) -> tuple[str, Oid] | None:
         """('blob'|'tree', oid) at `path` inside `tree`, or None (also when `tree` is no tree)."""
-        t = self._tree(tree)
-        if t is None:
-            return None
-        try:
-            obj = t[path]
-        except (KeyError, ValueError, pygit2.GitError):
+        obj = self._entry(tree, path)
+        if obj is None:
             return None
         if obj.type == pygit2.enums.ObjectType.TREE:
             return ("tree", Oid(str(obj.id)))
@@ -438,15 +434,20 @@ class Repository(GitCli):
     def file_entry(self, tree: Oid, path: str) -> Oid | None:
         """The blob at `path` inside `tree` when it is a regular file there (mode 100644 or 100755),
         else None: what git reads as a note; a symbolic link or a gitlink in its place is none."""
+        obj = self._entry(tree, path)
+        if obj is None:
+            return None
+        regular = obj.filemode in (pygit2.enums.FileMode.BLOB, pygit2.enums.FileMode.BLOB_EXECUTABLE)
+        return Oid(str(obj.id)) if regular and obj.type == pygit2.enums.ObjectType.BLOB else None
+
+    def _entry(self, tree: Oid, path: str) -> pygit2.Object | None:
         t = self._tree(tree)
         if t is None:
             return None
         try:
-            obj = t[path]
+            return t[path]
         except (KeyError, ValueError, pygit2.GitError):
             return None
-        regular = obj.filemode in (pygit2.enums.FileMode.BLOB, pygit2.enums.FileMode.BLOB_EXECUTABLE)
-        return Oid(str(obj.id)) if regular and obj.type == pygit2.enums.ObjectType.BLOB else None
 
     def tree_list(self, tree: Oid, path: str) -> list[tuple[str, str]]:
         """(name, 'blob'|'tree') of every entry of the folder `path` inside `tree` ('' for the root).
