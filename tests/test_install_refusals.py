@@ -109,41 +109,30 @@ def test_a_file_linked_out_of_the_repository_is_refused_and_stays_a_link(
     assert everything(tmp_path / "outside", *worktrees) == before
 
 
+@pytest.mark.parametrize("dangling", [False, True], ids=["to a file", "to no file yet"])
 @pytest.mark.parametrize(
     ("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json"), ("claude", "CLAUDE.local.md")]
 )
 def test_a_file_linked_within_the_worktree_is_written_through_and_stays_a_link(
-    worktrees: list[Path], client: str, name: str
+    worktrees: list[Path], client: str, name: str, dangling: bool
 ) -> None:
+    """Install writes the file the link names; uninstall gives that file back (removes it, when
+    install made it), never the user's link."""
     wt = worktrees[1]
     (wt / "shared").mkdir()
     target = wt / "shared" / name
     original = b'{"mcpServers": {"docs": {"command": "npx"}}}' if name.endswith(".json") else b"# mine\n"
-    target.write_bytes(original)
+    if not dangling:
+        target.write_bytes(original)
     (wt / name).symlink_to(Path("shared") / name)
     assert gb(worktrees[0], "install", client)[0] == 0
     assert (wt / name).is_symlink() and b"gitbus" in target.read_bytes()
     assert gb(worktrees[0], "uninstall", client)[0] == 0
     assert (wt / name).is_symlink() and os.readlink(wt / name) == str(Path("shared") / name)
-    assert target.read_bytes() == original
-
-
-@pytest.mark.parametrize(
-    ("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json"), ("claude", "CLAUDE.local.md")]
-)
-def test_a_link_within_the_worktree_to_no_file_yet_is_the_users_and_stays_after_uninstall(
-    worktrees: list[Path], client: str, name: str
-) -> None:
-    """Install writes the file the link names; uninstall removes that file, never the user's link."""
-    wt = worktrees[1]
-    (wt / "shared").mkdir()
-    target = wt / "shared" / name
-    (wt / name).symlink_to(Path("shared") / name)  # dangling: the file is not there yet
-    assert gb(worktrees[0], "install", client)[0] == 0
-    assert (wt / name).is_symlink() and b"gitbus" in target.read_bytes()
-    assert gb(worktrees[0], "uninstall", client)[0] == 0
-    assert (wt / name).is_symlink() and os.readlink(wt / name) == str(Path("shared") / name)
-    assert not target.exists() or b"gitbus" not in target.read_bytes()
+    if dangling:
+        assert not target.exists() or b"gitbus" not in target.read_bytes()
+    else:
+        assert target.read_bytes() == original
 
 
 @pytest.mark.parametrize(("client", "name"), [("codex", "AGENTS.md"), ("claude", ".mcp.json")])
