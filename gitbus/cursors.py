@@ -14,14 +14,13 @@ light: hooks read it on every tool call.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitbus import state
-from gitbus.gitfiles import Oid
+from gitbus.gitfiles import Oid, is_oid
 from gitbus.state import locked, write_atomic
 
 if TYPE_CHECKING:
@@ -144,7 +143,6 @@ def load_page(repo: Repository, name: str, token: str) -> Continuation | None:
     return Continuation(origin, {**origin, **moved}, None if b is None else (b[0], b[1]), clean, stops)
 
 
-_OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
 def _tips(obj: object) -> dict[str, str]:
@@ -155,7 +153,7 @@ def _tips(obj: object) -> dict[str, str]:
     for ref, oid in obj.items():
         if not (isinstance(ref, str) and ref.startswith("refs/bus/") and isinstance(oid, str)):
             raise ValueError("not a chain tip")
-        if not _OID.fullmatch(oid):
+        if not is_oid(oid):
             raise ValueError("not a commit id")
         out[ref] = oid
     return out

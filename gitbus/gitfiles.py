@@ -13,6 +13,7 @@ anything else loads; they are re-exported here.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple, NewType
 
@@ -27,6 +28,12 @@ from gitbus.fastpath import read_refs as read_refs
 from gitbus.ids import BUS_PREFIX
 
 Oid = NewType("Oid", str)
+_OID_TEXT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+
+def is_oid(text: str) -> bool:
+    """True for an object id as git spells it: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits."""
+    return _OID_TEXT.fullmatch(text) is not None
 
 
 class Location(NamedTuple):

@@ -26,6 +26,7 @@ from typing import Any
 
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
+from gitbus.paths import inside
 from gitbus.state import install_record, write_atomic
 
 BOM = "\ufeff"
@@ -141,7 +142,7 @@ def check_inside(f: Path, roots: list[Path]) -> None:
     leads out, and install would write, and uninstall delete, where nobody asked it to. A link that
     stays inside is written through (`write_text`), so it stays a link."""
     real = os.path.realpath(f)
-    if any(_within(real, os.path.realpath(r)) for r in roots):
+    if any(inside(real, os.path.realpath(r)) for r in roots):
         return
     link = next((p for p in _steps(f, roots) if p.is_symlink()), f)
     raise GitbusError(
@@ -149,9 +150,6 @@ def check_inside(f: Path, roots: list[Path]) -> None:
         "not write through it. Replace the link with the file, or add gitbus's entries yourself."
     )
 
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _steps(f: Path, roots: list[Path]) -> list[Path]:

@@ -13,7 +13,6 @@ record of its own. A note is read to 64 KiB at most and held to the text rules o
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,7 @@ from gitbus import paths as P
 from gitbus.chains import history
 from gitbus.errors import GitbusError
 from gitbus.git import commits_read_once
-from gitbus.gitfiles import Oid
+from gitbus.gitfiles import Oid, is_oid
 from gitbus.ids import MessageId
 from gitbus.inert import unsafe
 from gitbus.message import Kind, Message
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from gitbus.git import Repository
 
 _LOOKBACK = 200  # first-parent commits searched for the agent's previous one
-_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a commit id, SHA-1 or SHA-256
 
 
 def note_for_commit(bus: Bus, commit: str) -> str:
@@ -96,7 +94,7 @@ def _ids_and_times(out: str) -> list[tuple[Oid, int]]:
     found = []
     for line in out.split("\n"):
         oid, _, when = line.partition(" ")
-        if _HEX.fullmatch(oid) and when.isdigit():
+        if is_oid(oid) and when.isdigit():
             found.append((Oid(oid), int(when)))
     return found
 
@@ -191,7 +189,7 @@ def _changed(repo: Repository, rev: str, path: str) -> list[Oid]:
         lines = err.strip().splitlines()
         repo.skipped[f"git log {rev}"] = f"git log failed ({lines[-1] if lines else code}); no commits shown"
         return []
-    return [Oid(line) for line in out.split("\n") if _HEX.fullmatch(line)]
+    return [Oid(line) for line in out.split("\n") if is_oid(line)]
 
 
 def left_out(repo: Repository) -> str | None:
