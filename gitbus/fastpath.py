@@ -54,9 +54,14 @@ class Undecided(Exception):
 # -- refs, from git's own files (the library's one reader) -------------------------------------------
 
 
+def is_oid(text: str) -> bool:
+    """True for an object id as git spells it: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits."""
+    return len(text) in (40, 64) and set(text) <= _HEX
+
+
 def _oid(text: str) -> str | None:
     t = text.strip()
-    return t if len(t) in (40, 64) and set(t) <= _HEX else None
+    return t if is_oid(t) else None
 
 
 def read_refs(

@@ -26,7 +26,17 @@ import pygit2
 from gitbus import loose, races, state
 from gitbus.errors import Contended, GitbusError, Unreadable
 from gitbus.gitcli import NETWORK_TIMEOUT_SECONDS, STALE_LOCK_SECONDS, GitCli, network_timeout
-from gitbus.gitfiles import Commit, DamagedRef, Oid, RefMoved, common_dir_of, damage_text, read_ref, read_refs
+from gitbus.gitfiles import (
+    Commit,
+    DamagedRef,
+    Oid,
+    RefMoved,
+    common_dir_of,
+    damage_text,
+    read_ref,
+    read_refs,
+    refuse_damage,
+)
 from gitbus.ids import BUS_PREFIX, KEPT_PREFIX
 from gitbus.inert import inert
 from gitbus.races import LOCAL_BACKOFF, REMOTE_BACKOFF, STARVED_AFTER, TURN_POLL, LostRaces
@@ -140,8 +150,7 @@ class Repository(GitCli):
             oid = read_ref(self.common_dir, name, damaged)
             if damaged and name.startswith(f"{KEPT_PREFIX}fetched/"):
                 return None  # the remote's, as fetched (a folder: it holds `name/x`): the next fetch mends it
-            for bad, why in damaged.items():
-                raise DamagedRef(self.common_dir, bad, why)
+            refuse_damage(self.common_dir, damaged)
             return None if oid is None else Oid(oid)
         try:
             ref = self._repo.references.get(name)
@@ -437,7 +446,7 @@ class Repository(GitCli):
         obj = self._entry(tree, path)
         if obj is None:
             return None
-        regular = obj.filemode in (pygit2.enums.FileMode.BLOB, pygit2.enums.FileMode.BLOB_EXECUTABLE)
+        regular = obj.filemode in (_FILE_MODE, _EXECUTABLE_MODE)
         return Oid(str(obj.id)) if regular and obj.type == pygit2.enums.ObjectType.BLOB else None
 
     def _entry(self, tree: Oid, path: str) -> pygit2.Object | None:

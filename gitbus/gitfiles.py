@@ -13,13 +13,13 @@ anything else loads; they are re-exported here.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import NamedTuple, NewType
 
 from gitbus.errors import GitbusError
 from gitbus.fastpath import PACKED as PACKED
 from gitbus.fastpath import bus_tips as bus_tips
+from gitbus.fastpath import is_oid as is_oid
 from gitbus.fastpath import packed_damage as packed_damage
 from gitbus.fastpath import packed_ref as packed_ref
 from gitbus.fastpath import packed_refs as packed_refs
@@ -28,12 +28,6 @@ from gitbus.fastpath import read_refs as read_refs
 from gitbus.ids import BUS_PREFIX
 
 Oid = NewType("Oid", str)
-_OID_TEXT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-
-
-def is_oid(text: str) -> bool:
-    """True for an object id as git spells it: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits."""
-    return _OID_TEXT.fullmatch(text) is not None
 
 
 class Location(NamedTuple):
@@ -139,6 +133,12 @@ class DamagedRef(GitbusError):
     def __init__(self, common_dir: str | Path, ref: str, why: str) -> None:
         self.ref, self.why = ref, why
         super().__init__(damage_text(common_dir, ref, why) + "; gitbus will not write over it.")
+
+
+def refuse_damage(common_dir: str | Path, damaged: dict[str, str]) -> None:
+    """Raise `DamagedRef` for the first of `damaged` (ref -> why, as `read_ref` fills it), if any."""
+    for ref, why in damaged.items():
+        raise DamagedRef(common_dir, ref, why)
 
 
 def damage_text(common_dir: str | Path, ref: str, why: str) -> str:

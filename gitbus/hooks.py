@@ -291,7 +291,7 @@ def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
         return ""
     rels: list[str] = []
     warnings: list[str] = []
-    wanted: list[str] = []
+    wanted: dict[str, None] = {}  # in the order written, each once
     deny = conf["guard"] != "warn"
     now = int(time.time() * 1000)
     snap = None
@@ -312,11 +312,11 @@ def guard_writes(s: Session, raws: list[str], unknown: str = "") -> str:
                 if deny:
                     break
                 continue
-            if rel is not None and rel not in wanted:
-                wanted.append(rel)
+            if rel is not None:
+                wanted[rel] = None
         if not (warnings and deny):
             snap = guard.snapshot(s.loc.root, s.loc.common_dir, wanted)  # current for these paths
-            rels = _allowed(s, snap, wanted, now, deny, warnings)
+            rels = _allowed(s, snap, list(wanted), now, deny, warnings)
     if warnings and deny:
         return emit("PreToolUse", permissionDecision="deny", permissionDecisionReason=warnings[0])
     notes = ["gitbus warning: " + w for w in dict.fromkeys(warnings)]
@@ -436,9 +436,10 @@ def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool] | None
             return ""
         assert s.cursor is not None
         moved = s.cursor.tips != tips
+        inbox = s.inbox()  # one handle for the news, the board and the telling
         # a question the news shows now is not repeated in the reminder below
-        news = {m.id for m in s.new_batch(tips).shown} if moved else set()
-        board = read(s.inbox().repo, int(time.time() * 1000), OPEN_WINDOW)
+        news = {m.id for m in inbox.new_batch(s.cursor, tips).shown} if moved else set()
+        board = read(inbox.repo, int(time.time() * 1000), OPEN_WINDOW)
         pending = [  # oldest first: the longest waiting are reminded first
             q
             for q in reversed(board.open_questions(to=s.agent))
@@ -457,7 +458,8 @@ def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool] | None
 
         shown: tuple[str, ...] = ()
         if moved:
-            shown = s.tell(tips, out).shown
+            told, s.cursor = inbox.tell(s.id, s.cursor, tips, out)
+            shown = told.shown
             if not all(went):
                 return ""  # it did not go out: nothing is told or reminded, the next Stop tries again
         elif not out(""):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from gitbus import state
 from gitbus.errors import GitbusError
+from gitbus.gitfiles import Oid, RefMoved
 from gitbus.ids import BUS_PREFIX, KEPT_PREFIX
 
 if TYPE_CHECKING:
@@ -162,18 +163,19 @@ def _drop_forgotten_remotes(repo: Repository) -> tuple[str, ...]:
     if code != 0:
         return ()
     known = set(out.split())
-    gone: dict[str, list[str]] = {}
+    gone: set[str] = set()
+    changes: list[tuple[str, Oid | None, Oid | None]] = []
     for ref, oid in repo.refs(KEPT_PREFIX).items():
         rest = ref[len(KEPT_PREFIX) :].partition("/")[2]  # past `fetched/` or `vouched/`
         name = rest.split("/bus/", 1)[0] if "/bus/" in rest else rest.removesuffix("/notes/gitbus")
         if name and name != rest and name not in known:
-            gone.setdefault(name, []).append(f"delete {ref} {oid}\n")
-    if not gone:
+            gone.add(name)
+            changes.append((ref, None, oid))
+    if not changes:
         return ()
-    lines = "".join(line for refs in gone.values() for line in refs).encode()
     try:
-        repo.git("update-ref", "--stdin", input=lines)
-    except GitbusError:
+        repo.update_refs(changes, "gitbus housekeeping")
+    except (RefMoved, GitbusError):
         return ()  # changed meanwhile: the next run looks again
     return tuple(
         f"git update-ref -d refs/gitbus/*/{name}/ (a remote git no longer knows)" for name in sorted(gone)

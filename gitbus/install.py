@@ -236,11 +236,11 @@ def _register_locally(repo: Repository, entry: dict[str, Any], record: Record) -
     servers = mine.setdefault("mcpServers", {}) if isinstance(mine, dict) else None
     if not isinstance(servers, dict):
         raise GitbusError(f"{f} has no object for the MCP servers of {project}; fix it first.")
-    if f"local:{project}" not in record.keys(f):  # no copy of this file is kept: it is Claude Code's
+    first = f"local:{project}" not in record.keys(f)
+    if first:  # no copy of this file is kept: it is Claude Code's
         for key, was_made in made.items():
             if was_made:
                 record.add(f"{f}#{key}")
-    first = f"local:{project}" not in record.keys(f)
     put_server(f, servers, {"type": "stdio", **entry}, record, first, where=project)
     record.add(f"{f}#local:{project}")
     return [f] if write_json(f, state, new_mode=0o600) else []  # private, as Claude Code keeps it
@@ -278,7 +278,7 @@ def _unregister_locally(record: Record) -> list[Path]:
         del state["projects"]
     gone = not state and str(f) in record.items
     if gone:
-        remove_made(f)
+        remove_made(f, record)
     changed = gone or give_back_json(f, state, record)
     record.forget(str(f))  # what is left of the file is the user's (or Claude Code's)
     return [f] if changed else []
@@ -305,11 +305,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
         after = _strip_ours(before, created)
         if after != before:
             if not after and str(f) in ours:
-                remove_made(f)
-                record.forget(str(f))
-                if folder(f.parent) in ours and not any(f.parent.iterdir()):
-                    f.parent.rmdir()  # the `.claude/` install made, now empty
-                    record.forget(folder(f.parent))
+                remove_made(f, record, ours)  # and the `.claude/` install made, left empty
             else:
                 give_back_json(f, after, record, lambda x: _strip_ours(x, created))
             changed.append(f)
@@ -322,8 +318,7 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
 
             config = without_server(mcp_file, config, created, record)
             if not config and str(mcp_file) in ours:
-                remove_made(mcp_file)
-                record.forget(str(mcp_file))
+                remove_made(mcp_file, record)
             else:
                 give_back_json(mcp_file, config, record, partial(original_servers, mcp_file, record=record))
             forget_server(mcp_file, record)

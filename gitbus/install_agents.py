@@ -288,11 +288,7 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
         record.forget_keys(f)
         return False
     if not after and str(f) in ours:
-        remove_made(f)
-        record.forget(str(f))
-        if folder(f.parent) in ours and not any(f.parent.iterdir()):
-            f.parent.rmdir()  # the folder install made, now empty
-            record.forget(folder(f.parent))
+        remove_made(f, record, ours)  # and the folder install made, left empty
     else:
 
         def users(original: dict[str, Any]) -> dict[str, Any]:

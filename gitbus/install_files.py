@@ -20,7 +20,7 @@ from typing import Any
 from gitbus.context import ensure_excluded
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.install_record import Record, folder, parse, remove_made, text_of, write_text
+from gitbus.install_record import Record, parse, remove_made, text_of, write_text
 
 MARK_START = "<!-- gitbus:start (managed by gitbus install; edit outside these marks) -->"
 MARK_END = "<!-- gitbus:end -->"
@@ -285,11 +285,7 @@ def take_marked(f: Path, strip: Callable[[str], str], record: Record, ours: set[
         return False
     original = record.originals.get(str(f))
     if not stripped.strip() and str(f) in ours:
-        remove_made(f)
-        record.forget(str(f))
-        if folder(f.parent) in ours and f.parent.exists() and not any(f.parent.iterdir()):
-            f.parent.rmdir()
-            record.forget(folder(f.parent))
+        remove_made(f, record, ours)
     elif original is not None and original.rstrip("\n") == stripped.rstrip("\n"):
         write_text(f, original)  # the user's text, down to its last newline
     else:

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +130,15 @@ def write_text(f: Path, text: str, new_mode: int | None = None) -> bool:
     return True
 
 
-def remove_made(f: Path) -> None:
-    """Remove the file install made at `f`: through a link the user made, the file it names (what
-    install wrote, `write_text`), never the link itself."""
+def remove_made(f: Path, record: Record, ours: Collection[str] = ()) -> None:
+    """Remove the file install made at `f`, and forget it; and its folder, when that is among
+    `ours` (install made it) and nothing else is left in it. Through a link the user made, the
+    file it names goes (what install wrote, `write_text`), never the link itself."""
     Path(os.path.realpath(f)).unlink()
+    record.forget(str(f))
+    if folder(f.parent) in ours and f.parent.exists() and not any(f.parent.iterdir()):
+        f.parent.rmdir()
+        record.forget(folder(f.parent))
 
 
 def check_inside(f: Path, roots: list[Path]) -> None:

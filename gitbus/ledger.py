@@ -275,9 +275,8 @@ def tips_of(
     """The ledgers `refs` (by local name) with `refs/bus/ledger` at `old` (of object kind `kind`, when
     the caller looked already), as side `root` has them."""
     if old is None:
-        if any(
-            r != MAIN_LEDGER for r in refs
-        ):  # claim shards come after the tombstone: what they carry is unknown
+        # claim shards come after the tombstone: without it, what they carry is unknown
+        if any(r != MAIN_LEDGER for r in refs):
             why = f"{LEDGER_REF} is missing beside the claim shards {LEDGERS_PREFIX}*: removed"
             return Tips(root, refs, None, None, True, why)
         return Tips(root, refs, None, None, False)

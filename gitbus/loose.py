@@ -36,7 +36,7 @@ import secrets
 import zlib
 from collections.abc import Callable, Sequence
 
-from gitbus.gitfiles import DamagedRef, Oid, RefMoved, packed_ref, read_ref
+from gitbus.gitfiles import Oid, RefMoved, packed_ref, read_ref, refuse_damage
 
 TREE = b"40000"  # git's mode of a folder entry (no leading zero)
 BLOB = b"100644"
@@ -330,8 +330,7 @@ def _held_ref(common: str, name: str, path: str) -> Oid | None:
     except FileNotFoundError:  # no loose file (none can appear: its lock is held): packed, or none
         bad: dict[str, str] = {}
         packed = packed_ref(common, name, bad)
-        for ref, why in bad.items():
-            raise DamagedRef(common, ref, why) from None
+        refuse_damage(common, bad)
         return None if packed is None else Oid(packed)
     except OSError as e:
         if e.errno != errno.ELOOP:
@@ -349,8 +348,7 @@ def _held_ref(common: str, name: str, path: str) -> Oid | None:
         return Oid(text[:40])
     damaged: dict[str, str] = {}
     oid = read_ref(common, name, damaged)
-    for ref, why in damaged.items():
-        raise DamagedRef(common, ref, why)
+    refuse_damage(common, damaged)
     if raw is not None:
         raise NotPlain(name)  # a value git reads, not as git writes it: libgit2's
     return None if oid is None else Oid(oid)

@@ -130,7 +130,7 @@ def _shown(m: Message, b: Bus) -> str:
     if m.reply_to:
         lines.append(f"in reply to {inert(m.reply_to[:8])}")
     replies = b.replies(m)
-    total = len(replies.messages) + replies.left_out
+    total = replies.total
     said = within([fact(r, b.agent) for r in replies.messages], LIST_CHARS // 2, "\n", total=total)
     lines += ["replies:", said] if total else ["no replies"]  # the oldest that fit, then "and N more"
     return "\n".join(lines)

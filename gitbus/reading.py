@@ -36,6 +36,10 @@ class Replies(NamedTuple):
     messages: list[Message]
     left_out: int
 
+    @property
+    def total(self) -> int:
+        return len(self.messages) + self.left_out
+
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:

@@ -42,14 +42,9 @@ def problems(common_dir: Path) -> list[str]:
 def _stored(common_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """The stored settings `load` uses, and what it skipped."""
     f = state.settings(common_dir)
-    try:
-        stored = json.loads(_read(os.fspath(f)).decode("utf-8"))
-    except FileNotFoundError:
-        return {}, []
-    except (OSError, ValueError, RecursionError):
-        return {}, [f"{f} cannot be read as JSON, so every setting is at its default."]
-    if not isinstance(stored, dict):
-        return {}, [f"{f} holds no JSON object, so every setting is at its default."]
+    stored, problem = _file_object(f)
+    if problem:
+        return {}, [problem]
     good: dict[str, Any] = {}
     bad: list[str] = []
     for k, v in stored.items():
@@ -61,6 +56,20 @@ def _stored(common_dir: Path) -> tuple[dict[str, Any], list[str]]:
             shown = inert(json.dumps(v)[:40], 40)
             bad.append(f"{f} holds {shown} for {k}, not a valid value; {k} is at its default.")
     return good, bad
+
+
+def _file_object(f: Path) -> tuple[dict[str, Any], str | None]:
+    """The JSON object settings file `f` holds ({} when there is no file), or {} and why it is
+    none: what `load` and `save` both read."""
+    try:
+        stored = json.loads(_read(os.fspath(f)).decode("utf-8"))
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError, RecursionError):
+        return {}, f"{f} cannot be read as JSON, so every setting is at its default."
+    if not isinstance(stored, dict):
+        return {}, f"{f} holds no JSON object, so every setting is at its default."
+    return stored, None
 
 
 def _read(path: str) -> bytes:
@@ -142,12 +151,7 @@ def save(common_dir: Path, key: str, value: Any) -> None:
     stored key is kept as it was, a bad value too (it is named by `problems`, not dropped)."""
     f = state.settings(common_dir)
     with state.locked(state.settings_lock(common_dir)):
-        try:
-            stored = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            stored = {}
-        if not isinstance(stored, dict):
-            stored = {}
+        stored, _ = _file_object(f)
         stored[key] = value
         kept = {k: v for k, v in stored.items() if k not in DEFAULTS or v != DEFAULTS[k]}
         state.write_atomic(f, json.dumps(kept, indent=2, sort_keys=True), prefix=".config-")

@@ -57,8 +57,9 @@ def status(console: Out, s: Status, me: str | None) -> None:
         _spans(console, (s.damage() or "", "yellow"))
     damaged = [f"{inert(ref, 200)} {inert(why, 200)}" for ref, why in s.damaged]  # a name is any file name
     a_few(console, damaged, "and {} more damaged ref(s) (gitbus status --json lists them)", prefix="")
-    if s.repair():
-        say(console, inert(s.repair() or ""))
+    repair = s.repair()
+    if repair:
+        say(console, inert(repair))
     for path, by, at in s.taken_over:
         say(console, f"Your expired claim on {inert(path)} was taken over by {inert(by)} at {hhmm(at)}.")
     if s.claims_unknown is not None:

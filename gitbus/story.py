@@ -182,10 +182,10 @@ def _changed(repo: Repository, rev: str, path: str) -> list[Oid]:
     """The commits of `rev` that changed `path`, newest first: ids only, so nothing a commit or a
     note says can pose as another commit (their words are read by id, each as one string). None
     when `rev` has no commit yet; git's failure otherwise is counted in `repo.skipped`."""
-    if repo.git_result("rev-parse", "--verify", "-q", f"{rev}^{{commit}}")[0] != 0:
-        return []  # a branch with no commit yet: no history to show
     code, out, err = repo.git_result("log", "--format=%H", rev, "--", path)
     if code != 0:
+        if repo.git_result("rev-parse", "--verify", "-q", f"{rev}^{{commit}}")[0] != 0:
+            return []  # a branch with no commit yet: no history to show
         lines = err.strip().splitlines()
         repo.skipped[f"git log {rev}"] = f"git log failed ({lines[-1] if lines else code}); no commits shown"
         return []

@@ -134,7 +134,7 @@ class ThreadScreen(Screen[None]):
         self.root, snap = root, self.snapshot()
         n = sum(r.kind is Kind.ANSWER for r in replies.messages)
         more = f" (the first {len(replies.messages)} shown)" if replies.left_out else ""
-        total = len(replies.messages) + replies.left_out
+        total = replies.total
         title = f" thread {inert(root.id[:8])} · replies: {total}{more}, answers: {n} · esc back"
         self.query_one("#thread-title", Static).update(Text.assemble(label(root.kind), title))
         body = self.query_one("#thread-body", VerticalScroll)
