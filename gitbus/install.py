@@ -171,7 +171,7 @@ def install_claude(repo: Repository, shared: bool = False) -> list[Path]:
         if put_section(mem, instructions(cmd), record):
             changed.append(mem)
     exe, *args = shlex.split(cmd)
-    entry = {"command": exe, "args": [*args, "mcp"]}
+    entry = {"command": exe, "args": [*args, "mcp"], "alwaysLoad": True}
     if local:
         changed += _register_locally(repo, entry, record)
     else:

@@ -17,6 +17,7 @@ installs it); under `CI` that is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -294,11 +295,9 @@ def test_the_model_can_call_the_gitbus_mcp_tools(mcp_team: Team) -> None:
     offered: list[bool] = []
 
     def script(req: Request) -> Reply:
-        offered.append("mcp__gitbus__discover" in req.received() or "mcp__gitbus__discover" in req.tool_names)
+        # alwaysLoad: the tools are listed whole from the first request, not deferred behind ToolSearch
+        offered.append("mcp__gitbus__discover" in req.tool_names)
         called = [u["name"] for u in req.tool_uses()]
-        if "mcp__gitbus__discover" not in req.tool_names and "ToolSearch" not in called:
-            # MCP tools are deferred: listed by name, their schemas fetched with ToolSearch
-            return use("ToolSearch", query="select:mcp__gitbus__discover,mcp__gitbus__status", max_results=5)
         if "mcp__gitbus__discover" not in called:
             return use("mcp__gitbus__discover", text=text)
         if "mcp__gitbus__status" not in called:
@@ -319,6 +318,29 @@ def test_the_model_can_call_the_gitbus_mcp_tools(mcp_team: Team) -> None:
     assert text in team.gitbus("alice", "log", "--json")
     for block in final.where(text):  # the agent's own words, again, only as its tool's output
         assert block.kind == "tool_result", block
+
+
+def test_a_slow_starting_gitbus_mcp_server_still_has_its_tools_in_the_first_request(team: Team) -> None:
+    """Claude Code starts a session without waiting for its MCP servers unless a server is marked
+    `alwaysLoad`: on a loaded machine gitbus's server (seconds to import the MCP SDK) missed the first
+    request, so a headless agent's first turn had no gitbus tools. Here the server starts 3 s late."""
+    for wt in team.worktrees.values():
+        f = wt / ".mcp.json"
+        config = json.loads(f.read_text())
+        entry = config["mcpServers"]["gitbus"]
+        entry["args"] = ["-c", 'sleep 3; exec "$0" "$@"', entry["command"], *entry["args"]]
+        entry["command"] = "/bin/sh"
+        f.write_text(json.dumps(config))
+    offered: list[bool] = []
+
+    def script(req: Request) -> Reply:
+        offered.append("mcp__gitbus__status" in req.tool_names)
+        return say("Done.")
+
+    with MockAPI(script) as api:
+        team.print_mode("bob", api)
+    assert offered, f"the client never called the model; errors: {api.errors}"
+    assert offered[0], "the first request does not offer the gitbus MCP tools"
 
 
 def test_the_gitbus_mcp_server_is_offered_without_an_approval_prompt(mcp_team: Team) -> None:

@@ -604,7 +604,8 @@ def test_a_tracked_mcp_json_is_never_touched_the_server_goes_to_claude_codes_loc
         assert git(wt, "status", "--porcelain") == "", wt
     exe, *args = shlex.split(gitbus_command())
     project = read(claude_json())["projects"][str(tracked[0])]  # Claude Code's key for every worktree
-    assert project["mcpServers"] == {"gitbus": {"type": "stdio", "command": exe, "args": [*args, "mcp"]}}
+    server = {"type": "stdio", "command": exe, "args": [*args, "mcp"], "alwaysLoad": True}
+    assert project["mcpServers"] == {"gitbus": server}
     assert project["hasTrustDialogAccepted"] is True and read(claude_json())["numStartups"] == 3
     assert gb(tracked[2], "install", "claude")[1].endswith("nothing changed\n")
     gb(tracked[2], "uninstall", "claude")
