@@ -34,11 +34,12 @@ import floor
 import shared_file
 from measure import Command, Op, Series, cli_times, interleaved_on, run_ops, verdict
 
-from gitbus import guard, state
+from gitbus import guard, loose, state
 from gitbus.bus import Bus
 from gitbus.clock import SystemClock
 from gitbus.errors import ClaimConflict
 from gitbus.git import Repository, init_repository
+from gitbus.gitfiles import Oid
 from gitbus.ids import agent_name
 
 HOLDERS = 8
@@ -171,6 +172,35 @@ def _ops(root: Path, files: Path) -> dict[str, Op]:
 
 AGENTMAIL = "Agent Mail `file_reservation_paths`"
 FLOOR = "pygit2 floor (`bench/floor.py`), a fresh repository"
+WRITES = "a grant's writes alone: 5 loose objects, one ref moved beside one leased (`gitbus.loose`)"
+
+
+class GrantWrites:
+    """The files a grant makes, made by the same code and nothing else: 5 small loose objects
+    (`loose.write`: blob, 3 trees, commit), then one ref moved and one leased in one
+    `loose.update_refs` (two locks; one renamed over its ref, one removed). No decision, no reads of
+    the ledger: what is left of a grant on this disk if everything else cost nothing."""
+
+    def __init__(self, root: Path) -> None:
+        repo = init_repository(root)
+        self.objects = str(repo.common_dir / "objects")
+        self.common = str(repo.common_dir)
+        empty = repo.empty_tree
+        self.lease = repo.commit(tree=empty, parents=[], message="lease", author=ME, time_ms=0)
+        repo.update_ref("refs/bus/ledger", self.lease, None, "bench")
+        self.tip: Oid | None = None
+
+    def grant(self, i: int) -> None:
+        body = b""
+        for kind in (b"blob", b"tree", b"tree", b"tree", b"commit"):
+            oid, data = loose.object_id(kind, b"%s %d %s" % (kind, i, body))
+            loose.write(self.objects, oid, data)
+            body = oid.encode()
+        moved = ("refs/bus/ledgers/bench", Oid(oid), self.tip)
+        loose.update_refs(self.common, [("refs/bus/ledger", self.lease, self.lease), moved], keeps_log=False)
+        self.tip = Oid(oid)
+
+
 VERSUS_BASE = 1_000_000  # grants beside Agent Mail take paths of their own
 
 
@@ -234,7 +264,8 @@ def _versus(
     fresh one, and Agent Mail's reservations when it is there, in the same rounds, the order
     alternating."""
     init_repository(floor_dir)
-    sides: dict[str, Op] = {**grants, FLOOR: floor.ClaimFloor(floor_dir, ME).claim}
+    writes = GrantWrites(floor_dir.parent / "claims-writes")
+    sides: dict[str, Op] = {**grants, FLOOR: floor.ClaimFloor(floor_dir, ME).claim, WRITES: writes.grant}
     got: dict[str, list[float]] = {name: [] for name in (*sides, *([AGENTMAIL] if reserve else []))}
     names = list(got)
     for op in sides.values():
@@ -300,6 +331,19 @@ def goal_rows(b: ClaimsBench) -> list[str]:
     return rows
 
 
+def _writes_note(b: ClaimsBench) -> list[str]:
+    """What 100× Agent Mail leaves a grant, beside what its writes alone cost on this disk."""
+    if AGENTMAIL not in b.versus:
+        return []
+    budget, writes = _ms(b.versus[AGENTMAIL]) / AGENTMAIL_GOAL, _ms(b.versus[WRITES])
+    return [
+        f"100× Agent Mail leaves a grant {budget:.3f} ms; its writes alone (the objects and refs a grant "
+        f"makes, made by the same code with no decision around them) took {writes:.3f} ms in the same "
+        f"rounds, {writes / budget:.0%} of that.",
+        "",
+    ]
+
+
 def section(b: ClaimsBench, number: int) -> list[str]:
     few, many = (_label(n) for n in b.counts)
     out = [
@@ -358,6 +402,7 @@ def section(b: ClaimsBench, number: int) -> list[str]:
         "|---|---:|---|",
         *goal_rows(b),
         "",
+        *_writes_note(b),
         "A guard check looks its path up in an index of the claims keyed by the ledger tips "
         "(`<common git dir>/gitbus/cache/claims.idx`), current for the path while its top folder's shard "
         "and `refs/bus/ledger` are unchanged (two refs read, however many shards): sorted lines, "
