@@ -34,11 +34,8 @@ from gitbus.ids import (
     ledger_ref,
 )
 from gitbus.inert import inert
-from gitbus.ledger import (
-    Tips,
-    Update,
-    read_tips,
-)
+from gitbus.ledger_cas import Update
+from gitbus.ledger_state import Tips, read_tips
 from gitbus.ledger_sync import behind, follow_ledgers, migrate_remote, must_move, raise_to
 from gitbus.message import Message
 from gitbus.notes import NOTES_REF
