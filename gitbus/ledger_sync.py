@@ -32,7 +32,8 @@ from gitbus.ledger_cas import Change, Update, decide_past, write_change
 from gitbus.ledger_shards import shard_of_path, tombstone
 from gitbus.ledger_state import State, Tips, read_tips
 from gitbus.message import Kind, Message, decode
-from gitbus.remote import ROUNDS, RemoteError, Report, landed, push_failed, push_ledgers, reason
+from gitbus.remote import ROUNDS, RemoteError, Report, reason
+from gitbus.remote_push import landed, push_failed, push_ledgers
 from gitbus.steps import redecide
 from gitbus.vouch import Refusal
 

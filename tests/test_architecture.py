@@ -42,6 +42,8 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "board",
             "searchindex",
             "remote",
+            "remote_fetch",
+            "remote_push",
             "fetching",
             "sync",
             "ledger_sync",
