@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
 
-from gitbus import ledger
+from gitbus import ledger_state
 from gitbus.chains import all_tips, history
 from gitbus.claims import Claim, all_claims
 from gitbus.delegation import RequestState, state_of
@@ -117,7 +117,7 @@ def read(
     are now, and the state of every request among those messages and `also` (say, a filtered feed)."""
     upto = dict(tips) if tips is not None else all_tips(repo)
     recent = tuple(e.message for e in islice(history(repo, upto), window))
-    state = ledger.current(repo)
+    state = ledger_state.current(repo)
     requests: dict[str, RequestState | None] = {
         m.id: state_of(state, m.id) for m in (*recent, *also) if m.kind is Kind.REQUEST
     }

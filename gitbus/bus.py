@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gitbus import agents, chains, ledger, roster, settings, steps, sync
+from gitbus import agents, chains, ledger_cas, ledger_state, roster, settings, steps, sync
 from gitbus import paths as P
 from gitbus.board import Board, OpenRequest, concerns, damaged_refs
 from gitbus.board import read as read_board
@@ -403,7 +403,7 @@ class Bus(Reading):
         """The claims on the ledgers; a `GitbusError` when a ledger cannot be read (a damaged
         ref), whose claims are then unknown, not none."""
         now = self.clock.now_ms()
-        state = ledger.current(self.repo)
+        state = ledger_state.current(self.repo)
         if state.tips.broken is not None:
             raise GitbusError(f"The claims cannot be read: {inert(state.tips.broken, 300)}.")
         return [c for c in all_claims(state) if include_expired or c.live(now)]
@@ -415,7 +415,7 @@ class Bus(Reading):
         mid = new_message_id()
         past = chains.past(self.repo, self.clock.now_ms())  # a refused step writes nothing, not even this
 
-        def decide(state: ledger.State, min_time: int) -> ledger.Change | None:
+        def decide(state: ledger_state.State, min_time: int) -> ledger_cas.Change | None:
             broken = state.tips.broken
             if broken is not None and broken in self.repo.skipped.values():  # a damaged ledger ref:
                 # its claims are unknown, not none ("you hold none" would be no answer), and the
@@ -429,7 +429,7 @@ class Bus(Reading):
             return change
 
         arbiter = self._arbiter()
-        msg = ledger.transact(self.repo, decide, arbiter, step.ledgers())
+        msg = ledger_cas.transact(self.repo, decide, arbiter, step.ledgers())
         self.notices = [inert(n, 400) for n in arbiter.notices]
         try:
             self._ensure_joined()  # after: a refused step writes nothing, not even a join
@@ -439,13 +439,13 @@ class Bus(Reading):
             )
         return msg
 
-    def _arbiter(self) -> ledger.Arbiter:
+    def _arbiter(self) -> ledger_cas.Arbiter:
         """The remote decides ledger steps when a bus remote is set, unless this bus is offline."""
         remote = None if self.offline else bus_remote(self.repo)
         return (
             sync.RemoteArbiter(self.repo, require_remote(self.repo, remote))
             if remote
-            else ledger.LocalArbiter(self.repo)
+            else ledger_cas.LocalArbiter(self.repo)
         )
 
     def _ledger(self, step: steps.Step) -> Message:

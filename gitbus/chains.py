@@ -74,7 +74,7 @@ def chain_problem(repo: Repository, ref: str, tip: Oid) -> str | None:
                 _COMMITS.clear()
             _COMMITS.add(tip)
         elif ref == LEDGER_REF and kind == "blob":
-            return "the ledger moved"  # its tombstone (`gitbus.ledger`): nothing wrong, nothing to read
+            return "the ledger moved"  # its tombstone (`ledger_shards`): nothing wrong, nothing to read
         else:
             why = f"it points at a {kind}, not a commit" if kind else "it points at a missing object"
     if why is not None:

@@ -3,7 +3,7 @@
 A 10,000-message sync spends most of its time in `git fetch`, and a tenth of it importing pygit2
 and the library; the two need not wait for each other. So the light path (`gitbus.quick_parse`)
 starts the fetch from git's files and the git CLI alone, and the library loads while it runs:
-`remote.fetch_vouched` then takes this fetch's outcome as its first try, with the tracking refs
+`remote_fetch.fetch_vouched` then takes this fetch's outcome as its first try, with the tracking refs
 read just before it started, and vouches for what came exactly as for a fetch of its own.
 
 Nothing changes what is taken in. The fetch starts only where the library would fetch the same

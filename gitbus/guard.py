@@ -41,7 +41,7 @@ from gitbus.state import claims_cache, write_atomic
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
-    from gitbus.ledger import State, Tips
+    from gitbus.ledger_state import State, Tips
 
 MAGIC = b"gitbus claims index 1"
 MAX_INDEX_CHANGES = 20_000  # entries a tree diff may bring in before the index is read whole instead
@@ -233,7 +233,7 @@ def _key_refs(key: str | None) -> dict[str, str] | None:
 
 def _tips_of(repo: Repository, key: str | None) -> Tips:
     """The ledgers an index key names (`ledger_tip`); `Damaged` when it names none."""
-    from gitbus import ledger
+    from gitbus import ledger_state
     from gitbus.gitfiles import Oid
 
     refs = _key_refs(key)
@@ -241,7 +241,7 @@ def _tips_of(repo: Repository, key: str | None) -> Tips:
         raise Damaged("The claims index is keyed by something other than the ledgers' tips.")
     old = refs.pop(LEDGER_REF[len(BUS_PREFIX) :], None)
     named = {BUS_PREFIX + n: Oid(o) for n, o in refs.items()}
-    return ledger.tips_of(repo, BUS_PREFIX, named, Oid(old) if old else None)
+    return ledger_state.tips_of(repo, BUS_PREFIX, named, Oid(old) if old else None)
 
 
 def _load(common_dir: Path) -> Loaded | None:
@@ -269,7 +269,7 @@ def cached(common_dir: Path, root: Path | None = None, paths: Iterable[str] | No
         return (
             Snapshot(found[0], found[1], found[2], root=root) if found[0] == ledger_tip(common_dir) else None
         )
-    from gitbus.ledger import shard_of_path
+    from gitbus.ledger_shards import shard_of_path
 
     taken = _key_refs(found[0])
     if taken is None:
@@ -290,7 +290,7 @@ def store(common_dir: Path, snap: Snapshot) -> None:
 def from_ledger(root: Path, tip: str | None, before: Loaded | None) -> Snapshot:
     """The snapshot at the ledgers index key `tip` names, brought up from `before` (an index at an
     earlier key) when git can diff the states, else read whole. Raises what reading the ledger raises."""
-    from gitbus import ledger
+    from gitbus import ledger_state
     from gitbus.git import Repository
 
     repo = Repository.open(root)
@@ -303,7 +303,7 @@ def from_ledger(root: Path, tip: str | None, before: Loaded | None) -> Snapshot:
         return Snapshot(tip, True, EMPTY, blind=tips.broken)
     if not tips.moved and tips.old is not None and repo.object_kind(tips.old) != "commit":
         return Snapshot(tip, True, EMPTY, blind=f"{LEDGER_REF} points at no commit")
-    state = ledger.State(repo, tips)
+    state = ledger_state.State(repo, tips)
     lines = _updated(repo, state, before) if before is not None else None
     if lines is None:
         from gitbus.claims import all_claims
@@ -317,7 +317,7 @@ def _updated(repo: Repository, state: State, before: Loaded) -> list[bytes] | No
     """The index lines of ledger `state`, from those of `before` and the entries that differ
     between the two states, ledger by ledger; None when that cannot be told (a state git no longer
     has, a diff too big, other claims carried from the single ledger)."""
-    from gitbus import ledger
+    from gitbus import ledger_shards, ledger_state
     from gitbus.claims import ROOT, read_claim
     from gitbus.errors import Unreadable
 
@@ -326,7 +326,7 @@ def _updated(repo: Repository, state: State, before: Loaded) -> list[bytes] | No
         was = _tips_of(repo, old_key)
         if was.broken is not None or was.ended != state.tips.ended or was.moved != state.tips.moved:
             return None
-        earlier = ledger.State(repo, was)
+        earlier = ledger_state.State(repo, was)
         changed: set[str] = set()
         for ref in sorted(set(was.chains()) | set(state.tips.chains())):
             if was.tip(ref) == state.tips.tip(ref) or (ref == MAIN_LEDGER and was.moved):
@@ -341,7 +341,7 @@ def _updated(repo: Repository, state: State, before: Loaded) -> list[bytes] | No
                 for p, _, _ in diff
                 if p.startswith(ROOT + "/")
                 and p.endswith("/@")
-                and (ref == MAIN_LEDGER or ledger.route(p) == ref)
+                and (ref == MAIN_LEDGER or ledger_shards.route(p) == ref)
             }
         kept = old.lines()
     except (Unreadable, Damaged, ValueError):

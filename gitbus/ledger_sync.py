@@ -28,19 +28,12 @@ from gitbus.ids import (
     is_ledger,
     new_message_id,
 )
-from gitbus.ledger import (
-    Change,
-    State,
-    Tips,
-    Update,
-    decide_past,
-    read_tips,
-    shard_of_path,
-    tombstone,
-    write_change,
-)
+from gitbus.ledger_cas import Change, Update, decide_past, write_change
+from gitbus.ledger_shards import shard_of_path, tombstone
+from gitbus.ledger_state import State, Tips, read_tips
 from gitbus.message import Kind, Message, decode
-from gitbus.remote import ROUNDS, RemoteError, Report, landed, push_failed, push_ledgers, reason
+from gitbus.remote import ROUNDS, RemoteError, Report, reason
+from gitbus.remote_push import landed, push_failed, push_ledgers
 from gitbus.steps import redecide
 from gitbus.vouch import Refusal
 
@@ -78,7 +71,7 @@ def must_move(repo: Repository, theirs: Tips) -> bool:
 
 
 def migrate_remote(repo: Repository, remote: str, theirs: Tips, report: Report) -> None:
-    """Move the remote's single ledger as `gitbus.ledger.moving` moves a clone's: `ledgers/main`
+    """Move the remote's single ledger as `gitbus.ledger_cas.moving` moves a clone's: `ledgers/main`
     continues it, then `refs/bus/ledger` becomes the tombstone, leased on the tip it names (one
     atomic push; in that order where the host offers none, so no step is ever decided on a
     ledger an older gitbus still writes). Raises `RefMoved` when the remote moved meanwhile."""

@@ -37,7 +37,9 @@ from gitbus.clock import hhmm
 from gitbus.errors import Conflict, GitbusError, NotFound, Unreadable
 from gitbus.gitfiles import Commit, Oid
 from gitbus.ids import EVERYONE, MAIN_LEDGER, AgentName, MessageId
-from gitbus.ledger import Change, Ledger, View, load_entry, route, shard_of_path
+from gitbus.ledger import Ledger, View, load_entry
+from gitbus.ledger_cas import Change
+from gitbus.ledger_shards import route, shard_of_path
 from gitbus.message import Kind, Message
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ The ledgers are followed together (`gitbus.ledger_sync`): this clone's offline s
 again on the remote's state, and one that lost is dropped and its agent told, never silently kept. A
 ledger commit reaches the remote only on top of the tips it was decided on (`RemoteArbiter`), so two
 machines claiming overlapping paths at once cannot both win. Fetch, push and git's errors are
-`gitbus.remote`.
+`gitbus.remote_fetch`, `gitbus.remote_push` and `gitbus.remote`.
 
 This sits below `Bus` (floor 6): every online ledger step goes through the arbiter, and `init` pulls
 a bus it finds on `origin`.
@@ -34,29 +34,14 @@ from gitbus.ids import (
     ledger_ref,
 )
 from gitbus.inert import inert
-from gitbus.ledger import (
-    Tips,
-    Update,
-    read_tips,
-)
+from gitbus.ledger_cas import Update
+from gitbus.ledger_state import Tips, read_tips
 from gitbus.ledger_sync import behind, follow_ledgers, migrate_remote, must_move, raise_to
 from gitbus.message import Message
 from gitbus.notes import NOTES_REF
-from gitbus.remote import (
-    ROUNDS,
-    RemoteError,
-    Report,
-    fetch,
-    fetch_vouched,
-    fetched_of,
-    landed,
-    push,
-    push_failed,
-    push_ledgers,
-    reason,
-    record_refused,
-    tracking_of,
-)
+from gitbus.remote import ROUNDS, RemoteError, Report, reason, record_refused
+from gitbus.remote_fetch import fetch, fetch_vouched, fetched_of, tracking_of
+from gitbus.remote_push import landed, push, push_failed, push_ledgers
 
 if TYPE_CHECKING:
     from gitbus.git import Repository

@@ -24,7 +24,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gitbus import ledger, steps
+from gitbus import ledger, ledger_shards, ledger_state, steps
 from gitbus.chains import FUTURE_MS, is_ledger_chain, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
 from gitbus.git import commits_read_once
@@ -124,7 +124,7 @@ def check(
 
 def _moved_problem(repo: Repository, tracking_ref: str, before: Oid | None, after: Oid) -> str | None:
     """Why the fetched `refs/bus/ledger` is no move of the single ledger sync can take in, or None.
-    It must be a tombstone (`gitbus.ledger`) that is never replaced, naming the commit of the
+    It must be a tombstone (`gitbus.ledger_shards`) that is never replaced, naming the commit of the
     remote's main ledger (vouched for first) after which no step changes a claim (the claims it
     carries are then all the single ledger held), and no earlier than the single ledger this clone
     last took from there."""
@@ -133,7 +133,7 @@ def _moved_problem(repo: Repository, tracking_ref: str, before: Oid | None, afte
     if before is not None and repo.object_kind(before) == "blob":
         return "its tombstone was replaced; the ledger moved once, where the first tombstone says"
     try:
-        ended = ledger.ended_at(repo, after)
+        ended = ledger_shards.ended_at(repo, after)
     except GitbusError as e:
         return str(e).replace(f"{LEDGER_REF} points at ", "it points at ")
     main = repo.ref(tracking_ref + "s/main")
@@ -297,10 +297,10 @@ def _walk(
         elif ref.startswith(LEDGERS_PREFIX):
             carried, why = None, None
             if not commit.parents and ref != MAIN_LEDGER:
-                side = ledger.read_tips(repo, root)
+                side = ledger_state.read_tips(repo, root)
                 if side.broken is not None:  # what it builds on is unknown: vouched for once it is known
                     why = f"it builds on the claims {LEDGER_REF} carries, and {side.broken}"
-                carried = ledger.carried(repo, side.ended, ref)
+                carried = ledger_shards.carried(repo, side.ended, ref)
             why = why or steps.problem(repo, commit, msg, now_ms, ref, carried)
             if why is None and ref == MAIN_LEDGER:
                 why, after_ours = _claims_after_move(repo, commit, msg)
@@ -332,14 +332,14 @@ def _before_their_move(repo: Repository, commit: Commit, root: str, stone_before
     tombstone would be (`_their_move_stands`)."""
     if root == BUS_PREFIX or (stone_before is not None and repo.object_kind(stone_before) != "commit"):
         return False
-    side = ledger.read_tips(repo, root, want=set())
+    side = ledger_state.read_tips(repo, root, want=set())
     return side.moved and side.ended is not None and repo.is_ancestor(commit.oid, side.ended)
 
 
 def _their_move_stands(repo: Repository, root: str, tip: Oid) -> bool:
     """True when the fetched tombstone of side `root` names a commit of main ledger tip `tip` after
     which no step changes claims: what vouching it (`_moved_problem`) will ask of it."""
-    side = ledger.read_tips(repo, root, want=set())
+    side = ledger_state.read_tips(repo, root, want=set())
     if side.broken is not None or not side.moved or side.ended is None:
         return False
     if not repo.is_ancestor(side.ended, tip):
@@ -356,7 +356,7 @@ def _claims_after_move(repo: Repository, commit: Commit, msg: Message) -> tuple[
     ledger held, refused by every clone that reads it afresh), or None; and whether that is the
     only reason (not an unreadable tree). Known from this clone's own tombstone, once it took one
     in (see `_before_their_move` for the remote's)."""
-    local = ledger.read_tips(repo, want=set())  # the tombstone alone, not every shard
+    local = ledger_state.read_tips(repo, want=set())  # the tombstone alone, not every shard
     if not local.moved or local.ended is None or commit.oid == local.ended:
         return None, False
     if not repo.is_ancestor(local.ended, commit.oid):

@@ -121,7 +121,8 @@ def ledger_problems(worktree: Path) -> tuple[int, list[str]]:
     from gitbus.claims import slot
     from gitbus.git import Oid, Repository
     from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER
-    from gitbus.ledger import Ledger, shard_of_path
+    from gitbus.ledger import Ledger
+    from gitbus.ledger_shards import shard_of_path
     from gitbus.message import Kind
 
     from .helpers_proc import overlapping_owners

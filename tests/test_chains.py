@@ -20,7 +20,7 @@ from gitbus.errors import ClaimConflict
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid
 from gitbus.ids import AGENTS_PREFIX, LEDGER_REF, agent_name
-from gitbus.ledger import shard_of_path
+from gitbus.ledger_shards import shard_of_path
 from gitbus.sync import sync
 
 from .helpers_proc import SPAWN, collect, post_after_what_it_saw, running

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import ledger
+from gitbus import ledger_shards, ledger_state
 from gitbus import paths as P
 from gitbus.bus import Bus
 from gitbus.claims import DEFAULT_TTL_MS, SKEW_MARGIN_MS, all_claims
@@ -30,7 +30,7 @@ def pair(worktrees: list[Path], bus_for: BusFor) -> tuple[Bus, Bus]:
 
 
 def assert_no_overlap_between_owners(bus: Bus) -> None:
-    entries = all_claims(ledger.current(bus.repo))
+    entries = all_claims(ledger_state.current(bus.repo))
     for a, b in combinations(entries, 2):
         assert a.owner == b.owner or not P.overlaps(a.path, b.path), (a, b)
 
@@ -221,8 +221,8 @@ def test_claims_compare_case_insensitively_whatever_core_ignorecase_says(
     api2.claim(["Internal/API/"])
     with pytest.raises(ClaimConflict, match="Internal/API/"):
         web2.claim(["internal/api/handler.go"])
-    assert ledger.shard_of_path("Internal/API/") == ledger.shard_of_path("internal/api/")
-    shard = ledger.shard_of_path("internal/api/")
+    assert ledger_shards.shard_of_path("Internal/API/") == ledger_shards.shard_of_path("internal/api/")
+    shard = ledger_shards.shard_of_path("internal/api/")
     assert git(api.repo.root, "ls-tree", "-r", "--name-only", shard).split() == ["claims/_internal/_api/@"]
 
 
@@ -249,8 +249,8 @@ def test_a_claim_in_the_slot_an_older_gitbus_spelled_still_blocks_and_is_release
     ledger, whose claims the shards carry after the move, and on the shard it routes to."""
     api, web = pair
     root = api.repo.root
-    shard = ledger.shard_of_path("docs/")
-    assert ledger.route("claims/_Docs/@") == shard
+    shard = ledger_shards.shard_of_path("docs/")
+    assert ledger_shards.route("claims/_Docs/@") == shard
     api.claim(["Docs/"])
     tip = git(root, "rev-parse", shard).strip()
     blob = git(root, "rev-parse", f"{shard}:claims/_docs/@").strip()
@@ -272,7 +272,7 @@ def test_a_claim_in_the_slot_an_older_gitbus_spelled_still_blocks_and_is_release
     # The release moved the single ledger: it is the tombstone naming where it ended.
     assert git(root, "cat-file", "-t", "refs/bus/ledger").strip() == "blob"
     if where != "on-its-shard":
-        assert git(root, "cat-file", "blob", "refs/bus/ledger") == ledger.tombstone(Oid(old)).decode()
+        assert git(root, "cat-file", "blob", "refs/bus/ledger") == ledger_shards.tombstone(Oid(old)).decode()
         assert git(root, "rev-parse", "refs/bus/ledgers/main").strip() == old
 
 
@@ -286,7 +286,7 @@ def test_every_grant_release_and_takeover_is_a_message_on_the_ledger(
     web.release(["a/b/"])
     kinds = [m.kind for m in api.log(n=None) if m.kind in (Kind.CLAIM, Kind.RELEASE)]
     assert kinds == [Kind.RELEASE, Kind.CLAIM, Kind.CLAIM]
-    subjects = git(api.repo.root, "log", "--format=%s", ledger.shard_of_path("a/")).splitlines()
+    subjects = git(api.repo.root, "log", "--format=%s", ledger_shards.shard_of_path("a/")).splitlines()
     assert subjects == ["release: a/b/", "claim: a/b/", "claim: a/"]
 
 

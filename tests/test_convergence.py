@@ -29,7 +29,7 @@ from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.delegation import state_of
 from gitbus.errors import Conflict, GitbusError, NotFound
-from gitbus.ledger import current
+from gitbus.ledger_state import current
 from gitbus.message import Kind, Message
 from gitbus.remote import RemoteError
 

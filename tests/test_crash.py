@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import ledger
+from gitbus import ledger_shards
 from gitbus.bus import Bus
 from gitbus.git import STALE_LOCK_SECONDS
 from gitbus.ids import LEDGER_REF, agent_ref
+from gitbus.ledger_cas import is_part
 from gitbus.message import Kind
 
 from .helpers_proc import (
@@ -75,10 +76,10 @@ def _assert_sound(repo: Path, observer: Bus, acked: set[str]) -> None:
     decoded = decoded_bus_messages(repo)
     logged = observer.log(n=None)
     # A step's commit on a further shard (`part=`) is no message of its own: it names its step's.
-    whole = [m.id for m in decoded if not ledger.is_part(m)]
+    whole = [m.id for m in decoded if not is_part(m)]
     assert sorted(m.id for m in logged) == sorted(whole), "log and git disagree"
     ids = {m.id for m in logged}
-    assert {m.get("part") for m in decoded if ledger.is_part(m)} <= ids, "a part of a step that is not logged"
+    assert {m.get("part") for m in decoded if is_part(m)} <= ids, "a part of a step that is not logged"
     assert len(ids) == len(logged), "a message appears twice in the log"
     assert acked <= ids, f"acknowledged writes are missing: {sorted(acked - ids)}"
     claims = observer.claims(include_expired=True)
@@ -141,7 +142,7 @@ def test_a_stale_lock_left_on_the_ledger_is_recovered_within_seconds(repo: Path,
         holder.claim(["config/"])
     # The refs the claim must move: its shard, and before the first step `refs/bus/ledger` too
     # (the step leaves the tombstone there).
-    moved = [ledger.shard_of_path("internal/api/")] + ([] if claims_before else [LEDGER_REF])
+    moved = [ledger_shards.shard_of_path("internal/api/")] + ([] if claims_before else [LEDGER_REF])
     locks = [_plant_lock(_common(claimer), ref, age_seconds=60) for ref in moved]
     start = time.monotonic()
     claimer.claim(["internal/api/"])
@@ -168,7 +169,7 @@ def test_a_ledger_lock_left_by_a_git_process_killed_with_sigkill_is_recovered(re
     bus = Bus.open(repo, "claimer-1")
     bus.init()
     bus.claim(["config/", "internal/old.go"])
-    shard = ledger.shard_of_path("internal/api/")  # the ref the next claim must move
+    shard = ledger_shards.shard_of_path("internal/api/")  # the ref the next claim must move
     tip = bus.repo.ref(shard)
     assert tip is not None
     # A prepared `update-ref --stdin` transaction holds the ref lock until told to commit.
@@ -199,7 +200,7 @@ def test_a_fresh_ledger_lock_makes_a_writer_wait_until_it_is_stale_instead_of_de
     bus.init()
     bus.claim(["config/", "internal/x.go"])
     bus.release(["internal/x.go"])
-    shard = ledger.shard_of_path("internal/")  # the ref the waiter's claim must move: it exists
+    shard = ledger_shards.shard_of_path("internal/")  # the ref the waiter's claim must move: it exists
     tip = bus.repo.ref(shard)
     assert tip is not None
     done = tmp_path / "done"
@@ -228,7 +229,7 @@ def test_a_writer_waiting_on_a_live_lock_proceeds_as_soon_as_it_is_released(
     bus.init()
     bus.claim(["config/"])
     done = tmp_path / "done"
-    lock = _plant_lock(_common(bus), ledger.shard_of_path("internal/"), age_seconds=0)
+    lock = _plant_lock(_common(bus), ledger_shards.shard_of_path("internal/"), age_seconds=0)
     writer = FORK.Process(target=claim_and_record, args=(str(repo), "waiter-1", "internal/", str(done)))
     with running([writer]):
         time.sleep(min(1.0, STALE_LOCK_SECONDS / 3))
@@ -250,7 +251,7 @@ def test_eight_writers_meeting_one_stale_ledger_lock_all_keep_their_grants(
         Bus.open(worktrees[i % 3], agent).init()
     observer = Bus.open(worktrees[0], "observer")
     # Every claim is below `work/`, on one shard: it exists, and every round updates it under the stale lock.
-    shard = ledger.shard_of_path("work/")
+    shard = ledger_shards.shard_of_path("work/")
     seed = observer.claim(["work/seed/"]).id
     plans = {a: [[f"work/round-{r}/{a}.py"] for r in range(rounds)] for a in agents}
     barrier, out = SPAWN.Barrier(len(agents) + 1), SPAWN.Queue()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gitbus import guard, ledger, state
+from gitbus import guard, ledger_shards, ledger_state, state
 from gitbus import paths as P
 from gitbus.bus import Bus
 from gitbus.claims import Claim, all_claims
@@ -285,7 +285,7 @@ def test_a_ledger_that_is_no_commit_makes_both_guards_refuse_and_say_why(
         ref, path = "refs/bus/ledger", "README.md"
         git(root, "update-ref", ref, blob)
     else:
-        ref, path = ledger.shard_of_path("config/"), "config/db.yaml"
+        ref, path = ledger_shards.shard_of_path("config/"), "config/db.yaml"
         git(root, "update-ref", ref, blob if broken == "shard-blob" else git(root, "write-tree").strip())
     out = edit_hook(web.repo.root, path, "web-1")
     assert out["permissionDecision"] == "deny"
@@ -428,7 +428,7 @@ def test_the_index_answers_as_a_scan_of_every_claim_would(
         )
         for rest in ("", "mod3/", "mod3", "mod3/deep/", "mod3/deep/x.py", "guide.md", "API/v1.py", "Ü.py")
     ]
-    every = all_claims(ledger.current(api.repo))
+    every = all_claims(ledger_state.current(api.repo))
     snap = guard.snapshot(root, api.repo.common_dir)
     now = clock.now_ms()
     for me in (agent_name("web-1"), agent_name("me-1")):
@@ -492,7 +492,7 @@ def test_a_ledger_folder_named_in_bytes_that_are_not_utf8_keeps_the_edit_guard_c
             .strip()
         )
 
-    shard = ledger.shard_of_path("docs/")
+    shard = ledger_shards.shard_of_path("docs/")
     tip = git(root, "rev-parse", shard).strip()
     entry = git(root, "rev-parse", f"{shard}:claims/_docs/@").strip()
     docs = git(root, "rev-parse", f"{shard}:claims/_docs").strip()
@@ -519,7 +519,7 @@ def test_a_damaged_index_whose_ledger_cannot_be_read_again_refuses_the_edit(
     f.write_bytes(
         b"\n".join(b"docs/\tgarbage" if x.startswith(b"docs/\t") else x for x in f.read_bytes().split(b"\n"))
     )
-    tip = git(root, "rev-parse", ledger.shard_of_path("docs/")).strip()
+    tip = git(root, "rev-parse", ledger_shards.shard_of_path("docs/")).strip()
     (common / "objects" / tip[:2] / tip[2:]).unlink()  # the claim's shard commit is gone from disk
     done = write_through_the_hook(web.repo.root, "web-1", "docs/a.md")
     assert done.returncode == 0, done.stderr.decode()[-600:]
@@ -535,8 +535,8 @@ def test_a_claim_in_an_older_slot_is_followed_by_the_index_through_release_and_c
     root, common = api.repo.root, api.repo.common_dir
     api.claim(["Docs/"])
     guard.snapshot(root, common)
-    shard = ledger.shard_of_path("docs/")
-    assert ledger.route("claims/_Docs/@") == shard
+    shard = ledger_shards.shard_of_path("docs/")
+    assert ledger_shards.route("claims/_Docs/@") == shard
     tip = git(root, "rev-parse", shard).strip()
     entry = git(root, "rev-parse", f"{shard}:claims/_docs/@").strip()
     env = {"GIT_INDEX_FILE": str(common / "older-index")}
@@ -630,7 +630,7 @@ def test_a_damaged_ledger_ref_makes_both_guards_refuse_and_claims_fail_in_one_li
     fails in one sentence naming the file, and status counts the damage."""
     api, web, _ = guarded
     api.claim(["config/"])
-    shard = ledger.shard_of_path("config/")
+    shard = ledger_shards.shard_of_path("config/")
     damage(api.repo.common_dir, shard, how)
     out = edit_hook(web.repo.root, "config/db.yaml", "web-1")
     assert out["permissionDecision"] == "deny"

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from gitbus import chains, sync
 from gitbus.bus import Bus
 from gitbus.hooks import handle
-from gitbus.ledger import route, shard_of_path
+from gitbus.ledger_shards import route, shard_of_path
 from gitbus.message import Message
 
 from .conftest import git

@@ -26,7 +26,8 @@ from gitbus.claims import Claim
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict
 from gitbus.git import Oid
-from gitbus.ledger import is_part, shard_of_path
+from gitbus.ledger_cas import is_part
+from gitbus.ledger_shards import shard_of_path
 from gitbus.message import Message
 
 from .helpers_proc import (

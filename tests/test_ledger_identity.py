@@ -15,7 +15,7 @@ import pytest
 from gitbus.bus import Bus
 from gitbus.claims import all_claims
 from gitbus.git import Repository
-from gitbus.ledger import current
+from gitbus.ledger_state import current
 
 from .conftest import git
 from .conftest import raw_git as run_git

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import ledger
+from gitbus import ledger_state
 from gitbus.bus import Bus
 from gitbus.claims import SKEW_MARGIN_MS, Claim
 from gitbus.clock import FakeClock
@@ -183,7 +183,7 @@ def test_agents_taking_one_request_at_once_leave_exactly_one_taker(
             winners[request] = won[0]
             for lost in (o for o in outcomes if not o.taken):
                 assert won[0].agent in str(lost.refusal), f"{lost.agent}'s refusal does not name the taker"
-            state = state_of(ledger.current(boss.repo), request)
+            state = state_of(ledger_state.current(boss.repo), request)
             assert state is not None and state.taker == won[0].agent
 
     takes = boss.log(n=None, kinds=["take"])

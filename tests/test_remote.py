@@ -22,7 +22,7 @@ from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict
 from gitbus.git import Repository
 from gitbus.ids import AgentName, agent_ref
-from gitbus.ledger import shard_of_path
+from gitbus.ledger_shards import shard_of_path
 
 from .conftest import git
 from .test_sync import Net, bus_refs, clone, dead_port, gb, ids, set_url, stalled_port

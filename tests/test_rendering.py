@@ -26,14 +26,14 @@ from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
-from gitbus import context, ledger, render, statusview
+from gitbus import context, ledger_shards, render, statusview
 from gitbus import paths as P
 from gitbus.bus import AgentInfo, Bus, OpenRequest, Status
 from gitbus.claims import Claim
 from gitbus.cli import app
 from gitbus.delivery import claim_fact, fact
 from gitbus.hooks import handle
-from gitbus.ids import AgentName, MessageId
+from gitbus.ids import LEDGER_REF, AgentName, MessageId
 from gitbus.inert import inert, inert_block
 from gitbus.mcp_server import build
 from gitbus.message import Kind, Message
@@ -138,7 +138,7 @@ def post_raw(repo: Path, kind: str, text: str, **fields: Any) -> str:
 def claim_raw(repo: Path, path: str, reason: str, owner: str = EVE) -> None:
     """A grant eve writes straight into the tree of the claim's shard, with its announcement."""
     slot = "claims/" + "/".join("_" + c for c in P.key(path, False)) + "/@"
-    ref, now = ledger.route(slot), _now()
+    ref, now = ledger_shards.route(slot), _now()
     index = {"GIT_INDEX_FILE": str(repo / ".git" / "eve-index")}
     tip = _tip(repo, ref)
     raw_git(repo, "read-tree", *([tip] if tip else ["--empty"]), env=index)
@@ -149,9 +149,9 @@ def claim_raw(repo: Path, path: str, reason: str, owner: str = EVE) -> None:
     tree = raw_git(repo, "write-tree", env=index)
     _, message = raw_message("claim", reason, paths=(path,), meta=(f"expires={now + 3_600_000}",))
     commit_raw(repo, ref, message, tree)
-    if _tip(repo, ledger.LEDGER_REF) is None:  # a bus's first shard comes with its tombstone
-        stone = raw_git(repo, "hash-object", "-w", "--stdin", input=ledger.tombstone(None))
-        raw_git(repo, "update-ref", ledger.LEDGER_REF, stone, ZERO)
+    if _tip(repo, LEDGER_REF) is None:  # a bus's first shard comes with its tombstone
+        stone = raw_git(repo, "hash-object", "-w", "--stdin", input=ledger_shards.tombstone(None))
+        raw_git(repo, "update-ref", LEDGER_REF, stone, ZERO)
 
 
 def attack(repo: Path) -> dict[str, str]:

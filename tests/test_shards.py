@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from gitbus import ledger, steps, sync
+from gitbus import ledger_cas, ledger_shards, ledger_state, steps, sync
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, GitbusError
 from gitbus.git import Oid, Repository
 from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, MessageId
-from gitbus.ledger import shard_of_path, tombstone
+from gitbus.ledger_shards import shard_of_path, tombstone
 from gitbus.message import Kind, Message, decode, encode
 from gitbus.remote import RemoteError
 
@@ -495,13 +495,13 @@ def test_a_step_on_a_damaged_ledger_ref_names_that_ref_in_its_hint(
     else:
         (common / bad).write_bytes(b"")  # emptied: a crash, a full disk
     reader = Repository.open(repo)
-    state = ledger.current(reader)
+    state = ledger_state.current(reader)
     assert state.tips.broken is not None
     change = steps.Claim(AgentName("a"), ("lib/",)).decide(
         state, clock.now_ms(), MessageId("0123456789abcdef")
     )
     with pytest.raises(GitbusError) as refused:
-        ledger.write_change(reader, state, change)
+        ledger_cas.write_change(reader, state, change)
     text = str(refused.value)
     assert "\n" not in text and "no claim can be decided" in text, text
     hint = text[text.index("no claim can be decided") :]
@@ -661,8 +661,8 @@ def test_a_claim_shard_s_carried_state_is_read_in_its_own_repository(tmp_path: P
     end = a.commit(tree=tree, parents=[], message="single ledger\n", author="a", time_ms=1_700_000_000_000)
     git(a_path, "update-ref", "refs/ended", end)
     git(b_path, "fetch", "-q", str(a_path), "refs/ended:refs/ended")
-    first = ledger.carried(a, end, DOCS)
-    second = ledger.carried(b, end, DOCS)
+    first = ledger_shards.carried(a, end, DOCS)
+    second = ledger_shards.carried(b, end, DOCS)
     assert first is not None and first == second
     assert b.object_kind(second) == "tree"  # written into b as well, not only remembered from a
 

@@ -12,7 +12,7 @@ from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, NotFound
 from gitbus.ids import AgentName, MessageId
-from gitbus.ledger import State, Tips, current, read_tips
+from gitbus.ledger_state import State, Tips, current, read_tips
 from gitbus.message import Message
 
 ALICE, BOB = AgentName("alice"), AgentName("bob")

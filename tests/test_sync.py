@@ -35,7 +35,8 @@ from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, Conflict, CorruptMessage, GitbusError
 from gitbus.git import Oid, RefMoved, Repository
 from gitbus.ids import LEDGER_REF, LEDGERS_PREFIX, MAIN_LEDGER, AgentName, agent_ref
-from gitbus.ledger import Ledger, ended_at, shard_of_path
+from gitbus.ledger import Ledger
+from gitbus.ledger_shards import ended_at, shard_of_path
 from gitbus.message import Kind, Message, decode
 from gitbus.paths import overlaps
 from gitbus.watch import Watcher

@@ -26,7 +26,7 @@ from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.errors import ClaimConflict, GitbusError
 from gitbus.ids import LEDGER_REF
-from gitbus.ledger import shard_of_path
+from gitbus.ledger_shards import shard_of_path
 from gitbus.message import Message
 
 from .test_sync import bare_remote, bus_refs, clone, ids, offline, order_keys, remote_ledger_history, sharing
