@@ -54,7 +54,10 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     4: ("encodings and small stores", ("message", "cursors", "settings", "agents", "install_record")),
     3: ("the one door to git", ("git", "gitcli")),
     2: ("files and processes, no libgit2", ("gitfiles", "loose", "state", "races", "lifeline")),
-    1: ("values and rules, stdlib only", ("errors", "ids", "paths", "clock", "inert", "fastpath")),
+    1: (
+        "values and rules, stdlib only",
+        ("errors", "ids", "paths", "clock", "inert", "fastpath", "reffiles", "namerules"),
+    ),
 }
 FACES = 9  # from this floor up a module may speak UI (typer, rich, textual, mcp)
 UI_PACKAGES = ("typer", "rich", "textual", "mcp")
