@@ -26,7 +26,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
-from gitbus import context, ledger, render, statusview
+from gitbus import context_text, context_view, ledger, render, statusview
 from gitbus import paths as P
 from gitbus.bus import AgentInfo, Bus, OpenRequest, Status
 from gitbus.claims import Claim
@@ -575,8 +575,8 @@ def test_what_a_model_is_told_of_forged_values_is_inert_and_one_line_each() -> N
         assert "\n" not in line
         assert_inert(line)
     assert_inert(claim_fact(forged_claim(), NOW))
-    text = context.render(
-        context.View(NOW, [forged_claim()], [forged(k) for k in Kind], [forged(Kind.REQUEST)]),
+    text = context_text.render(
+        context_view.View(NOW, [forged_claim()], [forged(k) for k in Kind], [forged(Kind.REQUEST)]),
         me,
         Path("/work/api"),
         [],
