@@ -36,7 +36,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             *("install", "install_files", "install_agents"),
         ),
     ),
-    7: ("the library's front door", ("bus", "reading", "__init__")),
+    7: ("the library's front door", ("bus", "reading", "status", "__init__")),
     6: (
         "services over the bus",
         (
@@ -51,6 +51,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "vouch",
             "housekeeping",
             "roster",
+            "joins",
         ),
     ),
     5: ("the bus's data and decisions", ("chains", "ledger", "claims", "delegation", "steps", "notes")),

@@ -739,7 +739,7 @@ def test_session_start_counts_unread_past_the_cap_as_more_than_the_cap(
     """The count stops one past the cap: it says "more than N", not that one-past figure."""
     api, web, _ = agents
     monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 5)
-    monkeypatch.setattr("gitbus.bus.UNREAD_COUNT_MAX", 5)
+    monkeypatch.setattr("gitbus.status.UNREAD_COUNT_MAX", 5)
     web.inbox(mark_read=True)
     for k in range(7):
         api.discover(f"news {k}")

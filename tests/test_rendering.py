@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from gitbus import context_text, context_view, ledger, render, statusview
 from gitbus import paths as P
-from gitbus.bus import AgentInfo, Bus, OpenRequest, Status
+from gitbus.bus import AgentInfo, Bus, OpenRequest
 from gitbus.claims import Claim
 from gitbus.cli import app
 from gitbus.delivery import claim_fact, fact
@@ -37,6 +37,7 @@ from gitbus.ids import AgentName, MessageId
 from gitbus.inert import inert, inert_block
 from gitbus.mcp_server import build
 from gitbus.message import Kind, Message
+from gitbus.status import Status
 from gitbus.tui import (
     AgentsTable,
     ClaimsTable,
