@@ -32,7 +32,7 @@ from pathlib import Path
 
 from measure import Command, Series, cli_times, timed_calls
 
-from gitbus import agents, context, gitfiles, guard, watch
+from gitbus import agents, context, context_text, context_view, gitfiles, guard, watch
 from gitbus.bus import Bus
 from gitbus.clock import SystemClock
 from gitbus.git import Repository, init_repository
@@ -303,11 +303,13 @@ def _step_calls(repo: Repository) -> dict[str, Callable[[], object]]:
     left out: nothing changed since the last update, so it writes nothing either)."""
     now = SystemClock().now_ms()
     wts = repo.worktrees()
-    view = context.read_view(repo, now)
+    view = context_view.read_view(repo, now)
     named = [(wt, agents.resolve(loc, None, {})) for wt in wts if (loc := gitfiles.locate(wt)) is not None]
     changed = {wt: context.changed_paths(repo, wt) for wt in wts}
     return {
-        "read the bus once (libgit2: recent history, ledger, claims)": lambda: context.read_view(repo, now),
+        "read the bus once (libgit2: recent history, ledger, claims)": lambda: context_view.read_view(
+            repo, now
+        ),
         "list the worktrees (`git worktree list`)": repo.worktrees,
         "find each worktree's git dirs and agent": lambda: [
             agents.resolve(loc, None, {}) for wt in wts if (loc := gitfiles.locate(wt)) is not None
@@ -316,7 +318,7 @@ def _step_calls(repo: Repository) -> dict[str, Callable[[], object]]:
             context.changed_paths(repo, wt) for wt in wts
         ],
         "render every file": lambda: [
-            context.render(view, me, wt, changed[wt], repo.ignorecase) for wt, me in named
+            context_text.render(view, me, wt, changed[wt], repo.ignorecase) for wt, me in named
         ],
         "compare with the files on disk": lambda: [(wt / context.FILE).read_text() for wt in wts],
         "refresh the claims snapshot": lambda: guard.snapshot(repo.root, repo.common_dir),

@@ -3,87 +3,35 @@
 A `Bus` is one agent's handle on one repository. Free messages go on the agent's own chain;
 anything two agents could race for goes through the ledger. The clock and the identity are injected
 so orchestrators and tests can drive several agents in one process. What a `Bus` reads (history,
-log, find, the inbox) is `gitbus.reading.Reading`'s, which `Bus` takes on; `Bus` itself joins,
-posts, takes ledger steps (`gitbus.steps`) and draws the overviews.
+log, find, the inbox) is `gitbus.reading.Reading`'s, which `Bus` takes on; `Bus` itself joins
+(the join messages are `gitbus.joins`'), posts, takes ledger steps (`gitbus.steps`) and draws the
+overviews (a status is `gitbus.status`'s; `Status` stays importable from here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from gitbus import agents, chains, ledger_cas, ledger_state, roster, settings, steps, sync
 from gitbus import paths as P
-from gitbus.board import Board, OpenRequest, concerns, damaged_refs
+from gitbus.board import Board, OpenRequest
 from gitbus.board import read as read_board
 from gitbus.claims import DEFAULT_TTL_MS, Claim, all_claims
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError, NotFound
-from gitbus.git import Oid, Repository
-from gitbus.gitfiles import PACKED
+from gitbus.git import Repository
 from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name, agent_ref, new_message_id
-from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
 from gitbus.inert import inert
-from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
+from gitbus.joins import joined_from, joining, moved_to
+from gitbus.message import MAX_PATHS, Kind, Message, clean_text
 from gitbus.reading import OPEN_WINDOW, REPLIES_SHOWN, Reading, Replies
-from gitbus.remote import bus_remote, last_refused, last_status, remote_carrying_bus, require_remote
+from gitbus.remote import bus_remote, last_refused, remote_carrying_bus, require_remote
 from gitbus.roster import AgentInfo
+from gitbus.status import Status, status_of
 
 __all__ = ["OPEN_WINDOW", "REPLIES_SHOWN", "AgentInfo", "Bus", "OpenRequest", "Replies", "Status"]
-
-
-@dataclass(frozen=True)
-class Status:
-    me: AgentName
-    now: int
-    my_claims: list[Claim]
-    other_claims: list[Claim]
-    open_questions: list[Message]
-    requests: list[OpenRequest]
-    unread: int
-    sync: dict[str, Any] | None = None  # the last background sync: remote, at (ms), error
-    # Untrusted input passed over: commits, refs and ledger entries under refs/bus that are not valid
-    # gitbus data, met while reading this status (never fatal), and what the last pull refused.
-    skipped: int = 0
-    refused: tuple[str, ...] = ()
-    # Among them, the refs that are there but cannot be read (ref, or `packed-refs` itself -> why,
-    # by name), and the shared git dir whose files they are: status names them and their repair.
-    damaged: tuple[tuple[str, str], ...] = ()
-    claims_unknown: str | None = None  # why the claims could not all be read: those listed may lack some
-    common_dir: str = ""
-    # My expired claims another agent took over since my last claim step: (path, by whom, when).
-    taken_over: tuple[tuple[str, AgentName, int], ...] = ()
-    unread_partial: bool = False  # `unread` is a lower bound: its walk stopped in others' traffic
-
-    def damage(self) -> str | None:
-        """One line on what was skipped or refused, or None when nothing was."""
-        if not self.skipped and not self.refused:
-            return None
-        parts = []
-        if self.skipped:
-            parts.append(f"{self.skipped} entries under refs/bus that are not valid gitbus data were skipped")
-        if self.refused:
-            parts.append(f"the last sync refused {len(self.refused)} ref(s) (gitbus sync names them)")
-        return "; ".join(parts) + "."
-
-    def repair(self) -> str | None:
-        """One line on mending the `damaged` refs (as `gitfiles.damage_text` says it for one), or None."""
-        packed = f"{self.common_dir}/packed-refs"
-        kinds = {
-            "all" if r == PACKED else "line" if "packed-refs" in why else "file" for r, why in self.damaged
-        }
-        how = []
-        if "file" in kinds:
-            how.append(f"write a good commit id into its file, {self.common_dir}/<ref>, or delete that file")
-        if "line" in kinds:
-            how.append(f"put a good commit id on the ref's line in {packed}, or delete the line")
-        if "all" in kinds:
-            how.append(f"put {packed} back as git writes it ('<id> <ref>' lines, LF ends), never delete it")
-        return (
-            f"To repair a damaged ref: {'; '.join(how)}. gitbus writes over none till then." if how else None
-        )
 
 
 class Bus(Reading):
@@ -171,7 +119,7 @@ class Bus(Reading):
     def join(self, name: str) -> Message | None:
         """Name this worktree's agent `name` for good, and announce it if new."""
         wanted = agent_name(name)
-        elsewhere = self._joined_from(wanted)
+        elsewhere = joined_from(self.repo, wanted)
         if elsewhere is not None and elsewhere != self.repo.root and elsewhere.exists():
             raise GitbusError(
                 f"Agent {wanted} already joined from {elsewhere}; pick another name for this worktree."
@@ -179,67 +127,19 @@ class Bus(Reading):
         self._adopt_remote()
         old, self.agent = self.agent, wanted
         agents.remember(self.repo, self.agent)
-        joined = self._ensure_joined() if self._moved_to(wanted) is None else self._rejoin()
-        if old != wanted and self._joined_from(old) == self.repo.root:
+        joined = self._ensure_joined() if moved_to(self.repo, wanted) is None else self._rejoin()
+        if old != wanted and joined_from(self.repo, old) == self.repo.root:
             self._mark_moved(old, wanted)
         return joined
 
     def _rejoin(self) -> Message:
         """Take back a name whose chain ends by saying it moved: a fresh join, from this worktree."""
-        return chains.append(self.repo, agent_ref(self.agent), self._joining(self.agent))
+        return chains.append(self.repo, agent_ref(self.agent), joining(self.repo, self.clock, self.agent))
 
     def _mark_moved(self, old: AgentName, new: AgentName) -> None:
         """This worktree's agent was `old` (say, the name `gitbus init` derived) and is `new` now: say
         so on `old`'s chain, so a message to `old` is refused rather than left where nobody reads."""
-        chains.append(self.repo, agent_ref(old), self._joining(old, moved_to=new))
-
-    def _joining(self, name: AgentName, moved_to: AgentName | None = None) -> Callable[[int], Message]:
-        """The `make` of a join message on `name`'s chain (`chains.start`/`append`): it joined from
-        this worktree, or, with `moved_to`, it goes by that name now. Stamped past every tip."""
-        where = self.repo.root
-        try:
-            str(where).encode("utf-8")  # a name that is not UTF-8 cannot be written in a message
-        except UnicodeEncodeError:
-            raise GitbusError(
-                f"This worktree's path {inert(str(where), 200)} is not UTF-8 text, and an agent's join "
-                "records where it joined from; move the worktree to such a path (git worktree move)."
-            ) from None
-        mid, past = new_message_id(), chains.stamp(self.repo, self.clock.now_ms())
-        if moved_to is None:
-            text, meta = f"{name} joined from {where.name}", (("worktree", str(where)),)
-        else:
-            text, meta = f"{name} is now {moved_to} (worktree {where.name})", (("moved-to", moved_to),)
-
-        def make(min_time: int) -> Message:
-            t = max(self.clock.now_ms(), min_time, past)
-            return Message(mid, Kind.JOIN, name, EVERYONE, text, t, meta=meta)
-
-        return make
-
-    def _moved_to(self, name: AgentName) -> str | None:
-        """The name `name`'s worktree took instead, if its chain ends by saying so ("" when its
-        chain ends with a retirement)."""
-        tip = self.repo.ref(agent_ref(name))
-        if tip is None:
-            return None
-        try:
-            last = decode(self.repo.read_commit(tip).message)
-        except GitbusError:
-            return None
-        if last.kind is not Kind.JOIN:
-            return None
-        return "" if roster.is_retirement(last) else last.get("moved-to")
-
-    def _joined_from(self, name: AgentName) -> Path | None:
-        """The worktree `name` last joined from, if it is on the bus (a walk of its chain)."""
-        tip = self.repo.ref(agent_ref(name))
-        if tip is None:
-            return None
-        for entry in chains.history(self.repo, {agent_ref(name): Oid(tip)}):
-            where = entry.message.get("worktree")
-            if entry.message.kind is Kind.JOIN and where:
-                return Path(where)
-        return None
+        chains.append(self.repo, agent_ref(old), joining(self.repo, self.clock, old, moved_to=new))
 
     def _ensure_joined(self, adopt_only: bool = False) -> Message | None:
         """Start this agent's chain if it has none. In a clone with no bus remote set, an agent's
@@ -251,7 +151,9 @@ class Bus(Reading):
             self._has_chain = self.agent  # a chain is never deleted: no need to look again
             return None
         self._adopt_remote()
-        return None if adopt_only else chains.start(self.repo, ref, self._joining(self.agent))
+        return (
+            None if adopt_only else chains.start(self.repo, ref, joining(self.repo, self.clock, self.agent))
+        )
 
     def agents(self, retired: bool = False, board: Board | None = None) -> list[AgentInfo]:
         """Every agent on the bus with its newest message; those retired only with `retired`. Their
@@ -307,7 +209,7 @@ class Bus(Reading):
         if self.repo.ref(agent_ref(who)) is None:
             known = ", ".join(sorted(agents.known(self.repo))) or "none yet"
             raise NotFound(f"No agent named '{who}' is on the bus (known: {known}); nothing was sent.")
-        moved = self._moved_to(who)
+        moved = moved_to(self.repo, who)
         if moved == "":
             raise NotFound(f"Agent {who} was retired; nothing was sent.")
         if moved:
@@ -462,25 +364,5 @@ class Bus(Reading):
         return replace(b, skipped=len(self.repo.skipped), refused=tuple(last_refused(self.repo)))
 
     def status(self) -> Status:
-        b = read_board(self.repo, self.clock.now_ms(), OPEN_WINDOW)
-        damaged = damaged_refs(self.repo)
-        unread, partial = Inbox(self.repo, self.agent).count_unread(UNREAD_COUNT_MAX + 1)
-        now, me = b.now, self.agent
-        return Status(
-            me=me,
-            now=now,
-            my_claims=[c for c in b.claims if c.owner == me],
-            other_claims=[c for c in b.claims if c.owner != me and c.live(now)],
-            open_questions=[q for q in b.open_questions() if concerns(q, me)],
-            sync=last_status(self.repo) if bus_remote(self.repo) else None,
-            requests=[r for r in b.open_requests() if concerns(r.message, me)],
-            # one more than the cap says "more than"; a walk cut short by others' traffic, "at least"
-            unread=unread,
-            unread_partial=partial,
-            skipped=len(self.repo.skipped),
-            damaged=tuple(sorted(damaged.items())),
-            claims_unknown=b.claims_unknown,
-            common_dir=str(self.repo.common_dir),
-            taken_over=b.taken_from(me),
-            refused=tuple(last_refused(self.repo)),
-        )
+        """This agent's status now (`gitbus.status`)."""
+        return status_of(self.repo, self.agent, self.clock.now_ms())

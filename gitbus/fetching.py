@@ -24,10 +24,10 @@ from pathlib import Path
 
 from gitbus import settings
 from gitbus.errors import GitbusError
-from gitbus.fastpath import read_refs
 from gitbus.gitcli import finish, network_env, network_timeout, start_network
 from gitbus.gitfiles import locate
 from gitbus.ids import BUS_PREFIX, KEPT_PREFIX
+from gitbus.reffiles import read_refs
 
 # What makes git find another repository than the worktree around the directory: then no early fetch.
 _ELSEWHERE = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")

@@ -6,7 +6,7 @@ refs under `<common>/refs/` and `packed-refs` (`bus_tips`: the chain tips a sess
 `stat` alone (`bus_stamp`: the TUI's poll). Everything that writes still goes through `gitbus.git`. Loose
 refs are read before `packed-refs`, the order that cannot miss a ref being packed concurrently
 (git writes `packed-refs` before deleting the loose file). The ref readers themselves live in
-`gitbus.fastpath`, which imports nothing but `os` so that the nothing-new hook can use them before
+`gitbus.reffiles`, which imports nothing but `os` so that the nothing-new hook can use them before
 anything else loads; they are re-exported here.
 """
 
@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import NamedTuple, NewType
 
 from gitbus.errors import GitbusError
-from gitbus.fastpath import PACKED as PACKED
-from gitbus.fastpath import bus_tips as bus_tips
-from gitbus.fastpath import is_oid as is_oid
-from gitbus.fastpath import packed_damage as packed_damage
-from gitbus.fastpath import packed_ref as packed_ref
-from gitbus.fastpath import packed_refs as packed_refs
-from gitbus.fastpath import read_ref as read_ref
-from gitbus.fastpath import read_refs as read_refs
 from gitbus.ids import BUS_PREFIX
+from gitbus.reffiles import PACKED as PACKED
+from gitbus.reffiles import bus_tips as bus_tips
+from gitbus.reffiles import is_oid as is_oid
+from gitbus.reffiles import packed_damage as packed_damage
+from gitbus.reffiles import packed_ref as packed_ref
+from gitbus.reffiles import packed_refs as packed_refs
+from gitbus.reffiles import read_ref as read_ref
+from gitbus.reffiles import read_refs as read_refs
 
 Oid = NewType("Oid", str)
 
@@ -127,7 +127,7 @@ def bus_stamp(common_dir: Path) -> Stamp:
 
 
 class DamagedRef(GitbusError):
-    """Ref `ref` is there but cannot be read as an object id (`fastpath.read_refs` says `why`): it is
+    """Ref `ref` is there but cannot be read as an object id (`reffiles.read_refs` says `why`): it is
     never written over as if absent, nor read as a guess. Its text says how to repair it."""
 
     def __init__(self, common_dir: str | Path, ref: str, why: str) -> None:

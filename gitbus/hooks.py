@@ -205,11 +205,11 @@ def first_brief(s: Session, bus: Bus, head: str, origin: Mapping[str, Oid]) -> t
     not reminded at Stop either. What came before is behind the agent's cursor once this is out,
     so nothing here is told again (the messages are read up to `origin`, where the session's
     cursor starts)."""
-    from gitbus import context
+    from gitbus import context, context_text, context_view
 
-    view = context.read_view(bus.repo, bus.clock.now_ms(), origin)
+    view = context_view.read_view(bus.repo, bus.clock.now_ms(), origin)
     changed = context.changed_paths(bus.repo, s.loc.root)
-    text, ids = context.brief(view, s.agent, changed, bus.repo.ignorecase, BRIEF_CHARS)
+    text, ids = context_text.brief(view, s.agent, changed, bus.repo.ignorecase, BRIEF_CHARS)
     known = [text] if text else ["No claims, open questions, requests or discoveries yet."]
     brief = [
         head,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import NewType
 
-from gitbus import fastpath
+from gitbus import namerules, reffiles
 from gitbus.errors import GitbusError
-from gitbus.fastpath import RESERVED as RESERVED
+from gitbus.namerules import RESERVED as RESERVED
 
 AgentName = NewType("AgentName", str)
 MessageId = NewType("MessageId", str)
@@ -20,9 +20,9 @@ RefName = NewType("RefName", str)
 EVERYONE = AgentName("*")
 BUS_PREFIX = "refs/bus/"
 KEPT_PREFIX = "refs/gitbus/"  # what this clone keeps of each remote's bus: as fetched, as vouched for
-AGENTS_PREFIX = fastpath.AGENTS_PREFIX  # one spelling, shared with the hooks' fast path
-LEDGER_REF = RefName(fastpath.LEDGER_REF)  # the single ledger of old; now the mark that it moved
-LEDGERS_PREFIX = fastpath.LEDGERS_PREFIX  # the ledgers: `main` and the claim shards
+AGENTS_PREFIX = reffiles.AGENTS_PREFIX  # one spelling, shared with the hooks' fast path
+LEDGER_REF = RefName(reffiles.LEDGER_REF)  # the single ledger of old; now the mark that it moved
+LEDGERS_PREFIX = reffiles.LEDGERS_PREFIX  # the ledgers: `main` and the claim shards
 MAIN_LEDGER = RefName(LEDGERS_PREFIX + "main")
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}$")
@@ -59,7 +59,7 @@ def _excerpt(text: str) -> str:
 
 def derive_agent_name(text: str) -> AgentName:
     """Turn a worktree folder name into a valid agent name (lowercase, unsafe characters to '-')."""
-    return agent_name(fastpath.derive_name(text))  # the hooks' fast path derives the name the same way
+    return agent_name(namerules.derive_name(text))  # the hooks' fast path derives the name the same way
 
 
 def agent_ref(name: AgentName) -> RefName:
@@ -69,7 +69,7 @@ def agent_ref(name: AgentName) -> RefName:
 def ledger_ref(name: str) -> RefName | None:
     """The ledger ref `refs/bus/ledgers/<name>`, or None when `name` names no ledger gitbus keeps
     (`main`, or a shard: 4 hex digits)."""
-    return RefName(LEDGERS_PREFIX + name) if fastpath.ledger_name(name) else None
+    return RefName(LEDGERS_PREFIX + name) if reffiles.ledger_name(name) else None
 
 
 def is_ledger(ref: str) -> bool:

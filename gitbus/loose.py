@@ -322,7 +322,7 @@ def _lock(lock: str) -> int:
 
 def _held_ref(common: str, name: str, path: str) -> Oid | None:
     """The value of locked ref `name`: its loose file, else `packed-refs` (git's order), else None.
-    A value that is there but damaged (`fastpath.read_refs`: empty, cut short, symbolic, a symbolic
+    A value that is there but damaged (`reffiles.read_refs`: empty, cut short, symbolic, a symbolic
     link, a folder, a damaged packed line) raises `DamagedRef`: it is never written over as absent."""
     raw: bytes | None = None
     try:

@@ -404,7 +404,8 @@ def kill_scenario(root: Path, size: Size) -> Result:
             remote_ledger_history(bare, observer)
             shutil.rmtree(observer)
         with res.guarded(f"batch {batch}: context files after killed watchers"):
-            from gitbus.context import FILE, POINTER
+            from gitbus.context import FILE
+            from gitbus.context_text import POINTER
             from gitbus.watch import Watcher
 
             if (a / FILE).exists():  # a watcher killed before its first update writes none

@@ -31,9 +31,12 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     ),
     8: (
         "behaviours built on the bus",
-        ("story", "context", "guard", "watch", "install", "install_files", "install_agents"),
+        (
+            *("story", "context", "context_view", "context_text", "guard", "watch"),
+            *("install", "install_files", "install_agents"),
+        ),
     ),
-    7: ("the library's front door", ("bus", "reading", "__init__")),
+    7: ("the library's front door", ("bus", "reading", "status", "__init__")),
     6: (
         "services over the bus",
         (
@@ -50,6 +53,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "vouch",
             "housekeeping",
             "roster",
+            "joins",
         ),
     ),
     5: (
@@ -69,7 +73,10 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     4: ("encodings and small stores", ("message", "cursors", "settings", "agents", "install_record")),
     3: ("the one door to git", ("git", "gitcli")),
     2: ("files and processes, no libgit2", ("gitfiles", "loose", "state", "races", "lifeline")),
-    1: ("values and rules, stdlib only", ("errors", "ids", "paths", "clock", "inert", "fastpath")),
+    1: (
+        "values and rules, stdlib only",
+        ("errors", "ids", "paths", "clock", "inert", "fastpath", "reffiles", "namerules"),
+    ),
 }
 FACES = 9  # from this floor up a module may speak UI (typer, rich, textual, mcp)
 UI_PACKAGES = ("typer", "rich", "textual", "mcp")

@@ -225,10 +225,10 @@ def test_status_says_whether_the_unread_count_stopped_at_the_cap(
     joined: list[Path],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gitbus.bus
     import gitbus.inbox
+    import gitbus.status
 
-    for module in (gitbus.bus, gitbus.inbox):
+    for module in (gitbus.status, gitbus.inbox):
         monkeypatch.setattr(module, "UNREAD_COUNT_MAX", 3)
     gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
     for i in range(3):

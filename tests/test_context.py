@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitbus import context
+from gitbus import context, context_text, context_view
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.clock import FakeClock
@@ -69,9 +69,9 @@ def claim(owner: str, path: str, *, left_ms: int = 20 * 60_000, reason: str = ""
 
 def view(
     recent: list[Message], claims: list[Claim] | None = None, requests: list[Message] | None = None
-) -> context.View:
+) -> context_view.View:
     """A view as `read_view` builds it: `recent` newest first."""
-    return context.View(NOW, claims or [], recent, requests or [])
+    return context_view.View(NOW, claims or [], recent, requests or [])
 
 
 def section(text: str, title: str) -> list[str]:
@@ -87,8 +87,8 @@ def section(text: str, title: str) -> list[str]:
     return out
 
 
-def render(v: context.View, changed: list[str] | None = None, ignorecase: bool = False) -> str:
-    return context.render(v, ME, ROOT, changed or [], ignorecase)
+def render(v: context_view.View, changed: list[str] | None = None, ignorecase: bool = False) -> str:
+    return context_text.render(v, ME, ROOT, changed or [], ignorecase)
 
 
 # -- render ------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def shown_and_more(lines: list[str]) -> tuple[list[str], int]:
     return lines, 0
 
 
-def crowded(others: int = 150) -> tuple[context.View, dict[str, int]]:
+def crowded(others: int = 150) -> tuple[context_view.View, dict[str, int]]:
     """A bus with something in every section and far more than fits: many long claims of others."""
     asked = msg(Kind.QUESTION, "api-1", "where is the pool size set?", ago_ms=90_000)
     recent = (
@@ -250,7 +250,7 @@ def crowded(others: int = 150) -> tuple[context.View, dict[str, int]]:
 def test_a_long_list_of_others_claims_leaves_every_section_its_first_entries_and_a_count() -> None:
     v, totals = crowded()
     text = render(v)
-    assert len(text) <= context.MAX_CHARS
+    assert len(text) <= context_text.MAX_CHARS
     assert text.startswith("# gitbus context for agent api-1\n")
     assert text.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
     for title, total in totals.items():
@@ -267,9 +267,9 @@ def test_sections_are_filled_by_priority_when_room_is_short(monkeypatch: pytest.
     v, totals = crowded()
     counts: list[dict[str, int]] = []
     for cap in (3000, 4000, 6000, 16_000):
-        monkeypatch.setattr(context, "MAX_CHARS", cap)
+        monkeypatch.setattr(context_text, "MAX_CHARS", cap)
         text = render(v)
-        assert len(text) <= cap and text.endswith(context.POINTER)
+        assert len(text) <= cap and text.endswith(context_text.POINTER)
         got = {title: len(shown_and_more(section(text, title))[0]) for title in totals}
         assert all(n >= 1 for n in got.values()), got
         counts.append(got)
@@ -285,7 +285,7 @@ def test_questions_to_me_are_kept_before_newer_questions_to_all(monkeypatch: pyt
     broadcasts = [msg(Kind.QUESTION, "db-1", f"to all {i}", ago_ms=1000 + i) for i in range(40)]
     to_me = msg(Kind.QUESTION, "web-1", "to me, older", to="api-1", ago_ms=90_000)
     v = view([*broadcasts, to_me])
-    monkeypatch.setattr(context, "MAX_CHARS", len(render(v)) - 200)
+    monkeypatch.setattr(context_text, "MAX_CHARS", len(render(v)) - 200)
     entries, more = shown_and_more(section(render(v), "Open questions"))
     assert entries[-1] == f'- [{to_me.id[:8]}] web-1 asks me: "to me, older"'  # still newest first
     assert entries[0].endswith('"to all 0"') and len(entries) + more == 41 and more > 0
@@ -309,7 +309,9 @@ def test_the_file_is_capped_in_size_and_still_ends_with_the_pointer() -> None:
             claim(f"peer-{i}", f"pkg{i}/", reason="r" * 90) for i in range(60)
         ]
         text = render(view(questions, claims))
-        assert len(text) <= context.MAX_CHARS, f"{len(text)} characters with a {pad}-character first path"
+        assert len(text) <= context_text.MAX_CHARS, (
+            f"{len(text)} characters with a {pad}-character first path"
+        )
         assert text.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
         assert text.startswith("# gitbus context for agent api-1\n")
         for title, total in (("Others' claims", 61), ("Open questions", 100)):
@@ -322,9 +324,9 @@ def test_a_text_exactly_at_the_cap_is_whole_and_one_character_less_counts_the_re
 ) -> None:
     v = view([msg(Kind.DISCOVERY, "db-1", f"finding {i}", ago_ms=i + 1) for i in range(20)])
     whole = render(v)
-    monkeypatch.setattr(context, "MAX_CHARS", len(whole))
+    monkeypatch.setattr(context_text, "MAX_CHARS", len(whole))
     assert render(v) == whole
-    monkeypatch.setattr(context, "MAX_CHARS", len(whole) - 1)
+    monkeypatch.setattr(context_text, "MAX_CHARS", len(whole) - 1)
     cut = render(v)
     assert len(cut) <= len(whole) - 1
     assert cut.endswith("\n\nMore: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
@@ -373,12 +375,12 @@ def test_claims_that_cannot_be_read_are_said_to_be_unknown_never_none(
     api.claim(["internal/api/"], reason="splitting handlers")
     shard = next(p for p in (api.repo.common_dir / "refs" / "bus" / "ledgers").iterdir() if p.name != "main")
     shard.write_bytes(b"")
-    view = context.read_view(web.repo, clock.now_ms())
-    text = context.render(view, web.agent, web.repo.root, [], False)
+    view = context_view.read_view(web.repo, clock.now_ms())
+    text = context_text.render(view, web.agent, web.repo.root, [], False)
     for title in ("My claims", "Others' claims"):
         first = section(text, title)[0]
         assert "cannot be read" in first and shard.name in first and "refused" in first, text
-    brief, _ = context.brief(view, web.agent, [], False, 4000)
+    brief, _ = context_text.brief(view, web.agent, [], False, 4000)
     assert "cannot be read" in brief, brief
 
 
@@ -386,12 +388,14 @@ def test_open_requests_leave_the_file_once_done(trio: tuple[Bus, Bus, Bus], cloc
     api, web, db = trio
     r = api.request("add an index on users.email")
     assert section(
-        context.render(context.read_view(web.repo, clock.now_ms()), web.agent, web.repo.root, [], False),
+        context_text.render(
+            context_view.read_view(web.repo, clock.now_ms()), web.agent, web.repo.root, [], False
+        ),
         "Open requests",
     )[0].endswith('"add an index on users.email"')
     db.take(r.id)
     db.done(r.id, "added")
-    v = context.read_view(web.repo, clock.now_ms())
+    v = context_view.read_view(web.repo, clock.now_ms())
     assert v.open_requests == []
 
 
@@ -497,8 +501,9 @@ def test_the_file_is_replaced_whole_never_written_in_place(tmp_path: Path) -> No
     assert [p.name for p in (tmp_path / ".gitbus").iterdir()] == ["context.md"]
 
 
-PATHISH = st.lists(st.sampled_from(["a", "a/", "a/b", "a/b/", "a/b/c.py", "A/B", "b", "b/c/", "c.py", "ab"]),
-                   max_size=3)
+PATHISH = st.lists(
+    st.sampled_from(["a", "a/", "a/b", "a/b/", "a/b/c.py", "A/B", "b", "b/c/", "c.py", "ab"]), max_size=3
+)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -519,9 +524,9 @@ def test_the_messages_touching_my_paths_are_found_as_overlaps_finds_them(
 def test_the_lines_every_file_shows_alike_are_made_once_per_view() -> None:
     found = [msg(Kind.DISCOVERY, "web-1", f"finding {i}", paths=(f"lib{i}/m.py",)) for i in range(30)]
     v = view(found, [claim("web-1", "pkg1/"), claim("db-1", "pkg2/")])
-    texts = [context.render(v, AgentName(a), ROOT, [], False) for a in ("api-1", "ops-1", "qa-1")]
+    texts = [context_text.render(v, AgentName(a), ROOT, [], False) for a in ("api-1", "ops-1", "qa-1")]
     made = dict(v._made)
     assert all("finding 0" in t for t in texts)
     for a in ("api-1", "ops-1", "qa-1"):  # rendering again makes nothing new
-        context.render(v, AgentName(a), ROOT, [], False)
+        context_text.render(v, AgentName(a), ROOT, [], False)
     assert v._made == made

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitbus import agents as agent_names
-from gitbus import fastpath, gitfiles, ids, state
+from gitbus import fastpath, gitfiles, ids, namerules, reffiles, state
 from gitbus.bus import Bus
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import locate
@@ -31,9 +31,9 @@ from .conftest import git
 
 WAIT_SECONDS = 30.0
 # What a nothing-new hook call may import beyond what Python's start-up already has: the package, the
-# executable, this module and the C JSON scanner. Not json, re, typing, pathlib, tempfile, enum, nor
-# the hook handler.
-LIGHT = {"gitbus", "gitbus.entry", "gitbus.fastpath", "_json", "errno"}
+# executable, the fast path with its ref reader and name rules, and the C JSON scanner. Not json, re,
+# typing, pathlib, tempfile, enum, nor the hook handler.
+LIGHT = {"gitbus", "gitbus.entry", "gitbus.fastpath", "gitbus.reffiles", "gitbus.namerules", "_json", "errno"}
 
 
 def payload(
@@ -283,11 +283,11 @@ def test_it_finds_the_worktree_as_gitfiles_does(worktrees: list[Path], tmp_path:
 
 
 def test_the_library_reads_refs_and_names_through_the_fast_path() -> None:
-    assert gitfiles.read_refs is fastpath.read_refs and gitfiles.bus_tips is fastpath.bus_tips
+    assert gitfiles.read_refs is reffiles.read_refs and gitfiles.bus_tips is reffiles.bus_tips
     assert (ids.AGENTS_PREFIX, ids.LEDGER_REF, ids.RESERVED) == (
-        fastpath.AGENTS_PREFIX,
-        fastpath.LEDGER_REF,
-        fastpath.RESERVED,
+        reffiles.AGENTS_PREFIX,
+        reffiles.LEDGER_REF,
+        namerules.RESERVED,
     )
     assert (agent_names.ENV_VAR, state.SESSION_SLOTS) == (fastpath.ENV_VAR, fastpath.SLOTS)
 
@@ -311,19 +311,19 @@ NAMEISH = st.text(alphabet=st.sampled_from("aZz09_.-/ %\u0130\u00e9\u212a\n.lock
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(NAMEISH)
 def test_a_folder_name_becomes_the_agent_name_it_always_did(text: str) -> None:
-    assert fastpath.derive_name(text) == _derived_as_before(text) == ids.derive_agent_name(text)
+    assert namerules.derive_name(text) == _derived_as_before(text) == ids.derive_agent_name(text)
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(NAMEISH | st.sampled_from(["all", "head", "x.lock", "a..b", "-a", "a" * 63, "a" * 64, "b\n"]))
 def test_a_name_the_fast_path_takes_is_one_the_library_takes_as_it_is(text: str) -> None:
-    if fastpath.plain_agent_name(text):
+    if namerules.plain_agent_name(text):
         assert ids.agent_name(text) == text
 
 
 def test_folder_names_make_plain_agent_names() -> None:
     for text in ("wt-b", "Odd..Name.lock", "", "ALL", "...", "web 1", "a" * 100):
-        assert fastpath.plain_agent_name(fastpath.derive_name(text)), text
+        assert namerules.plain_agent_name(namerules.derive_name(text)), text
 
 
 def test_the_hook_fast_path_reads_no_file_it_would_have_to_write(agents: list[Bus]) -> None:
@@ -380,9 +380,9 @@ def test_a_damaged_ref_is_reported_never_silently_absent(agents: list[Bus], how:
     started(web.repo.root)
     damage(common, ref, how)
     damaged: dict[str, str] = {}
-    tips = fastpath.read_refs(common, "refs/bus/agents/", damaged)
+    tips = reffiles.read_refs(common, "refs/bus/agents/", damaged)
     assert ref not in tips or how == "packed CRLF"  # every line reads, but git refuses the file
-    named = damaged.get(ref) or damaged.get(fastpath.PACKED)
+    named = damaged.get(ref) or damaged.get(reffiles.PACKED)
     assert named is not None and DAMAGES[how][2] in named, damaged
     assert "refs/bus/agents/web-1" in tips  # the others are read as ever
     assert not fast(payload(web.repo.root))

@@ -386,17 +386,17 @@ def test_a_new_agents_first_session_starts_knowing_what_the_team_knows_once(agen
 def test_a_message_posted_while_a_first_session_starts_is_told_once(
     agents: list[Bus], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gitbus import context
+    from gitbus import context_view
 
     api, web, _ = agents
     api.discover("before the first session")
-    read_view = context.read_view
+    read_view = context_view.read_view
 
-    def racing(*args: Any, **kwargs: Any) -> context.View:
+    def racing(*args: Any, **kwargs: Any) -> context_view.View:
         api.discover("posted while the session started")  # after its cursor was set, before the brief
         return read_view(*args, **kwargs)
 
-    monkeypatch.setattr(context, "read_view", racing)
+    monkeypatch.setattr(context_view, "read_view", racing)
     told = start(web.repo.root) + "\n" + "\n".join(drain(web.repo.root, "s1"))
     assert told.count("posted while the session started") == 1, told
     assert told.count("before the first session") == 1, told
@@ -739,7 +739,7 @@ def test_session_start_counts_unread_past_the_cap_as_more_than_the_cap(
     """The count stops one past the cap: it says "more than N", not that one-past figure."""
     api, web, _ = agents
     monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 5)
-    monkeypatch.setattr("gitbus.bus.UNREAD_COUNT_MAX", 5)
+    monkeypatch.setattr("gitbus.status.UNREAD_COUNT_MAX", 5)
     web.inbox(mark_read=True)
     for k in range(7):
         api.discover(f"news {k}")

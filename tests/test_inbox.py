@@ -211,7 +211,7 @@ def test_status_in_a_flood_of_others_traffic_walks_a_bounded_window_and_says_at_
     """SessionStart's status and a session's origin count the unread within a bounded walk: a crowd's
     traffic is not walked whole, and a count cut short says "or more" (issue 16)."""
     monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 10, raising=False)
-    monkeypatch.setattr("gitbus.bus.UNREAD_COUNT_MAX", 10, raising=False)
+    monkeypatch.setattr("gitbus.status.UNREAD_COUNT_MAX", 10, raising=False)
     flood_behind(trio, 200)
     web = trio[1]
     inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))

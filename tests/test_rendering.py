@@ -26,9 +26,9 @@ from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
-from gitbus import context, ledger_shards, render, statusview
+from gitbus import context_text, context_view, ledger_shards, render, statusview
 from gitbus import paths as P
-from gitbus.bus import AgentInfo, Bus, OpenRequest, Status
+from gitbus.bus import AgentInfo, Bus, OpenRequest
 from gitbus.claims import Claim
 from gitbus.cli import app
 from gitbus.delivery import claim_fact, fact
@@ -37,6 +37,7 @@ from gitbus.ids import LEDGER_REF, AgentName, MessageId
 from gitbus.inert import inert, inert_block
 from gitbus.mcp_server import build
 from gitbus.message import Kind, Message
+from gitbus.status import Status
 from gitbus.tui import (
     AgentsTable,
     ClaimsTable,
@@ -575,8 +576,8 @@ def test_what_a_model_is_told_of_forged_values_is_inert_and_one_line_each() -> N
         assert "\n" not in line
         assert_inert(line)
     assert_inert(claim_fact(forged_claim(), NOW))
-    text = context.render(
-        context.View(NOW, [forged_claim()], [forged(k) for k in Kind], [forged(Kind.REQUEST)]),
+    text = context_text.render(
+        context_view.View(NOW, [forged_claim()], [forged(k) for k in Kind], [forged(Kind.REQUEST)]),
         me,
         Path("/work/api"),
         [],

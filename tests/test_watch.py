@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gitbus import context, housekeeping, watch
+from gitbus import context, context_text, housekeeping, watch
 from gitbus.bus import Bus
 from gitbus.git import Repository
 from gitbus.watch import Watcher, running_pid
@@ -199,7 +199,7 @@ def test_the_context_file_tells_an_agent_what_it_should_know_now(trio: tuple[Bus
         '- db-1 on config/db.yaml: "the pool size is set in config/db.yaml"',
     ]
     assert text.endswith("More: `gitbus inbox`, `gitbus log`, `gitbus status`.\n")
-    assert len(text) <= context.MAX_CHARS
+    assert len(text) <= context_text.MAX_CHARS
 
 
 # -- what moves under a running watcher ----------------------------------------------------------
