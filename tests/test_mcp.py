@@ -787,7 +787,7 @@ def test_install_registers_the_server_in_every_worktree_idempotently(worktrees: 
     gb(worktrees[1], "install", "claude")
     first = {wt: (wt / ".mcp.json").read_text() for wt in worktrees}
     for wt in worktrees:
-        server = {"command": exe, "args": [*args, "mcp"], "alwaysLoad": True}  # waited for: docs/claude-code.md
+        server = {"command": exe, "args": [*args, "mcp"], "alwaysLoad": True}  # docs/claude-code.md
         assert read(wt / ".mcp.json") == {"mcpServers": {"gitbus": server}}
         assert git(wt, "status", "--porcelain") == ""  # kept out of git (info/exclude)
     gb(worktrees[1], "install", "claude")
