@@ -41,6 +41,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "inbox",
             "board",
             "searchindex",
+            "claimsindex",
             "remote",
             "fetching",
             "sync",
