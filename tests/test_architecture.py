@@ -31,7 +31,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     ),
     8: (
         "behaviours built on the bus",
-        ("story", "context", "guard", "watch", "install", "install_files", "install_agents"),
+        ("story", "context", "guard", "watch", "watch_daemon", "install", "install_files", "install_agents"),
     ),
     7: ("the library's front door", ("bus", "reading", "__init__")),
     6: (
