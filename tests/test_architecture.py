@@ -51,7 +51,10 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "roster",
         ),
     ),
-    5: ("the bus's data and decisions", ("chains", "ledger", "claims", "delegation", "steps", "notes")),
+    5: (
+        "the bus's data and decisions",
+        ("chains", "ledger", "claims", "delegation", "steps", "step_rules", "notes"),
+    ),
     4: ("encodings and small stores", ("message", "cursors", "settings", "agents", "install_record")),
     3: ("the one door to git", ("git", "gitcli")),
     2: ("files and processes, no libgit2", ("gitfiles", "loose", "state", "races", "lifeline")),
