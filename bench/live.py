@@ -32,7 +32,7 @@ from pathlib import Path
 
 from measure import Command, Series, cli_times, timed_calls
 
-from gitbus import agents, context, context_text, context_view, gitfiles, guard, watch
+from gitbus import agents, context, context_text, context_view, gitfiles, guard, watch, watch_daemon
 from gitbus.bus import Bus
 from gitbus.clock import SystemClock
 from gitbus.git import Repository, init_repository
@@ -354,7 +354,7 @@ def propagation(
     post_call: list[float] = []
     try:
         common = Repository.open(main).common_dir
-        _wait(lambda: watch.running_pid(common) == watcher.pid, "the watcher to start")
+        _wait(lambda: watch_daemon.running_pid(common) == watcher.pid, "the watcher to start")
         for i in range(-3, posts):  # three untimed warm-up posts; the first also waits for the watcher
             time.sleep(rng.uniform(0.05, 0.25))  # sparse traffic: each post meets an idle watcher
             marker = f"probe {i} {rng.getrandbits(32):08x}"

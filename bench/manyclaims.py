@@ -34,7 +34,7 @@ import floor
 import shared_file
 from measure import Command, Op, Series, cli_times, interleaved_on, run_ops, verdict
 
-from gitbus import guard, loose, state
+from gitbus import claimsindex, guard, loose, state
 from gitbus.bus import Bus
 from gitbus.clock import SystemClock
 from gitbus.errors import ClaimConflict
@@ -130,8 +130,8 @@ def _ops(root: Path, files: Path) -> dict[str, Op]:
     before = guard.snapshot(repo.root, repo.common_dir)
     assert before.ledger is not None
     bus.claim(["one-step-on/"])
-    after = guard.ledger_tip(repo.common_dir)
-    old = guard.render(before.ledger, before.ignorecase, before.index.lines())
+    after = claimsindex.ledger_tip(repo.common_dir)
+    old = claimsindex.render(before.ledger, before.ignorecase, before.index.lines())
 
     def refuse(i: int) -> None:
         try:
@@ -148,7 +148,7 @@ def _ops(root: Path, files: Path) -> dict[str, Op]:
         return op
 
     def update(_i: int) -> None:
-        snap = guard.from_ledger(repo.root, after, guard.parse_index(old))
+        snap = guard.from_ledger(repo.root, after, claimsindex.parse_index(old))
         assert snap.ledger == after and snap.blind is None
 
     def rebuild(_i: int) -> None:

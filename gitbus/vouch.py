@@ -8,7 +8,7 @@ that is no message gitbus takes there (a foreign commit, a newer format version,
 text that breaks the rules) is taken in and skipped by every reader, which counts it: refusing it
 would stop the chain there, and one peer's push would silence the chain's owner. On the ledger,
 whose state is its tip's tree, every new commit must be a ledger step whose tree changes only what
-that step by its sender may change (`gitbus.steps`): a peer cannot plant, drop or alter claims in
+that step by its sender may change (`gitbus.step_rules`): a peer cannot plant, drop or alter claims in
 another agent's name. A ref that fails is taken in
 only up to its newest commit that holds nothing bad (or not at all), its tracking ref is put back
 there, and the report says which ref and why, in one line; the rest of the bus is taken in as usual.
@@ -24,7 +24,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gitbus import ledger, ledger_shards, ledger_state, steps
+from gitbus import ledger, ledger_shards, ledger_state, step_rules
 from gitbus.chains import FUTURE_MS, is_ledger_chain, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
 from gitbus.git import commits_read_once
@@ -291,7 +291,7 @@ def _walk(
         elif msg.time > now_ms + FUTURE_MS:
             bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
         elif ref == LEDGER_REF:
-            why = steps.problem(repo, commit, msg, now_ms)
+            why = step_rules.problem(repo, commit, msg, now_ms)
             if why is not None:
                 bad[oid] = why
         elif ref.startswith(LEDGERS_PREFIX):
@@ -301,7 +301,7 @@ def _walk(
                 if side.broken is not None:  # what it builds on is unknown: vouched for once it is known
                     why = f"it builds on the claims {LEDGER_REF} carries, and {side.broken}"
                 carried = ledger_shards.carried(repo, side.ended, ref)
-            why = why or steps.problem(repo, commit, msg, now_ms, ref, carried)
+            why = why or step_rules.problem(repo, commit, msg, now_ms, ref, carried)
             if why is None and ref == MAIN_LEDGER:
                 why, after_ours = _claims_after_move(repo, commit, msg)
                 if after_ours and _before_their_move(repo, commit, root, stone_before):

@@ -277,7 +277,7 @@ def kill_scenario(root: Path, size: Size) -> Result:
     from gitbus import sync
     from gitbus.errors import GitbusError
     from gitbus.git import Repository
-    from gitbus.watch import running_pid
+    from gitbus.watch_daemon import running_pid
 
     from .helpers_proc import acked_ids, read_acks, write_until_stopped, writer_errors
     from .test_sync import bus_refs, remote_ledger_history

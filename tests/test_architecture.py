@@ -32,7 +32,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
     8: (
         "behaviours built on the bus",
         (
-            *("story", "context", "context_view", "context_text", "guard", "watch"),
+            *("story", "context", "context_view", "context_text", "guard", "watch", "watch_daemon"),
             *("install", "install_files", "install_agents"),
         ),
     ),
@@ -44,6 +44,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "inbox",
             "board",
             "searchindex",
+            "claimsindex",
             "remote",
             "remote_fetch",
             "remote_push",
@@ -67,6 +68,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "claims",
             "delegation",
             "steps",
+            "step_rules",
             "notes",
         ),
     ),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gitbus import guard, ledger_shards, ledger_state, state
+from gitbus import claimsindex, guard, ledger_shards, ledger_state, state
 from gitbus import paths as P
 from gitbus.bus import Bus
 from gitbus.claims import Claim, all_claims
@@ -597,9 +597,9 @@ def test_an_index_from_before_shards_or_damaged_is_read_again_not_trusted(
     api.claim(["docs/"])
     root, common = web.repo.root, web.repo.common_dir
     state.claims_cache(common).parent.mkdir(parents=True, exist_ok=True)
-    state.claims_cache(common).write_bytes(guard.render(header, web.repo.ignorecase, []))
+    state.claims_cache(common).write_bytes(claimsindex.render(header, web.repo.ignorecase, []))
     assert guard.snapshot(root, common, ["docs/x.md"]).blocking(web.agent, "docs/x.md", web.clock.now_ms())
-    state.claims_cache(common).write_bytes(guard.render(header, web.repo.ignorecase, []))
+    state.claims_cache(common).write_bytes(claimsindex.render(header, web.repo.ignorecase, []))
     data = {
         "hook_event_name": "PreToolUse",
         "cwd": str(root),

@@ -23,7 +23,8 @@ import pytest
 from gitbus import context, context_text, housekeeping, watch
 from gitbus.bus import Bus
 from gitbus.git import Repository
-from gitbus.watch import Watcher, running_pid
+from gitbus.watch import Watcher
+from gitbus.watch_daemon import running_pid
 
 from .conftest import git
 

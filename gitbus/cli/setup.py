@@ -263,20 +263,21 @@ def watch(
 ) -> None:
     """Keep a context file current in every worktree as the bus changes (one watcher per repository)."""
     from gitbus import watch as W
+    from gitbus import watch_daemon as D
 
     bus = root.open_bus(ctx, json_out)
     if stop:
-        pid = W.stop_daemon(bus.repo)
+        pid = D.stop_daemon(bus.repo)
         said = "no watcher was running" if pid is None else f"stopped the watcher (pid {pid})"
         _said(said, {"stopped": pid}, json_out)
     elif once:
         written = W.Watcher(bus.repo).update()
         _said(f"updated {len(written)} context file(s)", {"updated": [str(f) for f in written]}, json_out)
     elif daemon:
-        pid = W.start_daemon(bus.repo)
+        pid = D.start_daemon(bus.repo)
         _said(f"watcher running in the background (pid {pid})", {"pid": pid}, json_out)
-    elif not W.serve(bus.repo):
-        pid = W.running_pid(bus.repo.common_dir)
+    elif not D.serve(bus.repo):
+        pid = D.running_pid(bus.repo.common_dir)
         _said(f"a watcher is already running for this repository (pid {pid})", {"running": pid}, json_out)
 
 
