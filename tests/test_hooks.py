@@ -24,7 +24,8 @@ from gitbus.bus import Bus
 from gitbus.cli import app
 from gitbus.clock import hhmm
 from gitbus.delivery import BUDGET_CHARS
-from gitbus.hooks import STOP_REMINDERS, handle
+from gitbus.hook_stop import STOP_REMINDERS
+from gitbus.hooks import handle
 from gitbus.inbox import SESSION_BACKLOG
 
 from .conftest import git, make_repo
