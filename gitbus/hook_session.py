@@ -74,24 +74,20 @@ class Session:
         self.cursor = self.inbox().resume(self.id)
         return self.cursor.tips != dict(tips)
 
-    def deliver(self, event: str, send: Callable[[str], bool] | None = None) -> str:
-        """New messages for this session as hook output, advancing the cursor over what is shown.
-        With `send`, the output is handed to it (and "" returned), and the cursor moves only when it
-        says the output went out: a hook that cannot write its stdout loses nothing."""
+    def deliver(self, event: str, send: Callable[[str], bool]) -> None:
+        """New messages for this session, handed to `send` as hook output, advancing the cursor over
+        what is shown only when `send` says the output went out: a hook that cannot write its stdout
+        loses nothing."""
         if self.cursor is not None and self.cursor.tips == bus_tips(self.loc.common_dir):
-            return ""  # the fast path: nothing new, no lock, no libgit2
+            return  # the fast path: nothing new, no lock, no libgit2
         with self.locked():
             tips = bus_tips(self.loc.common_dir)
             if self.cursor is None and not self.resume(tips):
-                return ""
+                return
             assert self.cursor is not None
             if self.cursor.tips == tips:
-                return ""
-            if send is not None:
-                self.tell(tips, lambda text: send(emit(event, text)) if text else True)
-                return ""
-            text = self.tell(tips).text
-        return emit(event, text) if text else ""
+                return
+            self.tell(tips, lambda text: send(emit(event, text)) if text else True)
 
     def tell(self, tips: Mapping[str, str], send: Callable[[str], bool] | None = None) -> Told:
         """`Inbox.tell` for this session; the caller holds the lock and has a cursor."""

@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 CLAIMS_CHARS = 1500  # each list of claims at session start
 
 
-def session_start(s: Session, source: str, send: Callable[[str], bool] | None = None) -> str:
-    """Who the agent is and what concerns it, as SessionStart output; for an agent's first session,
-    what the team knows (`first_brief`). Under the session's lock, its cursor (and a new agent's read
-    cursor) is saved only after the output: with `send`, only when `send` says it went out (and ""
-    is returned), so a start that could not be written is made again, the same, at the next."""
+def session_start(s: Session, source: str, send: Callable[[str], bool]) -> None:
+    """Who the agent is and what concerns it, handed to `send` as SessionStart output; for an agent's
+    first session, what the team knows (`first_brief`). Under the session's lock, its cursor (and a
+    new agent's read cursor) is saved only when `send` says the output went out, so a start that
+    could not be written is made again, the same, at the next."""
     from gitbus.bus import Bus
 
     bus = Bus.open(s.loc.root, s.agent)
@@ -45,14 +45,10 @@ def session_start(s: Session, source: str, send: Callable[[str], bool] | None = 
             )
         else:
             text = _summary(bus, head)
-        out = emit("SessionStart", text)
-        if send is not None:
-            if not send(out):
-                return ""  # nothing saved: the next start tells it again
-            out = ""
+        if not send(emit("SessionStart", text)):
+            return  # nothing saved: the next start tells it again
         if starting:
             s.cursor = s.inbox().started(s.id, cursor)
-    return out
 
 
 def _summary(bus: Bus, head: str) -> str:

@@ -20,19 +20,18 @@ from gitbus.hook_session import Session, emit
 STOP_REMINDERS = 5  # open questions recalled per Stop; the rest at the next ones
 
 
-def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool] | None = None) -> str:
-    """New messages and a few open questions to this agent not yet reminded, as Stop output. With
-    `send`, the output is handed to it first (and "" returned), and nothing counts as told or
-    reminded unless it went out."""
+def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool]) -> None:
+    """New messages and a few open questions to this agent not yet reminded, handed to `send` as
+    Stop output; nothing counts as told or reminded unless `send` says it went out."""
     if data.get("stop_hook_active"):
-        return ""
+        return
     from gitbus.board import read
     from gitbus.bus import OPEN_WINDOW
 
     with s.locked():
         tips = bus_tips(s.loc.common_dir)
         if s.cursor is None and not s.resume(tips):
-            return ""
+            return
         assert s.cursor is not None
         moved = s.cursor.tips != tips
         inbox = s.inbox()  # one handle for the news, the board and the telling
@@ -46,13 +45,11 @@ def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool] | None
         ]
         open_qs, later = pending[:STOP_REMINDERS], len(pending) - STOP_REMINDERS
         tail = _reminder(s, open_qs, later)
-        wrote: list[str] = []
         went: list[bool] = []
 
         def out(told: str) -> bool:
             text = "\n".join(t for t in (told, tail) if t)
-            wrote.append(text)
-            went.append(send(emit("Stop", text)) if send is not None and text else True)
+            went.append(send(emit("Stop", text)) if text else True)
             return went[-1]
 
         shown: tuple[str, ...] = ()
@@ -60,14 +57,12 @@ def stop(s: Session, data: Mapping[str, Any], send: Callable[[str], bool] | None
             told, s.cursor = inbox.tell(s.id, s.cursor, tips, out)
             shown = told.shown
             if not all(went):
-                return ""  # it did not go out: nothing is told or reminded, the next Stop tries again
+                return  # it did not go out: nothing is told or reminded, the next Stop tries again
         elif not out(""):
-            return ""
+            return
         assert s.cursor is not None
         if open_qs or shown:  # only what is shown counts as reminded: the rest waits for a later Stop
             s.save(s.cursor.tips, s.cursor.reminded + shown + tuple(q.id for q in open_qs))
-    text = wrote[0] if wrote else ""
-    return emit("Stop", text) if text and send is None else ""
 
 
 def _reminder(s: Session, open_qs: list[Any], later: int) -> str:

@@ -30,7 +30,8 @@ def handle(
     send: Callable[[str], bool] | None = None,
 ) -> tuple[int, str]:
     """Answer one hook call: (exit code, stdout). `send`, when given, writes news to the client at
-    once and says whether it went out: the session's cursor moves only over what did."""
+    once and says whether it went out: the session's cursor moves only over what did. Without it,
+    the news is returned as stdout, and counts as gone out."""
     if data.get("hook_event_name") == "PreToolUse" and not wake_mode:
         return 0, pre_tool_use(data, env)  # before anything that could fail: the guard fails closed
     s = session_of(data, env)
@@ -40,16 +41,29 @@ def handle(
         from gitbus.waiter import wake
 
         return wake(s, env), ""
+    kept: list[str] = []
+    if send is None:
+        send = _keep(kept)
     event = data.get("hook_event_name")
     if event == "SessionStart":
-        return 0, session_start(s, str(data.get("source") or "startup"), send)
-    if event in ("UserPromptSubmit", "PostToolUse", "PostToolBatch"):
-        return 0, s.deliver(str(event), send)
-    if event == "Stop":
-        return 0, stop(s, data, send)
-    if event == "SessionEnd":
+        session_start(s, str(data.get("source") or "startup"), send)
+    elif event in ("UserPromptSubmit", "PostToolUse", "PostToolBatch"):
+        s.deliver(str(event), send)
+    elif event == "Stop":
+        stop(s, data, send)
+    elif event == "SessionEnd":
         return 0, session_end(s)
-    return 0, ""
+    return 0, "\n".join(kept)
+
+
+def _keep(kept: list[str]) -> Callable[[str], bool]:
+    """A `send` that keeps each answer in `kept`, for `handle` to return: it always goes out."""
+
+    def send(out: str) -> bool:
+        kept.append(out)
+        return True
+
+    return send
 
 
 def main(argv: list[str]) -> int:
