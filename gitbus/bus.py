@@ -24,7 +24,8 @@ from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
 from gitbus.gitfiles import PACKED
 from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name, agent_ref, new_message_id
-from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
+from gitbus.inbox import Inbox
+from gitbus.inbox_walk import UNREAD_COUNT_MAX
 from gitbus.inert import inert
 from gitbus.message import MAX_PATHS, Kind, Message, clean_text, decode
 from gitbus.reading import OPEN_WINDOW, REPLIES_SHOWN, Reading, Replies

@@ -55,7 +55,8 @@ def _summary(bus: Bus, head: str) -> str:
     """A later session's start: `head`, the claims, open questions and how many messages wait."""
     from gitbus.board import unknown_claims
     from gitbus.delivery import claim_list
-    from gitbus.inbox import SESSION_BACKLOG, UNREAD_COUNT_MAX
+    from gitbus.inbox import SESSION_BACKLOG
+    from gitbus.inbox_walk import UNREAD_COUNT_MAX
 
     st = bus.status()
     lines = [head]

@@ -41,6 +41,9 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
         (
             "delivery",
             "inbox",
+            "inbox_walk",
+            "inbox_marks",
+            "inbox_pages",
             "board",
             "searchindex",
             "remote",
