@@ -31,7 +31,8 @@ from gitbus.clock import hhmm, parse_duration, span
 from gitbus.delivery import claim_fact, fact, name, path_list
 from gitbus.errors import GitbusError
 from gitbus.ids import EVERYONE
-from gitbus.inbox import Inbox, count_text
+from gitbus.inbox import Inbox
+from gitbus.inbox_walk import count_text
 from gitbus.inert import QUOTE_CHARS, inert, inert_block, quoted, within
 from gitbus.mcp_wire import Answering
 from gitbus.message import Message

@@ -126,7 +126,7 @@ def inbox(
     bus: Bus, out: Out, *, mark_read: bool, n: int, page: int, json_out: bool, before: str | None = None
 ) -> None:
     """A page of what this agent has not seen, and a line saying how to reach the rest (on stderr
-    under a pipe, so the lines stay rows). Past `inbox.INBOX_WINDOW` unread, the page is the newest
+    under a pipe, so the lines stay rows). Past `inbox_pages.INBOX_WINDOW` unread, the page is the newest
     and its walk is bounded; the line then gives the token the next, older page goes on from
     (`--before`), never an offset (issue 16)."""
     from gitbus.inbox import Inbox

@@ -18,7 +18,8 @@ from gitbus.claims import Claim
 from gitbus.git import Repository
 from gitbus.gitfiles import PACKED
 from gitbus.ids import AgentName
-from gitbus.inbox import UNREAD_COUNT_MAX, Inbox
+from gitbus.inbox import Inbox
+from gitbus.inbox_walk import UNREAD_COUNT_MAX
 from gitbus.message import Message
 from gitbus.reading import OPEN_WINDOW
 from gitbus.remote import bus_remote, last_refused, last_status

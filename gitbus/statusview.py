@@ -11,7 +11,7 @@ from typing import Any
 
 from gitbus.board import unknown_claims
 from gitbus.clock import hhmm, iso
-from gitbus.inbox import capped, count_text
+from gitbus.inbox_walk import capped, count_text
 from gitbus.inert import inert
 from gitbus.render import Out, a_few, ago, claim_json, claims, messages, piped, request_row, rows, say
 from gitbus.status import Status

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class Session(Protocol):
-    """What the waiter needs of a hook session (`hooks.Session` is one); a protocol, so the waiter
+    """What the waiter needs of a hook session (`hook_session.Session` is one); a protocol, so the waiter
     does not import the hook handler that starts it."""
 
     loc: Location

@@ -17,7 +17,7 @@ import pytest
 from gitbus import agentcli, settings
 from gitbus.agentcli.patch import written_paths
 from gitbus.bus import Bus
-from gitbus.hooks import GUARD_PATHS_MAX
+from gitbus.hook_guard import GUARD_PATHS_MAX
 
 AGENTS = ("api-1", "web-1")
 

@@ -136,7 +136,7 @@ def test_a_flooded_inbox_reads_only_its_first_page_and_pages_to_every_message_on
     """Past the window (1,000 unread; 10 here) the first page is the newest and the walk stops
     after it (issue 16); the token it prints (`--before`) reaches older ones, and paging with
     --mark-read loses nothing."""
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 10, raising=False)
     gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
     for i in range(30):
         gb(joined[0], "api-1", "discover", f"finding {i:02d}")
@@ -186,7 +186,7 @@ def test_a_flooded_inbox_past_others_traffic_names_the_next_page_and_reaches_min
 ) -> None:
     """Messages for me behind a crowd's traffic (issue 16): the first page holds none of them and
     says so; its token's pages reach them; each unknown token is one line."""
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 5, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 5, raising=False)
     gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
     gb(joined[0], "api-1", "ask", "for web", "--to", "web-1")
     for i in range(40):
@@ -214,7 +214,7 @@ def test_inbox_n_with_mark_read_marks_only_what_it_printed(joined: list[Path]) -
 
 
 def test_an_unread_count_past_the_cap_prints_with_a_plus_and_exactly_the_cap_without() -> None:
-    from gitbus.inbox import UNREAD_COUNT_MAX, count_text
+    from gitbus.inbox_walk import UNREAD_COUNT_MAX, count_text
 
     assert count_text(UNREAD_COUNT_MAX + 1) == f"{UNREAD_COUNT_MAX}+"
     assert count_text(UNREAD_COUNT_MAX) == str(UNREAD_COUNT_MAX)
@@ -225,10 +225,10 @@ def test_status_says_whether_the_unread_count_stopped_at_the_cap(
     joined: list[Path],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gitbus.inbox
+    import gitbus.inbox_walk
     import gitbus.status
 
-    for module in (gitbus.status, gitbus.inbox):
+    for module in (gitbus.status, gitbus.inbox_walk):
         monkeypatch.setattr(module, "UNREAD_COUNT_MAX", 3)
     gb(joined[1], "web-1", "inbox", "--mark-read")  # the joins
     for i in range(3):

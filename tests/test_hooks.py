@@ -24,7 +24,8 @@ from gitbus.bus import Bus
 from gitbus.cli import app
 from gitbus.clock import hhmm
 from gitbus.delivery import BUDGET_CHARS
-from gitbus.hooks import STOP_REMINDERS, handle
+from gitbus.hook_stop import STOP_REMINDERS
+from gitbus.hooks import handle
 from gitbus.inbox import SESSION_BACKLOG
 
 from .conftest import git, make_repo
@@ -738,7 +739,7 @@ def test_session_start_counts_unread_past_the_cap_as_more_than_the_cap(
 ) -> None:
     """The count stops one past the cap: it says "more than N", not that one-past figure."""
     api, web, _ = agents
-    monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 5)
+    monkeypatch.setattr("gitbus.inbox_walk.UNREAD_COUNT_MAX", 5)
     monkeypatch.setattr("gitbus.status.UNREAD_COUNT_MAX", 5)
     web.inbox(mark_read=True)
     for k in range(7):
@@ -782,7 +783,7 @@ def test_a_session_behind_a_crowds_traffic_points_to_an_inbox_that_reaches_what_
     api, web, db = agents
     here = web.repo.root
     monkeypatch.setattr("gitbus.inbox.HOOK_WINDOW", 10, raising=False)
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 10, raising=False)
     web.inbox(mark_read=True)  # the joins
     start(here)
     mine = [db.ask(f"for web {i}", to="web-1").id for i in range(3)]

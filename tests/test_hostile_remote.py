@@ -590,8 +590,7 @@ def test_a_bad_ref_does_not_keep_the_hooks_off_their_fast_path(world: World) -> 
     """The hooks answer "nothing new" from git's files when a session's cursor is at the bus tips; a
     ref gitbus skips (a blob, a forged tip) must not leave the cursor forever short of them."""
     from gitbus.cursors import load_session
-    from gitbus.gitfiles import locate
-    from gitbus.hooks import bus_tips
+    from gitbus.gitfiles import bus_tips, locate
 
     push_bad_agent_refs(world)
     c = plain_fetch_clone(world, "c")

@@ -19,7 +19,8 @@ from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.git import Repository
 from gitbus.ids import AgentName
-from gitbus.inbox import Inbox, count_text
+from gitbus.inbox import Inbox
+from gitbus.inbox_walk import count_text
 
 from .conftest import git
 
@@ -103,7 +104,7 @@ def test_a_flooded_agent_reading_through_mcp_decodes_a_window_and_gets_every_mes
     """The MCP inbox tool (`read_new`) past the window: each call decodes about a window, gives the
     newest that fit and remembers them, the next call the ones before (issue 16)."""
     api, web, _ = trio
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 10, raising=False)
     web.inbox(mark_read=True)
     sent = [api.discover(f"finding {i}").id for i in range(30)]
     inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
@@ -150,7 +151,7 @@ def test_messages_behind_a_flood_of_others_traffic_are_reached_page_by_page_each
     it the page names where the next one goes on (`next`), not an offset, so following the tokens
     reaches every unread message however much other traffic lies above it; read to the end with
     --mark-read, the agent's cursor moves to the tips the first page read."""
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 10, raising=False)
     mine = flood_behind(trio, 200)
     inbox = Inbox(Repository.open(trio[1].repo.root), AgentName("web-1"))
     got: list[str] = []
@@ -177,7 +178,7 @@ def test_messages_behind_a_flood_of_others_traffic_are_reached_page_by_page_each
 def test_the_mcp_inbox_behind_a_flood_of_others_traffic_reaches_every_message_once(
     trio: tuple[Bus, Bus, Bus], decoded: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 10, raising=False)
     mine = flood_behind(trio, 200)
     inbox = Inbox(Repository.open(trio[1].repo.root), AgentName("web-1"))
     got: list[str] = []
@@ -210,7 +211,7 @@ def test_status_in_a_flood_of_others_traffic_walks_a_bounded_window_and_says_at_
 ) -> None:
     """SessionStart's status and a session's origin count the unread within a bounded walk: a crowd's
     traffic is not walked whole, and a count cut short says "or more" (issue 16)."""
-    monkeypatch.setattr("gitbus.inbox.UNREAD_COUNT_MAX", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_walk.UNREAD_COUNT_MAX", 10, raising=False)
     monkeypatch.setattr("gitbus.status.UNREAD_COUNT_MAX", 10, raising=False)
     flood_behind(trio, 200)
     web = trio[1]
@@ -270,7 +271,7 @@ def test_a_hook_call_between_pages_makes_no_page_show_again_what_was_read(
 ) -> None:
     """A session level with the agent moves its cursor on a quiet chain past where the pages' walk
     stood there: the pages must not then walk that chain to its root and show what was read long ago."""
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 10, raising=False)
     api, web, db = trio
     old = [db.discover(f"old finding {i}").id for i in range(30)]
     inbox = Inbox(Repository.open(web.repo.root), AgentName("web-1"))
@@ -309,8 +310,8 @@ def test_pages_go_on_past_a_crowd_of_chains_each_moved_once(
 ) -> None:
     """Every chain a page walked is where the next page goes on: with more chains moved than one
     page's walk may read, the pages must still make progress and reach what lies behind."""
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 2, raising=False)
-    monkeypatch.setattr("gitbus.inbox.WALK_MAX", 2, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 2, raising=False)
+    monkeypatch.setattr("gitbus.inbox_walk.WALK_MAX", 2, raising=False)
     inbox, mine = crowd_behind(worktrees, bus_for, 12, 3)
     got, pages, tokens = _page_through(inbox, 1)
     assert tokens[-1] is None, f"the pages stalled after {pages}: {tokens[-3:]}"
@@ -337,7 +338,7 @@ def test_a_damaged_page_store_is_an_unknown_page_never_a_moved_cursor(
 ) -> None:
     from gitbus.errors import GitbusError
 
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 10, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 10, raising=False)
     mine = flood_behind(trio, 200)
     inbox = Inbox(Repository.open(trio[1].repo.root), AgentName("web-1"))
     token = inbox.read_page(False, 5).next
@@ -367,7 +368,7 @@ def test_the_last_page_moves_the_cursor_without_an_ancestry_walk_per_chain(
 ) -> None:
     """Where the cursor has not moved since the first page, the first page's tips are known to be
     ahead of it: asking git (a walk of each chain's backlog) cost most of a flood's last page."""
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 2, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 2, raising=False)
     inbox, mine = crowd_behind(worktrees, bus_for, 6, 4)
     asked: list[tuple[str, str]] = []
     real = inbox.repo.is_ancestor

@@ -264,7 +264,7 @@ def test_the_inbox_tool_behind_others_traffic_names_the_call_that_goes_on(
 ) -> None:
     """Past the window, a call whose walk held nothing for the agent says so and gives the token of
     the next call; following the tokens reaches the message behind a crowd's traffic (issue 16)."""
-    monkeypatch.setattr("gitbus.inbox.INBOX_WINDOW", 5, raising=False)
+    monkeypatch.setattr("gitbus.inbox_pages.INBOX_WINDOW", 5, raising=False)
     said(call(server, "inbox"))
     peers[WEB].ask("for api", to=ME)
     for i in range(40):

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from gitbus import hooks
+from gitbus import hook_guard, hook_session, hooks
 
 Out = dict[str, Any]
 
@@ -75,7 +75,7 @@ def answer(m: ClientMap, data: Mapping[str, Any], env: Mapping[str, str]) -> tup
 
 
 def _guard(m: ClientMap, event: str, data: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    """The edit guard over every file the call writes, in one check (`hooks.guard_writes`)."""
+    """The edit guard over every file the call writes, in one check (`hook_guard.guard_writes`)."""
     tool_input = data.get("tool_input")
     writes = m.edit_paths(
         str(data.get("tool_name") or ""), tool_input if isinstance(tool_input, dict) else {}
@@ -84,13 +84,13 @@ def _guard(m: ClientMap, event: str, data: Mapping[str, Any], env: Mapping[str, 
         return ""
 
     def judge() -> str:
-        s = hooks.session_of(data, env)
+        s = hook_session.session_of(data, env)
         if s is None:
             return ""
         cwd = str(s.cwd)  # the model's paths are relative to the session's folder
-        return hooks.guard_writes(s, [os.path.join(cwd, raw) for raw in writes.paths], writes.unknown)
+        return hook_guard.guard_writes(s, [os.path.join(cwd, raw) for raw in writes.paths], writes.unknown)
 
-    got = said(hooks.fail_closed(judge))  # anything that stops the guard judging refuses the call
+    got = said(hook_guard.fail_closed(judge))  # anything that stops the guard judging refuses the call
     if got.deny:
         return json.dumps(m.deny(got.deny))
     return json.dumps(m.context(event, got.context)) if got.context else ""
