@@ -10,8 +10,9 @@ import pytest
 
 from gitbus import git, loose
 from gitbus.errors import GitbusError
-from gitbus.git import _SMALL_TREE, Repository
+from gitbus.git import Repository
 from gitbus.gitfiles import DamagedRef
+from gitbus.gittrees import _SMALL_TREE
 
 from .conftest import git as run_git
 from .conftest import raw_git
