@@ -21,7 +21,8 @@ from gitbus import chains, searchindex, settings, vouch
 from gitbus import paths as P
 from gitbus.clock import Clock
 from gitbus.errors import GitbusError, NotFound
-from gitbus.git import Oid, Repository, commits_read_once
+from gitbus.git import Oid, Repository
+from gitbus.gitobjects import commits_read_once
 from gitbus.ids import LEDGER_REF, AgentName, MessageId, agent_name, agent_ref, message_id_prefix
 from gitbus.inbox import Inbox
 from gitbus.message import LEDGER_KINDS, Message, decode, kind_named

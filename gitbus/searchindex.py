@@ -17,8 +17,9 @@ from pathlib import Path
 from gitbus import state
 from gitbus.chains import all_tips, history
 from gitbus.errors import GitbusError
-from gitbus.git import Repository, commits_read_once
+from gitbus.git import Repository
 from gitbus.gitfiles import Oid
+from gitbus.gitobjects import commits_read_once
 from gitbus.message import Message, decode
 
 

@@ -20,8 +20,8 @@ from gitbus import notes
 from gitbus import paths as P
 from gitbus.chains import history
 from gitbus.errors import GitbusError
-from gitbus.git import commits_read_once
 from gitbus.gitfiles import Oid, is_oid
+from gitbus.gitobjects import commits_read_once
 from gitbus.ids import MessageId
 from gitbus.inert import unsafe
 from gitbus.message import Kind, Message

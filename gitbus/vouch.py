@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 from gitbus import ledger, ledger_shards, ledger_state, step_rules
 from gitbus.chains import FUTURE_MS, is_ledger_chain, is_sync_merge, read_message
 from gitbus.errors import GitbusError, Unreadable
-from gitbus.git import commits_read_once
 from gitbus.gitfiles import Commit, Oid, RefMoved
+from gitbus.gitobjects import commits_read_once
 from gitbus.ids import (
     AGENTS_PREFIX,
     BUS_PREFIX,

@@ -12,6 +12,7 @@ from gitbus import git, loose
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import DamagedRef
+from gitbus.gittrees import _SMALL_TREE
 
 from .conftest import git as run_git
 from .conftest import raw_git
@@ -102,10 +103,10 @@ def test_a_tree_not_as_git_writes_trees_is_left_to_libgit2(repo: Path) -> None:
 def test_a_large_tree_is_laid_out_by_libgit2_with_the_same_result(repo: Path) -> None:
     r = Repository.open(repo)
     blob = r.blob(b"x\n")
-    big = r.tree_update(None, {f"_{i}/@": blob for i in range(git._SMALL_TREE + 5)})
-    assert len(run_git(repo, "ls-tree", big).splitlines()) == git._SMALL_TREE + 5
+    big = r.tree_update(None, {f"_{i}/@": blob for i in range(_SMALL_TREE + 5)})
+    assert len(run_git(repo, "ls-tree", big).splitlines()) == _SMALL_TREE + 5
     grown = r.tree_update(git.Oid(big), {"_new/@": blob})
-    expected = r.tree_update(None, {**{f"_{i}/@": blob for i in range(git._SMALL_TREE + 5)}, "_new/@": blob})
+    expected = r.tree_update(None, {**{f"_{i}/@": blob for i in range(_SMALL_TREE + 5)}, "_new/@": blob})
     assert grown == expected
 
 
