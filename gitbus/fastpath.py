@@ -213,7 +213,7 @@ def session_tips(common_dir: str, agent: str, session: str) -> dict[str, str] | 
 
 
 def _field(data: Mapping[str, Any], name: str, default: str) -> str:
-    """`hooks._text(data, name) or default`; text it would refuse is the handler's to refuse."""
+    """`hook_session._text(data, name) or default`; text it would refuse is the handler's to refuse."""
     value = data.get(name)
     if not value:
         return default

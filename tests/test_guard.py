@@ -574,10 +574,11 @@ def test_a_check_reads_two_refs_however_many_shards_and_never_misses_a_move(
     assert guard.snapshot(root, common).blocking(web.agent, "top3/x.py", web.clock.now_ms())
     api.claim(["elsewhere/"])  # one more shard moves: unrelated to top3/
     reads = counted(monkeypatch, guard, "read_refs")
+    index_reads = counted(monkeypatch, claimsindex, "read_refs")  # the index's key (`ledger_tip`)
     rebuilt = counted(monkeypatch, guard, "from_ledger")
     snap = guard.snapshot(root, common, ["top3/x.py"])
     assert snap.blocking(web.agent, "top3/x.py", web.clock.now_ms())
-    assert rebuilt[0] == 0 and reads[0] <= 2, (rebuilt, reads)
+    assert rebuilt[0] == 0 and reads[0] + index_reads[0] <= 2, (rebuilt, reads, index_reads)
     api.release(["top5/"])  # its own shard moves
     snap = guard.snapshot(root, common, ["top5/y.py"])
     assert rebuilt[0] == 1 and snap.blocking(web.agent, "top5/y.py", web.clock.now_ms()) == []
