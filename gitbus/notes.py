@@ -6,7 +6,8 @@ When an agent commits, the post-commit hook attaches a note (what goes in it is 
 ref, because concurrent `git notes add` silently loses notes; two notes for one commit are
 concatenated, and two clones' notes are merged three-way at sync, both texts kept. Only an entry at
 a commit id in git's fanout is a note: anything else a peer put in its notes tree is never merged in.
-A note is read for showing by id, to `SHOWN_BYTES` at most.
+A note is read for showing by id, to `SHOWN_BYTES` at most, and read whole (to merge or add to it)
+only up to `MERGED_BYTES`: a peer can push a note of any size, and no clone's sync holds more of it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 NOTES_REF = "refs/notes/gitbus"
 SHOWN_BYTES = 64 * 1024  # of a note, read for showing: as much as a bus message's text can hold
+MERGED_BYTES = 1024 * 1024  # of a note, read whole to merge or add to it; a larger one is never read
 
 
 class Note(NamedTuple):
@@ -108,15 +110,31 @@ def _note_path(repo: Repository, tree: Oid | None, commit: Oid) -> str:
 
 
 def _existing(repo: Repository, tree: Oid | None, commit: Oid) -> str:
+    """The note on `commit` to add to ("" when none); a note over `MERGED_BYTES` is never read whole:
+    a `GitbusError` says so, and nothing is written."""
     if tree is None:
         return ""
     found = repo.tree_entry(tree, _note_path(repo, tree, commit))
-    return repo.read_blob(found[1]).decode(errors="replace") if found and found[0] == "blob" else ""
+    if not found or found[0] != "blob":
+        return ""
+    text, size = _whole(repo, found[1])
+    if text is None:
+        over = f"over the {MERGED_BYTES} gitbus adds to"
+        raise GitbusError(f"The note on {commit[:12]} is {size} bytes, {over}: nothing written.")
+    return text
+
+
+def _whole(repo: Repository, blob: Oid) -> tuple[str | None, int]:
+    """The text of note `blob` and its size in bytes; the text is None when it is over `MERGED_BYTES`
+    (then no more than that is read)."""
+    data, size = repo.read_blob_start(blob, MERGED_BYTES)
+    return (data.decode(errors="replace") if size <= MERGED_BYTES else None), size
 
 
 class Merged(NamedTuple):
-    """A notes merge: its commit, and one line for each entry of their notes tree that is no note
-    (a symbolic link, a submodule, a file at a path no commit id makes), passed over."""
+    """A notes merge: its commit, and one line for each entry of their notes tree passed over: one
+    that is no note (a symbolic link, a submodule, a file at a path no commit id makes), or a note
+    too large to merge (over `MERGED_BYTES`, on a commit both sides noted anew)."""
 
     commit: Oid
     passed: list[str]
@@ -126,10 +144,14 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
     """A notes commit holding both sides' notes, three-way from their merge base: a note changed on
     one side only takes that side; a note changed on both keeps ours and adds what theirs has more
     (paragraph by paragraph), so a note added to after an earlier sync is not doubled. An entry of
-    any side that is no note is never taken for one: ours stay as they are, theirs are passed over."""
+    any side that is no note is never taken for one: ours stay as they are, theirs are passed over.
+    A note is taken by id, unread, when one side changed it; one over `MERGED_BYTES` on a commit both
+    sides changed is not read either: ours stays as it is, theirs is passed over and named (it stays
+    in the notes history, the merge's second parent)."""
     base = repo.merge_base(ours, theirs)
     ours_tree, theirs_tree = repo.read_commit(ours).tree, repo.read_commit(theirs).tree
     odd: list[str] = []
+    large: list[str] = []
     b = _by_commit(repo, repo.read_commit(base).tree, []) if base else {}
     o, t = _by_commit(repo, ours_tree, []), _by_commit(repo, theirs_tree, odd)
     changes: dict[str, Oid | None] = {}
@@ -142,8 +164,11 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
         if blobs[1] == blobs[0]:
             changes[path] = their[1] if their else None  # changed (or removed) on their side only
             continue
-        kept = _paragraphs(repo, mine)
-        extra = _paragraphs(repo, their)
+        kept, extra = _paragraphs(repo, mine), _paragraphs(repo, their)
+        if isinstance(kept, int) or isinstance(extra, int):
+            size = max(s for s in (kept, extra) if isinstance(s, int))
+            large.append(f"the note on {commit[:12]} is {size} bytes, over the {MERGED_BYTES} a merge reads")
+            continue  # ours stays as it is
         for p in kept:
             if p in extra:
                 extra.remove(p)
@@ -153,7 +178,8 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
     commit = repo.commit(
         tree=tree, parents=[ours, theirs], message="Notes merged by gitbus\n", author="gitbus", time_ms=when
     )
-    return Merged(commit, [f"{NOTES_REF}: {path} is no note" for path in odd])
+    passed = [f"{path} is no note" for path in odd] + large
+    return Merged(commit, [f"{NOTES_REF}: {why}" for why in passed])
 
 
 # A note's path: a commit id, in two-digit folders as git's fanout lays them out (`ab/cd/ef…`).
@@ -173,9 +199,12 @@ def _by_commit(repo: Repository, tree: Oid, odd: list[str]) -> dict[Oid, tuple[s
     return found
 
 
-def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str]:
-    """A note cut at blank lines: one paragraph per `add` (git's own notes concatenate the same way)."""
+def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str] | int:
+    """A note cut at blank lines: one paragraph per `add` (git's own notes concatenate the same way);
+    or, for a note over `MERGED_BYTES`, its size, the note never read whole."""
     if entry is None:
         return []
-    text = repo.read_blob(entry[1]).decode(errors="replace").strip("\n")
-    return [p.strip("\n") for p in text.split("\n\n") if p.strip("\n")]
+    text, size = _whole(repo, entry[1])
+    if text is None:
+        return size
+    return [p.strip("\n") for p in text.strip("\n").split("\n\n") if p.strip("\n")]

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import traceback
+import tracemalloc
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -22,10 +23,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from gitbus import notes
 from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
 from gitbus.clock import FakeClock
-from gitbus.notes import NOTES_REF
+from gitbus.notes import MERGED_BYTES, NOTES_REF
 
 from .conftest import git, make_repo, raw_git
 from .crowded import bulk_discoveries
@@ -303,6 +305,62 @@ def test_a_notes_merge_passes_over_entries_of_a_peers_notes_tree_that_are_no_not
     assert note(a, a1).startswith("gitbus: committed by agent ann\n")
     code, _, err = gb(a, "sync")  # nothing new: the merged notes hold none of them
     assert code == 0 and "deep/x" not in err, err
+
+
+def huge_note(wt: Path, rev: str, size: int) -> None:
+    """Replace the note on `rev` with one of `size` bytes, by plain git (what any peer can push)."""
+    blob = raw_git(wt, "hash-object", "-w", "--stdin", input=(b"x" * 99 + b"\n") * (size // 100))
+    git(wt, "notes", "--ref=gitbus", "add", "-f", "-C", blob, rev)
+
+
+def test_a_peers_note_too_large_to_merge_is_never_read_whole_and_is_passed_over_and_told(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    _, a, b = clones
+    b1 = commit(b, "config/db.yaml")  # ben's note on b1, by the hook
+    git(b, "push", "-q", "origin", "HEAD:refs/heads/ben")
+    git(a, "fetch", "-q", "origin")
+    sync(b, a)  # ann has ben's note too
+    assert gb(a, "note", b1)[0] == 0  # ann adds to it: both sides now change the note on b1
+    mine = note(a, b1)
+    size = 240 * 100 * 1024  # ben's side: a note far over what a merge reads
+    huge_note(b, b1, size)
+    sync(b)
+    git(a, "fetch", "-q", "origin", f"+{NOTES_REF}:refs/theirs-notes")
+    repo = Bus.open(a).repo
+    ours, theirs = repo.ref(NOTES_REF), repo.ref("refs/theirs-notes")
+    assert ours is not None and theirs is not None
+    tracemalloc.start()
+    try:
+        merged = notes.merge(repo, ours, theirs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MERGED_BYTES, f"the merge held {peak} bytes of a {size}-byte note"
+    why = f"the note on {b1[:12]} is {size} bytes, over the {MERGED_BYTES} a merge reads"
+    assert merged.passed == [f"{NOTES_REF}: {why}"], merged.passed
+
+    code, out, err = gb(a, "sync", "--json")  # the same, through sync
+    assert code == 0 and "Traceback" not in err, err
+    report = json.loads(out)
+    assert NOTES_REF in report["merged"] and len(report["passed"]) == 1, report
+    assert f"the note on {b1[:12]} is " in report["passed"][0]
+    assert note(a, b1) == mine  # ours kept as it was
+    # nothing lost: ben's note stays in the notes history, the merge's second parent
+    git(a, "merge-base", "--is-ancestor", theirs, NOTES_REF)
+
+
+def test_adding_to_a_note_too_large_to_read_is_refused_in_one_line_and_writes_nothing(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    _, a, _ = clones
+    a1 = commit(a, "README.md")
+    huge_note(a, a1, MERGED_BYTES + 100)
+    tip = git(a, "rev-parse", NOTES_REF).strip()
+    code, _, err = gb(a, "note", a1)
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"The note on {a1[:12]} is " in err and "nothing written" in err, err
+    assert git(a, "rev-parse", NOTES_REF).strip() == tip
 
 
 # -- search --------------------------------------------------------------------------------------
