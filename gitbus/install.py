@@ -29,6 +29,7 @@ from gitbus.install_files import (
     exclude,
     forget_server,
     gitbus_command,
+    hooks_set_aside,
     instructions,
     original_servers,
     put_section,
@@ -307,7 +308,10 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
             if not after and str(f) in ours:
                 remove_made(f, record, ours)  # and the `.claude/` install made, left empty
             else:
-                give_back_json(f, after, record, lambda x: _strip_ours(x, created))
+                kept = record.originals.get(str(f))  # the user's own `gitbus hook` entries come back
+                aside = parse(f, kept) if kept is not None else {}
+                after = hooks_set_aside(after, aside)
+                give_back_json(f, after, record, lambda x: hooks_set_aside(_strip_ours(x, created), aside))
             changed.append(f)
         record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     for mcp_file in mcp_files:

@@ -33,6 +33,7 @@ from gitbus.install_files import (
     exclude,
     forget_server,
     gitbus_command,
+    hooks_set_aside,
     instructions,
     original_servers,
     put_section,
@@ -290,12 +291,14 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
     if not after and str(f) in ours:
         remove_made(f, record, ours)  # and the folder install made, left empty
     else:
+        kept = record.originals.get(str(f))  # the user's own entries that look like ours come back
+        aside = parse(f, kept) if kept is not None else {}
 
         def users(original: dict[str, Any]) -> dict[str, Any]:
-            hooks_out = strip_hooks(original, created, t.is_ours)
+            hooks_out = hooks_set_aside(strip_hooks(original, created, t.is_ours), aside, t.is_ours)
             return original_servers(f, hooks_out, record) if t.mcp_in_json else hooks_out
 
-        give_back_json(f, after, record, users)
+        give_back_json(f, hooks_set_aside(after, aside, t.is_ours), record, users)
     forget_server(f, record)
     record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     return True

@@ -101,6 +101,37 @@ def is_ours(hook: Any) -> bool:
     )
 
 
+def hooks_set_aside(
+    settings: dict[str, Any], original: dict[str, Any], is_ours: Callable[[Any], bool] = is_ours
+) -> dict[str, Any]:
+    """`settings` (what uninstall leaves: ours taken out) with the user's own entries that look like
+    ours, which install set aside, back from `original` (the file before install): each group that
+    held one takes the place of what is left of it, else those entries come back as a group of their
+    own at the end of its event's list. The rest of `settings`, the user's edits, is kept."""
+    was, now = original.get("hooks"), settings.get("hooks", {})
+    if not isinstance(was, dict) or not isinstance(now, dict):
+        return settings
+    hooks = dict(now)
+    for event, groups in was.items():
+        at = hooks.get(event, [])
+        if not isinstance(groups, list) or not isinstance(at, list):
+            continue
+        for g in groups:
+            if not isinstance(g, dict) or not isinstance(g.get("hooks"), list) or g in at:
+                continue
+            theirs = [h for h in g["hooks"] if is_ours(h)]
+            if not theirs:
+                continue
+            rest = {**g, "hooks": [h for h in g["hooks"] if not is_ours(h)]}
+            at = list(at)
+            if rest["hooks"] and rest in at:
+                at[at.index(rest)] = g  # in its place, beside the user's other entries of the group
+            else:
+                at.append({**g, "hooks": theirs})
+            hooks[event] = at
+    return settings if hooks == now else {**settings, "hooks": hooks}
+
+
 def strip_hooks(
     settings: dict[str, Any],
     created: set[str] | frozenset[str],

@@ -515,6 +515,35 @@ def test_the_users_own_gitbus_server_and_hooks_come_back_after_uninstall(worktre
     assert (mcp_json.read_bytes(), settings.read_bytes()) == (mine, hand)
 
 
+def test_the_users_own_gitbus_hooks_come_back_after_uninstall_beside_their_other_edits(
+    worktrees: list[Path],
+) -> None:
+    """Install sets the user's own `gitbus hook` entries aside (ours stand in for them); they come
+    back at uninstall even when the user changed the rest of the file meanwhile, which is kept."""
+    settings = local_settings(worktrees)
+    settings.parent.mkdir()
+    mine = {
+        "model": "opus",
+        "hooks": {
+            "Stop": [
+                {
+                    "hooks": [
+                        {"type": "command", "command": "notify-send done"},
+                        {"type": "command", "command": "/opt/my/gitbus hook"},
+                    ]
+                }
+            ],
+            "SessionStart": [{"hooks": [{"type": "command", "command": "/opt/my/gitbus hook"}]}],
+        },
+    }
+    settings.write_text(json.dumps(mine, indent=2))
+    assert gb(worktrees[0], "install", "claude")[0] == 0
+    edited = read(settings) | {"model": "sonnet", "env": {"FOO": "bar"}}
+    settings.write_text(json.dumps(edited, indent=2))
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert read(settings) == mine | {"model": "sonnet", "env": {"FOO": "bar"}}
+
+
 def test_info_exclude_without_a_final_newline_comes_back_exactly(worktrees: list[Path]) -> None:
     exclude = worktrees[0] / ".git" / "info" / "exclude"
     exclude.write_bytes(b"# mine\r\n*.log\n/.gitbus/\nbuild")

@@ -157,6 +157,23 @@ def test_the_users_own_gitbus_hooks_and_server_come_back_after_uninstall(
 
 
 @pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_the_users_own_gitbus_hooks_come_back_beside_their_other_edits(
+    joined: list[Path], client: str
+) -> None:
+    main = joined[0]
+    f = main / FILES[client][0]
+    f.parent.mkdir()
+    hand = {"type": "command", "command": f"/opt/my/gitbus hook {client}"}
+    other = {"type": "command", "command": "notify-send done"}
+    mine = {"hooks": {"SessionStart": [{"hooks": [hand]}], "Stop": [{"hooks": [other, hand]}]}}
+    f.write_text(json.dumps(mine, indent=3))
+    assert gb(main, "install", client)[0] == 0
+    f.write_text(json.dumps(json.loads(f.read_text()) | {"theme": "dark"}, indent=3))  # the user's edit
+    assert gb(main, "uninstall", client)[0] == 0
+    assert json.loads(f.read_text()) == mine | {"theme": "dark"}
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
 def test_the_instructions_name_the_gitbus_that_ran_install(joined: list[Path], client: str) -> None:
     assert gb(joined[0], "install", client)[0] == 0
     text = (joined[1] / FILES[client][1]).read_text()
