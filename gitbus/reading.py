@@ -28,9 +28,6 @@ from gitbus.message import LEDGER_KINDS, Message, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 REPLIES_SHOWN = 100  # the replies to one message `show` lists; it counts the newer ones it leaves out
-# How far before a message `replies` looks: a compatible writer whose clock is more than a day behind
-# does not follow a tip it takes for one a day ahead, so its reply can be stamped before the question.
-REPLY_SKEW_MS = 7 * 24 * 3600 * 1000
 
 
 class Replies(NamedTuple):
@@ -191,17 +188,14 @@ class Reading:
 
     def replies(self, message: Message, most: int = REPLIES_SHOWN) -> Replies:
         """The replies to `message`, oldest first, at most `most` of them, and how many newer ones
-        were left out. A reply is stamped past every tip its poster could see (docs/format.md), but
-        a tip more than a day ahead of the poster's clock is not followed: a reply from a clock more
-        than a day behind is stamped before its question. So the walk goes back to `message`'s time
-        less `REPLY_SKEW_MS`, however far that is, and no further (the walk is by time: no link in
-        the graph ties a reply to its question). Only `most` replies are held, whatever a peer posts."""
+        were left out. gitbus stamps a reply past every tip its poster could see (docs/format.md),
+        so past what it replies to: the walk goes back to `message`'s time, however far, and no
+        further. Only `most` replies are held, whatever a peer posts."""
         kept: deque[Message] = deque(maxlen=most)  # walked newest first: the oldest `most` stay
         found = 0
-        floor = message.time - REPLY_SKEW_MS
         with ExitStack() as once:
             for walked, m in enumerate(self.history()):
-                if m.time < floor:
+                if m.time < message.time:
                     break
                 if walked == OPEN_WINDOW:  # a long walk: each commit is read once, none kept cached
                     once.enter_context(commits_read_once())

@@ -14,12 +14,9 @@ from gitbus.errors import Conflict, GitbusError, NotFound
 from gitbus.git import Repository
 from gitbus.ids import EVERYONE
 from gitbus.message import MAX_PATHS, Kind
-from gitbus.reading import REPLY_SKEW_MS
 
 from .conftest import git
 from .crowded import bulk_discoveries, counted
-
-DAY_MS = 24 * 3600 * 1000
 
 BusFor = Callable[[Path, str], Bus]
 
@@ -288,29 +285,6 @@ def test_a_flood_of_replies_shows_the_first_ones_and_counts_the_rest(
     got = web.replies(q, most=10)
     assert [m.id for m in got.messages] == [a.id] + [m.id for m in spam[:9]]
     assert got.left_out == len(spam) - 9
-
-
-def test_a_reply_from_a_clock_days_behind_is_still_found_and_the_walk_still_stops(
-    repo: Path, bus_for: BusFor, clock: FakeClock
-) -> None:
-    """A compatible writer whose clock is three days behind stamps its answer before the question
-    (a tip more than a day ahead of its clock is not followed): `show` still lists it. The walk still
-    stops: a reply stamped further back than `REPLY_SKEW_MS` before its question is never reached."""
-    behind = FakeClock(clock.now_ms() - 3 * DAY_MS)
-    api = Bus.open(repo, "api-1", behind)
-    api.init()
-    forger = bus_for(repo, "forger")
-    web = bus_for(repo, "web-1")
-    q = web.ask("which port does the api use?", to="api-1")
-    (a,) = bulk_discoveries(api.repo, "api-1", ["8080"], behind, q)
-    assert a.time < q.time - 2 * DAY_MS  # stamped before the question, by the writer's clock
-    bulk_discoveries(forger.repo, "forger", [f"finding {i}" for i in range(50)], clock)
-    far = FakeClock(q.time - REPLY_SKEW_MS - DAY_MS)
-    ancient = Bus.open(repo, "ancient", far)
-    ancient.init()
-    bulk_discoveries(ancient.repo, "ancient", ["9090"], far, q)
-    got = web.replies(q)
-    assert ([m.id for m in got.messages], got.left_out) == ([a.id], 0)
 
 
 # -- how many paths a message names -----------------------------------------------------------------
