@@ -668,6 +668,17 @@ class Repository(GitCli):
             return False
         return True
 
+    def blob_size(self, oid: Oid) -> int:
+        """The size in bytes of blob `oid`, from its object header alone: none of it is read (git
+        inflates a packed blob whole even to stream it). `Unreadable` when it is missing or no blob."""
+        try:
+            kind, size = self._repo.odb.read_header(oid)
+        except (KeyError, ValueError, pygit2.GitError):
+            raise Unreadable(f"{oid} is missing from the repository.") from None
+        if kind != pygit2.enums.ObjectType.BLOB:
+            raise Unreadable(f"{oid} is not a blob.")
+        return int(size)
+
 
 def _text(c: pygit2.Commit) -> str:
     """A commit's message; empty when it is not UTF-8 (then it is no gitbus message)."""

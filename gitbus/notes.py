@@ -125,10 +125,12 @@ def _existing(repo: Repository, tree: Oid | None, commit: Oid) -> str:
 
 
 def _whole(repo: Repository, blob: Oid) -> tuple[str | None, int]:
-    """The text of note `blob` and its size in bytes; the text is None when it is over `MERGED_BYTES`
-    (then no more than that is read)."""
-    data, size = repo.read_blob_start(blob, MERGED_BYTES)
-    return (data.decode(errors="replace") if size <= MERGED_BYTES else None), size
+    """The text of note `blob` and its size in bytes; the text is None when it is over `MERGED_BYTES`,
+    judged by the object's header: then none of it is read, here or by a git child."""
+    size = repo.blob_size(blob)
+    if size > MERGED_BYTES:
+        return None, size
+    return repo.read_blob(blob).decode(errors="replace"), size
 
 
 class Merged(NamedTuple):
@@ -145,9 +147,9 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
     one side only takes that side; a note changed on both keeps ours and adds what theirs has more
     (paragraph by paragraph), so a note added to after an earlier sync is not doubled. An entry of
     any side that is no note is never taken for one: ours stay as they are, theirs are passed over.
-    A note is taken by id, unread, when one side changed it; one over `MERGED_BYTES` on a commit both
-    sides changed is not read either: ours stays as it is, theirs is passed over and named (it stays
-    in the notes history, the merge's second parent)."""
+    A note is taken by id, unread, when one side changed it; of one over `MERGED_BYTES` on a commit
+    both sides changed only the size is read (its object header): ours stays as it is, theirs is
+    passed over and named (it stays in the notes history, the merge's second parent)."""
     base = repo.merge_base(ours, theirs)
     ours_tree, theirs_tree = repo.read_commit(ours).tree, repo.read_commit(theirs).tree
     odd: list[str] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import traceback
 import tracemalloc
@@ -27,6 +28,8 @@ from gitbus import notes
 from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
 from gitbus.clock import FakeClock
+from gitbus.git import Repository
+from gitbus.gitfiles import Oid
 from gitbus.notes import MERGED_BYTES, NOTES_REF
 
 from .conftest import git, make_repo, raw_git
@@ -361,6 +364,60 @@ def test_adding_to_a_note_too_large_to_read_is_refused_in_one_line_and_writes_no
     assert code == 1 and err.count("\n") == 1, err
     assert f"The note on {a1[:12]} is " in err and "nothing written" in err, err
     assert git(a, "rev-parse", NOTES_REF).strip() == tip
+
+
+def both_noted(repo: Path, ours: bytes, theirs: bytes) -> tuple[Repository, Oid, Oid, str]:
+    """Notes refs on one commit of `repo`, by plain git: a base note, `ours` added to it, and `theirs`
+    in its place (what any peer can push); the handle, the two notes commits and the noted commit."""
+    rev = git(repo, "rev-parse", "HEAD").strip()
+
+    def noted(text: bytes, ref: str) -> Oid:
+        blob = raw_git(repo, "hash-object", "-w", "--stdin", input=text)
+        git(repo, "notes", "--ref=gitbus", "add", "-f", "-C", blob, rev)
+        git(repo, "update-ref", ref, NOTES_REF)
+        return Oid(git(repo, "rev-parse", ref).strip())
+
+    base = noted(b"gitbus: committed by agent ann\n", "refs/base-notes")
+    mine = noted(ours, "refs/our-notes")
+    git(repo, "update-ref", NOTES_REF, base)
+    their = noted(theirs, "refs/their-notes")
+    git(repo, "update-ref", NOTES_REF, mine)
+    return Repository.open(repo), mine, their, rev
+
+
+def git_traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a `git` first on the PATH that logs each command line and runs the real git: the log."""
+    log, bin_dir, real = tmp_path / "git.log", tmp_path / "traced-bin", shutil.which("git")
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_a_packed_peer_note_over_the_limit_is_merged_without_reading_any_of_it(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git inflates a packed blob whole to stream it, so a note over the limit is judged by its
+    object header alone: no git child reads it, and this process holds none of it."""
+    limit = 256 * 1024
+    monkeypatch.setattr(notes, "MERGED_BYTES", limit)
+    size = 4 * 1024 * 1024
+    handle, ours, theirs, rev = both_noted(repo, b"ann adds\n", (b"x" * 99 + b"\n") * (size // 100))
+    git(repo, "repack", "-adfq")  # every object packed, the note too
+    assert not list((repo / ".git" / "objects").glob("[0-9a-f][0-9a-f]/*")), "loose objects left"
+    log = git_traced(tmp_path, monkeypatch)
+    tracemalloc.start()
+    try:
+        merged = notes.merge(handle, ours, theirs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not log.exists() or "cat-file" not in log.read_text(), log.read_text()
+    assert peak < limit, f"the merge held {peak} bytes of a {size}-byte note"
+    assert len(merged.passed) == 1 and f"on {rev[:12]} " in merged.passed[0], merged.passed
+    tree_of = [git(repo, "rev-parse", f"{c}^{{tree}}") for c in (merged.commit, ours)]
+    assert tree_of[0] == tree_of[1]  # ours kept as it was
 
 
 # -- search --------------------------------------------------------------------------------------
