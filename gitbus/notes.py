@@ -136,7 +136,8 @@ def _whole(repo: Repository, blob: Oid) -> tuple[str | None, int]:
 class Merged(NamedTuple):
     """A notes merge: its commit, and one line for each entry of their notes tree passed over: one
     that is no note (a symbolic link, a submodule, a file at a path no commit id makes), or a note
-    too large to merge (over `MERGED_BYTES`, on a commit both sides noted anew)."""
+    too large to merge (over `MERGED_BYTES`, or joined to ours it would be, on a commit both sides
+    noted anew)."""
 
     commit: Oid
     passed: list[str]
@@ -149,7 +150,8 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
     any side that is no note is never taken for one: ours stay as they are, theirs are passed over.
     A note is taken by id, unread, when one side changed it; of one over `MERGED_BYTES` on a commit
     both sides changed only the size is read (its object header): ours stays as it is, theirs is
-    passed over and named (it stays in the notes history, the merge's second parent)."""
+    passed over and named (it stays in the notes history, the merge's second parent). So is theirs
+    when joining it to ours would make a note over `MERGED_BYTES`."""
     base = repo.merge_base(ours, theirs)
     ours_tree, theirs_tree = repo.read_commit(ours).tree, repo.read_commit(theirs).tree
     odd: list[str] = []
@@ -174,7 +176,16 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
         for p in kept:
             if p in extra:
                 extra.remove(p)
-        changes[path] = repo.blob(("\n\n".join(kept + extra) + "\n").encode())
+        joined = ("\n\n".join(kept + extra) + "\n").encode()
+        if len(joined) > MERGED_BYTES:  # a note no later merge or add could read: ours stays as it is
+            if extra:
+                theirs_size = repo.blob_size(their[1]) if their else 0
+                large.append(
+                    f"their note on {commit[:12]}, {theirs_size} bytes, as joined to ours it would be "
+                    f"{len(joined)} bytes, over the {MERGED_BYTES} a merged note can be"
+                )
+            continue
+        changes[path] = repo.blob(joined)
     tree = repo.tree_update(ours_tree, changes)
     when = max(repo.read_commit(ours).time, repo.read_commit(theirs).time) * 1000
     commit = repo.commit(

@@ -420,6 +420,19 @@ def test_a_packed_peer_note_over_the_limit_is_merged_without_reading_any_of_it(
     assert tree_of[0] == tree_of[1]  # ours kept as it was
 
 
+def test_a_merge_that_would_join_two_notes_past_the_limit_keeps_ours_and_passes_theirs_over(
+    repo: Path,
+) -> None:
+    theirs = b"y" * (MERGED_BYTES - 1) + b"\n"  # exactly the limit: readable, but not beside ours
+    handle, ours, their, rev = both_noted(repo, b"ann adds\n", theirs)
+    merged = notes.merge(handle, ours, their)
+    tree_of = [git(repo, "rev-parse", f"{c}^{{tree}}") for c in (merged.commit, ours)]
+    assert tree_of[0] == tree_of[1]  # ours kept as it was: no note written over the limit
+    assert len(merged.passed) == 1 and f"their note on {rev[:12]}, {MERGED_BYTES} bytes" in merged.passed[0]
+    assert f"over the {MERGED_BYTES}" in merged.passed[0], merged.passed
+    git(repo, "merge-base", "--is-ancestor", their, merged.commit)  # theirs stays in the history
+
+
 # -- search --------------------------------------------------------------------------------------
 
 
