@@ -169,10 +169,11 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
             changes[path] = their[1] if their else None  # changed (or removed) on their side only
             continue
         kept, extra = _paragraphs(repo, mine), _paragraphs(repo, their)
-        if isinstance(kept, int) or isinstance(extra, int):
-            size = max(s for s in (kept, extra) if isinstance(s, int))
-            large.append(f"the note on {commit[:12]} is {size} bytes, over the {MERGED_BYTES} a merge reads")
-            continue  # ours stays as it is
+        if isinstance(kept, int) or isinstance(extra, int):  # ours stays as it is
+            if their is not None:  # a removal of theirs would keep ours anyway: nothing passed over
+                theirs_size = extra if isinstance(extra, int) else repo.blob_size(their[1])
+                large.append(_too_large(commit, kept, theirs_size))
+            continue
         for p in kept:
             if p in extra:
                 extra.remove(p)
@@ -210,6 +211,17 @@ def _by_commit(repo: Repository, tree: Oid, odd: list[str]) -> dict[Oid, tuple[s
         else:
             odd.append(path)
     return found
+
+
+def _too_large(commit: Oid, ours: list[str] | int, theirs: int) -> str:
+    """The passed-over line for their note on `commit`, `theirs` bytes, when a side is too large to
+    read (`ours` is our note's size then, else its paragraphs): it names that side."""
+    head, over = f"their note on {commit[:12]}, {theirs} bytes,", f"over the {MERGED_BYTES} a merge reads"
+    if isinstance(ours, list):
+        return f"{head} is {over}"
+    if theirs <= MERGED_BYTES:
+        return f"{head} as ours is {ours} bytes, {over}"
+    return f"{head} is {over}, and so is ours ({ours} bytes)"
 
 
 def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str] | int:

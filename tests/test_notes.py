@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gitbus import notes
+from gitbus import notes, render, syncview
 from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
 from gitbus.clock import FakeClock
 from gitbus.git import Repository
 from gitbus.gitfiles import Oid
 from gitbus.notes import MERGED_BYTES, NOTES_REF
+from gitbus.remote import Report
 
 from .conftest import git, make_repo, raw_git
 from .crowded import bulk_discoveries
@@ -340,14 +341,14 @@ def test_a_peers_note_too_large_to_merge_is_never_read_whole_and_is_passed_over_
     finally:
         tracemalloc.stop()
     assert peak < 4 * MERGED_BYTES, f"the merge held {peak} bytes of a {size}-byte note"
-    why = f"the note on {b1[:12]} is {size} bytes, over the {MERGED_BYTES} a merge reads"
+    why = f"their note on {b1[:12]}, {size} bytes, is over the {MERGED_BYTES} a merge reads"
     assert merged.passed == [f"{NOTES_REF}: {why}"], merged.passed
 
     code, out, err = gb(a, "sync", "--json")  # the same, through sync
     assert code == 0 and "Traceback" not in err, err
     report = json.loads(out)
     assert NOTES_REF in report["merged"] and len(report["passed"]) == 1, report
-    assert f"the note on {b1[:12]} is " in report["passed"][0]
+    assert f"their note on {b1[:12]}, " in report["passed"][0]
     assert note(a, b1) == mine  # ours kept as it was
     # nothing lost: ben's note stays in the notes history, the merge's second parent
     git(a, "merge-base", "--is-ancestor", theirs, NOTES_REF)
@@ -366,14 +367,18 @@ def test_adding_to_a_note_too_large_to_read_is_refused_in_one_line_and_writes_no
     assert git(a, "rev-parse", NOTES_REF).strip() == tip
 
 
-def both_noted(repo: Path, ours: bytes, theirs: bytes) -> tuple[Repository, Oid, Oid, str]:
-    """Notes refs on one commit of `repo`, by plain git: a base note, `ours` added to it, and `theirs`
-    in its place (what any peer can push); the handle, the two notes commits and the noted commit."""
+def both_noted(repo: Path, ours: bytes, theirs: bytes | None) -> tuple[Repository, Oid, Oid, str]:
+    """Notes refs on one commit of `repo`, by plain git: a base note, `ours` in its place, and `theirs`
+    in its place (None: removed), what any peer can push; the handle, the two notes commits and the
+    noted commit."""
     rev = git(repo, "rev-parse", "HEAD").strip()
 
-    def noted(text: bytes, ref: str) -> Oid:
-        blob = raw_git(repo, "hash-object", "-w", "--stdin", input=text)
-        git(repo, "notes", "--ref=gitbus", "add", "-f", "-C", blob, rev)
+    def noted(text: bytes | None, ref: str) -> Oid:
+        if text is None:
+            git(repo, "notes", "--ref=gitbus", "remove", rev)
+        else:
+            blob = raw_git(repo, "hash-object", "-w", "--stdin", input=text)
+            git(repo, "notes", "--ref=gitbus", "add", "-f", "-C", blob, rev)
         git(repo, "update-ref", ref, NOTES_REF)
         return Oid(git(repo, "rev-parse", ref).strip())
 
@@ -415,7 +420,7 @@ def test_a_packed_peer_note_over_the_limit_is_merged_without_reading_any_of_it(
         tracemalloc.stop()
     assert not log.exists() or "cat-file" not in log.read_text(), log.read_text()
     assert peak < limit, f"the merge held {peak} bytes of a {size}-byte note"
-    assert len(merged.passed) == 1 and f"on {rev[:12]} " in merged.passed[0], merged.passed
+    assert len(merged.passed) == 1 and f"on {rev[:12]}, " in merged.passed[0], merged.passed
     tree_of = [git(repo, "rev-parse", f"{c}^{{tree}}") for c in (merged.commit, ours)]
     assert tree_of[0] == tree_of[1]  # ours kept as it was
 
@@ -431,6 +436,43 @@ def test_a_merge_that_would_join_two_notes_past_the_limit_keeps_ours_and_passes_
     assert len(merged.passed) == 1 and f"their note on {rev[:12]}, {MERGED_BYTES} bytes" in merged.passed[0]
     assert f"over the {MERGED_BYTES}" in merged.passed[0], merged.passed
     git(repo, "merge-base", "--is-ancestor", their, merged.commit)  # theirs stays in the history
+
+
+def test_when_our_note_is_too_large_to_merge_theirs_is_passed_over_with_its_own_size(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 4096
+    monkeypatch.setattr(notes, "MERGED_BYTES", limit)
+    ours, theirs = b"o" * 9999 + b"\n", b"ben adds\n"
+    handle, mine, their, rev = both_noted(repo, ours, theirs)
+    merged = notes.merge(handle, mine, their)
+    why = f"their note on {rev[:12]}, {len(theirs)} bytes, as ours is {len(ours)} bytes, over the {limit}"
+    why += " a merge reads"
+    assert merged.passed == [f"{NOTES_REF}: {why}"], merged.passed
+
+
+def test_their_removal_of_a_note_ours_made_too_large_to_merge_is_no_passed_over_note(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notes, "MERGED_BYTES", 4096)
+    handle, mine, their, _ = both_noted(repo, b"o" * 9999 + b"\n", None)
+    merged = notes.merge(handle, mine, their)
+    assert merged.passed == []  # ours stays, as any note both sides changed when theirs removed it
+    tree_of = [git(repo, "rev-parse", f"{c}^{{tree}}") for c in (merged.commit, mine)]
+    assert tree_of[0] == tree_of[1]
+
+
+def test_the_overflow_line_of_passed_over_entries_covers_notes_too_large_as_well(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = [
+        f"{NOTES_REF}: their note on {i:012x}, 2000000 bytes, is over the 1048576 a merge reads"
+        for i in range(9)
+    ]
+    syncview.report(render.console_for(), Report("origin", passed=lines), json_out=False)
+    err = capsys.readouterr().err
+    more = [line for line in err.splitlines() if "more" in line]
+    assert len(more) == 1 and "that are no gitbus data" not in more[0] and "too large" in more[0], err
 
 
 # -- search --------------------------------------------------------------------------------------
