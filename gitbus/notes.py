@@ -88,7 +88,8 @@ def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
         tip = repo.ref(NOTES_REF)
         notes = _tree_of(repo, tip) if tip else None
         old = _existing(repo, notes, full)
-        blob = repo.blob(((old.rstrip("\n") + "\n\n") if old else "").encode() + text.encode())
+        joined = ((old.rstrip("\n") + "\n\n") if old else "") + text
+        blob = repo.blob(joined.encode(errors="surrogateescape"))  # a note's bytes kept as they were
         new_tree = repo.tree_update(notes, {_note_path(repo, notes, full): blob})
         oid = repo.commit(
             tree=new_tree,
@@ -126,11 +127,12 @@ def _existing(repo: Repository, tree: Oid | None, commit: Oid) -> str:
 
 def _whole(repo: Repository, blob: Oid) -> tuple[str | None, int]:
     """The text of note `blob` and its size in bytes; the text is None when it is over `MERGED_BYTES`,
-    judged by the object's header: then none of it is read, here or by a git child."""
+    judged by the object's header: then none of it is read, here or by a git child. Bytes that are
+    not UTF-8 become lone surrogates, and are written back as the same bytes."""
     size = repo.blob_size(blob)
     if size > MERGED_BYTES:
         return None, size
-    return repo.read_blob(blob).decode(errors="replace"), size
+    return repo.read_blob(blob).decode(errors="surrogateescape"), size
 
 
 class Merged(NamedTuple):
@@ -177,7 +179,7 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
         for p in kept:
             if p in extra:
                 extra.remove(p)
-        joined = ("\n\n".join(kept + extra) + "\n").encode()
+        joined = ("\n\n".join(kept + extra) + "\n").encode(errors="surrogateescape")
         if len(joined) > MERGED_BYTES:  # a note no later merge or add could read: ours stays as it is
             if extra:
                 theirs_size = repo.blob_size(their[1]) if their else 0

@@ -475,6 +475,27 @@ def test_the_overflow_line_of_passed_over_entries_covers_notes_too_large_as_well
     assert len(more) == 1 and "that are no gitbus data" not in more[0] and "too large" in more[0], err
 
 
+LATIN1 = b"gitbus: committed by agent ann\n\n\xff\xfe latin-1 caf\xe9\n"  # no UTF-8: a peer's bytes
+
+
+def note_bytes(repo: Path, notes_commit: str, rev: str) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "blob", f"{notes_commit}:{rev}"], cwd=repo, capture_output=True, check=True
+    ).stdout
+
+
+def test_a_merge_keeps_the_bytes_of_a_note_that_is_not_utf8(repo: Path) -> None:
+    handle, ours, theirs, rev = both_noted(repo, LATIN1, b"gitbus: committed by agent ann\n\nben adds\n")
+    merged = notes.merge(handle, ours, theirs)
+    assert note_bytes(repo, merged.commit, rev) == LATIN1 + b"\nben adds\n"
+
+
+def test_adding_to_a_note_that_is_not_utf8_keeps_its_bytes(repo: Path) -> None:
+    handle, _, _, rev = both_noted(repo, LATIN1, None)
+    notes.add(handle, rev, "ann adds\n", 1_700_000_000_000)
+    assert note_bytes(repo, NOTES_REF, rev) == LATIN1 + b"\nann adds\n"
+
+
 # -- search --------------------------------------------------------------------------------------
 
 
