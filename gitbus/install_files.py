@@ -107,7 +107,8 @@ def hooks_set_aside(
     """`settings` (what uninstall leaves: ours taken out) with the user's own entries that look like
     ours, which install set aside, back from `original` (the file before install): each group that
     held one takes the place of what is left of it, else those entries come back as a group of their
-    own at the end of its event's list. The rest of `settings`, the user's edits, is kept."""
+    own at the end of its event's list. The rest of `settings`, the user's edits, is kept. Groups
+    are matched one to one, in order: of groups alike, each finds its own."""
     was, now = original.get("hooks"), settings.get("hooks", {})
     if not isinstance(was, dict) or not isinstance(now, dict):
         return settings
@@ -116,18 +117,23 @@ def hooks_set_aside(
         at = hooks.get(event, [])
         if not isinstance(groups, list) or not isinstance(at, list):
             continue
+        at, used = list(at), set()  # `used`: the places in `at` an original group has taken
         for g in groups:
-            if not isinstance(g, dict) or not isinstance(g.get("hooks"), list) or g in at:
+            if not isinstance(g, dict) or not isinstance(g.get("hooks"), list):
                 continue
             theirs = [h for h in g["hooks"] if is_ours(h)]
-            if not theirs:
-                continue
             rest = {**g, "hooks": [h for h in g["hooks"] if not is_ours(h)]}
-            at = list(at)
-            if rest["hooks"] and rest in at:
-                at[at.index(rest)] = g  # in its place, beside the user's other entries of the group
-            else:
+            alike = (
+                i for i, a in enumerate(at) if i not in used and (a == g or (rest["hooks"] and a == rest))
+            )
+            i = next(alike, None)
+            if i is not None:
+                at[i] = g  # in its place, beside the user's other entries of the group
+                used.add(i)
+            elif theirs:
+                used.add(len(at))
                 at.append({**g, "hooks": theirs})
+        if at != hooks.get(event, []):
             hooks[event] = at
     return settings if hooks == now else {**settings, "hooks": hooks}
 

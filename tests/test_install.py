@@ -546,6 +546,29 @@ def test_the_users_own_gitbus_hooks_come_back_after_uninstall_beside_their_other
     assert read(settings) == mine | {"model": "sonnet", "env": {"FOO": "bar"}}
 
 
+def test_the_users_own_gitbus_hooks_come_back_each_to_its_own_group_in_order(worktrees: list[Path]) -> None:
+    """Groups alike before install (the same entries, or the same but for a `gitbus hook`) each take
+    back their own entries, in their own places, however many there are."""
+    settings = local_settings(worktrees)
+    settings.parent.mkdir()
+    x, u = (
+        {"type": "command", "command": "notify-send done"},
+        {"type": "command", "command": "/opt/my/gitbus hook"},
+    )
+    mine = {
+        "model": "opus",
+        "hooks": {
+            "Stop": [{"hooks": [x, u]}, {"hooks": [x, u]}],
+            "SessionStart": [{"hooks": [x]}, {"hooks": [x, u]}],
+        },
+    }
+    settings.write_text(json.dumps(mine, indent=2))
+    assert gb(worktrees[0], "install", "claude")[0] == 0
+    settings.write_text(json.dumps(read(settings) | {"model": "sonnet"}, indent=2))  # the user's edit
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert read(settings) == mine | {"model": "sonnet"}
+
+
 def without_gitbus(settings: dict[str, Any]) -> dict[str, Any]:
     """`settings` with every gitbus entry taken out by hand (as Claude Code's /hooks would), the
     user's own `gitbus hook` entries among them: hooks, and the MCP server's enabling."""
