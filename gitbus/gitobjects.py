@@ -196,6 +196,17 @@ class Objects(GitCli):
             raise Unreadable(f"{oid} is {b.size} bytes, over the {limit} a gitbus entry can be.")
         return b.data
 
+    def blob_size(self, oid: Oid) -> int:
+        """The size in bytes of blob `oid`, from its object header alone: none of it is read (git
+        inflates a packed blob whole even to stream it). `Unreadable` when it is missing or no blob."""
+        try:
+            kind, size = self._repo.odb.read_header(oid)
+        except (KeyError, ValueError, pygit2.GitError):
+            raise Unreadable(f"{oid} is missing from the repository.") from None
+        if kind != pygit2.enums.ObjectType.BLOB:
+            raise Unreadable(f"{oid} is not a blob.")
+        return int(size)
+
     def read_blob_start(self, oid: Oid, limit: int) -> tuple[bytes, int]:
         """The first `limit` bytes of blob `oid` and its whole size in bytes, never holding more of it
         than that: libgit2 reads a whole object at once, so a blob over `limit` is streamed from

@@ -29,6 +29,7 @@ from gitbus.install_files import (
     exclude,
     forget_server,
     gitbus_command,
+    hooks_set_aside,
     instructions,
     original_servers,
     put_section,
@@ -302,13 +303,16 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if f in read:
         before = read[f]
         created = record.keys(f)
-        after = _strip_ours(before, created)
+        kept = record.originals.get(str(f))  # the user's own `gitbus hook` entries come back, even
+        aside = parse(f, kept) if kept is not None else {}  # when the user took all of ours out
+        after = hooks_set_aside(_strip_ours(before, created), aside)
         if after != before:
             if not after and str(f) in ours:
                 remove_made(f, record, ours)  # and the `.claude/` install made, left empty
             else:
-                give_back_json(f, after, record, lambda x: _strip_ours(x, created))
+                give_back_json(f, after, record, lambda x: hooks_set_aside(_strip_ours(x, created), aside))
             changed.append(f)
+        record.forget_original(str(f))  # what is there now is the user's: no copy of it to go stale
         record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's
     for mcp_file in mcp_files:
         config = read.get(mcp_file)

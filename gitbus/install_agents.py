@@ -33,6 +33,7 @@ from gitbus.install_files import (
     exclude,
     forget_server,
     gitbus_command,
+    hooks_set_aside,
     instructions,
     original_servers,
     put_section,
@@ -283,8 +284,11 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
         return False
     before = read_json(f)
     created = record.keys(f)
-    after = _strip(f, before, t, created, record)
+    kept = record.originals.get(str(f))  # the user's own entries that look like ours come back, even
+    aside = parse(f, kept) if kept is not None else {}  # when the user took all of ours out
+    after = hooks_set_aside(_strip(f, before, t, created, record), aside, t.is_ours)
     if after == before:
+        record.forget_original(str(f))  # what is there is the user's: no copy of it to go stale
         record.forget_keys(f)
         return False
     if not after and str(f) in ours:
@@ -292,7 +296,7 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
     else:
 
         def users(original: dict[str, Any]) -> dict[str, Any]:
-            hooks_out = strip_hooks(original, created, t.is_ours)
+            hooks_out = hooks_set_aside(strip_hooks(original, created, t.is_ours), aside, t.is_ours)
             return original_servers(f, hooks_out, record) if t.mcp_in_json else hooks_out
 
         give_back_json(f, after, record, users)

@@ -101,6 +101,43 @@ def is_ours(hook: Any) -> bool:
     )
 
 
+def hooks_set_aside(
+    settings: dict[str, Any], original: dict[str, Any], is_ours: Callable[[Any], bool] = is_ours
+) -> dict[str, Any]:
+    """`settings` (what uninstall leaves: ours taken out) with the user's own entries that look like
+    ours, which install set aside, back from `original` (the file before install): each group that
+    held one takes the place of what is left of it, else those entries come back as a group of their
+    own at the end of its event's list. The rest of `settings`, the user's edits, is kept. Groups
+    are matched one to one, in order: of groups alike, each finds its own."""
+    was, now = original.get("hooks"), settings.get("hooks", {})
+    if not isinstance(was, dict) or not isinstance(now, dict):
+        return settings
+    hooks = dict(now)
+    for event, groups in was.items():
+        at = hooks.get(event, [])
+        if not isinstance(groups, list) or not isinstance(at, list):
+            continue
+        at, used = list(at), set()  # `used`: the places in `at` an original group has taken
+        for g in groups:
+            if not isinstance(g, dict) or not isinstance(g.get("hooks"), list):
+                continue
+            theirs = [h for h in g["hooks"] if is_ours(h)]
+            rest = {**g, "hooks": [h for h in g["hooks"] if not is_ours(h)]}
+            alike = (
+                i for i, a in enumerate(at) if i not in used and (a == g or (rest["hooks"] and a == rest))
+            )
+            i = next(alike, None)
+            if i is not None:
+                at[i] = g  # in its place, beside the user's other entries of the group
+                used.add(i)
+            elif theirs:
+                used.add(len(at))
+                at.append({**g, "hooks": theirs})
+        if at != hooks.get(event, []):
+            hooks[event] = at
+    return settings if hooks == now else {**settings, "hooks": hooks}
+
+
 def strip_hooks(
     settings: dict[str, Any],
     created: set[str] | frozenset[str],

@@ -6,7 +6,8 @@ When an agent commits, the post-commit hook attaches a note (what goes in it is 
 ref, because concurrent `git notes add` silently loses notes; two notes for one commit are
 concatenated, and two clones' notes are merged three-way at sync, both texts kept. Only an entry at
 a commit id in git's fanout is a note: anything else a peer put in its notes tree is never merged in.
-A note is read for showing by id, to `SHOWN_BYTES` at most.
+A note is read for showing by id, to `SHOWN_BYTES` at most, and read whole (to merge or add to it)
+only up to `MERGED_BYTES`: a peer can push a note of any size, and no clone's sync holds more of it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 NOTES_REF = "refs/notes/gitbus"
 SHOWN_BYTES = 64 * 1024  # of a note, read for showing: as much as a bus message's text can hold
+MERGED_BYTES = 1024 * 1024  # of a note, read whole to merge or add to it; a larger one is never read
 
 
 class Note(NamedTuple):
@@ -86,7 +88,8 @@ def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
         tip = repo.ref(NOTES_REF)
         notes = _tree_of(repo, tip) if tip else None
         old = _existing(repo, notes, full)
-        blob = repo.blob(((old.rstrip("\n") + "\n\n") if old else "").encode() + text.encode())
+        joined = ((old.rstrip("\n") + "\n\n") if old else "") + text
+        blob = repo.blob(joined.encode(errors="surrogateescape"))  # a note's bytes kept as they were
         new_tree = repo.tree_update(notes, {_note_path(repo, notes, full): blob})
         oid = repo.commit(
             tree=new_tree,
@@ -108,15 +111,35 @@ def _note_path(repo: Repository, tree: Oid | None, commit: Oid) -> str:
 
 
 def _existing(repo: Repository, tree: Oid | None, commit: Oid) -> str:
+    """The note on `commit` to add to ("" when none); a note over `MERGED_BYTES` is never read whole:
+    a `GitbusError` says so, and nothing is written."""
     if tree is None:
         return ""
     found = repo.tree_entry(tree, _note_path(repo, tree, commit))
-    return repo.read_blob(found[1]).decode(errors="replace") if found and found[0] == "blob" else ""
+    if not found or found[0] != "blob":
+        return ""
+    text, size = _whole(repo, found[1])
+    if text is None:
+        over = f"over the {MERGED_BYTES} gitbus adds to"
+        raise GitbusError(f"The note on {commit[:12]} is {size} bytes, {over}: nothing written.")
+    return text
+
+
+def _whole(repo: Repository, blob: Oid) -> tuple[str | None, int]:
+    """The text of note `blob` and its size in bytes; the text is None when it is over `MERGED_BYTES`,
+    judged by the object's header: then none of it is read, here or by a git child. Bytes that are
+    not UTF-8 become lone surrogates, and are written back as the same bytes."""
+    size = repo.blob_size(blob)
+    if size > MERGED_BYTES:
+        return None, size
+    return repo.read_blob(blob).decode(errors="surrogateescape"), size
 
 
 class Merged(NamedTuple):
-    """A notes merge: its commit, and one line for each entry of their notes tree that is no note
-    (a symbolic link, a submodule, a file at a path no commit id makes), passed over."""
+    """A notes merge: its commit, and one line for each entry of their notes tree passed over: one
+    that is no note (a symbolic link, a submodule, a file at a path no commit id makes), or a note
+    too large to merge (over `MERGED_BYTES`, or joined to ours it would be, on a commit both sides
+    noted anew)."""
 
     commit: Oid
     passed: list[str]
@@ -126,10 +149,15 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
     """A notes commit holding both sides' notes, three-way from their merge base: a note changed on
     one side only takes that side; a note changed on both keeps ours and adds what theirs has more
     (paragraph by paragraph), so a note added to after an earlier sync is not doubled. An entry of
-    any side that is no note is never taken for one: ours stay as they are, theirs are passed over."""
+    any side that is no note is never taken for one: ours stay as they are, theirs are passed over.
+    A note is taken by id, unread, when one side changed it; of one over `MERGED_BYTES` on a commit
+    both sides changed only the size is read (its object header): ours stays as it is, theirs is
+    passed over and named (it stays in the notes history, the merge's second parent). So is theirs
+    when joining it to ours would make a note over `MERGED_BYTES`."""
     base = repo.merge_base(ours, theirs)
     ours_tree, theirs_tree = repo.read_commit(ours).tree, repo.read_commit(theirs).tree
     odd: list[str] = []
+    large: list[str] = []
     b = _by_commit(repo, repo.read_commit(base).tree, []) if base else {}
     o, t = _by_commit(repo, ours_tree, []), _by_commit(repo, theirs_tree, odd)
     changes: dict[str, Oid | None] = {}
@@ -142,18 +170,32 @@ def merge(repo: Repository, ours: Oid, theirs: Oid) -> Merged:
         if blobs[1] == blobs[0]:
             changes[path] = their[1] if their else None  # changed (or removed) on their side only
             continue
-        kept = _paragraphs(repo, mine)
-        extra = _paragraphs(repo, their)
+        kept, extra = _paragraphs(repo, mine), _paragraphs(repo, their)
+        if isinstance(kept, int) or isinstance(extra, int):  # ours stays as it is
+            if their is not None:  # a removal of theirs would keep ours anyway: nothing passed over
+                theirs_size = extra if isinstance(extra, int) else repo.blob_size(their[1])
+                large.append(_too_large(commit, kept, theirs_size))
+            continue
         for p in kept:
             if p in extra:
                 extra.remove(p)
-        changes[path] = repo.blob(("\n\n".join(kept + extra) + "\n").encode())
+        joined = ("\n\n".join(kept + extra) + "\n").encode(errors="surrogateescape")
+        if len(joined) > MERGED_BYTES:  # a note no later merge or add could read: ours stays as it is
+            if extra:
+                theirs_size = repo.blob_size(their[1]) if their else 0
+                large.append(
+                    f"their note on {commit[:12]}, {theirs_size} bytes, as joined to ours it would be "
+                    f"{len(joined)} bytes, over the {MERGED_BYTES} a merged note can be"
+                )
+            continue
+        changes[path] = repo.blob(joined)
     tree = repo.tree_update(ours_tree, changes)
     when = max(repo.read_commit(ours).time, repo.read_commit(theirs).time) * 1000
     commit = repo.commit(
         tree=tree, parents=[ours, theirs], message="Notes merged by gitbus\n", author="gitbus", time_ms=when
     )
-    return Merged(commit, [f"{NOTES_REF}: {path} is no note" for path in odd])
+    passed = [f"{path} is no note" for path in odd] + large
+    return Merged(commit, [f"{NOTES_REF}: {why}" for why in passed])
 
 
 # A note's path: a commit id, in two-digit folders as git's fanout lays them out (`ab/cd/ef…`).
@@ -173,9 +215,23 @@ def _by_commit(repo: Repository, tree: Oid, odd: list[str]) -> dict[Oid, tuple[s
     return found
 
 
-def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str]:
-    """A note cut at blank lines: one paragraph per `add` (git's own notes concatenate the same way)."""
+def _too_large(commit: Oid, ours: list[str] | int, theirs: int) -> str:
+    """The passed-over line for their note on `commit`, `theirs` bytes, when a side is too large to
+    read (`ours` is our note's size then, else its paragraphs): it names that side."""
+    head, over = f"their note on {commit[:12]}, {theirs} bytes,", f"over the {MERGED_BYTES} a merge reads"
+    if isinstance(ours, list):
+        return f"{head} is {over}"
+    if theirs <= MERGED_BYTES:
+        return f"{head} as ours is {ours} bytes, {over}"
+    return f"{head} is {over}, and so is ours ({ours} bytes)"
+
+
+def _paragraphs(repo: Repository, entry: tuple[str, Oid] | None) -> list[str] | int:
+    """A note cut at blank lines: one paragraph per `add` (git's own notes concatenate the same way);
+    or, for a note over `MERGED_BYTES`, its size, the note never read whole."""
     if entry is None:
         return []
-    text = repo.read_blob(entry[1]).decode(errors="replace").strip("\n")
-    return [p.strip("\n") for p in text.split("\n\n") if p.strip("\n")]
+    text, size = _whole(repo, entry[1])
+    if text is None:
+        return size
+    return [p.strip("\n") for p in text.strip("\n").split("\n\n") if p.strip("\n")]

@@ -189,9 +189,9 @@ class Reading:
 
     def replies(self, message: Message, most: int = REPLIES_SHOWN) -> Replies:
         """The replies to `message`, oldest first, at most `most` of them, and how many newer ones
-        were left out. A reply is stamped past every tip its poster could see (docs/format.md), so
-        it is never older than what it replies to: the walk goes back to `message`'s time, however
-        far, and no further. Only `most` replies are held, whatever a peer posts."""
+        were left out. gitbus stamps a reply past every tip its poster could see (docs/format.md),
+        so past what it replies to: the walk goes back to `message`'s time, however far, and no
+        further. Only `most` replies are held, whatever a peer posts."""
         kept: deque[Message] = deque(maxlen=most)  # walked newest first: the oldest `most` stay
         found = 0
         with ExitStack() as once:

@@ -44,7 +44,7 @@ class Report:
     restored: list[str] = field(default_factory=list)  # one line each: a ref the remote lost, put back
     passed: list[str] = field(
         default_factory=list
-    )  # one line each: an entry of theirs that is no gitbus data
+    )  # one line each: an entry of theirs that is no gitbus data or too large to merge
 
     def refuse(self, refusal: vouch.Refusal) -> None:
         self.refused = [r for r in self.refused if r.ref != refusal.ref] + [refusal]

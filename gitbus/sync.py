@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 # Both sides moved: (repo, the local ref, ours, theirs) -> a commit holding both, the offline
 # ledger steps that lost on the way (their drop notes are in the commit), and one line for each
-# entry of theirs passed over as no gitbus data.
+# entry of theirs passed over as no gitbus data or as a note too large to merge.
 Join = Callable[["Repository", str, Oid, Oid], tuple[Oid, list[Message], list[str]]]
 
 

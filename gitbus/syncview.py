@@ -48,7 +48,8 @@ def report(out: Out, got: Report, json_out: bool) -> None:
     render.a_few(
         err,
         [f"passed over {inert(line, 600)}" for line in got.passed],
-        "passed over {} more entries that are no gitbus data (gitbus sync --json lists them)",
+        "passed over {} more entries, no gitbus data or notes too large to merge "
+        "(gitbus sync --json lists them)",
     )
     render.a_few(
         err,

@@ -308,7 +308,7 @@ def _walk(
                     relaxed[oid], why = why or "", None
             if why is not None:
                 bad[oid] = why
-    if relaxed and (bad or not _their_move_stands(repo, root, tip)):
+    if relaxed and (bad or not _their_move_stands(repo, root, tip, stone_before)):
         bad.update(relaxed)  # taken on the strength of a move that will not be vouched for: not at all
     if not bad:
         return None, None
@@ -336,14 +336,17 @@ def _before_their_move(repo: Repository, commit: Commit, root: str, stone_before
     return side.moved and side.ended is not None and repo.is_ancestor(commit.oid, side.ended)
 
 
-def _their_move_stands(repo: Repository, root: str, tip: Oid) -> bool:
+def _their_move_stands(repo: Repository, root: str, tip: Oid, stone_before: Oid | None = None) -> bool:
     """True when the fetched tombstone of side `root` names a commit of main ledger tip `tip` after
-    which no step changes claims: what vouching it (`_moved_problem`) will ask of it."""
+    which no step changes claims, and which holds `stone_before`, the single ledger this clone
+    fetched from there before (when it did): what vouching it (`_moved_problem`) will ask of it."""
     side = ledger_state.read_tips(repo, root, want=set())
     if side.broken is not None or not side.moved or side.ended is None:
         return False
     if not repo.is_ancestor(side.ended, tip):
         return False
+    if stone_before is not None and not repo.is_ancestor(stone_before, side.ended):
+        return False  # `is_ancestor` holds for the commit itself, as `_moved_problem` takes it
     try:
         return _claims_changed(repo, tip, side.ended) is None
     except GitbusError:

@@ -14,7 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gitbus.cli import app
+from gitbus.git import Repository
 from gitbus.install_files import MARK_END, MARK_START, gitbus_command
+from gitbus.install_record import Record
 
 from .conftest import git, make_repo
 
@@ -513,6 +515,88 @@ def test_the_users_own_gitbus_server_and_hooks_come_back_after_uninstall(worktre
     gb(worktrees[0], "install", "claude")
     assert gb(worktrees[0], "uninstall", "claude")[0] == 0
     assert (mcp_json.read_bytes(), settings.read_bytes()) == (mine, hand)
+
+
+def test_the_users_own_gitbus_hooks_come_back_after_uninstall_beside_their_other_edits(
+    worktrees: list[Path],
+) -> None:
+    """Install sets the user's own `gitbus hook` entries aside (ours stand in for them); they come
+    back at uninstall even when the user changed the rest of the file meanwhile, which is kept."""
+    settings = local_settings(worktrees)
+    settings.parent.mkdir()
+    mine = {
+        "model": "opus",
+        "hooks": {
+            "Stop": [
+                {
+                    "hooks": [
+                        {"type": "command", "command": "notify-send done"},
+                        {"type": "command", "command": "/opt/my/gitbus hook"},
+                    ]
+                }
+            ],
+            "SessionStart": [{"hooks": [{"type": "command", "command": "/opt/my/gitbus hook"}]}],
+        },
+    }
+    settings.write_text(json.dumps(mine, indent=2))
+    assert gb(worktrees[0], "install", "claude")[0] == 0
+    edited = read(settings) | {"model": "sonnet", "env": {"FOO": "bar"}}
+    settings.write_text(json.dumps(edited, indent=2))
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert read(settings) == mine | {"model": "sonnet", "env": {"FOO": "bar"}}
+
+
+def test_the_users_own_gitbus_hooks_come_back_each_to_its_own_group_in_order(worktrees: list[Path]) -> None:
+    """Groups alike before install (the same entries, or the same but for a `gitbus hook`) each take
+    back their own entries, in their own places, however many there are."""
+    settings = local_settings(worktrees)
+    settings.parent.mkdir()
+    x, u = (
+        {"type": "command", "command": "notify-send done"},
+        {"type": "command", "command": "/opt/my/gitbus hook"},
+    )
+    mine = {
+        "model": "opus",
+        "hooks": {
+            "Stop": [{"hooks": [x, u]}, {"hooks": [x, u]}],
+            "SessionStart": [{"hooks": [x]}, {"hooks": [x, u]}],
+        },
+    }
+    settings.write_text(json.dumps(mine, indent=2))
+    assert gb(worktrees[0], "install", "claude")[0] == 0
+    settings.write_text(json.dumps(read(settings) | {"model": "sonnet"}, indent=2))  # the user's edit
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert read(settings) == mine | {"model": "sonnet"}
+
+
+def without_gitbus(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with every gitbus entry taken out by hand (as Claude Code's /hooks would), the
+    user's own `gitbus hook` entries among them: hooks, and the MCP server's enabling."""
+    hooks = {
+        event: kept
+        for event, groups in settings["hooks"].items()
+        if (kept := [g for g in groups if not any("gitbus hook" in h["command"] for h in g["hooks"])])
+    }
+    return {k: v for k, v in settings.items() if k != "enabledMcpjsonServers"} | {"hooks": hooks}
+
+
+def test_the_users_own_gitbus_hooks_come_back_when_every_gitbus_entry_was_taken_out_by_hand(
+    worktrees: list[Path],
+) -> None:
+    """Nothing of ours is left to take out, yet the entries install set aside are the user's: they
+    come back, and no stale copy of the file is kept for a later install to lose."""
+    settings = local_settings(worktrees)
+    settings.parent.mkdir()
+    mine = {
+        "model": "opus",
+        "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "/opt/my/gitbus hook"}]}]},
+    }
+    settings.write_text(json.dumps(mine, indent=2))
+    assert gb(worktrees[0], "install", "claude")[0] == 0
+    settings.write_text(json.dumps(without_gitbus(read(settings)) | {"model": "sonnet"}, indent=2))
+    assert gb(worktrees[0], "uninstall", "claude")[0] == 0
+    assert read(settings) == mine | {"model": "sonnet"}
+    assert str(settings) not in Record(Repository.open(worktrees[0])).originals
 
 
 def test_info_exclude_without_a_final_newline_comes_back_exactly(worktrees: list[Path]) -> None:

@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gitbus.cli import app
+from gitbus.git import Repository
 from gitbus.install import gitbus_command
+from gitbus.install_record import Record
 
 from .conftest import git
 
@@ -154,6 +156,43 @@ def test_the_users_own_gitbus_hooks_and_server_come_back_after_uninstall(
     assert gb(main, "install", client)[0] == 0
     assert gb(main, "uninstall", client)[0] == 0
     assert snapshot(joined) == before
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_the_users_own_gitbus_hooks_come_back_beside_their_other_edits(
+    joined: list[Path], client: str
+) -> None:
+    main = joined[0]
+    f = main / FILES[client][0]
+    f.parent.mkdir()
+    hand = {"type": "command", "command": f"/opt/my/gitbus hook {client}"}
+    other = {"type": "command", "command": "notify-send done"}
+    mine = {"hooks": {"SessionStart": [{"hooks": [hand]}], "Stop": [{"hooks": [other, hand]}]}}
+    f.write_text(json.dumps(mine, indent=3))
+    assert gb(main, "install", client)[0] == 0
+    f.write_text(json.dumps(json.loads(f.read_text()) | {"theme": "dark"}, indent=3))  # the user's edit
+    assert gb(main, "uninstall", client)[0] == 0
+    assert json.loads(f.read_text()) == mine | {"theme": "dark"}
+
+
+@pytest.mark.parametrize("client", ["codex", "gemini"])
+def test_the_users_own_gitbus_hooks_come_back_when_every_gitbus_entry_was_taken_out_by_hand(
+    joined: list[Path], client: str
+) -> None:
+    main = joined[0]
+    f = main / FILES[client][0]
+    f.parent.mkdir()
+    hand = {"type": "command", "command": f"/opt/my/gitbus hook {client}"}
+    mine = {"hooks": {"Stop": [{"hooks": [hand]}]}}
+    f.write_text(json.dumps(mine, indent=3))
+    assert gb(main, "install", client)[0] == 0
+    edited = json.loads(f.read_text())
+    edited["hooks"] = {}  # every hook there looks like gitbus's: all taken out by hand
+    edited.pop("mcpServers", None)
+    f.write_text(json.dumps(edited | {"theme": "dark"}, indent=3))
+    assert gb(main, "uninstall", client)[0] == 0
+    assert json.loads(f.read_text()) == mine | {"theme": "dark"}
+    assert str(f) not in Record(Repository.open(main)).originals
 
 
 @pytest.mark.parametrize("client", ["codex", "gemini"])

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import traceback
+import tracemalloc
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -22,10 +24,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from gitbus import notes, render, syncview
 from gitbus.bus import OPEN_WINDOW, Bus
 from gitbus.cli import app
 from gitbus.clock import FakeClock
-from gitbus.notes import NOTES_REF
+from gitbus.git import Repository
+from gitbus.gitfiles import Oid
+from gitbus.notes import MERGED_BYTES, NOTES_REF
+from gitbus.remote import Report
 
 from .conftest import git, make_repo, raw_git
 from .crowded import bulk_discoveries
@@ -303,6 +309,191 @@ def test_a_notes_merge_passes_over_entries_of_a_peers_notes_tree_that_are_no_not
     assert note(a, a1).startswith("gitbus: committed by agent ann\n")
     code, _, err = gb(a, "sync")  # nothing new: the merged notes hold none of them
     assert code == 0 and "deep/x" not in err, err
+
+
+def huge_note(wt: Path, rev: str, size: int) -> None:
+    """Replace the note on `rev` with one of `size` bytes, by plain git (what any peer can push)."""
+    blob = raw_git(wt, "hash-object", "-w", "--stdin", input=(b"x" * 99 + b"\n") * (size // 100))
+    git(wt, "notes", "--ref=gitbus", "add", "-f", "-C", blob, rev)
+
+
+def test_a_peers_note_too_large_to_merge_is_never_read_whole_and_is_passed_over_and_told(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    _, a, b = clones
+    b1 = commit(b, "config/db.yaml")  # ben's note on b1, by the hook
+    git(b, "push", "-q", "origin", "HEAD:refs/heads/ben")
+    git(a, "fetch", "-q", "origin")
+    sync(b, a)  # ann has ben's note too
+    assert gb(a, "note", b1)[0] == 0  # ann adds to it: both sides now change the note on b1
+    mine = note(a, b1)
+    size = 240 * 100 * 1024  # ben's side: a note far over what a merge reads
+    huge_note(b, b1, size)
+    sync(b)
+    git(a, "fetch", "-q", "origin", f"+{NOTES_REF}:refs/theirs-notes")
+    repo = Bus.open(a).repo
+    ours, theirs = repo.ref(NOTES_REF), repo.ref("refs/theirs-notes")
+    assert ours is not None and theirs is not None
+    tracemalloc.start()
+    try:
+        merged = notes.merge(repo, ours, theirs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MERGED_BYTES, f"the merge held {peak} bytes of a {size}-byte note"
+    why = f"their note on {b1[:12]}, {size} bytes, is over the {MERGED_BYTES} a merge reads"
+    assert merged.passed == [f"{NOTES_REF}: {why}"], merged.passed
+
+    code, out, err = gb(a, "sync", "--json")  # the same, through sync
+    assert code == 0 and "Traceback" not in err, err
+    report = json.loads(out)
+    assert NOTES_REF in report["merged"] and len(report["passed"]) == 1, report
+    assert f"their note on {b1[:12]}, " in report["passed"][0]
+    assert note(a, b1) == mine  # ours kept as it was
+    # nothing lost: ben's note stays in the notes history, the merge's second parent
+    git(a, "merge-base", "--is-ancestor", theirs, NOTES_REF)
+
+
+def test_adding_to_a_note_too_large_to_read_is_refused_in_one_line_and_writes_nothing(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    _, a, _ = clones
+    a1 = commit(a, "README.md")
+    huge_note(a, a1, MERGED_BYTES + 100)
+    tip = git(a, "rev-parse", NOTES_REF).strip()
+    code, _, err = gb(a, "note", a1)
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"The note on {a1[:12]} is " in err and "nothing written" in err, err
+    assert git(a, "rev-parse", NOTES_REF).strip() == tip
+
+
+def both_noted(repo: Path, ours: bytes, theirs: bytes | None) -> tuple[Repository, Oid, Oid, str]:
+    """Notes refs on one commit of `repo`, by plain git: a base note, `ours` in its place, and `theirs`
+    in its place (None: removed), what any peer can push; the handle, the two notes commits and the
+    noted commit."""
+    rev = git(repo, "rev-parse", "HEAD").strip()
+
+    def noted(text: bytes | None, ref: str) -> Oid:
+        if text is None:
+            git(repo, "notes", "--ref=gitbus", "remove", rev)
+        else:
+            blob = raw_git(repo, "hash-object", "-w", "--stdin", input=text)
+            git(repo, "notes", "--ref=gitbus", "add", "-f", "-C", blob, rev)
+        git(repo, "update-ref", ref, NOTES_REF)
+        return Oid(git(repo, "rev-parse", ref).strip())
+
+    base = noted(b"gitbus: committed by agent ann\n", "refs/base-notes")
+    mine = noted(ours, "refs/our-notes")
+    git(repo, "update-ref", NOTES_REF, base)
+    their = noted(theirs, "refs/their-notes")
+    git(repo, "update-ref", NOTES_REF, mine)
+    return Repository.open(repo), mine, their, rev
+
+
+def git_traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a `git` first on the PATH that logs each command line and runs the real git: the log."""
+    log, bin_dir, real = tmp_path / "git.log", tmp_path / "traced-bin", shutil.which("git")
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_a_packed_peer_note_over_the_limit_is_merged_without_reading_any_of_it(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git inflates a packed blob whole to stream it, so a note over the limit is judged by its
+    object header alone: no git child reads it, and this process holds none of it."""
+    limit = 256 * 1024
+    monkeypatch.setattr(notes, "MERGED_BYTES", limit)
+    size = 4 * 1024 * 1024
+    handle, ours, theirs, rev = both_noted(repo, b"ann adds\n", (b"x" * 99 + b"\n") * (size // 100))
+    git(repo, "repack", "-adfq")  # every object packed, the note too
+    assert not list((repo / ".git" / "objects").glob("[0-9a-f][0-9a-f]/*")), "loose objects left"
+    log = git_traced(tmp_path, monkeypatch)
+    tracemalloc.start()
+    try:
+        merged = notes.merge(handle, ours, theirs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not log.exists() or "cat-file" not in log.read_text(), log.read_text()
+    assert peak < limit, f"the merge held {peak} bytes of a {size}-byte note"
+    assert len(merged.passed) == 1 and f"on {rev[:12]}, " in merged.passed[0], merged.passed
+    tree_of = [git(repo, "rev-parse", f"{c}^{{tree}}") for c in (merged.commit, ours)]
+    assert tree_of[0] == tree_of[1]  # ours kept as it was
+
+
+def test_a_merge_that_would_join_two_notes_past_the_limit_keeps_ours_and_passes_theirs_over(
+    repo: Path,
+) -> None:
+    theirs = b"y" * (MERGED_BYTES - 1) + b"\n"  # exactly the limit: readable, but not beside ours
+    handle, ours, their, rev = both_noted(repo, b"ann adds\n", theirs)
+    merged = notes.merge(handle, ours, their)
+    tree_of = [git(repo, "rev-parse", f"{c}^{{tree}}") for c in (merged.commit, ours)]
+    assert tree_of[0] == tree_of[1]  # ours kept as it was: no note written over the limit
+    assert len(merged.passed) == 1 and f"their note on {rev[:12]}, {MERGED_BYTES} bytes" in merged.passed[0]
+    assert f"over the {MERGED_BYTES}" in merged.passed[0], merged.passed
+    git(repo, "merge-base", "--is-ancestor", their, merged.commit)  # theirs stays in the history
+
+
+def test_when_our_note_is_too_large_to_merge_theirs_is_passed_over_with_its_own_size(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 4096
+    monkeypatch.setattr(notes, "MERGED_BYTES", limit)
+    ours, theirs = b"o" * 9999 + b"\n", b"ben adds\n"
+    handle, mine, their, rev = both_noted(repo, ours, theirs)
+    merged = notes.merge(handle, mine, their)
+    why = f"their note on {rev[:12]}, {len(theirs)} bytes, as ours is {len(ours)} bytes, over the {limit}"
+    why += " a merge reads"
+    assert merged.passed == [f"{NOTES_REF}: {why}"], merged.passed
+
+
+def test_their_removal_of_a_note_ours_made_too_large_to_merge_is_no_passed_over_note(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notes, "MERGED_BYTES", 4096)
+    handle, mine, their, _ = both_noted(repo, b"o" * 9999 + b"\n", None)
+    merged = notes.merge(handle, mine, their)
+    assert merged.passed == []  # ours stays, as any note both sides changed when theirs removed it
+    tree_of = [git(repo, "rev-parse", f"{c}^{{tree}}") for c in (merged.commit, mine)]
+    assert tree_of[0] == tree_of[1]
+
+
+def test_the_overflow_line_of_passed_over_entries_covers_notes_too_large_as_well(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = [
+        f"{NOTES_REF}: their note on {i:012x}, 2000000 bytes, is over the 1048576 a merge reads"
+        for i in range(9)
+    ]
+    syncview.report(render.console_for(), Report("origin", passed=lines), json_out=False)
+    err = capsys.readouterr().err
+    more = [line for line in err.splitlines() if "more" in line]
+    assert len(more) == 1 and "that are no gitbus data" not in more[0] and "too large" in more[0], err
+
+
+LATIN1 = b"gitbus: committed by agent ann\n\n\xff\xfe latin-1 caf\xe9\n"  # no UTF-8: a peer's bytes
+
+
+def note_bytes(repo: Path, notes_commit: str, rev: str) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "blob", f"{notes_commit}:{rev}"], cwd=repo, capture_output=True, check=True
+    ).stdout
+
+
+def test_a_merge_keeps_the_bytes_of_a_note_that_is_not_utf8(repo: Path) -> None:
+    handle, ours, theirs, rev = both_noted(repo, LATIN1, b"gitbus: committed by agent ann\n\nben adds\n")
+    merged = notes.merge(handle, ours, theirs)
+    assert note_bytes(repo, merged.commit, rev) == LATIN1 + b"\nben adds\n"
+
+
+def test_adding_to_a_note_that_is_not_utf8_keeps_its_bytes(repo: Path) -> None:
+    handle, _, _, rev = both_noted(repo, LATIN1, None)
+    notes.add(handle, rev, "ann adds\n", 1_700_000_000_000)
+    assert note_bytes(repo, NOTES_REF, rev) == LATIN1 + b"\nann adds\n"
 
 
 # -- search --------------------------------------------------------------------------------------

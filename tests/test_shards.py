@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gitbus import ledger_cas, ledger_shards, ledger_state, steps, sync
+from gitbus import ledger_cas, ledger_shards, ledger_state, remote, steps, sync
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.clock import FakeClock
@@ -647,6 +647,43 @@ def test_main_steps_taken_on_a_tombstone_that_is_then_refused_are_not_taken_at_a
     report = sync.sync(alice.repo, "origin")
     assert report.refused == [], [r.line() for r in report.refused]
     assert ledgers(a) == ledgers(net.bare) and SRC in ledgers(net.bare)  # her src/ went out
+
+
+def test_main_steps_taken_on_a_tombstone_that_lacks_the_single_ledger_fetched_before_are_not_taken(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """alice fetched the remote's single ledger at S (bob's `lib/` step) but moved her own ledger
+    offline at the commit before it. A remote whose main ledger skips S (end, then mallory's claim K)
+    and whose tombstone names K is refused (it lacks S); K, taken only on the strength of that
+    tombstone, must be refused with it, as the tombstone's own vouching asks."""
+    net, alice, end = single_ledger_on_remote(tmp_path, clock)  # alice's clone holds `end` already
+    a, b = net.clones
+    git(b, "fetch", "-q", "origin", f"{LEDGER_REF}:refs/single")
+    now = clock.now_ms() + 1000
+    lib = Claim("lib/", AgentName("bob"), "", now, now + 60_000, 60_000, MessageId("00000000000000d1"))
+    step = Message(lib.id, Kind.CLAIM, AgentName("bob"), AgentName("*"), "", now, ("lib/",))
+    s = _plant(b, "refs/single", step, {"claims/_lib/@": (json.dumps(lib.to_json()) + "\n").encode()})
+    git(b, "push", "-q", "origin", f"{s}:{LEDGER_REF}")  # the remote's single ledger: end, then S
+    alice.init("origin")
+    fetched = remote.Report("origin")
+    remote.fetch_vouched(alice.repo, "origin", fetched)  # fetched and vouched for, not taken in
+    assert fetched.refused == [], [r.line() for r in fetched.refused]
+    assert git(a, "rev-parse", "refs/gitbus/vouched/origin/bus/ledger").strip() == s
+    offline(alice).claim(["src/"])  # her ledger moves at `end`, her own tip
+    assert git(a, "cat-file", "blob", LEDGER_REF).encode() == tombstone(Oid(end))
+    git(b, "update-ref", "refs/forged", end)
+    c = Claim("zzz/", AgentName("mallory"), "", now, now + 60_000, 60_000, MessageId("00000000000000e1"))
+    claim = Message(c.id, Kind.CLAIM, AgentName("mallory"), AgentName("*"), "", now, ("zzz/",))
+    k = _plant(b, "refs/forged", claim, {"claims/_zzz/@": (json.dumps(c.to_json()) + "\n").encode()})
+    stone = raw_git(b, "hash-object", "-w", "--stdin", input=tombstone(Oid(k)))
+    git(b, "push", "-q", "--force", "origin", f"{k}:{MAIN_LEDGER}", f"{stone}:{LEDGER_REF}")
+    report = remote.Report("origin")
+    remote.fetch_vouched(alice.repo, "origin", report)
+    lines = [r.line() for r in report.refused]
+    vouched = "refs/gitbus/vouched/origin/bus/ledgers/main"
+    assert git(a, "for-each-ref", "--format=%(objectname)", vouched).strip() != k, lines
+    assert {r.ref for r in report.refused} == {MAIN_LEDGER, LEDGER_REF}, lines
+    assert all("\n" not in line and "Traceback" not in line for line in lines), lines
 
 
 def test_a_claim_shard_s_carried_state_is_read_in_its_own_repository(tmp_path: Path) -> None:
