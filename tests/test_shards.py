@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gitbus import ledger_cas, ledger_shards, ledger_state, remote, steps, sync
+from gitbus import ledger_cas, ledger_shards, ledger_state, remote, remote_fetch, steps, sync
 from gitbus.bus import Bus
 from gitbus.claims import Claim
 from gitbus.clock import FakeClock
@@ -666,7 +666,7 @@ def test_main_steps_taken_on_a_tombstone_that_lacks_the_single_ledger_fetched_be
     git(b, "push", "-q", "origin", f"{s}:{LEDGER_REF}")  # the remote's single ledger: end, then S
     alice.init("origin")
     fetched = remote.Report("origin")
-    remote.fetch_vouched(alice.repo, "origin", fetched)  # fetched and vouched for, not taken in
+    remote_fetch.fetch_vouched(alice.repo, "origin", fetched)  # fetched and vouched for, not taken in
     assert fetched.refused == [], [r.line() for r in fetched.refused]
     assert git(a, "rev-parse", "refs/gitbus/vouched/origin/bus/ledger").strip() == s
     offline(alice).claim(["src/"])  # her ledger moves at `end`, her own tip
@@ -678,7 +678,7 @@ def test_main_steps_taken_on_a_tombstone_that_lacks_the_single_ledger_fetched_be
     stone = raw_git(b, "hash-object", "-w", "--stdin", input=tombstone(Oid(k)))
     git(b, "push", "-q", "--force", "origin", f"{k}:{MAIN_LEDGER}", f"{stone}:{LEDGER_REF}")
     report = remote.Report("origin")
-    remote.fetch_vouched(alice.repo, "origin", report)
+    remote_fetch.fetch_vouched(alice.repo, "origin", report)
     lines = [r.line() for r in report.refused]
     vouched = "refs/gitbus/vouched/origin/bus/ledgers/main"
     assert git(a, "for-each-ref", "--format=%(objectname)", vouched).strip() != k, lines
