@@ -57,6 +57,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "sync",
             "ledger_sync",
             "vouch",
+            "vouch_move",
             "housekeeping",
             "roster",
             "joins",
