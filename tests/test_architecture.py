@@ -305,6 +305,14 @@ def test_each_module_opens_with_what_it_owns(module: str) -> None:
     assert not re.search(r"field\s+notes", doc, re.IGNORECASE), f"{module} cites a document not here"
 
 
+MODULE_LINES_MAX = 400  # split a module by concept before it passes about this many lines
+
+
+def test_no_module_outgrows_one_concept() -> None:
+    long = {m: n for m, f in MODULES.items() if (n := len(f.read_text().splitlines())) > MODULE_LINES_MAX}
+    assert long == {}, f"split these by concept (docs/architecture.md names each module's): {long}"
+
+
 def test_only_faces_speak_ui() -> None:
     found = [
         f"{MODULES[m].relative_to(ROOT)}:{line} imports {imported}"
