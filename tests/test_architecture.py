@@ -57,6 +57,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "sync",
             "ledger_sync",
             "vouch",
+            "vouch_move",
             "housekeeping",
             "roster",
             "joins",
@@ -302,6 +303,14 @@ def test_each_module_opens_with_what_it_owns(module: str) -> None:
         f"{module}: open with a sentence saying what the module owns"
     )
     assert not re.search(r"field\s+notes", doc, re.IGNORECASE), f"{module} cites a document not here"
+
+
+MODULE_LINES_MAX = 400  # split a module by concept before it passes about this many lines
+
+
+def test_no_module_outgrows_one_concept() -> None:
+    long = {m: n for m, f in MODULES.items() if (n := len(f.read_text().splitlines())) > MODULE_LINES_MAX}
+    assert long == {}, f"split these by concept (docs/architecture.md names each module's): {long}"
 
 
 def test_only_faces_speak_ui() -> None:
