@@ -32,6 +32,7 @@ from gitbus.inert import inert
 from gitbus.state import disk_problem
 
 T = TypeVar("T")
+Obj = TypeVar("Obj")
 
 
 # Hashing every object again on each read is work git's own reads skip: objects come in through our
@@ -116,13 +117,18 @@ class Objects(GitCli):
         return tuple([Oid(str(p)) for p in c.parent_ids]), _text(c)
 
     def _commit(self, oid: Oid) -> pygit2.Commit:
+        return self._object(oid, pygit2.Commit, "commit")
+
+    def _object(self, oid: Oid, kind: type[Obj], name: str) -> Obj:
+        """Object `oid`, which must be a `kind` (`name` in git's words); `Unreadable` when it is
+        missing or of another kind."""
         try:
-            c = self._repo[oid]
+            obj = self._repo[oid]
         except (KeyError, ValueError, pygit2.GitError):
             raise Unreadable(f"{oid} is missing from the repository.") from None
-        if not isinstance(c, pygit2.Commit):
-            raise Unreadable(f"{oid} is a {_kind_of(c)}, not a commit.")
-        return c
+        if not isinstance(obj, kind):
+            raise Unreadable(f"{oid} is a {_kind_of(obj)}, not a {name}.")
+        return obj
 
     def object_kind(self, oid: Oid) -> str | None:
         """`commit`, `tree`, `blob` or `tag`, or None when the object is missing. An object's kind
@@ -186,12 +192,7 @@ class Objects(GitCli):
 
     def read_blob(self, oid: Oid, limit: int | None = None) -> bytes:
         """The bytes of blob `oid`; `Unreadable` when it is not a blob or is over `limit` bytes."""
-        try:
-            b = self._repo[oid]
-        except (KeyError, ValueError, pygit2.GitError):
-            raise Unreadable(f"{oid} is missing from the repository.") from None
-        if not isinstance(b, pygit2.Blob):
-            raise Unreadable(f"{oid} is a {_kind_of(b)}, not a blob.")
+        b = self._object(oid, pygit2.Blob, "blob")
         if limit is not None and b.size > limit:
             raise Unreadable(f"{oid} is {b.size} bytes, over the {limit} a gitbus entry can be.")
         return b.data
@@ -211,12 +212,7 @@ class Objects(GitCli):
         """The first `limit` bytes of blob `oid` and its whole size in bytes, never holding more of it
         than that: libgit2 reads a whole object at once, so a blob over `limit` is streamed from
         `git cat-file` instead. `Unreadable` when it is missing or no blob."""
-        try:
-            kind, size = self._repo.odb.read_header(oid)
-        except (KeyError, ValueError, pygit2.GitError):
-            raise Unreadable(f"{oid} is missing from the repository.") from None
-        if kind != pygit2.enums.ObjectType.BLOB:
-            raise Unreadable(f"{oid} is not a blob.")
+        size = self.blob_size(oid)
         if size <= limit:
             return self.read_blob(oid), size
         return self.blob_start(oid, limit), size
