@@ -89,7 +89,9 @@ def read(repo: Repository, tree: Oid, commit: Oid, limit: int = SHOWN_BYTES) -> 
 
 
 def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
-    """Attach `text` to `commit` as a gitbus note (appended to an existing one), by compare-and-swap."""
+    """Attach `text` to `commit` as a gitbus note (appended to an existing one), by compare-and-swap.
+    A note that would pass `MERGED_BYTES` is not written (no later add or merge could read it): a
+    `GitbusError` says so."""
     full = Oid(repo.git("rev-parse", "--verify", f"{commit}^{{commit}}").strip())
 
     def attempt() -> None:
@@ -97,7 +99,11 @@ def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
         notes = _tree_of(repo, tip) if tip else None
         old = _existing(repo, notes, full)
         joined = ((old.rstrip("\n") + "\n\n") if old else "") + text
-        blob = repo.blob(joined.encode(errors="surrogateescape"))  # a note's bytes kept as they were
+        data = joined.encode(errors="surrogateescape")  # a note's bytes kept as they were
+        if len(data) > MERGED_BYTES:
+            over = f"over the {MERGED_BYTES} gitbus adds to"
+            raise GitbusError(f"The note on {full[:12]} would be {len(data)} bytes, {over}: nothing written.")
+        blob = repo.blob(data)
         new_tree = repo.tree_update(notes, {_note_path(repo, notes, full): blob})
         oid = repo.commit(
             tree=new_tree,
