@@ -8,6 +8,7 @@ concatenated, and two clones' notes are merged three-way at sync, both texts kep
 a commit id in git's fanout is a note: anything else a peer put in its notes tree is never merged in.
 A note is read for showing by id, to `SHOWN_BYTES` at most, and read whole (to merge or add to it)
 only up to `MERGED_BYTES`: a peer can push a note of any size, and no clone's sync holds more of it.
+One over `MERGED_BYTES` is not read at all, not even to show its start; none is written that large.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ MERGED_BYTES = 1024 * 1024  # of a note, read whole to merge or add to it; a lar
 
 class Note(NamedTuple):
     """A commit's note as read for showing: its text (the first `SHOWN_BYTES` at most, cut at a
-    character), its whole size in bytes, and whether the text was cut."""
+    character), its whole size in bytes, and whether the text was cut; `unread` when it is over
+    `MERGED_BYTES`: then its text is empty, none of it read."""
 
     text: str
     size: int
     cut: bool
+    unread: bool = False
 
 
 def tree(repo: Repository) -> Oid | None:
@@ -66,11 +69,16 @@ def find(repo: Repository, tree: Oid, commit: Oid) -> Oid | None:
 
 
 def read(repo: Repository, tree: Oid, commit: Oid, limit: int = SHOWN_BYTES) -> Note | None:
-    """The note on `commit` in notes tree `tree` (None: it has none), read to at most `limit` bytes.
-    Bytes that are not UTF-8 become lone surrogates, which `gitbus.inert.unsafe` refuses."""
+    """The note on `commit` in notes tree `tree` (None: it has none), read to at most `limit` bytes;
+    one over `MERGED_BYTES` is judged by its object header alone and none of it is read, here or by a
+    git child (git inflates a packed blob whole to hand over even its start). Bytes that are not
+    UTF-8 become lone surrogates, which `gitbus.inert.unsafe` refuses."""
     blob = find(repo, tree, commit)
     if blob is None:
         return None
+    size = repo.blob_size(blob)
+    if size > MERGED_BYTES:
+        return Note("", size, cut=True, unread=True)
     data, size = repo.read_blob_start(blob, limit)
     cut = size > len(data)
     # An incremental decoder holds back a character the cut split, rather than mangle it.
@@ -81,7 +89,9 @@ def read(repo: Repository, tree: Oid, commit: Oid, limit: int = SHOWN_BYTES) -> 
 
 
 def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
-    """Attach `text` to `commit` as a gitbus note (appended to an existing one), by compare-and-swap."""
+    """Attach `text` to `commit` as a gitbus note (appended to an existing one), by compare-and-swap.
+    A note that would pass `MERGED_BYTES` is not written (no later add or merge could read it): a
+    `GitbusError` says so."""
     full = Oid(repo.git("rev-parse", "--verify", f"{commit}^{{commit}}").strip())
 
     def attempt() -> None:
@@ -89,7 +99,11 @@ def add(repo: Repository, commit: str, text: str, time_ms: int) -> None:
         notes = _tree_of(repo, tip) if tip else None
         old = _existing(repo, notes, full)
         joined = ((old.rstrip("\n") + "\n\n") if old else "") + text
-        blob = repo.blob(joined.encode(errors="surrogateescape"))  # a note's bytes kept as they were
+        data = joined.encode(errors="surrogateescape")  # a note's bytes kept as they were
+        if len(data) > MERGED_BYTES:
+            over = f"over the {MERGED_BYTES} gitbus adds to"
+            raise GitbusError(f"The note on {full[:12]} would be {len(data)} bytes, {over}: nothing written.")
+        blob = repo.blob(data)
         new_tree = repo.tree_update(notes, {_note_path(repo, notes, full): blob})
         oid = repo.commit(
             tree=new_tree,

@@ -160,6 +160,9 @@ def story(bus: Bus, path: str, rev: str = "HEAD") -> list[Event]:
             repo.skipped[f"note {oid}"] = "a coordination note with characters gitbus refuses"
             note = None
         text = note.text.strip() if note else ""
+        if note is not None and note.unread:  # said in our words, with the way to read it anyway
+            how = f"git notes --ref=gitbus show {oid[:12]} reads it"
+            text = f"(note of {note.size:,} bytes, too large to show: {how})"
         # git stamps whole seconds: a commit is placed after the posts its note lists from its second.
         second = when * 1000
         listed = [posted[i] for i in _listed(text) if i in posted]
@@ -171,7 +174,7 @@ def story(bus: Bus, path: str, rev: str = "HEAD") -> list[Event]:
                 subject=subject,
                 note=text,
                 note_bytes=note.size if note else 0,
-                note_cut=note.cut if note else False,
+                note_cut=note.cut and not note.unread if note else False,  # one line says so instead
             )
         )
     unique = {(e.message.id if e.message else e.commit): e for e in events}

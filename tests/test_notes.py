@@ -367,6 +367,24 @@ def test_adding_to_a_note_too_large_to_read_is_refused_in_one_line_and_writes_no
     assert git(a, "rev-parse", NOTES_REF).strip() == tip
 
 
+def test_an_add_that_would_make_a_note_too_large_to_read_is_refused_in_one_line_and_writes_nothing(
+    clones: tuple[Path, Path, Path],
+) -> None:
+    """A note just under the limit can be read, but this add would take it over: no note is written
+    that no later add or merge could read."""
+    _, a, _ = clones
+    a1 = commit(a, "README.md")
+    near = b"x" * (MERGED_BYTES - 11) + b"\n"  # 10 bytes short of the limit
+    blob = raw_git(a, "hash-object", "-w", "--stdin", input=near)
+    git(a, "notes", "--ref=gitbus", "add", "-f", "-C", blob, a1)
+    tip = git(a, "rev-parse", NOTES_REF).strip()
+    code, _, err = gb(a, "note", a1)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"The note on {a1[:12]} would be " in err and f"over the {MERGED_BYTES}" in err, err
+    assert "nothing written" in err, err
+    assert git(a, "rev-parse", NOTES_REF).strip() == tip
+
+
 def both_noted(repo: Path, ours: bytes, theirs: bytes | None) -> tuple[Repository, Oid, Oid, str]:
     """Notes refs on one commit of `repo`, by plain git: a base note, `ours` in its place, and `theirs`
     in its place (None: removed), what any peer can push; the handle, the two notes commits and the

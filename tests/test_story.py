@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from gitbus import notes
 from gitbus.bus import Bus
 from gitbus.clock import FakeClock
 from gitbus.story import story
 
 from .conftest import git, raw_git
-from .test_notes import at_second, clones, commit, gb, gb_json, join_team, note, sync
+from .test_notes import at_second, clones, commit, gb, gb_json, git_traced, huge_note, join_team, note, sync
 
 __all__ = ["clones"]  # a fixture of test_notes.py, used here too
 
@@ -292,12 +293,41 @@ def test_writing_a_note_on_a_damaged_notes_ref_names_the_ref(team: list[Bus]) ->
 def test_a_huge_note_is_cut_for_history_and_says_so(team: list[Bus]) -> None:
     wt = team[0].repo.root
     c1 = commit(wt, "README.md", "touch the readme")
-    (wt / "n").write_text("gitbus: committed by agent api-1\n" + "spam line\n" * 200_000)  # 2 MB
+    (wt / "n").write_text("gitbus: committed by agent api-1\n" + "spam line\n" * 100_000)  # 1 MB
     git(wt, "notes", "--ref=gitbus", "add", "-f", "-F", "n", c1)
+    assert notes.MERGED_BYTES >= 33 + 10 * 100_000  # over what is shown, not over what is read at all
     [entry] = [e for e in gb_json(wt, "history", "README.md") if e.get("commit") == c1]
     assert entry["note"].startswith("gitbus: committed by agent api-1\nspam line\n")
-    assert len(entry["note"].encode()) <= 64 * 1024 and entry["note_bytes"] == 33 + 10 * 200_000
+    assert len(entry["note"].encode()) <= 64 * 1024 and entry["note_bytes"] == 33 + 10 * 100_000
     assert entry["note_cut"] is True
     code, out, _ = gb(wt, "history", "README.md")
     assert code == 0 and out.count("spam line") <= 64 * 1024 // 10
     assert "note cut" in out, out[-500:]
+
+
+def test_a_packed_note_too_large_to_show_is_never_read_and_history_gives_its_size_in_one_line(
+    team: list[Bus], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git inflates a packed blob whole to stream even its start, so a note over the bound is judged
+    by its object header alone: no git child reads it, whatever the history shows."""
+    wt = team[0].repo.root
+    monkeypatch.setattr(notes, "MERGED_BYTES", 256 * 1024)
+    c1 = commit(wt, "README.md", "touch the readme")
+    size = 4_000_000  # a whole number of huge_note's 100-byte lines
+    huge_note(wt, c1, size)
+    git(wt, "repack", "-adfq")  # every object packed, the note too
+    common = Path(git(wt, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    assert not list((common / "objects").glob("[0-9a-f][0-9a-f]/*")), "loose objects left"
+    log = git_traced(tmp_path, monkeypatch)
+
+    code, out, err = gb(wt, "history", "README.md")
+    [entry] = [e for e in gb_json(wt, "history", "README.md") if e.get("commit") == c1]
+
+    read = [c for c in (log.read_text() if log.exists() else "").splitlines() if "cat-file" in c]
+    assert not read, read
+    line = f"(note of {size:,} bytes, too large to show: git notes --ref=gitbus show {c1[:12]} reads it)"
+    assert code == 0 and "Traceback" not in err, err
+    shown = out[out.index(c1[:10]) :].splitlines()[1:]
+    assert [s.strip() for s in shown[:1]] == [line] and "xxxx" not in out, out[-500:]
+    assert (entry["note"], entry["note_bytes"]) == (line, size), entry
+    assert len(note(wt, c1)) == size  # git notes show still reads it whole
