@@ -10,8 +10,10 @@ with `git status` and may be remembered across a burst of updates (`ChangedPaths
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,26 +42,86 @@ def ensure_excluded(common_dir: Path) -> None:
 def write(worktree: Path, text: str) -> bool:
     """Replace the worktree's context file atomically; False if it already says exactly this.
 
-    Raises OSError when the worktree cannot take it (e.g. `.gitbus` is a file, or no space left)."""
-    target = worktree / FILE
+    Nothing is done through a link: `.gitbus` may have come with a commit, as a symlink to anywhere,
+    and `context.md` may be a link or a FIFO (which would block a plain open for a writer forever).
+    So `.gitbus` must be a real directory, made here if missing, and every step happens in it by its
+    descriptor; `context.md` is compared and replaced only as a regular file (or made when missing).
+
+    Raises OSError when the worktree cannot take it (e.g. `.gitbus` is a file or a symbolic link,
+    `context.md` is not a regular file, or no space left)."""
     data = text.encode()
+    folder = _open_folder(worktree / FILE.parent)
     try:
-        with open(target, "rb") as now:
-            if now.read(len(data) + 1) == data:
-                return False
-    except OSError:
-        pass
-    target.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".context-")
+        if _reads(folder, worktree / FILE, data):
+            return False
+        fd, tmp = _create_temporary(folder)
+        try:
+            with os.fdopen(fd, "wb") as out:  # bytes: no text layer to build, 64 files an update
+                out.write(data)
+            os.replace(tmp, FILE.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder)
+            raise
+        return True
+    finally:
+        os.close(folder)
+
+
+def _open_folder(folder: Path) -> int:
+    """A descriptor of the worktree's `.gitbus` directory, made if missing; never one reached
+    through a symbolic link (`mkdir` makes none, `O_NOFOLLOW` opens none)."""
     try:
-        with os.fdopen(fd, "wb") as out:  # bytes: no text layer to build, 64 files an update
-            out.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return True
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        os.mkdir(folder)  # fails, never follows, if a link or a file took the name meanwhile
+        st = os.lstat(folder)
+    if stat.S_ISLNK(st.st_mode):
+        raise _not_followed(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _reads(folder: int, path: Path, data: bytes) -> bool:
+    """True when the context file in `folder` holds exactly `data`; False when it is missing or
+    differs. Anything but a regular file is refused (an OSError): told from its name before it is
+    opened, and by its descriptor after, in case one was swapped in meanwhile (`O_NONBLOCK` keeps a
+    FIFO from holding the open, `O_NOFOLLOW` a link from being opened)."""
+    try:
+        st = os.stat(FILE.name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISREG(st.st_mode):
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(FILE.name, flags, dir_fd=folder)
+        except FileNotFoundError:
+            return False
+        with os.fdopen(fd, "rb") as now:
+            st = os.fstat(now.fileno())
+            if stat.S_ISREG(st.st_mode):
+                return now.read(len(data) + 1) == data
+    if stat.S_ISLNK(st.st_mode):
+        raise _not_followed(path)
+    raise OSError(errno.EINVAL, "Not a regular file", str(path))
+
+
+def _not_followed(path: Path) -> OSError:
+    return OSError(errno.ELOOP, "Is a symbolic link, never followed", str(path))
+
+
+def _create_temporary(folder: int) -> tuple[int, str]:
+    """A new file of this process's own in `folder`, as `tempfile.mkstemp` makes one (which takes
+    no directory descriptor): its descriptor and name."""
+    for _ in range(100):
+        name = f".context-{secrets.token_hex(6)}"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(name, flags, 0o600, dir_fd=folder), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "No free temporary name", ".context-*")
 
 
 def changed_paths(repo: Repository, worktree: Path) -> list[str]:

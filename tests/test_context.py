@@ -490,6 +490,43 @@ def test_a_worktree_whose_git_file_is_not_text_is_reported_and_the_others_are_wr
     assert len(problems) == 1 and str(db.repo.root) in problems[0] and "not UTF-8" in problems[0], problems
 
 
+def test_a_gitbus_link_committed_to_the_repository_is_never_followed(
+    trio: tuple[Bus, Bus, Bus], clock: FakeClock, tmp_path: Path
+) -> None:
+    """A `.gitbus` symlink that came with a commit would aim the watcher's writes anywhere its author
+    chose: that worktree is reported, nothing is written through the link, the others are updated."""
+    api, web, db = trio
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "context.md").write_text("precious\n")
+    (db.repo.root / ".gitbus").symlink_to(victim)
+    git(db.repo.root, "add", ".gitbus")
+    git(db.repo.root, "commit", "-qm", "a link where the folder goes")
+    problems: list[str] = []
+    written = context.update_all(api.repo, clock.now_ms(), on_problem=problems.append)
+    assert written == [api.repo.root, web.repo.root]
+    assert (victim / "context.md").read_text() == "precious\n"
+    assert [p.name for p in victim.iterdir()] == ["context.md"]  # no temporary file put there either
+    assert problems == [
+        f"the context file of {db.repo.root} was not updated: "
+        f"Is a symbolic link, never followed: {db.repo.root / '.gitbus'}"
+    ]
+
+
+def test_a_context_file_that_is_a_link_is_neither_read_nor_replaced(tmp_path: Path) -> None:
+    """Only a regular file is compared and replaced: a link there is someone else's doing."""
+    victim = tmp_path / "victim.md"
+    victim.write_text("precious\n")
+    wt = tmp_path / "wt"
+    (wt / ".gitbus").mkdir(parents=True)
+    (wt / context.FILE).symlink_to(victim)
+    for text in ("new text\n", "precious\n"):  # the same text as the link's target, too
+        with pytest.raises(OSError, match="symbolic link"):
+            context.write(wt, text)
+    assert (wt / context.FILE).is_symlink() and victim.read_text() == "precious\n"
+    assert [p.name for p in (wt / ".gitbus").iterdir()] == ["context.md"]
+
+
 def test_the_file_is_replaced_whole_never_written_in_place(tmp_path: Path) -> None:
     """A reader holding the file sees the old text whole; no temporary file is left behind."""
     assert context.write(tmp_path, "old text\n")

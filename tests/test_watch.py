@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -349,6 +350,23 @@ def test_a_worktree_it_cannot_write_to_does_not_stop_the_others(trio: tuple[Bus,
         web.discover("fixed")
         wait_for("db-1's file once it can be written", says(db.repo.root, "fixed"))
     assert len(running.problems) == 1
+
+
+def test_a_context_file_that_is_a_fifo_does_not_hold_up_the_watcher(trio: tuple[Bus, Bus, Bus]) -> None:
+    """Opening a FIFO to compare it waited for a writer forever: no worktree was updated again."""
+    api, web, db = trio
+    (db.repo.root / ".gitbus").mkdir()
+    os.mkfifo(db.repo.root / context.FILE)
+    web.request("still delivered")
+    r = gitbus(api.repo.root, "watch", "--once", timeout=WAIT)  # killed at WAIT if it hangs
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "updated 2 context file(s)"
+    assert r.stderr == (
+        f"gitbus watch: the context file of {db.repo.root} was not updated: "
+        f"Not a regular file: {db.repo.root / context.FILE}\n"
+    )
+    assert says(api.repo.root, "still delivered")() and says(web.repo.root, "still delivered")()
+    assert stat.S_ISFIFO(os.lstat(db.repo.root / context.FILE).st_mode)
 
 
 # -- one watcher per repository ------------------------------------------------------------------
