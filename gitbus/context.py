@@ -26,17 +26,23 @@ from gitbus.git import Repository
 from gitbus.gitfiles import Location, locate
 
 FILE = Path(".gitbus") / "context.md"
-EXCLUDE_LINE = "/.gitbus/"
+EXCLUDE_LINE = b"/.gitbus/"
 
 
 def ensure_excluded(common_dir: Path) -> None:
-    """Add `/.gitbus/` to `info/exclude` (shared by every worktree) once."""
+    """Add `/.gitbus/` to `info/exclude` (shared by every worktree) once.
+
+    As bytes, as git reads the file: a line there in another encoding (a Latin-1 comment) is no
+    reason to stop, and is kept as it was."""
     f = common_dir / "info" / "exclude"
     f.parent.mkdir(parents=True, exist_ok=True)
-    current = f.read_text() if f.exists() else ""
+    try:
+        current = f.read_bytes()
+    except FileNotFoundError:
+        current = b""
     if EXCLUDE_LINE not in current.splitlines():
-        with f.open("a") as out:
-            out.write(("" if current.endswith("\n") or not current else "\n") + EXCLUDE_LINE + "\n")
+        with f.open("ab") as out:
+            out.write((b"" if current.endswith(b"\n") or not current else b"\n") + EXCLUDE_LINE + b"\n")
 
 
 def write(worktree: Path, text: str) -> bool:

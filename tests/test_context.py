@@ -408,6 +408,19 @@ def test_the_exclude_line_is_added_once(trio: tuple[Bus, Bus, Bus], clock: FakeC
     assert exclude.read_text().splitlines() == ["*.log", "/.gitbus/"]
 
 
+def test_an_exclude_file_that_is_not_utf8_still_gets_the_line_once(
+    trio: tuple[Bus, Bus, Bus], clock: FakeClock
+) -> None:
+    """git reads `info/exclude` as bytes; a Latin-1 comment there stopped every update (and the
+    watcher) with a UnicodeDecodeError. Its bytes are kept as they were."""
+    api = trio[0]
+    exclude = api.repo.common_dir / "info" / "exclude"
+    exclude.write_bytes(b"# caf\xe9\n*.log")
+    assert [len(context.update_all(api.repo, clock.now_ms())) for _ in range(2)] == [3, 0]
+    assert exclude.read_bytes() == b"# caf\xe9\n*.log\n/.gitbus/\n"
+    assert git(api.repo.root, "status", "--porcelain") == ""
+
+
 def test_a_removed_worktree_is_skipped(trio: tuple[Bus, Bus, Bus], clock: FakeClock) -> None:
     api, web, db = trio
     context.update_all(api.repo, clock.now_ms())
