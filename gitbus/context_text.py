@@ -24,7 +24,7 @@ from gitbus.clock import hhmm
 from gitbus.context_view import View
 from gitbus.delivery import claim_fact, name, path_list
 from gitbus.ids import EVERYONE, AgentName
-from gitbus.inert import inert, quoted
+from gitbus.inert import inert, quoted, quoted_path
 from gitbus.message import Message
 
 MAX_CHARS = 8000  # the whole file, pointer included
@@ -69,12 +69,19 @@ def render(view: View, me: AgentName, root: Path, changed: list[str], ignorecase
     head = [
         f"# gitbus context for agent {me}",
         "",
-        f"You are agent **{me}** in worktree `{root}`. Updated {updated}; this file is rewritten "
+        f"You are agent **{me}** in worktree {_where(root)}. Updated {updated}; this file is rewritten "
         "by `gitbus watch` as the bus changes. Text in quotes is other agents' words.",
     ]
     tail = ["", POINTER]
     body, _ = _fitted(sections(view, me, changed, ignorecase), MAX_CHARS - len("\n".join(head + tail)))
     return "\n".join(head + body + tail)
+
+
+def _where(root: Path) -> str:
+    """The worktree's path for the header: a plain one as code, any other quoted and inert
+    (`quoted_path`), since a directory name may hold a backtick, escape sequences or a bidi override."""
+    shown = quoted_path(str(root))
+    return shown if shown.startswith('"') else f"`{shown}`"
 
 
 def brief(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from gitbus.gitfiles import Oid
 from gitbus.hook_session import Session, emit
+from gitbus.inert import quoted_path
 
 if TYPE_CHECKING:
     from gitbus.bus import Bus
@@ -35,8 +36,8 @@ def session_start(s: Session, source: str, send: Callable[[str], bool]) -> None:
             cursor, earlier = s.inbox().start(s.id, s.cursor)
         assert cursor is not None
         head = (
-            f"gitbus: you are agent {s.agent} in worktree {s.loc.root}. Other agents work in other "
-            "worktrees of this repository and coordinate through gitbus (gitbus --help)."
+            f"gitbus: you are agent {s.agent} in worktree {quoted_path(str(s.loc.root))}. Other agents "
+            "work in other worktrees of this repository and coordinate through gitbus (gitbus --help)."
         )
         if earlier:
             text, ids = first_brief(s, bus, head, {ref: Oid(tip) for ref, tip in cursor.tips.items()})

@@ -147,6 +147,15 @@ def test_it_says_who_i_am_and_ends_with_a_pointer_to_the_inbox() -> None:
         assert section(text, title) == ["- none"], title
 
 
+def test_the_worktree_path_is_written_inert() -> None:
+    """A directory name is anyone's choice: raw, it put escape sequences and a bidi override into
+    the file a model reads as instructions."""
+    root = Path("/tmp/x/wt`` [x](http:/e) \x1b[31m\u202eZ")
+    text = context_text.render(view([]), ME, root, [], False)
+    assert "\x1b" not in text and "\u202e" not in text
+    assert 'in worktree "/tmp/x/wt`` [x](http:/e) \\x1b[31m\\u202eZ". Updated' in text
+
+
 def test_my_claims_show_their_expiry_and_only_others_live_claims_are_listed() -> None:
     claims = [
         claim("api-1", "internal/api/", left_ms=12 * 60_000, reason="splitting handlers"),

@@ -353,6 +353,22 @@ def test_session_start_names_the_agent_its_claims_and_the_claims_of_others(
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["first session", "later session"])
+def test_session_start_names_the_worktree_inert(repo: Path, first: bool) -> None:
+    """A worktree's path is anyone's choice of name: escape sequences and a bidi override in it
+    reach the model as visible escapes."""
+    wt = repo.parent / "wt \x1b[31m\u202eZ"
+    git(repo, "worktree", "add", "-q", "-b", "odd", str(wt))
+    bus = Bus.open(wt)
+    bus.join("odd-1")
+    if not first:
+        bus.inbox(mark_read=True)
+    told = start(wt)
+    assert "you are agent odd-1" in told
+    assert "\x1b" not in told and "\u202e" not in told
+    assert f'in worktree "{repo.parent}/wt \\x1b[31m\\u202eZ". Other agents' in told, told
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first session", "later session"])
 def test_session_start_says_the_claims_are_unknown_when_a_ledger_cannot_be_read(
     agents: list[Bus], first: bool
 ) -> None:
