@@ -24,6 +24,7 @@ from gitbus.context_view import read_view
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
 from gitbus.gitfiles import Location, locate
+from gitbus.inert import inert
 
 FILE = Path(".gitbus") / "context.md"
 EXCLUDE_LINE = b"/.gitbus/"
@@ -226,7 +227,8 @@ def update_all(
             written.append(wt)
     for wt, problem in problems.items():
         if on_problem and wt.is_dir():  # a worktree removed meanwhile is no problem
-            on_problem(f"the context file of {wt} was not updated: {_reason(problem)}")
+            # Inert: the line goes to a terminal or a log, and a directory name is anyone's choice.
+            on_problem(inert(f"the context file of {wt} was not updated: {_reason(problem)}"))
     return written
 
 

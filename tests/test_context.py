@@ -500,6 +500,21 @@ def test_a_worktree_that_cannot_take_its_file_is_reported_and_the_others_are_wri
     assert context.update_all(api.repo, clock.now_ms()) == []  # without a listener: skipped quietly
 
 
+def test_a_problem_names_the_worktree_inert(repo: Path, clock: FakeClock) -> None:
+    """A problem line goes to a terminal or `watch.log`: a worktree's directory name, anyone's
+    choice, must not bring escape sequences or a bidi override there."""
+    wt = repo.parent / "wt \x1b[31m\u202eZ"
+    git(repo, "worktree", "add", "-q", "-b", "odd", str(wt))
+    for root, name in ((repo, "api-1"), (wt, "odd-1")):
+        Bus.open(root, name, clock).join(name)
+    (wt / ".gitbus").write_text("a file where the folder goes\n")
+    problems: list[str] = []
+    written = context.update_all(Repository.open(repo), clock.now_ms(), on_problem=problems.append)
+    assert written == [repo]
+    shown = f"{repo.parent}/wt \\x1b[31m\\u202eZ"
+    assert problems == [f"the context file of {shown} was not updated: File exists: {shown}/.gitbus"]
+
+
 def test_a_worktree_whose_git_file_is_not_text_is_reported_and_the_others_are_written(
     trio: tuple[Bus, Bus, Bus], clock: FakeClock
 ) -> None:
