@@ -94,13 +94,16 @@ def _refresh(repo: Repository, d: Path, rebuild: bool = False) -> None:
     if not whole or moved or len(kept) < len(covered):
         kept = {}  # something the index holds is no longer on the bus as it was: start again
         state.write_atomic(index, "", prefix=".index-")
-    with index.open("a", encoding="utf-8") as out, commits_read_once():  # a first build reads them all
-        for e in history(repo, tips, kept):
-            m = e.message
-            out.write(f"{m.time}\t{m.id}\t{e.commit}\t{_searchable(m)}\n")
-        out.flush()
-        os.fsync(out.fileno())  # the lines are on disk before the record that vouches for them
-        size = os.fstat(out.fileno()).st_size
+    try:
+        with index.open("a", encoding="utf-8") as out, commits_read_once():  # a first build reads them all
+            for e in history(repo, tips, kept):
+                m = e.message
+                out.write(f"{m.time}\t{m.id}\t{e.commit}\t{_searchable(m)}\n")
+            out.flush()
+            os.fsync(out.fileno())  # the lines are on disk before the record that vouches for them
+            size = os.fstat(out.fileno()).st_size
+    except OSError as e:
+        raise GitbusError(f"Could not write {index}: {state.disk_problem(e) or e.strerror or e}.") from None
     # After the lines: a crash in between leaves lines written twice, which a search counts once.
     state.write_atomic(covered_file, json.dumps({"bytes": size, "tips": tips}), prefix=".covered-")
 
@@ -110,22 +113,25 @@ def _scan(index: Path, escaped: str) -> tuple[dict[Oid, tuple[int, int, Oid]], l
     numbers of the damaged lines among them."""
     hits: dict[Oid, tuple[int, int, Oid]] = {}
     damaged: list[int] = []
-    with index.open(encoding="utf-8", errors="replace") as lines:
-        for n, line in enumerate(lines, 1):
-            if escaped not in line:
-                continue
-            parts = line.rstrip("\n").split("\t", 3)
-            if len(parts) != 4 or escaped not in parts[3]:
-                continue
-            entry = _parsed(parts)
-            if entry is None:
-                damaged.append(n)
-                continue
-            try:
-                order = int(parts[1], 16)
-            except ValueError:
-                order = 0
-            hits[entry[2]] = (entry[0], order, entry[2])
+    try:
+        with index.open(encoding="utf-8", errors="replace") as lines:
+            for n, line in enumerate(lines, 1):
+                if escaped not in line:
+                    continue
+                parts = line.rstrip("\n").split("\t", 3)
+                if len(parts) != 4 or escaped not in parts[3]:
+                    continue
+                entry = _parsed(parts)
+                if entry is None:
+                    damaged.append(n)
+                    continue
+                try:
+                    order = int(parts[1], 16)
+                except ValueError:
+                    order = 0
+                hits[entry[2]] = (entry[0], order, entry[2])
+    except OSError as e:
+        raise GitbusError(f"Could not read {index}: {state.disk_problem(e) or e.strerror or e}.") from None
     return hits, damaged
 
 

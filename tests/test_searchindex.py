@@ -1,19 +1,25 @@
 """The search index (`gitbus.searchindex`) when its file is damaged: a cut, emptied or garbled
 `index.tsv` never hides a message, never glues a new line onto a broken one and never raises a
-traceback. Finding over the whole history is
+traceback; a disk that refuses the append is one sentence. Finding over the whole history is
 test_notes.py's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from gitbus.bus import Bus
 from gitbus.cli import app
+
+from .conftest import make_repo
 
 
 def gb(wt: Path, *args: str) -> tuple[int, str, str]:
@@ -92,3 +98,46 @@ def test_an_id_lookup_reads_a_garbled_line_without_raising(repo: Path, bus_for: 
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, (out, err)
     code, out, err = gb(repo, "show", m.id)
     assert code == 0 and "a finding to look up" in out, err
+
+
+def test_an_index_that_is_a_folder_is_one_sentence(repo: Path, bus_for: Any) -> None:
+    bus = bus_for(repo, "api-1")
+    bus.discover("the okapi again")
+    index_of(bus).mkdir(parents=True)
+    code, out, err = gb(repo, "search", "okapi")
+    assert code == 1 and out == "" and err.strip().splitlines() == [err.strip()], err
+    assert "index.tsv" in err
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (root only; skipped elsewhere), unmounted at the end."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip("mounting a small file system needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_on_a_full_disk_a_search_says_so_in_one_line_and_recovers(small_disk: Path) -> None:
+    repo = make_repo(small_disk / "r")
+    bus = Bus.open(repo, "api-1")
+    bus.init()
+    okapi = bus.discover("the okapi is shy")
+    assert found(repo, "search", "okapi") == [okapi.id]
+    later = bus.discover("a second okapi, " + "long text " * 2000)
+    filler = small_disk / "filler"
+    with filler.open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        for _ in range(10_000):  # 640 MiB at most: the disk has 1 MiB
+            f.write(b"\0" * 65536)
+    code, out, err = gb(repo, "search", "okapi")
+    assert code == 1 and out == "" and err.strip().splitlines() == [err.strip()], err
+    assert "the disk is full" in err
+    filler.unlink()
+    assert found(repo, "search", "okapi") == [later.id, okapi.id]
