@@ -334,6 +334,17 @@ def test_a_worktree_replaced_by_a_clone_at_its_path_is_located_again(trio: tuple
     assert says(web.repo.root, "agent web-2")(), (web.repo.root / context.FILE).read_text()[:200]
 
 
+def test_a_worktree_whose_path_ends_in_a_line_separator_gets_its_context_file(repo: Path) -> None:
+    """Its `.git` file ends in that character too: read with str.strip(), it named no git dir."""
+    added = [repo.parent / "web\u2028", repo.parent / "db\x85"]
+    for wt in added:
+        git(repo, "worktree", "add", "-q", "--detach", str(wt))
+    r = gitbus(repo, "watch", "--once")
+    assert r.returncode == 0 and r.stdout.strip() == "updated 3 context file(s)", r
+    for wt in added:
+        assert context_of(wt).startswith("# gitbus context for agent "), repr(wt)
+
+
 def test_a_worktree_it_cannot_write_to_does_not_stop_the_others(trio: tuple[Bus, Bus, Bus]) -> None:
     api, web, db = trio
     (db.repo.root / ".gitbus").write_text("not a folder\n")  # any OSError in one worktree will do
