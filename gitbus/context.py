@@ -203,14 +203,21 @@ def update_all(
     ones that changed are returned.
 
     A worktree that cannot be updated (its file cannot be written, its agent name setting is bad)
-    is skipped so the others still are; each such problem is passed to `on_problem` as a sentence.
+    is skipped so the others still are; each such problem is passed to `on_problem` as a sentence,
+    as is each worktree the listing skips (its path cannot be read whole: `Repository.worktree_listing`).
     `changed` and `place` find a worktree's changed files and git dirs (a watcher passes its own,
     remembered while its listing of worktrees stands)."""
     ensure_excluded(repo.common_dir)
     view = read_view(repo, now)
     texts: list[tuple[Path, str]] = []
     problems: dict[Path, Exception] = {}
-    for wt in repo.worktrees() if worktrees is None else worktrees:
+    if worktrees is None:
+        listing = repo.worktree_listing()
+        worktrees = listing.paths
+        for skipped in listing.skipped:
+            if on_problem:
+                on_problem(skipped)
+    for wt in worktrees:
         try:
             where = place(wt)
             if where is None:

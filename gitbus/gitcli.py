@@ -13,15 +13,17 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import stat
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from gitbus.errors import GitbusError
-from gitbus.gitfiles import Oid
+from gitbus.gitfiles import Oid, locate
 
 STALE_LOCK_SECONDS = 3.0
 NETWORK_TIMEOUT_SECONDS = 30.0  # a claim's fetch or push that takes longer: the remote is unreachable
@@ -91,6 +93,7 @@ class GitCli:
     `_has_config`)."""
 
     root: Path
+    common_dir: Path
 
     def _has_config(self, key: str) -> bool:
         raise NotImplementedError
@@ -208,14 +211,119 @@ class GitCli:
         out = self.git("diff", "--cached", "--name-only", "--no-renames", "-z")
         return [p for p in out.split("\0") if p]
 
+    def worktree_listing(self) -> Worktrees:
+        """Every worktree of this repository that still exists on disk, the main one first, and a
+        sentence for each one git lists that is skipped because its path cannot be read whole.
+
+        A bare main repository is no worktree (`bare` in its entry): nothing is checked out there.
+        git 2.36 and later list NUL-terminated fields (`-z`), so a path may hold any byte but NUL;
+        one that is not UTF-8 is skipped, never read with its bad bytes replaced (which can name
+        another folder). An older git refuses `-z` (usage, exit 129) and lists one field per line:
+        a path holding a newline cannot be told from the next field there, so an entry is kept only
+        when every line of it is a field git writes and its folder's `.git` leads back to this
+        repository; the others are skipped (see docs/architecture.md, "Listing worktrees")."""
+        cmd = ["git", "worktree", "list", "--porcelain"]
+        proc = subprocess.run([*cmd, "-z"], cwd=self.root, capture_output=True, check=False)
+        lines = proc.returncode == 129
+        if lines:
+            proc = subprocess.run(cmd, cwd=self.root, capture_output=True, check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise GitbusError(f"git worktree failed: {err[-1] if err else proc.returncode}.")
+        listing = _by_lines(proc.stdout) if lines else _by_nuls(proc.stdout)
+        if lines:
+            listing = self._ours(listing)
+        return Worktrees([p for p in listing.paths if p.is_dir()], listing.skipped)
+
     def worktrees(self) -> list[Path]:
-        """Every worktree of this repository that still exists on disk, the main one first; a bare
-        main repository is no worktree (`bare` in its porcelain entry): nothing is checked out there."""
-        out: list[Path] = []
-        for entry in self.git("worktree", "list", "--porcelain").split("\n\n"):
-            lines = entry.splitlines()
-            if lines and lines[0].startswith("worktree ") and "bare" not in lines[1:]:
-                p = Path(lines[0][len("worktree ") :])
-                if p.is_dir():
-                    out.append(p)
-        return out
+        """`worktree_listing`'s worktrees, for a caller that must reach every one (install writes
+        into each): one sentence, nothing done, when any is skipped."""
+        listing = self.worktree_listing()
+        if listing.skipped:
+            raise GitbusError(f"{listing.skipped[0]}; gitbus cannot reach every worktree.")
+        return listing.paths
+
+    def _ours(self, listing: Worktrees) -> Worktrees:
+        """The entries of a listing by lines whose folder is a worktree of this repository: a path
+        holding a newline could otherwise forge a whole entry naming any folder."""
+        common = self.common_dir.resolve()
+        paths, skipped = [], list(listing.skipped)
+        for p in listing.paths:
+            try:
+                where = locate(p)
+            except GitbusError:
+                where = None
+            if where is not None and where.root == p.resolve() and where.common_dir.resolve() == common:
+                paths.append(p)
+            elif p.is_dir():
+                skipped.append(f"the worktree listed as {_shown(p)} was skipped: {_ELSEWHERE}")
+        return Worktrees(paths, skipped)
+
+
+class Worktrees(NamedTuple):
+    """A listing of worktrees: the paths read whole, and a sentence for each entry skipped."""
+
+    paths: list[Path]
+    skipped: list[str]
+
+
+# What `git worktree list --porcelain` writes after an entry's `worktree <path>` line.
+_FIELDS = re.compile(rb"(HEAD [0-9a-f]{40,64}|branch \S.*|detached|bare|locked( .*)?|prunable( .*)?)")
+_CUT = (
+    "this git lists worktrees one field per line, and its path holds a line break; "
+    "git 2.36 or later lists it whole"
+)
+_ELSEWHERE = (
+    "its `.git` does not lead back to this repository (this git lists worktrees one field per "
+    "line, which a path holding a line break can cut; git 2.36 or later lists them whole)"
+)
+
+
+def _shown(path: Path | str) -> str:
+    """A path for a one-line sentence: inert (a line break or a bad byte shows as an escape)."""
+    from gitbus.inert import inert
+
+    return inert(str(path), 160)
+
+
+def _entry(path: bytes, fields: list[bytes], out: Worktrees) -> None:
+    """Add one entry of the listing to `out`: its path when it is a checkout, else nothing."""
+    if b"bare" in fields:
+        return
+    try:
+        text = path.decode()
+    except UnicodeDecodeError:
+        out.skipped.append(f"the worktree {_shown(os.fsdecode(path))} was skipped: its path is not UTF-8")
+        return
+    if os.path.isabs(text):
+        out.paths.append(Path(text))
+
+
+def _by_nuls(data: bytes) -> Worktrees:
+    """`git worktree list --porcelain -z`: fields end in NUL, an entry in one more."""
+    out = Worktrees([], [])
+    for entry in data.split(b"\0\0"):
+        fields = entry.split(b"\0")
+        if fields[0].startswith(b"worktree "):
+            _entry(fields[0][len(b"worktree ") :], fields[1:], out)
+    return out
+
+
+def _by_lines(data: bytes) -> Worktrees:
+    """`git worktree list --porcelain` of a git before 2.36: fields end in a newline (and only
+    there: never `splitlines`, which also breaks at U+2028 or U+0085 inside a path), an entry in one
+    more. An entry with a line that is no field, twice the same field, or neither HEAD nor bare was
+    cut by a newline in its path: skipped, and said."""
+    out = Worktrees([], [])
+    for entry in data.split(b"\n\n"):
+        first, *fields = entry.split(b"\n")
+        if not first.startswith(b"worktree "):
+            continue
+        path = first[len(b"worktree ") :]
+        keys = [f.split(b" ", 1)[0] for f in fields if f]
+        whole = all(_FIELDS.fullmatch(f) for f in fields if f) and len(keys) == len(set(keys))
+        if whole and (b"HEAD" in keys or b"bare" in keys):
+            _entry(path, fields, out)
+        else:
+            out.skipped.append(f"the worktree listed as {_shown(os.fsdecode(path))} was skipped: {_CUT}")
+    return out

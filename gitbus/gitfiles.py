@@ -28,6 +28,9 @@ from gitbus.reffiles import read_ref as read_ref
 from gitbus.reffiles import read_refs as read_refs
 
 Oid = NewType("Oid", str)
+# What is trimmed around a path in git's `.git` and `commondir` files: ASCII white space only, as git
+# does; str.strip() would also cut a U+2028 or U+0085 that ends a worktree's path.
+_SPACE = " \t\n\r\f\v"
 
 
 class Location(NamedTuple):
@@ -45,7 +48,7 @@ def common_dir_of(git_dir: Path) -> Path:
     if not f.is_file():
         return git_dir
     try:
-        common = (git_dir / f.read_text(encoding="utf-8").strip()).resolve()
+        common = (git_dir / f.read_text(encoding="utf-8").strip(_SPACE)).resolve()
     except (UnicodeDecodeError, ValueError):
         raise GitbusError(f"{f} is not a git commondir file: it does not name a folder.") from None
     if not common.is_dir():
@@ -91,12 +94,12 @@ def _at(folder: Path) -> Location | None:
     if not dot.is_file():
         return None
     try:
-        text = dot.read_text(encoding="utf-8").strip()
+        text = dot.read_text(encoding="utf-8").strip(_SPACE)
     except UnicodeDecodeError:  # git refuses it too ("invalid gitfile format")
         raise GitbusError(f"{dot} is not a git file: it is not UTF-8 text.") from None
     if not text.startswith("gitdir:"):
         return None
-    git_dir = (folder / text[len("gitdir:") :].strip()).resolve()
+    git_dir = (folder / text[len("gitdir:") :].strip(_SPACE)).resolve()
     if not (git_dir / "HEAD").is_file():
         raise GitbusError(
             f"{dot} names the git dir {_shown(git_dir)}, which does not exist (moved or deleted?): "

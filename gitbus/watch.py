@@ -27,6 +27,7 @@ from gitbus import context, guard, housekeeping, state
 from gitbus.clock import Clock, SystemClock
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
+from gitbus.gitcli import Worktrees
 from gitbus.gitfiles import Location, locate, read_refs
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Watcher:
         self._housekeeper: threading.Thread | None = None
         self._syncer: threading.Thread | None = None
         self._push_pending = False
-        self._worktrees: tuple[tuple[object, ...], list[Path]] | None = None
+        self._worktrees: tuple[tuple[object, ...], Worktrees] | None = None
         self._places: dict[Path, Location | None] = {}  # `locate` of each listed worktree
 
     def acquire(self) -> bool:
@@ -127,21 +128,22 @@ class Watcher:
         """Rewrite every worktree's context file and the edit guard's claims cache.
 
         `worktrees_sig` is the worktree part of `_signature`: while it stays the same, the listing
-        of worktrees (a `git worktree list`) is reused. A worktree that cannot be written is
-        skipped; its problem goes to `on_problem` once, not again on every update while it lasts."""
+        of worktrees (a `git worktree list`) is reused. A worktree that cannot be written, or whose
+        path the listing cannot give whole, is skipped; its problem goes to `on_problem` once, not
+        again on every update while it lasts."""
         if worktrees_sig is None or self._worktrees is None or self._worktrees[0] != worktrees_sig:
-            listing = self.repo.worktrees()
-            self._changed.forget_except(listing)
+            listing = self.repo.worktree_listing()
+            self._changed.forget_except(listing.paths)
             self._places.clear()  # where each worktree's git dirs are: as the listing, until it changes
             self._worktrees = (worktrees_sig, listing) if worktrees_sig is not None else None
         else:
             listing = self._worktrees[1]
-        problems: list[str] = []
+        problems = list(listing.skipped)  # a worktree whose path git's listing cannot give whole
         written = context.update_all(
             self.repo,
             self.clock.now_ms(),
             on_problem=problems.append,
-            worktrees=listing,
+            worktrees=listing.paths,
             changed=self._changed,
             place=self._place,
         )

@@ -1,8 +1,10 @@
-"""The door to git: compare-and-swap ref writes and the one retry loop over them."""
+"""The door to git: compare-and-swap ref writes, the one retry loop over them, the worktree listing."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +18,8 @@ from gitbus.errors import GitbusError
 from gitbus.git import LostRaces, RefMoved, Repository
 from gitbus.gitfiles import DamagedRef
 
+from .conftest import git as run_git
+from .conftest import make_repo
 from .test_fastpath import DAMAGES, damage
 
 REF = "refs/bus/test"
@@ -209,3 +213,80 @@ def test_an_objects_folder_that_refuses_writes_fails_in_one_line(repo: Path, imm
     assert str(refused.value).startswith("Could not write to the repository:") and "\n" not in str(
         refused.value
     )
+
+
+# -- the listing of worktrees ---------------------------------------------------------------------
+
+# A newline, and two of the other characters str.splitlines() breaks at (a line separator, NEL).
+BREAKS = ("\n", "\u2028", "\x85")
+
+
+def odd_worktrees(tmp_path: Path) -> tuple[Path, Path, list[Path]]:
+    """A repository with a worktree `other<break>feature` for each of BREAKS, beside another
+    repository `other`: what a listing cut at the break would name instead."""
+    main = make_repo(tmp_path / "main")
+    decoy = make_repo(tmp_path / "other")
+    added = []
+    for brk in BREAKS:
+        wt = tmp_path / f"other{brk}feature"
+        run_git(main, "worktree", "add", "-q", "--detach", str(wt))
+        added.append(wt)
+    return main, decoy, added
+
+
+@pytest.fixture
+def git_without_z(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real git on PATH, but refusing `worktree list -z` as gits before 2.36 do (exit 129, usage)."""
+    real = shutil.which("git")
+    assert real is not None
+    folder = tmp_path / "git-before-2.36"
+    folder.mkdir()
+    (folder / "git").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "worktree list" ]; then\n'
+        '  for a in "$@"; do [ "$a" = -z ] && { echo "error: unknown switch \\`z\'" >&2; exit 129; }; done\n'
+        "fi\n"
+        f'exec {shlex.quote(real)} "$@"\n'
+    )
+    (folder / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_worktree_whose_path_holds_a_line_break_is_listed_whole(tmp_path: Path) -> None:
+    main, _, added = odd_worktrees(tmp_path)
+    listing = Repository.open(main).worktree_listing()
+    assert listing.paths[0] == main and sorted(listing.paths[1:]) == sorted(added) and listing.skipped == []
+    assert Repository.open(added[0]).worktrees() == listing.paths
+
+
+def test_a_worktree_whose_path_is_not_utf8_is_skipped_and_named_never_read_as_another(tmp_path: Path) -> None:
+    main = make_repo(tmp_path / "main")
+    (tmp_path / "caf\ufffd").mkdir()  # what the path would read as with its bad byte replaced
+    run_git(main, "worktree", "add", "-q", "--detach", str(tmp_path / os.fsdecode(b"caf\xe9")))
+    repo = Repository.open(main)
+    listing = repo.worktree_listing()
+    assert listing.paths == [main] and len(listing.skipped) == 1
+    assert "caf\\udce9" in listing.skipped[0] and "not UTF-8" in listing.skipped[0], listing.skipped
+    with pytest.raises(GitbusError) as refused:  # a caller that needs every worktree stops, in one line
+        repo.worktrees()
+    assert "\n" not in str(refused.value) and "caf\\udce9" in str(refused.value)
+
+
+def test_with_a_git_before_2_36_a_path_with_a_newline_is_skipped_and_said_never_cut(
+    tmp_path: Path, git_without_z: None
+) -> None:
+    main, _, (newline, *others) = odd_worktrees(tmp_path)
+    listing = Repository.open(main).worktree_listing()
+    assert listing.paths[0] == main and sorted(listing.paths[1:]) == sorted(others)  # only "\n" ends a line
+    assert len(listing.skipped) == 1 and "line break" in listing.skipped[0], listing.skipped
+    assert newline not in listing.paths
+
+
+def test_with_a_git_before_2_36_a_path_cannot_pose_as_a_worktree_of_another_repository(
+    tmp_path: Path, git_without_z: None
+) -> None:
+    main = make_repo(tmp_path / "main")
+    decoy = make_repo(tmp_path / "other")
+    run_git(main, "worktree", "add", "-q", "--detach", f"{tmp_path}/x\n\nworktree {decoy}")
+    listing = Repository.open(main).worktree_listing()
+    assert listing.paths == [main] and listing.skipped, listing

@@ -19,6 +19,7 @@ from gitbus.install_files import MARK_END, MARK_START, gitbus_command
 from gitbus.install_record import Record
 
 from .conftest import git, make_repo
+from .test_git import odd_worktrees
 
 EVENTS = {"SessionStart", "UserPromptSubmit", "PostToolUse", "PreToolUse", "Stop", "SessionEnd"}
 USER_SETTINGS: dict[str, Any] = {
@@ -747,3 +748,24 @@ def test_the_users_own_gitbus_server_in_claude_codes_local_scope_comes_back(trac
     assert gb(tracked[1], "install", "claude")[1].endswith("nothing changed\n")
     assert gb(tracked[2], "uninstall", "claude")[0] == 0
     assert read(claude_json()) == home_state
+
+
+def test_install_writes_into_worktrees_whose_paths_hold_line_breaks_and_no_folder_a_cut_names(
+    tmp_path: Path,
+) -> None:
+    main, decoy, added = odd_worktrees(tmp_path)
+    code, _, err = gb(main, "install", "claude")
+    assert code == 0, err
+    for wt in [main, *added]:
+        assert MARK_START in (wt / "CLAUDE.local.md").read_text(), repr(wt)
+    assert not (decoy / "CLAUDE.local.md").exists() and not (decoy / ".mcp.json").exists()
+    assert git(decoy, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_install_refuses_in_one_line_when_a_worktree_path_cannot_be_read(worktrees: list[Path]) -> None:
+    odd = worktrees[0].parent / os.fsdecode(b"caf\xe9")
+    git(worktrees[0], "worktree", "add", "-q", "--detach", str(odd))
+    code, out, err = gb(worktrees[0], "install", "claude")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "caf\\udce9" in err, (code, out, err)
+    assert not any((wt / "CLAUDE.local.md").exists() for wt in [*worktrees, odd])
+    assert not local_settings(worktrees).exists()

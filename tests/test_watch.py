@@ -28,6 +28,7 @@ from gitbus.watch import Watcher
 from gitbus.watch_daemon import running_pid
 
 from .conftest import git
+from .test_git import odd_worktrees
 
 WAIT = 10.0  # the longest any condition is waited for
 NAMES = ("api-1", "web-1", "db-1")
@@ -334,6 +335,17 @@ def test_a_worktree_replaced_by_a_clone_at_its_path_is_located_again(trio: tuple
     assert says(web.repo.root, "agent web-2")(), (web.repo.root / context.FILE).read_text()[:200]
 
 
+def test_a_worktree_whose_path_ends_in_a_line_separator_gets_its_context_file(repo: Path) -> None:
+    """Its `.git` file ends in that character too: read with str.strip(), it named no git dir."""
+    added = [repo.parent / "web\u2028", repo.parent / "db\x85"]
+    for wt in added:
+        git(repo, "worktree", "add", "-q", "--detach", str(wt))
+    r = gitbus(repo, "watch", "--once")
+    assert r.returncode == 0 and r.stdout.strip() == "updated 3 context file(s)", r
+    for wt in added:
+        assert context_of(wt).startswith("# gitbus context for agent "), repr(wt)
+
+
 def test_a_worktree_it_cannot_write_to_does_not_stop_the_others(trio: tuple[Bus, Bus, Bus]) -> None:
     api, web, db = trio
     (db.repo.root / ".gitbus").write_text("not a folder\n")  # any OSError in one worktree will do
@@ -493,3 +505,26 @@ def test_watch_once_updates_every_worktree_once_and_exits(trio: tuple[Bus, Bus, 
         assert "for the record" in context_of(wt)
         assert git(wt, "status", "--porcelain") == ""
     assert running_pid(api.repo.common_dir) is None
+
+
+def test_watch_once_writes_worktrees_whose_paths_hold_line_breaks_and_no_folder_a_cut_names(
+    tmp_path: Path,
+) -> None:
+    main, decoy, added = odd_worktrees(tmp_path)
+    r = gitbus(main, "watch", "--once")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.strip() == f"updated {1 + len(added)} context file(s)"
+    for wt in added:
+        assert context_of(wt).startswith("# gitbus context for agent "), repr(wt)
+        assert git(wt, "status", "--porcelain") == "", repr(wt)
+    assert not (decoy / ".gitbus").exists() and git(decoy, "status", "--porcelain") == ""
+
+
+def test_watch_once_names_a_worktree_whose_path_is_not_utf8_and_updates_the_others(repo: Path) -> None:
+    odd = repo.parent / os.fsdecode(b"caf\xe9")
+    git(repo, "worktree", "add", "-q", "--detach", str(odd))
+    r = gitbus(repo, "watch", "--once")
+    assert r.returncode == 0 and r.stdout.strip() == "updated 1 context file(s)", r
+    (said,) = r.stderr.splitlines()
+    assert said.startswith("gitbus watch: the worktree ") and "caf\\udce9" in said and "not UTF-8" in said
+    assert not (odd / ".gitbus").exists()
