@@ -9,10 +9,19 @@ its sender's own entries or others' that were open to take-over (expired past th
 the earlier of its time and the checking clone's clock; a release removes its sender's entries
 (another's only when it records the release as forced, with a reason); a
 renew changes only its sender's entries, which stay its; a take writes the request's entry for its
-sender; a done marks done a request its sender took; anything else changes nothing. An entry that
-does not read as a claim or request holds nothing: a step may remove or replace it, never write one.
+sender, of a request it may take (below); a done marks done a request its sender took; anything
+else changes nothing. An entry that does not read as a claim or request holds nothing: a step may
+remove or replace it, never write one.
 Rules, not a replay: a step is judged by what it changed, so a legitimate step decided on another
 clock passes (`gitbus.steps` decides the steps themselves).
+
+A take is held to what `Take.decide` refuses: the message it names (`find_request`) must be a
+`request`, by the sender the take names, addressed to everyone or to the taker, and taken no earlier
+than it was made. A request no chain on this clone holds, even after the fetch being vouched for,
+cannot be judged, and the take is taken as the other rules allow: refusing it would let this clone's
+next step on the main ledger replace it, erasing a take that may be honest (a request made on the
+taker's own clone whose chain was not pushed yet, or one an online step's ledger-only fetch did not
+bring).
 
 A step changes at most `MAX_STEP_CHANGES` entries, and the diff stops reading there: a tree of
 millions of entries is refused after reading that many, never read whole.
@@ -20,13 +29,14 @@ millions of entries is refused after reading that many, never read whole.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitbus import claims as C
 from gitbus import delegation as D
 from gitbus.errors import GitbusError, Unreadable
 from gitbus.gitfiles import Commit, Oid
-from gitbus.ids import MAIN_LEDGER
+from gitbus.ids import EVERYONE, MAIN_LEDGER, AgentName, MessageId
 from gitbus.ledger import Ledger, load_entry
 from gitbus.ledger_shards import route
 from gitbus.message import Kind, Message
@@ -38,6 +48,24 @@ if TYPE_CHECKING:
 MAX_STEP_CHANGES = 20_000
 
 
+class Made(NamedTuple):
+    """What the take rules read of the message a take names."""
+
+    id: MessageId
+    kind: Kind
+    sender: AgentName
+    to: AgentName
+    time: int
+
+    @classmethod
+    def of(cls, m: Message) -> Made:
+        return cls(m.id, m.kind, m.sender, m.to, m.time)
+
+
+# (the sender a take names, the request's id) -> that message, or None: no chain holds it
+FindRequest = Callable[[str, MessageId], "Made | None"]
+
+
 def problem(
     repo: Repository,
     commit: Commit,
@@ -45,13 +73,16 @@ def problem(
     now_ms: int | None = None,
     ref: str | None = None,
     root_tree: Oid | None = None,
+    find_request: FindRequest | None = None,
 ) -> str | None:
     """Why ledger commit `commit` (whose message is `msg`) is no step its sender may take on its
     parent's state, or None when it is one. Take-overs are judged at the earlier of the step's time
     and `now_ms`, the vouching clone's clock: a step stamped ahead cannot make live claims expire.
 
     On claim shard `ref`, every entry it changes must be one that shard holds (`ledger_shards.route`), and
-    its first commit builds on `root_tree`, the claims the shard carried from the single ledger."""
+    its first commit builds on `root_tree`, the claims the shard carried from the single ledger.
+    `find_request` looks up the request a take names (`request_lookup.RequestLookup`); without it,
+    a take is not held to its request."""
     if len(commit.parents) > 1:
         return f"a ledger merge by {msg.sender} ({msg.id}): gitbus writes the ledger one step at a time"
     parent_tree: Oid | None = root_tree
@@ -73,7 +104,7 @@ def problem(
             return (
                 f"a {msg.kind.value} by {msg.sender} that writes {path}, which {ref} does not hold ({msg.id})"
             )
-        why = _entry_problem(repo, msg, path, old, new, lease_now)
+        why = _entry_problem(repo, msg, path, old, new, lease_now, find_request)
         if why is not None:
             return f"a {msg.kind.value} by {msg.sender} that {why} ({msg.id})"
         claim = _claim(repo, new, path) if path.startswith(C.ROOT + "/") and path.endswith("/@") else None
@@ -119,7 +150,13 @@ def _request(repo: Repository, oid: Oid | None, path: str) -> D.RequestState | N
 
 
 def _entry_problem(
-    repo: Repository, msg: Message, path: str, old: Oid | None, new: Oid | None, lease_now: int
+    repo: Repository,
+    msg: Message,
+    path: str,
+    old: Oid | None,
+    new: Oid | None,
+    lease_now: int,
+    find_request: FindRequest | None = None,
 ) -> str | None:
     """Why this one changed entry is not the step's to change, or None."""
     if path.startswith(C.ROOT + "/") and path.endswith("/@"):
@@ -138,7 +175,10 @@ def _entry_problem(
         was, now = _request(repo, old, path), _request(repo, new, path)
         if new is not None and now is None:
             return f"writes an entry at {path} that is no request state in its slot"
-        return _request_change(msg, was, now)
+        why = _request_change(msg, was, now)
+        if why is None and msg.kind is Kind.TAKE and now is not None and find_request is not None:
+            return _take_problem(msg, now, find_request)
+        return why
     return None if new is None else f"writes {path}, outside claims/ and requests/"
 
 
@@ -181,3 +221,20 @@ def _request_change(msg: Message, was: D.RequestState | None, now: D.RequestStat
     if msg.kind is Kind.DONE and was is not None and was.taker == me and was.done_at is None:
         return None if now.done_at is not None and now.taken_at == was.taken_at else "rewrites its request"
     return f"changes the state of request {now.request}"
+
+
+def _take_problem(msg: Message, now: D.RequestState, find_request: FindRequest) -> str | None:
+    """Why take `msg`, which writes `now`, takes what `Take.decide` would not let it, or None (also
+    when no chain on this clone holds the request: see the module's docstring)."""
+    r = find_request(msg.to, now.request)
+    if r is None:
+        return None
+    if r.kind is not Kind.REQUEST:
+        return f"takes {r.id}, which is a {r.kind.value}, not a request"
+    if r.sender != msg.to:
+        return f"takes request {r.id} of {r.sender}, naming {msg.to} as its sender"
+    if r.to not in (EVERYONE, msg.sender):
+        return f"takes request {r.id}, which is addressed to {r.to}, not to {msg.sender}"
+    if now.taken_at < r.time:
+        return f"takes request {r.id} at {now.taken_at}, before it was made at {r.time}"
+    return None

@@ -40,6 +40,7 @@ from gitbus.ids import (
 )
 from gitbus.inert import inert
 from gitbus.message import stamped_after
+from gitbus.request_lookup import RequestLookup
 
 if TYPE_CHECKING:
     from gitbus.git import Repository
@@ -188,6 +189,7 @@ def _walk(
     relaxed: dict[Oid, str] = {}  # main steps after this clone's own move, before the remote's
     owner = ref[len(AGENTS_PREFIX) :] if ref.startswith(AGENTS_PREFIX) else None
     lean = owner is not None and signatures is None  # then only a stamp far ahead can be bad (below)
+    requests = RequestLookup(repo, root)  # what a take names, looked up only for takes
     todo = [tip]
     while todo:  # iterative: any number of commits in a row
         oid = todo.pop()
@@ -236,7 +238,7 @@ def _walk(
         elif msg.time > now_ms + FUTURE_MS:
             bad[oid] = f"a message stamped more than a day ahead of this machine's clock ({msg.id})"
         elif ref == LEDGER_REF:
-            why = step_rules.problem(repo, commit, msg, now_ms)
+            why = step_rules.problem(repo, commit, msg, now_ms, find_request=requests)
             if why is not None:
                 bad[oid] = why
         elif ref.startswith(LEDGERS_PREFIX):
@@ -246,7 +248,7 @@ def _walk(
                 if side.broken is not None:  # what it builds on is unknown: vouched for once it is known
                     why = f"it builds on the claims {LEDGER_REF} carries, and {side.broken}"
                 carried = ledger_shards.carried(repo, side.ended, ref)
-            why = why or step_rules.problem(repo, commit, msg, now_ms, ref, carried)
+            why = why or step_rules.problem(repo, commit, msg, now_ms, ref, carried, requests)
             if why is None and ref == MAIN_LEDGER:
                 why, after_ours = vouch_move.claims_after_move(repo, commit, msg)
                 if after_ours and vouch_move.before_their_move(repo, commit, root, stone_before):

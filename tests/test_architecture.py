@@ -61,6 +61,7 @@ FLOORS: dict[int, tuple[str, tuple[str, ...]]] = {
             "housekeeping",
             "roster",
             "joins",
+            "request_lookup",
         ),
     ),
     5: (
