@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -292,21 +292,6 @@ def test_a_ledger_that_is_no_commit_makes_both_guards_refuse_and_say_why(
     assert "could not read the claims" in str(out["permissionDecisionReason"])
     code, _, err = gb(web.repo.root, "-a", "web-1", "guard", path)
     assert code == 3 and "could not read the claims" in err and len(err.strip().splitlines()) == 1, err
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (root only; skipped elsewhere), unmounted at the end."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
-    ).returncode:
-        pytest.skip("mounting a small file system needs root")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def fill(disk: Path) -> None:

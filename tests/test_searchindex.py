@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from gitbus.bus import Bus
@@ -107,22 +104,6 @@ def test_an_index_that_is_a_folder_is_one_sentence(repo: Path, bus_for: Any) -> 
     code, out, err = gb(repo, "search", "okapi")
     assert code == 1 and out == "" and err.strip().splitlines() == [err.strip()], err
     assert "index.tsv" in err
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (root only; skipped elsewhere), unmounted at the end."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if mounted.returncode:
-        pytest.skip("mounting a small file system needs root")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_on_a_full_disk_a_search_says_so_in_one_line_and_recovers(small_disk: Path) -> None:
