@@ -38,8 +38,10 @@ class RequestLookup:
         self._anywhere: dict[MessageId, Made | None] = {}
         self._fetched: dict[MessageId, tuple[int, str, str, Made]] | None = None
 
-    def __call__(self, sender: str, mid: MessageId) -> Made | None:
-        return self._on_chain(sender, mid) or self._on_any_chain(mid)
+    def __call__(self, sender: str | None, mid: MessageId) -> Made | None:
+        """`mid` as found on `sender`'s chain, else its first carrier on any chain (with no
+        `sender`: that first carrier alone, as readers take it)."""
+        return (self._on_chain(sender, mid) if sender is not None else None) or self._on_any_chain(mid)
 
     def _tips(self, name: str) -> tuple[str, Oid | None, Oid | None]:
         ref = AGENTS_PREFIX + name

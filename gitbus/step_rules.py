@@ -63,7 +63,7 @@ class Made(NamedTuple):
 
 
 # (the sender a take names, the request's id) -> that message, or None: no chain holds it
-FindRequest = Callable[[str, MessageId], "Made | None"]
+FindRequest = Callable[[str | None, MessageId], "Made | None"]  # sender None: its first carrier anywhere
 
 
 def problem(
@@ -229,6 +229,17 @@ def _take_problem(msg: Message, now: D.RequestState, find_request: FindRequest) 
     r = find_request(msg.to, now.request)
     if r is None:
         return None
+    why = _against(msg, now, r)
+    first = find_request(None, now.request) if why is not None else None
+    if first is not None and first != r:
+        # Readers take an id's first carrier (`Reading.find`); the sender's chain, walked newest
+        # first, may have shown a later copy a peer appended: the take is judged by the first.
+        return _against(msg, now, first)
+    return why
+
+
+def _against(msg: Message, now: D.RequestState, r: Made) -> str | None:
+    """Why take `msg` may not take request `r` as `now` says it does, or None."""
     if r.kind is not Kind.REQUEST:
         return f"takes {r.id}, which is a {r.kind.value}, not a request"
     if r.sender != msg.to:

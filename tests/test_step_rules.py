@@ -141,3 +141,33 @@ def test_a_take_of_a_request_not_yet_on_the_remote_is_taken_in_as_it_cannot_be_j
     assert sync.sync(bob.repo, "origin", send=False).refused == []
     with pytest.raises(NotFound):  # the request came to bob's clone on no chain
         bob.find(r.id)
+
+
+def test_a_later_copy_of_the_request_id_on_its_chain_does_not_get_an_honest_take_refused(
+    trio: tuple[Bus, Bus, Bus], clock: FakeClock, tmp_path: Path
+) -> None:
+    """Readers take a message's first carrier (`Reading.find`). A peer appending a copy of a request's
+    id to the requester's chain, as a question stamped later, must not get the honest take of the
+    request refused at every clone's sync (the sender's chain is walked newest first)."""
+    alice, bob, carol = trio
+    r = alice.request("genuine")
+    clock.advance(5)
+    for bus in (alice, carol, bob):
+        sync.sync(bus.repo, "origin")
+    bob.take(r.id)
+    clock.advance(5)
+    sync.sync(carol.repo, "origin")
+    c = carol.repo.root
+    tip = git(c, "rev-parse", "refs/bus/agents/alice").strip()
+    body = git(c, "cat-file", "commit", tip).split("\n\n", 1)[1]
+    copy = body.replace("Gitbus-Type: request", "Gitbus-Type: question")
+    copy = copy.replace(f"Gitbus-Time: {r.time}", f"Gitbus-Time: {r.time + 50}")
+    assert copy != body
+    (tmp_path / "copy").write_text(copy)
+    empty = git(c, "hash-object", "-t", "tree", "/dev/null").strip()
+    forged = git(c, "commit-tree", empty, "-p", tip, "-F", str(tmp_path / "copy")).strip()
+    git(c, "push", "-q", "origin", f"{forged}:refs/bus/agents/alice")
+    dan = sharing(clone(git(c, "remote", "get-url", "origin").strip(), tmp_path / "d"), "dan", clock)
+    report = sync.sync(dan.repo, "origin")
+    assert [x.line() for x in report.refused if x.ref == MAIN_LEDGER] == []
+    assert dan.find(r.id).kind is Kind.REQUEST
