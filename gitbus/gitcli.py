@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gitbus.errors import GitbusError
-from gitbus.gitfiles import Oid, locate
+from gitbus.gitfiles import Oid, locate, shown
 
 STALE_LOCK_SECONDS = 3.0
 NETWORK_TIMEOUT_SECONDS = 30.0  # a claim's fetch or push that takes longer: the remote is unreachable
@@ -171,8 +171,7 @@ class GitCli:
         """Run the git CLI in this worktree (for what libgit2 lacks: leases, gc, worktree lists)."""
         proc = subprocess.run(["git", *args], cwd=self.root, input=input, capture_output=True, check=False)
         if check and proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GitbusError(f"git {args[0]} failed: {err[-1] if err else proc.returncode}.")
+            raise _failed(args[0], proc)
         return proc.stdout.decode(errors="replace")
 
     def git_result(
@@ -228,8 +227,7 @@ class GitCli:
         if lines:
             proc = subprocess.run(cmd, cwd=self.root, capture_output=True, check=False)
         if proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GitbusError(f"git worktree failed: {err[-1] if err else proc.returncode}.")
+            raise _failed("worktree", proc)
         listing = _by_lines(proc.stdout) if lines else _by_nuls(proc.stdout)
         if lines:
             listing = self._ours(listing)
@@ -256,7 +254,7 @@ class GitCli:
             if where is not None and where.root == p.resolve() and where.common_dir.resolve() == common:
                 paths.append(p)
             elif p.is_dir():
-                skipped.append(f"the worktree listed as {_shown(p)} was skipped: {_ELSEWHERE}")
+                skipped.append(f"the worktree listed as {shown(p)} was skipped: {_ELSEWHERE}")
         return Worktrees(paths, skipped)
 
 
@@ -265,6 +263,12 @@ class Worktrees(NamedTuple):
 
     paths: list[Path]
     skipped: list[str]
+
+
+def _failed(verb: str, proc: subprocess.CompletedProcess[bytes]) -> GitbusError:
+    """`git VERB` failed: its last line of stderr (or its exit status), in one sentence."""
+    err = proc.stderr.decode(errors="replace").strip().splitlines()
+    return GitbusError(f"git {verb} failed: {err[-1] if err else proc.returncode}.")
 
 
 # What `git worktree list --porcelain` writes after an entry's `worktree <path>` line.
@@ -279,13 +283,6 @@ _ELSEWHERE = (
 )
 
 
-def _shown(path: Path | str) -> str:
-    """A path for a one-line sentence: inert (a line break or a bad byte shows as an escape)."""
-    from gitbus.inert import inert
-
-    return inert(str(path), 160)
-
-
 def _entry(path: bytes, fields: list[bytes], out: Worktrees) -> None:
     """Add one entry of the listing to `out`: its path when it is a checkout, else nothing."""
     if b"bare" in fields:
@@ -293,7 +290,7 @@ def _entry(path: bytes, fields: list[bytes], out: Worktrees) -> None:
     try:
         text = path.decode()
     except UnicodeDecodeError:
-        out.skipped.append(f"the worktree {_shown(os.fsdecode(path))} was skipped: its path is not UTF-8")
+        out.skipped.append(f"the worktree {shown(os.fsdecode(path))} was skipped: its path is not UTF-8")
         return
     if os.path.isabs(text):
         out.paths.append(Path(text))
@@ -325,5 +322,5 @@ def _by_lines(data: bytes) -> Worktrees:
         if whole and (b"HEAD" in keys or b"bare" in keys):
             _entry(path, fields, out)
         else:
-            out.skipped.append(f"the worktree listed as {_shown(os.fsdecode(path))} was skipped: {_CUT}")
+            out.skipped.append(f"the worktree listed as {shown(os.fsdecode(path))} was skipped: {_CUT}")
     return out

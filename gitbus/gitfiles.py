@@ -53,7 +53,7 @@ def common_dir_of(git_dir: Path) -> Path:
         raise GitbusError(f"{f} is not a git commondir file: it does not name a folder.") from None
     if not common.is_dir():
         raise GitbusError(
-            f"{f} names the shared git dir {_shown(common)}, which does not exist (moved or deleted?): "
+            f"{f} names the shared git dir {shown(common)}, which does not exist (moved or deleted?): "
             "git refuses this worktree too; `git worktree repair` run from the main checkout mends it."
         )
     return common
@@ -76,11 +76,11 @@ def locate(start: Path) -> Location | None:
             why = e.strerror or "the system refuses it"
         else:
             why = "it holds a NUL" if isinstance(e, ValueError) else "it is a symlink loop"
-        raise GitbusError(f"gitbus cannot follow the folder {_shown(start)}: {why}.") from None
+        raise GitbusError(f"gitbus cannot follow the folder {shown(start)}: {why}.") from None
     return None
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path | str) -> str:
     """A path for an error line: inert and short (it may be any length and hold anything)."""
     from gitbus.inert import inert  # only on the way to an error: the hooks pay for every import
 
@@ -102,7 +102,7 @@ def _at(folder: Path) -> Location | None:
     git_dir = (folder / text[len("gitdir:") :].strip(_SPACE)).resolve()
     if not (git_dir / "HEAD").is_file():
         raise GitbusError(
-            f"{dot} names the git dir {_shown(git_dir)}, which does not exist (moved or deleted?): "
+            f"{dot} names the git dir {shown(git_dir)}, which does not exist (moved or deleted?): "
             "git refuses this worktree too; `git worktree repair` run from the main checkout mends it."
         )
     return Location(folder, git_dir, common_dir_of(git_dir))

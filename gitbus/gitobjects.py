@@ -208,15 +208,6 @@ class Objects(GitCli):
             raise Unreadable(f"{oid} is not a blob.")
         return int(size)
 
-    def read_blob_start(self, oid: Oid, limit: int) -> tuple[bytes, int]:
-        """The first `limit` bytes of blob `oid` and its whole size in bytes, never holding more of it
-        than that: libgit2 reads a whole object at once, so a blob over `limit` is streamed from
-        `git cat-file` instead. `Unreadable` when it is missing or no blob."""
-        size = self.blob_size(oid)
-        if size <= limit:
-            return self.read_blob(oid), size
-        return self.blob_start(oid, limit), size
-
     def commit_header(self, oid: Oid) -> tuple[int, str, str]:
         """The committer time (seconds), the author's name and the subject of commit `oid`, as
         `git log`'s `%ct`, `%an` and `%s` give them (the subject: the message's first paragraph on

@@ -34,6 +34,7 @@ from gitbus.install_files import (
     original_servers,
     put_section,
     put_server,
+    set_aside,
     strip_hooks,
     take_section,
     take_server,
@@ -303,14 +304,17 @@ def uninstall_claude(repo: Repository, shared: bool = False) -> list[Path]:
     if f in read:
         before = read[f]
         created = record.keys(f)
-        kept = record.originals.get(str(f))  # the user's own `gitbus hook` entries come back, even
-        aside = parse(f, kept) if kept is not None else {}  # when the user took all of ours out
-        after = hooks_set_aside(_strip_ours(before, created), aside)
+        aside = set_aside(f, record)  # the user's own `gitbus hook` entries come back
+
+        def leave(x: dict[str, Any]) -> dict[str, Any]:
+            return hooks_set_aside(_strip_ours(x, created), aside)
+
+        after = leave(before)
         if after != before:
             if not after and str(f) in ours:
                 remove_made(f, record, ours)  # and the `.claude/` install made, left empty
             else:
-                give_back_json(f, after, record, lambda x: hooks_set_aside(_strip_ours(x, created), aside))
+                give_back_json(f, after, record, leave)
             changed.append(f)
         record.forget_original(str(f))  # what is there now is the user's: no copy of it to go stale
         record.forget_keys(f)  # nothing of ours is left in it: what is there now is the user's

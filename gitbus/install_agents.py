@@ -38,6 +38,7 @@ from gitbus.install_files import (
     original_servers,
     put_section,
     put_server,
+    set_aside,
     strip_hooks,
     take_marked,
     take_section,
@@ -284,8 +285,7 @@ def _unmerge_json(f: Path, t: Target, record: Record, ours: set[str]) -> bool:
         return False
     before = read_json(f)
     created = record.keys(f)
-    kept = record.originals.get(str(f))  # the user's own entries that look like ours come back, even
-    aside = parse(f, kept) if kept is not None else {}  # when the user took all of ours out
+    aside = set_aside(f, record)  # the user's own entries that look like ours come back
     after = hooks_set_aside(_strip(f, before, t, created, record), aside, t.is_ours)
     if after == before:
         record.forget_original(str(f))  # what is there is the user's: no copy of it to go stale

@@ -101,6 +101,14 @@ def is_ours(hook: Any) -> bool:
     )
 
 
+def set_aside(f: Path, record: Record) -> dict[str, Any]:
+    """What install kept of `f` before it first wrote there (its user's own entries that look like
+    ours among them), to give back on uninstall even when the user took all of ours out; {} when
+    install kept nothing."""
+    kept = record.originals.get(str(f))
+    return parse(f, kept) if kept is not None else {}
+
+
 def hooks_set_aside(
     settings: dict[str, Any], original: dict[str, Any], is_ours: Callable[[Any], bool] = is_ours
 ) -> dict[str, Any]:

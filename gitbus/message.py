@@ -14,7 +14,7 @@ from typing import Any
 
 from gitbus.clock import MAX_TIME_MS, MIN_TIME_MS, iso, sane
 from gitbus.errors import CorruptMessage, GitbusError
-from gitbus.ids import EVERYONE, AgentName, MessageId, agent_name
+from gitbus.ids import EVERYONE, LEDGER_REF, AgentName, MessageId, agent_name, agent_ref
 from gitbus.inert import clean, describe, unsafe
 from gitbus.paths import canonical
 
@@ -53,6 +53,14 @@ def kind_named(text: str) -> Kind:
 
 # Kinds written on the ledger, where one compare-and-swap both grants and announces.
 LEDGER_KINDS = frozenset({Kind.TAKE, Kind.DONE, Kind.CLAIM, Kind.RELEASE, Kind.RENEW})
+
+
+def carrier_order(msg: Message, commit: str) -> tuple[int, str, str]:
+    """Where commit `commit`, carrying `msg`, sorts among the carriers of one message id: the
+    first, the earliest in (time, chain, commit), is the message every reader takes."""
+    return (msg.time, LEDGER_REF if msg.kind in LEDGER_KINDS else agent_ref(msg.sender), commit)
+
+
 # Kinds whose text is the point of the message and so may not be empty.
 TEXT_KINDS = frozenset({Kind.DISCOVERY, Kind.QUESTION, Kind.ANSWER, Kind.REQUEST})
 

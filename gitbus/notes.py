@@ -79,7 +79,7 @@ def read(repo: Repository, tree: Oid, commit: Oid, limit: int = SHOWN_BYTES) -> 
     size = repo.blob_size(blob)
     if size > MERGED_BYTES:
         return Note("", size, cut=True, unread=True)
-    data, size = repo.read_blob_start(blob, limit)
+    data = repo.read_blob(blob) if size <= limit else repo.blob_start(blob, limit)
     cut = size > len(data)
     # An incremental decoder holds back a character the cut split, rather than mangle it.
     text = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(data, final=not cut)

@@ -23,9 +23,9 @@ from gitbus.clock import Clock
 from gitbus.errors import GitbusError, NotFound
 from gitbus.git import Oid, Repository
 from gitbus.gitobjects import commits_read_once
-from gitbus.ids import LEDGER_REF, AgentName, MessageId, agent_name, agent_ref, message_id_prefix
+from gitbus.ids import AgentName, MessageId, agent_name, agent_ref, message_id_prefix
 from gitbus.inbox import Inbox
-from gitbus.message import LEDGER_KINDS, Message, decode, kind_named
+from gitbus.message import Message, carrier_order, decode, kind_named
 
 OPEN_WINDOW = 2000  # how many recent messages `status` reads to find open questions
 REPLIES_SHOWN = 100  # the replies to one message `show` lists; it counts the newer ones it leaves out
@@ -141,7 +141,7 @@ class Reading:
                 continue
             if not msg.id.startswith(want):
                 continue
-            key = (msg.time, LEDGER_REF if msg.kind in LEDGER_KINDS else agent_ref(msg.sender), commit)
+            key = carrier_order(msg, commit)
             first = firsts.get(msg.id)
             if first is None or key < first[0]:
                 if first is not None:

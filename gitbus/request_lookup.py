@@ -20,7 +20,7 @@ from gitbus.chains import Entry, history
 from gitbus.errors import GitbusError
 from gitbus.gitfiles import Oid
 from gitbus.ids import AGENTS_PREFIX, MessageId, agent_name
-from gitbus.message import decode
+from gitbus.message import carrier_order, decode
 from gitbus.step_rules import Made
 
 if TYPE_CHECKING:
@@ -70,8 +70,7 @@ class RequestLookup:
         return None
 
     def _on_any_chain(self, mid: MessageId) -> Made | None:
-        """The first carrier of `mid` on any chain, as `Reading.find` takes it: earliest by (time,
-        chain, commit)."""
+        """The first carrier of `mid` on any chain, as `Reading.find` takes it (`carrier_order`)."""
         if mid in self._anywhere:
             return self._anywhere[mid]
         found: list[tuple[int, str, str, Made]] = []
@@ -80,7 +79,7 @@ class RequestLookup:
                 m = decode(self.repo.read_commit(commit).message)
             except GitbusError:
                 continue
-            found.append((m.time, AGENTS_PREFIX + m.sender, commit, Made.of(m)))
+            found.append((*carrier_order(m, commit), Made.of(m)))
         fetched = self._fetched_beyond_local().get(mid)
         if fetched is not None:
             found.append(fetched)
@@ -100,7 +99,7 @@ class RequestLookup:
                 if local is not None and (local == tip or self.repo.is_ancestor(tip, local)):
                     continue
                 for e in history(self.repo, {ref: tip}, {ref: local} if local else None):
-                    entry = (e.message.time, ref, e.commit, Made.of(e.message))
+                    entry = (*carrier_order(e.message, e.commit), Made.of(e.message))
                     held = self._fetched.get(e.message.id)
                     if held is None or entry[:3] < held[:3]:
                         self._fetched[e.message.id] = entry

@@ -26,11 +26,10 @@ from gitbus import state
 from gitbus.chains import all_tips, history
 from gitbus.errors import GitbusError
 from gitbus.git import Repository
-from gitbus.gitfiles import Oid
+from gitbus.gitfiles import Oid, is_oid
 from gitbus.gitobjects import commits_read_once
 from gitbus.message import Message, decode
 
-_HEX = frozenset("0123456789abcdef")
 _DAMAGED = "a damaged line in the search index (it is rebuilt at the next search)"
 
 
@@ -45,9 +44,9 @@ def _searchable(m: Message) -> str:
 
 def _parsed(parts: list[str]) -> tuple[int, str, Oid] | None:
     """(time, id, commit) of a line split in four, or None when it is damaged: int() would take
-    '²' or '٣' for a time, and a commit must be 40 hex digits to be read from git."""
+    '²' or '٣' for a time, and a commit must be an object id (`gitfiles.is_oid`) to be read from git."""
     time, mid, commit = parts[0], parts[1], parts[2]
-    if not (time.isascii() and time.isdigit()) or len(commit) != 40 or not _HEX.issuperset(commit):
+    if not (time.isascii() and time.isdigit()) or not is_oid(commit):
         return None
     return int(time), mid, Oid(commit)
 
